@@ -1,0 +1,17 @@
+"""npsim: a discrete-event simulator of Kubernetes NodePort traffic.
+
+>>> import npsim
+>>> scenario = npsim.load_scenario("scenarios/quickstart.yaml")
+>>> scenario.run.duration = 30          # seconds; files write units ("30s")
+>>> result = npsim.run(scenario)
+>>> result.requests.groupby("pod", observed=True)["latency"].mean()
+"""
+
+__version__ = "0.1.0"
+
+from npsim.api import Result, run  # noqa: E402
+from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict  # noqa: E402
+from npsim.scenario.problems import ScenarioError  # noqa: E402
+
+__all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict",
+           "__version__"]

@@ -1,0 +1,216 @@
+"""The cluster a scenario describes: nodes, pods with IPs, Service ports and endpoints.
+
+Built once per run from a :class:`~npsim.scenario.loader.Scenario`; plain data that the
+SimPy processes read. Addresses are kept as integers (cheap to compare and store in
+columns) and shown with :func:`ip_str`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from npsim.dists import Distribution
+from npsim.scenario.loader import pick_port
+from npsim.scenario.manifests import Service, ServicePort, selector_matches
+from npsim.scenario.problems import Problem, ScenarioError
+
+if TYPE_CHECKING:
+    from npsim.scenario.loader import Scenario
+
+# kind-style node addresses and flannel-style per-node /24 pod CIDRs when a scenario gives none
+DEFAULT_NODE_BASE = int(ipaddress.IPv4Address("172.18.0.2"))
+DEFAULT_POD_CIDR = "10.244.{i}.0/24"
+# 198.18.0.0/15 is reserved for benchmarking (RFC 2544): 2^17 client addresses per population
+DEFAULT_CLIENT_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
+
+
+def ip_str(address: int) -> str:
+    return str(ipaddress.IPv4Address(address))
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int
+    name: str
+    zone: str
+    ip: int
+    pod_cidr: ipaddress.IPv4Network
+
+    @property
+    def bridge_ip(self) -> int:
+        """The host side of the pod network (cni0 takes .1): the source a same-node pod
+        sees after SNAT (kubernetes-semantics.md 1.4; CNI-dependent)."""
+        return int(self.pod_cidr.network_address) + 1
+
+
+@dataclass
+class Pod:
+    index: int
+    name: str
+    deployment: str
+    node: int
+    ip: int
+    labels: dict[str, str]
+    workers: int
+    queue_limit: int | None
+    service_time: Distribution
+    container_ports: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    pod: int
+    node: int
+    ip: int
+    port: int
+
+    @property
+    def key(self) -> str:
+        """kube-proxy orders endpoints by this string, lexicographically
+        (endpointslicecache.go byEndpoint.Less; kubernetes-semantics.md 1.2)."""
+        return f"{ip_str(self.ip)}:{self.port}"
+
+
+@dataclass
+class ServicePortModel:
+    """One (Service, port) as kube-proxy sees it: a NodePort and its endpoints."""
+
+    index: int
+    service: Service
+    port: ServicePort
+    node_port: int
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def name(self) -> str:
+        """kube-proxy's ServicePortName: namespace/name:port (port name may be empty)."""
+        return f"{self.service.namespace}/{self.service.name}:{self.port.name}"
+
+
+@dataclass
+class Cluster:
+    nodes: list[Node]
+    pods: list[Pod]
+    service_ports: list[ServicePortModel]
+    graph: nx.Graph
+    same_node: Distribution
+    same_zone: Distribution
+    cross_zone: Distribution
+
+    def node_index(self, name: str) -> int:
+        return self.graph.nodes[name]["index"]
+
+    def hop_latency(self, a: int, b: int) -> Distribution:
+        """Round-trip extra latency of the hop from node ``a`` to a pod on node ``b``."""
+        na, nb = self.nodes[a], self.nodes[b]
+        data = self.graph.get_edge_data(na.name, nb.name)
+        if data is not None:
+            return data["latency"]
+        if a == b:
+            return self.same_node
+        return self.same_zone if na.zone == nb.zone else self.cross_zone
+
+    def service_port_for(self, service: str, port: int | str | None) -> ServicePortModel:
+        for sp in self.service_ports:
+            if sp.service.name == service and sp.port == pick_port(sp.service, port):
+                return sp
+        raise KeyError(f"no service port {service}:{port}")
+
+
+def endpoints_for(service: Service, port: ServicePort, pods: list[Pod]) -> tuple[Endpoint, ...]:
+    """Ready endpoints of a Service port, in kube-proxy's order.
+
+    A named targetPort resolves per pod to the container port of that name; a pod
+    without it is not an endpoint (as the EndpointSlice controller does).
+    """
+    out = []
+    for pod in pods:
+        if not selector_matches(service.selector, pod.labels):
+            continue
+        target = port.target_port
+        if isinstance(target, str):
+            if target not in pod.container_ports:
+                continue
+            target = pod.container_ports[target]
+        out.append(Endpoint(pod.index, pod.node, pod.ip, int(target)))
+    return tuple(sorted(out, key=lambda e: e.key))
+
+
+def _placement(replicas: int, placement: object, nodes: list[Node]) -> list[int]:
+    """Node index per pod: ``spread`` deals pods to nodes in turn; a mapping gives counts."""
+    if placement == "spread":
+        return [i % len(nodes) for i in range(replicas)]
+    by_name = {n.name: n.index for n in nodes}
+    out: list[int] = []
+    for name, count in placement.items():  # type: ignore[attr-defined]
+        out.extend([by_name[name]] * count)
+    return out
+
+
+def _assign_node_ports(scenario: Scenario) -> dict[tuple[str, int], int]:
+    """NodePorts for ports that do not ask for one: the lowest free port of the dynamic
+    band (30086+ in the default range). Real allocation is random-scan; the allocator
+    issue models that."""
+    taken = {p.node_port for s in scenario.services.values() for p in s.ports if p.node_port}
+    out: dict[tuple[str, int], int] = {}
+    candidate = 30086
+    for svc in scenario.services.values():
+        for i, port in enumerate(svc.ports):
+            if port.node_port is None and svc.type != "ClusterIP":
+                while candidate in taken:
+                    candidate += 1
+                out[(svc.name, i)] = candidate
+                taken.add(candidate)
+    return out
+
+
+def build_cluster(scenario: Scenario) -> Cluster:
+    spec = scenario.spec
+    nodes: list[Node] = []
+    graph = nx.Graph()
+    for i, ns in enumerate(spec.cluster.nodes):
+        ip = int(ipaddress.IPv4Address(ns.address)) if ns.address else DEFAULT_NODE_BASE + i
+        cidr = ipaddress.IPv4Network(ns.pod_cidr or DEFAULT_POD_CIDR.format(i=i % 256))
+        node = Node(i, ns.name, ns.zone, ip, cidr)
+        nodes.append(node)
+        graph.add_node(ns.name, index=i, zone=ns.zone)
+    for link in spec.cluster.network.links:
+        graph.add_edge(link.from_, link.to, latency=link.latency)
+
+    pods: list[Pod] = []
+    next_host = [2] * len(nodes)  # .1 is the node's bridge
+    problems: list[Problem] = []
+    for dep_name, dep in scenario.deployments.items():
+        workload = spec.workloads[dep_name]
+        ports = {c.name: c.container_port for c in dep.container_ports if c.name}
+        for j, node_index in enumerate(_placement(dep.replicas, workload.placement, nodes)):
+            node = nodes[node_index]
+            host = next_host[node_index]
+            next_host[node_index] += 1
+            if host >= node.pod_cidr.num_addresses - 1:
+                problems.append(Problem(None, f"cluster.nodes[{node_index}].podCIDR",
+                                        f"pod CIDR {node.pod_cidr} of node {node.name} has no "
+                                        f"address left for pod {dep_name}-{j}"))
+                continue
+            pods.append(Pod(len(pods), f"{dep_name}-{j}", dep_name, node_index,
+                            int(node.pod_cidr.network_address) + host, dict(dep.pod_labels),
+                            workload.workers, workload.queue_limit, workload.service_time, ports))
+    if problems:
+        raise ScenarioError(problems)
+
+    allocated = _assign_node_ports(scenario)
+    service_ports: list[ServicePortModel] = []
+    for svc in scenario.services.values():
+        if svc.type == "ClusterIP":
+            continue
+        for i, port in enumerate(svc.ports):
+            node_port = port.node_port or allocated[(svc.name, i)]
+            service_ports.append(ServicePortModel(len(service_ports), svc, port, node_port,
+                                                  endpoints_for(svc, port, pods)))
+    net = spec.cluster.network
+    return Cluster(nodes, pods, service_ports, graph, net.same_node, net.same_zone,
+                   net.cross_zone)

@@ -1,0 +1,211 @@
+"""Probability distributions for service times, think times and link latencies.
+
+A small registry mapped from YAML (never ``eval``): ``{dist: exponential, mean: 5ms}``.
+Every distribution knows its mean and variance, so a scenario can be checked for
+utilisation >= 1 before it runs, and queueing formulas can be evaluated from it.
+
+Samplers draw in batches from a component's own ``numpy.random.Generator``: one call to
+numpy per few thousand samples keeps the per-request cost near a list lookup, and the
+stream of values depends only on that component's generator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from npsim.units import Seconds, format_duration, parse_duration
+
+Sampler = Callable[[], float]
+BATCH = 4096
+
+
+def batched(draw: Callable[[int], np.ndarray]) -> Sampler:
+    """A zero-argument sampler over batches of ``draw(BATCH)``."""
+
+    def stream() -> Iterator[float]:
+        while True:
+            yield from draw(BATCH).tolist()
+
+    return stream().__next__
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def mean(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def variance(self) -> float:
+        raise NotImplementedError
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.dist}(mean {format_duration(self.mean)})"  # type: ignore[attr-defined]
+
+
+class Exponential(_Dist):
+    dist: Literal["exponential"]
+    mean_: Seconds = Field(alias="mean", gt=0)
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    @property
+    def variance(self) -> float:
+        return self.mean_**2
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        scale = self.mean_
+        return batched(lambda n: rng.exponential(scale, n))
+
+
+class Constant(_Dist):
+    dist: Literal["constant"]
+    value: Seconds
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    @property
+    def variance(self) -> float:
+        return 0.0
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        value = self.value
+        return lambda: value
+
+
+class LogNormal(_Dist):
+    """Log-normal given its mean and coefficient of variation (what a user measures)."""
+
+    dist: Literal["lognormal"]
+    mean_: Seconds = Field(alias="mean", gt=0)
+    cv: float = Field(gt=0)
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    @property
+    def variance(self) -> float:
+        return (self.cv * self.mean_) ** 2
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        sigma2 = math.log1p(self.cv**2)
+        mu = math.log(self.mean_) - sigma2 / 2
+        sigma = math.sqrt(sigma2)
+        return batched(lambda n: rng.lognormal(mu, sigma, n))
+
+
+class Uniform(_Dist):
+    dist: Literal["uniform"]
+    low: Seconds
+    high: Seconds
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError("high must be >= low")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+    @property
+    def variance(self) -> float:
+        return (self.high - self.low) ** 2 / 12
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        low, high = self.low, self.high
+        return batched(lambda n: rng.uniform(low, high, n))
+
+
+class Empirical(_Dist):
+    """Resamples measured values (bootstrap), given inline or as a file of numbers.
+
+    A file holds one number per line (blank lines and ``#`` comments skipped) in the
+    ``unit`` given next to it, because measurement tools print bare numbers.
+    """
+
+    dist: Literal["empirical"]
+    samples: tuple[Seconds, ...] = ()
+    file: str | None = None
+    unit: Literal["ns", "us", "ms", "s", "m", "min", "h"] = "s"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Empirical:
+        if bool(self.samples) == bool(self.file):
+            raise ValueError("give exactly one of 'samples' (a list of durations) or 'file'")
+        if self.file is None and any(x < 0 for x in self.samples):
+            raise ValueError("samples must be >= 0")
+        return self
+
+    def resolved(self, base_dir: Path) -> Empirical:
+        """This distribution with a file's values read in (paths relative to the scenario)."""
+        if not self.file:
+            return self
+        path = (base_dir / self.file).resolve()
+        scale = parse_duration(f"1{self.unit}")
+        values: list[float] = []
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                values.append(float(text) * scale)
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: not a number: {text!r}") from None
+        if not values:
+            raise ValueError(f"{path}: no samples in the file")
+        return Empirical(dist="empirical", samples=tuple(values), unit="s")
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.samples))
+
+    @property
+    def variance(self) -> float:
+        return float(np.var(self.samples))
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        values = np.asarray(self.samples, dtype=float)
+        return batched(lambda n: rng.choice(values, n))
+
+
+REGISTRY: dict[str, type[_Dist]] = {
+    "exponential": Exponential,
+    "constant": Constant,
+    "lognormal": LogNormal,
+    "uniform": Uniform,
+    "empirical": Empirical,
+}
+
+
+def _shorthand(value: Any) -> Any:
+    """A bare duration means a constant: ``serviceTime: 5ms``."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return {"dist": "constant", "value": value}
+    if isinstance(value, dict) and "dist" in value and value["dist"] not in REGISTRY:
+        known = ", ".join(REGISTRY)
+        raise ValueError(f"unknown distribution {value['dist']!r}; known: {known}")
+    return value
+
+
+Distribution = Annotated[
+    Exponential | Constant | LogNormal | Uniform | Empirical,
+    Field(discriminator="dist"),
+    BeforeValidator(_shorthand),
+]

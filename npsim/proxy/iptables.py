@@ -1,0 +1,45 @@
+"""iptables mode: the ``-m statistic --mode random`` cascade of pkg/proxy/iptables.
+
+For n endpoints in kube-proxy's order, rule i (1-based, i < n) matches with probability
+1/(n-i+1) of the packets that reach it and rule n is unconditional
+(proxier.go ``writeServiceToEndpointRules``, ``computeProbability``;
+kubernetes-semantics.md 1.3). The product telescopes to exactly 1/n per endpoint, so the
+simulator draws the endpoint index uniformly: the same distribution in O(1) instead of
+walking n rules. :func:`cascade_probabilities` gives the rules as kube-proxy prints
+them, and a test checks the walk and the draw agree.
+"""
+
+from __future__ import annotations
+
+from npsim.dists import batched
+from npsim.proxy.base import EndpointTable, KubeProxy
+
+
+def cascade_probabilities(n: int) -> list[float | None]:
+    """Probability on each rule of an n-endpoint chain; ``None`` = unconditional."""
+    return [1.0 / (n - i) for i in range(n - 1)] + [None] if n else []
+
+
+def format_probability(p: float) -> str:
+    """As kube-proxy writes it: ``%0.10f`` (proxier.go computeProbability)."""
+    return f"{p:0.10f}"
+
+
+class IptablesTable(EndpointTable):
+    __slots__ = ("uniform",)
+
+    def pick(self) -> int:
+        return int(self.uniform() * self.n)
+
+
+class IptablesProxy(KubeProxy):
+    mode = "iptables"
+
+    def __init__(self, node, rng) -> None:  # noqa: ANN001
+        super().__init__(node, rng)
+        self.uniform = batched(rng.random)
+
+    def make_table(self, service_port, endpoints):  # noqa: ANN001, ANN201
+        table = IptablesTable(service_port, endpoints)
+        table.uniform = self.uniform
+        return table

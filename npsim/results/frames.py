@@ -1,0 +1,161 @@
+"""Request, pod and node DataFrames, built once per run from the columns.
+
+Column meanings are documented in README.md ("Frames"); keep the two in step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from npsim.cluster.model import ip_str
+from npsim.sim.engine import RunOutput
+from npsim.sim.records import COMPLETED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
+
+
+def _categorical(codes: np.ndarray, names: list[str]) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes.astype(np.int32), categories=names)
+
+
+def request_frame(out: RunOutput) -> pd.DataFrame:
+    """One row per generated request, whatever became of it."""
+    cols = out.log.columns()
+    cluster = out.cluster
+    n = len(cols["t_start"])
+    pod = cols["pod"].astype(np.int64)
+    has_pod = pod >= 0
+    pod_node_of = np.array([p.node for p in cluster.pods] + [-1], dtype=np.int64)
+    pod_node = pod_node_of[pod]  # index -1 maps to the sentinel
+    entry = cols["entry"].astype(np.int64)
+    crossed = has_pod & (pod_node != entry)
+
+    # an end the client would only see after the run stopped is still in flight
+    outcome = cols["outcome"].astype(np.int8).copy()
+    t_end = cols["t_end"].copy()
+    late = (outcome != IN_FLIGHT) & (t_end > out.end_time)
+    outcome[late] = IN_FLIGHT
+    reason = np.where(outcome == FAILED, cols["reason"], 0).astype(np.int8)
+    t_end[outcome == IN_FLIGHT] = np.nan
+
+    t_start = cols["t_start"]
+    network = cols["network"]
+    proxy = cols["proxy"]
+    service_start = cols["service_start"]
+    arrive_pod = t_start + network * 0.5 + proxy
+    queue_wait = service_start - arrive_pod
+
+    node_ips = np.array([nd.ip for nd in cluster.nodes], dtype=np.int64)
+    bridge_ips = np.array([nd.bridge_ip for nd in cluster.nodes], dtype=np.int64)
+    # externalTrafficPolicy Cluster masquerades: a remote pod sees the receiving node's IP,
+    # a same-node pod the node's pod-bridge address (kubernetes-semantics.md 1.4)
+    seen = np.where(crossed, node_ips[entry], bridge_ips[entry])
+
+    pops = out.populations
+    pop_idx = cols["population"].astype(np.int64)
+    slot = cols["client"].astype(np.int64)
+    base = np.array([p.ip_base for p in pops], dtype=np.int64)
+    n_ips = np.array([p.n_ips for p in pops], dtype=np.int64)
+    client_ip = base[pop_idx] + slot % n_ips[pop_idx]
+
+    node_names = [nd.name for nd in cluster.nodes]
+    pod_names = [p.name for p in cluster.pods]
+    frame = pd.DataFrame(
+        {
+            "replication": np.full(n, out.replication, dtype=np.int32),
+            "request": np.arange(n, dtype=np.int64),
+            "population": _categorical(pop_idx, [p.name for p in pops]),
+            "client_ip": _ips(client_ip),
+            "connection": cols["conn"],
+            "new_connection": cols["new_conn"].astype(bool),
+            "entry_node": _categorical(entry, node_names),
+            "pod": pd.Categorical.from_codes(np.where(has_pod, pod, -1), categories=pod_names),
+            "pod_node": pd.Categorical.from_codes(np.where(has_pod, pod_node, -1),
+                                                  categories=node_names),
+            "cross_node": crossed,
+            "source_ip_seen": pd.Series(_ips(seen), dtype="string").where(has_pod),
+            "t_start": t_start,
+            "t_end": t_end,
+            "latency": t_end - t_start,
+            "network": network,
+            "proxy": proxy,
+            "service_start": service_start,
+            "queue_wait": queue_wait,
+            "service": cols["service"],
+            "outcome": _categorical(outcome, [OUTCOMES[k] for k in sorted(OUTCOMES)]),
+            "reason": _categorical(reason, [REASONS[k] for k in sorted(REASONS)]),
+            "warmup": t_start < out.warmup,
+        }
+    )
+    return frame
+
+
+def _ips(values: np.ndarray) -> pd.Categorical:
+    """Dotted addresses as a categorical (few distinct values, many rows)."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return pd.Categorical.from_codes(inverse.astype(np.int32),
+                                     categories=[ip_str(int(v)) for v in uniq])
+
+
+def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
+    """Per pod: where it runs, its load share and its time-weighted utilisation."""
+    cluster = out.cluster
+    measured = requests[~requests["warmup"]]
+    window = max(out.end_time - out.warmup, 1e-12)
+    # busy time of each worker-slot inside [warmup, end], from each request's service span
+    s0 = np.nan_to_num(requests["service_start"].to_numpy(), nan=np.inf)
+    s1 = s0 + np.nan_to_num(requests["service"].to_numpy(), nan=0.0)
+    busy = np.clip(np.minimum(s1, out.end_time) - np.maximum(s0, out.warmup), 0, None)
+    pod_codes = requests["pod"].cat.codes.to_numpy()
+    busy_by_pod = np.bincount(pod_codes[pod_codes >= 0], weights=busy[pod_codes >= 0],
+                              minlength=len(cluster.pods))
+    counts = measured["pod"].value_counts(sort=False).reindex(
+        [p.name for p in cluster.pods], fill_value=0).to_numpy()
+    conns = measured[measured["new_connection"]]["pod"].value_counts(sort=False).reindex(
+        [p.name for p in cluster.pods], fill_value=0).to_numpy()
+    total = max(int(counts.sum()), 1)
+    rows = []
+    for p in cluster.pods:
+        rows.append({
+            "replication": out.replication,
+            "pod": p.name,
+            "deployment": p.deployment,
+            "node": cluster.nodes[p.node].name,
+            "pod_ip": ip_str(p.ip),
+            "workers": p.workers,
+            "requests": int(counts[p.index]),
+            "connections": int(conns[p.index]),
+            "share": counts[p.index] / total,
+            "utilisation": busy_by_pod[p.index] / (p.workers * window),
+        })
+    return pd.DataFrame(rows)
+
+
+def node_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
+    """Per node: traffic it received, traffic its pods served, and the hops it caused."""
+    cluster = out.cluster
+    measured = requests[~requests["warmup"]]
+    names = [n.name for n in cluster.nodes]
+    received = measured["entry_node"].value_counts(sort=False).reindex(names, fill_value=0)
+    served = measured["pod_node"].value_counts(sort=False).reindex(names, fill_value=0)
+    crossed = measured[measured["cross_node"]]["entry_node"].value_counts(sort=False).reindex(
+        names, fill_value=0)
+    total_served = max(int(served.sum()), 1)
+    rows = []
+    for n in cluster.nodes:
+        rec = int(received[n.name])
+        rows.append({
+            "replication": out.replication,
+            "node": n.name,
+            "zone": n.zone,
+            "node_ip": ip_str(n.ip),
+            "pod_cidr": str(n.pod_cidr),
+            "pods": sum(1 for p in cluster.pods if p.node == n.index),
+            "received": rec,
+            "served": int(served[n.name]),
+            "share": int(served[n.name]) / total_served,
+            "cross_node_fraction": int(crossed[n.name]) / rec if rec else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+__all__ = ["request_frame", "pod_frame", "node_frame", "COMPLETED", "FAILED", "IN_FLIGHT"]

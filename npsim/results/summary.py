@@ -1,0 +1,123 @@
+"""Summary statistics of a run, with 95% confidence intervals across replications.
+
+Latency statistics use completed requests that started after the warm-up. With R >= 2
+replications each statistic is computed per replication and the interval is
+mean +- t(0.975, R-1) * sd / sqrt(R): replications are independent, requests within one
+run are not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from npsim.units import format_duration
+
+
+def _per_replication(requests: pd.DataFrame, windows: dict[int, float]) -> pd.DataFrame:
+    rows = []
+    for rep, frame in requests.groupby("replication", sort=True, observed=True):
+        window = windows[int(rep)]
+        measured = frame[~frame["warmup"].to_numpy()]
+        done = measured[measured["outcome"] == "completed"]
+        lat = done["latency"].to_numpy()
+        crossed = measured["cross_node"].to_numpy()
+        served = measured["pod"].notna().to_numpy()
+        rows.append({
+            "replication": rep,
+            "throughput": len(done) / window,
+            "latency_mean": float(lat.mean()) if len(lat) else math.nan,
+            "latency_p50": float(np.quantile(lat, 0.50)) if len(lat) else math.nan,
+            "latency_p95": float(np.quantile(lat, 0.95)) if len(lat) else math.nan,
+            "latency_p99": float(np.quantile(lat, 0.99)) if len(lat) else math.nan,
+            "queue_wait_mean": float(done["queue_wait"].mean()) if len(done) else math.nan,
+            "cross_node_fraction": float(crossed[served].mean()) if served.any() else math.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def _interval(values: np.ndarray) -> tuple[float, float, float]:
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    return mean, mean - half, mean + half
+
+
+def summarise(
+    requests: pd.DataFrame, pods: pd.DataFrame, windows: dict[int, float]
+) -> pd.DataFrame:
+    """Tidy table: metric, value, ci_low, ci_high (CIs need replications >= 2).
+
+    ``windows`` maps each replication to its measured time span (end - warm-up).
+    """
+    rows: list[dict[str, object]] = []
+
+    def add(metric: str, value: float, lo: float = math.nan, hi: float = math.nan) -> None:
+        rows.append({"metric": metric, "value": value, "ci_low": lo, "ci_high": hi})
+
+    outcome = requests["outcome"].value_counts()
+    add("requests_generated", float(len(requests)))
+    for name in ("completed", "failed", "in_flight"):
+        add(f"requests_{name}", float(outcome.get(name, 0)))
+    measured = requests[~requests["warmup"].to_numpy()]
+    add("requests_measured", float(len(measured)))
+    failed = measured[measured["outcome"] == "failed"]
+    for reason, count in failed["reason"].value_counts().items():
+        if count:
+            add(f"failed_{reason}", float(count))
+    per_rep = _per_replication(requests, windows)
+    for column in per_rep.columns.drop("replication"):
+        add(column, *_interval(per_rep[column].to_numpy(dtype=float)))
+    util = pods.groupby("pod", observed=True)["utilisation"].mean()
+    add("pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
+    add("pod_utilisation_max", float(util.max()) if len(util) else math.nan)
+    add("replications", float(requests["replication"].nunique()))
+    return pd.DataFrame(rows)
+
+
+def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame) -> str:
+    """The readable block ``npsim run`` prints."""
+    s = summary.set_index("metric")
+
+    def val(metric: str) -> float:
+        return float(s["value"].get(metric, math.nan))
+
+    def dur(metric: str) -> str:
+        v, lo, hi = (float(s.loc[metric, c]) for c in ("value", "ci_low", "ci_high"))
+        text = format_duration(v) if not math.isnan(v) else "-"
+        if not math.isnan(lo):
+            text += f" (95% CI {format_duration(lo)}..{format_duration(hi)})"
+        return text
+
+    gen = int(val("requests_generated"))
+    lines = [
+        f"requests   {gen} generated = {int(val('requests_completed'))} completed"
+        f" + {int(val('requests_failed'))} failed + {int(val('requests_in_flight'))} in flight"
+        f" at the end",
+        f"measured   {int(val('requests_measured'))} after warm-up; "
+        f"throughput {val('throughput'):.1f}/s",
+        f"latency    mean {dur('latency_mean')}  p50 {dur('latency_p50')}",
+        f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}",
+        f"cross-node {val('cross_node_fraction'):.1%} of served requests took a node-to-node hop",
+    ]
+    fails = [(m[len("failed_"):], int(v)) for m, v in s["value"].items()
+             if str(m).startswith("failed_")]
+    lines.append("failures   " + (", ".join(f"{r}: {n}" for r, n in fails) if fails else "none"))
+    by_pod = pods.groupby(["pod", "node"], sort=False, observed=True)[
+        ["share", "utilisation"]].mean()
+    lines.append("pods       share   utilisation")
+    for (pod, node), row in by_pod.iterrows():
+        lines.append(f"  {pod:<22} {row['share']:6.1%}  {row['utilisation']:6.1%}   on {node}")
+    by_node = nodes.groupby("node", sort=False, observed=True)[
+        ["share", "cross_node_fraction"]].mean()
+    lines.append("nodes      served  cross-node share of received")
+    for node, row in by_node.iterrows():
+        lines.append(f"  {node:<22} {row['share']:6.1%}  {row['cross_node_fraction']:6.1%}")
+    return "\n".join(lines)

@@ -1,0 +1,303 @@
+"""Scenario files in, a validated :class:`Scenario` out, or every problem at once."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from npsim.dists import Empirical
+from npsim.scenario.manifests import Deployment, Service, parse_manifest
+from npsim.scenario.problems import Problem, Problems, ScenarioError
+from npsim.scenario.schema import ScenarioSpec
+from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, load_file, plain
+
+__all__ = ["Scenario", "load_scenario", "scenario_from_dict"]
+
+
+class Scenario:
+    """A validated scenario: the typed spec plus the Services and Deployments it names.
+
+    Attributes of the spec are reachable directly (``scenario.run.duration = 120``);
+    assignments are validated. Change what you like, then :func:`npsim.run` it. Each
+    Scenario is independent: two can live in one notebook.
+    """
+
+    def __init__(
+        self,
+        spec: ScenarioSpec,
+        services: dict[str, Service],
+        deployments: dict[str, Deployment],
+        base_dir: Path,
+        source: str,
+        warnings: list[Problem] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.services = services
+        self.deployments = deployments
+        self.base_dir = base_dir
+        self.source = source
+        self.warnings = warnings or []
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ScenarioSpec.model_fields:
+            return getattr(self.__dict__["spec"], name)
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Scenario {self.spec.name!r}: {len(self.spec.cluster.nodes)} nodes, "
+            f"{len(self.services)} services, {len(self.deployments)} deployments, "
+            f"{len(self.spec.clients)} client populations>"
+        )
+
+    def copy(self) -> Scenario:
+        """A deep copy to vary without touching this one (what-if comparisons)."""
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully defaulted scenario, manifests inlined, units written out exactly."""
+        data = self.spec.model_dump(mode="json", by_alias=True)
+        data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
+            deployment_manifest(d) for d in self.deployments.values()
+        ]
+        return data
+
+
+def svc_manifest(svc: Service) -> dict[str, Any]:
+    ports = []
+    for port in svc.ports:
+        entry: dict[str, Any] = {"protocol": port.protocol, "port": port.port,
+                                 "targetPort": port.target_port}
+        if port.name:
+            entry = {"name": port.name, **entry}
+        if port.node_port is not None:
+            entry["nodePort"] = port.node_port
+        ports.append(entry)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": svc.name, "namespace": svc.namespace},
+        "spec": {"type": svc.type, "selector": dict(svc.selector), "ports": ports,
+                 "externalTrafficPolicy": svc.external_traffic_policy},
+    }
+
+
+def deployment_manifest(dep: Deployment) -> dict[str, Any]:
+    ports = [{k: v for k, v in (("name", c.name), ("containerPort", c.container_port),
+                                ("protocol", c.protocol)) if v is not None}
+             for c in dep.container_ports]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": dep.name, "namespace": dep.namespace},
+        "spec": {
+            "replicas": dep.replicas,
+            "selector": {"matchLabels": dict(dep.match_labels or dep.pod_labels)},
+            "template": {
+                "metadata": {"labels": dict(dep.pod_labels)},
+                "spec": {"containers": [{"name": dep.name, "ports": ports}]},
+            },
+        },
+    }
+
+
+def _validation_problems(exc: ValidationError, tree: Any, p: Problems) -> None:
+    for err in exc.errors(include_url=False):
+        loc = [step for step in err["loc"] if not _is_union_tag(step)]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the scenario reference in README)"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        p.at(tree, loc, msg)
+
+
+def _is_union_tag(step: Any) -> bool:
+    return isinstance(step, str) and (
+        step in ("exponential", "constant", "lognormal", "uniform", "empirical")
+        or step.startswith(("function-", "tagged-union", "str", "dict[", "int", "list[", "bool"))
+        or step.startswith("literal[")
+    )
+
+
+def scenario_from_dict(data: Any, base_dir: Path | str = ".", source: str = "<dict>") -> Scenario:
+    """Validate a scenario given as Python data (e.g. built in a notebook)."""
+    if not isinstance(data, MarkedDict):
+        text = yaml.safe_dump(plain(data), sort_keys=False)
+        data = load_all(text, source)[0]
+    return _build(data, Path(base_dir), source)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raises :class:`ScenarioError` with every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError([Problem(None, str(path), "no such scenario file")])
+    try:
+        docs = load_file(path)
+    except YamlSyntaxError as exc:
+        raise ScenarioError([Problem(None, "(syntax)", str(exc))]) from None
+    except UnicodeDecodeError:
+        raise ScenarioError([Problem(None, str(path), "not a UTF-8 text file")]) from None
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise ScenarioError([Problem(None, str(path),
+                                     "a scenario file holds exactly one YAML mapping")])
+    return _build(docs[0], path.parent, str(path))
+
+
+def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
+    p = Problems()
+    spec: ScenarioSpec | None = None
+    try:
+        spec = ScenarioSpec.model_validate(tree, context={"yaml": True})
+    except ValidationError as exc:
+        _validation_problems(exc, tree, p)
+    services: dict[str, Service] = {}
+    deployments: dict[str, Deployment] = {}
+    raw_manifests = tree.get("manifests") if isinstance(tree, dict) else None
+    if isinstance(raw_manifests, list):
+        _load_manifests(tree, raw_manifests, base_dir, p, services, deployments)
+    scenario = None
+    if spec is not None:
+        spec = _resolve_files(spec, tree, base_dir, p)
+        scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
+        cross_check(scenario, tree, p)
+    p.raise_if_any()
+    assert scenario is not None
+    return scenario
+
+
+def _load_manifests(
+    tree: MarkedDict,
+    raw: list[Any],
+    base_dir: Path,
+    p: Problems,
+    services: dict[str, Service],
+    deployments: dict[str, Deployment],
+) -> None:
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            path = base_dir / item
+            try:
+                docs = load_file(path)
+            except FileNotFoundError:
+                p.at(tree, ["manifests", i], f"manifest file not found: {path}")
+                continue
+            except YamlSyntaxError as exc:
+                p.at(tree, ["manifests", i], str(exc))
+                continue
+            pairs = [(doc, f"{item}#{j}", "") for j, doc in enumerate(docs)]
+        else:
+            pairs = [(item, f"manifests[{i}]", f"manifests[{i}].")]
+        for doc, origin, prefix in pairs:
+            if prefix:  # inline: locate against the scenario tree
+                obj = parse_manifest(doc, p, prefix, origin)
+            else:
+                obj = parse_manifest(doc, p, "", origin)
+            if obj is None:
+                continue
+            table: dict[str, Any] = services if isinstance(obj, Service) else deployments
+            if obj.name in table:
+                p.at(doc, ["metadata", "name"],
+                     f'Duplicate value: {type(obj).__name__} "{obj.name}" is defined twice '
+                     f"(also in {table[obj.name].origin})", prefix)
+            else:
+                table[obj.name] = obj
+
+
+def _resolve_files(spec: ScenarioSpec, tree: Any, base_dir: Path, p: Problems) -> ScenarioSpec:
+    """Read empirical sample files now, so a missing file is a load-time error."""
+    for name, workload in spec.workloads.items():
+        dist = workload.service_time
+        if isinstance(dist, Empirical) and dist.file:
+            try:
+                workload.service_time = dist.resolved(base_dir)
+            except (OSError, ValueError) as exc:
+                p.at(tree, ["workloads", name, "serviceTime", "file"], str(exc))
+    return spec
+
+
+def cross_check(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """Checks across sections: names that must refer to something, capacity warnings."""
+    spec = scenario.spec
+    nodes = {n.name for n in spec.cluster.nodes}
+    for name, workload in spec.workloads.items():
+        dep = scenario.deployments.get(name)
+        if dep is None:
+            known = ", ".join(sorted(scenario.deployments)) or "none"
+            p.at(tree, ["workloads", name],
+                 f"no Deployment named {name!r} among the manifests (known: {known})")
+            continue
+        if isinstance(workload.placement, dict):
+            for node in workload.placement:
+                if node not in nodes:
+                    p.at(tree, ["workloads", name, "placement", node],
+                         f"unknown node {node!r} (nodes: {', '.join(sorted(nodes))})")
+            total = sum(workload.placement.values())
+            if total != dep.replicas:
+                p.at(tree, ["workloads", name, "placement"],
+                     f"placement puts {total} pods but Deployment {name!r} has replicas: "
+                     f"{dep.replicas}")
+    for name in scenario.deployments:
+        if name not in spec.workloads:
+            p.at(tree, ["workloads"],
+                 f"Deployment {name!r} has no workload entry (workers, serviceTime)")
+    for i, client in enumerate(spec.clients):
+        svc = scenario.services.get(client.service)
+        if svc is None:
+            known = ", ".join(sorted(scenario.services)) or "none"
+            p.at(tree, ["clients", i, "service"],
+                 f"no Service named {client.service!r} among the manifests (known: {known})")
+            continue
+        if svc.type == "ClusterIP":
+            p.at(tree, ["clients", i, "service"],
+                 f"Service {svc.name!r} is type ClusterIP: it has no NodePort to reach")
+        elif pick_port(svc, client.port) is None:
+            names = ", ".join(repr(x.name or x.port) for x in svc.ports)
+            p.at(tree, ["clients", i, "port"],
+                 f"Service {svc.name!r} has no port {client.port!r} (ports: {names})")
+        if client.entry.node is not None and client.entry.node not in nodes:
+            p.at(tree, ["clients", i, "entry", "node"], f"unknown node {client.entry.node!r}")
+    names = [c.name for c in spec.clients]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            p.at(tree, ["clients", i, "name"], f'Duplicate value: "{name}"')
+    if not p.errors:
+        _utilisation_warnings(scenario, tree, p)
+
+
+def revalidate(scenario: Scenario) -> None:
+    """Check a scenario again after it was changed in Python (notebooks)."""
+    p = Problems()
+    try:
+        ScenarioSpec.model_validate(scenario.spec.model_dump(by_alias=True))
+    except ValidationError as exc:
+        _validation_problems(exc, None, p)
+    if not p.errors:
+        cross_check(scenario, None, p)
+    p.raise_if_any()
+
+
+def pick_port(svc: Service, wanted: int | str | None):  # noqa: ANN201 - ServicePort | None
+    """The Service port a client aims at: by name, by port number, or the only/first one."""
+    if wanted is None:
+        return svc.ports[0] if svc.ports else None
+    for port in svc.ports:
+        if wanted in (port.name, port.port, port.node_port):
+            return port
+    return None
+
+
+def _utilisation_warnings(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """Warn before running a pod at utilisation >= 1 (random spread assumed)."""
+    from npsim.scenario.capacity import offered_utilisation
+
+    for deployment, rho in offered_utilisation(scenario).items():
+        if rho >= 1:
+            p.warn(tree, ["workloads", deployment],
+                   f"offered load is {rho:.2f} per pod (>= 1): queues will grow without bound "
+                   "and latency will depend on the run length")

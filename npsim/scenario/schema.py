@@ -1,0 +1,243 @@
+"""Typed scenario models: what a scenario file may say, with defaults and units.
+
+Unknown keys are rejected (a typo must not silently fall back to a default). Keys are
+camelCase as in Kubernetes manifests; Python attributes are snake_case.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from npsim.dists import Constant, Distribution, LogNormal
+from npsim.units import PerSecond, Seconds
+
+PROXY_MODES = ("iptables",)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        validate_default=True,
+        validate_assignment=True,
+    )
+
+
+class NodeSpec(Model):
+    name: str = Field(min_length=1)
+    zone: str = "zone-a"
+    address: str | None = None
+    pod_cidr: str | None = Field(default=None, alias="podCIDR")
+
+    @field_validator("address")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is not None:
+            ipaddress.IPv4Address(v)
+        return v
+
+    @field_validator("pod_cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is not None:
+            net = ipaddress.IPv4Network(v, strict=True)
+            if net.num_addresses < 4:
+                raise ValueError("a pod CIDR needs room for at least 2 pods (a /30 or larger)")
+        return v
+
+
+# Hop latencies are round-trip extras of the hop from the receiving node to the pod's
+# node. Defaults from measurements.md section 1.6: a cross-node pod hop costs about
+# +90 us (routed) to +135 us (VXLAN) over a same-node one on 10 GbE; cross-zone is not in
+# the reference: 500 us is an assumption typical of cloud availability zones.
+DEFAULT_SAME_NODE = Constant(dist="constant", value=0.0)
+DEFAULT_SAME_ZONE = LogNormal(dist="lognormal", mean=90e-6, cv=0.3)
+DEFAULT_CROSS_ZONE = LogNormal(dist="lognormal", mean=500e-6, cv=0.3)
+
+
+class LinkSpec(Model):
+    from_: str = Field(alias="from")
+    to: str
+    latency: Distribution
+
+
+class NetworkSpec(Model):
+    same_node: Distribution = DEFAULT_SAME_NODE
+    same_zone: Distribution = DEFAULT_SAME_ZONE
+    cross_zone: Distribution = DEFAULT_CROSS_ZONE
+    links: list[LinkSpec] = []
+
+
+class ClusterSpec(Model):
+    proxy_mode: Literal["iptables"] = "iptables"
+    nodes: list[NodeSpec] = Field(min_length=1)
+    network: NetworkSpec = NetworkSpec()
+
+    @model_validator(mode="after")
+    def _unique(self) -> ClusterSpec:
+        names = [n.name for n in self.nodes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"node names must be unique; repeated: {', '.join(dupes)}")
+        known = set(names)
+        for link in self.network.links:
+            for end in (link.from_, link.to):
+                if end not in known:
+                    raise ValueError(f"network link names unknown node {end!r}")
+        return self
+
+
+class WorkloadSpec(Model):
+    """How the pods of one Deployment behave: the part a manifest cannot say."""
+
+    workers: int = Field(default=1, ge=1)
+    service_time: Distribution
+    queue_limit: int | None = Field(default=None, ge=0)
+    placement: Literal["spread"] | dict[str, Annotated[int, Field(ge=0)]] = "spread"
+
+
+class RateStep(Model):
+    at: Seconds
+    rate: PerSecond
+
+
+class ArrivalSpec(Model):
+    """Open loop (``rate`` or ``schedule``) or closed loop (``users`` with ``thinkTime``)."""
+
+    rate: PerSecond | None = None
+    schedule: list[RateStep] | None = None
+    users: int | None = Field(default=None, ge=1)
+    think_time: Distribution | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> ArrivalSpec:
+        modes = [self.rate is not None, self.schedule is not None, self.users is not None]
+        if sum(modes) != 1:
+            raise ValueError(
+                "give exactly one of 'rate' (open loop, e.g. 500/s), 'schedule' "
+                "(open loop, list of {at, rate}) or 'users' (closed loop, with thinkTime)"
+            )
+        if self.users is None and self.think_time is not None:
+            raise ValueError("'thinkTime' only applies to a closed loop ('users')")
+        if self.users is not None and self.think_time is None:
+            self.think_time = Constant(dist="constant", value=0.0)
+        if self.schedule is not None:
+            if not self.schedule:
+                raise ValueError("'schedule' needs at least one {at, rate} step")
+            times = [s.at for s in self.schedule]
+            if times[0] != 0:
+                raise ValueError("the first schedule step must be 'at: 0s'")
+            if any(b <= a for a, b in zip(times, times[1:], strict=False)):
+                raise ValueError("schedule steps must be in increasing 'at' order")
+        if self.rate == 0:
+            raise ValueError("rate must be > 0 (omit the population to send nothing)")
+        return self
+
+    @property
+    def closed(self) -> bool:
+        return self.users is not None
+
+    def steps(self) -> list[tuple[float, float]]:
+        """(start time, rate) pairs for an open loop."""
+        if self.schedule is not None:
+            return [(s.at, s.rate) for s in self.schedule]
+        return [(0.0, float(self.rate or 0.0))]
+
+
+class DnsEntry(Model):
+    ttl: Seconds
+    order: Literal["rotate", "random"] = "rotate"
+
+
+def _entry_shorthand(value: Any) -> Any:
+    if value == "random":
+        return {"random": True}
+    return value
+
+
+class EntrySpec(Model):
+    """How a client reaches a node: one named node, a random node, or DNS round-robin."""
+
+    node: str | None = None
+    random: bool | None = None
+    dns: DnsEntry | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EntrySpec:
+        if sum(x is not None for x in (self.node, self.random, self.dns)) != 1:
+            raise ValueError(
+                "give exactly one of 'random', {node: NAME} or {dns: {ttl: 30s}}"
+            )
+        if self.random is False:
+            raise ValueError("'random: false' is not an entry; name a node or use dns")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "node" if self.node is not None else "dns" if self.dns is not None else "random"
+
+
+class ClientSpec(Model):
+    name: str = Field(min_length=1)
+    service: str
+    port: int | str | None = None
+    source_ips: int | None = Field(default=None, ge=1, alias="sourceIPs")
+    source_ip_base: str | None = Field(default=None, alias="sourceIPBase")
+    arrival: ArrivalSpec
+    entry: Annotated[EntrySpec, BeforeValidator(_entry_shorthand)] = EntrySpec(random=True)
+    requests_per_connection: int = Field(default=1, ge=1)
+    rtt: Distribution = Constant(dist="constant", value=0.0)
+
+    @field_validator("source_ip_base")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is not None:
+            ipaddress.IPv4Address(v)
+        return v
+
+    @property
+    def n_source_ips(self) -> int:
+        if self.source_ips is not None:
+            return self.source_ips
+        return self.arrival.users if self.arrival.users else 100
+
+
+class RunSpec(Model):
+    duration: Seconds | None = None
+    requests: int | None = Field(default=None, ge=1)
+    warmup: Seconds = 0.0
+    seed: int = Field(default=1, ge=0)
+    replications: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _stop(self) -> RunSpec:
+        if (self.duration is None) == (self.requests is None):
+            raise ValueError("give exactly one of 'duration' (e.g. 60s) or 'requests' (a count)")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError("duration must be > 0")
+        if self.duration is not None and self.warmup >= self.duration:
+            raise ValueError("warmup must be shorter than duration")
+        return self
+
+
+class ScenarioSpec(Model):
+    npsim_version: str | None = None  # written into scenario.resolved.yaml
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    cluster: ClusterSpec
+    manifests: list[str | dict[str, Any]] = Field(min_length=1)
+    workloads: dict[str, WorkloadSpec] = Field(min_length=1)
+    clients: list[ClientSpec] = Field(min_length=1)
+    run: RunSpec

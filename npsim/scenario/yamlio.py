@@ -1,0 +1,149 @@
+"""Safe YAML loading that remembers where every key and item came from.
+
+Validation errors must name file, line, column and field path. PyYAML's safe loader
+knows the marks while it builds the tree; we keep them on the dicts and lists it
+returns, so any later check can point back to the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Mark:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+class MarkedDict(dict):
+    """A dict that knows the position of each key (and of itself)."""
+
+    __slots__ = ("key_marks", "value_marks", "mark")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_marks: dict[Any, Mark] = {}
+        self.value_marks: dict[Any, Mark] = {}
+        self.mark: Mark | None = None
+
+
+class MarkedList(list):
+    __slots__ = ("item_marks", "mark")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.item_marks: list[Mark] = []
+        self.mark: Mark | None = None
+
+
+def _mark(file: str, node: yaml.Node) -> Mark:
+    return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that builds MarkedDict/MarkedList and rejects duplicate keys."""
+
+    file_label = "<string>"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> MarkedDict:  # type: ignore[override]
+        self.flatten_mapping(node)
+        out = MarkedDict()
+        out.mark = _mark(self.file_label, node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in out:
+                km = _mark(self.file_label, key_node)
+                raise DuplicateKeyError(
+                    f"{km.file}:{km.line}:{km.column}: duplicate key {key!r} "
+                    f"(first at line {out.key_marks[key].line})"
+                )
+            out[key] = self.construct_object(value_node, deep=True)
+            out.key_marks[key] = _mark(self.file_label, key_node)
+            out.value_marks[key] = _mark(self.file_label, value_node)
+        return out
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> MarkedList:  # type: ignore[override]
+        out = MarkedList(self.construct_object(child, deep=True) for child in node.value)
+        out.item_marks = [_mark(self.file_label, child) for child in node.value]
+        out.mark = _mark(self.file_label, node)
+        return out
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_sequence)
+
+
+class DuplicateKeyError(ValueError):
+    pass
+
+
+class YamlSyntaxError(ValueError):
+    """Unparsable YAML, already formatted as ``file:line:col: message``."""
+
+
+def load_all(text: str, label: str) -> list[Any]:
+    """Every document in ``text`` (multi-document YAML), with marks labelled ``label``."""
+    loader_cls = type("_LabelledLoader", (_Loader,), {"file_label": label})
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=loader_cls) if doc is not None]  # noqa: S506 - SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise YamlSyntaxError(str(exc)) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlSyntaxError(f"{where}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(f"{label}: YAML error: {exc}") from None
+
+
+def load_file(path: Path) -> list[Any]:
+    return load_all(path.read_text(encoding="utf-8"), str(path))
+
+
+def locate(tree: Any, loc: Sequence[Any]) -> tuple[Mark | None, list[Any]]:
+    """The deepest mark along ``loc`` in a marked tree, and the part of loc that was found.
+
+    ``loc`` may contain steps that are not in the tree (pydantic adds union tags); they are
+    skipped, so the error still points at the nearest enclosing key.
+    """
+    mark: Mark | None = getattr(tree, "mark", None)
+    node = tree
+    path: list[Any] = []
+    for step in loc:
+        if isinstance(node, MarkedDict) and step in node:
+            mark = node.key_marks.get(step, mark)
+            node = node[step]
+            path.append(step)
+        elif isinstance(node, MarkedList) and isinstance(step, int) and 0 <= step < len(node):
+            mark = node.item_marks[step]
+            node = node[step]
+            path.append(step)
+    return mark, path
+
+
+def format_path(path: Sequence[Any]) -> str:
+    """``clients[0].arrival.rate`` from ``('clients', 0, 'arrival', 'rate')``."""
+    out = ""
+    for step in path:
+        if isinstance(step, int):
+            out += f"[{step}]"
+        else:
+            out += ("." if out else "") + str(step)
+    return out or "(top level)"
+
+
+def plain(tree: Any) -> Any:
+    """A copy of a marked tree as plain dicts and lists (for dumping)."""
+    if isinstance(tree, dict):
+        return {k: plain(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [plain(v) for v in tree]
+    return tree

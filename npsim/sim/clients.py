@@ -1,0 +1,197 @@
+"""Client populations: who sends, when, over which connection, to which node.
+
+A population owns its clients' connection state. kube-proxy chooses an endpoint only
+when a connection is opened; the next ``requestsPerConnection - 1`` requests on it
+follow conntrack to the same pod through the same node (kubernetes-semantics.md 1.3,
+measurements.md 1.5). That is why keep-alive makes the per-request spread lumpier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import simpy
+
+from npsim.dists import Sampler, batched
+from npsim.scenario.schema import ClientSpec, EntrySpec
+
+SendFn = Callable[["Population", int, float], bool]
+
+
+# --- how a client reaches a node -------------------------------------------------------
+
+
+class FixedEntry:
+    """Every connection goes to one named node."""
+
+    def __init__(self, node: int) -> None:
+        self.node = node
+
+    def __call__(self, client: int, now: float) -> int:
+        return self.node
+
+
+class RandomEntry:
+    """A uniformly random node per new connection (an even L4 balancer in front)."""
+
+    def __init__(self, n_nodes: int, rng: np.random.Generator) -> None:
+        self._next = batched(lambda k: rng.integers(0, n_nodes, k))
+
+    def __call__(self, client: int, now: float) -> int:
+        return self._next()
+
+
+class DnsEntry:
+    """DNS round-robin over every node's address; each client caches its answer for a TTL.
+
+    ``rotate`` answers like a classic round-robin server (the list rotates by one per
+    query and the client takes the first address); ``random`` like CoreDNS
+    ``loadbalance`` (shuffled answer). measurements.md 1.7: a client pins to one address
+    for about the cache TTL.
+    """
+
+    def __init__(
+        self, n_nodes: int, n_clients: int, ttl: float, order: str, rng: np.random.Generator
+    ) -> None:
+        self.n_nodes = n_nodes
+        self.ttl = ttl
+        self.cached = [0] * n_clients
+        self.expires = [-math.inf] * n_clients
+        self.queries = 0
+        self._random = batched(lambda k: rng.integers(0, n_nodes, k)) if order == "random" else None
+
+    def __call__(self, client: int, now: float) -> int:
+        if now >= self.expires[client]:
+            if self._random is not None:
+                node = self._random()
+            else:
+                node = self.queries % self.n_nodes
+            self.queries += 1
+            self.cached[client] = node
+            self.expires[client] = now + self.ttl
+        return self.cached[client]
+
+
+def make_entry(
+    entry: EntrySpec, node_index: Callable[[str], int], n_nodes: int, n_clients: int,
+    rng: np.random.Generator,
+) -> Callable[[int, float], int]:
+    if entry.node is not None:
+        return FixedEntry(node_index(entry.node))
+    if entry.dns is not None:
+        return DnsEntry(n_nodes, n_clients, entry.dns.ttl, entry.dns.order, rng)
+    return RandomEntry(n_nodes, rng)
+
+
+# --- populations ------------------------------------------------------------------------
+
+
+class Population:
+    """Connection state shared by open- and closed-loop populations."""
+
+    closed = False
+
+    def __init__(
+        self,
+        index: int,
+        spec: ClientSpec,
+        n_slots: int,
+        entry: Callable[[int, float], int],
+        service_port: int,
+        rtt: Sampler,
+        ip_base: int,
+    ) -> None:
+        self.index = index
+        self.spec = spec
+        self.name = spec.name
+        self.per_connection = spec.requests_per_connection
+        self.entry = entry
+        self.service_port = service_port
+        self.rtt = rtt
+        self.ip_base = ip_base
+        self.n_ips = spec.n_source_ips
+        # per client slot: requests left on the open connection, its id, node and endpoint
+        self.remaining = [0] * n_slots
+        self.conn_id = [0] * n_slots
+        self.conn_entry = [0] * n_slots
+        self.conn_pod = [-1] * n_slots
+        self.conn_pod_node = [-1] * n_slots
+
+    def client_ip(self, slot: int) -> int:
+        return self.ip_base + slot % self.n_ips
+
+    def start(self, env: simpy.Environment, send: SendFn) -> None:
+        raise NotImplementedError
+
+    def done(self, request: int, slot: int, t_end: float) -> None:
+        """The client saw the end of a request (response or failure)."""
+
+
+class OpenLoop(Population):
+    """Poisson arrivals at a piecewise-constant rate, each from a random client IP."""
+
+    def __init__(self, *args, arrivals: np.random.Generator, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.steps = self.spec.arrival.steps()
+        self._unit_exp = batched(arrivals.standard_exponential)
+        n = self.n_ips
+        self._pick = batched(lambda k: arrivals.integers(0, n, k))
+
+    def next_time(self, t: float) -> float:
+        """Next arrival after ``t``: a unit exponential spent against the rate schedule
+        (exact for piecewise-constant rates, by memorylessness)."""
+        mass = self._unit_exp()
+        steps = self.steps
+        if len(steps) == 1:
+            return t + mass / steps[0][1]
+        seg = max(i for i, (at, _) in enumerate(steps) if at <= t)
+        while True:
+            rate = steps[seg][1]
+            end = steps[seg + 1][0] if seg + 1 < len(steps) else math.inf
+            if rate > 0 and t + mass / rate < end:
+                return t + mass / rate
+            if end == math.inf:
+                return math.inf
+            mass -= (end - t) * rate
+            t = end
+            seg += 1
+
+    def start(self, env: simpy.Environment, send: SendFn) -> None:
+        self.env = env
+        self.send = send
+        self._schedule(0.0)
+
+    def _schedule(self, t: float) -> None:
+        nxt = self.next_time(t)
+        if nxt != math.inf:
+            self.env.timeout(nxt - self.env._now).callbacks.append(self._arrive)
+
+    def _arrive(self, event: simpy.Event) -> None:
+        now = self.env._now
+        if self.send(self, self._pick(), now):
+            self._schedule(now)
+
+
+class ClosedLoop(Population):
+    """``users`` users, each sending its next request a think time after the last ends."""
+
+    closed = True
+
+    def __init__(self, *args, think: Sampler, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.think = think
+
+    def start(self, env: simpy.Environment, send: SendFn) -> None:
+        self.env = env
+        self.send = send
+        for user in range(len(self.remaining)):
+            env.timeout(self.think(), user).callbacks.append(self._wake)
+
+    def _wake(self, event: simpy.Event) -> None:
+        self.send(self, event._value, self.env._now)
+
+    def done(self, request: int, slot: int, t_end: float) -> None:
+        delay = t_end - self.env._now + self.think()
+        self.env.timeout(delay, slot).callbacks.append(self._wake)

@@ -1,0 +1,62 @@
+"""Per-request records, kept in typed columns while the run goes.
+
+One row per generated request, appended when the client sends it and completed in place
+by index; ``array.array`` columns cost a few bytes per value (no Python object per
+request), and the DataFrame is built once at the end.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+
+IN_FLIGHT, COMPLETED, FAILED = 0, 1, 2
+OUTCOMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", FAILED: "failed"}
+
+# failure reasons (code -> name); 0 = none
+NO_REASON, QUEUE_FULL, NO_ENDPOINTS = 0, 1, 2
+REASONS = {NO_REASON: "", QUEUE_FULL: "queue_full", NO_ENDPOINTS: "no_endpoints"}
+
+NAN = float("nan")
+
+
+class RequestLog:
+    """Columns of the request table. Index = request id within the run."""
+
+    __slots__ = (
+        "t_start", "population", "client", "conn", "new_conn", "entry", "pod",
+        "network", "proxy", "service_start", "service", "t_end", "outcome", "reason",
+    )
+
+    def __init__(self) -> None:
+        self.t_start = array("d")  # client sends
+        self.population = array("H")
+        self.client = array("I")  # client slot within its population
+        self.conn = array("q")  # connection id (run-wide)
+        self.new_conn = array("b")  # 1 if this request opened its connection
+        self.entry = array("i")  # node index that received it
+        self.pod = array("i")  # pod index serving it, -1 if none
+        self.network = array("d")  # round-trip network time (client<->node + hop)
+        self.proxy = array("d")  # kube-proxy first-packet cost (new connections only)
+        self.service_start = array("d")
+        self.service = array("d")
+        self.t_end = array("d")  # client sees the response or the failure
+        self.outcome = array("b")
+        self.reason = array("b")
+
+    def __len__(self) -> int:
+        return len(self.t_start)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Numpy views of every column (zero-copy over the arrays' buffers)."""
+        out = {}
+        for name in self.__slots__:
+            col = getattr(self, name)
+            out[name] = np.frombuffer(col, dtype=col.typecode) if len(col) else np.array(
+                [], dtype=col.typecode)
+        return out
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, n).buffer_info()[1] * getattr(self, n).itemsize
+                   for n in self.__slots__)
