@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 
 from npsim import __version__
+from npsim.cluster.model import build_cluster, ip_str
 from npsim.results.frames import node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import format_summary, summarise
@@ -57,8 +58,27 @@ class Result:
 
 
 def resolved_yaml(scenario: Scenario) -> str:
-    """The fully defaulted scenario, with the npsim version: enough to repeat the run."""
-    data = {"npsimVersion": __version__, **scenario.to_dict()}
+    """The fully defaulted scenario, with the npsim version: enough to repeat the run.
+
+    Addresses, pod CIDRs and NodePorts that npsim chose are written in, so the file
+    does not depend on the defaults of a later version.
+    """
+    cluster = build_cluster(scenario)
+    data = scenario.to_dict()
+    data["npsimVersion"] = __version__
+    for node_data, node in zip(data["cluster"]["nodes"], cluster.nodes, strict=True):
+        node_data["address"] = ip_str(node.ip)
+        node_data["podCIDR"] = str(node.pod_cidr)
+    node_ports = {(sp.service.name, sp.port.name, sp.port.port): sp.node_port
+                  for sp in cluster.service_ports}
+    for manifest in data["manifests"]:
+        if manifest["kind"] != "Service":
+            continue
+        for port in manifest["spec"]["ports"]:
+            key = (manifest["metadata"]["name"], port.get("name", ""), port["port"])
+            if key in node_ports:
+                port["nodePort"] = node_ports[key]
+    data = {"npsimVersion": data.pop("npsimVersion"), **data}
     header = (f"# Resolved by npsim {__version__}: every default filled in, manifests inlined.\n"
               f"# Repeat this run with: npsim run scenario.resolved.yaml\n")
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

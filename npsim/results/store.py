@@ -28,6 +28,9 @@ def write_atomically(target: Path, write: Callable[[Path], None], overwrite: boo
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a result folder is not
     try:
         write(tmp)
         if target.exists():

@@ -1,0 +1,27 @@
+# npsim: two commands for a fresh machine (see README "Quick start").
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: quickstart test lint bench setup clean
+
+$(BIN)/npsim: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+setup: $(BIN)/npsim
+
+quickstart: setup  ## set up and run the bundled quick-start scenario
+	$(BIN)/npsim run scenarios/quickstart.yaml
+
+test: setup  ## set up and run the tests (and ruff)
+	$(BIN)/ruff check npsim tests benchmarks
+	$(BIN)/pytest
+
+bench: setup  ## benchmarks (by hand; figures go in benchmarks/RESULTS.md)
+	$(BIN)/python benchmarks/bench_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

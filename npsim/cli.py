@@ -1,0 +1,100 @@
+"""``npsim`` command line: run, validate.
+
+Bad input (scenario, manifests, flags) prints every problem, with file, line, column and
+field, and exits 2 without writing anything. Only this module reads argv.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from npsim import __version__
+from npsim.api import run as run_scenario
+from npsim.results.store import ResultExistsError
+from npsim.scenario.loader import Scenario, load_scenario
+from npsim.scenario.problems import ScenarioError
+
+EXIT_BAD_INPUT = 2
+
+
+def _load(path: str) -> Scenario:
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    for warning in scenario.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return scenario
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="npsim")
+def main() -> None:
+    """Simulate Kubernetes NodePort traffic request by request."""
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+def validate(scenario: str) -> None:
+    """Check SCENARIO and report every problem at once (exit 2 if any)."""
+    loaded = _load(scenario)
+    spec = loaded.spec
+    click.echo(
+        f"{scenario}: ok - {len(spec.cluster.nodes)} nodes, {len(loaded.services)} services, "
+        f"{len(loaded.deployments)} deployments, {len(spec.clients)} client populations"
+        + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
+    )
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Result folder (default results/<scenario-name>/seed-<seed>).")
+@click.option("--force", is_flag=True, help="Replace an existing result folder.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Override run.seed.")
+@click.option("--replications", type=click.IntRange(min=1), default=None,
+              help="Override run.replications.")
+@click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
+def run(scenario: str, out: str | None, force: bool, seed: int | None,
+        replications: int | None, no_save: bool) -> None:
+    """Run SCENARIO, print a summary and write the result folder."""
+    loaded = _load(scenario)
+    if seed is not None:
+        loaded.spec.run.seed = seed
+    if replications is not None:
+        loaded.spec.run.replications = replications
+    target = Path(out) if out else Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
+    if not no_save and target.exists() and not force:
+        click.echo(f"error: {target} already exists; npsim does not overwrite results. "
+                   "Pass --out DIR for a new folder, or --force to replace it.", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    total = loaded.spec.run.replications
+    show = sys.stderr.isatty()
+    with click.progressbar(length=total, label="replications", file=sys.stderr,
+                           hidden=not show or total == 1) as bar:
+        try:
+            result = run_scenario(loaded, progress=lambda done, _total: bar.update(1))
+        except ScenarioError as exc:
+            click.echo(exc.report(), err=True)
+            sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"npsim {__version__}  scenario {loaded.spec.name}  seed {loaded.spec.run.seed}"
+               f"  replications {total}  simulated {result.end_time:g}s"
+               f" in {result.wall_seconds:.2f}s wall")
+    click.echo(result.report())
+    if no_save:
+        return
+    try:
+        written = result.save(target, overwrite=force)
+    except ResultExistsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"results    {written}/")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
