@@ -100,6 +100,9 @@ class Cluster:
     same_node: Distribution
     same_zone: Distribution
     cross_zone: Distribution
+    # next host number per node's pod CIDR, and pods made so far per Deployment
+    next_host: dict[int, int] = field(default_factory=dict)
+    made: dict[str, int] = field(default_factory=dict)
 
     def node_index(self, name: str) -> int:
         return self.graph.nodes[name]["index"]
@@ -181,26 +184,20 @@ def build_cluster(scenario: Scenario) -> Cluster:
     for link in spec.cluster.network.links:
         graph.add_edge(link.from_, link.to, latency=link.latency)
 
-    pods: list[Pod] = []
-    next_host = [2] * len(nodes)  # .1 is the node's bridge
+    cluster = Cluster(nodes, [], [], graph, spec.cluster.network.same_node,
+                      spec.cluster.network.same_zone, spec.cluster.network.cross_zone)
     problems: list[Problem] = []
-    for dep_name, dep in scenario.deployments.items():
+    for dep_name in scenario.deployments:
         workload = spec.workloads[dep_name]
-        ports = {c.name: c.container_port for c in dep.container_ports if c.name}
-        for j, node_index in enumerate(_placement(dep.replicas, workload.placement, nodes)):
-            node = nodes[node_index]
-            host = next_host[node_index]
-            next_host[node_index] += 1
-            if host >= node.pod_cidr.num_addresses - 1:
-                problems.append(Problem(None, f"cluster.nodes[{node_index}].podCIDR",
-                                        f"pod CIDR {node.pod_cidr} of node {node.name} has no "
-                                        f"address left for pod {dep_name}-{j}"))
-                continue
-            pods.append(Pod(len(pods), f"{dep_name}-{j}", dep_name, node_index,
-                            int(node.pod_cidr.network_address) + host, dict(dep.pod_labels),
-                            workload.workers, workload.queue_limit, workload.service_time, ports))
+        replicas = scenario.deployments[dep_name].replicas
+        for node_index in _placement(replicas, workload.placement, nodes):
+            try:
+                new_pod(scenario, cluster, dep_name, node_index)
+            except ValueError as exc:
+                problems.append(Problem(None, f"cluster.nodes[{node_index}].podCIDR", str(exc)))
     if problems:
         raise ScenarioError(problems)
+    pods = cluster.pods
 
     allocated = _assign_node_ports(scenario)
     service_ports: list[ServicePortModel] = []
@@ -211,6 +208,33 @@ def build_cluster(scenario: Scenario) -> Cluster:
             node_port = port.node_port or allocated[(svc.name, i)]
             service_ports.append(ServicePortModel(len(service_ports), svc, port, node_port,
                                                   endpoints_for(svc, port, pods)))
-    net = spec.cluster.network
-    return Cluster(nodes, pods, service_ports, graph, net.same_node, net.same_zone,
-                   net.cross_zone)
+    cluster.service_ports = service_ports
+    return cluster
+
+
+def new_pod(scenario: Scenario, cluster: Cluster, deployment: str,
+            node_index: int | None = None) -> Pod:
+    """Create a pod of ``deployment`` (on the node with fewest of its pods unless given),
+    with the next free address of that node's pod CIDR (.1 is the bridge)."""
+    dep = scenario.deployments[deployment]
+    workload = scenario.spec.workloads[deployment]
+    if node_index is None:
+        counts = [0] * len(cluster.nodes)
+        for p in cluster.pods:
+            if p.deployment == deployment:
+                counts[p.node] += 1
+        node_index = counts.index(min(counts))
+    node = cluster.nodes[node_index]
+    host = cluster.next_host.get(node_index, 2)
+    if host >= node.pod_cidr.num_addresses - 1:
+        raise ValueError(f"pod CIDR {node.pod_cidr} of node {node.name} has no address "
+                         f"left for another {deployment} pod")
+    cluster.next_host[node_index] = host + 1
+    ordinal = cluster.made.get(deployment, 0)
+    cluster.made[deployment] = ordinal + 1
+    ports = {c.name: c.container_port for c in dep.container_ports if c.name}
+    pod = Pod(len(cluster.pods), f"{deployment}-{ordinal}", deployment, node_index,
+              int(node.pod_cidr.network_address) + host, dict(dep.pod_labels),
+              workload.workers, workload.queue_limit, workload.service_time, ports)
+    cluster.pods.append(pod)
+    return pod

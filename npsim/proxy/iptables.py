@@ -5,8 +5,8 @@ For n endpoints in kube-proxy's order, rule i (1-based, i < n) matches with prob
 (proxier.go ``writeServiceToEndpointRules``, ``computeProbability``;
 kubernetes-semantics.md 1.3). The product telescopes to exactly 1/n per endpoint, so the
 simulator draws the endpoint index uniformly: the same distribution in O(1) instead of
-walking n rules. :func:`cascade_probabilities` gives the rules as kube-proxy prints
-them, and a test checks the walk and the draw agree.
+walking n rules. :func:`cascade_probabilities` gives the rules as kube-proxy writes them
+(``npsim explain`` prints them), and a test checks the walk and the draw agree.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ def format_probability(p: float) -> str:
     return f"{p:0.10f}"
 
 
-class IptablesTable(EndpointTable):
+class UniformTable(EndpointTable):
+    """Uniform choice per new connection (iptables cascade, nftables numgen)."""
+
     __slots__ = ("uniform",)
 
-    def pick(self) -> int:
+    def pick(self, client_ip: int, src_port: int, now: float) -> int:
         return int(self.uniform() * self.n)
 
 
@@ -39,7 +41,7 @@ class IptablesProxy(KubeProxy):
         super().__init__(node, rng)
         self.uniform = batched(rng.random)
 
-    def make_table(self, service_port, endpoints):  # noqa: ANN001, ANN201
-        table = IptablesTable(service_port, endpoints)
+    def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
+        table = UniformTable(service_port, endpoints)
         table.uniform = self.uniform
         return table

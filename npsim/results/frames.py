@@ -48,7 +48,9 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
     bridge_ips = np.array([nd.bridge_ip for nd in cluster.nodes], dtype=np.int64)
     # externalTrafficPolicy Cluster masquerades: a remote pod sees the receiving node's IP,
     # a same-node pod the node's pod-bridge address (kubernetes-semantics.md 1.4)
-    seen = np.where(crossed, node_ips[entry], bridge_ips[entry])
+    # userspace mode proxies every connection itself: the pod always sees the node
+    via_process = np.array([p.pod_sees_node for p in out.proxies], dtype=bool)
+    seen = np.where(crossed | via_process[entry], node_ips[entry], bridge_ips[entry])
 
     pops = out.populations
     pop_idx = cols["population"].astype(np.int64)
@@ -77,6 +79,7 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
             "t_end": t_end,
             "latency": t_end - t_start,
             "network": network,
+            "hop": cols["hop"],
             "proxy": proxy,
             "service_start": service_start,
             "queue_wait": queue_wait,

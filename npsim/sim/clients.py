@@ -112,6 +112,8 @@ class Population:
         self.rtt = rtt
         self.ip_base = ip_base
         self.n_ips = spec.n_source_ips
+        self.address = spec.entry.address
+        self.connect_timeout = spec.connect_timeout
         # per client slot: requests left on the open connection, its id, node and endpoint
         self.remaining = [0] * n_slots
         self.conn_id = [0] * n_slots

@@ -5,11 +5,12 @@ the receiving node's kube-proxy picks an endpoint -> the request travels the cli
 link and, if the pod lives elsewhere, the node-to-node hop -> the pod queues and serves
 it -> the response travels back. Latencies that are only added to a timestamp get no
 event of their own; a request costs three events (arrival at the client side, arrival
-at the pod, end of service).
+at the pod, end of service), four in userspace mode (the kube-proxy process relay).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,15 +18,29 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, build_cluster
+from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
+from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
+from npsim.proxy.ipvs import IpvsProxy
+from npsim.proxy.userspace import DIAL_TIMEOUTS
 from npsim.sim.clients import ClosedLoop, OpenLoop, Population, make_entry
-from npsim.sim.pods import PodServer
-from npsim.sim.records import FAILED, NO_ENDPOINTS, RequestLog
+from npsim.sim.controlplane import ControlPlane
+from npsim.sim.pods import PodServer, Relay
+from npsim.sim.records import (
+    CONNECT_TIMEOUT,
+    DIAL_FAILED,
+    ENDPOINT_GONE,
+    FAILED,
+    NO_ENDPOINTS,
+    NODEPORT_CLOSED,
+    RequestLog,
+)
 from npsim.sim.streams import Streams
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
+
+EPHEMERAL_LOW, EPHEMERAL_SPAN = 32768, 28232  # Linux ip_local_port_range 32768-60999
 
 
 @dataclass
@@ -37,9 +52,32 @@ class RunOutput:
     cluster: Cluster
     log: RequestLog
     populations: list[Population]
+    proxies: list[KubeProxy]
+    control: ControlPlane
     end_time: float
     warmup: float
     wall_seconds: float
+
+
+def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list[KubeProxy]:
+    """One kube-proxy per node, in the node's mode, with its first-packet cost model."""
+    spec = scenario.spec.cluster
+    services = len(cluster.service_ports) + spec.other_services.count
+    proxies: list[KubeProxy] = []
+    for node, ns in zip(cluster.nodes, spec.nodes, strict=True):
+        mode = ns.proxy_mode or spec.proxy_mode
+        rng = streams.generator(f"proxy/{node.name}")
+        if mode == "ipvs":
+            proxy: KubeProxy = IpvsProxy(node, rng, spec.ipvs.scheduler,
+                                         spec.ipvs.tcp_fin_timeout)
+        else:
+            proxy = MODES[mode](node, rng)
+        proxy.sync_delay = ns.sync_delay  # type: ignore[attr-defined]
+        if mode != "userspace":
+            quantiles = quantiles_at(table_for(mode, spec.cost_model.get(mode)), services)
+            proxy.cost = cost_sampler(quantiles, streams.generator(f"cost/{node.name}"))
+        proxies.append(proxy)
+    return proxies
 
 
 class Simulation:
@@ -49,50 +87,73 @@ class Simulation:
         self.scenario = scenario
         spec = scenario.spec
         self.replication = replication
-        self.streams = Streams(spec.run.seed, replication)
+        self.streams = streams = Streams(spec.run.seed, replication)
         self.env = simpy.Environment()
         self.cluster = cluster = build_cluster(scenario)
         self.log = RequestLog()
         self.budget = spec.run.requests  # None: run for a duration
         self.generated = 0
         self.next_conn = 0
+        self.tracked: dict[int, list] = {}  # IPVS: conn -> [in flight, all sent, table, key]
 
-        proxy_class = MODES[spec.cluster.proxy_mode]
-        self.proxies: list[KubeProxy] = [
-            proxy_class(node, self.streams.generator(f"proxy/{node.name}"))
-            for node in cluster.nodes
+        self.proxies = make_proxies(scenario, cluster, streams)
+        self.pods: list[PodServer] = []
+        for pod in cluster.pods:
+            self._serve(pod)
+        self.relays: list[Relay | None] = [
+            Relay(self.env, p.node.index, spec.cluster.userspace.workers,
+                  spec.cluster.userspace.latency.sampler(
+                      streams.generator(f"relay/{p.node.name}")), self.log, self._to_pod)
+            if p.mode == "userspace" else None
+            for p in self.proxies
         ]
-        for proxy in self.proxies:
-            for sp in cluster.service_ports:
-                proxy.program(sp, sp.endpoints)
+        self.control = ControlPlane(
+            self.env, cluster, self.proxies, spec.cluster.kube_proxy,
+            lambda name: spec.cluster.kube_proxy.propagation.sampler(
+                streams.generator(f"propagation/{name}")),
+            (spec.cluster.other_services.count, spec.cluster.other_services.endpoints_each),
+            self._add_pod, self._stop_pod)
+        self.control.schedule(spec.events)
 
         self.populations: list[Population] = []
         for i, cs in enumerate(spec.clients):
             sp = cluster.service_port_for(cs.service, cs.port)
             n_slots = cs.arrival.users if cs.arrival.closed else cs.n_source_ips
             entry = make_entry(cs.entry, cluster.node_index, len(cluster.nodes), n_slots,
-                               self.streams.generator(f"entry/{cs.name}"))
-            ip_base = (int(__import__("ipaddress").IPv4Address(cs.source_ip_base))
+                               streams.generator(f"entry/{cs.name}"))
+            ip_base = (int(ipaddress.IPv4Address(cs.source_ip_base))
                        if cs.source_ip_base else DEFAULT_CLIENT_BASE + (i << 17))
             common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry,
                           service_port=sp.index,
-                          rtt=cs.rtt.sampler(self.streams.generator(f"rtt/{cs.name}")),
+                          rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
                           ip_base=ip_base)
             if cs.arrival.closed:
                 assert cs.arrival.think_time is not None
-                think = cs.arrival.think_time.sampler(self.streams.generator(f"think/{cs.name}"))
+                think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
                 self.populations.append(ClosedLoop(think=think, **common))
             else:
-                arrivals = self.streams.generator(f"arrivals/{cs.name}")
+                arrivals = streams.generator(f"arrivals/{cs.name}")
                 self.populations.append(OpenLoop(arrivals=arrivals, **common))
-
-        self.pods = [
-            PodServer(self.env, pod.index, pod.workers, pod.queue_limit,
-                      pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
-                      self.log, self._done)
-            for pod in cluster.pods
-        ]
         self._hop_samplers: dict[tuple[int, int], object] = {}
+
+    # --- pods coming and going ----------------------------------------------------------
+
+    def _serve(self, pod: Pod) -> PodServer:
+        server = PodServer(
+            self.env, pod.index, pod.workers, pod.queue_limit,
+            pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
+            self.log, self._done)
+        self.pods.append(server)
+        return server
+
+    def _add_pod(self, deployment: str, ordinal: int) -> Pod:
+        pod = new_pod(self.scenario, self.cluster, deployment)
+        self._serve(pod)
+        return pod
+
+    def _stop_pod(self, pod: Pod) -> None:
+        """A deleted pod stops answering at once; queued work still finishes."""
+        self.pods[pod.index].alive = False
 
     # --- hot path ---------------------------------------------------------------------
 
@@ -117,39 +178,96 @@ class Simulation:
         if pop.remaining[slot] == 0:
             entry = pop.entry(slot, now)
             proxy = self.proxies[entry]
-            table = proxy.tables[pop.service_port]
             self.next_conn += 1
-            pop.conn_id[slot] = self.next_conn
+            conn = self.next_conn
+            pop.conn_id[slot] = conn
             pop.conn_entry[slot] = entry
             new_conn = 1
-            if table.n == 0:
-                # no endpoints anywhere: REJECT, the client is refused within a round trip
-                pop.remaining[slot] = 0
-                rtt = pop.rtt()
-                self._append(log, now, pop, slot, entry, -1, 1, rtt, 0.0)
-                log.outcome[request] = FAILED
-                log.reason[request] = NO_ENDPOINTS
-                log.t_end[request] = now + rtt
-                pop.done(request, slot, now + rtt)
-                return True
-            choice = table.pick()
-            pop.conn_pod[slot] = table.pods[choice]
+            table = proxy.tables[pop.service_port]
+            if table.n == 0 or not proxy.accepts(pop.address):
+                # REJECT (no endpoints) or nothing listening: refused within a round trip
+                return self._refused(pop, slot, now, entry,
+                                     NO_ENDPOINTS if table.n == 0 else NODEPORT_CLOSED)
+            src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
+            client_ip = pop.ip_base + slot % pop.n_ips
+            choice = table.pick(client_ip, src_port, now)
+            pod = table.pods[choice]
+            if not self.pods[pod].alive:
+                if proxy.mode != "userspace":
+                    return self._timeout(pop, slot, now, entry, pod, table.nodes[choice],
+                                         CONNECT_TIMEOUT, pop.connect_timeout)
+                # userspace: kube-proxy dials the next endpoint after each timeout
+                waited = 0.0
+                for timeout in DIAL_TIMEOUTS:
+                    waited += timeout
+                    choice = table.pick(client_ip, src_port, now)
+                    pod = table.pods[choice]
+                    if self.pods[pod].alive:
+                        break
+                else:
+                    return self._timeout(pop, slot, now, entry, -1, entry, DIAL_FAILED, waited)
+                proxy_cost = waited
+            pop.conn_pod[slot] = pod
             pop.conn_pod_node[slot] = table.nodes[choice]
             pop.remaining[slot] = pop.per_connection
-            proxy_cost = proxy.first_packet_cost()
+            proxy_cost += proxy.cost()
+            if proxy.counts_connections:
+                key = table.keys[choice]
+                table.opened(key, now)
+                self.tracked[conn] = [0, False, table, key]
         else:
             entry = pop.conn_entry[slot]
             new_conn = 0
+            pod = pop.conn_pod[slot]
+            if not self.pods[pod].alive:
+                pop.remaining[slot] = 0
+                return self._timeout(pop, slot, now, entry, pod, pop.conn_pod_node[slot],
+                                     ENDPOINT_GONE, pop.connect_timeout)
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
-        network = pop.rtt() + self._hop(entry, pop.conn_pod_node[slot])()
-        self._append(log, now, pop, slot, entry, pod, new_conn, network, proxy_cost)
-        self.env.timeout(network * 0.5 + proxy_cost, request).callbacks.append(
-            self.pods[pod].arrive)
+        hop = self._hop(entry, pop.conn_pod_node[slot])()
+        network = pop.rtt() + hop
+        self._append(log, now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost)
+        tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
+        if tracked is not None:
+            tracked[0] += 1
+            tracked[1] = pop.remaining[slot] == 0
+        relay = self.relays[entry]
+        if relay is None:
+            self.env.timeout(network * 0.5 + proxy_cost, request).callbacks.append(
+                self.pods[pod].arrive)
+        else:
+            self.env.timeout((network - hop) * 0.5 + proxy_cost, request).callbacks.append(
+                relay.arrive)
+        return True
+
+    def _to_pod(self, request: int, delay: float) -> None:
+        """After the userspace relay: on to the pod across the hop."""
+        self.env.timeout(delay, request).callbacks.append(self.pods[self.log.pod[request]].arrive)
+
+    def _refused(self, pop: Population, slot: int, now: float, entry: int, reason: int) -> bool:
+        rtt = pop.rtt()
+        return self._fail(pop, slot, now, entry, -1, rtt, 0.0, reason, now + rtt)
+
+    def _timeout(self, pop: Population, slot: int, now: float, entry: int, pod: int,
+                 pod_node: int, reason: int, wait: float) -> bool:
+        rtt = pop.rtt()
+        return self._fail(pop, slot, now, entry, pod, rtt, 0.0, reason, now + max(wait, rtt))
+
+    def _fail(self, pop: Population, slot: int, now: float, entry: int, pod: int,
+              network: float, hop: float, reason: int, t_end: float) -> bool:
+        log = self.log
+        request = len(log.t_start)
+        pop.remaining[slot] = 0
+        self._append(log, now, pop, slot, entry, pod, 1, network, hop, 0.0)
+        log.outcome[request] = FAILED
+        log.reason[request] = reason
+        log.t_end[request] = t_end
+        pop.done(request, slot, t_end)
         return True
 
     def _append(self, log: RequestLog, now: float, pop: Population, slot: int, entry: int,
-                pod: int, new_conn: int, network: float, proxy_cost: float) -> None:
+                pod: int, new_conn: int, network: float, hop: float, proxy_cost: float) -> None:
         log.t_start.append(now)
         log.population.append(pop.index)
         log.client.append(slot)
@@ -158,6 +276,7 @@ class Simulation:
         log.entry.append(entry)
         log.pod.append(pod)
         log.network.append(network)
+        log.hop.append(hop)
         log.proxy.append(proxy_cost)
         log.service_start.append(np.nan)
         log.service.append(np.nan)
@@ -166,9 +285,18 @@ class Simulation:
         log.reason.append(0)
 
     def _done(self, request: int, t_end: float) -> None:
-        pop = self.populations[self.log.population[request]]
+        log = self.log
+        if self.tracked:
+            conn = log.conn[request]
+            tracked = self.tracked.get(conn)
+            if tracked is not None:
+                tracked[0] -= 1
+                if tracked[0] == 0 and tracked[1]:
+                    tracked[2].closed(tracked[3], self.env._now)
+                    del self.tracked[conn]
+        pop = self.populations[log.population[request]]
         if pop.closed:
-            pop.done(request, self.log.client[request], t_end)
+            pop.done(request, log.client[request], t_end)
 
     # --- driving ----------------------------------------------------------------------
 
@@ -184,4 +312,5 @@ class Simulation:
             self.env.run()
             end = float(self.env.now)
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
-                         end, float(run.warmup), time.perf_counter() - started)
+                         self.proxies, self.control, end, float(run.warmup),
+                         time.perf_counter() - started)

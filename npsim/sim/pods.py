@@ -1,4 +1,4 @@
-"""A pod: c workers in front of a FIFO queue, optionally bounded.
+"""Servers with c workers in front of a FIFO queue: pods, and userspace kube-proxy relays.
 
 Event callbacks rather than a SimPy process per request: a request costs one event to
 arrive and one to finish (plain SimPy with a Resource spends about six), which is where
@@ -16,60 +16,100 @@ from npsim.dists import Sampler
 from npsim.sim.records import COMPLETED, FAILED, QUEUE_FULL, RequestLog
 
 
-class PodServer:
-    __slots__ = ("env", "log", "free", "queue", "limit", "sample", "on_done", "index")
+class Station:
+    """c workers and a FIFO queue; what happens after service is the subclass's."""
 
-    def __init__(
-        self,
-        env: simpy.Environment,
-        index: int,
-        workers: int,
-        queue_limit: int | None,
-        sample: Sampler,
-        log: RequestLog,
-        on_done: Callable[[int, float], None],
-    ) -> None:
+    __slots__ = ("env", "log", "free", "queue", "sample", "index")
+
+    def __init__(self, env: simpy.Environment, index: int, workers: int, sample: Sampler,
+                 log: RequestLog) -> None:
         self.env = env
         self.index = index
         self.log = log
         self.free = workers
         self.queue: deque[int] = deque()
-        self.limit = queue_limit
         self.sample = sample
-        self.on_done = on_done  # (request, time the client sees the end) -> None
 
     def arrive(self, event: simpy.Event) -> None:
         request = event._value
         if self.free:
             self.free -= 1
             self._start(request)
-        elif self.limit is not None and len(self.queue) >= self.limit:
-            log = self.log
-            now = self.env._now
-            log.outcome[request] = FAILED
-            log.reason[request] = QUEUE_FULL
-            end = now + log.network[request] * 0.5
-            log.t_end[request] = end
-            self.on_done(request, end)
-        else:
+        elif self.admit(request):
             self.queue.append(request)
+
+    def admit(self, request: int) -> bool:
+        return True
 
     def _start(self, request: int) -> None:
         duration = self.sample()
-        log = self.log
-        log.service_start[request] = self.env._now
-        log.service[request] = duration
+        self.started(request, duration)
         self.env.timeout(duration, request).callbacks.append(self._finish)
 
     def _finish(self, event: simpy.Event) -> None:
-        request = event._value
-        log = self.log
-        log.outcome[request] = COMPLETED
-        end = self.env._now + log.network[request] * 0.5
-        log.t_end[request] = end
         if self.queue:
             self._start(self.queue.popleft())
         else:
             self.free += 1
+        self.served(event._value)
+
+    def started(self, request: int, duration: float) -> None:
+        """Service of ``request`` begins now and lasts ``duration``."""
+
+    def served(self, request: int) -> None:
+        raise NotImplementedError
+
+
+class PodServer(Station):
+    """A pod: c workers, FIFO queue, optional limit (a full queue rejects)."""
+
+    __slots__ = ("limit", "on_done", "alive")
+
+    def __init__(self, env: simpy.Environment, index: int, workers: int,
+                 queue_limit: int | None, sample: Sampler, log: RequestLog,
+                 on_done: Callable[[int, float], None]) -> None:
+        super().__init__(env, index, workers, sample, log)
+        self.limit = queue_limit
+        self.on_done = on_done  # (request, time the client sees the end) -> None
+        self.alive = True
+
+    def admit(self, request: int) -> bool:
+        if self.limit is None or len(self.queue) < self.limit:
+            return True
+        log = self.log
+        log.outcome[request] = FAILED
+        log.reason[request] = QUEUE_FULL
+        end = self.env._now + log.network[request] * 0.5
+        log.t_end[request] = end
+        self.on_done(request, end)
+        return False
+
+    def started(self, request: int, duration: float) -> None:
+        log = self.log
+        log.service_start[request] = self.env._now
+        log.service[request] = duration
+
+    def served(self, request: int) -> None:
+        log = self.log
+        log.outcome[request] = COMPLETED
+        end = self.env._now + log.network[request] * 0.5
+        log.t_end[request] = end
         self.on_done(request, end)
 
+
+class Relay(Station):
+    """The userspace kube-proxy process on one node: every request is copied through it."""
+
+    __slots__ = ("forward",)
+
+    def __init__(self, env: simpy.Environment, index: int, workers: int, sample: Sampler,
+                 log: RequestLog, forward: Callable[[int, float], None]) -> None:
+        super().__init__(env, index, workers, sample, log)
+        self.forward = forward  # (request, remaining delay to the pod) -> None
+
+    def served(self, request: int) -> None:
+        log = self.log
+        arrived = (log.t_start[request] + (log.network[request] - log.hop[request]) * 0.5
+                   + log.proxy[request])
+        log.proxy[request] += self.env._now - arrived
+        self.forward(request, log.hop[request] * 0.5)

@@ -15,8 +15,17 @@ IN_FLIGHT, COMPLETED, FAILED = 0, 1, 2
 OUTCOMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", FAILED: "failed"}
 
 # failure reasons (code -> name); 0 = none
-NO_REASON, QUEUE_FULL, NO_ENDPOINTS = 0, 1, 2
-REASONS = {NO_REASON: "", QUEUE_FULL: "queue_full", NO_ENDPOINTS: "no_endpoints"}
+NO_REASON, QUEUE_FULL, NO_ENDPOINTS, CONNECT_TIMEOUT, DIAL_FAILED, NODEPORT_CLOSED, \
+    ENDPOINT_GONE = range(7)
+REASONS = {
+    NO_REASON: "",
+    QUEUE_FULL: "queue_full",  # the pod's queue was full: rejected
+    NO_ENDPOINTS: "no_endpoints",  # the Service has no endpoints: REJECT, refused at once
+    CONNECT_TIMEOUT: "connect_timeout",  # the chosen endpoint did not answer (gone pod)
+    DIAL_FAILED: "dial_failed",  # userspace proxy: every dial attempt timed out
+    NODEPORT_CLOSED: "nodeport_closed",  # nothing listens on that node address (nftables)
+    ENDPOINT_GONE: "endpoint_gone",  # the pod of an open keep-alive connection went away
+}
 
 NAN = float("nan")
 
@@ -26,7 +35,7 @@ class RequestLog:
 
     __slots__ = (
         "t_start", "population", "client", "conn", "new_conn", "entry", "pod",
-        "network", "proxy", "service_start", "service", "t_end", "outcome", "reason",
+        "network", "hop", "proxy", "service_start", "service", "t_end", "outcome", "reason",
     )
 
     def __init__(self) -> None:
@@ -38,6 +47,7 @@ class RequestLog:
         self.entry = array("i")  # node index that received it
         self.pod = array("i")  # pod index serving it, -1 if none
         self.network = array("d")  # round-trip network time (client<->node + hop)
+        self.hop = array("d")  # the node-to-pod part of network (round trip)
         self.proxy = array("d")  # kube-proxy first-packet cost (new connections only)
         self.service_start = array("d")
         self.service = array("d")

@@ -1,0 +1,20 @@
+"""nftables mode: ``numgen random mod N vmap { 0 : goto ep0, ... }``.
+
+One verdict-map lookup picks endpoint i with probability 1/N (pkg/proxy/nftables
+proxier.go ``writeServiceToEndpointRules``; kubernetes-semantics.md 3), constant cost in
+the number of Services (measurements.md 1.1). Unlike iptables, NodePorts answer only on
+the node's primary address (``--nodeport-addresses primary`` default; never on
+127.0.0.1): a client aiming at localhost or a secondary address gets no DNAT, nothing
+listens there, and the connection is refused.
+"""
+
+from __future__ import annotations
+
+from npsim.proxy.iptables import IptablesProxy
+
+
+class NftablesProxy(IptablesProxy):
+    mode = "nftables"
+
+    def accepts(self, address_kind: str) -> bool:
+        return address_kind == "primary"
