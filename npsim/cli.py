@@ -6,6 +6,7 @@ field, and exits 2 without writing anything. Only this module reads argv.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         loaded.spec.run.seed = seed
     if replications is not None:
         loaded.spec.run.replications = replications
-    target = Path(out) if out else Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
+    default = Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
+    target = Path(out) if out else default
     if not no_save and target.exists() and not force:
         click.echo(f"error: {target} already exists; npsim does not overwrite results. "
                    "Pass --out DIR for a new folder, or --force to replace it.", err=True)
@@ -94,6 +96,53 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     click.echo(f"results    {written}/")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--service", default=None, help="Only this Service (default: all).")
+@click.option("--node", default=None, help="Node whose kube-proxy to show (default: first).")
+@click.option("--trace", "trace_from", default=None, metavar="SRC_IP[:PORT]",
+              help="Walk one new connection from this client address through the rules.")
+def explain(scenario: str, service: str | None, node: str | None,
+            trace_from: str | None) -> None:
+    """Print what kube-proxy programs on a node (iptables-save, nft, ipvsadm style)."""
+    from npsim.explain import render, trace
+    from npsim.sim.engine import Simulation
+
+    loaded = _load(scenario)
+    sim = Simulation(loaded)
+    names = [n.name for n in sim.cluster.nodes]
+    if node is not None and node not in names:
+        _usage(f"--node {node!r}: no such node in {scenario} (nodes: {', '.join(names)})")
+    services = sorted({sp.service.name for sp in sim.cluster.service_ports})
+    if service is not None and service not in services:
+        _usage(f"--service {service!r}: no such NodePort Service in {scenario} "
+               f"(services: {', '.join(services)})")
+    proxy = sim.proxies[names.index(node) if node else 0]
+    click.echo(f"# node {proxy.node.name}, kube-proxy mode {proxy.mode}")
+    click.echo(render(proxy, sim.cluster, service))
+    if trace_from is None:
+        return
+    address, _, port_text = trace_from.partition(":")
+    try:
+        client_ip = int(ipaddress.IPv4Address(address))
+        src_port = int(port_text) if port_text else 40000
+        if not 1 <= src_port <= 65535:
+            raise ValueError(src_port)
+    except ValueError:
+        _usage(f"--trace {trace_from!r}: expected SRC_IP[:PORT] such as 203.0.113.7:40000")
+    targets = [sp for sp in sim.cluster.service_ports if service in (None, sp.service.name)]
+    click.echo("")
+    click.echo("# trace of one new connection")
+    for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
+                      loaded.spec.cluster.other_services.count):
+        click.echo(step)
+
+
+def _usage(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":  # pragma: no cover
