@@ -83,7 +83,7 @@ class ServicePort:
     node_port: int | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Service:
     name: str
     namespace: str
@@ -101,7 +101,7 @@ class ContainerPort:
     protocol: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class Deployment:
     name: str
     namespace: str
@@ -142,9 +142,8 @@ def _expect(
 ) -> Any:
     node: Any = doc
     for step in loc:
-        if isinstance(node, dict) and step in node:
-            node = node[step]
-        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+        if (isinstance(node, dict) and step in node
+                or isinstance(node, list) and isinstance(step, int) and step < len(node)):
             node = node[step]
         else:
             p.at(doc, loc, f"Required value: {what}", pre)
