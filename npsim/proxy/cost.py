@@ -95,7 +95,9 @@ def cost_sampler(q: Quantiles, rng: np.random.Generator) -> Callable[[], float]:
     return batched(lambda n: np.interp(rng.random(n), us, vs))
 
 
-def table_for(mode: str, overrides: dict[int, Sequence[float]] | None = None) -> dict[int, Quantiles]:
+def table_for(
+    mode: str, overrides: dict[int, Sequence[float]] | None = None
+) -> dict[int, Quantiles]:
     if overrides:
         return {int(k): tuple(v) for k, v in overrides.items()}  # type: ignore[misc]
     return PUBLISHED[mode]

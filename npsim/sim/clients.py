@@ -64,10 +64,7 @@ class DnsEntry:
 
     def __call__(self, client: int, now: float) -> int:
         if now >= self.expires[client]:
-            if self._random is not None:
-                node = self._random()
-            else:
-                node = self.queries % self.n_nodes
+            node = self._random() if self._random is not None else self.queries % self.n_nodes
             self.queries += 1
             self.cached[client] = node
             self.expires[client] = now + self.ttl

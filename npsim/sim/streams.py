@@ -21,4 +21,5 @@ class Streams:
 
     def generator(self, name: str) -> np.random.Generator:
         key = (self.replication, zlib.crc32(name.encode()))
-        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key)))
+        seed = np.random.SeedSequence(self.seed, spawn_key=key)
+        return np.random.Generator(np.random.PCG64(seed))
