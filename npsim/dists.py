@@ -198,8 +198,11 @@ def _shorthand(value: Any) -> Any:
     """A bare duration means a constant: ``serviceTime: 5ms``."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return {"dist": "constant", "value": value}
-    if isinstance(value, dict) and "dist" in value and value["dist"] not in REGISTRY:
-        known = ", ".join(REGISTRY)
+    known = ", ".join(REGISTRY)
+    if isinstance(value, dict) and "dist" not in value:
+        raise ValueError(f"missing 'dist': name one of {known}, "
+                         "or give a bare duration such as 5ms for a constant")
+    if isinstance(value, dict) and value["dist"] not in REGISTRY:
         raise ValueError(f"unknown distribution {value['dist']!r}; known: {known}")
     return value
 

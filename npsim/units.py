@@ -52,7 +52,9 @@ def parse_duration(text: str | int | float) -> float:
 
 def parse_rate(text: str | int | float) -> float:
     """Events per second in a rate such as ``500/s``, ``30/m`` or ``2/ms``."""
-    if isinstance(text, bool) or isinstance(text, int | float):
+    if isinstance(text, bool):
+        raise ValueError(f"expected a rate such as '500/s' or '30/m', got {text!r}")
+    if isinstance(text, int | float):
         raise ValueError(f"a rate needs a unit: write '{text}/s', not the bare number {text}")
     match = _RATE_RE.match(str(text))
     if not match or match.group(2) not in _DURATION_UNITS:

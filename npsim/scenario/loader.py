@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from npsim.dists import Empirical
 from npsim.scenario.manifests import Deployment, Service, parse_manifest
@@ -40,7 +40,7 @@ class Scenario:
         self.deployments = deployments
         self.base_dir = base_dir
         self.source = source
-        self.warnings = warnings or []
+        self.warnings = warnings if warnings is not None else []
 
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
@@ -140,7 +140,8 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         docs = load_file(path)
     except YamlSyntaxError as exc:
-        raise ScenarioError([Problem(None, "(syntax)", str(exc))]) from None
+        where = exc.path or ("" if exc.mark else str(path))
+        raise ScenarioError([Problem(exc.mark, where, exc.problem)]) from None
     except UnicodeDecodeError:
         raise ScenarioError([Problem(None, str(path), "not a UTF-8 text file")]) from None
     if len(docs) != 1 or not isinstance(docs[0], dict):
@@ -159,16 +160,28 @@ def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
     services: dict[str, Service] = {}
     deployments: dict[str, Deployment] = {}
     raw_manifests = tree.get("manifests") if isinstance(tree, dict) else None
+    unresolved: _Unresolved = set()
     if isinstance(raw_manifests, list):
-        _load_manifests(tree, raw_manifests, base_dir, p, services, deployments)
+        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments)
     scenario = None
     if spec is not None:
         spec = _resolve_files(spec, tree, base_dir, p)
         scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
-        cross_check(scenario, tree, p)
+        cross_check(scenario, tree, p, unresolved)
     p.raise_if_any()
     assert scenario is not None
     return scenario
+
+
+class _Everything:
+    """Stands for the names in a manifest file that could not be read."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+# names of Services/Deployments whose manifests were already reported as broken
+_Unresolved = set[str] | _Everything
 
 
 def _load_manifests(
@@ -178,17 +191,26 @@ def _load_manifests(
     p: Problems,
     services: dict[str, Service],
     deployments: dict[str, Deployment],
-) -> None:
+) -> _Unresolved:
+    """Parse every manifest into ``services``/``deployments``; return the names of those
+    that failed (their problems are reported here, so references to them are not)."""
+    unresolved: set[str] = set()
+    unreadable = False
     for i, item in enumerate(raw):
         if isinstance(item, str):
             path = base_dir / item
             try:
                 docs = load_file(path)
-            except FileNotFoundError:
+            except (FileNotFoundError, IsADirectoryError):
                 p.at(tree, ["manifests", i], f"manifest file not found: {path}")
+                unreadable = True
                 continue
             except YamlSyntaxError as exc:
-                p.at(tree, ["manifests", i], str(exc))
+                if exc.mark is not None:
+                    p.errors.append(Problem(exc.mark, exc.path, exc.problem))
+                else:
+                    p.at(tree, ["manifests", i], str(exc))
+                unreadable = True
                 continue
             pairs = [(doc, f"{item}#{j}", "") for j, doc in enumerate(docs)]
         else:
@@ -199,6 +221,9 @@ def _load_manifests(
             else:
                 obj = parse_manifest(doc, p, "", origin)
             if obj is None:
+                name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
+                if isinstance(name, str):
+                    unresolved.add(name)
                 continue
             table: dict[str, Any] = services if isinstance(obj, Service) else deployments
             if obj.name in table:
@@ -207,27 +232,57 @@ def _load_manifests(
                      f"(also in {table[obj.name].origin})", prefix)
             else:
                 table[obj.name] = obj
+    return _Everything() if unreadable else unresolved
 
 
 def _resolve_files(spec: ScenarioSpec, tree: Any, base_dir: Path, p: Problems) -> ScenarioSpec:
-    """Read empirical sample files now, so a missing file is a load-time error."""
-    for name, workload in spec.workloads.items():
-        dist = workload.service_time
-        if isinstance(dist, Empirical) and dist.file:
-            try:
-                workload.service_time = dist.resolved(base_dir)
-            except (OSError, ValueError) as exc:
-                p.at(tree, ["workloads", name, "serviceTime", "file"], str(exc))
+    """Read empirical sample files now, so a missing file is a load-time error.
+
+    Every distribution in the spec is visited (service, think and link times, rtt), not
+    only service times: an unread file would leave an empirical distribution empty.
+    """
+
+    def visit(model: BaseModel, loc: list[Any]) -> None:
+        for name, info in type(model).model_fields.items():
+            value = getattr(model, name)
+            at = [*loc, info.alias or name]
+            if isinstance(value, Empirical):
+                if value.file:
+                    try:
+                        setattr(model, name, value.resolved(base_dir))
+                    except FileNotFoundError:
+                        p.at(tree, [*at, "file"],
+                             f"samples file not found: {(base_dir / value.file).resolve()}")
+                    except (OSError, ValueError) as exc:
+                        p.at(tree, [*at, "file"], str(exc))
+            elif isinstance(value, BaseModel):
+                visit(value, at)
+            elif isinstance(value, list | tuple | dict):
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                for key, item in items:
+                    if isinstance(item, BaseModel):
+                        visit(item, [*at, key])
+
+    visit(spec, [])
     return spec
 
 
-def cross_check(scenario: Scenario, tree: Any, p: Problems) -> None:
-    """Checks across sections: names that must refer to something, capacity warnings."""
+def cross_check(
+    scenario: Scenario, tree: Any, p: Problems, unresolved: _Unresolved | None = None
+) -> None:
+    """Checks across sections: names that must refer to something, capacity warnings.
+
+    Names in ``unresolved`` belong to manifests already reported as broken; references
+    to them are not reported a second time.
+    """
+    unresolved = unresolved if unresolved is not None else set()
     spec = scenario.spec
     nodes = {n.name for n in spec.cluster.nodes}
     for name, workload in spec.workloads.items():
         dep = scenario.deployments.get(name)
         if dep is None:
+            if name in unresolved:
+                continue
             known = ", ".join(sorted(scenario.deployments)) or "none"
             p.at(tree, ["workloads", name],
                  f"no Deployment named {name!r} among the manifests (known: {known})")
@@ -249,6 +304,8 @@ def cross_check(scenario: Scenario, tree: Any, p: Problems) -> None:
     for i, client in enumerate(spec.clients):
         svc = scenario.services.get(client.service)
         if svc is None:
+            if client.service in unresolved:
+                continue
             known = ", ".join(sorted(scenario.services)) or "none"
             p.at(tree, ["clients", i, "service"],
                  f"no Service named {client.service!r} among the manifests (known: {known})")

@@ -16,8 +16,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.mark.file}:{self.mark.line}:{self.mark.column}" if self.mark else "?"
-        return f"{where}: {self.path}: {self.message}"
+        where = f"{self.mark.file}:{self.mark.line}:{self.mark.column}" if self.mark else ""
+        return ": ".join(part for part in (where, self.path, self.message) if part)
 
 
 class ScenarioError(Exception):
@@ -55,4 +55,19 @@ class Problems:
 
     def raise_if_any(self) -> None:
         if self.errors:
-            raise ScenarioError(self.errors)
+            raise ScenarioError(in_file_order(self.errors))
+
+
+def in_file_order(problems: Sequence[Problem]) -> list[Problem]:
+    """Problems by file (in order of first mention), line and column; unplaced ones first."""
+    files: dict[str, int] = {}
+    for problem in problems:
+        if problem.mark is not None:
+            files.setdefault(problem.mark.file, len(files))
+
+    def key(problem: Problem) -> tuple[int, int, int]:
+        if problem.mark is None:
+            return (-1, 0, 0)
+        return (files[problem.mark.file], problem.mark.line, problem.mark.column)
+
+    return sorted(problems, key=key)

@@ -14,15 +14,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from npsim.dists import Constant, Distribution, LogNormal
-from npsim.units import PerSecond, Seconds
+from npsim.units import PerSecond, Seconds, format_duration
 
-PROXY_MODES = ("iptables",)
+PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
+ProxyMode = Literal["iptables", "nftables", "ipvs", "userspace"]
 
 
 class Model(BaseModel):
@@ -30,7 +32,6 @@ class Model(BaseModel):
         extra="forbid",
         alias_generator=to_camel,
         populate_by_name=True,
-        validate_default=True,
         validate_assignment=True,
     )
 
@@ -38,6 +39,8 @@ class Model(BaseModel):
 class NodeSpec(Model):
     name: str = Field(min_length=1)
     zone: str = "zone-a"
+    proxy_mode: ProxyMode | None = None  # a node half-way through a mode migration
+    sync_delay: Seconds = 0.0  # extra delay before this node's kube-proxy applies a change
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
 
@@ -80,10 +83,58 @@ class NetworkSpec(Model):
     links: list[LinkSpec] = []
 
 
+class IpvsSpec(Model):
+    scheduler: Literal["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh"] = "rr"
+    # a closed connection counts as inactive this long (kernel FIN_WAIT/TIME_WAIT, 2 min)
+    tcp_fin_timeout: Seconds = 120.0
+
+
+class UserspaceSpec(Model):
+    """The kube-proxy process every connection passes through in userspace mode.
+
+    No published measurement: defaults are assumptions (one copy loop, 50 us a request).
+    """
+
+    workers: int = Field(default=1, ge=1)
+    latency: Distribution = Constant(dist="constant", value=50e-6)
+
+
+class OtherServices(Model):
+    """Services in the cluster whose traffic is not simulated but whose rules cost."""
+
+    count: int = Field(default=0, ge=0)
+    endpoints_each: int = Field(default=10, ge=0)
+
+
+class KubeProxySpec(Model):
+    """When each node's kube-proxy applies an endpoint change (kubernetes-semantics 7.3).
+
+    The change reaches a node after ``propagation`` (API server watch); kube-proxy syncs
+    no sooner than ``minSyncPeriod`` after its previous sync; the sync itself takes
+    ``syncBase`` plus, in iptables mode, ``syncPerRule`` for each NAT rule
+    (5 + S x (2 + 3E) rules for S Services of E endpoints, TestNumberIptablesRules).
+    """
+
+    min_sync_period: Seconds = 1.0
+    propagation: Distribution = LogNormal(dist="lognormal", mean=0.1, cv=0.5)
+    sync_base: Seconds = 0.01
+    sync_per_rule: Seconds = 1.5e-6
+
+
+QuantileRow = Annotated[list[Seconds], Field(min_length=4, max_length=4)]
+
+
 class ClusterSpec(Model):
-    proxy_mode: Literal["iptables"] = "iptables"
+    proxy_mode: ProxyMode = "iptables"
     nodes: list[NodeSpec] = Field(min_length=1)
     network: NetworkSpec = NetworkSpec()
+    ipvs: IpvsSpec = IpvsSpec()
+    userspace: UserspaceSpec = UserspaceSpec()
+    kube_proxy: KubeProxySpec = KubeProxySpec()
+    other_services: OtherServices = OtherServices()
+    # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
+    # table for that mode (npsim/proxy/cost.py)
+    cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterSpec:
@@ -168,14 +219,21 @@ def _entry_shorthand(value: Any) -> Any:
 
 
 class EntrySpec(Model):
-    """How a client reaches a node: one named node, a random node, or DNS round-robin."""
+    """How a client reaches a node: one named node, a random node, or DNS round-robin.
+
+    ``address`` says which of the node's addresses the client aims at: ``primary``, a
+    ``secondary`` address, or ``localhost`` (a client on the node itself).
+    """
 
     node: str | None = None
     random: bool | None = None
     dns: DnsEntry | None = None
+    address: Literal["primary", "secondary", "localhost"] = "primary"
 
     @model_validator(mode="after")
     def _one(self) -> EntrySpec:
+        if self.address == "localhost" and self.node is None:
+            raise ValueError("'address: localhost' needs a named node ({node: NAME})")
         if sum(x is not None for x in (self.node, self.random, self.dns)) != 1:
             raise ValueError(
                 "give exactly one of 'random', {node: NAME} or {dns: {ttl: 30s}}"
@@ -199,6 +257,8 @@ class ClientSpec(Model):
     entry: Annotated[EntrySpec, BeforeValidator(_entry_shorthand)] = EntrySpec(random=True)
     requests_per_connection: int = Field(default=1, ge=1)
     rtt: Distribution = Constant(dist="constant", value=0.0)
+    # how long a client waits for a connection that gets no answer before it gives up
+    connect_timeout: Seconds = 10.0
 
     @field_validator("source_ip_base")
     @classmethod
@@ -221,6 +281,23 @@ class RunSpec(Model):
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1)
 
+    # field checks first, so a scenario file's error points at the offending key
+    @field_validator("requests")
+    @classmethod
+    def _not_both(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and info.data.get("duration") is not None:
+            raise ValueError("give either 'duration' or 'requests', not both")
+        return v
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup_shorter(cls, v: float, info: ValidationInfo) -> float:
+        duration = info.data.get("duration")
+        if duration is not None and v >= duration:
+            raise ValueError(f"warmup ({format_duration(v)}) must be shorter than duration "
+                             f"({format_duration(duration)})")
+        return v
+
     @model_validator(mode="after")
     def _stop(self) -> RunSpec:
         if (self.duration is None) == (self.requests is None):
@@ -232,6 +309,18 @@ class RunSpec(Model):
         return self
 
 
+class ScaleSpec(Model):
+    deployment: str
+    replicas: int = Field(ge=0)
+
+
+class EventSpec(Model):
+    """Something that happens during the run (failures come in a later issue)."""
+
+    at: Seconds
+    scale: ScaleSpec
+
+
 class ScenarioSpec(Model):
     npsim_version: str | None = None  # written into scenario.resolved.yaml
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -240,4 +329,5 @@ class ScenarioSpec(Model):
     manifests: list[str | dict[str, Any]] = Field(min_length=1)
     workloads: dict[str, WorkloadSpec] = Field(min_length=1)
     clients: list[ClientSpec] = Field(min_length=1)
+    events: list[EventSpec] = []
     run: RunSpec

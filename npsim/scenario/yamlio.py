@@ -56,36 +56,62 @@ class _Loader(yaml.SafeLoader):
         self.flatten_mapping(node)
         out = MarkedDict()
         out.mark = _mark(self.file_label, node)
+        path = self._path()
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in out:
-                km = _mark(self.file_label, key_node)
                 raise DuplicateKeyError(
-                    f"{km.file}:{km.line}:{km.column}: duplicate key {key!r} "
-                    f"(first at line {out.key_marks[key].line})"
+                    f"duplicate key {key!r} (first at line {out.key_marks[key].line})",
+                    _mark(self.file_label, key_node),
+                    format_path([*path, key]),
                 )
-            out[key] = self.construct_object(value_node, deep=True)
+            path.append(key)
+            try:
+                out[key] = self.construct_object(value_node, deep=True)
+            finally:
+                path.pop()
             out.key_marks[key] = _mark(self.file_label, key_node)
             out.value_marks[key] = _mark(self.file_label, value_node)
         return out
 
     def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> MarkedList:  # type: ignore[override]
-        out = MarkedList(self.construct_object(child, deep=True) for child in node.value)
+        path = self._path()
+        out = MarkedList()
+        for i, child in enumerate(node.value):
+            path.append(i)
+            try:
+                out.append(self.construct_object(child, deep=True))
+            finally:
+                path.pop()
         out.item_marks = [_mark(self.file_label, child) for child in node.value]
         out.mark = _mark(self.file_label, node)
         return out
+
+    def _path(self) -> list[Any]:
+        """Keys and indexes from the document root to the node being built."""
+        if not hasattr(self, "_npsim_path"):
+            self._npsim_path: list[Any] = []
+        return self._npsim_path
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_sequence)
 
 
-class DuplicateKeyError(ValueError):
-    pass
-
-
 class YamlSyntaxError(ValueError):
-    """Unparsable YAML, already formatted as ``file:line:col: message``."""
+    """Unparsable YAML. ``str()`` is ``file:line:col: [path: ]problem``; the parts are kept
+    in ``mark``, ``path`` and ``problem`` so a report can place them like any other problem."""
+
+    def __init__(self, problem: str, mark: Mark | None = None, path: str = "") -> None:
+        self.problem = problem
+        self.mark = mark
+        self.path = path
+        where = f"{mark.file}:{mark.line}:{mark.column}: " if mark else ""
+        super().__init__(f"{where}{path + ': ' if path else ''}{problem}")
+
+
+class DuplicateKeyError(YamlSyntaxError):
+    pass
 
 
 def load_all(text: str, label: str) -> list[Any]:
@@ -93,15 +119,18 @@ def load_all(text: str, label: str) -> list[Any]:
     loader_cls = type("_LabelledLoader", (_Loader,), {"file_label": label})
     try:
         return [doc for doc in yaml.load_all(text, Loader=loader_cls) if doc is not None]  # noqa: S506 - SafeLoader subclass
-    except DuplicateKeyError as exc:
-        raise YamlSyntaxError(str(exc)) from None
+    except YamlSyntaxError:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
         problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlSyntaxError(f"{where}: YAML syntax error: {problem}") from None
+        if exc.context and exc.context_mark and exc.problem:
+            cm = exc.context_mark
+            problem += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
+        where = Mark(label, mark.line + 1, mark.column + 1) if mark else None
+        raise YamlSyntaxError(f"YAML syntax error: {problem}", where) from None
     except yaml.YAMLError as exc:
-        raise YamlSyntaxError(f"{label}: YAML error: {exc}") from None
+        raise YamlSyntaxError(f"YAML error: {exc}") from None
 
 
 def load_file(path: Path) -> list[Any]:
