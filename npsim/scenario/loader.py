@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from npsim.dists import Empirical
 from npsim.scenario.manifests import Deployment, Service, parse_manifest
 from npsim.scenario.problems import Problem, Problems, ScenarioError
-from npsim.scenario.schema import ScenarioSpec
+from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
 from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, load_file, plain
 
 __all__ = ["Scenario", "load_scenario", "scenario_from_dict"]
@@ -168,6 +168,9 @@ def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
         spec = _resolve_files(spec, tree, base_dir, p)
         scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
         cross_check(scenario, tree, p, unresolved)
+    else:
+        partial = Scenario(None, services, deployments, base_dir, source)  # type: ignore[arg-type]
+        _partial_check(tree, partial, p, unresolved)
     p.raise_if_any()
     assert scenario is not None
     return scenario
@@ -275,10 +278,48 @@ def cross_check(
     Names in ``unresolved`` belong to manifests already reported as broken; references
     to them are not reported a second time.
     """
-    unresolved = unresolved if unresolved is not None else set()
     spec = scenario.spec
-    nodes = {n.name for n in spec.cluster.nodes}
-    for name, workload in spec.workloads.items():
+    _cross_check(scenario, [n.name for n in spec.cluster.nodes], dict(spec.workloads),
+                 list(enumerate(spec.clients)), tree, p, unresolved or set())
+    if not p.errors:
+        _utilisation_warnings(scenario, tree, p)
+
+
+def _partial_check(tree: Any, scenario: Scenario, p: Problems, unresolved: _Unresolved) -> None:
+    """Cross-checks on the sections that did validate, when others did not, so that one
+    typo does not hide every reference error (all problems are reported at once)."""
+    if not isinstance(tree, dict):
+        return
+    ctx = {"yaml": True}
+
+    def valid(model: type, value: Any) -> Any:
+        try:
+            return model.model_validate(value, context=ctx)
+        except ValidationError:
+            return None
+
+    cluster = valid(ClusterSpec, tree.get("cluster"))
+    nodes = [n.name for n in cluster.nodes] if cluster is not None else None
+    raw_workloads = tree.get("workloads")
+    workloads = ({name: valid(WorkloadSpec, w) for name, w in raw_workloads.items()}
+                 if isinstance(raw_workloads, dict) else {})
+    raw_clients = tree.get("clients")
+    clients = ([(i, c) for i, c in enumerate(valid(ClientSpec, c) for c in raw_clients)
+                if c is not None] if isinstance(raw_clients, list) else [])
+    _cross_check(scenario, nodes, workloads, clients, tree, p, unresolved)
+
+
+def _cross_check(
+    scenario: Scenario,
+    node_names: list[str] | None,
+    workloads: dict[str, WorkloadSpec | None],
+    clients: list[tuple[int, ClientSpec]],
+    tree: Any,
+    p: Problems,
+    unresolved: _Unresolved,
+) -> None:
+    nodes = set(node_names) if node_names is not None else None
+    for name, workload in workloads.items():
         dep = scenario.deployments.get(name)
         if dep is None:
             if name in unresolved:
@@ -287,9 +328,9 @@ def cross_check(
             p.at(tree, ["workloads", name],
                  f"no Deployment named {name!r} among the manifests (known: {known})")
             continue
-        if isinstance(workload.placement, dict):
+        if workload is not None and isinstance(workload.placement, dict):
             for node in workload.placement:
-                if node not in nodes:
+                if nodes is not None and node not in nodes:
                     p.at(tree, ["workloads", name, "placement", node],
                          f"unknown node {node!r} (nodes: {', '.join(sorted(nodes))})")
             total = sum(workload.placement.values())
@@ -298,10 +339,10 @@ def cross_check(
                      f"placement puts {total} pods but Deployment {name!r} has replicas: "
                      f"{dep.replicas}")
     for name in scenario.deployments:
-        if name not in spec.workloads:
+        if name not in workloads:
             p.at(tree, ["workloads"],
                  f"Deployment {name!r} has no workload entry (workers, serviceTime)")
-    for i, client in enumerate(spec.clients):
+    for i, client in clients:
         svc = scenario.services.get(client.service)
         if svc is None:
             if client.service in unresolved:
@@ -309,22 +350,20 @@ def cross_check(
             known = ", ".join(sorted(scenario.services)) or "none"
             p.at(tree, ["clients", i, "service"],
                  f"no Service named {client.service!r} among the manifests (known: {known})")
-            continue
-        if svc.type == "ClusterIP":
+        elif svc.type == "ClusterIP":
             p.at(tree, ["clients", i, "service"],
                  f"Service {svc.name!r} is type ClusterIP: it has no NodePort to reach")
         elif pick_port(svc, client.port) is None:
             names = ", ".join(repr(x.name or x.port) for x in svc.ports)
             p.at(tree, ["clients", i, "port"],
                  f"Service {svc.name!r} has no port {client.port!r} (ports: {names})")
-        if client.entry.node is not None and client.entry.node not in nodes:
+        if nodes is not None and client.entry.node is not None and client.entry.node not in nodes:
             p.at(tree, ["clients", i, "entry", "node"], f"unknown node {client.entry.node!r}")
-    names = [c.name for c in spec.clients]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            p.at(tree, ["clients", i, "name"], f'Duplicate value: "{name}"')
-    if not p.errors:
-        _utilisation_warnings(scenario, tree, p)
+    seen: set[str] = set()
+    for i, client in clients:
+        if client.name in seen:
+            p.at(tree, ["clients", i, "name"], f'Duplicate value: "{client.name}"')
+        seen.add(client.name)
 
 
 def revalidate(scenario: Scenario) -> None:
