@@ -77,13 +77,23 @@ def svc_manifest(svc: Service) -> dict[str, Any]:
         if port.node_port is not None:
             entry["nodePort"] = port.node_port
         ports.append(entry)
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": svc.name, "namespace": svc.namespace},
-        "spec": {"type": svc.type, "selector": dict(svc.selector), "ports": ports,
-                 "externalTrafficPolicy": svc.external_traffic_policy},
+        "spec": {k: v for k, v in (
+            ("type", svc.type), ("selector", dict(svc.selector)), ("ports", ports),
+            ("externalTrafficPolicy", svc.external_traffic_policy),
+            ("internalTrafficPolicy", svc.internal_traffic_policy),
+            ("sessionAffinity", svc.session_affinity),
+            ("sessionAffinityConfig", {"clientIP": {"timeoutSeconds": svc.affinity_timeout}}
+             if svc.session_affinity == "ClientIP" else None),
+            ("trafficDistribution", svc.traffic_distribution)) if v is not None},
     }
+    if svc.topology_mode is not None:
+        manifest["metadata"]["annotations"] = {
+            "service.kubernetes.io/topology-mode": svc.topology_mode}
+    return manifest
 
 
 def deployment_manifest(dep: Deployment) -> dict[str, Any]:

@@ -16,6 +16,11 @@ from npsim.scenario.problems import Problems
 from npsim.scenario.yamlio import MarkedDict
 
 NODEPORT_RANGE = (30000, 32767)  # kube-apiserver --service-node-port-range default
+# v1.DefaultClientIPServiceAffinitySeconds; valid 1..86400 (MaxClientIPServiceAffinitySeconds)
+DEFAULT_AFFINITY_TIMEOUT = 10800
+MAX_AFFINITY_TIMEOUT = 86400
+TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode",
+                        "service.kubernetes.io/topology-aware-hints")
 
 # True: modelled; "quiet": accepted and ignored; a dict: look inside; anything else warns.
 _SERVICE_FIELDS: dict[str, Any] = {
@@ -34,6 +39,10 @@ _SERVICE_FIELDS: dict[str, Any] = {
             "appProtocol": "quiet",
         },
         "externalTrafficPolicy": True,
+        "internalTrafficPolicy": True,
+        "trafficDistribution": True,
+        "sessionAffinity": True,
+        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": True}},
         "clusterIP": "quiet",
         "clusterIPs": "quiet",
         "ipFamilies": "quiet",
@@ -92,6 +101,11 @@ class Service:
     selector: dict[str, str]
     external_traffic_policy: str
     origin: str
+    internal_traffic_policy: str = "Cluster"
+    session_affinity: str = "None"
+    affinity_timeout: int = DEFAULT_AFFINITY_TIMEOUT
+    traffic_distribution: str | None = None
+    topology_mode: str | None = None  # service.kubernetes.io/topology-mode annotation
 
 
 @dataclass(frozen=True)
@@ -190,9 +204,19 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
     elif policy == "Local" and svc_type == "ClusterIP":
         p.at(doc, ["spec", "externalTrafficPolicy"],
              'Invalid value: "Local": may only be set for externally-accessible services', pre)
-    elif policy == "Local":
-        p.warn(doc, ["spec", "externalTrafficPolicy"],
-               "externalTrafficPolicy Local is not modelled yet; simulated as Cluster", pre)
+    internal = spec.get("internalTrafficPolicy", "Cluster")
+    if internal not in ("Cluster", "Local"):
+        p.at(doc, ["spec", "internalTrafficPolicy"],
+             f'Unsupported value: "{internal}": supported values: "Cluster", "Local"', pre)
+    affinity, timeout = _affinity(doc, spec, p, pre)
+    distribution = spec.get("trafficDistribution")
+    if distribution is not None and distribution not in TRAFFIC_DISTRIBUTIONS:
+        p.at(doc, ["spec", "trafficDistribution"],
+             f'Unsupported value: "{distribution}": supported values: '
+             + ", ".join(f'"{d}"' for d in TRAFFIC_DISTRIBUTIONS), pre)
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    topology_mode = next((str(annotations[k]) for k in TOPOLOGY_ANNOTATIONS
+                          if k in annotations), None)
     selector = _labels(doc, ["spec", "selector"], p, pre) if "selector" in spec else {}
     raw_ports = _expect(doc, ["spec", "ports"], list, "a list of ports", p, pre) or []
     ports: list[ServicePort] = []
@@ -235,7 +259,35 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
     if len(p.errors) > n_errors or name is None:
         return None
     return Service(str(name), str(namespace), str(svc_type), tuple(ports), selector,
-                   str(policy), origin)
+                   str(policy), origin, str(internal), affinity, timeout, distribution,
+                   topology_mode)
+
+
+# PreferClose is the deprecated alias of PreferSameZone (kubernetes-semantics.md 8)
+TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
+
+
+def _affinity(doc: MarkedDict, spec: dict, p: Problems, pre: str) -> tuple[str, int]:
+    """sessionAffinity and its timeout, validated with the API server's messages."""
+    affinity = spec.get("sessionAffinity", "None")
+    if affinity not in ("None", "ClientIP"):
+        p.at(doc, ["spec", "sessionAffinity"],
+             f'Unsupported value: "{affinity}": supported values: "ClientIP", "None"', pre)
+        return "None", DEFAULT_AFFINITY_TIMEOUT
+    config = spec.get("sessionAffinityConfig")
+    if config is not None and affinity != "ClientIP":
+        p.at(doc, ["spec", "sessionAffinityConfig"],
+             "Invalid value: must not be set when sessionAffinity is None", pre)
+        return "None", DEFAULT_AFFINITY_TIMEOUT
+    timeout = ((config or {}).get("clientIP") or {}).get("timeoutSeconds",
+                                                         DEFAULT_AFFINITY_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not (
+            0 < timeout <= MAX_AFFINITY_TIMEOUT):
+        p.at(doc, ["spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"],
+             f"Invalid value: {timeout}: must be greater than 0 and less than "
+             f"{MAX_AFFINITY_TIMEOUT}", pre)
+        timeout = DEFAULT_AFFINITY_TIMEOUT
+    return str(affinity), int(timeout)
 
 
 def parse_deployment(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Deployment | None:

@@ -334,9 +334,6 @@ def test_unmodelled_fields_warn_and_do_not_fail(tmp_path: Path) -> None:
     got = {(w.mark.line, w.path): w.message for w in scenario.warnings}
     assert all(w.mark.file == str(tmp_path / "app.yaml") for w in scenario.warnings)
     assert got == {
-        (8, "spec.sessionAffinity"): "not modelled by npsim; ignored",
-        (9, "spec.externalTrafficPolicy"):
-            "externalTrafficPolicy Local is not modelled yet; simulated as Cluster",
         (24, "spec.selector.matchExpressions"):
             "matchExpressions are not checked by npsim; only matchLabels",
         (33, "spec.template.spec.containers[0].readinessProbe"):
@@ -351,9 +348,9 @@ def test_cli_validate_prints_warnings_and_succeeds(tmp_path: Path) -> None:
     path = write_scenario(tmp_path, ["app.yaml"], ["web"], "web")
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 0, result.output
-    assert f"warning: {tmp_path / 'app.yaml'}:8:3: spec.sessionAffinity: not modelled" in (
-        result.output)
-    assert "ok - 2 nodes, 1 services, 1 deployments, 1 client populations, 5 warnings" in (
+    assert (f"warning: {tmp_path / 'app.yaml'}:33:9: spec.template.spec.containers[0]."
+            "readinessProbe: not modelled") in result.output
+    assert "ok - 2 nodes, 1 services, 1 deployments, 1 client populations, 3 warnings" in (
         result.output)
 
 
