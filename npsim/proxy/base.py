@@ -16,6 +16,8 @@ from collections.abc import Callable
 import numpy as np
 
 from npsim.cluster.model import Endpoint, Node, ServicePortModel
+from npsim.cluster.topology import Hints, cluster_set, local_set
+from npsim.proxy.affinity import AffinityTable
 
 
 class EndpointTable:
@@ -25,7 +27,7 @@ class EndpointTable:
     kubernetes-semantics.md 1.2).
     """
 
-    __slots__ = ("service_port", "endpoints", "pods", "nodes", "n", "keys")
+    __slots__ = ("service_port", "endpoints", "pods", "nodes", "n", "keys", "index_of")
 
     def __init__(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...]) -> None:
         self.service_port = service_port
@@ -33,6 +35,7 @@ class EndpointTable:
         self.pods = [e.pod for e in endpoints]
         self.nodes = [e.node for e in endpoints]
         self.keys = [e.key for e in endpoints]
+        self.index_of = {k: i for i, k in enumerate(self.keys)}
         self.n = len(endpoints)
 
     def pick(self, client_ip: int, src_port: int, now: float) -> int:
@@ -47,6 +50,27 @@ class EndpointTable:
         """A connection to ``key`` closed (the endpoint may be gone by now)."""
 
 
+class ServiceView:
+    """One node's programmed state for one Service port, per kind of traffic.
+
+    ``cluster``: ready endpoints after topology filtering (Cluster policies and the
+    short-circuit paths); ``local``: this node's ready endpoints (Local policies);
+    ``external``: what outside traffic to the NodePort uses; ``internal``: what in-cluster
+    ClusterIP traffic uses. ``reply_lost``: IPVS with externalTrafficPolicy Local and no
+    local endpoint forwards to a remote pod without SNAT and the reply never returns
+    (kubernetes-semantics.md 2.4). ``affinity`` survives syncs.
+    """
+
+    __slots__ = ("cluster", "local", "external", "internal", "any", "reply_lost", "affinity",
+                 "local_policy")
+
+    def __init__(self) -> None:
+        self.any = False
+        self.reply_lost = False
+        self.local_policy = False
+        self.affinity: AffinityTable | None = None
+
+
 class KubeProxy:
     """Base of every mode. Subclasses set ``mode`` and ``make_table``."""
 
@@ -55,18 +79,49 @@ class KubeProxy:
     counts_connections = False
     #: masquerade even for a same-node pod (userspace proxies every connection itself)
     pod_sees_node = False
+    #: ``-m recent`` lists hold 100 addresses (iptables only)
+    affinity_cap: int | None = None
 
     def __init__(self, node: Node, rng: np.random.Generator) -> None:
         self.node = node
         self.rng = rng
-        self.tables: dict[int, EndpointTable] = {}
+        self.views: dict[int, ServiceView] = {}
+        self.tables: dict[int, EndpointTable] = {}  # the external table per Service port
+        self._tables: dict[tuple[int, str], EndpointTable] = {}
         self.cost: Callable[[], float] = lambda: 0.0
 
     def program(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...],
-                now: float = 0.0) -> None:
-        """Install this node's view of a Service port's endpoints (one sync)."""
-        self.tables[service_port.index] = self.make_table(
-            service_port, endpoints, self.tables.get(service_port.index), now)
+                now: float = 0.0, hints: Hints | None = None) -> None:
+        """Install this node's view of a Service port's ready endpoints (one sync)."""
+        svc = service_port.service
+        view = self.views.get(service_port.index) or ServiceView()
+        view.any = bool(endpoints)
+        cluster = cluster_set(endpoints, hints, self.node) if hints else endpoints
+        view.cluster = self._table(service_port, "cluster", cluster, now)
+        local_ext = svc.external_traffic_policy == "Local"
+        local_int = svc.internal_traffic_policy == "Local"
+        view.local_policy = local_ext
+        if local_ext or local_int:
+            view.local = self._table(service_port, "local", local_set(endpoints, self.node), now)
+        view.internal = view.local if local_int else view.cluster
+        view.reply_lost = False
+        if local_ext:
+            view.external = view.local
+            if view.local.n == 0 and endpoints and self.mode == "ipvs":
+                view.external = self._table(service_port, "remote", endpoints, now)
+                view.reply_lost = True
+        else:
+            view.external = view.cluster
+        if svc.session_affinity == "ClientIP" and view.affinity is None:
+            view.affinity = AffinityTable(float(svc.affinity_timeout), self.affinity_cap)
+        self.views[service_port.index] = view
+        self.tables[service_port.index] = view.external
+
+    def _table(self, sp: ServicePortModel, kind: str, endpoints: tuple[Endpoint, ...],
+               now: float) -> EndpointTable:
+        table = self.make_table(sp, endpoints, self._tables.get((sp.index, kind)), now)
+        self._tables[(sp.index, kind)] = table
+        return table
 
     def make_table(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...],
                    previous: EndpointTable | None, now: float) -> EndpointTable:

@@ -36,6 +36,7 @@ class UniformTable(EndpointTable):
 
 class IptablesProxy(KubeProxy):
     mode = "iptables"
+    affinity_cap = 100  # xt_recent ip_list_tot
 
     def __init__(self, node, rng) -> None:  # noqa: ANN001
         super().__init__(node, rng)

@@ -15,6 +15,7 @@ from npsim.proxy.iptables import IptablesProxy
 
 class NftablesProxy(IptablesProxy):
     mode = "nftables"
+    affinity_cap = None  # nft sets with timeouts have no default size cap
 
     def accepts(self, address_kind: str) -> bool:
         return address_kind == "primary"

@@ -48,16 +48,25 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
     bridge_ips = np.array([nd.bridge_ip for nd in cluster.nodes], dtype=np.int64)
     # externalTrafficPolicy Cluster masquerades: a remote pod sees the receiving node's IP,
     # a same-node pod the node's pod-bridge address (kubernetes-semantics.md 1.4)
-    # userspace mode proxies every connection itself: the pod always sees the node
-    via_process = np.array([p.pod_sees_node for p in out.proxies], dtype=bool)
-    seen = np.where(crossed | via_process[entry], node_ips[entry], bridge_ips[entry])
-
     pops = out.populations
     pop_idx = cols["population"].astype(np.int64)
-    slot = cols["client"].astype(np.int64)
-    base = np.array([p.ip_base for p in pops], dtype=np.int64)
-    n_ips = np.array([p.n_ips for p in pops], dtype=np.int64)
-    client_ip = base[pop_idx] + slot % n_ips[pop_idx]
+    ip_index = cols["client"].astype(np.int64) % np.array(
+        [p.n_ips for p in pops], dtype=np.int64)[pop_idx]
+    client_ip = np.zeros(n, dtype=np.int64)
+    at_node = np.zeros(n, dtype=np.int64)
+    for i, p in enumerate(pops):
+        rows = pop_idx == i
+        client_ip[rows] = np.asarray(p.client_ips, dtype=np.int64)[ip_index[rows]]
+        at_node[rows] = np.asarray(p.wire_ips, dtype=np.int64)[ip_index[rows]]
+
+    # masquerade: a remote pod sees the receiving node's IP, a same-node pod the node's
+    # pod-bridge address (kubernetes-semantics.md 1.4); userspace mode proxies every
+    # connection itself, so its pods always see the node; without SNAT (Local policies,
+    # pod short-circuits, ClusterIP from pods) the pod sees what the node saw
+    via_process = np.array([p.pod_sees_node for p in out.proxies], dtype=bool)
+    natted = np.where(crossed | via_process[entry], node_ips[entry], bridge_ips[entry])
+    keeps = (cols["snat"] == 0) & ~via_process[entry]
+    seen = np.where(keeps, at_node, natted)
 
     node_names = [nd.name for nd in cluster.nodes]
     pod_names = [p.name for p in cluster.pods]
@@ -67,6 +76,7 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
             "request": np.arange(n, dtype=np.int64),
             "population": _categorical(pop_idx, [p.name for p in pops]),
             "client_ip": _ips(client_ip),
+            "source_ip_at_node": _ips(at_node),
             "connection": cols["conn"],
             "new_connection": cols["new_conn"].astype(bool),
             "entry_node": _categorical(entry, node_names),

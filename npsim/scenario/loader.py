@@ -369,6 +369,9 @@ def _cross_check(
                  f"Service {svc.name!r} has no port {client.port!r} (ports: {names})")
         if nodes is not None and client.entry.node is not None and client.entry.node not in nodes:
             p.at(tree, ["clients", i, "entry", "node"], f"unknown node {client.entry.node!r}")
+        if nodes is not None and client.source is not None and client.source.node not in nodes:
+            p.at(tree, ["clients", i, "source", client.source.kind],
+                 f"unknown node {client.source.node!r}")
     seen: set[str] = set()
     for i, client in clients:
         if client.name in seen:

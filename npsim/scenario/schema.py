@@ -41,6 +41,7 @@ class NodeSpec(Model):
     zone: str = "zone-a"
     proxy_mode: ProxyMode | None = None  # a node half-way through a mode migration
     sync_delay: Seconds = 0.0  # extra delay before this node's kube-proxy applies a change
+    cpu: float = Field(default=1.0, gt=0)  # allocatable CPU: weighs topology-mode Auto
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
 
@@ -247,9 +248,55 @@ class EntrySpec(Model):
         return "node" if self.node is not None else "dns" if self.dns is not None else "random"
 
 
+class SourceSpec(Model):
+    """Where a population sends from: outside the cluster (default), a pod on a node, or
+    a node's own network namespace (kubernetes-semantics.md 1.6 short-circuit rules)."""
+
+    pod: str | None = None
+    host: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SourceSpec:
+        if (self.pod is None) == (self.host is None):
+            raise ValueError("give exactly one of {pod: NODE} or {host: NODE} (or 'external')")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "pod" if self.pod is not None else "host"
+
+    @property
+    def node(self) -> str:
+        return self.pod if self.pod is not None else self.host  # type: ignore[return-value]
+
+
+def _source_shorthand(value: Any) -> Any:
+    return None if value == "external" else value
+
+
+class NatGateway(Model):
+    """A share of the population's users behind a few shared addresses (corporate NAT)."""
+
+    addresses: int = Field(ge=1)
+    share: float = Field(gt=0, le=1)
+
+
+class BalancerSpec(Model):
+    """An external load balancer in front. ``snat: true`` makes the nodes see only the
+    balancer's own addresses (an L7/proxying or SNAT-ing LB); ``false`` passes the
+    client address through. Proxy headers do not change what kube-proxy sees."""
+
+    snat: bool = False
+    addresses: int = Field(default=1, ge=1)
+
+
 class ClientSpec(Model):
     name: str = Field(min_length=1)
     service: str
+    source: Annotated[SourceSpec | None, BeforeValidator(_source_shorthand)] = None
+    target: Literal["nodePort", "clusterIP"] = "nodePort"
+    nat_gateways: list[NatGateway] = []
+    balancer: BalancerSpec | None = None
     port: int | str | None = None
     source_ips: int | None = Field(default=None, ge=1, alias="sourceIPs")
     source_ip_base: str | None = Field(default=None, alias="sourceIPBase")
@@ -266,6 +313,16 @@ class ClientSpec(Model):
         if v is not None:
             ipaddress.IPv4Address(v)
         return v
+
+    @model_validator(mode="after")
+    def _where_from(self) -> ClientSpec:
+        if self.target == "clusterIP" and (self.source is None or self.source.kind != "pod"):
+            raise ValueError("'target: clusterIP' needs in-cluster clients: source: {pod: NODE}")
+        if sum(g.share for g in self.nat_gateways) > 1 + 1e-9:
+            raise ValueError("natGateways shares add up to more than 1")
+        if self.source is not None and (self.nat_gateways or self.balancer):
+            raise ValueError("natGateways and balancer apply to external clients only")
+        return self
 
     @property
     def n_source_ips(self) -> int:

@@ -8,12 +8,14 @@ measurements.md 1.5). That is why keep-alive makes the per-request spread lumpie
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable
 
 import numpy as np
 import simpy
 
+from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
 from npsim.scenario.schema import ClientSpec, EntrySpec
 
@@ -82,6 +84,55 @@ def make_entry(
     return RandomEntry(n_nodes, rng)
 
 
+# --- addresses ------------------------------------------------------------------------
+
+# RFC 6598 shared space for NAT gateways, RFC 5737 TEST-NET-1 for balancers in front
+NAT_BASE = int(ipaddress.IPv4Address("100.64.0.0"))
+BALANCER_BASE = int(ipaddress.IPv4Address("192.0.2.10"))
+
+
+class Addresses:
+    """Per source address of a population: the client's own address and the address the
+    receiving node sees (after NAT gateways or a source-NATing balancer)."""
+
+    def __init__(self, client: np.ndarray, wire: np.ndarray, home: int = -1) -> None:
+        self.client = client
+        self.wire = wire
+        self.home = home  # node index of in-cluster clients
+
+    @classmethod
+    def external(cls, spec: ClientSpec, base: int, rng: np.random.Generator | None,
+                 population: int = 0) -> Addresses:
+        n = spec.n_source_ips
+        client = base + np.arange(n, dtype=np.int64)
+        wire = client.copy()
+        if spec.nat_gateways:
+            order = rng.permutation(n) if rng is not None else np.arange(n)
+            start = 0
+            for g, gateway in enumerate(spec.nat_gateways):
+                count = round(gateway.share * n)
+                members = order[start:start + count]
+                start += count
+                first = NAT_BASE + (population << 12) + (g << 8) + 1
+                wire[members] = first + np.arange(len(members)) % gateway.addresses
+        if spec.balancer is not None and spec.balancer.snat:
+            wire = BALANCER_BASE + (population << 8) + np.arange(n) % spec.balancer.addresses
+        return cls(client, wire)
+
+    @classmethod
+    def in_cluster(cls, spec: ClientSpec, node: Node) -> Addresses:
+        """Client pods take addresses from the top of their node's pod CIDR; a node's
+        own processes send from the node address."""
+        n = spec.n_source_ips
+        assert spec.source is not None
+        if spec.source.kind == "host":
+            client = np.full(n, node.ip, dtype=np.int64)
+        else:
+            top = int(node.pod_cidr.broadcast_address) - 1
+            client = top - np.arange(n, dtype=np.int64)
+        return cls(client, client.copy(), node.index)
+
+
 # --- populations ------------------------------------------------------------------------
 
 
@@ -99,6 +150,7 @@ class Population:
         service_port: int,
         rtt: Sampler,
         ip_base: int,
+        addresses: Addresses | None = None,
     ) -> None:
         self.index = index
         self.spec = spec
@@ -117,9 +169,18 @@ class Population:
         self.conn_entry = [0] * n_slots
         self.conn_pod = [-1] * n_slots
         self.conn_pod_node = [-1] * n_slots
+        self.conn_snat = [True] * n_slots
+        # who sends: external, a pod on a node, or a node itself; and to what
+        self.kind = spec.source.kind if spec.source is not None else "external"
+        self.target = spec.target
+        self.home = addresses.home if addresses is not None else -1
+        if addresses is None:
+            addresses = Addresses.external(spec, ip_base, None)
+        self.client_ips = addresses.client
+        self.wire_ips = addresses.wire.tolist()  # what the receiving node sees
 
     def client_ip(self, slot: int) -> int:
-        return self.ip_base + slot % self.n_ips
+        return int(self.client_ips[slot % self.n_ips])
 
     def start(self, env: simpy.Environment, send: SendFn) -> None:
         raise NotImplementedError

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from npsim.cluster.model import Cluster, Pod, endpoints_for
+from npsim.cluster.model import Cluster, Endpoint, Pod, endpoints_for
+from npsim.cluster.topology import Hints, hints_for
 from npsim.dists import Sampler
 from npsim.proxy.base import KubeProxy
 from npsim.scenario.schema import EventSpec, KubeProxySpec
@@ -59,17 +60,19 @@ class ControlPlane:
         other_services: tuple[int, int],
         add_pod: Callable[[str, int], Pod],
         stop_pod: Callable[[Pod], None],
+        node_cpu: list[float] | None = None,
     ) -> None:
         self.env = env
+        self.node_cpu = node_cpu or [1.0] * len(cluster.nodes)
         self.cluster = cluster
         self.spec = spec
         self.add_pod = add_pod
         self.stop_pod = stop_pod
         self.ready: set[int] = {p.index for p in cluster.pods}
-        self.versions: list[dict[int, tuple]] = [self._snapshot()]
+        self.versions = [self._snapshot()]
         self.changes: list[tuple[float, str]] = []  # (time, description)
         services = len(cluster.service_ports) + other_services[0]
-        endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)
+        endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)  # NAT rules
         mean_e = (endpoints + other_services[0] * other_services[1]) / max(services, 1)
         rules = iptables_nat_rules(services, mean_e)
         self.nodes = []
@@ -81,14 +84,23 @@ class ControlPlane:
                                        getattr(proxy, "sync_delay", 0.0), duration))
         for sync in self.nodes:
             for sp in cluster.service_ports:
-                sync.proxy.program(sp, self.versions[0][sp.index], 0.0)
+                sync.proxy.program(sp, *self._view(0, sp.index, 0.0))
             sync.history.append((0.0, 0))
             sync.last_sync = 0.0
 
-    def _snapshot(self) -> dict[int, tuple]:
+    def _snapshot(self) -> dict[int, tuple[tuple[Endpoint, ...], Hints]]:
+        """Ready endpoints per Service port, with the hints the controller sets."""
         ready_pods = [p for p in self.cluster.pods if p.index in self.ready]
-        return {sp.index: endpoints_for(sp.service, sp.port, ready_pods)
-                for sp in self.cluster.service_ports}
+        out = {}
+        for sp in self.cluster.service_ports:
+            endpoints = endpoints_for(sp.service, sp.port, ready_pods)
+            out[sp.index] = (endpoints, hints_for(sp.service, endpoints, self.cluster.nodes,
+                                                  self.node_cpu))
+        return out
+
+    def _view(self, version: int, sp: int, now: float) -> tuple:
+        endpoints, hints = self.versions[version][sp]
+        return endpoints, now, hints
 
     # --- changes ----------------------------------------------------------------------
 
@@ -136,6 +148,6 @@ class ControlPlane:
         sync.last_sync = now - sync.sync_duration
         version = sync.arrived
         for sp in self.cluster.service_ports:
-            sync.proxy.program(sp, self.versions[version][sp.index], now)
+            sync.proxy.program(sp, *self._view(version, sp.index, now))
         sync.applied = version
         sync.history.append((now, version))

@@ -23,16 +23,18 @@ from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.ipvs import IpvsProxy
 from npsim.proxy.userspace import DIAL_TIMEOUTS
-from npsim.sim.clients import ClosedLoop, OpenLoop, Population, make_entry
+from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.pods import PodServer, Relay
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     DIAL_FAILED,
+    DROPPED,
     ENDPOINT_GONE,
     FAILED,
     NO_ENDPOINTS,
     NODEPORT_CLOSED,
+    REPLY_LOST,
     RequestLog,
 )
 from npsim.sim.streams import Streams
@@ -95,6 +97,7 @@ class Simulation:
         self.generated = 0
         self.next_conn = 0
         self.tracked: dict[int, list] = {}  # IPVS: conn -> [in flight, all sent, table, key]
+        self._pending_cost = 0.0  # kube-proxy time of the connection just opened
 
         self.proxies = make_proxies(scenario, cluster, streams)
         self.pods: list[PodServer] = []
@@ -112,7 +115,7 @@ class Simulation:
             lambda name: spec.cluster.kube_proxy.propagation.sampler(
                 streams.generator(f"propagation/{name}")),
             (spec.cluster.other_services.count, spec.cluster.other_services.endpoints_each),
-            self._add_pod, self._stop_pod)
+            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes])
         self.control.schedule(spec.events)
 
         self.populations: list[Population] = []
@@ -123,10 +126,16 @@ class Simulation:
                                streams.generator(f"entry/{cs.name}"))
             ip_base = (int(ipaddress.IPv4Address(cs.source_ip_base))
                        if cs.source_ip_base else DEFAULT_CLIENT_BASE + (i << 17))
+            if cs.source is not None:
+                addresses = Addresses.in_cluster(cs, cluster.nodes[
+                    cluster.node_index(cs.source.node)])
+            else:
+                addresses = Addresses.external(cs, ip_base, streams.generator(f"nat/{cs.name}"),
+                                               i)
             common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry,
                           service_port=sp.index,
                           rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
-                          ip_base=ip_base)
+                          ip_base=ip_base, addresses=addresses)
             if cs.arrival.closed:
                 assert cs.arrival.think_time is not None
                 think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
@@ -176,45 +185,12 @@ class Simulation:
         request = len(log.t_start)
         proxy_cost = 0.0
         if pop.remaining[slot] == 0:
-            entry = pop.entry(slot, now)
-            proxy = self.proxies[entry]
-            self.next_conn += 1
-            conn = self.next_conn
-            pop.conn_id[slot] = conn
-            pop.conn_entry[slot] = entry
             new_conn = 1
-            table = proxy.tables[pop.service_port]
-            if table.n == 0 or not proxy.accepts(pop.address):
-                # REJECT (no endpoints) or nothing listening: refused within a round trip
-                return self._refused(pop, slot, now, entry,
-                                     NO_ENDPOINTS if table.n == 0 else NODEPORT_CLOSED)
-            src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
-            client_ip = pop.ip_base + slot % pop.n_ips
-            choice = table.pick(client_ip, src_port, now)
-            pod = table.pods[choice]
-            if not self.pods[pod].alive:
-                if proxy.mode != "userspace":
-                    return self._timeout(pop, slot, now, entry, pod, table.nodes[choice],
-                                         CONNECT_TIMEOUT, pop.connect_timeout)
-                # userspace: kube-proxy dials the next endpoint after each timeout
-                waited = 0.0
-                for timeout in DIAL_TIMEOUTS:
-                    waited += timeout
-                    choice = table.pick(client_ip, src_port, now)
-                    pod = table.pods[choice]
-                    if self.pods[pod].alive:
-                        break
-                else:
-                    return self._timeout(pop, slot, now, entry, -1, entry, DIAL_FAILED, waited)
-                proxy_cost = waited
-            pop.conn_pod[slot] = pod
-            pop.conn_pod_node[slot] = table.nodes[choice]
-            pop.remaining[slot] = pop.per_connection
-            proxy_cost += proxy.cost()
-            if proxy.counts_connections:
-                key = table.keys[choice]
-                table.opened(key, now)
-                self.tracked[conn] = [0, False, table, key]
+            outcome = self._connect(pop, slot, now)
+            if outcome is not None:
+                return outcome
+            entry = pop.conn_entry[slot]
+            proxy_cost = self._pending_cost
         else:
             entry = pop.conn_entry[slot]
             new_conn = 0
@@ -228,6 +204,8 @@ class Simulation:
         hop = self._hop(entry, pop.conn_pod_node[slot])()
         network = pop.rtt() + hop
         self._append(log, now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost)
+        if not pop.conn_snat[slot]:
+            log.snat[request] = 0
         tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
         if tracked is not None:
             tracked[0] += 1
@@ -240,6 +218,75 @@ class Simulation:
             self.env.timeout((network - hop) * 0.5 + proxy_cost, request).callbacks.append(
                 relay.arrive)
         return True
+
+    def _connect(self, pop: Population, slot: int, now: float) -> bool | None:
+        """Open a connection: the receiving node's kube-proxy picks an endpoint.
+
+        Returns None when the connection is up (state stored on ``pop``), else the
+        result of recording the failed request. Which endpoint set applies and whether
+        the source is NATed follow kubernetes-semantics.md 1.4-1.6, 2.4 and 8.
+        """
+        clusterip = pop.target == "clusterIP"
+        entry = pop.home if clusterip else pop.entry(slot, now)
+        proxy = self.proxies[entry]
+        self.next_conn += 1
+        conn = self.next_conn
+        pop.conn_id[slot] = conn
+        pop.conn_entry[slot] = entry
+        view = proxy.views[pop.service_port]
+        if not view.any:  # REJECT: refused within a round trip
+            return self._refused(pop, slot, now, entry, NO_ENDPOINTS)
+        if not clusterip and not proxy.accepts(pop.address):
+            return self._refused(pop, slot, now, entry, NODEPORT_CLOSED)
+        snat = True
+        reply_lost = False
+        if clusterip:  # in-cluster pod -> ClusterIP: internalTrafficPolicy, pod IP kept
+            table, snat = view.internal, False
+        elif pop.kind == "pod" and view.local_policy:  # pod short-circuit: Cluster set, no SNAT
+            table, snat = view.cluster, False
+        elif pop.kind == "host" and entry == pop.home:  # node to itself: masquerade + Cluster
+            table = view.cluster
+        elif view.local_policy:  # externalTrafficPolicy Local: no SNAT
+            table, snat, reply_lost = view.external, False, view.reply_lost
+        else:
+            table = view.external
+        if table.n == 0:  # endpoints exist, none here: DROP, the client times out
+            return self._timeout(pop, slot, now, entry, -1, entry, DROPPED, pop.connect_timeout)
+        src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
+        source = pop.wire_ips[slot % pop.n_ips]
+        affinity = view.affinity
+        if affinity is not None:
+            choice = affinity.pick(table, source, src_port, now)
+        else:
+            choice = table.pick(source, src_port, now)
+        pod = table.pods[choice]
+        if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
+            return self._timeout(pop, slot, now, entry, pod, table.nodes[choice], REPLY_LOST,
+                                 pop.connect_timeout)
+        waited = 0.0
+        if not self.pods[pod].alive:
+            if proxy.mode != "userspace":
+                return self._timeout(pop, slot, now, entry, pod, table.nodes[choice],
+                                     CONNECT_TIMEOUT, pop.connect_timeout)
+            # userspace: kube-proxy dials the next endpoint after each timeout
+            for timeout in DIAL_TIMEOUTS:
+                waited += timeout
+                choice = table.pick(source, src_port, now)
+                pod = table.pods[choice]
+                if self.pods[pod].alive:
+                    break
+            else:
+                return self._timeout(pop, slot, now, entry, -1, entry, DIAL_FAILED, waited)
+        pop.conn_pod[slot] = pod
+        pop.conn_pod_node[slot] = table.nodes[choice]
+        pop.conn_snat[slot] = snat
+        pop.remaining[slot] = pop.per_connection
+        self._pending_cost = waited + proxy.cost()
+        if proxy.counts_connections:
+            key = table.keys[choice]
+            table.opened(key, now)
+            self.tracked[conn] = [0, False, table, key]
+        return None
 
     def _to_pod(self, request: int, delay: float) -> None:
         """After the userspace relay: on to the pod across the hop."""
@@ -283,6 +330,7 @@ class Simulation:
         log.t_end.append(np.nan)
         log.outcome.append(0)
         log.reason.append(0)
+        log.snat.append(1)
 
     def _done(self, request: int, t_end: float) -> None:
         log = self.log

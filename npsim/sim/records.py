@@ -15,8 +15,8 @@ IN_FLIGHT, COMPLETED, FAILED = 0, 1, 2
 OUTCOMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", FAILED: "failed"}
 
 # failure reasons (code -> name); 0 = none
-NO_REASON, QUEUE_FULL, NO_ENDPOINTS, CONNECT_TIMEOUT, DIAL_FAILED, NODEPORT_CLOSED, \
-    ENDPOINT_GONE = range(7)
+(NO_REASON, QUEUE_FULL, NO_ENDPOINTS, CONNECT_TIMEOUT, DIAL_FAILED, NODEPORT_CLOSED,
+ ENDPOINT_GONE, DROPPED, REPLY_LOST) = range(9)
 REASONS = {
     NO_REASON: "",
     QUEUE_FULL: "queue_full",  # the pod's queue was full: rejected
@@ -25,6 +25,8 @@ REASONS = {
     DIAL_FAILED: "dial_failed",  # userspace proxy: every dial attempt timed out
     NODEPORT_CLOSED: "nodeport_closed",  # nothing listens on that node address (nftables)
     ENDPOINT_GONE: "endpoint_gone",  # the pod of an open keep-alive connection went away
+    DROPPED: "dropped_no_local_endpoint",  # Local policy, no endpoint on that node: DROP
+    REPLY_LOST: "reply_lost",  # IPVS Local policy, no local endpoint: the reply is lost
 }
 
 NAN = float("nan")
@@ -35,7 +37,7 @@ class RequestLog:
 
     __slots__ = (
         "t_start", "population", "client", "conn", "new_conn", "entry", "pod",
-        "network", "hop", "proxy", "service_start", "service", "t_end", "outcome", "reason",
+        "network", "hop", "proxy", "service_start", "service", "t_end", "outcome", "reason", "snat",
     )
 
     def __init__(self) -> None:
@@ -54,6 +56,7 @@ class RequestLog:
         self.t_end = array("d")  # client sees the response or the failure
         self.outcome = array("b")
         self.reason = array("b")
+        self.snat = array("b")  # 1: the pod sees a node address; 0: the source is kept
 
     def __len__(self) -> int:
         return len(self.t_start)
