@@ -37,11 +37,15 @@ class Result:
         """The readable summary block (what ``npsim run`` prints)."""
         return format_summary(self.summary, self.pods, self.nodes)
 
-    def metric(self, name: str) -> float:
-        """One summary value by name, e.g. ``result.metric("latency_p99")``."""
-        row = self.summary.loc[self.summary["metric"] == name, "value"]
+    def metric(self, name: str, population: str | None = None) -> float:
+        """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,
+        that population's own value (scenarios with several populations)."""
+        scope = "all" if population is None else f"population:{population}"
+        s = self.summary
+        row = s.loc[(s["metric"] == name) & (s["scope"] == scope), "value"]
         if row.empty:
-            raise KeyError(f"no summary metric {name!r}; see result.summary['metric']")
+            raise KeyError(f"no summary metric {name!r} for scope {scope!r}; see "
+                           "result.summary[['scope', 'metric']]")
         return float(row.iloc[0])
 
     def save(self, folder: str | Path, overwrite: bool = False) -> Path:

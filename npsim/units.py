@@ -62,16 +62,17 @@ def parse_rate(text: str | int | float) -> float:
     return float(match.group(1)) / _DURATION_UNITS[match.group(2)]
 
 
-def format_duration(seconds: float) -> str:
-    """The shortest readable unit for a duration in seconds (for summaries and YAML output)."""
+def format_duration(seconds: float, digits: int = 6) -> str:
+    """The shortest readable unit for a duration in seconds (summaries, messages)."""
+    if seconds != seconds:  # NaN
+        return "-"
     if seconds == 0:
         return "0s"
     for unit, scale in (("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if abs(seconds) >= scale and unit not in ("h", "m") or (
-            unit in ("h", "m") and abs(seconds) >= scale and seconds % scale == 0
-        ):
-            return f"{seconds / scale:.6g}{unit}"
-    return f"{seconds / 1e-9:.6g}ns"
+        whole_minutes = unit in ("h", "m") and seconds % scale == 0
+        if abs(seconds) >= scale and (unit not in ("h", "m") or whole_minutes):
+            return f"{seconds / scale:.{digits}g}{unit}"
+    return f"{seconds / 1e-9:.{digits}g}ns"
 
 
 def format_rate(per_second: float) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.units import format_duration
 
 
@@ -35,7 +36,14 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float]) -> pd.Da
             "latency_p99": float(np.quantile(lat, 0.99)) if len(lat) else math.nan,
             "queue_wait_mean": float(done["queue_wait"].mean()) if len(done) else math.nan,
             "cross_node_fraction": float(crossed[served].mean()) if served.any() else math.nan,
+            "source_ip_intact_fraction": source_ip_intact(measured),
+            "client_stickiness": stickiness(measured),
         })
+        pod_counts = measured["pod"].value_counts(sort=False).to_numpy()
+        node_counts = measured["pod_node"].value_counts(sort=False).to_numpy()
+        for prefix, counts in (("pod_share", pod_counts), ("node_share", node_counts)):
+            for name, value in share_stats(counts).items():
+                rows[-1][f"{prefix}_{name}"] = value
     return pd.DataFrame(rows)
 
 
@@ -53,14 +61,19 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
 def summarise(
     requests: pd.DataFrame, pods: pd.DataFrame, windows: dict[int, float]
 ) -> pd.DataFrame:
-    """Tidy table: metric, value, ci_low, ci_high (CIs need replications >= 2).
+    """Tidy table: scope, metric, value, ci_low, ci_high (CIs need replications >= 2).
+
+    ``scope`` is ``all``, or ``population:<name>`` for per-population rows (when there is
+    more than one population).
 
     ``windows`` maps each replication to its measured time span (end - warm-up).
     """
     rows: list[dict[str, object]] = []
+    scope = "all"
 
     def add(metric: str, value: float, lo: float = math.nan, hi: float = math.nan) -> None:
-        rows.append({"metric": metric, "value": value, "ci_low": lo, "ci_high": hi})
+        rows.append({"scope": scope, "metric": metric, "value": value, "ci_low": lo,
+                     "ci_high": hi})
 
     outcome = requests["outcome"].value_counts()
     add("requests_generated", float(len(requests)))
@@ -79,21 +92,35 @@ def summarise(
     add("pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("pod_utilisation_max", float(util.max()) if len(util) else math.nan)
     add("replications", float(requests["replication"].nunique()))
+    populations = requests["population"].cat.categories
+    if len(populations) > 1:
+        for population in populations:
+            scope = f"population:{population}"
+            part = requests[(requests["population"] == population).to_numpy()]
+            measured = part[~part["warmup"].to_numpy()]
+            add("requests_measured", float(len(measured)))
+            failed = measured[measured["outcome"] == "failed"]
+            for reason, count in failed["reason"].value_counts().items():
+                if count:
+                    add(f"failed_{reason}", float(count))
+            per_rep = _per_replication(part, windows)
+            for column in per_rep.columns.drop("replication"):
+                add(column, *_interval(per_rep[column].to_numpy(dtype=float)))
     return pd.DataFrame(rows)
 
 
 def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame) -> str:
     """The readable block ``npsim run`` prints."""
-    s = summary.set_index("metric")
+    s = summary[summary["scope"] == "all"].set_index("metric")
 
     def val(metric: str) -> float:
         return float(s["value"].get(metric, math.nan))
 
     def dur(metric: str) -> str:
         v, lo, hi = (float(s.loc[metric, c]) for c in ("value", "ci_low", "ci_high"))
-        text = format_duration(v) if not math.isnan(v) else "-"
+        text = format_duration(v, 4)
         if not math.isnan(lo):
-            text += f" (95% CI {format_duration(lo)}..{format_duration(hi)})"
+            text += f" (95% CI {format_duration(lo, 4)}..{format_duration(hi, 4)})"
         return text
 
     gen = int(val("requests_generated"))
@@ -110,6 +137,24 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
     fails = [(m[len("failed_"):], int(v)) for m, v in s["value"].items()
              if str(m).startswith("failed_")]
     lines.append("failures   " + (", ".join(f"{r}: {n}" for r, n in fails) if fails else "none"))
+    lines.append(
+        f"spread     pod share max/mean {val('pod_share_max_over_mean'):.2f}, "
+        f"CV {val('pod_share_cv'):.3f}, Jain {val('pod_share_jain'):.3f}, "
+        f"Gini {val('pod_share_gini'):.3f}")
+    lines.append(
+        f"source IP  {val('source_ip_intact_fraction'):.1%} of served requests reached the pod "
+        f"with the client's address; client stickiness {val('client_stickiness'):.1%}")
+    scoped = summary[summary["scope"] != "all"]
+    for scope, part in scoped.groupby("scope", sort=False):
+        v = part.set_index("metric")["value"]
+        lines.append(
+            f"  {scope[len('population:'):]:<22} {v.get('throughput', math.nan):8.1f}/s  "
+            f"p50 {format_duration(v.get('latency_p50', math.nan), 4)}  "
+            f"p99 {format_duration(v.get('latency_p99', math.nan), 4)}  "
+            f"cross-node {v.get('cross_node_fraction', math.nan):.1%}  "
+            f"IP kept {v.get('source_ip_intact_fraction', math.nan):.1%}"
+            + "".join(f"  {m[len('failed_'):]}: {int(x)}" for m, x in v.items()
+                      if str(m).startswith("failed_")))
     by_pod = pods.groupby(["pod", "node"], sort=False, observed=True)[
         ["share", "utilisation"]].mean()
     lines.append("pods       share   utilisation")
