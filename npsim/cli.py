@@ -119,25 +119,30 @@ def explain(scenario: str, service: str | None, node: str | None,
     if service is not None and service not in services:
         _usage(f"--service {service!r}: no such NodePort Service in {scenario} "
                f"(services: {', '.join(services)})")
+    client_ip, src_port = _parse_trace(trace_from) if trace_from is not None else (0, 0)
     proxy = sim.proxies[names.index(node) if node else 0]
     click.echo(f"# node {proxy.node.name}, kube-proxy mode {proxy.mode}")
     click.echo(render(proxy, sim.cluster, service))
     if trace_from is None:
         return
-    address, _, port_text = trace_from.partition(":")
-    try:
-        client_ip = int(ipaddress.IPv4Address(address))
-        src_port = int(port_text) if port_text else 40000
-        if not 1 <= src_port <= 65535:
-            raise ValueError(src_port)
-    except ValueError:
-        _usage(f"--trace {trace_from!r}: expected SRC_IP[:PORT] such as 203.0.113.7:40000")
     targets = [sp for sp in sim.cluster.service_ports if service in (None, sp.service.name)]
     click.echo("")
     click.echo("# trace of one new connection")
     for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
                       loaded.spec.cluster.other_services.count):
         click.echo(step)
+
+
+def _parse_trace(text: str) -> tuple[int, int]:
+    address, _, port_text = text.partition(":")
+    try:
+        client_ip = int(ipaddress.IPv4Address(address))
+        src_port = int(port_text) if port_text else 40000
+        if not 1 <= src_port <= 65535:
+            raise ValueError(src_port)
+    except ValueError:
+        _usage(f"--trace {text!r}: expected SRC_IP[:PORT] such as 203.0.113.7:40000")
+    return client_ip, src_port
 
 
 def _usage(message: str) -> None:

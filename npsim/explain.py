@@ -178,9 +178,9 @@ def ipvsadm(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> s
         head = f"{sp.port.protocol}  {ip_str(proxy.node.ip)}:{sp.node_port}"[:33]
         lines.append(f"{head} {proxy.scheduler}")  # type: ignore[attr-defined]
         for key in sorted(table.keys, key=_numeric):  # ipvsadm sorts real servers numerically
-            line = (f"  -> {key[:28]:<28} {'Masq':<7} {1:<6} {table.active.get(key, 0):<10} "
-                    f"{table.inactive.get(key, 0):<10}")
-            lines.append(line.rstrip())
+            # ipvsadm pads every column, the last one included (trailing spaces)
+            lines.append(f"  -> {key[:28]:<28} {'Masq':<7} {1:<6} "
+                         f"{table.active.get(key, 0):<10} {table.inactive.get(key, 0):<10}")
     return "\n".join(lines)
 
 

@@ -61,11 +61,17 @@ FLOOR: Quantiles = PUBLISHED["nftables"][5_000]
 LEVELS = (0.01, 0.5, 0.9, 0.99)
 
 
-def quantiles_at(table: dict[int, Quantiles], services: int) -> Quantiles:
-    """Each quantile interpolated (or extrapolated past the last point) in Services."""
+def quantiles_at(table: dict[int, Quantiles], services: int, floor: bool = True) -> Quantiles:
+    """Each quantile interpolated (or extrapolated past the last point) in Services.
+
+    ``floor`` adds the constant-time floor at 0 Services below the first point (the
+    published tables); a user's own table is taken as given, flat below its first point.
+    """
     points = sorted(table.items())
-    if points[0][0] > 0:
+    if floor and points[0][0] > 0:
         points = [(0, FLOOR), *points]
+    if len(points) == 1:
+        return tuple(max(v, 0.0) for v in points[0][1])  # type: ignore[return-value]
     xs = [x for x, _ in points]
     out = []
     for q in range(4):

@@ -29,7 +29,6 @@ tournament tree over list positions), O(1) for the others.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from collections import deque
 
@@ -121,13 +120,17 @@ class IpvsTable(EndpointTable):
         fresh = [i for i in range(self.n) if self.keys[i] not in set(old_keys)]
         fresh = [fresh[j] for j in self.rng.permutation(len(fresh))]  # Go map order
         fresh.reverse()  # each add goes to the head of the kernel list
-        cursor_key = old_keys[self.cursor] if 0 <= self.cursor < len(old_keys) else None
+        # the rr cursor stays on its server; if that server is removed it steps back to
+        # the previous survivor, so rr continues with the successor (ip_vs_rr_del_dest)
+        cursor_key = None
+        if 0 <= self.cursor < len(old_keys):
+            for key in reversed(old_keys[: self.cursor + 1]):
+                if key in index_of:
+                    cursor_key = key
+                    break
         self.order = fresh + survivors
         self.position = {e: p for p, e in enumerate(self.order)}
-        if cursor_key is not None and cursor_key in index_of:
-            self.cursor = self.position[index_of[cursor_key]]
-        else:
-            self.cursor = -1  # restart at the head
+        self.cursor = self.position[index_of[cursor_key]] if cursor_key is not None else -1
         for key in list(self.active):
             if key not in index_of:  # removed real server: its counters go with it
                 del self.active[key]
@@ -175,12 +178,12 @@ class IpvsTable(EndpointTable):
 
     def pick(self, client_ip: int, src_port: int, now: float) -> int:
         sched = self.scheduler
+        if self.closing and self.closing[0][0] <= now:
+            self._expire(now)
         if sched == "rr":
             self.cursor = (self.cursor + 1) % self.n
             return self.order[self.cursor]
         if sched in ("lc", "sed"):
-            if self.closing:
-                self._expire(now)
             return self.order[self.tree.first_min()]
         if sched == "sh":
             return self.buckets[hash_32(client_ip, SH_TAB_BITS)]
@@ -211,7 +214,7 @@ class IpvsTable(EndpointTable):
 
     def _update(self, key: str) -> None:
         if self.scheduler in ("lc", "sed"):
-            index = bisect.bisect_left(self.keys, key)  # keys are in sorted kube-proxy order
+            index = self.index_of[key]
             self.tree.set(self.position[index], self._key(index))
 
 

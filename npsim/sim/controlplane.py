@@ -15,6 +15,7 @@ Until its sync completes a node keeps sending new connections to the endpoints i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,7 +41,7 @@ class NodeSync:
     propagation: Sampler
     extra_delay: float
     sync_duration: float
-    last_sync: float = -1e18
+    last_sync: float = -math.inf
     arrived: int = 0  # newest endpoint version this node has heard of
     pending: bool = False
     applied: int = 0
@@ -86,7 +87,7 @@ class ControlPlane:
             for sp in cluster.service_ports:
                 sync.proxy.program(sp, *self._view(0, sp.index, 0.0))
             sync.history.append((0.0, 0))
-            sync.last_sync = 0.0
+            # a long-running kube-proxy: its previous sync is long past at t=0
 
     def _snapshot(self) -> dict[int, tuple[tuple[Endpoint, ...], Hints]]:
         """Ready endpoints per Service port, with the hints the controller sets."""
@@ -134,20 +135,29 @@ class ControlPlane:
     def _arrive(self, event: simpy.Event) -> None:
         sync, version = event._value
         sync.arrived = max(sync.arrived, version)
-        if sync.pending:
+        self._want_sync(sync)
+
+    def _want_sync(self, sync: NodeSync) -> None:
+        """Schedule this node's next sync, no sooner than minSyncPeriod after the last."""
+        if sync.pending or sync.arrived <= sync.applied:
             return
         sync.pending = True
         start = max(self.env.now, sync.last_sync + self.spec.min_sync_period)
-        self.env.timeout(start - self.env.now + sync.sync_duration, sync).callbacks.append(
-            self._sync)
+        self.env.timeout(start - self.env.now, sync).callbacks.append(self._start_sync)
+
+    def _start_sync(self, event: simpy.Event) -> None:
+        """A sync programs what the node had heard of when it started; a change that
+        arrives meanwhile waits for the next sync."""
+        sync = event._value
+        sync.last_sync = self.env.now
+        self.env.timeout(sync.sync_duration, (sync, sync.arrived)).callbacks.append(self._sync)
 
     def _sync(self, event: simpy.Event) -> None:
-        sync = event._value
+        sync, version = event._value
         now = self.env.now
-        sync.pending = False
-        sync.last_sync = now - sync.sync_duration
-        version = sync.arrived
         for sp in self.cluster.service_ports:
             sync.proxy.program(sp, *self._view(version, sp.index, now))
         sync.applied = version
         sync.history.append((now, version))
+        sync.pending = False
+        self._want_sync(sync)

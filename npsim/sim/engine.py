@@ -76,7 +76,8 @@ def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list
             proxy = MODES[mode](node, rng)
         proxy.sync_delay = ns.sync_delay  # type: ignore[attr-defined]
         if mode != "userspace":
-            quantiles = quantiles_at(table_for(mode, spec.cost_model.get(mode)), services)
+            override = spec.cost_model.get(mode)
+            quantiles = quantiles_at(table_for(mode, override), services, floor=not override)
             proxy.cost = cost_sampler(quantiles, streams.generator(f"cost/{node.name}"))
         proxies.append(proxy)
     return proxies
@@ -197,6 +198,9 @@ class Simulation:
             pod = pop.conn_pod[slot]
             if not self.pods[pod].alive:
                 pop.remaining[slot] = 0
+                tracked = self.tracked.pop(pop.conn_id[slot], None) if self.tracked else None
+                if tracked is not None:  # the connection is dead: IPVS stops counting it
+                    tracked[2].closed(tracked[3], now)
                 return self._timeout(pop, slot, now, entry, pod, pop.conn_pod_node[slot],
                                      ENDPOINT_GONE, pop.connect_timeout)
         pop.remaining[slot] -= 1
@@ -268,13 +272,14 @@ class Simulation:
             if proxy.mode != "userspace":
                 return self._timeout(pop, slot, now, entry, pod, table.nodes[choice],
                                      CONNECT_TIMEOUT, pop.connect_timeout)
-            # userspace: kube-proxy dials the next endpoint after each timeout
-            for timeout in DIAL_TIMEOUTS:
-                waited += timeout
-                choice = table.pick(source, src_port, now)
-                pod = table.pods[choice]
+            # userspace: one dial per timeout, each to the next endpoint in the round robin
+            for attempt, timeout in enumerate(DIAL_TIMEOUTS):
+                if attempt:
+                    choice = table.pick(source, src_port, now)
+                    pod = table.pods[choice]
                 if self.pods[pod].alive:
                     break
+                waited += timeout
             else:
                 return self._timeout(pop, slot, now, entry, -1, entry, DIAL_FAILED, waited)
         pop.conn_pod[slot] = pod
@@ -357,8 +362,10 @@ class Simulation:
             self.env.run(until=run.duration)
             end = float(run.duration)
         else:
+            # a request-count run drains: it ends when the client has seen every answer
             self.env.run()
-            end = float(self.env.now)
+            ends = self.log.columns()["t_end"]
+            end = max(float(self.env.now), float(np.nanmax(ends)) if len(ends) else 0.0)
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, end, float(run.warmup),
                          time.perf_counter() - started)

@@ -152,10 +152,6 @@ def test_cost_model_override_is_used_in_a_run() -> None:
     assert frame["proxy"].median() == pytest.approx(200e-6, rel=0.05)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "npsim bug: quantiles_at extrapolates from the last two points even when the table "
-    "has one point at 0 Services (ys[-2] IndexError), so a costModel row for 0 Services "
-    "crashes the run"))
 def test_cost_model_with_a_single_point_at_zero_services() -> None:
     row = ["10us", "20us", "30us", "40us"]
     scn = scenario(mode="iptables", nodes=1, replicas=1, requests=10,

@@ -384,10 +384,6 @@ def test_lc_10000_endpoints_random_operations_against_brute_force() -> None:
     assert table.pick(1, 1, now) == model_pick()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "npsim bug: only lc/sed picks (and re-syncs) expire closing connections, so under "
-    "rr/wrr/sh/dh/mh InActConn never drops after tcpFinTimeout and IpvsTable.closing "
-    "grows by one entry per connection for the whole run"))
 @pytest.mark.parametrize("scheduler", ["rr", "sh"])
 def test_inactive_expires_for_every_scheduler(scheduler: str) -> None:
     table = make_table(scheduler, 3, fin_timeout=120.0)
@@ -419,10 +415,6 @@ def test_rr_new_real_servers_join_at_the_head_and_the_cursor_stays() -> None:
     assert nxt == [before[2], after[0], after[1], before[0], before[1]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "npsim bug (minor): when the real server rr picked last is removed, IpvsTable."
-    "reprogram restarts rr at the list head; the kernel (ip_vs_rr_del_dest) moves the "
-    "cursor to the previous entry, so rr continues with the removed server's successor"))
 def test_rr_removing_the_last_picked_server_continues_with_its_successor() -> None:
     proxy = IpvsProxy(node(), np.random.default_rng(2), "rr")
     eps = endpoints(4)

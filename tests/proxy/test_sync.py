@@ -157,10 +157,6 @@ def test_mixed_mode_nodes_have_their_own_sync_durations() -> None:
     assert ipt.sync_duration > 0.2 and nft.sync_duration == SYNC_BASE
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "npsim bug: ControlPlane._sync applies sync.arrived as of the sync's *end*, so a change "
-    "that arrives while a (long iptables) sync is running is applied by that sync, ahead "
-    "of minSyncPeriod; kube-proxy reads the state when the sync starts"))
 def test_change_arriving_during_a_long_sync_waits_for_the_next_one() -> None:
     scn = scenario(replicas=5, duration="15s", events=[scale("10s", 4), scale("10.2s", 3)],
                    cluster={"otherServices": {"count": 10_000}},

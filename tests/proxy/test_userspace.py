@@ -163,10 +163,6 @@ def test_three_dead_endpoints_cost_the_first_three_dial_timeouts() -> None:
     assert row["proxy"] == pytest.approx(0.25 + 0.5 + 1.0, abs=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "npsim bug: the userspace retry makes 5 dials (one before the loop over "
-    "DIAL_TIMEOUTS and one per timeout); kube-proxy's TryConnectEndpoints makes one "
-    "NextEndpoint + dial per timeout, 4 in all, then fails"))
 def test_four_dead_endpoints_exhaust_the_four_dials() -> None:
     frame = _dead_first(1)
     row = frame.iloc[0]
