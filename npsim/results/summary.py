@@ -9,6 +9,7 @@ run are not.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -69,44 +70,41 @@ def summarise(
     ``windows`` maps each replication to its measured time span (end - warm-up).
     """
     rows: list[dict[str, object]] = []
-    scope = "all"
 
-    def add(metric: str, value: float, lo: float = math.nan, hi: float = math.nan) -> None:
+    def add(scope: str, metric: str, value: float, lo: float = math.nan,
+            hi: float = math.nan) -> None:
         rows.append({"scope": scope, "metric": metric, "value": value, "ci_low": lo,
                      "ci_high": hi})
 
     outcome = requests["outcome"].value_counts()
-    add("requests_generated", float(len(requests)))
+    add("all", "requests_generated", float(len(requests)))
     for name in ("completed", "failed", "in_flight"):
-        add(f"requests_{name}", float(outcome.get(name, 0)))
-    measured = requests[~requests["warmup"].to_numpy()]
-    add("requests_measured", float(len(measured)))
-    failed = measured[measured["outcome"] == "failed"]
-    for reason, count in failed["reason"].value_counts().items():
-        if count:
-            add(f"failed_{reason}", float(count))
-    per_rep = _per_replication(requests, windows)
-    for column in per_rep.columns.drop("replication"):
-        add(column, *_interval(per_rep[column].to_numpy(dtype=float)))
+        add("all", f"requests_{name}", float(outcome.get(name, 0)))
+    _measured_rows("all", requests, windows, add)
     util = pods.groupby("pod", observed=True)["utilisation"].mean()
-    add("pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
-    add("pod_utilisation_max", float(util.max()) if len(util) else math.nan)
-    add("replications", float(requests["replication"].nunique()))
+    add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
+    add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
+    add("all", "replications", float(requests["replication"].nunique()))
     populations = requests["population"].cat.categories
     if len(populations) > 1:
         for population in populations:
-            scope = f"population:{population}"
             part = requests[(requests["population"] == population).to_numpy()]
-            measured = part[~part["warmup"].to_numpy()]
-            add("requests_measured", float(len(measured)))
-            failed = measured[measured["outcome"] == "failed"]
-            for reason, count in failed["reason"].value_counts().items():
-                if count:
-                    add(f"failed_{reason}", float(count))
-            per_rep = _per_replication(part, windows)
-            for column in per_rep.columns.drop("replication"):
-                add(column, *_interval(per_rep[column].to_numpy(dtype=float)))
+            _measured_rows(f"population:{population}", part, windows, add)
     return pd.DataFrame(rows)
+
+
+def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float],
+                   add: Callable[..., None]) -> None:
+    """Rows about the requests sent after the warm-up: counts, failures, statistics."""
+    measured = requests[~requests["warmup"].to_numpy()]
+    add(scope, "requests_measured", float(len(measured)))
+    failed = measured[measured["outcome"] == "failed"]
+    for reason, count in failed["reason"].value_counts().items():
+        if count:
+            add(scope, f"failed_{reason}", float(count))
+    per_rep = _per_replication(requests, windows)
+    for column in per_rep.columns.drop("replication"):
+        add(scope, column, *_interval(per_rep[column].to_numpy(dtype=float)))
 
 
 def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame) -> str:
