@@ -17,7 +17,7 @@ from npsim.results.summary import format_summary, summarise
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.sim.engine import Simulation
 
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[[float], None]
 
 
 @dataclass
@@ -91,8 +91,8 @@ def resolved_yaml(scenario: Scenario) -> str:
 def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> Result:
     """Run every replication of a scenario and build the frames.
 
-    ``scenario`` may be a loaded :class:`Scenario` or a path. ``progress(done, total)``
-    is called after each replication.
+    ``scenario`` may be a loaded :class:`Scenario` or a path. ``progress(fraction)`` is
+    called about a hundred times per replication with the fraction of all work done.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -104,7 +104,11 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
     windows: dict[int, float] = {}
     total = spec.run.replications
     for rep in range(total):
-        out = Simulation(scenario, replication=rep).run()
+        report = None
+        if progress is not None:
+            def report(fraction: float, rep: int = rep) -> None:
+                progress((rep + fraction) / total)
+        out = Simulation(scenario, replication=rep).run(report)
         frame = request_frame(out)
         requests.append(frame)
         pods.append(pod_frame(out, frame))
@@ -114,7 +118,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         windows[rep] = out.end_time - out.warmup
         del out
         if progress is not None:
-            progress(rep + 1, total)
+            progress((rep + 1) / total)
     req = pd.concat(requests, ignore_index=True) if len(requests) > 1 else requests[0]
     pod = pd.concat(pods, ignore_index=True)
     node = pd.concat(nodes, ignore_index=True)

@@ -76,11 +76,15 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
                    "Pass --out DIR for a new folder, or --force to replace it.", err=True)
         sys.exit(EXIT_BAD_INPUT)
     total = loaded.spec.run.replications
-    show = sys.stderr.isatty()
-    with click.progressbar(length=total, label="replications", file=sys.stderr,
-                           hidden=not show or total == 1) as bar:
+    steps = 1000
+    with click.progressbar(length=steps, label="simulating", file=sys.stderr,
+                           hidden=not sys.stderr.isatty()) as bar:
+
+        def advance(fraction: float) -> None:
+            bar.update(int(fraction * steps) - bar.pos)
+
         try:
-            result = run_scenario(loaded, progress=lambda done, _total: bar.update(1))
+            result = run_scenario(loaded, progress=advance)
         except ScenarioError as exc:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -351,13 +352,30 @@ class Simulation:
         if pop.closed:
             pop.done(request, log.client[request], t_end)
 
-    # --- driving ----------------------------------------------------------------------
+    # --- driving ---
 
-    def run(self) -> RunOutput:
+    def _report(self, progress: Callable[[float], None]):  # noqa: ANN202 - a SimPy process
+        """A cheap periodic process: one event per 1% of the run."""
+        run = self.scenario.spec.run
+        if run.duration is not None:
+            step = run.duration / 100
+            while True:
+                yield self.env.timeout(step)
+                progress(min(self.env.now / run.duration, 1.0))
+        else:
+            assert run.requests is not None
+            while self.generated < run.requests:
+                yield self.env.timeout(1.0)
+                progress(self.generated / run.requests)
+
+    def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
+        """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""
         run = self.scenario.spec.run
         started = time.perf_counter()
         for pop in self.populations:
             pop.start(self.env, self.send)
+        if progress is not None:
+            self.env.process(self._report(progress))
         if run.duration is not None:
             self.env.run(until=run.duration)
             end = float(run.duration)
