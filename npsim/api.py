@@ -11,7 +11,7 @@ import yaml
 
 from npsim import __version__
 from npsim.cluster.model import build_cluster, ip_str
-from npsim.results.frames import node_frame, pod_frame, request_frame
+from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import format_summary, summarise
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
@@ -119,9 +119,9 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         del out
         if progress is not None:
             progress((rep + 1) / total)
-    req = pd.concat(requests, ignore_index=True) if len(requests) > 1 else requests[0]
-    pod = pd.concat(pods, ignore_index=True)
-    node = pd.concat(nodes, ignore_index=True)
+    req = concat_frames(requests)
+    pod = concat_frames(pods)
+    node = concat_frames(nodes)
     summary = summarise(req, pod, windows)
     return Result(scenario, req, pod, node, summary, wall, end_time,
                   {"npsim_version": __version__, "seed": spec.run.seed})

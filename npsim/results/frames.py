@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from npsim.cluster.model import ip_str
 from npsim.sim.engine import RunOutput
@@ -140,7 +141,22 @@ def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
             "share": counts[p.index] / total,
             "utilisation": busy_by_pod[p.index] / (p.workers * window),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=POD_COLUMNS)
+
+
+POD_COLUMNS = ["replication", "pod", "deployment", "node", "pod_ip", "workers", "requests",
+               "connections", "share", "utilisation"]
+
+
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Stack replications; categorical columns keep one dtype whatever each one saw."""
+    if len(frames) == 1:
+        return frames[0]
+    out = pd.concat(frames, ignore_index=True)
+    for column in frames[0].columns:
+        if isinstance(frames[0][column].dtype, pd.CategoricalDtype):
+            out[column] = union_categoricals([f[column] for f in frames])
+    return out
 
 
 def node_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:

@@ -107,6 +107,10 @@ def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float]
         add(scope, column, *_interval(per_rep[column].to_numpy(dtype=float)))
 
 
+def _pct(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1%}"
+
+
 def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame) -> str:
     """The readable block ``npsim run`` prints."""
     s = summary[summary["scope"] == "all"].set_index("metric")
@@ -130,18 +134,20 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         f"throughput {val('throughput'):.1f}/s",
         f"latency    mean {dur('latency_mean')}  p50 {dur('latency_p50')}",
         f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}",
-        f"cross-node {val('cross_node_fraction'):.1%} of served requests took a node-to-node hop",
+        f"cross-node {_pct(val('cross_node_fraction'))} of served requests took a node-to-node "
+        "hop",
     ]
     fails = [(m[len("failed_"):], int(v)) for m, v in s["value"].items()
              if str(m).startswith("failed_")]
-    lines.append("failures   " + (", ".join(f"{r}: {n}" for r, n in fails) if fails else "none"))
+    lines.append("failures   " + (", ".join(f"{r}: {n}" for r, n in fails) if fails else "none")
+                 + (" (after warm-up)" if fails else ""))
     lines.append(
         f"spread     pod share max/mean {val('pod_share_max_over_mean'):.2f}, "
         f"CV {val('pod_share_cv'):.3f}, Jain {val('pod_share_jain'):.3f}, "
         f"Gini {val('pod_share_gini'):.3f}")
     lines.append(
-        f"source IP  {val('source_ip_intact_fraction'):.1%} of served requests reached the pod "
-        f"with the client's address; client stickiness {val('client_stickiness'):.1%}")
+        f"source IP  {_pct(val('source_ip_intact_fraction'))} of served requests reached the "
+        f"pod with the client's address; client stickiness {_pct(val('client_stickiness'))}")
     scoped = summary[summary["scope"] != "all"]
     for scope, part in scoped.groupby("scope", sort=False):
         v = part.set_index("metric")["value"]

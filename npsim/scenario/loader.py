@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from npsim.dists import Empirical
-from npsim.scenario.manifests import Deployment, Service, parse_manifest
+from npsim.scenario.manifests import Deployment, Service, parse_manifest, selector_matches
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
 from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, load_file, plain
@@ -360,7 +360,7 @@ def _cross_check(
             known = ", ".join(sorted(scenario.services)) or "none"
             p.at(tree, ["clients", i, "service"],
                  f"no Service named {client.service!r} among the manifests (known: {known})")
-        elif svc.type == "ClusterIP":
+        elif svc.type == "ClusterIP" and client.target == "nodePort":
             p.at(tree, ["clients", i, "service"],
                  f"Service {svc.name!r} is type ClusterIP: it has no NodePort to reach")
         elif pick_port(svc, client.port) is None:
@@ -372,6 +372,13 @@ def _cross_check(
         if nodes is not None and client.source is not None and client.source.node not in nodes:
             p.at(tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
+    for svc in scenario.services.values():
+        backing = [d for d in scenario.deployments.values()
+                   if selector_matches(svc.selector, d.pod_labels)]
+        if any(c.service == svc.name for _, c in clients) and not backing:
+            p.warn(tree, ["manifests"],
+                   f"Service {svc.name!r} selects no pod of any Deployment: every connection "
+                   "to it will be refused (no_endpoints)")
     seen: set[str] = set()
     for i, client in clients:
         if client.name in seen:

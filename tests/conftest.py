@@ -1,0 +1,214 @@
+"""Shared helpers for the simulation-core tests: build small scenarios in Python.
+
+``scenario_from_dict`` round-trips the data through YAML text and validates it as a
+scenario *file*, so every duration and rate must carry its unit ("1ms", "700/s"); a
+bare ``0`` is the only unitless duration accepted. :func:`fmt_duration` and
+:func:`fmt_rate` write exact values (``repr`` round-trips).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import npsim
+
+SERVICE = "web"
+DEPLOYMENT = "web"
+APP_LABELS = {"app": "web"}
+
+
+def fmt_duration(seconds: float) -> str:
+    """A duration in seconds written with a unit, exactly."""
+    return f"{float(seconds)!r}s"
+
+
+def fmt_rate(per_second: float) -> str:
+    return f"{float(per_second)!r}/s"
+
+
+def exponential(mean_s: float) -> dict[str, Any]:
+    return {"dist": "exponential", "mean": fmt_duration(mean_s)}
+
+
+def constant(value_s: float) -> dict[str, Any]:
+    return {"dist": "constant", "value": fmt_duration(value_s)}
+
+
+ZERO = {"dist": "constant", "value": 0}
+
+
+def service_manifest(name: str = SERVICE, labels: Mapping[str, str] = APP_LABELS,
+                     node_port: int = 30080) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "NodePort",
+            "selector": dict(labels),
+            "ports": [{"port": 80, "targetPort": 80, "nodePort": node_port}],
+        },
+    }
+
+
+def deployment_manifest(name: str = DEPLOYMENT, replicas: int = 1,
+                        labels: Mapping[str, str] = APP_LABELS) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {"containers": [{"name": name, "ports": [{"containerPort": 80}]}]},
+            },
+        },
+    }
+
+
+def client(
+    name: str = "load",
+    *,
+    rate: float | None = None,
+    schedule: Sequence[tuple[float, float]] | None = None,
+    users: int | None = None,
+    think: Mapping[str, Any] | None = None,
+    entry: Any = "random",
+    requests_per_connection: int = 1,
+    rtt: Mapping[str, Any] = ZERO,
+    source_ips: int | None = None,
+    service: str = SERVICE,
+) -> dict[str, Any]:
+    """One client population. Give exactly one of ``rate`` (per second), ``schedule``
+    ([(at_s, rate_per_s), ...]) or ``users`` (closed loop, with ``think``)."""
+    if rate is not None:
+        arrival: dict[str, Any] = {"rate": fmt_rate(rate)}
+    elif schedule is not None:
+        arrival = {"schedule": [{"at": fmt_duration(at) if at else 0, "rate": fmt_rate(r)}
+                                for at, r in schedule]}
+    else:
+        assert users is not None, "give rate, schedule or users"
+        arrival = {"users": users}
+        if think is not None:
+            arrival["thinkTime"] = dict(think)
+    out: dict[str, Any] = {
+        "name": name,
+        "service": service,
+        "arrival": arrival,
+        "entry": entry,
+        "requestsPerConnection": requests_per_connection,
+        "rtt": dict(rtt),
+    }
+    if source_ips is not None:
+        out["sourceIPs"] = source_ips
+    return out
+
+
+def scenario_dict(
+    *,
+    nodes: int | Sequence[str] = 1,
+    replicas: int = 1,
+    workers: int = 1,
+    service_time: Mapping[str, Any] | None = None,
+    queue_limit: int | None = None,
+    placement: str | Mapping[str, int] = "spread",
+    clients: Sequence[Mapping[str, Any]] | None = None,
+    duration: float | None = None,
+    requests: int | None = None,
+    warmup: float = 0.0,
+    seed: int = 1,
+    replications: int = 1,
+    network: Mapping[str, Any] | None = None,
+    proxy_mode: str = "iptables",
+    zero_proxy_cost: bool = True,
+    name: str = "test",
+) -> dict[str, Any]:
+    """A scenario as plain data: N nodes, one NodePort Service, one Deployment.
+
+    Network hops default to zero and so does kube-proxy's first-packet cost (a single
+    all-zero ``costModel`` point): a queueing-theory setup. Pass ``network`` to override
+    the hops (keys ``sameNode``, ``sameZone``, ``crossZone``) and
+    ``zero_proxy_cost=False`` to keep npsim's published cost tables.
+    """
+    node_names = ([f"node-{i + 1}" for i in range(nodes)] if isinstance(nodes, int)
+                  else list(nodes))
+    workload: dict[str, Any] = {
+        "workers": workers,
+        "serviceTime": dict(service_time or exponential(1e-3)),
+        "placement": placement if isinstance(placement, str) else dict(placement),
+    }
+    if queue_limit is not None:
+        workload["queueLimit"] = queue_limit
+    run: dict[str, Any] = {"warmup": fmt_duration(warmup) if warmup else 0, "seed": seed,
+                           "replications": replications}
+    if duration is not None:
+        run["duration"] = fmt_duration(duration)
+    if requests is not None:
+        run["requests"] = requests
+    cluster: dict[str, Any] = {
+        "proxyMode": proxy_mode,
+        "nodes": [{"name": n} for n in node_names],
+        "network": dict(network or {"sameNode": ZERO, "sameZone": ZERO, "crossZone": ZERO}),
+    }
+    if zero_proxy_cost:
+        cluster["costModel"] = {proxy_mode: {0: [0, 0, 0, 0]}}
+    return {
+        "name": name,
+        "cluster": cluster,
+        "manifests": [service_manifest(), deployment_manifest(replicas=replicas)],
+        "workloads": {DEPLOYMENT: workload},
+        "clients": list(clients or [client(rate=100.0)]),
+        "run": run,
+    }
+
+
+def build(**kwargs: Any) -> npsim.Scenario:
+    """:func:`scenario_dict` validated into a :class:`npsim.Scenario`."""
+    return npsim.scenario_from_dict(scenario_dict(**kwargs))
+
+
+def simulate(**kwargs: Any) -> npsim.Result:
+    return npsim.run(build(**kwargs))
+
+
+@pytest.fixture
+def make_scenario():
+    """The :func:`build` helper as a fixture, for tests that prefer injection."""
+    return build
+
+
+# --- statistics -----------------------------------------------------------------------
+
+
+def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """(mean, half-width) of a Student-t confidence interval over replication means."""
+    x = np.asarray(values, dtype=float)
+    assert len(x) >= 2 and not np.isnan(x).any()
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean()), float(half)
+
+
+def per_replication_mean(frame: Any, column: str) -> np.ndarray:
+    """Mean of ``column`` over completed, post-warm-up requests, one value per replication."""
+    done = frame[(~frame["warmup"]) & (frame["outcome"] == "completed")]
+    return done.groupby("replication")[column].mean().to_numpy()
+
+
+def assert_matches_theory(values: Sequence[float] | np.ndarray, theory: float, *,
+                          rel_tol: float = 0.03, max_rel_half: float = 0.05,
+                          what: str = "") -> None:
+    """Theory must lie in the 95% t-interval over replications (widened by ``rel_tol``
+    of the theory value), and the interval must be narrow enough to mean something."""
+    mean, half = t_interval(values)
+    detail = (f"{what}: simulated {mean:.6g} +- {half:.3g} (95% CI, {len(values)} reps), "
+              f"theory {theory:.6g}")
+    assert half <= max_rel_half * theory, f"CI too wide to test anything. {detail}"
+    assert abs(mean - theory) <= half + rel_tol * theory, detail
