@@ -85,7 +85,7 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
             "pod_node": pd.Categorical.from_codes(np.where(has_pod, pod_node, -1),
                                                   categories=node_names),
             "cross_node": crossed,
-            "source_ip_seen": pd.Series(_ips(seen), dtype="string").where(has_pod),
+            "source_ip_seen": _ips(np.where(has_pod, seen, -1)),
             "t_start": t_start,
             "t_end": t_end,
             "latency": t_end - t_start,
@@ -104,10 +104,13 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
 
 
 def _ips(values: np.ndarray) -> pd.Categorical:
-    """Dotted addresses as a categorical (few distinct values, many rows)."""
+    """Dotted addresses as a categorical (few distinct values, many rows); -1 = missing."""
     uniq, inverse = np.unique(values, return_inverse=True)
-    return pd.Categorical.from_codes(inverse.astype(np.int32),
-                                     categories=[ip_str(int(v)) for v in uniq])
+    codes = inverse.astype(np.int32)
+    if len(uniq) and uniq[0] < 0:
+        codes -= 1
+        uniq = uniq[1:]
+    return pd.Categorical.from_codes(codes, categories=[ip_str(int(v)) for v in uniq])
 
 
 def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:

@@ -221,7 +221,16 @@ class OpenLoop(Population):
     def start(self, env: simpy.Environment, send: SendFn) -> None:
         self.env = env
         self.send = send
+        if len(self.steps) == 1:  # a constant rate: the short path
+            self._arrive = self._arrive_constant  # type: ignore[method-assign]
         self._schedule(0.0)
+
+    def _arrive_constant(self, event: simpy.Event) -> None:
+        env = self.env
+        now = env._now
+        if self.send(self, self._pick(), now):
+            gap = (now + self._unit_exp() / self.steps[0][1]) - now
+            env.timeout(gap).callbacks.append(self._arrive_constant)
 
     def _schedule(self, t: float) -> None:
         nxt = self.next_time(t)

@@ -33,6 +33,7 @@ from npsim.sim.records import (
     DROPPED,
     ENDPOINT_GONE,
     FAILED,
+    NAN,
     NO_ENDPOINTS,
     NODEPORT_CLOSED,
     REPLY_LOST,
@@ -95,6 +96,7 @@ class Simulation:
         self.env = simpy.Environment()
         self.cluster = cluster = build_cluster(scenario)
         self.log = RequestLog()
+        self._appenders = tuple(getattr(self.log, name).append for name in RequestLog.__slots__)
         self.budget = spec.run.requests  # None: run for a duration
         self.generated = 0
         self.next_conn = 0
@@ -102,6 +104,9 @@ class Simulation:
         self._pending_cost = 0.0  # kube-proxy time of the connection just opened
 
         self.proxies = make_proxies(scenario, cluster, streams)
+        # pods report each end only to closed-loop users and to IPVS connection counters
+        self._report_done = any(c.arrival.closed for c in spec.clients) or any(
+            p.counts_connections for p in self.proxies)
         self.pods: list[PodServer] = []
         for pod in cluster.pods:
             self._serve(pod)
@@ -145,7 +150,8 @@ class Simulation:
             else:
                 arrivals = streams.generator(f"arrivals/{cs.name}")
                 self.populations.append(OpenLoop(arrivals=arrivals, **common))
-        self._hop_samplers: dict[tuple[int, int], object] = {}
+        n = len(cluster.nodes)
+        self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
 
     # --- pods coming and going ----------------------------------------------------------
 
@@ -153,7 +159,7 @@ class Simulation:
         server = PodServer(
             self.env, pod.index, pod.workers, pod.queue_limit,
             pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
-            self.log, self._done)
+            self.log, self._done if self._report_done else None)
         self.pods.append(server)
         return server
 
@@ -169,13 +175,14 @@ class Simulation:
     # --- hot path ---------------------------------------------------------------------
 
     def _hop(self, a: int, b: int):  # noqa: ANN202 - Sampler
-        key = (a, b)
-        sampler = self._hop_samplers.get(key)
+        """The latency sampler of the hop a -> b, made on first use (one stream per link)."""
+        row = self._hop_samplers[a]
+        sampler = row[b]
         if sampler is None:
             dist = self.cluster.hop_latency(a, b)
             names = self.cluster.nodes
             rng = self.streams.generator(f"link/{names[a].name}/{names[b].name}")
-            sampler = self._hop_samplers[key] = dist.sampler(rng)
+            sampler = row[b] = dist.sampler(rng)
         return sampler
 
     def send(self, pop: Population, slot: int, now: float) -> bool:
@@ -321,22 +328,24 @@ class Simulation:
 
     def _append(self, log: RequestLog, now: float, pop: Population, slot: int, entry: int,
                 pod: int, new_conn: int, network: float, hop: float, proxy_cost: float) -> None:
-        log.t_start.append(now)
-        log.population.append(pop.index)
-        log.client.append(slot)
-        log.conn.append(pop.conn_id[slot])
-        log.new_conn.append(new_conn)
-        log.entry.append(entry)
-        log.pod.append(pod)
-        log.network.append(network)
-        log.hop.append(hop)
-        log.proxy.append(proxy_cost)
-        log.service_start.append(np.nan)
-        log.service.append(np.nan)
-        log.t_end.append(np.nan)
-        log.outcome.append(0)
-        log.reason.append(0)
-        log.snat.append(1)
+        (t_start, population, client, conn, new, entry_, pod_, network_, hop_, proxy,
+         service_start, service, t_end, outcome, reason, snat) = self._appenders
+        t_start(now)
+        population(pop.index)
+        client(slot)
+        conn(pop.conn_id[slot])
+        new(new_conn)
+        entry_(entry)
+        pod_(pod)
+        network_(network)
+        hop_(hop)
+        proxy(proxy_cost)
+        service_start(NAN)
+        service(NAN)
+        t_end(NAN)
+        outcome(0)
+        reason(0)
+        snat(1)
 
     def _done(self, request: int, t_end: float) -> None:
         log = self.log

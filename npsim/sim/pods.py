@@ -67,10 +67,10 @@ class PodServer(Station):
 
     def __init__(self, env: simpy.Environment, index: int, workers: int,
                  queue_limit: int | None, sample: Sampler, log: RequestLog,
-                 on_done: Callable[[int, float], None]) -> None:
+                 on_done: Callable[[int, float], None] | None) -> None:
         super().__init__(env, index, workers, sample, log)
         self.limit = queue_limit
-        self.on_done = on_done  # (request, time the client sees the end) -> None
+        self.on_done = on_done  # (request, time the client sees the end), if anyone asks
         self.alive = True
 
     def admit(self, request: int) -> bool:
@@ -81,7 +81,8 @@ class PodServer(Station):
         log.reason[request] = QUEUE_FULL
         end = self.env._now + log.network[request] * 0.5
         log.t_end[request] = end
-        self.on_done(request, end)
+        if self.on_done is not None:
+            self.on_done(request, end)
         return False
 
     def started(self, request: int, duration: float) -> None:
@@ -94,7 +95,8 @@ class PodServer(Station):
         log.outcome[request] = COMPLETED
         end = self.env._now + log.network[request] * 0.5
         log.t_end[request] = end
-        self.on_done(request, end)
+        if self.on_done is not None:
+            self.on_done(request, end)
 
 
 class Relay(Station):
