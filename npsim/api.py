@@ -10,11 +10,13 @@ import pandas as pd
 import yaml
 
 from npsim import __version__
-from npsim.cluster.model import build_cluster, ip_str
+from npsim.cluster.model import Cluster, build_cluster, ip_str
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import format_summary, summarise
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
+from npsim.scenario.manifests import selector_matches
+from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
 
 ProgressFn = Callable[[float], None]
@@ -88,6 +90,21 @@ def resolved_yaml(scenario: Scenario) -> str:
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+def reachable_pods(cluster: Cluster, spec: ScenarioSpec) -> dict[str, list[tuple[str, str]]]:
+    """Per summary scope, the (pod, node) pairs its Services select: the pods whose
+    shares are compared (a pod of another Service is not 'unfairly idle')."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    every: dict[str, str] = {}
+    for client in spec.clients:
+        sp = cluster.service_port_for(client.service, client.port)
+        pods = {p.name: cluster.nodes[p.node].name for p in cluster.pods
+                if selector_matches(sp.service.selector, p.labels)}
+        out[f"population:{client.name}"] = list(pods.items())
+        every.update(pods)
+    out["all"] = list(every.items())
+    return out
+
+
 def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> Result:
     """Run every replication of a scenario and build the frames.
 
@@ -116,12 +133,13 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         wall += out.wall_seconds
         end_time = max(end_time, out.end_time)
         windows[rep] = out.end_time - out.warmup
+        last_cluster = out.cluster
         del out
         if progress is not None:
             progress((rep + 1) / total)
     req = concat_frames(requests)
     pod = concat_frames(pods)
     node = concat_frames(nodes)
-    summary = summarise(req, pod, windows)
+    summary = summarise(req, pod, windows, reachable_pods(last_cluster, spec))
     return Result(scenario, req, pod, node, summary, wall, end_time,
                   {"npsim_version": __version__, "seed": spec.run.seed})

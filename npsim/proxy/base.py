@@ -62,13 +62,14 @@ class ServiceView:
     """
 
     __slots__ = ("cluster", "local", "external", "internal", "any", "reply_lost", "affinity",
-                 "local_policy")
+                 "affinity_internal", "local_policy")
 
     def __init__(self) -> None:
         self.any = False
         self.reply_lost = False
         self.local_policy = False
-        self.affinity: AffinityTable | None = None
+        self.affinity: AffinityTable | None = None  # NodePort traffic
+        self.affinity_internal: AffinityTable | None = None  # ClusterIP traffic
 
 
 class KubeProxy:
@@ -114,6 +115,11 @@ class KubeProxy:
             view.external = view.cluster
         if svc.session_affinity == "ClientIP" and view.affinity is None:
             view.affinity = AffinityTable(float(svc.affinity_timeout), self.affinity_cap)
+            # iptables/nftables pin per endpoint chain, whichever Service IP was used; IPVS
+            # keeps a template per virtual server (kubernetes-semantics.md 2.3)
+            view.affinity_internal = (AffinityTable(float(svc.affinity_timeout),
+                                                    self.affinity_cap)
+                                      if self.mode == "ipvs" else view.affinity)
         self.views[service_port.index] = view
         self.tables[service_port.index] = view.external
 

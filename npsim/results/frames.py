@@ -113,6 +113,15 @@ def _ips(values: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=[ip_str(int(v)) for v in uniq])
 
 
+# failures whose connection never reached the chosen pod
+UNREACHED = ("connect_timeout", "reply_lost", "endpoint_gone", "dial_failed")
+
+
+def reached_pod(requests: pd.DataFrame) -> np.ndarray:
+    """Rows whose request reached a pod (served, queued, or turned away by its queue)."""
+    return (requests["pod"].notna() & ~requests["reason"].isin(UNREACHED)).to_numpy()
+
+
 def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
     """Per pod: where it runs, its load share and its time-weighted utilisation."""
     cluster = out.cluster
@@ -125,6 +134,7 @@ def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
     pod_codes = requests["pod"].cat.codes.to_numpy()
     busy_by_pod = np.bincount(pod_codes[pod_codes >= 0], weights=busy[pod_codes >= 0],
                               minlength=len(cluster.pods))
+    measured = measured[reached_pod(measured)]
     counts = measured["pod"].value_counts(sort=False).reindex(
         [p.name for p in cluster.pods], fill_value=0).to_numpy()
     conns = measured[measured["new_connection"]]["pod"].value_counts(sort=False).reindex(
@@ -167,9 +177,10 @@ def node_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
     cluster = out.cluster
     measured = requests[~requests["warmup"]]
     names = [n.name for n in cluster.nodes]
+    reached = measured[reached_pod(measured)]
     received = measured["entry_node"].value_counts(sort=False).reindex(names, fill_value=0)
-    served = measured["pod_node"].value_counts(sort=False).reindex(names, fill_value=0)
-    crossed = measured[measured["cross_node"]]["entry_node"].value_counts(sort=False).reindex(
+    served = reached["pod_node"].value_counts(sort=False).reindex(names, fill_value=0)
+    crossed = reached[reached["cross_node"]]["entry_node"].value_counts(sort=False).reindex(
         names, fill_value=0)
     total_served = max(int(served.sum()), 1)
     rows = []

@@ -28,9 +28,9 @@ def share_stats(counts: np.ndarray) -> dict[str, float]:
     }
 
 
-def source_ip_intact(measured: pd.DataFrame) -> float:
-    """Fraction of served requests whose pod saw the client's own address."""
-    served = measured[measured["pod"].notna()]
+def source_ip_intact(served: pd.DataFrame) -> float:
+    """Fraction of (served) requests whose pod saw the client's own address."""
+    served = served[served["pod"].notna()]
     if served.empty:
         return math.nan
     same = served["source_ip_seen"].astype(str).to_numpy() == served["client_ip"].astype(

@@ -15,19 +15,22 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from npsim.results.frames import reached_pod
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.units import format_duration
 
+Candidates = list[tuple[str, str]]  # (pod, node) a scope's traffic could reach
 
-def _per_replication(requests: pd.DataFrame, windows: dict[int, float]) -> pd.DataFrame:
+
+def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
+                     candidates: Candidates | None = None) -> pd.DataFrame:
     rows = []
     for rep, frame in requests.groupby("replication", sort=True, observed=True):
         window = windows[int(rep)]
         measured = frame[~frame["warmup"].to_numpy()]
         done = measured[measured["outcome"] == "completed"]
         lat = done["latency"].to_numpy()
-        crossed = measured["cross_node"].to_numpy()
-        served = measured["pod"].notna().to_numpy()
+        crossed = done["cross_node"].to_numpy()
         rows.append({
             "replication": rep,
             "throughput": len(done) / window,
@@ -36,12 +39,19 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float]) -> pd.Da
             "latency_p95": float(np.quantile(lat, 0.95)) if len(lat) else math.nan,
             "latency_p99": float(np.quantile(lat, 0.99)) if len(lat) else math.nan,
             "queue_wait_mean": float(done["queue_wait"].mean()) if len(done) else math.nan,
-            "cross_node_fraction": float(crossed[served].mean()) if served.any() else math.nan,
-            "source_ip_intact_fraction": source_ip_intact(measured),
+            "cross_node_fraction": float(crossed.mean()) if len(crossed) else math.nan,
+            "source_ip_intact_fraction": source_ip_intact(done),
             "client_stickiness": stickiness(measured),
         })
-        pod_counts = measured["pod"].value_counts(sort=False).to_numpy()
-        node_counts = measured["pod_node"].value_counts(sort=False).to_numpy()
+        per_pod = measured[reached_pod(measured)]["pod"].value_counts(sort=False)
+        if candidates is not None:  # only the pods this traffic could reach, zeros included
+            per_pod = per_pod.reindex([pod for pod, _ in candidates], fill_value=0)
+            node_of = pd.Series([node for _, node in candidates], index=per_pod.index)
+            node_counts = per_pod.groupby(node_of, sort=False).sum().to_numpy()
+        else:
+            node_counts = measured[reached_pod(measured)]["pod_node"].value_counts(
+                sort=False).to_numpy()
+        pod_counts = per_pod.to_numpy()
         for prefix, counts in (("pod_share", pod_counts), ("node_share", node_counts)):
             for name, value in share_stats(counts).items():
                 rows[-1][f"{prefix}_{name}"] = value
@@ -60,15 +70,19 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def summarise(
-    requests: pd.DataFrame, pods: pd.DataFrame, windows: dict[int, float]
+    requests: pd.DataFrame, pods: pd.DataFrame, windows: dict[int, float],
+    candidates: dict[str, Candidates] | None = None,
 ) -> pd.DataFrame:
     """Tidy table: scope, metric, value, ci_low, ci_high (CIs need replications >= 2).
 
     ``scope`` is ``all``, or ``population:<name>`` for per-population rows (when there is
     more than one population).
 
-    ``windows`` maps each replication to its measured time span (end - warm-up).
+    ``windows`` maps each replication to its measured time span (end - warm-up);
+    ``candidates`` maps a scope to the pods its traffic could reach (share statistics
+    count those, with zeros, and no others).
     """
+    candidates = candidates or {}
     rows: list[dict[str, object]] = []
 
     def add(scope: str, metric: str, value: float, lo: float = math.nan,
@@ -80,7 +94,7 @@ def summarise(
     add("all", "requests_generated", float(len(requests)))
     for name in ("completed", "failed", "in_flight"):
         add("all", f"requests_{name}", float(outcome.get(name, 0)))
-    _measured_rows("all", requests, windows, add)
+    _measured_rows("all", requests, windows, add, candidates.get("all"))
     util = pods.groupby("pod", observed=True)["utilisation"].mean()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
@@ -89,12 +103,13 @@ def summarise(
     if len(populations) > 1:
         for population in populations:
             part = requests[(requests["population"] == population).to_numpy()]
-            _measured_rows(f"population:{population}", part, windows, add)
+            scope = f"population:{population}"
+            _measured_rows(scope, part, windows, add, candidates.get(scope))
     return pd.DataFrame(rows)
 
 
 def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float],
-                   add: Callable[..., None]) -> None:
+                   add: Callable[..., None], candidates: Candidates | None) -> None:
     """Rows about the requests sent after the warm-up: counts, failures, statistics."""
     measured = requests[~requests["warmup"].to_numpy()]
     add(scope, "requests_measured", float(len(measured)))
@@ -102,7 +117,7 @@ def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float]
     for reason, count in failed["reason"].value_counts().items():
         if count:
             add(scope, f"failed_{reason}", float(count))
-    per_rep = _per_replication(requests, windows)
+    per_rep = _per_replication(requests, windows, candidates)
     for column in per_rep.columns.drop("replication"):
         add(scope, column, *_interval(per_rep[column].to_numpy(dtype=float)))
 

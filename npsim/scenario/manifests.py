@@ -275,14 +275,16 @@ def _affinity(doc: MarkedDict, spec: dict, p: Problems, pre: str) -> tuple[str, 
              f'Unsupported value: "{affinity}": supported values: "ClientIP", "None"', pre)
         return "None", DEFAULT_AFFINITY_TIMEOUT
     config = spec.get("sessionAffinityConfig")
-    if config is not None and affinity != "ClientIP":
-        p.at(doc, ["spec", "sessionAffinityConfig"],
-             "Invalid value: must not be set when sessionAffinity is None", pre)
+    if affinity != "ClientIP":
+        # v1 defaulting clears the config when affinity is None (kubernetes-semantics 6.3)
         return "None", DEFAULT_AFFINITY_TIMEOUT
     timeout = ((config or {}).get("clientIP") or {}).get("timeoutSeconds",
                                                          DEFAULT_AFFINITY_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or not (
-            0 < timeout <= MAX_AFFINITY_TIMEOUT):
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        p.at(doc, ["spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"],
+             f"expected a whole number of seconds, got {timeout!r}", pre)
+        timeout = DEFAULT_AFFINITY_TIMEOUT
+    elif not 0 < timeout <= MAX_AFFINITY_TIMEOUT:
         p.at(doc, ["spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"],
              f"Invalid value: {timeout}: must be greater than 0 and less than "
              f"{MAX_AFFINITY_TIMEOUT}", pre)

@@ -120,15 +120,18 @@ class Addresses:
         return cls(client, wire)
 
     @classmethod
-    def in_cluster(cls, spec: ClientSpec, node: Node) -> Addresses:
-        """Client pods take addresses from the top of their node's pod CIDR; a node's
-        own processes send from the node address."""
+    def in_cluster(cls, spec: ClientSpec, node: Node, taken: int = 0) -> Addresses:
+        """Client pods take addresses from the top of their node's pod CIDR, below the
+        ``taken`` ones of earlier populations; a node's processes send from its address."""
         n = spec.n_source_ips
         assert spec.source is not None
         if spec.source.kind == "host":
             client = np.full(n, node.ip, dtype=np.int64)
+        elif spec.source_ip_base is not None:  # chosen addresses: e.g. the same pods as
+            first = int(ipaddress.IPv4Address(spec.source_ip_base))  # another population
+            client = first + np.arange(n, dtype=np.int64)
         else:
-            top = int(node.pod_cidr.broadcast_address) - 1
+            top = int(node.pod_cidr.broadcast_address) - 1 - taken
             client = top - np.arange(n, dtype=np.int64)
         return cls(client, client.copy(), node.index)
 

@@ -126,6 +126,7 @@ class Simulation:
         self.control.schedule(spec.events)
 
         self.populations: list[Population] = []
+        client_pods: dict[int, int] = {}  # client pod addresses used per node
         for i, cs in enumerate(spec.clients):
             sp = cluster.service_port_for(cs.service, cs.port)
             n_slots = cs.arrival.users if cs.arrival.closed else cs.n_source_ips
@@ -134,8 +135,11 @@ class Simulation:
             ip_base = (int(ipaddress.IPv4Address(cs.source_ip_base))
                        if cs.source_ip_base else DEFAULT_CLIENT_BASE + (i << 17))
             if cs.source is not None:
-                addresses = Addresses.in_cluster(cs, cluster.nodes[
-                    cluster.node_index(cs.source.node)])
+                home = cluster.node_index(cs.source.node)
+                addresses = Addresses.in_cluster(cs, cluster.nodes[home],
+                                                 client_pods.get(home, 0))
+                if cs.source.kind == "pod":
+                    client_pods[home] = client_pods.get(home, 0) + cs.n_source_ips
             else:
                 addresses = Addresses.external(cs, ip_base, streams.generator(f"nat/{cs.name}"),
                                                i)
@@ -254,8 +258,10 @@ class Simulation:
         reply_lost = False
         if clusterip:  # in-cluster pod -> ClusterIP: internalTrafficPolicy, pod IP kept
             table, snat = view.internal, False
-        elif pop.kind == "pod" and view.local_policy:  # pod short-circuit: Cluster set, no SNAT
-            table, snat = view.cluster, False
+        elif pop.kind == "pod" and view.local_policy:
+            # iptables/nftables short-circuit pod traffic to the Cluster set, no SNAT; IPVS
+            # has one virtual server for every source: its local (or remote) set
+            table, snat = (view.external if proxy.mode == "ipvs" else view.cluster), False
         elif pop.kind == "host" and entry == pop.home:  # node to itself: masquerade + Cluster
             table = view.cluster
         elif view.local_policy:  # externalTrafficPolicy Local: no SNAT
@@ -266,15 +272,17 @@ class Simulation:
             return self._timeout(pop, slot, now, entry, -1, entry, DROPPED, pop.connect_timeout)
         src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
         source = pop.wire_ips[slot % pop.n_ips]
-        affinity = view.affinity
+        affinity = view.affinity_internal if clusterip else view.affinity
         if affinity is not None:
             choice = affinity.pick(table, source, src_port, now)
         else:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
-            return self._timeout(pop, slot, now, entry, pod, table.nodes[choice], REPLY_LOST,
-                                 pop.connect_timeout)
+            self._timeout(pop, slot, now, entry, pod, table.nodes[choice], REPLY_LOST,
+                          pop.connect_timeout)
+            self.log.snat[len(self.log.snat) - 1] = 0
+            return True
         waited = 0.0
         if not self.pods[pod].alive:
             if proxy.mode != "userspace":
