@@ -17,7 +17,7 @@ quickstart: setup  ## set up and run the bundled quick-start scenario
 	$(BIN)/npsim run scenarios/quickstart.yaml
 
 test: setup  ## set up and run the tests (and ruff)
-	$(BIN)/ruff check npsim tests benchmarks
+	$(BIN)/ruff check npsim tests benchmarks scripts
 	$(BIN)/pytest
 
 bench: setup  ## benchmarks (by hand; figures go in benchmarks/RESULTS.md)
