@@ -90,15 +90,19 @@ def resolved_yaml(scenario: Scenario) -> str:
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def reachable_pods(cluster: Cluster, spec: ScenarioSpec) -> dict[str, list[tuple[str, str]]]:
-    """Per summary scope, the (pod, node) pairs its Services select: the pods whose
-    shares are compared (a pod of another Service is not 'unfairly idle')."""
+def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
+                   end: float) -> dict[str, list[tuple[str, str]]]:
+    """Per summary scope, the (pod, node) pairs its Services select and that existed
+    during [start, end]: the pods whose shares are compared (a pod of another Service,
+    or one deleted before the measurement began, is not 'unfairly idle')."""
     out: dict[str, list[tuple[str, str]]] = {}
     every: dict[str, str] = {}
     for client in spec.clients:
         sp = cluster.service_port_for(client.service, client.port)
         pods = {p.name: cluster.nodes[p.node].name for p in cluster.pods
-                if selector_matches(sp.service.selector, p.labels)}
+                if p.alive_during(start, end) and selector_matches(sp.service.selector,
+                                                                   p.labels)
+                and p.namespace == sp.service.namespace}
         out[f"population:{client.name}"] = list(pods.items())
         every.update(pods)
     out["all"] = list(every.items())
@@ -140,6 +144,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
     req = concat_frames(requests)
     pod = concat_frames(pods)
     node = concat_frames(nodes)
-    summary = summarise(req, pod, windows, reachable_pods(last_cluster, spec))
+    summary = summarise(req, pod, windows,
+                        reachable_pods(last_cluster, spec, spec.run.warmup, end_time))
     return Result(scenario, req, pod, node, summary, wall, end_time,
                   {"npsim_version": __version__, "seed": spec.run.seed})

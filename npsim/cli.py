@@ -1,4 +1,4 @@
-"""``npsim`` command line: run, validate.
+"""``npsim`` command line: run, validate, explain.
 
 Bad input (scenario, manifests, flags) prints every problem, with file, line, column and
 field, and exits 2 without writing anything. Only this module reads argv.
@@ -7,6 +7,7 @@ field, and exits 2 without writing anything. Only this module reads argv.
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from pathlib import Path
 
@@ -72,9 +73,10 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
     default = Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
     target = Path(out) if out else default
     if not no_save and target.exists() and not force:
-        click.echo(f"error: {target} already exists; npsim does not overwrite results. "
-                   "Pass --out DIR for a new folder, or --force to replace it.", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        _usage(f"{target} already exists; npsim does not overwrite results. "
+               "Pass --out DIR for a new folder, or --force to replace it.")
+    if not no_save:
+        _check_writable(target)
     total = loaded.spec.run.replications
     steps = 1000
     with click.progressbar(length=steps, label="simulating", file=sys.stderr,
@@ -97,8 +99,9 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
     try:
         written = result.save(target, overwrite=force)
     except ResultExistsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        _usage(str(exc))
+    except OSError as exc:
+        _usage(f"could not write {target}: {exc.strerror or exc}")
     click.echo(f"results    {written}/")
 
 
@@ -135,6 +138,16 @@ def explain(scenario: str, service: str | None, node: str | None,
     for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
                       loaded.spec.cluster.other_services.count):
         click.echo(step)
+
+
+def _check_writable(target: Path) -> None:
+    """Fail before a long run, not after it, when the result folder cannot be made."""
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        _usage(f"--out {target}: cannot create a folder under {parent} (not a writable "
+               "directory)")
 
 
 def _parse_trace(text: str) -> tuple[int, int]:

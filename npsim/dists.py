@@ -162,9 +162,13 @@ class Empirical(_Dist):
             if not text:
                 continue
             try:
-                values.append(float(text) * scale)
+                value = float(text) * scale
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: not a number: {text!r}") from None
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{path}:{lineno}: a duration must be finite and >= 0, "
+                                 f"got {text!r}")
+            values.append(value)
         if not values:
             raise ValueError(f"{path}: no samples in the file")
         return Empirical(dist="empirical", samples=tuple(values), unit="s")

@@ -7,6 +7,7 @@ carries its unit. Internally npsim works in seconds and events per second.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -47,6 +48,8 @@ def parse_duration(text: str | int | float) -> float:
             f"expected a duration such as '300s', '5m', '250ms' or '40us', got {text!r}"
         )
     value = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is too large a duration")
     return value
 
 
@@ -59,7 +62,10 @@ def parse_rate(text: str | int | float) -> float:
     match = _RATE_RE.match(str(text))
     if not match or match.group(2) not in _DURATION_UNITS:
         raise ValueError(f"expected a rate such as '500/s' or '30/m', got {text!r}")
-    return float(match.group(1)) / _DURATION_UNITS[match.group(2)]
+    value = float(match.group(1)) / _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is too large a rate")
+    return value
 
 
 def format_duration(seconds: float, digits: int = 6) -> str:

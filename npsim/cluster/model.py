@@ -59,6 +59,12 @@ class Pod:
     queue_limit: int | None
     service_time: Distribution
     container_ports: dict[str, int] = field(default_factory=dict)
+    namespace: str = "default"
+    created_at: float = 0.0
+    deleted_at: float | None = None
+
+    def alive_during(self, start: float, end: float) -> bool:
+        return self.created_at < end and (self.deleted_at is None or self.deleted_at > start)
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,8 @@ def endpoints_for(service: Service, port: ServicePort, pods: list[Pod]) -> tuple
     """
     out = []
     for pod in pods:
-        if not selector_matches(service.selector, pod.labels):
+        if pod.namespace != service.namespace or not selector_matches(service.selector,
+                                                                      pod.labels):
             continue
         target = port.target_port
         if isinstance(target, str):
@@ -202,10 +209,9 @@ def build_cluster(scenario: Scenario) -> Cluster:
     allocated = _assign_node_ports(scenario)
     service_ports: list[ServicePortModel] = []
     for svc in scenario.services.values():
-        if svc.type == "ClusterIP":
-            continue
         for i, port in enumerate(svc.ports):
-            node_port = port.node_port or allocated[(svc.name, i)]
+            # a ClusterIP Service has no NodePort (0): in-cluster clients reach its ClusterIP
+            node_port = port.node_port or allocated.get((svc.name, i), 0)
             service_ports.append(ServicePortModel(len(service_ports), svc, port, node_port,
                                                   endpoints_for(svc, port, pods)))
     cluster.service_ports = service_ports
@@ -213,15 +219,16 @@ def build_cluster(scenario: Scenario) -> Cluster:
 
 
 def new_pod(scenario: Scenario, cluster: Cluster, deployment: str,
-            node_index: int | None = None) -> Pod:
-    """Create a pod of ``deployment`` (on the node with fewest of its pods unless given),
-    with the next free address of that node's pod CIDR (.1 is the bridge)."""
+            node_index: int | None = None, live: set[int] | None = None) -> Pod:
+    """Create a pod of ``deployment`` with the next free address of its node's pod CIDR
+    (.1 is the bridge). Without ``node_index`` it goes to the node with the fewest
+    ``live`` pods of the Deployment (a spread, as the scheduler's topology spreading)."""
     dep = scenario.deployments[deployment]
     workload = scenario.spec.workloads[deployment]
     if node_index is None:
         counts = [0] * len(cluster.nodes)
         for p in cluster.pods:
-            if p.deployment == deployment:
+            if p.deployment == deployment and (live is None or p.index in live):
                 counts[p.node] += 1
         node_index = counts.index(min(counts))
     node = cluster.nodes[node_index]
@@ -235,6 +242,7 @@ def new_pod(scenario: Scenario, cluster: Cluster, deployment: str,
     ports = {c.name: c.container_port for c in dep.container_ports if c.name}
     pod = Pod(len(cluster.pods), f"{deployment}-{ordinal}", deployment, node_index,
               int(node.pod_cidr.network_address) + host, dict(dep.pod_labels),
-              workload.workers, workload.queue_limit, workload.service_time, ports)
+              workload.workers, workload.queue_limit, workload.service_time, ports,
+              dep.namespace)
     cluster.pods.append(pod)
     return pod

@@ -47,13 +47,13 @@ class AffinityTable:
             if now - seen <= self.timeout:
                 index = table.index_of.get(key)
                 if index is not None:
-                    self._remember(key, source_ip, now)
+                    self.remember(key, source_ip, now)
                     return index
         index = table.pick(source_ip, src_port, now)
-        self._remember(table.keys[index], source_ip, now)
+        self.remember(table.keys[index], source_ip, now)
         return index
 
-    def _remember(self, key: str, source_ip: int, now: float) -> None:
+    def remember(self, key: str, source_ip: int, now: float) -> None:
         self.pinned[source_ip] = (key, now)
         if self.cap is None:
             return

@@ -18,6 +18,7 @@ import numpy as np
 from npsim.cluster.model import Endpoint, Node, ServicePortModel
 from npsim.cluster.topology import Hints, cluster_set, local_set
 from npsim.proxy.affinity import AffinityTable
+from npsim.scenario.schema import ClusterSpec
 
 
 class EndpointTable:
@@ -82,10 +83,22 @@ class KubeProxy:
     pod_sees_node = False
     #: ``-m recent`` lists hold 100 addresses (iptables only)
     affinity_cap: int | None = None
+    #: pod traffic to a Local NodePort takes the Cluster set (iptables/nftables, not IPVS)
+    short_circuits_pods = True
+    #: a dead endpoint is redialled with the next one (userspace) instead of failing
+    retries_dials = False
+    #: ClusterIP and NodePort traffic meet separate schedulers and counters (IPVS)
+    separate_virtual_servers = False
+
+    @classmethod
+    def create(cls, node: Node, rng: np.random.Generator, spec: ClusterSpec) -> KubeProxy:
+        """This mode's kube-proxy for a node, configured from the scenario's cluster."""
+        return cls(node, rng)
 
     def __init__(self, node: Node, rng: np.random.Generator) -> None:
         self.node = node
         self.rng = rng
+        self.sync_delay = 0.0  # this node applies endpoint changes this much later
         self.views: dict[int, ServiceView] = {}
         self.tables: dict[int, EndpointTable] = {}  # the external table per Service port
         self._tables: dict[tuple[int, str], EndpointTable] = {}
@@ -104,7 +117,12 @@ class KubeProxy:
         view.local_policy = local_ext
         if local_ext or local_int:
             view.local = self._table(service_port, "local", local_set(endpoints, self.node), now)
-        view.internal = view.local if local_int else view.cluster
+        if local_int:
+            view.internal = view.local
+        elif self.separate_virtual_servers:  # IPVS: the ClusterIP VS has its own state
+            view.internal = self._table(service_port, "internal", cluster, now)
+        else:
+            view.internal = view.cluster
         view.reply_lost = False
         if local_ext:
             view.external = view.local
@@ -119,7 +137,7 @@ class KubeProxy:
             # keeps a template per virtual server (kubernetes-semantics.md 2.3)
             view.affinity_internal = (AffinityTable(float(svc.affinity_timeout),
                                                     self.affinity_cap)
-                                      if self.mode == "ipvs" else view.affinity)
+                                      if self.separate_virtual_servers else view.affinity)
         self.views[service_port.index] = view
         self.tables[service_port.index] = view.external
 
@@ -140,4 +158,3 @@ class KubeProxy:
         return True
 
 
-ProxyFactory = Callable[[Node, np.random.Generator], KubeProxy]

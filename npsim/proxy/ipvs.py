@@ -221,6 +221,12 @@ class IpvsTable(EndpointTable):
 class IpvsProxy(KubeProxy):
     mode = "ipvs"
     counts_connections = True
+    short_circuits_pods = False  # one virtual server per node address, whoever sends
+    separate_virtual_servers = True
+
+    @classmethod
+    def create(cls, node, rng, spec):  # noqa: ANN001, ANN206
+        return cls(node, rng, spec.ipvs.scheduler, spec.ipvs.tcp_fin_timeout)
 
     def __init__(self, node, rng, scheduler: str = "rr", fin_timeout: float = 120.0) -> None:  # noqa: ANN001
         super().__init__(node, rng)

@@ -29,6 +29,7 @@ class RoundRobinTable(EndpointTable):
 class UserspaceProxy(KubeProxy):
     mode = "userspace"
     pod_sees_node = True
+    retries_dials = True
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
         table = RoundRobinTable(service_port, endpoints)

@@ -126,7 +126,6 @@ def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
     """Per pod: where it runs, its load share and its time-weighted utilisation."""
     cluster = out.cluster
     measured = requests[~requests["warmup"]]
-    window = max(out.end_time - out.warmup, 1e-12)
     # busy time of each worker-slot inside [warmup, end], from each request's service span
     s0 = np.nan_to_num(requests["service_start"].to_numpy(), nan=np.inf)
     s1 = s0 + np.nan_to_num(requests["service"].to_numpy(), nan=0.0)
@@ -152,13 +151,23 @@ def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
             "requests": int(counts[p.index]),
             "connections": int(conns[p.index]),
             "share": counts[p.index] / total,
-            "utilisation": busy_by_pod[p.index] / (p.workers * window),
+            "created_at": p.created_at,
+            "deleted_at": np.nan if p.deleted_at is None else p.deleted_at,
+            "utilisation": _utilisation(busy_by_pod[p.index], p, out.warmup, out.end_time),
         })
     return pd.DataFrame(rows, columns=POD_COLUMNS)
 
 
 POD_COLUMNS = ["replication", "pod", "deployment", "node", "pod_ip", "workers", "requests",
-               "connections", "share", "utilisation"]
+               "connections", "share", "created_at", "deleted_at", "utilisation"]
+
+
+def _utilisation(busy: float, pod, start: float, end: float) -> float:  # noqa: ANN001
+    """Busy worker-time over worker-time, within the part of the measured window the pod
+    existed (a pod scaled in or out is judged over its own lifetime)."""
+    lo = max(start, pod.created_at)
+    hi = min(end, pod.deleted_at if pod.deleted_at is not None else end)
+    return busy / (pod.workers * (hi - lo)) if hi > lo else np.nan
 
 
 def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:

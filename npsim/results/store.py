@@ -18,6 +18,17 @@ class ResultExistsError(FileExistsError):
     pass
 
 
+def _read_umask() -> int:
+    """The process umask, read once at import (setting it to read it is not thread-safe
+    later, when a notebook may run threads)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_atomically(target: Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
     """Call ``write(tmpdir)`` and move the folder to ``target``."""
     target = Path(target)
@@ -28,9 +39,7 @@ def write_atomically(target: Path, write: Callable[[Path], None], overwrite: boo
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a result folder is not
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; a result folder is not
     try:
         write(tmp)
         if target.exists():

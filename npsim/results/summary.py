@@ -95,7 +95,7 @@ def summarise(
     for name in ("completed", "failed", "in_flight"):
         add("all", f"requests_{name}", float(outcome.get(name, 0)))
     _measured_rows("all", requests, windows, add, candidates.get("all"))
-    util = pods.groupby("pod", observed=True)["utilisation"].mean()
+    util = pods.groupby("pod", observed=True)["utilisation"].mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
     add("all", "replications", float(requests["replication"].nunique()))
@@ -141,12 +141,14 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         return text
 
     gen = int(val("requests_generated"))
+    reps = int(val("replications"))
+    over = f" (all {reps} replications)" if reps > 1 else ""
     lines = [
         f"requests   {gen} generated = {int(val('requests_completed'))} completed"
         f" + {int(val('requests_failed'))} failed + {int(val('requests_in_flight'))} in flight"
-        f" at the end",
-        f"measured   {int(val('requests_measured'))} after warm-up; "
-        f"throughput {val('throughput'):.1f}/s",
+        f" at the end{over}",
+        f"measured   {int(val('requests_measured'))} after warm-up{over}; "
+        f"throughput {val('throughput'):.1f}/s" + (" (mean of replications)" if reps > 1 else ""),
         f"latency    mean {dur('latency_mean')}  p50 {dur('latency_p50')}",
         f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}",
         f"cross-node {_pct(val('cross_node_fraction'))} of served requests took a node-to-node "
@@ -178,10 +180,12 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         ["share", "utilisation"]].mean()
     lines.append("pods       share   utilisation")
     for (pod, node), row in by_pod.iterrows():
-        lines.append(f"  {pod:<22} {row['share']:6.1%}  {row['utilisation']:6.1%}   on {node}")
+        lines.append(f"  {pod:<22} {_pct(row['share']):>6}  {_pct(row['utilisation']):>6}   "
+                     f"on {node}")
     by_node = nodes.groupby("node", sort=False, observed=True)[
         ["share", "cross_node_fraction"]].mean()
     lines.append("nodes      served  cross-node share of received")
     for node, row in by_node.iterrows():
-        lines.append(f"  {node:<22} {row['share']:6.1%}  {row['cross_node_fraction']:6.1%}")
+        lines.append(f"  {node:<22} {_pct(row['share']):>6}  "
+                     f"{_pct(row['cross_node_fraction']):>6}")
     return "\n".join(lines)

@@ -234,7 +234,8 @@ def _load_manifests(
             else:
                 obj = parse_manifest(doc, p, "", origin)
             if obj is None:
-                name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
+                meta = doc.get("metadata") if isinstance(doc, dict) else None
+                name = meta.get("name") if isinstance(meta, dict) else None
                 if isinstance(name, str):
                     unresolved.add(name)
                 continue
@@ -291,8 +292,34 @@ def cross_check(
     spec = scenario.spec
     _cross_check(scenario, [n.name for n in spec.cluster.nodes], dict(spec.workloads),
                  list(enumerate(spec.clients)), tree, p, unresolved or set())
+    _check_events(scenario, tree, p)
     if not p.errors:
         _utilisation_warnings(scenario, tree, p)
+
+
+def _check_node_ports(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """A NodePort belongs to one Service port (per protocol it may repeat within one
+    Service: 53/TCP and 53/UDP share 30053; kubernetes-semantics.md 10, facts 15-16)."""
+    owner: dict[int, str] = {}
+    for svc in scenario.services.values():
+        for port in svc.ports:
+            if port.node_port is None:
+                continue
+            other = owner.get(port.node_port)
+            if other is not None and other != svc.name:
+                p.at(tree, ["manifests"],
+                     f"Service {svc.name!r}: spec.ports.nodePort: Invalid value: "
+                     f"{port.node_port}: provided port is already allocated "
+                     f"(by Service {other!r})")
+            owner[port.node_port] = svc.name
+
+
+def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
+    for i, event in enumerate(scenario.spec.events):
+        if event.scale.deployment not in scenario.deployments:
+            known = ", ".join(sorted(scenario.deployments)) or "none"
+            p.at(tree, ["events", i, "scale", "deployment"],
+                 f"no Deployment named {event.scale.deployment!r} (known: {known})")
 
 
 def _partial_check(tree: Any, scenario: Scenario, p: Problems, unresolved: _Unresolved) -> None:
@@ -372,6 +399,7 @@ def _cross_check(
         if nodes is not None and client.source is not None and client.source.node not in nodes:
             p.at(tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
+    _check_node_ports(scenario, tree, p)
     for svc in scenario.services.values():
         backing = [d for d in scenario.deployments.values()
                    if selector_matches(svc.selector, d.pod_labels)]

@@ -234,6 +234,10 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
         if protocol not in ("TCP", "UDP", "SCTP"):
             p.at(doc, [*at, "protocol"],
                  f'Unsupported value: "{protocol}": supported values: "SCTP", "TCP", "UDP"', pre)
+        if protocol in ("UDP", "SCTP"):
+            p.warn(doc, [*at, "protocol"],
+                   f"{protocol} is simulated with TCP's connection semantics (conntrack entries "
+                   "are not flushed when endpoints change)", pre)
         target = raw.get("targetPort", port)
         if isinstance(target, bool) or not isinstance(target, int | str):
             p.at(doc, [*at, "targetPort"], "expected a port number or a container port name", pre)
@@ -298,9 +302,11 @@ def parse_deployment(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Dep
     namespace = doc.get("metadata", {}).get("namespace", "default")
     spec = _expect(doc, ["spec"], dict, "a spec", p, pre) or {}
     replicas = spec.get("replicas", 1)
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+    if isinstance(replicas, bool) or not isinstance(replicas, int):
+        p.at(doc, ["spec", "replicas"], f"expected a whole number of pods, got {replicas!r}", pre)
+    elif replicas < 0:
         p.at(doc, ["spec", "replicas"],
-             f"Invalid value: {replicas!r}: must be greater than or equal to 0", pre)
+             f"Invalid value: {replicas}: must be greater than or equal to 0", pre)
     pod_labels = _labels(doc, ["spec", "template", "metadata", "labels"], p, pre)
     match_labels: dict[str, str] = {}
     if "selector" in spec:
@@ -346,6 +352,10 @@ def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | De
         return None
     if "apiVersion" not in doc:
         p.at(doc, ["apiVersion"], "Required value", pre)
+    for section in ("metadata", "spec"):
+        if section in doc and not isinstance(doc[section], dict):
+            p.at(doc, [section], f"expected a mapping, got {doc[section]!r}", pre)
+            return None
     parser, known = KINDS[kind]
     unknown: list[list[Any]] = []
     _unmodelled(doc, known, [], unknown)

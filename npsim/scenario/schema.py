@@ -195,6 +195,8 @@ class ArrivalSpec(Model):
                 raise ValueError("schedule steps must be in increasing 'at' order")
         if self.rate == 0:
             raise ValueError("rate must be > 0 (omit the population to send nothing)")
+        if self.schedule is not None and not any(step.rate > 0 for step in self.schedule):
+            raise ValueError("every schedule step has rate 0: the population sends nothing")
         return self
 
     @property
@@ -322,6 +324,18 @@ class ClientSpec(Model):
             raise ValueError("natGateways shares add up to more than 1")
         if self.source is not None and (self.nat_gateways or self.balancer):
             raise ValueError("natGateways and balancer apply to external clients only")
+        if self.source_ip_base is not None:
+            last = int(ipaddress.IPv4Address(self.source_ip_base)) + self.n_source_ips - 1
+            if last > 0xFFFFFFFF:
+                raise ValueError(f"sourceIPBase {self.source_ip_base} has no room for "
+                                 f"{self.n_source_ips} addresses")
+        elif self.source is None and self.n_source_ips > 1 << 17:
+            raise ValueError("more than 131072 sourceIPs need an explicit sourceIPBase (the "
+                             "default ranges of two populations would overlap)")
+        if len(self.nat_gateways) > 16 or any(g.addresses > 255 for g in self.nat_gateways):
+            raise ValueError("at most 16 natGateways of at most 255 addresses each")
+        if self.balancer is not None and self.balancer.addresses > 255:
+            raise ValueError("a balancer has at most 255 addresses")
         return self
 
     @property

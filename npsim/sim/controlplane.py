@@ -25,6 +25,7 @@ from npsim.cluster.model import Cluster, Endpoint, Pod, endpoints_for
 from npsim.cluster.topology import Hints, hints_for
 from npsim.dists import Sampler
 from npsim.proxy.base import KubeProxy
+from npsim.scenario.problems import Problem, ScenarioError
 from npsim.scenario.schema import EventSpec, KubeProxySpec
 
 
@@ -59,7 +60,7 @@ class ControlPlane:
         spec: KubeProxySpec,
         propagation: Callable[[str], Sampler],
         other_services: tuple[int, int],
-        add_pod: Callable[[str, int], Pod],
+        add_pod: Callable[[str, set[int]], Pod],
         stop_pod: Callable[[Pod], None],
         node_cpu: list[float] | None = None,
     ) -> None:
@@ -70,8 +71,8 @@ class ControlPlane:
         self.add_pod = add_pod
         self.stop_pod = stop_pod
         self.ready: set[int] = {p.index for p in cluster.pods}
+        self.changes: list[tuple[float, str]] = []  # the timeline: (time, what changed)
         self.versions = [self._snapshot()]
-        self.changes: list[tuple[float, str]] = []  # (time, description)
         services = len(cluster.service_ports) + other_services[0]
         endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)  # NAT rules
         mean_e = (endpoints + other_services[0] * other_services[1]) / max(services, 1)
@@ -82,7 +83,7 @@ class ControlPlane:
                                          if proxy.mode == "iptables" else 0.0)
             ns = cluster.nodes[proxy.node.index]
             self.nodes.append(NodeSync(proxy, propagation(ns.name),
-                                       getattr(proxy, "sync_delay", 0.0), duration))
+                                       proxy.sync_delay, duration))
         for sync in self.nodes:
             for sp in cluster.service_ports:
                 sync.proxy.program(sp, *self._view(0, sp.index, 0.0))
@@ -115,7 +116,13 @@ class ControlPlane:
                 self.ready]
         if replicas > len(live):
             for _ in range(replicas - len(live)):
-                self.ready.add(self.add_pod(deployment, len(live)).index)
+                try:
+                    pod = self.add_pod(deployment, self.ready)
+                except ValueError as exc:  # no address left in the pod CIDR
+                    raise ScenarioError([Problem(None, "events", f"at {self.env.now:g}s: "
+                                                 f"scaling {deployment} to {replicas}: {exc}")]
+                                        ) from None
+                self.ready.add(pod.index)
         else:
             # newest first (a simplification of ReplicaSet's deletion ranking)
             for pod in sorted(live, key=lambda p: -p.index)[: len(live) - replicas]:

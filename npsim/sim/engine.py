@@ -22,7 +22,6 @@ import simpy
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
-from npsim.proxy.ipvs import IpvsProxy
 from npsim.proxy.userspace import DIAL_TIMEOUTS
 from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
 from npsim.sim.controlplane import ControlPlane
@@ -71,12 +70,8 @@ def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list
     for node, ns in zip(cluster.nodes, spec.nodes, strict=True):
         mode = ns.proxy_mode or spec.proxy_mode
         rng = streams.generator(f"proxy/{node.name}")
-        if mode == "ipvs":
-            proxy: KubeProxy = IpvsProxy(node, rng, spec.ipvs.scheduler,
-                                         spec.ipvs.tcp_fin_timeout)
-        else:
-            proxy = MODES[mode](node, rng)
-        proxy.sync_delay = ns.sync_delay  # type: ignore[attr-defined]
+        proxy = MODES[mode].create(node, rng, spec)
+        proxy.sync_delay = ns.sync_delay
         if mode != "userspace":
             override = spec.cost_model.get(mode)
             quantiles = quantiles_at(table_for(mode, override), services, floor=not override)
@@ -101,13 +96,15 @@ class Simulation:
         self.generated = 0
         self.next_conn = 0
         self.tracked: dict[int, list] = {}  # IPVS: conn -> [in flight, all sent, table, key]
-        self._pending_cost = 0.0  # kube-proxy time of the connection just opened
+        self._progress: Callable[[float], None] | None = None
+        self._progress_every = max((self.budget or 0) // 100, 1)
 
         self.proxies = make_proxies(scenario, cluster, streams)
         # pods report each end only to closed-loop users and to IPVS connection counters
         self._report_done = any(c.arrival.closed for c in spec.clients) or any(
             p.counts_connections for p in self.proxies)
         self.pods: list[PodServer] = []
+        self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
         for pod in cluster.pods:
             self._serve(pod)
         self.relays: list[Relay | None] = [
@@ -165,16 +162,20 @@ class Simulation:
             pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
             self.log, self._done if self._report_done else None)
         self.pods.append(server)
+        self._arrive.append(server.arrive)
         return server
 
-    def _add_pod(self, deployment: str, ordinal: int) -> Pod:
-        pod = new_pod(self.scenario, self.cluster, deployment)
+    def _add_pod(self, deployment: str, live: set[int]) -> Pod:
+        pod = new_pod(self.scenario, self.cluster, deployment, live=live)
+        pod.created_at = self.env.now
         self._serve(pod)
         return pod
 
     def _stop_pod(self, pod: Pod) -> None:
-        """A deleted pod stops answering at once; queued work still finishes."""
+        """A deleted pod stops answering at once (requests reaching it from now on fail
+        with endpoint_gone); work already queued there still finishes."""
         self.pods[pod.index].alive = False
+        pod.deleted_at = self.env.now
 
     # --- hot path ---------------------------------------------------------------------
 
@@ -191,37 +192,30 @@ class Simulation:
 
     def send(self, pop: Population, slot: int, now: float) -> bool:
         """A client sends one request; False once the request budget is spent."""
-        if self.budget is not None and self.generated >= self.budget:
-            return False
+        if self.budget is not None:
+            if self.generated >= self.budget:
+                return False
+            if self._progress is not None and self.generated % self._progress_every == 0:
+                self._progress(self.generated / self.budget)
         self.generated += 1
-        log = self.log
-        request = len(log.t_start)
-        proxy_cost = 0.0
+        request = len(self.log.t_start)
         if pop.remaining[slot] == 0:
             new_conn = 1
-            outcome = self._connect(pop, slot, now)
-            if outcome is not None:
-                return outcome
-            entry = pop.conn_entry[slot]
-            proxy_cost = self._pending_cost
+            proxy_cost = self._connect(pop, slot, now)
+            if proxy_cost is None:  # the connection failed; the request is recorded
+                return True
         else:
-            entry = pop.conn_entry[slot]
             new_conn = 0
-            pod = pop.conn_pod[slot]
-            if not self.pods[pod].alive:
-                pop.remaining[slot] = 0
-                tracked = self.tracked.pop(pop.conn_id[slot], None) if self.tracked else None
-                if tracked is not None:  # the connection is dead: IPVS stops counting it
-                    tracked[2].closed(tracked[3], now)
-                return self._timeout(pop, slot, now, entry, pod, pop.conn_pod_node[slot],
-                                     ENDPOINT_GONE, pop.connect_timeout)
+            proxy_cost = 0.0
+            if not self.pods[pop.conn_pod[slot]].alive:
+                return self._lost_connection(pop, slot, now)
+        entry = pop.conn_entry[slot]
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
         hop = self._hop(entry, pop.conn_pod_node[slot])()
         network = pop.rtt() + hop
-        self._append(log, now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost)
-        if not pop.conn_snat[slot]:
-            log.snat[request] = 0
+        self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
+                     pop.conn_snat[slot])
         tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
         if tracked is not None:
             tracked[0] += 1
@@ -229,18 +223,28 @@ class Simulation:
         relay = self.relays[entry]
         if relay is None:
             self.env.timeout(network * 0.5 + proxy_cost, request).callbacks.append(
-                self.pods[pod].arrive)
+                self._arrive[pod])
         else:
             self.env.timeout((network - hop) * 0.5 + proxy_cost, request).callbacks.append(
                 relay.arrive)
         return True
 
-    def _connect(self, pop: Population, slot: int, now: float) -> bool | None:
+    def _lost_connection(self, pop: Population, slot: int, now: float) -> bool:
+        """A request on a keep-alive connection whose pod is gone: no answer comes."""
+        tracked = self.tracked.pop(pop.conn_id[slot], None) if self.tracked else None
+        if tracked is not None:  # the connection is dead: IPVS stops counting it
+            tracked[2].closed(tracked[3], now)
+        self._fail(pop, slot, now, pop.conn_entry[slot], pop.conn_pod[slot], ENDPOINT_GONE,
+                   pop.connect_timeout, new_conn=0)
+        return True
+
+    def _connect(self, pop: Population, slot: int, now: float) -> float | None:
         """Open a connection: the receiving node's kube-proxy picks an endpoint.
 
-        Returns None when the connection is up (state stored on ``pop``), else the
-        result of recording the failed request. Which endpoint set applies and whether
-        the source is NATed follow kubernetes-semantics.md 1.4-1.6, 2.4 and 8.
+        Returns the kube-proxy time of the new connection (its state is stored on
+        ``pop``), or None when it failed and the request was recorded as failed. Which
+        endpoint set applies and whether the source is NATed follow
+        kubernetes-semantics.md 1.4-1.6, 2.4 and 8.
         """
         clusterip = pop.target == "clusterIP"
         entry = pop.home if clusterip else pop.entry(slot, now)
@@ -251,9 +255,9 @@ class Simulation:
         pop.conn_entry[slot] = entry
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
-            return self._refused(pop, slot, now, entry, NO_ENDPOINTS)
+            return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
         if not clusterip and not proxy.accepts(pop.address):
-            return self._refused(pop, slot, now, entry, NODEPORT_CLOSED)
+            return self._fail(pop, slot, now, entry, -1, NODEPORT_CLOSED)
         snat = True
         reply_lost = False
         if clusterip:  # in-cluster pod -> ClusterIP: internalTrafficPolicy, pod IP kept
@@ -261,7 +265,7 @@ class Simulation:
         elif pop.kind == "pod" and view.local_policy:
             # iptables/nftables short-circuit pod traffic to the Cluster set, no SNAT; IPVS
             # has one virtual server for every source: its local (or remote) set
-            table, snat = (view.external if proxy.mode == "ipvs" else view.cluster), False
+            table, snat = (view.cluster if proxy.short_circuits_pods else view.external), False
         elif pop.kind == "host" and entry == pop.home:  # node to itself: masquerade + Cluster
             table = view.cluster
         elif view.local_policy:  # externalTrafficPolicy Local: no SNAT
@@ -269,7 +273,7 @@ class Simulation:
         else:
             table = view.external
         if table.n == 0:  # endpoints exist, none here: DROP, the client times out
-            return self._timeout(pop, slot, now, entry, -1, entry, DROPPED, pop.connect_timeout)
+            return self._fail(pop, slot, now, entry, -1, DROPPED, pop.connect_timeout)
         src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
         source = pop.wire_ips[slot % pop.n_ips]
         affinity = view.affinity_internal if clusterip else view.affinity
@@ -279,16 +283,15 @@ class Simulation:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
-            self._timeout(pop, slot, now, entry, pod, table.nodes[choice], REPLY_LOST,
-                          pop.connect_timeout)
-            self.log.snat[len(self.log.snat) - 1] = 0
-            return True
+            return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
+                              snat=0)
         waited = 0.0
         if not self.pods[pod].alive:
-            if proxy.mode != "userspace":
-                return self._timeout(pop, slot, now, entry, pod, table.nodes[choice],
-                                     CONNECT_TIMEOUT, pop.connect_timeout)
-            # userspace: one dial per timeout, each to the next endpoint in the round robin
+            if not proxy.retries_dials:
+                return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
+                                  pop.connect_timeout)
+            # userspace: one dial per timeout, each to the next endpoint in the round robin;
+            # a retry resets the client's affinity (roundrobin.go sessionAffinityReset)
             for attempt, timeout in enumerate(DIAL_TIMEOUTS):
                 if attempt:
                     choice = table.pick(source, src_port, now)
@@ -297,47 +300,43 @@ class Simulation:
                     break
                 waited += timeout
             else:
-                return self._timeout(pop, slot, now, entry, -1, entry, DIAL_FAILED, waited)
+                return self._fail(pop, slot, now, entry, -1, DIAL_FAILED, waited)
+            if affinity is not None:
+                affinity.remember(table.keys[choice], source, now)
         pop.conn_pod[slot] = pod
         pop.conn_pod_node[slot] = table.nodes[choice]
         pop.conn_snat[slot] = snat
         pop.remaining[slot] = pop.per_connection
-        self._pending_cost = waited + proxy.cost()
         if proxy.counts_connections:
             key = table.keys[choice]
             table.opened(key, now)
             self.tracked[conn] = [0, False, table, key]
-        return None
+        return waited + proxy.cost()
 
     def _to_pod(self, request: int, delay: float) -> None:
         """After the userspace relay: on to the pod across the hop."""
-        self.env.timeout(delay, request).callbacks.append(self.pods[self.log.pod[request]].arrive)
-
-    def _refused(self, pop: Population, slot: int, now: float, entry: int, reason: int) -> bool:
-        rtt = pop.rtt()
-        return self._fail(pop, slot, now, entry, -1, rtt, 0.0, reason, now + rtt)
-
-    def _timeout(self, pop: Population, slot: int, now: float, entry: int, pod: int,
-                 pod_node: int, reason: int, wait: float) -> bool:
-        rtt = pop.rtt()
-        return self._fail(pop, slot, now, entry, pod, rtt, 0.0, reason, now + max(wait, rtt))
+        self.env.timeout(delay, request).callbacks.append(self._arrive[self.log.pod[request]])
 
     def _fail(self, pop: Population, slot: int, now: float, entry: int, pod: int,
-              network: float, hop: float, reason: int, t_end: float) -> bool:
+              reason: int, wait: float = 0.0, new_conn: int = 1, snat: int = 1) -> None:
+        """Record a request that failed before reaching a pod. The client learns of it
+        after ``wait`` (its timeout) or, for a refusal, one round trip."""
+        rtt = pop.rtt()
+        t_end = now + max(wait, rtt)
         log = self.log
         request = len(log.t_start)
         pop.remaining[slot] = 0
-        self._append(log, now, pop, slot, entry, pod, 1, network, hop, 0.0)
+        self._append(now, pop, slot, entry, pod, new_conn, rtt, 0.0, 0.0, snat)
         log.outcome[request] = FAILED
         log.reason[request] = reason
         log.t_end[request] = t_end
         pop.done(request, slot, t_end)
-        return True
 
-    def _append(self, log: RequestLog, now: float, pop: Population, slot: int, entry: int,
-                pod: int, new_conn: int, network: float, hop: float, proxy_cost: float) -> None:
+    def _append(self, now: float, pop: Population, slot: int, entry: int, pod: int,
+                new_conn: int, network: float, hop: float, proxy_cost: float,
+                snat: int) -> None:
         (t_start, population, client, conn, new, entry_, pod_, network_, hop_, proxy,
-         service_start, service, t_end, outcome, reason, snat) = self._appenders
+         service_start, service, t_end, outcome, reason, snat_) = self._appenders
         t_start(now)
         population(pop.index)
         client(slot)
@@ -353,7 +352,7 @@ class Simulation:
         t_end(NAN)
         outcome(0)
         reason(0)
-        snat(1)
+        snat_(snat)
 
     def _done(self, request: int, t_end: float) -> None:
         log = self.log
@@ -371,19 +370,12 @@ class Simulation:
 
     # --- driving ---
 
-    def _report(self, progress: Callable[[float], None]):  # noqa: ANN202 - a SimPy process
-        """A cheap periodic process: one event per 1% of the run."""
-        run = self.scenario.spec.run
-        if run.duration is not None:
-            step = run.duration / 100
-            while True:
-                yield self.env.timeout(step)
-                progress(min(self.env.now / run.duration, 1.0))
-        else:
-            assert run.requests is not None
-            while self.generated < run.requests:
-                yield self.env.timeout(1.0)
-                progress(self.generated / run.requests)
+    def _report(self, progress: Callable[[float], None], duration: float):  # noqa: ANN202
+        """A cheap periodic SimPy process: one event per 1% of a timed run."""
+        step = duration / 100
+        while True:
+            yield self.env.timeout(step)
+            progress(min(self.env.now / duration, 1.0))
 
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""
@@ -391,16 +383,18 @@ class Simulation:
         started = time.perf_counter()
         for pop in self.populations:
             pop.start(self.env, self.send)
-        if progress is not None:
-            self.env.process(self._report(progress))
         if run.duration is not None:
+            if progress is not None:
+                self.env.process(self._report(progress, run.duration))
             self.env.run(until=run.duration)
             end = float(run.duration)
         else:
-            # a request-count run drains: it ends when the client has seen every answer
+            # a request-count run drains; it ends when the client has seen the last answer
+            # (progress is reported by send() every 1% of the budget)
+            self._progress = progress
             self.env.run()
             ends = self.log.columns()["t_end"]
-            end = max(float(self.env.now), float(np.nanmax(ends)) if len(ends) else 0.0)
+            end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, end, float(run.warmup),
                          time.perf_counter() - started)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import simpy
 
 from npsim.dists import Sampler
-from npsim.sim.records import COMPLETED, FAILED, QUEUE_FULL, RequestLog
+from npsim.sim.records import COMPLETED, ENDPOINT_GONE, FAILED, QUEUE_FULL, RequestLog
 
 
 class Station:
@@ -73,17 +73,26 @@ class PodServer(Station):
         self.on_done = on_done  # (request, time the client sees the end), if anyone asks
         self.alive = True
 
+    def arrive(self, event: simpy.Event) -> None:
+        if self.alive:
+            Station.arrive(self, event)
+        else:  # deleted while the request was on its way: a reset comes back
+            self._turn_away(event._value, ENDPOINT_GONE)
+
     def admit(self, request: int) -> bool:
         if self.limit is None or len(self.queue) < self.limit:
             return True
+        self._turn_away(request, QUEUE_FULL)
+        return False
+
+    def _turn_away(self, request: int, reason: int) -> None:
         log = self.log
         log.outcome[request] = FAILED
-        log.reason[request] = QUEUE_FULL
+        log.reason[request] = reason
         end = self.env._now + log.network[request] * 0.5
         log.t_end[request] = end
         if self.on_done is not None:
             self.on_done(request, end)
-        return False
 
     def started(self, request: int, duration: float) -> None:
         log = self.log
