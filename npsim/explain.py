@@ -78,41 +78,80 @@ def _selected(cluster: Cluster, service: str | None) -> list[ServicePortModel]:
 # --- iptables ---------------------------------------------------------------------------
 
 
+def _lb_rules(svc_chain: str, table: EndpointTable, sp: ServicePortModel,
+              timeout: int | None) -> list[str]:
+    """The load-balancing rules of a KUBE-SVC-/KUBE-SVL- chain: affinity checks first
+    (``-m recent --rcheck``), then the statistic cascade (writeServiceToEndpointRules)."""
+    spn = port_name_string(sp)
+    rules = []
+    if timeout is not None:
+        for key in table.keys:
+            sep = chain("KUBE-SEP-", sp, key)
+            rules.append(f'-A {svc_chain} -m comment --comment "{spn} -> {key}" -m recent '
+                         f"--name {sep} --rcheck --seconds {timeout} --reap -j {sep}")
+    for key, p in zip(table.keys, cascade_probabilities(table.n), strict=True):
+        stat = "" if p is None else (
+            f" -m statistic --mode random --probability {format_probability(p)}")
+        rules.append(f'-A {svc_chain} -m comment --comment "{spn} -> {key}"{stat} '
+                     f"-j {chain('KUBE-SEP-', sp, key)}")
+    return rules
+
+
 def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
     chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
     rules: list[str] = []
+    filters: list[str] = []
     local = cluster_cidr(cluster)
     for sp in _selected(cluster, service):
-        table = proxy.tables[sp.index]
+        view = proxy.views[sp.index]
         spn = port_name_string(sp)
-        svc, ext = chain("KUBE-SVC-", sp), chain("KUBE-EXT-", sp)
+        svc, ext, svl = chain("KUBE-SVC-", sp), chain("KUBE-EXT-", sp), chain("KUBE-SVL-", sp)
         proto, cip = sp.port.protocol.lower(), cluster_ip(sp, cluster)
-        if table.n == 0:
-            rules.append(f"# filter table: -A KUBE-EXTERNAL-SERVICES -m comment --comment "
-                         f'"{spn} has no endpoints" -m addrtype --dst-type LOCAL -m {proto} '
-                         f"-p {proto} --dport {sp.node_port} -j REJECT")
+        nodeport = f"-m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {sp.node_port}"
+        if not view.any:
+            filters.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no '
+                           f'endpoints" {nodeport} -j REJECT')
             continue
-        chains += [ext, svc] + [chain("KUBE-SEP-", sp, k) for k in table.keys]
+        timeout = (sp.service.affinity_timeout if sp.service.session_affinity == "ClientIP"
+                   else None)
+        endpoints = dict.fromkeys(view.cluster.keys)
+        chains += [ext, svc]
         rules.append(f'-A KUBE-SERVICES -m comment --comment "{spn} cluster IP" -m {proto} '
                      f"-p {proto} -d {cip} --dport {sp.port.port} -j {svc}")
-        rules.append(f"-A KUBE-NODEPORTS -m comment --comment {spn} -m {proto} -p {proto} "
-                     f"--dport {sp.node_port} -j {ext}")
-        rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {spn} external '
-                     f'destinations" -j KUBE-MARK-MASQ')
-        rules.append(f"-A {ext} -j {svc}")
+        if sp.node_port:
+            rules.append(f"-A KUBE-NODEPORTS -m comment --comment {spn} -m {proto} "
+                         f"-p {proto} --dport {sp.node_port} -j {ext}")
+        if view.local_policy:  # the short-circuits, then the local endpoints or nothing
+            rules += [
+                f'-A {ext} -m comment --comment "pod traffic for {spn} external destinations" '
+                f"-s {local} -j {svc}",
+                f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {spn} external '
+                f'destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ',
+                f'-A {ext} -m comment --comment "route LOCAL traffic for {spn} external '
+                f'destinations" -m addrtype --src-type LOCAL -j {svc}']
+            if view.local.n:
+                chains.append(svl)
+                rules.append(f"-A {ext} -j {svl}")
+                rules += _lb_rules(svl, view.local, sp, timeout)
+                endpoints.update(dict.fromkeys(view.local.keys))
+            else:
+                filters.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no '
+                               f'local endpoints" {nodeport} -j DROP')
+        else:
+            rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {spn} '
+                         'external destinations" -j KUBE-MARK-MASQ')
+            rules.append(f"-A {ext} -j {svc}")
         rules.append(f'-A {svc} -m comment --comment "{spn} cluster IP" -m {proto} -p {proto} '
                      f"-d {cip} --dport {sp.port.port} ! -s {local} -j KUBE-MARK-MASQ")
-        for key, p in zip(table.keys, cascade_probabilities(table.n), strict=True):
-            stat = ("" if p is None else
-                    f" -m statistic --mode random --probability {format_probability(p)}")
-            rules.append(f'-A {svc} -m comment --comment "{spn} -> {key}"{stat} '
-                         f"-j {chain('KUBE-SEP-', sp, key)}")
-        for key in table.keys:
+        rules += _lb_rules(svc, view.cluster, sp, timeout)
+        recent = "" if timeout is None else " -m recent --name {sep} --set"
+        for key in endpoints:
             sep = chain("KUBE-SEP-", sp, key)
+            chains.append(sep)
             ip = key.rsplit(":", 1)[0]
             rules.append(f"-A {sep} -m comment --comment {spn} -s {ip} -j KUBE-MARK-MASQ")
-            rules.append(f"-A {sep} -m comment --comment {spn} -m {proto} -p {proto} -j DNAT "
-                         f"--to-destination {key}")
+            rules.append(f"-A {sep} -m comment --comment {spn}{recent.format(sep=sep)} "
+                         f"-m {proto} -p {proto} -j DNAT --to-destination {key}")
     rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
                  'this must be the last rule in this chain" -m addrtype --dst-type LOCAL '
                  "-j KUBE-NODEPORTS")
@@ -123,36 +162,73 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
               'SNAT" -j MASQUERADE --random-fully']
     # KUBE-SERVICES first, as a packet meets them
     order = {"KUBE-SERVICES": 0, "KUBE-NODEPORTS": 1}
-    rules.sort(key=lambda r: order.get(r.split()[1], 2) if r.startswith("-A") else 3)
-    return "\n".join(["*nat", *(f":{c} - [0:0]" for c in dict.fromkeys(chains)), *rules,
-                      "COMMIT"])
+    rules.sort(key=lambda r: order.get(r.split()[1], 2))
+    out = ["*nat", *(f":{c} - [0:0]" for c in dict.fromkeys(chains)), *rules, "COMMIT"]
+    if filters:
+        out += ["*filter", ":KUBE-EXTERNAL-SERVICES - [0:0]", *filters, "COMMIT"]
+    return "\n".join(out)
 
 
 # --- nftables ---------------------------------------------------------------------------
 
 
+def _numgen(chain_name: str, table: EndpointTable, sp: ServicePortModel,
+            timeout: int | None) -> list[str]:
+    """An nftables service/local chain: affinity set checks, then numgen over endpoints."""
+    rules = []
+    if timeout is not None:
+        for key in table.keys:
+            rules.append(f"ip saddr @{nft_chain('affinity-', sp, key)} goto "
+                         f"{nft_chain('endpoint-', sp, key)}")
+    vmap = " , ".join(f"{i} : goto {nft_chain('endpoint-', sp, k)}"
+                      for i, k in enumerate(table.keys))
+    return [*rules, f"numgen random mod {table.n} vmap {{ {vmap} }}"]
+
+
 def nft_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
     lines = ["table ip kube-proxy {", '\tcomment "rules for kube-proxy"', ""]
-    nodeports, chains = [], []
+    nodeports, chains, sets = [], [], []
+    local_range = cluster_cidr(cluster)
     for sp in _selected(cluster, service):
-        table = proxy.tables[sp.index]
+        view = proxy.views[sp.index]
+        spn = port_name_string(sp)
         proto = sp.port.protocol.lower()
-        if table.n == 0:
-            nodeports.append(f'{proto} . {sp.node_port} comment "{port_name_string(sp)}" : '
-                             "goto reject-chain")
+        if not view.any:
+            nodeports.append(f'{proto} . {sp.node_port} comment "{spn}" : goto reject-chain')
             continue
+        timeout = (sp.service.affinity_timeout if sp.service.session_affinity == "ClientIP"
+                   else None)
         svc, ext = nft_chain("service-", sp), nft_chain("external-", sp)
-        nodeports.append(f"{proto} . {sp.node_port} : goto {ext}")
-        chains.append((ext, ["jump mark-for-masquerade", f"goto {svc}"]))
-        vmap = " , ".join(f"{i} : goto {nft_chain('endpoint-', sp, k)}"
-                          for i, k in enumerate(table.keys))
-        chains.append((svc, [f"ip daddr {cluster_ip(sp, cluster)} ip saddr != "
-                             f"{cluster_cidr(cluster)} jump mark-for-masquerade",
-                             f"numgen random mod {table.n} vmap {{ {vmap} }}"]))
-        for key in table.keys:
+        loc = nft_chain("local-", sp)
+        endpoints = dict.fromkeys(view.cluster.keys)
+        if view.local_policy and not view.local.n:
+            nodeports.append(f'{proto} . {sp.node_port} comment "{spn}" : drop')
+        else:
+            nodeports.append(f"{proto} . {sp.node_port} : goto {ext}")
+        if view.local_policy:
+            chains.append((ext, [f"ip saddr {local_range} goto {svc}",
+                                 "fib saddr type local jump mark-for-masquerade",
+                                 f"fib saddr type local goto {svc}"]
+                           + ([f"goto {loc}"] if view.local.n else [])))
+            if view.local.n:
+                chains.append((loc, _numgen(loc, view.local, sp, timeout)))
+                endpoints.update(dict.fromkeys(view.local.keys))
+        else:
+            chains.append((ext, ["jump mark-for-masquerade", f"goto {svc}"]))
+        chains.append((svc, [f"ip daddr {cluster_ip(sp, cluster)} ip saddr != {local_range} "
+                             "jump mark-for-masquerade",
+                             *_numgen(svc, view.cluster, sp, timeout)]))
+        for key in endpoints:
+            update = ([f"update @{nft_chain('affinity-', sp, key)} {{ ip saddr }}"]
+                      if timeout is not None else [])
+            if timeout is not None:
+                sets.append((nft_chain("affinity-", sp, key), timeout))
             chains.append((nft_chain("endpoint-", sp, key),
                            [f"ip saddr {key.rsplit(':', 1)[0]} jump mark-for-masquerade",
-                            f"meta l4proto {proto} dnat to {key}"]))
+                            *update, f"meta l4proto {proto} dnat to {key}"]))
+    for name, timeout in sets:
+        lines += [f"\tset {name} {{", "\t\ttype ipv4_addr", "\t\tflags dynamic,timeout",
+                  f"\t\ttimeout {timeout}s", "\t}", ""]
     lines += ["\tmap service-nodeports {", "\t\ttype inet_proto . inet_service : verdict",
               '\t\tcomment "NodePort traffic"',
               "\t\telements = { " + ",\n\t\t\t     ".join(nodeports) + " }", "\t}", "",
@@ -213,24 +289,48 @@ def render(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> st
 
 def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: int,
           src_port: int, other_services: int = 0) -> Iterable[str]:
-    """Steps of one new connection from ``client_ip:src_port`` to this node's NodePort."""
+    """Steps of one new connection from an external ``client_ip:src_port`` to this node's
+    NodePort, decided by the same route and tables the simulator uses."""
     node = proxy.node
-    table: EndpointTable = proxy.tables[sp.index]
+    view = proxy.views[sp.index]
     spn = port_name_string(sp)
     yield (f"packet {ip_str(client_ip)}:{src_port} -> {ip_str(node.ip)}:{sp.node_port} "
            f"({sp.port.protocol}) arrives at {node.name}, kube-proxy mode {proxy.mode}")
-    if table.n == 0:
+    if not view.any:
         yield f"{spn} has no endpoints: filter KUBE-EXTERNAL-SERVICES REJECTs (connection refused)"
         return
-    choice = table.pick(client_ip, src_port, 0.0)
-    key = table.keys[choice]
+    table, snat, reply_lost = proxy.route(view, "external", False, False)
+    ext = chain("KUBE-EXT-", sp)
+    svc = chain("KUBE-SVL-" if view.local_policy else "KUBE-SVC-", sp)
     if proxy.mode == "iptables":
         vips = len(cluster.service_ports) + other_services
         yield (f"nat PREROUTING -> KUBE-SERVICES: {vips} cluster-IP rules compared, none "
                "match; last rule (dst-type LOCAL) -> KUBE-NODEPORTS")
-        yield f"KUBE-NODEPORTS: --dport {sp.node_port} matches -> {chain('KUBE-EXT-', sp)}"
-        yield f"{chain('KUBE-EXT-', sp)}: KUBE-MARK-MASQ (mark {MASQ_MARK}), then " \
-              f"{chain('KUBE-SVC-', sp)}"
+        yield f"KUBE-NODEPORTS: --dport {sp.node_port} matches -> {ext}"
+        if view.local_policy:
+            yield (f"{ext}: not pod traffic, not from this node: no masquerade (Local)"
+                   + (f"; -> {svc}" if table.n else ""))
+        else:
+            yield f"{ext}: KUBE-MARK-MASQ (mark {MASQ_MARK}), then {svc}"
+    elif proxy.mode == "nftables":
+        yield f"services: vmap lookup tcp . {sp.node_port} -> {nft_chain('external-', sp)}"
+    elif proxy.mode == "ipvs":
+        yield (f"IPVS virtual server {ip_str(node.ip)}:{sp.node_port} scheduler "
+               f"{proxy.scheduler}")  # type: ignore[attr-defined]
+    else:
+        yield "REDIRECT to kube-proxy's proxy port (the kube-proxy process)"
+    if table.n == 0:
+        yield (f"{spn} has no local endpoints on {node.name}: filter KUBE-EXTERNAL-SERVICES "
+               "DROPs the packet; the client waits for its connect timeout")
+        return
+    affinity = view.affinity
+    choice = (affinity.pick(table, client_ip, src_port, 0.0) if affinity is not None
+              else table.pick(client_ip, src_port, 0.0))
+    key = table.keys[choice]
+    if proxy.mode == "iptables":
+        if affinity is not None:
+            yield (f"  affinity: -m recent --rcheck per endpoint for {ip_str(client_ip)} "
+                   "(first connection: no entry), then the cascade")
         for i, p in enumerate(cascade_probabilities(table.n)):
             label = "unconditional" if p is None else f"probability {format_probability(p)}"
             verdict = "MATCH" if i == choice else "no match"
@@ -239,25 +339,25 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
                 break
         yield f"{chain('KUBE-SEP-', sp, key)}: DNAT --to-destination {key}"
     elif proxy.mode == "nftables":
-        yield f"services: vmap lookup tcp . {sp.node_port} -> {nft_chain('external-', sp)}"
-        yield "external chain: jump mark-for-masquerade; goto service chain"
         yield f"numgen random mod {table.n} = {choice} -> {nft_chain('endpoint-', sp, key)}"
         yield f"endpoint chain: dnat to {key}"
     elif proxy.mode == "ipvs":
-        yield (f"KUBE-NODE-PORT ipset match -> KUBE-MARK-MASQ; IPVS virtual server "
-               f"{ip_str(node.ip)}:{sp.node_port} scheduler {proxy.scheduler}")  # type: ignore[attr-defined]
         yield f"scheduler picks real server {key} (Masq)"
     else:
-        yield f"REDIRECT to kube-proxy's proxy port; round robin picks {key}"
-        yield "kube-proxy opens its own connection to the endpoint"
+        yield f"round robin picks {key}; kube-proxy opens its own connection to it"
     ep = table.endpoints[choice]
     crossed = ep.node != node.index
     if proxy.pod_sees_node:
-        source = ip_str(node.ip)
+        yield f"the pod sees kube-proxy's node address {ip_str(node.ip)}"
+    elif snat:
+        seen = node.ip if crossed else node.bridge_ip
+        yield f"POSTROUTING: MASQUERADE -> the pod sees source {ip_str(seen)}"
     else:
-        source = ip_str(node.ip if crossed else node.bridge_ip)
-    yield (f"POSTROUTING: MASQUERADE -> the pod sees source {source}"
-           if not proxy.pod_sees_node else f"the pod sees kube-proxy's node address {source}")
+        yield f"no masquerade: the pod sees the client's address {ip_str(client_ip)}"
     yield (f"cross-node hop {node.name} -> {cluster.nodes[ep.node].name}" if crossed else
            f"no hop: {cluster.pods[ep.pod].name} runs on {node.name}")
+    if reply_lost:
+        yield ("the pod's reply carries its own address and the client discards it: the "
+               "connection times out (IPVS, Local policy, no local endpoint)")
+        return
     yield f"served by pod {cluster.pods[ep.pod].name} ({key}) on {cluster.nodes[ep.node].name}"

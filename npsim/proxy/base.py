@@ -141,6 +141,26 @@ class KubeProxy:
         self.views[service_port.index] = view
         self.tables[service_port.index] = view.external
 
+    def route(self, view: ServiceView, source: str, clusterip: bool,
+              from_this_node: bool) -> tuple[EndpointTable, bool, bool]:
+        """Which endpoint table a new connection uses, whether it is source-NATed, and
+        whether its reply is lost (kubernetes-semantics.md 1.4-1.6, 2.4, 8).
+
+        ``source`` is ``external``, ``pod`` or ``host``; ``clusterip`` marks in-cluster
+        traffic to the ClusterIP; ``from_this_node`` a host sending to its own NodePort.
+        """
+        if clusterip:  # pod -> ClusterIP: internalTrafficPolicy; the pod IP is kept
+            return view.internal, False, False
+        if source == "pod" and view.local_policy:
+            # iptables/nftables short-circuit pod traffic to the Cluster set without SNAT;
+            # IPVS has one virtual server for every source: its local (or remote) set
+            return (view.cluster if self.short_circuits_pods else view.external), False, False
+        if source == "host" and from_this_node:  # the node to itself: masquerade + Cluster
+            return view.cluster, True, False
+        if view.local_policy:  # externalTrafficPolicy Local: no SNAT
+            return view.external, False, view.reply_lost
+        return view.external, True, False
+
     def _table(self, sp: ServicePortModel, kind: str, endpoints: tuple[Endpoint, ...],
                now: float) -> EndpointTable:
         table = self.make_table(sp, endpoints, self._tables.get((sp.index, kind)), now)

@@ -258,20 +258,7 @@ class Simulation:
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
         if not clusterip and not proxy.accepts(pop.address):
             return self._fail(pop, slot, now, entry, -1, NODEPORT_CLOSED)
-        snat = True
-        reply_lost = False
-        if clusterip:  # in-cluster pod -> ClusterIP: internalTrafficPolicy, pod IP kept
-            table, snat = view.internal, False
-        elif pop.kind == "pod" and view.local_policy:
-            # iptables/nftables short-circuit pod traffic to the Cluster set, no SNAT; IPVS
-            # has one virtual server for every source: its local (or remote) set
-            table, snat = (view.cluster if proxy.short_circuits_pods else view.external), False
-        elif pop.kind == "host" and entry == pop.home:  # node to itself: masquerade + Cluster
-            table = view.cluster
-        elif view.local_policy:  # externalTrafficPolicy Local: no SNAT
-            table, snat, reply_lost = view.external, False, view.reply_lost
-        else:
-            table = view.external
+        table, snat, reply_lost = proxy.route(view, pop.kind, clusterip, entry == pop.home)
         if table.n == 0:  # endpoints exist, none here: DROP, the client times out
             return self._fail(pop, slot, now, entry, -1, DROPPED, pop.connect_timeout)
         src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
@@ -305,7 +292,7 @@ class Simulation:
                 affinity.remember(table.keys[choice], source, now)
         pop.conn_pod[slot] = pod
         pop.conn_pod_node[slot] = table.nodes[choice]
-        pop.conn_snat[slot] = snat
+        pop.conn_snat[slot] = int(snat)
         pop.remaining[slot] = pop.per_connection
         if proxy.counts_connections:
             key = table.keys[choice]
