@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 from npsim.dists import Distribution
-from npsim.scenario.loader import pick_port
-from npsim.scenario.manifests import Service, ServicePort, selector_matches
+from npsim.scenario.manifests import Service, ServicePort, pick_port, selector_matches
 from npsim.scenario.problems import Problem, ScenarioError
 
 if TYPE_CHECKING:

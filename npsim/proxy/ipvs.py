@@ -117,7 +117,8 @@ class IpvsTable(EndpointTable):
         EndpointTable.__init__(self, self.service_port, endpoints)
         index_of = {k: i for i, k in enumerate(self.keys)}
         survivors = [index_of[k] for k in old_keys if k in index_of]
-        fresh = [i for i in range(self.n) if self.keys[i] not in set(old_keys)]
+        known = set(old_keys)
+        fresh = [i for i in range(self.n) if self.keys[i] not in known]
         fresh = [fresh[j] for j in self.rng.permutation(len(fresh))]  # Go map order
         fresh.reverse()  # each add goes to the head of the kernel list
         # the rr cursor stays on its server; if that server is removed it steps back to

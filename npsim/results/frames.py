@@ -47,8 +47,6 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
 
     node_ips = np.array([nd.ip for nd in cluster.nodes], dtype=np.int64)
     bridge_ips = np.array([nd.bridge_ip for nd in cluster.nodes], dtype=np.int64)
-    # externalTrafficPolicy Cluster masquerades: a remote pod sees the receiving node's IP,
-    # a same-node pod the node's pod-bridge address (kubernetes-semantics.md 1.4)
     pops = out.populations
     pop_idx = cols["population"].astype(np.int64)
     ip_index = cols["client"].astype(np.int64) % np.array(

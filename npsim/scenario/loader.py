@@ -10,7 +10,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from npsim.dists import Empirical
-from npsim.scenario.manifests import Deployment, Service, parse_manifest, selector_matches
+from npsim.scenario.manifests import (
+    Deployment,
+    Service,
+    parse_manifest,
+    pick_port,
+    selector_matches,
+)
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
 from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, load_file, plain
@@ -424,16 +430,6 @@ def revalidate(scenario: Scenario) -> None:
     if not p.errors:
         cross_check(scenario, None, p)
     p.raise_if_any()
-
-
-def pick_port(svc: Service, wanted: int | str | None):  # noqa: ANN201 - ServicePort | None
-    """The Service port a client aims at: by name, by port number, or the only/first one."""
-    if wanted is None:
-        return svc.ports[0] if svc.ports else None
-    for port in svc.ports:
-        if wanted in (port.name, port.port, port.node_port):
-            return port
-    return None
 
 
 def _utilisation_warnings(scenario: Scenario, tree: Any, p: Problems) -> None:

@@ -135,6 +135,16 @@ def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def pick_port(svc: Service, wanted: int | str | None) -> ServicePort | None:
+    """The Service port a client aims at: by name, by port number, or the only/first one."""
+    if wanted is None:
+        return svc.ports[0] if svc.ports else None
+    for port in svc.ports:
+        if wanted in (port.name, port.port, port.node_port):
+            return port
+    return None
+
+
 def _unmodelled(doc: Any, known: Any, loc: list[Any], out: list[list[Any]]) -> None:
     if known is True or known == "quiet":
         return

@@ -182,9 +182,6 @@ class Population:
         self.client_ips = addresses.client
         self.wire_ips = addresses.wire.tolist()  # what the receiving node sees
 
-    def client_ip(self, slot: int) -> int:
-        return int(self.client_ips[slot % self.n_ips])
-
     def start(self, env: simpy.Environment, send: SendFn) -> None:
         raise NotImplementedError
 
