@@ -22,6 +22,7 @@ test: setup  ## set up and run the tests (and ruff)
 
 bench: setup  ## benchmarks (by hand; figures go in benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/bench_throughput.py
+	$(BIN)/python benchmarks/bench_endpoints.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
