@@ -99,6 +99,7 @@ class KubeProxy:
         self.node = node
         self.rng = rng
         self.sync_delay = 0.0  # this node applies endpoint changes this much later
+        self.serves_clusterip = True  # build ClusterIP-only state (IPVS): False saves setup
         self.views: dict[int, ServiceView] = {}
         self.tables: dict[int, EndpointTable] = {}  # the external table per Service port
         self._tables: dict[tuple[int, str], EndpointTable] = {}
@@ -119,7 +120,8 @@ class KubeProxy:
             view.local = self._table(service_port, "local", local_set(endpoints, self.node), now)
         if local_int:
             view.internal = view.local
-        elif self.separate_virtual_servers:  # IPVS: the ClusterIP VS has its own state
+        elif self.separate_virtual_servers and self.serves_clusterip:
+            # IPVS: the ClusterIP virtual server has its own scheduler state
             view.internal = self._table(service_port, "internal", cluster, now)
         else:
             view.internal = view.cluster

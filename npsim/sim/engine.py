@@ -66,12 +66,14 @@ def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list
     """One kube-proxy per node, in the node's mode, with its first-packet cost model."""
     spec = scenario.spec.cluster
     services = len(cluster.service_ports) + spec.other_services.count
+    clusterip = any(c.target == "clusterIP" for c in scenario.spec.clients)
     proxies: list[KubeProxy] = []
     for node, ns in zip(cluster.nodes, spec.nodes, strict=True):
         mode = ns.proxy_mode or spec.proxy_mode
         rng = streams.generator(f"proxy/{node.name}")
         proxy = MODES[mode].create(node, rng, spec)
         proxy.sync_delay = ns.sync_delay
+        proxy.serves_clusterip = clusterip
         if mode != "userspace":
             override = spec.cost_model.get(mode)
             quantiles = quantiles_at(table_for(mode, override), services, floor=not override)
