@@ -33,13 +33,9 @@ Measured per mode and E:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import math
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from collections import deque
@@ -47,13 +43,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import simpy
+from benchcommon import (
+    ROOT,
+    git,
+    header_lines,
+    npsim_source,
+    publish,
+    reset_peak_rss,
+    status_mb,
+    trim_heap,
+)
 
 import npsim
 from npsim.proxy.base import EndpointTable
 from npsim.sim.engine import Simulation
 
-ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "benchmarks" / "ENDPOINTS.md"
 SIZES = (10, 100, 1_000, 10_000)
 MODES: tuple[tuple[str, str | None], ...] = (
@@ -226,36 +230,6 @@ def time_scan(endpoints: int) -> float:
     return best
 
 
-def _status_mb(field: str) -> float:
-    """A ``kB`` field of /proc/self/status (Linux) in MB, NaN elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return math.nan
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak-RSS mark (Linux >= 4.0), as bench_throughput.py does."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _trim_heap() -> None:
-    """Hand free heap pages back to the OS (glibc), so earlier runs do not hide this one."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 class Clock:
     """Wall and CPU seconds of a block."""
 
@@ -305,13 +279,13 @@ def measure(mode: str, scheduler: str | None, endpoints: int, requests: int,
         marks.append((sim.generated, time.process_time()))
 
     gc.collect()
-    _trim_heap()
-    before = _status_mb("VmRSS")
-    reset = _reset_peak_rss()
+    trim_heap()
+    before = status_mb("VmRSS")
+    reset = reset_peak_rss()
     with Clock() as c:
         sim.run(progress=mark)
     if reset:
-        row.rss_mb = _status_mb("VmHWM") - before
+        row.rss_mb = status_mb("VmHWM") - before
     assert len(sim.log) == requests, (len(sim.log), requests)
     row.wall_s, row.cpu_s, row.requests = c.wall, c.cpu, requests
     half = [m for m in marks if m[0] >= requests // 2]
@@ -324,55 +298,10 @@ def measure(mode: str, scheduler: str | None, endpoints: int, requests: int,
 # --- reporting --------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                             check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return out.stdout.strip()
-
-
-def npsim_source() -> str:
-    """Which npsim was measured (as in bench_throughput.py)."""
-    pkg = Path(npsim.__file__).resolve().parent
-    if pkg != ROOT / "npsim":
-        head = _git("rev-parse", "--short", "HEAD")
-        return f"`{pkg}` (not this working tree; the repository's HEAD is {head})"
-    commit = _git("rev-parse", "--short", "HEAD") or "unknown commit"
-    dirty = _git("status", "--porcelain", "--", "npsim")
-    return f"working tree at {commit}" + (" with uncommitted changes in npsim/" if dirty else "")
-
-
 def npsim_state() -> str:
     """A fingerprint of npsim/ on disk (commit and uncommitted diff)."""
-    return _git("rev-parse", "HEAD") + _git("status", "--porcelain", "--", "npsim") + _git(
+    return git("rev-parse", "HEAD") + git("status", "--porcelain", "--", "npsim") + git(
         "diff", "--", "npsim")
-
-
-def command_line() -> str:
-    exe = Path(sys.executable)
-    try:
-        exe_text = str(exe.relative_to(ROOT))
-    except ValueError:
-        exe_text = str(exe)
-    script = Path(sys.argv[0]).resolve()
-    try:
-        script_text = str(script.relative_to(ROOT))
-    except ValueError:
-        script_text = sys.argv[0]
-    env = [f"PYTHONPATH={os.environ['PYTHONPATH']}"] if os.environ.get("PYTHONPATH") else []
-    return shlex.join([*env, exe_text, script_text, *sys.argv[1:]])
 
 
 def growth(sizes: list[int], values: list[float]) -> tuple[float, float]:
@@ -392,21 +321,14 @@ def report(args: argparse.Namespace, rows: list[Row], overhead: float,
     by = {(r.mode, r.endpoints): r for r in rows}
     lo, hi = sizes[0], sizes[-1]
     requests = rows[0].requests
+    measured = args.source + (
+        "" if args.state == npsim_state() else
+        " (npsim/ changed on disk while the benchmark ran; it measured the code it "
+        "imported at the start)")
     lines = [
         "# Endpoint choice against the number of endpoints",
         "",
-        f"- date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- command: `{command_line()}`"
-        + (" (quick smoke check: not representative)" if args.quick else ""),
-        f"- python {platform.python_version()}, simpy {simpy.__version__}, "
-        f"numpy {np.__version__}, npsim {npsim.__version__}",
-        f"- npsim measured: {args.source}"
-        + ("" if args.state == npsim_state() else
-           " (npsim/ changed on disk while the benchmark ran; it measured the code it "
-           "imported at the start)"),
-        *([f"- note: {args.note}"] if args.note else []),
-        f"- CPU: {cpu_model()} ({os.cpu_count()} logical CPUs), {platform.system()} "
-        f"{platform.release()}",
+        *header_lines(args.quick, measured, args.note),
         f"- load average (1 min) at start/end: {args.load_start:.2f} / {os.getloadavg()[0]:.2f}"
         f"; the whole benchmark took {total_s:.0f} s",
         f"- workload: one NodePort Service, E endpoints on {NODES} nodes (spread), 1 worker "
@@ -602,11 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row.mode:>9} E={e:>6}: pick {row.pick_ns:7,.0f} ns, "
                   f"{row.rate:9,.0f} req/CPU-s ({row.steady_rate:9,.0f} steady), "
                   f"Simulation() {row.build_s:5.2f} s", file=sys.stderr)
-    text = report(args, rows, overhead, scans, time.perf_counter() - started)
-    print(text)
-    if output is not None:
-        output.write_text(text)
-        print(f"written to {output}", file=sys.stderr)
+    publish(report(args, rows, overhead, scans, time.perf_counter() - started), output)
     return 0
 
 

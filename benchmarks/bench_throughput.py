@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime as dt
 import gc
 import io
 import json
 import math
 import os
-import platform
 import pstats
 import random
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -45,13 +42,21 @@ from pathlib import Path
 
 import numpy as np
 import simpy
+from benchcommon import (
+    ROOT,
+    header_lines,
+    npsim_source,
+    publish,
+    reset_peak_rss,
+    status_bytes,
+    trim_heap,
+)
 
 import npsim
 from npsim.cluster.model import build_cluster
 from npsim.dists import Constant, Exponential, LogNormal
 from npsim.sim.engine import Simulation
 
-ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "quickstart.yaml"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 FULL_REQUESTS = 1_000_000
@@ -259,47 +264,17 @@ def tracemalloc_npsim(scenario: npsim.Scenario) -> dict[str, float]:
             "n": len(sim.log)}
 
 
-def _status_bytes(field: str) -> int | None:
-    """A ``kB`` field of /proc/self/status (Linux), in bytes."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak-RSS mark (Linux >= 4.0: ``5`` into clear_refs)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def _peak_rss() -> int:
     """Peak RSS of this process image. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
     from the parent through fork and exec, so a child of a big parent starts high."""
-    hwm = _status_bytes("VmHWM")
+    hwm = status_bytes("VmHWM")
     if hwm is not None:
         return hwm
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 def _rss_now() -> int:
-    return _status_bytes("VmRSS") or _peak_rss()
-
-
-def _trim_heap() -> None:
-    """Hand free heap pages back to the OS (glibc), so the run cannot hide in them."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    return status_bytes("VmRSS") or _peak_rss()
 
 
 def child_peak_rss(kind: str, requests: int) -> dict[str, float]:
@@ -332,9 +307,9 @@ def run_child(kind: str, requests: int) -> None:
     else:
         plain_model(params, 1000)
     gc.collect()
-    _trim_heap()
+    trim_heap()
     before = _rss_now()
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     keep = run()
     after = _peak_rss()  # the high-water mark: includes transients during the run
     del keep
@@ -343,51 +318,6 @@ def run_child(kind: str, requests: int) -> None:
 
 
 # --- reporting --------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                             check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return out.stdout.strip()
-
-
-def npsim_source() -> str:
-    """Which npsim was measured: the working tree (commit, dirty or not) or another copy."""
-    pkg = Path(npsim.__file__).resolve().parent
-    if pkg != ROOT / "npsim":
-        head = _git("rev-parse", "--short", "HEAD")
-        return f"`{pkg}` (not this working tree; the repository's HEAD is {head})"
-    commit = _git("rev-parse", "--short", "HEAD") or "unknown commit"
-    dirty = _git("status", "--porcelain", "--", "npsim")
-    return f"working tree at {commit}" + (" with uncommitted changes in npsim/" if dirty else "")
-
-
-def command_line() -> str:
-    exe = Path(sys.executable)
-    try:
-        exe_text = str(exe.relative_to(ROOT))
-    except ValueError:
-        exe_text = str(exe)
-    script = Path(sys.argv[0]).resolve()
-    try:
-        script_text = str(script.relative_to(ROOT))
-    except ValueError:
-        script_text = sys.argv[0]
-    env = [f"PYTHONPATH={os.environ['PYTHONPATH']}"] if os.environ.get("PYTHONPATH") else []
-    return shlex.join([*env, exe_text, script_text, *sys.argv[1:]])
 
 
 def _ms(x: float) -> str:
@@ -403,15 +333,7 @@ def report(args: argparse.Namespace, timings: list[Timing], mem: dict[str, float
     lines = [
         "# npsim throughput benchmark",
         "",
-        f"- date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- command: `{command_line()}`"
-        + (" (quick smoke check: not representative)" if args.quick else ""),
-        f"- python {platform.python_version()}, simpy {simpy.__version__}, "
-        f"numpy {np.__version__}, npsim {npsim.__version__}",
-        f"- npsim measured: {npsim_source()}",
-        *([f"- note: {args.note}"] if args.note else []),
-        f"- CPU: {cpu_model()} ({os.cpu_count()} logical CPUs), {platform.system()} "
-        f"{platform.release()}",
+        *header_lines(args.quick, npsim_source(), args.note),
         f"- load average (1 min) at start/end: {args.load_start:.2f} / {os.getloadavg()[0]:.2f}"
         " (other processes on the machine add noise; the interleaved runs share it)",
         f"- workload: scenarios/quickstart.yaml, {n:,} requests, warm-up 0, seed {SEED}; "
@@ -540,11 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"memory: peak RSS, child {kind} ...", file=sys.stderr)
             rss[kind] = child_peak_rss(kind, requests)
 
-    text = report(args, [sim, api, plain], mem, rss)
-    print(text)
-    if output is not None:
-        output.write_text(text)
-        print(f"written to {output}", file=sys.stderr)
+    publish(report(args, [sim, api, plain], mem, rss), output)
     return 0
 
 
