@@ -302,3 +302,38 @@ def test_missing_scenario_exits_2(tmp_path: Path) -> None:
     code, _, err = explain(str(tmp_path / "nope.yaml"))
     assert code == 2
     assert "nope.yaml" in err
+
+
+# --- externalTrafficPolicy Local and affinity, rendered from the node's ServiceView ------
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def test_local_policy_renders_svl_chain_and_keeps_the_client_address() -> None:
+    code, out, _ = explain(str(SCENARIOS / "local-vs-cluster.yaml"), "--service", "web-local",
+                           "--node", "node-1", "--trace", "203.0.113.9:40000")
+    assert code == 0
+    assert "-j KUBE-SVL-" in out and "pod traffic for default/web-local" in out
+    assert "masquerade traffic for default/web-local external" not in out
+    assert "no masquerade: the pod sees the client's address 203.0.113.9" in out
+    assert "no hop:" in out
+
+
+def test_local_policy_without_local_endpoint_drops_not_rejects() -> None:
+    code, out, _ = explain(str(SCENARIOS / "local-node-without-pod.yaml"), "--node", "node-3",
+                           "--trace", "203.0.113.9")
+    assert code == 0
+    assert '"default/web-local has no local endpoints"' in out and out.count("-j DROP") == 1
+    assert "REJECT" not in out
+    assert "DROPs the packet; the client waits for its connect timeout" in out
+
+
+def test_affinity_renders_recent_checks_before_the_cascade() -> None:
+    code, out, _ = explain(str(SCENARIOS / "affinity-behind-nat.yaml"))
+    assert code == 0
+    svc_rules = [line for line in out.splitlines() if line.startswith("-A KUBE-SVC-")
+                 and "cluster IP" not in line]
+    recent = [i for i, line in enumerate(svc_rules) if "--rcheck --seconds 600 --reap" in line]
+    cascade = [i for i, line in enumerate(svc_rules) if "statistic" in line]
+    assert len(recent) == 4 and max(recent) < min(cascade)
+    assert out.count("-m recent --name KUBE-SEP-") == 8  # 4 checks + 4 --set

@@ -4,6 +4,7 @@ flight at the end, and the frames and the summary agree on the counts."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import (
     ZERO,
@@ -253,3 +254,24 @@ def test_no_endpoints_closed_loop_keeps_retrying():
     # a request-count run ends when the client sees the last answer
     assert frame["t_start"].max() == pytest.approx(100 * 1e-3)
     assert result.end_time == pytest.approx(frame["t_end"].max())
+
+
+def test_request_budget_run_ends_when_the_arrivals_stop_short_of_it() -> None:
+    """A rate schedule that falls to zero before the budget is spent: the run ends at
+    the last answer, with progress reports, instead of waiting for requests that never
+    come."""
+    seen: list[float] = []
+    scn = build(clients=[client(schedule=[(0.0, 10.0), (1.0, 0.0)])], requests=1000)
+    result = npsim.run(scn, progress=seen.append)
+    assert 0 < len(result.requests) < 1000
+    assert result.end_time == pytest.approx(result.requests["t_end"].max())
+    assert seen and seen[-1] == 1.0
+    assert (result.requests["outcome"] == "completed").all()
+
+
+def test_progress_does_not_change_a_request_budget_run() -> None:
+    scn = build(clients=[client(rate=200.0)], requests=2000)
+    quiet = npsim.run(scn)
+    reported = npsim.run(scn, progress=lambda _fraction: None)
+    assert quiet.end_time == reported.end_time
+    pd.testing.assert_frame_equal(quiet.requests, reported.requests)
