@@ -371,16 +371,21 @@ def test_pass_through_balancer_keeps_per_client_pins():
 SAME_PODS = "10.244.0.190"
 
 
-def test_ipvs_clusterip_and_nodeport_pins_are_independent():
+def _two_ways(**mode: str):  # noqa: ANN202 - a request frame
+    """The same 60 client pods calling the Service's ClusterIP and node-1's NodePort."""
     s = scenario(
-        nodes=["node-1", "node-2"], mode="ipvs",
+        nodes=["node-1", "node-2"], **mode,
         manifests=[service(affinity="ClientIP"), deployment("web", replicas=4)],
         clients=[population("via-clusterip", rate="200/s", source={"pod": "node-1"},
                             target="clusterIP", sourceIPs=60, sourceIPBase=SAME_PODS),
                  population("via-nodeport", rate="200/s", source={"pod": "node-1"},
                             sourceIPs=60, sourceIPBase=SAME_PODS, entry={"node": "node-1"})],
         duration="6s")
-    req = completed(measured(npsim.run(s)))
+    return completed(measured(npsim.run(s)))
+
+
+def test_ipvs_clusterip_and_nodeport_pins_are_independent():
+    req = _two_ways(mode="ipvs")
     pins = req.groupby(["population", "client_ip"], observed=True)["pod"].first().unstack(0)
     same = (pins["via-clusterip"].astype(str) == pins["via-nodeport"].astype(str)).mean()
     assert_share(same, 1 / 4, len(pins), "same pin through both virtual servers")
@@ -389,15 +394,7 @@ def test_ipvs_clusterip_and_nodeport_pins_are_independent():
 def test_iptables_clusterip_and_nodeport_share_the_pin():
     """iptables: ClusterIP and NodePort traffic go through the same KUBE-SVC / KUBE-SEP
     chains, hence the same recent lists (kubernetes-semantics 1.7)."""
-    s = scenario(
-        nodes=["node-1", "node-2"],
-        manifests=[service(affinity="ClientIP"), deployment("web", replicas=4)],
-        clients=[population("via-clusterip", rate="200/s", source={"pod": "node-1"},
-                            target="clusterIP", sourceIPs=60, sourceIPBase=SAME_PODS),
-                 population("via-nodeport", rate="200/s", source={"pod": "node-1"},
-                            sourceIPs=60, sourceIPBase=SAME_PODS, entry={"node": "node-1"})],
-        duration="6s")
-    req = completed(measured(npsim.run(s)))
+    req = _two_ways()
     pins = req.groupby(["population", "client_ip"], observed=True)["pod"].nunique()
     assert (pins == 1).all()
     both = req.groupby("client_ip", observed=True)["pod"].nunique()
