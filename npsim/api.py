@@ -10,12 +10,11 @@ import pandas as pd
 import yaml
 
 from npsim import __version__
-from npsim.cluster.model import Cluster, build_cluster, ip_str
+from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import format_summary, summarise
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
-from npsim.scenario.manifests import selector_matches
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
 
@@ -99,10 +98,9 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
     every: dict[str, str] = {}
     for client in spec.clients:
         sp = cluster.service_port_for(client.service, client.port)
-        pods = {p.name: cluster.nodes[p.node].name for p in cluster.pods
-                if p.alive_during(start, end) and selector_matches(sp.service.selector,
-                                                                   p.labels)
-                and p.namespace == sp.service.namespace}
+        alive = [p for p in cluster.pods if p.alive_during(start, end)]
+        pods = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
+                for e in endpoints_for(sp.service, sp.port, alive)}
         out[f"population:{client.name}"] = list(pods.items())
         every.update(pods)
     out["all"] = list(every.items())
