@@ -39,6 +39,7 @@ from npsim.sim.records import (
     RequestLog,
 )
 from npsim.sim.streams import Streams
+from npsim.sim.timeline import EventLog
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
@@ -57,6 +58,7 @@ class RunOutput:
     populations: list[Population]
     proxies: list[KubeProxy]
     control: ControlPlane
+    events: EventLog
     end_time: float
     warmup: float
     wall_seconds: float
@@ -93,6 +95,7 @@ class Simulation:
         self.env = simpy.Environment()
         self.cluster = cluster = build_cluster(scenario)
         self.log = RequestLog()
+        self.events = EventLog()  # transitions (faults, syncs, health checks, alerts)
         self._appenders = tuple(getattr(self.log, name).append for name in RequestLog.__slots__)
         self.budget = spec.run.requests  # None: run for a duration
         self.generated = 0
@@ -385,5 +388,5 @@ class Simulation:
             ends = self.log.columns()["t_end"]
             end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
-                         self.proxies, self.control, end, float(run.warmup),
+                         self.proxies, self.control, self.events, end, float(run.warmup),
                          time.perf_counter() - started)
