@@ -9,9 +9,11 @@
 
 __version__ = "0.1.0"
 
-from npsim.api import Result, run  # noqa: E402
+from npsim.api import Result, load_result, run  # noqa: E402
+from npsim.scenario.bundled import bundled, bundled_names, bundled_path  # noqa: E402
 from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict  # noqa: E402
 from npsim.scenario.problems import ScenarioError  # noqa: E402
 
 __all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict",
            "__version__"]
+__all__ += ["bundled", "bundled_names", "bundled_path", "load_result"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
@@ -12,11 +13,15 @@ import yaml
 from npsim import __version__
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
+from npsim.results.shares import pod_shares
 from npsim.results.store import write_atomically
 from npsim.results.summary import format_summary, summarise
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
+
+if TYPE_CHECKING:
+    from npsim.plots import PlotAccessor
 
 ProgressFn = Callable[[float], None]
 
@@ -36,7 +41,16 @@ class Result:
 
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
-        return format_summary(self.summary, self.pods, self.nodes)
+        return format_summary(self.summary, self.pods, self.nodes,
+                              pod_shares(self.requests, self.pods))
+
+    @property
+    def plot(self) -> PlotAccessor:
+        """Figures of this run: ``result.plot.latency_cdf()``, ``.pod_load()``, ... (see
+        :mod:`npsim.plots`)."""
+        from npsim.plots import PlotAccessor
+
+        return PlotAccessor(self)
 
     def metric(self, name: str, population: str | None = None) -> float:
         """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,
@@ -49,8 +63,9 @@ class Result:
                            "result.summary[['scope', 'metric']]")
         return float(row.iloc[0])
 
-    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
-        """Write the result folder atomically (parquet frames, summary.csv, resolved YAML)."""
+    def save(self, folder: str | Path, overwrite: bool = False, report: bool = False) -> Path:
+        """Write the result folder atomically (parquet frames, summary.csv, resolved YAML;
+        with ``report``, also ``figures/*.png`` and a self-contained ``report.html``)."""
 
         def write(tmp: Path) -> None:
             self.requests.to_parquet(tmp / "requests.parquet", index=False)
@@ -58,8 +73,36 @@ class Result:
             self.nodes.to_parquet(tmp / "nodes.parquet", index=False)
             self.summary.to_csv(tmp / "summary.csv", index=False)
             (tmp / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
+            if report:
+                from npsim.report import write_run_report
+
+                write_run_report(self, tmp)
 
         return write_atomically(Path(folder), write, overwrite=overwrite)
+
+
+def load_result(folder: str | Path) -> Result:
+    """A result folder written by ``npsim run`` or :meth:`Result.save`, read back (its
+    scenario from ``scenario.resolved.yaml``): to compare, plot or report again."""
+    folder = Path(folder)
+    missing = [name for name in RESULT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: not an npsim result folder (missing "
+                                f"{', '.join(missing)})")
+    scenario = load_scenario(folder / "scenario.resolved.yaml")
+    requests = pd.read_parquet(folder / "requests.parquet")
+    duration = scenario.spec.run.duration
+    end_time = float(duration) if duration else float(requests["t_end"].max())
+    meta = {"npsim_version": scenario.spec.npsim_version or "", "seed": scenario.spec.run.seed,
+            "folder": str(folder)}
+    # the wall time of the original run is not kept in the folder
+    return Result(scenario, requests, pd.read_parquet(folder / "pods.parquet"),
+                  pd.read_parquet(folder / "nodes.parquet"),
+                  pd.read_csv(folder / "summary.csv"), float("nan"), end_time, meta)
+
+
+RESULT_FILES = ("requests.parquet", "pods.parquet", "nodes.parquet", "summary.csv",
+                "scenario.resolved.yaml")
 
 
 def resolved_yaml(scenario: Scenario) -> str:

@@ -1,4 +1,4 @@
-"""``npsim`` command line: run, validate, explain.
+"""``npsim`` command line: run, validate, explain, compare.
 
 Bad input (scenario, manifests, flags) prints every problem, with file, line, column and
 field, and exits 2 without writing anything. Only this module reads argv.
@@ -15,7 +15,7 @@ import click
 
 from npsim import __version__
 from npsim.api import run as run_scenario
-from npsim.results.store import ResultExistsError
+from npsim.results.store import ResultExistsError, write_atomically
 from npsim.scenario.loader import Scenario, load_scenario
 from npsim.scenario.problems import ScenarioError
 
@@ -62,8 +62,10 @@ def validate(scenario: str) -> None:
 @click.option("--replications", type=click.IntRange(min=1), default=None,
               help="Override run.replications.")
 @click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
+@click.option("--no-report", is_flag=True,
+              help="Skip figures/*.png and report.html in the result folder.")
 def run(scenario: str, out: str | None, force: bool, seed: int | None,
-        replications: int | None, no_save: bool) -> None:
+        replications: int | None, no_save: bool, no_report: bool) -> None:
     """Run SCENARIO, print a summary and write the result folder."""
     loaded = _load(scenario)
     if seed is not None:
@@ -97,12 +99,64 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
     if no_save:
         return
     try:
-        written = result.save(target, overwrite=force)
+        written = result.save(target, overwrite=force, report=not no_report)
     except ResultExistsError as exc:
         _usage(str(exc))
     except OSError as exc:
         _usage(f"could not write {target}: {exc.strerror or exc}")
     click.echo(f"results    {written}/")
+    if not no_report:
+        click.echo(f"report     {written / 'report.html'}")
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Folder for compare.html and figures/ (default: print the table only).")
+@click.option("--force", is_flag=True, help="Replace an existing --out folder.")
+def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
+    """Compare result FOLDERS side by side: key metrics with CIs, overlaid latency CDFs."""
+    from npsim.api import load_result
+    from npsim.report import compare_table, write_compare_report
+
+    labels = _compare_labels(folders)
+    results = {}
+    for label, folder in zip(labels, folders, strict=True):
+        try:
+            results[label] = load_result(folder)
+        except FileNotFoundError as exc:
+            _usage(str(exc))
+        except ScenarioError as exc:
+            click.echo(exc.report(), err=True)
+            sys.exit(EXIT_BAD_INPUT)
+    click.echo(compare_table(results).to_string())
+    if out is None:
+        return
+    target = Path(out)
+    if target.exists() and not force:
+        _usage(f"{target} already exists; npsim does not overwrite results. "
+               "Pass another --out DIR, or --force to replace it.")
+    _check_writable(target)
+    sources = dict(zip(labels, folders, strict=True))
+    try:
+        write_atomically(target, lambda tmp: write_compare_report(results, tmp, sources),
+                         overwrite=force)
+    except OSError as exc:
+        _usage(f"could not write {target}: {exc.strerror or exc}")
+    click.echo(f"report     {target / 'compare.html'}")
+
+
+def _compare_labels(folders: tuple[str, ...]) -> list[str]:
+    """Short labels: the folders' paths without their common prefix."""
+    parts = [Path(f).resolve().parts for f in folders]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    labels = ["/".join(p[common:]) for p in parts]
+    if len(set(labels)) < len(labels):  # the same folder twice
+        labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
+    return labels
 
 
 @main.command()

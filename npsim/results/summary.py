@@ -126,8 +126,10 @@ def _pct(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.1%}"
 
 
-def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame) -> str:
-    """The readable block ``npsim run`` prints."""
+def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame,
+                   shares: pd.DataFrame | None = None) -> str:
+    """The readable block ``npsim run`` prints. ``shares`` (pods x populations, from
+    :func:`npsim.results.shares.pod_shares`) adds each population's pod shares."""
     s = summary[summary["scope"] == "all"].set_index("metric")
 
     def val(metric: str) -> float:
@@ -176,16 +178,32 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
             f"IP kept {v.get('source_ip_intact_fraction', math.nan):.1%}"
             + "".join(f"  {m[len('failed_'):]}: {int(x)}" for m, x in v.items()
                       if str(m).startswith("failed_")))
-    by_pod = pods.groupby(["pod", "node"], sort=False, observed=True)[
-        ["share", "utilisation"]].mean()
-    lines.append("pods       share   utilisation")
-    for (pod, node), row in by_pod.iterrows():
-        lines.append(f"  {pod:<22} {_pct(row['share']):>6}  {_pct(row['utilisation']):>6}   "
-                     f"on {node}")
+    lines += _pod_table(pods, shares)
     by_node = nodes.groupby("node", sort=False, observed=True)[
         ["share", "cross_node_fraction"]].mean()
-    lines.append("nodes      served  cross-node share of received")
+    width = max([len(str(n)) for n in by_node.index] + [8]) + 2
+    lines.append(f"{'nodes':<{width}} {'served':>6}  {'cross-node':>10}   (of what it received)")
     for node, row in by_node.iterrows():
-        lines.append(f"  {node:<22} {_pct(row['share']):>6}  "
-                     f"{_pct(row['cross_node_fraction']):>6}")
+        lines.append(f"  {node:<{width - 2}} {_pct(row['share']):>6}  "
+                     f"{_pct(row['cross_node_fraction']):>10}")
     return "\n".join(lines)
+
+
+def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
+    """Per pod: share of all measured requests, utilisation, and with several
+    populations each one's share ("-": that population's Service does not select it)."""
+    by_pod = pods.groupby(["pod", "node"], sort=False, observed=True)[
+        ["share", "utilisation"]].mean()
+    populations = list(shares.columns) if shares is not None and shares.shape[1] > 1 else []
+    width = max([len(str(pod)) for pod, _ in by_pod.index] + [8]) + 2
+    columns = [max(len(p), 6) for p in populations]
+    header = f"{'pods':<{width}} {'share':>6}  {'util':>6}"
+    header += "".join(f"  {p:>{w}}" for p, w in zip(populations, columns, strict=True))
+    lines = [header + "   node" + ("   (share per population)" if populations else "")]
+    for (pod, node), row in by_pod.iterrows():
+        text = f"  {pod:<{width - 2}} {_pct(row['share']):>6}  {_pct(row['utilisation']):>6}"
+        for population, w in zip(populations, columns, strict=True):
+            value = shares.at[pod, population] if pod in shares.index else math.nan
+            text += f"  {_pct(float(value)):>{w}}"
+        lines.append(f"{text}   {node}")
+    return lines

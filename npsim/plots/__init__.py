@@ -1,0 +1,68 @@
+"""Figures of a run, as matplotlib Figures that read only a Result's frames.
+
+>>> import npsim
+>>> result = npsim.run(npsim.bundled("quickstart"))
+>>> result.plot.latency_cdf()             # the same as npsim.plots.latency_cdf(result)
+>>> npsim.plots.latency_cdf({"before": a, "after": b})   # variants side by side
+
+Figures are made outside pyplot (no global state): a notebook shows the one a cell
+returns; ``fig.savefig("x.png")`` writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from npsim.plots.cluster import cluster, traffic_graph
+from npsim.plots.latency import latency_breakdown, latency_cdf, latency_percentiles
+from npsim.plots.load import lorenz, pod_load, traffic_heatmap
+from npsim.plots.timeseries import has_timeseries, timeseries
+
+# every figure of one run, in the order a report shows them
+FIGURES: dict[str, Callable[..., Figure]] = {
+    "latency_cdf": latency_cdf,
+    "latency_percentiles": latency_percentiles,
+    "latency_breakdown": latency_breakdown,
+    "pod_load": pod_load,
+    "lorenz": lorenz,
+    "traffic_matrix": traffic_heatmap,
+    "cluster": cluster,
+    "timeseries": timeseries,
+}
+
+
+def _method(name: str, plot: Callable[..., Figure]) -> Callable[..., Figure]:
+    def method(self: PlotAccessor, **options: Any) -> Figure:
+        return plot(self._result, **options)
+
+    method.__name__ = name
+    method.__doc__ = plot.__doc__
+    return method
+
+
+class PlotAccessor:
+    """``result.plot.<name>()``: each figure of :data:`FIGURES` for this Result."""
+
+    def __init__(self, result: Any) -> None:
+        self._result = result
+
+    def __dir__(self) -> list[str]:
+        return list(FIGURES)
+
+
+for _name, _plot in FIGURES.items():
+    setattr(PlotAccessor, _name, _method(_name, _plot))
+
+
+def figures_for(result: Any) -> dict[str, Figure]:
+    """Every figure that applies to this Result (the time series needs its frame)."""
+    return {name: plot(result) for name, plot in FIGURES.items()
+            if name != "timeseries" or has_timeseries(result)}
+
+
+__all__ = ["FIGURES", "PlotAccessor", "cluster", "figures_for", "latency_breakdown",
+           "latency_cdf", "latency_percentiles", "lorenz", "pod_load", "timeseries",
+           "traffic_graph", "traffic_heatmap"]

@@ -1,0 +1,80 @@
+"""What every plot needs: labelled inputs, the measured requests, figure defaults.
+
+Plots read only a Result's frames (``requests``, ``pods``, ``nodes``, ``timeseries``,
+``events``) and its scenario name; they never run anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from npsim.api import Result
+
+Results = "Result | Mapping[str, Result] | Sequence[Result]"
+MS = 1e3  # seconds -> milliseconds
+
+
+def new_figure(width: float = 7.0, height: float = 4.0, **subplots: Any) -> tuple[Figure, Any]:
+    """A Figure outside pyplot (no global state; a notebook shows what is returned)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(**subplots)
+
+
+def name_of(result: Result) -> str:
+    return str(result.scenario.spec.name)
+
+
+def labelled(results: Any) -> list[tuple[str, Result]]:
+    """(label, Result) pairs from one Result, a {label: Result} mapping or a sequence
+    (labelled by scenario name, numbered when names repeat)."""
+    if isinstance(results, Mapping):
+        return [(str(k), v) for k, v in results.items()]
+    if isinstance(results, Sequence) and not isinstance(results, str):
+        names = [name_of(r) for r in results]
+        return [(n if names.count(n) == 1 else f"{n} #{i + 1}", r)
+                for i, (n, r) in enumerate(zip(names, results, strict=True))]
+    return [(name_of(results), results)]
+
+
+def measured(requests: pd.DataFrame) -> pd.DataFrame:
+    return requests[~requests["warmup"].to_numpy()]
+
+
+def completed(requests: pd.DataFrame) -> pd.DataFrame:
+    """Completed requests sent after the warm-up: the ones latency statistics use."""
+    part = measured(requests)
+    return part[(part["outcome"] == "completed").to_numpy()]
+
+
+def groups(results: Any) -> tuple[str, list[tuple[str, pd.DataFrame]]]:
+    """What to compare: variants when several Results are given, else the populations of
+    the one Result (or the scenario itself when it has one population). Returns the
+    grouping's name ("variant", "population" or "scenario") and (label, requests) pairs."""
+    pairs = labelled(results)
+    if len(pairs) > 1:
+        return "variant", [(label, r.requests) for label, r in pairs]
+    label, result = pairs[0]
+    req = result.requests
+    populations = list(req["population"].cat.categories)
+    if len(populations) > 1:
+        return "population", [(str(p), req[(req["population"] == p).to_numpy()])
+                              for p in populations]
+    return "scenario", [(label, req)]
+
+
+def tail_is_long(values: np.ndarray) -> bool:
+    """A log axis shows the tail when p99.9 is more than ten times the median."""
+    values = values[values > 0]
+    if len(values) < 2:
+        return False
+    return float(np.quantile(values, 0.999)) > 10 * float(np.median(values))
+
+
+def title(fig: Figure, text: str, result_name: str | None = None) -> None:
+    fig.suptitle(text if result_name is None else f"{text} - {result_name}")

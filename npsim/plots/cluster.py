@@ -1,0 +1,117 @@
+"""The cluster as a graph: nodes grouped by zone, pods on their nodes, and the traffic
+from each entry node to each pod as an arrow whose width is its share of requests.
+Cross-node flows are drawn in a warm colour so they stand out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyBboxPatch
+
+from npsim.plots._common import labelled, new_figure
+from npsim.results.shares import traffic_matrix
+
+SAME_NODE, CROSS_NODE = "#7f7f7f", "#d62728"
+MAX_WIDTH = 9.0
+
+
+def traffic_graph(result: Any) -> nx.DiGraph:
+    """Directed graph: vertices ``("node", name)`` (attrs zone, received) and
+    ``("pod", name)`` (attrs node); an edge per entry node -> serving pod pair with
+    ``requests`` (measured requests that reached the pod) and ``cross_node``."""
+    res = labelled(result)[0][1]
+    graph = nx.DiGraph()
+    nodes = res.nodes.groupby("node", sort=False, observed=True).agg(
+        zone=("zone", "first"), received=("received", "sum"))
+    for node, row in nodes.iterrows():
+        graph.add_node(("node", node), kind="node", zone=row["zone"],
+                       received=int(row["received"]))
+    for _, row in res.pods.drop_duplicates("pod").iterrows():
+        graph.add_node(("pod", row["pod"]), kind="pod", node=row["node"])
+    matrix = traffic_matrix(res.requests)
+    for entry in matrix.index:
+        for pod in matrix.columns:
+            count = int(matrix.loc[entry, pod])
+            if count:
+                pod_node = graph.nodes[("pod", pod)]["node"]
+                graph.add_edge(("node", entry), ("pod", pod), requests=count,
+                               cross_node=pod_node != entry)
+    return graph
+
+
+def _layout(graph: nx.DiGraph) -> tuple[dict[Any, tuple[float, float]], dict[str, list]]:
+    """Nodes in a row, zone by zone with a gap between zones; each node's pods fanned
+    out below it."""
+    pos: dict[Any, tuple[float, float]] = {}
+    zones: dict[str, list] = {}
+    for vertex, data in graph.nodes(data=True):
+        if data["kind"] == "node":
+            zones.setdefault(data["zone"], []).append(vertex)
+    x = 0.0
+    for zone in sorted(zones):
+        for vertex in zones[zone]:
+            pos[vertex] = (x, 1.0)
+            pods = [v for v, d in graph.nodes(data=True)
+                    if d["kind"] == "pod" and d["node"] == vertex[1]]
+            for i, pod in enumerate(pods):
+                pos[pod] = (x + (i - (len(pods) - 1) / 2) * 0.45, 0.0)
+            x += max(1.0, 0.45 * len(pods) + 0.3)
+        x += 0.6  # gap between zones
+    return pos, zones
+
+
+def cluster(result: Any) -> Figure:
+    """Draw the cluster with the run's traffic (see :func:`traffic_graph`)."""
+    name = labelled(result)[0][0]
+    graph = traffic_graph(result)
+    pos, zones = _layout(graph)
+    span = max(x for x, _ in pos.values()) + 1
+    fig, ax = new_figure(max(6.0, 1.3 * span + 1), 4.8)
+    for zone, members in sorted(zones.items()):
+        xs = [pos[v][0] for v in members] + [pos[p][0] for p in graph.nodes
+                                             if graph.nodes[p].get("node") in
+                                             {m[1] for m in members}]
+        left, right = min(xs) - 0.4, max(xs) + 0.4
+        ax.add_patch(FancyBboxPatch((left, -0.35), right - left, 1.75,
+                                    boxstyle="round,pad=0.02", facecolor="#f2f2f2",
+                                    edgecolor="#bbbbbb", zorder=0))
+        ax.text((left + right) / 2, 1.48, zone, ha="center", fontsize="small", color="#555")
+    node_vertices = [v for v in graph if graph.nodes[v]["kind"] == "node"]
+    pod_vertices = [v for v in graph if graph.nodes[v]["kind"] == "pod"]
+    received = np.array([graph.nodes[v]["received"] for v in node_vertices], dtype=float)
+    sizes = 900 + 1500 * received / received.max() if received.max() > 0 else 900
+    nx.draw_networkx_nodes(graph, pos, nodelist=node_vertices, node_shape="s",
+                           node_size=sizes, node_color="#c6dbef", edgecolors="#3182bd",
+                           ax=ax)
+    nx.draw_networkx_nodes(graph, pos, nodelist=pod_vertices, node_size=500,
+                           node_color="#c7e9c0", edgecolors="#31a354", ax=ax)
+    nx.draw_networkx_labels(graph, pos, {v: v[1] for v in node_vertices},
+                            font_size=8, ax=ax)
+    nx.draw_networkx_labels(graph, {v: (x, y - 0.22) for v, (x, y) in pos.items()},
+                            {v: v[1] for v in pod_vertices}, font_size=7, ax=ax)
+    edges = list(graph.edges(data=True))
+    total = sum(d["requests"] for _, _, d in edges) or 1
+    heaviest = max((d["requests"] for _, _, d in edges), default=1)
+    for u, v, d in edges:
+        nx.draw_networkx_edges(
+            graph, pos, edgelist=[(u, v)], width=0.5 + MAX_WIDTH * d["requests"] / heaviest,
+            edge_color=CROSS_NODE if d["cross_node"] else SAME_NODE, alpha=0.75,
+            arrows=True, arrowstyle="-|>", node_size=700,
+            connectionstyle="arc3,rad=0.15" if d["cross_node"] else "arc3,rad=0.0", ax=ax)
+    cross = sum(d["requests"] for _, _, d in edges if d["cross_node"]) / total
+    ax.legend(handles=[Line2D([], [], color=SAME_NODE, linewidth=3,
+                              label="served on the entry node"),
+                       Line2D([], [], color=CROSS_NODE, linewidth=3,
+                              label=f"cross-node hop ({cross:.0%} of requests)")],
+              loc="lower center", bbox_to_anchor=(0.5, -0.02), ncols=2, fontsize="small",
+              frameon=False)
+    ax.set_xlim(-0.9, span - 0.3)
+    ax.set_ylim(-0.75, 1.65)
+    ax.set_axis_off()
+    ax.set_title(f"Cluster and traffic - {name}\n(arrow width: requests from the entry "
+                 "node to the pod; node size: requests it received)", fontsize="medium")
+    return fig

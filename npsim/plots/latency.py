@@ -1,0 +1,137 @@
+"""Latency: the CDF, percentile bars and where the time goes, by population or variant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from npsim.plots._common import MS, completed, groups, new_figure, tail_is_long
+
+PERCENTILES = (50, 90, 99, 99.9)
+# the terms of latency = network + proxy + queue_wait + service, network split in two
+COMPONENTS = ("client network", "hop", "proxy", "queue wait", "service")
+
+
+def _quantile_grid() -> np.ndarray:
+    """Probabilities to draw a CDF at: dense overall, denser in the tail (p99.999)."""
+    body = np.linspace(0.0, 1.0, 1001)
+    tail = 1.0 - np.logspace(-5, -1, 200)
+    return np.unique(np.concatenate([body, tail]))
+
+
+def latency_cdf(results: Any, log: bool | None = None) -> Figure:
+    """Cumulative distribution of the latency of completed, measured requests.
+
+    One curve per population (one Result) or per variant (a mapping or list of
+    Results). ``log`` chooses a log x axis; by default it is used when the tail is long.
+    """
+    kind, parts = groups(results)
+    fig, ax = new_figure()
+    grid = _quantile_grid()
+    every = []
+    for label, req in parts:
+        lat = completed(req)["latency"].to_numpy() * MS
+        if len(lat) == 0:
+            continue
+        every.append(lat)
+        ax.plot(np.quantile(lat, grid), grid, drawstyle="steps-post",
+                label=f"{label} (n={len(lat):,})")
+    if not every:
+        raise ValueError("no completed measured requests: nothing to draw")
+    if log if log is not None else tail_is_long(np.concatenate(every)):
+        ax.set_xscale("log")
+    for q in (0.5, 0.99):
+        ax.axhline(q, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title(f"Latency CDF by {kind} (completed requests after warm-up)")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def latency_percentiles(results: Any, percentiles: tuple[float, ...] = PERCENTILES,
+                        log: bool | None = None) -> Figure:
+    """Bars of latency percentiles (p50, p90, p99, p99.9) per population or variant,
+    pooled over replications."""
+    kind, parts = groups(results)
+    values = {}
+    for label, req in parts:
+        lat = completed(req)["latency"].to_numpy() * MS
+        if len(lat):
+            values[label] = np.percentile(lat, percentiles)
+    if not values:
+        raise ValueError("no completed measured requests: nothing to draw")
+    fig, ax = new_figure()
+    width = 0.8 / len(values)
+    x = np.arange(len(percentiles))
+    for i, (label, heights) in enumerate(values.items()):
+        bars = ax.bar(x + (i - (len(values) - 1) / 2) * width, heights, width, label=label)
+        ax.bar_label(bars, fmt="%.3g", fontsize="x-small", padding=1)
+    ax.set_xticks(x, [f"p{p:g}" for p in percentiles])
+    top = max(float(v.max()) for v in values.values())
+    bottom = min(float(v.min()) for v in values.values())
+    if log if log is not None else (bottom > 0 and top > 20 * bottom):
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, top * 1.25)  # room for the labels and the legend
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"Latency percentiles by {kind}")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def component_means(req: Any) -> dict[str, float]:
+    """Mean milliseconds per component over completed, measured requests: they add up
+    to the mean latency."""
+    done = completed(req)
+    network = done["network"].to_numpy()
+    hop = done["hop"].to_numpy()
+    parts = {
+        "client network": network - hop,
+        "hop": hop,
+        "proxy": done["proxy"].to_numpy(),
+        "queue wait": done["queue_wait"].to_numpy(),
+        "service": done["service"].to_numpy(),
+    }
+    return {name: float(np.mean(v)) * MS if len(v) else float("nan")
+            for name, v in parts.items()}
+
+
+def latency_breakdown(results: Any, split_cross_node: bool = False) -> Figure:
+    """Where the time goes: mean client network, node-to-pod hop, kube-proxy, queue wait
+    and service time per population or variant (stacked bars; they add up to the mean
+    latency). ``split_cross_node`` draws same-node and cross-node requests apart."""
+    kind, parts = groups(results)
+    rows: list[tuple[str, dict[str, float]]] = []
+    for label, req in parts:
+        if split_cross_node:
+            cross = req["cross_node"].to_numpy()
+            for name, mask in (("same node", ~cross), ("cross node", cross)):
+                if len(completed(req[mask])):
+                    rows.append((f"{label}\n{name}", component_means(req[mask])))
+        elif len(completed(req)):
+            rows.append((label, component_means(req)))
+    if not rows:
+        raise ValueError("no completed measured requests: nothing to draw")
+    fig, ax = new_figure(7.5, 1.6 + 0.55 * len(rows))
+    y = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    colours = ("#9ecae1", "#fd8d3c", "#756bb1", "#e6550d", "#31a354")
+    for component, colour in zip(COMPONENTS, colours, strict=True):
+        widths = np.array([means[component] for _, means in rows])
+        ax.barh(y, widths, left=left, label=component, color=colour)
+        left += widths
+    for yi, total in zip(y, left, strict=True):
+        ax.text(total, yi, f" {total:.3g} ms", va="center", fontsize="small")
+    ax.set_yticks(y, [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, left.max() * 1.2)
+    ax.set_xlabel("mean time per completed request (ms)")
+    ax.set_title(f"Latency breakdown by {kind}")
+    fig.legend(loc="outside lower center", ncols=5, fontsize="small", frameon=False)
+    return fig

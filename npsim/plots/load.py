@@ -1,0 +1,125 @@
+"""How load lands: per-pod shares with the fair-share line, the entry-node x pod
+traffic matrix, and the Lorenz curve of pod shares with its Gini."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from npsim.plots._common import labelled, new_figure
+from npsim.results.shares import pod_shares, traffic_matrix
+from npsim.results.skew import share_stats
+
+
+def _one(result: Any) -> tuple[str, Any]:
+    pairs = labelled(result)
+    if len(pairs) != 1:
+        raise TypeError("this plot shows one Result; compare variants with latency_cdf, "
+                        "latency_percentiles or latency_breakdown")
+    return pairs[0]
+
+
+def pod_load(result: Any) -> Figure:
+    """Each pod's share of the measured requests that reached a pod, per population,
+    with each population's fair share (1 / the pods it could reach) as a dashed line."""
+    name, res = _one(result)
+    shares = pod_shares(res.requests, res.pods)
+    node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"]
+    fig, ax = new_figure(max(6.0, 1.0 + 0.9 * len(shares)), 4.0)
+    x = np.arange(len(shares))
+    width = 0.8 / max(len(shares.columns), 1)
+    fair_lines: dict[int, list[str]] = {}  # pods reachable -> populations
+    top = 0.0
+    for i, population in enumerate(shares.columns):
+        column = shares[population]
+        offset = (i - (len(shares.columns) - 1) / 2) * width
+        ax.bar(x + offset, column.fillna(0).to_numpy(), width, label=population)
+        reachable = int(column.notna().sum())
+        if reachable:
+            fair_lines.setdefault(reachable, []).append(str(population))
+        top = max(top, float(column.max(skipna=True) or 0))
+    for reachable, populations in fair_lines.items():
+        who = "" if len(fair_lines) == 1 else f" ({', '.join(populations)})"
+        ax.axhline(1 / reachable, color="black", linestyle="--", linewidth=1,
+                   label=f"fair share 1/{reachable} = {1 / reachable:.1%}{who}")
+        top = max(top, 1 / reachable)
+    ax.set_xticks(x, [f"{pod}\n({node_of[pod]})" for pod in shares.index], fontsize="small")
+    ax.set_ylim(0, top * 1.35 if top else 1)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.set_ylabel("share of requests")
+    ax.set_title(f"Per-pod load - {name}")
+    ax.legend(loc="upper right", fontsize="small", ncols=2)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def traffic_heatmap(result: Any) -> Figure:
+    """Requests from each entry node (rows) to each serving pod (columns); a cell off
+    the pod's own node is a cross-node hop. Cells show counts and the row's share."""
+    name, res = _one(result)
+    matrix = traffic_matrix(res.requests)
+    node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"]
+    counts = matrix.to_numpy()
+    fig, ax = new_figure(max(5.0, 1.8 + 1.1 * counts.shape[1]), 1.8 + 0.6 * counts.shape[0])
+    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0)
+    fig.colorbar(image, ax=ax, label="requests")
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
+    limit = counts.max() / 2 if counts.size else 0
+    for (i, j), count in np.ndenumerate(counts):
+        ax.text(j, i, f"{count:,}\n{share[i, j]:.0%}", ha="center", va="center",
+                fontsize="x-small", color="white" if count > limit else "black")
+    ax.set_xticks(np.arange(counts.shape[1]),
+                  [f"{p}\n({node_of.get(p, '?')})" for p in matrix.columns], fontsize="small")
+    ax.set_yticks(np.arange(counts.shape[0]), list(matrix.index))
+    for i, node in enumerate(matrix.index):  # outline the cells served on the entry node
+        for j, pod in enumerate(matrix.columns):
+            if node_of.get(pod) == node:
+                ax.add_patch(_cell(i, j))
+    ax.set_xlabel("serving pod (its node); outlined: same node as the entry")
+    ax.set_ylabel("entry node")
+    ax.set_title(f"Traffic matrix, entry node -> pod - {name}")
+    return fig
+
+
+def _cell(i: int, j: int) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#444", linewidth=1.5)
+
+
+def lorenz_points(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative share of pods (x) against cumulative share of requests (y), pods
+    from least to most loaded, starting at (0, 0)."""
+    x = np.sort(np.asarray(counts, dtype=float))
+    pods = np.arange(len(x) + 1) / len(x)
+    load = np.concatenate([[0.0], np.cumsum(x) / x.sum()])
+    return pods, load
+
+
+def lorenz(result: Any) -> Figure:
+    """Lorenz curve of per-pod load for each population, Gini in the legend: the
+    diagonal is perfectly even; the further below, the more skewed (e.g. affinity
+    behind a NAT)."""
+    name, res = _one(result)
+    shares = pod_shares(res.requests, res.pods)
+    fig, ax = new_figure(5.5, 5.0)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly even (Gini 0)")
+    for population in shares.columns:
+        column = shares[population].dropna()
+        if column.sum() <= 0:
+            continue
+        x, y = lorenz_points(column.to_numpy())
+        gini = share_stats(column.to_numpy())["gini"]
+        ax.plot(x, y, marker="o", markersize=3, label=f"{population} (Gini {gini:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("share of pods, least loaded first")
+    ax.set_ylabel("share of requests")
+    ax.set_title(f"Load inequality across pods - {name}")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig

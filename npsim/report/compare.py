@@ -1,0 +1,57 @@
+"""Several runs side by side: a table of key metrics with their confidence intervals,
+overlaid latency CDFs and percentiles, and the breakdown by component."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from npsim.report.html import esc, figure, page, table, write_figures
+from npsim.report.run_report import KEY_METRICS, with_ci
+
+COMPARED = ["throughput", "latency_p50", "latency_p99", "latency_mean", "queue_wait_mean",
+            "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
+            "pod_share_max_over_mean", "pod_share_gini", "requests_measured",
+            "requests_failed", "replications"]
+
+
+def compare_table(results: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows: key metrics (scope ``all``); columns: one per labelled result; cells:
+    value with its 95% CI when the run had replications."""
+    columns = {}
+    for label, result in results.items():
+        s = result.summary
+        rows = s[(s["scope"] == "all") & s["metric"].isin(COMPARED)].copy()
+        rows["text"] = rows.apply(with_ci, axis=1)
+        columns[label] = rows.set_index("metric")["text"]
+    frame = pd.DataFrame(columns)
+    order = [m for m in COMPARED if m in frame.index]
+    return frame.reindex(order).fillna("-").rename_axis("metric")
+
+
+def write_compare_report(results: Mapping[str, Any], folder: Path,
+                         sources: Mapping[str, str] | None = None) -> Path:
+    """``compare.html`` and ``figures/*.png`` comparing the labelled results."""
+    from npsim.plots import latency_breakdown, latency_cdf, latency_percentiles
+
+    figures = {"latency_cdf": latency_cdf(dict(results)),
+               "latency_percentiles": latency_percentiles(dict(results)),
+               "latency_breakdown": latency_breakdown(dict(results))}
+    pngs = write_figures(figures, folder)
+    listing = "".join(f"<li><b>{esc(label)}</b>: {esc((sources or {}).get(label, ''))} "
+                      f"(scenario {esc(r.scenario.spec.name)}, seed {r.scenario.spec.run.seed})"
+                      "</li>" for label, r in results.items())
+    body = [f"<h1>npsim comparison of {len(results)} runs</h1>", f"<ul>{listing}</ul>",
+            "<h2>Key metrics</h2>", table(compare_table(results)),
+            "<p>Intervals are 95% confidence intervals over replications.</p>",
+            "<h2>Figures</h2>"]
+    body += [figure(name, png, name.replace("_", " ")) for name, png in pngs.items()]
+    out = folder / "compare.html"
+    out.write_text(page("npsim comparison", body), encoding="utf-8")
+    return out
+
+
+__all__ = ["compare_table", "write_compare_report", "KEY_METRICS"]

@@ -1,0 +1,117 @@
+"""``report.html`` and ``figures/*.png`` of one run: summary, per-population, per-pod and
+per-node tables, every figure, the scenario's warnings and the resolved scenario."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from npsim.report.html import esc, figure, page, table, write_figures
+from npsim.results.shares import pod_shares
+
+CAPTIONS = {
+    "latency_cdf": "Latency CDF of completed requests after the warm-up",
+    "latency_percentiles": "Latency percentiles (pooled over replications)",
+    "latency_breakdown": "Where the time goes: client network, hop, kube-proxy, queue, service",
+    "pod_load": "Per-pod share of requests, with the fair share",
+    "lorenz": "Lorenz curve of per-pod load (Gini in the legend)",
+    "traffic_matrix": "Requests from each entry node to each pod",
+    "cluster": "The cluster: nodes by zone, pods on their nodes, traffic as arrow widths",
+    "timeseries": "Throughput, failures and latency over time, with events",
+}
+
+KEY_METRICS = ["requests_generated", "requests_completed", "requests_failed",
+               "requests_in_flight", "requests_measured", "throughput", "latency_mean",
+               "latency_p50", "latency_p95", "latency_p99", "queue_wait_mean",
+               "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
+               "pod_share_max_over_mean", "pod_share_jain", "pod_share_gini"]
+
+
+def format_value(metric: str, value: float) -> str:
+    """Seconds as ms, fractions as %, counts as integers."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if metric.startswith(("latency_", "queue_wait")):
+        return f"{value * 1e3:.3f} ms"
+    if metric.endswith(("_fraction", "stickiness")):
+        return f"{value:.1%}"
+    if metric.startswith(("requests_", "failed_", "replications")):
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def with_ci(row: Any) -> str:
+    text = format_value(row["metric"], row["value"])
+    if not math.isnan(row["ci_low"]):
+        text += (f" ({format_value(row['metric'], row['ci_low'])} .. "
+                 f"{format_value(row['metric'], row['ci_high'])})")
+    return text
+
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Metrics (rows) by scope (columns: all, then each population), values with CIs."""
+    order = KEY_METRICS + sorted(m for m in summary["metric"].unique()
+                                 if m.startswith("failed_"))
+    part = summary[summary["metric"].isin(order)].copy()
+    part["text"] = part.apply(with_ci, axis=1)
+    wide = part.pivot(index="metric", columns="scope", values="text")
+    scopes = ["all"] + [s for s in wide.columns if s != "all"]
+    wide = wide.reindex(index=[m for m in order if m in wide.index], columns=scopes)
+    wide.columns = [s.removeprefix("population:") for s in wide.columns]
+    return wide.fillna("-")
+
+
+def pod_table(result: Any) -> pd.DataFrame:
+    pods = result.pods.groupby(["pod", "deployment", "node", "pod_ip"], sort=False,
+                               observed=True)[["requests", "share", "utilisation"]].mean()
+    pods = pods.reset_index()
+    shares = pod_shares(result.requests, result.pods)
+    if shares.shape[1] > 1:
+        for population in shares.columns:
+            pods[f"share {population}"] = pods["pod"].map(shares[population])
+    for column in [c for c in pods.columns if c.startswith("share") or c == "utilisation"]:
+        pods[column] = pods[column].map(lambda v: "-" if pd.isna(v) else f"{v:.1%}")
+    return pods
+
+
+def node_table(result: Any) -> pd.DataFrame:
+    nodes = result.nodes.groupby(["node", "zone", "node_ip"], sort=False, observed=True)[
+        ["pods", "received", "served", "share", "cross_node_fraction"]].mean().reset_index()
+    for column in ("share", "cross_node_fraction"):
+        nodes[column] = nodes[column].map(lambda v: "-" if pd.isna(v) else f"{v:.1%}")
+    return nodes
+
+
+def write_run_report(result: Any, folder: Path) -> Path:
+    """Write ``figures/*.png`` and ``report.html`` into ``folder``; returns the page."""
+    from npsim.api import resolved_yaml
+    from npsim.plots import figures_for
+
+    spec = result.scenario.spec
+    pngs = write_figures(figures_for(result), folder)
+    reps = int(spec.run.replications)
+    body = [
+        f"<h1>npsim run: {esc(spec.name)}</h1>",
+        f"<p>{esc(spec.description or '')}</p>",
+        f"<p>npsim {esc(result.meta.get('npsim_version', ''))}, seed {spec.run.seed}, "
+        f"{reps} replication{'s' if reps > 1 else ''}, {result.end_time:g} s simulated "
+        f"(warm-up {spec.run.warmup:g} s). Intervals are 95% confidence intervals over "
+        "replications.</p>",
+    ]
+    if result.scenario.warnings:
+        body.append("<h2>Warnings</h2>")
+        body += [f'<p class="warning">{esc(w)}</p>' for w in result.scenario.warnings]
+    body += ["<h2>Summary</h2>", table(summary_table(result.summary)),
+             "<h2>Pods</h2>", table(pod_table(result), index=False),
+             "<h2>Nodes</h2>", table(node_table(result), index=False),
+             "<h2>Figures</h2>"]
+    body += [figure(name, png, CAPTIONS.get(name, name)) for name, png in pngs.items()]
+    body += ["<h2>Resolved scenario</h2>",
+             "<p>Repeat this run with <code>npsim run scenario.resolved.yaml</code>.</p>",
+             f"<pre>{esc(resolved_yaml(result.scenario))}</pre>"]
+    out = folder / "report.html"
+    out.write_text(page(f"npsim: {spec.name}", body), encoding="utf-8")
+    return out
