@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: quickstart test lint bench setup clean
+.PHONY: quickstart test lint bench setup clean notebook
 
 $(BIN)/npsim: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ quickstart: setup  ## set up and run the bundled quick-start scenario
 test: setup  ## set up and run the tests (and ruff)
 	$(BIN)/ruff check npsim tests benchmarks scripts
 	$(BIN)/pytest
+
+notebook: setup  ## install Jupyter (the [notebook] extra) and open the labs in notebooks/
+	$(BIN)/pip install --quiet -e '.[notebook]'
+	$(BIN)/jupyter lab notebooks/
 
 bench: setup  ## benchmarks (by hand; figures go in benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/bench_throughput.py

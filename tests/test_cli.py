@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from npsim.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+REPORT = {"figures", "report.html"}  # npsim run writes them unless --no-report
 FILES = {"requests.parquet", "pods.parquet", "nodes.parquet", "summary.csv",
          "scenario.resolved.yaml"}
 
@@ -70,7 +71,7 @@ def test_run_writes_the_result_folder(project: Path) -> None:
     result = npsim("run", "quick.yaml")
     assert result.exit_code == 0, result.output
     folder = project / "results" / "cli-quick" / "seed-1"
-    assert {p.name for p in folder.iterdir()} == FILES
+    assert {p.name for p in folder.iterdir()} == FILES | REPORT
     assert f"results    {Path('results/cli-quick/seed-1')}/" in result.output
     assert "scenario cli-quick  seed 1  replications 1" in result.output
     requests = pd.read_parquet(folder / "requests.parquet")
@@ -109,7 +110,7 @@ def test_force_replaces(project: Path) -> None:
     (out / "notes.txt").write_text("kept by hand")
     result = npsim("run", "quick.yaml", "--out", str(out), "--force", "--seed", "2")
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == FILES  # replaced as a whole
+    assert {p.name for p in out.iterdir()} == FILES | REPORT  # replaced as a whole
     assert (out / "requests.parquet").read_bytes() != first
     assert yaml.safe_load((out / "scenario.resolved.yaml").read_text())["run"]["seed"] == 2
     assert sorted(p.name for p in project.iterdir()) == ["manifests", "out", "quick.yaml"]
@@ -152,7 +153,7 @@ def test_utilisation_at_or_above_one_warns_but_runs(project: Path) -> None:
                "(>= 1): queues will grow without bound")
     assert warning in result.stderr
     assert "warning" not in result.stdout
-    assert {p.name for p in (project / "over").iterdir()} == FILES
+    assert {p.name for p in (project / "over").iterdir()} == FILES | REPORT
 
 
 def test_just_below_one_does_not_warn(project: Path) -> None:

@@ -58,7 +58,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     part = summary[summary["metric"].isin(order)].copy()
     part["text"] = part.apply(with_ci, axis=1)
     wide = part.pivot(index="metric", columns="scope", values="text")
-    scopes = ["all"] + [s for s in wide.columns if s != "all"]
+    scopes = list(dict.fromkeys(summary["scope"]))  # all, then populations in order
     wide = wide.reindex(index=[m for m in order if m in wide.index], columns=scopes)
     wide.columns = [s.removeprefix("population:") for s in wide.columns]
     return wide.fillna("-")

@@ -4,6 +4,7 @@ images and whether each loaded, console errors, uncaught exceptions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -121,10 +122,8 @@ class Chromium:
         return report
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing anyway
             self.call("Browser.close")
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
         self.socket.close()
         try:
             self.process.wait(timeout=10)
