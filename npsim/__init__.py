@@ -17,3 +17,13 @@ from npsim.scenario.problems import ScenarioError  # noqa: E402
 __all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict",
            "__version__"]
 __all__ += ["bundled", "bundled_names", "bundled_path", "load_result"]
+
+
+def __getattr__(name: str) -> object:
+    """``npsim.plots`` and ``npsim.report`` load on first use (matplotlib is not needed
+    to run a simulation)."""
+    if name in ("plots", "report"):
+        import importlib
+
+        return importlib.import_module(f"npsim.{name}")
+    raise AttributeError(f"module 'npsim' has no attribute {name!r}")

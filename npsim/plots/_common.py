@@ -6,6 +6,7 @@ Plots read only a Result's frames (``requests``, ``pods``, ``nodes``, ``timeseri
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,18 @@ Results = "Result | Mapping[str, Result] | Sequence[Result]"
 MS = 1e3  # seconds -> milliseconds
 
 
+class PlotFigure(Figure):
+    """A matplotlib Figure that Jupyter shows as a PNG without pyplot being imported."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
 def new_figure(width: float = 7.0, height: float = 4.0, **subplots: Any) -> tuple[Figure, Any]:
     """A Figure outside pyplot (no global state; a notebook shows what is returned)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = PlotFigure(figsize=(width, height), layout="constrained")
     return fig, fig.subplots(**subplots)
 
 
