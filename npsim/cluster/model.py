@@ -42,7 +42,7 @@ class Node:
     @property
     def bridge_ip(self) -> int:
         """The host side of the pod network (cni0 takes .1): the source a same-node pod
-        sees after SNAT (kubernetes-semantics.md 1.4; CNI-dependent)."""
+        sees after SNAT (MASQUERADE picks the egress address; CNI-dependent)."""
         return int(self.pod_cidr.network_address) + 1
 
 
@@ -76,7 +76,7 @@ class Endpoint:
     @property
     def key(self) -> str:
         """kube-proxy orders endpoints by this string, lexicographically
-        (endpointslicecache.go byEndpoint.Less; kubernetes-semantics.md 1.2)."""
+        (pkg/proxy/endpointslicecache.go byEndpoint.Less)."""
         return f"{ip_str(self.ip)}:{self.port}"
 
 

@@ -2,7 +2,7 @@
 
 The EndpointSlice controller puts hints on ready endpoints; kube-proxy on each node
 filters its *Cluster* endpoint set by them (``pkg/proxy/topology.go``
-``CategorizeEndpoints``, ``topologyModeFromHints``; kubernetes-semantics.md 8):
+``CategorizeEndpoints``, ``topologyModeFromHints``; KEP-2433, KEP-4444):
 
 1. if every ready endpoint has a node hint and one is hinted for this node: only those;
 2. else if every ready endpoint has a zone hint and one is hinted for this node's zone:

@@ -6,7 +6,7 @@
   ``--set``s it. Only a connection's first packet passes nat, so the timer restarts on
   each new connection. A list holds ``ip_list_tot`` = 100 addresses and drops the least
   recently seen, so past 100 clients per endpoint affinity silently breaks
-  (kubernetes-semantics.md 1.7, 9).
+  (kernel ``net/netfilter/xt_recent.c``, ``ip_list_tot``).
 * nftables: a set per endpoint with ``flags dynamic,timeout``; ``update`` refreshes it;
   no size cap.
 * IPVS: a persistence template per client per virtual server (node address : port),

@@ -25,7 +25,7 @@ class EndpointTable:
     """The endpoints one node's kube-proxy has programmed for one Service port.
 
     ``endpoints`` are in kube-proxy's order (lexicographic "IP:port",
-    kubernetes-semantics.md 1.2).
+    ``pkg/proxy/endpointslicecache.go``).
     """
 
     __slots__ = ("service_port", "endpoints", "pods", "nodes", "n", "keys", "index_of")
@@ -59,7 +59,7 @@ class ServiceView:
     ``external``: what outside traffic to the NodePort uses; ``internal``: what in-cluster
     ClusterIP traffic uses. ``reply_lost``: IPVS with externalTrafficPolicy Local and no
     local endpoint forwards to a remote pod without SNAT and the reply never returns
-    (kubernetes-semantics.md 2.4). ``affinity`` survives syncs.
+    (``pkg/proxy/ipvs/proxier.go``). ``affinity`` survives syncs.
     """
 
     __slots__ = ("cluster", "local", "external", "internal", "any", "reply_lost", "affinity",
@@ -136,7 +136,7 @@ class KubeProxy:
         if svc.session_affinity == "ClientIP" and view.affinity is None:
             view.affinity = AffinityTable(float(svc.affinity_timeout), self.affinity_cap)
             # iptables/nftables pin per endpoint chain, whichever Service IP was used; IPVS
-            # keeps a template per virtual server (kubernetes-semantics.md 2.3)
+            # keeps a template per virtual server (pkg/proxy/ipvs/proxier.go)
             view.affinity_internal = (AffinityTable(float(svc.affinity_timeout),
                                                     self.affinity_cap)
                                       if self.separate_virtual_servers else view.affinity)
@@ -146,7 +146,7 @@ class KubeProxy:
     def route(self, view: ServiceView, source: str, clusterip: bool,
               from_this_node: bool) -> tuple[EndpointTable, bool, bool]:
         """Which endpoint table a new connection uses, whether it is source-NATed, and
-        whether its reply is lost (kubernetes-semantics.md 1.4-1.6, 2.4, 8).
+        whether its reply is lost (``pkg/proxy/{iptables,ipvs}/proxier.go``, ``topology.go``).
 
         ``source`` is ``external``, ``pod`` or ``host``; ``clusterip`` marks in-cluster
         traffic to the ClusterIP; ``from_this_node`` a host sending to its own NodePort.
@@ -176,7 +176,7 @@ class KubeProxy:
     def accepts(self, address_kind: str) -> bool:
         """Whether a NodePort answers on this kind of node address (primary, secondary,
         localhost). iptables: every local address incl. 127.0.0.1 with the default
-        ``--iptables-localhost-nodeports=true`` (kubernetes-semantics.md 1.11)."""
+        ``--iptables-localhost-nodeports=true`` (``cmd/kube-proxy/app/options.go``)."""
         return True
 
 

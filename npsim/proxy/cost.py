@@ -1,6 +1,6 @@
 """What a new connection's first packet costs in each kube-proxy mode.
 
-Published first-packet latencies (measurements.md 1.1, read off the charts of the
+Published first-packet latencies (read off the charts of the
 Kubernetes blog "NFTables mode for kube-proxy", 2025-02-28, and KEP-3866's
 ``iptables-vs-nftables.svg``; +-4 us for iptables, +-0.3 us for IPVS/nftables), in
 microseconds, at 5k / 10k / 30k Services, as quantiles p01 / p50 / p90 / p99:
@@ -22,7 +22,8 @@ KUBE-SERVICES chain costs what a constant-time lookup costs) -- an assumption.
 A draw inverts the piecewise-linear quantile function through
 (0, p01/2), (0.01, p01), (0.5, p50), (0.9, p90), (0.99, p99), (1, p99 + (p99 - p90)),
 so the distribution has the published quantiles, not just the mean. Packets of
-established connections pay nothing (conntrack; Tigera 2019, measurements.md 1.2).
+established connections pay nothing (conntrack; Tigera, "Comparing kube-proxy modes:
+iptables or IPVS?", 2019).
 The userspace proxy's cost is its own process hop, modelled in ``userspace.py``.
 
 Every figure can be overridden per mode in the scenario (``cluster.costModel``).

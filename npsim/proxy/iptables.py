@@ -3,7 +3,7 @@
 For n endpoints in kube-proxy's order, rule i (1-based, i < n) matches with probability
 1/(n-i+1) of the packets that reach it and rule n is unconditional
 (proxier.go ``writeServiceToEndpointRules``, ``computeProbability``;
-kubernetes-semantics.md 1.3). The product telescopes to exactly 1/n per endpoint, so the
+pkg/proxy/iptables). The product telescopes to exactly 1/n per endpoint, so the
 simulator draws the endpoint index uniformly: the same distribution in O(1) instead of
 walking n rules. :func:`cascade_probabilities` gives the rules as kube-proxy writes them
 (``npsim explain`` prints them), and a test checks the walk and the draw agree.

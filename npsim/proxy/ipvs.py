@@ -1,6 +1,6 @@
 """IPVS mode: one virtual server per node address and NodePort, kernel schedulers.
 
-What kube-proxy and the kernel do (kubernetes-semantics.md 2; kernel
+What kube-proxy and the kernel do (``pkg/proxy/ipvs/proxier.go``; kernel
 ``net/netfilter/ipvs/ip_vs_*.c``; research notes in docs/kube-proxy-modes.md):
 
 * every real server gets weight 1 (proxier.go ``syncEndpoint``), so ``wrr`` behaves as
@@ -245,5 +245,5 @@ class IpvsProxy(KubeProxy):
                          self.fin_timeout)
 
     def accepts(self, address_kind: str) -> bool:
-        # IPVS binds NodePorts to node addresses except loopback (kubernetes-semantics 2.2)
+        # IPVS binds NodePorts to node addresses except loopback (pkg/proxy/ipvs/proxier.go)
         return address_kind != "localhost"

@@ -1,8 +1,9 @@
 """nftables mode: ``numgen random mod N vmap { 0 : goto ep0, ... }``.
 
 One verdict-map lookup picks endpoint i with probability 1/N (pkg/proxy/nftables
-proxier.go ``writeServiceToEndpointRules``; kubernetes-semantics.md 3), constant cost in
-the number of Services (measurements.md 1.1). Unlike iptables, NodePorts answer only on
+proxier.go ``writeServiceToEndpointRules``; KEP-3866), constant cost in
+the number of Services (Kubernetes blog "NFTables mode for kube-proxy", 2025). Unlike
+iptables, NodePorts answer only on
 the node's primary address (``--nodeport-addresses primary`` default; never on
 127.0.0.1): a client aiming at localhost or a secondary address gets no DNAT, nothing
 listens there, and the connection is refused.

@@ -6,7 +6,7 @@ the node's kube-proxy *process*: a relay with its own capacity and latency, and 
 always sees the node as the source. Balancing is round robin over the endpoint list,
 which ``roundrobin.go`` shuffles (``ShuffleStrings``) and restarts at index 0 whenever
 the set changes. A failed dial is retried on the next endpoint with timeouts 250 ms,
-500 ms, 1 s and 2 s (``tryConnect``; kubernetes-semantics.md 4) -- unlike iptables, IPVS
+500 ms, 1 s and 2 s (``tryConnect`` in the removed ``pkg/proxy/userspace``) -- unlike iptables, IPVS
 and nftables, where "the connection fails".
 """
 

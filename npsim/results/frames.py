@@ -59,7 +59,8 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
         at_node[rows] = np.asarray(p.wire_ips, dtype=np.int64)[ip_index[rows]]
 
     # masquerade: a remote pod sees the receiving node's IP, a same-node pod the node's
-    # pod-bridge address (kubernetes-semantics.md 1.4); userspace mode proxies every
+    # pod-bridge address (kube-proxy MASQUERADE; Kubernetes docs "Using Source IP");
+    # userspace mode proxies every
     # connection itself, so its pods always see the node; without SNAT (Local policies,
     # pod short-circuits, ClusterIP from pods) the pod sees what the node saw
     via_process = np.array([p.pod_sees_node for p in out.proxies], dtype=bool)

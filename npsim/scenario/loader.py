@@ -305,7 +305,7 @@ def cross_check(
 
 def _check_node_ports(scenario: Scenario, tree: Any, p: Problems) -> None:
     """A NodePort belongs to one Service port (per protocol it may repeat within one
-    Service: 53/TCP and 53/UDP share 30053; kubernetes-semantics.md 10, facts 15-16)."""
+    Service: 53/TCP and 53/UDP share 30053; pkg/apis/core/validation/validation.go)."""
     owner: dict[int, str] = {}
     for svc in scenario.services.values():
         for port in svc.ports:

@@ -4,7 +4,7 @@ Plain ``apiVersion/kind/metadata/spec`` documents load unchanged (the tutorial's
 ``nginx-nodeport`` among them). Fields that change traffic but that npsim does not model
 yet produce a warning, never a failure; descriptive fields (labels, images, resources)
 are accepted quietly. Validation messages follow the API server's wording where the
-reference gives it (kubernetes-semantics.md section 6).
+API server words it (``pkg/apis/core/validation/validation.go`` in kubernetes/kubernetes).
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
                    topology_mode)
 
 
-# PreferClose is the deprecated alias of PreferSameZone (kubernetes-semantics.md 8)
+# PreferClose is the deprecated alias of PreferSameZone (KEP-4444 trafficDistribution)
 TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
 
 
@@ -290,7 +290,7 @@ def _affinity(doc: MarkedDict, spec: dict, p: Problems, pre: str) -> tuple[str, 
         return "None", DEFAULT_AFFINITY_TIMEOUT
     config = spec.get("sessionAffinityConfig")
     if affinity != "ClientIP":
-        # v1 defaulting clears the config when affinity is None (kubernetes-semantics 6.3)
+        # v1 defaulting clears the config when affinity is None (pkg/apis/core/v1/defaults.go)
         return "None", DEFAULT_AFFINITY_TIMEOUT
     timeout = ((config or {}).get("clientIP") or {}).get("timeoutSeconds",
                                                          DEFAULT_AFFINITY_TIMEOUT)

@@ -63,7 +63,8 @@ class NodeSpec(Model):
 
 
 # Hop latencies are round-trip extras of the hop from the receiving node to the pod's
-# node. Defaults from measurements.md section 1.6: a cross-node pod hop costs about
+# node. Defaults from published CNI benchmarks (spidernet-io/spiderpool
+# docs/concepts/io-performance.md; DaoCloud cni-performance.md): a cross-node pod hop costs about
 # +90 us (routed) to +135 us (VXLAN) over a same-node one on 10 GbE; cross-zone is not in
 # the reference: 500 us is an assumption typical of cloud availability zones.
 DEFAULT_SAME_NODE = Constant(dist="constant", value=0.0)
@@ -108,7 +109,7 @@ class OtherServices(Model):
 
 
 class KubeProxySpec(Model):
-    """When each node's kube-proxy applies an endpoint change (kubernetes-semantics 7.3).
+    """When each node's kube-proxy applies an endpoint change (``minSyncPeriod`` 1s).
 
     The change reaches a node after ``propagation`` (API server watch); kube-proxy syncs
     no sooner than ``minSyncPeriod`` after its previous sync; the sync itself takes
@@ -252,7 +253,7 @@ class EntrySpec(Model):
 
 class SourceSpec(Model):
     """Where a population sends from: outside the cluster (default), a pod on a node, or
-    a node's own network namespace (kubernetes-semantics.md 1.6 short-circuit rules)."""
+    a node's own network namespace (kube-proxy's KUBE-EXT short-circuit rules)."""
 
     pod: str | None = None
     host: str | None = None

@@ -2,8 +2,9 @@
 
 A population owns its clients' connection state. kube-proxy chooses an endpoint only
 when a connection is opened; the next ``requestsPerConnection - 1`` requests on it
-follow conntrack to the same pod through the same node (kubernetes-semantics.md 1.3,
-measurements.md 1.5). That is why keep-alive makes the per-request spread lumpier.
+follow conntrack to the same pod through the same node (only a connection's first packet
+traverses the nat table: kube-proxy ``pkg/proxy/iptables/proxier.go``). That is why
+keep-alive makes the per-request spread lumpier.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ class DnsEntry:
 
     ``rotate`` answers like a classic round-robin server (the list rotates by one per
     query and the client takes the first address); ``random`` like CoreDNS
-    ``loadbalance`` (shuffled answer). measurements.md 1.7: a client pins to one address
-    for about the cache TTL.
+    ``loadbalance`` (shuffled answer; https://coredns.io/plugins/loadbalance/). Resolvers
+    and runtimes cache the answer, so a client pins to one address for about the TTL.
     """
 
     def __init__(

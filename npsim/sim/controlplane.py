@@ -2,7 +2,8 @@
 
 A change (today: a Deployment scaled at a given time; node and pod failures come later)
 updates the true set of ready endpoints at once. Each node then learns of it on its own
-clock (kubernetes-semantics.md 7.3, measurements.md 1.4):
+clock (EndpointSlice controller, then kube-proxy's ``minSyncPeriod`` in
+``pkg/proxy/apis/config``; KEP-3453 measures real sync latencies):
 
 * the EndpointSlice update reaches the node after a ``propagation`` delay drawn per node
   and change, plus the node's fixed ``syncDelay``;

@@ -249,7 +249,8 @@ class Simulation:
         Returns the kube-proxy time of the new connection (its state is stored on
         ``pop``), or None when it failed and the request was recorded as failed. Which
         endpoint set applies and whether the source is NATed follow
-        kubernetes-semantics.md 1.4-1.6, 2.4 and 8.
+        kube-proxy's ``pkg/proxy/iptables/proxier.go`` (KUBE-EXT/KUBE-SVL chains),
+        ``pkg/proxy/ipvs/proxier.go`` and ``pkg/proxy/topology.go``.
         """
         clusterip = pop.target == "clusterIP"
         entry = pop.home if clusterip else pop.entry(slot, now)

@@ -2,7 +2,7 @@
 
 Event callbacks rather than a SimPy process per request: a request costs one event to
 arrive and one to finish (plain SimPy with a Resource spends about six), which is where
-npsim's speed comes from (des-lessons.md, "callbacks save about 20% per event").
+npsim's speed comes from (see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""sessionAffinity: ClientIP against kubernetes-semantics.md 1.7, 2.3, 3, 6.3, 9, 10.
+"""sessionAffinity: ClientIP against kube-proxy (iptables recent lists, IPVS persistence,
+nftables sets) and the API defaults.
 
 * timeoutSeconds must satisfy 0 < t <= 86400 (the API server's message says "less than
   86400" and still accepts 86400); unset -> 10800.
@@ -393,7 +394,7 @@ def test_ipvs_clusterip_and_nodeport_pins_are_independent():
 
 def test_iptables_clusterip_and_nodeport_share_the_pin():
     """iptables: ClusterIP and NodePort traffic go through the same KUBE-SVC / KUBE-SEP
-    chains, hence the same recent lists (kubernetes-semantics 1.7)."""
+    chains, hence the same recent lists (pkg/proxy/iptables/proxier.go)."""
     req = _two_ways()
     pins = req.groupby(["population", "client_ip"], observed=True)["pod"].nunique()
     assert (pins == 1).all()

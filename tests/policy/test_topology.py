@@ -1,4 +1,4 @@
-"""Topology-aware routing against kubernetes-semantics.md 8.
+"""Topology-aware routing against pkg/proxy/topology.go (KEP-2433, KEP-4444).
 
 kube-proxy filters the Cluster endpoint set by hints: same node if every endpoint has a
 node hint and one is for this node, else same zone if every endpoint has a zone hint and

@@ -1,5 +1,5 @@
-"""externalTrafficPolicy / internalTrafficPolicy against kubernetes-semantics.md 1.4-1.6,
-2.4, 8, 9, 10 and measurements.md 2 ("Simple analytic facts").
+"""externalTrafficPolicy / internalTrafficPolicy against kube-proxy's
+KUBE-EXT/KUBE-SVL rules, IPVS's Local real servers and the simple analytic facts.
 
 * Local behind an even balancer over N nodes: a pod on node k gets 1/(N p_k) of the
   traffic (p_k pods there), nothing crosses nodes and the pod sees the client address.

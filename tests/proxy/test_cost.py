@@ -1,6 +1,6 @@
 """First-packet cost per mode (npsim/proxy/cost.py) and who pays it in a run.
 
-The published quantiles (measurements.md 1.1) are interpolated linearly in the number of
+The published quantiles (Kubernetes blog, 2025) are interpolated linearly in the number of
 Services, extrapolated past 30k with the 10k->30k slope; a draw inverts the
 piecewise-linear quantile function, so the samples have the published p50/p99. Only a
 connection's first packet pays (conntrack): keep-alive requests pay nothing.

@@ -1,6 +1,6 @@
 """iptables mode: the ``-m statistic --mode random`` cascade and kube-proxy's endpoint order.
 
-kubernetes-semantics.md 1.2, 1.3 and checkable facts 10.1-10.3: rule i of n matches with
+pkg/proxy/iptables/proxier.go: rule i of n matches with
 probability 1/(n-i+1), the last rule is unconditional, each endpoint gets 1/n of new
 connections, and endpoints are ordered by the *string* "IP:port".
 """

@@ -1,6 +1,6 @@
 """IPVS mode: the kernel schedulers as kube-proxy configures them (every weight 1).
 
-kubernetes-semantics.md 2.1 and research notes (issue 3, section 5): the real-server list
+pkg/proxy/ipvs, the kernel's schedulers, research notes (issue 3, section 5): the real-server list
 is in the kernel's order (``table.order``; ties go to the first in it), counters are per
 node and per virtual server, lc uses ``active*256 + inactive``, sed ``active + 1``, nq
 takes the first idle server, sh/dh hash into 256 buckets filled round-robin from the

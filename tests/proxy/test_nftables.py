@@ -1,6 +1,6 @@
 """nftables mode: ``numgen random mod N`` and which node addresses answer a NodePort.
 
-kubernetes-semantics.md 3 and 1.11: nftables picks endpoint i with probability 1/N and
+pkg/proxy/nftables and KEP-3866: nftables picks endpoint i with probability 1/N and
 answers NodePorts only on the node's primary address (never on 127.0.0.1); iptables
 answers on every local address including localhost (``--iptables-localhost-nodeports``
 default true); IPVS binds every local address except loopback (2.2).

@@ -1,6 +1,6 @@
 """When each node's kube-proxy applies an endpoint change (npsim/sim/controlplane.py).
 
-kubernetes-semantics.md 1.8 and 7.3: a change reaches each node after a propagation delay
+kube-proxy's sync loop: a change reaches each node after a propagation delay
 plus the node's own ``syncDelay``; kube-proxy syncs no sooner than ``minSyncPeriod``
 after its previous sync, coalescing what arrived meanwhile; an iptables sync takes
 ``syncBase`` + ``syncPerRule`` x (5 + S (2 + 3E)) NAT rules, so it grows with the number

@@ -1,6 +1,6 @@
 """Legacy userspace mode: shuffled round robin, the node as source, dial retries.
 
-kubernetes-semantics.md 4 and research notes (issue 3, section 6): ``roundrobin.go``
+The removed pkg/proxy/userspace and research notes (issue 3, section 6): ``roundrobin.go``
 shuffles the endpoint list whenever the *set* changes and resets the index to 0, keeps
 list and index when an update leaves the set unchanged; the pod always sees the
 kube-proxy node as source; a failed dial is retried on the next endpoint with timeouts

@@ -1,4 +1,4 @@
-"""The simulator against closed-form queueing results (measurements.md section 2).
+"""The simulator against closed-form queueing results (M/M/1, M/M/c with Erlang C, M/D/1).
 
 Zero-cost network (single node, rtt 0, same-node hop 0), Poisson arrivals, FIFO pods:
 a pod with c workers is an M/G/c queue, and the request latency is its sojourn time.

@@ -1,10 +1,10 @@
 """How kube-proxy (iptables mode, externalTrafficPolicy Cluster) spreads traffic.
 
-measurements.md section 2: the iptables cascade gives every endpoint exactly 1/n of the
+The iptables cascade gives every endpoint exactly 1/n of the
 new connections; the fraction of traffic entering node k that takes a node-to-node hop
 is 1 - p_k/P; keep-alive balances connections, not requests (section 1.5); a remote pod
-sees the entry node's IP, a same-node pod the node's pod-bridge address (section 1.5,
-kubernetes-semantics.md 1.4).
+sees the entry node's IP, a same-node pod the node's pod-bridge address (kube-proxy
+MASQUERADE).
 """
 
 from __future__ import annotations
