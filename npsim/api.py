@@ -14,6 +14,7 @@ from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import format_summary, summarise
+from npsim.results.timeseries import timeseries_frame
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
@@ -33,6 +34,8 @@ class Result:
     wall_seconds: float
     end_time: float
     meta: dict[str, object] = field(default_factory=dict)
+    # one row per replication x time bucket (run.timeseriesBucket): see README "Frames"
+    timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
@@ -56,6 +59,7 @@ class Result:
             self.requests.to_parquet(tmp / "requests.parquet", index=False)
             self.pods.to_parquet(tmp / "pods.parquet", index=False)
             self.nodes.to_parquet(tmp / "nodes.parquet", index=False)
+            self.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
             self.summary.to_csv(tmp / "summary.csv", index=False)
             (tmp / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
 
@@ -117,7 +121,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         scenario = load_scenario(scenario)
     revalidate(scenario)
     spec = scenario.spec
-    requests, pods, nodes = [], [], []
+    requests, pods, nodes, series = [], [], [], []
     wall = 0.0
     end_time = 0.0
     windows: dict[int, float] = {}
@@ -132,6 +136,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         requests.append(frame)
         pods.append(pod_frame(out, frame))
         nodes.append(node_frame(out, frame))
+        series.append(timeseries_frame(out, frame, spec.run.timeseries_bucket))
         wall += out.wall_seconds
         end_time = max(end_time, out.end_time)
         windows[rep] = out.end_time - out.warmup
@@ -145,4 +150,5 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
     summary = summarise(req, pod, windows,
                         reachable_pods(last_cluster, spec, spec.run.warmup, end_time))
     return Result(scenario, req, pod, node, summary, wall, end_time,
-                  {"npsim_version": __version__, "seed": spec.run.seed})
+                  {"npsim_version": __version__, "seed": spec.run.seed},
+                  timeseries=concat_frames(series))

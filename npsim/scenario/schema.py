@@ -351,6 +351,8 @@ class RunSpec(Model):
     warmup: Seconds = 0.0
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1)
+    # width of a row of timeseries.parquet (throughput, failures, latency, node views)
+    timeseries_bucket: Seconds = Field(default=1.0, gt=0)
 
     # field checks first, so a scenario file's error points at the offending key
     @field_validator("requests")
