@@ -23,9 +23,19 @@ from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
-from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
+from npsim.sim.balancer import Balancer
+from npsim.sim.clients import (
+    Addresses,
+    ClosedLoop,
+    OpenLoop,
+    Population,
+    connect_give_up,
+    make_entry,
+    needs_done,
+)
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.pods import PodServer, Relay
+from npsim.sim.probes import NodePortProbe
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     DIAL_FAILED,
@@ -34,6 +44,7 @@ from npsim.sim.records import (
     FAILED,
     NAN,
     NO_ENDPOINTS,
+    NO_UPSTREAM,
     NODEPORT_CLOSED,
     REPLY_LOST,
     RequestLog,
@@ -105,8 +116,9 @@ class Simulation:
         self._progress_every = max((self.budget or 0) // 100, 1)
 
         self.proxies = make_proxies(scenario, cluster, streams)
-        # pods report each end only to closed-loop users and to IPVS connection counters
-        self._report_done = any(c.arrival.closed for c in spec.clients) or any(
+        # pods report each end only to populations that ask (closed loops, retries,
+        # timeouts, least-connections balancers) and to IPVS connection counters
+        self._report_done = any(needs_done(c) for c in spec.clients) or any(
             p.counts_connections for p in self.proxies)
         self.pods: list[PodServer] = []
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
@@ -145,10 +157,15 @@ class Simulation:
             else:
                 addresses = Addresses.external(cs, ip_base, streams.generator(f"nat/{cs.name}"),
                                                i)
+            balancer = None
+            if cs.balancer is not None and cs.balancer.in_front:
+                entry = balancer = self._balancer(cs, sp.index)
             common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry,
                           service_port=sp.index,
                           rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
-                          ip_base=ip_base, addresses=addresses)
+                          ip_base=ip_base, addresses=addresses, log=self.log,
+                          retry_rng=(streams.generator(f"retry/{cs.name}")
+                                     if cs.retries is not None else None))
             if cs.arrival.closed:
                 assert cs.arrival.think_time is not None
                 think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
@@ -156,8 +173,32 @@ class Simulation:
             else:
                 arrivals = streams.generator(f"arrivals/{cs.name}")
                 self.populations.append(OpenLoop(arrivals=arrivals, **common))
+            if balancer is not None:
+                pop = self.populations[-1]
+                pop.balancer = balancer
+                # the client hears of a node that does not answer when the balancer's
+                # own connect attempt gives up (nginx proxy_connect_timeout): a 502/504
+                pop.connect_timeout = min(pop.connect_timeout, connect_give_up(
+                    cs.syn_retries, cs.balancer.connect_timeout))
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
+
+    def _balancer(self, cs, service_port: int) -> Balancer:  # noqa: ANN001 - ClientSpec
+        """The external balancer in front of one population, with its health checks."""
+        spec = cs.balancer
+        probe = NodePortProbe(self.proxies, self.pods, service_port, self.node_answers,
+                              self.streams.generator(f"lb-check/{cs.name}"))
+        hc = spec.health_check
+        local = hc is not None and hc.port == "healthCheckNodePort"
+        return Balancer(self.env, spec, cs.name, [n.name for n in self.cluster.nodes],
+                        self.streams.generator(f"lb/{cs.name}"), self.events,
+                        probe.health_check if local else probe.tcp,
+                        "healthCheckNodePort" if local else "NodePort")
+
+    def node_answers(self, node: int) -> bool:
+        """Whether a node's address answers at all (node faults arrive with issue 7's
+        core: crashed or partitioned nodes do not)."""
+        return True
 
     # --- pods coming and going ----------------------------------------------------------
 
@@ -253,11 +294,13 @@ class Simulation:
         """
         clusterip = pop.target == "clusterIP"
         entry = pop.home if clusterip else pop.entry(slot, now)
-        proxy = self.proxies[entry]
         self.next_conn += 1
         conn = self.next_conn
         pop.conn_id[slot] = conn
         pop.conn_entry[slot] = entry
+        if entry < 0:  # the balancer in front has every node marked down: 503
+            return self._fail(pop, slot, now, -1, -1, NO_UPSTREAM)
+        proxy = self.proxies[entry]
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
@@ -357,7 +400,7 @@ class Simulation:
                     tracked[2].closed(tracked[3], self.env._now)
                     del self.tracked[conn]
         pop = self.populations[log.population[request]]
-        if pop.closed:
+        if pop.notify:
             pop.done(request, log.client[request], t_end)
 
     # --- driving ---
@@ -375,6 +418,8 @@ class Simulation:
         started = time.perf_counter()
         for pop in self.populations:
             pop.start(self.env, self.send)
+            if pop.balancer is not None:
+                pop.balancer.start()
         if run.duration is not None:
             if progress is not None:
                 self.env.process(self._report(progress, run.duration))
