@@ -11,9 +11,10 @@ import yaml
 
 from npsim import __version__
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
+from npsim.results.alerts import record_alerts
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
-from npsim.results.summary import format_summary, summarise
+from npsim.results.summary import add_incident_rows, format_summary, incident_metrics, summarise
 from npsim.results.timeseries import timeseries_frame
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
@@ -122,6 +123,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
     revalidate(scenario)
     spec = scenario.spec
     requests, pods, nodes, series = [], [], [], []
+    incidents: list[dict[str, float]] = []
     wall = 0.0
     end_time = 0.0
     windows: dict[int, float] = {}
@@ -132,11 +134,15 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
             def report(fraction: float, rep: int = rep) -> None:
                 progress((rep + fraction) / total)
         out = Simulation(scenario, replication=rep).run(report)
+        record_alerts(out, spec.monitoring)
         frame = request_frame(out)
         requests.append(frame)
         pods.append(pod_frame(out, frame))
         nodes.append(node_frame(out, frame))
         series.append(timeseries_frame(out, frame, spec.run.timeseries_bucket))
+        incidents.append(incident_metrics(
+            out.events.time, out.events.kind, series[-1],
+            spec.monitoring.slo if spec.monitoring else None, out.end_time, out.warmup))
         wall += out.wall_seconds
         end_time = max(end_time, out.end_time)
         windows[rep] = out.end_time - out.warmup
@@ -149,6 +155,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
     node = concat_frames(nodes)
     summary = summarise(req, pod, windows,
                         reachable_pods(last_cluster, spec, spec.run.warmup, end_time))
+    summary = add_incident_rows(summary, incidents)
     return Result(scenario, req, pod, node, summary, wall, end_time,
                   {"npsim_version": __version__, "seed": spec.run.seed},
                   timeseries=concat_frames(series))

@@ -124,7 +124,7 @@ def balancer_columns(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
             for t, kind, subject, detail in zip(events.time, events.kind, events.subject,
                                                 events.detail, strict=True):
                 if subject == node.name and kind in ("lb_mark_down", "lb_mark_up") and (
-                        detail.split(" ", 1)[0] == pop.name):
+                        detail.startswith(f"{pop.name}:")):
                     times.append(t)
                     values.append(1.0 if kind == "lb_mark_up" else 0.0)
             name = node.name if len(balanced) == 1 else f"{pop.name}/{node.name}"

@@ -495,8 +495,7 @@ class ProbeAlert(Model):
     """Blackbox probe of every Node:NodePort, alert on ``probe_success == 0`` (the
     tutorial's ``up{job="nodeport-services"} == 0``)."""
 
-    interval: Seconds = 15.0  # scrape interval
-    timeout: Seconds = 5.0
+    interval: Seconds = Field(default=15.0, gt=0)  # scrape interval
 
 
 class ThresholdAlert(Model):

@@ -116,14 +116,15 @@ class Balancer:
         if self.out_until[node] <= self.env.now and self.up[node]:
             self._mark(node, True, "fail_timeout over", self.env.now)
 
-    def start(self) -> None:
+    def start(self, going: Callable[[], bool] = lambda: True) -> None:
+        """Run the active checks while ``going()`` (request-count runs must drain)."""
         if self.spec.health_check is not None and self.check is not None:
-            self.env.process(self._checks())
+            self.env.process(self._checks(going))
 
-    def _checks(self):  # noqa: ANN202 - SimPy process
+    def _checks(self, going: Callable[[], bool]):  # noqa: ANN202 - SimPy process
         hc = self.spec.health_check
         assert hc is not None and self.check is not None
-        while True:
+        while going():
             for node in range(self.n):
                 if self.check(node):
                     self._result(node, True)

@@ -321,6 +321,7 @@ class Population:
         self.stop_at = spec.stop if spec.stop is not None else math.inf
         self.limit = spec.requests
         self.first_sent = 0
+        self.active = True  # False once its schedule has ended
         self.request_timeout = spec.request_timeout
         self.retry = (RetryPolicy(spec.retries, retry_rng or np.random.default_rng(0))
                       if spec.retries is not None else None)
@@ -346,6 +347,7 @@ class Population:
     def _send_first(self, pop: Population, slot: int, now: float) -> bool:
         """A first attempt, within the population's schedule."""
         if now >= self.stop_at or (self.limit is not None and self.first_sent >= self.limit):
+            self.active = False
             return False
         self.first_sent += 1
         if self.retry is not None and self.retry.budget is not None:
@@ -407,11 +409,11 @@ class Population:
         reason = log.reason[request]
         if reason in CONNECT_FAILURES:
             entry = log.entry[request]
-            if self.balancer is not None and entry >= 0:
-                self.balancer.failed(entry, t_end)
-            failed = getattr(self.entry, "failed", None)
-            if failed is not None:
-                failed(slot, entry, t_end)
+            if self.balancer is not None:
+                if entry >= 0:
+                    self.balancer.failed(entry, t_end)
+            elif isinstance(self.entry, DnsEntry):
+                self.entry.failed(slot, entry, t_end)
         retry = self.retry
         if retry is None or reason not in retry.on:
             return False
@@ -425,15 +427,12 @@ class Population:
     def _resend(self, event: simpy.Event) -> None:
         slot, previous, attempt = event._value
         log = self.log
-        row = len(log.t_start)
+        row = len(log.t_start)  # the row this attempt will get (noted first: a failure
+        self.attempt[row] = attempt  # found while sending is handled within the send)
+        self.retry_of[row] = previous
         self._attempt(self, slot, self.env._now)
-        if len(log.t_start) > row:
-            self.attempt[row] = attempt
-            self.retry_of[row] = previous
-            self.retried(row)
-
-    def retried(self, request: int) -> None:
-        """Hook: a retry went out as ``request``."""
+        if len(log.t_start) == row:  # nothing sent (a request-count run is over)
+            del self.attempt[row], self.retry_of[row]
 
 
 class OpenLoop(Population):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,7 +35,7 @@ from npsim.sim.clients import (
 )
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.pods import PodServer, Relay
-from npsim.sim.probes import NodePortProbe
+from npsim.sim.probes import Blackbox, NodePortProbe
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     DIAL_FAILED,
@@ -73,6 +73,7 @@ class RunOutput:
     end_time: float
     warmup: float
     wall_seconds: float
+    probes: dict[str, Blackbox] = field(default_factory=dict)  # alert rule -> its samples
 
 
 def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list[KubeProxy]:
@@ -182,6 +183,24 @@ class Simulation:
                     cs.syn_retries, cs.balancer.connect_timeout))
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
+        self.blackbox = self._blackbox()
+
+    def _blackbox(self) -> dict[str, Blackbox]:
+        """One blackbox prober per probe alert rule, over every NodePort clients use."""
+        monitoring = self.scenario.spec.monitoring
+        rules = [a for a in monitoring.alerts if a.probe is not None] if monitoring else []
+        if not rules:
+            return {}
+        ports = sorted({pop.service_port for pop in self.populations
+                        if pop.target == "nodePort"})
+        out = {}
+        for rule in rules:
+            probes = {sp: NodePortProbe(self.proxies, self.pods, sp, self.node_answers,
+                                        self.streams.generator(f"blackbox/{rule.name}/{sp}"))
+                      for sp in ports}
+            out[rule.name] = Blackbox(self.env, probes, len(self.cluster.nodes),
+                                      rule.probe.interval)
+        return out
 
     def _balancer(self, cs, service_port: int) -> Balancer:  # noqa: ANN001 - ClientSpec
         """The external balancer in front of one population, with its health checks."""
@@ -194,6 +213,12 @@ class Simulation:
                         self.streams.generator(f"lb/{cs.name}"), self.events,
                         probe.health_check if local else probe.tcp,
                         "healthCheckNodePort" if local else "NodePort")
+
+    def sending(self) -> bool:
+        """Whether clients may still send: periodic processes (health checks, probes)
+        stop after that in a request-count run, so that the run can drain and end."""
+        return self.budget is None or (self.generated < self.budget
+                                       and any(p.active for p in self.populations))
 
     def node_answers(self, node: int) -> bool:
         """Whether a node's address answers at all (node faults arrive with issue 7's
@@ -419,7 +444,9 @@ class Simulation:
         for pop in self.populations:
             pop.start(self.env, self.send)
             if pop.balancer is not None:
-                pop.balancer.start()
+                pop.balancer.start(self.sending)
+        for prober in self.blackbox.values():
+            prober.start(self.sending)
         if run.duration is not None:
             if progress is not None:
                 self.env.process(self._report(progress, run.duration))
@@ -434,4 +461,4 @@ class Simulation:
             end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, self.events, end, float(run.warmup),
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, self.blackbox)

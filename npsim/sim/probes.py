@@ -87,3 +87,34 @@ class NodePortProbe:
     def health_check(self, node: int) -> bool:
         """HTTP GET of the healthCheckNodePort returns 200."""
         return self.answers(node) and self.local_ready(node) > 0
+
+
+class Blackbox:
+    """The monitoring's blackbox exporter: probes every node's NodePort(s) each
+    ``interval`` (one light SimPy process) and keeps the ``probe_success`` samples as
+    columns; the alert rules are evaluated from them after the run."""
+
+    def __init__(self, env, probes: dict[int, NodePortProbe], n_nodes: int,  # noqa: ANN001
+                 interval: float) -> None:
+        self.env = env
+        self.probes = probes  # service port -> its probe
+        self.n_nodes = n_nodes
+        self.interval = interval
+        self.time: list[float] = []
+        self.service_port: list[int] = []
+        self.node: list[int] = []
+        self.success: list[bool] = []
+
+    def start(self, going: Callable[[], bool] = lambda: True) -> None:
+        self.env.process(self._scrape(going))
+
+    def _scrape(self, going: Callable[[], bool]):  # noqa: ANN202 - SimPy process
+        while going():
+            now = self.env.now
+            for sp, probe in self.probes.items():
+                for node in range(self.n_nodes):
+                    self.time.append(now)
+                    self.service_port.append(sp)
+                    self.node.append(node)
+                    self.success.append(probe.tcp(node))
+            yield self.env.timeout(self.interval)
