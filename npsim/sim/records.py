@@ -28,6 +28,9 @@ REASONS = {
     DROPPED: "dropped_no_local_endpoint",  # Local policy, no endpoint on that node: DROP
     REPLY_LOST: "reply_lost",  # IPVS Local policy, no local endpoint: the reply is lost
 }
+# the pod's address answers but its process does not listen (crashed, draining, exited)
+CONNECTION_REFUSED = 9
+REASONS[CONNECTION_REFUSED] = "connection_refused"
 
 NAN = float("nan")
 
