@@ -12,6 +12,7 @@ import yaml
 from npsim import __version__
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
 from npsim.results.alerts import record_alerts
+from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import add_incident_rows, format_summary, incident_metrics, summarise
@@ -35,6 +36,8 @@ class Result:
     wall_seconds: float
     end_time: float
     meta: dict[str, object] = field(default_factory=dict)
+    # every transition (faults, control plane, kube-proxy syncs): see npsim/results/events.py
+    events: pd.DataFrame = field(default_factory=lambda: stack_events([]))
     # one row per replication x time bucket (run.timeseriesBucket): see README "Frames"
     timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -62,6 +65,7 @@ class Result:
             self.nodes.to_parquet(tmp / "nodes.parquet", index=False)
             self.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
             self.summary.to_csv(tmp / "summary.csv", index=False)
+            self.events.to_parquet(tmp / "events.parquet", index=False)
             (tmp / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
 
         return write_atomically(Path(folder), write, overwrite=overwrite)
@@ -122,7 +126,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         scenario = load_scenario(scenario)
     revalidate(scenario)
     spec = scenario.spec
-    requests, pods, nodes, series = [], [], [], []
+    requests, pods, nodes, series, events = [], [], [], [], []
     incidents: list[dict[str, float]] = []
     wall = 0.0
     end_time = 0.0
@@ -139,6 +143,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         requests.append(frame)
         pods.append(pod_frame(out, frame))
         nodes.append(node_frame(out, frame))
+        events.append(event_frame(out.events, rep))
         series.append(timeseries_frame(out, frame, spec.run.timeseries_bucket))
         incidents.append(incident_metrics(
             out.events.time, out.events.kind, series[-1],
@@ -158,4 +163,4 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
     summary = add_incident_rows(summary, incidents)
     return Result(scenario, req, pod, node, summary, wall, end_time,
                   {"npsim_version": __version__, "seed": spec.run.seed},
-                  timeseries=concat_frames(series))
+                  stack_events(events), timeseries=concat_frames(series))

@@ -21,6 +21,7 @@ from npsim.dists import Sampler, batched
 from npsim.scenario.schema import ClientSpec, EntrySpec, RetrySpec
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
+    CONNECTION_REFUSED,
     DROPPED,
     FAILED,
     IN_FLIGHT,
@@ -193,7 +194,7 @@ class Addresses:
 SYN_RTO = 1.0  # initial retransmission timeout of a SYN (TCP_TIMEOUT_INIT, RFC 6298 2.1)
 
 # failures a client sees as "could not connect" (no response to the SYN, or a refusal)
-CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS,
+CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS, CONNECTION_REFUSED,
                               NODEPORT_CLOSED, NO_UPSTREAM})
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
+from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
@@ -34,10 +35,12 @@ from npsim.sim.clients import (
     needs_done,
 )
 from npsim.sim.controlplane import ControlPlane
+from npsim.sim.faults import FaultInjector, Kubelets
 from npsim.sim.pods import PodServer, Relay
 from npsim.sim.probes import Blackbox, NodePortProbe
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
+    CONNECTION_REFUSED,
     DIAL_FAILED,
     DROPPED,
     ENDPOINT_GONE,
@@ -122,6 +125,11 @@ class Simulation:
         self._report_done = any(needs_done(c) for c in spec.clients) or any(
             p.counts_connections for p in self.proxies)
         self.pods: list[PodServer] = []
+        self._samplers: list[Callable[[], float]] = []  # each pod's service-time sampler
+        self._timeouts = [connect_give_up(c.syn_retries, c.connect_timeout)
+                          for c in spec.clients]
+        self.node_down = [False] * len(cluster.nodes)  # crashed or cut off: see node_answers
+        self.broken: set[int] = set()  # connections whose entry node went down
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
         for pod in cluster.pods:
             self._serve(pod)
@@ -137,8 +145,14 @@ class Simulation:
             lambda name: spec.cluster.kube_proxy.propagation.sampler(
                 streams.generator(f"propagation/{name}")),
             (spec.cluster.other_services.count, spec.cluster.other_services.endpoints_each),
-            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes])
-        self.control.schedule(spec.events)
+            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes],
+            events=self.events,
+            timing=timing_for(spec.cluster.kubernetes_version, spec.cluster.control_plane),
+            phases=lambda name: float(streams.generator(f"phase/{name}").random()),
+            deployments=scenario.deployments,
+            placement=lambda name: spec.workloads[name].placement)
+        self.kubelets = Kubelets(self)
+        FaultInjector(self, self.kubelets).schedule(spec.events)
 
         self.populations: list[Population] = []
         client_pods: dict[int, int] = {}  # client pod addresses used per node
@@ -181,6 +195,7 @@ class Simulation:
                 # own connect attempt gives up (nginx proxy_connect_timeout): a 502/504
                 pop.connect_timeout = min(pop.connect_timeout, connect_give_up(
                     cs.syn_retries, cs.balancer.connect_timeout))
+                self._timeouts[i] = pop.connect_timeout
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
         self.blackbox = self._blackbox()
@@ -220,32 +235,60 @@ class Simulation:
         return self.budget is None or (self.generated < self.budget
                                        and any(p.active for p in self.populations))
 
-    def node_answers(self, node: int) -> bool:
-        """Whether a node's address answers at all (node faults arrive with issue 7's
-        core: crashed or partitioned nodes do not)."""
-        return True
-
     # --- pods coming and going ----------------------------------------------------------
 
     def _serve(self, pod: Pod) -> PodServer:
-        server = PodServer(
-            self.env, pod.index, pod.workers, pod.queue_limit,
-            pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
-            self.log, self._done if self._report_done else None)
+        sampler = pod.service_time.sampler(self.streams.generator(f"service/{pod.name}"))
+        self._samplers.append(sampler)
+        server = self._process(pod.index, sampler)
         self.pods.append(server)
         self._arrive.append(server.arrive)
         return server
 
-    def _add_pod(self, deployment: str, live: set[int]) -> Pod:
-        pod = new_pod(self.scenario, self.cluster, deployment, live=live)
+    def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
+        pod = self.cluster.pods[index]
+        server = PodServer(self.env, index, pod.workers, pod.queue_limit, sampler,
+                           self.log, self._done if self._report_done else None)
+        server.timeouts = self._timeouts
+        return server
+
+    def fresh_process(self, index: int) -> PodServer:
+        """The pod's container (re)starts: a new process, with no connection of the old
+        one (connections opened before now are broken)."""
+        server = self._process(index, self._samplers[index])
+        server.first_conn = self.next_conn + 1
+        self.pods[index] = server
+        self._arrive[index] = server.arrive
+        return server
+
+    def service_sampler(self, index: int) -> Callable[[], float]:
+        return self._samplers[index]
+
+    def node_answers(self, node_index: int) -> bool:
+        """Whether the node answers on its addresses (False while crashed or cut off:
+        its NodePort accepts nothing and a client connecting there times out)."""
+        return not self.node_down[node_index]
+
+    def cut_connections(self, node: int) -> None:
+        """Established connections entering through ``node`` get no answer from now on."""
+        for pop in self.populations:
+            for slot, left in enumerate(pop.remaining):
+                if left and pop.conn_entry[slot] == node:
+                    self.broken.add(pop.conn_id[slot])
+
+    def _add_pod(self, deployment: str, node: int) -> Pod:
+        pod = new_pod(self.scenario, self.cluster, deployment, node)
         pod.created_at = self.env.now
-        self._serve(pod)
+        server = self._serve(pod)
+        server.alive = False  # no process until the kubelet starts the container
         return pod
 
     def _stop_pod(self, pod: Pod) -> None:
-        """A deleted pod stops answering at once (requests reaching it from now on fail
-        with endpoint_gone); work already queued there still finishes."""
-        self.pods[pod.index].alive = False
+        """A deleted pod's address is gone: packets to it get no answer (a client waits
+        for its timeout); its process was stopped by the kubelet before."""
+        server = self.pods[pod.index]
+        server.alive = server.serves_existing = server.hung = False
+        server.silent = True
         pod.deleted_at = self.env.now
 
     # --- hot path ---------------------------------------------------------------------
@@ -278,8 +321,12 @@ class Simulation:
         else:
             new_conn = 0
             proxy_cost = 0.0
-            if not self.pods[pop.conn_pod[slot]].alive:
-                return self._lost_connection(pop, slot, now)
+            server = self.pods[pop.conn_pod[slot]]
+            if (not server.alive and not server.serves_existing
+                    or pop.conn_id[slot] < server.first_conn
+                    or self.broken and pop.conn_id[slot] in self.broken):
+                return self._lost_connection(pop, slot, now, server.silent or (
+                    pop.conn_id[slot] in self.broken))
         entry = pop.conn_entry[slot]
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
@@ -300,13 +347,15 @@ class Simulation:
                 relay.arrive)
         return True
 
-    def _lost_connection(self, pop: Population, slot: int, now: float) -> bool:
-        """A request on a keep-alive connection whose pod is gone: no answer comes."""
+    def _lost_connection(self, pop: Population, slot: int, now: float,
+                         silent: bool = True) -> bool:
+        """A request on a keep-alive connection whose process is gone: a reset comes back,
+        or (``silent``: the pod's node or address is gone) nothing until the timeout."""
         tracked = self.tracked.pop(pop.conn_id[slot], None) if self.tracked else None
         if tracked is not None:  # the connection is dead: IPVS stops counting it
             tracked[2].closed(tracked[3], now)
         self._fail(pop, slot, now, pop.conn_entry[slot], pop.conn_pod[slot], ENDPOINT_GONE,
-                   pop.connect_timeout, new_conn=0)
+                   pop.connect_timeout if silent else 0.0, new_conn=0)
         return True
 
     def _connect(self, pop: Population, slot: int, now: float) -> float | None:
@@ -325,6 +374,8 @@ class Simulation:
         pop.conn_entry[slot] = entry
         if entry < 0:  # the balancer in front has every node marked down: 503
             return self._fail(pop, slot, now, -1, -1, NO_UPSTREAM)
+        if self.node_down[entry]:  # nothing answers on that node: the SYN goes unanswered
+            return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT, pop.connect_timeout)
         proxy = self.proxies[entry]
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
@@ -346,10 +397,13 @@ class Simulation:
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
         waited = 0.0
-        if not self.pods[pod].alive:
+        server = self.pods[pod]
+        if not server.alive and not server.hung:  # a hung process still accepts
             if not proxy.retries_dials:
-                return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
-                                  pop.connect_timeout)
+                if server.silent:  # no such address (any more): SYNs go unanswered
+                    return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
+                                      pop.connect_timeout)
+                return self._fail(pop, slot, now, entry, pod, CONNECTION_REFUSED)
             # userspace: one dial per timeout, each to the next endpoint in the round robin;
             # a retry resets the client's affinity (roundrobin.go sessionAffinityReset)
             for attempt, timeout in enumerate(DIAL_TIMEOUTS):

@@ -17,7 +17,6 @@ OUTCOMES = {IN_FLIGHT: "in_flight", COMPLETED: "completed", FAILED: "failed"}
 # failure reasons (code -> name); 0 = none
 (NO_REASON, QUEUE_FULL, NO_ENDPOINTS, CONNECT_TIMEOUT, DIAL_FAILED, NODEPORT_CLOSED,
  ENDPOINT_GONE, DROPPED, REPLY_LOST) = range(9)
-REQUEST_TIMEOUT, NO_UPSTREAM = 9, 10  # client and external-balancer failures
 REASONS = {
     NO_REASON: "",
     QUEUE_FULL: "queue_full",  # the pod's queue was full: rejected
@@ -28,9 +27,15 @@ REASONS = {
     ENDPOINT_GONE: "endpoint_gone",  # the pod of an open keep-alive connection went away
     DROPPED: "dropped_no_local_endpoint",  # Local policy, no endpoint on that node: DROP
     REPLY_LOST: "reply_lost",  # IPVS Local policy, no local endpoint: the reply is lost
-    REQUEST_TIMEOUT: "request_timeout",  # no response within the client's requestTimeout
-    NO_UPSTREAM: "no_healthy_upstream",  # the external balancer had every node marked down
 }
+# the pod's address answers but its process does not listen (crashed, draining, exited)
+CONNECTION_REFUSED = 9
+REASONS[CONNECTION_REFUSED] = "connection_refused"
+# client and external-balancer failures (codes stay dense: frames index names by code)
+REQUEST_TIMEOUT = len(REASONS)  # no response within the client's requestTimeout
+REASONS[REQUEST_TIMEOUT] = "request_timeout"
+NO_UPSTREAM = len(REASONS)  # the external balancer had every node marked down: 503
+REASONS[NO_UPSTREAM] = "no_healthy_upstream"
 
 NAN = float("nan")
 
