@@ -194,8 +194,8 @@ class Addresses:
 SYN_RTO = 1.0  # initial retransmission timeout of a SYN (TCP_TIMEOUT_INIT, RFC 6298 2.1)
 
 # failures a client sees as "could not connect" (no response to the SYN, or a refusal)
-CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS, CONNECTION_REFUSED,
-                              NODEPORT_CLOSED, NO_UPSTREAM})
+CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS,
+                              CONNECTION_REFUSED, NODEPORT_CLOSED, NO_UPSTREAM})
 
 
 def syn_send_times(syn_retries: int, give_up: float = math.inf) -> list[float]:
