@@ -15,7 +15,13 @@ from npsim.results.alerts import record_alerts
 from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
-from npsim.results.summary import add_incident_rows, format_summary, incident_metrics, summarise
+from npsim.results.summary import (
+    add_incident_rows,
+    format_incidents,
+    format_summary,
+    incident_metrics,
+    summarise,
+)
 from npsim.results.timeseries import timeseries_frame
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
@@ -43,7 +49,10 @@ class Result:
 
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
-        return format_summary(self.summary, self.pods, self.nodes)
+        text = format_summary(self.summary, self.pods, self.nodes)
+        if len(self.events):  # faults, balancer marks, alerts: the incidents block
+            text += "\n" + format_incidents(self.events, self.summary)
+        return text
 
     def metric(self, name: str, population: str | None = None) -> float:
         """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,

@@ -266,7 +266,7 @@ def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 2
     lines = [f"incidents  {len(first)} transitions"
              + (" (first replication)" if events["replication"].nunique() > 1 else "")]
     for row in first.head(limit).itertuples(index=False):
-        lines.append(f"  {format_duration(float(row.time), 4):>10}  {row.kind:<18} "
+        lines.append(f"  {float(row.time):9.2f}s  {row.kind:<18} "
                      f"{row.subject:<24} {row.detail}")
     if len(first) > limit:
         lines.append(f"  ... {len(first) - limit} more in events.parquet")
