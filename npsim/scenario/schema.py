@@ -391,11 +391,12 @@ class RetryBudgetSpec(Model):
 
 class RetrySpec(Model):
     """A failed request is sent again (on a new connection) after a backoff, at most
-    ``attempts`` more times; ``on`` limits which failure reasons are retried."""
+    ``attempts`` more times; ``retryOn`` limits which failure reasons are retried
+    (default: every reason)."""
 
     attempts: int = Field(default=2, ge=1)
     backoff: BackoffSpec = BackoffSpec()
-    on: list[str] | None = None
+    retry_on: list[str] | None = None
     budget: RetryBudgetSpec | None = None
 
 
@@ -456,12 +457,12 @@ class ClientSpec(Model):
                              "itself: leave 'entry' out")
         if self.stop is not None and self.stop <= self.start:
             raise ValueError("'stop' must be after 'start'")
-        if self.retries is not None and self.retries.on is not None:
+        if self.retries is not None and self.retries.retry_on is not None:
             from npsim.sim.records import REASONS
 
-            unknown = sorted(set(self.retries.on) - set(REASONS.values()) - {""})
+            unknown = sorted(set(self.retries.retry_on) - set(REASONS.values()) - {""})
             if unknown:
-                raise ValueError(f"retries.on: unknown failure reason(s) {', '.join(unknown)} "
+                raise ValueError(f"retries.retryOn: unknown failure reason(s) {', '.join(unknown)} "
                                  f"(known: {', '.join(r for r in REASONS.values() if r)})")
         return self
 

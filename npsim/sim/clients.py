@@ -230,8 +230,8 @@ class RetryPolicy:
     def __init__(self, spec: RetrySpec, rng: np.random.Generator) -> None:
         self.attempts = spec.attempts
         codes = {name: code for code, name in REASONS.items() if code}
-        self.on = (frozenset(codes.values()) if spec.on is None
-                   else frozenset(codes[name] for name in spec.on))
+        self.on = (frozenset(codes.values()) if spec.retry_on is None
+                   else frozenset(codes[name] for name in spec.retry_on))
         b = spec.backoff
         self.base, self.multiplier, self.cap, self.jitter = b.base, b.multiplier, b.max, b.jitter
         self._uniform = batched(rng.random)
