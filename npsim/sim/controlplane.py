@@ -311,6 +311,12 @@ class ControlPlane:
         self._reconcile_rollout(deployment)
 
     def _reconcile_rollout(self, deployment: str) -> None:
+        """Scale the new ReplicaSet up, the old one down; again while that changes
+        something (the controller re-syncs on its own ReplicaSets' updates)."""
+        while deployment in self.rolling and self._rollout_pass(deployment):
+            pass
+
+    def _rollout_pass(self, deployment: str) -> bool:
         revision = self.revision[deployment]
         replicas = self.desired[deployment]
         dep = self.deployments.get(deployment)
@@ -335,6 +341,7 @@ class ControlPlane:
         if not old and new_available >= replicas:
             self.rolling.discard(deployment)
             self.record("rollout_done", deployment, f"revision={revision}")
+        return bool(made or doomed)
 
     def _retry_pending(self) -> None:
         """Pods that found no node are created once one can take them."""

@@ -491,6 +491,14 @@ class Simulation:
             yield self.env.timeout(step)
             progress(min(self.env.now / duration, 1.0))
 
+    def advance(self, until: float) -> None:
+        """Run the clients and the timeline up to ``until`` (``npsim explain --at``)."""
+        if until < 0:
+            raise ValueError("must not be negative")
+        for pop in self.populations:
+            pop.start(self.env, self.send)
+        self.env.run(until=until)
+
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""
         run = self.scenario.spec.run
