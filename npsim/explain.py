@@ -253,9 +253,10 @@ def ipvsadm(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> s
         assert isinstance(table, IpvsTable)
         head = f"{sp.port.protocol}  {ip_str(proxy.node.ip)}:{sp.node_port}"[:33]
         lines.append(f"{head} {proxy.scheduler}")  # type: ignore[attr-defined]
-        for key in sorted(table.keys, key=_numeric):  # ipvsadm sorts real servers numerically
+        # ipvsadm sorts real servers numerically; weight-0 ones are still draining
+        for key in sorted([*table.keys, *table.graceful], key=_numeric):
             # ipvsadm pads every column, the last one included (trailing spaces)
-            lines.append(f"  -> {key[:28]:<28} {'Masq':<7} {1:<6} "
+            lines.append(f"  -> {key[:28]:<28} {'Masq':<7} {table.weight(key):<6} "
                          f"{table.active.get(key, 0):<10} {table.inactive.get(key, 0):<10}")
     return "\n".join(lines)
 

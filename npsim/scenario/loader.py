@@ -8,11 +8,13 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 
 from npsim.dists import Empirical
 from npsim.scenario.manifests import (
     Deployment,
     Service,
+    add_lifecycle,
     parse_manifest,
     pick_port,
     selector_matches,
@@ -106,7 +108,7 @@ def deployment_manifest(dep: Deployment) -> dict[str, Any]:
     ports = [{k: v for k, v in (("name", c.name), ("containerPort", c.container_port),
                                 ("protocol", c.protocol)) if v is not None}
              for c in dep.container_ports]
-    return {
+    return add_lifecycle({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": dep.name, "namespace": dep.namespace},
@@ -118,7 +120,7 @@ def deployment_manifest(dep: Deployment) -> dict[str, Any]:
                 "spec": {"containers": [{"name": dep.name, "ports": ports}]},
             },
         },
-    }
+    }, dep)
 
 
 def _validation_problems(exc: ValidationError, tree: Any, p: Problems) -> None:
@@ -299,6 +301,7 @@ def cross_check(
     _cross_check(scenario, [n.name for n in spec.cluster.nodes], dict(spec.workloads),
                  list(enumerate(spec.clients)), tree, p, unresolved or set())
     _check_events(scenario, tree, p)
+    _check_front_ends(scenario, tree, p)
     if not p.errors:
         _utilisation_warnings(scenario, tree, p)
 
@@ -321,11 +324,40 @@ def _check_node_ports(scenario: Scenario, tree: Any, p: Problems) -> None:
 
 
 def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """Every event names something that exists: a Deployment, a node, or a pod that is
+    there from the start (``<deployment>-<ordinal>``)."""
+    nodes = [n.name for n in scenario.spec.cluster.nodes]
+    pods = [f"{name}-{i}" for name, dep in scenario.deployments.items()
+            for i in range(dep.replicas)]
     for i, event in enumerate(scenario.spec.events):
-        if event.scale.deployment not in scenario.deployments:
+        kind, target = event.kind, event.target
+        at = ["events", i, to_camel(kind)]
+        if kind in ("scale", "rollout") and target.deployment not in scenario.deployments:
             known = ", ".join(sorted(scenario.deployments)) or "none"
-            p.at(tree, ["events", i, "scale", "deployment"],
-                 f"no Deployment named {event.scale.deployment!r} (known: {known})")
+            p.at(tree, [*at, "deployment"],
+                 f"no Deployment named {target.deployment!r} (known: {known})")
+        elif kind.startswith(("node_", "kube")) and target.node not in nodes:
+            p.at(tree, [*at, "node"], f"unknown node {target.node!r} (nodes: "
+                 f"{', '.join(nodes)})")
+        elif kind.startswith("pod_") and target.pod not in pods:
+            p.at(tree, [*at, "pod"], f"no pod named {target.pod!r} at the start of the run "
+                 f"(pods: {', '.join(pods) or 'none'})")
+
+
+def _check_front_ends(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """A balancer checking the healthCheckNodePort needs a Service that has one: the API
+    server allocates it only for type LoadBalancer with externalTrafficPolicy Local
+    (kubernetes-semantics.md 10, fact 18)."""
+    for i, client in enumerate(scenario.spec.clients):
+        hc = client.balancer.health_check if client.balancer is not None else None
+        svc = scenario.services.get(client.service)
+        if hc is None or hc.port != "healthCheckNodePort" or svc is None:
+            continue
+        if svc.type != "LoadBalancer" or svc.external_traffic_policy != "Local":
+            p.at(tree, ["clients", i, "balancer", "healthCheck", "port"],
+                 f"Service {svc.name!r} has no healthCheckNodePort (only type LoadBalancer "
+                 f"with externalTrafficPolicy Local gets one; it is type {svc.type}, "
+                 f"policy {svc.external_traffic_policy or 'Cluster'}): check port nodePort")
 
 
 def _partial_check(tree: Any, scenario: Scenario, p: Problems, unresolved: _Unresolved) -> None:

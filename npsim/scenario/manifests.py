@@ -9,9 +9,12 @@ API server words it (``pkg/apis/core/validation/validation.go`` in kubernetes/ku
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from npsim.cluster.lifecycle import TERMINATION_GRACE_PERIOD, Probe
 from npsim.scenario.problems import Problems
 from npsim.scenario.yamlio import MarkedDict
 
@@ -50,6 +53,12 @@ _SERVICE_FIELDS: dict[str, Any] = {
     },
     "status": "quiet",
 }
+_PROBE_FIELDS: dict[str, Any] = {
+    "periodSeconds": True, "timeoutSeconds": True, "failureThreshold": True,
+    "successThreshold": True, "initialDelaySeconds": True,
+    "httpGet": "quiet", "tcpSocket": "quiet", "exec": "quiet", "grpc": "quiet",
+    "terminationGracePeriodSeconds": "quiet",
+}
 _DEPLOYMENT_FIELDS: dict[str, Any] = {
     "apiVersion": True,
     "kind": True,
@@ -70,12 +79,18 @@ _DEPLOYMENT_FIELDS: dict[str, Any] = {
                     "args": "quiet",
                     "command": "quiet",
                     "volumeMounts": "quiet",
+                    "readinessProbe": _PROBE_FIELDS,
+                    "livenessProbe": _PROBE_FIELDS,
+                    "lifecycle": {"preStop": {"sleep": {"seconds": True},
+                                              "exec": {"command": True}}},
                 },
                 "volumes": "quiet",
                 "nodeSelector": "quiet",
+                "terminationGracePeriodSeconds": True,
             },
         },
-        "strategy": "quiet",
+        "strategy": {"type": True,
+                     "rollingUpdate": {"maxSurge": True, "maxUnavailable": True}},
         "revisionHistoryLimit": "quiet",
         "progressDeadlineSeconds": "quiet",
     },
@@ -124,6 +139,13 @@ class Deployment:
     container_ports: tuple[ContainerPort, ...]
     origin: str
     match_labels: dict[str, str] = field(default_factory=dict)
+    # lifecycle (npsim/cluster/lifecycle.py): probes, preStop, grace period, strategy
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    pre_stop: float = 0.0  # seconds the preStop hook takes
+    grace_period: float = TERMINATION_GRACE_PERIOD
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
 
 
 def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -338,10 +360,90 @@ def parse_deployment(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Dep
             number = _expect(doc, [*at, "containerPort"], int, "a container port number", p, pre)
             if number is not None:
                 cports.append(ContainerPort(raw.get("name"), number, raw.get("protocol", "TCP")))
+    lifecycle = _pod_lifecycle(doc, spec, containers, p, pre)
     if len(p.errors) > n_errors or name is None:
         return None
     return Deployment(str(name), str(namespace), int(replicas), pod_labels, tuple(cports),
-                      origin, match_labels)
+                      origin, match_labels, **lifecycle)
+
+
+_PROBE_KEYS = {"periodSeconds": ("period", 1), "timeoutSeconds": ("timeout", 1),
+               "failureThreshold": ("failure_threshold", 1),
+               "successThreshold": ("success_threshold", 1),
+               "initialDelaySeconds": ("initial_delay", 0)}
+
+
+def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
+                   pre: str) -> dict[str, Any]:
+    """Probes, preStop and grace period of the (first serving) container, and the
+    rolling-update strategy, with Kubernetes' defaults for what is left out."""
+    out: dict[str, Any] = {}
+    tmpl = ["spec", "template", "spec"]
+    for ci, container in enumerate(containers):
+        if not isinstance(container, dict):
+            continue
+        for key, attr in (("readinessProbe", "readiness"), ("livenessProbe", "liveness")):
+            raw = container.get(key)
+            if raw is None or attr in out:
+                continue
+            values: dict[str, Any] = {}
+            for field_name, (name, low) in _PROBE_KEYS.items():
+                if field_name not in (raw or {}):
+                    continue
+                at = [*tmpl, "containers", ci, key, field_name]
+                value = _expect(doc, at, int, "a whole number", p, pre)
+                if value is not None and value < low:
+                    p.at(doc, at, f"Invalid value: {value}: must be greater than or equal "
+                         f"to {low}", pre)
+                elif value is not None:
+                    values[name] = value
+            if key == "livenessProbe" and values.get("success_threshold", 1) != 1:
+                p.at(doc, [*tmpl, "containers", ci, key, "successThreshold"],
+                     "Invalid value: must be 1", pre)
+            out[attr] = Probe(**values)
+        hook = ((container.get("lifecycle") or {}).get("preStop") or {})
+        if hook and "pre_stop" not in out:
+            out["pre_stop"] = _pre_stop_seconds(doc, hook, [*tmpl, "containers", ci], p, pre)
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    if "terminationGracePeriodSeconds" in pod_spec:
+        at = [*tmpl, "terminationGracePeriodSeconds"]
+        grace = _expect(doc, at, int, "a whole number of seconds", p, pre)
+        if grace is not None and grace < 0:
+            p.at(doc, at, f"Invalid value: {grace}: must be greater than or equal to 0", pre)
+        elif grace is not None:
+            out["grace_period"] = float(grace)
+    rolling = ((spec.get("strategy") or {}).get("rollingUpdate") or {})
+    for key, attr in (("maxSurge", "max_surge"), ("maxUnavailable", "max_unavailable")):
+        if key in rolling:
+            value = rolling[key]
+            at = ["spec", "strategy", "rollingUpdate", key]
+            if isinstance(value, bool) or not (
+                    isinstance(value, int) and value >= 0
+                    or isinstance(value, str) and re.fullmatch(r"[0-9]+%", value)):
+                p.at(doc, at, f"Invalid value: {value!r}: must be a non-negative integer "
+                     "or a percentage (e.g. 25%)", pre)
+            else:
+                out[attr] = value
+    return out
+
+
+def _pre_stop_seconds(doc: MarkedDict, hook: dict, at: list[Any], p: Problems,
+                      pre: str) -> float:
+    """How long a preStop hook keeps the pod from getting SIGTERM: ``sleep.seconds``, or an
+    ``exec`` of ``sleep N`` (the usual ``["sh", "-c", "sleep 15"]``)."""
+    if "sleep" in hook:
+        seconds = _expect(doc, [*at, "lifecycle", "preStop", "sleep", "seconds"], int,
+                          "a whole number of seconds", p, pre)
+        return float(seconds or 0)
+    command = (hook.get("exec") or {}).get("command") or []
+    match = re.search(r"\bsleep\s+([0-9]+(?:\.[0-9]+)?)\b",
+                      " ".join(str(c) for c in command))
+    if match is None:
+        p.warn(doc, [*at, "lifecycle", "preStop"],
+               "npsim cannot tell how long this preStop hook runs (it understands sleep.seconds "
+               "and an exec of 'sleep N'); taken as instant", pre)
+        return 0.0
+    return float(match.group(1))
 
 
 KINDS = {"Service": (parse_service, _SERVICE_FIELDS), "Deployment": (parse_deployment,
@@ -372,3 +474,27 @@ def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | De
     for loc in unknown:
         p.warn(doc, loc, "not modelled by npsim; ignored", pre)
     return parser(doc, p, pre, origin)
+
+
+def _probe_manifest(probe: Probe) -> dict[str, int | float]:
+    return {"periodSeconds": int(probe.period), "timeoutSeconds": int(probe.timeout),
+            "failureThreshold": probe.failure_threshold,
+            "successThreshold": probe.success_threshold,
+            "initialDelaySeconds": int(probe.initial_delay)}
+
+
+def add_lifecycle(manifest: dict[str, Any], dep: Deployment) -> dict[str, Any]:
+    """Write a Deployment's probes, preStop, grace period and strategy into its resolved
+    manifest (``scenario.resolved.yaml`` repeats the run exactly)."""
+    pod = manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    if dep.readiness is not None:
+        container["readinessProbe"] = _probe_manifest(dep.readiness)
+    if dep.liveness is not None:
+        container["livenessProbe"] = _probe_manifest(dep.liveness)
+    if dep.pre_stop:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": math.ceil(dep.pre_stop)}}}
+    pod["terminationGracePeriodSeconds"] = int(dep.grace_period)
+    manifest["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {
+        "maxSurge": dep.max_surge, "maxUnavailable": dep.max_unavailable}}
+    return manifest

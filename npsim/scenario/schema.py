@@ -123,6 +123,16 @@ class KubeProxySpec(Model):
     sync_per_rule: Seconds = 1.5e-6
 
 
+class ControlPlaneSpec(Model):
+    """Node-lifecycle timings; each omitted one takes ``kubernetesVersion``'s default
+    (npsim/cluster/lifecycle.py gives them with their upstream sources)."""
+
+    node_lease_renew_interval: Seconds | None = None
+    node_monitor_period: Seconds | None = None
+    node_monitor_grace_period: Seconds | None = None
+    toleration_seconds: Seconds | None = None
+
+
 QuantileRow = Annotated[list[Seconds], Field(min_length=4, max_length=4)]
 
 
@@ -134,6 +144,9 @@ class ClusterSpec(Model):
     userspace: UserspaceSpec = UserspaceSpec()
     kube_proxy: KubeProxySpec = KubeProxySpec()
     other_services: OtherServices = OtherServices()
+    # picks the control plane's defaults (node-monitor-grace-period 40 s to 1.31, 50 s after)
+    kubernetes_version: str = Field(default="1.32", pattern=r"^v?1\.[0-9]+(\.[0-9]+)?$")
+    control_plane: ControlPlaneSpec = ControlPlaneSpec()
     # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
     # table for that mode (npsim/proxy/cost.py)
     cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}
@@ -159,6 +172,11 @@ class WorkloadSpec(Model):
     service_time: Distribution
     queue_limit: int | None = Field(default=None, ge=0)
     placement: Literal["spread"] | dict[str, Annotated[int, Field(ge=0)]] = "spread"
+    # a new pod's container starts this long after it is scheduled (image present)
+    startup: Seconds = 1.0
+    # on SIGTERM: ``exit`` at once (in-flight requests reset) or ``drain``: refuse new
+    # connections, finish what it has, then exit
+    on_sigterm: Literal["exit", "drain"] = "drain"
 
 
 class RateStep(Model):
@@ -212,8 +230,19 @@ class ArrivalSpec(Model):
 
 
 class DnsEntry(Model):
+    """DNS round robin over every node's A record, cached by each client for ``ttl``.
+
+    ``order``: how the server orders the answer (``rotate``: a classic round-robin
+    server; ``random``: CoreDNS ``loadbalance``). ``client``: what the client library
+    does with the list: ``pin`` uses the first address until the cache expires (glibc
+    getaddrinfo + one connect), ``rotate`` walks the cached list one address per new
+    connection, ``failover`` keeps the first address but moves to the next one after a
+    failed connection (curl / Go's dialer trying each address in turn).
+    """
+
     ttl: Seconds
     order: Literal["rotate", "random"] = "rotate"
+    client: Literal["pin", "rotate", "failover"] = "pin"
 
 
 def _entry_shorthand(value: Any) -> Any:
@@ -284,13 +313,92 @@ class NatGateway(Model):
     share: float = Field(gt=0, le=1)
 
 
+class HealthCheckSpec(Model):
+    """Active health checks of every node (HAProxy ``check inter 2s rise 2 fall 3``).
+
+    ``port: nodePort`` opens a TCP connection to Node:NodePort (it succeeds when the
+    node answers and kube-proxy forwards it to a live pod); ``healthCheckNodePort``
+    asks kube-proxy's per-Service health server (``type: LoadBalancer`` with
+    ``externalTrafficPolicy: Local`` only): HTTP 200 iff the node has a local ready
+    endpoint, else 503 (k8s pkg/proxy/healthcheck/service_health.go).
+    """
+
+    interval: Seconds = 2.0
+    timeout: Seconds = 1.0
+    rise: int = Field(default=2, ge=1)
+    fall: int = Field(default=3, ge=1)
+    port: Literal["nodePort", "healthCheckNodePort"] = "nodePort"
+
+    @model_validator(mode="after")
+    def _timeout(self) -> HealthCheckSpec:
+        if self.interval <= 0:
+            raise ValueError("healthCheck interval must be > 0")
+        if self.timeout <= 0 or self.timeout > self.interval:
+            raise ValueError("healthCheck timeout must be > 0 and at most the interval")
+        return self
+
+
+class PassiveCheckSpec(Model):
+    """nginx ``max_fails`` / ``fail_timeout``: after ``maxFails`` failed connections to a
+    node within ``failTimeout`` the node gets no traffic for ``failTimeout``."""
+
+    max_fails: int = Field(default=1, ge=1)
+    fail_timeout: Seconds = 10.0
+
+
 class BalancerSpec(Model):
     """An external load balancer in front. ``snat: true`` makes the nodes see only the
     balancer's own addresses (an L7/proxying or SNAT-ing LB); ``false`` passes the
-    client address through. Proxy headers do not change what kube-proxy sees."""
+    client address through. Proxy headers do not change what kube-proxy sees.
+
+    With ``algorithm`` (or health checks) the balancer itself spreads connections over
+    every Node:NodePort (the tutorial's nginx/HAProxy upstream): ``roundRobin``,
+    ``leastConnections`` (fewest requests in flight) or ``random``; a node it cannot
+    reach fails the request after ``connectTimeout`` (nginx ``proxy_connect_timeout``).
+    """
 
     snat: bool = False
     addresses: int = Field(default=1, ge=1)
+    algorithm: Literal["roundRobin", "leastConnections", "random"] | None = None
+    health_check: HealthCheckSpec | None = None
+    passive: PassiveCheckSpec | None = None
+    connect_timeout: Seconds = 5.0
+
+    @property
+    def in_front(self) -> bool:
+        """The balancer picks the node (not the client's ``entry``)."""
+        return (self.algorithm is not None or self.health_check is not None
+                or self.passive is not None)
+
+
+class BackoffSpec(Model):
+    """Wait before retry k (k = 1, 2, ...): min(max, base x multiplier^(k-1)), with
+    ``full`` jitter a uniform draw below that (AWS "full jitter")."""
+
+    base: Seconds = 0.1
+    multiplier: float = Field(default=2.0, ge=1)
+    max: Seconds = 10.0
+    jitter: Literal["none", "full"] = "full"
+
+
+class RetryBudgetSpec(Model):
+    """Finagle's RetryBudget: retries within the last ``window`` may number at most
+    ``minPerSecond`` x window + ``ratio`` x first attempts sent in that window."""
+
+    ratio: float = Field(default=0.2, ge=0)
+    min_per_second: float = Field(default=10.0, ge=0)
+    window: Seconds = 10.0
+
+
+class RetrySpec(Model):
+    """A failed request is sent again (on a new connection) after a backoff, at most
+    ``attempts`` more times; ``retryOn`` limits which failure reasons are retried
+    (default: every reason)."""
+
+    attempts: int = Field(default=2, ge=1)
+    backoff: BackoffSpec = BackoffSpec()
+    retry_on: list[str] | None = None
+    budget: RetryBudgetSpec | None = None
 
 
 class ClientSpec(Model):
@@ -307,8 +415,16 @@ class ClientSpec(Model):
     entry: Annotated[EntrySpec, BeforeValidator(_entry_shorthand)] = EntrySpec(random=True)
     requests_per_connection: int = Field(default=1, ge=1)
     rtt: Distribution = Constant(dist="constant", value=0.0)
-    # how long a client waits for a connection that gets no answer before it gives up
-    connect_timeout: Seconds = 10.0
+    # how long a client waits for a connection that gets no answer before it gives up;
+    # none: the kernel's SYN retransmissions alone (synRetries 6 -> 127 s)
+    connect_timeout: Seconds | None = 10.0
+    syn_retries: int = Field(default=6, ge=0, le=20)  # net.ipv4.tcp_syn_retries
+    request_timeout: Seconds | None = None  # wait for the response once the request is sent
+    retries: RetrySpec | None = None
+    # when the population sends: from ``start``, until ``stop``, at most ``requests``
+    start: Seconds = 0.0
+    stop: Seconds | None = None
+    requests: int | None = Field(default=None, ge=1)
 
     @field_validator("source_ip_base")
     @classmethod
@@ -337,6 +453,18 @@ class ClientSpec(Model):
             raise ValueError("at most 16 natGateways of at most 255 addresses each")
         if self.balancer is not None and self.balancer.addresses > 255:
             raise ValueError("a balancer has at most 255 addresses")
+        if self.balancer is not None and self.balancer.in_front and self.entry.kind != "random":
+            raise ValueError("a balancer with algorithm/healthCheck/passive picks the node "
+                             "itself: leave 'entry' out")
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError("'stop' must be after 'start'")
+        if self.retries is not None and self.retries.retry_on is not None:
+            from npsim.sim.records import REASONS
+
+            unknown = sorted(set(self.retries.retry_on) - set(REASONS.values()) - {""})
+            if unknown:
+                raise ValueError(f"retries.retryOn: unknown failure reason(s) {', '.join(unknown)} "
+                                 f"(known: {', '.join(r for r in REASONS.values() if r)})")
         return self
 
     @property
@@ -352,6 +480,8 @@ class RunSpec(Model):
     warmup: Seconds = 0.0
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1)
+    # width of a row of timeseries.parquet (throughput, failures, latency, node views)
+    timeseries_bucket: Seconds = Field(default=1.0, gt=0)
 
     # field checks first, so a scenario file's error points at the offending key
     @field_validator("requests")
@@ -381,16 +511,144 @@ class RunSpec(Model):
         return self
 
 
+class ProbeAlert(Model):
+    """Blackbox probe of every Node:NodePort, alert on ``probe_success == 0`` (the
+    tutorial's ``up{job="nodeport-services"} == 0``)."""
+
+    interval: Seconds = Field(default=15.0, gt=0)  # scrape interval
+
+
+class ThresholdAlert(Model):
+    """A value over the requests that ended in the last ``window`` above ``above``."""
+
+    above: float = Field(ge=0)
+    window: Seconds = 30.0
+
+
+class AlertSpec(Model):
+    """One Prometheus-style rule: exactly one of ``probe``, ``errorRatio`` (failed /
+    ended requests) or ``latencyP99`` (seconds, e.g. ``above: 0.25``), true at every
+    evaluation for at least ``for`` before it fires."""
+
+    name: str = Field(min_length=1)
+    probe: ProbeAlert | None = None
+    error_ratio: ThresholdAlert | None = None
+    latency_p99: ThresholdAlert | None = Field(default=None, alias="latencyP99")
+    for_: Seconds = Field(default=0.0, alias="for")
+
+    @model_validator(mode="after")
+    def _one(self) -> AlertSpec:
+        if sum(x is not None for x in (self.probe, self.error_ratio, self.latency_p99)) != 1:
+            raise ValueError("give exactly one of 'probe', 'errorRatio' or 'latencyP99'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return ("probe" if self.probe is not None else
+                "error_ratio" if self.error_ratio is not None else "latency_p99")
+
+
+class SloSpec(Model):
+    """Availability objective: the error budget is (1 - availability) of requests."""
+
+    availability: float = Field(gt=0, lt=1)
+    window: Seconds = 30 * 86400.0  # the SLO period the budget belongs to
+
+
+class MonitoringSpec(Model):
+    """Alert rules over the simulated metrics, evaluated every ``evaluationInterval``
+    (Prometheus ``evaluation_interval``), and an optional SLO."""
+
+    evaluation_interval: Seconds = Field(default=15.0, gt=0)
+    alerts: list[AlertSpec] = []
+    slo: SloSpec | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> MonitoringSpec:
+        names = [a.name for a in self.alerts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alert names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
 class ScaleSpec(Model):
     deployment: str
     replicas: int = Field(ge=0)
 
 
+class NodeTarget(Model):
+    """A fault of a whole node: ``{node: node-2}``."""
+
+    node: str
+
+
+class PodTarget(Model):
+    """A fault of one pod, named as npsim names them: ``<deployment>-<ordinal>``."""
+
+    pod: str
+
+
+class PodCrashSpec(PodTarget):
+    """The container exits. ``runsFor``: after each restart it runs this long and exits
+    again (a crash loop) until the event's ``until``; omitted: it crashes once."""
+
+    runs_for: Seconds | None = Field(default=None, gt=0)
+
+
+class PodSlowdownSpec(PodTarget):
+    """Service time multiplied by ``factor`` (a noisy neighbour) until ``until``."""
+
+    factor: float = Field(gt=0)
+
+
+class RolloutSpec(Model):
+    """A rolling update of a Deployment to a new pod template (same behaviour, new pods),
+    following the Deployment's ``strategy.rollingUpdate`` (maxSurge, maxUnavailable)."""
+
+    deployment: str
+
+
+FAULT_KINDS = ("scale", "node_crash", "node_partition", "kubelet_stop", "kube_proxy_stop",
+               "pod_crash", "pod_hang", "pod_slowdown", "rollout")
+
+
 class EventSpec(Model):
-    """Something that happens during the run (failures come in a later issue)."""
+    """Something that happens at ``at``: exactly one kind; ``until`` ends a fault
+    (recovery of a node, kubelet or kube-proxy; end of a hang, slowdown or crash loop)."""
 
     at: Seconds
-    scale: ScaleSpec
+    until: Seconds | None = None
+    scale: ScaleSpec | None = None
+    node_crash: NodeTarget | None = None
+    node_partition: NodeTarget | None = None
+    kubelet_stop: NodeTarget | None = None
+    kube_proxy_stop: NodeTarget | None = None
+    pod_crash: PodCrashSpec | None = None
+    pod_hang: PodTarget | None = None
+    pod_slowdown: PodSlowdownSpec | None = None
+    rollout: RolloutSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EventSpec:
+        given = [k for k in FAULT_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            names = ", ".join(to_camel(k) for k in FAULT_KINDS)
+            raise ValueError(f"give exactly one event kind ({names})")
+        if self.until is not None:
+            if self.until <= self.at:
+                raise ValueError("'until' must be later than 'at'")
+            if given[0] in ("scale", "rollout"):
+                raise ValueError(f"'until' does not apply to {to_camel(given[0])}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in FAULT_KINDS if getattr(self, k) is not None)
+
+    @property
+    def target(self) -> Any:
+        return getattr(self, self.kind)
 
 
 class ScenarioSpec(Model):
@@ -402,4 +660,5 @@ class ScenarioSpec(Model):
     workloads: dict[str, WorkloadSpec] = Field(min_length=1)
     clients: list[ClientSpec] = Field(min_length=1)
     events: list[EventSpec] = []
+    monitoring: MonitoringSpec | None = None
     run: RunSpec

@@ -13,27 +13,41 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
+from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
-from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
+from npsim.sim.balancer import Balancer
+from npsim.sim.clients import (
+    Addresses,
+    ClosedLoop,
+    OpenLoop,
+    Population,
+    connect_give_up,
+    make_entry,
+    needs_done,
+)
 from npsim.sim.controlplane import ControlPlane
+from npsim.sim.faults import FaultInjector, Kubelets
 from npsim.sim.pods import PodServer, Relay
+from npsim.sim.probes import Blackbox, NodePortProbe
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
+    CONNECTION_REFUSED,
     DIAL_FAILED,
     DROPPED,
     ENDPOINT_GONE,
     FAILED,
     NAN,
     NO_ENDPOINTS,
+    NO_UPSTREAM,
     NODEPORT_CLOSED,
     REPLY_LOST,
     RequestLog,
@@ -62,6 +76,7 @@ class RunOutput:
     end_time: float
     warmup: float
     wall_seconds: float
+    probes: dict[str, Blackbox] = field(default_factory=dict)  # alert rule -> its samples
 
 
 def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list[KubeProxy]:
@@ -105,10 +120,16 @@ class Simulation:
         self._progress_every = max((self.budget or 0) // 100, 1)
 
         self.proxies = make_proxies(scenario, cluster, streams)
-        # pods report each end only to closed-loop users and to IPVS connection counters
-        self._report_done = any(c.arrival.closed for c in spec.clients) or any(
+        # pods report each end only to populations that ask (closed loops, retries,
+        # timeouts, least-connections balancers) and to IPVS connection counters
+        self._report_done = any(needs_done(c) for c in spec.clients) or any(
             p.counts_connections for p in self.proxies)
         self.pods: list[PodServer] = []
+        self._samplers: list[Callable[[], float]] = []  # each pod's service-time sampler
+        self._timeouts = [connect_give_up(c.syn_retries, c.connect_timeout)
+                          for c in spec.clients]
+        self.node_down = [False] * len(cluster.nodes)  # crashed or cut off: see node_answers
+        self.broken: set[int] = set()  # connections whose entry node went down
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
         for pod in cluster.pods:
             self._serve(pod)
@@ -124,8 +145,14 @@ class Simulation:
             lambda name: spec.cluster.kube_proxy.propagation.sampler(
                 streams.generator(f"propagation/{name}")),
             (spec.cluster.other_services.count, spec.cluster.other_services.endpoints_each),
-            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes])
-        self.control.schedule(spec.events)
+            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes],
+            events=self.events,
+            timing=timing_for(spec.cluster.kubernetes_version, spec.cluster.control_plane),
+            phases=lambda name: float(streams.generator(f"phase/{name}").random()),
+            deployments=scenario.deployments,
+            placement=lambda name: spec.workloads[name].placement)
+        self.kubelets = Kubelets(self)
+        FaultInjector(self, self.kubelets).schedule(spec.events)
 
         self.populations: list[Population] = []
         client_pods: dict[int, int] = {}  # client pod addresses used per node
@@ -145,10 +172,15 @@ class Simulation:
             else:
                 addresses = Addresses.external(cs, ip_base, streams.generator(f"nat/{cs.name}"),
                                                i)
+            balancer = None
+            if cs.balancer is not None and cs.balancer.in_front:
+                entry = balancer = self._balancer(cs, sp.index)
             common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry,
                           service_port=sp.index,
                           rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
-                          ip_base=ip_base, addresses=addresses)
+                          ip_base=ip_base, addresses=addresses, log=self.log,
+                          retry_rng=(streams.generator(f"retry/{cs.name}")
+                                     if cs.retries is not None else None))
             if cs.arrival.closed:
                 assert cs.arrival.think_time is not None
                 think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
@@ -156,30 +188,107 @@ class Simulation:
             else:
                 arrivals = streams.generator(f"arrivals/{cs.name}")
                 self.populations.append(OpenLoop(arrivals=arrivals, **common))
+            if balancer is not None:
+                pop = self.populations[-1]
+                pop.balancer = balancer
+                # the client hears of a node that does not answer when the balancer's
+                # own connect attempt gives up (nginx proxy_connect_timeout): a 502/504
+                pop.connect_timeout = min(pop.connect_timeout, connect_give_up(
+                    cs.syn_retries, cs.balancer.connect_timeout))
+                self._timeouts[i] = pop.connect_timeout
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
+        self.blackbox = self._blackbox()
+
+    def _blackbox(self) -> dict[str, Blackbox]:
+        """One blackbox prober per probe alert rule, over every NodePort clients use."""
+        monitoring = self.scenario.spec.monitoring
+        rules = [a for a in monitoring.alerts if a.probe is not None] if monitoring else []
+        if not rules:
+            return {}
+        ports = sorted({pop.service_port for pop in self.populations
+                        if pop.target == "nodePort"})
+        out = {}
+        for rule in rules:
+            probes = {sp: NodePortProbe(self.proxies, self.pods, sp, self.node_answers,
+                                        self.streams.generator(f"blackbox/{rule.name}/{sp}"))
+                      for sp in ports}
+            out[rule.name] = Blackbox(self.env, probes, len(self.cluster.nodes),
+                                      rule.probe.interval)
+        return out
+
+    def _balancer(self, cs, service_port: int) -> Balancer:  # noqa: ANN001 - ClientSpec
+        """The external balancer in front of one population, with its health checks."""
+        spec = cs.balancer
+        probe = NodePortProbe(self.proxies, self.pods, service_port, self.node_answers,
+                              self.streams.generator(f"lb-check/{cs.name}"))
+        hc = spec.health_check
+        local = hc is not None and hc.port == "healthCheckNodePort"
+        return Balancer(self.env, spec, cs.name, [n.name for n in self.cluster.nodes],
+                        self.streams.generator(f"lb/{cs.name}"), self.events,
+                        probe.health_check if local else probe.tcp,
+                        "healthCheckNodePort" if local else "NodePort")
+
+    def sending(self) -> bool:
+        """Whether clients may still send: periodic processes (health checks, probes)
+        stop after that in a request-count run, so that the run can drain and end."""
+        return self.budget is None or (self.generated < self.budget
+                                       and any(p.active for p in self.populations))
 
     # --- pods coming and going ----------------------------------------------------------
 
     def _serve(self, pod: Pod) -> PodServer:
-        server = PodServer(
-            self.env, pod.index, pod.workers, pod.queue_limit,
-            pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
-            self.log, self._done if self._report_done else None)
+        sampler = pod.service_time.sampler(self.streams.generator(f"service/{pod.name}"))
+        self._samplers.append(sampler)
+        server = self._process(pod.index, sampler)
         self.pods.append(server)
         self._arrive.append(server.arrive)
         return server
 
-    def _add_pod(self, deployment: str, live: set[int]) -> Pod:
-        pod = new_pod(self.scenario, self.cluster, deployment, live=live)
+    def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
+        pod = self.cluster.pods[index]
+        server = PodServer(self.env, index, pod.workers, pod.queue_limit, sampler,
+                           self.log, self._done if self._report_done else None)
+        server.timeouts = self._timeouts
+        return server
+
+    def fresh_process(self, index: int) -> PodServer:
+        """The pod's container (re)starts: a new process, with no connection of the old
+        one (connections opened before now are broken)."""
+        server = self._process(index, self._samplers[index])
+        server.first_conn = self.next_conn + 1
+        self.pods[index] = server
+        self._arrive[index] = server.arrive
+        return server
+
+    def service_sampler(self, index: int) -> Callable[[], float]:
+        return self._samplers[index]
+
+    def node_answers(self, node_index: int) -> bool:
+        """Whether the node answers on its addresses (False while crashed or cut off:
+        its NodePort accepts nothing and a client connecting there times out)."""
+        return not self.node_down[node_index]
+
+    def cut_connections(self, node: int) -> None:
+        """Established connections entering through ``node`` get no answer from now on."""
+        for pop in self.populations:
+            for slot, left in enumerate(pop.remaining):
+                if left and pop.conn_entry[slot] == node:
+                    self.broken.add(pop.conn_id[slot])
+
+    def _add_pod(self, deployment: str, node: int) -> Pod:
+        pod = new_pod(self.scenario, self.cluster, deployment, node)
         pod.created_at = self.env.now
-        self._serve(pod)
+        server = self._serve(pod)
+        server.alive = False  # no process until the kubelet starts the container
         return pod
 
     def _stop_pod(self, pod: Pod) -> None:
-        """A deleted pod stops answering at once (requests reaching it from now on fail
-        with endpoint_gone); work already queued there still finishes."""
-        self.pods[pod.index].alive = False
+        """A deleted pod's address is gone: packets to it get no answer (a client waits
+        for its timeout); its process was stopped by the kubelet before."""
+        server = self.pods[pod.index]
+        server.alive = server.serves_existing = server.hung = False
+        server.silent = True
         pod.deleted_at = self.env.now
 
     # --- hot path ---------------------------------------------------------------------
@@ -212,8 +321,12 @@ class Simulation:
         else:
             new_conn = 0
             proxy_cost = 0.0
-            if not self.pods[pop.conn_pod[slot]].alive:
-                return self._lost_connection(pop, slot, now)
+            server = self.pods[pop.conn_pod[slot]]
+            if (not server.alive and not server.serves_existing
+                    or pop.conn_id[slot] < server.first_conn
+                    or self.broken and pop.conn_id[slot] in self.broken):
+                return self._lost_connection(pop, slot, now, server.silent or (
+                    pop.conn_id[slot] in self.broken))
         entry = pop.conn_entry[slot]
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
@@ -234,13 +347,15 @@ class Simulation:
                 relay.arrive)
         return True
 
-    def _lost_connection(self, pop: Population, slot: int, now: float) -> bool:
-        """A request on a keep-alive connection whose pod is gone: no answer comes."""
+    def _lost_connection(self, pop: Population, slot: int, now: float,
+                         silent: bool = True) -> bool:
+        """A request on a keep-alive connection whose process is gone: a reset comes back,
+        or (``silent``: the pod's node or address is gone) nothing until the timeout."""
         tracked = self.tracked.pop(pop.conn_id[slot], None) if self.tracked else None
         if tracked is not None:  # the connection is dead: IPVS stops counting it
             tracked[2].closed(tracked[3], now)
         self._fail(pop, slot, now, pop.conn_entry[slot], pop.conn_pod[slot], ENDPOINT_GONE,
-                   pop.connect_timeout, new_conn=0)
+                   pop.connect_timeout if silent else 0.0, new_conn=0)
         return True
 
     def _connect(self, pop: Population, slot: int, now: float) -> float | None:
@@ -254,11 +369,15 @@ class Simulation:
         """
         clusterip = pop.target == "clusterIP"
         entry = pop.home if clusterip else pop.entry(slot, now)
-        proxy = self.proxies[entry]
         self.next_conn += 1
         conn = self.next_conn
         pop.conn_id[slot] = conn
         pop.conn_entry[slot] = entry
+        if entry < 0:  # the balancer in front has every node marked down: 503
+            return self._fail(pop, slot, now, -1, -1, NO_UPSTREAM)
+        if self.node_down[entry]:  # nothing answers on that node: the SYN goes unanswered
+            return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT, pop.connect_timeout)
+        proxy = self.proxies[entry]
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
@@ -279,10 +398,13 @@ class Simulation:
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
         waited = 0.0
-        if not self.pods[pod].alive:
+        server = self.pods[pod]
+        if not server.alive and not server.hung:  # a hung process still accepts
             if not proxy.retries_dials:
-                return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
-                                  pop.connect_timeout)
+                if server.silent:  # no such address (any more): SYNs go unanswered
+                    return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
+                                      pop.connect_timeout)
+                return self._fail(pop, slot, now, entry, pod, CONNECTION_REFUSED)
             # userspace: one dial per timeout, each to the next endpoint in the round robin;
             # a retry resets the client's affinity (roundrobin.go sessionAffinityReset)
             for attempt, timeout in enumerate(DIAL_TIMEOUTS):
@@ -358,7 +480,7 @@ class Simulation:
                     tracked[2].closed(tracked[3], self.env._now)
                     del self.tracked[conn]
         pop = self.populations[log.population[request]]
-        if pop.closed:
+        if pop.notify:
             pop.done(request, log.client[request], t_end)
 
     # --- driving ---
@@ -370,12 +492,24 @@ class Simulation:
             yield self.env.timeout(step)
             progress(min(self.env.now / duration, 1.0))
 
+    def advance(self, until: float) -> None:
+        """Run the clients and the timeline up to ``until`` (``npsim explain --at``)."""
+        if until < 0:
+            raise ValueError("must not be negative")
+        for pop in self.populations:
+            pop.start(self.env, self.send)
+        self.env.run(until=until)
+
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""
         run = self.scenario.spec.run
         started = time.perf_counter()
         for pop in self.populations:
             pop.start(self.env, self.send)
+            if pop.balancer is not None:
+                pop.balancer.start(self.sending)
+        for prober in self.blackbox.values():
+            prober.start(self.sending)
         if run.duration is not None:
             if progress is not None:
                 self.env.process(self._report(progress, run.duration))
@@ -390,4 +524,4 @@ class Simulation:
             end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, self.events, end, float(run.warmup),
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, self.blackbox)

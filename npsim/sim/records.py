@@ -28,6 +28,14 @@ REASONS = {
     DROPPED: "dropped_no_local_endpoint",  # Local policy, no endpoint on that node: DROP
     REPLY_LOST: "reply_lost",  # IPVS Local policy, no local endpoint: the reply is lost
 }
+# the pod's address answers but its process does not listen (crashed, draining, exited)
+CONNECTION_REFUSED = 9
+REASONS[CONNECTION_REFUSED] = "connection_refused"
+# client and external-balancer failures (codes stay dense: frames index names by code)
+REQUEST_TIMEOUT = len(REASONS)  # no response within the client's requestTimeout
+REASONS[REQUEST_TIMEOUT] = "request_timeout"
+NO_UPSTREAM = len(REASONS)  # the external balancer had every node marked down: 503
+REASONS[NO_UPSTREAM] = "no_healthy_upstream"
 
 NAN = float("nan")
 

@@ -1,0 +1,120 @@
+"""Probes from outside the cluster: would a check of Node:port succeed right now?
+
+Both the external balancer's active health checks and the monitoring's blackbox probes
+ask these questions, from the node's own state as its kube-proxy has programmed it.
+
+* TCP to Node:NodePort: the node must answer, kube-proxy must forward the SYN (no
+  REJECT, no DROP of a Local policy without local endpoint, no IPVS reply loss) and the
+  endpoint it picks must be alive. The probe picks an endpoint uniformly from its own
+  random stream, so probing never changes the draws the clients' connections see.
+* HTTP to the healthCheckNodePort (``type: LoadBalancer`` with
+  ``externalTrafficPolicy: Local``): kube-proxy's per-Service health server answers
+  200 iff the node has at least one local *ready* endpoint in its programmed state,
+  else 503 (k8s pkg/proxy/healthcheck/service_health.go ``hcHandler.ServeHTTP``;
+  the count is ``LocalReadyEndpoints``, terminating endpoints excluded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from npsim.cluster.model import Cluster, ServicePortModel
+from npsim.dists import batched
+from npsim.proxy.base import KubeProxy
+
+# the NodePort range's dynamic band starts here (kubernetes-semantics.md 6.1, fact 5)
+DYNAMIC_BAND_START = 30086
+
+
+class _Alive(Protocol):
+    alive: bool
+
+
+def health_check_node_port(cluster: Cluster, service_port: ServicePortModel) -> int:
+    """The healthCheckNodePort the API server gives a LoadBalancer + Local Service: one
+    more port from the NodePort allocator (fact 18), here the lowest free port of the
+    dynamic band, as npsim allocates NodePorts (cluster/model.py)."""
+    taken = {sp.node_port for sp in cluster.service_ports}
+    port = DYNAMIC_BAND_START
+    for sp in cluster.service_ports:  # earlier Services got theirs first
+        while port in taken:
+            port += 1
+        if sp.service is service_port.service:
+            return port
+        if sp.service.type == "LoadBalancer" and sp.service.external_traffic_policy == "Local":
+            taken.add(port)
+    return port
+
+
+class NodePortProbe:
+    """Checks of one Service port on every node, answered from the live simulation."""
+
+    def __init__(self, proxies: Sequence[KubeProxy], pods: Sequence[_Alive],
+                 service_port: int, answers: Callable[[int], bool],
+                 rng: np.random.Generator) -> None:
+        self.proxies = proxies
+        self.pods = pods
+        self.service_port = service_port
+        self.answers = answers
+        self._uniform = batched(rng.random)
+
+    def tcp(self, node: int) -> bool:
+        """A TCP connect to Node:NodePort is accepted by a live pod."""
+        if not self.answers(node):
+            return False
+        proxy = self.proxies[node]
+        view = proxy.views[self.service_port]
+        if not view.any or not proxy.accepts("primary"):
+            return False
+        table, _, reply_lost = proxy.route(view, "external", False, False)
+        if table.n == 0 or reply_lost:
+            return False
+        choice = int(self._uniform() * table.n)
+        return self.pods[table.pods[choice]].alive and self.answers(table.nodes[choice])
+
+    def local_ready(self, node: int) -> int:
+        """What the healthCheckNodePort reports as ``localEndpoints``: the node's own
+        ready endpoints in its kube-proxy's programmed state."""
+        view = self.proxies[node].views[self.service_port]
+        local = getattr(view, "local", None)
+        if local is None:
+            return 0
+        return sum(1 for n in local.nodes if n == node)
+
+    def health_check(self, node: int) -> bool:
+        """HTTP GET of the healthCheckNodePort returns 200."""
+        return self.answers(node) and self.local_ready(node) > 0
+
+
+class Blackbox:
+    """The monitoring's blackbox exporter: probes every node's NodePort(s) each
+    ``interval`` (one light SimPy process) and keeps the ``probe_success`` samples as
+    columns; the alert rules are evaluated from them after the run."""
+
+    def __init__(self, env, probes: dict[int, NodePortProbe], n_nodes: int,  # noqa: ANN001
+                 interval: float) -> None:
+        self.env = env
+        self.probes = probes  # service port -> its probe
+        self.n_nodes = n_nodes
+        self.interval = interval
+        self.time: list[float] = []
+        self.service_port: list[int] = []
+        self.node: list[int] = []
+        self.success: list[bool] = []
+
+    def start(self, going: Callable[[], bool] = lambda: True) -> None:
+        self.env.process(self._scrape(going))
+
+    def _scrape(self, going: Callable[[], bool]):  # noqa: ANN202 - SimPy process
+        while going():
+            now = self.env.now
+            for sp, probe in self.probes.items():
+                for node in range(self.n_nodes):
+                    self.time.append(now)
+                    self.service_port.append(sp)
+                    self.node.append(node)
+                    self.success.append(probe.tcp(node))
+            yield self.env.timeout(self.interval)
