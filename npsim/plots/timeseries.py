@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from npsim.plots._common import MS, new_figure
 
@@ -36,7 +37,7 @@ def timeseries(result: Any) -> Figure:
     mean = frame.drop(columns="replication").groupby("time", sort=True).mean()
     time = mean.index.to_numpy(dtype=float)
     width = float(np.median(np.diff(time))) if len(time) > 1 else 1.0
-    reasons = [c for c in mean.columns if c.startswith("failed_")]
+    reasons = [c for c in mean.columns if c.startswith("failed_") and mean[c].any()]
     ready = [c for c in mean.columns if c.startswith("ready_endpoints:")]
     panels = 3 + bool(ready)
     fig, axes = new_figure(8.0, 2.0 + 1.7 * panels, nrows=panels, sharex=True)
@@ -70,6 +71,9 @@ def timeseries(result: Any) -> Figure:
         for column in ready:
             panel.step(time, mean[column], where="post", label=column.split(":", 1)[1])
         panel.set_ylabel("ready endpoints")
+        panel.yaxis.set_major_locator(MaxNLocator(integer=True))
+        values = mean[ready].to_numpy(dtype=float)
+        panel.set_ylim(np.nanmin(values) - 0.6, np.nanmax(values) + 0.6)
         panel.legend(loc="lower right", fontsize="small", ncols=min(len(ready), 4))
     axes[-1].set_xlabel("simulated time (s)")
     _mark_events(axes, _frame(result, "events"))
@@ -80,14 +84,25 @@ def timeseries(result: Any) -> Figure:
 
 
 def _mark_events(axes: Any, events: pd.DataFrame | None) -> None:
-    """A vertical line per event on every panel, labelled on the top one."""
+    """A vertical line per event on every panel; the top panel labels each cluster of
+    nearby events with its first event and how many follow."""
     if events is None:
         return
-    first = events[events["replication"] == events["replication"].min()]
+    first = events[events["replication"] == events["replication"].min()].sort_values("time")
     top = axes[0]
-    for i, row in enumerate(first.sort_values("time").itertuples()):
+    low, high = top.get_xlim()
+    close = 0.04 * (high - low)  # events nearer than this share one label
+    clusters: list[list[Any]] = []
+    for row in first.itertuples():
+        if clusters and row.time - clusters[-1][0].time <= close:
+            clusters[-1].append(row)
+        else:
+            clusters.append([row])
         for ax in axes:
             ax.axvline(row.time, color="#9467bd", linestyle=":", linewidth=1)
-        top.annotate(f"{row.kind} {row.subject}".strip(), (row.time, 1.0),
-                     xycoords=("data", "axes fraction"), xytext=(2, -10 - 10 * (i % 3)),
-                     textcoords="offset points", fontsize="x-small", color="#9467bd")
+    for i, cluster in enumerate(clusters):
+        head = cluster[0]
+        more = f" (+{len(cluster) - 1})" if len(cluster) > 1 else ""
+        top.annotate(f"{head.kind} {head.subject}{more}".strip(), (head.time, 1.0),
+                     xycoords=("data", "axes fraction"), xytext=(3, -10 - 11 * (i % 2)),
+                     textcoords="offset points", fontsize="x-small", color="#6a3d9a")

@@ -85,6 +85,19 @@ def node_table(result: Any) -> pd.DataFrame:
     return nodes
 
 
+def _events_section(result: Any, limit: int = 60) -> list[str]:
+    """The run's timeline (first replication): faults, control-plane reactions, alerts."""
+    events = getattr(result, "events", None)
+    if events is None or events.empty:
+        return []
+    first = events[events["replication"] == events["replication"].min()]
+    shown = first.head(limit).assign(time=lambda f: f["time"].map(lambda t: f"{t:.3f} s"))
+    more = (f"<p>{len(first) - limit} more in events.parquet.</p>"
+            if len(first) > limit else "")
+    return ["<h2>Events</h2>",
+            table(shown[["time", "kind", "subject", "detail"]], index=False) + more]
+
+
 def write_run_report(result: Any, folder: Path) -> Path:
     """Write ``figures/*.png`` and ``report.html`` into ``folder``; returns the page."""
     from npsim.api import resolved_yaml
@@ -107,6 +120,7 @@ def write_run_report(result: Any, folder: Path) -> Path:
     body += ["<h2>Summary</h2>", table(summary_table(result.summary)),
              "<h2>Pods</h2>", table(pod_table(result), index=False),
              "<h2>Nodes</h2>", table(node_table(result), index=False),
+             *_events_section(result),
              "<h2>Figures</h2>"]
     body += [figure(name, png, CAPTIONS.get(name, name)) for name, png in pngs.items()]
     body += ["<h2>Resolved scenario</h2>",

@@ -191,3 +191,11 @@ def test_result_plot_names_every_figure(one_population) -> None:
     fig = one_population.plot.pod_load()
     assert fig.axes[0].get_title() == "Per-pod load - test"
     assert one_population.plot.latency_cdf.__doc__ == plots.latency_cdf.__doc__
+
+
+def test_timeseries_of_a_real_run_follows_its_frame(one_population) -> None:
+    frame = one_population.timeseries
+    fig = one_population.plot.timeseries()
+    assert fig.axes[0].get_lines()[0].get_ydata() == pytest.approx(
+        frame["throughput"].to_numpy())
+    assert len(fig.axes) == 4  # ready endpoints per node

@@ -33,7 +33,7 @@ def test_report_is_self_contained_with_tables_figures_and_scenario(
     pngs = sorted((tmp_path / "figures").glob("*.png"))
     assert {p.stem for p in pngs} == {"latency_cdf", "latency_percentiles",
                                       "latency_breakdown", "pod_load", "lorenz",
-                                      "traffic_matrix", "cluster"}
+                                      "traffic_matrix", "cluster", "timeseries"}
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(p.read_bytes() for p in pngs)
     assert all(p.read_bytes().startswith(PNG) for p in pngs)
