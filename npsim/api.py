@@ -113,10 +113,13 @@ def load_result(folder: str | Path) -> Result:
     end_time = float(duration) if duration else float(requests["t_end"].max())
     meta = {"npsim_version": scenario.spec.npsim_version or "", "seed": scenario.spec.run.seed,
             "folder": str(folder)}
+    optional = {name: pd.read_parquet(folder / f"{name}.parquet")
+                for name in ("events", "timeseries") if (folder / f"{name}.parquet").is_file()}
     # the wall time of the original run is not kept in the folder
     return Result(scenario, requests, pd.read_parquet(folder / "pods.parquet"),
                   pd.read_parquet(folder / "nodes.parquet"),
-                  pd.read_csv(folder / "summary.csv"), float("nan"), end_time, meta)
+                  pd.read_csv(folder / "summary.csv"), float("nan"), end_time, meta,
+                  **optional)
 
 
 RESULT_FILES = ("requests.parquet", "pods.parquet", "nodes.parquet", "summary.csv",

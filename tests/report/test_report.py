@@ -148,3 +148,5 @@ def test_a_saved_result_reads_back_the_same(two_populations: npsim.Result,
     pd.testing.assert_frame_equal(back.pods, two_populations.pods)
     assert back.metric("latency_p99") == two_populations.metric("latency_p99")
     assert back.end_time == two_populations.end_time
+    pd.testing.assert_frame_equal(back.timeseries, two_populations.timeseries)
+    pd.testing.assert_frame_equal(back.events, two_populations.events, check_dtype=False)
