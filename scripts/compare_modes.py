@@ -15,7 +15,7 @@ import npsim
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = [("iptables", None), ("nftables", None), ("userspace", None)] + [
-    ("ipvs", s) for s in ("rr", "lc", "sed", "nq", "sh", "dh", "mh")]
+    ("ipvs", s) for s in ("rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh")]
 
 
 def run(mode: str, scheduler: str | None, services: int) -> dict[str, object]:
