@@ -1,6 +1,6 @@
 """The cluster as a graph: nodes grouped by zone, pods on their nodes, and the traffic
 from each entry node to each pod as an arrow whose width is its share of requests.
-Cross-node flows are drawn in a warm colour so they stand out."""
+Cross-node flows are orange, cross-zone flows red, so they stand out."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from matplotlib.patches import FancyBboxPatch
 from npsim.plots._common import labelled, new_figure
 from npsim.results.shares import traffic_matrix
 
-SAME_NODE, CROSS_NODE = "#7f7f7f", "#d62728"
+SAME_NODE, CROSS_NODE, CROSS_ZONE = "#7f7f7f", "#ff7f0e", "#d62728"
 MAX_WIDTH = 9.0
+POD_GAP = 0.6  # data units between pods of one node
 
 
 def traffic_graph(result: Any) -> nx.DiGraph:
     """Directed graph: vertices ``("node", name)`` (attrs zone, received) and
     ``("pod", name)`` (attrs node); an edge per entry node -> serving pod pair with
-    ``requests`` (measured requests that reached the pod) and ``cross_node``."""
+    ``requests`` (measured requests that reached the pod), ``cross_node`` and
+    ``cross_zone``."""
     res = labelled(result)[0][1]
     graph = nx.DiGraph()
     nodes = res.nodes.groupby("node", sort=False, observed=True).agg(
@@ -38,8 +40,10 @@ def traffic_graph(result: Any) -> nx.DiGraph:
             count = int(matrix.loc[entry, pod])
             if count:
                 pod_node = graph.nodes[("pod", pod)]["node"]
+                zones = (graph.nodes[("node", entry)]["zone"],
+                         graph.nodes[("node", pod_node)]["zone"])
                 graph.add_edge(("node", entry), ("pod", pod), requests=count,
-                               cross_node=pod_node != entry)
+                               cross_node=pod_node != entry, cross_zone=zones[0] != zones[1])
     return graph
 
 
@@ -58,8 +62,8 @@ def _layout(graph: nx.DiGraph) -> tuple[dict[Any, tuple[float, float]], dict[str
             pods = [v for v, d in graph.nodes(data=True)
                     if d["kind"] == "pod" and d["node"] == vertex[1]]
             for i, pod in enumerate(pods):
-                pos[pod] = (x + (i - (len(pods) - 1) / 2) * 0.45, 0.0)
-            x += max(1.0, 0.45 * len(pods) + 0.3)
+                pos[pod] = (x + (i - (len(pods) - 1) / 2) * POD_GAP, 0.0)
+            x += max(1.4, POD_GAP * len(pods) + 0.5)
         x += 0.6  # gap between zones
     return pos, zones
 
@@ -70,7 +74,7 @@ def cluster(result: Any) -> Figure:
     graph = traffic_graph(result)
     pos, zones = _layout(graph)
     span = max(x for x, _ in pos.values()) + 1
-    fig, ax = new_figure(max(6.0, 1.3 * span + 1), 4.8)
+    fig, ax = new_figure(max(7.0, 1.5 * span + 1.5), 5.0)
     for zone, members in sorted(zones.items()):
         xs = [pos[v][0] for v in members] + [pos[p][0] for p in graph.nodes
                                              if graph.nodes[p].get("node") in
@@ -99,19 +103,27 @@ def cluster(result: Any) -> Figure:
     for u, v, d in edges:
         nx.draw_networkx_edges(
             graph, pos, edgelist=[(u, v)], width=0.5 + MAX_WIDTH * d["requests"] / heaviest,
-            edge_color=CROSS_NODE if d["cross_node"] else SAME_NODE, alpha=0.75,
+            edge_color=_colour(d), alpha=0.75,
             arrows=True, arrowstyle="-|>", node_size=700,
             connectionstyle="arc3,rad=0.15" if d["cross_node"] else "arc3,rad=0.0", ax=ax)
-    cross = sum(d["requests"] for _, _, d in edges if d["cross_node"]) / total
-    ax.legend(handles=[Line2D([], [], color=SAME_NODE, linewidth=3,
-                              label="served on the entry node"),
-                       Line2D([], [], color=CROSS_NODE, linewidth=3,
-                              label=f"cross-node hop ({cross:.0%} of requests)")],
-              loc="lower center", bbox_to_anchor=(0.5, -0.02), ncols=2, fontsize="small",
-              frameon=False)
+    handles = []
+    for colour, label in ((SAME_NODE, "same node"), (CROSS_NODE, "to another node"),
+                          (CROSS_ZONE, "to another zone")):
+        share = sum(d["requests"] for _, _, d in edges if _colour(d) == colour) / total
+        if share or colour == SAME_NODE:
+            handles.append(Line2D([], [], color=colour, linewidth=3,
+                                  label=f"{label}: {share:.0%} of requests"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+               fontsize="small", frameon=False)
     ax.set_xlim(-0.9, span - 0.3)
     ax.set_ylim(-0.75, 1.65)
     ax.set_axis_off()
     ax.set_title(f"Cluster and traffic - {name}\n(arrow width: requests from the entry "
                  "node to the pod; node size: requests it received)", fontsize="medium")
     return fig
+
+
+def _colour(flow: dict[str, Any]) -> str:
+    if flow["cross_zone"]:
+        return CROSS_ZONE
+    return CROSS_NODE if flow["cross_node"] else SAME_NODE
