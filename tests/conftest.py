@@ -212,3 +212,10 @@ def assert_matches_theory(values: Sequence[float] | np.ndarray, theory: float, *
               f"theory {theory:.6g}")
     assert half <= max_rel_half * theory, f"CI too wide to test anything. {detail}"
     assert abs(mean - theory) <= half + rel_tol * theory, detail
+
+
+def run_bundled(name: str, duration: float, warmup: float) -> npsim.Result:
+    """Run a bundled scenario for a shorter time (tests of figures and reports)."""
+    scenario = npsim.bundled(name)
+    scenario.run.warmup, scenario.run.duration = warmup, duration
+    return npsim.run(scenario)

@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import client, exponential, simulate
+from conftest import client, exponential, run_bundled, simulate
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 import npsim
@@ -19,10 +19,7 @@ from npsim.results.shares import pod_shares
 @pytest.fixture(scope="module")
 def two_populations() -> npsim.Result:
     """local-vs-cluster, shortened: a Local and a Cluster population over pods 2+1."""
-    scenario = npsim.bundled("local-vs-cluster")
-    scenario.run.duration = 12
-    scenario.run.warmup = 2
-    return npsim.run(scenario)
+    return run_bundled("local-vs-cluster", 12.0, 2.0)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import client, scenario_dict
+from conftest import client, run_bundled, scenario_dict
 
 import npsim
 from npsim.cli import main
@@ -21,10 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def two_populations() -> npsim.Result:
-    scenario = npsim.bundled("local-vs-cluster")
-    scenario.run.duration = 6
-    scenario.run.warmup = 1
-    return npsim.run(scenario)
+    return run_bundled("local-vs-cluster", 6.0, 1.0)
 
 
 def test_report_is_self_contained_with_tables_figures_and_scenario(
@@ -78,15 +75,19 @@ def html_tables(page: str) -> list[list[list[str]]]:
     return parser.tables
 
 
-def test_report_lists_the_scenario_warnings(tmp_path: Path) -> None:
-    data = scenario_dict(clients=[client(rate=50.0)], duration=2.0)
+def test_report_lists_the_warnings_and_the_events(tmp_path: Path) -> None:
+    data = scenario_dict(nodes=2, replicas=2, clients=[client(rate=50.0)], duration=3.0)
     data["manifests"].append({"apiVersion": "v1", "kind": "ConfigMap",
                               "metadata": {"name": "settings"}})
+    data["events"] = [{"at": "1s", "scale": {"deployment": "web", "replicas": 3}}]
     result = npsim.run(npsim.scenario_from_dict(data))
-    assert result.scenario.warnings
+    assert result.scenario.warnings and len(result.events)
     page = write_run_report(result, tmp_path).read_text()
     assert page.count('class="warning"') == len(result.scenario.warnings)
     assert "ConfigMap" in page
+    events = next(t for t in html_tables(page) if t[0] == ["time", "kind", "subject", "detail"])
+    assert [row[1] for row in events[1:]] == list(result.events["kind"])
+    assert ["1.000 s", "scale", "web", "replicas=3"] in events
 
 
 def run_cli(*args: str) -> object:
