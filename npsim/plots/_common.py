@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from npsim.api import Result
 
-Results = "Result | Mapping[str, Result] | Sequence[Result]"
 MS = 1e3  # seconds -> milliseconds
 
 
@@ -84,7 +83,3 @@ def tail_is_long(values: np.ndarray) -> bool:
     if len(values) < 2:
         return False
     return float(np.quantile(values, 0.999)) > 10 * float(np.median(values))
-
-
-def title(fig: Figure, text: str, result_name: str | None = None) -> None:
-    fig.suptitle(text if result_name is None else f"{text} - {result_name}")

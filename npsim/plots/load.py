@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from npsim.plots._common import labelled, new_figure
 from npsim.results.shares import pod_shares, traffic_matrix
@@ -84,9 +85,7 @@ def traffic_heatmap(result: Any) -> Figure:
     return fig
 
 
-def _cell(i: int, j: int) -> Any:
-    from matplotlib.patches import Rectangle
-
+def _cell(i: int, j: int) -> Rectangle:
     return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#444", linewidth=1.5)
 
 

@@ -48,7 +48,7 @@ def timeseries(result: Any) -> Figure:
         throughput.plot(centre, mean["sent"] / width, linestyle="--", linewidth=1,
                         label="sent/s")
     throughput.set_ylabel("requests/s")
-    throughput.legend(loc="lower right", fontsize="small")
+    throughput.legend(loc="best", fontsize="small")
     bottom = np.zeros(len(time))
     for column in reasons:
         rate = mean[column].to_numpy(dtype=float) / width
@@ -59,13 +59,13 @@ def timeseries(result: Any) -> Figure:
         failures.text(0.5, 0.5, "no failures", transform=failures.transAxes, ha="center",
                       va="center", color="grey")
     else:
-        failures.legend(loc="upper right", fontsize="small")
+        failures.legend(loc="best", fontsize="small")
     failures.set_ylabel("failures/s")
     for column, style in (("latency_p50", "-"), ("latency_p99", "-")):
         if column in mean:
             latency.plot(centre, mean[column] * MS, linestyle=style, label=column[8:])
     latency.set_ylabel("latency (ms)")
-    latency.legend(loc="upper right", fontsize="small")
+    latency.legend(loc="best", fontsize="small")
     if ready:
         panel = axes[3]
         for column in ready:
@@ -74,7 +74,7 @@ def timeseries(result: Any) -> Figure:
         panel.yaxis.set_major_locator(MaxNLocator(integer=True))
         values = mean[ready].to_numpy(dtype=float)
         panel.set_ylim(np.nanmin(values) - 0.6, np.nanmax(values) + 0.6)
-        panel.legend(loc="lower right", fontsize="small", ncols=min(len(ready), 4))
+        panel.legend(loc="best", fontsize="small", ncols=min(len(ready), 4))
     axes[-1].set_xlabel("simulated time (s)")
     _mark_events(axes, _frame(result, "events"))
     for ax in axes:
