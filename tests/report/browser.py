@@ -43,12 +43,14 @@ class Chromium:
     def __init__(self, binary: str, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="npsim-chromium-")
+        # a file, not a pipe: chromium logs a lot, and a full pipe would stall it
+        self.log = open(Path(self.profile) / "stderr.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu",
              "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
              "--remote-debugging-port=0", "--remote-allow-origins=*",
              f"--user-data-dir={self.profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=self.log)
         port = self._port()
         self.socket = websocket.create_connection(self._page_socket(port), timeout=timeout,
                                                   suppress_origin=True)
@@ -61,8 +63,8 @@ class Chromium:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("chromium exited: "
-                                   + self.process.stderr.read().decode(errors="replace")[-2000:])
+                log = (Path(self.profile) / "stderr.log").read_bytes()
+                raise RuntimeError("chromium exited: " + log.decode(errors="replace")[-2000:])
             if marker.is_file() and marker.read_text().strip():
                 return int(marker.read_text().split()[0])
             time.sleep(0.1)
@@ -130,6 +132,7 @@ class Chromium:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
