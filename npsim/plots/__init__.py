@@ -57,10 +57,19 @@ for _name, _plot in FIGURES.items():
     setattr(PlotAccessor, _name, _method(_name, _plot))
 
 
-def figures_for(result: Any) -> dict[str, Figure]:
-    """Every figure that applies to this Result (the time series needs its frame)."""
-    return {name: plot(result) for name, plot in FIGURES.items()
-            if name != "timeseries" or has_timeseries(result)}
+def figures_for(result: Any) -> tuple[dict[str, Figure], dict[str, str]]:
+    """Every figure that applies to this Result, and for those with nothing to draw (no
+    completed request, no time series) the reason."""
+    figures, skipped = {}, {}
+    for name, plot in FIGURES.items():
+        if name == "timeseries" and not has_timeseries(result):
+            skipped[name] = "this result has no time series"
+            continue
+        try:
+            figures[name] = plot(result)
+        except ValueError as exc:  # e.g. no completed request: nothing to draw
+            skipped[name] = str(exc)
+    return figures, skipped
 
 
 __all__ = ["FIGURES", "PlotAccessor", "cluster", "figures_for", "latency_breakdown",

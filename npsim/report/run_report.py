@@ -104,7 +104,8 @@ def write_run_report(result: Any, folder: Path) -> Path:
     from npsim.plots import figures_for
 
     spec = result.scenario.spec
-    pngs = write_figures(figures_for(result), folder)
+    figures, skipped = figures_for(result)
+    pngs = write_figures(figures, folder)
     reps = int(spec.run.replications)
     body = [
         f"<h1>npsim run: {esc(spec.name)}</h1>",
@@ -123,6 +124,8 @@ def write_run_report(result: Any, folder: Path) -> Path:
              *_events_section(result),
              "<h2>Figures</h2>"]
     body += [figure(name, png, CAPTIONS.get(name, name)) for name, png in pngs.items()]
+    body += [f"<p>Not drawn: {esc(CAPTIONS.get(name, name))} ({esc(why)}).</p>"
+             for name, why in skipped.items()]
     body += ["<h2>Resolved scenario</h2>",
              "<p>Repeat this run with <code>npsim run scenario.resolved.yaml</code>.</p>",
              f"<pre>{esc(resolved_yaml(result.scenario))}</pre>"]

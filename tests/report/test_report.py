@@ -151,3 +151,15 @@ def test_a_saved_result_reads_back_the_same(two_populations: npsim.Result,
     assert back.end_time == two_populations.end_time
     pd.testing.assert_frame_equal(back.timeseries, two_populations.timeseries)
     assert back.events.empty and two_populations.events.empty  # columns kept, no rows
+
+
+def test_a_run_where_nothing_completes_still_gets_its_report(tmp_path: Path) -> None:
+    # one worker, a one-place queue and 10 s requests: after the first, all are rejected
+    data = scenario_dict(clients=[client(rate=200.0)], duration=2.0, warmup=0.5,
+                         queue_limit=1, service_time={"dist": "constant", "value": "10s"})
+    result = npsim.run(npsim.scenario_from_dict(data))
+    assert result.metric("requests_completed") == 0
+    page = write_run_report(result, tmp_path).read_text()
+    assert "Not drawn: Latency CDF" in page and "no completed measured requests" in page
+    assert (tmp_path / "figures" / "pod_load.png").is_file()
+
