@@ -37,9 +37,12 @@ def write_compare_report(results: Mapping[str, Any], folder: Path,
     """``compare.html`` and ``figures/*.png`` comparing the labelled results."""
     from npsim.plots import latency_breakdown, latency_cdf, latency_percentiles
 
-    figures = {"latency_cdf": latency_cdf(dict(results)),
-               "latency_percentiles": latency_percentiles(dict(results)),
-               "latency_breakdown": latency_breakdown(dict(results))}
+    figures, skipped = {}, {}
+    for plot in (latency_cdf, latency_percentiles, latency_breakdown):
+        try:
+            figures[plot.__name__] = plot(dict(results))
+        except ValueError as exc:  # no completed request in any run
+            skipped[plot.__name__] = str(exc)
     pngs = write_figures(figures, folder)
     listing = "".join(f"<li><b>{esc(label)}</b>: {esc((sources or {}).get(label, ''))} "
                       f"(scenario {esc(r.scenario.spec.name)}, seed {r.scenario.spec.run.seed})"
@@ -49,6 +52,7 @@ def write_compare_report(results: Mapping[str, Any], folder: Path,
             "<p>Intervals are 95% confidence intervals over replications.</p>",
             "<h2>Figures</h2>"]
     body += [figure(name, png, name.replace("_", " ")) for name, png in pngs.items()]
+    body += [f"<p>Not drawn: {esc(name)} ({esc(why)}).</p>" for name, why in skipped.items()]
     out = folder / "compare.html"
     out.write_text(page("npsim comparison", body), encoding="utf-8")
     return out
