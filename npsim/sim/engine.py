@@ -11,6 +11,7 @@ at the pod, end of service), four in userspace mode (the kube-proxy process rela
 from __future__ import annotations
 
 import ipaddress
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from npsim.sim.clients import (
     connect_give_up,
     make_entry,
     needs_done,
+    syn_send_times,
 )
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.faults import FaultInjector, Kubelets
@@ -374,8 +376,13 @@ class Simulation:
         pop.conn_entry[slot] = entry
         if entry < 0:  # the balancer in front has every node marked down: 503
             return self._fail(pop, slot, now, -1, -1, NO_UPSTREAM)
+        waited = 0.0
         if self.node_down[entry]:  # nothing answers on that node: the SYN goes unanswered
-            return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT, pop.connect_timeout)
+            late = self._syn_answered(pop, entry, now)
+            if late is None:
+                return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT,
+                                  pop.connect_timeout)
+            waited = late  # a retransmitted SYN reaches the node once it is back
         proxy = self.proxies[entry]
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
@@ -396,7 +403,6 @@ class Simulation:
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
-        waited = 0.0
         server = self.pods[pod]
         if not server.alive and not server.hung:  # a hung process still accepts
             if not proxy.retries_dials:
@@ -426,6 +432,22 @@ class Simulation:
             table.opened(key, now)
             self.tracked[conn] = [0, False, table, key]
         return waited + proxy.cost()
+
+    def _syn_answered(self, pop: Population, node: int, now: float) -> float | None:
+        """After how long a retransmitted SYN gets through to a node that is down now:
+        the first retransmission (1 s, 3 s, 7 s, ... after the first SYN) sent once the
+        scenario's fault on it ends, if that comes before the client gives up; None if
+        it never does. The endpoint is chosen from the node's rules as they are now."""
+        back = math.inf
+        for event in self.scenario.spec.events:
+            if (event.kind in ("node_crash", "node_partition") and event.until is not None
+                    and event.at <= now < event.until
+                    and self.cluster.node_index(event.target.node) == node):
+                back = event.until
+        for offset in syn_send_times(pop.spec.syn_retries, pop.connect_timeout):
+            if now + offset >= back:
+                return offset
+        return None
 
     def _to_pod(self, request: int, delay: float) -> None:
         """After the userspace relay: on to the pod across the hop."""
