@@ -347,7 +347,7 @@ def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
 def _check_front_ends(scenario: Scenario, tree: Any, p: Problems) -> None:
     """A balancer checking the healthCheckNodePort needs a Service that has one: the API
     server allocates it only for type LoadBalancer with externalTrafficPolicy Local
-    (kubernetes-semantics.md 10, fact 18)."""
+    (k8s pkg/registry/core/service/storage/alloc.go: ``needsHCNodePort``)."""
     for i, client in enumerate(scenario.spec.clients):
         hc = client.balancer.health_check if client.balancer is not None else None
         svc = scenario.services.get(client.service)

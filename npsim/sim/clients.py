@@ -68,7 +68,8 @@ class DnsEntry:
     answer). ``client`` is the library's: ``pin`` takes the first address until the
     cache expires; ``rotate`` walks the cached list, one address per new connection;
     ``failover`` keeps an address until a connection through it fails, then takes the
-    next one. measurements.md 1.7: a client pins to one address for about the cache TTL;
+    next one. A client thus pins to one address for about the cache TTL (glibc keeps the
+    server's order outside its own subnet: RFC 6724 rule 9; CoreDNS loadbalance docs);
     a dead node's address stays in every cache that holds it until the TTL runs out
     (nothing withdraws an A record when a node dies).
     """
@@ -204,7 +205,8 @@ def syn_send_times(syn_retries: int, give_up: float = math.inf) -> list[float]:
     Linux starts at a 1 s RTO and doubles it per retransmission, ``tcp_syn_retries``
     (default 6) times (kernel Documentation/networking/ip-sysctl.rst, tcp_syn_retries:
     "about 127 seconds" with the default); a retransmission reuses the conntrack entry,
-    so it goes where the first SYN went (kubernetes-semantics.md 1.10).
+    so it goes where the first SYN went (kube-proxy flushes no TCP conntrack entries:
+    k8s pkg/proxy/conntrack/cleanup.go ``CleanStaleEntries`` touches only UDP).
     """
     times = [SYN_RTO * (2**k - 1) for k in range(syn_retries + 1)]
     return [t for t in times if t < give_up]

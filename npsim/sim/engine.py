@@ -39,7 +39,7 @@ from npsim.sim.clients import (
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.faults import FaultInjector, Kubelets
 from npsim.sim.pods import PodServer, Relay
-from npsim.sim.probes import Blackbox, NodePortProbe
+from npsim.sim.probes import Blackbox, NodePortProbe, health_check_node_port
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
@@ -226,10 +226,12 @@ class Simulation:
                               self.streams.generator(f"lb-check/{cs.name}"))
         hc = spec.health_check
         local = hc is not None and hc.port == "healthCheckNodePort"
+        sp = self.cluster.service_ports[service_port]
+        what = (f"healthCheckNodePort {health_check_node_port(self.cluster, sp)}" if local
+                else f"NodePort {sp.node_port}")
         return Balancer(self.env, spec, cs.name, [n.name for n in self.cluster.nodes],
                         self.streams.generator(f"lb/{cs.name}"), self.events,
-                        probe.health_check if local else probe.tcp,
-                        "healthCheckNodePort" if local else "NodePort")
+                        probe.health_check if local else probe.tcp, what)
 
     def sending(self) -> bool:
         """Whether clients may still send: periodic processes (health checks, probes)

@@ -25,7 +25,8 @@ from npsim.cluster.model import Cluster, ServicePortModel
 from npsim.dists import batched
 from npsim.proxy.base import KubeProxy
 
-# the NodePort range's dynamic band starts here (kubernetes-semantics.md 6.1, fact 5)
+# the default NodePort range's dynamic band starts here: 30000-32767 with a static band
+# of min(max(16, 2768 / 32), 128) = 86 ports (KEP-3668, pkg/registry/core/service/portallocator)
 DYNAMIC_BAND_START = 30086
 
 

@@ -115,3 +115,14 @@ def test_every_node_down_answers_503_and_least_connections_drains_to_zero():
     assert (early["outcome"] == "completed").all()
     counts = early["entry_node"].value_counts()
     assert counts.max() - counts.min() <= 0.1 * counts.mean()
+
+
+def test_health_check_node_port_comes_from_the_node_port_allocator():
+    """Only LoadBalancer + Local gets one, from the dynamic band, clear of NodePorts."""
+    d = lb_local([])
+    d["manifests"][0]["spec"]["ports"][0]["nodePort"] = 30086
+    sim = Simulation(npsim.scenario_from_dict(d))
+    from npsim.sim.probes import health_check_node_port
+
+    assert health_check_node_port(sim.cluster, sim.cluster.service_ports[0]) == 30087
+    assert sim.populations[0].balancer.check_name == "healthCheckNodePort 30087"
