@@ -223,7 +223,8 @@ class Simulation:
         """The external balancer in front of one population, with its health checks."""
         spec = cs.balancer
         probe = NodePortProbe(self.proxies, self.pods, service_port, self.node_answers,
-                              self.streams.generator(f"lb-check/{cs.name}"))
+                              self.streams.generator(f"lb-check/{cs.name}"),
+                              lambda node: not self.control.nodes[node].frozen)
         hc = spec.health_check
         local = hc is not None and hc.port == "healthCheckNodePort"
         sp = self.cluster.service_ports[service_port]

@@ -55,8 +55,10 @@ class NodePortProbe:
 
     def __init__(self, proxies: Sequence[KubeProxy], pods: Sequence[_Alive],
                  service_port: int, answers: Callable[[int], bool],
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator,
+                 proxy_running: Callable[[int], bool] = lambda node: True) -> None:
         self.proxies = proxies
+        self.proxy_running = proxy_running  # the health server lives in kube-proxy
         self.pods = pods
         self.service_port = service_port
         self.answers = answers
@@ -74,7 +76,9 @@ class NodePortProbe:
         if table.n == 0 or reply_lost:
             return False
         choice = int(self._uniform() * table.n)
-        return self.pods[table.pods[choice]].alive and self.answers(table.nodes[choice])
+        pod = self.pods[table.pods[choice]]
+        # a hung process still completes the handshake (the kernel accepts for it)
+        return (pod.alive or getattr(pod, "hung", False)) and self.answers(table.nodes[choice])
 
     def local_ready(self, node: int) -> int:
         """What the healthCheckNodePort reports as ``localEndpoints``: the node's own
@@ -86,8 +90,10 @@ class NodePortProbe:
         return sum(1 for n in local.nodes if n == node)
 
     def health_check(self, node: int) -> bool:
-        """HTTP GET of the healthCheckNodePort returns 200."""
-        return self.answers(node) and self.local_ready(node) > 0
+        """HTTP GET of the healthCheckNodePort returns 200 (a stopped kube-proxy serves
+        no health port at all)."""
+        return (self.answers(node) and self.proxy_running(node)
+                and self.local_ready(node) > 0)
 
 
 class Blackbox:

@@ -126,3 +126,12 @@ def test_health_check_node_port_comes_from_the_node_port_allocator():
 
     assert health_check_node_port(sim.cluster, sim.cluster.service_ports[0]) == 30087
     assert sim.populations[0].balancer.check_name == "healthCheckNodePort 30087"
+
+
+def test_a_stopped_kube_proxy_fails_the_health_check_node_port():
+    """kube-proxy stops on node-1 at 5 s: its rules stay (traffic would still flow) but
+    its health server is gone, so the balancer takes node-1 out after fall checks."""
+    d = lb_local([{"at": "5s", "kubeProxyStop": {"node": "node-1"}}], duration=15.0)
+    rows, _ = marks(npsim.scenario_from_dict(d))
+    assert [(k, s) for _, k, s in rows] == [("lb_mark_down", "node-1")]
+    assert 5.0 + (FALL - 1) * INTERVAL + TIMEOUT <= rows[0][0] <= 5.0 + FALL * INTERVAL + TIMEOUT
