@@ -266,10 +266,9 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
         if protocol not in ("TCP", "UDP", "SCTP"):
             p.at(doc, [*at, "protocol"],
                  f'Unsupported value: "{protocol}": supported values: "SCTP", "TCP", "UDP"', pre)
-        if protocol in ("UDP", "SCTP"):
+        if protocol == "SCTP":
             p.warn(doc, [*at, "protocol"],
-                   f"{protocol} is simulated with TCP's connection semantics (conntrack entries "
-                   "are not flushed when endpoints change)", pre)
+                   "SCTP is simulated with TCP's connection semantics", pre)
         target = raw.get("targetPort", port)
         if isinstance(target, bool) or not isinstance(target, int | str):
             p.at(doc, [*at, "targetPort"], "expected a port number or a container port name", pre)
