@@ -72,6 +72,8 @@ class Scenario:
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
         ]
+        # an event is one kind: leave out the kinds (and the until) it does not use
+        data["events"] = [{k: v for k, v in e.items() if v is not None} for e in data["events"]]
         return data
 
 

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from npsim.cluster.lifecycle import TERMINATION_GRACE_PERIOD, Probe
 from npsim.scenario.problems import Problems
 from npsim.scenario.yamlio import MarkedDict
 
@@ -22,6 +21,7 @@ NODEPORT_RANGE = (30000, 32767)  # kube-apiserver --service-node-port-range defa
 # v1.DefaultClientIPServiceAffinitySeconds; valid 1..86400 (MaxClientIPServiceAffinitySeconds)
 DEFAULT_AFFINITY_TIMEOUT = 10800
 MAX_AFFINITY_TIMEOUT = 86400
+TERMINATION_GRACE_PERIOD = 30.0  # DefaultTerminationGracePeriodSeconds (SetDefaults_PodSpec)
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode",
                         "service.kubernetes.io/topology-aware-hints")
 
@@ -140,8 +140,9 @@ class Deployment:
     origin: str
     match_labels: dict[str, str] = field(default_factory=dict)
     # lifecycle (npsim/cluster/lifecycle.py): probes, preStop, grace period, strategy
-    readiness: Probe | None = None
-    liveness: Probe | None = None
+    # probes: the fields the manifest sets (npsim/cluster/lifecycle.py Probe adds defaults)
+    readiness: dict[str, float] | None = None
+    liveness: dict[str, float] | None = None
     pre_stop: float = 0.0  # seconds the preStop hook takes
     grace_period: float = TERMINATION_GRACE_PERIOD
     max_surge: int | str = "25%"
@@ -266,10 +267,9 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
         if protocol not in ("TCP", "UDP", "SCTP"):
             p.at(doc, [*at, "protocol"],
                  f'Unsupported value: "{protocol}": supported values: "SCTP", "TCP", "UDP"', pre)
-        if protocol in ("UDP", "SCTP"):
+        if protocol == "SCTP":
             p.warn(doc, [*at, "protocol"],
-                   f"{protocol} is simulated with TCP's connection semantics (conntrack entries "
-                   "are not flushed when endpoints change)", pre)
+                   "SCTP is simulated with TCP's connection semantics", pre)
         target = raw.get("targetPort", port)
         if isinstance(target, bool) or not isinstance(target, int | str):
             p.at(doc, [*at, "targetPort"], "expected a port number or a container port name", pre)
@@ -400,7 +400,7 @@ def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
             if key == "livenessProbe" and values.get("success_threshold", 1) != 1:
                 p.at(doc, [*tmpl, "containers", ci, key, "successThreshold"],
                      "Invalid value: must be 1", pre)
-            out[attr] = Probe(**values)
+            out[attr] = values
         hook = ((container.get("lifecycle") or {}).get("preStop") or {})
         if hook and "pre_stop" not in out:
             out["pre_stop"] = _pre_stop_seconds(doc, hook, [*tmpl, "containers", ci], p, pre)
@@ -476,11 +476,9 @@ def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | De
     return parser(doc, p, pre, origin)
 
 
-def _probe_manifest(probe: Probe) -> dict[str, int | float]:
-    return {"periodSeconds": int(probe.period), "timeoutSeconds": int(probe.timeout),
-            "failureThreshold": probe.failure_threshold,
-            "successThreshold": probe.success_threshold,
-            "initialDelaySeconds": int(probe.initial_delay)}
+def _probe_manifest(probe: dict[str, float]) -> dict[str, int]:
+    fields = {name: key for key, (name, _low) in _PROBE_KEYS.items()}
+    return {fields[name]: int(value) for name, value in probe.items()}
 
 
 def add_lifecycle(manifest: dict[str, Any], dep: Deployment) -> dict[str, Any]:

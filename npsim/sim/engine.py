@@ -131,7 +131,10 @@ class Simulation:
         self._timeouts = [connect_give_up(c.syn_retries, c.connect_timeout)
                           for c in spec.clients]
         self.node_down = [False] * len(cluster.nodes)  # crashed or cut off: see node_answers
-        self.broken: set[int] = set()  # connections whose entry node went down
+        # connections that change under their client: True = the entry node went down
+        # (no answer), False = a UDP conntrack entry was flushed (the next packet is a
+        # new flow, balanced afresh through the same node)
+        self.broken: dict[int, bool] = {}
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
         for pod in cluster.pods:
             self._serve(pod)
@@ -153,6 +156,7 @@ class Simulation:
             phases=lambda name: float(streams.generator(f"phase/{name}").random()),
             deployments=scenario.deployments,
             placement=lambda name: spec.workloads[name].placement)
+        self.control.flush_udp = self.flush_udp
         self.kubelets = Kubelets(self)
         FaultInjector(self, self.kubelets).schedule(spec.events)
 
@@ -279,7 +283,35 @@ class Simulation:
         for pop in self.populations:
             for slot, left in enumerate(pop.remaining):
                 if left and pop.conn_entry[slot] == node:
-                    self.broken.add(pop.conn_id[slot])
+                    self.broken[pop.conn_id[slot]] = True
+
+    def flush_udp(self, node: int, service_port: int, serving: set[int]) -> None:
+        """kube-proxy's sync on ``node`` deletes UDP conntrack entries whose endpoint is
+        no longer serving (conntrack/cleanup.go CleanStaleEntries; TCP is never touched,
+        kubernetes-semantics.md 1.10, fact 29)."""
+        for pop in self.populations:
+            if pop.service_port != service_port:
+                continue
+            for slot, left in enumerate(pop.remaining):
+                if (left and pop.conn_entry[slot] == node and pop.conn_pod[slot] not in serving
+                        and pop.conn_id[slot] not in self.broken):
+                    self.broken[pop.conn_id[slot]] = False
+
+    def _reflow(self, pop: Population, slot: int, now: float) -> bool:
+        """A UDP packet whose conntrack entry was flushed: a new flow through the same
+        node, balanced over what that node now programs."""
+        left = pop.remaining[slot]
+        pop.remaining[slot] = 0
+        entry = pop.conn_entry[slot]
+        saved = pop.entry
+        pop.entry = lambda _slot, _now: entry
+        try:
+            sent = self.send(pop, slot, now)
+        finally:
+            pop.entry = saved
+        if pop.remaining[slot]:
+            pop.remaining[slot] = left - 1
+        return sent
 
     def _add_pod(self, deployment: str, node: int) -> Pod:
         pod = new_pod(self.scenario, self.cluster, deployment, node)
@@ -327,11 +359,13 @@ class Simulation:
             new_conn = 0
             proxy_cost = 0.0
             server = self.pods[pop.conn_pod[slot]]
+            if self.broken and pop.conn_id[slot] in self.broken:
+                if self.broken.pop(pop.conn_id[slot]):
+                    return self._lost_connection(pop, slot, now, True)
+                return self._reflow(pop, slot, now)
             if (not server.alive and not server.serves_existing
-                    or pop.conn_id[slot] < server.first_conn
-                    or self.broken and pop.conn_id[slot] in self.broken):
-                return self._lost_connection(pop, slot, now, server.silent or (
-                    pop.conn_id[slot] in self.broken))
+                    or pop.conn_id[slot] < server.first_conn):
+                return self._lost_connection(pop, slot, now, server.silent)
         entry = pop.conn_entry[slot]
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]

@@ -81,7 +81,7 @@ class Kubelets:
         life.phase = PodPhase.RUNNING
         life.started = self.env.now
         self.record("container_started", pod.name, f"restarts={life.restarts}")
-        readiness: Probe | None = self._dep(pod).readiness
+        readiness = Probe.from_manifest(self._dep(pod).readiness)
         ready_at = readiness.first_ready(self.env.now) if readiness else self.env.now
         self._later(ready_at - self.env.now, pod, self._probe_passed)
         loop = self.crash_loop.get(pod.index)
@@ -133,13 +133,15 @@ class Kubelets:
         now = self.env.now
         self.record("pod_hang", pod.name)
         dep = self._dep(pod)
-        if dep.readiness is not None:
-            at = dep.readiness.failing_detected(life.started, now)
+        readiness = Probe.from_manifest(dep.readiness)
+        liveness = Probe.from_manifest(dep.liveness)
+        if readiness is not None:
+            at = readiness.failing_detected(life.started, now)
             if until is None or at < until:
                 self._later(at - now, pod, lambda p: self.control.set_ready(
                     p, False, "readiness probe failed"))
-        if dep.liveness is not None:
-            at = dep.liveness.failing_detected(life.started, now)
+        if liveness is not None:
+            at = liveness.failing_detected(life.started, now)
             if until is None or at < until:
                 self._later(at - now, pod, lambda p: self.crash(p, "liveness probe failed"))
         if until is not None:
@@ -155,7 +157,7 @@ class Kubelets:
         server.resume()
         life.phase = PodPhase.RUNNING
         self.record("pod_unhang", pod.name)
-        readiness = self._dep(pod).readiness
+        readiness = Probe.from_manifest(self._dep(pod).readiness)
         if not life.ready and readiness is not None:
             at = readiness.passing_detected(life.started, self.env.now)
             self._later(at - self.env.now, pod, self._probe_passed)

@@ -311,3 +311,42 @@ def test_fault_runs_are_deterministic_for_a_seed() -> None:
     a, b = npsim.run(scn), npsim.run(scn)
     pd.testing.assert_frame_equal(a.events, b.events)
     pd.testing.assert_frame_equal(a.requests, b.requests)
+
+
+# --- conntrack: TCP never flushed, UDP flushed at the next sync ----------------------------
+
+
+def _long_flows(protocol: str) -> npsim.Result:
+    """node-2's kubelet stops at 2 s: after the (shortened) grace period its pod is
+    NotReady but alive and serving what reaches it."""
+    scn = make(nodes=2, replicas=2, duration="30s",
+               control_plane={"nodeMonitorGracePeriod": "10s"},
+               events=[{"at": "2s", "kubeletStop": {"node": "node-2"}}],
+               clients=[{"name": "users", "service": "web", "arrival": {"users": 20},
+                         "sourceIPs": 20, "entry": {"node": "node-1"},
+                         "requestsPerConnection": 100000, "connectTimeout": "1s",
+                         "rtt": {"dist": "constant", "value": "1ms"}}])
+    scn.services["web"].ports = tuple(p.__class__(p.name, protocol, p.port, p.target_port,
+                                                  p.node_port)
+                                      for p in scn.services["web"].ports)
+    return npsim.run(scn)
+
+
+def test_udp_flows_are_rebalanced_at_the_next_sync_tcp_connections_keep_their_pod() -> None:
+    tcp, udp = _long_flows("TCP"), _long_flows("UDP")
+    for result in (tcp, udp):
+        accounted(result)
+        assert (result.requests["outcome"].astype(str) != "failed").all()
+    removed = events_of(udp, "endpoints_removed", "node-1")["time"].item()
+    assert removed < 20.0
+    late = {name: r.requests[(r.requests["t_start"] > 20).to_numpy()]
+            for name, r in (("tcp", tcp), ("udp", udp))}
+    # TCP: conntrack keeps established connections on the NotReady (but live) pod
+    assert (late["tcp"]["pod"].astype(str) == "web-1").mean() == pytest.approx(0.5, abs=0.3)
+    assert not late["tcp"]["new_connection"].any()
+    # UDP: the sync deleted the entries of flows to the pod that is no longer serving
+    assert set(late["udp"]["pod"].astype(str)) == {"web-0"}
+    reflowed = udp.requests[(udp.requests["new_connection"]
+                             & (udp.requests["t_start"] > 3)).to_numpy()]
+    assert len(reflowed) > 0 and (reflowed["entry_node"].astype(str) == "node-1").all()
+    assert reflowed["t_start"].min() > removed
