@@ -346,6 +346,10 @@ class Population:
         limited = (self.start_at > 0 or self.stop_at != math.inf or self.limit is not None
                    or (self.retry is not None and self.retry.budget is not None))
         self.send = self._send_first if limited else self._attempt
+        # nothing to do when a request ends: closed loops skip :meth:`ended` entirely
+        failover = isinstance(self.entry, DnsEntry) and self.entry.client == "failover"
+        self._plain = (self.request_timeout is None and self.balancer is None
+                       and self.retry is None and not failover)
 
     def _send_first(self, pop: Population, slot: int, now: float) -> bool:
         """A first attempt, within the population's schedule."""
@@ -397,6 +401,8 @@ class Population:
 
     def ended(self, request: int, slot: int, t_end: float) -> bool:
         """Bookkeeping of an end; True when the client sends the request again."""
+        if self._plain:
+            return False
         log = self.log
         timed_out = self.timed_out.get(request)
         if timed_out is not None and t_end > timed_out:  # served after the client gave up
@@ -510,7 +516,7 @@ class ClosedLoop(Population):
         self.send(self, event._value, self.env._now)
 
     def done(self, request: int, slot: int, t_end: float) -> None:
-        if self.ended(request, slot, t_end):
+        if not self._plain and self.ended(request, slot, t_end):
             return  # a retry (or nothing: a late answer nobody waited for)
         delay = t_end - self.env._now + self.think()
         self.env.timeout(delay, slot).callbacks.append(self._wake)
