@@ -172,3 +172,24 @@ def test_a_retransmitted_syn_gets_through_once_a_partition_heals():
     assert np.allclose(during["latency"] - during["service"] - during["queue_wait"].fillna(0),
                        expected)
     assert set(np.round(expected, 6)) == {1.0, 3.0}
+
+
+def test_a_failed_keep_alive_connection_reconnects_and_the_retry_succeeds():
+    """Keep-alive users on web-0 when it crashes (and restarts at once): the request on
+    the dead connection fails once, the retry opens a new connection (kube-proxy
+    chooses again) and completes."""
+    c = client(users=10, think=constant(0.05), requests_per_connection=1000)
+    c["retries"] = {"attempts": 1, "backoff": {"base": "10ms", "jitter": "none"}}
+    d = scenario_dict(nodes=2, replicas=2, service_time=constant(1e-3), workers=4,
+                      clients=[c], duration=6.0)
+    d["events"] = [{"at": "2s", "podCrash": {"pod": "web-0"}}]
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    failed = req[req["outcome"] == "failed"]
+    assert len(failed) >= 1 and (failed["pod"] == "web-0").all()
+    retried = req[req["retry_of"].isin(failed["request"])]
+    assert len(retried) == len(failed)
+    assert retried["new_connection"].all() and (retried["outcome"] == "completed").all()
+    # one failure per user that was on web-0; afterwards every request completes
+    assert failed["client_ip"].is_unique
+    after = req[req["t_start"] > failed["t_end"].max() + 0.011]
+    assert (after["outcome"] == "completed").all()
