@@ -350,3 +350,41 @@ def test_udp_flows_are_rebalanced_at_the_next_sync_tcp_connections_keep_their_po
                              & (udp.requests["t_start"] > 3)).to_numpy()]
     assert len(reflowed) > 0 and (reflowed["entry_node"].astype(str) == "node-1").all()
     assert reflowed["t_start"].min() > removed
+
+
+# --- the bundled node-failure scenario: the figures its header promises ---------------------
+
+
+def test_node_failure_scenario_figures() -> None:
+    result = npsim.run(load_scenario(SCENARIOS / "node-failure.yaml"))
+    accounted(result)
+    req = result.requests
+    failed = (req["outcome"].astype(str) == "failed").to_numpy()
+    t = req["t_start"].to_numpy()
+    assert events_of(result, "node_unknown")["time"].item() == pytest.approx(110.03, abs=0.01)
+    window = (t >= 60) & (t < 110)
+    assert failed[window].mean() == pytest.approx(1 / 3 + 2 / 3 / 4, abs=0.02)
+    healthy = window & (req["entry_node"].astype(str) != "node-2").to_numpy()
+    assert failed[healthy].mean() == pytest.approx(1 / 4, abs=0.025)
+    assert failed[t >= 110.2].mean() == pytest.approx(1 / 3, abs=0.01)
+    assert not failed[t < 59.99].any()
+    assert set(req.loc[failed, "reason"].astype(str)) == {"connect_timeout"}
+    assert events_of(result, "pod_evicted")["time"].item() == pytest.approx(410.03, abs=0.01)
+
+
+def test_node_recovers_pods_restart_and_serve_again() -> None:
+    scn = make(duration="40s", events=[{"at": "5s", "until": "15s",
+                                        "nodeCrash": {"node": "node-2"}}],
+               control_plane={"nodeMonitorGracePeriod": "4s"})
+    result = npsim.run(scn)
+    accounted(result)
+    assert events_of(result, "node_unknown")["time"].item() < 15
+    ready = events_of(result, "node_ready", "node-2")["time"].item()
+    assert 15 <= ready < 20  # the controller's next tick after the kubelet renews
+    restarted = events_of(result, "container_started")
+    assert set(restarted["subject"]) == {"web-1", "web-4"}
+    assert (restarted["time"] == 16.0).all()  # reboot + startup 1 s
+    req = result.requests
+    late = req[(req["t_start"] > 22).to_numpy()]
+    assert (late["outcome"].astype(str) != "failed").all()
+    assert {"web-1", "web-4"} <= set(late["pod"].astype(str))
