@@ -220,7 +220,7 @@ class Simulation:
     def flush_udp(self, node: int, service_port: int, serving: set[int]) -> None:
         """kube-proxy's sync on ``node`` deletes UDP conntrack entries whose endpoint is
         no longer serving (conntrack/cleanup.go CleanStaleEntries; TCP is never touched,
-        kubernetes-semantics.md 1.10, fact 29)."""
+        pkg/proxy/conntrack/cleanup.go)."""
         for pop in self.populations:
             if pop.service_port != service_port:
                 continue

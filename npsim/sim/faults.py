@@ -179,8 +179,8 @@ class Kubelets:
 
     def terminate(self, pod: Pod) -> None:
         """preStop, then SIGTERM (the app exits at once or drains), SIGKILL at the end of
-        terminationGracePeriodSeconds (kubernetes-semantics.md 7.4, the pod lifecycle
-        docs "Termination of Pods")."""
+        terminationGracePeriodSeconds (Kubernetes docs "Pod Lifecycle: Termination of
+        Pods")."""
         if not self.acting[pod.node]:
             self.deferred.add(pod.index)
             return

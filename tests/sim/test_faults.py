@@ -1,7 +1,6 @@
 """Faults on the timeline: node crash through the control plane, rollouts, pod faults.
 
-The figures come from kubernetes-semantics.md 7 (facts 22, 25, 27) and measurements.md
-1.8: a crashed node's endpoints stay in every healthy node's rules until the node
+The figures follow the upstream defaults (npsim/cluster/lifecycle.py): a crashed node's endpoints stay in every healthy node's rules until the node
 lifecycle controller declares it Unknown (grace period after its last lease renewal,
 checked every 5 s) and each kube-proxy syncs; meanwhile k/n of new connections through
 healthy nodes go to dead pods and time out. Runs are short and slow (tens of requests a
