@@ -1,10 +1,11 @@
 """Endpoint categories and removed endpoints, as kube-proxy handles them.
 
-* serving-terminating endpoints are a fallback only (KEP-1669,
-  pkg/proxy/topology.go CategorizeEndpoints): Cluster policy when no endpoint is ready anywhere, Local per node;
-* IPVS graceful termination (pkg/proxy/ipvs graceful_termination.go): a removed TCP real server with connections
-  stays with weight 0, rechecked every 60 s, deleted when its counters are 0; UDP and
-  idle ones are deleted at once; ``ipvsadm`` shows the weight-0 rows.
+* serving-terminating endpoints are a fallback only (KEP-1669, pkg/proxy/topology.go
+  CategorizeEndpoints): Cluster policy when no endpoint is ready anywhere, Local per node;
+* IPVS graceful termination (pkg/proxy/ipvs graceful_termination.go): a removed TCP real
+  server with connections stays with weight 0, rechecked every 60 s, deleted when its
+  counters are 0; UDP and idle ones are deleted at once; ``ipvsadm`` shows the weight-0
+  rows.
 """
 
 from __future__ import annotations
