@@ -1,10 +1,11 @@
 """Faults on the timeline: node crash through the control plane, rollouts, pod faults.
 
-The figures follow the upstream defaults (npsim/cluster/lifecycle.py): a crashed node's endpoints stay in every healthy node's rules until the node
-lifecycle controller declares it Unknown (grace period after its last lease renewal,
-checked every 5 s) and each kube-proxy syncs; meanwhile k/n of new connections through
-healthy nodes go to dead pods and time out. Runs are short and slow (tens of requests a
-second): the test budget is a few seconds.
+The figures follow the upstream defaults (npsim/cluster/lifecycle.py): a crashed node's
+endpoints stay in every healthy node's rules until the node lifecycle controller
+declares it Unknown (grace period after its last lease renewal, checked every 5 s) and
+each kube-proxy syncs; meanwhile k/n of new connections through healthy nodes go to dead
+pods and time out. Runs are short and slow (tens of requests a second): the test budget
+is a few seconds.
 """
 
 from __future__ import annotations
