@@ -243,7 +243,9 @@ def test_scale_down_with_prestop_serves_from_terminating_pods_when_none_is_ready
 
 
 def test_crash_loop_restarts_with_kubelet_backoff() -> None:
-    result = npsim.run(load_scenario(SCENARIOS / "crash-loop.yaml"))
+    scn = load_scenario(SCENARIOS / "crash-loop.yaml")
+    scn.spec.clients[0].arrival.rate = 20.0  # the timeline does not depend on the load
+    result = npsim.run(scn)
     accounted(result)
     crashes = events_of(result, "pod_crash", "web-1")["time"].to_numpy()
     restarts = events_of(result, "pod_restart", "web-1")["time"].to_numpy()
@@ -307,7 +309,8 @@ def test_slowdown_multiplies_service_time_for_its_window() -> None:
 
 def test_fault_runs_are_deterministic_for_a_seed() -> None:
     scn = load_scenario(SCENARIOS / "crash-loop.yaml")
-    scn.spec.run.duration = 120.0
+    scn.spec.run.duration = 60.0
+    scn.spec.clients[0].arrival.rate = 20.0
     a, b = npsim.run(scn), npsim.run(scn)
     pd.testing.assert_frame_equal(a.events, b.events)
     pd.testing.assert_frame_equal(a.requests, b.requests)
@@ -322,7 +325,8 @@ def _long_flows(protocol: str) -> npsim.Result:
     scn = make(nodes=2, replicas=2, duration="30s",
                control_plane={"nodeMonitorGracePeriod": "10s"},
                events=[{"at": "2s", "kubeletStop": {"node": "node-2"}}],
-               clients=[{"name": "users", "service": "web", "arrival": {"users": 20},
+               clients=[{"name": "users", "service": "web",
+                         "arrival": {"users": 20, "thinkTime": "50ms"},
                          "sourceIPs": 20, "entry": {"node": "node-1"},
                          "requestsPerConnection": 100000, "connectTimeout": "1s",
                          "rtt": {"dist": "constant", "value": "1ms"}}])
