@@ -392,3 +392,19 @@ def test_node_recovers_pods_restart_and_serve_again() -> None:
     late = req[(req["t_start"] > 22).to_numpy()]
     assert (late["outcome"].astype(str) != "failed").all()
     assert {"web-1", "web-4"} <= set(late["pod"].astype(str))
+
+
+def test_replacements_respect_the_placement() -> None:
+    """Pods placed on node-1 and node-2 only: node-2's pods are replaced on node-1, never
+    on node-3 (the placement does not name it)."""
+    scn = make(duration="80s", replicas=4, workload={"placement": {"node-1": 2, "node-2": 2}},
+               control_plane={"nodeMonitorGracePeriod": "10s", "tolerationSeconds": "20s"},
+               events=[{"at": "5s", "nodeCrash": {"node": "node-2"}}],
+               clients=[{"name": "users", "service": "web", "arrival": {"rate": "20/s"},
+                         "entry": {"node": "node-1"}, "connectTimeout": "1s"}])
+    result = npsim.run(scn)
+    accounted(result)
+    scheduled = events_of(result, "pod_scheduled")
+    assert len(scheduled) == 2 and set(scheduled["detail"]) == {"node-1"}
+    evicted = events_of(result, "pod_evicted")["time"]
+    assert (evicted == events_of(result, "node_unknown")["time"].item() + 20).all()
