@@ -408,3 +408,21 @@ def test_replacements_respect_the_placement() -> None:
     assert len(scheduled) == 2 and set(scheduled["detail"]) == {"node-1"}
     evicted = events_of(result, "pod_evicted")["time"]
     assert (evicted == events_of(result, "node_unknown")["time"].item() + 20).all()
+
+
+def test_closed_loop_users_survive_a_crash_with_requests_in_service() -> None:
+    """A process killed mid-service: its requests fail at the kill, and closed-loop users
+    go on (their next request is not scheduled in the past)."""
+    scn = make(nodes=1, replicas=2, duration="20s",
+               workload={"serviceTime": {"dist": "constant", "value": "300ms"}, "workers": 2},
+               events=[{"at": "5.1s", "podCrash": {"pod": "web-0"}}],
+               clients=[{"name": "users", "service": "web",
+                         "arrival": {"users": 4, "thinkTime": "0s"},
+                         "entry": {"node": "node-1"}, "connectTimeout": "1s"}])
+    result = npsim.run(scn)
+    accounted(result)
+    req = result.requests
+    gone = req[(req["reason"].astype(str) == "endpoint_gone").to_numpy()]
+    assert len(gone) >= 1
+    assert gone["t_end"].to_numpy() == pytest.approx(5.1)
+    assert req["t_start"].max() > 19
