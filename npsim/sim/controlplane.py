@@ -154,7 +154,7 @@ class ControlPlane:
 
     def _snapshot(self) -> dict[int, tuple[tuple[Endpoint, ...], Hints, tuple[Endpoint, ...]]]:
         """Per Service port: ready endpoints, the hints the controller sets, and the
-        serving-terminating endpoints (kube-proxy's fallback, kubernetes-semantics 1.9)."""
+        serving-terminating endpoints (kube-proxy's fallback, KEP-1669)."""
         ready_pods, terminating = [], []
         for p in self.cluster.pods:
             if p.index not in self.in_api:

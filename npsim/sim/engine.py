@@ -37,7 +37,7 @@ from npsim.sim.clients import (
     syn_send_times,
 )
 from npsim.sim.controlplane import ControlPlane
-from npsim.sim.faults import FaultInjector, Kubelets
+from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
 from npsim.sim.pods import PodServer, Relay
 from npsim.sim.probes import Blackbox, NodePortProbe, health_check_node_port
 from npsim.sim.records import (
@@ -156,7 +156,8 @@ class Simulation:
             phases=lambda name: float(streams.generator(f"phase/{name}").random()),
             deployments=scenario.deployments,
             placement=lambda name: spec.workloads[name].placement)
-        self.control.flush_udp = self.flush_udp
+        self.conntrack = Conntrack(self)
+        self.control.flush_udp = self.conntrack.flush_udp
         self.kubelets = Kubelets(self)
         FaultInjector(self, self.kubelets).schedule(spec.events)
 
@@ -278,41 +279,6 @@ class Simulation:
         its NodePort accepts nothing and a client connecting there times out)."""
         return not self.node_down[node_index]
 
-    def cut_connections(self, node: int) -> None:
-        """Established connections entering through ``node`` get no answer from now on."""
-        for pop in self.populations:
-            for slot, left in enumerate(pop.remaining):
-                if left and pop.conn_entry[slot] == node:
-                    self.broken[pop.conn_id[slot]] = True
-
-    def flush_udp(self, node: int, service_port: int, serving: set[int]) -> None:
-        """kube-proxy's sync on ``node`` deletes UDP conntrack entries whose endpoint is
-        no longer serving (conntrack/cleanup.go CleanStaleEntries; TCP is never touched,
-        kubernetes-semantics.md 1.10, fact 29)."""
-        for pop in self.populations:
-            if pop.service_port != service_port:
-                continue
-            for slot, left in enumerate(pop.remaining):
-                if (left and pop.conn_entry[slot] == node and pop.conn_pod[slot] not in serving
-                        and pop.conn_id[slot] not in self.broken):
-                    self.broken[pop.conn_id[slot]] = False
-
-    def _reflow(self, pop: Population, slot: int, now: float) -> bool:
-        """A UDP packet whose conntrack entry was flushed: a new flow through the same
-        node, balanced over what that node now programs."""
-        left = pop.remaining[slot]
-        pop.remaining[slot] = 0
-        entry = pop.conn_entry[slot]
-        saved = pop.entry
-        pop.entry = lambda _slot, _now: entry
-        try:
-            sent = self.send(pop, slot, now)
-        finally:
-            pop.entry = saved
-        if pop.remaining[slot]:
-            pop.remaining[slot] = left - 1
-        return sent
-
     def _add_pod(self, deployment: str, node: int) -> Pod:
         pod = new_pod(self.scenario, self.cluster, deployment, node)
         pod.created_at = self.env.now
@@ -362,7 +328,7 @@ class Simulation:
             if self.broken and pop.conn_id[slot] in self.broken:
                 if self.broken.pop(pop.conn_id[slot]):
                     return self._lost_connection(pop, slot, now, True)
-                return self._reflow(pop, slot, now)
+                return self.conntrack.reflow(pop, slot, now)
             if (not server.alive and not server.serves_existing
                     or pop.conn_id[slot] < server.first_conn):
                 return self._lost_connection(pop, slot, now, server.silent)

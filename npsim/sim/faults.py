@@ -23,7 +23,55 @@ from npsim.cluster.model import Pod
 from npsim.scenario.schema import EventSpec
 
 if TYPE_CHECKING:
+    from npsim.sim.clients import Population
     from npsim.sim.engine import Simulation
+
+
+class Conntrack:
+    """Established flows whose path changes under their client (cold path only).
+
+    ``sim.broken`` maps a connection id to True (its entry node went down: no answer
+    from now on) or False (a UDP conntrack entry was deleted: the next packet is a new
+    flow, balanced afresh through the same node). TCP entries are never deleted
+    (pkg/proxy/conntrack/cleanup.go CleanStaleEntries handles UDP only).
+    """
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+
+    def cut(self, node: int) -> None:
+        """Established connections entering through ``node`` get no answer from now on."""
+        for pop in self.sim.populations:
+            for slot, left in enumerate(pop.remaining):
+                if left and pop.conn_entry[slot] == node:
+                    self.sim.broken[pop.conn_id[slot]] = True
+
+    def flush_udp(self, node: int, service_port: int, serving: set[int]) -> None:
+        """After a sync on ``node``: delete the UDP entries of flows whose endpoint is no
+        longer serving (traffic policy and terminating state are ignored upstream)."""
+        broken = self.sim.broken
+        for pop in self.sim.populations:
+            if pop.service_port != service_port:
+                continue
+            for slot, left in enumerate(pop.remaining):
+                if (left and pop.conn_entry[slot] == node and pop.conn_pod[slot] not in serving
+                        and pop.conn_id[slot] not in broken):
+                    broken[pop.conn_id[slot]] = False
+
+    def reflow(self, pop: Population, slot: int, now: float) -> bool:
+        """A UDP packet whose entry was deleted: a new flow through the same node."""
+        left = pop.remaining[slot]
+        pop.remaining[slot] = 0
+        entry = pop.conn_entry[slot]
+        saved = pop.entry
+        pop.entry = lambda _slot, _now: entry  # the client still sends to that node
+        try:
+            sent = self.sim.send(pop, slot, now)
+        finally:
+            pop.entry = saved
+        if pop.remaining[slot]:
+            pop.remaining[slot] = left - 1
+        return sent
 
 
 class Kubelets:
@@ -179,8 +227,8 @@ class Kubelets:
 
     def terminate(self, pod: Pod) -> None:
         """preStop, then SIGTERM (the app exits at once or drains), SIGKILL at the end of
-        terminationGracePeriodSeconds (kubernetes-semantics.md 7.4, the pod lifecycle
-        docs "Termination of Pods")."""
+        terminationGracePeriodSeconds (Kubernetes docs "Pod Lifecycle: Termination of
+        Pods")."""
         if not self.acting[pod.node]:
             self.deferred.add(pod.index)
             return
@@ -297,7 +345,7 @@ class FaultInjector:
             node = self.sim.cluster.node_index(target.node)
             control.record(kind, target.node)
             self.sim.node_down[node] = True
-            self.sim.cut_connections(node)
+            self.sim.conntrack.cut(node)
             self.kubelets.node_lost(node, processes_die=True)
             control.kubelet_stopped(node)
             control.freeze(node, True)

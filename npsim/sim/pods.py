@@ -118,8 +118,8 @@ class PodServer(Station):
         else:
             end = (self.env._now if at is None else at) + log.network[request] * 0.5
         log.t_end[request] = end
-        if self.on_done is not None:
-            self.on_done(request, end)
+        if self.on_done is not None:  # a process killed earlier reports only now
+            self.on_done(request, max(end, self.env._now))
 
     def started(self, request: int, duration: float) -> None:
         log = self.log

@@ -1,6 +1,6 @@
 """Node and pod lifecycle rules (npsim/cluster/lifecycle.py), without a simulation.
 
-kubernetes-semantics.md 7.1-7.5 and facts 25, 27: lease every 10 s, monitor every 5 s,
+Upstream defaults (sources in npsim/cluster/lifecycle.py): lease every 10 s, monitor every 5 s,
 grace 40 s up to v1.31 and 50 s from v1.32; probe defaults; the kubelet's restart
 back-off; the Deployment controller's rolling-update arithmetic.
 """
