@@ -193,3 +193,12 @@ def test_a_failed_keep_alive_connection_reconnects_and_the_retry_succeeds():
     assert failed["client_ip"].is_unique
     after = req[req["t_start"] > failed["t_end"].max() + 0.011]
     assert (after["outcome"] == "completed").all()
+
+
+def test_the_summary_counts_retries_and_what_users_finally_saw_fail():
+    result = _retrying()
+    req = result.requests
+    assert result.metric("retries") == (req["attempt"] > 0).sum()
+    final = req[(req["outcome"] == "failed") & ~req["request"].isin(req["retry_of"])]
+    assert result.metric("requests_failed_after_retries") == len(final)
+    assert 0 < len(final) < result.metric("requests_failed")
