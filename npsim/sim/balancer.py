@@ -97,6 +97,16 @@ class Balancer:
         """A connection through ``node`` failed, as the balancer learns at ``at``."""
         if self._fails is None:
             return
+        now = self.env.now
+        if at > now:  # learnt when the connect attempt times out: act then, not now
+            self.env.timeout(at - now, node).callbacks.append(self._learn)
+        else:
+            self._count_failure(node, now)
+
+    def _learn(self, event: simpy.Event) -> None:
+        self._count_failure(event._value, self.env.now)
+
+    def _count_failure(self, node: int, at: float) -> None:
         passive = self.spec.passive
         assert passive is not None
         fails = self._fails[node]
