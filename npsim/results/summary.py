@@ -224,7 +224,8 @@ def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
     failures ate, were the run's traffic spread over the window).
     """
     out: dict[str, float] = {}
-    faults = [t for t, k in zip(times, kinds, strict=True) if k not in FOLLOW_UPS]
+    faults = [t for t, k in zip(times, kinds, strict=True)
+              if k not in FOLLOW_UPS and t <= end_time]
     if faults:
         start = min(faults)
         out["fault_start"] = start

@@ -135,3 +135,13 @@ def test_a_stopped_kube_proxy_fails_the_health_check_node_port():
     rows, _ = marks(npsim.scenario_from_dict(d))
     assert [(k, s) for _, k, s in rows] == [("lb_mark_down", "node-1")]
     assert 5.0 + (FALL - 1) * INTERVAL + TIMEOUT <= rows[0][0] <= 5.0 + FALL * INTERVAL + TIMEOUT
+
+
+def test_round_robin_cycles_the_nodes_and_snat_hides_the_clients():
+    c = client(rate=100.0, source_ips=50)
+    c["balancer"] = {"algorithm": "roundRobin", "snat": True, "addresses": 2}
+    d = scenario_dict(nodes=3, replicas=3, clients=[c], duration=2.0)
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    order = req["entry_node"].cat.codes.to_numpy()
+    assert (order == np.arange(len(order)) % 3).all()
+    assert set(req["source_ip_at_node"].astype(str)) == {"192.0.2.10", "192.0.2.11"}
