@@ -23,13 +23,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
 from npsim.dists import batched
-from npsim.scenario.schema import BalancerSpec
+from npsim.scenario.schema import BalancerSpec, ClientSpec
+from npsim.sim.probes import NodePortProbe, health_check_node_port
 from npsim.sim.timeline import EventLog
+
+if TYPE_CHECKING:
+    from npsim.sim.engine import Simulation
 
 
 class Balancer:
@@ -163,3 +168,20 @@ class Balancer:
                 self.up[node] = False
                 self._mark(node, False, f"{hc.fall} {self.check_name} check(s) failed",
                            self.env.now)
+
+
+def make_balancer(sim: Simulation, client: ClientSpec, service_port: int) -> Balancer:
+    """The balancer in front of one population, its checks answered from ``sim``."""
+    spec = client.balancer
+    assert spec is not None
+    probe = NodePortProbe(sim.proxies, sim.pods, service_port, sim.node_answers,
+                          sim.streams.generator(f"lb-check/{client.name}"),
+                          lambda node: not sim.control.nodes[node].frozen)
+    hc = spec.health_check
+    local = hc is not None and hc.port == "healthCheckNodePort"
+    sp = sim.cluster.service_ports[service_port]
+    what = (f"healthCheckNodePort {health_check_node_port(sim.cluster, sp)}" if local
+            else f"NodePort {sp.node_port}")
+    return Balancer(sim.env, spec, client.name, [n.name for n in sim.cluster.nodes],
+                    sim.streams.generator(f"lb/{client.name}"), sim.events,
+                    probe.health_check if local else probe.tcp, what)

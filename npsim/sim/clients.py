@@ -18,7 +18,7 @@ import simpy
 
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
-from npsim.scenario.schema import ClientSpec, EntrySpec, RetrySpec
+from npsim.scenario.schema import ClientSpec, EntrySpec, EventSpec, RetrySpec
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
@@ -217,6 +217,23 @@ def connect_give_up(syn_retries: int, timeout: float | None) -> float:
     RTO running out (127 s by default), or the client's own connect timeout if shorter."""
     kernel = SYN_RTO * (2 ** (syn_retries + 1) - 1)
     return kernel if timeout is None else min(timeout, kernel)
+
+
+def syn_answered(events: list[EventSpec], node_index: Callable[[str], int],
+                 pop: Population, node: int, now: float) -> float | None:
+    """After how long a retransmitted SYN gets through to ``node``, down at ``now``: the
+    first retransmission (1 s, 3 s, 7 s, ... after the first SYN) sent once the
+    scenario's crash or partition of that node ends, if that comes before the client
+    gives up; None if it never does."""
+    back = math.inf
+    for event in events:
+        if (event.kind in ("node_crash", "node_partition") and event.until is not None
+                and event.at <= now < event.until and node_index(event.target.node) == node):
+            back = event.until
+    for offset in syn_send_times(pop.spec.syn_retries, pop.connect_timeout):
+        if now + offset >= back:
+            return offset
+    return None
 
 
 def needs_done(spec: ClientSpec) -> bool:

@@ -11,7 +11,6 @@ at the pod, end of service), four in userspace mode (the kube-proxy process rela
 from __future__ import annotations
 
 import ipaddress
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
-from npsim.sim.balancer import Balancer
+from npsim.sim.balancer import make_balancer
 from npsim.sim.clients import (
     Addresses,
     ClosedLoop,
@@ -34,12 +33,12 @@ from npsim.sim.clients import (
     connect_give_up,
     make_entry,
     needs_done,
-    syn_send_times,
+    syn_answered,
 )
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
 from npsim.sim.pods import PodServer, Relay
-from npsim.sim.probes import Blackbox, NodePortProbe, health_check_node_port
+from npsim.sim.probes import Blackbox, blackbox_probers
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
@@ -181,7 +180,7 @@ class Simulation:
                                                i)
             balancer = None
             if cs.balancer is not None and cs.balancer.in_front:
-                entry = balancer = self._balancer(cs, sp.index)
+                entry = balancer = make_balancer(self, cs, sp.index)
             common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry,
                           service_port=sp.index,
                           rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
@@ -205,39 +204,7 @@ class Simulation:
                 self._timeouts[i] = pop.connect_timeout
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
-        self.blackbox = self._blackbox()
-
-    def _blackbox(self) -> dict[str, Blackbox]:
-        """One blackbox prober per probe alert rule, over every NodePort clients use."""
-        monitoring = self.scenario.spec.monitoring
-        rules = [a for a in monitoring.alerts if a.probe is not None] if monitoring else []
-        if not rules:
-            return {}
-        ports = sorted({pop.service_port for pop in self.populations
-                        if pop.target == "nodePort"})
-        out = {}
-        for rule in rules:
-            probes = {sp: NodePortProbe(self.proxies, self.pods, sp, self.node_answers,
-                                        self.streams.generator(f"blackbox/{rule.name}/{sp}"))
-                      for sp in ports}
-            out[rule.name] = Blackbox(self.env, probes, len(self.cluster.nodes),
-                                      rule.probe.interval)
-        return out
-
-    def _balancer(self, cs, service_port: int) -> Balancer:  # noqa: ANN001 - ClientSpec
-        """The external balancer in front of one population, with its health checks."""
-        spec = cs.balancer
-        probe = NodePortProbe(self.proxies, self.pods, service_port, self.node_answers,
-                              self.streams.generator(f"lb-check/{cs.name}"),
-                              lambda node: not self.control.nodes[node].frozen)
-        hc = spec.health_check
-        local = hc is not None and hc.port == "healthCheckNodePort"
-        sp = self.cluster.service_ports[service_port]
-        what = (f"healthCheckNodePort {health_check_node_port(self.cluster, sp)}" if local
-                else f"NodePort {sp.node_port}")
-        return Balancer(self.env, spec, cs.name, [n.name for n in self.cluster.nodes],
-                        self.streams.generator(f"lb/{cs.name}"), self.events,
-                        probe.health_check if local else probe.tcp, what)
+        self.blackbox = blackbox_probers(self)
 
     def sending(self) -> bool:
         """Whether clients may still send: periodic processes (health checks, probes)
@@ -381,7 +348,8 @@ class Simulation:
             return self._fail(pop, slot, now, -1, -1, NO_UPSTREAM)
         waited = 0.0
         if self.node_down[entry]:  # nothing answers on that node: the SYN goes unanswered
-            late = self._syn_answered(pop, entry, now)
+            late = syn_answered(self.scenario.spec.events, self.cluster.node_index, pop,
+                                entry, now)
             if late is None:
                 return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT,
                                   pop.connect_timeout)
@@ -435,22 +403,6 @@ class Simulation:
             table.opened(key, now)
             self.tracked[conn] = [0, False, table, key]
         return waited + proxy.cost()
-
-    def _syn_answered(self, pop: Population, node: int, now: float) -> float | None:
-        """After how long a retransmitted SYN gets through to a node that is down now:
-        the first retransmission (1 s, 3 s, 7 s, ... after the first SYN) sent once the
-        scenario's fault on it ends, if that comes before the client gives up; None if
-        it never does. The endpoint is chosen from the node's rules as they are now."""
-        back = math.inf
-        for event in self.scenario.spec.events:
-            if (event.kind in ("node_crash", "node_partition") and event.until is not None
-                    and event.at <= now < event.until
-                    and self.cluster.node_index(event.target.node) == node):
-                back = event.until
-        for offset in syn_send_times(pop.spec.syn_retries, pop.connect_timeout):
-            if now + offset >= back:
-                return offset
-        return None
 
     def _to_pod(self, request: int, delay: float) -> None:
         """After the userspace relay: on to the pod across the hop."""

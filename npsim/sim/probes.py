@@ -17,13 +17,16 @@ ask these questions, from the node's own state as its kube-proxy has programmed 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from npsim.cluster.model import Cluster, ServicePortModel
 from npsim.dists import batched
 from npsim.proxy.base import KubeProxy
+
+if TYPE_CHECKING:
+    from npsim.sim.engine import Simulation
 
 # the default NodePort range's dynamic band starts here: 30000-32767 with a static band
 # of min(max(16, 2768 / 32), 128) = 86 ports (KEP-3668, pkg/registry/core/service/portallocator)
@@ -125,3 +128,18 @@ class Blackbox:
                     self.node.append(node)
                     self.success.append(probe.tcp(node))
             yield self.env.timeout(self.interval)
+
+
+def blackbox_probers(sim: Simulation) -> dict[str, Blackbox]:
+    """One blackbox prober per probe alert rule, over every NodePort clients use."""
+    monitoring = sim.scenario.spec.monitoring
+    rules = [a for a in monitoring.alerts if a.probe is not None] if monitoring else []
+    ports = sorted({pop.service_port for pop in sim.populations if pop.target == "nodePort"})
+    out = {}
+    for rule in rules:
+        assert rule.probe is not None
+        probes = {sp: NodePortProbe(sim.proxies, sim.pods, sp, sim.node_answers,
+                                    sim.streams.generator(f"blackbox/{rule.name}/{sp}"))
+                  for sp in ports}
+        out[rule.name] = Blackbox(sim.env, probes, len(sim.cluster.nodes), rule.probe.interval)
+    return out
