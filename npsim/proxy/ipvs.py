@@ -288,6 +288,7 @@ class IpvsProxy(KubeProxy):
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
         if isinstance(previous, IpvsTable):
+            previous._recheck(now)  # rechecks due before now see the counters of their time
             previous._expire(now)
             previous.reprogram(endpoints, now=now)
             return previous

@@ -7,6 +7,7 @@ camelCase as in Kubernetes manifests; Python attributes are snake_case.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -144,11 +145,21 @@ class ClusterSpec(Model):
     kube_proxy: KubeProxySpec = KubeProxySpec()
     other_services: OtherServices = OtherServices()
     # picks the control plane's defaults (node-monitor-grace-period 40 s to 1.31, 50 s after)
-    kubernetes_version: str = Field(default="1.32", pattern=r"^v?1\.[0-9]+(\.[0-9]+)?$")
+    kubernetes_version: str = "1.32"
     control_plane: ControlPlaneSpec = ControlPlaneSpec()
     # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
     # table for that mode (npsim/proxy/cost.py)
     cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}
+
+    @field_validator("kubernetes_version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError(f'write the version in quotes, e.g. "1.32" (YAML reads {v} as a '
+                             "number: 1.30 would become 1.3)")
+        if not isinstance(v, str) or not re.fullmatch(r"v?1\.[0-9]+(\.[0-9]+)?", v):
+            raise ValueError(f'expected a Kubernetes version such as "1.32", got {v!r}')
+        return v
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterSpec:

@@ -48,9 +48,11 @@ def test_local_falls_back_per_node() -> None:
     # a ready endpoint elsewhere does not stop this node from using its terminating one
     proxy.program(sp, there, 0.0, None, terminating=(here[0],))
     assert proxy.views[sp.index].external.keys == [here[0].key]
+    assert proxy.views[sp.index].local_ready == 0  # the health check answers 503 (fact 23)
     # a ready local endpoint wins over a terminating local one
     proxy.program(sp, (here[1],) + there, 0.0, None, terminating=(here[0],))
     assert proxy.views[sp.index].external.keys == [here[1].key]
+    assert proxy.views[sp.index].local_ready == 1
 
 
 def _ipvs(protocol: str = "TCP") -> tuple[IpvsProxy, ServicePortModel, IpvsTable]:
