@@ -373,12 +373,16 @@ class BalancerSpec(Model):
     health_check: HealthCheckSpec | None = None
     passive: PassiveCheckSpec | None = None
     connect_timeout: Seconds = 5.0
+    # after a failed connect to a node, try this many other nodes (nginx
+    # proxy_next_upstream / proxy_next_upstream_tries; HAProxy retries + redispatch);
+    # each try is a row of its own (attempt, retry_of), sent as the failure is known
+    next_upstream: int = Field(default=0, ge=0)
 
     @property
     def in_front(self) -> bool:
         """The balancer picks the node (not the client's ``entry``)."""
         return (self.algorithm is not None or self.health_check is not None
-                or self.passive is not None)
+                or self.passive is not None or self.next_upstream > 0)
 
 
 class BackoffSpec(Model):
@@ -463,6 +467,10 @@ class ClientSpec(Model):
             raise ValueError("at most 16 natGateways of at most 255 addresses each")
         if self.balancer is not None and self.balancer.addresses > 255:
             raise ValueError("a balancer has at most 255 addresses")
+        if (self.balancer is not None and self.balancer.next_upstream
+                and self.retries is not None):
+            raise ValueError("give either balancer.nextUpstream or retries (the balancer's "
+                             "tries are retries without backoff)")
         if self.balancer is not None and self.balancer.in_front and self.entry.kind != "random":
             raise ValueError("a balancer with algorithm/healthCheck/passive picks the node "
                              "itself: leave 'entry' out")

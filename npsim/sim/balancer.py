@@ -56,6 +56,7 @@ class Balancer:
         self.up = [True] * n  # the active checks' verdict
         self.out_until = [-math.inf] * n  # passive checks: no traffic before this time
         self._next = 0
+        self.avoid: frozenset[int] = frozenset()  # nodes this next-upstream try skips
         self._random = batched(lambda k: rng.integers(0, 1 << 30, k))
         self.check = check
         self.check_name = check_name
@@ -68,7 +69,8 @@ class Balancer:
     # --- choosing a node ------------------------------------------------------------
 
     def usable(self, node: int, now: float) -> bool:
-        return self.up[node] and self.out_until[node] <= now
+        return self.up[node] and self.out_until[node] <= now and node not in self.avoid
+
 
     def __call__(self, client: int, now: float) -> int:
         n = self.n

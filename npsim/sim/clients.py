@@ -18,7 +18,7 @@ import simpy
 
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
-from npsim.scenario.schema import ClientSpec, EntrySpec, EventSpec, RetrySpec
+from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, EventSpec, RetrySpec
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
@@ -236,10 +236,22 @@ def syn_answered(events: list[EventSpec], node_index: Callable[[str], int],
     return None
 
 
+def retry_spec(spec: ClientSpec) -> RetrySpec | None:
+    """The client's retries, or the balancer's next-upstream tries (no backoff, only
+    after failed connects)."""
+    balancer = spec.balancer
+    if spec.retries is None and balancer is not None and balancer.next_upstream:
+        return RetrySpec(attempts=balancer.next_upstream,
+                         backoff=BackoffSpec(base=0.0, jitter="none"),
+                         retry_on=[REASONS[code] for code in sorted(CONNECT_FAILURES)])
+    return spec.retries
+
+
 def needs_done(spec: ClientSpec) -> bool:
     """Whether the population must hear of every request's end (not only failures)."""
     balancer = spec.balancer
-    return (spec.arrival.closed or spec.retries is not None or spec.request_timeout is not None
+    return (spec.arrival.closed or retry_spec(spec) is not None
+            or spec.request_timeout is not None
             or (balancer is not None and balancer.algorithm == "leastConnections"))
 
 
@@ -343,8 +355,9 @@ class Population:
         self.first_sent = 0
         self.active = True  # False once its schedule has ended
         self.request_timeout = spec.request_timeout
-        self.retry = (RetryPolicy(spec.retries, retry_rng or np.random.default_rng(0))
-                      if spec.retries is not None else None)
+        retries = retry_spec(spec)
+        self.retry = (RetryPolicy(retries, retry_rng or np.random.default_rng(0))
+                      if retries is not None else None)
         self.attempt: dict[int, int] = {}  # request -> attempt number (retries only)
         self.retry_of: dict[int, int] = {}  # request -> the failed request it repeats
         self.timed_out: dict[int, float] = {}  # request -> when the client gave up
@@ -456,7 +469,17 @@ class Population:
         row = len(log.t_start)  # the row this attempt will get (noted first: a failure
         self.attempt[row] = attempt  # found while sending is handled within the send)
         self.retry_of[row] = previous
-        self._attempt(self, slot, self.env._now)
+        balancer = self.balancer
+        if balancer is not None and self.spec.retries is None:  # the balancer's next try
+            tried = {log.entry[previous]}  # skips every node this connection tried
+            while previous in self.retry_of:
+                previous = self.retry_of[previous]
+                tried.add(log.entry[previous])
+            balancer.avoid = frozenset(tried)
+            self._attempt(self, slot, self.env._now)
+            balancer.avoid = frozenset()
+        else:
+            self._attempt(self, slot, self.env._now)
         if len(log.t_start) == row:  # nothing sent (a request-count run is over)
             del self.attempt[row], self.retry_of[row]
 

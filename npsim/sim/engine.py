@@ -33,6 +33,7 @@ from npsim.sim.clients import (
     connect_give_up,
     make_entry,
     needs_done,
+    retry_spec,
     syn_answered,
 )
 from npsim.sim.controlplane import ControlPlane
@@ -186,7 +187,7 @@ class Simulation:
                           rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
                           ip_base=ip_base, addresses=addresses, log=self.log,
                           retry_rng=(streams.generator(f"retry/{cs.name}")
-                                     if cs.retries is not None else None))
+                                     if retry_spec(cs) is not None else None))
             if cs.arrival.closed:
                 assert cs.arrival.think_time is not None
                 think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
