@@ -345,9 +345,10 @@ class Simulation:
                 if attempt:
                     choice = table.pick(source, src_port, now)
                     pod = table.pods[choice]
-                if self.pods[pod].alive:
+                dialled = self.pods[pod]
+                if dialled.alive or dialled.hung:  # a hung process still accepts
                     break
-                waited += timeout
+                waited += timeout if dialled.silent else 0.0  # a refusal comes at once
             else:
                 return self._fail(pop, slot, now, entry, -1, DIAL_FAILED, waited)
             if affinity is not None:
