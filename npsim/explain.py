@@ -63,12 +63,8 @@ def cluster_ip(sp: ServicePortModel, cluster: Cluster) -> str:
 
 
 def cluster_cidr(cluster: Cluster) -> str:
-    """The local-traffic detector's range: the smallest network holding every pod CIDR."""
-    nets = [n.pod_cidr for n in cluster.nodes]
-    net = nets[0]
-    while not all(n.subnet_of(net) for n in nets):
-        net = net.supernet()
-    return str(net)
+    """The local-traffic detector's range (kube-proxy --cluster-cidr)."""
+    return str(cluster.pod_network)
 
 
 def _selected(cluster: Cluster, service: str | None) -> list[ServicePortModel]:

@@ -13,6 +13,7 @@ from npsim.dists import Empirical
 from npsim.scenario.manifests import (
     Deployment,
     Service,
+    check_node_ports,
     parse_manifest,
     pick_port,
     selector_matches,
@@ -303,23 +304,6 @@ def cross_check(
         _utilisation_warnings(scenario, tree, p)
 
 
-def _check_node_ports(scenario: Scenario, tree: Any, p: Problems) -> None:
-    """A NodePort belongs to one Service port (per protocol it may repeat within one
-    Service: 53/TCP and 53/UDP share 30053; kubernetes-semantics.md 10, facts 15-16)."""
-    owner: dict[int, str] = {}
-    for svc in scenario.services.values():
-        for port in svc.ports:
-            if port.node_port is None:
-                continue
-            other = owner.get(port.node_port)
-            if other is not None and other != svc.name:
-                p.at(tree, ["manifests"],
-                     f"Service {svc.name!r}: spec.ports.nodePort: Invalid value: "
-                     f"{port.node_port}: provided port is already allocated "
-                     f"(by Service {other!r})")
-            owner[port.node_port] = svc.name
-
-
 def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
     for i, event in enumerate(scenario.spec.events):
         if event.scale.deployment not in scenario.deployments:
@@ -405,7 +389,7 @@ def _cross_check(
         if nodes is not None and client.source is not None and client.source.node not in nodes:
             p.at(tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
-    _check_node_ports(scenario, tree, p)
+    check_node_ports(scenario, tree, p)
     for svc in scenario.services.values():
         backing = [d for d in scenario.deployments.values()
                    if selector_matches(svc.selector, d.pod_labels)]

@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from npsim.cluster.nodeports import PortRange
 from npsim.dists import Constant, Distribution, LogNormal
 from npsim.units import PerSecond, Seconds, format_duration
 
@@ -136,6 +137,34 @@ class ClusterSpec(Model):
     # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
     # table for that mode (npsim/proxy/cost.py)
     cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}
+    # kube-apiserver --service-node-port-range (npsim/cluster/nodeports.py)
+    service_node_port_range: str = Field(default="30000-32767", alias="serviceNodePortRange")
+    # kube-proxy --cluster-cidr: the local-traffic detector and masquerade rules; default:
+    # the smallest network holding every node's podCIDR
+    cluster_cidr: str | None = Field(default=None, alias="clusterCIDR")
+
+    @field_validator("service_node_port_range")
+    @classmethod
+    def _port_range(cls, v: str) -> str:
+        return str(PortRange.parse(v))
+
+    @field_validator("cluster_cidr")
+    @classmethod
+    def _cluster_cidr(cls, v: str | None) -> str | None:
+        if v is not None:
+            ipaddress.IPv4Network(v, strict=True)
+        return v
+
+    @model_validator(mode="after")
+    def _pods_in_cluster_cidr(self) -> ClusterSpec:
+        if self.cluster_cidr is not None:
+            net = ipaddress.IPv4Network(self.cluster_cidr)
+            outside = [n.name for n in self.nodes
+                       if n.pod_cidr and not ipaddress.IPv4Network(n.pod_cidr).subnet_of(net)]
+            if outside:
+                raise ValueError(f"clusterCIDR {net} does not hold the podCIDR of node(s) "
+                                 f"{', '.join(outside)}")
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterSpec:
