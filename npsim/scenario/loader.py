@@ -14,6 +14,7 @@ from npsim.scenario.manifests import (
     Deployment,
     Service,
     check_node_ports,
+    check_port_plan,
     parse_manifest,
     pick_port,
     selector_matches,
@@ -390,6 +391,7 @@ def _cross_check(
             p.at(tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
     check_node_ports(scenario, tree, p)
+    check_port_plan(scenario, tree, p)
     for svc in scenario.services.values():
         backing = [d for d in scenario.deployments.values()
                    if selector_matches(svc.selector, d.pod_labels)]

@@ -542,3 +542,21 @@ def _collision_hint(rejection: Any, allocation: Any) -> str:
                          "cannot collide with automatic allocations")
             return hint + ")"
     return ""
+
+
+def check_port_plan(scenario: Any, tree: Any, p: Problems) -> None:
+    """Every Service a plan band names must exist, and belong to one band only."""
+    spec = scenario.spec
+    if spec is None:
+        return
+    seen: dict[str, str] = {}
+    known = {n for s in scenario.services.values() for n in (s.name, f"{s.namespace}/{s.name}")}
+    for i, band in enumerate(spec.port_plan):
+        for j, name in enumerate(band.services):
+            if name not in known:
+                p.at(tree, ["portPlan", i, "services", j],
+                     f"no Service named {name!r} among the manifests")
+            elif name in seen:
+                p.at(tree, ["portPlan", i, "services", j],
+                     f"Service {name!r} is already in band {seen[name]!r}")
+            seen[name] = band.name

@@ -421,6 +421,20 @@ class EventSpec(Model):
     scale: ScaleSpec
 
 
+class PortBandSpec(Model):
+    """A band of a NodePort plan (tutorial 3.3: web 30000-30099, api 30100-30199, ...)
+    and the Services (``name`` or ``namespace/name``) that belong to it."""
+
+    name: str = Field(min_length=1)
+    range: str
+    services: list[str] = []
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        return str(PortRange.parse(v))
+
+
 class ScenarioSpec(Model):
     npsim_version: str | None = None  # written into scenario.resolved.yaml
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -431,3 +445,4 @@ class ScenarioSpec(Model):
     clients: list[ClientSpec] = Field(min_length=1)
     events: list[EventSpec] = []
     run: RunSpec
+    port_plan: list[PortBandSpec] = []  # checked by `npsim ports`
