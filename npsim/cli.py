@@ -114,7 +114,7 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
 def explain(scenario: str, service: str | None, node: str | None,
             trace_from: str | None) -> None:
     """Print what kube-proxy programs on a node (iptables-save, nft, ipvsadm style)."""
-    from npsim.explain import render, trace
+    from npsim.explain import firewall_rules, render, trace
     from npsim.sim.engine import Simulation
 
     loaded = _load(scenario)
@@ -130,13 +130,16 @@ def explain(scenario: str, service: str | None, node: str | None,
     proxy = sim.proxies[names.index(node) if node else 0]
     click.echo(f"# node {proxy.node.name}, kube-proxy mode {proxy.mode}")
     click.echo(render(proxy, sim.cluster, service))
+    if sim.guard is not None:
+        click.echo("")
+        click.echo(firewall_rules(sim.guard, proxy.node.index))
     if trace_from is None:
         return
     targets = [sp for sp in sim.cluster.service_ports if service in (None, sp.service.name)]
     click.echo("")
     click.echo("# trace of one new connection")
     for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
-                      loaded.spec.cluster.other_services.count):
+                      loaded.spec.cluster.other_services.count, sim.guard):
         click.echo(step)
 
 

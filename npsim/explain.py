@@ -22,11 +22,13 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 
+from npsim.cluster.firewall import TRAVERSES
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import EndpointTable, KubeProxy
 from npsim.proxy.iptables import cascade_probabilities, format_probability
 from npsim.proxy.ipvs import IpvsTable
 from npsim.proxy.userspace import RoundRobinTable
+from npsim.sim.guard import Guard
 
 SERVICE_CIDR_BASE = int(ipaddress.IPv4Address("10.96.0.10"))
 SERVICE_CIDR = "10.96.0.0/12"  # kube-apiserver --service-cluster-ip-range (kubeadm default)
@@ -528,9 +530,9 @@ def render(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> st
 
 
 def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: int,
-          src_port: int, other_services: int = 0) -> Iterable[str]:
+          src_port: int, other_services: int = 0, guard: Guard | None = None) -> Iterable[str]:
     """Steps of one new connection from an external ``client_ip:src_port`` to this node's
-    NodePort, decided by the same route and tables the simulator uses."""
+    NodePort, decided by the same route, tables and firewalls the simulator uses."""
     node = proxy.node
     view = proxy.views[sp.index]
     spn = port_name_string(sp)
@@ -583,6 +585,16 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
         yield f"round robin picks {key}; kube-proxy opens its own connection to it"
     ep = table.endpoints[choice]
     crossed = ep.node != node.index
+    if guard is not None:
+        steps: list[str] = []
+        stop = guard.check(node.index, "external", client_ip, sp.port.protocol, sp.node_port,
+                           snat, ep.pod, ep.port, 0.0, steps)
+        guard.pending = []  # a trace opens no connection
+        yield from steps
+        if stop is not None:
+            yield ("the client waits for its connect timeout" if stop.times_out else
+                   "the client is refused at once (ICMP port unreachable)")
+            return
     if proxy.pod_sees_node:
         yield f"the pod sees kube-proxy's node address {ip_str(node.ip)}"
     elif snat:
@@ -670,3 +682,28 @@ def _ipvs_entry(proxy: KubeProxy, sp: ServicePortModel, view: object, table: obj
     if not view.any:  # type: ignore[attr-defined]
         yield ("  no real servers: IPVS answers ICMP port unreachable (ip_vs_leave): "
                "connection refused")
+
+
+def firewall_rules(guard: Guard, node: int) -> str:
+    """The firewalls configured on a node, next to kube-proxy's rules: the node's chains
+    in ``iptables -S`` form, the cloud security group, the NetworkPolicies."""
+    out = []
+    if guard.security_group is not None:
+        out.append("# cloud security group in front of the nodes (allow rules, default deny)")
+        out += [f"allow {r.protocol or 'all'} {r.first}-{r.last} from {r.source}"
+                for r in guard.security_group]
+    firewall = guard.firewalls[node]
+    if firewall is not None:
+        mode = guard.modes[node]
+        out.append(f"# node firewall of {guard.cluster.nodes[node].name} ({mode} mode: a NodePort "
+                   f"connection to a pod traverses {' and '.join(TRAVERSES[mode])})")
+        for name, chain in firewall.chains.items():
+            table = "-t mangle " if name == "PREROUTING" else ""
+            out.append(f"{table}-P {name} {chain.policy}")
+            out += [rule.text or table + rule.describe().format(chain=name)
+                    for rule in chain.rules]
+    for policy in guard.policies:
+        selector = ",".join(f"{k}={v}" for k, v in policy.pod_selector.items()) or "(all pods)"
+        out.append(f"# NetworkPolicy {policy.namespace}/{policy.name}: selects {selector}; "
+                   f"{len(policy.ingress)} ingress rule(s), judged on the source the pod sees")
+    return "\n".join(out)

@@ -49,6 +49,7 @@ class Scenario:
         self.base_dir = base_dir
         self.source = source
         self.warnings = warnings if warnings is not None else []
+        self.network_policies: dict[str, Any] = {}  # NetworkPolicy manifests, by name
 
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
@@ -71,7 +72,7 @@ class Scenario:
         data = self.spec.model_dump(mode="json", by_alias=True)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
-        ]
+        ] + [policy.manifest for policy in self.network_policies.values()]
         return data
 
 
@@ -179,12 +180,15 @@ def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
     deployments: dict[str, Deployment] = {}
     raw_manifests = tree.get("manifests") if isinstance(tree, dict) else None
     unresolved: _Unresolved = set()
+    policies: dict[str, Any] = {}
     if isinstance(raw_manifests, list):
-        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments)
+        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments,
+                                     policies)
     scenario = None
     if spec is not None:
         spec = _resolve_files(spec, tree, base_dir, p)
         scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
+        scenario.network_policies = policies
         cross_check(scenario, tree, p, unresolved)
     else:
         partial = Scenario(None, services, deployments, base_dir, source)  # type: ignore[arg-type]
@@ -212,6 +216,7 @@ def _load_manifests(
     p: Problems,
     services: dict[str, Service],
     deployments: dict[str, Deployment],
+    policies: dict[str, Any] | None = None,
 ) -> _Unresolved:
     """Parse every manifest into ``services``/``deployments``; return the names of those
     that failed (their problems are reported here, so references to them are not)."""
@@ -247,7 +252,9 @@ def _load_manifests(
                 if isinstance(name, str):
                     unresolved.add(name)
                 continue
-            table: dict[str, Any] = services if isinstance(obj, Service) else deployments
+            table: dict[str, Any] = (services if isinstance(obj, Service) else deployments
+                                     if isinstance(obj, Deployment) else
+                                     policies if policies is not None else {})
             if obj.name in table:
                 p.at(doc, ["metadata", "name"],
                      f'Duplicate value: {type(obj).__name__} "{obj.name}" is defined twice '

@@ -9,13 +9,15 @@ reference gives it (kubernetes-semantics.md section 6).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from npsim.cluster.netpol import IngressRule, NetworkPolicy, Peer
 from npsim.cluster.nodeports import allocate_scenario
 from npsim.scenario.problems import Problem, Problems
-from npsim.scenario.yamlio import MarkedDict
+from npsim.scenario.yamlio import MarkedDict, plain
 
 # v1.DefaultClientIPServiceAffinitySeconds; valid 1..86400 (MaxClientIPServiceAffinitySeconds)
 DEFAULT_AFFINITY_TIMEOUT = 10800
@@ -475,7 +477,8 @@ KINDS = {"Service": (parse_service, _SERVICE_FIELDS), "Deployment": (parse_deplo
                                                                      _DEPLOYMENT_FIELDS)}
 
 
-def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | Deployment | None:
+def parse_manifest(doc: Any, p: Problems, pre: str,
+                   origin: str) -> Service | Deployment | NetworkPolicy | None:
     """One manifest document; ``pre`` prefixes field paths (e.g. ``manifests[1]``)."""
     if not isinstance(doc, dict):
         p.at(doc, [], "expected a Kubernetes manifest (a mapping with apiVersion and kind)", pre)
@@ -483,7 +486,8 @@ def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | De
     kind = doc.get("kind")
     if kind not in KINDS:
         if kind is None:
-            p.at(doc, ["kind"], "Required value: the manifest kind (Service or Deployment)", pre)
+            p.at(doc, ["kind"], "Required value: the manifest kind (Service, Deployment or "
+                 "NetworkPolicy)", pre)
         else:
             p.warn(doc, ["kind"], f"kind {kind!r} is not modelled by npsim; ignored", pre)
         return None
@@ -560,3 +564,99 @@ def check_port_plan(scenario: Any, tree: Any, p: Problems) -> None:
                 p.at(tree, ["portPlan", i, "services", j],
                      f"Service {name!r} is already in band {seen[name]!r}")
             seen[name] = band.name
+
+
+# --- NetworkPolicy (networking.k8s.io/v1), ingress only ------------------------------------
+
+
+def _selector(doc: MarkedDict, loc: list[Any], p: Problems, pre: str) -> dict[str, str]:
+    raw = _expect(doc, loc, dict, "a label selector", p, pre)
+    if raw is None:
+        return {}
+    if "matchExpressions" in raw:
+        p.warn(doc, [*loc, "matchExpressions"],
+               "matchExpressions are not checked by npsim; only matchLabels", pre)
+    return _labels(doc, [*loc, "matchLabels"], p, pre) if "matchLabels" in raw else {}
+
+
+def parse_network_policy(doc: MarkedDict, p: Problems, pre: str,
+                         origin: str) -> NetworkPolicy | None:
+    """A NetworkPolicy's ingress side (npsim/cluster/netpol.py says how it is judged)."""
+    n_errors = len(p.errors)
+    name = _expect(doc, ["metadata", "name"], str, "the NetworkPolicy name", p, pre)
+    namespace = str(doc.get("metadata", {}).get("namespace", "default"))
+    spec = _expect(doc, ["spec"], dict, "a spec", p, pre) or {}
+    pod_selector = _selector(doc, ["spec", "podSelector"], p, pre)
+    types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec
+                                         else ["Ingress"])
+    for i, kind in enumerate(types):
+        if kind not in ("Ingress", "Egress"):
+            p.at(doc, ["spec", "policyTypes", i],
+                 f'Unsupported value: "{kind}": supported values: "Egress", "Ingress"', pre)
+    if "egress" in spec:
+        p.warn(doc, ["spec", "egress"], "egress rules are not modelled by npsim; ignored", pre)
+    rules: list[IngressRule] = []
+    for i, raw in enumerate(spec.get("ingress") or []):
+        at = ["spec", "ingress", i]
+        if not isinstance(raw, dict):
+            p.at(doc, at, "expected an ingress rule mapping", pre)
+            continue
+        peers = None
+        if raw.get("from") is not None:
+            peers = tuple(_peer(doc, [*at, "from", j], peer, p, pre)
+                          for j, peer in enumerate(raw["from"]))
+        ports = None
+        if raw.get("ports") is not None:
+            ports = []
+            for j, port in enumerate(raw["ports"]):
+                proto = str((port or {}).get("protocol", "TCP"))
+                if proto not in ("TCP", "UDP", "SCTP"):
+                    p.at(doc, [*at, "ports", j, "protocol"], f'Unsupported value: "{proto}": '
+                         'supported values: "SCTP", "TCP", "UDP"', pre)
+                if "endPort" in (port or {}):
+                    p.warn(doc, [*at, "ports", j, "endPort"],
+                           "endPort is not modelled by npsim; only port is matched", pre)
+                ports.append((proto, (port or {}).get("port")))
+            ports = tuple(ports)
+        rules.append(IngressRule(peers, ports))
+    if len(p.errors) > n_errors or name is None:
+        return None
+    return NetworkPolicy(str(name), namespace, pod_selector,
+                         tuple(rules) if "Ingress" in types else (), origin, plain(doc),
+                         "Ingress" in types)
+
+
+def _peer(doc: MarkedDict, at: list[Any], raw: Any, p: Problems, pre: str) -> Peer:
+    if not isinstance(raw, dict):
+        p.at(doc, at, "expected a peer (ipBlock, podSelector, namespaceSelector)", pre)
+        return Peer(cidr=ipaddress.IPv4Network("0.0.0.0/32"))
+    if "ipBlock" in raw:
+        block = raw["ipBlock"] or {}
+        try:
+            cidr = ipaddress.IPv4Network(str(block.get("cidr")), strict=False)
+            excepts = tuple(ipaddress.IPv4Network(str(e), strict=False)
+                            for e in block.get("except") or [])
+        except ValueError as exc:
+            p.at(doc, [*at, "ipBlock"], f"Invalid value: {exc}", pre)
+            return Peer(cidr=ipaddress.IPv4Network("0.0.0.0/32"))
+        return Peer(cidr=cidr, excepts=excepts)
+    pods = _selector(doc, [*at, "podSelector"], p, pre) if "podSelector" in raw else None
+    namespaces = (_selector(doc, [*at, "namespaceSelector"], p, pre)
+                  if "namespaceSelector" in raw else None)
+    if namespaces:
+        unknown = [k for k in namespaces if k != "kubernetes.io/metadata.name"]
+        if unknown:
+            p.warn(doc, [*at, "namespaceSelector"],
+                   f"npsim knows no namespace labels but kubernetes.io/metadata.name: "
+                   f"{', '.join(unknown)} never match", pre)
+    if pods is None and namespaces is None:
+        p.at(doc, at, "Required value: must specify a peer", pre)
+    return Peer(pod_selector=pods, namespace_selector=namespaces)
+
+
+_NETWORK_POLICY_FIELDS: dict[str, Any] = {
+    "apiVersion": True, "kind": True,
+    "metadata": {"name": True, "namespace": True, "labels": "quiet", "annotations": "quiet"},
+    "spec": True,
+}
+KINDS["NetworkPolicy"] = (parse_network_policy, _NETWORK_POLICY_FIELDS)

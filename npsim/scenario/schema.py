@@ -45,6 +45,7 @@ class NodeSpec(Model):
     cpu: float = Field(default=1.0, gt=0)  # allocatable CPU: weighs topology-mode Auto
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
+    firewall: FirewallSpec | None = None  # this node's host firewall (replaces the cluster's)
 
     @field_validator("address")
     @classmethod
@@ -126,6 +127,61 @@ class KubeProxySpec(Model):
 QuantileRow = Annotated[list[Seconds], Field(min_length=4, max_length=4)]
 
 
+class FirewallRuleSpec(Model):
+    """One rule in YAML form: the same meaning as an iptables line (firewall.py)."""
+
+    action: Literal["ACCEPT", "DROP", "REJECT", "LOG"]
+    protocol: Literal["tcp", "udp"] | None = None
+    source: str | None = None  # CIDR; "!10.0.0.0/8" negates
+    dport: int | str | None = None  # 30080, "30000:32767" or "30000-32767"
+    connlimit_above: int | None = Field(default=None, ge=0)
+    connlimit_mask: int = Field(default=32, ge=0, le=32)
+    log_prefix: str = ""
+
+
+class FirewallChainSpec(Model):
+    policy: Literal["ACCEPT", "DROP"] = "ACCEPT"
+    rules: list[FirewallRuleSpec] = []
+
+
+class FirewallSpec(Model):
+    """A node's host firewall: YAML chains, then the tutorial's ``iptables`` and ``ufw``
+    commands as written (appended in that order)."""
+
+    input: FirewallChainSpec | None = None
+    forward: FirewallChainSpec | None = None
+    prerouting: FirewallChainSpec | None = None
+    iptables: str | None = None
+    ufw: str | None = None
+
+    @model_validator(mode="after")
+    def _readable(self) -> FirewallSpec:
+        from npsim.cluster.firewall import build_node_firewall
+
+        build_node_firewall(self)  # raises ValueError naming the line
+        return self
+
+
+class SecurityGroupRuleSpec(Model):
+    protocol: Literal["tcp", "udp", "all"] = "tcp"
+    ports: int | str  # 30080 or "30000-32767"
+    source: str = "0.0.0.0/0"
+
+
+class SecurityGroupSpec(Model):
+    """A cloud security group in front of every node: allow rules, default deny."""
+
+    rules: list[SecurityGroupRuleSpec] = []
+    aliyun: str | None = None  # `aliyun ecs AuthorizeSecurityGroup ...` lines
+
+    @model_validator(mode="after")
+    def _readable(self) -> SecurityGroupSpec:
+        from npsim.cluster.firewall import build_security_group
+
+        build_security_group(self)
+        return self
+
+
 class ClusterSpec(Model):
     proxy_mode: ProxyMode = "iptables"
     nodes: list[NodeSpec] = Field(min_length=1)
@@ -142,6 +198,8 @@ class ClusterSpec(Model):
     # kube-proxy --cluster-cidr: the local-traffic detector and masquerade rules; default:
     # the smallest network holding every node's podCIDR
     cluster_cidr: str | None = Field(default=None, alias="clusterCIDR")
+    firewall: FirewallSpec | None = None  # every node's host firewall (a node may override)
+    security_group: SecurityGroupSpec | None = None
 
     @field_validator("service_node_port_range")
     @classmethod

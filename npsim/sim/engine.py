@@ -25,6 +25,7 @@ from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
 from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
 from npsim.sim.controlplane import ControlPlane
+from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, Relay
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
@@ -105,9 +106,12 @@ class Simulation:
         self._progress_every = max((self.budget or 0) // 100, 1)
 
         self.proxies = make_proxies(scenario, cluster, streams)
-        # pods report each end only to closed-loop users and to IPVS connection counters
+        # firewalls in the traffic path: None (and free) when the scenario has none
+        self.guard = Guard.build(scenario, cluster, [p.mode for p in self.proxies], self.events)
+        # pods report each end only to closed-loop users and to connection counters
         self._report_done = any(c.arrival.closed for c in spec.clients) or any(
-            p.counts_connections for p in self.proxies)
+            p.counts_connections for p in self.proxies) or (
+            self.guard is not None and self.guard.counts_connections)
         self.pods: list[PodServer] = []
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
         for pod in cluster.pods:
@@ -274,6 +278,14 @@ class Simulation:
         else:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
+        if self.guard is not None:
+            stop = self.guard.check(entry, "clusterip" if clusterip else pop.kind, source,
+                                    table.service_port.port.protocol,
+                                    table.service_port.node_port, snat, pod,
+                                    table.endpoints[choice].port, now)
+            if stop is not None:
+                return self._fail(pop, slot, now, entry, -1, stop.reason,
+                                  pop.connect_timeout if stop.times_out else 0.0)
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
@@ -303,6 +315,9 @@ class Simulation:
             key = table.keys[choice]
             table.opened(key, now)
             self.tracked[conn] = [0, False, table, key]
+        if self.guard is not None and self.guard.pending:
+            closer = self.guard.opened(table if proxy.counts_connections else None)
+            self.tracked[conn] = [0, False, closer, table.keys[choice]]
         return waited + proxy.cost()
 
     def _to_pod(self, request: int, delay: float) -> None:
