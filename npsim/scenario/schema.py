@@ -379,6 +379,17 @@ class BalancerSpec(Model):
     addresses: int = Field(default=1, ge=1)
 
 
+class TlsSpec(Model):
+    """HTTPS termination for a population (npsim/sim/tls.py): where, and its costs."""
+
+    terminate: Literal["pod", "balancer"]
+    version: Literal["1.2", "1.3"] = "1.3"
+    handshake_cpu: Seconds = 1e-3  # assumption: RSA-2048 signature + ECDHE, one core
+    resumed_cpu: Seconds = 1e-4
+    resumption: float = Field(default=0.0, ge=0, le=1)  # share of new connections resuming
+    balancer_cores: int = Field(default=2, ge=1)  # cores for handshakes at the balancer
+
+
 class ClientSpec(Model):
     name: str = Field(min_length=1)
     service: str
@@ -395,6 +406,7 @@ class ClientSpec(Model):
     rtt: Distribution = Constant(dist="constant", value=0.0)
     # how long a client waits for a connection that gets no answer before it gives up
     connect_timeout: Seconds = 10.0
+    tls: TlsSpec | None = None  # HTTPS: handshake per new connection (tutorial 4.3)
 
     @field_validator("source_ip_base")
     @classmethod
