@@ -97,7 +97,9 @@ def svc_manifest(svc: Service) -> dict[str, Any]:
             ("sessionAffinity", svc.session_affinity),
             ("sessionAffinityConfig", {"clientIP": {"timeoutSeconds": svc.affinity_timeout}}
              if svc.session_affinity == "ClientIP" else None),
-            ("trafficDistribution", svc.traffic_distribution)) if v is not None},
+            ("trafficDistribution", svc.traffic_distribution),
+            ("allocateLoadBalancerNodePorts", None if svc.allocate_lb_node_ports else False),
+            ("healthCheckNodePort", svc.health_check_node_port)) if v is not None},
     }
     if svc.topology_mode is not None:
         manifest["metadata"]["annotations"] = {
