@@ -157,6 +157,13 @@ class NodePortAllocator:
                 return self.range.base + at
         raise RangeFull("range is full")  # pragma: no cover - count said otherwise
 
+    def take(self, requested: int) -> int:
+        """The requested port if one is asked for (0: none), else the next free one."""
+        if requested:
+            self.allocate(requested)
+            return requested
+        return self.allocate_next()
+
     def release(self, port: int) -> None:
         """Give a port back; releasing a free or out-of-range port is a no-op."""
         if self.has(port):
@@ -232,11 +239,7 @@ def allocate_service(allocator: NodePortAllocator,
                 requested = next((later.node_port for later in service.ports[i + 1:]
                                   if later.port == sp.port and later.node_port), 0)
             try:
-                if requested:
-                    allocator.allocate(requested)
-                    value = requested
-                else:
-                    value = allocator.allocate_next()
+                value = allocator.take(requested)
             except RangeFull as exc:
                 return rollback(Rejection(service.name, "",
                                           f"failed to allocate a nodePort: {exc}"))
@@ -249,11 +252,7 @@ def allocate_service(allocator: NodePortAllocator,
     if needs_health_check(service):
         requested = service.health_check_node_port or 0
         try:
-            if requested:
-                allocator.allocate(requested)
-                value = requested
-            else:
-                value = allocator.allocate_next()
+            value = allocator.take(requested)
         except AllocationError as exc:
             text = (f"failed to allocate requested HealthCheck NodePort {requested}: {exc}"
                     if requested else f"failed to allocate a HealthCheck NodePort 0: {exc}")
