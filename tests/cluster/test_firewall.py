@@ -277,3 +277,14 @@ def test_explain_prints_the_firewalls_and_traces_through_them(tmp_path: Path) ->
     assert ("node firewall INPUT: rule 1 (iptables -A INPUT -p tcp --dport 30000:32767 ! -s "
             "10.0.0.0/8 -j DROP) -> DROP") in trace
     assert trace.rstrip().endswith("the client waits for its connect timeout")
+
+
+def test_a_node_firewall_replaces_the_clusters_on_that_node_only() -> None:
+    base = scenario("ipvs", BLOCK_OTHERS)
+    base.spec.cluster.nodes[0].firewall = base.spec.cluster.firewall.model_copy(
+        update={"iptables": "iptables -A INPUT -p tcp --dport 30080 -j ACCEPT\n"})
+    node1 = npsim.run(base)  # the clients enter at node-1, whose own firewall admits them
+    assert reasons(node1) == {"": settled(node1)}
+    base.clients[0].entry.node = "node-2"  # node-2 keeps the cluster's hardening
+    node2 = npsim.run(base)
+    assert reasons(node2) == {"firewall_dropped": settled(node2)}
