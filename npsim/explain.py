@@ -8,9 +8,11 @@ output (research notes in docs/kube-proxy-modes.md):
   ``KUBE-SVC-`` + first 16 base32 chars of sha256(servicePortName + protocol), endpoint
   chains hashing also "IP:port"; probabilities ``%0.10f``). ``iptables-save`` would show
   the kernel's rounding (``0.33333333349``);
-* nftables: the ``kube-proxy`` table in ``nft list``'s layout, chain names
-  ``service-`` + 8 base32 chars of sha256("ns/name/proto/port") + "-" + that string;
-* IPVS: ``ipvsadm -Ln`` columns as ipvsadm.c prints them.
+* nftables: the transaction kube-proxy sends (``add table/chain/rule/element`` lines, as
+  its TestOverallNFTablesRules dumps them), chain names ``service-`` + 8 base32 chars of
+  sha256("ns/name/proto/port") + "-" + that string;
+* IPVS: ``ipvsadm -Ln`` columns as ipvsadm.c prints them (ClusterIP and every node
+  address, ``persistent`` for ClientIP), then ``ipset save`` and the iptables glue.
 
 ClusterIPs are not simulated; they are numbered from 10.96.0.10 for display.
 """
@@ -411,7 +413,9 @@ def ipvsadm(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> s
         table = proxy.tables[sp.index]
         assert isinstance(table, IpvsTable)
         proto = sp.port.protocol
-        internal = getattr(view, "internal", view.cluster)
+        # the ClusterIP virtual server's own counters when a population calls it
+        internal = (view.internal if proxy.serves_clusterip
+                    else _Unused(view.cluster.keys))
         lines += _virtual_server(f"{proto}  {cluster_ip(sp, cluster)}:{sp.port.port}",
                                  scheduler, timeout, internal)
         if not sp.node_port:
