@@ -24,13 +24,17 @@ from npsim.sim.records import (
     CONNECTION_REFUSED,
     DROPPED,
     FAILED,
+    FIREWALL_DROPPED,
+    FIREWALL_REJECTED,
     IN_FLIGHT,
     NO_ENDPOINTS,
     NO_UPSTREAM,
     NODEPORT_CLOSED,
+    POLICY_DROPPED,
     REASONS,
     REPLY_LOST,
     REQUEST_TIMEOUT,
+    SECURITY_GROUP_DROPPED,
     RequestLog,
 )
 
@@ -196,7 +200,9 @@ SYN_RTO = 1.0  # initial retransmission timeout of a SYN (TCP_TIMEOUT_INIT, RFC 
 
 # failures a client sees as "could not connect" (no response to the SYN, or a refusal)
 CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS,
-                              CONNECTION_REFUSED, NODEPORT_CLOSED, NO_UPSTREAM})
+                              CONNECTION_REFUSED, NODEPORT_CLOSED, NO_UPSTREAM,
+                              FIREWALL_DROPPED, FIREWALL_REJECTED, SECURITY_GROUP_DROPPED,
+                              POLICY_DROPPED})
 
 
 def syn_send_times(syn_retries: int, give_up: float = math.inf) -> list[float]:

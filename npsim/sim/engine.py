@@ -38,6 +38,7 @@ from npsim.sim.clients import (
 )
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
+from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, Relay
 from npsim.sim.probes import Blackbox, blackbox_probers
 from npsim.sim.records import (
@@ -56,6 +57,7 @@ from npsim.sim.records import (
 )
 from npsim.sim.streams import Streams
 from npsim.sim.timeline import EventLog
+from npsim.sim.tls import TlsCosts, pod_server_class
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
@@ -122,10 +124,13 @@ class Simulation:
         self._progress_every = max((self.budget or 0) // 100, 1)
 
         self.proxies = make_proxies(scenario, cluster, streams)
+        # firewalls in the traffic path: None (and free) when the scenario has none
+        self.guard = Guard.build(scenario, cluster, [p.mode for p in self.proxies], self.events)
         # pods report each end only to populations that ask (closed loops, retries,
-        # timeouts, least-connections balancers) and to IPVS connection counters
+        # timeouts, least-connections balancers) and to connection counters
         self._report_done = any(needs_done(c) for c in spec.clients) or any(
-            p.counts_connections for p in self.proxies)
+            p.counts_connections for p in self.proxies) or (
+            self.guard is not None and self.guard.counts_connections)
         self.pods: list[PodServer] = []
         self._samplers: list[Callable[[], float]] = []  # each pod's service-time sampler
         self._timeouts = [connect_give_up(c.syn_retries, c.connect_timeout)
@@ -136,6 +141,8 @@ class Simulation:
         # new flow, balanced afresh through the same node)
         self.broken: dict[int, bool] = {}
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
+        self._pod_class = pod_server_class(any(
+            c.tls is not None and c.tls.terminate == "pod" for c in spec.clients))
         for pod in cluster.pods:
             self._serve(pod)
         self.relays: list[Relay | None] = [
@@ -205,6 +212,9 @@ class Simulation:
                 self._timeouts[i] = pop.connect_timeout
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
+        # HTTPS handshakes per new connection: None (and free) without any `tls`
+        self.tls = (TlsCosts(self.populations, streams.generator)
+                    if TlsCosts.wanted(spec.clients) else None)
         self.blackbox = blackbox_probers(self)
 
     def sending(self) -> bool:
@@ -225,8 +235,8 @@ class Simulation:
 
     def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
         pod = self.cluster.pods[index]
-        server = PodServer(self.env, index, pod.workers, pod.queue_limit, sampler,
-                           self.log, self._done if self._report_done else None)
+        server = self._pod_class(self.env, index, pod.workers, pod.queue_limit, sampler,
+                                 self.log, self._done if self._report_done else None)
         server.timeouts = self._timeouts
         return server
 
@@ -284,6 +294,7 @@ class Simulation:
                 self._progress(self.generated / self.budget)
         self.generated += 1
         request = len(self.log.t_start)
+        handshake = 0.0
         if pop.remaining[slot] == 0:
             new_conn = 1
             proxy_cost = self._connect(pop, slot, now)
@@ -304,7 +315,11 @@ class Simulation:
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
         hop = self._hop(entry, pop.conn_pod_node[slot])()
-        network = pop.rtt() + hop
+        if new_conn and self.tls is not None:
+            terminator = self.tls.by_population[pop.index]
+            if terminator is not None:  # HTTPS: the handshake before the first request
+                handshake = terminator.handshake(now, pop.rtt, hop, self.pods, pod, request)
+        network = pop.rtt() + hop + handshake
         self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
                      pop.conn_snat[slot])
         tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
@@ -372,6 +387,14 @@ class Simulation:
         else:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
+        if self.guard is not None:
+            stop = self.guard.check(entry, "clusterip" if clusterip else pop.kind, source,
+                                    table.service_port.port.protocol,
+                                    table.service_port.node_port, snat, pod,
+                                    table.endpoints[choice].port, now)
+            if stop is not None:
+                return self._fail(pop, slot, now, entry, -1, stop.reason,
+                                  pop.connect_timeout if stop.times_out else 0.0)
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
@@ -388,9 +411,10 @@ class Simulation:
                 if attempt:
                     choice = table.pick(source, src_port, now)
                     pod = table.pods[choice]
-                if self.pods[pod].alive:
+                dialled = self.pods[pod]
+                if dialled.alive or dialled.hung:  # a hung process still accepts
                     break
-                waited += timeout
+                waited += timeout if dialled.silent else 0.0  # a refusal comes at once
             else:
                 return self._fail(pop, slot, now, entry, -1, DIAL_FAILED, waited)
             if affinity is not None:
@@ -403,6 +427,9 @@ class Simulation:
             key = table.keys[choice]
             table.opened(key, now)
             self.tracked[conn] = [0, False, table, key]
+        if self.guard is not None and self.guard.pending:
+            closer = self.guard.opened(table if proxy.counts_connections else None)
+            self.tracked[conn] = [0, False, closer, table.keys[choice]]
         return waited + proxy.cost()
 
     def _to_pod(self, request: int, delay: float) -> None:
@@ -499,6 +526,10 @@ class Simulation:
             self.env.run()
             ends = self.log.columns()["t_end"]
             end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
+        if self.tls is not None:  # what the handshakes cost, one line per population
+            for pop, t in zip(self.populations, self.tls.by_population, strict=True):
+                if t is not None:
+                    self.events.record(end, "tls_handshakes", pop.name, t.describe())
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, self.events, end, float(run.warmup),
                          time.perf_counter() - started, self.blackbox)

@@ -100,6 +100,18 @@ def test_idle_or_udp_real_servers_are_deleted_at_once_and_a_returning_one_is_kep
     assert table.weight(key) == 1 and table.active[key] == 1 and not table.deleted
 
 
+def _real_servers(text: str, virtual: str) -> list[str]:
+    """The real-server rows under one virtual server of ``ipvsadm -Ln``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if virtual in line and "->" not in line)
+    rows = []
+    for line in lines[start + 1:]:
+        if "->" not in line:
+            break
+        rows.append(line)
+    return rows
+
+
 def test_ipvsadm_shows_the_weight_zero_row(tmp_path) -> None:  # noqa: ANN001
     from npsim.cluster.model import Cluster
 
@@ -109,7 +121,7 @@ def test_ipvsadm_shows_the_weight_zero_row(tmp_path) -> None:  # noqa: ANN001
     proxy.program(sp, sp.endpoints[1:], 10.0)
     cluster = Cluster([proxy.node], [], [sp], None, None, None, None)  # type: ignore[arg-type]
     proxy.scheduler = "rr"
-    rows = [line for line in ipvsadm(proxy, cluster).splitlines() if "->" in line][1:]
+    rows = _real_servers(ipvsadm(proxy, cluster), "172.18.0.2:30080")
     assert len(rows) == 3
     weights = {r.split()[1]: (r.split()[3], r.split()[4]) for r in rows}
     assert weights[gone] == ("0", "1")
@@ -133,7 +145,7 @@ def test_explain_at_a_time_shows_a_draining_real_server(tmp_path) -> None:  # no
     before = CliRunner().invoke(main, ["explain", str(path)])
     after = CliRunner().invoke(main, ["explain", str(path), "--at", "10s"])
     assert before.exit_code == 0 and after.exit_code == 0, after.output
-    rows = lambda out: [line.split() for line in out.splitlines() if "->" in line][1:]  # noqa: E731
+    rows = lambda out: [r.split() for r in _real_servers(out, "172.18.0.2:30080")]  # noqa: E731
     assert [r[3] for r in rows(before.output)] == ["1", "1", "1"]
     weights = sorted(r[3] for r in rows(after.output))
     assert weights == ["0", "1", "1"]
