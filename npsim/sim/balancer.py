@@ -30,7 +30,7 @@ import simpy
 
 from npsim.dists import batched
 from npsim.scenario.schema import BalancerSpec, ClientSpec
-from npsim.sim.probes import NodePortProbe, health_check_node_port
+from npsim.sim.probes import NodePortProbe
 from npsim.sim.timeline import EventLog
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def make_balancer(sim: Simulation, client: ClientSpec, service_port: int) -> Bal
     hc = spec.health_check
     local = hc is not None and hc.port == "healthCheckNodePort"
     sp = sim.cluster.service_ports[service_port]
-    what = (f"healthCheckNodePort {health_check_node_port(sim.cluster, sp)}" if local
+    what = (f"healthCheckNodePort {sp.health_check_node_port}" if local
             else f"NodePort {sp.node_port}")
     return Balancer(sim.env, spec, client.name, [n.name for n in sim.cluster.nodes],
                     sim.streams.generator(f"lb/{client.name}"), sim.events,

@@ -21,36 +21,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from npsim.cluster.model import Cluster, ServicePortModel
 from npsim.dists import batched
 from npsim.proxy.base import KubeProxy
 
 if TYPE_CHECKING:
     from npsim.sim.engine import Simulation
 
-# the default NodePort range's dynamic band starts here: 30000-32767 with a static band
-# of min(max(16, 2768 / 32), 128) = 86 ports (KEP-3668, pkg/registry/core/service/portallocator)
-DYNAMIC_BAND_START = 30086
-
 
 class _Alive(Protocol):
     alive: bool
-
-
-def health_check_node_port(cluster: Cluster, service_port: ServicePortModel) -> int:
-    """The healthCheckNodePort the API server gives a LoadBalancer + Local Service: one
-    more port from the NodePort allocator (fact 18), here the lowest free port of the
-    dynamic band, as npsim allocates NodePorts (cluster/model.py)."""
-    taken = {sp.node_port for sp in cluster.service_ports}
-    port = DYNAMIC_BAND_START
-    for sp in cluster.service_ports:  # earlier Services got theirs first
-        while port in taken:
-            port += 1
-        if sp.service is service_port.service:
-            return port
-        if sp.service.type == "LoadBalancer" and sp.service.external_traffic_policy == "Local":
-            taken.add(port)
-    return port
 
 
 class NodePortProbe:

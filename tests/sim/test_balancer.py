@@ -117,15 +117,14 @@ def test_every_node_down_answers_503_and_least_connections_drains_to_zero():
     assert counts.max() - counts.min() <= 0.1 * counts.mean()
 
 
-def test_health_check_node_port_comes_from_the_node_port_allocator():
-    """Only LoadBalancer + Local gets one, from the dynamic band, clear of NodePorts."""
-    d = lb_local([])
-    d["manifests"][0]["spec"]["ports"][0]["nodePort"] = 30086
-    sim = Simulation(npsim.scenario_from_dict(d))
-    from npsim.sim.probes import health_check_node_port
-
-    assert health_check_node_port(sim.cluster, sim.cluster.service_ports[0]) == 30087
-    assert sim.populations[0].balancer.check_name == "healthCheckNodePort 30087"
+def test_the_balancer_checks_the_allocated_health_check_node_port():
+    """Only LoadBalancer + Local gets one, from the NodePort allocator's dynamic band."""
+    sim = Simulation(npsim.scenario_from_dict(lb_local([])))
+    sp = sim.cluster.service_ports[0]
+    assert 30086 <= sp.health_check_node_port <= 32767
+    assert sp.health_check_node_port != sp.node_port
+    assert sim.populations[0].balancer.check_name == (
+        f"healthCheckNodePort {sp.health_check_node_port}")
 
 
 def test_a_stopped_kube_proxy_fails_the_health_check_node_port():
