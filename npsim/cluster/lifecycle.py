@@ -22,7 +22,6 @@ Plain rules with no SimPy in them; ``npsim/sim/faults.py`` and
 * a crashing container is restarted after 10 s, doubling to at most 5 min, and the
   back-off resets once it has run 10 min (kubelet ``backOffPeriod``,
   ``MaxContainerBackOff``; Kubernetes docs "Pod Lifecycle: container restarts");
-* ``terminationGracePeriodSeconds`` defaults to 30 (``SetDefaults_PodSpec``);
 * Deployment ``maxSurge`` and ``maxUnavailable`` default to 25 %; surge rounds up,
   unavailable rounds down (``pkg/controller/deployment/util`` ResolveFenceposts).
 """
@@ -38,7 +37,6 @@ NODE_MONITOR_PERIOD = 5.0
 GRACE_BEFORE_1_32 = 40.0
 GRACE_FROM_1_32 = 50.0
 TOLERATION_SECONDS = 300.0
-TERMINATION_GRACE_PERIOD = 30.0
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET = 600.0
@@ -134,6 +132,11 @@ class Probe:
     failure_threshold: int = 3
     success_threshold: int = 1
     initial_delay: float = 0.0
+
+    @classmethod
+    def from_manifest(cls, fields: dict[str, float] | None) -> Probe | None:
+        """The probe a pod template gives (``None``: no probe), defaults filled in."""
+        return None if fields is None else cls(**fields)
 
     def first_ready(self, started: float) -> float:
         """When a new container that answers from the start is first Ready."""

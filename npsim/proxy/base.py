@@ -63,12 +63,15 @@ class ServiceView:
     """
 
     __slots__ = ("cluster", "local", "external", "internal", "any", "reply_lost", "affinity",
-                 "affinity_internal", "local_policy")
+                 "affinity_internal", "local_policy", "local_ready")
 
     def __init__(self) -> None:
         self.any = False
         self.reply_lost = False
         self.local_policy = False
+        # this node's ready endpoints (terminating excluded): what the healthCheckNodePort
+        # reports (pkg/proxy/healthcheck service_health.go: 200 iff > 0)
+        self.local_ready = 0
         self.affinity: AffinityTable | None = None  # NodePort traffic
         self.affinity_internal: AffinityTable | None = None  # ClusterIP traffic
 
@@ -127,7 +130,9 @@ class KubeProxy:
         local_int = svc.internal_traffic_policy == "Local"
         view.local_policy = local_ext
         if local_ext or local_int:
-            local = local_set(endpoints, self.node) or local_set(terminating, self.node)
+            ready_here = local_set(endpoints, self.node)
+            view.local_ready = len(ready_here)
+            local = ready_here or local_set(terminating, self.node)
             view.local = self._table(service_port, "local", local, now)
         if local_int:
             view.internal = view.local

@@ -26,10 +26,10 @@ Counters are per node and per virtual server: a connection is *active* while ope
 unverified in the reference) after it closes. Choice is O(log n) for lc/sed (a
 tournament tree over list positions), O(1) for the others.
 
-Graceful termination (kubernetes-semantics.md 2.5, pkg/proxy/ipvs
-``graceful_termination.go``): a real server removed by a sync is deleted at once when it
-has no connection (or the Service is UDP/SCTP); otherwise it stays with weight 0 (no new
-connection goes to it, open ones keep working) and is rechecked every
+Graceful termination (pkg/proxy/ipvs ``graceful_termination.go``): a real server
+removed by a sync is deleted at once when it has no connection (or the Service is
+UDP/SCTP); otherwise it stays with weight 0 (no new connection goes to it, open ones
+keep working) and is rechecked every
 ``rsCheckDeleteInterval`` = 60 s, deleted once ActiveConn + InActConn is 0. A real
 server that comes back meanwhile leaves that list and keeps its counters.
 """
@@ -288,6 +288,7 @@ class IpvsProxy(KubeProxy):
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
         if isinstance(previous, IpvsTable):
+            previous._recheck(now)  # rechecks due before now see the counters of their time
             previous._expire(now)
             previous.reprogram(endpoints, now=now)
             return previous

@@ -95,6 +95,8 @@ def summarise(
     add("all", "requests_generated", float(len(requests)))
     for name in ("completed", "failed", "in_flight"):
         add("all", f"requests_{name}", float(outcome.get(name, 0)))
+    if "attempt" in requests and (requests["attempt"] > 0).any():
+        _retry_rows(requests, add)
     _measured_rows("all", requests, windows, add, candidates.get("all"))
     util = pods.groupby("pod", observed=True)["utilisation"].mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
@@ -107,6 +109,17 @@ def summarise(
             scope = f"population:{population}"
             _measured_rows(scope, part, windows, add, candidates.get(scope))
     return pd.DataFrame(rows)
+
+
+def _retry_rows(requests: pd.DataFrame, add: Callable[..., None]) -> None:
+    """With client retries a request is one or more attempts (rows): how many were
+    retries, and how many requests the user finally saw fail (failed, not retried)."""
+    retries = requests[requests["attempt"] > 0]
+    add("all", "retries", float(len(retries)))
+    repeated = pd.MultiIndex.from_arrays([retries["replication"], retries["retry_of"]])
+    rows = pd.MultiIndex.from_arrays([requests["replication"], requests["request"]])
+    final = (requests["outcome"] == "failed").to_numpy() & ~rows.isin(repeated)
+    add("all", "requests_failed_after_retries", float(final.sum()))
 
 
 def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float],
@@ -229,7 +242,8 @@ def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
     failures ate, were the run's traffic spread over the window).
     """
     out: dict[str, float] = {}
-    faults = [t for t, k in zip(times, kinds, strict=True) if k not in FOLLOW_UPS]
+    faults = [t for t, k in zip(times, kinds, strict=True)
+              if k not in FOLLOW_UPS and t <= end_time]
     if faults:
         start = min(faults)
         out["fault_start"] = start

@@ -15,6 +15,8 @@ from npsim.scenario.manifests import (
     Deployment,
     Service,
     add_lifecycle,
+    check_node_ports,
+    check_port_plan,
     parse_manifest,
     pick_port,
     selector_matches,
@@ -49,6 +51,7 @@ class Scenario:
         self.base_dir = base_dir
         self.source = source
         self.warnings = warnings if warnings is not None else []
+        self.network_policies: dict[str, Any] = {}  # NetworkPolicy manifests, by name
 
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
@@ -71,7 +74,9 @@ class Scenario:
         data = self.spec.model_dump(mode="json", by_alias=True)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
-        ]
+        ] + [policy.manifest for policy in self.network_policies.values()]
+        # an event is one kind: leave out the kinds (and the until) it does not use
+        data["events"] = [{k: v for k, v in e.items() if v is not None} for e in data["events"]]
         return data
 
 
@@ -96,7 +101,9 @@ def svc_manifest(svc: Service) -> dict[str, Any]:
             ("sessionAffinity", svc.session_affinity),
             ("sessionAffinityConfig", {"clientIP": {"timeoutSeconds": svc.affinity_timeout}}
              if svc.session_affinity == "ClientIP" else None),
-            ("trafficDistribution", svc.traffic_distribution)) if v is not None},
+            ("trafficDistribution", svc.traffic_distribution),
+            ("allocateLoadBalancerNodePorts", None if svc.allocate_lb_node_ports else False),
+            ("healthCheckNodePort", svc.health_check_node_port)) if v is not None},
     }
     if svc.topology_mode is not None:
         manifest["metadata"]["annotations"] = {
@@ -179,12 +186,15 @@ def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
     deployments: dict[str, Deployment] = {}
     raw_manifests = tree.get("manifests") if isinstance(tree, dict) else None
     unresolved: _Unresolved = set()
+    policies: dict[str, Any] = {}
     if isinstance(raw_manifests, list):
-        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments)
+        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments,
+                                     policies)
     scenario = None
     if spec is not None:
         spec = _resolve_files(spec, tree, base_dir, p)
         scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
+        scenario.network_policies = policies
         cross_check(scenario, tree, p, unresolved)
     else:
         partial = Scenario(None, services, deployments, base_dir, source)  # type: ignore[arg-type]
@@ -212,6 +222,7 @@ def _load_manifests(
     p: Problems,
     services: dict[str, Service],
     deployments: dict[str, Deployment],
+    policies: dict[str, Any] | None = None,
 ) -> _Unresolved:
     """Parse every manifest into ``services``/``deployments``; return the names of those
     that failed (their problems are reported here, so references to them are not)."""
@@ -247,7 +258,9 @@ def _load_manifests(
                 if isinstance(name, str):
                     unresolved.add(name)
                 continue
-            table: dict[str, Any] = services if isinstance(obj, Service) else deployments
+            table: dict[str, Any] = (services if isinstance(obj, Service) else deployments
+                                     if isinstance(obj, Deployment) else
+                                     policies if policies is not None else {})
             if obj.name in table:
                 p.at(doc, ["metadata", "name"],
                      f'Duplicate value: {type(obj).__name__} "{obj.name}" is defined twice '
@@ -306,23 +319,6 @@ def cross_check(
         _utilisation_warnings(scenario, tree, p)
 
 
-def _check_node_ports(scenario: Scenario, tree: Any, p: Problems) -> None:
-    """A NodePort belongs to one Service port (per protocol it may repeat within one
-    Service: 53/TCP and 53/UDP share 30053; pkg/apis/core/validation/validation.go)."""
-    owner: dict[int, str] = {}
-    for svc in scenario.services.values():
-        for port in svc.ports:
-            if port.node_port is None:
-                continue
-            other = owner.get(port.node_port)
-            if other is not None and other != svc.name:
-                p.at(tree, ["manifests"],
-                     f"Service {svc.name!r}: spec.ports.nodePort: Invalid value: "
-                     f"{port.node_port}: provided port is already allocated "
-                     f"(by Service {other!r})")
-            owner[port.node_port] = svc.name
-
-
 def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
     """Every event names something that exists: a Deployment, a node, or a pod that is
     there from the start (``<deployment>-<ordinal>``)."""
@@ -347,7 +343,7 @@ def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
 def _check_front_ends(scenario: Scenario, tree: Any, p: Problems) -> None:
     """A balancer checking the healthCheckNodePort needs a Service that has one: the API
     server allocates it only for type LoadBalancer with externalTrafficPolicy Local
-    (kubernetes-semantics.md 10, fact 18)."""
+    (k8s pkg/registry/core/service/storage/alloc.go: ``needsHCNodePort``)."""
     for i, client in enumerate(scenario.spec.clients):
         hc = client.balancer.health_check if client.balancer is not None else None
         svc = scenario.services.get(client.service)
@@ -437,7 +433,8 @@ def _cross_check(
         if nodes is not None and client.source is not None and client.source.node not in nodes:
             p.at(tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
-    _check_node_ports(scenario, tree, p)
+    check_node_ports(scenario, tree, p)
+    check_port_plan(scenario, tree, p)
     for svc in scenario.services.values():
         backing = [d for d in scenario.deployments.values()
                    if selector_matches(svc.selector, d.pod_labels)]

@@ -23,13 +23,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
 from npsim.dists import batched
-from npsim.scenario.schema import BalancerSpec
+from npsim.scenario.schema import BalancerSpec, ClientSpec
+from npsim.sim.probes import NodePortProbe
 from npsim.sim.timeline import EventLog
+
+if TYPE_CHECKING:
+    from npsim.sim.engine import Simulation
 
 
 class Balancer:
@@ -51,6 +56,7 @@ class Balancer:
         self.up = [True] * n  # the active checks' verdict
         self.out_until = [-math.inf] * n  # passive checks: no traffic before this time
         self._next = 0
+        self.avoid: frozenset[int] = frozenset()  # nodes this next-upstream try skips
         self._random = batched(lambda k: rng.integers(0, 1 << 30, k))
         self.check = check
         self.check_name = check_name
@@ -63,7 +69,8 @@ class Balancer:
     # --- choosing a node ------------------------------------------------------------
 
     def usable(self, node: int, now: float) -> bool:
-        return self.up[node] and self.out_until[node] <= now
+        return self.up[node] and self.out_until[node] <= now and node not in self.avoid
+
 
     def __call__(self, client: int, now: float) -> int:
         n = self.n
@@ -97,6 +104,16 @@ class Balancer:
         """A connection through ``node`` failed, as the balancer learns at ``at``."""
         if self._fails is None:
             return
+        now = self.env.now
+        if at > now:  # learnt when the connect attempt times out: act then, not now
+            self.env.timeout(at - now, node).callbacks.append(self._learn)
+        else:
+            self._count_failure(node, now)
+
+    def _learn(self, event: simpy.Event) -> None:
+        self._count_failure(event._value, self.env.now)
+
+    def _count_failure(self, node: int, at: float) -> None:
         passive = self.spec.passive
         assert passive is not None
         fails = self._fails[node]
@@ -153,3 +170,20 @@ class Balancer:
                 self.up[node] = False
                 self._mark(node, False, f"{hc.fall} {self.check_name} check(s) failed",
                            self.env.now)
+
+
+def make_balancer(sim: Simulation, client: ClientSpec, service_port: int) -> Balancer:
+    """The balancer in front of one population, its checks answered from ``sim``."""
+    spec = client.balancer
+    assert spec is not None
+    probe = NodePortProbe(sim.proxies, sim.pods, service_port, sim.node_answers,
+                          sim.streams.generator(f"lb-check/{client.name}"),
+                          lambda node: not sim.control.nodes[node].frozen)
+    hc = spec.health_check
+    local = hc is not None and hc.port == "healthCheckNodePort"
+    sp = sim.cluster.service_ports[service_port]
+    what = (f"healthCheckNodePort {sp.health_check_node_port}" if local
+            else f"NodePort {sp.node_port}")
+    return Balancer(sim.env, spec, client.name, [n.name for n in sim.cluster.nodes],
+                    sim.streams.generator(f"lb/{client.name}"), sim.events,
+                    probe.health_check if local else probe.tcp, what)

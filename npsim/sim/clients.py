@@ -19,19 +19,23 @@ import simpy
 
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
-from npsim.scenario.schema import ClientSpec, EntrySpec, RetrySpec
+from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, EventSpec, RetrySpec
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
     DROPPED,
     FAILED,
+    FIREWALL_DROPPED,
+    FIREWALL_REJECTED,
     IN_FLIGHT,
     NO_ENDPOINTS,
     NO_UPSTREAM,
     NODEPORT_CLOSED,
+    POLICY_DROPPED,
     REASONS,
     REPLY_LOST,
     REQUEST_TIMEOUT,
+    SECURITY_GROUP_DROPPED,
     RequestLog,
 )
 
@@ -69,8 +73,8 @@ class DnsEntry:
     answer). ``client`` is the library's: ``pin`` takes the first address until the
     cache expires; ``rotate`` walks the cached list, one address per new connection;
     ``failover`` keeps an address until a connection through it fails, then takes the
-    next one (CoreDNS: https://coredns.io/plugins/loadbalance/). Resolvers and runtimes
-    cache answers, so a client pins to one address for about the cache TTL;
+    next one. A client thus pins to one address for about the cache TTL (glibc keeps the
+    server's order outside its own subnet: RFC 6724 rule 9; CoreDNS loadbalance docs);
     a dead node's address stays in every cache that holds it until the TTL runs out
     (nothing withdraws an A record when a node dies).
     """
@@ -197,7 +201,9 @@ SYN_RTO = 1.0  # initial retransmission timeout of a SYN (TCP_TIMEOUT_INIT, RFC 
 
 # failures a client sees as "could not connect" (no response to the SYN, or a refusal)
 CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS,
-                              CONNECTION_REFUSED, NODEPORT_CLOSED, NO_UPSTREAM})
+                              CONNECTION_REFUSED, NODEPORT_CLOSED, NO_UPSTREAM,
+                              FIREWALL_DROPPED, FIREWALL_REJECTED, SECURITY_GROUP_DROPPED,
+                              POLICY_DROPPED})
 
 
 def syn_send_times(syn_retries: int, give_up: float = math.inf) -> list[float]:
@@ -206,7 +212,8 @@ def syn_send_times(syn_retries: int, give_up: float = math.inf) -> list[float]:
     Linux starts at a 1 s RTO and doubles it per retransmission, ``tcp_syn_retries``
     (default 6) times (kernel Documentation/networking/ip-sysctl.rst, tcp_syn_retries:
     "about 127 seconds" with the default); a retransmission reuses the conntrack entry,
-    so it goes where the first SYN went (kubernetes-semantics.md 1.10).
+    so it goes where the first SYN went (kube-proxy flushes no TCP conntrack entries:
+    k8s pkg/proxy/conntrack/cleanup.go ``CleanStaleEntries`` touches only UDP).
     """
     times = [SYN_RTO * (2**k - 1) for k in range(syn_retries + 1)]
     return [t for t in times if t < give_up]
@@ -219,10 +226,39 @@ def connect_give_up(syn_retries: int, timeout: float | None) -> float:
     return kernel if timeout is None else min(timeout, kernel)
 
 
+def syn_answered(events: list[EventSpec], node_index: Callable[[str], int],
+                 pop: Population, node: int, now: float) -> float | None:
+    """After how long a retransmitted SYN gets through to ``node``, down at ``now``: the
+    first retransmission (1 s, 3 s, 7 s, ... after the first SYN) sent once the
+    scenario's crash or partition of that node ends, if that comes before the client
+    gives up; None if it never does."""
+    back = math.inf
+    for event in events:
+        if (event.kind in ("node_crash", "node_partition") and event.until is not None
+                and event.at <= now < event.until and node_index(event.target.node) == node):
+            back = event.until
+    for offset in syn_send_times(pop.spec.syn_retries, pop.connect_timeout):
+        if now + offset >= back:
+            return offset
+    return None
+
+
+def retry_spec(spec: ClientSpec) -> RetrySpec | None:
+    """The client's retries, or the balancer's next-upstream tries (no backoff, only
+    after failed connects)."""
+    balancer = spec.balancer
+    if spec.retries is None and balancer is not None and balancer.next_upstream:
+        return RetrySpec(attempts=balancer.next_upstream,
+                         backoff=BackoffSpec(base=0.0, jitter="none"),
+                         retry_on=[REASONS[code] for code in sorted(CONNECT_FAILURES)])
+    return spec.retries
+
+
 def needs_done(spec: ClientSpec) -> bool:
     """Whether the population must hear of every request's end (not only failures)."""
     balancer = spec.balancer
-    return (spec.arrival.closed or spec.retries is not None or spec.request_timeout is not None
+    return (spec.arrival.closed or retry_spec(spec) is not None
+            or spec.request_timeout is not None
             or (balancer is not None and balancer.algorithm == "leastConnections"))
 
 
@@ -326,8 +362,9 @@ class Population:
         self.first_sent = 0
         self.active = True  # False once its schedule has ended
         self.request_timeout = spec.request_timeout
-        self.retry = (RetryPolicy(spec.retries, retry_rng or np.random.default_rng(0))
-                      if spec.retries is not None else None)
+        retries = retry_spec(spec)
+        self.retry = (RetryPolicy(retries, retry_rng or np.random.default_rng(0))
+                      if retries is not None else None)
         self.attempt: dict[int, int] = {}  # request -> attempt number (retries only)
         self.retry_of: dict[int, int] = {}  # request -> the failed request it repeats
         self.timed_out: dict[int, float] = {}  # request -> when the client gave up
@@ -346,6 +383,10 @@ class Population:
         limited = (self.start_at > 0 or self.stop_at != math.inf or self.limit is not None
                    or (self.retry is not None and self.retry.budget is not None))
         self.send = self._send_first if limited else self._attempt
+        # nothing to do when a request ends: closed loops skip :meth:`ended` entirely
+        failover = isinstance(self.entry, DnsEntry) and self.entry.client == "failover"
+        self._plain = (self.request_timeout is None and self.balancer is None
+                       and self.retry is None and not failover)
 
     def _send_first(self, pop: Population, slot: int, now: float) -> bool:
         """A first attempt, within the population's schedule."""
@@ -397,6 +438,8 @@ class Population:
 
     def ended(self, request: int, slot: int, t_end: float) -> bool:
         """Bookkeeping of an end; True when the client sends the request again."""
+        if self._plain:
+            return False
         log = self.log
         timed_out = self.timed_out.get(request)
         if timed_out is not None and t_end > timed_out:  # served after the client gave up
@@ -433,7 +476,17 @@ class Population:
         row = len(log.t_start)  # the row this attempt will get (noted first: a failure
         self.attempt[row] = attempt  # found while sending is handled within the send)
         self.retry_of[row] = previous
-        self._attempt(self, slot, self.env._now)
+        balancer = self.balancer
+        if balancer is not None and self.spec.retries is None:  # the balancer's next try
+            tried = {log.entry[previous]}  # skips every node this connection tried
+            while previous in self.retry_of:
+                previous = self.retry_of[previous]
+                tried.add(log.entry[previous])
+            balancer.avoid = frozenset(tried)
+            self._attempt(self, slot, self.env._now)
+            balancer.avoid = frozenset()
+        else:
+            self._attempt(self, slot, self.env._now)
         if len(log.t_start) == row:  # nothing sent (a request-count run is over)
             del self.attempt[row], self.retry_of[row]
 
@@ -510,7 +563,7 @@ class ClosedLoop(Population):
         self.send(self, event._value, self.env._now)
 
     def done(self, request: int, slot: int, t_end: float) -> None:
-        if self.ended(request, slot, t_end):
+        if not self._plain and self.ended(request, slot, t_end):
             return  # a retry (or nothing: a late answer nobody waited for)
         delay = t_end - self.env._now + self.think()
         self.env.timeout(delay, slot).callbacks.append(self._wake)

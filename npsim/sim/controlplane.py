@@ -113,6 +113,8 @@ class ControlPlane:
         self.deployments = deployments or {}  # name -> manifests.Deployment (strategy)
         self.placement = placement or (lambda _name: "spread")
         self.kubelet = None  # npsim.sim.faults.Kubelets: acts on nodes; set by it
+        # (node, service port, serving pods) -> None: UDP conntrack cleanup after a sync
+        self.flush_udp: Callable[[int, int, set[int]], None] | None = None
         self.life: dict[int, PodLife] = {p.index: PodLife(p.index) for p in cluster.pods}
         self.in_api: set[int] = {p.index for p in cluster.pods}  # pod objects that exist
         self.desired: dict[str, int] = {}
@@ -153,7 +155,7 @@ class ControlPlane:
 
     def _snapshot(self) -> dict[int, tuple[tuple[Endpoint, ...], Hints, tuple[Endpoint, ...]]]:
         """Per Service port: ready endpoints, the hints the controller sets, and the
-        serving-terminating endpoints (kube-proxy's fallback, kubernetes-semantics 1.9)."""
+        serving-terminating endpoints (kube-proxy's fallback, KEP-1669)."""
         ready_pods, terminating = [], []
         for p in self.cluster.pods:
             if p.index not in self.in_api:
@@ -483,6 +485,10 @@ class ControlPlane:
         for sp in self.cluster.service_ports:
             sync.proxy.program(sp, *self._view(version, sp.index, now))
             self._record_diff(sync, sp.index, before[sp.index], after[sp.index])
+            if sp.port.protocol == "UDP" and self.flush_udp is not None and (
+                    before[sp.index] != after[sp.index]):
+                serving = {e.pod for e in after[sp.index][0] + after[sp.index][2]}
+                self.flush_udp(sync.proxy.node.index, sp.index, serving)
         sync.applied = version
         sync.history.append((now, version))
         sync.pending = False

@@ -24,7 +24,7 @@ from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
-from npsim.sim.balancer import Balancer
+from npsim.sim.balancer import make_balancer
 from npsim.sim.clients import (
     Addresses,
     ClosedLoop,
@@ -33,11 +33,14 @@ from npsim.sim.clients import (
     connect_give_up,
     make_entry,
     needs_done,
+    retry_spec,
+    syn_answered,
 )
 from npsim.sim.controlplane import ControlPlane
-from npsim.sim.faults import FaultInjector, Kubelets
+from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
+from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, Relay
-from npsim.sim.probes import Blackbox, NodePortProbe
+from npsim.sim.probes import Blackbox, blackbox_probers
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
@@ -54,6 +57,7 @@ from npsim.sim.records import (
 )
 from npsim.sim.streams import Streams
 from npsim.sim.timeline import EventLog
+from npsim.sim.tls import TlsCosts, pod_server_class
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
@@ -120,17 +124,25 @@ class Simulation:
         self._progress_every = max((self.budget or 0) // 100, 1)
 
         self.proxies = make_proxies(scenario, cluster, streams)
+        # firewalls in the traffic path: None (and free) when the scenario has none
+        self.guard = Guard.build(scenario, cluster, [p.mode for p in self.proxies], self.events)
         # pods report each end only to populations that ask (closed loops, retries,
-        # timeouts, least-connections balancers) and to IPVS connection counters
+        # timeouts, least-connections balancers) and to connection counters
         self._report_done = any(needs_done(c) for c in spec.clients) or any(
-            p.counts_connections for p in self.proxies)
+            p.counts_connections for p in self.proxies) or (
+            self.guard is not None and self.guard.counts_connections)
         self.pods: list[PodServer] = []
         self._samplers: list[Callable[[], float]] = []  # each pod's service-time sampler
         self._timeouts = [connect_give_up(c.syn_retries, c.connect_timeout)
                           for c in spec.clients]
         self.node_down = [False] * len(cluster.nodes)  # crashed or cut off: see node_answers
-        self.broken: set[int] = set()  # connections whose entry node went down
+        # connections that change under their client: True = the entry node went down
+        # (no answer), False = a UDP conntrack entry was flushed (the next packet is a
+        # new flow, balanced afresh through the same node)
+        self.broken: dict[int, bool] = {}
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
+        self._pod_class = pod_server_class(any(
+            c.tls is not None and c.tls.terminate == "pod" for c in spec.clients))
         for pod in cluster.pods:
             self._serve(pod)
         self.relays: list[Relay | None] = [
@@ -151,6 +163,8 @@ class Simulation:
             phases=lambda name: float(streams.generator(f"phase/{name}").random()),
             deployments=scenario.deployments,
             placement=lambda name: spec.workloads[name].placement)
+        self.conntrack = Conntrack(self)
+        self.control.flush_udp = self.conntrack.flush_udp
         self.kubelets = Kubelets(self)
         FaultInjector(self, self.kubelets).schedule(spec.events)
 
@@ -174,13 +188,13 @@ class Simulation:
                                                i)
             balancer = None
             if cs.balancer is not None and cs.balancer.in_front:
-                entry = balancer = self._balancer(cs, sp.index)
+                entry = balancer = make_balancer(self, cs, sp.index)
             common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry,
                           service_port=sp.index,
                           rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
                           ip_base=ip_base, addresses=addresses, log=self.log,
                           retry_rng=(streams.generator(f"retry/{cs.name}")
-                                     if cs.retries is not None else None))
+                                     if retry_spec(cs) is not None else None))
             if cs.arrival.closed:
                 assert cs.arrival.think_time is not None
                 think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
@@ -198,36 +212,10 @@ class Simulation:
                 self._timeouts[i] = pop.connect_timeout
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
-        self.blackbox = self._blackbox()
-
-    def _blackbox(self) -> dict[str, Blackbox]:
-        """One blackbox prober per probe alert rule, over every NodePort clients use."""
-        monitoring = self.scenario.spec.monitoring
-        rules = [a for a in monitoring.alerts if a.probe is not None] if monitoring else []
-        if not rules:
-            return {}
-        ports = sorted({pop.service_port for pop in self.populations
-                        if pop.target == "nodePort"})
-        out = {}
-        for rule in rules:
-            probes = {sp: NodePortProbe(self.proxies, self.pods, sp, self.node_answers,
-                                        self.streams.generator(f"blackbox/{rule.name}/{sp}"))
-                      for sp in ports}
-            out[rule.name] = Blackbox(self.env, probes, len(self.cluster.nodes),
-                                      rule.probe.interval)
-        return out
-
-    def _balancer(self, cs, service_port: int) -> Balancer:  # noqa: ANN001 - ClientSpec
-        """The external balancer in front of one population, with its health checks."""
-        spec = cs.balancer
-        probe = NodePortProbe(self.proxies, self.pods, service_port, self.node_answers,
-                              self.streams.generator(f"lb-check/{cs.name}"))
-        hc = spec.health_check
-        local = hc is not None and hc.port == "healthCheckNodePort"
-        return Balancer(self.env, spec, cs.name, [n.name for n in self.cluster.nodes],
-                        self.streams.generator(f"lb/{cs.name}"), self.events,
-                        probe.health_check if local else probe.tcp,
-                        "healthCheckNodePort" if local else "NodePort")
+        # HTTPS handshakes per new connection: None (and free) without any `tls`
+        self.tls = (TlsCosts(self.populations, streams.generator)
+                    if TlsCosts.wanted(spec.clients) else None)
+        self.blackbox = blackbox_probers(self)
 
     def sending(self) -> bool:
         """Whether clients may still send: periodic processes (health checks, probes)
@@ -247,8 +235,8 @@ class Simulation:
 
     def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
         pod = self.cluster.pods[index]
-        server = PodServer(self.env, index, pod.workers, pod.queue_limit, sampler,
-                           self.log, self._done if self._report_done else None)
+        server = self._pod_class(self.env, index, pod.workers, pod.queue_limit, sampler,
+                                 self.log, self._done if self._report_done else None)
         server.timeouts = self._timeouts
         return server
 
@@ -268,13 +256,6 @@ class Simulation:
         """Whether the node answers on its addresses (False while crashed or cut off:
         its NodePort accepts nothing and a client connecting there times out)."""
         return not self.node_down[node_index]
-
-    def cut_connections(self, node: int) -> None:
-        """Established connections entering through ``node`` get no answer from now on."""
-        for pop in self.populations:
-            for slot, left in enumerate(pop.remaining):
-                if left and pop.conn_entry[slot] == node:
-                    self.broken.add(pop.conn_id[slot])
 
     def _add_pod(self, deployment: str, node: int) -> Pod:
         pod = new_pod(self.scenario, self.cluster, deployment, node)
@@ -313,6 +294,7 @@ class Simulation:
                 self._progress(self.generated / self.budget)
         self.generated += 1
         request = len(self.log.t_start)
+        handshake = 0.0
         if pop.remaining[slot] == 0:
             new_conn = 1
             proxy_cost = self._connect(pop, slot, now)
@@ -322,16 +304,22 @@ class Simulation:
             new_conn = 0
             proxy_cost = 0.0
             server = self.pods[pop.conn_pod[slot]]
+            if self.broken and pop.conn_id[slot] in self.broken:
+                if self.broken.pop(pop.conn_id[slot]):
+                    return self._lost_connection(pop, slot, now, True)
+                return self.conntrack.reflow(pop, slot, now)
             if (not server.alive and not server.serves_existing
-                    or pop.conn_id[slot] < server.first_conn
-                    or self.broken and pop.conn_id[slot] in self.broken):
-                return self._lost_connection(pop, slot, now, server.silent or (
-                    pop.conn_id[slot] in self.broken))
+                    or pop.conn_id[slot] < server.first_conn):
+                return self._lost_connection(pop, slot, now, server.silent)
         entry = pop.conn_entry[slot]
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
         hop = self._hop(entry, pop.conn_pod_node[slot])()
-        network = pop.rtt() + hop
+        if new_conn and self.tls is not None:
+            terminator = self.tls.by_population[pop.index]
+            if terminator is not None:  # HTTPS: the handshake before the first request
+                handshake = terminator.handshake(now, pop.rtt, hop, self.pods, pod, request)
+        network = pop.rtt() + hop + handshake
         self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
                      pop.conn_snat[slot])
         tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
@@ -375,8 +363,14 @@ class Simulation:
         pop.conn_entry[slot] = entry
         if entry < 0:  # the balancer in front has every node marked down: 503
             return self._fail(pop, slot, now, -1, -1, NO_UPSTREAM)
+        waited = 0.0
         if self.node_down[entry]:  # nothing answers on that node: the SYN goes unanswered
-            return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT, pop.connect_timeout)
+            late = syn_answered(self.scenario.spec.events, self.cluster.node_index, pop,
+                                entry, now)
+            if late is None:
+                return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT,
+                                  pop.connect_timeout)
+            waited = late  # a retransmitted SYN reaches the node once it is back
         proxy = self.proxies[entry]
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
@@ -394,10 +388,17 @@ class Simulation:
         else:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
+        if self.guard is not None:
+            stop = self.guard.check(entry, "clusterip" if clusterip else pop.kind, source,
+                                    table.service_port.port.protocol,
+                                    table.service_port.node_port, snat, pod,
+                                    table.endpoints[choice].port, now)
+            if stop is not None:
+                return self._fail(pop, slot, now, entry, -1, stop.reason,
+                                  pop.connect_timeout if stop.times_out else 0.0)
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
-        waited = 0.0
         server = self.pods[pod]
         if not server.alive and not server.hung:  # a hung process still accepts
             if not proxy.retries_dials:
@@ -411,9 +412,10 @@ class Simulation:
                 if attempt:
                     choice = table.pick(source, src_port, now)
                     pod = table.pods[choice]
-                if self.pods[pod].alive:
+                dialled = self.pods[pod]
+                if dialled.alive or dialled.hung:  # a hung process still accepts
                     break
-                waited += timeout
+                waited += timeout if dialled.silent else 0.0  # a refusal comes at once
             else:
                 return self._fail(pop, slot, now, entry, -1, DIAL_FAILED, waited)
             if affinity is not None:
@@ -426,6 +428,9 @@ class Simulation:
             key = table.keys[choice]
             table.opened(key, now)
             self.tracked[conn] = [0, False, table, key]
+        if self.guard is not None and self.guard.pending:
+            closer = self.guard.opened(table if proxy.counts_connections else None)
+            self.tracked[conn] = [0, False, closer, table.keys[choice]]
         return waited + proxy.cost()
 
     def _to_pod(self, request: int, delay: float) -> None:
@@ -522,6 +527,10 @@ class Simulation:
             self.env.run()
             ends = self.log.columns()["t_end"]
             end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
+        if self.tls is not None:  # what the handshakes cost, one line per population
+            for pop, t in zip(self.populations, self.tls.by_population, strict=True):
+                if t is not None:
+                    self.events.record(end, "tls_handshakes", pop.name, t.describe())
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, self.events, end, float(run.warmup),
                          time.perf_counter() - started, self.blackbox)

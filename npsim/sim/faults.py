@@ -23,7 +23,55 @@ from npsim.cluster.model import Pod
 from npsim.scenario.schema import EventSpec
 
 if TYPE_CHECKING:
+    from npsim.sim.clients import Population
     from npsim.sim.engine import Simulation
+
+
+class Conntrack:
+    """Established flows whose path changes under their client (cold path only).
+
+    ``sim.broken`` maps a connection id to True (its entry node went down: no answer
+    from now on) or False (a UDP conntrack entry was deleted: the next packet is a new
+    flow, balanced afresh through the same node). TCP entries are never deleted
+    (pkg/proxy/conntrack/cleanup.go CleanStaleEntries handles UDP only).
+    """
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+
+    def cut(self, node: int) -> None:
+        """Established connections entering through ``node`` get no answer from now on."""
+        for pop in self.sim.populations:
+            for slot, left in enumerate(pop.remaining):
+                if left and pop.conn_entry[slot] == node:
+                    self.sim.broken[pop.conn_id[slot]] = True
+
+    def flush_udp(self, node: int, service_port: int, serving: set[int]) -> None:
+        """After a sync on ``node``: delete the UDP entries of flows whose endpoint is no
+        longer serving (traffic policy and terminating state are ignored upstream)."""
+        broken = self.sim.broken
+        for pop in self.sim.populations:
+            if pop.service_port != service_port:
+                continue
+            for slot, left in enumerate(pop.remaining):
+                if (left and pop.conn_entry[slot] == node and pop.conn_pod[slot] not in serving
+                        and pop.conn_id[slot] not in broken):
+                    broken[pop.conn_id[slot]] = False
+
+    def reflow(self, pop: Population, slot: int, now: float) -> bool:
+        """A UDP packet whose entry was deleted: a new flow through the same node."""
+        left = pop.remaining[slot]
+        pop.remaining[slot] = 0
+        entry = pop.conn_entry[slot]
+        saved = pop.entry
+        pop.entry = lambda _slot, _now: entry  # the client still sends to that node
+        try:
+            sent = self.sim.send(pop, slot, now)
+        finally:
+            pop.entry = saved
+        if pop.remaining[slot]:
+            pop.remaining[slot] = left - 1
+        return sent
 
 
 class Kubelets:
@@ -81,7 +129,7 @@ class Kubelets:
         life.phase = PodPhase.RUNNING
         life.started = self.env.now
         self.record("container_started", pod.name, f"restarts={life.restarts}")
-        readiness: Probe | None = self._dep(pod).readiness
+        readiness = Probe.from_manifest(self._dep(pod).readiness)
         ready_at = readiness.first_ready(self.env.now) if readiness else self.env.now
         self._later(ready_at - self.env.now, pod, self._probe_passed)
         loop = self.crash_loop.get(pod.index)
@@ -133,13 +181,15 @@ class Kubelets:
         now = self.env.now
         self.record("pod_hang", pod.name)
         dep = self._dep(pod)
-        if dep.readiness is not None:
-            at = dep.readiness.failing_detected(life.started, now)
+        readiness = Probe.from_manifest(dep.readiness)
+        liveness = Probe.from_manifest(dep.liveness)
+        if readiness is not None:
+            at = readiness.failing_detected(life.started, now)
             if until is None or at < until:
                 self._later(at - now, pod, lambda p: self.control.set_ready(
                     p, False, "readiness probe failed"))
-        if dep.liveness is not None:
-            at = dep.liveness.failing_detected(life.started, now)
+        if liveness is not None:
+            at = liveness.failing_detected(life.started, now)
             if until is None or at < until:
                 self._later(at - now, pod, lambda p: self.crash(p, "liveness probe failed"))
         if until is not None:
@@ -155,7 +205,7 @@ class Kubelets:
         server.resume()
         life.phase = PodPhase.RUNNING
         self.record("pod_unhang", pod.name)
-        readiness = self._dep(pod).readiness
+        readiness = Probe.from_manifest(self._dep(pod).readiness)
         if not life.ready and readiness is not None:
             at = readiness.passing_detected(life.started, self.env.now)
             self._later(at - self.env.now, pod, self._probe_passed)
@@ -177,8 +227,8 @@ class Kubelets:
 
     def terminate(self, pod: Pod) -> None:
         """preStop, then SIGTERM (the app exits at once or drains), SIGKILL at the end of
-        terminationGracePeriodSeconds (kubernetes-semantics.md 7.4, the pod lifecycle
-        docs "Termination of Pods")."""
+        terminationGracePeriodSeconds (Kubernetes docs "Pod Lifecycle: Termination of
+        Pods")."""
         if not self.acting[pod.node]:
             self.deferred.add(pod.index)
             return
@@ -295,7 +345,7 @@ class FaultInjector:
             node = self.sim.cluster.node_index(target.node)
             control.record(kind, target.node)
             self.sim.node_down[node] = True
-            self.sim.cut_connections(node)
+            self.sim.conntrack.cut(node)
             self.kubelets.node_lost(node, processes_die=True)
             control.kubelet_stopped(node)
             control.freeze(node, True)

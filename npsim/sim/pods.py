@@ -118,8 +118,8 @@ class PodServer(Station):
         else:
             end = (self.env._now if at is None else at) + log.network[request] * 0.5
         log.t_end[request] = end
-        if self.on_done is not None:
-            self.on_done(request, end)
+        if self.on_done is not None:  # a process killed earlier reports only now
+            self.on_done(request, max(end, self.env._now))
 
     def started(self, request: int, duration: float) -> None:
         log = self.log
@@ -148,7 +148,7 @@ class PodServer(Station):
         self.alive = False
         self.serves_existing = True
         self.on_idle = on_idle
-        self.__class__ = DrainingPodServer
+        _become(self, _Draining)
         if self.idle:
             on_idle()
 
@@ -164,7 +164,7 @@ class PodServer(Station):
         self.held = []
         for request in pending:
             self._turn_away(request, ENDPOINT_GONE, self.killed_at)
-        self.__class__ = KilledPodServer
+        _become(self, _Killed)
 
     def resume(self) -> None:
         """A hang ends: held requests are served in the order they came."""
@@ -178,26 +178,42 @@ class PodServer(Station):
                 self.queue.append(request)
 
 
-class DrainingPodServer(PodServer):
+class _Draining:
     """A process finishing its last requests before it exits."""
 
     __slots__ = ()
 
     def served(self, request: int) -> None:
-        PodServer.served(self, request)
-        if self.on_idle is not None and self.idle:
-            on_idle, self.on_idle = self.on_idle, None
+        super().served(request)  # type: ignore[misc]
+        if self.on_idle is not None and self.idle:  # type: ignore[attr-defined]
+            on_idle, self.on_idle = self.on_idle, None  # type: ignore[attr-defined]
             on_idle()
 
 
-class KilledPodServer(PodServer):
+class _Killed:
     """A dead process: requests it was serving fail when their service would have ended
     (the client saw a reset at the kill, or nothing at all)."""
 
     __slots__ = ()
 
     def served(self, request: int) -> None:
-        self._turn_away(request, ENDPOINT_GONE, self.killed_at)
+        self._turn_away(request, ENDPOINT_GONE, self.killed_at)  # type: ignore[attr-defined]
+
+
+_VARIANTS: dict[tuple[type, type], type] = {}
+
+
+def _become(server: PodServer, state: type) -> None:
+    """Switch a server's class to ``state`` over its own kind of server (a TLS-terminating
+    one stays one): the states change only what happens after service, so the hot path
+    of a healthy pod checks nothing."""
+    base = getattr(type(server), "_base", type(server))
+    variant = _VARIANTS.get((base, state))
+    if variant is None:
+        variant = _VARIANTS[(base, state)] = type(
+            f"{state.__name__.strip('_')}{base.__name__}", (state, base),
+            {"__slots__": (), "_base": base})
+    server.__class__ = variant
 
 
 class Relay(Station):

@@ -17,36 +17,19 @@ ask these questions, from the node's own state as its kube-proxy has programmed 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from npsim.cluster.model import Cluster, ServicePortModel
 from npsim.dists import batched
 from npsim.proxy.base import KubeProxy
 
-# the NodePort range's dynamic band starts here (kubernetes-semantics.md 6.1, fact 5)
-DYNAMIC_BAND_START = 30086
+if TYPE_CHECKING:
+    from npsim.sim.engine import Simulation
 
 
 class _Alive(Protocol):
     alive: bool
-
-
-def health_check_node_port(cluster: Cluster, service_port: ServicePortModel) -> int:
-    """The healthCheckNodePort the API server gives a LoadBalancer + Local Service: one
-    more port from the NodePort allocator (fact 18), here the lowest free port of the
-    dynamic band, as npsim allocates NodePorts (cluster/model.py)."""
-    taken = {sp.node_port for sp in cluster.service_ports}
-    port = DYNAMIC_BAND_START
-    for sp in cluster.service_ports:  # earlier Services got theirs first
-        while port in taken:
-            port += 1
-        if sp.service is service_port.service:
-            return port
-        if sp.service.type == "LoadBalancer" and sp.service.external_traffic_policy == "Local":
-            taken.add(port)
-    return port
 
 
 class NodePortProbe:
@@ -54,8 +37,10 @@ class NodePortProbe:
 
     def __init__(self, proxies: Sequence[KubeProxy], pods: Sequence[_Alive],
                  service_port: int, answers: Callable[[int], bool],
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator,
+                 proxy_running: Callable[[int], bool] = lambda node: True) -> None:
         self.proxies = proxies
+        self.proxy_running = proxy_running  # the health server lives in kube-proxy
         self.pods = pods
         self.service_port = service_port
         self.answers = answers
@@ -73,7 +58,9 @@ class NodePortProbe:
         if table.n == 0 or reply_lost:
             return False
         choice = int(self._uniform() * table.n)
-        return self.pods[table.pods[choice]].alive and self.answers(table.nodes[choice])
+        pod = self.pods[table.pods[choice]]
+        # a hung process still completes the handshake (the kernel accepts for it)
+        return (pod.alive or getattr(pod, "hung", False)) and self.answers(table.nodes[choice])
 
     def local_ready(self, node: int) -> int:
         """What the healthCheckNodePort reports as ``localEndpoints``: the node's own
@@ -85,8 +72,10 @@ class NodePortProbe:
         return sum(1 for n in local.nodes if n == node)
 
     def health_check(self, node: int) -> bool:
-        """HTTP GET of the healthCheckNodePort returns 200."""
-        return self.answers(node) and self.local_ready(node) > 0
+        """HTTP GET of the healthCheckNodePort returns 200 (a stopped kube-proxy serves
+        no health port at all)."""
+        return (self.answers(node) and self.proxy_running(node)
+                and self.local_ready(node) > 0)
 
 
 class Blackbox:
@@ -118,3 +107,18 @@ class Blackbox:
                     self.node.append(node)
                     self.success.append(probe.tcp(node))
             yield self.env.timeout(self.interval)
+
+
+def blackbox_probers(sim: Simulation) -> dict[str, Blackbox]:
+    """One blackbox prober per probe alert rule, over every NodePort clients use."""
+    monitoring = sim.scenario.spec.monitoring
+    rules = [a for a in monitoring.alerts if a.probe is not None] if monitoring else []
+    ports = sorted({pop.service_port for pop in sim.populations if pop.target == "nodePort"})
+    out = {}
+    for rule in rules:
+        assert rule.probe is not None
+        probes = {sp: NodePortProbe(sim.proxies, sim.pods, sp, sim.node_answers,
+                                    sim.streams.generator(f"blackbox/{rule.name}/{sp}"))
+                  for sp in ports}
+        out[rule.name] = Blackbox(sim.env, probes, len(sim.cluster.nodes), rule.probe.interval)
+    return out

@@ -1,6 +1,6 @@
 """Node and pod lifecycle rules (npsim/cluster/lifecycle.py), without a simulation.
 
-kubernetes-semantics.md 7.1-7.5 and facts 25, 27: lease every 10 s, monitor every 5 s,
+Upstream defaults (sources in npsim/cluster/lifecycle.py): lease every 10 s, monitor every 5 s,
 grace 40 s up to v1.31 and 50 s from v1.32; probe defaults; the kubelet's restart
 back-off; the Deployment controller's rolling-update arithmetic.
 """
@@ -100,3 +100,16 @@ def test_rollout_one_at_a_time_with_surge_one_unavailable_zero() -> None:
     # maxUnavailable 2, no surge: two old pods go at once
     strategy = resolve_strategy(6, 0, 2)
     assert rollout_step(6, strategy, old=6, new=0, new_available=0) == (0, 2)
+
+
+def test_version_must_be_written_as_text() -> None:
+    from pydantic import ValidationError
+
+    from npsim.scenario.schema import ClusterSpec
+
+    nodes = [{"name": "n1"}]
+    assert ClusterSpec(nodes=nodes, kubernetes_version="v1.31.2").kubernetes_version == "v1.31.2"
+    for bad, message in ((1.30, "write the version in quotes"),
+                         ("2.0", "expected a Kubernetes version")):
+        with pytest.raises(ValidationError, match=message):
+            ClusterSpec(nodes=nodes, kubernetes_version=bad)

@@ -1,10 +1,11 @@
 """Endpoint categories and removed endpoints, as kube-proxy handles them.
 
-* serving-terminating endpoints are a fallback only (KEP-1669, kubernetes-semantics.md
-  1.9, fact 22): Cluster policy when no endpoint is ready anywhere, Local per node;
-* IPVS graceful termination (2.5, fact 28): a removed TCP real server with connections
-  stays with weight 0, rechecked every 60 s, deleted when its counters are 0; UDP and
-  idle ones are deleted at once; ``ipvsadm`` shows the weight-0 rows.
+* serving-terminating endpoints are a fallback only (KEP-1669, pkg/proxy/topology.go
+  CategorizeEndpoints): Cluster policy when no endpoint is ready anywhere, Local per node;
+* IPVS graceful termination (pkg/proxy/ipvs graceful_termination.go): a removed TCP real
+  server with connections stays with weight 0, rechecked every 60 s, deleted when its
+  counters are 0; UDP and idle ones are deleted at once; ``ipvsadm`` shows the weight-0
+  rows.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ def test_local_falls_back_per_node() -> None:
     # a ready endpoint elsewhere does not stop this node from using its terminating one
     proxy.program(sp, there, 0.0, None, terminating=(here[0],))
     assert proxy.views[sp.index].external.keys == [here[0].key]
+    assert proxy.views[sp.index].local_ready == 0  # the health check answers 503 (fact 23)
     # a ready local endpoint wins over a terminating local one
     proxy.program(sp, (here[1],) + there, 0.0, None, terminating=(here[0],))
     assert proxy.views[sp.index].external.keys == [here[1].key]
+    assert proxy.views[sp.index].local_ready == 1
 
 
 def _ipvs(protocol: str = "TCP") -> tuple[IpvsProxy, ServicePortModel, IpvsTable]:
@@ -97,6 +100,18 @@ def test_idle_or_udp_real_servers_are_deleted_at_once_and_a_returning_one_is_kep
     assert table.weight(key) == 1 and table.active[key] == 1 and not table.deleted
 
 
+def _real_servers(text: str, virtual: str) -> list[str]:
+    """The real-server rows under one virtual server of ``ipvsadm -Ln``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if virtual in line and "->" not in line)
+    rows = []
+    for line in lines[start + 1:]:
+        if "->" not in line:
+            break
+        rows.append(line)
+    return rows
+
+
 def test_ipvsadm_shows_the_weight_zero_row(tmp_path) -> None:  # noqa: ANN001
     from npsim.cluster.model import Cluster
 
@@ -106,8 +121,35 @@ def test_ipvsadm_shows_the_weight_zero_row(tmp_path) -> None:  # noqa: ANN001
     proxy.program(sp, sp.endpoints[1:], 10.0)
     cluster = Cluster([proxy.node], [], [sp], None, None, None, None)  # type: ignore[arg-type]
     proxy.scheduler = "rr"
-    rows = [line for line in ipvsadm(proxy, cluster).splitlines() if "->" in line][1:]
+    rows = _real_servers(ipvsadm(proxy, cluster), "172.18.0.2:30080")
     assert len(rows) == 3
     weights = {r.split()[1]: (r.split()[3], r.split()[4]) for r in rows}
     assert weights[gone] == ("0", "1")
     assert {w for k, w in weights.items() if k != gone} == {("1", "0")}
+
+
+def test_explain_at_a_time_shows_a_draining_real_server(tmp_path) -> None:  # noqa: ANN001
+    import yaml
+    from click.testing import CliRunner
+
+    from npsim.cli import main
+
+    from .helpers import client, scale, scenario_dict
+
+    data = scenario_dict(mode="ipvs", replicas=3, duration="30s",
+                         events=[scale("5s", 2)],
+                         clients=[client(rate="100/s", rpc=1000, source_ips=30,
+                                         entry={"node": "node-1"})])
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    before = CliRunner().invoke(main, ["explain", str(path)])
+    after = CliRunner().invoke(main, ["explain", str(path), "--at", "10s"])
+    assert before.exit_code == 0 and after.exit_code == 0, after.output
+    rows = lambda out: [r.split() for r in _real_servers(out, "172.18.0.2:30080")]  # noqa: E731
+    assert [r[3] for r in rows(before.output)] == ["1", "1", "1"]
+    weights = sorted(r[3] for r in rows(after.output))
+    assert weights == ["0", "1", "1"]
+    draining = next(r for r in rows(after.output) if r[3] == "0")
+    assert int(draining[4]) + int(draining[5]) > 0  # it still has connections
+    bad = CliRunner().invoke(main, ["explain", str(path), "--at", "ten"])
+    assert bad.exit_code == 2 and "--at 'ten'" in bad.output

@@ -46,3 +46,22 @@ def test_saved_with_the_result(tmp_path):
     back = pd.read_parquet(folder / "timeseries.parquet")
     assert back.columns.tolist() == result.timeseries.columns.tolist()
     assert len(back) == 2
+
+
+def test_one_balancer_view_per_balanced_population():
+    from conftest import scenario_dict
+
+    hc = {"algorithm": "roundRobin", "healthCheck": {"interval": "1s", "timeout": "500ms",
+                                                     "fall": 2}}
+    a, b = client("a", rate=50.0), client("b", rate=50.0)
+    a["balancer"], b["balancer"] = hc, dict(hc, algorithm="random")
+    d = scenario_dict(nodes=2, replicas=2, clients=[a, b], duration=8.0,
+                      placement={"node-1": 2})
+    d["events"] = [{"at": "3s", "nodeCrash": {"node": "node-2"}}]
+    ts = npsim.run(npsim.scenario_from_dict(d)).timeseries
+    cols = [c for c in ts.columns if c.startswith("lb_up:")]
+    assert cols == ["lb_up:a/node-1", "lb_up:a/node-2", "lb_up:b/node-1", "lb_up:b/node-2"]
+    for pop in "ab":
+        # checks at 3 s and 4 s fail, known at 4.5 s: down from the bucket [4, 5) on
+        assert ts[f"lb_up:{pop}/node-2"].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+        assert (ts[f"lb_up:{pop}/node-1"] == 1).all()

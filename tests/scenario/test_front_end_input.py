@@ -28,6 +28,8 @@ def test_health_check_node_port_needs_a_loadbalancer_local_service():
      "picks the node itself"),
     ({"retries": {"retryOn": ["conect_timeout"]}}, "unknown failure reason(s) conect_timeout"),
     ({"start": "5s", "stop": "2s"}, "'stop' must be after 'start'"),
+    ({"balancer": {"nextUpstream": 1}, "retries": {"attempts": 1}},
+     "give either balancer.nextUpstream or retries"),
     ({"balancer": {"healthCheck": {"interval": "1s", "timeout": "2s"}}},
      "timeout must be > 0 and at most the interval"),
 ])

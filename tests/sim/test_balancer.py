@@ -115,3 +115,32 @@ def test_every_node_down_answers_503_and_least_connections_drains_to_zero():
     assert (early["outcome"] == "completed").all()
     counts = early["entry_node"].value_counts()
     assert counts.max() - counts.min() <= 0.1 * counts.mean()
+
+
+def test_the_balancer_checks_the_allocated_health_check_node_port():
+    """Only LoadBalancer + Local gets one, from the NodePort allocator's dynamic band."""
+    sim = Simulation(npsim.scenario_from_dict(lb_local([])))
+    sp = sim.cluster.service_ports[0]
+    assert 30086 <= sp.health_check_node_port <= 32767
+    assert sp.health_check_node_port != sp.node_port
+    assert sim.populations[0].balancer.check_name == (
+        f"healthCheckNodePort {sp.health_check_node_port}")
+
+
+def test_a_stopped_kube_proxy_fails_the_health_check_node_port():
+    """kube-proxy stops on node-1 at 5 s: its rules stay (traffic would still flow) but
+    its health server is gone, so the balancer takes node-1 out after fall checks."""
+    d = lb_local([{"at": "5s", "kubeProxyStop": {"node": "node-1"}}], duration=15.0)
+    rows, _ = marks(npsim.scenario_from_dict(d))
+    assert [(k, s) for _, k, s in rows] == [("lb_mark_down", "node-1")]
+    assert 5.0 + (FALL - 1) * INTERVAL + TIMEOUT <= rows[0][0] <= 5.0 + FALL * INTERVAL + TIMEOUT
+
+
+def test_round_robin_cycles_the_nodes_and_snat_hides_the_clients():
+    c = client(rate=100.0, source_ips=50)
+    c["balancer"] = {"algorithm": "roundRobin", "snat": True, "addresses": 2}
+    d = scenario_dict(nodes=3, replicas=3, clients=[c], duration=2.0)
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    order = req["entry_node"].cat.codes.to_numpy()
+    assert (order == np.arange(len(order)) % 3).all()
+    assert set(req["source_ip_at_node"].astype(str)) == {"192.0.2.10", "192.0.2.11"}

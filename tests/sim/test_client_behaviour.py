@@ -154,3 +154,51 @@ def test_a_dead_address_leaves_a_pinned_cache_only_when_the_ttl_expires():
     per_client = short.groupby("client_ip", observed=True)["outcome"].apply(
         lambda o: (o != "completed").mean())
     assert per_client.between(0.3, 0.95).sum() >= 10  # re-resolved: mixed outcomes
+
+
+def test_a_retransmitted_syn_gets_through_once_a_partition_heals():
+    """node-2 is cut off from 10 s to 12.5 s. A client connecting there at t sends SYNs
+    at t, t+1, t+3, t+7, ...; the first one sent after 12.5 s connects."""
+    c = client(rate=20.0, entry={"node": "node-2"})
+    c["connectTimeout"] = None
+    d = scenario_dict(nodes=2, replicas=2, service_time=constant(1e-3), workers=8,
+                      clients=[c], duration=30.0, placement={"node-1": 2})
+    d["events"] = [{"at": "10s", "until": "12.5s", "nodePartition": {"node": "node-2"}}]
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    during = req[(req["t_start"] >= 10.0) & (req["t_start"] < 12.5)]
+    assert len(during) > 20 and (during["outcome"] == "completed").all()
+    offsets = np.array(syn_send_times(6))
+    expected = [offsets[np.argmax(t + offsets >= 12.5)] for t in during["t_start"]]
+    assert np.allclose(during["latency"] - during["service"] - during["queue_wait"].fillna(0),
+                       expected)
+    assert set(np.round(expected, 6)) == {1.0, 3.0}
+
+
+def test_a_failed_keep_alive_connection_reconnects_and_the_retry_succeeds():
+    """Keep-alive users on web-0 when it crashes (and restarts at once): the request on
+    the dead connection fails once, the retry opens a new connection (kube-proxy
+    chooses again) and completes."""
+    c = client(users=10, think=constant(0.05), requests_per_connection=1000)
+    c["retries"] = {"attempts": 1, "backoff": {"base": "10ms", "jitter": "none"}}
+    d = scenario_dict(nodes=2, replicas=2, service_time=constant(1e-3), workers=4,
+                      clients=[c], duration=6.0)
+    d["events"] = [{"at": "2s", "podCrash": {"pod": "web-0"}}]
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    failed = req[req["outcome"] == "failed"]
+    assert len(failed) >= 1 and (failed["pod"] == "web-0").all()
+    retried = req[req["retry_of"].isin(failed["request"])]
+    assert len(retried) == len(failed)
+    assert retried["new_connection"].all() and (retried["outcome"] == "completed").all()
+    # one failure per user that was on web-0; afterwards every request completes
+    assert failed["client_ip"].is_unique
+    after = req[req["t_start"] > failed["t_end"].max() + 0.011]
+    assert (after["outcome"] == "completed").all()
+
+
+def test_the_summary_counts_retries_and_what_users_finally_saw_fail():
+    result = _retrying()
+    req = result.requests
+    assert result.metric("retries") == (req["attempt"] > 0).sum()
+    final = req[(req["outcome"] == "failed") & ~req["request"].isin(req["retry_of"])]
+    assert result.metric("requests_failed_after_retries") == len(final)
+    assert 0 < len(final) < result.metric("requests_failed")

@@ -1,11 +1,11 @@
 """Faults on the timeline: node crash through the control plane, rollouts, pod faults.
 
-The figures come from kubernetes-semantics.md 7 (facts 22, 25, 27) and measurements.md
-1.8: a crashed node's endpoints stay in every healthy node's rules until the node
-lifecycle controller declares it Unknown (grace period after its last lease renewal,
-checked every 5 s) and each kube-proxy syncs; meanwhile k/n of new connections through
-healthy nodes go to dead pods and time out. Runs are short and slow (tens of requests a
-second): the test budget is a few seconds.
+The figures follow the upstream defaults (npsim/cluster/lifecycle.py): a crashed node's
+endpoints stay in every healthy node's rules until the node lifecycle controller
+declares it Unknown (grace period after its last lease renewal, checked every 5 s) and
+each kube-proxy syncs; meanwhile k/n of new connections through healthy nodes go to dead
+pods and time out. Runs are short and slow (tens of requests a second): the test budget
+is a few seconds.
 """
 
 from __future__ import annotations
@@ -243,7 +243,9 @@ def test_scale_down_with_prestop_serves_from_terminating_pods_when_none_is_ready
 
 
 def test_crash_loop_restarts_with_kubelet_backoff() -> None:
-    result = npsim.run(load_scenario(SCENARIOS / "crash-loop.yaml"))
+    scn = load_scenario(SCENARIOS / "crash-loop.yaml")
+    scn.spec.clients[0].arrival.rate = 20.0  # the timeline does not depend on the load
+    result = npsim.run(scn)
     accounted(result)
     crashes = events_of(result, "pod_crash", "web-1")["time"].to_numpy()
     restarts = events_of(result, "pod_restart", "web-1")["time"].to_numpy()
@@ -307,7 +309,120 @@ def test_slowdown_multiplies_service_time_for_its_window() -> None:
 
 def test_fault_runs_are_deterministic_for_a_seed() -> None:
     scn = load_scenario(SCENARIOS / "crash-loop.yaml")
-    scn.spec.run.duration = 120.0
+    scn.spec.run.duration = 60.0
+    scn.spec.clients[0].arrival.rate = 20.0
     a, b = npsim.run(scn), npsim.run(scn)
     pd.testing.assert_frame_equal(a.events, b.events)
     pd.testing.assert_frame_equal(a.requests, b.requests)
+
+
+# --- conntrack: TCP never flushed, UDP flushed at the next sync ----------------------------
+
+
+def _long_flows(protocol: str) -> npsim.Result:
+    """node-2's kubelet stops at 2 s: after the (shortened) grace period its pod is
+    NotReady but alive and serving what reaches it."""
+    scn = make(nodes=2, replicas=2, duration="30s",
+               control_plane={"nodeMonitorGracePeriod": "10s"},
+               events=[{"at": "2s", "kubeletStop": {"node": "node-2"}}],
+               clients=[{"name": "users", "service": "web",
+                         "arrival": {"users": 20, "thinkTime": "50ms"},
+                         "sourceIPs": 20, "entry": {"node": "node-1"},
+                         "requestsPerConnection": 100000, "connectTimeout": "1s",
+                         "rtt": {"dist": "constant", "value": "1ms"}}])
+    scn.services["web"].ports = tuple(p.__class__(p.name, protocol, p.port, p.target_port,
+                                                  p.node_port)
+                                      for p in scn.services["web"].ports)
+    return npsim.run(scn)
+
+
+def test_udp_flows_are_rebalanced_at_the_next_sync_tcp_connections_keep_their_pod() -> None:
+    tcp, udp = _long_flows("TCP"), _long_flows("UDP")
+    for result in (tcp, udp):
+        accounted(result)
+        assert (result.requests["outcome"].astype(str) != "failed").all()
+    removed = events_of(udp, "endpoints_removed", "node-1")["time"].item()
+    assert removed < 20.0
+    late = {name: r.requests[(r.requests["t_start"] > 20).to_numpy()]
+            for name, r in (("tcp", tcp), ("udp", udp))}
+    # TCP: conntrack keeps established connections on the NotReady (but live) pod
+    assert (late["tcp"]["pod"].astype(str) == "web-1").mean() == pytest.approx(0.5, abs=0.3)
+    assert not late["tcp"]["new_connection"].any()
+    # UDP: the sync deleted the entries of flows to the pod that is no longer serving
+    assert set(late["udp"]["pod"].astype(str)) == {"web-0"}
+    reflowed = udp.requests[(udp.requests["new_connection"]
+                             & (udp.requests["t_start"] > 3)).to_numpy()]
+    assert len(reflowed) > 0 and (reflowed["entry_node"].astype(str) == "node-1").all()
+    assert reflowed["t_start"].min() > removed
+
+
+# --- the bundled node-failure scenario: the figures its header promises ---------------------
+
+
+def test_node_failure_scenario_figures() -> None:
+    result = npsim.run(load_scenario(SCENARIOS / "node-failure.yaml"))
+    accounted(result)
+    req = result.requests
+    failed = (req["outcome"].astype(str) == "failed").to_numpy()
+    t = req["t_start"].to_numpy()
+    assert events_of(result, "node_unknown")["time"].item() == pytest.approx(110.03, abs=0.01)
+    window = (t >= 60) & (t < 110)
+    assert failed[window].mean() == pytest.approx(1 / 3 + 2 / 3 / 4, abs=0.02)
+    healthy = window & (req["entry_node"].astype(str) != "node-2").to_numpy()
+    assert failed[healthy].mean() == pytest.approx(1 / 4, abs=0.025)
+    assert failed[t >= 110.2].mean() == pytest.approx(1 / 3, abs=0.01)
+    assert not failed[t < 59.99].any()
+    assert set(req.loc[failed, "reason"].astype(str)) == {"connect_timeout"}
+    assert events_of(result, "pod_evicted")["time"].item() == pytest.approx(410.03, abs=0.01)
+
+
+def test_node_recovers_pods_restart_and_serve_again() -> None:
+    scn = make(duration="40s", events=[{"at": "5s", "until": "15s",
+                                        "nodeCrash": {"node": "node-2"}}],
+               control_plane={"nodeMonitorGracePeriod": "4s"})
+    result = npsim.run(scn)
+    accounted(result)
+    assert events_of(result, "node_unknown")["time"].item() < 15
+    ready = events_of(result, "node_ready", "node-2")["time"].item()
+    assert 15 <= ready < 20  # the controller's next tick after the kubelet renews
+    restarted = events_of(result, "container_started")
+    assert set(restarted["subject"]) == {"web-1", "web-4"}
+    assert (restarted["time"] == 16.0).all()  # reboot + startup 1 s
+    req = result.requests
+    late = req[(req["t_start"] > 22).to_numpy()]
+    assert (late["outcome"].astype(str) != "failed").all()
+    assert {"web-1", "web-4"} <= set(late["pod"].astype(str))
+
+
+def test_replacements_respect_the_placement() -> None:
+    """Pods placed on node-1 and node-2 only: node-2's pods are replaced on node-1, never
+    on node-3 (the placement does not name it)."""
+    scn = make(duration="80s", replicas=4, workload={"placement": {"node-1": 2, "node-2": 2}},
+               control_plane={"nodeMonitorGracePeriod": "10s", "tolerationSeconds": "20s"},
+               events=[{"at": "5s", "nodeCrash": {"node": "node-2"}}],
+               clients=[{"name": "users", "service": "web", "arrival": {"rate": "20/s"},
+                         "entry": {"node": "node-1"}, "connectTimeout": "1s"}])
+    result = npsim.run(scn)
+    accounted(result)
+    scheduled = events_of(result, "pod_scheduled")
+    assert len(scheduled) == 2 and set(scheduled["detail"]) == {"node-1"}
+    evicted = events_of(result, "pod_evicted")["time"]
+    assert (evicted == events_of(result, "node_unknown")["time"].item() + 20).all()
+
+
+def test_closed_loop_users_survive_a_crash_with_requests_in_service() -> None:
+    """A process killed mid-service: its requests fail at the kill, and closed-loop users
+    go on (their next request is not scheduled in the past)."""
+    scn = make(nodes=1, replicas=2, duration="20s",
+               workload={"serviceTime": {"dist": "constant", "value": "300ms"}, "workers": 2},
+               events=[{"at": "5.1s", "podCrash": {"pod": "web-0"}}],
+               clients=[{"name": "users", "service": "web",
+                         "arrival": {"users": 4, "thinkTime": "0s"},
+                         "entry": {"node": "node-1"}, "connectTimeout": "1s"}])
+    result = npsim.run(scn)
+    accounted(result)
+    req = result.requests
+    gone = req[(req["reason"].astype(str) == "endpoint_gone").to_numpy()]
+    assert len(gone) >= 1
+    assert gone["t_end"].to_numpy() == pytest.approx(5.1)
+    assert req["t_start"].max() > 19

@@ -110,3 +110,19 @@ def test_accounting_is_exact_and_runs_repeat(lb):
     pd.testing.assert_frame_equal(again.requests, req)
     pd.testing.assert_frame_equal(again.events, lb.events)
     pd.testing.assert_frame_equal(again.timeseries, ts)
+
+
+def test_next_upstream_hides_most_failures_from_users():
+    """nginx proxy_next_upstream with 2 more tries: a connect that fails through the
+    dead node (or to its pod via a healthy node) is tried on the next node at once."""
+    scenario = npsim.load_scenario(SCENARIOS / "node-failure-lb.yaml")
+    scenario.spec.clients[0].balancer.next_upstream = 2
+    result = npsim.run(scenario)
+    req = result.requests
+    tries = req[req["attempt"] > 0].set_index("request")
+    first = req.set_index("request").loc[tries["retry_of"]]
+    assert np.allclose(tries["t_start"].to_numpy(), first["t_end"].to_numpy())  # no backoff
+    assert (first["reason"] == "connect_timeout").all() and tries["attempt"].max() == 2
+    assert (tries["entry_node"].to_numpy() != first["entry_node"].to_numpy()).all()
+    seen = result.metric("requests_failed_after_retries")
+    assert seen < 0.25 * 1385  # without next_upstream users see 1,385 failures
