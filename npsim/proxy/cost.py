@@ -15,7 +15,7 @@ IPVS       12.4 / 22.5 / 30.4 / 48.2  12.7 / 23.4 / 31.9 / 49.1  14.5 / 27.5 / 3
 
 Between points each quantile is interpolated linearly in the number of Services; beyond
 30k it is extrapolated with the 10k->30k slope (iptables' KUBE-SERVICES scan is linear,
-about 9.5 ns/Service at p50). Below 5k the reference warns a straight line is not to be
+about 9.5 ns/Service at p50). Below 5k the charts give no points, so a straight line is not to be
 trusted: npsim interpolates towards the nftables figures at 0 Services (an empty
 KUBE-SERVICES chain costs what a constant-time lookup costs) -- an assumption.
 

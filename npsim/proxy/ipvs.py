@@ -23,7 +23,7 @@ What kube-proxy and the kernel do (``pkg/proxy/ipvs/proxier.go``; kernel
 
 Counters are per node and per virtual server: a connection is *active* while open and
 *inactive* for ``tcpFinTimeout`` (kernel default 120 s for FIN_WAIT/TIME_WAIT,
-unverified in the reference) after it closes. Choice is O(log n) for lc/sed (a
+not checked against a kernel source) after it closes. Choice is O(log n) for lc/sed (a
 tournament tree over list positions), O(1) for the others.
 
 Graceful termination (pkg/proxy/ipvs ``graceful_termination.go``): a real server

@@ -69,7 +69,7 @@ class NodeSpec(Model):
 # node. Defaults from published CNI benchmarks (spidernet-io/spiderpool
 # docs/concepts/io-performance.md; DaoCloud cni-performance.md): a cross-node pod hop costs about
 # +90 us (routed) to +135 us (VXLAN) over a same-node one on 10 GbE; cross-zone is not in
-# the reference: 500 us is an assumption typical of cloud availability zones.
+# those benchmarks: 500 us is an assumption typical of cloud availability zones.
 DEFAULT_SAME_NODE = Constant(dist="constant", value=0.0)
 DEFAULT_SAME_ZONE = LogNormal(dist="lognormal", mean=90e-6, cv=0.3)
 DEFAULT_CROSS_ZONE = LogNormal(dist="lognormal", mean=500e-6, cv=0.3)
