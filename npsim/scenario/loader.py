@@ -472,7 +472,8 @@ def _cross_check(
     for svc in scenario.services.values():
         backing = [d for d in scenario.deployments.values()
                    if selector_matches(svc.selector, d.pod_labels)]
-        if any(c.service == svc.name for _, c in clients) and not backing:
+        if any(c.service == svc.name for _, c in clients) and not backing and not (
+                svc.endpoint_slices):
             p.warn(tree, ["manifests"],
                    f"Service {svc.name!r} selects no pod of any Deployment: every connection "
                    "to it will be refused (no_endpoints)")
