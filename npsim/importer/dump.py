@@ -18,7 +18,15 @@ from typing import Any
 import yaml
 
 from npsim.scenario.problems import Problem, Problems, ScenarioError, in_file_order
-from npsim.scenario.yamlio import MarkedDict, MarkedList, YamlSyntaxError, _Loader, load_all
+from npsim.scenario.yamlio import (
+    DuplicateKeyError,
+    Mark,
+    MarkedDict,
+    MarkedList,
+    YamlSyntaxError,
+    format_path,
+    load_all,
+)
 
 DUMP_SUFFIXES = (".yaml", ".yml", ".json")
 _TOP_LEVEL_API_VERSION = re.compile(r"^apiVersion\s*:", re.MULTILINE)
@@ -57,19 +65,89 @@ class DumpObject:
         return str(ns) if ns else "default"
 
 
-def _fast_loader(label: str) -> type:
-    """libyaml's parser with the marked constructors of the scenario loader: a 1000-node
-    dump is tens of megabytes, several times faster to parse in C."""
+_STR = "tag:yaml.org,2002:str"
+
+
+class _LazyMarks:
+    """Positions of a mapping's keys or a list's items, made into marks only when a
+    problem asks (a dump has a million nodes and usually no problem)."""
+
+    __slots__ = ("label", "nodes")
+
+    def __init__(self, label: str, nodes: Any) -> None:
+        self.label = label
+        self.nodes = nodes
+
+    def _mark(self, node: yaml.Node) -> Mark:
+        return Mark(self.label, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def __getitem__(self, key: Any) -> Mark:
+        return self._mark(self.nodes[key])
+
+    def get(self, key: Any, default: Mark | None = None) -> Mark | None:
+        node = self.nodes.get(key)
+        return default if node is None else self._mark(node)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def lean_load(text: str, label: str) -> list[Any]:
+    """Marked trees straight from libyaml's node graph: a dump is hundreds of thousands of
+    plain strings and mappings, built here without PyYAML's general constructor (about
+    twice as fast). Anything unusual (anchors, merge keys, tagged values) and every
+    error goes to the scenario loader's path, which words the messages."""
     base = getattr(yaml, "CSafeLoader", None)
-    if base is None:  # pragma: no cover - PyYAML built without libyaml
-        return type("_DumpLoader", (_Loader,), {"file_label": label})
-    return type("_DumpLoader", (base,), {
-        "file_label": label,
-        "construct_mapping": _Loader.construct_mapping,
-        "construct_sequence": _Loader.construct_sequence,
-        "_path": _Loader._path,
-        "yaml_constructors": _Loader.yaml_constructors,
-    })
+    if base is None or "&" in text or "<<" in text or "!" in text:
+        return load_all(text, label)
+    loader = base(text)
+    constructor = yaml.constructor.SafeConstructor()
+    docs: list[Any] = []
+
+    def mark(node: yaml.Node) -> Mark:
+        return Mark(label, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(node: yaml.Node, path: list[Any]) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return node.value if node.tag == _STR else constructor.construct_object(node)
+        if isinstance(node, yaml.SequenceNode):
+            out_list = MarkedList()
+            out_list.mark = mark(node)
+            for i, child in enumerate(node.value):
+                path.append(i)
+                out_list.append(build(child, path))
+                path.pop()
+            out_list.item_marks = _LazyMarks(label, node.value)  # type: ignore[assignment]
+            return out_list
+        out = MarkedDict()
+        out.mark = mark(node)
+        key_nodes: dict[Any, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = build(key_node, path)
+            if key in key_nodes:
+                raise DuplicateKeyError(
+                    f"duplicate key {key!r} (first at line {key_nodes[key].start_mark.line + 1})",
+                    mark(key_node), format_path([*path, key]))
+            path.append(key)
+            out[key] = build(value_node, path)
+            path.pop()
+            key_nodes[key] = key_node
+        out.key_marks = _LazyMarks(label, key_nodes)  # type: ignore[assignment]
+        return out
+
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None and not (isinstance(node, yaml.ScalarNode)
+                                         and node.tag.endswith(":null")):
+                docs.append(build(node, []))
+    except YamlSyntaxError:
+        raise
+    except (yaml.YAMLError, TypeError):
+        return load_all(text, label)  # located, worded as for scenarios
+    finally:
+        loader.dispose()
+    return docs
 
 
 def _documents(text: str, label: str) -> list[Any]:
@@ -87,14 +165,7 @@ def _documents(text: str, label: str) -> list[Any]:
         for piece in pieces:
             padded = "\n" * offset + piece
             offset += piece.count("\n")
-            try:
-                loaded = yaml.load_all(padded, Loader=_fast_loader(label))  # noqa: S506 - SafeLoader based
-                docs.extend(doc for doc in loaded if doc is not None)
-            except YamlSyntaxError:
-                raise
-            except yaml.YAMLError:
-                load_all(padded, label)  # the scenario loader's located message
-                raise
+            docs.extend(lean_load(padded, label))
     return docs
 
 
@@ -138,11 +209,15 @@ def _files(paths: Iterable[Path], p: Problems) -> Iterator[Path]:
 def _objects(doc: Any, where: str, p: Problems) -> Iterator[DumpObject]:
     """A List's items, or the one object a document holds."""
     if not isinstance(doc, MarkedDict):
+        got = "a list" if isinstance(doc, list) else repr(doc)
         p.at(doc, [], "expected a Kubernetes object or a v1 List (a mapping with apiVersion "
-             f"and kind), got {type(doc).__name__}")
+             f"and kind), got {got}")
         return
     kind = doc.get("kind")
-    if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
+    if isinstance(kind, str) and kind.endswith("List"):
+        if "items" not in doc:
+            p.at(doc, ["items"], f"Required value: a {kind} holds its objects under items")
+            return
         items = doc["items"]
         if not isinstance(items, MarkedList):
             got = "a single object" if isinstance(items, dict) else repr(items)

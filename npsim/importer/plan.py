@@ -18,9 +18,9 @@ from npsim.scenario.loader import deployment_manifest, svc_manifest
 from npsim.scenario.manifests import (
     SERVICE_NAME_LABEL,
     EndpointSlice,
+    SelectorIndex,
     Service,
     SliceEndpoint,
-    selector_matches,
 )
 from npsim.scenario.problems import Problem, Problems
 
@@ -75,7 +75,7 @@ def plan_scenario(inv: Inventory, rates: list[CsvRow], times: list[CsvRow],
     standalone: dict[str, WorkloadPlan] = {}
     names = {d.name for d in workloads}
     kept_slices: list[dict[str, Any]] = []
-    index = _label_index(workloads)
+    index = SelectorIndex(workloads)
     owner_of: dict[str, str] = {}
     # selector Services first: a pod a hand-made slice also names stays with its workload
     for svc in sorted(services, key=lambda s: not s.selector):
@@ -126,22 +126,10 @@ def plan_scenario(inv: Inventory, rates: list[CsvRow], times: list[CsvRow],
     return plan
 
 
-def _label_index(workloads: list[Any]) -> dict[tuple[str, str, str], list[Any]]:
-    """Workloads by (namespace, label key, value) of their pods: a Service's selector is
-    checked against the few workloads sharing one of its pairs, not all of them."""
-    index: dict[tuple[str, str, str], list[Any]] = {}
-    for dep in workloads:
-        for key, value in dep.pod_labels.items():
-            index.setdefault((dep.namespace, key, value), []).append(dep)
-    return index
-
-
-def _selected_workload(svc: Service, index: dict[tuple[str, str, str], list[Any]]) -> str | None:
-    """The first workload (in dump order) whose pods the Service's selector selects."""
-    candidates = min((index.get((svc.namespace, k, v), []) for k, v in svc.selector.items()),
-                     key=len)
-    return next((d.name for d in candidates if selector_matches(svc.selector, d.pod_labels)),
-                None)
+def _selected_workload(svc: Service, index: SelectorIndex) -> str | None:
+    """The first workload (in dump order) of the Service's namespace it selects."""
+    return next((d.name for d in index.selected(svc.selector)
+                 if d.namespace == svc.namespace), None)
 
 
 def _unique_by_name(items: list[Any], what: str, plan: ScenarioPlan) -> list[Any]:

@@ -50,7 +50,10 @@ def _duration(seconds: float) -> str:
     return format_duration(seconds)
 
 
-def render(name: str, sources: list[str], inv: Inventory, plan: ScenarioPlan) -> str:
+def render(name: str, sources: list[str], inv: Inventory,
+           plan: ScenarioPlan) -> tuple[str, str]:
+    """The scenario text, and the same text with an empty manifests list (the part
+    written by hand here, for a quick check that it reads back as meant)."""
     out: list[str] = [
         f"{MARKER} written by npsim {__version__} import from {', '.join(sources)}",
         "# An ordinary scenario: edit it freely (remove the line above and npsim import",
@@ -81,12 +84,11 @@ def render(name: str, sources: list[str], inv: Inventory, plan: ScenarioPlan) ->
         if node.pod_cidr:
             entry["podCIDR"] = node.pod_cidr
         out.append(f"    - {flow(entry)}")
-    out.append("manifests:")
-    if plan.manifests:
-        text = yaml.dump(plan.manifests, Dumper=_DUMPER, sort_keys=False,
-                         default_flow_style=False, width=100)
-        out += ["  " + line for line in text.splitlines()]
-    out += _workload_lines(plan)
+    head = out
+    text = yaml.dump(plan.manifests, Dumper=_DUMPER, sort_keys=False,
+                     default_flow_style=False, width=100)
+    manifests = ["manifests:", *("  " + line for line in text.splitlines())]
+    out = _workload_lines(plan)
     out += _client_lines(plan)
     out += [
         "run:",
@@ -94,7 +96,8 @@ def render(name: str, sources: list[str], inv: Inventory, plan: ScenarioPlan) ->
         "  warmup: 5s     # default",
         "  seed: 1",
     ]
-    return "\n".join(out) + "\n"
+    return ("\n".join([*head, *manifests, *out]) + "\n",
+            "\n".join([*head, "manifests: []", *out]) + "\n")
 
 
 def _description(sources: list[str], plan: ScenarioPlan) -> str:

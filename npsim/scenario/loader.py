@@ -14,10 +14,10 @@ from npsim.scenario.manifests import (
     SERVICE_NAME_LABEL,
     Deployment,
     EndpointSlice,
+    SelectorIndex,
     Service,
     parse_manifest,
     pick_port,
-    selector_matches,
 )
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
@@ -469,10 +469,10 @@ def _cross_check(
             p.at(tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
     _check_node_ports(scenario, tree, p)
+    index = SelectorIndex(scenario.deployments.values())
+    targeted = {c.service for _, c in clients}
     for svc in scenario.services.values():
-        backing = [d for d in scenario.deployments.values()
-                   if selector_matches(svc.selector, d.pod_labels)]
-        if any(c.service == svc.name for _, c in clients) and not backing and not (
+        if svc.name in targeted and not index.selected(svc.selector) and not (
                 svc.endpoint_slices):
             p.warn(tree, ["manifests"],
                    f"Service {svc.name!r} selects no pod of any Deployment: every connection "

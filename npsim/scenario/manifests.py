@@ -10,6 +10,7 @@ reference gives it (kubernetes-semantics.md section 6).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +138,24 @@ def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     endpoints for the Service (they must be provided by hand), so no pod is chosen.
     """
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class SelectorIndex:
+    """Deployments by (label key, value) of their pods: which of thousands of Deployments
+    a Service selector selects, testing only those that share one of its pairs."""
+
+    def __init__(self, deployments: Iterable[Deployment]) -> None:
+        self._by_pair: dict[tuple[str, str], list[Deployment]] = {}
+        for dep in deployments:
+            for pair in dep.pod_labels.items():
+                self._by_pair.setdefault(pair, []).append(dep)
+
+    def selected(self, selector: dict[str, str]) -> list[Deployment]:
+        """The Deployments whose pods ``selector`` selects, in the order given."""
+        if not selector:
+            return []
+        candidates = min((self._by_pair.get(pair, []) for pair in selector.items()), key=len)
+        return [d for d in candidates if selector_matches(selector, d.pod_labels)]
 
 
 def pick_port(svc: Service, wanted: int | str | None) -> ServicePort | None:
