@@ -187,8 +187,8 @@ def read_paths(paths: Iterable[Path], p: Problems) -> Iterator[DumpObject]:
             continue
         if not docs:
             p.errors.append(Problem(None, str(path), "empty file: no Kubernetes object in it"))
-        for i, doc in enumerate(docs):
-            yield from _objects(doc, f"#{i}" if len(docs) > 1 else "", p)
+        for doc in docs:
+            yield from _objects(doc, str(path), p)
 
 
 def _files(paths: Iterable[Path], p: Problems) -> Iterator[Path]:
@@ -210,8 +210,9 @@ def _objects(doc: Any, where: str, p: Problems) -> Iterator[DumpObject]:
     """A List's items, or the one object a document holds."""
     if not isinstance(doc, MarkedDict):
         got = "a list" if isinstance(doc, list) else repr(doc)
-        p.at(doc, [], "expected a Kubernetes object or a v1 List (a mapping with apiVersion "
-             f"and kind), got {got}")
+        problem = p.problem(doc, [], "expected a Kubernetes object or a v1 List (a mapping "
+                            f"with apiVersion and kind), got {got}")
+        p.errors.append(problem if problem.mark else Problem(None, where, problem.message))
         return
     kind = doc.get("kind")
     if isinstance(kind, str) and kind.endswith("List"):

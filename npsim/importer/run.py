@@ -70,13 +70,12 @@ def import_cluster(
     _check_target(out, force)
     p = Problems()
     objects = list(read_paths(paths, p))
-    unreadable = bool(p.errors)  # then "no Node" and the like would be noise
     inv = sort_objects(objects, namespace, service, p)
-    if not unreadable:
+    if not p.errors:  # otherwise "no Node" and the like would be noise
         _check_contents(inv, paths, namespace, service, p)
+    raise_problems(p)
     rate_rows = read_rates(rates, p) if rates else []
     time_rows = read_service_times(service_times, p) if service_times else []
-    raise_problems(p)
     plan = plan_scenario(inv, rate_rows, time_rows, p)
     raise_problems(p)
     _check_runnable(plan, paths)
