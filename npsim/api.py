@@ -76,9 +76,13 @@ def resolved_yaml(scenario: Scenario) -> str:
         node_data["podCIDR"] = str(node.pod_cidr)
     node_ports = {(sp.service.name, sp.port.name, sp.port.port): sp.node_port
                   for sp in cluster.service_ports}
+    health = {sp.service.name: sp.health_check_node_port for sp in cluster.service_ports
+              if sp.health_check_node_port}
     for manifest in data["manifests"]:
         if manifest["kind"] != "Service":
             continue
+        if manifest["metadata"]["name"] in health:
+            manifest["spec"]["healthCheckNodePort"] = health[manifest["metadata"]["name"]]
         for port in manifest["spec"]["ports"]:
             key = (manifest["metadata"]["name"], port.get("name", ""), port["port"])
             if key in node_ports:

@@ -8,6 +8,7 @@ sit next to the values they explain.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from npsim.importer.inventory import DEFAULT_MIN_SYNC, Inventory, KubeProxyConfi
 from npsim.importer.plan import DEFAULT_RATE, DEFAULT_SERVICE_TIME, ScenarioPlan
 from npsim.units import format_duration
 
+DEFAULT_RANGE = (30000, 32767)  # kube-apiserver --service-node-port-range default
 MARKER = "# npsim-import:"  # first line of a file npsim import wrote; --force needs it
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -64,6 +66,7 @@ def render(name: str, sources: list[str], inv: Inventory,
         "cluster:",
     ]
     out += _kube_proxy_lines(inv.kube_proxy)
+    out += _cidr_lines(inv.kube_proxy, plan)
     out.append("  nodes:")
     for node in plan.nodes:
         marks = []
@@ -124,18 +127,38 @@ def _kube_proxy_lines(kp: KubeProxyConfig) -> list[str]:
     lines.append(f"  kubeProxy: {{minSyncPeriod: {_duration(min_sync)}}}")
     lines.append(f"  # syncPeriod: {_duration(kp.sync_period)} (periodic full resync; "
                  "not simulated)")
-    lines += _cidr_lines(kp)
     return lines
 
 
-def _cidr_lines(kp: KubeProxyConfig) -> list[str]:
-    """clusterCIDR and nodePortAddresses: settings this npsim has no key for yet."""
-    cidr = kp.cluster_cidr or "(not set: kube-proxy then detects local traffic otherwise)"
+def _cidr_lines(kp: KubeProxyConfig, plan: ScenarioPlan) -> list[str]:
+    """clusterCIDR from kube-proxy's configuration; the NodePort range from the dump's own
+    nodePorts (kube-apiserver's --service-node-port-range is not in any object)."""
+    ipv4 = [c for c in (kp.cluster_cidr or "").split(",") if _is_ipv4_network(c)]
+    if ipv4:
+        lines = [f"  clusterCIDR: {ipv4[0]}  # kube-proxy clusterCIDR"]
+    else:
+        lines = ["  # clusterCIDR not set in kube-proxy's configuration: npsim uses the smallest "
+                 "network holding", "  # every node's podCIDR"]
+    ports = [p["nodePort"] for m in plan.manifests if m["kind"] == "Service"
+             for p in m["spec"].get("ports", []) if p.get("nodePort")]
+    lo, hi = min([DEFAULT_RANGE[0], *ports]), max([DEFAULT_RANGE[1], *ports])
+    if (lo, hi) == DEFAULT_RANGE:
+        lines.append(f"  serviceNodePortRange: {lo}-{hi}  # kube-apiserver's default: every "
+                     "nodePort of the dump fits it")
+    else:
+        lines.append(f"  serviceNodePortRange: {lo}-{hi}  # the smallest range holding the "
+                     "dump's nodePorts: check --service-node-port-range")
     addresses = ", ".join(kp.node_port_addresses) or "(not set: every node address)"
-    return [f"  # clusterCIDR: {cidr}",
-            f"  # nodePortAddresses: {addresses}",
-            "  #   (no scenario key for these yet: recorded from the kube-proxy "
-            "configuration)"]
+    lines.append(f"  # nodePortAddresses: {addresses} (no scenario key: every node address "
+                 "is simulated)")
+    return lines
+
+
+def _is_ipv4_network(text: str) -> bool:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True).version == 4
+    except ValueError:
+        return False
 
 
 def _workload_lines(plan: ScenarioPlan) -> list[str]:

@@ -16,6 +16,8 @@ from npsim.scenario.manifests import (
     EndpointSlice,
     SelectorIndex,
     Service,
+    check_node_ports,
+    check_port_plan,
     parse_manifest,
     pick_port,
 )
@@ -49,6 +51,7 @@ class Scenario:
         self.base_dir = base_dir
         self.source = source
         self.warnings = warnings if warnings is not None else []
+        self.network_policies: dict[str, Any] = {}  # NetworkPolicy manifests, by name
 
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
@@ -71,7 +74,8 @@ class Scenario:
         data = self.spec.model_dump(mode="json", by_alias=True)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
-        ] + [sl.manifest() for s in self.services.values() for sl in s.endpoint_slices]
+        ] + [policy.manifest for policy in self.network_policies.values()] + [
+            sl.manifest() for s in self.services.values() for sl in s.endpoint_slices]
         return data
 
 
@@ -96,7 +100,9 @@ def svc_manifest(svc: Service) -> dict[str, Any]:
             ("sessionAffinity", svc.session_affinity),
             ("sessionAffinityConfig", {"clientIP": {"timeoutSeconds": svc.affinity_timeout}}
              if svc.session_affinity == "ClientIP" else None),
-            ("trafficDistribution", svc.traffic_distribution)) if v is not None},
+            ("trafficDistribution", svc.traffic_distribution),
+            ("allocateLoadBalancerNodePorts", None if svc.allocate_lb_node_ports else False),
+            ("healthCheckNodePort", svc.health_check_node_port)) if v is not None},
     }
     if svc.cluster_ip is not None:
         manifest["spec"]["clusterIP"] = svc.cluster_ip
@@ -181,12 +187,15 @@ def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
     deployments: dict[str, Deployment] = {}
     raw_manifests = tree.get("manifests") if isinstance(tree, dict) else None
     unresolved: _Unresolved = set()
+    policies: dict[str, Any] = {}
     if isinstance(raw_manifests, list):
-        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments)
+        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments,
+                                     policies)
     scenario = None
     if spec is not None:
         spec = _resolve_files(spec, tree, base_dir, p)
         scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
+        scenario.network_policies = policies
         cross_check(scenario, tree, p, unresolved)
     else:
         partial = Scenario(None, services, deployments, base_dir, source)  # type: ignore[arg-type]
@@ -214,6 +223,7 @@ def _load_manifests(
     p: Problems,
     services: dict[str, Service],
     deployments: dict[str, Deployment],
+    policies: dict[str, Any] | None = None,
 ) -> _Unresolved:
     """Parse every manifest into ``services``/``deployments``; return the names of those
     that failed (their problems are reported here, so references to them are not)."""
@@ -253,7 +263,9 @@ def _load_manifests(
             if isinstance(obj, EndpointSlice):
                 slices.append(obj)  # its Service may come later in the manifests
                 continue
-            table: dict[str, Any] = services if isinstance(obj, Service) else deployments
+            table: dict[str, Any] = (services if isinstance(obj, Service) else deployments
+                                     if isinstance(obj, Deployment) else
+                                     policies if policies is not None else {})
             if obj.name in table:
                 p.at(doc, ["metadata", "name"],
                      f'Duplicate value: {type(obj).__name__} "{obj.name}" is defined twice '
@@ -366,23 +378,6 @@ def cross_check(
         _utilisation_warnings(scenario, tree, p)
 
 
-def _check_node_ports(scenario: Scenario, tree: Any, p: Problems) -> None:
-    """A NodePort belongs to one Service port (per protocol it may repeat within one
-    Service: 53/TCP and 53/UDP share 30053; kubernetes-semantics.md 10, facts 15-16)."""
-    owner: dict[int, str] = {}
-    for svc in scenario.services.values():
-        for port in svc.ports:
-            if port.node_port is None:
-                continue
-            other = owner.get(port.node_port)
-            if other is not None and other != svc.name:
-                p.at(tree, ["manifests"],
-                     f"Service {svc.name!r}: spec.ports.nodePort: Invalid value: "
-                     f"{port.node_port}: provided port is already allocated "
-                     f"(by Service {other!r})")
-            owner[port.node_port] = svc.name
-
-
 def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
     for i, event in enumerate(scenario.spec.events):
         if event.scale.deployment not in scenario.deployments:
@@ -468,7 +463,8 @@ def _cross_check(
         if nodes is not None and client.source is not None and client.source.node not in nodes:
             p.at(tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
-    _check_node_ports(scenario, tree, p)
+    check_node_ports(scenario, tree, p)
+    check_port_plan(scenario, tree, p)
     index = SelectorIndex(scenario.deployments.values())
     targeted = {c.service for _, c in clients}
     for svc in scenario.services.values():

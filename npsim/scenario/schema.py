@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from npsim.cluster.nodeports import PortRange
 from npsim.dists import Constant, Distribution, LogNormal
 from npsim.units import PerSecond, Seconds, format_duration
 
@@ -44,6 +45,7 @@ class NodeSpec(Model):
     cpu: float = Field(default=1.0, gt=0)  # allocatable CPU: weighs topology-mode Auto
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
+    firewall: FirewallSpec | None = None  # this node's host firewall (replaces the cluster's)
 
     @field_validator("address")
     @classmethod
@@ -125,6 +127,61 @@ class KubeProxySpec(Model):
 QuantileRow = Annotated[list[Seconds], Field(min_length=4, max_length=4)]
 
 
+class FirewallRuleSpec(Model):
+    """One rule in YAML form: the same meaning as an iptables line (firewall.py)."""
+
+    action: Literal["ACCEPT", "DROP", "REJECT", "LOG"]
+    protocol: Literal["tcp", "udp"] | None = None
+    source: str | None = None  # CIDR; "!10.0.0.0/8" negates
+    dport: int | str | None = None  # 30080, "30000:32767" or "30000-32767"
+    connlimit_above: int | None = Field(default=None, ge=0)
+    connlimit_mask: int = Field(default=32, ge=0, le=32)
+    log_prefix: str = ""
+
+
+class FirewallChainSpec(Model):
+    policy: Literal["ACCEPT", "DROP"] = "ACCEPT"
+    rules: list[FirewallRuleSpec] = []
+
+
+class FirewallSpec(Model):
+    """A node's host firewall: YAML chains, then the tutorial's ``iptables`` and ``ufw``
+    commands as written (appended in that order)."""
+
+    input: FirewallChainSpec | None = None
+    forward: FirewallChainSpec | None = None
+    prerouting: FirewallChainSpec | None = None
+    iptables: str | None = None
+    ufw: str | None = None
+
+    @model_validator(mode="after")
+    def _readable(self) -> FirewallSpec:
+        from npsim.cluster.firewall import build_node_firewall
+
+        build_node_firewall(self)  # raises ValueError naming the line
+        return self
+
+
+class SecurityGroupRuleSpec(Model):
+    protocol: Literal["tcp", "udp", "all"] = "tcp"
+    ports: int | str  # 30080 or "30000-32767"
+    source: str = "0.0.0.0/0"
+
+
+class SecurityGroupSpec(Model):
+    """A cloud security group in front of every node: allow rules, default deny."""
+
+    rules: list[SecurityGroupRuleSpec] = []
+    aliyun: str | None = None  # `aliyun ecs AuthorizeSecurityGroup ...` lines
+
+    @model_validator(mode="after")
+    def _readable(self) -> SecurityGroupSpec:
+        from npsim.cluster.firewall import build_security_group
+
+        build_security_group(self)
+        return self
+
+
 class ClusterSpec(Model):
     proxy_mode: ProxyMode = "iptables"
     nodes: list[NodeSpec] = Field(min_length=1)
@@ -136,6 +193,36 @@ class ClusterSpec(Model):
     # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
     # table for that mode (npsim/proxy/cost.py)
     cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}
+    # kube-apiserver --service-node-port-range (npsim/cluster/nodeports.py)
+    service_node_port_range: str = Field(default="30000-32767", alias="serviceNodePortRange")
+    # kube-proxy --cluster-cidr: the local-traffic detector and masquerade rules; default:
+    # the smallest network holding every node's podCIDR
+    cluster_cidr: str | None = Field(default=None, alias="clusterCIDR")
+    firewall: FirewallSpec | None = None  # every node's host firewall (a node may override)
+    security_group: SecurityGroupSpec | None = None
+
+    @field_validator("service_node_port_range")
+    @classmethod
+    def _port_range(cls, v: str) -> str:
+        return str(PortRange.parse(v))
+
+    @field_validator("cluster_cidr")
+    @classmethod
+    def _cluster_cidr(cls, v: str | None) -> str | None:
+        if v is not None:
+            ipaddress.IPv4Network(v, strict=True)
+        return v
+
+    @model_validator(mode="after")
+    def _pods_in_cluster_cidr(self) -> ClusterSpec:
+        if self.cluster_cidr is not None:
+            net = ipaddress.IPv4Network(self.cluster_cidr)
+            outside = [n.name for n in self.nodes
+                       if n.pod_cidr and not ipaddress.IPv4Network(n.pod_cidr).subnet_of(net)]
+            if outside:
+                raise ValueError(f"clusterCIDR {net} does not hold the podCIDR of node(s) "
+                                 f"{', '.join(outside)}")
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterSpec:
@@ -333,6 +420,17 @@ class BalancerSpec(Model):
     addresses: int = Field(default=1, ge=1)
 
 
+class TlsSpec(Model):
+    """HTTPS termination for a population (npsim/sim/tls.py): where, and its costs."""
+
+    terminate: Literal["pod", "balancer"]
+    version: Literal["1.2", "1.3"] = "1.3"
+    handshake_cpu: Seconds = 1e-3  # assumption: RSA-2048 signature + ECDHE, one core
+    resumed_cpu: Seconds = 1e-4
+    resumption: float = Field(default=0.0, ge=0, le=1)  # share of new connections resuming
+    balancer_cores: int = Field(default=2, ge=1)  # cores for handshakes at the balancer
+
+
 class ClientSpec(Model):
     name: str = Field(min_length=1)
     service: str
@@ -349,6 +447,7 @@ class ClientSpec(Model):
     rtt: Distribution = Constant(dist="constant", value=0.0)
     # how long a client waits for a connection that gets no answer before it gives up
     connect_timeout: Seconds = 10.0
+    tls: TlsSpec | None = None  # HTTPS: handshake per new connection (tutorial 4.3)
 
     @field_validator("source_ip_base")
     @classmethod
@@ -433,6 +532,20 @@ class EventSpec(Model):
     scale: ScaleSpec
 
 
+class PortBandSpec(Model):
+    """A band of a NodePort plan (tutorial 3.3: web 30000-30099, api 30100-30199, ...)
+    and the Services (``name`` or ``namespace/name``) that belong to it."""
+
+    name: str = Field(min_length=1)
+    range: str
+    services: list[str] = []
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        return str(PortRange.parse(v))
+
+
 class ScenarioSpec(Model):
     npsim_version: str | None = None  # written into scenario.resolved.yaml
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -443,3 +556,4 @@ class ScenarioSpec(Model):
     clients: list[ClientSpec] = Field(min_length=1)
     events: list[EventSpec] = []
     run: RunSpec
+    port_plan: list[PortBandSpec] = []  # checked by `npsim ports`

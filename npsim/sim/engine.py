@@ -25,6 +25,7 @@ from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
 from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
 from npsim.sim.controlplane import ControlPlane
+from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, Relay
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
@@ -40,6 +41,7 @@ from npsim.sim.records import (
 )
 from npsim.sim.streams import Streams
 from npsim.sim.timeline import EventLog
+from npsim.sim.tls import TlsCosts, pod_server_class
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
@@ -105,11 +107,16 @@ class Simulation:
         self._progress_every = max((self.budget or 0) // 100, 1)
 
         self.proxies = make_proxies(scenario, cluster, streams)
-        # pods report each end only to closed-loop users and to IPVS connection counters
+        # firewalls in the traffic path: None (and free) when the scenario has none
+        self.guard = Guard.build(scenario, cluster, [p.mode for p in self.proxies], self.events)
+        # pods report each end only to closed-loop users and to connection counters
         self._report_done = any(c.arrival.closed for c in spec.clients) or any(
-            p.counts_connections for p in self.proxies)
+            p.counts_connections for p in self.proxies) or (
+            self.guard is not None and self.guard.counts_connections)
         self.pods: list[PodServer] = []
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
+        self._pod_class = pod_server_class(any(
+            c.tls is not None and c.tls.terminate == "pod" for c in spec.clients))
         for pod in cluster.pods:
             self._serve(pod)
         self.relays: list[Relay | None] = [
@@ -158,11 +165,14 @@ class Simulation:
                 self.populations.append(OpenLoop(arrivals=arrivals, **common))
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
+        # HTTPS handshakes per new connection: None (and free) without any `tls`
+        self.tls = (TlsCosts(self.populations, streams.generator)
+                    if TlsCosts.wanted(spec.clients) else None)
 
     # --- pods coming and going ----------------------------------------------------------
 
     def _serve(self, pod: Pod) -> PodServer:
-        server = PodServer(
+        server = self._pod_class(
             self.env, pod.index, pod.workers, pod.queue_limit,
             pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
             self.log, self._done if self._report_done else None)
@@ -204,6 +214,7 @@ class Simulation:
                 self._progress(self.generated / self.budget)
         self.generated += 1
         request = len(self.log.t_start)
+        handshake = 0.0
         if pop.remaining[slot] == 0:
             new_conn = 1
             proxy_cost = self._connect(pop, slot, now)
@@ -218,7 +229,11 @@ class Simulation:
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
         hop = self._hop(entry, pop.conn_pod_node[slot])()
-        network = pop.rtt() + hop
+        if new_conn and self.tls is not None:
+            terminator = self.tls.by_population[pop.index]
+            if terminator is not None:  # HTTPS: the handshake before the first request
+                handshake = terminator.handshake(now, pop.rtt, hop, self.pods, pod, request)
+        network = pop.rtt() + hop + handshake
         self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
                      pop.conn_snat[slot])
         tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
@@ -274,6 +289,14 @@ class Simulation:
         else:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
+        if self.guard is not None:
+            stop = self.guard.check(entry, "clusterip" if clusterip else pop.kind, source,
+                                    table.service_port.port.protocol,
+                                    table.service_port.node_port, snat, pod,
+                                    table.endpoints[choice].port, now)
+            if stop is not None:
+                return self._fail(pop, slot, now, entry, -1, stop.reason,
+                                  pop.connect_timeout if stop.times_out else 0.0)
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
@@ -303,6 +326,9 @@ class Simulation:
             key = table.keys[choice]
             table.opened(key, now)
             self.tracked[conn] = [0, False, table, key]
+        if self.guard is not None and self.guard.pending:
+            closer = self.guard.opened(table if proxy.counts_connections else None)
+            self.tracked[conn] = [0, False, closer, table.keys[choice]]
         return waited + proxy.cost()
 
     def _to_pod(self, request: int, delay: float) -> None:
@@ -387,6 +413,10 @@ class Simulation:
             self.env.run()
             ends = self.log.columns()["t_end"]
             end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
+        if self.tls is not None:  # what the handshakes cost, one line per population
+            for pop, t in zip(self.populations, self.tls.by_population, strict=True):
+                if t is not None:
+                    self.events.record(end, "tls_handshakes", pop.name, t.describe())
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, self.events, end, float(run.warmup),
                          time.perf_counter() - started)

@@ -58,8 +58,9 @@ def test_kube_proxy_configmap_and_nodes_are_read(imported: Path) -> None:
                                                                      "eu-west-1a")
     assert nodes["worker-a1"].cpu == pytest.approx(3.92)
     assert nodes["worker-b2"].pod_cidr == "10.244.3.0/24"  # the IPv4 one of podCIDRs
+    assert cluster.cluster_cidr == "10.244.0.0/16"
+    assert cluster.service_node_port_range == "30000-32767"
     text = imported.read_text()
-    assert "clusterCIDR: 10.244.0.0/16" in text
     assert re.search(r"# NotReady \(Ready condition: Unknown\); cordoned.*unreachable:"
                      r"NoSchedule.*\n\s+- \{name: worker-b2", text)
 
@@ -100,6 +101,13 @@ def test_imported_scenario_runs_and_serves_only_ready_endpoints(imported: Path) 
     scenario = load_scenario(imported)
     scenario.spec.run.warmup = 0.5
     scenario.spec.run.duration = 3.0
+    # the carried-over NetworkPolicy admits only 203.0.113.0/24 to web's pods: after the
+    # NodePort's SNAT no connection matches, so web serves nothing until it is removed
+    assert list(scenario.network_policies) == ["web-from-lb"]
+    guarded = npsim.run(scenario).pods.set_index("pod_ip")
+    assert guarded.loc["10.244.1.17", "requests"] == 0
+    assert guarded.loc["10.244.1.40", "requests"] > 0  # api: no policy
+    scenario.network_policies.clear()
     result = npsim.run(scenario)
     pods = result.pods.set_index("pod_ip")
     assert pods.loc["10.244.2.23", "requests"] == 0  # terminating: a ready one exists
@@ -122,6 +130,7 @@ def test_explain_shows_the_dump_s_addresses(imported: Path, tmp_path: Path) -> N
     assert "-d 10.96.120.7 --dport 80 -j KUBE-SVC-" in rules.output
     assert "--dport 31080 -j KUBE-EXT-" in rules.output
     assert "--rcheck --seconds 600 --reap" in rules.output
+    assert "! -s 10.244.0.0/16 -j KUBE-MARK-MASQ" in rules.output  # the ConfigMap's clusterCIDR
     assert "--to-destination 10.244.2.9:8080" in rules.output
 
 
@@ -200,7 +209,7 @@ def test_a_folder_of_manifests_with_namespace_and_service_filters(tmp_path: Path
            "    metadata: {{labels: {{app: {n}}}}}\n    spec: {{containers: [{{name: c}}]}}\n")
     (folder / "shop.yaml").write_text(app.format(n="web", ns="shop", p=30080) + "---\n"
                                       + app.format(n="cart", ns="shop", p=30081))
-    (folder / "ops.yml").write_text(app.format(n="grafana", ns="ops", p=30300))
+    (folder / "ops.yml").write_text(app.format(n="grafana", ns="ops", p=29300))
     code, output, out = _import(tmp_path, str(folder), "--namespace", "shop")
     assert code == 0, output
     scenario = load_scenario(out)
@@ -209,7 +218,10 @@ def test_a_folder_of_manifests_with_namespace_and_service_filters(tmp_path: Path
     assert "left out by --namespace/--service: 2 objects" in output
     code, output, out = _import(tmp_path, str(folder), "--service", "grafana", out="g.yaml")
     assert code == 0, output
-    assert sorted(load_scenario(out).services) == ["grafana"]
+    grafana = load_scenario(out)
+    assert sorted(grafana.services) == ["grafana"]
+    # a nodePort below the default range: the cluster's range must reach it
+    assert grafana.spec.cluster.service_node_port_range == "29300-32767"
     code, output, _ = _import(tmp_path, str(folder), "--service", "nope", out="n.yaml")
     assert code == 2 and "--service 'nope': no Service of that name" in output
 
