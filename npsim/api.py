@@ -11,6 +11,7 @@ import yaml
 
 from npsim import __version__
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
+from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import format_summary, summarise
@@ -33,6 +34,8 @@ class Result:
     wall_seconds: float
     end_time: float
     meta: dict[str, object] = field(default_factory=dict)
+    # every transition (faults, control plane, kube-proxy syncs): see npsim/results/events.py
+    events: pd.DataFrame = field(default_factory=lambda: stack_events([]))
 
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
@@ -57,6 +60,7 @@ class Result:
             self.pods.to_parquet(tmp / "pods.parquet", index=False)
             self.nodes.to_parquet(tmp / "nodes.parquet", index=False)
             self.summary.to_csv(tmp / "summary.csv", index=False)
+            self.events.to_parquet(tmp / "events.parquet", index=False)
             (tmp / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
 
         return write_atomically(Path(folder), write, overwrite=overwrite)
@@ -121,7 +125,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         scenario = load_scenario(scenario)
     revalidate(scenario)
     spec = scenario.spec
-    requests, pods, nodes = [], [], []
+    requests, pods, nodes, events = [], [], [], []
     wall = 0.0
     end_time = 0.0
     windows: dict[int, float] = {}
@@ -136,6 +140,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
         requests.append(frame)
         pods.append(pod_frame(out, frame))
         nodes.append(node_frame(out, frame))
+        events.append(event_frame(out.events, rep))
         wall += out.wall_seconds
         end_time = max(end_time, out.end_time)
         windows[rep] = out.end_time - out.warmup
@@ -149,4 +154,5 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> 
     summary = summarise(req, pod, windows,
                         reachable_pods(last_cluster, spec, spec.run.warmup, end_time))
     return Result(scenario, req, pod, node, summary, wall, end_time,
-                  {"npsim_version": __version__, "seed": spec.run.seed})
+                  {"npsim_version": __version__, "seed": spec.run.seed},
+                  stack_events(events))

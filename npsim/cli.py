@@ -111,14 +111,22 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
 @click.option("--node", default=None, help="Node whose kube-proxy to show (default: first).")
 @click.option("--trace", "trace_from", default=None, metavar="SRC_IP[:PORT]",
               help="Walk one new connection from this client address through the rules.")
+@click.option("--at", "at_time", default=None, metavar="TIME",
+              help="Run the scenario to this time first (e.g. 90s) and show the rules then.")
 def explain(scenario: str, service: str | None, node: str | None,
-            trace_from: str | None) -> None:
+            trace_from: str | None, at_time: str | None) -> None:
     """Print what kube-proxy programs on a node (iptables-save, nft, ipvsadm style)."""
     from npsim.explain import firewall_rules, render, trace
     from npsim.sim.engine import Simulation
+    from npsim.units import parse_duration
 
     loaded = _load(scenario)
     sim = Simulation(loaded)
+    if at_time is not None:
+        try:
+            sim.advance(parse_duration(at_time))
+        except ValueError as exc:
+            _usage(f"--at {at_time!r}: {exc}")
     names = [n.name for n in sim.cluster.nodes]
     if node is not None and node not in names:
         _usage(f"--node {node!r}: no such node in {scenario} (nodes: {', '.join(names)})")

@@ -398,9 +398,12 @@ def _virtual_server(head: str, scheduler: str, timeout: int | None, table: objec
     keys = getattr(table, "keys", [])
     active = getattr(table, "active", {})
     inactive = getattr(table, "inactive", {})
-    for key in sorted(keys, key=_numeric):  # ipvsadm sorts real servers numerically
+    draining = getattr(table, "graceful", {})  # removed, weight 0 until their counts are 0
+    # ipvsadm sorts real servers numerically
+    for key in sorted([*keys, *draining], key=_numeric):
         # ipvsadm pads every column, the last one included (trailing spaces)
-        lines.append(f"  -> {key[:28]:<28} {'Masq':<7} {1:<6} "
+        weight = 0 if key in draining else 1
+        lines.append(f"  -> {key[:28]:<28} {'Masq':<7} {weight:<6} "
                      f"{active.get(key, 0):<10} {inactive.get(key, 0):<10}")
     return lines
 
@@ -558,6 +561,28 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
            f"({sp.port.protocol}) arrives at {node.name}, kube-proxy mode {proxy.mode}")
     table, snat, reply_lost = (proxy.route(view, "external", False, False) if view.any
                                else (None, False, False))
+    served = table is not None and table.n > 0
+    affinity = view.affinity
+    choice = 0
+    late: list[str] = []
+    stop_late = None
+    if served:
+        choice = (affinity.pick(table, client_ip, src_port, 0.0) if affinity is not None
+                  else table.pick(client_ip, src_port, 0.0))
+    if served and guard is not None:
+        # the firewalls a packet meets before kube-proxy's choice come first
+        ep = table.endpoints[choice]
+        steps: list[str] = []
+        stop = guard.check(node.index, "external", client_ip, sp.port.protocol, sp.node_port,
+                           snat, ep.pod, ep.port, 0.0, steps)
+        guard.pending = []  # a trace opens no connection
+        late = [x for x in steps if x.startswith(("node firewall FORWARD", "NetworkPolicy"))]
+        early = [x for x in steps if x not in late]
+        yield from early
+        if stop is not None and not late:  # stopped before kube-proxy's choice
+            yield _stopped(stop.times_out)
+            return
+        stop_late = stop
     if proxy.mode == "nftables":
         yield from _nft_entry(sp, view, table, spn, proto)
     elif proxy.mode == "iptables":
@@ -568,11 +593,8 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
         yield "REDIRECT to kube-proxy's proxy port (the kube-proxy process)"
         if not view.any:
             yield f"{spn} has no endpoints: kube-proxy closes the connection (refused)"
-    if table is None or table.n == 0:
+    if not served:
         return
-    affinity = view.affinity
-    choice = (affinity.pick(table, client_ip, src_port, 0.0) if affinity is not None
-              else table.pick(client_ip, src_port, 0.0))
     key = table.keys[choice]
     if proxy.mode == "iptables":
         if affinity is not None:
@@ -602,16 +624,11 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
         yield f"round robin picks {key}; kube-proxy opens its own connection to it"
     ep = table.endpoints[choice]
     crossed = ep.node != node.index
-    if guard is not None:
-        steps: list[str] = []
-        stop = guard.check(node.index, "external", client_ip, sp.port.protocol, sp.node_port,
-                           snat, ep.pod, ep.port, 0.0, steps)
-        guard.pending = []  # a trace opens no connection
-        yield from steps
-        if stop is not None:
-            yield ("the client waits for its connect timeout" if stop.times_out else
-                   "the client is refused at once (ICMP port unreachable)")
-            return
+    forward = [x for x in late if x.startswith("node firewall FORWARD")]
+    yield from forward  # filter FORWARD runs before POSTROUTING
+    if stop_late is not None and len(forward) == len(late):
+        yield _stopped(stop_late.times_out)
+        return
     if proxy.pod_sees_node:
         yield f"the pod sees kube-proxy's node address {ip_str(node.ip)}"
     elif snat:
@@ -624,11 +641,20 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
         yield f"no masquerade: the pod sees the client's address {ip_str(client_ip)}"
     yield (f"cross-node hop {node.name} -> {cluster.nodes[ep.node].name}" if crossed else
            f"no hop: {cluster.pods[ep.pod].name} runs on {node.name}")
+    yield from late[len(forward):]  # NetworkPolicy, at the pod
+    if stop_late is not None:
+        yield _stopped(stop_late.times_out)
+        return
     if reply_lost:
         yield ("the pod's reply carries its own address and the client discards it: the "
                "connection times out (IPVS, Local policy, no local endpoint)")
         return
     yield f"served by pod {cluster.pods[ep.pod].name} ({key}) on {cluster.nodes[ep.node].name}"
+
+
+def _stopped(times_out: bool) -> str:
+    return ("the client waits for its connect timeout" if times_out else
+            "the client is refused at once (ICMP port unreachable)")
 
 
 def _iptables_entry(cluster: Cluster, sp: ServicePortModel, view: object, table: object,

@@ -240,6 +240,9 @@ def parse_iptables(text: str, firewall: NodeFirewall | None = None) -> NodeFirew
         if rule.action == "REJECT" and name == "PREROUTING":
             raise FirewallSyntaxError(f"{where}: REJECT is only valid in the filter table "
                                       "(INPUT, FORWARD)")
+        if rule.connlimit_above is not None and table == "raw":
+            raise FirewallSyntaxError(f"{where}: connlimit needs conntrack, which runs after "
+                                      "the raw table: use -t mangle")
         chain = firewall.chains.setdefault(name, Chain(name))
         if op in ("-I", "--insert"):
             chain.rules.insert(0, rule)

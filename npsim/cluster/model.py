@@ -62,10 +62,16 @@ class Pod:
     namespace: str = "default"
     created_at: float = 0.0
     deleted_at: float | None = None
-    # endpoint conditions of a hand-placed pod (discovery.k8s.io/v1 EndpointConditions)
+    # endpoint conditions of a hand-placed pod at the start (discovery.k8s.io/v1
+    # EndpointConditions); the control plane's pod lifecycle takes them from here
     ready: bool = True
     serving: bool = True
     terminating: bool = False
+
+    @property
+    def starts_serving(self) -> bool:
+        """The Ready condition at the start (a terminating pod's is its serving)."""
+        return self.serving if self.terminating else self.ready
 
     def alive_during(self, start: float, end: float) -> bool:
         return self.created_at < end and (self.deleted_at is None or self.deleted_at > start)
@@ -160,13 +166,11 @@ def endpoints_for(service: Service, port: ServicePort, pods: list[Pod]) -> tuple
     A named targetPort resolves per pod to the container port of that name; a pod
     without it is not an endpoint (as the EndpointSlice controller does). A selector-less
     Service's endpoints are those of its hand-made EndpointSlices (:func:`slice_endpoints`).
-    When no pod is ready, serving terminating pods are used (kube-proxy
-    ``CategorizeEndpoints`` falls back to them rather than drop traffic).
+    Which pods are ready is the caller's (the control plane's pod lifecycle).
     """
     if service.endpoint_slices:
         return slice_endpoints(service, port, pods)
     out = []
-    fallback = []
     for pod in pods:
         if pod.namespace != service.namespace or not selector_matches(service.selector,
                                                                       pod.labels):
@@ -176,21 +180,17 @@ def endpoints_for(service: Service, port: ServicePort, pods: list[Pod]) -> tuple
             if target not in pod.container_ports:
                 continue
             target = pod.container_ports[target]
-        endpoint = Endpoint(pod.index, pod.node, pod.ip, int(target))
-        if pod.ready:
-            out.append(endpoint)
-        elif pod.serving and pod.terminating:
-            fallback.append(endpoint)
-    return tuple(sorted(out or fallback, key=lambda e: e.key))
+        out.append(Endpoint(pod.index, pod.node, pod.ip, int(target)))
+    return tuple(sorted(out, key=lambda e: e.key))
 
 
 def slice_endpoints(service: Service, port: ServicePort, pods: list[Pod]) -> tuple[Endpoint, ...]:
     """Endpoints of a selector-less Service from its EndpointSlices: the slice port with
     the Service port's name and protocol gives the target port, each address the pod
-    placed there (``pods`` are the live ones). Conditions as in :func:`endpoints_for`."""
+    placed there, if it is among ``pods`` (the caller's ready, or serving-terminating,
+    ones). A slice endpoint neither ready nor serving is never used."""
     by_ip = {pod.ip: pod for pod in pods}
     out: list[Endpoint] = []
-    fallback: list[Endpoint] = []
     for sl in service.endpoint_slices:
         target = next((sp.port for sp in sl.ports
                        if sp.name == port.name and sp.protocol == port.protocol), None)
@@ -200,12 +200,9 @@ def slice_endpoints(service: Service, port: ServicePort, pods: list[Pod]) -> tup
             pod = by_ip.get(int(ipaddress.IPv4Address(ep.address)))
             if pod is None:
                 continue
-            endpoint = Endpoint(pod.index, pod.node, pod.ip, target)
-            if ep.ready:
-                out.append(endpoint)
-            elif ep.serving and ep.terminating:
-                fallback.append(endpoint)
-    return tuple(sorted(set(out or fallback), key=lambda e: e.key))
+            if ep.ready or ep.serving:
+                out.append(Endpoint(pod.index, pod.node, pod.ip, target))
+    return tuple(sorted(set(out), key=lambda e: e.key))
 
 
 def slice_hints(service: Service, endpoints: tuple[Endpoint, ...],

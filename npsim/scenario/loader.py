@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 
 from npsim.dists import Empirical
 from npsim.scenario.manifests import (
@@ -16,6 +17,7 @@ from npsim.scenario.manifests import (
     EndpointSlice,
     SelectorIndex,
     Service,
+    add_lifecycle,
     check_node_ports,
     check_port_plan,
     parse_manifest,
@@ -76,6 +78,8 @@ class Scenario:
             deployment_manifest(d) for d in self.deployments.values()
         ] + [policy.manifest for policy in self.network_policies.values()] + [
             sl.manifest() for s in self.services.values() for sl in s.endpoint_slices]
+        # an event is one kind: leave out the kinds (and the until) it does not use
+        data["events"] = [{k: v for k, v in e.items() if v is not None} for e in data["events"]]
         return data
 
 
@@ -116,7 +120,7 @@ def deployment_manifest(dep: Deployment) -> dict[str, Any]:
     ports = [{k: v for k, v in (("name", c.name), ("containerPort", c.container_port),
                                 ("protocol", c.protocol)) if v is not None}
              for c in dep.container_ports]
-    return {
+    return add_lifecycle({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": dep.name, "namespace": dep.namespace},
@@ -128,7 +132,7 @@ def deployment_manifest(dep: Deployment) -> dict[str, Any]:
                 "spec": {"containers": [{"name": dep.name, "ports": ports}]},
             },
         },
-    }
+    }, dep)
 
 
 def _validation_problems(exc: ValidationError, tree: Any, p: Problems) -> None:
@@ -379,11 +383,24 @@ def cross_check(
 
 
 def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """Every event names something that exists: a Deployment, a node, or a pod that is
+    there from the start (``<deployment>-<ordinal>``)."""
+    nodes = [n.name for n in scenario.spec.cluster.nodes]
+    pods = [f"{name}-{i}" for name, dep in scenario.deployments.items()
+            for i in range(dep.replicas)]
     for i, event in enumerate(scenario.spec.events):
-        if event.scale.deployment not in scenario.deployments:
+        kind, target = event.kind, event.target
+        at = ["events", i, to_camel(kind)]
+        if kind in ("scale", "rollout") and target.deployment not in scenario.deployments:
             known = ", ".join(sorted(scenario.deployments)) or "none"
-            p.at(tree, ["events", i, "scale", "deployment"],
-                 f"no Deployment named {event.scale.deployment!r} (known: {known})")
+            p.at(tree, [*at, "deployment"],
+                 f"no Deployment named {target.deployment!r} (known: {known})")
+        elif kind.startswith(("node_", "kube")) and target.node not in nodes:
+            p.at(tree, [*at, "node"], f"unknown node {target.node!r} (nodes: "
+                 f"{', '.join(nodes)})")
+        elif kind.startswith("pod_") and target.pod not in pods:
+            p.at(tree, [*at, "pod"], f"no pod named {target.pod!r} at the start of the run "
+                 f"(pods: {', '.join(pods) or 'none'})")
 
 
 def _partial_check(tree: Any, scenario: Scenario, p: Problems, unresolved: _Unresolved) -> None:

@@ -10,6 +10,7 @@ reference gives it (kubernetes-semantics.md section 6).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from npsim.scenario.yamlio import MarkedDict, plain
 # v1.DefaultClientIPServiceAffinitySeconds; valid 1..86400 (MaxClientIPServiceAffinitySeconds)
 DEFAULT_AFFINITY_TIMEOUT = 10800
 MAX_AFFINITY_TIMEOUT = 86400
+TERMINATION_GRACE_PERIOD = 30.0  # DefaultTerminationGracePeriodSeconds (SetDefaults_PodSpec)
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode",
                         "service.kubernetes.io/topology-aware-hints")
 
@@ -56,6 +58,12 @@ _SERVICE_FIELDS: dict[str, Any] = {
     },
     "status": "quiet",
 }
+_PROBE_FIELDS: dict[str, Any] = {
+    "periodSeconds": True, "timeoutSeconds": True, "failureThreshold": True,
+    "successThreshold": True, "initialDelaySeconds": True,
+    "httpGet": "quiet", "tcpSocket": "quiet", "exec": "quiet", "grpc": "quiet",
+    "terminationGracePeriodSeconds": "quiet",
+}
 _DEPLOYMENT_FIELDS: dict[str, Any] = {
     "apiVersion": True,
     "kind": True,
@@ -76,12 +84,18 @@ _DEPLOYMENT_FIELDS: dict[str, Any] = {
                     "args": "quiet",
                     "command": "quiet",
                     "volumeMounts": "quiet",
+                    "readinessProbe": _PROBE_FIELDS,
+                    "livenessProbe": _PROBE_FIELDS,
+                    "lifecycle": {"preStop": {"sleep": {"seconds": True},
+                                              "exec": {"command": True}}},
                 },
                 "volumes": "quiet",
                 "nodeSelector": "quiet",
+                "terminationGracePeriodSeconds": True,
             },
         },
-        "strategy": "quiet",
+        "strategy": {"type": True,
+                     "rollingUpdate": {"maxSurge": True, "maxUnavailable": True}},
         "revisionHistoryLimit": "quiet",
         "progressDeadlineSeconds": "quiet",
     },
@@ -138,6 +152,14 @@ class Deployment:
     container_ports: tuple[ContainerPort, ...]
     origin: str
     match_labels: dict[str, str] = field(default_factory=dict)
+    # lifecycle (npsim/cluster/lifecycle.py): probes, preStop, grace period, strategy
+    # probes: the fields the manifest sets (npsim/cluster/lifecycle.py Probe adds defaults)
+    readiness: dict[str, float] | None = None
+    liveness: dict[str, float] | None = None
+    pre_stop: float = 0.0  # seconds the preStop hook takes
+    grace_period: float = TERMINATION_GRACE_PERIOD
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
 
 
 def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -272,10 +294,9 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
         if protocol not in ("TCP", "UDP", "SCTP"):
             p.at(doc, [*at, "protocol"],
                  f'Unsupported value: "{protocol}": supported values: "SCTP", "TCP", "UDP"', pre)
-        if protocol in ("UDP", "SCTP"):
+        if protocol == "SCTP":
             p.warn(doc, [*at, "protocol"],
-                   f"{protocol} is simulated with TCP's connection semantics (conntrack entries "
-                   "are not flushed when endpoints change)", pre)
+                   "SCTP is simulated with TCP's connection semantics", pre)
         target = raw.get("targetPort")
         if target in (None, 0, ""):  # SetDefaults_Service: targetPort 0 or "" means port
             target = port
@@ -505,10 +526,90 @@ def parse_deployment(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Dep
             number = _expect(doc, [*at, "containerPort"], int, "a container port number", p, pre)
             if number is not None:
                 cports.append(ContainerPort(raw.get("name"), number, raw.get("protocol", "TCP")))
+    lifecycle = _pod_lifecycle(doc, spec, containers, p, pre)
     if len(p.errors) > n_errors or name is None:
         return None
     return Deployment(str(name), str(namespace), int(replicas), pod_labels, tuple(cports),
-                      origin, match_labels)
+                      origin, match_labels, **lifecycle)
+
+
+_PROBE_KEYS = {"periodSeconds": ("period", 1), "timeoutSeconds": ("timeout", 1),
+               "failureThreshold": ("failure_threshold", 1),
+               "successThreshold": ("success_threshold", 1),
+               "initialDelaySeconds": ("initial_delay", 0)}
+
+
+def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
+                   pre: str) -> dict[str, Any]:
+    """Probes, preStop and grace period of the (first serving) container, and the
+    rolling-update strategy, with Kubernetes' defaults for what is left out."""
+    out: dict[str, Any] = {}
+    tmpl = ["spec", "template", "spec"]
+    for ci, container in enumerate(containers):
+        if not isinstance(container, dict):
+            continue
+        for key, attr in (("readinessProbe", "readiness"), ("livenessProbe", "liveness")):
+            raw = container.get(key)
+            if raw is None or attr in out:
+                continue
+            values: dict[str, Any] = {}
+            for field_name, (name, low) in _PROBE_KEYS.items():
+                if field_name not in (raw or {}):
+                    continue
+                at = [*tmpl, "containers", ci, key, field_name]
+                value = _expect(doc, at, int, "a whole number", p, pre)
+                if value is not None and value < low:
+                    p.at(doc, at, f"Invalid value: {value}: must be greater than or equal "
+                         f"to {low}", pre)
+                elif value is not None:
+                    values[name] = value
+            if key == "livenessProbe" and values.get("success_threshold", 1) != 1:
+                p.at(doc, [*tmpl, "containers", ci, key, "successThreshold"],
+                     "Invalid value: must be 1", pre)
+            out[attr] = values
+        hook = ((container.get("lifecycle") or {}).get("preStop") or {})
+        if hook and "pre_stop" not in out:
+            out["pre_stop"] = _pre_stop_seconds(doc, hook, [*tmpl, "containers", ci], p, pre)
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    if "terminationGracePeriodSeconds" in pod_spec:
+        at = [*tmpl, "terminationGracePeriodSeconds"]
+        grace = _expect(doc, at, int, "a whole number of seconds", p, pre)
+        if grace is not None and grace < 0:
+            p.at(doc, at, f"Invalid value: {grace}: must be greater than or equal to 0", pre)
+        elif grace is not None:
+            out["grace_period"] = float(grace)
+    rolling = ((spec.get("strategy") or {}).get("rollingUpdate") or {})
+    for key, attr in (("maxSurge", "max_surge"), ("maxUnavailable", "max_unavailable")):
+        if key in rolling:
+            value = rolling[key]
+            at = ["spec", "strategy", "rollingUpdate", key]
+            if isinstance(value, bool) or not (
+                    isinstance(value, int) and value >= 0
+                    or isinstance(value, str) and re.fullmatch(r"[0-9]+%", value)):
+                p.at(doc, at, f"Invalid value: {value!r}: must be a non-negative integer "
+                     "or a percentage (e.g. 25%)", pre)
+            else:
+                out[attr] = value
+    return out
+
+
+def _pre_stop_seconds(doc: MarkedDict, hook: dict, at: list[Any], p: Problems,
+                      pre: str) -> float:
+    """How long a preStop hook keeps the pod from getting SIGTERM: ``sleep.seconds``, or an
+    ``exec`` of ``sleep N`` (the usual ``["sh", "-c", "sleep 15"]``)."""
+    if "sleep" in hook:
+        seconds = _expect(doc, [*at, "lifecycle", "preStop", "sleep", "seconds"], int,
+                          "a whole number of seconds", p, pre)
+        return float(seconds or 0)
+    command = (hook.get("exec") or {}).get("command") or []
+    match = re.search(r"\bsleep\s+([0-9]+(?:\.[0-9]+)?)\b",
+                      " ".join(str(c) for c in command))
+    if match is None:
+        p.warn(doc, [*at, "lifecycle", "preStop"],
+               "npsim cannot tell how long this preStop hook runs (it understands sleep.seconds "
+               "and an exec of 'sleep N'); taken as instant", pre)
+        return 0.0
+    return float(match.group(1))
 
 
 # --- EndpointSlices (discovery.k8s.io/v1) -------------------------------------------------
@@ -717,6 +818,26 @@ def parse_manifest(doc: Any, p: Problems, pre: str,
     return parser(doc, p, pre, origin)
 
 
+def _probe_manifest(probe: dict[str, float]) -> dict[str, int]:
+    fields = {name: key for key, (name, _low) in _PROBE_KEYS.items()}
+    return {fields[name]: int(value) for name, value in probe.items()}
+
+
+def add_lifecycle(manifest: dict[str, Any], dep: Deployment) -> dict[str, Any]:
+    """Write a Deployment's probes, preStop, grace period and strategy into its resolved
+    manifest (``scenario.resolved.yaml`` repeats the run exactly)."""
+    pod = manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    if dep.readiness is not None:
+        container["readinessProbe"] = _probe_manifest(dep.readiness)
+    if dep.liveness is not None:
+        container["livenessProbe"] = _probe_manifest(dep.liveness)
+    if dep.pre_stop:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": math.ceil(dep.pre_stop)}}}
+    pod["terminationGracePeriodSeconds"] = int(dep.grace_period)
+    manifest["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {
+        "maxSurge": dep.max_surge, "maxUnavailable": dep.max_unavailable}}
+    return manifest
 def check_node_ports(scenario: Any, tree: Any, p: Problems) -> None:
     """Create the scenario's Services through the API server's NodePort allocator and
     report each refusal at the Service's manifest, in the API server's words

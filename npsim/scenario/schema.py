@@ -7,6 +7,7 @@ camelCase as in Kubernetes manifests; Python attributes are snake_case.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -124,6 +125,16 @@ class KubeProxySpec(Model):
     sync_per_rule: Seconds = 1.5e-6
 
 
+class ControlPlaneSpec(Model):
+    """Node-lifecycle timings; each omitted one takes ``kubernetesVersion``'s default
+    (npsim/cluster/lifecycle.py gives them with their upstream sources)."""
+
+    node_lease_renew_interval: Seconds | None = None
+    node_monitor_period: Seconds | None = None
+    node_monitor_grace_period: Seconds | None = None
+    toleration_seconds: Seconds | None = None
+
+
 QuantileRow = Annotated[list[Seconds], Field(min_length=4, max_length=4)]
 
 
@@ -190,6 +201,9 @@ class ClusterSpec(Model):
     userspace: UserspaceSpec = UserspaceSpec()
     kube_proxy: KubeProxySpec = KubeProxySpec()
     other_services: OtherServices = OtherServices()
+    # picks the control plane's defaults (node-monitor-grace-period 40 s to 1.31, 50 s after)
+    kubernetes_version: str = "1.32"
+    control_plane: ControlPlaneSpec = ControlPlaneSpec()
     # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
     # table for that mode (npsim/proxy/cost.py)
     cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}
@@ -223,6 +237,16 @@ class ClusterSpec(Model):
                 raise ValueError(f"clusterCIDR {net} does not hold the podCIDR of node(s) "
                                  f"{', '.join(outside)}")
         return self
+
+    @field_validator("kubernetes_version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError(f'write the version in quotes, e.g. "1.32" (YAML reads {v} as a '
+                             "number: 1.30 would become 1.3)")
+        if not isinstance(v, str) or not re.fullmatch(r"v?1\.[0-9]+(\.[0-9]+)?", v):
+            raise ValueError(f'expected a Kubernetes version such as "1.32", got {v!r}')
+        return v
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterSpec:
@@ -269,6 +293,11 @@ class WorkloadSpec(Model):
     service_time: Distribution
     queue_limit: int | None = Field(default=None, ge=0)
     placement: Literal["spread"] | dict[str, Annotated[int, Field(ge=0)]] = "spread"
+    # a new pod's container starts this long after it is scheduled (image present)
+    startup: Seconds = 1.0
+    # on SIGTERM: ``exit`` at once (in-flight requests reset) or ``drain``: refuse new
+    # connections, finish what it has, then exit
+    on_sigterm: Literal["exit", "drain"] = "drain"
     pods: list[PodSpec] | None = None
     labels: dict[str, str] | None = None
     namespace: str | None = None
@@ -525,11 +554,78 @@ class ScaleSpec(Model):
     replicas: int = Field(ge=0)
 
 
+class NodeTarget(Model):
+    """A fault of a whole node: ``{node: node-2}``."""
+
+    node: str
+
+
+class PodTarget(Model):
+    """A fault of one pod, named as npsim names them: ``<deployment>-<ordinal>``."""
+
+    pod: str
+
+
+class PodCrashSpec(PodTarget):
+    """The container exits. ``runsFor``: after each restart it runs this long and exits
+    again (a crash loop) until the event's ``until``; omitted: it crashes once."""
+
+    runs_for: Seconds | None = Field(default=None, gt=0)
+
+
+class PodSlowdownSpec(PodTarget):
+    """Service time multiplied by ``factor`` (a noisy neighbour) until ``until``."""
+
+    factor: float = Field(gt=0)
+
+
+class RolloutSpec(Model):
+    """A rolling update of a Deployment to a new pod template (same behaviour, new pods),
+    following the Deployment's ``strategy.rollingUpdate`` (maxSurge, maxUnavailable)."""
+
+    deployment: str
+
+
+FAULT_KINDS = ("scale", "node_crash", "node_partition", "kubelet_stop", "kube_proxy_stop",
+               "pod_crash", "pod_hang", "pod_slowdown", "rollout")
+
+
 class EventSpec(Model):
-    """Something that happens during the run (failures come in a later issue)."""
+    """Something that happens at ``at``: exactly one kind; ``until`` ends a fault
+    (recovery of a node, kubelet or kube-proxy; end of a hang, slowdown or crash loop)."""
 
     at: Seconds
-    scale: ScaleSpec
+    until: Seconds | None = None
+    scale: ScaleSpec | None = None
+    node_crash: NodeTarget | None = None
+    node_partition: NodeTarget | None = None
+    kubelet_stop: NodeTarget | None = None
+    kube_proxy_stop: NodeTarget | None = None
+    pod_crash: PodCrashSpec | None = None
+    pod_hang: PodTarget | None = None
+    pod_slowdown: PodSlowdownSpec | None = None
+    rollout: RolloutSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EventSpec:
+        given = [k for k in FAULT_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            names = ", ".join(to_camel(k) for k in FAULT_KINDS)
+            raise ValueError(f"give exactly one event kind ({names})")
+        if self.until is not None:
+            if self.until <= self.at:
+                raise ValueError("'until' must be later than 'at'")
+            if given[0] in ("scale", "rollout"):
+                raise ValueError(f"'until' does not apply to {to_camel(given[0])}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in FAULT_KINDS if getattr(self, k) is not None)
+
+    @property
+    def target(self) -> Any:
+        return getattr(self, self.kind)
 
 
 class PortBandSpec(Model):

@@ -19,16 +19,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
+from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
 from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
 from npsim.sim.controlplane import ControlPlane
+from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
 from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, Relay
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
+    CONNECTION_REFUSED,
     DIAL_FAILED,
     DROPPED,
     ENDPOINT_GONE,
@@ -114,6 +117,13 @@ class Simulation:
             p.counts_connections for p in self.proxies) or (
             self.guard is not None and self.guard.counts_connections)
         self.pods: list[PodServer] = []
+        self._samplers: list[Callable[[], float]] = []  # each pod's service-time sampler
+        self._timeouts = [c.connect_timeout for c in spec.clients]
+        self.node_down = [False] * len(cluster.nodes)  # crashed or cut off: see node_answers
+        # connections that change under their client: True = the entry node went down
+        # (no answer), False = a UDP conntrack entry was flushed (the next packet is a
+        # new flow, balanced afresh through the same node)
+        self.broken: dict[int, bool] = {}
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
         self._pod_class = pod_server_class(any(
             c.tls is not None and c.tls.terminate == "pod" for c in spec.clients))
@@ -131,8 +141,16 @@ class Simulation:
             lambda name: spec.cluster.kube_proxy.propagation.sampler(
                 streams.generator(f"propagation/{name}")),
             (spec.cluster.other_services.count, spec.cluster.other_services.endpoints_each),
-            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes])
-        self.control.schedule(spec.events)
+            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes],
+            events=self.events,
+            timing=timing_for(spec.cluster.kubernetes_version, spec.cluster.control_plane),
+            phases=lambda name: float(streams.generator(f"phase/{name}").random()),
+            deployments=scenario.deployments,
+            placement=lambda name: spec.workloads[name].placement)
+        self.conntrack = Conntrack(self)
+        self.control.flush_udp = self.conntrack.flush_udp
+        self.kubelets = Kubelets(self)
+        FaultInjector(self, self.kubelets).schedule(spec.events)
 
         self.populations: list[Population] = []
         client_pods: dict[int, int] = {}  # client pod addresses used per node
@@ -172,24 +190,50 @@ class Simulation:
     # --- pods coming and going ----------------------------------------------------------
 
     def _serve(self, pod: Pod) -> PodServer:
-        server = self._pod_class(
-            self.env, pod.index, pod.workers, pod.queue_limit,
-            pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
-            self.log, self._done if self._report_done else None)
+        sampler = pod.service_time.sampler(self.streams.generator(f"service/{pod.name}"))
+        self._samplers.append(sampler)
+        server = self._process(pod.index, sampler)
         self.pods.append(server)
         self._arrive.append(server.arrive)
         return server
 
-    def _add_pod(self, deployment: str, live: set[int]) -> Pod:
-        pod = new_pod(self.scenario, self.cluster, deployment, live=live)
+    def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
+        pod = self.cluster.pods[index]
+        server = self._pod_class(self.env, index, pod.workers, pod.queue_limit, sampler,
+                                 self.log, self._done if self._report_done else None)
+        server.timeouts = self._timeouts
+        return server
+
+    def fresh_process(self, index: int) -> PodServer:
+        """The pod's container (re)starts: a new process, with no connection of the old
+        one (connections opened before now are broken)."""
+        server = self._process(index, self._samplers[index])
+        server.first_conn = self.next_conn + 1
+        self.pods[index] = server
+        self._arrive[index] = server.arrive
+        return server
+
+    def service_sampler(self, index: int) -> Callable[[], float]:
+        return self._samplers[index]
+
+    def node_answers(self, node_index: int) -> bool:
+        """Whether the node answers on its addresses (False while crashed or cut off:
+        its NodePort accepts nothing and a client connecting there times out)."""
+        return not self.node_down[node_index]
+
+    def _add_pod(self, deployment: str, node: int) -> Pod:
+        pod = new_pod(self.scenario, self.cluster, deployment, node)
         pod.created_at = self.env.now
-        self._serve(pod)
+        server = self._serve(pod)
+        server.alive = False  # no process until the kubelet starts the container
         return pod
 
     def _stop_pod(self, pod: Pod) -> None:
-        """A deleted pod stops answering at once (requests reaching it from now on fail
-        with endpoint_gone); work already queued there still finishes."""
-        self.pods[pod.index].alive = False
+        """A deleted pod's address is gone: packets to it get no answer (a client waits
+        for its timeout); its process was stopped by the kubelet before."""
+        server = self.pods[pod.index]
+        server.alive = server.serves_existing = server.hung = False
+        server.silent = True
         pod.deleted_at = self.env.now
 
     # --- hot path ---------------------------------------------------------------------
@@ -223,8 +267,14 @@ class Simulation:
         else:
             new_conn = 0
             proxy_cost = 0.0
-            if not self.pods[pop.conn_pod[slot]].alive:
-                return self._lost_connection(pop, slot, now)
+            server = self.pods[pop.conn_pod[slot]]
+            if self.broken and pop.conn_id[slot] in self.broken:
+                if self.broken.pop(pop.conn_id[slot]):
+                    return self._lost_connection(pop, slot, now, True)
+                return self.conntrack.reflow(pop, slot, now)
+            if (not server.alive and not server.serves_existing
+                    or pop.conn_id[slot] < server.first_conn):
+                return self._lost_connection(pop, slot, now, server.silent)
         entry = pop.conn_entry[slot]
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
@@ -249,13 +299,15 @@ class Simulation:
                 relay.arrive)
         return True
 
-    def _lost_connection(self, pop: Population, slot: int, now: float) -> bool:
-        """A request on a keep-alive connection whose pod is gone: no answer comes."""
+    def _lost_connection(self, pop: Population, slot: int, now: float,
+                         silent: bool = True) -> bool:
+        """A request on a keep-alive connection whose process is gone: a reset comes back,
+        or (``silent``: the pod's node or address is gone) nothing until the timeout."""
         tracked = self.tracked.pop(pop.conn_id[slot], None) if self.tracked else None
         if tracked is not None:  # the connection is dead: IPVS stops counting it
             tracked[2].closed(tracked[3], now)
         self._fail(pop, slot, now, pop.conn_entry[slot], pop.conn_pod[slot], ENDPOINT_GONE,
-                   pop.connect_timeout, new_conn=0)
+                   pop.connect_timeout if silent else 0.0, new_conn=0)
         return True
 
     def _connect(self, pop: Population, slot: int, now: float) -> float | None:
@@ -273,6 +325,8 @@ class Simulation:
         conn = self.next_conn
         pop.conn_id[slot] = conn
         pop.conn_entry[slot] = entry
+        if self.node_down[entry]:  # nothing answers on that node: the SYN goes unanswered
+            return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT, pop.connect_timeout)
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
@@ -301,19 +355,23 @@ class Simulation:
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
         waited = 0.0
-        if not self.pods[pod].alive:
+        server = self.pods[pod]
+        if not server.alive and not server.hung:  # a hung process still accepts
             if not proxy.retries_dials:
-                return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
-                                  pop.connect_timeout)
+                if server.silent:  # no such address (any more): SYNs go unanswered
+                    return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
+                                      pop.connect_timeout)
+                return self._fail(pop, slot, now, entry, pod, CONNECTION_REFUSED)
             # userspace: one dial per timeout, each to the next endpoint in the round robin;
             # a retry resets the client's affinity (roundrobin.go sessionAffinityReset)
             for attempt, timeout in enumerate(DIAL_TIMEOUTS):
                 if attempt:
                     choice = table.pick(source, src_port, now)
                     pod = table.pods[choice]
-                if self.pods[pod].alive:
+                dialled = self.pods[pod]
+                if dialled.alive or dialled.hung:  # a hung process still accepts
                     break
-                waited += timeout
+                waited += timeout if dialled.silent else 0.0  # a refusal comes at once
             else:
                 return self._fail(pop, slot, now, entry, -1, DIAL_FAILED, waited)
             if affinity is not None:
@@ -394,6 +452,14 @@ class Simulation:
         while True:
             yield self.env.timeout(step)
             progress(min(self.env.now / duration, 1.0))
+
+    def advance(self, until: float) -> None:
+        """Run the clients and the timeline up to ``until`` (``npsim explain --at``)."""
+        if until < 0:
+            raise ValueError("must not be negative")
+        for pop in self.populations:
+            pop.start(self.env, self.send)
+        self.env.run(until=until)
 
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""

@@ -38,6 +38,9 @@ REASONS.update({
     SECURITY_GROUP_DROPPED: "security_group_dropped",  # no cloud security group rule allows it
     POLICY_DROPPED: "network_policy_dropped",  # no NetworkPolicy ingress rule allows it
 })
+# the pod's address answers but its process does not listen (crashed, draining, exited)
+CONNECTION_REFUSED = len(REASONS)
+REASONS[CONNECTION_REFUSED] = "connection_refused"
 
 NAN = float("nan")
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from npsim.cli import main
-from npsim.cluster.model import build_cluster, endpoints_for, ip_str, new_pod
+from npsim.cluster.model import build_cluster, ip_str, new_pod
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.problems import ScenarioError
 from npsim.sim.engine import Simulation
@@ -108,13 +108,14 @@ def test_selector_less_service_gets_its_endpoints_from_its_slices(tmp_path: Path
 
 
 def test_a_terminating_serving_pod_is_used_only_when_none_is_ready(tmp_path: Path) -> None:
-    scenario = load_scenario(_write(tmp_path))
-    cluster = build_cluster(scenario)
-    web = cluster.service_port_for("web", None)
-    assert [ip_str(e.ip) for e in web.endpoints] == ["10.1.1.2"]
-    survivors = [p for p in cluster.pods if ip_str(p.ip) != "10.1.1.2"]
-    fallback = endpoints_for(web.service, web.port, survivors)
-    assert [ip_str(e.ip) for e in fallback] == ["10.1.2.9"]
+    sim = Simulation(load_scenario(_write(tmp_path)))
+    web = sim.cluster.service_port_for("web", None)
+    ready, _hints, terminating = sim.control.versions[0][web.index]
+    assert [ip_str(e.ip) for e in ready] == ["10.1.1.2"]
+    assert [ip_str(e.ip) for e in terminating] == ["10.1.2.9"]  # kube-proxy's fallback
+    db = sim.cluster.service_port_for("db", None)
+    assert [ip_str(e.ip) for e in sim.control.versions[0][db.index][0]] == ["10.1.1.50",
+                                                                           "10.1.2.50"]
 
 
 def test_slice_hints_steer_each_node_to_its_own_zone(tmp_path: Path) -> None:

@@ -77,6 +77,8 @@ def test_the_tutorials_commands_load_as_written() -> None:
     ("iptables -t raw -A PREROUTING -p tcp --dport 30080 -j REJECT",
      "line 1: REJECT is only valid in the filter table"),
     ("iptables -A DOCKER-USER -j DROP", "line 1: chain 'DOCKER-USER'"),
+    ("iptables -t raw -A PREROUTING -m connlimit --connlimit-above 2 -j DROP",
+     "line 1: connlimit needs conntrack"),
 ])
 def test_unreadable_commands_name_the_line(text: str, message: str) -> None:
     with pytest.raises(FirewallSyntaxError, match=message):
