@@ -121,7 +121,9 @@ def test_explain_shows_the_dump_s_addresses(imported: Path, tmp_path: Path) -> N
     ipvs = CliRunner().invoke(main, ["explain", str(imported), "--node", "worker-a1"])
     assert ipvs.exit_code == 0, ipvs.output
     assert "kube-proxy mode ipvs" in ipvs.output
-    assert "TCP  192.168.10.11:31080 lc" in ipvs.output
+    assert "TCP  10.96.120.7:80 lc persistent 600" in ipvs.output  # clusterIP, affinity
+    assert "TCP  192.168.10.11:31080 lc persistent 600" in ipvs.output
+    assert "TCP  10.96.0.1:443 lc" in ipvs.output
     assert "-> 10.244.1.17:8080" in ipvs.output and "-> 10.244.1.200:5432" in ipvs.output
     as_iptables = tmp_path / "iptables.yaml"
     as_iptables.write_text(imported.read_text().replace("proxyMode: ipvs", "proxyMode: iptables"))
