@@ -227,6 +227,8 @@ def _slice_manifest(sl: EndpointSlice, endpoints: list[SliceEndpoint]) -> dict[s
 def _workload_manifest(dep: Any, kind: str) -> dict[str, Any]:
     out = deployment_manifest(dep)
     out["kind"] = kind
+    if kind == "StatefulSet":
+        out["spec"].pop("strategy", None)  # a Deployment's field (StatefulSets: updateStrategy)
     return out
 
 

@@ -7,6 +7,7 @@ replaced only with ``force`` and only when npsim import wrote it (its first line
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import tempfile
@@ -66,7 +67,22 @@ def import_cluster(
     force: bool = False,
 ) -> ImportSummary:
     """Read the dumps, write the scenario ``out``; raises :class:`DumpError` (every
-    problem, located) or :class:`OutputExistsError`, and then writes nothing."""
+    problem, located) or :class:`OutputExistsError`, and then writes nothing.
+
+    The cyclic garbage collector is paused meanwhile: a large dump is millions of live
+    objects (trees with their marks) and none of them forms a cycle, so each collection
+    would only rescan them (it took a third of the time of a 1000-node import)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _import(paths, out, namespace, service, rates, service_times, force)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _import(paths: list[Path], out: Path, namespace: str | None, service: str | None,
+            rates: Path | None, service_times: Path | None, force: bool) -> ImportSummary:
     _check_target(out, force)
     p = Problems()
     objects = list(read_paths(paths, p))
