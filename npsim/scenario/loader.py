@@ -378,6 +378,7 @@ def cross_check(
                  list(enumerate(spec.clients)), tree, p, unresolved or set())
     _check_events(scenario, tree, p)
     _check_explicit_pods(scenario, {n.name for n in spec.cluster.nodes}, tree, p)
+    _check_front_ends(scenario, tree, p)
     if not p.errors:
         _utilisation_warnings(scenario, tree, p)
 
@@ -401,6 +402,22 @@ def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
         elif kind.startswith("pod_") and target.pod not in pods:
             p.at(tree, [*at, "pod"], f"no pod named {target.pod!r} at the start of the run "
                  f"(pods: {', '.join(pods) or 'none'})")
+
+
+def _check_front_ends(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """A balancer checking the healthCheckNodePort needs a Service that has one: the API
+    server allocates it only for type LoadBalancer with externalTrafficPolicy Local
+    (k8s pkg/registry/core/service/storage/alloc.go: ``needsHCNodePort``)."""
+    for i, client in enumerate(scenario.spec.clients):
+        hc = client.balancer.health_check if client.balancer is not None else None
+        svc = scenario.services.get(client.service)
+        if hc is None or hc.port != "healthCheckNodePort" or svc is None:
+            continue
+        if svc.type != "LoadBalancer" or svc.external_traffic_policy != "Local":
+            p.at(tree, ["clients", i, "balancer", "healthCheck", "port"],
+                 f"Service {svc.name!r} has no healthCheckNodePort (only type LoadBalancer "
+                 f"with externalTrafficPolicy Local gets one; it is type {svc.type}, "
+                 f"policy {svc.external_traffic_policy or 'Cluster'}): check port nodePort")
 
 
 def _partial_check(tree: Any, scenario: Scenario, p: Problems, unresolved: _Unresolved) -> None:

@@ -368,8 +368,19 @@ class ArrivalSpec(Model):
 
 
 class DnsEntry(Model):
+    """DNS round robin over every node's A record, cached by each client for ``ttl``.
+
+    ``order``: how the server orders the answer (``rotate``: a classic round-robin
+    server; ``random``: CoreDNS ``loadbalance``). ``client``: what the client library
+    does with the list: ``pin`` uses the first address until the cache expires (glibc
+    getaddrinfo + one connect), ``rotate`` walks the cached list one address per new
+    connection, ``failover`` keeps the first address but moves to the next one after a
+    failed connection (curl / Go's dialer trying each address in turn).
+    """
+
     ttl: Seconds
     order: Literal["rotate", "random"] = "rotate"
+    client: Literal["pin", "rotate", "failover"] = "pin"
 
 
 def _entry_shorthand(value: Any) -> Any:
@@ -440,13 +451,96 @@ class NatGateway(Model):
     share: float = Field(gt=0, le=1)
 
 
+class HealthCheckSpec(Model):
+    """Active health checks of every node (HAProxy ``check inter 2s rise 2 fall 3``).
+
+    ``port: nodePort`` opens a TCP connection to Node:NodePort (it succeeds when the
+    node answers and kube-proxy forwards it to a live pod); ``healthCheckNodePort``
+    asks kube-proxy's per-Service health server (``type: LoadBalancer`` with
+    ``externalTrafficPolicy: Local`` only): HTTP 200 iff the node has a local ready
+    endpoint, else 503 (k8s pkg/proxy/healthcheck/service_health.go).
+    """
+
+    interval: Seconds = 2.0
+    timeout: Seconds = 1.0
+    rise: int = Field(default=2, ge=1)
+    fall: int = Field(default=3, ge=1)
+    port: Literal["nodePort", "healthCheckNodePort"] = "nodePort"
+
+    @model_validator(mode="after")
+    def _timeout(self) -> HealthCheckSpec:
+        if self.interval <= 0:
+            raise ValueError("healthCheck interval must be > 0")
+        if self.timeout <= 0 or self.timeout > self.interval:
+            raise ValueError("healthCheck timeout must be > 0 and at most the interval")
+        return self
+
+
+class PassiveCheckSpec(Model):
+    """nginx ``max_fails`` / ``fail_timeout``: after ``maxFails`` failed connections to a
+    node within ``failTimeout`` the node gets no traffic for ``failTimeout``."""
+
+    max_fails: int = Field(default=1, ge=1)
+    fail_timeout: Seconds = 10.0
+
+
 class BalancerSpec(Model):
     """An external load balancer in front. ``snat: true`` makes the nodes see only the
     balancer's own addresses (an L7/proxying or SNAT-ing LB); ``false`` passes the
-    client address through. Proxy headers do not change what kube-proxy sees."""
+    client address through. Proxy headers do not change what kube-proxy sees.
+
+    With ``algorithm`` (or health checks) the balancer itself spreads connections over
+    every Node:NodePort (the tutorial's nginx/HAProxy upstream): ``roundRobin``,
+    ``leastConnections`` (fewest requests in flight) or ``random``; a node it cannot
+    reach fails the request after ``connectTimeout`` (nginx ``proxy_connect_timeout``).
+    """
 
     snat: bool = False
     addresses: int = Field(default=1, ge=1)
+    algorithm: Literal["roundRobin", "leastConnections", "random"] | None = None
+    health_check: HealthCheckSpec | None = None
+    passive: PassiveCheckSpec | None = None
+    connect_timeout: Seconds = 5.0
+    # after a failed connect to a node, try this many other nodes (nginx
+    # proxy_next_upstream / proxy_next_upstream_tries; HAProxy retries + redispatch);
+    # each try is a row of its own (attempt, retry_of), sent as the failure is known
+    next_upstream: int = Field(default=0, ge=0)
+
+    @property
+    def in_front(self) -> bool:
+        """The balancer picks the node (not the client's ``entry``)."""
+        return (self.algorithm is not None or self.health_check is not None
+                or self.passive is not None or self.next_upstream > 0)
+
+
+class BackoffSpec(Model):
+    """Wait before retry k (k = 1, 2, ...): min(max, base x multiplier^(k-1)), with
+    ``full`` jitter a uniform draw below that (AWS "full jitter")."""
+
+    base: Seconds = 0.1
+    multiplier: float = Field(default=2.0, ge=1)
+    max: Seconds = 10.0
+    jitter: Literal["none", "full"] = "full"
+
+
+class RetryBudgetSpec(Model):
+    """Finagle's RetryBudget: retries within the last ``window`` may number at most
+    ``minPerSecond`` x window + ``ratio`` x first attempts sent in that window."""
+
+    ratio: float = Field(default=0.2, ge=0)
+    min_per_second: float = Field(default=10.0, ge=0)
+    window: Seconds = 10.0
+
+
+class RetrySpec(Model):
+    """A failed request is sent again (on a new connection) after a backoff, at most
+    ``attempts`` more times; ``retryOn`` limits which failure reasons are retried
+    (default: every reason)."""
+
+    attempts: int = Field(default=2, ge=1)
+    backoff: BackoffSpec = BackoffSpec()
+    retry_on: list[str] | None = None
+    budget: RetryBudgetSpec | None = None
 
 
 class TlsSpec(Model):
@@ -474,8 +568,16 @@ class ClientSpec(Model):
     entry: Annotated[EntrySpec, BeforeValidator(_entry_shorthand)] = EntrySpec(random=True)
     requests_per_connection: int = Field(default=1, ge=1)
     rtt: Distribution = Constant(dist="constant", value=0.0)
-    # how long a client waits for a connection that gets no answer before it gives up
-    connect_timeout: Seconds = 10.0
+    # how long a client waits for a connection that gets no answer before it gives up;
+    # none: the kernel's SYN retransmissions alone (synRetries 6 -> 127 s)
+    connect_timeout: Seconds | None = 10.0
+    syn_retries: int = Field(default=6, ge=0, le=20)  # net.ipv4.tcp_syn_retries
+    request_timeout: Seconds | None = None  # wait for the response once the request is sent
+    retries: RetrySpec | None = None
+    # when the population sends: from ``start``, until ``stop``, at most ``requests``
+    start: Seconds = 0.0
+    stop: Seconds | None = None
+    requests: int | None = Field(default=None, ge=1)
     tls: TlsSpec | None = None  # HTTPS: handshake per new connection (tutorial 4.3)
 
     @field_validator("source_ip_base")
@@ -505,6 +607,22 @@ class ClientSpec(Model):
             raise ValueError("at most 16 natGateways of at most 255 addresses each")
         if self.balancer is not None and self.balancer.addresses > 255:
             raise ValueError("a balancer has at most 255 addresses")
+        if (self.balancer is not None and self.balancer.next_upstream
+                and self.retries is not None):
+            raise ValueError("give either balancer.nextUpstream or retries (the balancer's "
+                             "tries are retries without backoff)")
+        if self.balancer is not None and self.balancer.in_front and self.entry.kind != "random":
+            raise ValueError("a balancer with algorithm/healthCheck/passive picks the node "
+                             "itself: leave 'entry' out")
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError("'stop' must be after 'start'")
+        if self.retries is not None and self.retries.retry_on is not None:
+            from npsim.sim.records import REASONS
+
+            unknown = sorted(set(self.retries.retry_on) - set(REASONS.values()) - {""})
+            if unknown:
+                raise ValueError(f"retries.retryOn: unknown failure reason(s) {', '.join(unknown)} "
+                                 f"(known: {', '.join(r for r in REASONS.values() if r)})")
         return self
 
     @property
@@ -520,6 +638,8 @@ class RunSpec(Model):
     warmup: Seconds = 0.0
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1)
+    # width of a row of timeseries.parquet (throughput, failures, latency, node views)
+    timeseries_bucket: Seconds = Field(default=1.0, gt=0)
 
     # field checks first, so a scenario file's error points at the offending key
     @field_validator("requests")
@@ -546,6 +666,67 @@ class RunSpec(Model):
             raise ValueError("duration must be > 0")
         if self.duration is not None and self.warmup >= self.duration:
             raise ValueError("warmup must be shorter than duration")
+        return self
+
+
+class ProbeAlert(Model):
+    """Blackbox probe of every Node:NodePort, alert on ``probe_success == 0`` (the
+    tutorial's ``up{job="nodeport-services"} == 0``)."""
+
+    interval: Seconds = Field(default=15.0, gt=0)  # scrape interval
+
+
+class ThresholdAlert(Model):
+    """A value over the requests that ended in the last ``window`` above ``above``."""
+
+    above: float = Field(ge=0)
+    window: Seconds = 30.0
+
+
+class AlertSpec(Model):
+    """One Prometheus-style rule: exactly one of ``probe``, ``errorRatio`` (failed /
+    ended requests) or ``latencyP99`` (seconds, e.g. ``above: 0.25``), true at every
+    evaluation for at least ``for`` before it fires."""
+
+    name: str = Field(min_length=1)
+    probe: ProbeAlert | None = None
+    error_ratio: ThresholdAlert | None = None
+    latency_p99: ThresholdAlert | None = Field(default=None, alias="latencyP99")
+    for_: Seconds = Field(default=0.0, alias="for")
+
+    @model_validator(mode="after")
+    def _one(self) -> AlertSpec:
+        if sum(x is not None for x in (self.probe, self.error_ratio, self.latency_p99)) != 1:
+            raise ValueError("give exactly one of 'probe', 'errorRatio' or 'latencyP99'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return ("probe" if self.probe is not None else
+                "error_ratio" if self.error_ratio is not None else "latency_p99")
+
+
+class SloSpec(Model):
+    """Availability objective: the error budget is (1 - availability) of requests."""
+
+    availability: float = Field(gt=0, lt=1)
+    window: Seconds = 30 * 86400.0  # the SLO period the budget belongs to
+
+
+class MonitoringSpec(Model):
+    """Alert rules over the simulated metrics, evaluated every ``evaluationInterval``
+    (Prometheus ``evaluation_interval``), and an optional SLO."""
+
+    evaluation_interval: Seconds = Field(default=15.0, gt=0)
+    alerts: list[AlertSpec] = []
+    slo: SloSpec | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> MonitoringSpec:
+        names = [a.name for a in self.alerts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alert names must be unique; repeated: {', '.join(dupes)}")
         return self
 
 
@@ -651,5 +832,6 @@ class ScenarioSpec(Model):
     workloads: dict[str, WorkloadSpec] = Field(min_length=1)
     clients: list[ClientSpec] = Field(min_length=1)
     events: list[EventSpec] = []
+    monitoring: MonitoringSpec | None = None
     run: RunSpec
     port_plan: list[PortBandSpec] = []  # checked by `npsim ports`

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,11 +24,23 @@ from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
-from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
+from npsim.sim.balancer import make_balancer
+from npsim.sim.clients import (
+    Addresses,
+    ClosedLoop,
+    OpenLoop,
+    Population,
+    connect_give_up,
+    make_entry,
+    needs_done,
+    retry_spec,
+    syn_answered,
+)
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
 from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, Relay
+from npsim.sim.probes import Blackbox, blackbox_probers
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
@@ -38,6 +50,7 @@ from npsim.sim.records import (
     FAILED,
     NAN,
     NO_ENDPOINTS,
+    NO_UPSTREAM,
     NODEPORT_CLOSED,
     REPLY_LOST,
     RequestLog,
@@ -67,6 +80,7 @@ class RunOutput:
     end_time: float
     warmup: float
     wall_seconds: float
+    probes: dict[str, Blackbox] = field(default_factory=dict)  # alert rule -> its samples
 
 
 def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list[KubeProxy]:
@@ -112,13 +126,15 @@ class Simulation:
         self.proxies = make_proxies(scenario, cluster, streams)
         # firewalls in the traffic path: None (and free) when the scenario has none
         self.guard = Guard.build(scenario, cluster, [p.mode for p in self.proxies], self.events)
-        # pods report each end only to closed-loop users and to connection counters
-        self._report_done = any(c.arrival.closed for c in spec.clients) or any(
+        # pods report each end only to populations that ask (closed loops, retries,
+        # timeouts, least-connections balancers) and to connection counters
+        self._report_done = any(needs_done(c) for c in spec.clients) or any(
             p.counts_connections for p in self.proxies) or (
             self.guard is not None and self.guard.counts_connections)
         self.pods: list[PodServer] = []
         self._samplers: list[Callable[[], float]] = []  # each pod's service-time sampler
-        self._timeouts = [c.connect_timeout for c in spec.clients]
+        self._timeouts = [connect_give_up(c.syn_retries, c.connect_timeout)
+                          for c in spec.clients]
         self.node_down = [False] * len(cluster.nodes)  # crashed or cut off: see node_answers
         # connections that change under their client: True = the entry node went down
         # (no answer), False = a UDP conntrack entry was flushed (the next packet is a
@@ -170,10 +186,15 @@ class Simulation:
             else:
                 addresses = Addresses.external(cs, ip_base, streams.generator(f"nat/{cs.name}"),
                                                i)
+            balancer = None
+            if cs.balancer is not None and cs.balancer.in_front:
+                entry = balancer = make_balancer(self, cs, sp.index)
             common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry,
                           service_port=sp.index,
                           rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
-                          ip_base=ip_base, addresses=addresses)
+                          ip_base=ip_base, addresses=addresses, log=self.log,
+                          retry_rng=(streams.generator(f"retry/{cs.name}")
+                                     if retry_spec(cs) is not None else None))
             if cs.arrival.closed:
                 assert cs.arrival.think_time is not None
                 think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
@@ -181,11 +202,26 @@ class Simulation:
             else:
                 arrivals = streams.generator(f"arrivals/{cs.name}")
                 self.populations.append(OpenLoop(arrivals=arrivals, **common))
+            if balancer is not None:
+                pop = self.populations[-1]
+                pop.balancer = balancer
+                # the client hears of a node that does not answer when the balancer's
+                # own connect attempt gives up (nginx proxy_connect_timeout): a 502/504
+                pop.connect_timeout = min(pop.connect_timeout, connect_give_up(
+                    cs.syn_retries, cs.balancer.connect_timeout))
+                self._timeouts[i] = pop.connect_timeout
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
         # HTTPS handshakes per new connection: None (and free) without any `tls`
         self.tls = (TlsCosts(self.populations, streams.generator)
                     if TlsCosts.wanted(spec.clients) else None)
+        self.blackbox = blackbox_probers(self)
+
+    def sending(self) -> bool:
+        """Whether clients may still send: periodic processes (health checks, probes)
+        stop after that in a request-count run, so that the run can drain and end."""
+        return self.budget is None or (self.generated < self.budget
+                                       and any(p.active for p in self.populations))
 
     # --- pods coming and going ----------------------------------------------------------
 
@@ -320,13 +356,21 @@ class Simulation:
         """
         clusterip = pop.target == "clusterIP"
         entry = pop.home if clusterip else pop.entry(slot, now)
-        proxy = self.proxies[entry]
         self.next_conn += 1
         conn = self.next_conn
         pop.conn_id[slot] = conn
         pop.conn_entry[slot] = entry
+        if entry < 0:  # the balancer in front has every node marked down: 503
+            return self._fail(pop, slot, now, -1, -1, NO_UPSTREAM)
+        waited = 0.0
         if self.node_down[entry]:  # nothing answers on that node: the SYN goes unanswered
-            return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT, pop.connect_timeout)
+            late = syn_answered(self.scenario.spec.events, self.cluster.node_index, pop,
+                                entry, now)
+            if late is None:
+                return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT,
+                                  pop.connect_timeout)
+            waited = late  # a retransmitted SYN reaches the node once it is back
+        proxy = self.proxies[entry]
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
@@ -354,7 +398,6 @@ class Simulation:
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
-        waited = 0.0
         server = self.pods[pod]
         if not server.alive and not server.hung:  # a hung process still accepts
             if not proxy.retries_dials:
@@ -441,7 +484,7 @@ class Simulation:
                     tracked[2].closed(tracked[3], self.env._now)
                     del self.tracked[conn]
         pop = self.populations[log.population[request]]
-        if pop.closed:
+        if pop.notify:
             pop.done(request, log.client[request], t_end)
 
     # --- driving ---
@@ -467,6 +510,10 @@ class Simulation:
         started = time.perf_counter()
         for pop in self.populations:
             pop.start(self.env, self.send)
+            if pop.balancer is not None:
+                pop.balancer.start(self.sending)
+        for prober in self.blackbox.values():
+            prober.start(self.sending)
         if run.duration is not None:
             if progress is not None:
                 self.env.process(self._report(progress, run.duration))
@@ -485,4 +532,4 @@ class Simulation:
                     self.events.record(end, "tls_handshakes", pop.name, t.describe())
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, self.events, end, float(run.warmup),
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, self.blackbox)

@@ -41,6 +41,11 @@ REASONS.update({
 # the pod's address answers but its process does not listen (crashed, draining, exited)
 CONNECTION_REFUSED = len(REASONS)
 REASONS[CONNECTION_REFUSED] = "connection_refused"
+# client and external-balancer failures (codes stay dense: frames index names by code)
+REQUEST_TIMEOUT = len(REASONS)  # no response within the client's requestTimeout
+REASONS[REQUEST_TIMEOUT] = "request_timeout"
+NO_UPSTREAM = len(REASONS)  # the external balancer had every node marked down: 503
+REASONS[NO_UPSTREAM] = "no_healthy_upstream"
 
 NAN = float("nan")
 
