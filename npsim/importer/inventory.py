@@ -132,6 +132,9 @@ def sort_objects(objects: list[DumpObject], namespace: str | None, service: str 
             if not str(obj.doc.get("apiVersion")).startswith("discovery.k8s.io/v1"):
                 inv.ignored[f"EndpointSlice {obj.doc.get('apiVersion')}"] += 1
                 continue
+            if obj.doc.get("addressType") in ("IPv6", "FQDN"):  # dual-stack: the IPv4 half
+                inv.ignored[f"EndpointSlice ({obj.doc['addressType']})"] += 1
+                continue
             sl = _with_errors(parse_endpoint_slice, obj, p, quiet)
             if isinstance(sl, EndpointSlice):
                 inv.slices.append(sl)

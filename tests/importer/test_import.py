@@ -212,12 +212,17 @@ def test_a_folder_of_manifests_with_namespace_and_service_filters(tmp_path: Path
     (folder / "shop.yaml").write_text(app.format(n="web", ns="shop", p=30080) + "---\n"
                                       + app.format(n="cart", ns="shop", p=30081))
     (folder / "ops.yml").write_text(app.format(n="grafana", ns="ops", p=29300))
+    (folder / "v6.yaml").write_text(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-v6\n"
+        "  namespace: shop\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv6\n"
+        "endpoints: [{addresses: ['fd00::5'], nodeName: n1}]\n")
     code, output, out = _import(tmp_path, str(folder), "--namespace", "shop")
     assert code == 0, output
     scenario = load_scenario(out)
     assert sorted(scenario.services) == ["cart", "web"]
     assert scenario.spec.workloads["web"].pods is None  # no slices: spread the replicas
     assert "left out by --namespace/--service: 2 objects" in output
+    assert "1 EndpointSlice (IPv6)" in output  # a dual-stack cluster's other half
     code, output, out = _import(tmp_path, str(folder), "--service", "grafana", out="g.yaml")
     assert code == 0, output
     grafana = load_scenario(out)
