@@ -7,11 +7,32 @@
 >>> result.requests.groupby("pod", observed=True)["latency"].mean()
 """
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from npsim.api import Result, run  # noqa: E402
-from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict  # noqa: E402
-from npsim.scenario.problems import ScenarioError  # noqa: E402
+from npsim.version import __version__
+
+if TYPE_CHECKING:
+    from npsim.api import Result, run
+    from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict
+    from npsim.scenario.problems import ScenarioError
+
+# imported on first use, so ``npsim --help`` and ``--version`` start fast
+_LAZY = {"Result": "npsim.api", "run": "npsim.api", "Scenario": "npsim.scenario.loader",
+         "load_scenario": "npsim.scenario.loader",
+         "scenario_from_dict": "npsim.scenario.loader",
+         "ScenarioError": "npsim.scenario.problems"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'npsim' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict",
            "__version__"]

@@ -9,14 +9,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from npsim import __version__
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
+from npsim.preflight import preflight
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import format_summary, summarise
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
+from npsim.version import __version__
 
 ProgressFn = Callable[[float], None]
 
@@ -107,15 +108,20 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
     return out
 
 
-def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> Result:
+def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
+        max_requests: int | None = None, max_memory: int | None = None) -> Result:
     """Run every replication of a scenario and build the frames.
 
     ``scenario`` may be a loaded :class:`Scenario` or a path. ``progress(fraction)`` is
     called about a hundred times per replication with the fraction of all work done.
+    A run estimated to exceed ``max_requests`` (all replications) or ``max_memory``
+    (bytes), or the scenario's ``run.limits``, is refused with a ScenarioError before
+    anything runs (:mod:`npsim.preflight`).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     revalidate(scenario)
+    preflight(scenario, max_requests, max_memory)
     spec = scenario.spec
     requests, pods, nodes = [], [], []
     wall = 0.0

@@ -6,31 +6,75 @@ field, and exits 2 without writing anything. Only this module reads argv.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from npsim import __version__
-from npsim.api import run as run_scenario
-from npsim.results.store import ResultExistsError
-from npsim.scenario.loader import Scenario, load_scenario
-from npsim.scenario.problems import ScenarioError
+from npsim.version import __version__
+
+if TYPE_CHECKING:  # heavy modules are imported by the command that needs them
+    from npsim.scenario.loader import Scenario
 
 EXIT_BAD_INPUT = 2
 
 
-def _load(path: str) -> Scenario:
+def _load(path: str, allow_outside_files: bool = False) -> Scenario:
+    from npsim.scenario.loader import load_scenario
+    from npsim.scenario.problems import ScenarioError
+
     try:
-        scenario = load_scenario(path)
+        scenario = load_scenario(path, allow_outside_files=allow_outside_files)
     except ScenarioError as exc:
         click.echo(exc.report(), err=True)
         sys.exit(EXIT_BAD_INPUT)
     for warning in scenario.warnings:
         click.echo(f"warning: {warning}", err=True)
     return scenario
+
+
+def _preflight(scenario: Scenario, max_requests: int | None, max_memory: int | None) -> Any:
+    """The checks a run needs before it starts (limits, addresses): exit 2 if any fails."""
+    from npsim.preflight import preflight
+    from npsim.scenario.problems import ScenarioError
+
+    try:
+        return preflight(scenario, max_requests, max_memory)
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+class _Size(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from npsim.units import parse_size
+
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if size <= 0:
+            self.fail("must be > 0", param, ctx)
+        return size
+
+
+def _limit_options(command: Any) -> Any:
+    """--max-requests, --max-memory and --allow-outside-files (run and validate)."""
+    command = click.option(
+        "--allow-outside-files", is_flag=True,
+        help="Read manifest and sample files outside the scenario's folder too.")(command)
+    command = click.option(
+        "--max-memory", type=_Size(), default=None,
+        help="Refuse runs estimated to need more memory (e.g. 16GiB; default: half of "
+             "this machine's; also run.limits.maxMemory).")(command)
+    return click.option(
+        "--max-requests", type=click.IntRange(min=1), default=None,
+        help="Refuse runs estimated to generate more requests, all replications "
+             "together (default 100,000,000; also run.limits.maxRequests).")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,14 +85,20 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-def validate(scenario: str) -> None:
+@_limit_options
+def validate(scenario: str, max_requests: int | None, max_memory: int | None,
+             allow_outside_files: bool) -> None:
     """Check SCENARIO and report every problem at once (exit 2 if any)."""
-    loaded = _load(scenario)
+    from npsim.units import format_size
+
+    loaded = _load(scenario, allow_outside_files)
+    estimate = _preflight(loaded, max_requests, max_memory)
     spec = loaded.spec
     click.echo(
         f"{scenario}: ok - {len(spec.cluster.nodes)} nodes, {len(loaded.services)} services, "
         f"{len(loaded.deployments)} deployments, {len(spec.clients)} client populations"
         + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
+        + f"; about {estimate.requests:,.0f} requests, {format_size(estimate.memory)}"
     )
 
 
@@ -62,20 +112,30 @@ def validate(scenario: str) -> None:
 @click.option("--replications", type=click.IntRange(min=1), default=None,
               help="Override run.replications.")
 @click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
+@_limit_options
 def run(scenario: str, out: str | None, force: bool, seed: int | None,
-        replications: int | None, no_save: bool) -> None:
+        replications: int | None, no_save: bool, max_requests: int | None,
+        max_memory: int | None, allow_outside_files: bool) -> None:
     """Run SCENARIO, print a summary and write the result folder."""
-    loaded = _load(scenario)
+    from npsim.api import run as run_scenario
+    from npsim.results.store import ResultExistsError, ResultLockedError, check_target
+    from npsim.scenario.problems import ScenarioError
+
+    if out is not None and not out.strip():
+        _usage("--out needs a folder name (it was empty)")
+    loaded = _load(scenario, allow_outside_files)
     if seed is not None:
         loaded.spec.run.seed = seed
     if replications is not None:
         loaded.spec.run.replications = replications
+    _preflight(loaded, max_requests, max_memory)
     default = Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
-    target = Path(out) if out else default
-    if not no_save and target.exists() and not force:
-        _usage(f"{target} already exists; npsim does not overwrite results. "
-               "Pass --out DIR for a new folder, or --force to replace it.")
+    target = Path(out) if out is not None else default
     if not no_save:
+        try:
+            check_target(target, force)
+        except FileExistsError as exc:
+            _usage(str(exc))
         _check_writable(target)
     total = loaded.spec.run.replications
     steps = 1000
@@ -86,7 +146,8 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
             bar.update(int(fraction * steps) - bar.pos)
 
         try:
-            result = run_scenario(loaded, progress=advance)
+            result = run_scenario(loaded, progress=advance, max_requests=max_requests,
+                                  max_memory=max_memory)
         except ScenarioError as exc:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -98,7 +159,7 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         return
     try:
         written = result.save(target, overwrite=force)
-    except ResultExistsError as exc:
+    except (ResultExistsError, ResultLockedError, FileExistsError) as exc:
         _usage(str(exc))
     except OSError as exc:
         _usage(f"could not write {target}: {exc.strerror or exc}")
@@ -142,7 +203,7 @@ def explain(scenario: str, service: str | None, node: str | None,
 
 def _check_writable(target: Path) -> None:
     """Fail before a long run, not after it, when the result folder cannot be made."""
-    parent = target.parent
+    parent = Path(os.path.abspath(target)).parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
@@ -151,6 +212,8 @@ def _check_writable(target: Path) -> None:
 
 
 def _parse_trace(text: str) -> tuple[int, int]:
+    import ipaddress
+
     address, _, port_text = text.partition(":")
     try:
         client_ip = int(ipaddress.IPv4Address(address))

@@ -167,21 +167,25 @@ class Empirical(_Dist):
             raise ValueError("samples must be >= 0")
         return self
 
-    def resolved(self, base_dir: Path) -> Empirical:
-        """This distribution with a file's values read in (paths relative to the scenario)."""
+    def resolved(self, base_dir: Path, read: Callable[[str], str] | None = None) -> Empirical:
+        """This distribution with a file's values read in (paths relative to the scenario).
+
+        ``read(name)`` returns the file's text (the loader passes its guarded reader:
+        regular files in the scenario's folder, size-capped)."""
         if not self.file:
             return self
         path = (base_dir / self.file).resolve()
         scale = parse_duration(f"1{self.unit}")
         values: list[float] = []
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        content = read(self.file) if read is not None else path.read_text()
+        for lineno, line in enumerate(content.splitlines(), start=1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
             try:
                 value = float(text) * scale
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: not a number: {text!r}") from None
+                raise ValueError(f"{path}:{lineno}: not a number: {text[:20]!r}") from None
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{path}:{lineno}: a duration must be finite and >= 0, "
                                  f"got {text!r}")
@@ -217,6 +221,8 @@ def _shorthand(value: Any) -> Any:
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return {"dist": "constant", "value": value}
     known = ", ".join(REGISTRY)
+    if isinstance(value, dict) and not isinstance(value.get("dist", ""), str):
+        raise ValueError(f"'dist' must be a name, one of {known}")
     if isinstance(value, dict) and "dist" not in value:
         raise ValueError(f"missing 'dist': name one of {known}, "
                          "or give a bare duration such as 5ms for a constant")

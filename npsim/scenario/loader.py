@@ -10,6 +10,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from npsim.dists import Empirical
+from npsim.scenario.files import (
+    MAX_MANIFEST_BYTES,
+    MAX_SAMPLES_BYTES,
+    MAX_SCENARIO_BYTES,
+    FileAccess,
+    FileRefused,
+    read_text,
+)
 from npsim.scenario.manifests import (
     Deployment,
     Service,
@@ -19,7 +27,7 @@ from npsim.scenario.manifests import (
 )
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
-from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, load_file, plain
+from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, plain
 
 __all__ = ["Scenario", "load_scenario", "scenario_from_dict"]
 
@@ -47,6 +55,7 @@ class Scenario:
         self.base_dir = base_dir
         self.source = source
         self.warnings = warnings if warnings is not None else []
+        self.tree: Any = None  # the marked YAML it came from (error marks for later checks)
 
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
@@ -140,33 +149,45 @@ def _is_union_tag(step: Any) -> bool:
     )
 
 
-def scenario_from_dict(data: Any, base_dir: Path | str = ".", source: str = "<dict>") -> Scenario:
-    """Validate a scenario given as Python data (e.g. built in a notebook)."""
+def scenario_from_dict(data: Any, base_dir: Path | str = ".", source: str = "<dict>",
+                       allow_outside_files: bool = False) -> Scenario:
+    """Validate a scenario given as Python data (e.g. built in a notebook).
+
+    Manifest and sample files it names are read from ``base_dir`` (and only from inside
+    it unless ``allow_outside_files``)."""
     if not isinstance(data, MarkedDict):
         text = yaml.safe_dump(plain(data), sort_keys=False)
-        data = load_all(text, source)[0]
-    return _build(data, Path(base_dir), source)
+        try:
+            data = load_all(text, source)[0]
+        except YamlSyntaxError as exc:
+            raise ScenarioError([Problem(exc.mark, exc.path, exc.problem)]) from None
+    return _build(data, FileAccess(Path(base_dir), allow_outside_files), source)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; raises :class:`ScenarioError` with every problem."""
+def load_scenario(path: str | Path, allow_outside_files: bool = False) -> Scenario:
+    """Read and validate a scenario file; raises :class:`ScenarioError` with every problem.
+
+    Manifest and sample files must be regular files inside the scenario's folder unless
+    ``allow_outside_files`` (``npsim run --allow-outside-files``)."""
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError([Problem(None, str(path), "no such scenario file")])
     try:
-        docs = load_file(path)
+        text = read_text(path, "scenario file", MAX_SCENARIO_BYTES)
+    except FileNotFoundError:
+        raise ScenarioError([Problem(None, str(path), "no such scenario file")]) from None
+    except FileRefused as exc:
+        raise ScenarioError([Problem(None, "", str(exc))]) from None
+    try:
+        docs = load_all(text, str(path))
     except YamlSyntaxError as exc:
         where = exc.path or ("" if exc.mark else str(path))
         raise ScenarioError([Problem(exc.mark, where, exc.problem)]) from None
-    except UnicodeDecodeError:
-        raise ScenarioError([Problem(None, str(path), "not a UTF-8 text file")]) from None
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ScenarioError([Problem(None, str(path),
                                      "a scenario file holds exactly one YAML mapping")])
-    return _build(docs[0], path.parent, str(path))
+    return _build(docs[0], FileAccess(path.parent, allow_outside_files), str(path))
 
 
-def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
+def _build(tree: MarkedDict, access: FileAccess, source: str) -> Scenario:
     p = Problems()
     spec: ScenarioSpec | None = None
     try:
@@ -178,11 +199,13 @@ def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
     raw_manifests = tree.get("manifests") if isinstance(tree, dict) else None
     unresolved: _Unresolved = set()
     if isinstance(raw_manifests, list):
-        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments)
+        unresolved = _load_manifests(tree, raw_manifests, access, p, services, deployments)
     scenario = None
+    base_dir = access.base_dir
     if spec is not None:
-        spec = _resolve_files(spec, tree, base_dir, p)
+        spec = _resolve_files(spec, tree, access, p)
         scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
+        scenario.tree = tree
         cross_check(scenario, tree, p, unresolved)
     else:
         partial = Scenario(None, services, deployments, base_dir, source)  # type: ignore[arg-type]
@@ -206,7 +229,7 @@ _Unresolved = set[str] | _Everything
 def _load_manifests(
     tree: MarkedDict,
     raw: list[Any],
-    base_dir: Path,
+    access: FileAccess,
     p: Problems,
     services: dict[str, Service],
     deployments: dict[str, Deployment],
@@ -217,11 +240,15 @@ def _load_manifests(
     unreadable = False
     for i, item in enumerate(raw):
         if isinstance(item, str):
-            path = base_dir / item
+            path = access.path(item)
             try:
-                docs = load_file(path)
-            except (FileNotFoundError, IsADirectoryError):
+                docs = load_all(access.read(item, "manifest file", MAX_MANIFEST_BYTES), str(path))
+            except FileNotFoundError:
                 p.at(tree, ["manifests", i], f"manifest file not found: {path}")
+                unreadable = True
+                continue
+            except FileRefused as exc:
+                p.at(tree, ["manifests", i], str(exc))
                 unreadable = True
                 continue
             except YamlSyntaxError as exc:
@@ -255,7 +282,8 @@ def _load_manifests(
     return _Everything() if unreadable else unresolved
 
 
-def _resolve_files(spec: ScenarioSpec, tree: Any, base_dir: Path, p: Problems) -> ScenarioSpec:
+def _resolve_files(spec: ScenarioSpec, tree: Any, access: FileAccess,
+                   p: Problems) -> ScenarioSpec:
     """Read empirical sample files now, so a missing file is a load-time error.
 
     Every distribution in the spec is visited (service, think and link times, rtt), not
@@ -269,10 +297,12 @@ def _resolve_files(spec: ScenarioSpec, tree: Any, base_dir: Path, p: Problems) -
             if isinstance(value, Empirical):
                 if value.file:
                     try:
-                        setattr(model, name, value.resolved(base_dir))
+                        setattr(model, name, value.resolved(
+                            access.base_dir,
+                            lambda f: access.read(f, "samples file", MAX_SAMPLES_BYTES)))
                     except FileNotFoundError:
-                        p.at(tree, [*at, "file"],
-                             f"samples file not found: {(base_dir / value.file).resolve()}")
+                        p.at(tree, [*at, "file"], "samples file not found: "
+                             f"{(access.base_dir / value.file).resolve()}")
                     except (OSError, ValueError) as exc:
                         p.at(tree, [*at, "file"], str(exc))
             elif isinstance(value, BaseModel):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from npsim.scenario.problems import Problems
+from npsim.scenario.shapes import check_shape
 from npsim.scenario.yamlio import MarkedDict
 
 NODEPORT_RANGE = (30000, 32767)  # kube-apiserver --service-node-port-range default
@@ -350,8 +351,7 @@ KINDS = {"Service": (parse_service, _SERVICE_FIELDS), "Deployment": (parse_deplo
 
 def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | Deployment | None:
     """One manifest document; ``pre`` prefixes field paths (e.g. ``manifests[1]``)."""
-    if not isinstance(doc, dict):
-        p.at(doc, [], "expected a Kubernetes manifest (a mapping with apiVersion and kind)", pre)
+    if not check_shape(doc, p, pre):  # types first: nothing below meets a wrong one
         return None
     kind = doc.get("kind")
     if kind not in KINDS:

@@ -41,7 +41,8 @@ class NodeSpec(Model):
     zone: str = "zone-a"
     proxy_mode: ProxyMode | None = None  # a node half-way through a mode migration
     sync_delay: Seconds = 0.0  # extra delay before this node's kube-proxy applies a change
-    cpu: float = Field(default=1.0, gt=0)  # allocatable CPU: weighs topology-mode Auto
+    # allocatable CPU: weighs topology-mode Auto
+    cpu: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
 
@@ -280,7 +281,7 @@ class NatGateway(Model):
     """A share of the population's users behind a few shared addresses (corporate NAT)."""
 
     addresses: int = Field(ge=1)
-    share: float = Field(gt=0, le=1)
+    share: float = Field(gt=0, le=1, allow_inf_nan=False)
 
 
 class BalancerSpec(Model):
@@ -345,12 +346,29 @@ class ClientSpec(Model):
         return self.arrival.users if self.arrival.users else 100
 
 
+def _size(value: Any) -> Any:
+    from npsim.units import parse_size
+
+    return parse_size(value) if isinstance(value, str) else value
+
+
+class LimitsSpec(Model):
+    """Raise (or lower) the guards npsim applies before a run (README "Limits")."""
+
+    max_requests: int | None = Field(default=None, ge=1)
+    max_memory: Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(_size)] = None
+    max_nodes: int | None = Field(default=None, ge=1)
+    max_pods: int | None = Field(default=None, ge=1)
+    max_services: int | None = Field(default=None, ge=1)
+
+
 class RunSpec(Model):
     duration: Seconds | None = None
     requests: int | None = Field(default=None, ge=1)
     warmup: Seconds = 0.0
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1)
+    limits: LimitsSpec = LimitsSpec()
 
     # field checks first, so a scenario file's error points at the offending key
     @field_validator("requests")
