@@ -159,7 +159,9 @@ def check_target(target: str | Path, overwrite: bool) -> Path:
 
 def write_atomically(target: str | Path, write: Callable[[Path], None],
                      overwrite: bool = False) -> Path:
-    """Call ``write(tmpdir)`` and move the folder to ``target`` (under the lock)."""
+    """Call ``write(tmpdir)`` and move the folder to ``target`` (under the lock); returns
+    ``target`` as given."""
+    given = Path(target)
     with result_lock(target) as target:
         check_target(target, overwrite)
         tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))
@@ -181,4 +183,4 @@ def write_atomically(target: str | Path, write: Callable[[Path], None],
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return target
+    return given
