@@ -185,10 +185,11 @@ class Empirical(_Dist):
             try:
                 value = float(text) * scale
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: not a number: {text[:20]!r}") from None
+                # the line is not quoted: the file may not be what the user thought it was
+                raise ValueError(f"{path}:{lineno}: not a number (one value per line, in "
+                                 f"{self.unit})") from None
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{path}:{lineno}: a duration must be finite and >= 0, "
-                                 f"got {text!r}")
+                raise ValueError(f"{path}:{lineno}: a duration must be finite and >= 0")
             values.append(value)
         if not values:
             raise ValueError(f"{path}: no samples in the file")

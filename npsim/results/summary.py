@@ -25,7 +25,9 @@ Candidates = list[tuple[str, str]]  # (pod, node) a scope's traffic could reach
 def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
                      candidates: Candidates | None = None) -> pd.DataFrame:
     rows = []
-    for rep, frame in requests.groupby("replication", sort=True, observed=True):
+    by_rep = dict(iter(requests.groupby("replication", sort=True, observed=True)))
+    for rep in sorted(windows):  # every replication gets a row, even one with no requests
+        frame = by_rep.get(rep, requests.iloc[:0])
         window = windows[int(rep)]
         measured = frame[~frame["warmup"].to_numpy()]
         done = measured[measured["outcome"] == "completed"]
@@ -33,7 +35,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
         crossed = done["cross_node"].to_numpy()
         rows.append({
             "replication": rep,
-            "throughput": len(done) / window,
+            "throughput": len(done) / window if window > 0 else math.nan,
             "latency_mean": float(lat.mean()) if len(lat) else math.nan,
             "latency_p50": float(np.quantile(lat, 0.50)) if len(lat) else math.nan,
             "latency_p95": float(np.quantile(lat, 0.95)) if len(lat) else math.nan,
