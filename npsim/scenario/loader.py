@@ -258,7 +258,14 @@ def _load_manifests(
                     p.at(tree, ["manifests", i], str(exc))
                 unreadable = True
                 continue
-            pairs = [(doc, f"{item}#{j}", "") for j, doc in enumerate(docs)]
+            pairs = []
+            for j, doc in enumerate(docs):
+                if isinstance(doc, dict):
+                    pairs.append((doc, f"{item}#{j}", ""))
+                else:  # a file that is not a manifest: name it and the entry naming it
+                    p.at(tree, ["manifests", i], f"{path}: document {j + 1} is not a "
+                         "Kubernetes manifest (a mapping with apiVersion and kind)")
+                    unreadable = True
         else:
             pairs = [(item, f"manifests[{i}]", f"manifests[{i}].")]
         for doc, origin, prefix in pairs:

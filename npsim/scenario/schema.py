@@ -141,7 +141,8 @@ class ClusterSpec(Model):
     @model_validator(mode="after")
     def _unique(self) -> ClusterSpec:
         names = [n.name for n in self.nodes]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        seen: set[str] = set()
+        dupes = sorted({n for n in names if n in seen or seen.add(n)})  # O(n), not O(n^2)
         if dupes:
             raise ValueError(f"node names must be unique; repeated: {', '.join(dupes)}")
         known = set(names)
