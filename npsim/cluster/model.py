@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -92,7 +93,7 @@ class Endpoint:
     ip: int
     port: int
 
-    @property
+    @cached_property
     def key(self) -> str:
         """kube-proxy orders endpoints by this string, lexicographically
         (endpointslicecache.go byEndpoint.Less; kubernetes-semantics.md 1.2)."""

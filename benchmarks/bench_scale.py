@@ -1,0 +1,142 @@
+"""How npsim's cost grows with the cluster: run speed, build time and memory per request.
+
+Each configuration (nodes / pods) runs in a fresh process (so peak RSS is its own):
+one iptables NodePort Service with Cluster policy over ``pods`` pods spread on ``nodes``
+nodes in three zones, clients entering at a random node, ``requests`` requests, each
+pod at utilisation 0.5. Printed per configuration:
+
+* run speed: requests per CPU-second of the simulation itself (``Simulation.run``);
+* build (s): CPU time to build the cluster, kube-proxies and endpoint tables;
+* frames (s): CPU time to build the frames and summary (``npsim.run`` minus the above);
+* peak RSS and bytes per request: (peak RSS - RSS after imports) / requests, over the
+  whole ``npsim.run`` (simulation and frames).
+
+    python benchmarks/bench_scale.py                    # the issue's table, 1M requests
+    python benchmarks/bench_scale.py --requests 200000  # quicker
+    python benchmarks/bench_scale.py --compare /path/to/other/checkout   # interleaved A/B
+
+``--compare DIR`` runs every configuration with the npsim found in DIR as well, alternating
+(this tree, DIR, this tree, ...), so a loaded machine affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIGS = [(3, 6), (100, 200), (1000, 2000), (1000, 10000)]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def scenario_data(nodes: int, pods: int, requests: int) -> dict:
+    zones = ["zone-a", "zone-b", "zone-c"]
+    return {
+        "name": f"scale-{nodes}-{pods}",
+        "cluster": {"proxyMode": "iptables",
+                    "nodes": [{"name": f"node-{i}", "zone": zones[i % 3]} for i in range(nodes)]},
+        "manifests": [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+             "spec": {"type": "NodePort", "selector": {"app": "web"},
+                      "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+             "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "web"}},
+                      "template": {"metadata": {"labels": {"app": "web"}},
+                                   "spec": {"containers": [{"name": "web", "ports": [
+                                       {"containerPort": 8080}]}]}}}},
+        ],
+        "workloads": {"web": {"workers": 4, "serviceTime": {"dist": "exponential",
+                                                            "mean": "5ms"}}},
+        "clients": [{"name": "users", "service": "web", "sourceIPs": 1000,
+                     "arrival": {"rate": f"{pods * 400}/s"}, "entry": "random",
+                     "rtt": {"dist": "lognormal", "mean": "1ms", "cv": 0.5}}],
+        "run": {"requests": requests, "seed": 1,
+                "limits": {"maxRequests": max(requests, 1), "maxMemory": "64GiB"}},
+    }
+
+
+def rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def one(nodes: int, pods: int, requests: int) -> dict:
+    """Measure one configuration in this process (called in a child)."""
+    import npsim
+    from npsim.sim.engine import Simulation
+
+    scenario = npsim.scenario_from_dict(scenario_data(nodes, pods, requests))
+    base = rss("VmRSS")
+    t0 = time.process_time()
+    sim = Simulation(scenario)
+    build = time.process_time() - t0
+    t0 = time.process_time()
+    sim.run()
+    run = time.process_time() - t0
+    del sim
+    Path("/proc/self/clear_refs").write_text("5")  # the whole npsim.run, afresh
+    base = rss("VmRSS")
+    t0 = time.process_time()
+    result = npsim.run(scenario)
+    total = time.process_time() - t0
+    peak = rss("VmHWM")
+    return {"nodes": nodes, "pods": pods, "requests": len(result.requests),
+            "run_speed": requests / run, "build": build, "frames": total - build - run,
+            "peak_mb": peak / 2**20, "bytes_per_request": (peak - base) / requests}
+
+
+def measure(nodes: int, pods: int, requests: int, npsim_dir: Path | None) -> dict:
+    env = dict(os.environ)
+    if npsim_dir is not None:
+        env["PYTHONPATH"] = str(npsim_dir)
+    out = subprocess.run([sys.executable, __file__, "--one", str(nodes), str(pods),
+                          str(requests)], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[dict], label: str) -> list[str]:
+    head = "| nodes / pods | " + " | ".join(f"{r['nodes']} / {r['pods']}" for r in rows) + " |"
+    lines = [f"{label}", "", head, "|---|" + "---:|" * len(rows)]
+    for key, name, fmt in (("run_speed", "run speed (requests/CPU-s)", "{:,.0f}"),
+                           ("build", "build (CPU s)", "{:.2f}"),
+                           ("frames", "frames + summary (CPU s)", "{:.2f}"),
+                           ("peak_mb", "peak RSS (MB)", "{:,.0f}"),
+                           ("bytes_per_request", "bytes per request", "{:,.0f}")):
+        lines.append(f"| {name} | " + " | ".join(fmt.format(r[key]) for r in rows) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--configs", default=",".join(f"{n}/{p}" for n, p in CONFIGS),
+                        help="nodes/pods pairs, comma-separated")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another npsim checkout to measure interleaved with this one")
+    parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one)))
+        return
+    configs = [tuple(int(x) for x in c.split("/")) for c in args.configs.split(",")]
+    mine, theirs = [], []
+    for nodes, pods in configs:
+        mine.append(measure(nodes, pods, args.requests, ROOT))
+        if args.compare is not None:
+            theirs.append(measure(nodes, pods, args.requests, args.compare))
+    print(f"{args.requests:,} requests per configuration; load average "
+          f"{os.getloadavg()[0]:.1f} at the end\n")
+    print("\n".join(table(mine, f"this tree ({ROOT})")))
+    if theirs:
+        print()
+        print("\n".join(table(theirs, f"compared ({args.compare})")))
+
+
+if __name__ == "__main__":
+    main()
