@@ -71,7 +71,12 @@ def one(nodes: int, pods: int, requests: int) -> dict:
     import npsim
     from npsim.sim.engine import Simulation
 
-    scenario = npsim.scenario_from_dict(scenario_data(nodes, pods, requests))
+    from npsim.scenario.schema import RunSpec
+
+    data = scenario_data(nodes, pods, requests)
+    if "limits" not in RunSpec.model_fields:  # an npsim from before run.limits
+        del data["run"]["limits"]
+    scenario = npsim.scenario_from_dict(data)
     base = rss("VmRSS")
     t0 = time.process_time()
     sim = Simulation(scenario)
