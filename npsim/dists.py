@@ -16,12 +16,14 @@ from array import array
 from collections.abc import Callable, Iterator
 from itertools import chain
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from npsim.units import Seconds, format_duration, parse_duration
+
+if TYPE_CHECKING:  # numpy is imported when a sampler is made: loading a scenario needs none
+    import numpy as np
 
 Sampler = Callable[[], float]
 BATCH = 4096
@@ -38,6 +40,8 @@ def batched(draw: Callable[[int], np.ndarray]) -> Sampler:
     """
 
     def batches() -> Iterator[array]:
+        import numpy as np
+
         size = FIRST_BATCH
         while True:
             values = np.ascontiguousarray(draw(size))
@@ -197,13 +201,16 @@ class Empirical(_Dist):
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.samples))
+        return math.fsum(self.samples) / len(self.samples)
 
     @property
     def variance(self) -> float:
-        return float(np.var(self.samples))
+        mean = self.mean
+        return math.fsum((x - mean) ** 2 for x in self.samples) / len(self.samples)
 
     def sampler(self, rng: np.random.Generator) -> Sampler:
+        import numpy as np
+
         values = np.asarray(self.samples, dtype=float)
         return batched(lambda n: rng.choice(values, n))
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from npsim.dists import Distribution
 from npsim.scenario.manifests import Service, ServicePort, pick_port, selector_matches
 from npsim.scenario.problems import Problem, ScenarioError
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from npsim.scenario.loader import Scenario
 
 # kind-style node addresses and flannel-style per-node /24 pod CIDRs when a scenario gives
@@ -201,6 +201,8 @@ def _assign_node_ports(scenario: Scenario) -> dict[tuple[str, int], int]:
 def build_cluster(scenario: Scenario) -> Cluster:
     spec = scenario.spec
     nodes: list[Node] = []
+    import networkx as nx  # only for a run, not for validating a scenario
+
     graph = nx.Graph()
     for i, ns in enumerate(spec.cluster.nodes):
         ip = int(ipaddress.IPv4Address(ns.address)) if ns.address else DEFAULT_NODE_BASE + i
