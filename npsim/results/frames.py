@@ -76,7 +76,7 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
             "population": _categorical(pop_idx, [p.name for p in pops]),
             "client_ip": _ips(client_ip),
             "source_ip_at_node": _ips(at_node),
-            "connection": cols["conn"],
+            "connection": cols["conn"].copy(),
             "new_connection": cols["new_conn"].astype(bool),
             "entry_node": _categorical(entry, node_names),
             "pod": pd.Categorical.from_codes(np.where(has_pod, pod, -1), categories=pod_names),
@@ -84,19 +84,22 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
                                                   categories=node_names),
             "cross_node": crossed,
             "source_ip_seen": _ips(np.where(has_pod, seen, -1)),
-            "t_start": t_start,
+            "t_start": t_start.copy(),
             "t_end": t_end,
             "latency": t_end - t_start,
-            "network": network,
-            "hop": cols["hop"],
-            "proxy": proxy,
-            "service_start": service_start,
+            "network": network.copy(),
+            "hop": cols["hop"].copy(),
+            "proxy": proxy.copy(),
+            "service_start": service_start.copy(),
             "queue_wait": queue_wait,
-            "service": cols["service"],
+            "service": cols["service"].copy(),
             "outcome": _categorical(outcome, [OUTCOMES[k] for k in sorted(OUTCOMES)]),
             "reason": _categorical(reason, [REASONS[k] for k in sorted(REASONS)]),
             "warmup": t_start < out.warmup,
-        }
+        },
+        # the arrays above are this frame's own (views of the run's columns are copied):
+        # no second copy of every column while the run's columns are still alive
+        copy=False,
     )
     return frame
 
