@@ -7,9 +7,9 @@ pod at utilisation 0.5. Printed per configuration:
 
 * run speed: requests per CPU-second of the simulation itself (``Simulation.run``);
 * build (s): CPU time to build the cluster, kube-proxies and endpoint tables;
-* frames (s): CPU time to build the frames and summary (``npsim.run`` minus the above);
-* peak RSS and bytes per request: (peak RSS - RSS after imports) / requests, over the
-  whole ``npsim.run`` (simulation and frames).
+* request frame (s): CPU time to build the request DataFrame from the run's columns;
+* peak RSS and bytes per request: (peak RSS - RSS after loading the scenario) / requests,
+  over one whole ``npsim.run`` (simulation, frames, summary) in its own fresh process.
 
     python benchmarks/bench_scale.py                    # the issue's table, 1M requests
     python benchmarks/bench_scale.py --requests 200000  # quicker
@@ -69,40 +69,55 @@ def rss(field: str) -> int:
 def one(nodes: int, pods: int, requests: int) -> dict:
     """Measure one configuration in this process (called in a child)."""
     import npsim
-    from npsim.sim.engine import Simulation
-
     from npsim.scenario.schema import RunSpec
+    from npsim.sim.engine import Simulation
 
     data = scenario_data(nodes, pods, requests)
     if "limits" not in RunSpec.model_fields:  # an npsim from before run.limits
         del data["run"]["limits"]
     scenario = npsim.scenario_from_dict(data)
-    base = rss("VmRSS")
     t0 = time.process_time()
     sim = Simulation(scenario)
     build = time.process_time() - t0
     t0 = time.process_time()
-    sim.run()
+    out = sim.run()
     run = time.process_time() - t0
-    del sim
-    Path("/proc/self/clear_refs").write_text("5")  # the whole npsim.run, afresh
-    base = rss("VmRSS")
     t0 = time.process_time()
+    from npsim.results.frames import request_frame
+
+    request_frame(out)
+    frames = time.process_time() - t0
+    return {"nodes": nodes, "pods": pods, "run_speed": requests / run, "build": build,
+            "frames": frames}
+
+
+def peak(nodes: int, pods: int, requests: int) -> dict:
+    """Peak RSS of one whole ``npsim.run`` in a fresh process (called in a child)."""
+    import npsim
+    from npsim.scenario.schema import RunSpec
+
+    data = scenario_data(nodes, pods, requests)
+    if "limits" not in RunSpec.model_fields:
+        del data["run"]["limits"]
+    scenario = npsim.scenario_from_dict(data)
+    base = rss("VmRSS")
     result = npsim.run(scenario)
-    total = time.process_time() - t0
-    peak = rss("VmHWM")
-    return {"nodes": nodes, "pods": pods, "requests": len(result.requests),
-            "run_speed": requests / run, "build": build, "frames": total - build - run,
-            "peak_mb": peak / 2**20, "bytes_per_request": (peak - base) / requests}
+    top = rss("VmHWM")
+    return {"requests": len(result.requests), "peak_mb": top / 2**20,
+            "bytes_per_request": (top - base) / requests}
 
 
 def measure(nodes: int, pods: int, requests: int, npsim_dir: Path | None) -> dict:
     env = dict(os.environ)
     if npsim_dir is not None:
         env["PYTHONPATH"] = str(npsim_dir)
-    out = subprocess.run([sys.executable, __file__, "--one", str(nodes), str(pods),
-                          str(requests)], capture_output=True, text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    row = {}
+    for mode in ("--one", "--peak"):
+        out = subprocess.run([sys.executable, __file__, mode, str(nodes), str(pods),
+                              str(requests)], capture_output=True, text=True, env=env,
+                             check=True)
+        row.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    return row
 
 
 def table(rows: list[dict], label: str) -> list[str]:
@@ -110,7 +125,7 @@ def table(rows: list[dict], label: str) -> list[str]:
     lines = [f"{label}", "", head, "|---|" + "---:|" * len(rows)]
     for key, name, fmt in (("run_speed", "run speed (requests/CPU-s)", "{:,.0f}"),
                            ("build", "build (CPU s)", "{:.2f}"),
-                           ("frames", "frames + summary (CPU s)", "{:.2f}"),
+                           ("frames", "request frame (CPU s)", "{:.2f}"),
                            ("peak_mb", "peak RSS (MB)", "{:,.0f}"),
                            ("bytes_per_request", "bytes per request", "{:,.0f}")):
         lines.append(f"| {name} | " + " | ".join(fmt.format(r[key]) for r in rows) + " |")
@@ -125,9 +140,13 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, default=None,
                         help="another npsim checkout to measure interleaved with this one")
     parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--peak", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(*args.one)))
+        return
+    if args.peak:
+        print(json.dumps(peak(*args.peak)))
         return
     configs = [tuple(int(x) for x in c.split("/")) for c in args.configs.split(",")]
     mine, theirs = [], []
