@@ -11,9 +11,18 @@ import yaml
 
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
 from npsim.preflight import preflight
+from npsim.results.alerts import record_alerts
+from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
-from npsim.results.summary import format_summary, summarise
+from npsim.results.summary import (
+    add_incident_rows,
+    format_incidents,
+    format_summary,
+    incident_metrics,
+    summarise,
+)
+from npsim.results.timeseries import timeseries_frame
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
@@ -34,10 +43,17 @@ class Result:
     wall_seconds: float
     end_time: float
     meta: dict[str, object] = field(default_factory=dict)
+    # every transition (faults, control plane, kube-proxy syncs): see npsim/results/events.py
+    events: pd.DataFrame = field(default_factory=lambda: stack_events([]))
+    # one row per replication x time bucket (run.timeseriesBucket): see README "Frames"
+    timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
-        return format_summary(self.summary, self.pods, self.nodes)
+        text = format_summary(self.summary, self.pods, self.nodes)
+        if len(self.events):  # faults, balancer marks, alerts: the incidents block
+            text += "\n" + format_incidents(self.events, self.summary)
+        return text
 
     def metric(self, name: str, population: str | None = None) -> float:
         """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,
@@ -57,7 +73,9 @@ class Result:
             self.requests.to_parquet(tmp / "requests.parquet", index=False)
             self.pods.to_parquet(tmp / "pods.parquet", index=False)
             self.nodes.to_parquet(tmp / "nodes.parquet", index=False)
+            self.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
             self.summary.to_csv(tmp / "summary.csv", index=False)
+            self.events.to_parquet(tmp / "events.parquet", index=False)
             (tmp / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
 
         return write_atomically(Path(folder), write, overwrite=overwrite)
@@ -77,9 +95,13 @@ def resolved_yaml(scenario: Scenario) -> str:
         node_data["podCIDR"] = str(node.pod_cidr)
     node_ports = {(sp.service.name, sp.port.name, sp.port.port): sp.node_port
                   for sp in cluster.service_ports}
+    health = {sp.service.name: sp.health_check_node_port for sp in cluster.service_ports
+              if sp.health_check_node_port}
     for manifest in data["manifests"]:
         if manifest["kind"] != "Service":
             continue
+        if manifest["metadata"]["name"] in health:
+            manifest["spec"]["healthCheckNodePort"] = health[manifest["metadata"]["name"]]
         for port in manifest["spec"]["ports"]:
             key = (manifest["metadata"]["name"], port.get("name", ""), port["port"])
             if key in node_ports:
@@ -123,7 +145,8 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     revalidate(scenario)
     preflight(scenario, max_requests, max_memory)
     spec = scenario.spec
-    requests, pods, nodes = [], [], []
+    requests, pods, nodes, series, events = [], [], [], [], []
+    incidents: list[dict[str, float]] = []
     wall = 0.0
     end_time = 0.0
     windows: dict[int, float] = {}
@@ -134,10 +157,16 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
             def report(fraction: float, rep: int = rep) -> None:
                 progress((rep + fraction) / total)
         out = Simulation(scenario, replication=rep).run(report)
+        record_alerts(out, spec.monitoring)
         frame = request_frame(out)
         requests.append(frame)
         pods.append(pod_frame(out, frame))
         nodes.append(node_frame(out, frame))
+        events.append(event_frame(out.events, rep))
+        series.append(timeseries_frame(out, frame, spec.run.timeseries_bucket))
+        incidents.append(incident_metrics(
+            out.events.time, out.events.kind, series[-1],
+            spec.monitoring.slo if spec.monitoring else None, out.end_time, out.warmup))
         wall += out.wall_seconds
         end_time = max(end_time, out.end_time)
         windows[rep] = out.end_time - out.warmup
@@ -150,5 +179,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     node = concat_frames(nodes)
     summary = summarise(req, pod, windows,
                         reachable_pods(last_cluster, spec, spec.run.warmup, end_time))
+    summary = add_incident_rows(summary, incidents)
     return Result(scenario, req, pod, node, summary, wall, end_time,
-                  {"npsim_version": __version__, "seed": spec.run.seed})
+                  {"npsim_version": __version__, "seed": spec.run.seed},
+                  stack_events(events), timeseries=concat_frames(series))

@@ -110,6 +110,8 @@ def _pods_ever(scenario: Scenario) -> int:
     current = {name: dep.replicas for name, dep in scenario.deployments.items()}
     total = sum(current.values())
     for event in sorted(scenario.spec.events, key=lambda e: e.at):
+        if getattr(event, "scale", None) is None:  # faults and other events
+            continue
         name = event.scale.deployment
         if name in current:
             total += max(0, event.scale.replicas - current[name])

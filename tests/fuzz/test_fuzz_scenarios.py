@@ -29,7 +29,7 @@ from npsim.scenario.problems import ScenarioError
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
 BUNDLED = sorted(SCENARIOS.glob("*.yaml"))
-EXAMPLES_PER_SCENARIO = 120  # x 9 bundled scenarios: over 1,000 per CI run
+TOTAL_EXAMPLES = 1_050  # per CI run, spread over the bundled scenarios
 REQUESTS = 120  # each base scenario runs this many requests
 MAX_REQUESTS = 2_000  # what a mutated scenario may ask for before it is refused
 
@@ -59,6 +59,7 @@ def _inline(path: Path) -> dict[str, Any]:
 
 
 BASES = {path.name: _inline(path) for path in BUNDLED}
+EXAMPLES_PER_SCENARIO = -(-TOTAL_EXAMPLES // len(BASES))
 
 
 def _children(node: Any) -> list[Any]:
