@@ -94,6 +94,8 @@ def one(nodes: int, pods: int, requests: int) -> dict:
 def peak(nodes: int, pods: int, requests: int) -> dict:
     """Peak RSS of one whole ``npsim.run`` in a fresh process (called in a child)."""
     import npsim
+    import npsim.api  # noqa: F401 - everything a run imports, before the baseline
+    import npsim.results.summary  # noqa: F401
     from npsim.scenario.schema import RunSpec
 
     data = scenario_data(nodes, pods, requests)
