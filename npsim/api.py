@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,14 +52,15 @@ class Result:
     def save(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write the result folder atomically (parquet frames, summary.csv, resolved YAML)."""
 
-        def write(tmp: Path) -> None:
-            self.requests.to_parquet(tmp / "requests.parquet", index=False)
-            self.pods.to_parquet(tmp / "pods.parquet", index=False)
-            self.nodes.to_parquet(tmp / "nodes.parquet", index=False)
-            self.summary.to_csv(tmp / "summary.csv", index=False)
-            (tmp / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
+        return write_atomically(Path(folder), self.write_files, overwrite=overwrite)
 
-        return write_atomically(Path(folder), write, overwrite=overwrite)
+    def write_files(self, folder: Path) -> None:
+        """The result files, into an existing folder (``save`` does it atomically)."""
+        self.requests.to_parquet(folder / "requests.parquet", index=False)
+        self.pods.to_parquet(folder / "pods.parquet", index=False)
+        self.nodes.to_parquet(folder / "nodes.parquet", index=False)
+        self.summary.to_csv(folder / "summary.csv", index=False)
+        (folder / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
 
 
 def resolved_yaml(scenario: Scenario) -> str:
@@ -107,42 +108,78 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
     return out
 
 
-def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> Result:
+@dataclass
+class _Replication:
+    """The frames of one replication, as a worker process sends them back."""
+
+    requests: pd.DataFrame
+    pods: pd.DataFrame
+    nodes: pd.DataFrame
+    wall_seconds: float
+    end_time: float
+    window: float
+    reachable: dict[str, list[tuple[str, str]]]
+
+
+def _replication(scenario: Scenario, rep: int,
+                 progress: ProgressFn | None = None) -> _Replication:
+    out = Simulation(scenario, replication=rep).run(progress)
+    frame = request_frame(out)
+    spec = scenario.spec
+    return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
+                        out.end_time, out.end_time - out.warmup,
+                        reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
+
+
+def _replication_task(task: tuple[Scenario, int]) -> _Replication:
+    return _replication(*task)
+
+
+def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
+        jobs: int = 1, replications: Sequence[int] | None = None) -> Result:
     """Run every replication of a scenario and build the frames.
 
     ``scenario`` may be a loaded :class:`Scenario` or a path. ``progress(fraction)`` is
-    called about a hundred times per replication with the fraction of all work done.
+    called about a hundred times per replication with the fraction of all work done
+    (with ``jobs > 1``, once per finished replication). ``jobs`` runs replications on
+    that many processes; the result is the same whatever the number.
+    ``replications`` picks replication indexes to run (default ``range(run.replications)``);
+    replication ``r`` draws the same random numbers whichever others run with it.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     revalidate(scenario)
     spec = scenario.spec
-    requests, pods, nodes = [], [], []
-    wall = 0.0
-    end_time = 0.0
-    windows: dict[int, float] = {}
-    total = spec.run.replications
-    for rep in range(total):
-        report = None
-        if progress is not None:
-            def report(fraction: float, rep: int = rep) -> None:
-                progress((rep + fraction) / total)
-        out = Simulation(scenario, replication=rep).run(report)
-        frame = request_frame(out)
-        requests.append(frame)
-        pods.append(pod_frame(out, frame))
-        nodes.append(node_frame(out, frame))
-        wall += out.wall_seconds
-        end_time = max(end_time, out.end_time)
-        windows[rep] = out.end_time - out.warmup
-        last_cluster = out.cluster
-        del out
-        if progress is not None:
-            progress((rep + 1) / total)
-    req = concat_frames(requests)
-    pod = concat_frames(pods)
-    node = concat_frames(nodes)
+    reps = list(range(spec.run.replications)) if replications is None else list(replications)
+    total = len(reps)
+    done: dict[int, _Replication] = {}
+    if jobs > 1 and total > 1:
+        from npsim.sweep.pool import run_tasks
+
+        for i, rep_out in run_tasks(_replication_task, [(scenario, r) for r in reps], jobs):
+            done[i] = rep_out
+            if progress is not None:
+                progress(len(done) / total)
+    else:
+        for i, rep in enumerate(reps):
+            report = None
+            if progress is not None:
+                def report(fraction: float, i: int = i) -> None:
+                    progress((i + fraction) / total)
+            done[i] = _replication(scenario, rep, report)
+            if progress is not None:
+                progress((i + 1) / total)
+    parts = [done[i] for i in range(total)]
+    req = concat_frames([p.requests for p in parts])
+    pod = concat_frames([p.pods for p in parts])
+    node = concat_frames([p.nodes for p in parts])
+    windows = {rep: p.window for rep, p in zip(reps, parts, strict=True)}
+    reachable: dict[str, dict[str, str]] = {}
+    for part in parts:  # pods reachable in any replication, in order of first appearance
+        for scope, pairs in part.reachable.items():
+            reachable.setdefault(scope, {}).update(pairs)
     summary = summarise(req, pod, windows,
-                        reachable_pods(last_cluster, spec, spec.run.warmup, end_time))
-    return Result(scenario, req, pod, node, summary, wall, end_time,
+                        {scope: list(pairs.items()) for scope, pairs in reachable.items()})
+    return Result(scenario, req, pod, node, summary, sum(p.wall_seconds for p in parts),
+                  max(p.end_time for p in parts),
                   {"npsim_version": __version__, "seed": spec.run.seed})

@@ -58,7 +58,30 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
     return pd.DataFrame(rows)
 
 
-def _interval(values: np.ndarray) -> tuple[float, float, float]:
+# The range a metric can take. A t-interval knows nothing of it (Jain's index of nearly
+# even shares gave ci_high 1.0000069), so interval ends are clipped to it: the true mean
+# lies inside the range, and the clipped interval covers it whenever the raw one does.
+_FRACTIONS = ("cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
+              "pod_share_jain", "node_share_jain", "pod_share_gini", "node_share_gini",
+              "pod_utilisation_mean", "pod_utilisation_max")
+
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """(lowest, highest) value ``metric`` can take; (-inf, inf) for differences."""
+    if metric in _FRACTIONS:
+        return 0.0, 1.0
+    if metric.endswith("_max_over_mean"):
+        return 1.0, math.inf
+    if metric.startswith(("latency_", "throughput", "queue_wait", "requests_", "failed_")) \
+            or metric.endswith("_cv"):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def confidence_interval(values: np.ndarray, metric: str = "") -> tuple[float, float, float]:
+    """(mean, low, high): the 95% Student-t interval over replications, kept inside the
+    metric's range (:func:`metric_bounds`); NaN ends with fewer than two values."""
+    values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return math.nan, math.nan, math.nan
@@ -66,7 +89,8 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
     if len(values) < 2:
         return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    low, high = metric_bounds(metric)
+    return mean, max(mean - half, low), min(mean + half, high)
 
 
 def summarise(
@@ -119,7 +143,7 @@ def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float]
             add(scope, f"failed_{reason}", float(count))
     per_rep = _per_replication(requests, windows, candidates)
     for column in per_rep.columns.drop("replication"):
-        add(scope, column, *_interval(per_rep[column].to_numpy(dtype=float)))
+        add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
 
 
 def _pct(value: float) -> str:

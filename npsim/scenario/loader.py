@@ -47,6 +47,9 @@ class Scenario:
         self.base_dir = base_dir
         self.source = source
         self.warnings = warnings if warnings is not None else []
+        from npsim.scenario.changes import check_assignments
+
+        check_assignments(self)
 
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
@@ -64,9 +67,19 @@ class Scenario:
         """A deep copy to vary without touching this one (what-if comparisons)."""
         return copy.deepcopy(self)
 
+    def with_changes(self, changes: dict[str, Any]) -> Scenario:
+        """A validated copy with ``changes`` applied: YAML key paths to YAML values,
+        e.g. ``{"cluster.proxyMode": "ipvs", "deployments.nginx.replicas": 6}`` (the
+        paths ``npsim run --set`` takes; see npsim/scenario/changes.py)."""
+        from npsim.scenario.changes import with_changes
+
+        return with_changes(self, changes)
+
     def to_dict(self) -> dict[str, Any]:
         """The fully defaulted scenario, manifests inlined, units written out exactly."""
         data = self.spec.model_dump(mode="json", by_alias=True)
+        if data.get("variants") is None:
+            data.pop("variants", None)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
         ]

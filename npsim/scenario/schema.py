@@ -14,6 +14,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -34,6 +36,22 @@ class Model(BaseModel):
         populate_by_name=True,
         validate_assignment=True,
     )
+    # where this model sits in the scenario (``cluster.ipvs``), for assignment errors
+    _npsim_path: str = PrivateAttr(default="")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assignments are validated; YAML keys work as names (``proxyMode``); errors
+        are :class:`ScenarioError` naming the path, like a scenario file's."""
+        if name.startswith("_"):
+            super().__setattr__(name, value)
+            return
+        from npsim.scenario.changes import assignment_error, checked_field
+
+        field = checked_field(self, name)
+        try:
+            super().__setattr__(field, value)
+        except ValidationError as exc:
+            raise assignment_error(self, field, exc) from None
 
 
 class NodeSpec(Model):
@@ -392,6 +410,38 @@ class EventSpec(Model):
     scale: ScaleSpec
 
 
+def _variant_list(value: Any) -> Any:
+    return {"each": value} if isinstance(value, list) else value
+
+
+class VariantSpec(Model):
+    """One named change-set of a sweep: YAML key paths to values (``npsim run --set``)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
+    changes: dict[str, Any] = Field(default={}, alias="set")
+
+
+class VariantsSpec(Model):
+    """What ``npsim sweep`` compares: named change-sets (``each``), crossed with every
+    combination of a ``grid`` of paths to value lists; ``baseline`` names the variant the
+    others are compared with (default: the first)."""
+
+    baseline: str | None = None
+    each: list[VariantSpec] = []
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+
+    @model_validator(mode="after")
+    def _something(self) -> VariantsSpec:
+        if not self.each and not self.grid:
+            raise ValueError("give 'each' (a list of {name, set}) and/or 'grid' "
+                             "(paths to lists of values)")
+        names = [v.name for v in self.each]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
 class ScenarioSpec(Model):
     npsim_version: str | None = None  # written into scenario.resolved.yaml
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -402,3 +452,5 @@ class ScenarioSpec(Model):
     clients: list[ClientSpec] = Field(min_length=1)
     events: list[EventSpec] = []
     run: RunSpec
+    # what ``npsim sweep`` varies (``npsim run`` ignores it)
+    variants: Annotated[VariantsSpec | None, BeforeValidator(_variant_list)] = None
