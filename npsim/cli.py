@@ -1,4 +1,4 @@
-"""``npsim`` command line: run, validate, explain.
+"""``npsim`` command line: run, validate, explain, sweep, plan.
 
 Bad input (scenario, manifests, flags) prints every problem, with file, line, column and
 field, and exits 2 without writing anything. Only this module reads argv.
@@ -10,6 +10,7 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,10 +63,15 @@ def validate(scenario: str) -> None:
 @click.option("--replications", type=click.IntRange(min=1), default=None,
               help="Override run.replications.")
 @click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a scenario key, e.g. --set workloads.nginx.workers=8 "
+                   "(YAML key path and value; repeatable).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run replications on this many processes (same results for any N).")
 def run(scenario: str, out: str | None, force: bool, seed: int | None,
-        replications: int | None, no_save: bool) -> None:
+        replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int) -> None:
     """Run SCENARIO, print a summary and write the result folder."""
-    loaded = _load(scenario)
+    loaded = _with_settings(_load(scenario), settings)
     if seed is not None:
         loaded.spec.run.seed = seed
     if replications is not None:
@@ -86,7 +92,7 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
             bar.update(int(fraction * steps) - bar.pos)
 
         try:
-            result = run_scenario(loaded, progress=advance)
+            result = run_scenario(loaded, progress=advance, jobs=jobs)
         except ScenarioError as exc:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -138,6 +144,154 @@ def explain(scenario: str, service: str | None, node: str | None,
     for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
                       loaded.spec.cluster.other_services.count):
         click.echo(step)
+
+
+def _with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
+    """``--set PATH=VALUE`` changes, validated like the file (exit 2 naming the path)."""
+    if not settings:
+        return scenario
+    from npsim.scenario.changes import ChangeError, parse_assignment
+
+    changes = {}
+    for text in settings:
+        try:
+            path, value = parse_assignment(text)
+        except ChangeError as exc:
+            _usage(str(exc))
+        changes[path] = value
+    try:
+        return scenario.with_changes(changes)
+    except ScenarioError as exc:
+        click.echo(exc.report().replace("in the scenario", "in the --set changes", 1),
+                   err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Sweep folder (default results/<scenario-name>/sweep-seed-<seed>); "
+                   "a rerun into it resumes, recomputing nothing that finished.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes to use (default: every core).")
+@click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
+              help="Run on this Dask scheduler instead (its workers must see --out).")
+@click.option("--replications", type=click.IntRange(min=1), default=None,
+              help="Override run.replications.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a key in every variant (repeatable).")
+def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | None,
+          replications: int | None, settings: tuple[str, ...]) -> None:
+    """Run every variant x replication of SCENARIO and compare the variants.
+
+    Writes OUT/sweep.parquet (variant, replication, metric, value), summary.csv (mean and
+    95% CI per variant), paired.csv (differences against the baseline variant),
+    report.md, and one result folder per run under OUT/runs/. Exit 1 if a run failed.
+    """
+    from npsim.sweep.pool import WorkerDied
+    from npsim.sweep.runner import sweep as run_sweep
+    from npsim.sweep.store import SweepMismatch
+
+    loaded = _with_settings(_load(scenario), settings)
+    if replications is not None:
+        loaded = _with_settings(loaded, (f"run.replications={replications}",))
+    target = Path(out) if out else (Path("results") / loaded.spec.name
+                                    / f"sweep-seed-{loaded.spec.run.seed}")
+    _check_writable(target)
+    client = _dask_client(dask_address) if dask_address else None
+    bar = _RunsBar()
+    try:
+        result = run_sweep(loaded, target, jobs=jobs, client=client, progress=bar.update)
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except SweepMismatch as exc:
+        _usage(str(exc))
+    except WorkerDied as exc:
+        bar.close()
+        click.echo(f"error: {exc}. Finished runs are kept: run the same command again to "
+                   "resume.", err=True)
+        sys.exit(1)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    n = len(result.variants)
+    click.echo(f"npsim {__version__}  sweep {loaded.spec.name}  {n} variant{'s' * (n != 1)} x "
+               f"{loaded.spec.run.replications} replications  {result.computed} runs made "
+               f"in {result.wall_seconds:.1f}s wall")
+    click.echo(result.report())
+    click.echo(f"results    {result.folder}/")
+    if not result.failures.empty:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--target", required=True, metavar='"METRIC < VALUE"',
+              help='What must hold, e.g. "latency_p99 < 50ms" or "throughput >= 900/s".')
+@click.option("--vary", required=True, metavar="PATH=LOW..HIGH[:STEP]",
+              help="The key to search, e.g. deployments.nginx.replicas=1..64 or "
+                   "clients[0].arrival.rate=100/s..5000/s:100/s.")
+@click.option("--largest", is_flag=True,
+              help="Find the largest value that meets the target (default: smallest).")
+@click.option("--replications", type=click.IntRange(min=2), default=None,
+              help="Replications per value probed (default run.replications, at least 5).")
+@click.option("--max-replications", type=click.IntRange(min=2), default=None,
+              help="Add replications up to this many while a value is uncertain "
+                   "(default 4x --replications).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes to use (default: every core).")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a scenario key first (repeatable).")
+def plan(scenario: str, target: str, vary: str, largest: bool, replications: int | None,
+         max_replications: int | None, jobs: int | None, settings: tuple[str, ...]) -> None:
+    """Find the smallest (or largest) value of a key that meets a target, with 95%
+    confidence, by bisection (assumes the metric moves one way with the value)."""
+    from npsim.sweep.planner import PlanError, plan_search
+
+    loaded = _with_settings(_load(scenario), settings)
+    try:
+        outcome = plan_search(loaded, target, vary, largest=largest,
+                              replications=replications, max_replications=max_replications,
+                              jobs=jobs, log=click.echo)
+    except PlanError as exc:
+        _usage(str(exc))
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(outcome.answer_line())
+
+
+class _RunsBar:
+    """Runs finished, with an ETA, on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=max(total, 1), label="runs", file=sys.stderr,
+                                         hidden=not sys.stderr.isatty(), show_eta=True,
+                                         show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _dask_client(address: str) -> Any:
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        _usage("--dask needs Dask: pip install 'npsim[dask]'")
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        _usage(f"--dask {address}: cannot reach the scheduler ({exc})")
 
 
 def _check_writable(target: Path) -> None:
