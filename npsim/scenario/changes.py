@@ -129,14 +129,20 @@ def resolve(data: dict[str, Any], path: str) -> list[str | int]:
     return out
 
 
-def _set(data: dict[str, Any], location: list[str | int], value: Any) -> None:
+def _set(data: dict[str, Any], location: list[str | int], value: Any) -> str:
+    """Set the value; return a hint when the key is new (a likely misspelling)."""
     node: Any = data
     for step in location[:-1]:
         node = node[step]
+    hint = ""
+    if isinstance(node, dict) and location[-1] not in node:
+        close = difflib.get_close_matches(str(location[-1]), [str(k) for k in node], n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
     if location == ["cluster", "nodes"] and isinstance(value, int) and not isinstance(
             value, bool):
         value = _resize_nodes(node["nodes"], value)
     node[location[-1]] = copy.deepcopy(value)
+    return hint
 
 
 def _resize_nodes(nodes: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -170,32 +176,34 @@ def with_changes(scenario: Scenario, changes: Mapping[str, Any]) -> Scenario:
 
     data = scenario.to_dict()
     data.pop("npsimVersion", None)
-    located: list[tuple[str, str, Any]] = []  # (user path, concrete path, value)
+    located: list[tuple[str, str, Any, str]] = []  # (user path, concrete path, value, hint)
     problems: list[Problem] = []
     for path, value in changes.items():
         try:
             location = resolve(data, path)
-            _set(data, location, value)
+            hint = _set(data, location, value)
         except ChangeError as exc:
             problems.append(Problem(None, "", str(exc)))
             continue
-        located.append((path, format_path(location), value))
+        located.append((path, format_path(location), value, hint))
+    try:
+        changed = scenario_from_dict(data, scenario.base_dir, f"{scenario.source} (changed)")
+    except ScenarioError as exc:  # every problem at once, path problems first
+        raise ScenarioError(problems + [_rename(p, located) for p in exc.problems]) from None
     if problems:
         raise ScenarioError(problems)
-    try:
-        return scenario_from_dict(data, scenario.base_dir, f"{scenario.source} (changed)")
-    except ScenarioError as exc:
-        raise ScenarioError([_rename(p, located) for p in exc.problems]) from None
+    return changed
 
 
-def _rename(problem: Problem, located: list[tuple[str, str, Any]]) -> Problem:
+def _rename(problem: Problem, located: list[tuple[str, str, Any, str]]) -> Problem:
     """A problem in the changed data, named by the path the user changed (line numbers
     of generated text would mean nothing)."""
-    for user_path, concrete, value in located:
+    for user_path, concrete, value, hint in located:
         if problem.path == concrete or problem.path.startswith((concrete + ".",
                                                                 concrete + "[")):
             tail = problem.path[len(concrete):]
-            return Problem(None, f"{user_path}{tail} (set to {value!r})", problem.message)
+            return Problem(None, f"{user_path}{tail} (set to {value!r})",
+                           problem.message + (hint if problem.path == concrete else ""))
     return Problem(None, problem.path, problem.message + " (after the changes)")
 
 

@@ -72,7 +72,9 @@ def _fmt(metric: str, value: float) -> str:
         return "-"
     if metric.startswith(("latency", "queue_wait")):
         return format_duration(value, 4)
-    if metric.endswith(("fraction", "jain")):
+    if metric.endswith("jain"):
+        return f"{value:.4f}"
+    if metric.endswith("fraction"):
         return f"{value:.1%}"
     return f"{value:.4g}"
 
