@@ -284,12 +284,12 @@ class _RunsBar:
 
 
 def _dask_client(address: str) -> Any:
+    from npsim.sweep.on_dask import connect
+
     try:
-        from dask.distributed import Client
+        return connect(address)
     except ImportError:
         _usage("--dask needs Dask: pip install 'npsim[dask]'")
-    try:
-        return Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as exc:
         _usage(f"--dask {address}: cannot reach the scheduler ({exc})")
 

@@ -56,7 +56,9 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], jobs: int | None = None,
     if not tasks:
         return
     if client is not None:
-        yield from _on_dask(fn, tasks, client)
+        from npsim.sweep.on_dask import run_on_dask
+
+        yield from run_on_dask(fn, tasks, client)
         return
     jobs = default_jobs() if jobs is None else jobs
     if jobs <= 1 or len(tasks) == 1:
@@ -83,15 +85,3 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], jobs: int | None = None,
         finally:
             for future in pending:
                 future.cancel()
-
-
-def _on_dask(fn: Callable[[T], R], tasks: Sequence[T], client: Any) -> Iterator[tuple[int, R]]:
-    from dask.distributed import as_completed
-
-    futures = {client.submit(fn, task, pure=False): i for i, task in enumerate(tasks)}
-    try:
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    finally:
-        for future in futures:
-            future.cancel()
