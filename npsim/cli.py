@@ -46,10 +46,19 @@ def validate(scenario: str) -> None:
     """Check SCENARIO and report every problem at once (exit 2 if any)."""
     loaded = _load(scenario)
     spec = loaded.spec
+    variants = ""
+    if spec.variants is not None:  # every variant must be valid before a sweep starts
+        from npsim.sweep.variants import expand
+
+        try:
+            variants = f", {len(expand(loaded)[0])} variants"
+        except ScenarioError as exc:
+            click.echo(exc.report(), err=True)
+            sys.exit(EXIT_BAD_INPUT)
     click.echo(
         f"{scenario}: ok - {len(spec.cluster.nodes)} nodes, {len(loaded.services)} services, "
         f"{len(loaded.deployments)} deployments, {len(spec.clients)} client populations"
-        + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
+        + variants + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
     )
 
 

@@ -429,6 +429,8 @@ class VariantsSpec(Model):
     baseline: str | None = None
     each: list[VariantSpec] = []
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    # metrics in the sweep's report.md table (default: latency, throughput, spread)
+    report: list[str] = []
 
     @model_validator(mode="after")
     def _something(self) -> VariantsSpec:

@@ -14,6 +14,7 @@ run was made from the same resolved scenario; a different one is refused, not re
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -21,9 +22,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from npsim.api import resolved_yaml
+from npsim.api import Result, resolved_yaml
 from npsim.api import run as run_scenario
 from npsim.results.store import write_atomically
 from npsim.scenario.loader import Scenario
@@ -58,12 +60,21 @@ def failed_folder(folder: Path) -> Path:
     return folder.with_name(folder.name + ".failed")
 
 
-def tidy_metrics(variant: str, replication: int, summary: pd.DataFrame) -> pd.DataFrame:
-    """The ``all``-scope summary of one run as (variant, replication, metric, value)."""
-    rows = summary[summary["scope"] == "all"]
-    return pd.DataFrame({"variant": variant, "replication": replication,
-                         "metric": rows["metric"].to_numpy(),
-                         "value": rows["value"].to_numpy(dtype=float)})[METRIC_COLUMNS]
+def tidy_metrics(variant: str, replication: int, result: Result) -> pd.DataFrame:
+    """One run as (variant, replication, metric, value): the ``all``-scope summary, plus
+    ``first_packet_p50``/``_p99``, kube-proxy's part of a new connection's latency after
+    the warm-up (what grows with the number of Services in iptables mode)."""
+    rows = result.summary[result.summary["scope"] == "all"]
+    metrics = list(rows["metric"])
+    values = list(rows["value"].to_numpy(dtype=float))
+    req = result.requests
+    new = req.loc[(~req["warmup"] & req["new_connection"] & req["pod"].notna()).to_numpy(),
+                  "proxy"].to_numpy(dtype=float)
+    for name, q in (("first_packet_p50", 0.5), ("first_packet_p99", 0.99)):
+        metrics.append(name)
+        values.append(float(np.quantile(new, q)) if len(new) else math.nan)
+    return pd.DataFrame({"variant": variant, "replication": replication, "metric": metrics,
+                         "value": np.asarray(values, dtype=float)})[METRIC_COLUMNS]
 
 
 def execute(task: RunTask) -> RunRecord:
@@ -81,7 +92,7 @@ def execute(task: RunTask) -> RunRecord:
             write_atomically(failed_folder(task.folder), write_error, overwrite=True)
         return RunRecord(task.variant, task.replication, None, error.strip().splitlines()[-1],
                          0.0)
-    metrics = tidy_metrics(task.variant, task.replication, result.summary)
+    metrics = tidy_metrics(task.variant, task.replication, result)
     if task.folder is not None:
         def write(tmp: Path) -> None:
             result.write_files(tmp)

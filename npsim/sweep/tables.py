@@ -70,7 +70,7 @@ def paired_differences(runs: pd.DataFrame, order: list[str], baseline: str) -> p
 def _fmt(metric: str, value: float) -> str:
     if value != value:
         return "-"
-    if metric.startswith(("latency", "queue_wait")):
+    if metric.startswith(("latency", "queue_wait", "first_packet")):
         return format_duration(value, 4)
     if metric.endswith("jain"):
         return f"{value:.4f}"
@@ -80,7 +80,7 @@ def _fmt(metric: str, value: float) -> str:
 
 
 def comparison_table(summary: pd.DataFrame, paired: pd.DataFrame, baseline: str,
-                     metrics: tuple[str, ...] = REPORT_METRICS) -> str:
+                     metrics: tuple[str, ...] | list[str] = REPORT_METRICS) -> str:
     """Markdown: each variant's mean [95% CI] per metric, then the paired differences
     against the baseline with the unpaired CI half-width for comparison."""
     metrics = tuple(m for m in metrics if m in set(summary["metric"]))

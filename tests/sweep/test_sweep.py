@@ -122,7 +122,8 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(scenario, tmp_path, monk
 def test_grids_name_their_variants_and_bad_variants_name_themselves() -> None:
     data = variants_dict()
     data["variants"] = {"grid": {"cluster.proxyMode": ["iptables", "ipvs"],
-                                 "workloads.web.workers": [1, 2]}, "baseline": "proxyMode=ipvs,workers=1"}
+                                 "workloads.web.workers": [1, 2]},
+                        "baseline": "proxyMode=ipvs,workers=1"}
     variants, baseline = expand(npsim.scenario_from_dict(data))
     assert [v.name for v in variants] == ["proxyMode=iptables,workers=1",
                                           "proxyMode=iptables,workers=2",
