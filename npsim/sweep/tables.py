@@ -99,14 +99,21 @@ def comparison_table(summary: pd.DataFrame, paired: pd.DataFrame, baseline: str,
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if paired.empty:
         return "\n".join(lines)
-    lines += ["", f"Differences against `{baseline}` (mean over replications; paired 95% CI "
-              "half-width, and unpaired for comparison):", "",
-              "| variant | metric | difference | paired +- | unpaired +- |",
-              "|---|---|---:|---:|---:|"]
-    for _, r in paired[paired["metric"].isin(metrics)].iterrows():
-        paired_half = (r["ci_high"] - r["ci_low"]) / 2
-        unpaired_half = (r["unpaired_ci_high"] - r["unpaired_ci_low"]) / 2
-        m = r["metric"]
-        lines.append(f"| {r['variant']} | {m} | {_fmt(m, r['difference'])} | "
-                     f"{_fmt(m, paired_half)} | {_fmt(m, unpaired_half)} |")
+    lines += ["", f"Differences against `{baseline}`: mean over replications +- the paired 95% "
+              "CI half-width (unpaired half-width in parentheses: what the comparison would "
+              "cost without common random numbers).", "",
+              "| variant | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    diffs = paired.set_index(["variant", "metric"])
+    for variant in dict.fromkeys(paired["variant"]):
+        cells = []
+        for m in metrics:
+            if (variant, m) not in diffs.index:
+                cells.append("-")
+                continue
+            r = diffs.loc[(variant, m)]
+            paired_half = (r["ci_high"] - r["ci_low"]) / 2
+            unpaired_half = (r["unpaired_ci_high"] - r["unpaired_ci_low"]) / 2
+            cells.append(f"{_fmt(m, r['difference'])} +- {_fmt(m, paired_half)} "
+                         f"({_fmt(m, unpaired_half)})")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

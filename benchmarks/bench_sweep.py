@@ -1,0 +1,122 @@
+"""Parallel runs: a 32-run sweep on 2 processes against 1, ``npsim run --jobs 2`` against
+``--jobs 1`` on 4 replications, and a Dask LocalCluster (2 workers) against the local
+pool. Timings are wall clock of the whole call (pool start-up included); rounds are
+interleaved (A B B A ...) so that other load on the machine hits both sides alike.
+
+Run: .venv/bin/python benchmarks/bench_sweep.py [--rounds N] [--quick]
+Figures go in benchmarks/RESULTS.md (section "Parallel runs").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchcommon import ROOT, header_lines, npsim_source
+
+import npsim
+
+
+def scenario(quick: bool) -> npsim.Scenario:
+    """The quick start with 4 variants (workers 3..6) x 8 replications = 32 runs."""
+    base = npsim.load_scenario(ROOT / "scenarios" / "quickstart.yaml")
+    return base.with_changes({
+        "run.duration": "5s" if quick else "20s", "run.warmup": "1s", "run.replications": 8,
+        "variants": {"grid": {"workloads.nginx.workers": [3, 4, 5, 6]}}})
+
+
+def timed(fn) -> tuple[float, float]:  # noqa: ANN001
+    cpu0 = os.times()
+    start = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - start
+    cpu1 = os.times()
+    cpu = sum(getattr(cpu1, f) - getattr(cpu0, f)
+              for f in ("user", "system", "children_user", "children_system"))
+    return wall, cpu
+
+
+def interleave(rounds: int, sides: dict[str, object]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            out[name].append(timed(sides[name])[0])
+    return out
+
+
+def fresh_sweep(s: npsim.Scenario, **kw) -> None:  # noqa: ANN003
+    out = Path(tempfile.mkdtemp(prefix="npsim-bench-"))
+    try:
+        npsim.run_sweep(s, out, **kw)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    s = scenario(args.quick)
+    load0 = os.getloadavg()[0]
+    # the fork server starts once per process: warm it so both sides pay the same
+    fresh_sweep(s.with_changes({"run.replications": 2}), jobs=2)
+
+    sweep_times = interleave(args.rounds, {
+        "1 process": lambda: fresh_sweep(s, jobs=1),
+        "2 processes": lambda: fresh_sweep(s, jobs=2)})
+
+    reps = s.with_changes({"variants": None, "run.replications": 4, "run.duration": "40s"
+                           if not args.quick else "5s"})
+    run_times = interleave(args.rounds, {
+        "run --jobs 1": lambda: npsim.run(reps, jobs=1),
+        "run --jobs 2": lambda: npsim.run(reps, jobs=2)})
+
+    from dask.distributed import Client, LocalCluster
+
+    start = time.perf_counter()
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    client = Client(cluster)
+    dask_start = time.perf_counter() - start
+    fresh_sweep(s.with_changes({"run.replications": 2}), client=client)  # workers import npsim
+    dask_times = interleave(args.rounds, {
+        "local pool, 2 processes": lambda: fresh_sweep(s, jobs=2),
+        "Dask LocalCluster, 2 workers": lambda: fresh_sweep(s, client=client)})
+    client.close()
+    cluster.close()
+    load1 = os.getloadavg()[0]
+
+    def row(times: dict[str, list[float]]) -> list[str]:
+        return [f"| {name} | {statistics.median(v):.2f} | {', '.join(f'{x:.2f}' for x in v)} |"
+                for name, v in times.items()]
+
+    med = {k: statistics.median(v) for d in (sweep_times, run_times, dask_times)
+           for k, v in d.items()}
+    lines = ["## Parallel runs (benchmarks/bench_sweep.py)", "",
+             *header_lines(args.quick, npsim_source(), ""),
+             f"- load average (1 min) at start/end: {load0:.2f} / {load1:.2f} (8 agents "
+             "share this 2-core machine)",
+             f"- sweep: quickstart, 4 variants x 8 replications = 32 runs of "
+             f"{s.spec.run.duration:g}s at 2000/s, each run written as a result folder",
+             "", "| what | wall s (median) | rounds |", "|---|---:|---|",
+             *row(sweep_times), *row(run_times), *row(dask_times), "",
+             f"- **32-run sweep, 2 processes vs 1: {med['1 process'] / med['2 processes']:.2f}x**"
+             " (target >= 1.8x)",
+             f"- **npsim run, 4 replications, --jobs 2 vs 1: "
+             f"{med['run --jobs 1'] / med['run --jobs 2']:.2f}x** (target >= 1.8x)",
+             f"- **Dask LocalCluster (2 workers) vs local pool: "
+             f"{(med['Dask LocalCluster, 2 workers'] / med['local pool, 2 processes'] - 1):+.1%}"
+             f" overhead** (target < 10%); starting the cluster took {dask_start:.1f}s (not "
+             "counted)"]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
