@@ -122,4 +122,12 @@ def _write_tables(result: SweepResult, scenario: Scenario) -> None:
               f"{scenario.source}`; seed {spec.run.seed}, common random numbers across "
               "variants. Each cell is the mean over replications [95% CI].\n\n"
               + (f"{spec.description.strip()}\n\n" if spec.description.strip() else ""))
-    write_file(out / "report.md", lambda p: p.write_text(header + result.report() + "\n"))
+    figure = ""
+    if not result.summary.empty:
+        from npsim.sweep.figure import comparison_figure
+
+        fig = comparison_figure(result.summary, result.baseline, result.report_metrics)
+        write_file(out / "comparison.png", lambda p: fig.savefig(p, format="png", dpi=90))
+        figure = "![mean and 95% CI per variant](comparison.png)\n\n"
+    write_file(out / "report.md",
+               lambda p: p.write_text(header + figure + result.report() + "\n"))

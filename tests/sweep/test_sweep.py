@@ -194,5 +194,6 @@ def test_cli_sweep_writes_the_tables_and_stays_quiet_off_a_terminal(tmp_path) ->
     assert result.exit_code == 0, result.output
     assert "2 variants x 2 replications  4 runs made" in result.output
     assert "runs" not in result.stderr if hasattr(result, "stderr") else True
-    assert {"sweep.parquet", "summary.csv", "paired.csv", "report.md", "runs"} <= {
+    assert {"sweep.parquet", "summary.csv", "paired.csv", "report.md", "comparison.png",
+            "runs"} <= {
         p.name for p in (tmp_path / "o").iterdir()}
