@@ -43,6 +43,9 @@ def comparison_figure(summary: pd.DataFrame, baseline: str, metrics: Sequence[st
         ax.errorbar(mean, y, xerr=err, fmt="none", ecolor="0.5", capsize=2)
         ax.scatter(mean, y, c=colours, s=14, zorder=3)
         ax.axvline(mean[variants.index(baseline)], color="tab:red", lw=0.8, ls="--")
+        positive = mean[mean > 0]
+        if len(positive) and positive.max() > 20 * positive.min():  # one outlier would
+            ax.set_xscale("log")  # squash every other variant against the axis
         ax.set_xlabel(label)
         ax.grid(axis="x", alpha=0.3)
     for ax in axes[len(metrics):]:
