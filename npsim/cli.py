@@ -280,9 +280,9 @@ class _RunsBar:
 
     def update(self, done: int, total: int) -> None:
         if self.bar is None:
+            quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
             self.bar = click.progressbar(length=max(total, 1), label="runs", file=sys.stderr,
-                                         hidden=not sys.stderr.isatty(), show_eta=True,
-                                         show_pos=True)
+                                         hidden=quiet, show_eta=True, show_pos=True)
             self.bar.__enter__()
         self.bar.update(done - self.bar.pos)
 
