@@ -155,6 +155,10 @@ def explain(scenario: str, service: str | None, node: str | None,
         click.echo(step)
 
 
+_JOBS_OPTION = click.option("--jobs", type=click.IntRange(min=1), default=None,
+                            help="Processes to use (default: every core).")
+
+
 def _with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
     """``--set PATH=VALUE`` changes, validated like the file (exit 2 naming the path)."""
     if not settings:
@@ -181,8 +185,7 @@ def _with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Sweep folder (default results/<scenario-name>/sweep-seed-<seed>); "
                    "a rerun into it resumes, recomputing nothing that finished.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Processes to use (default: every core).")
+@_JOBS_OPTION
 @click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
               help="Run on this Dask scheduler instead (its workers must see --out).")
 @click.option("--replications", type=click.IntRange(min=1), default=None,
@@ -249,8 +252,7 @@ def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | 
 @click.option("--max-replications", type=click.IntRange(min=2), default=None,
               help="Add replications up to this many while a value is uncertain "
                    "(default 4x --replications).")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Processes to use (default: every core).")
+@_JOBS_OPTION
 @click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
               help="Change a scenario key first (repeatable).")
 def plan(scenario: str, target: str, vary: str, largest: bool, replications: int | None,

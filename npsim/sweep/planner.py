@@ -202,27 +202,19 @@ def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = F
 
     say(f"searching {path} in {values[0]}..{values[-1]} ({len(values)} values) for the "
         f"{'largest' if largest else 'smallest'} meeting {target.strip()}")
-    lo, hi = 0, len(values) - 1
-    if largest:  # meets for small values, then stops meeting
-        if not meets(lo):
-            answer = None
-        elif meets(hi):
-            answer = hi
-        else:
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if meets(mid) else (lo, mid)
-            answer = lo
-    else:  # stops failing as the value grows
-        if not meets(hi):
-            answer = None
-        elif meets(lo):
-            answer = lo
-        else:
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (lo, mid) if meets(mid) else (mid, hi)
-            answer = hi
+    # search in the order in which values stop failing: increasing for the smallest,
+    # decreasing for the largest (more load meets the target less)
+    order = list(range(len(values)))[::-1] if largest else list(range(len(values)))
+    lo, hi = 0, len(order) - 1
+    if not meets(order[hi]):
+        answer = None
+    elif meets(order[lo]):
+        answer = order[lo]
+    else:  # order[lo] fails, order[hi] meets
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if meets(order[mid]) else (mid, hi)
+        answer = order[hi]
     outcome.answer = None if answer is None else values[answer]
     sure = ""
     if answer is not None:

@@ -66,3 +66,11 @@ def test_targets_and_ranges_read_units() -> None:
     assert parse_vary("deployments.nginx.replicas=1..64")[1] == list(range(1, 65))
     with pytest.raises(PlanError, match="LOW..HIGH"):
         parse_vary("deployments.nginx.replicas=64")
+
+
+def test_the_largest_value_search_finds_the_erlang_c_answer_too() -> None:
+    """The largest worker count whose queue wait stays above 0.4 ms: 6 (Erlang C)."""
+    outcome = plan_search(npsim.scenario_from_dict(mmc_dict()), "queue_wait_mean > 0.4ms",
+                          "workloads.web.workers=5..8", largest=True, jobs=1)
+    a = RATE * MEAN
+    assert outcome.answer == max(c for c in range(5, 9) if erlang_c_wait(c, a, MEAN) > 0.4e-3)
