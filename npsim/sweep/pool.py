@@ -5,15 +5,17 @@ Used for the replications of one ``npsim run --jobs N`` and for the runs of a sw
 Every task is deterministic on its own (seed, replication, variant), so results never
 depend on how many processes ran them or in which order they finished.
 
-Processes start from a fork server that has imported npsim once (``forkserver``): cheap
-to start, and safe even when the parent already runs threads (pyarrow, Dask), which a
-plain ``fork`` is not.
+Workers are forked from this process when it runs no other Python thread (they start
+at once, npsim already imported); otherwise (a notebook with Dask or other threads
+running) from a fork server that imports npsim once, since forking a process whose
+threads may hold locks is not safe.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -37,7 +39,10 @@ def default_jobs() -> int:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["npsim.api"])
         return ctx

@@ -144,7 +144,8 @@ def test_run_jobs_gives_the_same_result_as_one_process() -> None:
 
 
 def _pool_workers(pid: int) -> list[int]:
-    """The pool's worker processes under ``pid``: the children of its fork server."""
+    """The pool's worker processes under ``pid``: forked copies of it (same command
+    line), directly or through a fork server; not its resource tracker."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -153,9 +154,18 @@ def _pool_workers(pid: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    servers = [c for c in children.get(pid, [])
-               if b"forkserver" in Path(f"/proc/{c}/cmdline").read_bytes()]
-    return [w for server in servers for w in children.get(server, [])]
+
+    def cmdline(p: int) -> bytes:
+        try:
+            return Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    own = cmdline(pid)
+    direct = children.get(pid, [])
+    servers = [c for c in direct if b"forkserver" in cmdline(c)]
+    return ([c for c in direct if cmdline(c) == own]
+            + [w for server in servers for w in children.get(server, [])])
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find worker processes")
