@@ -3,8 +3,9 @@
 pool. Timings are wall clock of the whole call (pool start-up included); rounds are
 interleaved (A B B A ...) so that other load on the machine hits both sides alike.
 
-Run: .venv/bin/python benchmarks/bench_sweep.py [--rounds N] [--quick]
-Figures go in benchmarks/RESULTS.md (section "Parallel runs").
+Run: .venv/bin/python benchmarks/bench_sweep.py [--rounds N] [--quick] [--output FILE]
+(default output benchmarks/SWEEP.md; --quick writes nothing unless --output is given).
+The headline figures are quoted in benchmarks/RESULTS.md ("Parallel runs").
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import ROOT, header_lines, npsim_source
+from benchcommon import ROOT, header_lines, npsim_source, publish
 
 import npsim
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     s = scenario(args.quick)
     load0 = os.getloadavg()[0]
@@ -99,7 +101,7 @@ def main() -> None:
 
     med = {k: statistics.median(v) for d in (sweep_times, run_times, dask_times)
            for k, v in d.items()}
-    lines = ["## Parallel runs (benchmarks/bench_sweep.py)", "",
+    lines = ["# Parallel runs (benchmarks/bench_sweep.py)", "",
              *header_lines(args.quick, npsim_source(), ""),
              f"- load average (1 min) at start/end: {load0:.2f} / {load1:.2f} (8 agents "
              "share this 2-core machine)",
@@ -115,7 +117,8 @@ def main() -> None:
              f"{(med['Dask LocalCluster, 2 workers'] / med['local pool, 2 processes'] - 1):+.1%}"
              f" overhead** (target < 10%); starting the cluster took {dask_start:.1f}s (not "
              "counted)"]
-    print("\n".join(lines))
+    output = args.output or (None if args.quick else ROOT / "benchmarks" / "SWEEP.md")
+    publish("\n".join(lines) + "\n", output)
 
 
 if __name__ == "__main__":

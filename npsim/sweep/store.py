@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from npsim.api import Result, resolved_yaml
 from npsim.api import run as run_scenario
@@ -109,13 +110,27 @@ class SweepMismatch(ValueError):
     """The output folder holds runs of a different scenario."""
 
 
+def _same_run(kept: str, wanted: str) -> bool:
+    """Whether two resolved scenarios make the same run of one replication: the number
+    of replications does not change replication r (so a sweep can be extended)."""
+    if kept == wanted:
+        return True
+    try:
+        a, b = yaml.safe_load(kept), yaml.safe_load(wanted)
+        a["run"].pop("replications", None)
+        b["run"].pop("replications", None)
+    except (yaml.YAMLError, TypeError, KeyError, AttributeError):
+        return False
+    return a == b
+
+
 def finished(task: RunTask) -> bool:
     """True when the task's run folder exists and was made from the same scenario."""
     assert task.folder is not None
     if not task.folder.exists():
         return False
     kept = task.folder / "scenario.resolved.yaml"
-    if not kept.is_file() or kept.read_text() != resolved_yaml(task.scenario):
+    if not kept.is_file() or not _same_run(kept.read_text(), resolved_yaml(task.scenario)):
         raise SweepMismatch(
             f"{task.folder} holds a run of a different scenario (or another npsim "
             "version); npsim does not overwrite results. Pass --out DIR for a new sweep.")

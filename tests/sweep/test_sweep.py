@@ -93,6 +93,12 @@ def test_a_rerun_recomputes_nothing(scenario, serial) -> None:
     assert again.runs.equals(serial.runs)
 
 
+def test_more_replications_reuse_the_finished_ones(scenario, serial) -> None:
+    more = sweep(scenario.with_changes({"run.replications": 4}), serial.folder, jobs=1)
+    assert more.computed == 2  # replication 3 of both variants
+    assert more.runs[more.runs["replication"] < 3].reset_index(drop=True).equals(serial.runs)
+
+
 def test_a_different_scenario_is_not_resumed_over(serial) -> None:
     other = npsim.scenario_from_dict(variants_dict(seed=7))
     with pytest.raises(SweepMismatch, match="different scenario"):
