@@ -13,7 +13,12 @@ from npsim import __version__
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
-from npsim.results.summary import format_summary, summarise
+from npsim.results.summary import (
+    PerReplication,
+    format_summary,
+    replication_statistics,
+    summarise,
+)
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
@@ -118,7 +123,7 @@ class _Replication:
     wall_seconds: float
     end_time: float
     window: float
-    reachable: dict[str, list[tuple[str, str]]]
+    statistics: PerReplication  # computed here, in the worker, not again in the parent
 
 
 def _replication(scenario: Scenario, rep: int,
@@ -126,9 +131,11 @@ def _replication(scenario: Scenario, rep: int,
     out = Simulation(scenario, replication=rep).run(progress)
     frame = request_frame(out)
     spec = scenario.spec
+    window = out.end_time - out.warmup
+    statistics = replication_statistics(
+        frame, {rep: window}, reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
     return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
-                        out.end_time, out.end_time - out.warmup,
-                        reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
+                        out.end_time, window, statistics)
 
 
 def _replication_task(task: tuple[Scenario, int]) -> _Replication:
@@ -174,12 +181,9 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     pod = concat_frames([p.pods for p in parts])
     node = concat_frames([p.nodes for p in parts])
     windows = {rep: p.window for rep, p in zip(reps, parts, strict=True)}
-    reachable: dict[str, dict[str, str]] = {}
-    for part in parts:  # pods reachable in any replication, in order of first appearance
-        for scope, pairs in part.reachable.items():
-            reachable.setdefault(scope, {}).update(pairs)
-    summary = summarise(req, pod, windows,
-                        {scope: list(pairs.items()) for scope, pairs in reachable.items()})
+    statistics = {scope: pd.concat([p.statistics[scope] for p in parts], ignore_index=True)
+                  for scope in parts[0].statistics}
+    summary = summarise(req, pod, windows, per_replication=statistics)
     return Result(scenario, req, pod, node, summary, sum(p.wall_seconds for p in parts),
                   max(p.end_time for p in parts),
                   {"npsim_version": __version__, "seed": spec.run.seed})

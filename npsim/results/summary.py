@@ -93,9 +93,29 @@ def confidence_interval(values: np.ndarray, metric: str = "") -> tuple[float, fl
     return mean, max(mean - half, low), min(mean + half, high)
 
 
+PerReplication = dict[str, pd.DataFrame]  # scope -> its statistics, one row a replication
+
+
+def replication_statistics(requests: pd.DataFrame, windows: dict[int, float],
+                           candidates: dict[str, Candidates] | None = None) -> PerReplication:
+    """Each scope's per-replication statistics, the values the confidence intervals are
+    made of. Computed for one replication where it ran (a pool worker), they are
+    stacked and passed to :func:`summarise` instead of being recomputed there."""
+    candidates = candidates or {}
+    out = {"all": _per_replication(requests, windows, candidates.get("all"))}
+    populations = requests["population"].cat.categories
+    if len(populations) > 1:
+        for population in populations:
+            part = requests[(requests["population"] == population).to_numpy()]
+            scope = f"population:{population}"
+            out[scope] = _per_replication(part, windows, candidates.get(scope))
+    return out
+
+
 def summarise(
     requests: pd.DataFrame, pods: pd.DataFrame, windows: dict[int, float],
     candidates: dict[str, Candidates] | None = None,
+    per_replication: PerReplication | None = None,
 ) -> pd.DataFrame:
     """Tidy table: scope, metric, value, ci_low, ci_high (CIs need replications >= 2).
 
@@ -104,9 +124,12 @@ def summarise(
 
     ``windows`` maps each replication to its measured time span (end - warm-up);
     ``candidates`` maps a scope to the pods its traffic could reach (share statistics
-    count those, with zeros, and no others).
+    count those, with zeros, and no others). ``per_replication``, when given, holds
+    :func:`replication_statistics` already computed (``windows`` and ``candidates`` are
+    then not used again).
     """
-    candidates = candidates or {}
+    if per_replication is None:
+        per_replication = replication_statistics(requests, windows, candidates)
     rows: list[dict[str, object]] = []
 
     def add(scope: str, metric: str, value: float, lo: float = math.nan,
@@ -118,7 +141,7 @@ def summarise(
     add("all", "requests_generated", float(len(requests)))
     for name in ("completed", "failed", "in_flight"):
         add("all", f"requests_{name}", float(outcome.get(name, 0)))
-    _measured_rows("all", requests, windows, add, candidates.get("all"))
+    _measured_rows("all", requests, add, per_replication["all"])
     util = pods.groupby("pod", observed=True)["utilisation"].mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
@@ -128,12 +151,12 @@ def summarise(
         for population in populations:
             part = requests[(requests["population"] == population).to_numpy()]
             scope = f"population:{population}"
-            _measured_rows(scope, part, windows, add, candidates.get(scope))
+            _measured_rows(scope, part, add, per_replication[scope])
     return pd.DataFrame(rows)
 
 
-def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float],
-                   add: Callable[..., None], candidates: Candidates | None) -> None:
+def _measured_rows(scope: str, requests: pd.DataFrame, add: Callable[..., None],
+                   per_rep: pd.DataFrame) -> None:
     """Rows about the requests sent after the warm-up: counts, failures, statistics."""
     measured = requests[~requests["warmup"].to_numpy()]
     add(scope, "requests_measured", float(len(measured)))
@@ -141,7 +164,6 @@ def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float]
     for reason, count in failed["reason"].value_counts().items():
         if count:
             add(scope, f"failed_{reason}", float(count))
-    per_rep = _per_replication(requests, windows, candidates)
     for column in per_rep.columns.drop("replication"):
         add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
 

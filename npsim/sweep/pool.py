@@ -13,6 +13,7 @@ threads may hold locks is not safe.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -71,7 +72,11 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], jobs: int | None = None,
             yield i, fn(task)
         return
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=_context()) as pool:
-        pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+        gc.freeze()  # forked workers then leave the parent's objects alone (no copy-on-write
+        try:  # copies of every page the collector would touch); unfrozen once they started
+            pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+        finally:
+            gc.unfreeze()
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
