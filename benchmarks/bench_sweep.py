@@ -27,7 +27,7 @@ def scenario(quick: bool) -> npsim.Scenario:
     """The quick start with 4 variants (workers 3..6) x 8 replications = 32 runs."""
     base = npsim.load_scenario(ROOT / "scenarios" / "quickstart.yaml")
     return base.with_changes({
-        "run.duration": "5s" if quick else "20s", "run.warmup": "1s", "run.replications": 8,
+        "run.duration": "5s" if quick else "30s", "run.warmup": "1s", "run.replications": 8,
         "variants": {"grid": {"workloads.nginx.workers": [3, 4, 5, 6]}}})
 
 
@@ -85,7 +85,7 @@ def main() -> None:
         "1 process": lambda: fresh_sweep(s, jobs=1),
         "2 processes": lambda: fresh_sweep(s, jobs=2)})
 
-    reps = s.with_changes({"variants": None, "run.replications": 4, "run.duration": "40s"
+    reps = s.with_changes({"variants": None, "run.replications": 4, "run.duration": "60s"
                            if not args.quick else "5s"})
     run_times = interleave(args.rounds, {
         "run --jobs 1": lambda: npsim.run(reps, jobs=1),
