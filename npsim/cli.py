@@ -173,11 +173,16 @@ def _with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
             _usage(str(exc))
         changes[path] = value
     try:
-        return scenario.with_changes(changes)
+        changed = scenario.with_changes(changes)
     except ScenarioError as exc:
         click.echo(exc.report().replace("in the scenario", "in the --set changes", 1),
                    err=True)
         sys.exit(EXIT_BAD_INPUT)
+    known = {w.message for w in scenario.warnings}
+    for warning in changed.warnings:  # what the changes brought (e.g. a key ignored)
+        if warning.message not in known:
+            click.echo(f"warning: --set: {warning.path}: {warning.message}", err=True)
+    return changed
 
 
 @main.command()

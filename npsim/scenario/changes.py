@@ -192,10 +192,12 @@ def with_changes(scenario: Scenario, changes: Mapping[str, Any]) -> Scenario:
         raise ScenarioError(problems + [_rename(p, located) for p in exc.problems]) from None
     if problems:
         raise ScenarioError(problems)
+    changed.warnings = [_rename(w, located, unrelated="") for w in changed.warnings]
     return changed
 
 
-def _rename(problem: Problem, located: list[tuple[str, str, Any, str]]) -> Problem:
+def _rename(problem: Problem, located: list[tuple[str, str, Any, str]],
+            unrelated: str = " (after the changes)") -> Problem:
     """A problem in the changed data, named by the path the user changed (line numbers
     of generated text would mean nothing)."""
     for user_path, concrete, value, hint in located:
@@ -204,7 +206,7 @@ def _rename(problem: Problem, located: list[tuple[str, str, Any, str]]) -> Probl
             tail = problem.path[len(concrete):]
             return Problem(None, f"{user_path}{tail} (set to {value!r})",
                            problem.message + (hint if problem.path == concrete else ""))
-    return Problem(None, problem.path, problem.message + " (after the changes)")
+    return Problem(None, problem.path, problem.message + unrelated)
 
 
 # --- checked attribute assignment ----------------------------------------------------
