@@ -109,6 +109,10 @@ def test_cli_set_changes_the_run_and_reports_bad_paths(tmp_path) -> None:
                               "clients[0].arrival.rate=200/s"])
     assert ok.exit_code == 0, ok.output
     assert "simulated 1s" in ok.output
+    typo = runner.invoke(main, ["run", str(QUICKSTART), "--no-save", "--set", "run.duration=1s",
+                                "--set", "run.warmup=0", "--set", "deployments.nginx.replicaz=3"])
+    assert "warning: --set: deployments.nginx.replicaz (set to 3): not modelled by npsim; " \
+           "ignored; did you mean replicas?" in typo.output
     bad = runner.invoke(main, ["run", str(QUICKSTART), "--no-save", "--set",
                                "workloads.nginx.workers=x", "--set", "nope"])
     assert bad.exit_code == 2
