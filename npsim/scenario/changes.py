@@ -212,9 +212,14 @@ def _rename(problem: Problem, located: list[tuple[str, str, Any, str]],
 # --- checked attribute assignment ----------------------------------------------------
 
 
-def path_of(model: BaseModel) -> str:
-    return getattr(model, "__pydantic_private__", None) and model.__pydantic_private__.get(
-        "_npsim_path") or type(model).__name__
+def path_of(model: BaseModel, key: str = "") -> str:
+    """``cluster.ipvs`` (+ ``.key``) for a model of a loaded scenario; the class name for
+    one that is not part of a scenario."""
+    private = getattr(model, "__pydantic_private__", None) or {}
+    path = private.get("_npsim_path")
+    if path is None:
+        path = type(model).__name__
+    return f"{path}.{key}" if path and key else path or key
 
 
 def label_paths(model: BaseModel, path: str) -> None:
@@ -248,7 +253,7 @@ def checked_field(model: BaseModel, name: str) -> str:
     keys = sorted({*fields, *(i.alias for i in fields.values() if i.alias)})
     close = difflib.get_close_matches(name, keys, n=2)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    raise ScenarioError([Problem(None, f"{path_of(model)}.{name}",
+    raise ScenarioError([Problem(None, path_of(model, name),
                                  f"no such field{hint} (fields: {', '.join(sorted(fields))})")])
 
 
@@ -260,7 +265,7 @@ def assignment_error(model: BaseModel, name: str, exc: ValidationError) -> Scena
     for err in exc.errors(include_url=False):
         msg = err["msg"].removeprefix("Value error, ")
         loc = [s for s in err["loc"] if s != name]
-        where = f"{path_of(model)}.{key}" + (f".{format_path(loc)}" if loc else "")
+        where = path_of(model, key) + (f".{format_path(loc)}" if loc else "")
         p.errors.append(Problem(None, where, msg))
     return ScenarioError(p.errors)
 

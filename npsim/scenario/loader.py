@@ -56,6 +56,14 @@ class Scenario:
             return getattr(self.__dict__["spec"], name)
         raise AttributeError(name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``scenario.run = {...}`` sets the spec's section, validated (not a stray
+        attribute the run would never see)."""
+        if name in ScenarioSpec.model_fields and "spec" in self.__dict__:
+            setattr(self.spec, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def __repr__(self) -> str:
         return (
             f"<Scenario {self.spec.name!r}: {len(self.spec.cluster.nodes)} nodes, "

@@ -37,7 +37,7 @@ class Model(BaseModel):
         validate_assignment=True,
     )
     # where this model sits in the scenario (``cluster.ipvs``), for assignment errors
-    _npsim_path: str = PrivateAttr(default="")
+    _npsim_path: str | None = PrivateAttr(default=None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Assignments are validated; YAML keys work as names (``proxyMode``); errors
@@ -45,13 +45,15 @@ class Model(BaseModel):
         if name.startswith("_"):
             super().__setattr__(name, value)
             return
-        from npsim.scenario.changes import assignment_error, checked_field
+        from npsim.scenario.changes import assignment_error, checked_field, label_paths
 
         field = checked_field(self, name)
         try:
             super().__setattr__(field, value)
         except ValidationError as exc:
             raise assignment_error(self, field, exc) from None
+        if self._npsim_path is not None:  # a new section learns where it sits
+            label_paths(self, self._npsim_path)
 
 
 class NodeSpec(Model):

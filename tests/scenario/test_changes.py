@@ -83,6 +83,17 @@ def test_assigning_a_yaml_key_works_and_a_typo_gets_a_hint(base) -> None:
     assert "clients[0].arrival.rate: expected a rate such as '500/s'" in report(exc)
 
 
+def test_assigning_a_whole_section_reaches_the_spec(base) -> None:
+    scenario = base.copy()
+    scenario.run = {"duration": "2s", "seed": 5}
+    assert scenario.spec.run.seed == 5 and scenario.spec.run.duration == 2.0
+    with pytest.raises(npsim.ScenarioError) as exc:
+        scenario.run = {"duration": "soon"}
+    assert report(exc).splitlines()[1].startswith("  run.duration")
+    with pytest.raises(npsim.ScenarioError, match=r"\n  run.seed: "):
+        scenario.run.seed = -1  # the new section knows where it sits
+
+
 @pytest.mark.parametrize("value", ["x", -3, 2.5, True])
 def test_manifest_assignments_are_validated_like_the_manifest(base, value) -> None:
     scenario = base.copy()
