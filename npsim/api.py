@@ -11,14 +11,20 @@ import yaml
 
 from npsim import __version__
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
+from npsim.results.alerts import record_alerts
+from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.store import write_atomically
 from npsim.results.summary import (
     PerReplication,
+    add_incident_rows,
+    format_incidents,
     format_summary,
+    incident_metrics,
     replication_statistics,
     summarise,
 )
+from npsim.results.timeseries import timeseries_frame
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
@@ -38,10 +44,17 @@ class Result:
     wall_seconds: float
     end_time: float
     meta: dict[str, object] = field(default_factory=dict)
+    # every transition (faults, control plane, kube-proxy syncs): see npsim/results/events.py
+    events: pd.DataFrame = field(default_factory=lambda: stack_events([]))
+    # one row per replication x time bucket (run.timeseriesBucket): see README "Frames"
+    timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
-        return format_summary(self.summary, self.pods, self.nodes)
+        text = format_summary(self.summary, self.pods, self.nodes)
+        if len(self.events):  # faults, balancer marks, alerts: the incidents block
+            text += "\n" + format_incidents(self.events, self.summary)
+        return text
 
     def metric(self, name: str, population: str | None = None) -> float:
         """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,
@@ -64,7 +77,9 @@ class Result:
         self.requests.to_parquet(folder / "requests.parquet", index=False)
         self.pods.to_parquet(folder / "pods.parquet", index=False)
         self.nodes.to_parquet(folder / "nodes.parquet", index=False)
+        self.timeseries.to_parquet(folder / "timeseries.parquet", index=False)
         self.summary.to_csv(folder / "summary.csv", index=False)
+        self.events.to_parquet(folder / "events.parquet", index=False)
         (folder / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
 
 
@@ -82,9 +97,13 @@ def resolved_yaml(scenario: Scenario) -> str:
         node_data["podCIDR"] = str(node.pod_cidr)
     node_ports = {(sp.service.name, sp.port.name, sp.port.port): sp.node_port
                   for sp in cluster.service_ports}
+    health = {sp.service.name: sp.health_check_node_port for sp in cluster.service_ports
+              if sp.health_check_node_port}
     for manifest in data["manifests"]:
         if manifest["kind"] != "Service":
             continue
+        if manifest["metadata"]["name"] in health:
+            manifest["spec"]["healthCheckNodePort"] = health[manifest["metadata"]["name"]]
         for port in manifest["spec"]["ports"]:
             key = (manifest["metadata"]["name"], port.get("name", ""), port["port"])
             if key in node_ports:
@@ -124,18 +143,27 @@ class _Replication:
     end_time: float
     window: float
     statistics: PerReplication  # computed here, in the worker, not again in the parent
+    events: pd.DataFrame
+    timeseries: pd.DataFrame
+    incidents: dict[str, float]
 
 
 def _replication(scenario: Scenario, rep: int,
                  progress: ProgressFn | None = None) -> _Replication:
-    out = Simulation(scenario, replication=rep).run(progress)
-    frame = request_frame(out)
     spec = scenario.spec
+    out = Simulation(scenario, replication=rep).run(progress)
+    record_alerts(out, spec.monitoring)
+    frame = request_frame(out)
+    series = timeseries_frame(out, frame, spec.run.timeseries_bucket)
+    incidents = incident_metrics(out.events.time, out.events.kind, series,
+                                 spec.monitoring.slo if spec.monitoring else None, out.end_time,
+                                 out.warmup)
     window = out.end_time - out.warmup
     statistics = replication_statistics(
         frame, {rep: window}, reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
     return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
-                        out.end_time, window, statistics)
+                        out.end_time, window, statistics, event_frame(out.events, rep), series,
+                        incidents)
 
 
 def _replication_task(task: tuple[Scenario, int]) -> _Replication:
@@ -184,6 +212,9 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     statistics = {scope: pd.concat([p.statistics[scope] for p in parts], ignore_index=True)
                   for scope in parts[0].statistics}
     summary = summarise(req, pod, windows, per_replication=statistics)
+    summary = add_incident_rows(summary, [p.incidents for p in parts])
     return Result(scenario, req, pod, node, summary, sum(p.wall_seconds for p in parts),
                   max(p.end_time for p in parts),
-                  {"npsim_version": __version__, "seed": spec.run.seed})
+                  {"npsim_version": __version__, "seed": spec.run.seed},
+                  stack_events([p.events for p in parts]),
+                  timeseries=concat_frames([p.timeseries for p in parts]))

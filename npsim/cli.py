@@ -126,14 +126,22 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
 @click.option("--node", default=None, help="Node whose kube-proxy to show (default: first).")
 @click.option("--trace", "trace_from", default=None, metavar="SRC_IP[:PORT]",
               help="Walk one new connection from this client address through the rules.")
+@click.option("--at", "at_time", default=None, metavar="TIME",
+              help="Run the scenario to this time first (e.g. 90s) and show the rules then.")
 def explain(scenario: str, service: str | None, node: str | None,
-            trace_from: str | None) -> None:
+            trace_from: str | None, at_time: str | None) -> None:
     """Print what kube-proxy programs on a node (iptables-save, nft, ipvsadm style)."""
-    from npsim.explain import render, trace
+    from npsim.explain import firewall_rules, render, trace
     from npsim.sim.engine import Simulation
+    from npsim.units import parse_duration
 
     loaded = _load(scenario)
     sim = Simulation(loaded)
+    if at_time is not None:
+        try:
+            sim.advance(parse_duration(at_time))
+        except ValueError as exc:
+            _usage(f"--at {at_time!r}: {exc}")
     names = [n.name for n in sim.cluster.nodes]
     if node is not None and node not in names:
         _usage(f"--node {node!r}: no such node in {scenario} (nodes: {', '.join(names)})")
@@ -145,13 +153,16 @@ def explain(scenario: str, service: str | None, node: str | None,
     proxy = sim.proxies[names.index(node) if node else 0]
     click.echo(f"# node {proxy.node.name}, kube-proxy mode {proxy.mode}")
     click.echo(render(proxy, sim.cluster, service))
+    if sim.guard is not None:
+        click.echo("")
+        click.echo(firewall_rules(sim.guard, proxy.node.index))
     if trace_from is None:
         return
     targets = [sp for sp in sim.cluster.service_ports if service in (None, sp.service.name)]
     click.echo("")
     click.echo("# trace of one new connection")
     for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
-                      loaded.spec.cluster.other_services.count):
+                      loaded.spec.cluster.other_services.count, sim.guard):
         click.echo(step)
 
 
@@ -308,6 +319,108 @@ def _dask_client(address: str) -> Any:
         _usage("--dask needs Dask: pip install 'npsim[dask]'")
     except (OSError, TimeoutError, ValueError) as exc:
         _usage(f"--dask {address}: cannot reach the scheduler ({exc})")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--churn", "churn_rate", default=None, metavar="RATE",
+              help="What-if: Services created at this rate (e.g. 20/h) until the range is full.")
+@click.option("--lifetime", default=None, metavar="DURATION",
+              help="Churn: mean lifetime of a Service (e.g. 720h; default: never deleted).")
+@click.option("--explicit", "explicit_share", type=click.FloatRange(0, 1), default=0.3,
+              show_default=True, help="Churn: share of new Services asking for a nodePort.")
+@click.option("--horizon", default=None, metavar="DURATION",
+              help="Churn: stop after this long (default: when the range is full).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Override run.seed.")
+def ports(scenario: str, churn_rate: str | None, lifetime: str | None, explicit_share: float,
+          horizon: str | None, seed: int | None) -> None:
+    """Print the NodePorts the API server gives SCENARIO's Services and check its port
+    plan (exit 1 if the plan is broken); --churn adds a what-if of Services coming and
+    going until the range is full."""
+    from npsim.cluster.nodeports import allocate_scenario, scenario_range
+    from npsim.cluster.portplan import allocation_table, check_plan, format_table
+    from npsim.units import parse_duration, parse_rate
+
+    loaded = _load(scenario)
+    if seed is not None:
+        loaded.spec.run.seed = seed
+    spec = loaded.spec
+    port_range = scenario_range(spec.cluster)
+    services = list(loaded.services.values())
+    allocation = allocate_scenario(services, spec.cluster, spec.run.seed)
+    bands = port_range.bands()
+    static = bands["static"]
+    click.echo(f"# NodePort range {port_range} ({port_range.size} ports): "
+               + (f"static band {static[0]}-{static[1]} ({port_range.offset} ports), "
+                  if static else "no static band, ")
+               + f"dynamic band {bands['dynamic'][0]}-{bands['dynamic'][1]} "
+               f"({port_range.size - port_range.offset} ports); seed {spec.run.seed}")
+    plan = _plan(spec)
+    rows = allocation_table(services, allocation, plan)
+    click.echo(format_table(rows))
+    problems = check_plan(plan, port_range) + [
+        f"{r.namespace}/{r.service} {r.port_name or r.port}: nodePort {r.node_port} {r.violation}"
+        for r in rows if r.violation]
+    if plan:
+        click.echo("")
+        click.echo("# port plan: " + ", ".join(str(b) for b in plan))
+        click.echo("\n".join(f"violation: {x}" for x in problems) if problems else
+                   "no violations")
+    if churn_rate is not None:
+        try:
+            rate = parse_rate(churn_rate)
+            life = parse_duration(lifetime) if lifetime else float("inf")
+            until = parse_duration(horizon) if horizon else float("inf")
+            click.echo("")
+            click.echo(_churn_report(port_range, rate, life, explicit_share, plan, until,
+                                     spec.run.seed))
+        except ValueError as exc:
+            _usage(f"--churn/--lifetime/--horizon: {exc}")
+    if plan and problems:
+        sys.exit(1)
+
+
+def _plan(spec: object) -> list:
+    from npsim.cluster.nodeports import PortRange
+    from npsim.cluster.portplan import Band
+
+    out = []
+    for band in spec.port_plan:  # type: ignore[attr-defined]
+        r = PortRange.parse(band.range)
+        out.append(Band(band.name, r.base, r.last, tuple(band.services)))
+    return out
+
+
+def _churn_report(port_range: object, rate: float, lifetime: float, share: float,
+                  plan: list, horizon: float, seed: int) -> str:
+    from npsim.cluster.portplan import churn
+    from npsim.sim.streams import Streams
+    from npsim.units import format_duration, format_rate
+
+    result = churn(port_range, Streams(seed).generator("churn"), rate, lifetime,  # type: ignore[arg-type]
+                   share, plan, horizon)
+    where = "a plan band (uniformly)" if plan else "the whole range"
+    lines = [f"# churn: Services created at {format_rate(rate)} ({rate * 3600:.4g}/h), "
+             + (f"mean lifetime {format_duration(lifetime)}" if lifetime != float("inf")
+                else "never deleted")
+             + f"; {share:.0%} ask for an explicit nodePort from {where}"]
+    if result.full_at is not None:
+        lines.append(f"first 'failed to allocate a nodePort: range is full' after "
+                     f"{format_duration(result.full_at)} ({result.full_at / 86400:.3g} days), "
+                     f"with {result.alive_at_full} ports in use, {result.created} Services "
+                     f"created, {result.deleted} deleted")
+    else:
+        lines.append(f"the range was never full within {format_duration(result.end)}: "
+                     f"{result.created} Services created, {result.deleted} deleted")
+    lines.append(f"explicit requests: {result.explicit}, of which {result.collisions} "
+                 f"({result.collision_rate:.1%}) found their port taken: "
+                 f"{result.with_automatic} by an automatic allocation, {result.with_explicit} "
+                 f"by another explicit request; {result.gave_up} gave up after 10 retries")
+    for name, (asked, collided) in result.per_band.items():
+        if plan and asked:
+            lines.append(f"  band {name}: {asked} requests, {collided} collisions "
+                         f"({collided / asked:.1%})")
+    return "\n".join(lines)
 
 
 def _check_writable(target: Path) -> None:

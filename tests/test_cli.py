@@ -14,7 +14,7 @@ from npsim.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"requests.parquet", "pods.parquet", "nodes.parquet", "summary.csv",
-         "scenario.resolved.yaml"}
+         "scenario.resolved.yaml", "timeseries.parquet", "events.parquet"}
 
 QUICK = """\
 # The quick start, shortened for tests: 2 s at 200/s.

@@ -77,8 +77,10 @@ def svc_rules(text: str) -> list[re.Match]:
 def test_iptables_probabilities_in_kube_proxy_order(tmp_path: Path) -> None:
     code, out, _ = explain(write_scenario(tmp_path))
     assert code == 0
-    assert out.startswith("# node node-1, kube-proxy mode iptables\n*nat\n")
-    assert out.rstrip().endswith("COMMIT")
+    assert out.startswith("# node node-1, kube-proxy mode iptables\n*filter\n")
+    tables = out.split("\n\n# hooks")[0]
+    assert tables.count("COMMIT") == 2 and tables.rstrip().endswith("COMMIT")
+    assert "\n*nat\n" in tables
     rules = svc_rules(out)
     assert [m["key"] for m in rules] == LEXICOGRAPHIC != NUMERIC
     assert [m["p"] for m in rules] == PROBABILITIES
@@ -255,8 +257,11 @@ def test_ipvs_output_has_the_ipvsadm_layout(tmp_path: Path, scheduler: str | Non
     assert lines[0] == "# node node-2, kube-proxy mode ipvs"
     assert lines[1:4] == IPVS_HEADER
     # node-2 has the second default node address (kind style 172.18.0.2 + index)
-    assert lines[4] == f"TCP  172.18.0.3:30080 {scheduler or 'rr'}"
-    dests = lines[5:9]
+    # the ClusterIP virtual server first, then one per node address
+    assert lines[4] == f"TCP  10.96.0.10:80 {scheduler or 'rr'}"
+    assert lines[9] == f"TCP  172.18.0.3:30080 {scheduler or 'rr'}"
+    assert lines[14] == f"TCP  10.244.2.1:30080 {scheduler or 'rr'}"  # cni0 of node-2
+    dests = lines[10:14]
     # ipvsadm sorts real servers numerically
     assert [d.split()[1] for d in dests] == NUMERIC
     for d, key in zip(dests, NUMERIC, strict=True):
@@ -323,9 +328,12 @@ def test_local_policy_without_local_endpoint_drops_not_rejects() -> None:
     code, out, _ = explain(str(SCENARIOS / "local-node-without-pod.yaml"), "--node", "node-3",
                            "--trace", "203.0.113.9")
     assert code == 0
-    assert '"default/web-local has no local endpoints"' in out and out.count("-j DROP") == 1
+    assert '"default/web-local has no local endpoints"' in out
+    assert out.count("has no local endpoints\" -m addrtype --dst-type LOCAL -m tcp -p tcp "
+                     "--dport 30081 -j DROP") == 1
     assert "REJECT" not in out
-    assert "DROPs the packet; the client waits for its connect timeout" in out
+    assert ('filter INPUT -> KUBE-EXTERNAL-SERVICES: "default/web-local has no local '
+            'endpoints" DROP; the client waits for its connect timeout') in out
 
 
 def test_affinity_renders_recent_checks_before_the_cascade() -> None:
@@ -337,3 +345,262 @@ def test_affinity_renders_recent_checks_before_the_cascade() -> None:
     cascade = [i for i, line in enumerate(svc_rules) if "statistic" in line]
     assert len(recent) == 4 and max(recent) < min(cascade)
     assert out.count("-m recent --name KUBE-SEP-") == 8  # 4 checks + 4 --set
+
+
+# --- rule by rule against kube-proxy's own unit tests ----------------------------------------
+# TestOverallNFTablesRules / TestOverallIPTablesRules build Services ns2/svc2 (LoadBalancer,
+# Local, endpoint 10.180.0.2 on another node, nodePort 3001), ns3/svc3 (NodePort, endpoint
+# 10.180.0.3:80, nodePort 3003) and ns5/svc5 (ClientIP affinity 10800 s, endpoint
+# 10.180.0.3:80), pod CIDR 10.0.0.0/8, node 192.168.0.2, ClusterIPs 172.30.0.4x. The same
+# Services are rebuilt here; only the ClusterIP and the service CIDR differ (npsim numbers
+# ClusterIPs from 10.96.0.10), so those two are substituted before comparing.
+
+
+def kube_proxy_case(tmp_path: Path, mode: str, name: str) -> str:
+    ns = name.replace("svc", "ns")
+    spec: dict = {"type": "NodePort", "selector": {"app": name},
+                  "ports": [{"name": "p80", "port": 80, "protocol": "TCP",
+                             "nodePort": {"svc2": 3001, "svc3": 3003, "svc5": 3002}[name]}]}
+    if name == "svc2":
+        spec.update(type="LoadBalancer", externalTrafficPolicy="Local")
+    if name == "svc5":
+        spec.update(sessionAffinity="ClientIP",
+                    sessionAffinityConfig={"clientIP": {"timeoutSeconds": 10800}})
+
+    def deployment(dep: str, namespace: str, labels: dict) -> dict:
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": dep, "namespace": namespace},
+                "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                         "template": {"metadata": {"labels": labels},
+                                      "spec": {"containers": [{"name": dep, "ports": [
+                                          {"containerPort": 80}]}]}}}}
+
+    # the first pod of 10.180.0.0/24 takes .2: a filler puts the Service's pod at .3
+    deployments = ([] if name == "svc2" else [deployment("filler", ns, {"app": "filler"})])
+    deployments.append(deployment(name, ns, {"app": name}))
+    node2 = "node-2" if name == "svc2" else "node-1"
+    data = {
+        "name": f"kube-proxy-{name}",
+        "cluster": {"proxyMode": mode, "clusterCIDR": "10.0.0.0/8",
+                    "serviceNodePortRange": "3000-3010",
+                    "nodes": [{"name": "node-1", "address": "192.168.0.2",
+                               "podCIDR": "10.180.1.0/24" if name == "svc2" else
+                               "10.180.0.0/24"},
+                              {"name": "node-2", "address": "192.168.0.3",
+                               "podCIDR": "10.180.0.0/24" if name == "svc2" else
+                               "10.180.2.0/24"}]},
+        "manifests": [{"apiVersion": "v1", "kind": "Service",
+                       "metadata": {"name": name, "namespace": ns}, "spec": spec},
+                      *deployments],
+        "workloads": {d["metadata"]["name"]: {
+            "serviceTime": {"dist": "constant", "value": "1ms"},
+            "placement": {node2 if d["metadata"]["name"] == name else "node-1": 1}}
+            for d in deployments},
+        "clients": [{"name": "c", "service": name, "arrival": {"rate": "1/s"}}],
+        "run": {"duration": "1s"},
+    }
+    path = tmp_path / f"{mode}-{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, out, err = explain(str(path), "--node", "node-1")
+    assert code == 0, err
+    return out
+
+
+def kube_proxy_lines(out: str, cluster_ip: str) -> set[str]:
+    return {line.replace("10.96.0.10", cluster_ip).replace("10.96.0.0/12", "172.30.0.0/16")
+            for line in out.splitlines()}
+
+
+NFT_BASE = """\
+add rule ip kube-proxy cluster-ips-check ip daddr { 172.30.0.0/16 } drop comment "Drop traffic \
+to unallocated ClusterIPs"
+add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check
+add rule ip kube-proxy filter-input ct state new jump service-endpoints-check
+add rule ip kube-proxy masquerading mark and 0x4000 == 0 return
+add rule ip kube-proxy masquerading mark set mark xor 0x4000
+add rule ip kube-proxy masquerading masquerade fully-random
+add rule ip kube-proxy nat-prerouting jump services
+add rule ip kube-proxy nat-postrouting jump masquerading
+add rule ip kube-proxy nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport \
+vmap @no-endpoint-nodeports
+add rule ip kube-proxy reject-chain reject
+add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap \
+@service-nodeports
+add element ip kube-proxy nodeport-ips { 192.168.0.2 }"""
+
+NFT_SVC = {
+    "svc2": """\
+add chain ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80
+add rule ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80 ip daddr 172.30.0.42 ip saddr != \
+10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80 numgen random mod 1 vmap { 0 : goto \
+endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 }
+add chain ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 ip saddr 10.0.0.0/8 goto \
+service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit pod traffic"
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local jump \
+mark-for-masquerade comment "masquerade local traffic"
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local goto \
+service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit local traffic"
+add chain ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80
+add rule ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 ip saddr 10.180.0.2 \
+jump mark-for-masquerade
+add rule ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 meta l4proto tcp \
+dnat to 10.180.0.2:80
+add element ip kube-proxy cluster-ips { 172.30.0.42 }
+add element ip kube-proxy service-ips { 172.30.0.42 . tcp . 80 : goto \
+service-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3001 : goto \
+external-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy no-endpoint-nodeports { tcp . 3001 comment "ns2/svc2:p80" : drop }""",
+    "svc3": """\
+add chain ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 ip daddr 172.30.0.43 ip saddr != \
+10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 numgen random mod 1 vmap { 0 : goto \
+endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 }
+add chain ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto service-4AT6LBPK-ns3/svc3/tcp/p80
+add chain ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80
+add rule ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 \
+jump mark-for-masquerade
+add rule ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 meta l4proto tcp \
+dnat to 10.180.0.3:80
+add element ip kube-proxy cluster-ips { 172.30.0.43 }
+add element ip kube-proxy service-ips { 172.30.0.43 . tcp . 80 : goto \
+service-4AT6LBPK-ns3/svc3/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3003 : goto \
+external-4AT6LBPK-ns3/svc3/tcp/p80 }""",
+    "svc5": """\
+add set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { type ipv4_addr ; \
+flags dynamic,timeout ; timeout 10800s ; }
+add chain ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80
+add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 ip daddr 172.30.0.45 ip saddr != \
+10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr \
+@affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 goto \
+endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80
+add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 numgen random mod 1 vmap { 0 : goto \
+endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 }
+add chain ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80
+add rule ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80 goto service-HVFWP5L3-ns5/svc5/tcp/p80
+add chain ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80
+add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 \
+jump mark-for-masquerade
+add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 update \
+@affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { ip saddr }
+add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 meta l4proto tcp \
+dnat to 10.180.0.3:80
+add element ip kube-proxy cluster-ips { 172.30.0.45 }
+add element ip kube-proxy service-ips { 172.30.0.45 . tcp . 80 : goto \
+service-HVFWP5L3-ns5/svc5/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3002 : goto \
+external-HVFWP5L3-ns5/svc5/tcp/p80 }"""}
+CLUSTER_IPS = {"svc2": "172.30.0.42", "svc3": "172.30.0.43", "svc5": "172.30.0.45"}
+
+
+@pytest.mark.parametrize("name", ["svc2", "svc3", "svc5"])
+def test_nftables_rules_are_kube_proxys_own(tmp_path: Path, name: str) -> None:
+    out = kube_proxy_case(tmp_path, "nftables", name)
+    ours = kube_proxy_lines(out, CLUSTER_IPS[name])
+    missing = [line for line in (NFT_BASE + "\n" + NFT_SVC[name]).splitlines()
+               if line not in ours]
+    assert missing == []
+    # the service's own lines are exactly kube-proxy's, nothing more
+    block = out.split(f"# {name.replace('svc', 'ns')}/{name}:p80\n")[1].split("\n# trace")[0]
+    assert sorted(x for x in kube_proxy_lines(block, CLUSTER_IPS[name]) if x) == sorted(
+        NFT_SVC[name].splitlines())
+
+
+IPT_SVC3 = """\
+-A KUBE-NODEPORTS -m comment --comment ns3/svc3:p80 -m tcp -p tcp --dport 3003 \
+-j KUBE-EXT-X27LE4BHSL4DOUIK
+-A KUBE-EXT-X27LE4BHSL4DOUIK -m comment --comment "masquerade traffic for ns3/svc3:p80 external \
+destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-X27LE4BHSL4DOUIK -j KUBE-SVC-X27LE4BHSL4DOUIK
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 cluster IP" -m tcp -p tcp \
+-d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.180.0.3:80" \
+-j KUBE-SEP-OYPFS5VJICHGATKP
+-A KUBE-SEP-OYPFS5VJICHGATKP -m comment --comment ns3/svc3:p80 -s 10.180.0.3 -j KUBE-MARK-MASQ
+-A KUBE-SEP-OYPFS5VJICHGATKP -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT \
+--to-destination 10.180.0.3:80
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark \
+0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack \
+--ctstate RELATED,ESTABLISHED -j ACCEPT"""
+
+
+def test_iptables_rules_are_kube_proxys_own(tmp_path: Path) -> None:
+    out = kube_proxy_case(tmp_path, "iptables", "svc3")
+    ours = kube_proxy_lines(out, "172.30.0.43")
+    assert [line for line in IPT_SVC3.splitlines() if line not in ours] == []
+
+
+def test_iptables_health_check_port_and_no_endpoint_rejects(tmp_path: Path) -> None:
+    out = kube_proxy_case(tmp_path, "iptables", "svc2")
+    hc = re.search(r'^-A KUBE-NODEPORTS -m comment --comment "ns2/svc2:p80 health check node '
+                   r'port" -m tcp -p tcp --dport (\d+) -j ACCEPT$', out, re.M)
+    assert hc is not None and 3000 <= int(hc.group(1)) <= 3010
+    assert ('-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns2/svc2:p80 has no local endpoints" '
+            "-m addrtype --dst-type LOCAL -m tcp -p tcp --dport 3001 -j DROP") in out
+
+
+def test_iptables_service_without_endpoints_rejects_clusterip_and_nodeport(tmp_path: Path
+                                                                            ) -> None:
+    path = write_scenario(tmp_path)
+    data = yaml.safe_load(Path(path).read_text())
+    data["manifests"] = [{"apiVersion": "v1", "kind": "Service",
+                          "metadata": {"name": "empty"},
+                          "spec": {"type": "NodePort", "selector": {"app": "none"},
+                                   "ports": [{"port": 80, "nodePort": 30099}]}},
+                         *data["manifests"]]
+    Path(path).write_text(yaml.safe_dump(data))
+    code, out, _ = explain(path, "--service", "empty", "--trace", "203.0.113.1")
+    assert code == 0
+    assert ('-A KUBE-SERVICES -m comment --comment "default/empty has no endpoints" -m tcp -p tcp '
+            "-d 10.96.0.10 --dport 80 -j REJECT") in out
+    assert ('-A KUBE-EXTERNAL-SERVICES -m comment --comment "default/empty has no endpoints" '
+            "-m addrtype --dst-type LOCAL -m tcp -p tcp --dport 30099 -j REJECT") in out
+    assert "REJECT (ICMP port unreachable: connection refused)" in out
+
+
+def test_nftables_trace_uses_nftables_words(tmp_path: Path) -> None:
+    _, out, _ = explain(str(SCENARIOS / "local-node-without-pod.yaml"), "--node", "node-3",
+                        "--trace", "203.0.113.9")
+    assert "KUBE-" in out  # iptables mode: the scenario's own
+    path = tmp_path / "nft.yaml"
+    text = (SCENARIOS / "local-node-without-pod.yaml").read_text()
+    path.write_text(text.replace("proxyMode: iptables", "proxyMode: nftables").replace(
+        "manifests/", str(SCENARIOS / "manifests") + "/"))
+    code, out, _ = explain(str(path), "--node", "node-3", "--trace", "203.0.113.9")
+    assert code == 0
+    assert "KUBE-" not in out and "goto reject-chain }" not in out
+    trace = out.split("# trace of one new connection\n")[1]
+    assert "@no-endpoint-nodeports" in trace and "drop; the client waits" in trace
+
+
+def test_ipvs_persistence_node_addresses_and_snat_sets(tmp_path: Path) -> None:
+    out = kube_proxy_case(tmp_path, "ipvs", "svc5")
+    lines = out.splitlines()
+    assert "TCP  10.96.0.10:80 rr persistent 10800" in lines
+    assert "TCP  192.168.0.2:3002 rr persistent 10800" in lines
+    assert "TCP  10.180.0.1:3002 rr persistent 10800" in lines  # cni0: a local address too
+    assert "add KUBE-NODE-PORT-TCP 3002" in lines
+    assert ('-A KUBE-NODE-PORT -p tcp -m comment --comment "Kubernetes nodeport TCP port for '
+            'masquerade purpose" -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ'
+            ) in lines
+    local = kube_proxy_case(tmp_path, "ipvs", "svc2").splitlines()
+    ret = local.index('-A KUBE-NODE-PORT -p tcp -m comment --comment "Kubernetes nodeport TCP '
+                      'port with externalTrafficPolicy=local" -m set --match-set '
+                      "KUBE-NODE-PORT-LOCAL-TCP dst -j RETURN")
+    masq = local.index('-A KUBE-NODE-PORT -p tcp -m comment --comment "Kubernetes nodeport TCP '
+                       'port for masquerade purpose" -m set --match-set KUBE-NODE-PORT-TCP dst '
+                       "-j KUBE-MARK-MASQ")
+    assert ret < masq  # the LOCAL set must come first
+    assert "add KUBE-NODE-PORT-LOCAL-TCP 3001" in local
+    assert any(line.startswith("add KUBE-HEALTH-CHECK-NODE-PORT 30") for line in local)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
+from npsim.cluster.nodeports import allocate_scenario
 from npsim.dists import Distribution
 from npsim.scenario.manifests import Service, ServicePort, pick_port, selector_matches
 from npsim.scenario.problems import Problem, ScenarioError
@@ -89,6 +90,9 @@ class ServicePortModel:
     port: ServicePort
     node_port: int
     endpoints: tuple[Endpoint, ...]
+    # the Service's healthCheckNodePort (LoadBalancer + Local only; 0: none), where
+    # kube-proxy answers an external balancer's probes (kubernetes-semantics 7.6)
+    health_check_node_port: int = 0
 
     @property
     def name(self) -> str:
@@ -108,6 +112,21 @@ class Cluster:
     # next host number per node's pod CIDR, and pods made so far per Deployment
     next_host: dict[int, int] = field(default_factory=dict)
     made: dict[str, int] = field(default_factory=dict)
+    # kube-proxy --cluster-cidr (cluster.clusterCIDR); None: derived from the podCIDRs
+    cluster_cidr: ipaddress.IPv4Network | None = None
+
+    @property
+    def pod_network(self) -> ipaddress.IPv4Network:
+        """The range kube-proxy's local-traffic detector calls "pod traffic": the
+        configured clusterCIDR, else the smallest network holding every node's podCIDR
+        (what kubeadm's --pod-network-cidr would be)."""
+        if self.cluster_cidr is not None:
+            return self.cluster_cidr
+        nets = [n.pod_cidr for n in self.nodes]
+        net = nets[0]
+        while not all(n.subnet_of(net) for n in nets):
+            net = net.supernet()
+        return net
 
     def node_index(self, name: str) -> int:
         return self.graph.nodes[name]["index"]
@@ -160,23 +179,6 @@ def _placement(replicas: int, placement: object, nodes: list[Node]) -> list[int]
     return out
 
 
-def _assign_node_ports(scenario: Scenario) -> dict[tuple[str, int], int]:
-    """NodePorts for ports that do not ask for one: the lowest free port of the dynamic
-    band (30086+ in the default range). Real allocation is random-scan; the allocator
-    issue models that."""
-    taken = {p.node_port for s in scenario.services.values() for p in s.ports if p.node_port}
-    out: dict[tuple[str, int], int] = {}
-    candidate = 30086
-    for svc in scenario.services.values():
-        for i, port in enumerate(svc.ports):
-            if port.node_port is None and svc.type != "ClusterIP":
-                while candidate in taken:
-                    candidate += 1
-                out[(svc.name, i)] = candidate
-                taken.add(candidate)
-    return out
-
-
 def build_cluster(scenario: Scenario) -> Cluster:
     spec = scenario.spec
     nodes: list[Node] = []
@@ -192,6 +194,8 @@ def build_cluster(scenario: Scenario) -> Cluster:
 
     cluster = Cluster(nodes, [], [], graph, spec.cluster.network.same_node,
                       spec.cluster.network.same_zone, spec.cluster.network.cross_zone)
+    if spec.cluster.cluster_cidr:
+        cluster.cluster_cidr = ipaddress.IPv4Network(spec.cluster.cluster_cidr)
     problems: list[Problem] = []
     for dep_name in scenario.deployments:
         workload = spec.workloads[dep_name]
@@ -205,14 +209,19 @@ def build_cluster(scenario: Scenario) -> Cluster:
         raise ScenarioError(problems)
     pods = cluster.pods
 
-    allocated = _assign_node_ports(scenario)
+    allocation = allocate_scenario(list(scenario.services.values()), spec.cluster,
+                                   spec.run.seed)
+    if allocation.rejected:  # the loader reports these; a scenario changed in Python
+        raise ScenarioError([Problem(None, f"Service {r.service!r}", str(r))
+                             for r in allocation.rejected])
     service_ports: list[ServicePortModel] = []
     for svc in scenario.services.values():
+        given = allocation.services[svc.name]
         for i, port in enumerate(svc.ports):
             # a ClusterIP Service has no NodePort (0): in-cluster clients reach its ClusterIP
-            node_port = port.node_port or allocated.get((svc.name, i), 0)
-            service_ports.append(ServicePortModel(len(service_ports), svc, port, node_port,
-                                                  endpoints_for(svc, port, pods)))
+            service_ports.append(ServicePortModel(
+                len(service_ports), svc, port, given.node_ports[i],
+                endpoints_for(svc, port, pods), given.health_check_node_port))
     cluster.service_ports = service_ports
     return cluster
 

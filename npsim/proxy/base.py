@@ -63,12 +63,15 @@ class ServiceView:
     """
 
     __slots__ = ("cluster", "local", "external", "internal", "any", "reply_lost", "affinity",
-                 "affinity_internal", "local_policy")
+                 "affinity_internal", "local_policy", "local_ready")
 
     def __init__(self) -> None:
         self.any = False
         self.reply_lost = False
         self.local_policy = False
+        # this node's ready endpoints (terminating excluded): what the healthCheckNodePort
+        # reports (pkg/proxy/healthcheck service_health.go: 200 iff > 0)
+        self.local_ready = 0
         self.affinity: AffinityTable | None = None  # NodePort traffic
         self.affinity_internal: AffinityTable | None = None  # ClusterIP traffic
 
@@ -106,18 +109,31 @@ class KubeProxy:
         self.cost: Callable[[], float] = lambda: 0.0
 
     def program(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...],
-                now: float = 0.0, hints: Hints | None = None) -> None:
-        """Install this node's view of a Service port's ready endpoints (one sync)."""
+                now: float = 0.0, hints: Hints | None = None,
+                terminating: tuple[Endpoint, ...] = ()) -> None:
+        """Install this node's view of a Service port's endpoints (one sync).
+
+        ``endpoints`` are the ready ones; ``terminating`` the serving-terminating ones,
+        which kube-proxy uses only as a fallback (KEP-1669, ``CategorizeEndpoints`` in
+        pkg/proxy/topology.go): under Cluster policy when no endpoint is ready anywhere,
+        under Local policy per node when the node has no ready local endpoint.
+        Not-ready endpoints are never used.
+        """
         svc = service_port.service
         view = self.views.get(service_port.index) or ServiceView()
-        view.any = bool(endpoints)
+        view.any = bool(endpoints) or bool(terminating)
         cluster = cluster_set(endpoints, hints, self.node) if hints else endpoints
+        if not endpoints and terminating:
+            cluster = terminating
         view.cluster = self._table(service_port, "cluster", cluster, now)
         local_ext = svc.external_traffic_policy == "Local"
         local_int = svc.internal_traffic_policy == "Local"
         view.local_policy = local_ext
         if local_ext or local_int:
-            view.local = self._table(service_port, "local", local_set(endpoints, self.node), now)
+            ready_here = local_set(endpoints, self.node)
+            view.local_ready = len(ready_here)
+            local = ready_here or local_set(terminating, self.node)
+            view.local = self._table(service_port, "local", local, now)
         if local_int:
             view.internal = view.local
         elif self.separate_virtual_servers and self.serves_clusterip:
@@ -128,8 +144,9 @@ class KubeProxy:
         view.reply_lost = False
         if local_ext:
             view.external = view.local
-            if view.local.n == 0 and endpoints and self.mode == "ipvs":
-                view.external = self._table(service_port, "remote", endpoints, now)
+            if view.local.n == 0 and view.any and self.mode == "ipvs":
+                view.external = self._table(service_port, "remote", endpoints or terminating,
+                                            now)
                 view.reply_lost = True
         else:
             view.external = view.cluster

@@ -25,6 +25,13 @@ Counters are per node and per virtual server: a connection is *active* while ope
 *inactive* for ``tcpFinTimeout`` (kernel default 120 s for FIN_WAIT/TIME_WAIT,
 unverified in the reference) after it closes. Choice is O(log n) for lc/sed (a
 tournament tree over list positions), O(1) for the others.
+
+Graceful termination (pkg/proxy/ipvs ``graceful_termination.go``): a real server
+removed by a sync is deleted at once when it has no connection (or the Service is
+UDP/SCTP); otherwise it stays with weight 0 (no new connection goes to it, open ones
+keep working) and is rechecked every
+``rsCheckDeleteInterval`` = 60 s, deleted once ActiveConn + InActConn is 0. A real
+server that comes back meanwhile leaves that list and keeps its counters.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ GOLDEN_RATIO_32 = 0x61C88647
 SH_TAB_BITS = 8
 MH_TABLE_SIZE = 4093  # primes[IP_VS_MH_TAB_INDEX] with the default CONFIG_IP_VS_MH_TAB_INDEX 12
 _POS_BITS = 24  # list positions below 16M
+RS_CHECK_DELETE_INTERVAL = 60.0  # graceful_termination.go rsCheckDeleteInterval
 
 
 def hash_32(value: int, bits: int) -> int:
@@ -92,7 +100,8 @@ class IpvsTable(EndpointTable):
     """
 
     __slots__ = ("scheduler", "order", "position", "active", "inactive", "closing",
-                 "fin_timeout", "cursor", "tree", "buckets", "node_ip", "rng")
+                 "fin_timeout", "cursor", "tree", "buckets", "node_ip", "rng", "graceful",
+                 "next_check", "deleted")
 
     def __init__(self, service_port, endpoints, scheduler: str, node_ip: int, rng,  # noqa: ANN001
                  fin_timeout: float) -> None:
@@ -107,12 +116,19 @@ class IpvsTable(EndpointTable):
         self.closing: deque[tuple[float, str]] = deque()
         self.cursor = -1
         self.order: list[int] = []
+        # weight-0 real servers: key -> next recheck time; and (time, key) once deleted
+        self.graceful: dict[str, float] = {}
+        self.next_check = float("inf")
+        self.deleted: list[tuple[float, str]] = []
         self.reprogram(endpoints, initial=True)
 
     # --- syncs ----------------------------------------------------------------------
 
-    def reprogram(self, endpoints, initial: bool = False) -> None:  # noqa: ANN001
-        """New endpoint set: survivors keep their list order, new ones go to the head."""
+    def reprogram(self, endpoints, initial: bool = False, now: float = 0.0) -> None:  # noqa: ANN001
+        """New endpoint set: survivors keep their list order, new ones go to the head;
+        removed real servers with connections stay with weight 0 (graceful termination)."""
+        if self.graceful:
+            self._recheck(now)
         old_keys = [self.keys[i] for i in self.order] if not initial else []
         EndpointTable.__init__(self, self.service_port, endpoints)
         index_of = {k: i for i, k in enumerate(self.keys)}
@@ -132,14 +148,43 @@ class IpvsTable(EndpointTable):
         self.order = fresh + survivors
         self.position = {e: p for p, e in enumerate(self.order)}
         self.cursor = self.position[index_of[cursor_key]] if cursor_key is not None else -1
+        tcp = self.service_port.port.protocol == "TCP"
         for key in list(self.active):
-            if key not in index_of:  # removed real server: its counters go with it
-                del self.active[key]
-                self.inactive.pop(key, None)
+            if key in index_of:
+                self.graceful.pop(key, None)  # back before it was deleted
+            elif key not in self.graceful:
+                if tcp and self.active[key] + self.inactive.get(key, 0) > 0:
+                    self.graceful[key] = now + RS_CHECK_DELETE_INTERVAL  # weight 0
+                else:  # deleted at once: its counters go with it
+                    self._delete(key, now)
+        self.next_check = min(self.graceful.values(), default=float("inf"))
         for key in self.keys:
             self.active.setdefault(key, 0)
             self.inactive.setdefault(key, 0)
         self._rebuild()
+
+    def _delete(self, key: str, now: float) -> None:
+        del self.active[key]
+        self.inactive.pop(key, None)
+        self.graceful.pop(key, None)
+        self.deleted.append((now, key))
+
+    def _recheck(self, now: float) -> None:
+        """Run the 60 s rechecks of weight-0 real servers due by ``now``, in time order,
+        each seeing the counters as they were at its own time."""
+        while self.graceful and self.next_check <= now:
+            key = min(self.graceful, key=self.graceful.__getitem__)
+            check = self.graceful[key]
+            self._expire(check)
+            if self.active[key] + self.inactive.get(key, 0) == 0:
+                self._delete(key, check)
+            else:
+                self.graceful[key] = check + RS_CHECK_DELETE_INTERVAL
+            self.next_check = min(self.graceful.values(), default=float("inf"))
+
+    def weight(self, key: str) -> int:
+        """1 for a real server in service, 0 for one draining (graceful termination)."""
+        return 0 if key in self.graceful else 1
 
     def _rebuild(self) -> None:
         sched = self.scheduler
@@ -179,6 +224,8 @@ class IpvsTable(EndpointTable):
 
     def pick(self, client_ip: int, src_port: int, now: float) -> int:
         sched = self.scheduler
+        if self.next_check <= now:
+            self._recheck(now)
         if self.closing and self.closing[0][0] <= now:
             self._expire(now)
         if sched == "rr":
@@ -199,6 +246,8 @@ class IpvsTable(EndpointTable):
             self._update(key)
 
     def closed(self, key: str, now: float) -> None:
+        if self.next_check <= now:
+            self._recheck(now)
         if self.active.get(key, 0) > 0:
             self.active[key] -= 1
             self.inactive[key] += 1
@@ -215,8 +264,9 @@ class IpvsTable(EndpointTable):
 
     def _update(self, key: str) -> None:
         if self.scheduler in ("lc", "sed"):
-            index = self.index_of[key]
-            self.tree.set(self.position[index], self._key(index))
+            index = self.index_of.get(key)
+            if index is not None:  # a weight-0 real server is not in the tree
+                self.tree.set(self.position[index], self._key(index))
 
 
 class IpvsProxy(KubeProxy):
@@ -238,8 +288,9 @@ class IpvsProxy(KubeProxy):
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
         if isinstance(previous, IpvsTable):
+            previous._recheck(now)  # rechecks due before now see the counters of their time
             previous._expire(now)
-            previous.reprogram(endpoints)
+            previous.reprogram(endpoints, now=now)
             return previous
         return IpvsTable(service_port, endpoints, self.scheduler, self.node.ip, self.rng,
                          self.fin_timeout)

@@ -67,6 +67,16 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
     keeps = (cols["snat"] == 0) & ~via_process[entry]
     seen = np.where(keeps, at_node, natted)
 
+    # retries (clients with ``retries``): which attempt a row is, and the row it repeats
+    attempt = np.zeros(n, dtype=np.int8)
+    retry_of = np.full(n, -1, dtype=np.int64)
+    for p in pops:
+        if p.retry_of:
+            rows = np.fromiter(p.retry_of, dtype=np.int64, count=len(p.retry_of))
+            retry_of[rows] = np.fromiter(p.retry_of.values(), dtype=np.int64, count=len(rows))
+            attempt[rows] = np.fromiter((p.attempt[r] for r in p.retry_of), dtype=np.int8,
+                                        count=len(rows))
+
     node_names = [nd.name for nd in cluster.nodes]
     pod_names = [p.name for p in cluster.pods]
     frame = pd.DataFrame(
@@ -96,6 +106,8 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
             "outcome": _categorical(outcome, [OUTCOMES[k] for k in sorted(OUTCOMES)]),
             "reason": _categorical(reason, [REASONS[k] for k in sorted(REASONS)]),
             "warmup": t_start < out.warmup,
+            "attempt": attempt,
+            "retry_of": retry_of,
         }
     )
     return frame

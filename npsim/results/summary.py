@@ -17,6 +17,7 @@ from scipy import stats
 
 from npsim.results.frames import reached_pod
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
+from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
 
 Candidates = list[tuple[str, str]]  # (pod, node) a scope's traffic could reach
@@ -63,7 +64,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
 # lies inside the range, and the clipped interval covers it whenever the raw one does.
 _FRACTIONS = ("cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
               "pod_share_jain", "node_share_jain", "pod_share_gini", "node_share_gini",
-              "pod_utilisation_mean", "pod_utilisation_max")
+              "pod_utilisation_mean", "pod_utilisation_max", "error_ratio")
 
 
 def metric_bounds(metric: str) -> tuple[float, float]:
@@ -72,7 +73,8 @@ def metric_bounds(metric: str) -> tuple[float, float]:
         return 0.0, 1.0
     if metric.endswith("_max_over_mean"):
         return 1.0, math.inf
-    if metric.startswith(("latency_", "throughput", "queue_wait", "requests_", "failed_")) \
+    if metric.startswith(("latency_", "throughput", "queue_wait", "requests_", "failed_",
+                          "retries", "time_to_", "alerts_", "error_budget", "fault_start")) \
             or metric.endswith("_cv"):
         return 0.0, math.inf
     return -math.inf, math.inf
@@ -141,6 +143,8 @@ def summarise(
     add("all", "requests_generated", float(len(requests)))
     for name in ("completed", "failed", "in_flight"):
         add("all", f"requests_{name}", float(outcome.get(name, 0)))
+    if "attempt" in requests and (requests["attempt"] > 0).any():
+        _retry_rows(requests, add)
     _measured_rows("all", requests, add, per_replication["all"])
     util = pods.groupby("pod", observed=True)["utilisation"].mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
@@ -153,6 +157,17 @@ def summarise(
             scope = f"population:{population}"
             _measured_rows(scope, part, add, per_replication[scope])
     return pd.DataFrame(rows)
+
+
+def _retry_rows(requests: pd.DataFrame, add: Callable[..., None]) -> None:
+    """With client retries a request is one or more attempts (rows): how many were
+    retries, and how many requests the user finally saw fail (failed, not retried)."""
+    retries = requests[requests["attempt"] > 0]
+    add("all", "retries", float(len(retries)))
+    repeated = pd.MultiIndex.from_arrays([retries["replication"], retries["retry_of"]])
+    rows = pd.MultiIndex.from_arrays([requests["replication"], requests["request"]])
+    final = (requests["outcome"] == "failed").to_numpy() & ~rows.isin(repeated)
+    add("all", "requests_failed_after_retries", float(final.sum()))
 
 
 def _measured_rows(scope: str, requests: pd.DataFrame, add: Callable[..., None],
@@ -234,4 +249,100 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
     for node, row in by_node.iterrows():
         lines.append(f"  {node:<22} {_pct(row['share']):>6}  "
                      f"{_pct(row['cross_node_fraction']):>6}")
+    return "\n".join(lines)
+
+
+# --- incidents: detection, recovery, error budget ---------------------------------------
+
+FOLLOW_UPS = ("lb_mark_down", "lb_mark_up", "alert_firing", "alert_resolved")
+RECOVERED_BELOW = 0.001  # failure ratio under which the service counts as recovered
+
+
+def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
+                     slo: SloSpec | None, end_time: float, warmup: float) -> dict[str, float]:
+    """One replication's incident figures from its events and time series.
+
+    ``fault_start``: the first event that is not a balancer or alert reaction (the
+    injected fault); ``time_to_detect``: from it to the first alert firing;
+    ``time_to_recover``: from it to the end of the last time bucket whose failure ratio
+    (failed / ended) was at least 0.1% (NaN if the run ended still failing). With an
+    SLO: ``error_budget_burn_rate`` (error ratio / (1 - availability)) and
+    ``error_budget_consumed`` (the share of the SLO window's budget this run's
+    failures ate, were the run's traffic spread over the window).
+    """
+    out: dict[str, float] = {}
+    faults = [t for t, k in zip(times, kinds, strict=True)
+              if k not in FOLLOW_UPS and t <= end_time]
+    if faults:
+        start = min(faults)
+        out["fault_start"] = start
+        fired = [t for t, k in zip(times, kinds, strict=True)
+                 if k == "alert_firing" and t >= start]
+        out["time_to_detect"] = min(fired) - start if fired else math.nan
+        out["alerts_fired"] = float(len(fired))
+        ended = (series["completed"] + series["failed"]).to_numpy(dtype=float)
+        ratio = np.divide(series["failed"].to_numpy(dtype=float), ended,
+                          out=np.zeros(len(series)), where=ended > 0)
+        bucket_end = series["time"].to_numpy() + (
+            series["time"].iloc[1] - series["time"].iloc[0] if len(series) > 1 else end_time)
+        bad = np.flatnonzero((ratio >= RECOVERED_BELOW) & (bucket_end > start))
+        if len(bad) == 0:
+            out["time_to_recover"] = 0.0
+        elif bad[-1] == len(series) - 1:
+            out["time_to_recover"] = math.nan  # still failing when the run ended
+        else:
+            out["time_to_recover"] = float(min(bucket_end[bad[-1]], end_time)) - start
+    if slo is not None:
+        measured = series[series["time"] >= warmup]
+        failed = float(measured["failed"].sum())
+        ended = failed + float(measured["completed"].sum())
+        ratio = failed / ended if ended else math.nan
+        out["error_ratio"] = ratio
+        out["error_budget_burn_rate"] = ratio / (1 - slo.availability)
+        out["error_budget_consumed"] = (out["error_budget_burn_rate"] * (end_time - warmup)
+                                        / slo.window)
+    return out
+
+
+def add_incident_rows(summary: pd.DataFrame, per_replication: list[dict[str, float]]
+                      ) -> pd.DataFrame:
+    """Append the incident metrics (scope ``all``, CI over replications)."""
+    names = [m for m in INCIDENT_METRICS if any(m in rep for rep in per_replication)]
+    rows = []
+    for name in names:
+        values = np.array([rep.get(name, math.nan) for rep in per_replication], dtype=float)
+        value, lo, hi = confidence_interval(values, name)
+        rows.append({"scope": "all", "metric": name, "value": value, "ci_low": lo,
+                     "ci_high": hi})
+    return pd.concat([summary, pd.DataFrame(rows)], ignore_index=True) if rows else summary
+
+
+INCIDENT_METRICS = ("fault_start", "time_to_detect", "alerts_fired", "time_to_recover",
+                    "error_ratio", "error_budget_burn_rate", "error_budget_consumed")
+
+
+def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 25) -> str:
+    """The CLI's "incidents" block: the first replication's timeline and the figures."""
+    first = events[events["replication"] == events["replication"].min()]
+    lines = [f"incidents  {len(first)} transitions"
+             + (" (first replication)" if events["replication"].nunique() > 1 else "")]
+    for row in first.head(limit).itertuples(index=False):
+        lines.append(f"  {float(row.time):9.2f}s  {row.kind:<18} "
+                     f"{row.subject:<24} {row.detail}")
+    if len(first) > limit:
+        lines.append(f"  ... {len(first) - limit} more in events.parquet")
+    s = summary[summary["scope"] == "all"].set_index("metric")["value"]
+    figures = []
+    for metric, label in (("time_to_detect", "detected after"),
+                          ("time_to_recover", "recovered after")):
+        if metric in s.index:
+            v = float(s[metric])
+            figures.append(f"{label} {format_duration(v, 4)}" if not math.isnan(v)
+                           else f"{label.split()[0]} never" if metric == "time_to_detect"
+                           else "not recovered by the end")
+    if "error_budget_burn_rate" in s.index:
+        figures.append(f"error budget burn rate {float(s['error_budget_burn_rate']):.2f}x, "
+                       f"{float(s['error_budget_consumed']):.2%} of the SLO window's budget")
+    if figures:
+        lines.append("  " + "; ".join(figures))
     return "\n".join(lines)

@@ -8,11 +8,15 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 
 from npsim.dists import Empirical
 from npsim.scenario.manifests import (
     Deployment,
     Service,
+    add_lifecycle,
+    check_node_ports,
+    check_port_plan,
     parse_manifest,
     pick_port,
     selector_matches,
@@ -47,6 +51,7 @@ class Scenario:
         self.base_dir = base_dir
         self.source = source
         self.warnings = warnings if warnings is not None else []
+        self.network_policies: dict[str, Any] = {}  # NetworkPolicy manifests, by name
         from npsim.scenario.changes import check_assignments
 
         check_assignments(self)
@@ -90,7 +95,9 @@ class Scenario:
             data.pop("variants", None)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
-        ]
+        ] + [policy.manifest for policy in self.network_policies.values()]
+        # an event is one kind: leave out the kinds (and the until) it does not use
+        data["events"] = [{k: v for k, v in e.items() if v is not None} for e in data["events"]]
         return data
 
 
@@ -115,7 +122,9 @@ def svc_manifest(svc: Service) -> dict[str, Any]:
             ("sessionAffinity", svc.session_affinity),
             ("sessionAffinityConfig", {"clientIP": {"timeoutSeconds": svc.affinity_timeout}}
              if svc.session_affinity == "ClientIP" else None),
-            ("trafficDistribution", svc.traffic_distribution)) if v is not None},
+            ("trafficDistribution", svc.traffic_distribution),
+            ("allocateLoadBalancerNodePorts", None if svc.allocate_lb_node_ports else False),
+            ("healthCheckNodePort", svc.health_check_node_port)) if v is not None},
     }
     if svc.topology_mode is not None:
         manifest["metadata"]["annotations"] = {
@@ -127,7 +136,7 @@ def deployment_manifest(dep: Deployment) -> dict[str, Any]:
     ports = [{k: v for k, v in (("name", c.name), ("containerPort", c.container_port),
                                 ("protocol", c.protocol)) if v is not None}
              for c in dep.container_ports]
-    return {
+    return add_lifecycle({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": dep.name, "namespace": dep.namespace},
@@ -139,7 +148,7 @@ def deployment_manifest(dep: Deployment) -> dict[str, Any]:
                 "spec": {"containers": [{"name": dep.name, "ports": ports}]},
             },
         },
-    }
+    }, dep)
 
 
 def _validation_problems(exc: ValidationError, tree: Any, p: Problems) -> None:
@@ -198,12 +207,15 @@ def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
     deployments: dict[str, Deployment] = {}
     raw_manifests = tree.get("manifests") if isinstance(tree, dict) else None
     unresolved: _Unresolved = set()
+    policies: dict[str, Any] = {}
     if isinstance(raw_manifests, list):
-        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments)
+        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments,
+                                     policies)
     scenario = None
     if spec is not None:
         spec = _resolve_files(spec, tree, base_dir, p)
         scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
+        scenario.network_policies = policies
         cross_check(scenario, tree, p, unresolved)
     else:
         partial = Scenario(None, services, deployments, base_dir, source)  # type: ignore[arg-type]
@@ -231,6 +243,7 @@ def _load_manifests(
     p: Problems,
     services: dict[str, Service],
     deployments: dict[str, Deployment],
+    policies: dict[str, Any] | None = None,
 ) -> _Unresolved:
     """Parse every manifest into ``services``/``deployments``; return the names of those
     that failed (their problems are reported here, so references to them are not)."""
@@ -266,7 +279,9 @@ def _load_manifests(
                 if isinstance(name, str):
                     unresolved.add(name)
                 continue
-            table: dict[str, Any] = services if isinstance(obj, Service) else deployments
+            table: dict[str, Any] = (services if isinstance(obj, Service) else deployments
+                                     if isinstance(obj, Deployment) else
+                                     policies if policies is not None else {})
             if obj.name in table:
                 p.at(doc, ["metadata", "name"],
                      f'Duplicate value: {type(obj).__name__} "{obj.name}" is defined twice '
@@ -320,33 +335,46 @@ def cross_check(
     _cross_check(scenario, [n.name for n in spec.cluster.nodes], dict(spec.workloads),
                  list(enumerate(spec.clients)), tree, p, unresolved or set())
     _check_events(scenario, tree, p)
+    _check_front_ends(scenario, tree, p)
     if not p.errors:
         _utilisation_warnings(scenario, tree, p)
 
 
-def _check_node_ports(scenario: Scenario, tree: Any, p: Problems) -> None:
-    """A NodePort belongs to one Service port (per protocol it may repeat within one
-    Service: 53/TCP and 53/UDP share 30053; kubernetes-semantics.md 10, facts 15-16)."""
-    owner: dict[int, str] = {}
-    for svc in scenario.services.values():
-        for port in svc.ports:
-            if port.node_port is None:
-                continue
-            other = owner.get(port.node_port)
-            if other is not None and other != svc.name:
-                p.at(tree, ["manifests"],
-                     f"Service {svc.name!r}: spec.ports.nodePort: Invalid value: "
-                     f"{port.node_port}: provided port is already allocated "
-                     f"(by Service {other!r})")
-            owner[port.node_port] = svc.name
-
-
 def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """Every event names something that exists: a Deployment, a node, or a pod that is
+    there from the start (``<deployment>-<ordinal>``)."""
+    nodes = [n.name for n in scenario.spec.cluster.nodes]
+    pods = [f"{name}-{i}" for name, dep in scenario.deployments.items()
+            for i in range(dep.replicas)]
     for i, event in enumerate(scenario.spec.events):
-        if event.scale.deployment not in scenario.deployments:
+        kind, target = event.kind, event.target
+        at = ["events", i, to_camel(kind)]
+        if kind in ("scale", "rollout") and target.deployment not in scenario.deployments:
             known = ", ".join(sorted(scenario.deployments)) or "none"
-            p.at(tree, ["events", i, "scale", "deployment"],
-                 f"no Deployment named {event.scale.deployment!r} (known: {known})")
+            p.at(tree, [*at, "deployment"],
+                 f"no Deployment named {target.deployment!r} (known: {known})")
+        elif kind.startswith(("node_", "kube")) and target.node not in nodes:
+            p.at(tree, [*at, "node"], f"unknown node {target.node!r} (nodes: "
+                 f"{', '.join(nodes)})")
+        elif kind.startswith("pod_") and target.pod not in pods:
+            p.at(tree, [*at, "pod"], f"no pod named {target.pod!r} at the start of the run "
+                 f"(pods: {', '.join(pods) or 'none'})")
+
+
+def _check_front_ends(scenario: Scenario, tree: Any, p: Problems) -> None:
+    """A balancer checking the healthCheckNodePort needs a Service that has one: the API
+    server allocates it only for type LoadBalancer with externalTrafficPolicy Local
+    (k8s pkg/registry/core/service/storage/alloc.go: ``needsHCNodePort``)."""
+    for i, client in enumerate(scenario.spec.clients):
+        hc = client.balancer.health_check if client.balancer is not None else None
+        svc = scenario.services.get(client.service)
+        if hc is None or hc.port != "healthCheckNodePort" or svc is None:
+            continue
+        if svc.type != "LoadBalancer" or svc.external_traffic_policy != "Local":
+            p.at(tree, ["clients", i, "balancer", "healthCheck", "port"],
+                 f"Service {svc.name!r} has no healthCheckNodePort (only type LoadBalancer "
+                 f"with externalTrafficPolicy Local gets one; it is type {svc.type}, "
+                 f"policy {svc.external_traffic_policy or 'Cluster'}): check port nodePort")
 
 
 def _partial_check(tree: Any, scenario: Scenario, p: Problems, unresolved: _Unresolved) -> None:
@@ -426,7 +454,8 @@ def _cross_check(
         if nodes is not None and client.source is not None and client.source.node not in nodes:
             p.at(tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
-    _check_node_ports(scenario, tree, p)
+    check_node_ports(scenario, tree, p)
+    check_port_plan(scenario, tree, p)
     for svc in scenario.services.values():
         backing = [d for d in scenario.deployments.values()
                    if selector_matches(svc.selector, d.pod_labels)]

@@ -9,16 +9,21 @@ reference gives it (kubernetes-semantics.md section 6).
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from npsim.scenario.problems import Problems
-from npsim.scenario.yamlio import MarkedDict
+from npsim.cluster.netpol import IngressRule, NetworkPolicy, Peer
+from npsim.cluster.nodeports import allocate_scenario
+from npsim.scenario.problems import Problem, Problems
+from npsim.scenario.yamlio import MarkedDict, plain
 
-NODEPORT_RANGE = (30000, 32767)  # kube-apiserver --service-node-port-range default
 # v1.DefaultClientIPServiceAffinitySeconds; valid 1..86400 (MaxClientIPServiceAffinitySeconds)
 DEFAULT_AFFINITY_TIMEOUT = 10800
 MAX_AFFINITY_TIMEOUT = 86400
+TERMINATION_GRACE_PERIOD = 30.0  # DefaultTerminationGracePeriodSeconds (SetDefaults_PodSpec)
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode",
                         "service.kubernetes.io/topology-aware-hints")
 
@@ -45,10 +50,18 @@ _SERVICE_FIELDS: dict[str, Any] = {
         "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": True}},
         "clusterIP": "quiet",
         "clusterIPs": "quiet",
+        "healthCheckNodePort": True,
+        "allocateLoadBalancerNodePorts": True,
         "ipFamilies": "quiet",
         "ipFamilyPolicy": "quiet",
     },
     "status": "quiet",
+}
+_PROBE_FIELDS: dict[str, Any] = {
+    "periodSeconds": True, "timeoutSeconds": True, "failureThreshold": True,
+    "successThreshold": True, "initialDelaySeconds": True,
+    "httpGet": "quiet", "tcpSocket": "quiet", "exec": "quiet", "grpc": "quiet",
+    "terminationGracePeriodSeconds": "quiet",
 }
 _DEPLOYMENT_FIELDS: dict[str, Any] = {
     "apiVersion": True,
@@ -70,12 +83,18 @@ _DEPLOYMENT_FIELDS: dict[str, Any] = {
                     "args": "quiet",
                     "command": "quiet",
                     "volumeMounts": "quiet",
+                    "readinessProbe": _PROBE_FIELDS,
+                    "livenessProbe": _PROBE_FIELDS,
+                    "lifecycle": {"preStop": {"sleep": {"seconds": True},
+                                              "exec": {"command": True}}},
                 },
                 "volumes": "quiet",
                 "nodeSelector": "quiet",
+                "terminationGracePeriodSeconds": True,
             },
         },
-        "strategy": "quiet",
+        "strategy": {"type": True,
+                     "rollingUpdate": {"maxSurge": True, "maxUnavailable": True}},
         "revisionHistoryLimit": "quiet",
         "progressDeadlineSeconds": "quiet",
     },
@@ -106,6 +125,11 @@ class Service:
     affinity_timeout: int = DEFAULT_AFFINITY_TIMEOUT
     traffic_distribution: str | None = None
     topology_mode: str | None = None  # service.kubernetes.io/topology-mode annotation
+    health_check_node_port: int | None = None  # requested spec.healthCheckNodePort
+    allocate_lb_node_ports: bool = True  # spec.allocateLoadBalancerNodePorts
+    # the manifest document and its path prefix, to point allocation errors at it
+    doc: Any = field(default=None, repr=False, compare=False)
+    prefix: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -124,6 +148,14 @@ class Deployment:
     container_ports: tuple[ContainerPort, ...]
     origin: str
     match_labels: dict[str, str] = field(default_factory=dict)
+    # lifecycle (npsim/cluster/lifecycle.py): probes, preStop, grace period, strategy
+    # probes: the fields the manifest sets (npsim/cluster/lifecycle.py Probe adds defaults)
+    readiness: dict[str, float] | None = None
+    liveness: dict[str, float] | None = None
+    pre_stop: float = 0.0  # seconds the preStop hook takes
+    grace_period: float = TERMINATION_GRACE_PERIOD
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
 
 
 def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -235,46 +267,164 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
         if not isinstance(raw, dict):
             p.at(doc, at, "expected a port mapping", pre)
             continue
-        if len(raw_ports) > 1 and not raw.get("name"):
-            p.at(doc, [*at, "name"], "Required value", pre)
         port = _expect(doc, [*at, "port"], int, "a port number", p, pre)
-        if port is not None and not 1 <= port <= 65535:
-            p.at(doc, [*at, "port"], f"Invalid value: {port}: must be between 1 and 65535", pre)
         protocol = raw.get("protocol", "TCP")
         if protocol not in ("TCP", "UDP", "SCTP"):
             p.at(doc, [*at, "protocol"],
                  f'Unsupported value: "{protocol}": supported values: "SCTP", "TCP", "UDP"', pre)
-        if protocol in ("UDP", "SCTP"):
+        if protocol == "SCTP":
             p.warn(doc, [*at, "protocol"],
-                   f"{protocol} is simulated with TCP's connection semantics (conntrack entries "
-                   "are not flushed when endpoints change)", pre)
-        target = raw.get("targetPort", port)
-        if isinstance(target, bool) or not isinstance(target, int | str):
+                   "SCTP is simulated with TCP's connection semantics", pre)
+        target = raw.get("targetPort")
+        if target in (None, 0, ""):  # SetDefaults_Service: targetPort 0 or "" means port
+            target = port
+        if isinstance(target, bool) or not isinstance(target, int | str | None):
             p.at(doc, [*at, "targetPort"], "expected a port number or a container port name", pre)
         node_port = raw.get("nodePort")
         if node_port is not None:
-            lo, hi = NODEPORT_RANGE
             if isinstance(node_port, bool) or not isinstance(node_port, int):
                 p.at(doc, [*at, "nodePort"], f"expected a port number, got {node_port!r}", pre)
-            elif svc_type == "ClusterIP":
+            elif svc_type == "ClusterIP" and node_port != 0:
                 p.at(doc, [*at, "nodePort"],
                      "Forbidden: may not be used when `type` is 'ClusterIP'", pre)
-            elif not lo <= node_port <= hi:
-                p.at(doc, [*at, "nodePort"],
-                     f"Invalid value: {node_port}: provided port is not in the valid range. "
-                     f"The range of valid ports is {lo}-{hi}", pre)
-        names = [r.get("name") for r in raw_ports[:i] if isinstance(r, dict)]
-        if raw.get("name") and raw.get("name") in names:
-            p.at(doc, [*at, "name"], f'Duplicate value: "{raw["name"]}"', pre)
         ports.append(ServicePort(str(raw.get("name") or ""), str(protocol), port or 0,
-                                 target if target is not None else 0, node_port))
+                                 target if target is not None else 0, node_port or None))
     if not raw_ports and spec.get("ports") is not None:
         p.at(doc, ["spec", "ports"], "Required value: at least one port", pre)
+    validate_service_ports(doc, raw_ports, p, pre)
+    health, allocate_lb = validate_service_spec(doc, spec, str(svc_type), str(policy), p, pre)
     if len(p.errors) > n_errors or name is None:
         return None
     return Service(str(name), str(namespace), str(svc_type), tuple(ports), selector,
                    str(policy), origin, str(internal), affinity, timeout, distribution,
-                   topology_mode)
+                   topology_mode, health, allocate_lb, doc, pre)
+
+
+# --- the API server's ServiceSpec checks (pkg/apis/core/validation/validation.go) -----------
+
+# apimachinery/pkg/util/validation: IsDNS1123Label, IsValidPortNum, IsValidPortName
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS1123_LABEL_MESSAGE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+    "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+PORT_RANGE_MESSAGE = "must be between 1 and 65535, inclusive"
+
+
+def _quoted(value: Any) -> str:
+    """field.Error's rendering of a bad value: strings quoted, numbers bare."""
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    """IsDNS1123Label: at most 63 characters, lower-case alphanumerics and inner '-'."""
+    out = []
+    if len(value) > 63:
+        out.append("must be no more than 63 characters")
+    if not DNS1123_LABEL.fullmatch(value):
+        out.append(DNS1123_LABEL_MESSAGE)
+    return out
+
+
+def port_name_errors(value: str) -> list[str]:
+    """IsValidPortName (IANA_SVC_NAME), in the API server's order and words."""
+    out = []
+    if len(value) > 15:
+        out.append("must be no more than 15 characters")
+    if not re.fullmatch(r"[-a-z0-9]+", value):
+        out.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not re.search(r"[a-z]", value):
+        out.append("must contain at least one letter (a-z)")
+    if "--" in value:
+        out.append("must not contain consecutive hyphens")
+    if value and (value[0] == "-" or value[-1] == "-"):
+        out.append("must not begin or end with a hyphen")
+    return out
+
+
+def _go_service_port(protocol: str, port: int) -> str:
+    """How field.Duplicate prints the (protocol, port) key, a core.ServicePort (%#v)."""
+    return (f'core.ServicePort{{Name:"", Protocol:"{protocol}", AppProtocol:(*string)(nil), '
+            f"Port:{port}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, "
+            "NodePort:0}")
+
+
+def validate_service_ports(doc: MarkedDict, raw_ports: list[Any], p: Problems,
+                           pre: str) -> None:
+    """validateServicePort for each port, then the duplicate (protocol, port) and
+    (protocol, nodePort) checks of ValidateService."""
+    names: set[str] = set()
+    ports: set[tuple[str, int]] = set()
+    node_ports: set[tuple[str, int]] = set()
+    for i, raw in enumerate(raw_ports):
+        if not isinstance(raw, dict):
+            continue
+        at = ["spec", "ports", i]
+        name = raw.get("name")
+        if len(raw_ports) > 1 and not name:
+            p.at(doc, [*at, "name"], "Required value", pre)
+        elif name:
+            for message in dns1123_label_errors(str(name)):
+                p.at(doc, [*at, "name"], f"Invalid value: {_quoted(str(name))}: {message}", pre)
+            if name in names:
+                p.at(doc, [*at, "name"], f'Duplicate value: "{name}"', pre)
+            names.add(name)
+        port = raw.get("port")
+        if isinstance(port, int) and not isinstance(port, bool) and not 1 <= port <= 65535:
+            p.at(doc, [*at, "port"], f"Invalid value: {port}: {PORT_RANGE_MESSAGE}", pre)
+        target = raw.get("targetPort")
+        if isinstance(target, int) and not isinstance(target, bool) and target != 0:
+            if not 1 <= target <= 65535:
+                p.at(doc, [*at, "targetPort"], f"Invalid value: {target}: {PORT_RANGE_MESSAGE}",
+                     pre)
+        elif isinstance(target, str) and target:
+            for message in port_name_errors(target):
+                p.at(doc, [*at, "targetPort"], f'Invalid value: "{target}": {message}', pre)
+        protocol = str(raw.get("protocol", "TCP"))
+        if isinstance(port, int) and not isinstance(port, bool):
+            if (protocol, port) in ports:
+                p.at(doc, at, f"Duplicate value: {_go_service_port(protocol, port)}", pre)
+            ports.add((protocol, port))
+        node_port = raw.get("nodePort")
+        if isinstance(node_port, int) and not isinstance(node_port, bool) and node_port:
+            if (protocol, node_port) in node_ports:
+                p.at(doc, [*at, "nodePort"], f"Duplicate value: {node_port}", pre)
+            node_ports.add((protocol, node_port))
+
+
+def validate_service_spec(doc: MarkedDict, spec: dict, svc_type: str, policy: str,
+                          p: Problems, pre: str) -> tuple[int | None, bool]:
+    """clusterIP None on NodePort/LoadBalancer, healthCheckNodePort only where a health
+    check is needed, allocateLoadBalancerNodePorts only on LoadBalancer. Returns the
+    requested healthCheckNodePort and allocateLoadBalancerNodePorts."""
+    if spec.get("clusterIP") == "None" and svc_type in ("NodePort", "LoadBalancer"):
+        # newer API servers report the first entry of clusterIPs (dual-stack fields)
+        problem = Problems.problem(doc, ["spec", "clusterIP"], "", pre)
+        p.errors.append(Problem(problem.mark, f"{pre}spec.clusterIPs[0]",
+                                f"Invalid value: \"None\": may not be set to 'None' for "
+                                f"{svc_type} services"))
+    health = spec.get("healthCheckNodePort")
+    if health is not None:
+        if isinstance(health, bool) or not isinstance(health, int):
+            p.at(doc, ["spec", "healthCheckNodePort"], f"expected a port number, got {health!r}",
+                 pre)
+            health = None
+        elif health and not (svc_type == "LoadBalancer" and policy == "Local"):
+            p.at(doc, ["spec", "healthCheckNodePort"],
+                 f"Invalid value: {health}: may only be set when `type` is 'LoadBalancer' and "
+                 "`externalTrafficPolicy` is 'Local'", pre)
+        elif health and not 1 <= health <= 65535:
+            p.at(doc, ["spec", "healthCheckNodePort"],
+                 f"Invalid value: {health}: {PORT_RANGE_MESSAGE}", pre)
+    allocate = spec.get("allocateLoadBalancerNodePorts")
+    if allocate is not None:
+        if svc_type != "LoadBalancer":
+            p.at(doc, ["spec", "allocateLoadBalancerNodePorts"],
+                 "Forbidden: may only be used when `type` is 'LoadBalancer'", pre)
+        elif not isinstance(allocate, bool):
+            p.at(doc, ["spec", "allocateLoadBalancerNodePorts"],
+                 f"expected true or false, got {allocate!r}", pre)
+    return (health or None), allocate is not False
 
 
 # PreferClose is the deprecated alias of PreferSameZone (kubernetes-semantics.md 8)
@@ -338,17 +488,98 @@ def parse_deployment(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Dep
             number = _expect(doc, [*at, "containerPort"], int, "a container port number", p, pre)
             if number is not None:
                 cports.append(ContainerPort(raw.get("name"), number, raw.get("protocol", "TCP")))
+    lifecycle = _pod_lifecycle(doc, spec, containers, p, pre)
     if len(p.errors) > n_errors or name is None:
         return None
     return Deployment(str(name), str(namespace), int(replicas), pod_labels, tuple(cports),
-                      origin, match_labels)
+                      origin, match_labels, **lifecycle)
+
+
+_PROBE_KEYS = {"periodSeconds": ("period", 1), "timeoutSeconds": ("timeout", 1),
+               "failureThreshold": ("failure_threshold", 1),
+               "successThreshold": ("success_threshold", 1),
+               "initialDelaySeconds": ("initial_delay", 0)}
+
+
+def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
+                   pre: str) -> dict[str, Any]:
+    """Probes, preStop and grace period of the (first serving) container, and the
+    rolling-update strategy, with Kubernetes' defaults for what is left out."""
+    out: dict[str, Any] = {}
+    tmpl = ["spec", "template", "spec"]
+    for ci, container in enumerate(containers):
+        if not isinstance(container, dict):
+            continue
+        for key, attr in (("readinessProbe", "readiness"), ("livenessProbe", "liveness")):
+            raw = container.get(key)
+            if raw is None or attr in out:
+                continue
+            values: dict[str, Any] = {}
+            for field_name, (name, low) in _PROBE_KEYS.items():
+                if field_name not in (raw or {}):
+                    continue
+                at = [*tmpl, "containers", ci, key, field_name]
+                value = _expect(doc, at, int, "a whole number", p, pre)
+                if value is not None and value < low:
+                    p.at(doc, at, f"Invalid value: {value}: must be greater than or equal "
+                         f"to {low}", pre)
+                elif value is not None:
+                    values[name] = value
+            if key == "livenessProbe" and values.get("success_threshold", 1) != 1:
+                p.at(doc, [*tmpl, "containers", ci, key, "successThreshold"],
+                     "Invalid value: must be 1", pre)
+            out[attr] = values
+        hook = ((container.get("lifecycle") or {}).get("preStop") or {})
+        if hook and "pre_stop" not in out:
+            out["pre_stop"] = _pre_stop_seconds(doc, hook, [*tmpl, "containers", ci], p, pre)
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    if "terminationGracePeriodSeconds" in pod_spec:
+        at = [*tmpl, "terminationGracePeriodSeconds"]
+        grace = _expect(doc, at, int, "a whole number of seconds", p, pre)
+        if grace is not None and grace < 0:
+            p.at(doc, at, f"Invalid value: {grace}: must be greater than or equal to 0", pre)
+        elif grace is not None:
+            out["grace_period"] = float(grace)
+    rolling = ((spec.get("strategy") or {}).get("rollingUpdate") or {})
+    for key, attr in (("maxSurge", "max_surge"), ("maxUnavailable", "max_unavailable")):
+        if key in rolling:
+            value = rolling[key]
+            at = ["spec", "strategy", "rollingUpdate", key]
+            if isinstance(value, bool) or not (
+                    isinstance(value, int) and value >= 0
+                    or isinstance(value, str) and re.fullmatch(r"[0-9]+%", value)):
+                p.at(doc, at, f"Invalid value: {value!r}: must be a non-negative integer "
+                     "or a percentage (e.g. 25%)", pre)
+            else:
+                out[attr] = value
+    return out
+
+
+def _pre_stop_seconds(doc: MarkedDict, hook: dict, at: list[Any], p: Problems,
+                      pre: str) -> float:
+    """How long a preStop hook keeps the pod from getting SIGTERM: ``sleep.seconds``, or an
+    ``exec`` of ``sleep N`` (the usual ``["sh", "-c", "sleep 15"]``)."""
+    if "sleep" in hook:
+        seconds = _expect(doc, [*at, "lifecycle", "preStop", "sleep", "seconds"], int,
+                          "a whole number of seconds", p, pre)
+        return float(seconds or 0)
+    command = (hook.get("exec") or {}).get("command") or []
+    match = re.search(r"\bsleep\s+([0-9]+(?:\.[0-9]+)?)\b",
+                      " ".join(str(c) for c in command))
+    if match is None:
+        p.warn(doc, [*at, "lifecycle", "preStop"],
+               "npsim cannot tell how long this preStop hook runs (it understands sleep.seconds "
+               "and an exec of 'sleep N'); taken as instant", pre)
+        return 0.0
+    return float(match.group(1))
 
 
 KINDS = {"Service": (parse_service, _SERVICE_FIELDS), "Deployment": (parse_deployment,
                                                                      _DEPLOYMENT_FIELDS)}
 
 
-def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | Deployment | None:
+def parse_manifest(doc: Any, p: Problems, pre: str,
+                   origin: str) -> Service | Deployment | NetworkPolicy | None:
     """One manifest document; ``pre`` prefixes field paths (e.g. ``manifests[1]``)."""
     if not isinstance(doc, dict):
         p.at(doc, [], "expected a Kubernetes manifest (a mapping with apiVersion and kind)", pre)
@@ -356,7 +587,8 @@ def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | De
     kind = doc.get("kind")
     if kind not in KINDS:
         if kind is None:
-            p.at(doc, ["kind"], "Required value: the manifest kind (Service or Deployment)", pre)
+            p.at(doc, ["kind"], "Required value: the manifest kind (Service, Deployment or "
+                 "NetworkPolicy)", pre)
         else:
             p.warn(doc, ["kind"], f"kind {kind!r} is not modelled by npsim; ignored", pre)
         return None
@@ -372,3 +604,180 @@ def parse_manifest(doc: Any, p: Problems, pre: str, origin: str) -> Service | De
     for loc in unknown:
         p.warn(doc, loc, "not modelled by npsim; ignored", pre)
     return parser(doc, p, pre, origin)
+
+
+def _probe_manifest(probe: dict[str, float]) -> dict[str, int]:
+    fields = {name: key for key, (name, _low) in _PROBE_KEYS.items()}
+    return {fields[name]: int(value) for name, value in probe.items()}
+
+
+def add_lifecycle(manifest: dict[str, Any], dep: Deployment) -> dict[str, Any]:
+    """Write a Deployment's probes, preStop, grace period and strategy into its resolved
+    manifest (``scenario.resolved.yaml`` repeats the run exactly)."""
+    pod = manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    if dep.readiness is not None:
+        container["readinessProbe"] = _probe_manifest(dep.readiness)
+    if dep.liveness is not None:
+        container["livenessProbe"] = _probe_manifest(dep.liveness)
+    if dep.pre_stop:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": math.ceil(dep.pre_stop)}}}
+    pod["terminationGracePeriodSeconds"] = int(dep.grace_period)
+    manifest["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {
+        "maxSurge": dep.max_surge, "maxUnavailable": dep.max_unavailable}}
+    return manifest
+def check_node_ports(scenario: Any, tree: Any, p: Problems) -> None:
+    """Create the scenario's Services through the API server's NodePort allocator and
+    report each refusal at the Service's manifest, in the API server's words
+    (``spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid
+    range. The range of valid ports is 30000-32767``)."""
+    spec = scenario.spec
+    try:
+        allocation = allocate_scenario(list(scenario.services.values()),
+                                       spec.cluster if spec is not None else None,
+                                       spec.run.seed if spec is not None else 1)
+    except ValueError:  # an unreadable range is reported by the schema
+        return
+    for rejection in allocation.rejected:
+        svc = scenario.services[rejection.service]
+        where = f"Service {svc.name!r}: "
+        if rejection.path:
+            loc = [int(x) if x.isdigit() else x
+                   for x in re.split(r"[.\[\]]+", rejection.path) if x]
+            p.at(svc.doc if svc.doc is not None else tree, loc,
+                 f"Invalid value: {rejection.port}: {rejection.message}" + _collision_hint(
+                     rejection, allocation), svc.prefix)
+        else:
+            p.at(svc.doc if svc.doc is not None else tree, ["metadata", "name"],
+                 where + f"Internal error occurred: {rejection.message}", svc.prefix)
+
+
+def _collision_hint(rejection: Any, allocation: Any) -> str:
+    """Name who holds a port asked for explicitly (an earlier Service's automatic port
+    in the dynamic band is what the static band is there to avoid)."""
+    if "already allocated" not in rejection.message:
+        return ""
+    for name, given in allocation.services.items():
+        if rejection.port in given.node_ports or rejection.port == given.health_check_node_port:
+            ports_range = allocation.range
+            band = ports_range.bands()["static"]
+            hint = f" (held by Service {name!r}"
+            if band is not None and ports_range.band(rejection.port) == "dynamic":
+                hint += (f"; explicit requests in the static band {band[0]}-{band[1]} "
+                         "cannot collide with automatic allocations")
+            return hint + ")"
+    return ""
+
+
+def check_port_plan(scenario: Any, tree: Any, p: Problems) -> None:
+    """Every Service a plan band names must exist, and belong to one band only."""
+    spec = scenario.spec
+    if spec is None:
+        return
+    seen: dict[str, str] = {}
+    known = {n for s in scenario.services.values() for n in (s.name, f"{s.namespace}/{s.name}")}
+    for i, band in enumerate(spec.port_plan):
+        for j, name in enumerate(band.services):
+            if name not in known:
+                p.at(tree, ["portPlan", i, "services", j],
+                     f"no Service named {name!r} among the manifests")
+            elif name in seen:
+                p.at(tree, ["portPlan", i, "services", j],
+                     f"Service {name!r} is already in band {seen[name]!r}")
+            seen[name] = band.name
+
+
+# --- NetworkPolicy (networking.k8s.io/v1), ingress only ------------------------------------
+
+
+def _selector(doc: MarkedDict, loc: list[Any], p: Problems, pre: str) -> dict[str, str]:
+    raw = _expect(doc, loc, dict, "a label selector", p, pre)
+    if raw is None:
+        return {}
+    if "matchExpressions" in raw:
+        p.warn(doc, [*loc, "matchExpressions"],
+               "matchExpressions are not checked by npsim; only matchLabels", pre)
+    return _labels(doc, [*loc, "matchLabels"], p, pre) if "matchLabels" in raw else {}
+
+
+def parse_network_policy(doc: MarkedDict, p: Problems, pre: str,
+                         origin: str) -> NetworkPolicy | None:
+    """A NetworkPolicy's ingress side (npsim/cluster/netpol.py says how it is judged)."""
+    n_errors = len(p.errors)
+    name = _expect(doc, ["metadata", "name"], str, "the NetworkPolicy name", p, pre)
+    namespace = str(doc.get("metadata", {}).get("namespace", "default"))
+    spec = _expect(doc, ["spec"], dict, "a spec", p, pre) or {}
+    pod_selector = _selector(doc, ["spec", "podSelector"], p, pre)
+    types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec
+                                         else ["Ingress"])
+    for i, kind in enumerate(types):
+        if kind not in ("Ingress", "Egress"):
+            p.at(doc, ["spec", "policyTypes", i],
+                 f'Unsupported value: "{kind}": supported values: "Egress", "Ingress"', pre)
+    if "egress" in spec:
+        p.warn(doc, ["spec", "egress"], "egress rules are not modelled by npsim; ignored", pre)
+    rules: list[IngressRule] = []
+    for i, raw in enumerate(spec.get("ingress") or []):
+        at = ["spec", "ingress", i]
+        if not isinstance(raw, dict):
+            p.at(doc, at, "expected an ingress rule mapping", pre)
+            continue
+        peers = None
+        if raw.get("from") is not None:
+            peers = tuple(_peer(doc, [*at, "from", j], peer, p, pre)
+                          for j, peer in enumerate(raw["from"]))
+        ports = None
+        if raw.get("ports") is not None:
+            ports = []
+            for j, port in enumerate(raw["ports"]):
+                proto = str((port or {}).get("protocol", "TCP"))
+                if proto not in ("TCP", "UDP", "SCTP"):
+                    p.at(doc, [*at, "ports", j, "protocol"], f'Unsupported value: "{proto}": '
+                         'supported values: "SCTP", "TCP", "UDP"', pre)
+                if "endPort" in (port or {}):
+                    p.warn(doc, [*at, "ports", j, "endPort"],
+                           "endPort is not modelled by npsim; only port is matched", pre)
+                ports.append((proto, (port or {}).get("port")))
+            ports = tuple(ports)
+        rules.append(IngressRule(peers, ports))
+    if len(p.errors) > n_errors or name is None:
+        return None
+    return NetworkPolicy(str(name), namespace, pod_selector,
+                         tuple(rules) if "Ingress" in types else (), origin, plain(doc),
+                         "Ingress" in types)
+
+
+def _peer(doc: MarkedDict, at: list[Any], raw: Any, p: Problems, pre: str) -> Peer:
+    if not isinstance(raw, dict):
+        p.at(doc, at, "expected a peer (ipBlock, podSelector, namespaceSelector)", pre)
+        return Peer(cidr=ipaddress.IPv4Network("0.0.0.0/32"))
+    if "ipBlock" in raw:
+        block = raw["ipBlock"] or {}
+        try:
+            cidr = ipaddress.IPv4Network(str(block.get("cidr")), strict=False)
+            excepts = tuple(ipaddress.IPv4Network(str(e), strict=False)
+                            for e in block.get("except") or [])
+        except ValueError as exc:
+            p.at(doc, [*at, "ipBlock"], f"Invalid value: {exc}", pre)
+            return Peer(cidr=ipaddress.IPv4Network("0.0.0.0/32"))
+        return Peer(cidr=cidr, excepts=excepts)
+    pods = _selector(doc, [*at, "podSelector"], p, pre) if "podSelector" in raw else None
+    namespaces = (_selector(doc, [*at, "namespaceSelector"], p, pre)
+                  if "namespaceSelector" in raw else None)
+    if namespaces:
+        unknown = [k for k in namespaces if k != "kubernetes.io/metadata.name"]
+        if unknown:
+            p.warn(doc, [*at, "namespaceSelector"],
+                   f"npsim knows no namespace labels but kubernetes.io/metadata.name: "
+                   f"{', '.join(unknown)} never match", pre)
+    if pods is None and namespaces is None:
+        p.at(doc, at, "Required value: must specify a peer", pre)
+    return Peer(pod_selector=pods, namespace_selector=namespaces)
+
+
+_NETWORK_POLICY_FIELDS: dict[str, Any] = {
+    "apiVersion": True, "kind": True,
+    "metadata": {"name": True, "namespace": True, "labels": "quiet", "annotations": "quiet"},
+    "spec": True,
+}
+KINDS["NetworkPolicy"] = (parse_network_policy, _NETWORK_POLICY_FIELDS)

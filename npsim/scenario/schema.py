@@ -7,6 +7,7 @@ camelCase as in Kubernetes manifests; Python attributes are snake_case.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from npsim.cluster.nodeports import PortRange
 from npsim.dists import Constant, Distribution, LogNormal
 from npsim.units import PerSecond, Seconds, format_duration
 
@@ -64,6 +66,7 @@ class NodeSpec(Model):
     cpu: float = Field(default=1.0, gt=0)  # allocatable CPU: weighs topology-mode Auto
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
+    firewall: FirewallSpec | None = None  # this node's host firewall (replaces the cluster's)
 
     @field_validator("address")
     @classmethod
@@ -142,7 +145,72 @@ class KubeProxySpec(Model):
     sync_per_rule: Seconds = 1.5e-6
 
 
+class ControlPlaneSpec(Model):
+    """Node-lifecycle timings; each omitted one takes ``kubernetesVersion``'s default
+    (npsim/cluster/lifecycle.py gives them with their upstream sources)."""
+
+    node_lease_renew_interval: Seconds | None = None
+    node_monitor_period: Seconds | None = None
+    node_monitor_grace_period: Seconds | None = None
+    toleration_seconds: Seconds | None = None
+
+
 QuantileRow = Annotated[list[Seconds], Field(min_length=4, max_length=4)]
+
+
+class FirewallRuleSpec(Model):
+    """One rule in YAML form: the same meaning as an iptables line (firewall.py)."""
+
+    action: Literal["ACCEPT", "DROP", "REJECT", "LOG"]
+    protocol: Literal["tcp", "udp"] | None = None
+    source: str | None = None  # CIDR; "!10.0.0.0/8" negates
+    dport: int | str | None = None  # 30080, "30000:32767" or "30000-32767"
+    connlimit_above: int | None = Field(default=None, ge=0)
+    connlimit_mask: int = Field(default=32, ge=0, le=32)
+    log_prefix: str = ""
+
+
+class FirewallChainSpec(Model):
+    policy: Literal["ACCEPT", "DROP"] = "ACCEPT"
+    rules: list[FirewallRuleSpec] = []
+
+
+class FirewallSpec(Model):
+    """A node's host firewall: YAML chains, then the tutorial's ``iptables`` and ``ufw``
+    commands as written (appended in that order)."""
+
+    input: FirewallChainSpec | None = None
+    forward: FirewallChainSpec | None = None
+    prerouting: FirewallChainSpec | None = None
+    iptables: str | None = None
+    ufw: str | None = None
+
+    @model_validator(mode="after")
+    def _readable(self) -> FirewallSpec:
+        from npsim.cluster.firewall import build_node_firewall
+
+        build_node_firewall(self)  # raises ValueError naming the line
+        return self
+
+
+class SecurityGroupRuleSpec(Model):
+    protocol: Literal["tcp", "udp", "all"] = "tcp"
+    ports: int | str  # 30080 or "30000-32767"
+    source: str = "0.0.0.0/0"
+
+
+class SecurityGroupSpec(Model):
+    """A cloud security group in front of every node: allow rules, default deny."""
+
+    rules: list[SecurityGroupRuleSpec] = []
+    aliyun: str | None = None  # `aliyun ecs AuthorizeSecurityGroup ...` lines
+
+    @model_validator(mode="after")
+    def _readable(self) -> SecurityGroupSpec:
+        from npsim.cluster.firewall import build_security_group
+
+        build_security_group(self)
+        return self
 
 
 class ClusterSpec(Model):
@@ -153,9 +221,52 @@ class ClusterSpec(Model):
     userspace: UserspaceSpec = UserspaceSpec()
     kube_proxy: KubeProxySpec = KubeProxySpec()
     other_services: OtherServices = OtherServices()
+    # picks the control plane's defaults (node-monitor-grace-period 40 s to 1.31, 50 s after)
+    kubernetes_version: str = "1.32"
+    control_plane: ControlPlaneSpec = ControlPlaneSpec()
     # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
     # table for that mode (npsim/proxy/cost.py)
     cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}
+    # kube-apiserver --service-node-port-range (npsim/cluster/nodeports.py)
+    service_node_port_range: str = Field(default="30000-32767", alias="serviceNodePortRange")
+    # kube-proxy --cluster-cidr: the local-traffic detector and masquerade rules; default:
+    # the smallest network holding every node's podCIDR
+    cluster_cidr: str | None = Field(default=None, alias="clusterCIDR")
+    firewall: FirewallSpec | None = None  # every node's host firewall (a node may override)
+    security_group: SecurityGroupSpec | None = None
+
+    @field_validator("service_node_port_range")
+    @classmethod
+    def _port_range(cls, v: str) -> str:
+        return str(PortRange.parse(v))
+
+    @field_validator("cluster_cidr")
+    @classmethod
+    def _cluster_cidr(cls, v: str | None) -> str | None:
+        if v is not None:
+            ipaddress.IPv4Network(v, strict=True)
+        return v
+
+    @model_validator(mode="after")
+    def _pods_in_cluster_cidr(self) -> ClusterSpec:
+        if self.cluster_cidr is not None:
+            net = ipaddress.IPv4Network(self.cluster_cidr)
+            outside = [n.name for n in self.nodes
+                       if n.pod_cidr and not ipaddress.IPv4Network(n.pod_cidr).subnet_of(net)]
+            if outside:
+                raise ValueError(f"clusterCIDR {net} does not hold the podCIDR of node(s) "
+                                 f"{', '.join(outside)}")
+        return self
+
+    @field_validator("kubernetes_version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError(f'write the version in quotes, e.g. "1.32" (YAML reads {v} as a '
+                             "number: 1.30 would become 1.3)")
+        if not isinstance(v, str) or not re.fullmatch(r"v?1\.[0-9]+(\.[0-9]+)?", v):
+            raise ValueError(f'expected a Kubernetes version such as "1.32", got {v!r}')
+        return v
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterSpec:
@@ -178,6 +289,11 @@ class WorkloadSpec(Model):
     service_time: Distribution
     queue_limit: int | None = Field(default=None, ge=0)
     placement: Literal["spread"] | dict[str, Annotated[int, Field(ge=0)]] = "spread"
+    # a new pod's container starts this long after it is scheduled (image present)
+    startup: Seconds = 1.0
+    # on SIGTERM: ``exit`` at once (in-flight requests reset) or ``drain``: refuse new
+    # connections, finish what it has, then exit
+    on_sigterm: Literal["exit", "drain"] = "drain"
 
 
 class RateStep(Model):
@@ -231,8 +347,19 @@ class ArrivalSpec(Model):
 
 
 class DnsEntry(Model):
+    """DNS round robin over every node's A record, cached by each client for ``ttl``.
+
+    ``order``: how the server orders the answer (``rotate``: a classic round-robin
+    server; ``random``: CoreDNS ``loadbalance``). ``client``: what the client library
+    does with the list: ``pin`` uses the first address until the cache expires (glibc
+    getaddrinfo + one connect), ``rotate`` walks the cached list one address per new
+    connection, ``failover`` keeps the first address but moves to the next one after a
+    failed connection (curl / Go's dialer trying each address in turn).
+    """
+
     ttl: Seconds
     order: Literal["rotate", "random"] = "rotate"
+    client: Literal["pin", "rotate", "failover"] = "pin"
 
 
 def _entry_shorthand(value: Any) -> Any:
@@ -303,13 +430,107 @@ class NatGateway(Model):
     share: float = Field(gt=0, le=1)
 
 
+class HealthCheckSpec(Model):
+    """Active health checks of every node (HAProxy ``check inter 2s rise 2 fall 3``).
+
+    ``port: nodePort`` opens a TCP connection to Node:NodePort (it succeeds when the
+    node answers and kube-proxy forwards it to a live pod); ``healthCheckNodePort``
+    asks kube-proxy's per-Service health server (``type: LoadBalancer`` with
+    ``externalTrafficPolicy: Local`` only): HTTP 200 iff the node has a local ready
+    endpoint, else 503 (k8s pkg/proxy/healthcheck/service_health.go).
+    """
+
+    interval: Seconds = 2.0
+    timeout: Seconds = 1.0
+    rise: int = Field(default=2, ge=1)
+    fall: int = Field(default=3, ge=1)
+    port: Literal["nodePort", "healthCheckNodePort"] = "nodePort"
+
+    @model_validator(mode="after")
+    def _timeout(self) -> HealthCheckSpec:
+        if self.interval <= 0:
+            raise ValueError("healthCheck interval must be > 0")
+        if self.timeout <= 0 or self.timeout > self.interval:
+            raise ValueError("healthCheck timeout must be > 0 and at most the interval")
+        return self
+
+
+class PassiveCheckSpec(Model):
+    """nginx ``max_fails`` / ``fail_timeout``: after ``maxFails`` failed connections to a
+    node within ``failTimeout`` the node gets no traffic for ``failTimeout``."""
+
+    max_fails: int = Field(default=1, ge=1)
+    fail_timeout: Seconds = 10.0
+
+
 class BalancerSpec(Model):
     """An external load balancer in front. ``snat: true`` makes the nodes see only the
     balancer's own addresses (an L7/proxying or SNAT-ing LB); ``false`` passes the
-    client address through. Proxy headers do not change what kube-proxy sees."""
+    client address through. Proxy headers do not change what kube-proxy sees.
+
+    With ``algorithm`` (or health checks) the balancer itself spreads connections over
+    every Node:NodePort (the tutorial's nginx/HAProxy upstream): ``roundRobin``,
+    ``leastConnections`` (fewest requests in flight) or ``random``; a node it cannot
+    reach fails the request after ``connectTimeout`` (nginx ``proxy_connect_timeout``).
+    """
 
     snat: bool = False
     addresses: int = Field(default=1, ge=1)
+    algorithm: Literal["roundRobin", "leastConnections", "random"] | None = None
+    health_check: HealthCheckSpec | None = None
+    passive: PassiveCheckSpec | None = None
+    connect_timeout: Seconds = 5.0
+    # after a failed connect to a node, try this many other nodes (nginx
+    # proxy_next_upstream / proxy_next_upstream_tries; HAProxy retries + redispatch);
+    # each try is a row of its own (attempt, retry_of), sent as the failure is known
+    next_upstream: int = Field(default=0, ge=0)
+
+    @property
+    def in_front(self) -> bool:
+        """The balancer picks the node (not the client's ``entry``)."""
+        return (self.algorithm is not None or self.health_check is not None
+                or self.passive is not None or self.next_upstream > 0)
+
+
+class BackoffSpec(Model):
+    """Wait before retry k (k = 1, 2, ...): min(max, base x multiplier^(k-1)), with
+    ``full`` jitter a uniform draw below that (AWS "full jitter")."""
+
+    base: Seconds = 0.1
+    multiplier: float = Field(default=2.0, ge=1)
+    max: Seconds = 10.0
+    jitter: Literal["none", "full"] = "full"
+
+
+class RetryBudgetSpec(Model):
+    """Finagle's RetryBudget: retries within the last ``window`` may number at most
+    ``minPerSecond`` x window + ``ratio`` x first attempts sent in that window."""
+
+    ratio: float = Field(default=0.2, ge=0)
+    min_per_second: float = Field(default=10.0, ge=0)
+    window: Seconds = 10.0
+
+
+class RetrySpec(Model):
+    """A failed request is sent again (on a new connection) after a backoff, at most
+    ``attempts`` more times; ``retryOn`` limits which failure reasons are retried
+    (default: every reason)."""
+
+    attempts: int = Field(default=2, ge=1)
+    backoff: BackoffSpec = BackoffSpec()
+    retry_on: list[str] | None = None
+    budget: RetryBudgetSpec | None = None
+
+
+class TlsSpec(Model):
+    """HTTPS termination for a population (npsim/sim/tls.py): where, and its costs."""
+
+    terminate: Literal["pod", "balancer"]
+    version: Literal["1.2", "1.3"] = "1.3"
+    handshake_cpu: Seconds = 1e-3  # assumption: RSA-2048 signature + ECDHE, one core
+    resumed_cpu: Seconds = 1e-4
+    resumption: float = Field(default=0.0, ge=0, le=1)  # share of new connections resuming
+    balancer_cores: int = Field(default=2, ge=1)  # cores for handshakes at the balancer
 
 
 class ClientSpec(Model):
@@ -326,8 +547,17 @@ class ClientSpec(Model):
     entry: Annotated[EntrySpec, BeforeValidator(_entry_shorthand)] = EntrySpec(random=True)
     requests_per_connection: int = Field(default=1, ge=1)
     rtt: Distribution = Constant(dist="constant", value=0.0)
-    # how long a client waits for a connection that gets no answer before it gives up
-    connect_timeout: Seconds = 10.0
+    # how long a client waits for a connection that gets no answer before it gives up;
+    # none: the kernel's SYN retransmissions alone (synRetries 6 -> 127 s)
+    connect_timeout: Seconds | None = 10.0
+    syn_retries: int = Field(default=6, ge=0, le=20)  # net.ipv4.tcp_syn_retries
+    request_timeout: Seconds | None = None  # wait for the response once the request is sent
+    retries: RetrySpec | None = None
+    # when the population sends: from ``start``, until ``stop``, at most ``requests``
+    start: Seconds = 0.0
+    stop: Seconds | None = None
+    requests: int | None = Field(default=None, ge=1)
+    tls: TlsSpec | None = None  # HTTPS: handshake per new connection (tutorial 4.3)
 
     @field_validator("source_ip_base")
     @classmethod
@@ -356,6 +586,22 @@ class ClientSpec(Model):
             raise ValueError("at most 16 natGateways of at most 255 addresses each")
         if self.balancer is not None and self.balancer.addresses > 255:
             raise ValueError("a balancer has at most 255 addresses")
+        if (self.balancer is not None and self.balancer.next_upstream
+                and self.retries is not None):
+            raise ValueError("give either balancer.nextUpstream or retries (the balancer's "
+                             "tries are retries without backoff)")
+        if self.balancer is not None and self.balancer.in_front and self.entry.kind != "random":
+            raise ValueError("a balancer with algorithm/healthCheck/passive picks the node "
+                             "itself: leave 'entry' out")
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError("'stop' must be after 'start'")
+        if self.retries is not None and self.retries.retry_on is not None:
+            from npsim.sim.records import REASONS
+
+            unknown = sorted(set(self.retries.retry_on) - set(REASONS.values()) - {""})
+            if unknown:
+                raise ValueError(f"retries.retryOn: unknown failure reason(s) {', '.join(unknown)} "
+                                 f"(known: {', '.join(r for r in REASONS.values() if r)})")
         return self
 
     @property
@@ -371,6 +617,8 @@ class RunSpec(Model):
     warmup: Seconds = 0.0
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1)
+    # width of a row of timeseries.parquet (throughput, failures, latency, node views)
+    timeseries_bucket: Seconds = Field(default=1.0, gt=0)
 
     # field checks first, so a scenario file's error points at the offending key
     @field_validator("requests")
@@ -400,16 +648,158 @@ class RunSpec(Model):
         return self
 
 
+class ProbeAlert(Model):
+    """Blackbox probe of every Node:NodePort, alert on ``probe_success == 0`` (the
+    tutorial's ``up{job="nodeport-services"} == 0``)."""
+
+    interval: Seconds = Field(default=15.0, gt=0)  # scrape interval
+
+
+class ThresholdAlert(Model):
+    """A value over the requests that ended in the last ``window`` above ``above``."""
+
+    above: float = Field(ge=0)
+    window: Seconds = 30.0
+
+
+class AlertSpec(Model):
+    """One Prometheus-style rule: exactly one of ``probe``, ``errorRatio`` (failed /
+    ended requests) or ``latencyP99`` (seconds, e.g. ``above: 0.25``), true at every
+    evaluation for at least ``for`` before it fires."""
+
+    name: str = Field(min_length=1)
+    probe: ProbeAlert | None = None
+    error_ratio: ThresholdAlert | None = None
+    latency_p99: ThresholdAlert | None = Field(default=None, alias="latencyP99")
+    for_: Seconds = Field(default=0.0, alias="for")
+
+    @model_validator(mode="after")
+    def _one(self) -> AlertSpec:
+        if sum(x is not None for x in (self.probe, self.error_ratio, self.latency_p99)) != 1:
+            raise ValueError("give exactly one of 'probe', 'errorRatio' or 'latencyP99'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return ("probe" if self.probe is not None else
+                "error_ratio" if self.error_ratio is not None else "latency_p99")
+
+
+class SloSpec(Model):
+    """Availability objective: the error budget is (1 - availability) of requests."""
+
+    availability: float = Field(gt=0, lt=1)
+    window: Seconds = 30 * 86400.0  # the SLO period the budget belongs to
+
+
+class MonitoringSpec(Model):
+    """Alert rules over the simulated metrics, evaluated every ``evaluationInterval``
+    (Prometheus ``evaluation_interval``), and an optional SLO."""
+
+    evaluation_interval: Seconds = Field(default=15.0, gt=0)
+    alerts: list[AlertSpec] = []
+    slo: SloSpec | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> MonitoringSpec:
+        names = [a.name for a in self.alerts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alert names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
 class ScaleSpec(Model):
     deployment: str
     replicas: int = Field(ge=0)
 
 
+class NodeTarget(Model):
+    """A fault of a whole node: ``{node: node-2}``."""
+
+    node: str
+
+
+class PodTarget(Model):
+    """A fault of one pod, named as npsim names them: ``<deployment>-<ordinal>``."""
+
+    pod: str
+
+
+class PodCrashSpec(PodTarget):
+    """The container exits. ``runsFor``: after each restart it runs this long and exits
+    again (a crash loop) until the event's ``until``; omitted: it crashes once."""
+
+    runs_for: Seconds | None = Field(default=None, gt=0)
+
+
+class PodSlowdownSpec(PodTarget):
+    """Service time multiplied by ``factor`` (a noisy neighbour) until ``until``."""
+
+    factor: float = Field(gt=0)
+
+
+class RolloutSpec(Model):
+    """A rolling update of a Deployment to a new pod template (same behaviour, new pods),
+    following the Deployment's ``strategy.rollingUpdate`` (maxSurge, maxUnavailable)."""
+
+    deployment: str
+
+
+FAULT_KINDS = ("scale", "node_crash", "node_partition", "kubelet_stop", "kube_proxy_stop",
+               "pod_crash", "pod_hang", "pod_slowdown", "rollout")
+
+
 class EventSpec(Model):
-    """Something that happens during the run (failures come in a later issue)."""
+    """Something that happens at ``at``: exactly one kind; ``until`` ends a fault
+    (recovery of a node, kubelet or kube-proxy; end of a hang, slowdown or crash loop)."""
 
     at: Seconds
-    scale: ScaleSpec
+    until: Seconds | None = None
+    scale: ScaleSpec | None = None
+    node_crash: NodeTarget | None = None
+    node_partition: NodeTarget | None = None
+    kubelet_stop: NodeTarget | None = None
+    kube_proxy_stop: NodeTarget | None = None
+    pod_crash: PodCrashSpec | None = None
+    pod_hang: PodTarget | None = None
+    pod_slowdown: PodSlowdownSpec | None = None
+    rollout: RolloutSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EventSpec:
+        given = [k for k in FAULT_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            names = ", ".join(to_camel(k) for k in FAULT_KINDS)
+            raise ValueError(f"give exactly one event kind ({names})")
+        if self.until is not None:
+            if self.until <= self.at:
+                raise ValueError("'until' must be later than 'at'")
+            if given[0] in ("scale", "rollout"):
+                raise ValueError(f"'until' does not apply to {to_camel(given[0])}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in FAULT_KINDS if getattr(self, k) is not None)
+
+    @property
+    def target(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class PortBandSpec(Model):
+    """A band of a NodePort plan (tutorial 3.3: web 30000-30099, api 30100-30199, ...)
+    and the Services (``name`` or ``namespace/name``) that belong to it."""
+
+    name: str = Field(min_length=1)
+    range: str
+    services: list[str] = []
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        return str(PortRange.parse(v))
 
 
 def _variant_list(value: Any) -> Any:
@@ -455,6 +845,8 @@ class ScenarioSpec(Model):
     workloads: dict[str, WorkloadSpec] = Field(min_length=1)
     clients: list[ClientSpec] = Field(min_length=1)
     events: list[EventSpec] = []
+    monitoring: MonitoringSpec | None = None
     run: RunSpec
+    port_plan: list[PortBandSpec] = []  # checked by `npsim ports`
     # what ``npsim sweep`` varies (``npsim run`` ignores it)
     variants: Annotated[VariantsSpec | None, BeforeValidator(_variant_list)] = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -17,7 +18,25 @@ import simpy
 
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
-from npsim.scenario.schema import ClientSpec, EntrySpec
+from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, EventSpec, RetrySpec
+from npsim.sim.records import (
+    CONNECT_TIMEOUT,
+    CONNECTION_REFUSED,
+    DROPPED,
+    FAILED,
+    FIREWALL_DROPPED,
+    FIREWALL_REJECTED,
+    IN_FLIGHT,
+    NO_ENDPOINTS,
+    NO_UPSTREAM,
+    NODEPORT_CLOSED,
+    POLICY_DROPPED,
+    REASONS,
+    REPLY_LOST,
+    REQUEST_TIMEOUT,
+    SECURITY_GROUP_DROPPED,
+    RequestLog,
+)
 
 SendFn = Callable[["Population", int, float], bool]
 
@@ -48,21 +67,35 @@ class RandomEntry:
 class DnsEntry:
     """DNS round-robin over every node's address; each client caches its answer for a TTL.
 
-    ``rotate`` answers like a classic round-robin server (the list rotates by one per
-    query and the client takes the first address); ``random`` like CoreDNS
-    ``loadbalance`` (shuffled answer). measurements.md 1.7: a client pins to one address
-    for about the cache TTL.
+    ``order`` is the server's: ``rotate`` answers like a classic round-robin server (the
+    list rotates by one per query), ``random`` like CoreDNS ``loadbalance`` (shuffled
+    answer). ``client`` is the library's: ``pin`` takes the first address until the
+    cache expires; ``rotate`` walks the cached list, one address per new connection;
+    ``failover`` keeps an address until a connection through it fails, then takes the
+    next one. A client thus pins to one address for about the cache TTL (glibc keeps the
+    server's order outside its own subnet: RFC 6724 rule 9; CoreDNS loadbalance docs);
+    a dead node's address stays in every cache that holds it until the TTL runs out
+    (nothing withdraws an A record when a node dies).
     """
 
     def __init__(
-        self, n_nodes: int, n_clients: int, ttl: float, order: str, rng: np.random.Generator
+        self, n_nodes: int, n_clients: int, ttl: float, order: str, rng: np.random.Generator,
+        client: str = "pin",
     ) -> None:
         self.n_nodes = n_nodes
         self.ttl = ttl
+        self.client = client
         self.cached = [0] * n_clients
         self.expires = [-math.inf] * n_clients
         self.queries = 0
         self._random = batched(lambda k: rng.integers(0, n_nodes, k)) if order == "random" else None
+        if client != "pin":  # the rest of each answer: its own stream, pin draws unchanged
+            rest = np.random.Generator(np.random.PCG64(rng.bit_generator.seed_seq.spawn(1)[0]))
+            self._rest = rest
+            self.answer: list[list[int]] = [[] for _ in range(n_clients)]
+            self.position = [0] * n_clients
+            self.advance_at = [math.inf] * n_clients  # a failure the client will learn of
+            self.failed_node = [-1] * n_clients
 
     def __call__(self, client: int, now: float) -> int:
         if now >= self.expires[client]:
@@ -70,7 +103,31 @@ class DnsEntry:
             self.queries += 1
             self.cached[client] = node
             self.expires[client] = now + self.ttl
-        return self.cached[client]
+            if self.client == "pin":
+                return node
+            others = [(node + i) % self.n_nodes for i in range(1, self.n_nodes)]
+            if self._random is not None:
+                others = [others[i] for i in self._rest.permutation(len(others))]
+            self.answer[client] = [node, *others]
+            self.position[client] = 0
+            self.advance_at[client] = math.inf
+            return node
+        if self.client == "pin":
+            return self.cached[client]
+        answer = self.answer[client]
+        if self.client == "rotate":
+            self.position[client] += 1
+        elif now >= self.advance_at[client]:
+            self.advance_at[client] = math.inf
+            if answer[self.position[client] % self.n_nodes] == self.failed_node[client]:
+                self.position[client] += 1
+        return answer[self.position[client] % self.n_nodes]
+
+    def failed(self, client: int, node: int, learned_at: float) -> None:
+        """A connection through ``node`` failed; the client learns it at ``learned_at``."""
+        if self.client == "failover":
+            self.advance_at[client] = min(self.advance_at[client], learned_at)
+            self.failed_node[client] = node
 
 
 def make_entry(
@@ -80,7 +137,8 @@ def make_entry(
     if entry.node is not None:
         return FixedEntry(node_index(entry.node))
     if entry.dns is not None:
-        return DnsEntry(n_nodes, n_clients, entry.dns.ttl, entry.dns.order, rng)
+        return DnsEntry(n_nodes, n_clients, entry.dns.ttl, entry.dns.order, rng,
+                        entry.dns.client)
     return RandomEntry(n_nodes, rng)
 
 
@@ -136,11 +194,121 @@ class Addresses:
         return cls(client, client.copy(), node.index)
 
 
+# --- connecting: the kernel's SYN retransmissions ------------------------------------
+
+SYN_RTO = 1.0  # initial retransmission timeout of a SYN (TCP_TIMEOUT_INIT, RFC 6298 2.1)
+
+# failures a client sees as "could not connect" (no response to the SYN, or a refusal)
+CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS,
+                              CONNECTION_REFUSED, NODEPORT_CLOSED, NO_UPSTREAM,
+                              FIREWALL_DROPPED, FIREWALL_REJECTED, SECURITY_GROUP_DROPPED,
+                              POLICY_DROPPED})
+
+
+def syn_send_times(syn_retries: int, give_up: float = math.inf) -> list[float]:
+    """When a connecting client sends its SYN and each retransmission, from 0.
+
+    Linux starts at a 1 s RTO and doubles it per retransmission, ``tcp_syn_retries``
+    (default 6) times (kernel Documentation/networking/ip-sysctl.rst, tcp_syn_retries:
+    "about 127 seconds" with the default); a retransmission reuses the conntrack entry,
+    so it goes where the first SYN went (kube-proxy flushes no TCP conntrack entries:
+    k8s pkg/proxy/conntrack/cleanup.go ``CleanStaleEntries`` touches only UDP).
+    """
+    times = [SYN_RTO * (2**k - 1) for k in range(syn_retries + 1)]
+    return [t for t in times if t < give_up]
+
+
+def connect_give_up(syn_retries: int, timeout: float | None) -> float:
+    """How long a connection that gets no answer takes to fail: the last retransmission's
+    RTO running out (127 s by default), or the client's own connect timeout if shorter."""
+    kernel = SYN_RTO * (2 ** (syn_retries + 1) - 1)
+    return kernel if timeout is None else min(timeout, kernel)
+
+
+def syn_answered(events: list[EventSpec], node_index: Callable[[str], int],
+                 pop: Population, node: int, now: float) -> float | None:
+    """After how long a retransmitted SYN gets through to ``node``, down at ``now``: the
+    first retransmission (1 s, 3 s, 7 s, ... after the first SYN) sent once the
+    scenario's crash or partition of that node ends, if that comes before the client
+    gives up; None if it never does."""
+    back = math.inf
+    for event in events:
+        if (event.kind in ("node_crash", "node_partition") and event.until is not None
+                and event.at <= now < event.until and node_index(event.target.node) == node):
+            back = event.until
+    for offset in syn_send_times(pop.spec.syn_retries, pop.connect_timeout):
+        if now + offset >= back:
+            return offset
+    return None
+
+
+def retry_spec(spec: ClientSpec) -> RetrySpec | None:
+    """The client's retries, or the balancer's next-upstream tries (no backoff, only
+    after failed connects)."""
+    balancer = spec.balancer
+    if spec.retries is None and balancer is not None and balancer.next_upstream:
+        return RetrySpec(attempts=balancer.next_upstream,
+                         backoff=BackoffSpec(base=0.0, jitter="none"),
+                         retry_on=[REASONS[code] for code in sorted(CONNECT_FAILURES)])
+    return spec.retries
+
+
+def needs_done(spec: ClientSpec) -> bool:
+    """Whether the population must hear of every request's end (not only failures)."""
+    balancer = spec.balancer
+    return (spec.arrival.closed or retry_spec(spec) is not None
+            or spec.request_timeout is not None
+            or (balancer is not None and balancer.algorithm == "leastConnections"))
+
+
+class RetryPolicy:
+    """Which failures are retried, after what backoff, within which budget."""
+
+    def __init__(self, spec: RetrySpec, rng: np.random.Generator) -> None:
+        self.attempts = spec.attempts
+        codes = {name: code for code, name in REASONS.items() if code}
+        self.on = (frozenset(codes.values()) if spec.retry_on is None
+                   else frozenset(codes[name] for name in spec.retry_on))
+        b = spec.backoff
+        self.base, self.multiplier, self.cap, self.jitter = b.base, b.multiplier, b.max, b.jitter
+        self._uniform = batched(rng.random)
+        budget = spec.budget
+        self.budget = budget
+        if budget is not None:
+            self.firsts: deque[float] = deque()  # first attempts within the window
+            self.retries: deque[float] = deque()
+
+    def backoff(self, attempt: int) -> float:
+        """Wait before retry number ``attempt`` (1 for the first retry)."""
+        wait = min(self.cap, self.base * self.multiplier ** (attempt - 1))
+        return wait * self._uniform() if self.jitter == "full" else wait
+
+    def allow(self, now: float) -> bool:
+        """Finagle RetryBudget: retries in the window stay within min + ratio x sends."""
+        budget = self.budget
+        if budget is None:
+            return True
+        horizon = now - budget.window
+        for queue in (self.firsts, self.retries):
+            while queue and queue[0] <= horizon:
+                queue.popleft()
+        allowed = budget.min_per_second * budget.window + budget.ratio * len(self.firsts)
+        if len(self.retries) + 1 > allowed:
+            return False
+        self.retries.append(now)
+        return True
+
+
 # --- populations ------------------------------------------------------------------------
 
 
 class Population:
-    """Connection state shared by open- and closed-loop populations."""
+    """Connection state shared by open- and closed-loop populations.
+
+    ``send`` is what the arrival process calls. Without schedules, retries, timeouts or
+    a balancer it is the engine's own ``send`` (nothing added per request); each of those
+    features wraps it only for the populations that use it.
+    """
 
     closed = False
 
@@ -154,6 +322,8 @@ class Population:
         rtt: Sampler,
         ip_base: int,
         addresses: Addresses | None = None,
+        log: RequestLog | None = None,
+        retry_rng: np.random.Generator | None = None,
     ) -> None:
         self.index = index
         self.spec = spec
@@ -165,7 +335,8 @@ class Population:
         self.ip_base = ip_base
         self.n_ips = spec.n_source_ips
         self.address = spec.entry.address
-        self.connect_timeout = spec.connect_timeout
+        self.connect_timeout = connect_give_up(spec.syn_retries, spec.connect_timeout)
+        self.log = log if log is not None else RequestLog()
         # per client slot: requests left on the open connection, its id, node and endpoint
         self.remaining = [0] * n_slots
         self.conn_id = [0] * n_slots
@@ -181,12 +352,142 @@ class Population:
             addresses = Addresses.external(spec, ip_base, None)
         self.client_ips = addresses.client
         self.wire_ips = addresses.wire.tolist()  # what the receiving node sees
+        # the client's own behaviour: schedule, timeouts, retries; the balancer in front
+        self.notify = needs_done(spec)
+        self.balancer = None  # an npsim.sim.balancer.Balancer when one picks the node
+        self.start_at = spec.start
+        self.stop_at = spec.stop if spec.stop is not None else math.inf
+        self.limit = spec.requests
+        self.first_sent = 0
+        self.active = True  # False once its schedule has ended
+        self.request_timeout = spec.request_timeout
+        retries = retry_spec(spec)
+        self.retry = (RetryPolicy(retries, retry_rng or np.random.default_rng(0))
+                      if retries is not None else None)
+        self.attempt: dict[int, int] = {}  # request -> attempt number (retries only)
+        self.retry_of: dict[int, int] = {}  # request -> the failed request it repeats
+        self.timed_out: dict[int, float] = {}  # request -> when the client gave up
+        self._balanced: set[int] = set()  # requests counted in the balancer's in-flight
 
     def start(self, env: simpy.Environment, send: SendFn) -> None:
         raise NotImplementedError
 
+    def _wire(self, env: simpy.Environment, send: SendFn) -> None:
+        """Install ``send`` (the engine's, or a wrapper for the features in use)."""
+        self.env = env
+        self._engine_send = send
+        tracked = (self.request_timeout is not None or (
+            self.balancer is not None and self.balancer.counts_in_flight))
+        self._attempt = self._send_tracked if tracked else send
+        limited = (self.start_at > 0 or self.stop_at != math.inf or self.limit is not None
+                   or (self.retry is not None and self.retry.budget is not None))
+        self.send = self._send_first if limited else self._attempt
+        # nothing to do when a request ends: closed loops skip :meth:`ended` entirely
+        failover = isinstance(self.entry, DnsEntry) and self.entry.client == "failover"
+        self._plain = (self.request_timeout is None and self.balancer is None
+                       and self.retry is None and not failover)
+
+    def _send_first(self, pop: Population, slot: int, now: float) -> bool:
+        """A first attempt, within the population's schedule."""
+        if now >= self.stop_at or (self.limit is not None and self.first_sent >= self.limit):
+            self.active = False
+            return False
+        self.first_sent += 1
+        if self.retry is not None and self.retry.budget is not None:
+            self.retry.firsts.append(now)
+        return self._attempt(pop, slot, now)
+
+    def _send_tracked(self, pop: Population, slot: int, now: float) -> bool:
+        """Send, then arm the request timeout / count the request at its node."""
+        log = self.log
+        row = len(log.t_start)
+        ok = self._engine_send(pop, slot, now)
+        if len(log.t_start) > row and log.outcome[row] == IN_FLIGHT:
+            if self.request_timeout is not None:
+                self.env.timeout(self.request_timeout, row).callbacks.append(self._give_up)
+            if self.balancer is not None and self.balancer.counts_in_flight:
+                self._balanced.add(row)
+                self.balancer.in_flight[log.entry[row]] += 1
+        return ok
+
+    def _give_up(self, event: simpy.Event) -> None:
+        """The request timeout ran out with no response: the client fails the request
+        and abandons its connection (the pod may still serve it; nobody listens)."""
+        row = event._value
+        log = self.log
+        if log.outcome[row] != IN_FLIGHT:
+            return
+        now = self.env._now
+        log.outcome[row] = FAILED
+        log.reason[row] = REQUEST_TIMEOUT
+        log.t_end[row] = now
+        self.timed_out[row] = now
+        slot = log.client[row]
+        if self.conn_id[slot] == log.conn[row]:
+            self.remaining[slot] = 0
+        self.done(row, slot, now)
+
     def done(self, request: int, slot: int, t_end: float) -> None:
-        """The client saw the end of a request (response or failure)."""
+        """The client saw the end of a request (response or failure).
+
+        Called at once for failures found when sending (``t_end`` may lie ahead), and
+        when the response comes for populations that asked (:func:`needs_done`).
+        """
+        self.ended(request, slot, t_end)
+
+    def ended(self, request: int, slot: int, t_end: float) -> bool:
+        """Bookkeeping of an end; True when the client sends the request again."""
+        if self._plain:
+            return False
+        log = self.log
+        timed_out = self.timed_out.get(request)
+        if timed_out is not None and t_end > timed_out:  # served after the client gave up
+            log.outcome[request] = FAILED
+            log.reason[request] = REQUEST_TIMEOUT
+            log.t_end[request] = timed_out
+            return True  # the client is not waiting for it
+        if request in self._balanced:
+            self._balanced.discard(request)
+            self.balancer.in_flight[log.entry[request]] -= 1  # type: ignore[union-attr]
+        if log.outcome[request] != FAILED:
+            return False
+        reason = log.reason[request]
+        if reason in CONNECT_FAILURES:
+            entry = log.entry[request]
+            if self.balancer is not None:
+                if entry >= 0:
+                    self.balancer.failed(entry, t_end)
+            elif isinstance(self.entry, DnsEntry):
+                self.entry.failed(slot, entry, t_end)
+        retry = self.retry
+        if retry is None or reason not in retry.on:
+            return False
+        attempt = self.attempt.get(request, 0) + 1
+        if attempt > retry.attempts or not retry.allow(t_end):
+            return False
+        wait = t_end - self.env._now + retry.backoff(attempt)
+        self.env.timeout(wait, (slot, request, attempt)).callbacks.append(self._resend)
+        return True
+
+    def _resend(self, event: simpy.Event) -> None:
+        slot, previous, attempt = event._value
+        log = self.log
+        row = len(log.t_start)  # the row this attempt will get (noted first: a failure
+        self.attempt[row] = attempt  # found while sending is handled within the send)
+        self.retry_of[row] = previous
+        balancer = self.balancer
+        if balancer is not None and self.spec.retries is None:  # the balancer's next try
+            tried = {log.entry[previous]}  # skips every node this connection tried
+            while previous in self.retry_of:
+                previous = self.retry_of[previous]
+                tried.add(log.entry[previous])
+            balancer.avoid = frozenset(tried)
+            self._attempt(self, slot, self.env._now)
+            balancer.avoid = frozenset()
+        else:
+            self._attempt(self, slot, self.env._now)
+        if len(log.t_start) == row:  # nothing sent (a request-count run is over)
+            del self.attempt[row], self.retry_of[row]
 
 
 class OpenLoop(Population):
@@ -219,11 +520,10 @@ class OpenLoop(Population):
             seg += 1
 
     def start(self, env: simpy.Environment, send: SendFn) -> None:
-        self.env = env
-        self.send = send
+        self._wire(env, send)
         if len(self.steps) == 1:  # a constant rate: the short path
             self._arrive = self._arrive_constant  # type: ignore[method-assign]
-        self._schedule(0.0)
+        self._schedule(self.start_at)
 
     def _arrive_constant(self, event: simpy.Event) -> None:
         env = self.env
@@ -244,7 +544,8 @@ class OpenLoop(Population):
 
 
 class ClosedLoop(Population):
-    """``users`` users, each sending its next request a think time after the last ends."""
+    """``users`` users, each sending its next request a think time after the last ends
+    (or, when it failed and retries are on, a backoff after it)."""
 
     closed = True
 
@@ -253,14 +554,15 @@ class ClosedLoop(Population):
         self.think = think
 
     def start(self, env: simpy.Environment, send: SendFn) -> None:
-        self.env = env
-        self.send = send
+        self._wire(env, send)
         for user in range(len(self.remaining)):
-            env.timeout(self.think(), user).callbacks.append(self._wake)
+            env.timeout(self.start_at + self.think(), user).callbacks.append(self._wake)
 
     def _wake(self, event: simpy.Event) -> None:
         self.send(self, event._value, self.env._now)
 
     def done(self, request: int, slot: int, t_end: float) -> None:
+        if not self._plain and self.ended(request, slot, t_end):
+            return  # a retry (or nothing: a late answer nobody waited for)
         delay = t_end - self.env._now + self.think()
         self.env.timeout(delay, slot).callbacks.append(self._wake)

@@ -1,7 +1,8 @@
 """The control plane's part: endpoint changes, and when each node's kube-proxy sees them.
 
-A change (today: a Deployment scaled at a given time; node and pod failures come later)
-updates the true set of ready endpoints at once. Each node then learns of it on its own
+A change (a scale, a rollout, a pod turning Ready or NotReady, a node declared Unknown,
+an eviction) updates the EndpointSlices at once: per pod ``ready`` / ``serving`` /
+``terminating`` (npsim/cluster/lifecycle.py). Each node then learns of it on its own
 clock (kubernetes-semantics.md 7.3, measurements.md 1.4):
 
 * the EndpointSlice update reaches the node after a ``propagation`` delay drawn per node
@@ -11,6 +12,13 @@ clock (kubernetes-semantics.md 7.3, measurements.md 1.4):
   cluster with 10,000 Services applies changes visibly later than a small one.
 
 Until its sync completes a node keeps sending new connections to the endpoints it knew.
+A stopped (or dead, or cut off) kube-proxy keeps its rules frozen at its last sync.
+
+The controllers live here too: the node lifecycle controller (leases, Unknown, taints,
+eviction after ``tolerationSeconds``), the ReplicaSet (replacements on healthy nodes,
+respecting the workload's placement) and the Deployment's rolling update. What happens
+on a node (containers starting, probes, termination) is the kubelet's, in
+npsim/sim/faults.py.
 """
 
 from __future__ import annotations
@@ -21,12 +29,23 @@ from dataclasses import dataclass, field
 
 import simpy
 
+from npsim.cluster.lifecycle import (
+    ControlPlaneTiming,
+    PodLife,
+    PodPhase,
+    last_renewal_before,
+    ready_seen_at,
+    resolve_strategy,
+    rollout_step,
+    unknown_at,
+)
 from npsim.cluster.model import Cluster, Endpoint, Pod, endpoints_for
 from npsim.cluster.topology import Hints, hints_for
 from npsim.dists import Sampler
 from npsim.proxy.base import KubeProxy
 from npsim.scenario.problems import Problem, ScenarioError
-from npsim.scenario.schema import EventSpec, KubeProxySpec
+from npsim.scenario.schema import KubeProxySpec
+from npsim.sim.timeline import EventLog
 
 
 def iptables_nat_rules(services: int, endpoints_each: float) -> float:
@@ -47,10 +66,23 @@ class NodeSync:
     pending: bool = False
     applied: int = 0
     history: list[tuple[float, int]] = field(default_factory=list)  # (time, version) applied
+    frozen: bool = False  # kube-proxy stopped (or its node down): rules stay as they are
+
+
+@dataclass
+class NodeHealth:
+    """What the node lifecycle controller knows of one node."""
+
+    first_renewal: float  # the kubelet's lease renewals: first_renewal + k * interval
+    kubelet_up: bool = True
+    condition: str = "Ready"  # Ready | Unknown
+    tainted: bool = False
+    generation: int = 0  # bumps cancel timers set for an earlier state
 
 
 class ControlPlane:
-    """Holds the true endpoint set (versioned) and drives every node's syncs."""
+    """Holds the true endpoint conditions (versioned), drives every node's syncs and runs
+    the controllers that change them."""
 
     def __init__(
         self,
@@ -60,9 +92,14 @@ class ControlPlane:
         spec: KubeProxySpec,
         propagation: Callable[[str], Sampler],
         other_services: tuple[int, int],
-        add_pod: Callable[[str, set[int]], Pod],
+        add_pod: Callable[[str, int], Pod],
         stop_pod: Callable[[Pod], None],
         node_cpu: list[float] | None = None,
+        events: EventLog | None = None,
+        timing: ControlPlaneTiming | None = None,
+        phases: Callable[[str], float] | None = None,
+        deployments: dict[str, object] | None = None,
+        placement: Callable[[str], object] | None = None,
     ) -> None:
         self.env = env
         self.node_cpu = node_cpu or [1.0] * len(cluster.nodes)
@@ -70,8 +107,28 @@ class ControlPlane:
         self.spec = spec
         self.add_pod = add_pod
         self.stop_pod = stop_pod
-        self.ready: set[int] = {p.index for p in cluster.pods}
+        self.events = events if events is not None else EventLog()
+        self.timing = timing or ControlPlaneTiming()
+        self.deployments = deployments or {}  # name -> manifests.Deployment (strategy)
+        self.placement = placement or (lambda _name: "spread")
+        self.kubelet = None  # npsim.sim.faults.Kubelets: acts on nodes; set by it
+        # (node, service port, serving pods) -> None: UDP conntrack cleanup after a sync
+        self.flush_udp: Callable[[int, int, set[int]], None] | None = None
+        self.life: dict[int, PodLife] = {p.index: PodLife(p.index) for p in cluster.pods}
+        self.in_api: set[int] = {p.index for p in cluster.pods}  # pod objects that exist
+        self.desired: dict[str, int] = {}
+        self.revision: dict[str, int] = {}
+        for p in cluster.pods:
+            self.desired[p.deployment] = self.desired.get(p.deployment, 0) + 1
+            self.revision.setdefault(p.deployment, 0)
+        self.rolling: set[str] = set()
+        self.pending: list[str] = []  # deployments with a pod no node can take yet
         self.changes: list[tuple[float, str]] = []  # the timeline: (time, what changed)
+        self._publishing = False
+        phase = phases or (lambda _name: 0.0)
+        self.monitor_first_tick = phase("monitor") * self.timing.monitor_period
+        self.health = [NodeHealth(phase(f"lease/{n.name}") * self.timing.lease_renew_interval)
+                       for n in cluster.nodes]
         self.versions = [self._snapshot()]
         services = len(cluster.service_ports) + other_services[0]
         endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)  # NAT rules
@@ -90,54 +147,311 @@ class ControlPlane:
             sync.history.append((0.0, 0))
             # a long-running kube-proxy: its previous sync is long past at t=0
 
-    def _snapshot(self) -> dict[int, tuple[tuple[Endpoint, ...], Hints]]:
-        """Ready endpoints per Service port, with the hints the controller sets."""
-        ready_pods = [p for p in self.cluster.pods if p.index in self.ready]
+    @property
+    def ready(self) -> set[int]:
+        """Pods whose endpoints are ready (Ready and not terminating) right now."""
+        return {i for i in self.in_api if self.life[i].conditions[0]}
+
+    def _snapshot(self) -> dict[int, tuple[tuple[Endpoint, ...], Hints, tuple[Endpoint, ...]]]:
+        """Per Service port: ready endpoints, the hints the controller sets, and the
+        serving-terminating endpoints (kube-proxy's fallback, KEP-1669)."""
+        ready_pods, terminating = [], []
+        for p in self.cluster.pods:
+            if p.index not in self.in_api:
+                continue
+            ready, serving, term = self.life[p.index].conditions
+            if ready:
+                ready_pods.append(p)
+            elif serving and term:
+                terminating.append(p)
         out = {}
         for sp in self.cluster.service_ports:
             endpoints = endpoints_for(sp.service, sp.port, ready_pods)
             out[sp.index] = (endpoints, hints_for(sp.service, endpoints, self.cluster.nodes,
-                                                  self.node_cpu))
+                                                  self.node_cpu),
+                             endpoints_for(sp.service, sp.port, terminating)
+                             if terminating else ())
         return out
 
     def _view(self, version: int, sp: int, now: float) -> tuple:
-        endpoints, hints = self.versions[version][sp]
-        return endpoints, now, hints
+        endpoints, hints, terminating = self.versions[version][sp]
+        return endpoints, now, hints, terminating
+
+    def record(self, kind: str, subject: str, detail: str = "") -> None:
+        self.events.record(self.env.now, kind, subject, detail)
 
     # --- changes ----------------------------------------------------------------------
 
-    def schedule(self, events: list[EventSpec]) -> None:
-        for event in events:
-            self.env.timeout(event.at).callbacks.append(
-                lambda _e, ev=event: self.scale(ev.scale.deployment, ev.scale.replicas))
-
     def scale(self, deployment: str, replicas: int) -> None:
-        live = [p for p in self.cluster.pods if p.deployment == deployment and p.index in
-                self.ready]
+        """The ReplicaSet grows (new pods start, Ready after start-up and readiness) or
+        shrinks (pods go through termination: preStop, SIGTERM, grace period)."""
+        self.desired[deployment] = replicas
+        live = self.active(deployment)
         if replicas > len(live):
             for _ in range(replicas - len(live)):
-                try:
-                    pod = self.add_pod(deployment, self.ready)
-                except ValueError as exc:  # no address left in the pod CIDR
-                    raise ScenarioError([Problem(None, "events", f"at {self.env.now:g}s: "
-                                                 f"scaling {deployment} to {replicas}: {exc}")]
-                                        ) from None
-                self.ready.add(pod.index)
+                self.create_pod(deployment)
         else:
-            # newest first (a simplification of ReplicaSet's deletion ranking)
-            for pod in sorted(live, key=lambda p: -p.index)[: len(live) - replicas]:
-                self.ready.discard(pod.index)
-                self.stop_pod(pod)
+            for pod in self._deletion_order(live)[: len(live) - replicas]:
+                self.delete_pod(pod, "scale")
         self.changes.append((self.env.now, f"scale {deployment} to {replicas}"))
+        self.record("scale", deployment, f"replicas={replicas}")
         self.publish()
 
+    def active(self, deployment: str) -> list[Pod]:
+        """The Deployment's pods that exist and are not terminating (what a ReplicaSet
+        counts)."""
+        return [p for p in self.cluster.pods if p.deployment == deployment
+                and p.index in self.in_api and not self.life[p.index].terminating]
+
+    def _deletion_order(self, pods: list[Pod]) -> list[Pod]:
+        """Not-ready pods first, then the newest (a simplification of the ReplicaSet's
+        ranking, controller_utils.go ActivePods)."""
+        return sorted(pods, key=lambda p: (self.life[p.index].ready, -p.index))
+
+    def schedulable(self, deployment: str) -> list[int]:
+        """Nodes a new pod may go to: Ready, untainted, and named by the placement."""
+        placement = self.placement(deployment)
+        allowed = [i for i, h in enumerate(self.health) if h.condition == "Ready"
+                   and not h.tainted and h.kubelet_up]
+        if isinstance(placement, dict):
+            named = {self.cluster.node_index(n) for n, c in placement.items() if c > 0}
+            allowed = [i for i in allowed if i in named]
+        return allowed
+
+    def create_pod(self, deployment: str) -> Pod | None:
+        """A new pod of the current revision, on the allowed node with the fewest of the
+        Deployment's pods (the scheduler's spreading); None while no node can take it."""
+        nodes = self.schedulable(deployment)
+        if not nodes:
+            if deployment not in self.pending:
+                self.pending.append(deployment)
+                self.record("pod_pending", deployment, "no schedulable node")
+            return None
+        counts = {i: 0 for i in nodes}
+        for p in self.active(deployment):
+            if p.node in counts:
+                counts[p.node] += 1
+        node = min(nodes, key=lambda i: (counts[i], i))
+        try:
+            pod = self.add_pod(deployment, node)
+        except ValueError as exc:  # no address left in the pod CIDR
+            raise ScenarioError([Problem(None, "events", f"at {self.env.now:g}s: "
+                                         f"a new {deployment} pod: {exc}")]) from None
+        pod.created_at = self.env.now
+        self.life[pod.index] = PodLife(pod.index, PodPhase.STARTING, ready=False,
+                                       revision=self.revision[deployment])
+        self.in_api.add(pod.index)
+        self.record("pod_scheduled", pod.name, self.cluster.nodes[node].name)
+        if self.kubelet is not None:
+            self.kubelet.start(pod)
+        return pod
+
+    def delete_pod(self, pod: Pod, why: str) -> None:
+        """deletionTimestamp set: the endpoint turns terminating (not ready); the kubelet
+        runs preStop, SIGTERM and the grace period, if it is there to do so."""
+        life = self.life[pod.index]
+        if life.terminating or pod.index not in self.in_api:
+            return
+        life.terminating = True
+        self.record("pod_terminating", pod.name, why)
+        if self.kubelet is not None:
+            self.kubelet.terminate(pod)
+        else:
+            self.pod_gone(pod)
+
+    def pod_gone(self, pod: Pod) -> None:
+        """The pod object is removed (its containers have stopped)."""
+        if pod.index not in self.in_api:
+            return
+        self.in_api.discard(pod.index)
+        self.life[pod.index].phase = PodPhase.GONE
+        self.stop_pod(pod)
+        self.record("pod_deleted", pod.name)
+        self.publish()
+        self._progress(pod.deployment)
+
+    def set_ready(self, pod: Pod, ready: bool, why: str = "") -> None:
+        """The pod's Ready condition changes (kubelet probes, MarkPodsNotReady)."""
+        life = self.life[pod.index]
+        if life.ready == ready or pod.index not in self.in_api:
+            return
+        life.ready = ready
+        self.record("pod_ready" if ready else "pod_not_ready", pod.name, why)
+        self.publish()
+        self._progress(pod.deployment)
+
+    def _progress(self, deployment: str) -> None:
+        if deployment in self.rolling:
+            self._reconcile_rollout(deployment)
+        if self.pending:
+            self._retry_pending()
+
     def publish(self) -> None:
+        """The EndpointSlices changed: one new version for every change made at this
+        instant (written once the instant's other events have run)."""
+        if not self._publishing:
+            self._publishing = True
+            self.env.timeout(0).callbacks.append(self._publish)
+
+    def _publish(self, _event: simpy.Event) -> None:
         """A new endpoint version: every node hears of it after its own delay."""
+        self._publishing = False
         self.versions.append(self._snapshot())
         version = len(self.versions) - 1
         for sync in self.nodes:
             delay = sync.propagation() + sync.extra_delay
             self.env.timeout(delay, (sync, version)).callbacks.append(self._arrive)
+
+    # --- rolling update (deployment controller, rolling.go) --------------------------------
+
+    def rollout(self, deployment: str) -> None:
+        """A new pod template: pods of the new revision replace the old ones within the
+        strategy's maxSurge / maxUnavailable."""
+        self.revision[deployment] += 1
+        self.rolling.add(deployment)
+        self.record("rollout_start", deployment, f"revision={self.revision[deployment]}")
+        self._reconcile_rollout(deployment)
+
+    def _reconcile_rollout(self, deployment: str) -> None:
+        """Scale the new ReplicaSet up, the old one down; again while that changes
+        something (the controller re-syncs on its own ReplicaSets' updates)."""
+        while deployment in self.rolling and self._rollout_pass(deployment):
+            pass
+
+    def _rollout_pass(self, deployment: str) -> bool:
+        revision = self.revision[deployment]
+        replicas = self.desired[deployment]
+        dep = self.deployments.get(deployment)
+        strategy = resolve_strategy(replicas, getattr(dep, "max_surge", "25%"),
+                                    getattr(dep, "max_unavailable", "25%"))
+        live = self.active(deployment)
+        old = [p for p in live if self.life[p.index].revision != revision]
+        new = [p for p in live if self.life[p.index].revision == revision]
+        new_available = sum(self.life[p.index].ready for p in new)
+        create, _ = rollout_step(replicas, strategy, len(old), len(new), new_available)
+        made = [p for p in (self.create_pod(deployment) for _ in range(create)) if p]
+        _, delete = rollout_step(replicas, strategy, len(old), len(new) + len(made),
+                                 new_available)
+        doomed = self._deletion_order(old)[:delete]
+        for pod in doomed:
+            self.delete_pod(pod, "rollout")
+        if made or doomed:
+            self.record("rollout_step", deployment,
+                        f"created={len(made)} deleted={len(doomed)} "
+                        f"old={len(old) - len(doomed)} new={len(new) + len(made)}")
+            self.publish()
+        if not old and new_available >= replicas:
+            self.rolling.discard(deployment)
+            self.record("rollout_done", deployment, f"revision={revision}")
+        return bool(made or doomed)
+
+    def _retry_pending(self) -> None:
+        """Pods that found no node are created once one can take them."""
+        for deployment in list(dict.fromkeys(self.pending)):
+            if not self.schedulable(deployment):
+                continue
+            self.pending = [d for d in self.pending if d != deployment]
+            while len(self.active(deployment)) < self.desired[deployment]:
+                if self.create_pod(deployment) is None:
+                    break
+
+    # --- node lifecycle controller -------------------------------------------------------
+
+    def kubelet_stopped(self, node: int) -> None:
+        """The node's kubelet no longer renews its lease (node down, cut off, or kubelet
+        stopped): the controller notices after the grace period."""
+        health = self.health[node]
+        if not health.kubelet_up:
+            return
+        health.kubelet_up = False
+        health.generation += 1
+        t = self.timing
+        now = self.env.now
+        last = last_renewal_before(now, health.first_renewal, t.lease_renew_interval)
+        missed = last + t.lease_renew_interval
+        self.env.timeout(missed - now, (node, health.generation)).callbacks.append(
+            lambda e: self._if_current(e, lambda n: self.record(
+                "lease_missed", self.cluster.nodes[n].name)))
+        if health.condition == "Ready":
+            at = unknown_at(last, self.monitor_first_tick, t)
+            self.env.timeout(max(at - now, 0.0), (node, health.generation)).callbacks.append(
+                lambda e: self._if_current(e, self._node_unknown))
+
+    def kubelet_started(self, node: int) -> None:
+        """The kubelet renews its lease again: Ready at the controller's next tick."""
+        health = self.health[node]
+        if health.kubelet_up:
+            return
+        health.kubelet_up = True
+        health.generation += 1
+        now = self.env.now
+        health.first_renewal = now  # renewals continue from now
+        if health.condition == "Ready":  # back before anyone noticed
+            return
+        at = ready_seen_at(now, self.monitor_first_tick, self.timing)
+        self.env.timeout(at - now, (node, health.generation)).callbacks.append(
+            lambda e: self._if_current(e, self._node_ready))
+
+    def _if_current(self, event: simpy.Event, action: Callable[[int], None]) -> None:
+        node, generation = event._value
+        if self.health[node].generation == generation:
+            action(node)
+
+    def _node_unknown(self, node: int) -> None:
+        """No lease within the grace period: node Unknown, its pods NotReady, the
+        unreachable taint, and evictions after tolerationSeconds."""
+        health = self.health[node]
+        health.condition = "Unknown"
+        health.tainted = True
+        name = self.cluster.nodes[node].name
+        self.record("node_unknown", name)
+        self.record("taint_added", name, "node.kubernetes.io/unreachable:NoExecute")
+        changed = False
+        for pod in self.cluster.pods:
+            life = self.life[pod.index]
+            if pod.node == node and pod.index in self.in_api and life.ready:
+                life.ready = False
+                self.record("pod_not_ready", pod.name, "MarkPodsNotReady")
+                changed = True
+        if changed:
+            self.publish()
+        self.env.timeout(self.timing.toleration_seconds, (node, health.generation)
+                         ).callbacks.append(lambda e: self._if_current(e, self._evict))
+
+    def _evict(self, node: int) -> None:
+        """The taint outlasted the pods' toleration: they are deleted and the ReplicaSets
+        create replacements on schedulable nodes."""
+        for pod in list(self.cluster.pods):
+            if pod.node == node and pod.index in self.in_api and not self.life[
+                    pod.index].terminating:
+                self.record("pod_evicted", pod.name, "taint toleration expired")
+                self.delete_pod(pod, "eviction")
+                if len(self.active(pod.deployment)) < self.desired[pod.deployment]:
+                    self.create_pod(pod.deployment)
+        self.publish()
+
+    def _node_ready(self, node: int) -> None:
+        health = self.health[node]
+        health.condition = "Ready"
+        name = self.cluster.nodes[node].name
+        self.record("node_ready", name)
+        if health.tainted:
+            health.tainted = False
+            self.record("taint_removed", name, "node.kubernetes.io/unreachable:NoExecute")
+        if self.kubelet is not None:
+            self.kubelet.node_back(node)
+        if self.pending:
+            self._retry_pending()
+
+    # --- kube-proxy syncs ---------------------------------------------------------------
+
+    def freeze(self, node: int, frozen: bool) -> None:
+        """Stop (or restart) a node's kube-proxy; a restarted one syncs what it missed."""
+        sync = self.nodes[node]
+        sync.frozen = frozen
+        if not frozen:
+            sync.arrived = len(self.versions) - 1
+            self._want_sync(sync)
 
     def _arrive(self, event: simpy.Event) -> None:
         sync, version = event._value
@@ -146,7 +460,7 @@ class ControlPlane:
 
     def _want_sync(self, sync: NodeSync) -> None:
         """Schedule this node's next sync, no sooner than minSyncPeriod after the last."""
-        if sync.pending or sync.arrived <= sync.applied:
+        if sync.pending or sync.frozen or sync.arrived <= sync.applied:
             return
         sync.pending = True
         start = max(self.env.now, sync.last_sync + self.spec.min_sync_period)
@@ -162,9 +476,35 @@ class ControlPlane:
     def _sync(self, event: simpy.Event) -> None:
         sync, version = event._value
         now = self.env.now
+        if sync.frozen:  # stopped mid-sync: nothing is written
+            sync.pending = False
+            return
+        before = self.versions[sync.applied]
+        after = self.versions[version]
         for sp in self.cluster.service_ports:
             sync.proxy.program(sp, *self._view(version, sp.index, now))
+            self._record_diff(sync, sp.index, before[sp.index], after[sp.index])
+            if sp.port.protocol == "UDP" and self.flush_udp is not None and (
+                    before[sp.index] != after[sp.index]):
+                serving = {e.pod for e in after[sp.index][0] + after[sp.index][2]}
+                self.flush_udp(sync.proxy.node.index, sp.index, serving)
         sync.applied = version
         sync.history.append((now, version))
         sync.pending = False
         self._want_sync(sync)
+
+    def _record_diff(self, sync: NodeSync, sp: int, before: tuple, after: tuple) -> None:
+        """endpoints_removed / endpoints_added as this node's kube-proxy applies them."""
+        old = {e.pod for e in before[0]}
+        new = {e.pod for e in after[0]}
+        if old == new:
+            return
+        pods = self.cluster.pods
+        name = sync.proxy.node.name
+        port = self.cluster.service_ports[sp].name
+        gone = sorted(pods[i].name for i in old - new)
+        came = sorted(pods[i].name for i in new - old)
+        if gone:
+            self.record("endpoints_removed", name, f"{port} {','.join(gone)}")
+        if came:
+            self.record("endpoints_added", name, f"{port} {','.join(came)}")

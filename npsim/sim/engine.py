@@ -13,33 +13,51 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
+from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
-from npsim.sim.clients import Addresses, ClosedLoop, OpenLoop, Population, make_entry
+from npsim.sim.balancer import make_balancer
+from npsim.sim.clients import (
+    Addresses,
+    ClosedLoop,
+    OpenLoop,
+    Population,
+    connect_give_up,
+    make_entry,
+    needs_done,
+    retry_spec,
+    syn_answered,
+)
 from npsim.sim.controlplane import ControlPlane
+from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
+from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, Relay
+from npsim.sim.probes import Blackbox, blackbox_probers
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
+    CONNECTION_REFUSED,
     DIAL_FAILED,
     DROPPED,
     ENDPOINT_GONE,
     FAILED,
     NAN,
     NO_ENDPOINTS,
+    NO_UPSTREAM,
     NODEPORT_CLOSED,
     REPLY_LOST,
     RequestLog,
 )
 from npsim.sim.streams import Streams
 from npsim.sim.timeline import EventLog
+from npsim.sim.tls import TlsCosts, pod_server_class
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
@@ -62,6 +80,7 @@ class RunOutput:
     end_time: float
     warmup: float
     wall_seconds: float
+    probes: dict[str, Blackbox] = field(default_factory=dict)  # alert rule -> its samples
 
 
 def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list[KubeProxy]:
@@ -105,11 +124,25 @@ class Simulation:
         self._progress_every = max((self.budget or 0) // 100, 1)
 
         self.proxies = make_proxies(scenario, cluster, streams)
-        # pods report each end only to closed-loop users and to IPVS connection counters
-        self._report_done = any(c.arrival.closed for c in spec.clients) or any(
-            p.counts_connections for p in self.proxies)
+        # firewalls in the traffic path: None (and free) when the scenario has none
+        self.guard = Guard.build(scenario, cluster, [p.mode for p in self.proxies], self.events)
+        # pods report each end only to populations that ask (closed loops, retries,
+        # timeouts, least-connections balancers) and to connection counters
+        self._report_done = any(needs_done(c) for c in spec.clients) or any(
+            p.counts_connections for p in self.proxies) or (
+            self.guard is not None and self.guard.counts_connections)
         self.pods: list[PodServer] = []
+        self._samplers: list[Callable[[], float]] = []  # each pod's service-time sampler
+        self._timeouts = [connect_give_up(c.syn_retries, c.connect_timeout)
+                          for c in spec.clients]
+        self.node_down = [False] * len(cluster.nodes)  # crashed or cut off: see node_answers
+        # connections that change under their client: True = the entry node went down
+        # (no answer), False = a UDP conntrack entry was flushed (the next packet is a
+        # new flow, balanced afresh through the same node)
+        self.broken: dict[int, bool] = {}
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
+        self._pod_class = pod_server_class(any(
+            c.tls is not None and c.tls.terminate == "pod" for c in spec.clients))
         for pod in cluster.pods:
             self._serve(pod)
         self.relays: list[Relay | None] = [
@@ -124,8 +157,16 @@ class Simulation:
             lambda name: spec.cluster.kube_proxy.propagation.sampler(
                 streams.generator(f"propagation/{name}")),
             (spec.cluster.other_services.count, spec.cluster.other_services.endpoints_each),
-            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes])
-        self.control.schedule(spec.events)
+            self._add_pod, self._stop_pod, [n.cpu for n in spec.cluster.nodes],
+            events=self.events,
+            timing=timing_for(spec.cluster.kubernetes_version, spec.cluster.control_plane),
+            phases=lambda name: float(streams.generator(f"phase/{name}").random()),
+            deployments=scenario.deployments,
+            placement=lambda name: spec.workloads[name].placement)
+        self.conntrack = Conntrack(self)
+        self.control.flush_udp = self.conntrack.flush_udp
+        self.kubelets = Kubelets(self)
+        FaultInjector(self, self.kubelets).schedule(spec.events)
 
         self.populations: list[Population] = []
         client_pods: dict[int, int] = {}  # client pod addresses used per node
@@ -145,10 +186,15 @@ class Simulation:
             else:
                 addresses = Addresses.external(cs, ip_base, streams.generator(f"nat/{cs.name}"),
                                                i)
+            balancer = None
+            if cs.balancer is not None and cs.balancer.in_front:
+                entry = balancer = make_balancer(self, cs, sp.index)
             common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry,
                           service_port=sp.index,
                           rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
-                          ip_base=ip_base, addresses=addresses)
+                          ip_base=ip_base, addresses=addresses, log=self.log,
+                          retry_rng=(streams.generator(f"retry/{cs.name}")
+                                     if retry_spec(cs) is not None else None))
             if cs.arrival.closed:
                 assert cs.arrival.think_time is not None
                 think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
@@ -156,30 +202,74 @@ class Simulation:
             else:
                 arrivals = streams.generator(f"arrivals/{cs.name}")
                 self.populations.append(OpenLoop(arrivals=arrivals, **common))
+            if balancer is not None:
+                pop = self.populations[-1]
+                pop.balancer = balancer
+                # the client hears of a node that does not answer when the balancer's
+                # own connect attempt gives up (nginx proxy_connect_timeout): a 502/504
+                pop.connect_timeout = min(pop.connect_timeout, connect_give_up(
+                    cs.syn_retries, cs.balancer.connect_timeout))
+                self._timeouts[i] = pop.connect_timeout
         n = len(cluster.nodes)
         self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
+        # HTTPS handshakes per new connection: None (and free) without any `tls`
+        self.tls = (TlsCosts(self.populations, streams.generator)
+                    if TlsCosts.wanted(spec.clients) else None)
+        self.blackbox = blackbox_probers(self)
+
+    def sending(self) -> bool:
+        """Whether clients may still send: periodic processes (health checks, probes)
+        stop after that in a request-count run, so that the run can drain and end."""
+        return self.budget is None or (self.generated < self.budget
+                                       and any(p.active for p in self.populations))
 
     # --- pods coming and going ----------------------------------------------------------
 
     def _serve(self, pod: Pod) -> PodServer:
-        server = PodServer(
-            self.env, pod.index, pod.workers, pod.queue_limit,
-            pod.service_time.sampler(self.streams.generator(f"service/{pod.name}")),
-            self.log, self._done if self._report_done else None)
+        sampler = pod.service_time.sampler(self.streams.generator(f"service/{pod.name}"))
+        self._samplers.append(sampler)
+        server = self._process(pod.index, sampler)
         self.pods.append(server)
         self._arrive.append(server.arrive)
         return server
 
-    def _add_pod(self, deployment: str, live: set[int]) -> Pod:
-        pod = new_pod(self.scenario, self.cluster, deployment, live=live)
+    def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
+        pod = self.cluster.pods[index]
+        server = self._pod_class(self.env, index, pod.workers, pod.queue_limit, sampler,
+                                 self.log, self._done if self._report_done else None)
+        server.timeouts = self._timeouts
+        return server
+
+    def fresh_process(self, index: int) -> PodServer:
+        """The pod's container (re)starts: a new process, with no connection of the old
+        one (connections opened before now are broken)."""
+        server = self._process(index, self._samplers[index])
+        server.first_conn = self.next_conn + 1
+        self.pods[index] = server
+        self._arrive[index] = server.arrive
+        return server
+
+    def service_sampler(self, index: int) -> Callable[[], float]:
+        return self._samplers[index]
+
+    def node_answers(self, node_index: int) -> bool:
+        """Whether the node answers on its addresses (False while crashed or cut off:
+        its NodePort accepts nothing and a client connecting there times out)."""
+        return not self.node_down[node_index]
+
+    def _add_pod(self, deployment: str, node: int) -> Pod:
+        pod = new_pod(self.scenario, self.cluster, deployment, node)
         pod.created_at = self.env.now
-        self._serve(pod)
+        server = self._serve(pod)
+        server.alive = False  # no process until the kubelet starts the container
         return pod
 
     def _stop_pod(self, pod: Pod) -> None:
-        """A deleted pod stops answering at once (requests reaching it from now on fail
-        with endpoint_gone); work already queued there still finishes."""
-        self.pods[pod.index].alive = False
+        """A deleted pod's address is gone: packets to it get no answer (a client waits
+        for its timeout); its process was stopped by the kubelet before."""
+        server = self.pods[pod.index]
+        server.alive = server.serves_existing = server.hung = False
+        server.silent = True
         pod.deleted_at = self.env.now
 
     # --- hot path ---------------------------------------------------------------------
@@ -204,6 +294,7 @@ class Simulation:
                 self._progress(self.generated / self.budget)
         self.generated += 1
         request = len(self.log.t_start)
+        handshake = 0.0
         if pop.remaining[slot] == 0:
             new_conn = 1
             proxy_cost = self._connect(pop, slot, now)
@@ -212,13 +303,23 @@ class Simulation:
         else:
             new_conn = 0
             proxy_cost = 0.0
-            if not self.pods[pop.conn_pod[slot]].alive:
-                return self._lost_connection(pop, slot, now)
+            server = self.pods[pop.conn_pod[slot]]
+            if self.broken and pop.conn_id[slot] in self.broken:
+                if self.broken.pop(pop.conn_id[slot]):
+                    return self._lost_connection(pop, slot, now, True)
+                return self.conntrack.reflow(pop, slot, now)
+            if (not server.alive and not server.serves_existing
+                    or pop.conn_id[slot] < server.first_conn):
+                return self._lost_connection(pop, slot, now, server.silent)
         entry = pop.conn_entry[slot]
         pop.remaining[slot] -= 1
         pod = pop.conn_pod[slot]
         hop = self._hop(entry, pop.conn_pod_node[slot])()
-        network = pop.rtt() + hop
+        if new_conn and self.tls is not None:
+            terminator = self.tls.by_population[pop.index]
+            if terminator is not None:  # HTTPS: the handshake before the first request
+                handshake = terminator.handshake(now, pop.rtt, hop, self.pods, pod, request)
+        network = pop.rtt() + hop + handshake
         self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
                      pop.conn_snat[slot])
         tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
@@ -234,13 +335,15 @@ class Simulation:
                 relay.arrive)
         return True
 
-    def _lost_connection(self, pop: Population, slot: int, now: float) -> bool:
-        """A request on a keep-alive connection whose pod is gone: no answer comes."""
+    def _lost_connection(self, pop: Population, slot: int, now: float,
+                         silent: bool = True) -> bool:
+        """A request on a keep-alive connection whose process is gone: a reset comes back,
+        or (``silent``: the pod's node or address is gone) nothing until the timeout."""
         tracked = self.tracked.pop(pop.conn_id[slot], None) if self.tracked else None
         if tracked is not None:  # the connection is dead: IPVS stops counting it
             tracked[2].closed(tracked[3], now)
         self._fail(pop, slot, now, pop.conn_entry[slot], pop.conn_pod[slot], ENDPOINT_GONE,
-                   pop.connect_timeout, new_conn=0)
+                   pop.connect_timeout if silent else 0.0, new_conn=0)
         return True
 
     def _connect(self, pop: Population, slot: int, now: float) -> float | None:
@@ -253,11 +356,21 @@ class Simulation:
         """
         clusterip = pop.target == "clusterIP"
         entry = pop.home if clusterip else pop.entry(slot, now)
-        proxy = self.proxies[entry]
         self.next_conn += 1
         conn = self.next_conn
         pop.conn_id[slot] = conn
         pop.conn_entry[slot] = entry
+        if entry < 0:  # the balancer in front has every node marked down: 503
+            return self._fail(pop, slot, now, -1, -1, NO_UPSTREAM)
+        waited = 0.0
+        if self.node_down[entry]:  # nothing answers on that node: the SYN goes unanswered
+            late = syn_answered(self.scenario.spec.events, self.cluster.node_index, pop,
+                                entry, now)
+            if late is None:
+                return self._fail(pop, slot, now, entry, -1, CONNECT_TIMEOUT,
+                                  pop.connect_timeout)
+            waited = late  # a retransmitted SYN reaches the node once it is back
+        proxy = self.proxies[entry]
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
@@ -274,23 +387,34 @@ class Simulation:
         else:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
+        if self.guard is not None:
+            stop = self.guard.check(entry, "clusterip" if clusterip else pop.kind, source,
+                                    table.service_port.port.protocol,
+                                    table.service_port.node_port, snat, pod,
+                                    table.endpoints[choice].port, now)
+            if stop is not None:
+                return self._fail(pop, slot, now, entry, -1, stop.reason,
+                                  pop.connect_timeout if stop.times_out else 0.0)
         if reply_lost:  # IPVS Local without local endpoint: forwarded unNATed, reply dropped
             return self._fail(pop, slot, now, entry, pod, REPLY_LOST, pop.connect_timeout,
                               snat=0)
-        waited = 0.0
-        if not self.pods[pod].alive:
+        server = self.pods[pod]
+        if not server.alive and not server.hung:  # a hung process still accepts
             if not proxy.retries_dials:
-                return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
-                                  pop.connect_timeout)
+                if server.silent:  # no such address (any more): SYNs go unanswered
+                    return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
+                                      pop.connect_timeout)
+                return self._fail(pop, slot, now, entry, pod, CONNECTION_REFUSED)
             # userspace: one dial per timeout, each to the next endpoint in the round robin;
             # a retry resets the client's affinity (roundrobin.go sessionAffinityReset)
             for attempt, timeout in enumerate(DIAL_TIMEOUTS):
                 if attempt:
                     choice = table.pick(source, src_port, now)
                     pod = table.pods[choice]
-                if self.pods[pod].alive:
+                dialled = self.pods[pod]
+                if dialled.alive or dialled.hung:  # a hung process still accepts
                     break
-                waited += timeout
+                waited += timeout if dialled.silent else 0.0  # a refusal comes at once
             else:
                 return self._fail(pop, slot, now, entry, -1, DIAL_FAILED, waited)
             if affinity is not None:
@@ -303,6 +427,9 @@ class Simulation:
             key = table.keys[choice]
             table.opened(key, now)
             self.tracked[conn] = [0, False, table, key]
+        if self.guard is not None and self.guard.pending:
+            closer = self.guard.opened(table if proxy.counts_connections else None)
+            self.tracked[conn] = [0, False, closer, table.keys[choice]]
         return waited + proxy.cost()
 
     def _to_pod(self, request: int, delay: float) -> None:
@@ -357,7 +484,7 @@ class Simulation:
                     tracked[2].closed(tracked[3], self.env._now)
                     del self.tracked[conn]
         pop = self.populations[log.population[request]]
-        if pop.closed:
+        if pop.notify:
             pop.done(request, log.client[request], t_end)
 
     # --- driving ---
@@ -369,12 +496,24 @@ class Simulation:
             yield self.env.timeout(step)
             progress(min(self.env.now / duration, 1.0))
 
+    def advance(self, until: float) -> None:
+        """Run the clients and the timeline up to ``until`` (``npsim explain --at``)."""
+        if until < 0:
+            raise ValueError("must not be negative")
+        for pop in self.populations:
+            pop.start(self.env, self.send)
+        self.env.run(until=until)
+
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""
         run = self.scenario.spec.run
         started = time.perf_counter()
         for pop in self.populations:
             pop.start(self.env, self.send)
+            if pop.balancer is not None:
+                pop.balancer.start(self.sending)
+        for prober in self.blackbox.values():
+            prober.start(self.sending)
         if run.duration is not None:
             if progress is not None:
                 self.env.process(self._report(progress, run.duration))
@@ -387,6 +526,10 @@ class Simulation:
             self.env.run()
             ends = self.log.columns()["t_end"]
             end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
+        if self.tls is not None:  # what the handshakes cost, one line per population
+            for pop, t in zip(self.populations, self.tls.by_population, strict=True):
+                if t is not None:
+                    self.events.record(end, "tls_handshakes", pop.name, t.describe())
         return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
                          self.proxies, self.control, self.events, end, float(run.warmup),
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, self.blackbox)

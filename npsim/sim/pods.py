@@ -61,9 +61,19 @@ class Station:
 
 
 class PodServer(Station):
-    """A pod: c workers, FIFO queue, optional limit (a full queue rejects)."""
+    """A pod's serving process: c workers, FIFO queue, optional limit (a full queue rejects).
 
-    __slots__ = ("limit", "on_done", "alive")
+    Lifecycle flags (npsim/sim/faults.py sets them; all False/True defaults cost nothing):
+    ``alive``: accepts new connections and serves; ``serves_existing``: while not alive,
+    requests on established connections are still taken (a draining app, or a hung one
+    that takes them and never answers: ``hung``); ``silent``: nothing answers at all (the
+    node is down or the pod's address is gone), so clients wait for their timeout rather
+    than get a reset; ``first_conn``: connections opened before it (an earlier process of
+    this pod) are broken.
+    """
+
+    __slots__ = ("limit", "on_done", "alive", "serves_existing", "hung", "silent",
+                 "first_conn", "held", "killed_at", "timeouts", "n_workers", "on_idle")
 
     def __init__(self, env: simpy.Environment, index: int, workers: int,
                  queue_limit: int | None, sample: Sampler, log: RequestLog,
@@ -72,11 +82,24 @@ class PodServer(Station):
         self.limit = queue_limit
         self.on_done = on_done  # (request, time the client sees the end), if anyone asks
         self.alive = True
+        self.serves_existing = False
+        self.hung = False
+        self.silent = False
+        self.first_conn = 0
+        self.held: list[int] = []  # taken by a hung process, never answered
+        self.killed_at = 0.0
+        self.timeouts: list[float] = []  # per population: how long a client waits
+        self.n_workers = workers
+        self.on_idle: Callable[[], None] | None = None
 
     def arrive(self, event: simpy.Event) -> None:
         if self.alive:
             Station.arrive(self, event)
-        else:  # deleted while the request was on its way: a reset comes back
+        elif self.hung:
+            self.held.append(event._value)
+        elif self.serves_existing:  # draining: the request came on an open connection
+            Station.arrive(self, event)
+        else:  # gone while the request was on its way: a reset, or silence
             self._turn_away(event._value, ENDPOINT_GONE)
 
     def admit(self, request: int) -> bool:
@@ -85,14 +108,18 @@ class PodServer(Station):
         self._turn_away(request, QUEUE_FULL)
         return False
 
-    def _turn_away(self, request: int, reason: int) -> None:
+    def _turn_away(self, request: int, reason: int, at: float | None = None) -> None:
         log = self.log
         log.outcome[request] = FAILED
         log.reason[request] = reason
-        end = self.env._now + log.network[request] * 0.5
+        if self.silent:  # no reset comes back: the client gives up after its timeout
+            end = max(log.t_start[request] + self.timeouts[log.population[request]],
+                      self.env._now)
+        else:
+            end = (self.env._now if at is None else at) + log.network[request] * 0.5
         log.t_end[request] = end
-        if self.on_done is not None:
-            self.on_done(request, end)
+        if self.on_done is not None:  # a process killed earlier reports only now
+            self.on_done(request, max(end, self.env._now))
 
     def started(self, request: int, duration: float) -> None:
         log = self.log
@@ -106,6 +133,87 @@ class PodServer(Station):
         log.t_end[request] = end
         if self.on_done is not None:
             self.on_done(request, end)
+
+    # --- lifecycle (cold path) ------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in service, queued or held (a draining app may exit)."""
+        return not self.queue and not self.held and self.free == self.n_workers
+
+    def drain(self, on_idle: Callable[[], None]) -> None:
+        """SIGTERM to an app that shuts down gracefully: it closes its listener (new
+        connections are refused), finishes what it has and what comes on open
+        connections, and calls ``on_idle`` once it has nothing left (then exits)."""
+        self.alive = False
+        self.serves_existing = True
+        self.on_idle = on_idle
+        _become(self, _Draining)
+        if self.idle:
+            on_idle()
+
+    def kill(self, silent: bool = False) -> None:
+        """The process dies now: what it queued or held fails (a reset, or silence when
+        the node went with it); what it was serving fails when its service would have
+        ended. The pod's next process is a new :class:`PodServer`."""
+        self.alive = self.serves_existing = self.hung = False
+        self.silent = silent
+        self.killed_at = self.env._now
+        pending = list(self.queue) + self.held
+        self.queue.clear()
+        self.held = []
+        for request in pending:
+            self._turn_away(request, ENDPOINT_GONE, self.killed_at)
+        _become(self, _Killed)
+
+    def resume(self) -> None:
+        """A hang ends: held requests are served in the order they came."""
+        self.hung = False
+        held, self.held = self.held, []
+        for request in held:
+            if self.free:
+                self.free -= 1
+                self._start(request)
+            elif self.admit(request):
+                self.queue.append(request)
+
+
+class _Draining:
+    """A process finishing its last requests before it exits."""
+
+    __slots__ = ()
+
+    def served(self, request: int) -> None:
+        super().served(request)  # type: ignore[misc]
+        if self.on_idle is not None and self.idle:  # type: ignore[attr-defined]
+            on_idle, self.on_idle = self.on_idle, None  # type: ignore[attr-defined]
+            on_idle()
+
+
+class _Killed:
+    """A dead process: requests it was serving fail when their service would have ended
+    (the client saw a reset at the kill, or nothing at all)."""
+
+    __slots__ = ()
+
+    def served(self, request: int) -> None:
+        self._turn_away(request, ENDPOINT_GONE, self.killed_at)  # type: ignore[attr-defined]
+
+
+_VARIANTS: dict[tuple[type, type], type] = {}
+
+
+def _become(server: PodServer, state: type) -> None:
+    """Switch a server's class to ``state`` over its own kind of server (a TLS-terminating
+    one stays one): the states change only what happens after service, so the hot path
+    of a healthy pod checks nothing."""
+    base = getattr(type(server), "_base", type(server))
+    variant = _VARIANTS.get((base, state))
+    if variant is None:
+        variant = _VARIANTS[(base, state)] = type(
+            f"{state.__name__.strip('_')}{base.__name__}", (state, base),
+            {"__slots__": (), "_base": base})
+    server.__class__ = variant
 
 
 class Relay(Station):

@@ -299,7 +299,9 @@ def test_counters_expire_on_resync() -> None:
     assert table.inactive[key] == 0
 
 
-def test_removed_real_server_loses_its_counters() -> None:
+def test_removed_real_server_drains_outside_the_scheduler() -> None:
+    """A removed real server with an open connection stays at weight 0 (graceful
+    termination, tests/proxy/test_graceful.py): its counters stay, the choice ignores it."""
     proxy = IpvsProxy(node(), np.random.default_rng(1), "lc")
     eps = endpoints(3)
     sp = service_port(endpoints=eps)
@@ -308,8 +310,9 @@ def test_removed_real_server_loses_its_counters() -> None:
     gone = eps[2].key
     table.opened(gone, 0.0)
     proxy.program(sp, eps[:2], now=1.0)
-    assert gone not in table.active
+    assert table.active[gone] == 1 and table.weight(gone) == 0
     table.closed(gone, 2.0)  # a late close of a connection to the removed server is harmless
+    assert table.inactive[gone] == 1
     assert table.n == 2
     assert table.pick(1, 1, 2.0) == brute_force(table, lc_overhead(table))
 

@@ -153,6 +153,7 @@ def _dead_first(n_alive_last: int):  # noqa: ANN202
     table.order, table.index = [0, 1, 2, 3, 4], 0
     for e in table.endpoints[: 5 - n_alive_last]:
         sim.pods[e.pod].alive = False
+        sim.pods[e.pod].silent = True  # gone: a dial gets no answer (a refusal is instant)
     return request_frame(sim.run())
 
 

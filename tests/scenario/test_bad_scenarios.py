@@ -51,6 +51,14 @@ CASES: dict[str, list[Expected]] = {
     "placement_unknown_node.yaml": [
         (None, 15, "workloads.nginx.placement.node-9", "unknown node 'node-9'"),
     ],
+    "bad_events.yaml": [
+        (None, 18, "events[0].nodeCrash.node", "unknown node 'node-9' (nodes: node-1, node-2)"),
+        (None, 19, "events[1].podHang.pod", "no pod named 'nginx-7' at the start of the run"),
+    ],
+    "bad_event_kind.yaml": [
+        (None, 18, "events[0]", "'until' must be later than 'at'"),
+        (None, 19, "events[1]", "give exactly one event kind"),
+    ],
     "placement_sum.yaml": [
         (None, 13, "workloads.nginx.placement",
          "placement puts 3 pods but Deployment 'nginx' has replicas: 4"),

@@ -314,7 +314,7 @@ spec:
       containers:
       - name: web
         image: example/web:1
-        readinessProbe:
+        startupProbe:
           httpGet: {path: /healthz, port: http}
         ports:
         - {name: http, containerPort: 8080}
@@ -336,7 +336,7 @@ def test_unmodelled_fields_warn_and_do_not_fail(tmp_path: Path) -> None:
     assert got == {
         (24, "spec.selector.matchExpressions"):
             "matchExpressions are not checked by npsim; only matchLabels",
-        (33, "spec.template.spec.containers[0].readinessProbe"):
+        (33, "spec.template.spec.containers[0].startupProbe"):
             "not modelled by npsim; ignored",
         (39, "kind"): "kind 'ConfigMap' is not modelled by npsim; ignored",
     }
@@ -349,7 +349,7 @@ def test_cli_validate_prints_warnings_and_succeeds(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert (f"warning: {tmp_path / 'app.yaml'}:33:9: spec.template.spec.containers[0]."
-            "readinessProbe: not modelled") in result.output
+            "startupProbe: not modelled") in result.output
     assert "ok - 2 nodes, 1 services, 1 deployments, 1 client populations, 3 warnings" in (
         result.output)
 

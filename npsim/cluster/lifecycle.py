@@ -1,0 +1,230 @@
+"""Node and pod lifecycle: states, timers and each Kubernetes version's defaults.
+
+Plain rules with no SimPy in them; ``npsim/sim/faults.py`` and
+``npsim/sim/controlplane.py`` drive them in time. Upstream sources:
+
+* kubelet renews its node Lease every 10 s (0.25 x ``nodeLeaseDurationSeconds`` 40,
+  ``pkg/kubelet/kubelet.go`` ``nodeLeaseRenewIntervalFraction``);
+* the node lifecycle controller checks every ``--node-monitor-period`` (5 s); a node
+  whose lease it has not seen renewed for ``--node-monitor-grace-period`` turns
+  ``Unknown``: 40 s up to v1.31, 50 s from v1.32 (kubernetes/kubernetes PR #126287,
+  ``pkg/controller/nodelifecycle/config/v1alpha1/defaults.go``). It then marks the
+  node's pods NotReady (``MarkPodsNotReady``) and taints the node
+  ``node.kubernetes.io/unreachable:NoExecute`` (``not-ready`` when the kubelet reports
+  NotReady), ``node_lifecycle_controller.go`` ``monitorNodeHealth``;
+* admission gives every pod ``tolerationSeconds: 300`` for those taints
+  (``--default-unreachable-toleration-seconds``); after it the pod is deleted;
+* EndpointSlice conditions (``staging/src/k8s.io/endpointslice/utils.go`` podToEndpoint):
+  ``serving`` = pod Ready, ``terminating`` = deletionTimestamp set,
+  ``ready`` = serving and not terminating;
+* probes default to period 10 s, timeout 1 s, failureThreshold 3, successThreshold 1,
+  initialDelaySeconds 0 (``pkg/apis/core/v1/defaults.go`` SetDefaults_Probe);
+* a crashing container is restarted after 10 s, doubling to at most 5 min, and the
+  back-off resets once it has run 10 min (kubelet ``backOffPeriod``,
+  ``MaxContainerBackOff``; Kubernetes docs "Pod Lifecycle: container restarts");
+* Deployment ``maxSurge`` and ``maxUnavailable`` default to 25 %; surge rounds up,
+  unavailable rounds down (``pkg/controller/deployment/util`` ResolveFenceposts).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+LEASE_RENEW_INTERVAL = 10.0
+NODE_MONITOR_PERIOD = 5.0
+GRACE_BEFORE_1_32 = 40.0
+GRACE_FROM_1_32 = 50.0
+TOLERATION_SECONDS = 300.0
+BACKOFF_INITIAL = 10.0
+BACKOFF_MAX = 300.0
+BACKOFF_RESET = 600.0
+
+
+@dataclass(frozen=True)
+class ControlPlaneTiming:
+    """The node-lifecycle timers in force for one run."""
+
+    lease_renew_interval: float = LEASE_RENEW_INTERVAL
+    monitor_period: float = NODE_MONITOR_PERIOD
+    grace_period: float = GRACE_FROM_1_32
+    toleration_seconds: float = TOLERATION_SECONDS
+
+
+def minor_version(version: str) -> int:
+    """``"1.32"``, ``"v1.31.4"`` -> 32, 31."""
+    return int(version.lstrip("v").split(".")[1])
+
+
+def timing_for(version: str, overrides: object | None = None) -> ControlPlaneTiming:
+    """The version's defaults, with any knob the scenario sets (``ControlPlaneSpec``)."""
+    grace = GRACE_FROM_1_32 if minor_version(version) >= 32 else GRACE_BEFORE_1_32
+    base = ControlPlaneTiming(grace_period=grace)
+    if overrides is None:
+        return base
+    values = {
+        "lease_renew_interval": getattr(overrides, "node_lease_renew_interval", None),
+        "monitor_period": getattr(overrides, "node_monitor_period", None),
+        "grace_period": getattr(overrides, "node_monitor_grace_period", None),
+        "toleration_seconds": getattr(overrides, "toleration_seconds", None),
+    }
+    return ControlPlaneTiming(**{k: (float(v) if v is not None else getattr(base, k))
+                                 for k, v in values.items()})
+
+
+def unknown_at(last_renewal: float, first_tick: float, timing: ControlPlaneTiming) -> float:
+    """When the controller declares a node Unknown whose last lease renewal was at
+    ``last_renewal``; its monitor ticks are ``first_tick + k * period``.
+
+    The controller stamps ``probeTimestamp`` when a tick first sees the renewal and turns
+    the node Unknown at the first tick at least ``grace`` later (``monitorNodeHealth``;
+    the real loop drifts a little each round, so "at least" rather than "after").
+    """
+    period = timing.monitor_period
+    probe = _tick_at_or_after(last_renewal, first_tick, period)
+    return _tick_at_or_after(probe + timing.grace_period, first_tick, period)
+
+
+def ready_seen_at(now: float, first_tick: float, timing: ControlPlaneTiming) -> float:
+    """A node whose kubelet renews again at ``now`` is Ready at the next monitor tick."""
+    return _tick_at_or_after(now, first_tick, timing.monitor_period)
+
+
+def _tick_at_or_after(t: float, first_tick: float, period: float) -> float:
+    k = max(math.ceil((t - first_tick) / period - 1e-9), 0)
+    return first_tick + k * period
+
+
+def last_renewal_before(t: float, first_renewal: float, interval: float) -> float:
+    """The kubelet's last lease renewal at or before ``t``."""
+    k = math.floor((t - first_renewal) / interval + 1e-12)
+    return first_renewal + k * interval
+
+
+@dataclass
+class CrashBackoff:
+    """The kubelet's restart back-off for one container (``kuberuntime_manager.go``
+    doBackOff with ``flowcontrol.Backoff``, initial 10 s, max 300 s): the first exit is
+    restarted at once and starts a 10 s back-off; each later exit waits the current
+    back-off, which then doubles up to 5 min; an exit more than 10 min (2 x max) after
+    the last restart finds the entry expired and starts over."""
+
+    backoff: float = 0.0
+    updated: float = -math.inf
+
+    def delay(self, exited: float) -> float:
+        """Seconds from an exit at ``exited`` to the restart; updates the state."""
+        if self.backoff == 0.0 or exited - self.updated > BACKOFF_RESET:
+            wait, self.backoff = 0.0, BACKOFF_INITIAL
+        else:
+            wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_MAX)
+        self.updated = exited + wait
+        return wait
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A readiness or liveness probe as the pod template gives it (defaults filled)."""
+
+    period: float = 10.0
+    timeout: float = 1.0
+    failure_threshold: int = 3
+    success_threshold: int = 1
+    initial_delay: float = 0.0
+
+    @classmethod
+    def from_manifest(cls, fields: dict[str, float] | None) -> Probe | None:
+        """The probe a pod template gives (``None``: no probe), defaults filled in."""
+        return None if fields is None else cls(**fields)
+
+    def first_ready(self, started: float) -> float:
+        """When a new container that answers from the start is first Ready."""
+        return started + self.initial_delay + (self.success_threshold - 1) * self.period
+
+    def failing_detected(self, started: float, since: float) -> float:
+        """When the ``failureThreshold``-th consecutive probe fails for a container started
+        at ``started`` that stops answering at ``since``: probes run at
+        ``started + initialDelay + k * period`` and fail after ``timeout``."""
+        first = started + self.initial_delay
+        k = max(math.ceil((since - first) / self.period - 1e-9), 0)
+        return first + (k + self.failure_threshold - 1) * self.period + self.timeout
+
+    def passing_detected(self, started: float, since: float) -> float:
+        """When ``successThreshold`` consecutive probes pass again from ``since``."""
+        first = started + self.initial_delay
+        k = max(math.ceil((since - first) / self.period - 1e-9), 0)
+        return first + (k + self.success_threshold - 1) * self.period
+
+
+class PodPhase(Enum):
+    """What the pod's container is doing (the data-plane view)."""
+
+    STARTING = "starting"  # scheduled, container not up yet
+    RUNNING = "running"
+    HUNG = "hung"  # process up, answers nothing
+    CRASHED = "crashed"  # container exited, waiting for its restart
+    DRAINING = "draining"  # SIGTERM received, finishing what it has
+    GONE = "gone"  # deleted: the address no longer exists
+
+
+@dataclass
+class PodLife:
+    """Lifecycle state of one pod, as the control plane and the kubelet know it."""
+
+    pod: int
+    phase: PodPhase = PodPhase.RUNNING
+    ready: bool = True  # the Ready condition (what EndpointSlices call serving)
+    terminating: bool = False  # deletionTimestamp set
+    started: float = 0.0  # the running container's start time
+    restarts: int = 0
+    revision: int = 0  # the Deployment's pod template it was made from
+
+    @property
+    def conditions(self) -> tuple[bool, bool, bool]:
+        """EndpointSlice (ready, serving, terminating) of this pod's endpoint."""
+        serving = self.ready
+        return serving and not self.terminating, serving, self.terminating
+
+
+@dataclass(frozen=True)
+class RolloutStrategy:
+    """A Deployment's RollingUpdate parameters, resolved to pod counts."""
+
+    max_surge: int
+    max_unavailable: int
+
+
+def resolve_strategy(replicas: int, max_surge: int | str = "25%",
+                     max_unavailable: int | str = "25%") -> RolloutStrategy:
+    """Absolute surge (rounded up) and unavailability (rounded down); both 0 is invalid
+    upstream, so unavailability becomes 1 then (ResolveFenceposts)."""
+    surge = _scaled(max_surge, replicas, up=True)
+    unavailable = _scaled(max_unavailable, replicas, up=False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return RolloutStrategy(surge, unavailable)
+
+
+def _scaled(value: int | str, replicas: int, up: bool) -> int:
+    if isinstance(value, str):
+        fraction = float(value.rstrip("%")) / 100 * replicas
+        return math.ceil(fraction - 1e-9) if up else math.floor(fraction + 1e-9)
+    return int(value)
+
+
+def rollout_step(replicas: int, strategy: RolloutStrategy, old: int, new: int,
+                 new_available: int) -> tuple[int, int]:
+    """One reconcile of a rolling update: (new pods to create, old pods to delete).
+
+    ``old``/``new``: pods of each ReplicaSet not yet terminating; ``new_available``: the
+    new ones that are Ready. The new ReplicaSet may grow to ``replicas + maxSurge`` pods
+    in total; old pods go as long as ``replicas - maxUnavailable`` stay available
+    (deployment controller ``rolling.go`` reconcileNewReplicaSet, reconcileOldReplicaSets:
+    maxScaledDown = all - minAvailable - newUnavailable).
+    """
+    create = max(min(replicas + strategy.max_surge - old - new, replicas - new), 0)
+    min_available = replicas - strategy.max_unavailable
+    new_unavailable = new - new_available
+    delete = max(min(old + new - min_available - new_unavailable, old), 0)
+    return create, delete

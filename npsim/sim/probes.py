@@ -1,0 +1,124 @@
+"""Probes from outside the cluster: would a check of Node:port succeed right now?
+
+Both the external balancer's active health checks and the monitoring's blackbox probes
+ask these questions, from the node's own state as its kube-proxy has programmed it.
+
+* TCP to Node:NodePort: the node must answer, kube-proxy must forward the SYN (no
+  REJECT, no DROP of a Local policy without local endpoint, no IPVS reply loss) and the
+  endpoint it picks must be alive. The probe picks an endpoint uniformly from its own
+  random stream, so probing never changes the draws the clients' connections see.
+* HTTP to the healthCheckNodePort (``type: LoadBalancer`` with
+  ``externalTrafficPolicy: Local``): kube-proxy's per-Service health server answers
+  200 iff the node has at least one local *ready* endpoint in its programmed state,
+  else 503 (k8s pkg/proxy/healthcheck/service_health.go ``hcHandler.ServeHTTP``;
+  the count is ``LocalReadyEndpoints``, terminating endpoints excluded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from npsim.dists import batched
+from npsim.proxy.base import KubeProxy
+
+if TYPE_CHECKING:
+    from npsim.sim.engine import Simulation
+
+
+class _Alive(Protocol):
+    alive: bool
+
+
+class NodePortProbe:
+    """Checks of one Service port on every node, answered from the live simulation."""
+
+    def __init__(self, proxies: Sequence[KubeProxy], pods: Sequence[_Alive],
+                 service_port: int, answers: Callable[[int], bool],
+                 rng: np.random.Generator,
+                 proxy_running: Callable[[int], bool] = lambda node: True) -> None:
+        self.proxies = proxies
+        self.proxy_running = proxy_running  # the health server lives in kube-proxy
+        self.pods = pods
+        self.service_port = service_port
+        self.answers = answers
+        self._uniform = batched(rng.random)
+
+    def tcp(self, node: int) -> bool:
+        """A TCP connect to Node:NodePort is accepted by a live pod."""
+        if not self.answers(node):
+            return False
+        proxy = self.proxies[node]
+        view = proxy.views[self.service_port]
+        if not view.any or not proxy.accepts("primary"):
+            return False
+        table, _, reply_lost = proxy.route(view, "external", False, False)
+        if table.n == 0 or reply_lost:
+            return False
+        choice = int(self._uniform() * table.n)
+        pod = self.pods[table.pods[choice]]
+        # a hung process still completes the handshake (the kernel accepts for it)
+        return (pod.alive or getattr(pod, "hung", False)) and self.answers(table.nodes[choice])
+
+    def local_ready(self, node: int) -> int:
+        """What the healthCheckNodePort reports as ``localEndpoints``: the node's own
+        ready endpoints in its kube-proxy's programmed state."""
+        view = self.proxies[node].views[self.service_port]
+        local = getattr(view, "local", None)
+        if local is None:
+            return 0
+        return sum(1 for n in local.nodes if n == node)
+
+    def health_check(self, node: int) -> bool:
+        """HTTP GET of the healthCheckNodePort returns 200 (a stopped kube-proxy serves
+        no health port at all)."""
+        return (self.answers(node) and self.proxy_running(node)
+                and self.local_ready(node) > 0)
+
+
+class Blackbox:
+    """The monitoring's blackbox exporter: probes every node's NodePort(s) each
+    ``interval`` (one light SimPy process) and keeps the ``probe_success`` samples as
+    columns; the alert rules are evaluated from them after the run."""
+
+    def __init__(self, env, probes: dict[int, NodePortProbe], n_nodes: int,  # noqa: ANN001
+                 interval: float) -> None:
+        self.env = env
+        self.probes = probes  # service port -> its probe
+        self.n_nodes = n_nodes
+        self.interval = interval
+        self.time: list[float] = []
+        self.service_port: list[int] = []
+        self.node: list[int] = []
+        self.success: list[bool] = []
+
+    def start(self, going: Callable[[], bool] = lambda: True) -> None:
+        self.env.process(self._scrape(going))
+
+    def _scrape(self, going: Callable[[], bool]):  # noqa: ANN202 - SimPy process
+        while going():
+            now = self.env.now
+            for sp, probe in self.probes.items():
+                for node in range(self.n_nodes):
+                    self.time.append(now)
+                    self.service_port.append(sp)
+                    self.node.append(node)
+                    self.success.append(probe.tcp(node))
+            yield self.env.timeout(self.interval)
+
+
+def blackbox_probers(sim: Simulation) -> dict[str, Blackbox]:
+    """One blackbox prober per probe alert rule, over every NodePort clients use."""
+    monitoring = sim.scenario.spec.monitoring
+    rules = [a for a in monitoring.alerts if a.probe is not None] if monitoring else []
+    ports = sorted({pop.service_port for pop in sim.populations if pop.target == "nodePort"})
+    out = {}
+    for rule in rules:
+        assert rule.probe is not None
+        probes = {sp: NodePortProbe(sim.proxies, sim.pods, sp, sim.node_answers,
+                                    sim.streams.generator(f"blackbox/{rule.name}/{sp}"))
+                  for sp in ports}
+        out[rule.name] = Blackbox(sim.env, probes, len(sim.cluster.nodes), rule.probe.interval)
+    return out

@@ -1,0 +1,67 @@
+"""timeseries.parquet: per-bucket traffic, failures, latency and each node's view."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import build, client, constant
+
+import npsim
+
+
+def test_buckets_account_for_every_request_and_follow_a_scale_down():
+    scenario = build(nodes=2, replicas=4, service_time=constant(1e-3), workers=4,
+                     clients=[client(rate=200.0)], duration=6.0, replications=2)
+    scenario.spec.events = [{"at": 3.0, "scale": {"deployment": "web", "replicas": 2}}]
+    scenario.spec.run.timeseries_bucket = 0.5
+    result = npsim.run(scenario)
+    ts = result.timeseries
+    assert list(ts.columns[:6]) == ["replication", "time", "sent", "completed", "failed",
+                                    "throughput"]
+    assert len(ts) == 2 * 12 and ts["time"].iloc[:12].tolist() == [i * 0.5 for i in range(12)]
+    for rep, part in ts.groupby("replication"):
+        req = result.requests[result.requests["replication"] == rep]
+        assert part["sent"].sum() == len(req)
+        assert part["completed"].sum() == (req["outcome"] == "completed").sum()
+        assert part["failed"].sum() == (req["outcome"] == "failed").sum()
+        reasons = part.filter(like="failed_").sum(axis=1)
+        assert (reasons == part["failed"]).all()
+        assert np.allclose(part["throughput"], part["completed"] / 0.5)
+        # constant 1 ms service, no network: every latency is 1 ms (or queueing above it)
+        assert (part["latency_p50"].dropna() >= 1e-3 - 1e-12).all()
+        # each node's kube-proxy drops two endpoints some time after t = 3 s, not before
+        for node in ("node-1", "node-2"):
+            seen = part[f"ready_endpoints:{node}"].to_numpy()
+            assert (seen[:6] == 4).all() and (seen[-4:] == 2).all()
+        loads = part.filter(like="pod_load:")
+        pods = result.pods[result.pods["replication"] == rep]
+        assert loads.to_numpy().sum() * 0.5 == pods["requests"].sum()
+        assert loads["pod_load:web-3"].iloc[-4:].sum() == 0  # deleted at 3 s
+
+
+def test_saved_with_the_result(tmp_path):
+    result = npsim.run(build(clients=[client(rate=50.0)], duration=2.0))
+    folder = result.save(tmp_path / "out")
+    import pandas as pd
+
+    back = pd.read_parquet(folder / "timeseries.parquet")
+    assert back.columns.tolist() == result.timeseries.columns.tolist()
+    assert len(back) == 2
+
+
+def test_one_balancer_view_per_balanced_population():
+    from conftest import scenario_dict
+
+    hc = {"algorithm": "roundRobin", "healthCheck": {"interval": "1s", "timeout": "500ms",
+                                                     "fall": 2}}
+    a, b = client("a", rate=50.0), client("b", rate=50.0)
+    a["balancer"], b["balancer"] = hc, dict(hc, algorithm="random")
+    d = scenario_dict(nodes=2, replicas=2, clients=[a, b], duration=8.0,
+                      placement={"node-1": 2})
+    d["events"] = [{"at": "3s", "nodeCrash": {"node": "node-2"}}]
+    ts = npsim.run(npsim.scenario_from_dict(d)).timeseries
+    cols = [c for c in ts.columns if c.startswith("lb_up:")]
+    assert cols == ["lb_up:a/node-1", "lb_up:a/node-2", "lb_up:b/node-1", "lb_up:b/node-2"]
+    for pop in "ab":
+        # checks at 3 s and 4 s fail, known at 4.5 s: down from the bucket [4, 5) on
+        assert ts[f"lb_up:{pop}/node-2"].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+        assert (ts[f"lb_up:{pop}/node-1"] == 1).all()
