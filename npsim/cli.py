@@ -1,4 +1,4 @@
-"""``npsim`` command line: run, validate, explain, sweep, plan.
+"""``npsim`` command line: run, validate, explain, import, sweep, plan.
 
 Bad input (scenario, manifests, flags) prints every problem, with file, line, column and
 field, and exits 2 without writing anything. Only this module reads argv.
@@ -319,6 +319,36 @@ def _dask_client(address: str) -> Any:
         _usage("--dask needs Dask: pip install 'npsim[dask]'")
     except (OSError, TimeoutError, ValueError) as exc:
         _usage(f"--dask {address}: cannot reach the scheduler ({exc})")
+
+
+@main.command("import")
+@click.argument("dumps", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Scenario file to write.")
+@click.option("--namespace", default=None, help="Only objects of this namespace.")
+@click.option("--service", default=None, help="Only this Service and what backs it.")
+@click.option("--rates", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV service,namespace,rate_per_s (requests per second per Service).")
+@click.option("--service-times", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="CSV deployment,namespace,service_time[,workers].")
+@click.option("--force", is_flag=True, help="Replace a scenario npsim import wrote before.")
+def import_(dumps: tuple[Path, ...], out: Path, namespace: str | None, service: str | None,
+            rates: Path | None, service_times: Path | None, force: bool) -> None:
+    """Turn kubectl dumps or manifest folders (DUMPS) into a scenario file."""
+    from npsim.importer import DumpError, OutputExistsError, import_cluster
+
+    try:
+        summary = import_cluster(list(dumps), out, namespace, service, rates, service_times,
+                                 force)
+    except DumpError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except OutputExistsError as exc:
+        _usage(str(exc))
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(summary.report())
+    click.echo(f"next: npsim validate {out} && npsim run {out}")
 
 
 @main.command()

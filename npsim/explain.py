@@ -14,7 +14,8 @@ output (research notes in docs/kube-proxy-modes.md):
 * IPVS: ``ipvsadm -Ln`` columns as ipvsadm.c prints them (ClusterIP and every node
   address, ``persistent`` for ClientIP), then ``ipset save`` and the iptables glue.
 
-ClusterIPs are not simulated; they are numbered from 10.96.0.10 for display.
+ClusterIPs are a manifest's ``spec.clusterIP``; when none is given they are numbered
+from 10.96.0.10 for display.
 """
 
 from __future__ import annotations
@@ -63,8 +64,20 @@ def nft_chain(prefix: str, sp: ServicePortModel, endpoint: str = "") -> str:
 
 
 def cluster_ip(sp: ServicePortModel, cluster: Cluster) -> str:
-    services = list(dict.fromkeys(s.service.name for s in cluster.service_ports))
-    return ip_str(SERVICE_CIDR_BASE + services.index(sp.service.name))
+    """The Service's own ``spec.clusterIP`` when the manifest gives one; otherwise a
+    display address numbered from 10.96.0.10, skipping the addresses manifests took."""
+    if sp.service.cluster_ip is not None:
+        return sp.service.cluster_ip
+    taken = {int(ipaddress.IPv4Address(s.service.cluster_ip)) for s in cluster.service_ports
+             if s.service.cluster_ip is not None}
+    services = list(dict.fromkeys(s.service.name for s in cluster.service_ports
+                                  if s.service.cluster_ip is None))
+    address = SERVICE_CIDR_BASE
+    for _ in range(services.index(sp.service.name) + 1):
+        while address in taken:
+            address += 1
+        address += 1
+    return ip_str(address - 1)
 
 
 def cluster_cidr(cluster: Cluster) -> str:

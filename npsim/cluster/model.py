@@ -62,6 +62,16 @@ class Pod:
     namespace: str = "default"
     created_at: float = 0.0
     deleted_at: float | None = None
+    # endpoint conditions of a hand-placed pod at the start (discovery.k8s.io/v1
+    # EndpointConditions); the control plane's pod lifecycle takes them from here
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+
+    @property
+    def starts_serving(self) -> bool:
+        """The Ready condition at the start (a terminating pod's is its serving)."""
+        return self.serving if self.terminating else self.ready
 
     def alive_during(self, start: float, end: float) -> bool:
         return self.created_at < end and (self.deleted_at is None or self.deleted_at > start)
@@ -112,6 +122,8 @@ class Cluster:
     # next host number per node's pod CIDR, and pods made so far per Deployment
     next_host: dict[int, int] = field(default_factory=dict)
     made: dict[str, int] = field(default_factory=dict)
+    # addresses of hand-placed pods: pods made later skip them
+    taken_ips: set[int] = field(default_factory=set)
     # kube-proxy --cluster-cidr (cluster.clusterCIDR); None: derived from the podCIDRs
     cluster_cidr: ipaddress.IPv4Network | None = None
 
@@ -152,8 +164,12 @@ def endpoints_for(service: Service, port: ServicePort, pods: list[Pod]) -> tuple
     """Ready endpoints of a Service port, in kube-proxy's order.
 
     A named targetPort resolves per pod to the container port of that name; a pod
-    without it is not an endpoint (as the EndpointSlice controller does).
+    without it is not an endpoint (as the EndpointSlice controller does). A selector-less
+    Service's endpoints are those of its hand-made EndpointSlices (:func:`slice_endpoints`).
+    Which pods are ready is the caller's (the control plane's pod lifecycle).
     """
+    if service.endpoint_slices:
+        return slice_endpoints(service, port, pods)
     out = []
     for pod in pods:
         if pod.namespace != service.namespace or not selector_matches(service.selector,
@@ -166,6 +182,47 @@ def endpoints_for(service: Service, port: ServicePort, pods: list[Pod]) -> tuple
             target = pod.container_ports[target]
         out.append(Endpoint(pod.index, pod.node, pod.ip, int(target)))
     return tuple(sorted(out, key=lambda e: e.key))
+
+
+def slice_endpoints(service: Service, port: ServicePort, pods: list[Pod]) -> tuple[Endpoint, ...]:
+    """Endpoints of a selector-less Service from its EndpointSlices: the slice port with
+    the Service port's name and protocol gives the target port, each address the pod
+    placed there, if it is among ``pods`` (the caller's ready, or serving-terminating,
+    ones). A slice endpoint neither ready nor serving is never used."""
+    by_ip = {pod.ip: pod for pod in pods}
+    out: list[Endpoint] = []
+    for sl in service.endpoint_slices:
+        target = next((sp.port for sp in sl.ports
+                       if sp.name == port.name and sp.protocol == port.protocol), None)
+        if target is None:
+            continue
+        for ep in sl.endpoints:
+            pod = by_ip.get(int(ipaddress.IPv4Address(ep.address)))
+            if pod is None:
+                continue
+            if ep.ready or ep.serving:
+                out.append(Endpoint(pod.index, pod.node, pod.ip, target))
+    return tuple(sorted(set(out), key=lambda e: e.key))
+
+
+def slice_hints(service: Service, endpoints: tuple[Endpoint, ...],
+                nodes: list[Node]) -> tuple[dict[int, str] | None, dict[int, int] | None]:
+    """The hints a hand-made slice carries (forZones, forNodes), per endpoint pod; a map
+    is None when no endpoint has that kind of hint."""
+    node_index = {n.name: n.index for n in nodes}
+    zones: dict[int, str] = {}
+    on_nodes: dict[int, int] = {}
+    by_ip = {e.ip: e.pod for e in endpoints}
+    for sl in service.endpoint_slices:
+        for ep in sl.endpoints:
+            pod = by_ip.get(int(ipaddress.IPv4Address(ep.address)))
+            if pod is None:
+                continue
+            if ep.hint_zones:
+                zones[pod] = ep.hint_zones[0]
+            if ep.hint_nodes and ep.hint_nodes[0] in node_index:
+                on_nodes[pod] = node_index[ep.hint_nodes[0]]
+    return zones or None, on_nodes or None
 
 
 def _placement(replicas: int, placement: object, nodes: list[Node]) -> list[int]:
@@ -197,8 +254,13 @@ def build_cluster(scenario: Scenario) -> Cluster:
     if spec.cluster.cluster_cidr:
         cluster.cluster_cidr = ipaddress.IPv4Network(spec.cluster.cluster_cidr)
     problems: list[Problem] = []
+    for name, workload in spec.workloads.items():
+        if workload.pods is not None:
+            place_explicit_pods(scenario, cluster, name)
     for dep_name in scenario.deployments:
         workload = spec.workloads[dep_name]
+        if workload.pods is not None:
+            continue
         replicas = scenario.deployments[dep_name].replicas
         for node_index in _placement(replicas, workload.placement, nodes):
             try:
@@ -241,6 +303,9 @@ def new_pod(scenario: Scenario, cluster: Cluster, deployment: str,
         node_index = counts.index(min(counts))
     node = cluster.nodes[node_index]
     host = cluster.next_host.get(node_index, 2)
+    base = int(node.pod_cidr.network_address)
+    while base + host in cluster.taken_ips:
+        host += 1
     if host >= node.pod_cidr.num_addresses - 1:
         raise ValueError(f"pod CIDR {node.pod_cidr} of node {node.name} has no address "
                          f"left for another {deployment} pod")
@@ -254,3 +319,26 @@ def new_pod(scenario: Scenario, cluster: Cluster, deployment: str,
               dep.namespace)
     cluster.pods.append(pod)
     return pod
+
+
+def place_explicit_pods(scenario: Scenario, cluster: Cluster, workload_name: str) -> None:
+    """The hand-placed pods of a workload (``workloads.NAME.pods``), at their own
+    addresses on their own nodes, with their endpoint conditions. Labels, ports and
+    namespace come from the workload's Deployment, else from the workload itself."""
+    workload = scenario.spec.workloads[workload_name]
+    dep = scenario.deployments.get(workload_name)
+    labels = dict(dep.pod_labels) if dep else dict(workload.labels or {})
+    namespace = dep.namespace if dep else (workload.namespace or "default")
+    ports = {c.name: c.container_port for c in dep.container_ports if c.name} if dep else {}
+    for spec in workload.pods or []:
+        ip = int(ipaddress.IPv4Address(spec.ip))
+        ordinal = cluster.made.get(workload_name, 0)
+        cluster.made[workload_name] = ordinal + 1
+        ready = spec.ready
+        pod = Pod(len(cluster.pods), spec.name or f"{workload_name}-{ordinal}", workload_name,
+                  cluster.node_index(spec.node), ip, dict(labels), workload.workers,
+                  workload.queue_limit, workload.service_time, dict(ports), namespace,
+                  ready=ready, serving=ready if spec.serving is None else spec.serving,
+                  terminating=spec.terminating)
+        cluster.pods.append(pod)
+        cluster.taken_ips.add(ip)

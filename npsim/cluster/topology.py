@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from npsim.cluster.model import Endpoint, Node
+from npsim.cluster.model import Endpoint, Node, slice_hints
 from npsim.scenario.manifests import Service
 
 OVERLOAD_THRESHOLD = 0.2  # topology cache overloadThreshold
@@ -35,7 +35,10 @@ class Hints:
 
 def hints_for(service: Service, endpoints: tuple[Endpoint, ...], nodes: list[Node],
               node_cpu: list[float]) -> Hints:
-    """The hints the EndpointSlice controller would set on these ready endpoints."""
+    """The hints the EndpointSlice controller would set on these ready endpoints (or,
+    for a selector-less Service, the hints its hand-made slices carry)."""
+    if service.endpoint_slices:
+        return Hints(*slice_hints(service, endpoints, nodes))
     if service.topology_mode in ("Auto", "auto"):
         return Hints(_auto_zone_hints(endpoints, nodes, node_cpu), None)
     mode = service.traffic_distribution

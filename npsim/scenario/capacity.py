@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from npsim.scenario.manifests import selector_matches
+from npsim.scenario.manifests import SelectorIndex
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
@@ -18,14 +18,14 @@ def offered_utilisation(scenario: Scenario) -> dict[str, float]:
     """
     spec = scenario.spec
     rate_per_pod: dict[str, float] = {name: 0.0 for name in scenario.deployments}
+    index = SelectorIndex(scenario.deployments.values())
     for client in spec.clients:
         if client.arrival.closed:
             continue
         svc = scenario.services.get(client.service)
         if svc is None:
             continue
-        backing = [d for d in scenario.deployments.values()
-                   if d.replicas > 0 and selector_matches(svc.selector, d.pod_labels)]
+        backing = [d for d in index.selected(svc.selector) if d.replicas > 0]
         pods = sum(d.replicas for d in backing)
         if not pods:
             continue

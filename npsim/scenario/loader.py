@@ -12,14 +12,16 @@ from pydantic.alias_generators import to_camel
 
 from npsim.dists import Empirical
 from npsim.scenario.manifests import (
+    SERVICE_NAME_LABEL,
     Deployment,
+    EndpointSlice,
+    SelectorIndex,
     Service,
     add_lifecycle,
     check_node_ports,
     check_port_plan,
     parse_manifest,
     pick_port,
-    selector_matches,
 )
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
@@ -95,7 +97,8 @@ class Scenario:
             data.pop("variants", None)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
-        ] + [policy.manifest for policy in self.network_policies.values()]
+        ] + [policy.manifest for policy in self.network_policies.values()] + [
+            sl.manifest() for s in self.services.values() for sl in s.endpoint_slices]
         # an event is one kind: leave out the kinds (and the until) it does not use
         data["events"] = [{k: v for k, v in e.items() if v is not None} for e in data["events"]]
         return data
@@ -126,6 +129,8 @@ def svc_manifest(svc: Service) -> dict[str, Any]:
             ("allocateLoadBalancerNodePorts", None if svc.allocate_lb_node_ports else False),
             ("healthCheckNodePort", svc.health_check_node_port)) if v is not None},
     }
+    if svc.cluster_ip is not None:
+        manifest["spec"]["clusterIP"] = svc.cluster_ip
     if svc.topology_mode is not None:
         manifest["metadata"]["annotations"] = {
             "service.kubernetes.io/topology-mode": svc.topology_mode}
@@ -249,6 +254,7 @@ def _load_manifests(
     that failed (their problems are reported here, so references to them are not)."""
     unresolved: set[str] = set()
     unreadable = False
+    slices: list[EndpointSlice] = []
     for i, item in enumerate(raw):
         if isinstance(item, str):
             path = base_dir / item
@@ -279,6 +285,9 @@ def _load_manifests(
                 if isinstance(name, str):
                     unresolved.add(name)
                 continue
+            if isinstance(obj, EndpointSlice):
+                slices.append(obj)  # its Service may come later in the manifests
+                continue
             table: dict[str, Any] = (services if isinstance(obj, Service) else deployments
                                      if isinstance(obj, Deployment) else
                                      policies if policies is not None else {})
@@ -288,7 +297,61 @@ def _load_manifests(
                      f"(also in {table[obj.name].origin})", prefix)
             else:
                 table[obj.name] = obj
+    _own_slices(slices, services, p)
     return _Everything() if unreadable else unresolved
+
+
+def _own_slices(slices: list[EndpointSlice], services: dict[str, Service],
+                p: Problems) -> None:
+    """Give each hand-made EndpointSlice to its Service (label kubernetes.io/service-name).
+
+    Only a selector-less Service keeps its slices: for a Service with a selector the
+    EndpointSlice controller owns the slices and rewrites them from the pods, so a slice
+    written by hand there is ignored (with a warning)."""
+    for sl in slices:
+        svc = services.get(sl.service_name)
+        if svc is None or svc.namespace != sl.namespace:
+            known = ", ".join(sorted(services)) or "none"
+            p.at(sl.doc, ["metadata", "labels", SERVICE_NAME_LABEL],
+                 f"no Service named {sl.service_name!r} in namespace {sl.namespace!r} among "
+                 f"the manifests (known: {known})", sl.prefix)
+        elif svc.selector:
+            p.warn(sl.doc, ["metadata", "labels", SERVICE_NAME_LABEL],
+                   f"Service {svc.name!r} has a selector: the EndpointSlice controller "
+                   "manages its slices from the pods; this hand-made slice is ignored",
+                   sl.prefix)
+        else:
+            svc.endpoint_slices.append(sl)
+
+
+def _check_explicit_pods(scenario: Scenario, nodes: set[str] | None, tree: Any,
+                         p: Problems) -> None:
+    """Hand-placed pods name known nodes and distinct addresses; every endpoint of a
+    hand-made slice names a known node and the address of a hand-placed pod (the pod
+    that serves it in the simulation)."""
+    owner: dict[str, str] = {}
+    for name, workload in scenario.spec.workloads.items():
+        for i, pod in enumerate(workload.pods or []):
+            if nodes is not None and pod.node not in nodes:
+                p.at(tree, ["workloads", name, "pods", i, "node"],
+                     f"unknown node {pod.node!r}")
+            if pod.ip in owner and owner[pod.ip] != name:
+                p.at(tree, ["workloads", name, "pods", i, "ip"],
+                     f"address {pod.ip} is also a pod of workload {owner[pod.ip]!r}")
+            owner.setdefault(pod.ip, name)
+    for svc in scenario.services.values():
+        for sl in svc.endpoint_slices:
+            for ep in sl.endpoints:
+                at = ["endpoints", ep.index]
+                if ep.node_name is not None and nodes is not None and ep.node_name not in nodes:
+                    p.at(sl.doc, [*at, "nodeName"],
+                         f"unknown node {ep.node_name!r}: the slice's endpoint must run on "
+                         "a node of cluster.nodes", sl.prefix)
+                elif ep.address not in owner:
+                    p.at(sl.doc, [*at, "addresses", 0],
+                         f"no pod has address {ep.address}: place the pod that serves it "
+                         "under workloads.NAME.pods ({node: NODE, ip: " + ep.address + "})",
+                         sl.prefix)
 
 
 def _resolve_files(spec: ScenarioSpec, tree: Any, base_dir: Path, p: Problems) -> ScenarioSpec:
@@ -335,6 +398,7 @@ def cross_check(
     _cross_check(scenario, [n.name for n in spec.cluster.nodes], dict(spec.workloads),
                  list(enumerate(spec.clients)), tree, p, unresolved or set())
     _check_events(scenario, tree, p)
+    _check_explicit_pods(scenario, {n.name for n in spec.cluster.nodes}, tree, p)
     _check_front_ends(scenario, tree, p)
     if not p.errors:
         _utilisation_warnings(scenario, tree, p)
@@ -414,8 +478,8 @@ def _cross_check(
     for name, workload in workloads.items():
         dep = scenario.deployments.get(name)
         if dep is None:
-            if name in unresolved:
-                continue
+            if name in unresolved or workload is not None and workload.pods is not None:
+                continue  # reported already, or hand-placed pods without a Deployment
             known = ", ".join(sorted(scenario.deployments)) or "none"
             p.at(tree, ["workloads", name],
                  f"no Deployment named {name!r} among the manifests (known: {known})")
@@ -456,10 +520,11 @@ def _cross_check(
                  f"unknown node {client.source.node!r}")
     check_node_ports(scenario, tree, p)
     check_port_plan(scenario, tree, p)
+    index = SelectorIndex(scenario.deployments.values())
+    targeted = {c.service for _, c in clients}
     for svc in scenario.services.values():
-        backing = [d for d in scenario.deployments.values()
-                   if selector_matches(svc.selector, d.pod_labels)]
-        if any(c.service == svc.name for _, c in clients) and not backing:
+        if svc.name in targeted and not index.selected(svc.selector) and not (
+                svc.endpoint_slices):
             p.warn(tree, ["manifests"],
                    f"Service {svc.name!r} selects no pod of any Deployment: every connection "
                    "to it will be refused (no_endpoints)")

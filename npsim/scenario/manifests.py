@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ _SERVICE_FIELDS: dict[str, Any] = {
         "trafficDistribution": True,
         "sessionAffinity": True,
         "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": True}},
-        "clusterIP": "quiet",
+        "clusterIP": True,
         "clusterIPs": "quiet",
         "healthCheckNodePort": True,
         "allocateLoadBalancerNodePorts": True,
@@ -130,6 +131,9 @@ class Service:
     # the manifest document and its path prefix, to point allocation errors at it
     doc: Any = field(default=None, repr=False, compare=False)
     prefix: str = field(default="", repr=False, compare=False)
+    cluster_ip: str | None = None  # spec.clusterIP as written (None: not given, or headless)
+    # hand-made EndpointSlices of a selector-less Service (attached by the loader)
+    endpoint_slices: list[EndpointSlice] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,24 @@ def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     endpoints for the Service (they must be provided by hand), so no pod is chosen.
     """
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class SelectorIndex:
+    """Deployments by (label key, value) of their pods: which of thousands of Deployments
+    a Service selector selects, testing only those that share one of its pairs."""
+
+    def __init__(self, deployments: Iterable[Deployment]) -> None:
+        self._by_pair: dict[tuple[str, str], list[Deployment]] = {}
+        for dep in deployments:
+            for pair in dep.pod_labels.items():
+                self._by_pair.setdefault(pair, []).append(dep)
+
+    def selected(self, selector: dict[str, str]) -> list[Deployment]:
+        """The Deployments whose pods ``selector`` selects, in the order given."""
+        if not selector:
+            return []
+        candidates = min((self._by_pair.get(pair, []) for pair in selector.items()), key=len)
+        return [d for d in candidates if selector_matches(selector, d.pod_labels)]
 
 
 def pick_port(svc: Service, wanted: int | str | None) -> ServicePort | None:
@@ -293,11 +315,27 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
         p.at(doc, ["spec", "ports"], "Required value: at least one port", pre)
     validate_service_ports(doc, raw_ports, p, pre)
     health, allocate_lb = validate_service_spec(doc, spec, str(svc_type), str(policy), p, pre)
+    cluster_ip = _cluster_ip(doc, spec, p, pre)
     if len(p.errors) > n_errors or name is None:
         return None
     return Service(str(name), str(namespace), str(svc_type), tuple(ports), selector,
                    str(policy), origin, str(internal), affinity, timeout, distribution,
-                   topology_mode, health, allocate_lb, doc, pre)
+                   topology_mode, health, allocate_lb, doc, pre, cluster_ip)
+
+
+def _cluster_ip(doc: MarkedDict, spec: dict, p: Problems, pre: str) -> str | None:
+    """``spec.clusterIP`` as written: an IPv4 address is kept (explain shows it, as the
+    API server keeps a requested address), ``None``/empty means none given."""
+    value = spec.get("clusterIP")
+    if value is None or value in ("", "None"):
+        return None
+    try:
+        return str(ipaddress.IPv4Address(str(value)))
+    except ValueError:
+        p.at(doc, ["spec", "clusterIP"],
+             f'Invalid value: "{value}": must be a valid IP address, (e.g. 10.9.8.7 or '
+             "2001:db8::ffff)", pre)
+        return None
 
 
 # --- the API server's ServiceSpec checks (pkg/apis/core/validation/validation.go) -----------
@@ -574,12 +612,186 @@ def _pre_stop_seconds(doc: MarkedDict, hook: dict, at: list[Any], p: Problems,
     return float(match.group(1))
 
 
+# --- EndpointSlices (discovery.k8s.io/v1) -------------------------------------------------
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # discovery.k8s.io/v1 LabelServiceName
+
+
+@dataclass(frozen=True)
+class SlicePort:
+    name: str
+    port: int
+    protocol: str
+
+
+@dataclass(frozen=True)
+class SliceEndpoint:
+    """One endpoint of a slice. Conditions as the API defines them: an unset ``ready``
+    means ready, an unset ``serving`` follows ``ready``, an unset ``terminating`` is false."""
+
+    address: str
+    node_name: str | None
+    zone: str | None
+    ready: bool
+    serving: bool
+    terminating: bool
+    hint_zones: tuple[str, ...] | None
+    hint_nodes: tuple[str, ...] | None
+    index: int  # position in the slice's endpoints list (for located errors)
+
+
+@dataclass
+class EndpointSlice:
+    name: str
+    namespace: str
+    service_name: str
+    ports: tuple[SlicePort, ...]
+    endpoints: tuple[SliceEndpoint, ...]
+    origin: str
+    doc: Any = None  # the marked manifest, to place errors found across manifests
+    prefix: str = ""
+
+    def manifest(self) -> dict[str, Any]:
+        """The slice as a plain manifest (what the scenario said, for resolved output)."""
+        from npsim.scenario.yamlio import plain
+
+        return plain(self.doc)
+
+
+_SLICE_FIELDS: dict[str, Any] = {
+    "apiVersion": True,
+    "kind": True,
+    "metadata": {"name": True, "namespace": True, "labels": True, "annotations": "quiet",
+                 "generateName": "quiet", "ownerReferences": "quiet"},
+    "addressType": True,
+    "ports": {"name": True, "port": True, "protocol": True, "appProtocol": "quiet"},
+    "endpoints": {"addresses": True, "nodeName": True, "zone": True, "targetRef": "quiet",
+                  "conditions": {"ready": True, "serving": True, "terminating": True},
+                  "hints": {"forZones": {"name": True}, "forNodes": {"name": True}},
+                  "hostname": "quiet"},
+}
+
+
+def _condition(doc: MarkedDict, at: list[Any], raw: dict, key: str, default: bool,
+               p: Problems, pre: str) -> bool:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        p.at(doc, [*at, "conditions", key], f"expected true or false, got {value!r}", pre)
+        return default
+    return value
+
+
+def _hint_names(doc: MarkedDict, at: list[Any], hints: dict, key: str, p: Problems,
+                pre: str) -> tuple[str, ...] | None:
+    entries = hints.get(key)
+    if entries is None:
+        return None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(
+            e.get("name"), str) for e in entries):
+        p.at(doc, [*at, "hints", key], "expected a list of {name: ...}", pre)
+        return None
+    return tuple(e["name"] for e in entries)
+
+
+def _slice_endpoint(doc: MarkedDict, i: int, raw: Any, p: Problems,
+                    pre: str) -> SliceEndpoint | None:
+    at = ["endpoints", i]
+    if not isinstance(raw, dict):
+        p.at(doc, at, "expected an endpoint mapping", pre)
+        return None
+    addresses = _expect(doc, [*at, "addresses"], list, "a list of addresses", p, pre)
+    if not addresses:
+        if addresses is not None:
+            p.at(doc, [*at, "addresses"], "Required value: at least one address", pre)
+        return None
+    try:
+        # kube-proxy uses only the first address (the others are not used by consumers)
+        address = str(ipaddress.IPv4Address(str(addresses[0])))
+    except ValueError:
+        p.at(doc, [*at, "addresses", 0],
+             f'Invalid value: "{addresses[0]}": must be a valid IPv4 address', pre)
+        return None
+    conditions = raw.get("conditions") or {}
+    if not isinstance(conditions, dict):
+        p.at(doc, [*at, "conditions"], "expected a mapping", pre)
+        conditions = {}
+    ready = _condition(doc, at, conditions, "ready", True, p, pre)
+    serving = _condition(doc, at, conditions, "serving", ready, p, pre)
+    terminating = _condition(doc, at, conditions, "terminating", False, p, pre)
+    hints = raw.get("hints") or {}
+    if not isinstance(hints, dict):
+        p.at(doc, [*at, "hints"], "expected a mapping", pre)
+        hints = {}
+    node_name, zone = raw.get("nodeName"), raw.get("zone")
+    for key, value in (("nodeName", node_name), ("zone", zone)):
+        if value is not None and not isinstance(value, str):
+            p.at(doc, [*at, key], f"expected a name, got {value!r}", pre)
+    return SliceEndpoint(address, node_name if isinstance(node_name, str) else None,
+                         zone if isinstance(zone, str) else None, ready, serving, terminating,
+                         _hint_names(doc, at, hints, "forZones", p, pre),
+                         _hint_names(doc, at, hints, "forNodes", p, pre), i)
+
+
+def parse_endpoint_slice(doc: MarkedDict, p: Problems, pre: str,
+                         origin: str) -> EndpointSlice | None:
+    """A hand-made EndpointSlice: which addresses back a selector-less Service."""
+    n_errors = len(p.errors)
+    name = _expect(doc, ["metadata", "name"], str, "the EndpointSlice name", p, pre)
+    namespace = (doc.get("metadata") or {}).get("namespace", "default")
+    labels = _labels(doc, ["metadata", "labels"], p, pre) if "labels" in (
+        doc.get("metadata") or {}) else {}
+    service_name = labels.get(SERVICE_NAME_LABEL)
+    if service_name is None:
+        p.at(doc, ["metadata", "labels", SERVICE_NAME_LABEL],
+             "Required value: the Service this slice belongs to", pre)
+    address_type = doc.get("addressType")
+    if address_type != "IPv4":
+        p.at(doc, ["addressType"], f"Unsupported value: {address_type!r}: npsim simulates "
+             'IPv4 slices only (supported values: "IPv4")', pre)
+    ports: list[SlicePort] = []
+    for i, raw in enumerate(doc.get("ports") or []):
+        if not isinstance(raw, dict):
+            p.at(doc, ["ports", i], "expected a port mapping", pre)
+            continue
+        number = _expect(doc, ["ports", i, "port"], int, "a port number", p, pre)
+        if number is not None and not 1 <= number <= 65535:
+            p.at(doc, ["ports", i, "port"],
+                 f"Invalid value: {number}: must be between 1 and 65535, inclusive", pre)
+        ports.append(SlicePort(str(raw.get("name") or ""), number or 0,
+                               str(raw.get("protocol", "TCP"))))
+    raw_endpoints = doc.get("endpoints") or []
+    if not isinstance(raw_endpoints, list):
+        p.at(doc, ["endpoints"], "expected a list of endpoints", pre)
+        raw_endpoints = []
+    endpoints = [e for i, raw in enumerate(raw_endpoints)
+                 if (e := _slice_endpoint(doc, i, raw, p, pre)) is not None]
+    if len(p.errors) > n_errors or name is None or service_name is None:
+        return None
+    return EndpointSlice(str(name), str(namespace), service_name, tuple(ports),
+                         tuple(endpoints), origin, doc, pre)
+
+
+def _statefulset_fields() -> dict[str, Any]:
+    """A StatefulSet is read like a Deployment (replicas, labels, ports); its own fields
+    (stable names, volume claims) do not change traffic."""
+    fields = {**_DEPLOYMENT_FIELDS, "spec": dict(_DEPLOYMENT_FIELDS["spec"])}
+    for key in ("serviceName", "volumeClaimTemplates", "podManagementPolicy",
+                "updateStrategy", "persistentVolumeClaimRetentionPolicy", "ordinals",
+                "minReadySeconds"):
+        fields["spec"][key] = "quiet"
+    return fields
+
+
 KINDS = {"Service": (parse_service, _SERVICE_FIELDS), "Deployment": (parse_deployment,
-                                                                     _DEPLOYMENT_FIELDS)}
+                                                                     _DEPLOYMENT_FIELDS),
+         "StatefulSet": (parse_deployment, _statefulset_fields()),
+         "EndpointSlice": (parse_endpoint_slice, _SLICE_FIELDS)}
 
 
 def parse_manifest(doc: Any, p: Problems, pre: str,
-                   origin: str) -> Service | Deployment | NetworkPolicy | None:
+                   origin: str) -> Service | Deployment | NetworkPolicy | EndpointSlice | None:
     """One manifest document; ``pre`` prefixes field paths (e.g. ``manifests[1]``)."""
     if not isinstance(doc, dict):
         p.at(doc, [], "expected a Kubernetes manifest (a mapping with apiVersion and kind)", pre)
@@ -587,8 +799,8 @@ def parse_manifest(doc: Any, p: Problems, pre: str,
     kind = doc.get("kind")
     if kind not in KINDS:
         if kind is None:
-            p.at(doc, ["kind"], "Required value: the manifest kind (Service, Deployment or "
-                 "NetworkPolicy)", pre)
+            p.at(doc, ["kind"], "Required value: the manifest kind (Service, Deployment, "
+                 "StatefulSet, EndpointSlice or NetworkPolicy)", pre)
         else:
             p.warn(doc, ["kind"], f"kind {kind!r} is not modelled by npsim; ignored", pre)
         return None

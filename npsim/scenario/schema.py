@@ -282,8 +282,32 @@ class ClusterSpec(Model):
         return self
 
 
+class PodSpec(Model):
+    """One pod placed by hand: on a named node, at its own address, with the endpoint
+    conditions an EndpointSlice reports for it (``discovery.k8s.io/v1`` EndpointConditions:
+    ``serving`` defaults to ``ready``; a terminating pod is used only when a Service has no
+    ready endpoint, as kube-proxy's ``CategorizeEndpoints`` falls back to serving ones)."""
+
+    node: str = Field(min_length=1)
+    ip: str
+    name: str | None = None
+    ready: bool = True
+    serving: bool | None = None
+    terminating: bool = False
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        ipaddress.IPv4Address(v)
+        return v
+
+
 class WorkloadSpec(Model):
-    """How the pods of one Deployment behave: the part a manifest cannot say."""
+    """How the pods of one Deployment behave: the part a manifest cannot say.
+
+    ``pods`` places the pods by hand (an imported cluster, or the backends of a
+    selector-less Service: then the workload needs no Deployment and ``labels`` and
+    ``namespace`` say what its pods carry)."""
 
     workers: int = Field(default=1, ge=1)
     service_time: Distribution
@@ -294,6 +318,23 @@ class WorkloadSpec(Model):
     # on SIGTERM: ``exit`` at once (in-flight requests reset) or ``drain``: refuse new
     # connections, finish what it has, then exit
     on_sigterm: Literal["exit", "drain"] = "drain"
+    pods: list[PodSpec] | None = None
+    labels: dict[str, str] | None = None
+    namespace: str | None = None
+
+    @model_validator(mode="after")
+    def _explicit_pods(self) -> WorkloadSpec:
+        if self.pods is not None and self.placement != "spread":
+            raise ValueError("give either 'placement' or explicit 'pods', not both")
+        if self.pods is None and (self.labels is not None or self.namespace is not None):
+            raise ValueError("'labels' and 'namespace' describe explicit 'pods'; without "
+                             "'pods' they come from the Deployment")
+        if self.pods is not None:
+            seen: set[str] = set()
+            dupes = sorted({p.ip for p in self.pods if p.ip in seen or seen.add(p.ip)})
+            if dupes:
+                raise ValueError(f"pod addresses must be unique; repeated: {', '.join(dupes)}")
+        return self
 
 
 class RateStep(Model):

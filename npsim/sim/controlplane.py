@@ -114,7 +114,9 @@ class ControlPlane:
         self.kubelet = None  # npsim.sim.faults.Kubelets: acts on nodes; set by it
         # (node, service port, serving pods) -> None: UDP conntrack cleanup after a sync
         self.flush_udp: Callable[[int, int, set[int]], None] | None = None
-        self.life: dict[int, PodLife] = {p.index: PodLife(p.index) for p in cluster.pods}
+        self.life: dict[int, PodLife] = {
+            p.index: PodLife(p.index, ready=p.starts_serving, terminating=p.terminating)
+            for p in cluster.pods}  # hand-placed pods start with their slices' conditions
         self.in_api: set[int] = {p.index for p in cluster.pods}  # pod objects that exist
         self.desired: dict[str, int] = {}
         self.revision: dict[str, int] = {}

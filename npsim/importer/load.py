@@ -1,0 +1,111 @@
+"""What the dump cannot say, from the user's monitoring: request rates and service times.
+
+Two optional CSV files with a header row:
+
+* rates: ``service,namespace,rate_per_s`` (a Service's requests per second);
+* service times: ``deployment,namespace,service_time[,workers]`` (a pod's mean time per
+  request as a duration such as ``12ms``, and optionally its concurrency).
+
+A bad row is reported as ``file:line:col: column: message``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from npsim.scenario.problems import Problem, Problems
+from npsim.scenario.yamlio import Mark
+from npsim.units import parse_duration
+
+RATE_COLUMNS = ("service", "namespace", "rate_per_s")
+TIME_COLUMNS = ("deployment", "namespace", "service_time")
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    key: tuple[str, str]  # (namespace, name)
+    value: float
+    workers: int | None
+    mark: Mark
+
+
+def _rows(path: Path, columns: tuple[str, ...], optional: tuple[str, ...],
+          p: Problems) -> list[tuple[int, dict[str, str], dict[str, int]]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        p.errors.append(Problem(None, str(path), f"cannot read the CSV: {exc}"))
+        return []
+    reader = list(csv.reader(lines))
+    if not reader:
+        p.errors.append(Problem(None, str(path), f"empty CSV: expected a header "
+                                f"{','.join(columns)}"))
+        return []
+    header = [h.strip() for h in reader[0]]
+    missing = [c for c in columns if c not in header]
+    unknown = [h for h in header if h not in columns + optional]
+    if missing or unknown:
+        p.errors.append(Problem(Mark(str(path), 1, 1), "header",
+                                f"expected columns {','.join(columns)}"
+                                + (f" (optional: {','.join(optional)})" if optional else "")
+                                + f", got {','.join(header)}"))
+        return []
+    out = []
+    for number, row in enumerate(reader[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            p.errors.append(Problem(Mark(str(path), number, 1), "",
+                                    f"expected {len(header)} values, got {len(row)}"))
+            continue
+        cols, col = {}, 1
+        for name, cell in zip(header, row, strict=True):
+            cols[name] = col
+            col += len(cell) + 1
+        out.append((number, {h: c.strip() for h, c in zip(header, row, strict=True)}, cols))
+    return out
+
+
+def read_rates(path: Path, p: Problems) -> list[CsvRow]:
+    out = []
+    for line, row, cols in _rows(path, RATE_COLUMNS, (), p):
+        mark = Mark(str(path), line, cols["rate_per_s"])
+        try:
+            rate = float(row["rate_per_s"])
+            if not rate >= 0 or rate == float("inf"):
+                raise ValueError
+        except ValueError:
+            p.errors.append(Problem(mark, "rate_per_s", f"expected requests per second (a "
+                                    f"number >= 0), got {row['rate_per_s']!r}"))
+            continue
+        out.append(CsvRow((row["namespace"] or "default", row["service"]), rate, None,
+                          Mark(str(path), line, cols["service"])))
+    return out
+
+
+def read_service_times(path: Path, p: Problems) -> list[CsvRow]:
+    out = []
+    for line, row, cols in _rows(path, TIME_COLUMNS, ("workers",), p):
+        try:
+            mean = parse_duration(row["service_time"])
+            if mean <= 0:
+                raise ValueError("a service time must be > 0")
+        except ValueError as exc:
+            p.errors.append(Problem(Mark(str(path), line, cols["service_time"]),
+                                    "service_time", str(exc)))
+            continue
+        workers = None
+        if row.get("workers"):
+            try:
+                workers = int(row["workers"])
+                if workers < 1:
+                    raise ValueError
+            except ValueError:
+                p.errors.append(Problem(Mark(str(path), line, cols["workers"]), "workers",
+                                        f"expected a whole number >= 1, got {row['workers']!r}"))
+                continue
+        out.append(CsvRow((row["namespace"] or "default", row["deployment"]), mean, workers,
+                          Mark(str(path), line, cols["deployment"])))
+    return out
