@@ -269,24 +269,31 @@ def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | 
               help="Add replications up to this many while a value is uncertain "
                    "(default 4x --replications).")
 @_JOBS_OPTION
+@click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
+              help="Run the probes on this Dask scheduler instead.")
 @click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
               help="Change a scenario key first (repeatable).")
 def plan(scenario: str, target: str, vary: str, largest: bool, replications: int | None,
-         max_replications: int | None, jobs: int | None, settings: tuple[str, ...]) -> None:
+         max_replications: int | None, jobs: int | None, dask_address: str | None,
+         settings: tuple[str, ...]) -> None:
     """Find the smallest (or largest) value of a key that meets a target, with 95%
     confidence, by bisection (assumes the metric moves one way with the value)."""
     from npsim.sweep.planner import PlanError, plan_search
 
     loaded = _with_settings(_load(scenario), settings)
+    client = _dask_client(dask_address) if dask_address else None
     try:
         outcome = plan_search(loaded, target, vary, largest=largest,
                               replications=replications, max_replications=max_replications,
-                              jobs=jobs, log=click.echo)
+                              jobs=jobs, client=client, log=click.echo)
     except PlanError as exc:
         _usage(str(exc))
     except ScenarioError as exc:
         click.echo(exc.report(), err=True)
         sys.exit(EXIT_BAD_INPUT)
+    finally:
+        if client is not None:
+            client.close()
     click.echo(outcome.answer_line())
 
 

@@ -53,3 +53,13 @@ def test_cli_sweep_takes_a_scheduler_address(dask_client, tmp_path) -> None:
                                        "--dask", address])
     assert result.exit_code == 0, result.output
     assert "2 variants x 2 replications  4 runs made" in result.output
+
+
+def test_cli_plan_takes_a_scheduler_address(dask_client, tmp_path) -> None:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid_dict()))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "throughput > 100/s",
+                                       "--vary", "workloads.web.workers=1..2", "--replications",
+                                       "2", "--dask", dask_client.scheduler.address])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "answer: workloads.web.workers = 1"
