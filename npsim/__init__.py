@@ -15,12 +15,18 @@ if TYPE_CHECKING:
     from npsim.api import Result, run
     from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict
     from npsim.scenario.problems import ScenarioError
+    from npsim.sweep.planner import plan_search as plan
+    from npsim.sweep.runner import SweepResult
+    from npsim.sweep.runner import sweep as run_sweep
 
 # imported on first use, so ``npsim --help`` and ``--version`` start fast
-_LAZY = {"Result": "npsim.api", "run": "npsim.api", "Scenario": "npsim.scenario.loader",
+_LAZY: dict[str, str | tuple[str, str]] = {
+         "Result": "npsim.api", "run": "npsim.api", "Scenario": "npsim.scenario.loader",
          "load_scenario": "npsim.scenario.loader",
          "scenario_from_dict": "npsim.scenario.loader",
-         "ScenarioError": "npsim.scenario.problems"}
+         "ScenarioError": "npsim.scenario.problems",
+         "plan": ("npsim.sweep.planner", "plan_search"), "SweepResult": "npsim.sweep.runner",
+         "run_sweep": ("npsim.sweep.runner", "sweep")}
 
 
 def __getattr__(name: str) -> Any:
@@ -29,10 +35,11 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'npsim' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    module, attr = module if isinstance(module, tuple) else (module, name)
+    value = getattr(importlib.import_module(module), attr)
     globals()[name] = value
     return value
 
 
 __all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict",
-           "__version__"]
+           "__version__", "SweepResult", "plan", "run_sweep"]

@@ -1,4 +1,4 @@
-"""``npsim`` command line: run, validate, explain, import.
+"""``npsim`` command line: run, validate, explain, import, sweep, plan.
 
 Bad input (scenario, manifests, flags) prints every problem, with file, line, column and
 field, and exits 2 without writing anything. Only this module reads argv.
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from npsim.scenario.problems import ScenarioError  # light: yaml only
 from npsim.version import __version__
 
 if TYPE_CHECKING:  # heavy modules are imported by the command that needs them
@@ -94,10 +95,19 @@ def validate(scenario: str, max_requests: int | None, max_memory: int | None,
     loaded = _load(scenario, allow_outside_files)
     estimate = _preflight(loaded, max_requests, max_memory)
     spec = loaded.spec
+    variants = ""
+    if spec.variants is not None:  # every variant must be valid before a sweep starts
+        from npsim.sweep.variants import expand
+
+        try:
+            variants = f", {len(expand(loaded)[0])} variants"
+        except ScenarioError as exc:
+            click.echo(exc.report(), err=True)
+            sys.exit(EXIT_BAD_INPUT)
     click.echo(
         f"{scenario}: ok - {len(spec.cluster.nodes)} nodes, {len(loaded.services)} services, "
         f"{len(loaded.deployments)} deployments, {len(spec.clients)} client populations"
-        + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
+        + variants + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
         + f"; about {estimate.requests:,.0f} requests, {format_size(estimate.memory)}"
     )
 
@@ -112,10 +122,15 @@ def validate(scenario: str, max_requests: int | None, max_memory: int | None,
 @click.option("--replications", type=click.IntRange(min=1), default=None,
               help="Override run.replications.")
 @click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a scenario key, e.g. --set workloads.nginx.workers=8 "
+                   "(YAML key path and value; repeatable).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run replications on this many processes (same results for any N).")
 @_limit_options
 def run(scenario: str, out: str | None, force: bool, seed: int | None,
-        replications: int | None, no_save: bool, max_requests: int | None,
-        max_memory: int | None, allow_outside_files: bool) -> None:
+        replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int,
+        max_requests: int | None, max_memory: int | None, allow_outside_files: bool) -> None:
     """Run SCENARIO, print a summary and write the result folder."""
     from npsim.api import run as run_scenario
     from npsim.results.store import ResultExistsError, ResultLockedError, check_target
@@ -123,7 +138,7 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
 
     if out is not None and not out.strip():
         _usage("--out needs a folder name (it was empty)")
-    loaded = _load(scenario, allow_outside_files)
+    loaded = _with_settings(_load(scenario, allow_outside_files), settings)
     if seed is not None:
         loaded.spec.run.seed = seed
     if replications is not None:
@@ -146,8 +161,8 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
             bar.update(int(fraction * steps) - bar.pos)
 
         try:
-            result = run_scenario(loaded, progress=advance, max_requests=max_requests,
-                                  max_memory=max_memory)
+            result = run_scenario(loaded, progress=advance, jobs=jobs,
+                                  max_requests=max_requests, max_memory=max_memory)
         except ScenarioError as exc:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -212,6 +227,168 @@ def explain(scenario: str, service: str | None, node: str | None,
     for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
                       loaded.spec.cluster.other_services.count, sim.guard):
         click.echo(step)
+
+
+_JOBS_OPTION = click.option("--jobs", type=click.IntRange(min=1), default=None,
+                            help="Processes to use (default: every core).")
+
+
+def _with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
+    """``--set PATH=VALUE`` changes, validated like the file (exit 2 naming the path)."""
+    if not settings:
+        return scenario
+    from npsim.scenario.changes import ChangeError, parse_assignment
+
+    changes = {}
+    for text in settings:
+        try:
+            path, value = parse_assignment(text)
+        except ChangeError as exc:
+            _usage(str(exc))
+        changes[path] = value
+    try:
+        changed = scenario.with_changes(changes)
+    except ScenarioError as exc:
+        click.echo(exc.report().replace("in the scenario", "in the --set changes", 1),
+                   err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    known = {w.message for w in scenario.warnings}
+    for warning in changed.warnings:  # what the changes brought (e.g. a key ignored)
+        if warning.message not in known:
+            click.echo(f"warning: --set: {warning.path}: {warning.message}", err=True)
+    return changed
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Sweep folder (default results/<scenario-name>/sweep-seed-<seed>); "
+                   "a rerun into it resumes, recomputing nothing that finished.")
+@_JOBS_OPTION
+@click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
+              help="Run on this Dask scheduler instead (its workers must see --out).")
+@click.option("--replications", type=click.IntRange(min=1), default=None,
+              help="Override run.replications.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a key in every variant (repeatable).")
+def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | None,
+          replications: int | None, settings: tuple[str, ...]) -> None:
+    """Run every variant x replication of SCENARIO and compare the variants.
+
+    Writes OUT/sweep.parquet (variant, replication, metric, value), summary.csv (mean and
+    95% CI per variant), paired.csv (differences against the baseline variant),
+    report.md, and one result folder per run under OUT/runs/. Exit 1 if a run failed.
+    """
+    from npsim.sweep.pool import WorkerDied
+    from npsim.sweep.runner import sweep as run_sweep
+    from npsim.sweep.store import SweepMismatch
+
+    loaded = _with_settings(_load(scenario), settings)
+    if replications is not None:
+        loaded = _with_settings(loaded, (f"run.replications={replications}",))
+    target = Path(out) if out else (Path("results") / loaded.spec.name
+                                    / f"sweep-seed-{loaded.spec.run.seed}")
+    _check_writable(target)
+    client = _dask_client(dask_address) if dask_address else None
+    bar = _RunsBar()
+    try:
+        result = run_sweep(loaded, target, jobs=jobs, client=client, progress=bar.update)
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except SweepMismatch as exc:
+        _usage(str(exc))
+    except WorkerDied as exc:
+        bar.close()
+        click.echo(f"error: {exc}. Finished runs are kept: run the same command again to "
+                   "resume.", err=True)
+        sys.exit(1)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    n = len(result.variants)
+    click.echo(f"npsim {__version__}  sweep {loaded.spec.name}  {n} variant{'s' * (n != 1)} x "
+               f"{loaded.spec.run.replications} replications  {result.computed} runs made "
+               f"in {result.wall_seconds:.1f}s wall")
+    click.echo(result.report())
+    click.echo(f"results    {result.folder}/")
+    if not result.failures.empty:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--target", required=True, metavar='"METRIC < VALUE"',
+              help='What must hold, e.g. "latency_p99 < 50ms" or "throughput >= 900/s".')
+@click.option("--vary", required=True, metavar="PATH=LOW..HIGH[:STEP]",
+              help="The key to search, e.g. deployments.nginx.replicas=1..64 or "
+                   "clients[0].arrival.rate=100/s..5000/s:100/s.")
+@click.option("--largest", is_flag=True,
+              help="Find the largest value that meets the target (default: smallest).")
+@click.option("--replications", type=click.IntRange(min=2), default=None,
+              help="Replications per value probed (default run.replications, at least 5).")
+@click.option("--max-replications", type=click.IntRange(min=2), default=None,
+              help="Add replications up to this many while a value is uncertain "
+                   "(default 4x --replications).")
+@_JOBS_OPTION
+@click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
+              help="Run the probes on this Dask scheduler instead.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a scenario key first (repeatable).")
+def plan(scenario: str, target: str, vary: str, largest: bool, replications: int | None,
+         max_replications: int | None, jobs: int | None, dask_address: str | None,
+         settings: tuple[str, ...]) -> None:
+    """Find the smallest (or largest) value of a key that meets a target, with 95%
+    confidence, by bisection (assumes the metric moves one way with the value)."""
+    from npsim.sweep.planner import PlanError, plan_search
+
+    loaded = _with_settings(_load(scenario), settings)
+    client = _dask_client(dask_address) if dask_address else None
+    try:
+        outcome = plan_search(loaded, target, vary, largest=largest,
+                              replications=replications, max_replications=max_replications,
+                              jobs=jobs, client=client, log=click.echo)
+    except PlanError as exc:
+        _usage(str(exc))
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    finally:
+        if client is not None:
+            client.close()
+    click.echo(outcome.answer_line())
+
+
+class _RunsBar:
+    """Runs finished, with an ETA, on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+            self.bar = click.progressbar(length=max(total, 1), label="runs", file=sys.stderr,
+                                         hidden=quiet, show_eta=True, show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _dask_client(address: str) -> Any:
+    from npsim.sweep.on_dask import connect
+
+    try:
+        return connect(address)
+    except ImportError:
+        _usage("--dask needs Dask: pip install 'npsim[dask]'")
+    except (OSError, TimeoutError, ValueError) as exc:
+        _usage(f"--dask {address}: cannot reach the scheduler ({exc})")
 
 
 @main.command("import")

@@ -63,11 +63,22 @@ class Scenario:
         self.warnings = warnings if warnings is not None else []
         self.tree: Any = None  # the marked YAML it came from (error marks for later checks)
         self.network_policies: dict[str, Any] = {}  # NetworkPolicy manifests, by name
+        from npsim.scenario.changes import check_assignments
+
+        check_assignments(self)
 
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
             return getattr(self.__dict__["spec"], name)
         raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``scenario.run = {...}`` sets the spec's section, validated (not a stray
+        attribute the run would never see)."""
+        if name in ScenarioSpec.model_fields and "spec" in self.__dict__:
+            setattr(self.spec, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def __repr__(self) -> str:
         return (
@@ -80,9 +91,19 @@ class Scenario:
         """A deep copy to vary without touching this one (what-if comparisons)."""
         return copy.deepcopy(self)
 
+    def with_changes(self, changes: dict[str, Any]) -> Scenario:
+        """A validated copy with ``changes`` applied: YAML key paths to YAML values,
+        e.g. ``{"cluster.proxyMode": "ipvs", "deployments.nginx.replicas": 6}`` (the
+        paths ``npsim run --set`` takes; see npsim/scenario/changes.py)."""
+        from npsim.scenario.changes import with_changes
+
+        return with_changes(self, changes)
+
     def to_dict(self) -> dict[str, Any]:
         """The fully defaulted scenario, manifests inlined, units written out exactly."""
         data = self.spec.model_dump(mode="json", by_alias=True)
+        if data.get("variants") is None:
+            data.pop("variants", None)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
         ] + [policy.manifest for policy in self.network_policies.values()] + [

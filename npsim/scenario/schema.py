@@ -15,6 +15,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -36,6 +38,24 @@ class Model(BaseModel):
         populate_by_name=True,
         validate_assignment=True,
     )
+    # where this model sits in the scenario (``cluster.ipvs``), for assignment errors
+    _npsim_path: str | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assignments are validated; YAML keys work as names (``proxyMode``); errors
+        are :class:`ScenarioError` naming the path, like a scenario file's."""
+        if name.startswith("_"):
+            super().__setattr__(name, value)
+            return
+        from npsim.scenario.changes import assignment_error, checked_field, label_paths
+
+        field = checked_field(self, name)
+        try:
+            super().__setattr__(field, value)
+        except ValidationError as exc:
+            raise assignment_error(self, field, exc) from None
+        if self._npsim_path is not None:  # a new section learns where it sits
+            label_paths(self, self._npsim_path)
 
 
 class NodeSpec(Model):
@@ -842,6 +862,40 @@ class PortBandSpec(Model):
         return str(PortRange.parse(v))
 
 
+def _variant_list(value: Any) -> Any:
+    return {"each": value} if isinstance(value, list) else value
+
+
+class VariantSpec(Model):
+    """One named change-set of a sweep: YAML key paths to values (``npsim run --set``)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
+    changes: dict[str, Any] = Field(default={}, alias="set")
+
+
+class VariantsSpec(Model):
+    """What ``npsim sweep`` compares: named change-sets (``each``), crossed with every
+    combination of a ``grid`` of paths to value lists; ``baseline`` names the variant the
+    others are compared with (default: the first)."""
+
+    baseline: str | None = None
+    each: list[VariantSpec] = []
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    # metrics in the sweep's report.md table (default: latency, throughput, spread)
+    report: list[str] = []
+
+    @model_validator(mode="after")
+    def _something(self) -> VariantsSpec:
+        if not self.each and not self.grid:
+            raise ValueError("give 'each' (a list of {name, set}) and/or 'grid' "
+                             "(paths to lists of values)")
+        names = [v.name for v in self.each]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
 class ScenarioSpec(Model):
     npsim_version: str | None = None  # written into scenario.resolved.yaml
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -854,3 +908,5 @@ class ScenarioSpec(Model):
     monitoring: MonitoringSpec | None = None
     run: RunSpec
     port_plan: list[PortBandSpec] = []  # checked by `npsim ports`
+    # what ``npsim sweep`` varies (``npsim run`` ignores it)
+    variants: Annotated[VariantsSpec | None, BeforeValidator(_variant_list)] = None
