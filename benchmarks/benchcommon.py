@@ -137,9 +137,18 @@ def header_lines(quick: bool, measured: str, note: str) -> list[str]:
     ]
 
 
+KEEP_MARKER = "<!-- the sections below come from other benchmarks: a rewrite keeps them -->"
+
+
 def publish(text: str, output: Path | None) -> None:
-    """The report to stdout, and into ``output`` unless None."""
+    """The report to stdout, and into ``output`` unless None. Whatever follows
+    ``KEEP_MARKER`` in an existing ``output`` (other benchmarks' sections) is kept."""
     print(text)
     if output is not None:
-        output.write_text(text)
+        kept = ""
+        if output.exists():
+            old = output.read_text()
+            if KEEP_MARKER in old:
+                kept = "\n" + KEEP_MARKER + old.split(KEEP_MARKER, 1)[1]
+        output.write_text(text.rstrip("\n") + "\n" + kept)
         print(f"written to {output}", file=sys.stderr)

@@ -7,23 +7,49 @@
 >>> result.requests.groupby("pod", observed=True)["latency"].mean()
 """
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from npsim.api import Result, load_result, run  # noqa: E402
-from npsim.scenario.bundled import bundled, bundled_names, bundled_path  # noqa: E402
-from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict  # noqa: E402
-from npsim.scenario.problems import ScenarioError  # noqa: E402
+from npsim.version import __version__
 
-__all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict",
-           "__version__"]
-__all__ += ["bundled", "bundled_names", "bundled_path", "load_result"]
+if TYPE_CHECKING:
+    from npsim.api import Result, load_result, run
+    from npsim.scenario.bundled import bundled, bundled_names, bundled_path
+    from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict
+    from npsim.scenario.problems import ScenarioError
+    from npsim.sweep.planner import plan_search as plan
+    from npsim.sweep.runner import SweepResult
+    from npsim.sweep.runner import sweep as run_sweep
+
+# imported on first use, so ``npsim --help`` and ``--version`` start fast
+_LAZY: dict[str, str | tuple[str, str]] = {
+         "Result": "npsim.api", "run": "npsim.api", "Scenario": "npsim.scenario.loader",
+         "load_scenario": "npsim.scenario.loader",
+         "scenario_from_dict": "npsim.scenario.loader",
+         "ScenarioError": "npsim.scenario.problems",
+         "plan": ("npsim.sweep.planner", "plan_search"), "SweepResult": "npsim.sweep.runner",
+         "run_sweep": ("npsim.sweep.runner", "sweep"),
+         "load_result": "npsim.api", "bundled": "npsim.scenario.bundled",
+         "bundled_names": "npsim.scenario.bundled", "bundled_path": "npsim.scenario.bundled"}
+# modules loaded on first use: ``npsim.plots.latency_cdf(...)`` after ``import npsim``
+_LAZY_MODULES = ("plots", "report")
 
 
-def __getattr__(name: str) -> object:
-    """``npsim.plots`` and ``npsim.report`` load on first use (matplotlib is not needed
-    to run a simulation)."""
-    if name in ("plots", "report"):
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
         import importlib
 
         return importlib.import_module(f"npsim.{name}")
-    raise AttributeError(f"module 'npsim' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'npsim' has no attribute {name!r}")
+    import importlib
+
+    module, attr = module if isinstance(module, tuple) else (module, name)
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+__all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict",
+           "__version__", "SweepResult", "plan", "run_sweep"]
+__all__ += ["bundled", "bundled_names", "bundled_path", "load_result"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,24 +10,27 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import yaml
 
-from npsim import __version__
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
+from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
 from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.shares import pod_shares
 from npsim.results.store import write_atomically
 from npsim.results.summary import (
+    PerReplication,
     add_incident_rows,
     format_incidents,
     format_summary,
     incident_metrics,
+    replication_statistics,
     summarise,
 )
 from npsim.results.timeseries import timeseries_frame
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
+from npsim.version import __version__
 
 if TYPE_CHECKING:
     from npsim.plots import PlotAccessor
@@ -84,19 +87,23 @@ class Result:
         with ``report``, also ``figures/*.png`` and a self-contained ``report.html``)."""
 
         def write(tmp: Path) -> None:
-            self.requests.to_parquet(tmp / "requests.parquet", index=False)
-            self.pods.to_parquet(tmp / "pods.parquet", index=False)
-            self.nodes.to_parquet(tmp / "nodes.parquet", index=False)
-            self.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
-            self.summary.to_csv(tmp / "summary.csv", index=False)
-            self.events.to_parquet(tmp / "events.parquet", index=False)
-            (tmp / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
+            self.write_files(tmp)
             if report:
                 from npsim.report import write_run_report
 
                 write_run_report(self, tmp)
 
         return write_atomically(Path(folder), write, overwrite=overwrite)
+
+    def write_files(self, folder: Path) -> None:
+        """The result files, into an existing folder (``save`` does it atomically)."""
+        self.requests.to_parquet(folder / "requests.parquet", index=False)
+        self.pods.to_parquet(folder / "pods.parquet", index=False)
+        self.nodes.to_parquet(folder / "nodes.parquet", index=False)
+        self.timeseries.to_parquet(folder / "timeseries.parquet", index=False)
+        self.summary.to_csv(folder / "summary.csv", index=False)
+        self.events.to_parquet(folder / "events.parquet", index=False)
+        (folder / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
 
 
 def load_result(folder: str | Path) -> Result:
@@ -175,51 +182,94 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
     return out
 
 
-def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None) -> Result:
+@dataclass
+class _Replication:
+    """The frames of one replication, as a worker process sends them back."""
+
+    requests: pd.DataFrame
+    pods: pd.DataFrame
+    nodes: pd.DataFrame
+    wall_seconds: float
+    end_time: float
+    window: float
+    statistics: PerReplication  # computed here, in the worker, not again in the parent
+    events: pd.DataFrame
+    timeseries: pd.DataFrame
+    incidents: dict[str, float]
+
+
+def _replication(scenario: Scenario, rep: int,
+                 progress: ProgressFn | None = None) -> _Replication:
+    spec = scenario.spec
+    out = Simulation(scenario, replication=rep).run(progress)
+    record_alerts(out, spec.monitoring)
+    frame = request_frame(out)
+    series = timeseries_frame(out, frame, spec.run.timeseries_bucket)
+    incidents = incident_metrics(out.events.time, out.events.kind, series,
+                                 spec.monitoring.slo if spec.monitoring else None, out.end_time,
+                                 out.warmup)
+    window = out.end_time - out.warmup
+    statistics = replication_statistics(
+        frame, {rep: window}, reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
+    return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
+                        out.end_time, window, statistics, event_frame(out.events, rep), series,
+                        incidents)
+
+
+def _replication_task(task: tuple[Scenario, int]) -> _Replication:
+    return _replication(*task)
+
+
+def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
+        jobs: int = 1, replications: Sequence[int] | None = None,
+        max_requests: int | None = None, max_memory: int | None = None) -> Result:
     """Run every replication of a scenario and build the frames.
 
     ``scenario`` may be a loaded :class:`Scenario` or a path. ``progress(fraction)`` is
-    called about a hundred times per replication with the fraction of all work done.
+    called about a hundred times per replication with the fraction of all work done
+    (with ``jobs > 1``, once per finished replication). ``jobs`` runs replications on
+    that many processes; the result is the same whatever the number.
+    ``replications`` picks replication indexes to run (default ``range(run.replications)``);
+    replication ``r`` draws the same random numbers whichever others run with it.
+    A run estimated to exceed ``max_requests`` (all replications) or ``max_memory``
+    (bytes), or the scenario's ``run.limits``, is refused with a ScenarioError before
+    anything runs (:mod:`npsim.preflight`).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     revalidate(scenario)
+    preflight(scenario, max_requests, max_memory)
     spec = scenario.spec
-    requests, pods, nodes, series, events = [], [], [], [], []
-    incidents: list[dict[str, float]] = []
-    wall = 0.0
-    end_time = 0.0
-    windows: dict[int, float] = {}
-    total = spec.run.replications
-    for rep in range(total):
-        report = None
-        if progress is not None:
-            def report(fraction: float, rep: int = rep) -> None:
-                progress((rep + fraction) / total)
-        out = Simulation(scenario, replication=rep).run(report)
-        record_alerts(out, spec.monitoring)
-        frame = request_frame(out)
-        requests.append(frame)
-        pods.append(pod_frame(out, frame))
-        nodes.append(node_frame(out, frame))
-        events.append(event_frame(out.events, rep))
-        series.append(timeseries_frame(out, frame, spec.run.timeseries_bucket))
-        incidents.append(incident_metrics(
-            out.events.time, out.events.kind, series[-1],
-            spec.monitoring.slo if spec.monitoring else None, out.end_time, out.warmup))
-        wall += out.wall_seconds
-        end_time = max(end_time, out.end_time)
-        windows[rep] = out.end_time - out.warmup
-        last_cluster = out.cluster
-        del out
-        if progress is not None:
-            progress((rep + 1) / total)
-    req = concat_frames(requests)
-    pod = concat_frames(pods)
-    node = concat_frames(nodes)
-    summary = summarise(req, pod, windows,
-                        reachable_pods(last_cluster, spec, spec.run.warmup, end_time))
-    summary = add_incident_rows(summary, incidents)
-    return Result(scenario, req, pod, node, summary, wall, end_time,
+    reps = list(range(spec.run.replications)) if replications is None else list(replications)
+    total = len(reps)
+    done: dict[int, _Replication] = {}
+    if jobs > 1 and total > 1:
+        from npsim.sweep.pool import run_tasks
+
+        for i, rep_out in run_tasks(_replication_task, [(scenario, r) for r in reps], jobs):
+            done[i] = rep_out
+            if progress is not None:
+                progress(len(done) / total)
+    else:
+        for i, rep in enumerate(reps):
+            report = None
+            if progress is not None:
+                def report(fraction: float, i: int = i) -> None:
+                    progress((i + fraction) / total)
+            done[i] = _replication(scenario, rep, report)
+            if progress is not None:
+                progress((i + 1) / total)
+    parts = [done[i] for i in range(total)]
+    req = concat_frames([p.requests for p in parts])
+    pod = concat_frames([p.pods for p in parts])
+    node = concat_frames([p.nodes for p in parts])
+    windows = {rep: p.window for rep, p in zip(reps, parts, strict=True)}
+    statistics = {scope: pd.concat([p.statistics[scope] for p in parts], ignore_index=True)
+                  for scope in parts[0].statistics}
+    summary = summarise(req, pod, windows, per_replication=statistics)
+    summary = add_incident_rows(summary, [p.incidents for p in parts])
+    return Result(scenario, req, pod, node, summary, sum(p.wall_seconds for p in parts),
+                  max(p.end_time for p in parts),
                   {"npsim_version": __version__, "seed": spec.run.seed},
-                  stack_events(events), timeseries=concat_frames(series))
+                  stack_events([p.events for p in parts]),
+                  timeseries=concat_frames([p.timeseries for p in parts]))

@@ -1,4 +1,4 @@
-"""``npsim`` command line: run, validate, explain, import, compare.
+"""``npsim`` command line: run, validate, explain, import, sweep, plan, compare.
 
 Bad input (scenario, manifests, flags) prints every problem, with file, line, column and
 field, and exits 2 without writing anything. Only this module reads argv.
@@ -6,31 +6,76 @@ field, and exits 2 without writing anything. Only this module reads argv.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from npsim import __version__
-from npsim.api import run as run_scenario
-from npsim.results.store import ResultExistsError, write_atomically
-from npsim.scenario.loader import Scenario, load_scenario
-from npsim.scenario.problems import ScenarioError
+from npsim.scenario.problems import ScenarioError  # light: yaml only
+from npsim.version import __version__
+
+if TYPE_CHECKING:  # heavy modules are imported by the command that needs them
+    from npsim.scenario.loader import Scenario
 
 EXIT_BAD_INPUT = 2
 
 
-def _load(path: str) -> Scenario:
+def _load(path: str, allow_outside_files: bool = False) -> Scenario:
+    from npsim.scenario.loader import load_scenario
+    from npsim.scenario.problems import ScenarioError
+
     try:
-        scenario = load_scenario(path)
+        scenario = load_scenario(path, allow_outside_files=allow_outside_files)
     except ScenarioError as exc:
         click.echo(exc.report(), err=True)
         sys.exit(EXIT_BAD_INPUT)
     for warning in scenario.warnings:
         click.echo(f"warning: {warning}", err=True)
     return scenario
+
+
+def _preflight(scenario: Scenario, max_requests: int | None, max_memory: int | None) -> Any:
+    """The checks a run needs before it starts (limits, addresses): exit 2 if any fails."""
+    from npsim.preflight import preflight
+    from npsim.scenario.problems import ScenarioError
+
+    try:
+        return preflight(scenario, max_requests, max_memory)
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+class _Size(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from npsim.units import parse_size
+
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if size <= 0:
+            self.fail("must be > 0", param, ctx)
+        return size
+
+
+def _limit_options(command: Any) -> Any:
+    """--max-requests, --max-memory and --allow-outside-files (run and validate)."""
+    command = click.option(
+        "--allow-outside-files", is_flag=True,
+        help="Read manifest and sample files outside the scenario's folder too.")(command)
+    command = click.option(
+        "--max-memory", type=_Size(), default=None,
+        help="Refuse runs estimated to need more memory (e.g. 16GiB; default: half of "
+             "this machine's; also run.limits.maxMemory).")(command)
+    return click.option(
+        "--max-requests", type=click.IntRange(min=1), default=None,
+        help="Refuse runs estimated to generate more requests, all replications "
+             "together (default 100,000,000; also run.limits.maxRequests).")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,14 +86,29 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-def validate(scenario: str) -> None:
+@_limit_options
+def validate(scenario: str, max_requests: int | None, max_memory: int | None,
+             allow_outside_files: bool) -> None:
     """Check SCENARIO and report every problem at once (exit 2 if any)."""
-    loaded = _load(scenario)
+    from npsim.units import format_size
+
+    loaded = _load(scenario, allow_outside_files)
+    estimate = _preflight(loaded, max_requests, max_memory)
     spec = loaded.spec
+    variants = ""
+    if spec.variants is not None:  # every variant must be valid before a sweep starts
+        from npsim.sweep.variants import expand
+
+        try:
+            variants = f", {len(expand(loaded)[0])} variants"
+        except ScenarioError as exc:
+            click.echo(exc.report(), err=True)
+            sys.exit(EXIT_BAD_INPUT)
     click.echo(
         f"{scenario}: ok - {len(spec.cluster.nodes)} nodes, {len(loaded.services)} services, "
         f"{len(loaded.deployments)} deployments, {len(spec.clients)} client populations"
-        + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
+        + variants + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
+        + f"; about {estimate.requests:,.0f} requests, {format_size(estimate.memory)}"
     )
 
 
@@ -64,20 +124,36 @@ def validate(scenario: str) -> None:
 @click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
 @click.option("--no-report", is_flag=True,
               help="Skip figures/*.png and report.html in the result folder.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a scenario key, e.g. --set workloads.nginx.workers=8 "
+                   "(YAML key path and value; repeatable).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run replications on this many processes (same results for any N).")
+@_limit_options
 def run(scenario: str, out: str | None, force: bool, seed: int | None,
-        replications: int | None, no_save: bool, no_report: bool) -> None:
+        replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int,
+        max_requests: int | None, max_memory: int | None, allow_outside_files: bool,
+        no_report: bool) -> None:
     """Run SCENARIO, print a summary and write the result folder."""
-    loaded = _load(scenario)
+    from npsim.api import run as run_scenario
+    from npsim.results.store import ResultExistsError, ResultLockedError, check_target
+    from npsim.scenario.problems import ScenarioError
+
+    if out is not None and not out.strip():
+        _usage("--out needs a folder name (it was empty)")
+    loaded = _with_settings(_load(scenario, allow_outside_files), settings)
     if seed is not None:
         loaded.spec.run.seed = seed
     if replications is not None:
         loaded.spec.run.replications = replications
+    _preflight(loaded, max_requests, max_memory)
     default = Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
-    target = Path(out) if out else default
-    if not no_save and target.exists() and not force:
-        _usage(f"{target} already exists; npsim does not overwrite results. "
-               "Pass --out DIR for a new folder, or --force to replace it.")
+    target = Path(out) if out is not None else default
     if not no_save:
+        try:
+            check_target(target, force)
+        except FileExistsError as exc:
+            _usage(str(exc))
         _check_writable(target)
     total = loaded.spec.run.replications
     steps = 1000
@@ -88,7 +164,8 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
             bar.update(int(fraction * steps) - bar.pos)
 
         try:
-            result = run_scenario(loaded, progress=advance)
+            result = run_scenario(loaded, progress=advance, jobs=jobs,
+                                  max_requests=max_requests, max_memory=max_memory)
         except ScenarioError as exc:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -100,7 +177,7 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         return
     try:
         written = result.save(target, overwrite=force, report=not no_report)
-    except ResultExistsError as exc:
+    except (ResultExistsError, ResultLockedError, FileExistsError) as exc:
         _usage(str(exc))
     except OSError as exc:
         _usage(f"could not write {target}: {exc.strerror or exc}")
@@ -119,6 +196,7 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
     """Compare result FOLDERS side by side: key metrics with CIs, overlaid latency CDFs."""
     from npsim.api import load_result
     from npsim.report import compare_table, write_compare_report
+    from npsim.results.store import write_atomically
 
     labels = _compare_labels(folders)
     results = {}
@@ -167,14 +245,16 @@ def _compare_labels(folders: tuple[str, ...]) -> list[str]:
               help="Walk one new connection from this client address through the rules.")
 @click.option("--at", "at_time", default=None, metavar="TIME",
               help="Run the scenario to this time first (e.g. 90s) and show the rules then.")
+@click.option("--allow-outside-files", is_flag=True,
+              help="Read manifest and sample files outside the scenario's folder too.")
 def explain(scenario: str, service: str | None, node: str | None,
-            trace_from: str | None, at_time: str | None) -> None:
+            trace_from: str | None, at_time: str | None, allow_outside_files: bool) -> None:
     """Print what kube-proxy programs on a node (iptables-save, nft, ipvsadm style)."""
     from npsim.explain import firewall_rules, render, trace
     from npsim.sim.engine import Simulation
     from npsim.units import parse_duration
 
-    loaded = _load(scenario)
+    loaded = _load(scenario, allow_outside_files)
     sim = Simulation(loaded)
     if at_time is not None:
         try:
@@ -203,6 +283,168 @@ def explain(scenario: str, service: str | None, node: str | None,
     for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
                       loaded.spec.cluster.other_services.count, sim.guard):
         click.echo(step)
+
+
+_JOBS_OPTION = click.option("--jobs", type=click.IntRange(min=1), default=None,
+                            help="Processes to use (default: every core).")
+
+
+def _with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
+    """``--set PATH=VALUE`` changes, validated like the file (exit 2 naming the path)."""
+    if not settings:
+        return scenario
+    from npsim.scenario.changes import ChangeError, parse_assignment
+
+    changes = {}
+    for text in settings:
+        try:
+            path, value = parse_assignment(text)
+        except ChangeError as exc:
+            _usage(str(exc))
+        changes[path] = value
+    try:
+        changed = scenario.with_changes(changes)
+    except ScenarioError as exc:
+        click.echo(exc.report().replace("in the scenario", "in the --set changes", 1),
+                   err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    known = {w.message for w in scenario.warnings}
+    for warning in changed.warnings:  # what the changes brought (e.g. a key ignored)
+        if warning.message not in known:
+            click.echo(f"warning: --set: {warning.path}: {warning.message}", err=True)
+    return changed
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Sweep folder (default results/<scenario-name>/sweep-seed-<seed>); "
+                   "a rerun into it resumes, recomputing nothing that finished.")
+@_JOBS_OPTION
+@click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
+              help="Run on this Dask scheduler instead (its workers must see --out).")
+@click.option("--replications", type=click.IntRange(min=1), default=None,
+              help="Override run.replications.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a key in every variant (repeatable).")
+def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | None,
+          replications: int | None, settings: tuple[str, ...]) -> None:
+    """Run every variant x replication of SCENARIO and compare the variants.
+
+    Writes OUT/sweep.parquet (variant, replication, metric, value), summary.csv (mean and
+    95% CI per variant), paired.csv (differences against the baseline variant),
+    report.md, and one result folder per run under OUT/runs/. Exit 1 if a run failed.
+    """
+    from npsim.sweep.pool import WorkerDied
+    from npsim.sweep.runner import sweep as run_sweep
+    from npsim.sweep.store import SweepMismatch
+
+    loaded = _with_settings(_load(scenario), settings)
+    if replications is not None:
+        loaded = _with_settings(loaded, (f"run.replications={replications}",))
+    target = Path(out) if out else (Path("results") / loaded.spec.name
+                                    / f"sweep-seed-{loaded.spec.run.seed}")
+    _check_writable(target)
+    client = _dask_client(dask_address) if dask_address else None
+    bar = _RunsBar()
+    try:
+        result = run_sweep(loaded, target, jobs=jobs, client=client, progress=bar.update)
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except SweepMismatch as exc:
+        _usage(str(exc))
+    except WorkerDied as exc:
+        bar.close()
+        click.echo(f"error: {exc}. Finished runs are kept: run the same command again to "
+                   "resume.", err=True)
+        sys.exit(1)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    n = len(result.variants)
+    click.echo(f"npsim {__version__}  sweep {loaded.spec.name}  {n} variant{'s' * (n != 1)} x "
+               f"{loaded.spec.run.replications} replications  {result.computed} runs made "
+               f"in {result.wall_seconds:.1f}s wall")
+    click.echo(result.report())
+    click.echo(f"results    {result.folder}/")
+    if not result.failures.empty:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--target", required=True, metavar='"METRIC < VALUE"',
+              help='What must hold, e.g. "latency_p99 < 50ms" or "throughput >= 900/s".')
+@click.option("--vary", required=True, metavar="PATH=LOW..HIGH[:STEP]",
+              help="The key to search, e.g. deployments.nginx.replicas=1..64 or "
+                   "clients[0].arrival.rate=100/s..5000/s:100/s.")
+@click.option("--largest", is_flag=True,
+              help="Find the largest value that meets the target (default: smallest).")
+@click.option("--replications", type=click.IntRange(min=2), default=None,
+              help="Replications per value probed (default run.replications, at least 5).")
+@click.option("--max-replications", type=click.IntRange(min=2), default=None,
+              help="Add replications up to this many while a value is uncertain "
+                   "(default 4x --replications).")
+@_JOBS_OPTION
+@click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
+              help="Run the probes on this Dask scheduler instead.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a scenario key first (repeatable).")
+def plan(scenario: str, target: str, vary: str, largest: bool, replications: int | None,
+         max_replications: int | None, jobs: int | None, dask_address: str | None,
+         settings: tuple[str, ...]) -> None:
+    """Find the smallest (or largest) value of a key that meets a target, with 95%
+    confidence, by bisection (assumes the metric moves one way with the value)."""
+    from npsim.sweep.planner import PlanError, plan_search
+
+    loaded = _with_settings(_load(scenario), settings)
+    client = _dask_client(dask_address) if dask_address else None
+    try:
+        outcome = plan_search(loaded, target, vary, largest=largest,
+                              replications=replications, max_replications=max_replications,
+                              jobs=jobs, client=client, log=click.echo)
+    except PlanError as exc:
+        _usage(str(exc))
+    except ScenarioError as exc:
+        click.echo(exc.report(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    finally:
+        if client is not None:
+            client.close()
+    click.echo(outcome.answer_line())
+
+
+class _RunsBar:
+    """Runs finished, with an ETA, on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+            self.bar = click.progressbar(length=max(total, 1), label="runs", file=sys.stderr,
+                                         hidden=quiet, show_eta=True, show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _dask_client(address: str) -> Any:
+    from npsim.sweep.on_dask import connect
+
+    try:
+        return connect(address)
+    except ImportError:
+        _usage("--dask needs Dask: pip install 'npsim[dask]'")
+    except (OSError, TimeoutError, ValueError) as exc:
+        _usage(f"--dask {address}: cannot reach the scheduler ({exc})")
 
 
 @main.command("import")
@@ -246,8 +488,10 @@ def import_(dumps: tuple[Path, ...], out: Path, namespace: str | None, service: 
 @click.option("--horizon", default=None, metavar="DURATION",
               help="Churn: stop after this long (default: when the range is full).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Override run.seed.")
+@click.option("--allow-outside-files", is_flag=True,
+              help="Read manifest and sample files outside the scenario's folder too.")
 def ports(scenario: str, churn_rate: str | None, lifetime: str | None, explicit_share: float,
-          horizon: str | None, seed: int | None) -> None:
+          horizon: str | None, seed: int | None, allow_outside_files: bool) -> None:
     """Print the NodePorts the API server gives SCENARIO's Services and check its port
     plan (exit 1 if the plan is broken); --churn adds a what-if of Services coming and
     going until the range is full."""
@@ -255,7 +499,7 @@ def ports(scenario: str, churn_rate: str | None, lifetime: str | None, explicit_
     from npsim.cluster.portplan import allocation_table, check_plan, format_table
     from npsim.units import parse_duration, parse_rate
 
-    loaded = _load(scenario)
+    loaded = _load(scenario, allow_outside_files)
     if seed is not None:
         loaded.spec.run.seed = seed
     spec = loaded.spec
@@ -339,7 +583,7 @@ def _churn_report(port_range: object, rate: float, lifetime: float, share: float
 
 def _check_writable(target: Path) -> None:
     """Fail before a long run, not after it, when the result folder cannot be made."""
-    parent = target.parent
+    parent = Path(os.path.abspath(target)).parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
@@ -348,6 +592,8 @@ def _check_writable(target: Path) -> None:
 
 
 def _parse_trace(text: str) -> tuple[int, int]:
+    import ipaddress
+
     address, _, port_text = text.partition(":")
     try:
         client_ip = int(ipaddress.IPv4Address(address))

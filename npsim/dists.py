@@ -16,12 +16,14 @@ from array import array
 from collections.abc import Callable, Iterator
 from itertools import chain
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from npsim.units import Seconds, format_duration, parse_duration
+
+if TYPE_CHECKING:  # numpy is imported when a sampler is made: loading a scenario needs none
+    import numpy as np
 
 Sampler = Callable[[], float]
 BATCH = 4096
@@ -38,6 +40,8 @@ def batched(draw: Callable[[int], np.ndarray]) -> Sampler:
     """
 
     def batches() -> Iterator[array]:
+        import numpy as np
+
         size = FIRST_BATCH
         while True:
             values = np.ascontiguousarray(draw(size))
@@ -167,24 +171,29 @@ class Empirical(_Dist):
             raise ValueError("samples must be >= 0")
         return self
 
-    def resolved(self, base_dir: Path) -> Empirical:
-        """This distribution with a file's values read in (paths relative to the scenario)."""
+    def resolved(self, base_dir: Path, read: Callable[[str], str] | None = None) -> Empirical:
+        """This distribution with a file's values read in (paths relative to the scenario).
+
+        ``read(name)`` returns the file's text (the loader passes its guarded reader:
+        regular files in the scenario's folder, size-capped)."""
         if not self.file:
             return self
         path = (base_dir / self.file).resolve()
         scale = parse_duration(f"1{self.unit}")
         values: list[float] = []
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        content = read(self.file) if read is not None else path.read_text()
+        for lineno, line in enumerate(content.splitlines(), start=1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
             try:
                 value = float(text) * scale
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: not a number: {text!r}") from None
+                # the line is not quoted: the file may not be what the user thought it was
+                raise ValueError(f"{path}:{lineno}: not a number (one value per line, in "
+                                 f"{self.unit})") from None
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{path}:{lineno}: a duration must be finite and >= 0, "
-                                 f"got {text!r}")
+                raise ValueError(f"{path}:{lineno}: a duration must be finite and >= 0")
             values.append(value)
         if not values:
             raise ValueError(f"{path}: no samples in the file")
@@ -192,13 +201,16 @@ class Empirical(_Dist):
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.samples))
+        return math.fsum(self.samples) / len(self.samples)
 
     @property
     def variance(self) -> float:
-        return float(np.var(self.samples))
+        mean = self.mean
+        return math.fsum((x - mean) ** 2 for x in self.samples) / len(self.samples)
 
     def sampler(self, rng: np.random.Generator) -> Sampler:
+        import numpy as np
+
         values = np.asarray(self.samples, dtype=float)
         return batched(lambda n: rng.choice(values, n))
 
@@ -217,6 +229,8 @@ def _shorthand(value: Any) -> Any:
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return {"dist": "constant", "value": value}
     known = ", ".join(REGISTRY)
+    if isinstance(value, dict) and not isinstance(value.get("dist", ""), str):
+        raise ValueError(f"'dist' must be a name, one of {known}")
     if isinstance(value, dict) and "dist" not in value:
         raise ValueError(f"missing 'dist': name one of {known}, "
                          "or give a bare duration such as 5ms for a constant")

@@ -68,6 +68,31 @@ def parse_rate(text: str | int | float) -> float:
     return value
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_SIZE_RE = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in a size such as ``4GiB``, ``500MB`` or ``1048576``."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _SIZE_RE.match(str(text))
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"expected a size such as '4GiB' or '500MB', got {text!r}")
+    value = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if not math.isfinite(value) or value > 1 << 60:
+        raise ValueError(f"{text!r} is too large a size")
+    return int(value)
+
+
+def format_size(size: float) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size:.0f} B"
+
+
 def format_duration(seconds: float, digits: int = 6) -> str:
     """The shortest readable unit for a duration in seconds (summaries, messages)."""
     if seconds != seconds:  # NaN
@@ -112,7 +137,7 @@ def _exact_rate(value: float) -> str:
 Seconds = Annotated[
     float,
     BeforeValidator(_seconds_field),
-    Field(ge=0),
+    Field(ge=0, allow_inf_nan=False),
     PlainSerializer(_exact_seconds, when_used="json"),
 ]
 """A non-negative duration in seconds, written with a unit in YAML."""
@@ -120,7 +145,7 @@ Seconds = Annotated[
 PerSecond = Annotated[
     float,
     BeforeValidator(_rate_field),
-    Field(ge=0),
+    Field(ge=0, allow_inf_nan=False),
     PlainSerializer(_exact_rate, when_used="json"),
 ]
 """A non-negative rate in events per second, written like ``500/s`` in YAML."""

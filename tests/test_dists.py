@@ -149,7 +149,8 @@ def test_empirical_file_default_unit_is_seconds(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("1\nabc\n", ":2: not a number: 'abc'"), ("# nothing\n\n", "no samples in the file")],
+    [("1\nabc\n", ":2: not a number (one value per line"),
+     ("# nothing\n\n", "no samples in the file")],
 )
 def test_empirical_file_errors(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "bad.txt").write_text(text)

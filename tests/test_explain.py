@@ -577,7 +577,8 @@ def test_nftables_trace_uses_nftables_words(tmp_path: Path) -> None:
     text = (SCENARIOS / "local-node-without-pod.yaml").read_text()
     path.write_text(text.replace("proxyMode: iptables", "proxyMode: nftables").replace(
         "manifests/", str(SCENARIOS / "manifests") + "/"))
-    code, out, _ = explain(str(path), "--node", "node-3", "--trace", "203.0.113.9")
+    code, out, _ = explain(str(path), "--node", "node-3", "--trace", "203.0.113.9",
+                           "--allow-outside-files")  # the manifests stay in scenarios/
     assert code == 0
     assert "KUBE-" not in out and "goto reject-chain }" not in out
     trace = out.split("# trace of one new connection\n")[1]

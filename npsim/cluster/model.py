@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
-
-import networkx as nx
 
 from npsim.cluster.nodeports import allocate_scenario
 from npsim.dists import Distribution
@@ -19,17 +18,38 @@ from npsim.scenario.manifests import Service, ServicePort, pick_port, selector_m
 from npsim.scenario.problems import Problem, ScenarioError
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from npsim.scenario.loader import Scenario
 
-# kind-style node addresses and flannel-style per-node /24 pod CIDRs when a scenario gives none
+# kind-style node addresses and flannel-style per-node /24 pod CIDRs when a scenario gives
+# none. The /24s are carved from 10.244.0.0 upwards (10.244.0.0/24 for the first node, as
+# flannel's default 10.244.0.0/16 does), then from 10.0.0.0 up to 10.243.255.0: unique
+# for up to 65,536 nodes; a larger cluster must give podCIDR per node.
 DEFAULT_NODE_BASE = int(ipaddress.IPv4Address("172.18.0.2"))
-DEFAULT_POD_CIDR = "10.244.{i}.0/24"
+DEFAULT_POD_BASE = int(ipaddress.IPv4Address("10.244.0.0"))
+CLUSTER_CIDR_BASE = int(ipaddress.IPv4Address("10.0.0.0"))
+_ABOVE_POD_BASE = (1 << 24) - (DEFAULT_POD_BASE - CLUSTER_CIDR_BASE)  # /24s in 10.244-10.255
+MAX_DEFAULT_POD_CIDRS = 1 << 16  # every /24 of 10.0.0.0/8
 # 198.18.0.0/15 is reserved for benchmarking (RFC 2544): 2^17 client addresses per population
 DEFAULT_CLIENT_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
 
 
 def ip_str(address: int) -> str:
-    return str(ipaddress.IPv4Address(address))
+    """Dotted quad of an IPv4 address held as an int (no ipaddress object: this runs
+    once per endpoint per table)."""
+    return f"{address >> 24 & 255}.{address >> 16 & 255}.{address >> 8 & 255}.{address & 255}"
+
+
+def default_pod_cidr(i: int) -> ipaddress.IPv4Network:
+    """Node ``i``'s default pod CIDR, unique for ``i < MAX_DEFAULT_POD_CIDRS``."""
+    if not 0 <= i < MAX_DEFAULT_POD_CIDRS:
+        raise ValueError(f"no default pod CIDR for node {i}: 10.0.0.0/8 holds "
+                         f"{MAX_DEFAULT_POD_CIDRS} /24s; give podCIDR for every node")
+    offset = i << 8
+    start = (DEFAULT_POD_BASE + offset if offset < _ABOVE_POD_BASE
+             else CLUSTER_CIDR_BASE + offset - _ABOVE_POD_BASE)
+    return ipaddress.IPv4Network((start, 24))
 
 
 @dataclass(frozen=True)
@@ -84,7 +104,7 @@ class Endpoint:
     ip: int
     port: int
 
-    @property
+    @cached_property
     def key(self) -> str:
         """kube-proxy orders endpoints by this string, lexicographically
         (pkg/proxy/endpointslicecache.go byEndpoint.Less)."""
@@ -225,24 +245,27 @@ def slice_hints(service: Service, endpoints: tuple[Endpoint, ...],
     return zones or None, on_nodes or None
 
 
-def _placement(replicas: int, placement: object, nodes: list[Node]) -> list[int]:
+def _placement(replicas: int, placement: object, names: list[str]) -> list[int]:
     """Node index per pod: ``spread`` deals pods to nodes in turn; a mapping gives counts."""
     if placement == "spread":
-        return [i % len(nodes) for i in range(replicas)]
-    by_name = {n.name: n.index for n in nodes}
+        return [i % len(names) for i in range(replicas)]
+    by_name = {name: i for i, name in enumerate(names)}
     out: list[int] = []
     for name, count in placement.items():  # type: ignore[attr-defined]
-        out.extend([by_name[name]] * count)
+        if name in by_name:
+            out.extend([by_name[name]] * count)
     return out
 
 
 def build_cluster(scenario: Scenario) -> Cluster:
     spec = scenario.spec
     nodes: list[Node] = []
+    import networkx as nx  # only for a run, not for validating a scenario
+
     graph = nx.Graph()
     for i, ns in enumerate(spec.cluster.nodes):
         ip = int(ipaddress.IPv4Address(ns.address)) if ns.address else DEFAULT_NODE_BASE + i
-        cidr = ipaddress.IPv4Network(ns.pod_cidr or DEFAULT_POD_CIDR.format(i=i % 256))
+        cidr = ipaddress.IPv4Network(ns.pod_cidr) if ns.pod_cidr else default_pod_cidr(i)
         node = Node(i, ns.name, ns.zone, ip, cidr)
         nodes.append(node)
         graph.add_node(ns.name, index=i, zone=ns.zone)
@@ -262,7 +285,7 @@ def build_cluster(scenario: Scenario) -> Cluster:
         if workload.pods is not None:
             continue
         replicas = scenario.deployments[dep_name].replicas
-        for node_index in _placement(replicas, workload.placement, nodes):
+        for node_index in _placement(replicas, workload.placement, [n.name for n in nodes]):
             try:
                 new_pod(scenario, cluster, dep_name, node_index)
             except ValueError as exc:
@@ -319,6 +342,99 @@ def new_pod(scenario: Scenario, cluster: Cluster, deployment: str,
               dep.namespace)
     cluster.pods.append(pod)
     return pod
+
+
+def pod_capacity(cidr: ipaddress.IPv4Network) -> int:
+    """Pods a pod CIDR holds: hosts .2 up to the one below broadcast (.1 is the bridge)."""
+    return max(cidr.num_addresses - 3, 0)
+
+
+def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
+    """(field path, message) for every address clash or full pod CIDR the run would meet.
+
+    Node addresses must be unique and pod CIDRs disjoint; each node's pod CIDR must hold
+    every pod ever placed on it (pod addresses are not reused), scale events replayed
+    with the same rule :func:`new_pod` applies, plus in-cluster client pods that take
+    addresses from its top.
+    """
+    spec = scenario.spec
+    nodes = spec.cluster.nodes
+    out: list[tuple[list[object], str]] = []
+    if len(nodes) > MAX_DEFAULT_POD_CIDRS and any(n.pod_cidr is None for n in nodes):
+        return [(["cluster", "nodes"], f"{len(nodes)} nodes: default pod CIDRs (a /24 each "
+                 f"from 10.0.0.0/8) run out after {MAX_DEFAULT_POD_CIDRS}; give podCIDR for "
+                 "every node")]
+    owner: dict[int, int] = {}
+    cidrs: list[tuple[int, int, int]] = []
+    for i, ns in enumerate(nodes):
+        ip = int(ipaddress.IPv4Address(ns.address)) if ns.address else DEFAULT_NODE_BASE + i
+        if ip in owner:
+            out.append((["cluster", "nodes", i, "address"],
+                        f"address {ip_str(ip)} is also node {nodes[owner[ip]].name!r}'s"))
+        owner.setdefault(ip, i)
+        net = ipaddress.IPv4Network(ns.pod_cidr) if ns.pod_cidr else default_pod_cidr(i)
+        cidrs.append((int(net.network_address), int(net.broadcast_address), i))
+    cidrs.sort()
+    for (_, end, a), (start, _, b) in zip(cidrs, cidrs[1:], strict=False):
+        if start <= end:
+            first, second = sorted((a, b))
+            out.append((["cluster", "nodes", second, "podCIDR"],
+                        f"pod CIDR overlaps node {nodes[first].name!r}'s; pods would share "
+                        "addresses"))
+    if out:
+        return out
+    capacity = [0] * len(nodes)
+    for start, end, i in cidrs:
+        capacity[i] = max(end - start + 1 - 3, 0)
+    for client in spec.clients:  # client pods take addresses from the top of the CIDR
+        if client.source is not None and client.source.kind == "pod" \
+                and client.source_ip_base is None:
+            home = next((i for i, n in enumerate(nodes) if n.name == client.source.node), None)
+            if home is not None:
+                capacity[home] -= client.n_source_ips
+    made = [0] * len(nodes)
+    live: dict[str, list[int]] = {}  # node of each live pod per Deployment, oldest first
+    where: dict[int, list[object]] = {}
+    names = [n.name for n in nodes]
+    for name, dep in scenario.deployments.items():
+        workload = spec.workloads.get(name)
+        if workload is not None and getattr(workload, "pods", None) is not None:
+            continue  # hand-placed pods keep their own addresses (place_explicit_pods)
+        placement = workload.placement if workload is not None else "spread"
+        placed = live[name] = _placement(dep.replicas, placement, names)
+        for node in placed:
+            made[node] += 1
+            where.setdefault(node, ["workloads", name])
+    for k, event in sorted(enumerate(spec.events), key=lambda e: e[1].at):
+        if getattr(event, "scale", None) is None:  # faults and other events
+            continue
+        name, wanted = event.scale.deployment, event.scale.replicas
+        pods = live.get(name)
+        if pods is None:
+            continue
+        if wanted > len(pods):
+            counts = [0] * len(nodes)
+            for node in pods:
+                counts[node] += 1
+            for _ in range(wanted - len(pods)):
+                node = counts.index(min(counts))
+                counts[node] += 1
+                pods.append(node)
+                made[node] += 1
+                if made[node] > capacity[node]:
+                    where.setdefault(node, ["events", k, "scale", "replicas"])
+        else:
+            del pods[wanted:]
+    for i, count in enumerate(made):
+        if count > capacity[i]:
+            node = nodes[i]
+            cidr = node.pod_cidr or str(default_pod_cidr(i))
+            out.append((where.get(i, ["cluster", "nodes", i]),
+                        f"node {node.name!r}: pod CIDR {cidr} has room for "
+                        f"{max(capacity[i], 0)} pods but {count} would be placed there over "
+                        "the run (addresses are not reused); give the node a larger podCIDR "
+                        "or spread the pods over more nodes"))
+    return out
 
 
 def place_explicit_pods(scenario: Scenario, cluster: Cluster, workload_name: str) -> None:

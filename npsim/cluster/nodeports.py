@@ -31,11 +31,11 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from npsim.sim.streams import Streams  # a leaf module: named seeded generators
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from npsim.scenario.manifests import Service
 
 DEFAULT_RANGE = "30000-32767"  # kube-apiserver DefaultServiceNodePortRange

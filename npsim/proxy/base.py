@@ -33,10 +33,8 @@ class EndpointTable:
     def __init__(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...]) -> None:
         self.service_port = service_port
         self.endpoints = endpoints
-        self.pods = [e.pod for e in endpoints]
-        self.nodes = [e.node for e in endpoints]
-        self.keys = [e.key for e in endpoints]
-        self.index_of = {k: i for i, k in enumerate(self.keys)}
+        # read-only columns, shared by every node's table over the same endpoint tuple
+        self.pods, self.nodes, self.keys, self.index_of = _columns(endpoints)
         self.n = len(endpoints)
 
     def pick(self, client_ip: int, src_port: int, now: float) -> int:
@@ -49,6 +47,32 @@ class EndpointTable:
 
     def closed(self, key: str, now: float) -> None:
         """A connection to ``key`` closed (the endpoint may be gone by now)."""
+
+
+Columns = tuple[list[int], list[int], list[str], dict[str, int]]
+_SHARED: dict[int, tuple[tuple[Endpoint, ...], Columns]] = {}
+_SHARED_MAX = 256
+
+
+def _columns(endpoints: tuple[Endpoint, ...]) -> Columns:
+    """Pod, node, "IP:port" and index columns of an endpoint tuple, made once per tuple.
+
+    Every node's kube-proxy programs the same tuple of a Service port's endpoints (the
+    control plane publishes one per version); building these columns per node cost
+    O(nodes x endpoints) time and memory (1000 nodes x 10,000 pods: 10 million strings).
+    Keyed by the tuple's identity while the tuple is held here, so the id cannot be reused.
+    """
+    hit = _SHARED.get(id(endpoints))
+    if hit is not None and hit[0] is endpoints:
+        return hit[1]
+    keys = [e.key for e in endpoints]
+    columns = ([e.pod for e in endpoints], [e.node for e in endpoints], keys,
+               {k: i for i, k in enumerate(keys)})
+    if len(endpoints) > 8:  # small tuples (per-node Local sets) are cheap: not worth holding
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[id(endpoints)] = (endpoints, columns)
+    return columns
 
 
 class ServiceView:

@@ -132,9 +132,12 @@ def record_alerts(out: RunOutput, monitoring: MonitoringSpec | None) -> None:
     if monitoring is None or not monitoring.alerts:
         return
     events = out.events
+    alerts = alert_transitions(out, monitoring)
+    if not alerts:  # nothing fired: the log stays as it is
+        return
     merged = sorted(
-        [*zip(events.time, events.kind, events.subject, events.detail, strict=True),
-         *alert_transitions(out, monitoring)], key=lambda row: row[0])
+        [*zip(events.time, events.kind, events.subject, events.detail, strict=True), *alerts],
+        key=lambda row: row[0])
     for column, values in zip(("time", "kind", "subject", "detail"), zip(*merged, strict=True),
                               strict=True):
         setattr(events, column, list(values))

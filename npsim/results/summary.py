@@ -26,7 +26,9 @@ Candidates = list[tuple[str, str]]  # (pod, node) a scope's traffic could reach
 def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
                      candidates: Candidates | None = None) -> pd.DataFrame:
     rows = []
-    for rep, frame in requests.groupby("replication", sort=True, observed=True):
+    by_rep = dict(iter(requests.groupby("replication", sort=True, observed=True)))
+    for rep in sorted(windows):  # every replication gets a row, even one with no requests
+        frame = by_rep.get(rep, requests.iloc[:0])
         window = windows[int(rep)]
         measured = frame[~frame["warmup"].to_numpy()]
         done = measured[measured["outcome"] == "completed"]
@@ -34,7 +36,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
         crossed = done["cross_node"].to_numpy()
         rows.append({
             "replication": rep,
-            "throughput": len(done) / window,
+            "throughput": len(done) / window if window > 0 else math.nan,
             "latency_mean": float(lat.mean()) if len(lat) else math.nan,
             "latency_p50": float(np.quantile(lat, 0.50)) if len(lat) else math.nan,
             "latency_p95": float(np.quantile(lat, 0.95)) if len(lat) else math.nan,
@@ -59,7 +61,31 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
     return pd.DataFrame(rows)
 
 
-def _interval(values: np.ndarray) -> tuple[float, float, float]:
+# The range a metric can take. A t-interval knows nothing of it (Jain's index of nearly
+# even shares gave ci_high 1.0000069), so interval ends are clipped to it: the true mean
+# lies inside the range, and the clipped interval covers it whenever the raw one does.
+_FRACTIONS = ("cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
+              "pod_share_jain", "node_share_jain", "pod_share_gini", "node_share_gini",
+              "pod_utilisation_mean", "pod_utilisation_max", "error_ratio")
+
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """(lowest, highest) value ``metric`` can take; (-inf, inf) for differences."""
+    if metric in _FRACTIONS:
+        return 0.0, 1.0
+    if metric.endswith("_max_over_mean"):
+        return 1.0, math.inf
+    if metric.startswith(("latency_", "throughput", "queue_wait", "requests_", "failed_",
+                          "retries", "time_to_", "alerts_", "error_budget", "fault_start")) \
+            or metric.endswith("_cv"):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def confidence_interval(values: np.ndarray, metric: str = "") -> tuple[float, float, float]:
+    """(mean, low, high): the 95% Student-t interval over replications, kept inside the
+    metric's range (:func:`metric_bounds`); NaN ends with fewer than two values."""
+    values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return math.nan, math.nan, math.nan
@@ -67,12 +93,33 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
     if len(values) < 2:
         return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    low, high = metric_bounds(metric)
+    return mean, max(mean - half, low), min(mean + half, high)
+
+
+PerReplication = dict[str, pd.DataFrame]  # scope -> its statistics, one row a replication
+
+
+def replication_statistics(requests: pd.DataFrame, windows: dict[int, float],
+                           candidates: dict[str, Candidates] | None = None) -> PerReplication:
+    """Each scope's per-replication statistics, the values the confidence intervals are
+    made of. Computed for one replication where it ran (a pool worker), they are
+    stacked and passed to :func:`summarise` instead of being recomputed there."""
+    candidates = candidates or {}
+    out = {"all": _per_replication(requests, windows, candidates.get("all"))}
+    populations = requests["population"].cat.categories
+    if len(populations) > 1:
+        for population in populations:
+            part = requests[(requests["population"] == population).to_numpy()]
+            scope = f"population:{population}"
+            out[scope] = _per_replication(part, windows, candidates.get(scope))
+    return out
 
 
 def summarise(
     requests: pd.DataFrame, pods: pd.DataFrame, windows: dict[int, float],
     candidates: dict[str, Candidates] | None = None,
+    per_replication: PerReplication | None = None,
 ) -> pd.DataFrame:
     """Tidy table: scope, metric, value, ci_low, ci_high (CIs need replications >= 2).
 
@@ -81,9 +128,12 @@ def summarise(
 
     ``windows`` maps each replication to its measured time span (end - warm-up);
     ``candidates`` maps a scope to the pods its traffic could reach (share statistics
-    count those, with zeros, and no others).
+    count those, with zeros, and no others). ``per_replication``, when given, holds
+    :func:`replication_statistics` already computed (``windows`` and ``candidates`` are
+    then not used again).
     """
-    candidates = candidates or {}
+    if per_replication is None:
+        per_replication = replication_statistics(requests, windows, candidates)
     rows: list[dict[str, object]] = []
 
     def add(scope: str, metric: str, value: float, lo: float = math.nan,
@@ -97,7 +147,7 @@ def summarise(
         add("all", f"requests_{name}", float(outcome.get(name, 0)))
     if "attempt" in requests and (requests["attempt"] > 0).any():
         _retry_rows(requests, add)
-    _measured_rows("all", requests, windows, add, candidates.get("all"))
+    _measured_rows("all", requests, add, per_replication["all"])
     util = pods.groupby("pod", observed=True)["utilisation"].mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
@@ -107,7 +157,7 @@ def summarise(
         for population in populations:
             part = requests[(requests["population"] == population).to_numpy()]
             scope = f"population:{population}"
-            _measured_rows(scope, part, windows, add, candidates.get(scope))
+            _measured_rows(scope, part, add, per_replication[scope])
     return pd.DataFrame(rows)
 
 
@@ -122,8 +172,8 @@ def _retry_rows(requests: pd.DataFrame, add: Callable[..., None]) -> None:
     add("all", "requests_failed_after_retries", float(final.sum()))
 
 
-def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float],
-                   add: Callable[..., None], candidates: Candidates | None) -> None:
+def _measured_rows(scope: str, requests: pd.DataFrame, add: Callable[..., None],
+                   per_rep: pd.DataFrame) -> None:
     """Rows about the requests sent after the warm-up: counts, failures, statistics."""
     measured = requests[~requests["warmup"].to_numpy()]
     add(scope, "requests_measured", float(len(measured)))
@@ -131,9 +181,8 @@ def _measured_rows(scope: str, requests: pd.DataFrame, windows: dict[int, float]
     for reason, count in failed["reason"].value_counts().items():
         if count:
             add(scope, f"failed_{reason}", float(count))
-    per_rep = _per_replication(requests, windows, candidates)
     for column in per_rep.columns.drop("replication"):
-        add(scope, column, *_interval(per_rep[column].to_numpy(dtype=float)))
+        add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
 
 
 def _pct(value: float) -> str:
@@ -282,7 +331,7 @@ def add_incident_rows(summary: pd.DataFrame, per_replication: list[dict[str, flo
     rows = []
     for name in names:
         values = np.array([rep.get(name, math.nan) for rep in per_replication], dtype=float)
-        value, lo, hi = _interval(values)
+        value, lo, hi = confidence_interval(values, name)
         rows.append({"scope": "all", "metric": name, "value": value, "ci_low": lo,
                      "ci_high": hi})
     return pd.concat([summary, pd.DataFrame(rows)], ignore_index=True) if rows else summary

@@ -11,6 +11,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
 from npsim.dists import Empirical
+from npsim.scenario.files import (
+    MAX_MANIFEST_BYTES,
+    MAX_SAMPLES_BYTES,
+    MAX_SCENARIO_BYTES,
+    FileAccess,
+    FileRefused,
+    read_text,
+)
 from npsim.scenario.manifests import (
     SERVICE_NAME_LABEL,
     Deployment,
@@ -25,7 +33,7 @@ from npsim.scenario.manifests import (
 )
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
-from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, load_file, plain
+from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, plain
 
 __all__ = ["Scenario", "load_scenario", "scenario_from_dict"]
 
@@ -53,12 +61,24 @@ class Scenario:
         self.base_dir = base_dir
         self.source = source
         self.warnings = warnings if warnings is not None else []
+        self.tree: Any = None  # the marked YAML it came from (error marks for later checks)
         self.network_policies: dict[str, Any] = {}  # NetworkPolicy manifests, by name
+        from npsim.scenario.changes import check_assignments
+
+        check_assignments(self)
 
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
             return getattr(self.__dict__["spec"], name)
         raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``scenario.run = {...}`` sets the spec's section, validated (not a stray
+        attribute the run would never see)."""
+        if name in ScenarioSpec.model_fields and "spec" in self.__dict__:
+            setattr(self.spec, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def __repr__(self) -> str:
         return (
@@ -71,9 +91,19 @@ class Scenario:
         """A deep copy to vary without touching this one (what-if comparisons)."""
         return copy.deepcopy(self)
 
+    def with_changes(self, changes: dict[str, Any]) -> Scenario:
+        """A validated copy with ``changes`` applied: YAML key paths to YAML values,
+        e.g. ``{"cluster.proxyMode": "ipvs", "deployments.nginx.replicas": 6}`` (the
+        paths ``npsim run --set`` takes; see npsim/scenario/changes.py)."""
+        from npsim.scenario.changes import with_changes
+
+        return with_changes(self, changes)
+
     def to_dict(self) -> dict[str, Any]:
         """The fully defaulted scenario, manifests inlined, units written out exactly."""
         data = self.spec.model_dump(mode="json", by_alias=True)
+        if data.get("variants") is None:
+            data.pop("variants", None)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
             deployment_manifest(d) for d in self.deployments.values()
         ] + [policy.manifest for policy in self.network_policies.values()] + [
@@ -154,33 +184,45 @@ def _is_union_tag(step: Any) -> bool:
     )
 
 
-def scenario_from_dict(data: Any, base_dir: Path | str = ".", source: str = "<dict>") -> Scenario:
-    """Validate a scenario given as Python data (e.g. built in a notebook)."""
+def scenario_from_dict(data: Any, base_dir: Path | str = ".", source: str = "<dict>",
+                       allow_outside_files: bool = False) -> Scenario:
+    """Validate a scenario given as Python data (e.g. built in a notebook).
+
+    Manifest and sample files it names are read from ``base_dir`` (and only from inside
+    it unless ``allow_outside_files``)."""
     if not isinstance(data, MarkedDict):
         text = yaml.safe_dump(plain(data), sort_keys=False)
-        data = load_all(text, source)[0]
-    return _build(data, Path(base_dir), source)
+        try:
+            data = load_all(text, source)[0]
+        except YamlSyntaxError as exc:
+            raise ScenarioError([Problem(exc.mark, exc.path, exc.problem)]) from None
+    return _build(data, FileAccess(Path(base_dir), allow_outside_files), source)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; raises :class:`ScenarioError` with every problem."""
+def load_scenario(path: str | Path, allow_outside_files: bool = False) -> Scenario:
+    """Read and validate a scenario file; raises :class:`ScenarioError` with every problem.
+
+    Manifest and sample files must be regular files inside the scenario's folder unless
+    ``allow_outside_files`` (``npsim run --allow-outside-files``)."""
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError([Problem(None, str(path), "no such scenario file")])
     try:
-        docs = load_file(path)
+        text = read_text(path, "scenario file", MAX_SCENARIO_BYTES)
+    except FileNotFoundError:
+        raise ScenarioError([Problem(None, str(path), "no such scenario file")]) from None
+    except FileRefused as exc:
+        raise ScenarioError([Problem(None, "", str(exc))]) from None
+    try:
+        docs = load_all(text, str(path))
     except YamlSyntaxError as exc:
         where = exc.path or ("" if exc.mark else str(path))
         raise ScenarioError([Problem(exc.mark, where, exc.problem)]) from None
-    except UnicodeDecodeError:
-        raise ScenarioError([Problem(None, str(path), "not a UTF-8 text file")]) from None
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ScenarioError([Problem(None, str(path),
                                      "a scenario file holds exactly one YAML mapping")])
-    return _build(docs[0], path.parent, str(path))
+    return _build(docs[0], FileAccess(path.parent, allow_outside_files), str(path))
 
 
-def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
+def _build(tree: MarkedDict, access: FileAccess, source: str) -> Scenario:
     p = Problems()
     spec: ScenarioSpec | None = None
     try:
@@ -193,12 +235,14 @@ def _build(tree: MarkedDict, base_dir: Path, source: str) -> Scenario:
     unresolved: _Unresolved = set()
     policies: dict[str, Any] = {}
     if isinstance(raw_manifests, list):
-        unresolved = _load_manifests(tree, raw_manifests, base_dir, p, services, deployments,
+        unresolved = _load_manifests(tree, raw_manifests, access, p, services, deployments,
                                      policies)
     scenario = None
+    base_dir = access.base_dir
     if spec is not None:
-        spec = _resolve_files(spec, tree, base_dir, p)
+        spec = _resolve_files(spec, tree, access, p)
         scenario = Scenario(spec, services, deployments, base_dir, source, p.warnings)
+        scenario.tree = tree
         scenario.network_policies = policies
         cross_check(scenario, tree, p, unresolved)
     else:
@@ -223,7 +267,7 @@ _Unresolved = set[str] | _Everything
 def _load_manifests(
     tree: MarkedDict,
     raw: list[Any],
-    base_dir: Path,
+    access: FileAccess,
     p: Problems,
     services: dict[str, Service],
     deployments: dict[str, Deployment],
@@ -236,11 +280,15 @@ def _load_manifests(
     slices: list[EndpointSlice] = []
     for i, item in enumerate(raw):
         if isinstance(item, str):
-            path = base_dir / item
+            path = access.path(item)
             try:
-                docs = load_file(path)
-            except (FileNotFoundError, IsADirectoryError):
+                docs = load_all(access.read(item, "manifest file", MAX_MANIFEST_BYTES), str(path))
+            except FileNotFoundError:
                 p.at(tree, ["manifests", i], f"manifest file not found: {path}")
+                unreadable = True
+                continue
+            except FileRefused as exc:
+                p.at(tree, ["manifests", i], str(exc))
                 unreadable = True
                 continue
             except YamlSyntaxError as exc:
@@ -250,7 +298,14 @@ def _load_manifests(
                     p.at(tree, ["manifests", i], str(exc))
                 unreadable = True
                 continue
-            pairs = [(doc, f"{item}#{j}", "") for j, doc in enumerate(docs)]
+            pairs = []
+            for j, doc in enumerate(docs):
+                if isinstance(doc, dict):
+                    pairs.append((doc, f"{item}#{j}", ""))
+                else:  # a file that is not a manifest: name it and the entry naming it
+                    p.at(tree, ["manifests", i], f"{path}: document {j + 1} is not a "
+                         "Kubernetes manifest (a mapping with apiVersion and kind)")
+                    unreadable = True
         else:
             pairs = [(item, f"manifests[{i}]", f"manifests[{i}].")]
         for doc, origin, prefix in pairs:
@@ -333,7 +388,8 @@ def _check_explicit_pods(scenario: Scenario, nodes: set[str] | None, tree: Any,
                          sl.prefix)
 
 
-def _resolve_files(spec: ScenarioSpec, tree: Any, base_dir: Path, p: Problems) -> ScenarioSpec:
+def _resolve_files(spec: ScenarioSpec, tree: Any, access: FileAccess,
+                   p: Problems) -> ScenarioSpec:
     """Read empirical sample files now, so a missing file is a load-time error.
 
     Every distribution in the spec is visited (service, think and link times, rtt), not
@@ -347,10 +403,12 @@ def _resolve_files(spec: ScenarioSpec, tree: Any, base_dir: Path, p: Problems) -
             if isinstance(value, Empirical):
                 if value.file:
                     try:
-                        setattr(model, name, value.resolved(base_dir))
+                        setattr(model, name, value.resolved(
+                            access.base_dir,
+                            lambda f: access.read(f, "samples file", MAX_SAMPLES_BYTES)))
                     except FileNotFoundError:
-                        p.at(tree, [*at, "file"],
-                             f"samples file not found: {(base_dir / value.file).resolve()}")
+                        p.at(tree, [*at, "file"], "samples file not found: "
+                             f"{(access.base_dir / value.file).resolve()}")
                     except (OSError, ValueError) as exc:
                         p.at(tree, [*at, "file"], str(exc))
             elif isinstance(value, BaseModel):

@@ -19,6 +19,7 @@ from typing import Any
 from npsim.cluster.netpol import IngressRule, NetworkPolicy, Peer
 from npsim.cluster.nodeports import allocate_scenario
 from npsim.scenario.problems import Problem, Problems
+from npsim.scenario.shapes import check_shape
 from npsim.scenario.yamlio import MarkedDict, plain
 
 # v1.DefaultClientIPServiceAffinitySeconds; valid 1..86400 (MaxClientIPServiceAffinitySeconds)
@@ -793,8 +794,7 @@ KINDS = {"Service": (parse_service, _SERVICE_FIELDS), "Deployment": (parse_deplo
 def parse_manifest(doc: Any, p: Problems, pre: str,
                    origin: str) -> Service | Deployment | NetworkPolicy | EndpointSlice | None:
     """One manifest document; ``pre`` prefixes field paths (e.g. ``manifests[1]``)."""
-    if not isinstance(doc, dict):
-        p.at(doc, [], "expected a Kubernetes manifest (a mapping with apiVersion and kind)", pre)
+    if not check_shape(doc, p, pre):  # types first: nothing below meets a wrong one
         return None
     kind = doc.get("kind")
     if kind not in KINDS:

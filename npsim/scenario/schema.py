@@ -15,6 +15,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -36,6 +38,24 @@ class Model(BaseModel):
         populate_by_name=True,
         validate_assignment=True,
     )
+    # where this model sits in the scenario (``cluster.ipvs``), for assignment errors
+    _npsim_path: str | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assignments are validated; YAML keys work as names (``proxyMode``); errors
+        are :class:`ScenarioError` naming the path, like a scenario file's."""
+        if name.startswith("_"):
+            super().__setattr__(name, value)
+            return
+        from npsim.scenario.changes import assignment_error, checked_field, label_paths
+
+        field = checked_field(self, name)
+        try:
+            super().__setattr__(field, value)
+        except ValidationError as exc:
+            raise assignment_error(self, field, exc) from None
+        if self._npsim_path is not None:  # a new section learns where it sits
+            label_paths(self, self._npsim_path)
 
 
 class NodeSpec(Model):
@@ -43,7 +63,8 @@ class NodeSpec(Model):
     zone: str = "zone-a"
     proxy_mode: ProxyMode | None = None  # a node half-way through a mode migration
     sync_delay: Seconds = 0.0  # extra delay before this node's kube-proxy applies a change
-    cpu: float = Field(default=1.0, gt=0)  # allocatable CPU: weighs topology-mode Auto
+    # allocatable CPU: weighs topology-mode Auto
+    cpu: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
     firewall: FirewallSpec | None = None  # this node's host firewall (replaces the cluster's)
@@ -252,7 +273,8 @@ class ClusterSpec(Model):
     @model_validator(mode="after")
     def _unique(self) -> ClusterSpec:
         names = [n.name for n in self.nodes]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        seen: set[str] = set()
+        dupes = sorted({n for n in names if n in seen or seen.add(n)})  # O(n), not O(n^2)
         if dupes:
             raise ValueError(f"node names must be unique; repeated: {', '.join(dupes)}")
         known = set(names)
@@ -449,7 +471,7 @@ class NatGateway(Model):
     """A share of the population's users behind a few shared addresses (corporate NAT)."""
 
     addresses: int = Field(ge=1)
-    share: float = Field(gt=0, le=1)
+    share: float = Field(gt=0, le=1, allow_inf_nan=False)
 
 
 class HealthCheckSpec(Model):
@@ -633,6 +655,22 @@ class ClientSpec(Model):
         return self.arrival.users if self.arrival.users else 100
 
 
+def _size(value: Any) -> Any:
+    from npsim.units import parse_size
+
+    return parse_size(value) if isinstance(value, str) else value
+
+
+class LimitsSpec(Model):
+    """Raise (or lower) the guards npsim applies before a run (README "Limits")."""
+
+    max_requests: int | None = Field(default=None, ge=1)
+    max_memory: Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(_size)] = None
+    max_nodes: int | None = Field(default=None, ge=1)
+    max_pods: int | None = Field(default=None, ge=1)
+    max_services: int | None = Field(default=None, ge=1)
+
+
 class RunSpec(Model):
     duration: Seconds | None = None
     requests: int | None = Field(default=None, ge=1)
@@ -641,6 +679,7 @@ class RunSpec(Model):
     replications: int = Field(default=1, ge=1)
     # width of a row of timeseries.parquet (throughput, failures, latency, node views)
     timeseries_bucket: Seconds = Field(default=1.0, gt=0)
+    limits: LimitsSpec = LimitsSpec()
 
     # field checks first, so a scenario file's error points at the offending key
     @field_validator("requests")
@@ -824,6 +863,40 @@ class PortBandSpec(Model):
         return str(PortRange.parse(v))
 
 
+def _variant_list(value: Any) -> Any:
+    return {"each": value} if isinstance(value, list) else value
+
+
+class VariantSpec(Model):
+    """One named change-set of a sweep: YAML key paths to values (``npsim run --set``)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
+    changes: dict[str, Any] = Field(default={}, alias="set")
+
+
+class VariantsSpec(Model):
+    """What ``npsim sweep`` compares: named change-sets (``each``), crossed with every
+    combination of a ``grid`` of paths to value lists; ``baseline`` names the variant the
+    others are compared with (default: the first)."""
+
+    baseline: str | None = None
+    each: list[VariantSpec] = []
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    # metrics in the sweep's report.md table (default: latency, throughput, spread)
+    report: list[str] = []
+
+    @model_validator(mode="after")
+    def _something(self) -> VariantsSpec:
+        if not self.each and not self.grid:
+            raise ValueError("give 'each' (a list of {name, set}) and/or 'grid' "
+                             "(paths to lists of values)")
+        names = [v.name for v in self.each]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
 class ScenarioSpec(Model):
     npsim_version: str | None = None  # written into scenario.resolved.yaml
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -836,3 +909,5 @@ class ScenarioSpec(Model):
     monitoring: MonitoringSpec | None = None
     run: RunSpec
     port_plan: list[PortBandSpec] = []  # checked by `npsim ports`
+    # what ``npsim sweep`` varies (``npsim run`` ignores it)
+    variants: Annotated[VariantsSpec | None, BeforeValidator(_variant_list)] = None

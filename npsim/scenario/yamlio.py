@@ -47,18 +47,35 @@ def _mark(file: str, node: yaml.Node) -> Mark:
     return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that builds MarkedDict/MarkedList and rejects duplicate keys."""
+# Bounds that keep hostile input cheap: real manifests nest about 15 levels and never
+# need more than a handful of digits in a number.
+MAX_DEPTH = 100
+MAX_INT_DIGITS = 40
+MAX_ALIAS_EXPANSION = 10  # an alias-expanded tree may be at most this many times larger
+ALIAS_SLACK = 100_000  # ... plus this many nodes (anchors for labels are fine)
+
+
+class _Marked:
+    """Construction that builds MarkedDict/MarkedList, rejects duplicate and unhashable
+    keys, and bounds nesting depth and integer size. Mixed into the C (libyaml) loader
+    when it is installed, else the pure-Python one; both keep line marks."""
 
     file_label = "<string>"
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> MarkedDict:  # type: ignore[override]
-        self.flatten_mapping(node)
+        self.flatten_mapping(node)  # type: ignore[attr-defined]
         out = MarkedDict()
         out.mark = _mark(self.file_label, node)
-        path = self._path()
+        path = self._enter(node)
         for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=True)
+            key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
+            try:
+                hash(key)
+            except TypeError:
+                raise YamlSyntaxError("a mapping key must be a plain value (a string or a "
+                                      "number), not a list or mapping",
+                                      _mark(self.file_label, key_node),
+                                      format_path(path)) from None
             if key in out:
                 raise DuplicateKeyError(
                     f"duplicate key {key!r} (first at line {out.key_marks[key].line})",
@@ -67,7 +84,7 @@ class _Loader(yaml.SafeLoader):
                 )
             path.append(key)
             try:
-                out[key] = self.construct_object(value_node, deep=True)
+                out[key] = self.construct_object(value_node, deep=True)  # type: ignore[attr-defined]
             finally:
                 path.pop()
             out.key_marks[key] = _mark(self.file_label, key_node)
@@ -75,17 +92,30 @@ class _Loader(yaml.SafeLoader):
         return out
 
     def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> MarkedList:  # type: ignore[override]
-        path = self._path()
+        path = self._enter(node)
         out = MarkedList()
         for i, child in enumerate(node.value):
             path.append(i)
             try:
-                out.append(self.construct_object(child, deep=True))
+                out.append(self.construct_object(child, deep=True))  # type: ignore[attr-defined]
             finally:
                 path.pop()
         out.item_marks = [_mark(self.file_label, child) for child in node.value]
         out.mark = _mark(self.file_label, node)
         return out
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(str(node.value)) > MAX_INT_DIGITS:
+            raise YamlSyntaxError(f"a number of more than {MAX_INT_DIGITS} digits",
+                                  _mark(self.file_label, node), format_path(self._path()))
+        return super().construct_yaml_int(node)  # type: ignore[misc]
+
+    def _enter(self, node: yaml.Node) -> list[Any]:
+        path = self._path()
+        if len(path) >= MAX_DEPTH:
+            raise YamlSyntaxError(f"nested more than {MAX_DEPTH} levels deep",
+                                  _mark(self.file_label, node), format_path(path))
+        return path
 
     def _path(self) -> list[Any]:
         """Keys and indexes from the document root to the node being built."""
@@ -94,8 +124,50 @@ class _Loader(yaml.SafeLoader):
         return self._npsim_path
 
 
-_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
-_Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_sequence)
+class _Loader(_Marked, yaml.SafeLoader):
+    pass
+
+
+_LOADERS: list[type] = [_Loader]
+if getattr(yaml, "__with_libyaml__", False):  # the C parser: a 13 MB manifest in seconds
+
+    class _CLoader(_Marked, yaml.CSafeLoader):  # type: ignore[misc]
+        pass
+
+    _LOADERS.insert(0, _CLoader)
+
+for _cls in _LOADERS:
+    _cls.add_constructor("tag:yaml.org,2002:map", _Marked.construct_mapping)
+    _cls.add_constructor("tag:yaml.org,2002:seq", _Marked.construct_sequence)
+    _cls.add_constructor("tag:yaml.org,2002:int", _Marked.construct_yaml_int)
+
+
+def _expanded_size(docs: list[Any], limit: int) -> bool:
+    """Whether the trees, with every alias expanded, stay within ``limit`` nodes (an
+    alias bomb is small as text and as objects, but huge to anything that walks it)."""
+    sizes: dict[int, int] = {}
+
+    def size(obj: Any) -> int:
+        if not isinstance(obj, dict | list):
+            return 1
+        known = sizes.get(id(obj))
+        if known is not None:
+            return known
+        children = obj.values() if isinstance(obj, dict) else obj
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(obj)] = total
+        return total
+
+    total = 0
+    for doc in docs:
+        total += size(doc)
+        if total > limit:
+            return False
+    return True
 
 
 class YamlSyntaxError(ValueError):
@@ -148,17 +220,20 @@ def _cached_resolve(self: yaml.resolver.Resolver, kind: type, value: Any,
     return tag
 
 
+if len(_LOADERS) > 1:  # the C loader also remembers resolved scalar tags (big dumps)
+    _LOADERS[0].resolve = _cached_resolve  # type: ignore[attr-defined]
+
+
 def load_all(text: str, label: str) -> list[Any]:
     """Every document in ``text`` (multi-document YAML), with marks labelled ``label``."""
     try:
-        return [doc for doc in yaml.load_all(text, Loader=fast_loader(label)) if doc is not None]  # noqa: S506 - SafeLoader based
-    except YamlSyntaxError:
-        raise
-    except yaml.YAMLError:
-        pass  # reparse below: the pure-Python parser words the message the same everywhere
-    loader_cls = type("_LabelledLoader", (_Loader,), {"file_label": label})
-    try:
-        return [doc for doc in yaml.load_all(text, Loader=loader_cls) if doc is not None]  # noqa: S506 - SafeLoader subclass
+        try:
+            docs = _parse(text, label, _LOADERS[0])
+        except yaml.YAMLError:
+            if len(_LOADERS) == 1:
+                raise
+            # the pure-Python parser words syntax errors better; errors are rare: parse again
+            docs = _parse(text, label, _LOADERS[-1])
     except YamlSyntaxError:
         raise
     except yaml.MarkedYAMLError as exc:
@@ -171,6 +246,20 @@ def load_all(text: str, label: str) -> list[Any]:
         raise YamlSyntaxError(f"YAML syntax error: {problem}", where) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(f"YAML error: {exc}") from None
+    except RecursionError:
+        raise YamlSyntaxError(f"YAML nested too deeply (more than {MAX_DEPTH} levels)",
+                              Mark(label, 1, 1)) from None
+    except (ValueError, OverflowError) as exc:  # e.g. a value the safe constructor refuses
+        raise YamlSyntaxError(f"YAML value error: {exc}", Mark(label, 1, 1)) from None
+    if "*" in text and not _expanded_size(docs, MAX_ALIAS_EXPANSION * len(text) + ALIAS_SLACK):
+        raise YamlSyntaxError("YAML aliases expand to too large a document (an alias bomb?)",
+                              Mark(label, 1, 1))
+    return docs
+
+
+def _parse(text: str, label: str, loader: type) -> list[Any]:
+    loader_cls = type("_LabelledLoader", (loader,), {"file_label": label})
+    return [doc for doc in yaml.load_all(text, Loader=loader_cls) if doc is not None]  # noqa: S506 - SafeLoader subclass
 
 
 def load_file(path: Path) -> list[Any]:

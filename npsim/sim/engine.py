@@ -10,6 +10,7 @@ at the pod, end of service), four in userspace mode (the kube-proxy process rela
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import time
 from collections.abc import Callable
@@ -210,8 +211,7 @@ class Simulation:
                 pop.connect_timeout = min(pop.connect_timeout, connect_give_up(
                     cs.syn_retries, cs.balancer.connect_timeout))
                 self._timeouts[i] = pop.connect_timeout
-        n = len(cluster.nodes)
-        self._hop_samplers: list[list[object]] = [[None] * n for _ in range(n)]
+        self._init_hops()
         # HTTPS handshakes per new connection: None (and free) without any `tls`
         self.tls = (TlsCosts(self.populations, streams.generator)
                     if TlsCosts.wanted(spec.clients) else None)
@@ -274,15 +274,49 @@ class Simulation:
 
     # --- hot path ---------------------------------------------------------------------
 
+    def _init_hops(self) -> None:
+        """Hop latency samplers, shared per kind of hop rather than made per node pair.
+
+        A hop's latency depends only on its kind: the same node, the same zone, a pair of
+        zones, or an explicit ``network.links`` entry. One sampler (and stream) per kind:
+        ``hop/same-node``, ``hop/zone/<from>/<to>``, ``link/<from>/<to>`` for explicit
+        links. A per-pair stream cost a numpy Generator per pair used (about a million
+        pairs at 1000 nodes). Each stream still depends only on its own name and on how
+        many hops of its kind were drawn, never on which other nodes exist.
+        """
+        cluster = self.cluster
+        zones: dict[str, int] = {}
+        self._zone_of = [zones.setdefault(n.zone, len(zones)) for n in cluster.nodes]
+        self._zone_names = list(zones)
+        self._zone_hops: dict[int, object] = {}
+        self._same_node = cluster.same_node.sampler(self.streams.generator("hop/same-node"))
+        self._links: dict[tuple[int, int], object] | None = None
+        if cluster.graph.number_of_edges():
+            self._links = {}
+            for a_name, b_name, data in cluster.graph.edges(data=True):
+                a, b = cluster.node_index(a_name), cluster.node_index(b_name)
+                for x, y in ((a, b), (b, a)):  # one stream per direction, as before
+                    rng = self.streams.generator(
+                        f"link/{cluster.nodes[x].name}/{cluster.nodes[y].name}")
+                    self._links[(x, y)] = data["latency"].sampler(rng)
+
     def _hop(self, a: int, b: int):  # noqa: ANN202 - Sampler
-        """The latency sampler of the hop a -> b, made on first use (one stream per link)."""
-        row = self._hop_samplers[a]
-        sampler = row[b]
+        """The latency sampler of the hop from node ``a`` to a pod on node ``b``."""
+        links = self._links
+        if links is not None:
+            sampler = links.get((a, b))
+            if sampler is not None:
+                return sampler
+        if a == b:
+            return self._same_node
+        za, zb = self._zone_of[a], self._zone_of[b]
+        key = za * len(self._zone_names) + zb
+        sampler = self._zone_hops.get(key)
         if sampler is None:
-            dist = self.cluster.hop_latency(a, b)
-            names = self.cluster.nodes
-            rng = self.streams.generator(f"link/{names[a].name}/{names[b].name}")
-            sampler = row[b] = dist.sampler(rng)
+            dist = self.cluster.same_zone if za == zb else self.cluster.cross_zone
+            names = self._zone_names
+            sampler = self._zone_hops[key] = dist.sampler(
+                self.streams.generator(f"hop/zone/{names[za]}/{names[zb]}"))
         return sampler
 
     def send(self, pop: Population, slot: int, now: float) -> bool:
@@ -490,6 +524,35 @@ class Simulation:
 
     # --- driving ---
 
+    def _release(self) -> None:
+        """Break the reference cycles of a finished run (callbacks bound to the
+        simulation, pending events), so its request log is freed as soon as the caller
+        drops it rather than whenever the cyclic collector runs."""
+        self.env._queue.clear()  # type: ignore[attr-defined]
+        for pop in self.populations:
+            pop.send = None  # type: ignore[assignment]
+            pop.__dict__.pop("_arrive", None)
+        for server in self.pods:
+            server.on_done = None
+        for relay in self.relays:
+            if relay is not None:
+                relay.forward = None  # type: ignore[assignment]
+        self.control.add_pod = self.control.stop_pod = None  # type: ignore[assignment]
+        # components that keep the simulation (or one of its bound methods) by attribute
+        for value in list(vars(self).values()):
+            members = (value.values() if isinstance(value, dict) else value
+                       if isinstance(value, list | tuple) else (value,))
+            for member in members:
+                attrs = getattr(member, "__dict__", None)
+                if not attrs or member is self:
+                    continue
+                for name, attr in list(attrs.items()):
+                    if attr is self or getattr(attr, "__self__", None) is self:
+                        attrs[name] = None
+        self._arrive = []
+        self._appenders = ()
+        self._progress = None
+
     def _report(self, progress: Callable[[float], None], duration: float):  # noqa: ANN202
         """A cheap periodic SimPy process: one event per 1% of a timed run."""
         step = duration / 100
@@ -515,18 +578,29 @@ class Simulation:
                 pop.balancer.start(self.sending)
         for prober in self.blackbox.values():
             prober.start(self.sending)
-        if run.duration is not None:
-            if progress is not None:
-                self.env.process(self._report(progress, run.duration))
-            self.env.run(until=run.duration)
-            end = float(run.duration)
-        else:
-            # a request-count run drains; it ends when the client has seen the last answer
-            # (progress is reported by send() every 1% of the budget)
-            self._progress = progress
-            self.env.run()
-            ends = self.log.columns()["t_end"]
-            end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
+        # The cyclic collector found nothing to free during a run (requests live in
+        # arrays, events are freed by reference counting) but walked the model and the
+        # in-flight events again and again: at 10,000 pods it took a third of the run.
+        # It is paused for the run and restored after; _release() breaks the run's cycles.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            if run.duration is not None:
+                if progress is not None:
+                    self.env.process(self._report(progress, run.duration))
+                self.env.run(until=run.duration)
+                end = float(run.duration)
+            else:
+                # a request-count run drains; it ends when the client has seen the last
+                # answer (progress is reported by send() every 1% of the budget)
+                self._progress = progress
+                self.env.run()
+                ends = self.log.columns()["t_end"]
+                end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
+        finally:
+            if collecting:
+                gc.enable()
+            self._release()
         if self.tls is not None:  # what the handshakes cost, one line per population
             for pop, t in zip(self.populations, self.tls.by_population, strict=True):
                 if t is not None:

@@ -10,8 +10,10 @@ their arrivals (common random numbers).
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported with the first stream: validating needs none
+    import numpy as np
 
 
 class Streams:
@@ -20,6 +22,8 @@ class Streams:
         self.replication = replication
 
     def generator(self, name: str) -> np.random.Generator:
+        import numpy as np
+
         key = (self.replication, zlib.crc32(name.encode()))
         seed = np.random.SeedSequence(self.seed, spawn_key=key)
         return np.random.Generator(np.random.PCG64(seed))

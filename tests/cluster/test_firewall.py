@@ -267,7 +267,7 @@ def test_explain_prints_the_firewalls_and_traces_through_them(tmp_path: Path) ->
     path = tmp_path / "fw.yaml"
     path.write_text(yaml.safe_dump(data))
     result = CliRunner().invoke(main, ["explain", str(path), "--node", "node-2", "--trace",
-                                       "203.0.113.7"])
+                                       "203.0.113.7", "--allow-outside-files"])
     out = result.stdout
     assert result.exit_code == 0, result.stderr
     assert "# node firewall of node-2 (ipvs mode: a NodePort connection to a pod traverses " \

@@ -37,3 +37,14 @@ def test_p99_and_error_ratio_rules_over_a_slowdown():
     assert list(zip(ev["time"], ev["kind"], ev["subject"], strict=True)) == [
         (20.0, "alert_firing", "Slow"), (25.0, "alert_resolved", "Slow")]
     assert result.metric("time_to_detect") == 10.0
+
+
+def test_a_monitored_run_where_nothing_happens_and_nothing_fires():
+    """A quiet run with alert rules: no transition at all, and no crash building the log."""
+    d = scenario_dict(nodes=2, replicas=2, workers=8, service_time=constant(1e-3),
+                      clients=[client(rate=50.0)], duration=10.0)
+    d["monitoring"] = {"evaluationInterval": "5s", "alerts": [
+        {"name": "Errors", "errorRatio": {"above": 0.5, "window": "5s"}, "for": "5s"}]}
+    result = npsim.run(npsim.scenario_from_dict(d))
+    assert result.events.empty
+    assert result.metric("requests_failed") == 0

@@ -269,7 +269,10 @@ def test_multi_document_file_relative_to_the_scenario(
     path = write_scenario(project / "scenarios",
                           ["manifests/app.yaml", "../shared/admin.yaml"], ["web"], "web")
     monkeypatch.chdir(tmp_path)  # paths are relative to the scenario, not the cwd
-    scenario = load_scenario(Path("project/scenarios/scenario.yaml"))
+    # ../shared is outside the scenario's folder: read only when the user allows it
+    with pytest.raises(ScenarioError, match="outside the scenario's folder"):
+        load_scenario(Path("project/scenarios/scenario.yaml"))
+    scenario = load_scenario(Path("project/scenarios/scenario.yaml"), allow_outside_files=True)
     assert path.exists()
     assert set(scenario.services) == {"web", "web-admin"}
     assert scenario.services["web"].origin == "manifests/app.yaml#0"

@@ -1,0 +1,168 @@
+"""How npsim's cost grows with the cluster: run speed, build time and memory per request.
+
+Each configuration (nodes / pods) runs in a fresh process (so peak RSS is its own):
+one iptables NodePort Service with Cluster policy over ``pods`` pods spread on ``nodes``
+nodes in three zones, clients entering at a random node, ``requests`` requests, each
+pod at utilisation 0.5. Printed per configuration:
+
+* run speed: requests per CPU-second of the simulation itself (``Simulation.run``);
+* build (s): CPU time to build the cluster, kube-proxies and endpoint tables;
+* request frame (s): CPU time to build the request DataFrame from the run's columns;
+* peak RSS and bytes per request: (peak RSS - RSS after loading the scenario) / requests,
+  over one whole ``npsim.run`` (simulation, frames, summary) in its own fresh process.
+
+    python benchmarks/bench_scale.py                    # the issue's table, 1M requests
+    python benchmarks/bench_scale.py --requests 200000  # quicker
+    python benchmarks/bench_scale.py --compare /path/to/other/checkout   # interleaved A/B
+
+``--compare DIR`` runs every configuration with the npsim found in DIR as well, alternating
+(this tree, DIR, this tree, ...), so a loaded machine affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIGS = [(3, 6), (100, 200), (1000, 2000), (1000, 10000)]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def scenario_data(nodes: int, pods: int, requests: int) -> dict:
+    zones = ["zone-a", "zone-b", "zone-c"]
+    return {
+        "name": f"scale-{nodes}-{pods}",
+        "cluster": {"proxyMode": "iptables",
+                    "nodes": [{"name": f"node-{i}", "zone": zones[i % 3]} for i in range(nodes)]},
+        "manifests": [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+             "spec": {"type": "NodePort", "selector": {"app": "web"},
+                      "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+             "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "web"}},
+                      "template": {"metadata": {"labels": {"app": "web"}},
+                                   "spec": {"containers": [{"name": "web", "ports": [
+                                       {"containerPort": 8080}]}]}}}},
+        ],
+        "workloads": {"web": {"workers": 4, "serviceTime": {"dist": "exponential",
+                                                            "mean": "5ms"}}},
+        "clients": [{"name": "users", "service": "web", "sourceIPs": 1000,
+                     "arrival": {"rate": f"{pods * 400}/s"}, "entry": "random",
+                     "rtt": {"dist": "lognormal", "mean": "1ms", "cv": 0.5}}],
+        "run": {"requests": requests, "seed": 1,
+                "limits": {"maxRequests": max(requests, 1), "maxMemory": "64GiB"}},
+    }
+
+
+def rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def one(nodes: int, pods: int, requests: int) -> dict:
+    """Measure one configuration in this process (called in a child)."""
+    import npsim
+    from npsim.scenario.schema import RunSpec
+    from npsim.sim.engine import Simulation
+
+    data = scenario_data(nodes, pods, requests)
+    if "limits" not in RunSpec.model_fields:  # an npsim from before run.limits
+        del data["run"]["limits"]
+    scenario = npsim.scenario_from_dict(data)
+    t0 = time.process_time()
+    sim = Simulation(scenario)
+    build = time.process_time() - t0
+    t0 = time.process_time()
+    out = sim.run()
+    run = time.process_time() - t0
+    t0 = time.process_time()
+    from npsim.results.frames import request_frame
+
+    request_frame(out)
+    frames = time.process_time() - t0
+    return {"nodes": nodes, "pods": pods, "run_speed": requests / run, "build": build,
+            "frames": frames}
+
+
+def peak(nodes: int, pods: int, requests: int) -> dict:
+    """Peak RSS of one whole ``npsim.run`` in a fresh process (called in a child)."""
+    import npsim
+    import npsim.api  # noqa: F401 - everything a run imports, before the baseline
+    import npsim.results.summary  # noqa: F401
+    from npsim.scenario.schema import RunSpec
+
+    data = scenario_data(nodes, pods, requests)
+    if "limits" not in RunSpec.model_fields:
+        del data["run"]["limits"]
+    scenario = npsim.scenario_from_dict(data)
+    base = rss("VmRSS")
+    result = npsim.run(scenario)
+    top = rss("VmHWM")
+    return {"requests": len(result.requests), "peak_mb": top / 2**20,
+            "bytes_per_request": (top - base) / requests}
+
+
+def measure(nodes: int, pods: int, requests: int, npsim_dir: Path | None) -> dict:
+    env = dict(os.environ)
+    if npsim_dir is not None:
+        env["PYTHONPATH"] = str(npsim_dir)
+    row = {}
+    for mode in ("--one", "--peak"):
+        out = subprocess.run([sys.executable, __file__, mode, str(nodes), str(pods),
+                              str(requests)], capture_output=True, text=True, env=env,
+                             check=True)
+        row.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    return row
+
+
+def table(rows: list[dict], label: str) -> list[str]:
+    head = "| nodes / pods | " + " | ".join(f"{r['nodes']} / {r['pods']}" for r in rows) + " |"
+    lines = [f"{label}", "", head, "|---|" + "---:|" * len(rows)]
+    for key, name, fmt in (("run_speed", "run speed (requests/CPU-s)", "{:,.0f}"),
+                           ("build", "build (CPU s)", "{:.2f}"),
+                           ("frames", "request frame (CPU s)", "{:.2f}"),
+                           ("peak_mb", "peak RSS (MB)", "{:,.0f}"),
+                           ("bytes_per_request", "bytes per request", "{:,.0f}")):
+        lines.append(f"| {name} | " + " | ".join(fmt.format(r[key]) for r in rows) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--configs", default=",".join(f"{n}/{p}" for n, p in CONFIGS),
+                        help="nodes/pods pairs, comma-separated")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another npsim checkout to measure interleaved with this one")
+    parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--peak", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one)))
+        return
+    if args.peak:
+        print(json.dumps(peak(*args.peak)))
+        return
+    configs = [tuple(int(x) for x in c.split("/")) for c in args.configs.split(",")]
+    mine, theirs = [], []
+    for nodes, pods in configs:
+        mine.append(measure(nodes, pods, args.requests, ROOT))
+        if args.compare is not None:
+            theirs.append(measure(nodes, pods, args.requests, args.compare))
+    print(f"{args.requests:,} requests per configuration; load average "
+          f"{os.getloadavg()[0]:.1f} at the end\n")
+    print("\n".join(table(mine, f"this tree ({ROOT})")))
+    if theirs:
+        print()
+        print("\n".join(table(theirs, f"compared ({args.compare})")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Checks before a run: will it fit this machine, and will the cluster it builds work?
+
+:func:`preflight` is what ``npsim validate`` and :func:`npsim.run` call after loading, so
+``validate`` rejects everything ``run`` would, and a run never starts that would hang,
+exhaust memory or stop half-way:
+
+* an estimate of the requests, pods, nodes, Service ports and memory a run needs, refused
+  over a limit (defaults sized to this machine; raise them with ``--max-requests``,
+  ``--max-memory`` or ``run.limits``), with what was estimated and how to raise it;
+* addresses: node addresses unique, pod CIDRs disjoint, and room in each node's pod CIDR
+  for every pod it will ever hold, scale events included (replayed with the cluster
+  model's own placement, so the check and the run agree).
+
+The node, pod and Service defaults follow the Kubernetes scalability envelope
+("Considerations for large clusters", kubernetes.io/docs/setup/best-practices/cluster-large:
+at most 5,000 nodes and 150,000 pods).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from npsim.scenario.manifests import selector_matches
+from npsim.scenario.problems import Problems
+from npsim.units import format_duration, format_size
+
+if TYPE_CHECKING:
+    from npsim.scenario.loader import Scenario
+
+MAX_NODES = 5_000
+MAX_PODS = 150_000
+MAX_SERVICES = 20_000  # Service ports simulated (otherServices only cost rules, not memory)
+MAX_REQUESTS = 100_000_000  # over all replications
+BASE_MEMORY = 300 << 20  # the interpreter with numpy, pandas and pyarrow loaded
+# measured (benchmarks/bench_scale.py): request columns while running, frames after
+BYTES_PER_REQUEST_RUNNING = 260
+BYTES_PER_REQUEST_KEPT = 150
+BYTES_PER_POD = 3_000
+BYTES_PER_NODE = 6_000
+BYTES_PER_NODE_SERVICE = 700  # each node's kube-proxy view of each Service port
+BYTES_PER_ENDPOINT = 120  # endpoint objects and shared per-table columns
+
+
+def default_max_memory() -> int:
+    """Half of this machine's physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a run of a scenario will need, from the scenario alone."""
+
+    requests_per_replication: float
+    replications: int
+    pods: int  # ever created (scale-ups included)
+    nodes: int
+    service_ports: int
+    endpoints: int
+    memory: float  # bytes, peak
+
+    @property
+    def requests(self) -> float:
+        return self.requests_per_replication * self.replications
+
+
+def _service_floor(scenario: Scenario, service: str) -> float:
+    """The shortest mean service time among the pods a Service selects (0 if none)."""
+    svc = scenario.services.get(service)
+    if svc is None:
+        return 0.0
+    means = [scenario.spec.workloads[d.name].service_time.mean
+             for d in scenario.deployments.values()
+             if d.replicas > 0 and d.name in scenario.spec.workloads
+             and selector_matches(svc.selector, d.pod_labels)]
+    return min(means, default=0.0)
+
+
+def estimate_requests(scenario: Scenario) -> float:
+    """Requests one replication generates: the budget, or the expected count over the
+    duration (open loop: the rate schedule's integral; closed loop: users over the
+    shortest possible cycle, think + round trip + service, so an upper bound)."""
+    run = scenario.spec.run
+    if run.requests is not None:
+        return float(run.requests)
+    duration = float(run.duration or 0.0)
+    total = 0.0
+    for client in scenario.spec.clients:
+        arrival = client.arrival
+        if arrival.closed:
+            think = arrival.think_time.mean if arrival.think_time is not None else 0.0
+            cycle = think + client.rtt.mean + _service_floor(scenario, client.service)
+            total += math.inf if cycle <= 0 else (arrival.users or 0) * duration / cycle
+            continue
+        steps = arrival.steps()
+        for i, (at, rate) in enumerate(steps):
+            end = steps[i + 1][0] if i + 1 < len(steps) else duration
+            total += rate * max(0.0, min(end, duration) - min(at, duration))
+    return total
+
+
+def _pods_ever(scenario: Scenario) -> int:
+    """Pods created over a run: the replicas, plus every scale-up (addresses are not
+    reused, so a scale-down and up again takes new ones)."""
+    current = {name: dep.replicas for name, dep in scenario.deployments.items()}
+    total = sum(current.values())
+    for event in sorted(scenario.spec.events, key=lambda e: e.at):
+        if getattr(event, "scale", None) is None:  # faults and other events
+            continue
+        name = event.scale.deployment
+        if name in current:
+            total += max(0, event.scale.replicas - current[name])
+            current[name] = event.scale.replicas
+    return total
+
+
+def estimate(scenario: Scenario) -> Estimate:
+    spec = scenario.spec
+    per_rep = estimate_requests(scenario)
+    reps = spec.run.replications
+    nodes = len(spec.cluster.nodes)
+    pods = _pods_ever(scenario)
+    ports = sum(len(s.ports) for s in scenario.services.values())
+    endpoints = 0
+    for svc in scenario.services.values():
+        selected = sum(d.replicas for d in scenario.deployments.values()
+                       if selector_matches(svc.selector, d.pod_labels))
+        endpoints += selected * len(svc.ports)
+    versions = 1 + len(spec.events)  # each endpoint change is kept as a version
+    memory = (BASE_MEMORY + per_rep * BYTES_PER_REQUEST_RUNNING
+              + per_rep * reps * BYTES_PER_REQUEST_KEPT + pods * BYTES_PER_POD
+              + nodes * BYTES_PER_NODE + nodes * ports * BYTES_PER_NODE_SERVICE
+              + endpoints * versions * BYTES_PER_ENDPOINT)
+    return Estimate(per_rep, reps, pods, nodes, ports, endpoints, memory)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_requests: int = MAX_REQUESTS
+    max_memory: int = 0  # 0: half of this machine's memory
+    max_nodes: int = MAX_NODES
+    max_pods: int = MAX_PODS
+    max_services: int = MAX_SERVICES
+
+
+def limits_for(scenario: Scenario, max_requests: int | None = None,
+               max_memory: int | None = None) -> Limits:
+    """The limits that apply: arguments (CLI flags) over ``run.limits`` over defaults."""
+    given = scenario.spec.run.limits
+    return Limits(
+        max_requests=max_requests or given.max_requests or MAX_REQUESTS,
+        max_memory=max_memory or given.max_memory or default_max_memory(),
+        max_nodes=given.max_nodes or MAX_NODES,
+        max_pods=given.max_pods or MAX_PODS,
+        max_services=given.max_services or MAX_SERVICES,
+    )
+
+
+def _fmt(count: float) -> str:
+    return "infinitely many" if math.isinf(count) else f"{count:,.0f}"
+
+
+def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = None,
+                 max_memory: int | None = None) -> Estimate:
+    """Report every estimate over its limit as a problem at the key that drives it."""
+    est = estimate(scenario)
+    lim = limits_for(scenario, max_requests, max_memory)
+    tree = scenario.tree
+    run = scenario.spec.run
+    if est.requests > lim.max_requests:
+        if run.requests is not None:
+            how = f"requests: {run.requests:,} x {run.replications} replication(s)"
+        elif math.isinf(est.requests_per_replication):
+            how = ("a closed loop whose users think, travel and are served in no time "
+                   "sends without end: give thinkTime, rtt or serviceTime a positive mean")
+        else:
+            how = (f"about {_fmt(est.requests_per_replication)} per replication over "
+                   f"{format_duration(float(run.duration or 0))} x {run.replications} "
+                   "replication(s)")
+        where = ["run", "requests" if run.requests is not None else "duration"]
+        p.at(tree, where,
+             f"the run would generate {_fmt(est.requests)} requests ({how}), more than the "
+             f"limit of {lim.max_requests:,}; shorten the run, lower the rate, or raise the "
+             "limit with --max-requests N or run.limits.maxRequests")
+    for count, limit, what, key, where in (
+        (est.nodes, lim.max_nodes, "nodes", "maxNodes", ["cluster", "nodes"]),
+        (est.pods, lim.max_pods, "pods (scale-ups included)", "maxPods", ["workloads"]),
+        (est.service_ports, lim.max_services, "Service ports", "maxServices", ["manifests"]),
+    ):
+        if count > limit:
+            p.at(tree, where, f"the scenario has {count:,} {what}, more than the limit of "
+                 f"{limit:,}; raise it with run.limits.{key}")
+    if est.memory > lim.max_memory and not math.isinf(est.requests):
+        p.at(tree, ["run"],
+             f"the run would need about {format_size(est.memory)} of memory "
+             f"({_fmt(est.requests)} requests, {est.pods:,} pods, {est.nodes:,} nodes, "
+             f"{est.service_ports:,} Service ports), more than the limit of "
+             f"{format_size(lim.max_memory)}; make the run smaller, or raise the limit "
+             "with --max-memory SIZE or run.limits.maxMemory (e.g. 16GiB)")
+    return est
+
+
+def check_addresses(scenario: Scenario, p: Problems) -> None:
+    """Node addresses unique, pod CIDRs disjoint, and room for every pod ever placed.
+
+    Runs only when the sizes are within limits (it builds the cluster)."""
+    from npsim.cluster.model import address_problems
+
+    for loc, message in address_problems(scenario):
+        p.at(scenario.tree, loc, message)
+
+
+def preflight(scenario: Scenario, max_requests: int | None = None,
+              max_memory: int | None = None) -> Estimate:
+    """Every check a run needs before it starts; raises ScenarioError with all problems."""
+    p = Problems()
+    est = check_limits(scenario, p, max_requests, max_memory)
+    if not p.errors:
+        check_addresses(scenario, p)
+    p.raise_if_any()
+    return est
+
+
+def describe(est: Estimate) -> dict[str, Any]:
+    """The estimate as plain numbers (``npsim validate`` prints it)."""
+    return {"requests": est.requests, "pods": est.pods, "nodes": est.nodes,
+            "service_ports": est.service_ports, "memory": est.memory}

@@ -1,0 +1,97 @@
+"""One way to run independent simulation tasks in parallel: a process pool, or a Dask
+cluster when one machine is not enough.
+
+Used for the replications of one ``npsim run --jobs N`` and for the runs of a sweep.
+Every task is deterministic on its own (seed, replication, variant), so results never
+depend on how many processes ran them or in which order they finished.
+
+Workers are forked from this process when it runs no other Python thread (they start
+at once, npsim already imported); otherwise (a notebook with Dask or other threads
+running) from a fork server that imports npsim once, since forking a process whose
+threads may hold locks is not safe.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without an answer (killed, out of memory): the tasks it
+    and its peers had in hand are lost; finished ones are not."""
+
+
+def default_jobs() -> int:
+    """Every core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["npsim.api"])
+        return ctx
+    return multiprocessing.get_context("spawn")  # pragma: no cover - not Unix
+
+
+def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], jobs: int | None = None,
+              client: Any = None) -> Iterator[tuple[int, R]]:
+    """Yield ``(index, fn(tasks[index]))`` as tasks finish (in any order).
+
+    ``jobs=1`` runs in this process; ``client`` (a ``dask.distributed.Client``) sends the
+    tasks to its cluster instead of a local pool. An exception raised by ``fn`` is
+    raised here; a worker process that dies raises :class:`WorkerDied` after the tasks
+    that finished were yielded.
+    """
+    if not tasks:
+        return
+    if client is not None:
+        from npsim.sweep.on_dask import run_on_dask
+
+        yield from run_on_dask(fn, tasks, client)
+        return
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs <= 1 or len(tasks) == 1:
+        for i, task in enumerate(tasks):
+            yield i, fn(task)
+        return
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=_context()) as pool:
+        gc.freeze()  # forked workers then leave the parent's objects alone (no copy-on-write
+        try:  # copies of every page the collector would touch); unfrozen once they started
+            pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+        finally:
+            gc.unfreeze()
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        continue  # reported once below, after the finished ones
+                    yield i, result
+                if any(f.done() and isinstance(f.exception(), BrokenProcessPool)
+                       for f in done):
+                    lost = len(pending) + sum(1 for f in done if f.exception() is not None)
+                    raise WorkerDied(f"a worker process died; {lost} unfinished task(s) "
+                                     "were lost")
+        finally:
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,133 @@
+"""``npsim sweep``: every variant x replication of a scenario, in parallel, resumable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from npsim import __version__
+from npsim.scenario.loader import Scenario, load_scenario
+from npsim.sweep.pool import run_tasks
+from npsim.sweep.store import (
+    METRIC_COLUMNS,
+    RunRecord,
+    RunTask,
+    execute,
+    finished,
+    read_metrics,
+    run_folder,
+    write_file,
+)
+from npsim.sweep.tables import (
+    REPORT_METRICS,
+    comparison_table,
+    paired_differences,
+    variant_summary,
+)
+from npsim.sweep.variants import expand
+
+SweepProgress = Callable[[int, int], None]  # (runs finished, runs to do) in this call
+
+
+@dataclass
+class SweepResult:
+    """The tables of a sweep (also written to ``folder``)."""
+
+    folder: Path
+    baseline: str
+    runs: pd.DataFrame  # tidy: variant, replication, metric, value
+    summary: pd.DataFrame  # variant, metric, runs, mean, ci_low, ci_high
+    paired: pd.DataFrame  # variant - baseline per metric, paired and unpaired CIs
+    failures: pd.DataFrame  # variant, replication, error
+    computed: int  # runs made by this call (the rest were already finished)
+    wall_seconds: float
+    variants: list[str] = field(default_factory=list)
+    report_metrics: list[str] = field(default_factory=lambda: list(REPORT_METRICS))
+
+    def report(self) -> str:
+        """The comparison table (markdown), with failures if any."""
+        text = comparison_table(self.summary, self.paired, self.baseline, self.report_metrics)
+        if not self.failures.empty:
+            text += "\n\nFailed runs (see runs/<variant>/rep-<r>.failed/error.txt):\n" + "\n".join(
+                f"  {r.variant} rep {r.replication}: {r.error}"
+                for r in self.failures.itertuples())
+        return text
+
+
+def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None = None,
+          client: Any = None, changes: dict[str, Any] | None = None,
+          replications: int | None = None, progress: SweepProgress | None = None) -> SweepResult:
+    """Run every variant x replication of ``scenario`` into the folder ``out``.
+
+    ``jobs`` processes (default: every core), or the Dask cluster of ``client`` (a
+    ``dask.distributed.Client``; its workers must see ``out``). Runs already finished
+    in ``out`` are not recomputed; a run that raises is recorded and the rest go on.
+    ``changes`` (path -> value) apply to every variant, like ``npsim run --set``.
+    """
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
+    if replications is not None:
+        scenario = scenario.with_changes({"run.replications": replications})
+    variants, baseline = expand(scenario, changes)
+    out = Path(out).resolve()
+    reps = scenario.spec.run.replications
+    tasks = [RunTask(v.name, r, v.scenario, run_folder(out, v.name, r))
+             for r in range(reps) for v in variants]
+    todo = [t for t in tasks if not finished(t)]
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    records: dict[tuple[str, int], RunRecord] = {}
+    if progress is not None:
+        progress(0, len(todo))
+    for i, record in run_tasks(execute, todo, jobs, client):
+        records[(todo[i].variant, todo[i].replication)] = record
+        if progress is not None:
+            progress(len(records), len(todo))
+    order = [v.name for v in variants]
+    parts, failures = [], []
+    for task in sorted(tasks, key=lambda t: (order.index(t.variant), t.replication)):
+        record = records.get((task.variant, task.replication))
+        if record is not None and record.error is not None:
+            failures.append({"variant": task.variant, "replication": task.replication,
+                             "error": record.error})
+        elif task.folder is not None and task.folder.exists():
+            parts.append(read_metrics(task))
+    runs = (pd.concat(parts, ignore_index=True) if parts
+            else pd.DataFrame({c: [] for c in METRIC_COLUMNS}))
+    summary = variant_summary(runs, order)
+    paired = paired_differences(runs, order, baseline)
+    failed = pd.DataFrame(failures, columns=["variant", "replication", "error"])
+    result = SweepResult(out, baseline, runs, summary, paired, failed, len(todo),
+                         time.perf_counter() - started, order)
+    if scenario.spec.variants is not None and scenario.spec.variants.report:
+        result.report_metrics = list(scenario.spec.variants.report)
+    _write_tables(result, scenario)
+    return result
+
+
+def _write_tables(result: SweepResult, scenario: Scenario) -> None:
+    out = result.folder
+    write_file(out / "sweep.parquet", lambda p: result.runs.to_parquet(p, index=False))
+    write_file(out / "summary.csv", lambda p: result.summary.to_csv(p, index=False))
+    write_file(out / "paired.csv", lambda p: result.paired.to_csv(p, index=False))
+    write_file(out / "failures.csv", lambda p: result.failures.to_csv(p, index=False))
+    spec = scenario.spec
+    header = (f"# {spec.name}: {len(result.variants)} variants x {spec.run.replications} "
+              f"replications\n\nGenerated by npsim {__version__}: `npsim sweep "
+              f"{scenario.source}`; seed {spec.run.seed}, common random numbers across "
+              "variants. Each cell is the mean over replications [95% CI].\n\n"
+              + (f"{spec.description.strip()}\n\n" if spec.description.strip() else ""))
+    figure = ""
+    if not result.summary.empty:
+        from npsim.sweep.figure import comparison_figure
+
+        fig = comparison_figure(result.summary, result.baseline, result.report_metrics)
+        write_file(out / "comparison.png", lambda p: fig.savefig(p, format="png", dpi=90))
+        figure = "![mean and 95% CI per variant](comparison.png)\n\n"
+    write_file(out / "report.md",
+               lambda p: p.write_text(header + figure + result.report() + "\n"))

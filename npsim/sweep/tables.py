@@ -1,0 +1,119 @@
+"""A sweep's tables: per-variant means with 95% CIs, and paired differences.
+
+Replication ``r`` of every variant shares its random numbers (common random numbers),
+so the difference of two variants is computed replication by replication (a paired
+t-interval): noise the variants share cancels. The unpaired (Welch) interval is given
+beside it to show how much pairing buys.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from npsim.results.summary import confidence_interval
+from npsim.units import format_duration
+
+REPORT_METRICS = ("throughput", "latency_p50", "latency_p99", "queue_wait_mean",
+                  "cross_node_fraction", "pod_share_max_over_mean", "pod_share_jain",
+                  "source_ip_intact_fraction")
+
+
+def variant_summary(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """variant, metric, runs, mean, ci_low, ci_high (bounded metrics stay in range)."""
+    rows = []
+    for variant in order:
+        part = runs[runs["variant"] == variant]
+        for metric, values in part.groupby("metric", sort=False)["value"]:
+            mean, low, high = confidence_interval(values.to_numpy(), str(metric))
+            rows.append({"variant": variant, "metric": metric, "runs": int(values.notna().sum()),
+                         "mean": mean, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["variant", "metric", "runs", "mean", "ci_low",
+                                       "ci_high"])
+
+
+def _welch(a: np.ndarray, b: np.ndarray) -> float:
+    """Half-width of the 95% Welch interval of mean(a) - mean(b)."""
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return 0.0
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(stats.t.ppf(0.975, df) * se)
+
+
+def paired_differences(runs: pd.DataFrame, order: list[str], baseline: str) -> pd.DataFrame:
+    """Per variant and metric: mean of (variant - baseline) over shared replications,
+    the paired 95% CI, and the unpaired one for comparison."""
+    wide = runs.pivot_table(index=["metric", "replication"], columns="variant", values="value",
+                            aggfunc="first", dropna=False)
+    rows = []
+    for variant in order:
+        if variant == baseline or variant not in wide or baseline not in wide:
+            continue
+        for metric, part in wide[[variant, baseline]].groupby(level="metric", sort=False):
+            both = part.dropna()
+            a, b = both[variant].to_numpy(), both[baseline].to_numpy()
+            diff, low, high = confidence_interval(a - b)
+            half = _welch(a, b) if len(a) >= 2 else math.nan
+            rows.append({"variant": variant, "baseline": baseline, "metric": metric,
+                         "runs": len(both), "difference": diff, "ci_low": low, "ci_high": high,
+                         "unpaired_ci_low": diff - half, "unpaired_ci_high": diff + half})
+    return pd.DataFrame(rows, columns=["variant", "baseline", "metric", "runs", "difference",
+                                       "ci_low", "ci_high", "unpaired_ci_low",
+                                       "unpaired_ci_high"])
+
+
+def _fmt(metric: str, value: float) -> str:
+    if value != value:
+        return "-"
+    if metric.startswith(("latency", "queue_wait", "first_packet")):
+        return format_duration(value, 4)
+    if metric.endswith("jain"):
+        return f"{value:.4f}"
+    if metric.endswith("fraction"):
+        return f"{value:.1%}"
+    return f"{value:.4g}"
+
+
+def comparison_table(summary: pd.DataFrame, paired: pd.DataFrame, baseline: str,
+                     metrics: tuple[str, ...] | list[str] = REPORT_METRICS) -> str:
+    """Markdown: each variant's mean [95% CI] per metric, then the paired differences
+    against the baseline with the unpaired CI half-width for comparison."""
+    metrics = tuple(m for m in metrics if m in set(summary["metric"]))
+    lines = ["| variant | " + " | ".join(metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
+    by = summary.set_index(["variant", "metric"])
+    for variant in dict.fromkeys(summary["variant"]):
+        cells = []
+        for m in metrics:
+            row = by.loc[(variant, m)]
+            cell = _fmt(m, row["mean"])
+            if not math.isnan(row["ci_low"]):
+                cell += f" [{_fmt(m, row['ci_low'])}, {_fmt(m, row['ci_high'])}]"
+            cells.append(cell)
+        name = f"**{variant}** (baseline)" if variant == baseline else variant
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if paired.empty:
+        return "\n".join(lines)
+    lines += ["", f"Differences against `{baseline}`: mean over replications +- the paired 95% "
+              "CI half-width (unpaired half-width in parentheses: what the comparison would "
+              "cost without common random numbers).", "",
+              "| variant | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    diffs = paired.set_index(["variant", "metric"])
+    for variant in dict.fromkeys(paired["variant"]):
+        cells = []
+        for m in metrics:
+            if (variant, m) not in diffs.index:
+                cells.append("-")
+                continue
+            r = diffs.loc[(variant, m)]
+            paired_half = (r["ci_high"] - r["ci_low"]) / 2
+            unpaired_half = (r["unpaired_ci_high"] - r["unpaired_ci_low"]) / 2
+            cells.append(f"{_fmt(m, r['difference'])} +- {_fmt(m, paired_half)} "
+                         f"({_fmt(m, unpaired_half)})")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The variants of a sweep: a scenario's ``variants:`` expanded into named, validated
+scenarios (each a :meth:`Scenario.with_changes` of the base).
+
+Every variant keeps the base's seed, so replication ``r`` of every variant draws from
+the same named random streams (common random numbers): arrivals, source addresses and
+service times differ only where a change makes them differ.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from npsim.scenario.loader import Scenario
+from npsim.scenario.problems import Problem, ScenarioError
+
+
+@dataclass
+class Variant:
+    name: str
+    changes: dict[str, Any]
+    scenario: Scenario = field(repr=False)
+
+
+def _short(path: str) -> str:
+    return re.split(r"[.\[]", path.rstrip("]"))[-1].strip('"]') or path
+
+
+def _value_text(value: Any) -> str:
+    return str(value).replace(" ", "")
+
+
+def expand(scenario: Scenario, extra: dict[str, Any] | None = None) -> tuple[list[Variant], str]:
+    """The variants (in order) and the baseline's name. A scenario without ``variants:``
+    is one variant, ``base``. ``extra`` changes (``--set``) apply to every variant.
+
+    Every variant is validated before anything runs; problems name the variant.
+    """
+    spec = scenario.spec.variants
+    base = {"variants": None, **(extra or {})}
+    sets: list[tuple[str, dict[str, Any]]] = (
+        [(v.name, dict(v.changes)) for v in spec.each] if spec and spec.each else [("base", {})])
+    if spec and spec.grid:
+        paths = list(spec.grid)
+        crossed = []
+        for name, changes in sets:
+            for combo in itertools.product(*(spec.grid[p] for p in paths)):
+                label = ",".join(f"{_short(p)}={_value_text(v)}" for p, v in zip(paths, combo,
+                                                                                  strict=True))
+                crossed.append((label if not spec.each else f"{name},{label}",
+                                {**changes, **dict(zip(paths, combo, strict=True))}))
+        sets = crossed
+    variants: list[Variant] = []
+    problems: list[Problem] = []
+    names: set[str] = set()
+    for name, changes in sets:
+        safe = re.sub(r"[^A-Za-z0-9_.=,+-]", "_", name)
+        if safe in names:
+            problems.append(Problem(None, f"variants: {name}", "two variants have this name"))
+            continue
+        names.add(safe)
+        try:
+            variants.append(Variant(safe, changes, scenario.with_changes({**base, **changes})))
+        except ScenarioError as exc:
+            problems += [Problem(p.mark, f"variants: {name}: {p.path}".rstrip(": "), p.message)
+                         for p in exc.problems]
+    if problems:
+        raise ScenarioError(problems)
+    baseline = spec.baseline if spec and spec.baseline else variants[0].name
+    if baseline not in names:
+        raise ScenarioError([Problem(None, "variants.baseline",
+                                     f"no variant named {baseline!r} (variants: "
+                                     f"{', '.join(v.name for v in variants)})")])
+    return variants, baseline

@@ -1,0 +1,65 @@
+"""A sweep on a Dask LocalCluster gives byte-identical results to the local pool."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import client, exponential, scenario_dict
+
+import npsim
+from npsim.cli import main
+from npsim.sweep import store
+from npsim.sweep.runner import sweep
+
+distributed = pytest.importorskip("dask.distributed")
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    with distributed.Client(cluster) as dask_client:
+        yield dask_client
+    cluster.close()
+
+
+def grid_dict() -> dict:
+    data = scenario_dict(nodes=2, replicas=2, workers=2, service_time=exponential(4e-3),
+                         clients=[client(rate=300.0, source_ips=40)], duration=1.0,
+                         replications=2)
+    data["variants"] = {"grid": {"cluster.proxyMode": ["iptables", "ipvs"]}}
+    data["cluster"]["costModel"] = {}
+    return data
+
+
+def test_dask_results_are_byte_identical_to_the_local_pool(dask_client, tmp_path) -> None:
+    scenario = npsim.scenario_from_dict(grid_dict())
+    on_dask = sweep(scenario, tmp_path / "dask", client=dask_client)
+    local = sweep(scenario, tmp_path / "pool", jobs=1)  # = jobs=2: test_sweep.py
+    assert on_dask.computed == local.computed == 4
+    for name in ("sweep.parquet", "summary.csv", "paired.csv"):
+        assert (on_dask.folder / name).read_bytes() == (local.folder / name).read_bytes()
+    run = store.run_folder(on_dask.folder, "proxyMode=ipvs", 1)  # written by a worker
+    assert (run / "requests.parquet").read_bytes() == (
+        store.run_folder(local.folder, "proxyMode=ipvs", 1) / "requests.parquet").read_bytes()
+
+
+def test_cli_sweep_takes_a_scheduler_address(dask_client, tmp_path) -> None:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid_dict()))
+    address = dask_client.scheduler.address
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "o"),
+                                       "--dask", address])
+    assert result.exit_code == 0, result.output
+    assert "2 variants x 2 replications  4 runs made" in result.output
+
+
+def test_cli_plan_takes_a_scheduler_address(dask_client, tmp_path) -> None:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid_dict()))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "throughput > 100/s",
+                                       "--vary", "workloads.web.workers=1..2", "--replications",
+                                       "2", "--dask", dask_client.scheduler.address])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "answer: workloads.web.workers = 1"

@@ -1,0 +1,76 @@
+"""``npsim plan``: a bisection that finds the Erlang C answer of an M/M/c queue."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import client, exponential, scenario_dict
+
+import npsim
+from npsim.cli import main
+from npsim.sweep.planner import PlanError, parse_target, parse_vary, plan_search
+
+RATE, MEAN = 800.0, 5e-3  # offered load a = 4 Erlangs on one pod
+
+
+def erlang_c_wait(c: int, a: float, mean: float) -> float:
+    """Mean time in queue of M/M/c (Erlang C), infinite when c <= a."""
+    if c <= a:
+        return math.inf
+    head = sum(a**k / math.factorial(k) for k in range(c))
+    tail = a**c / math.factorial(c) * c / (c - a)
+    return tail / (head + tail) * mean / (c - a)
+
+
+def mmc_dict() -> dict:
+    """One pod whose workers are the c servers; no network, no proxy cost."""
+    return scenario_dict(workers=1, service_time=exponential(MEAN),
+                         clients=[client(rate=RATE, source_ips=50)], duration=3.0, warmup=0.5)
+
+
+def test_the_planner_finds_the_erlang_c_answer() -> None:
+    a = RATE * MEAN
+    waits = {c: erlang_c_wait(c, a, MEAN) for c in range(1, 17)}
+    exact = min(c for c, w in waits.items() if w < 0.4e-3)
+    assert exact == 7 and waits[6] > 0.7e-3 and waits[7] < 0.23e-3  # 0.4 ms sits between
+    lines: list[str] = []
+    outcome = plan_search(npsim.scenario_from_dict(mmc_dict()), "queue_wait_mean < 0.4ms",
+                          "workloads.web.workers=1..16", jobs=1, log=lines.append)
+    assert outcome.answer == exact
+    assert outcome.answer_line() == "answer: workloads.web.workers = 7"
+    assert len(outcome.probes) <= 7 < 16  # bisection, not every value
+    assert lines[-1].startswith(f"runs: {outcome.runs} over {len(outcome.probes)} of 16 values")
+
+
+def test_plan_cli_ends_with_one_answer_line_or_none(tmp_path) -> None:
+    path = tmp_path / "mmc.yaml"
+    path.write_text(yaml.safe_dump(mmc_dict()))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "queue_wait_mean < 1us",
+                                       "--vary", "workloads.web.workers=5..6", "--jobs", "1",
+                                       "--replications", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "answer: none"
+    bad = CliRunner().invoke(main, ["plan", str(path), "--target", "p99 about 5ms",
+                                    "--vary", "workloads.web.workers=1..4"])
+    assert bad.exit_code == 2 and "expected METRIC OP VALUE" in bad.output
+
+
+def test_targets_and_ranges_read_units() -> None:
+    assert parse_target("latency_p99 < 50ms").threshold == pytest.approx(0.05)
+    assert parse_target("throughput >= 900/s").threshold == 900.0
+    assert parse_vary("clients[0].arrival.rate=100/s..400/s:100/s") == (
+        "clients[0].arrival.rate", ["100/s", "200/s", "300/s", "400/s"])
+    assert parse_vary("deployments.nginx.replicas=1..64")[1] == list(range(1, 65))
+    with pytest.raises(PlanError, match="LOW..HIGH"):
+        parse_vary("deployments.nginx.replicas=64")
+
+
+def test_the_largest_value_search_finds_the_erlang_c_answer_too() -> None:
+    """The largest worker count whose queue wait stays above 0.4 ms: 6 (Erlang C)."""
+    outcome = plan_search(npsim.scenario_from_dict(mmc_dict()), "queue_wait_mean > 0.4ms",
+                          "workloads.web.workers=5..8", largest=True, jobs=1)
+    a = RATE * MEAN
+    assert outcome.answer == max(c for c in range(5, 9) if erlang_c_wait(c, a, MEAN) > 0.4e-3)

@@ -1,0 +1,38 @@
+"""Confidence intervals keep to a metric's range; paired differences are computed per
+replication."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from npsim.results.summary import confidence_interval, metric_bounds
+from npsim.sweep.tables import paired_differences, variant_summary
+
+
+def test_a_fairness_index_near_one_keeps_its_interval_below_one() -> None:
+    """Issue 9: pod_share_jain over 5 replications had ci_high 1.0000069."""
+    jain = np.array([0.99998, 0.999991, 0.999999, 0.99997, 0.999995])
+    mean, low, high = confidence_interval(jain, "pod_share_jain")
+    assert low < mean < high == 1.0
+    _, low, _ = confidence_interval(np.array([1e-6, 0.0, 3e-6]), "cross_node_fraction")
+    assert low == 0.0
+    assert metric_bounds("latency_p99") == (0.0, np.inf)
+    assert metric_bounds("pod_share_max_over_mean")[0] == 1.0
+
+
+def test_paired_differences_cancel_shared_noise() -> None:
+    """Two variants whose replications share a large common part: the paired interval
+    is as narrow as the difference's own spread, the unpaired one is not."""
+    shared = np.array([10.0, 30.0, 20.0, 50.0, 40.0])
+    runs = pd.DataFrame({
+        "variant": ["base"] * 5 + ["more"] * 5, "replication": list(range(5)) * 2,
+        "metric": "latency_p99", "value": np.concatenate([shared, shared + [1, 1.2, 0.8, 1, 1]])})
+    row = paired_differences(runs, ["base", "more"], "base").iloc[0]
+    assert row["difference"] == pytest.approx(1.0)
+    paired, unpaired = row["ci_high"] - row["ci_low"], (
+        row["unpaired_ci_high"] - row["unpaired_ci_low"])
+    assert paired < 1 < 20 < unpaired
+    summary = variant_summary(runs, ["base", "more"])
+    assert list(summary["runs"]) == [5, 5] and summary["ci_low"].min() >= 0
