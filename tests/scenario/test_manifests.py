@@ -255,7 +255,7 @@ def test_multi_document_file_relative_to_the_scenario(
 ) -> None:
     project = tmp_path / "project"
     (project / "scenarios" / "manifests").mkdir(parents=True)
-    (project / "shared").mkdir()
+    (project / "common").mkdir()
     (project / "scenarios" / "manifests" / "app.yaml").write_text(
         "# two documents in one file, as kubectl apply -f takes them\n---\n"
         + service("web", "{app: web}", "http", 30080)
@@ -264,12 +264,12 @@ def test_multi_document_file_relative_to_the_scenario(
         + "---\n",  # a trailing empty document is fine
         "utf-8",
     )
-    (project / "shared" / "admin.yaml").write_text(
+    (project / "common" / "admin.yaml").write_text(
         service("web-admin", "{app: web}", "8080", 30090), "utf-8")
     path = write_scenario(project / "scenarios",
-                          ["manifests/app.yaml", "../shared/admin.yaml"], ["web"], "web")
+                          ["manifests/app.yaml", "../common/admin.yaml"], ["web"], "web")
     monkeypatch.chdir(tmp_path)  # paths are relative to the scenario, not the cwd
-    # ../shared is outside the scenario's folder: read only when the user allows it
+    # ../common is outside the scenario's folder: read only when the user allows it
     with pytest.raises(ScenarioError, match="outside the scenario's folder"):
         load_scenario(Path("project/scenarios/scenario.yaml"))
     scenario = load_scenario(Path("project/scenarios/scenario.yaml"), allow_outside_files=True)
@@ -277,7 +277,7 @@ def test_multi_document_file_relative_to_the_scenario(
     assert set(scenario.services) == {"web", "web-admin"}
     assert scenario.services["web"].origin == "manifests/app.yaml#0"
     assert scenario.deployments["web"].origin == "manifests/app.yaml#1"
-    assert scenario.services["web-admin"].origin == "../shared/admin.yaml#0"
+    assert scenario.services["web-admin"].origin == "../common/admin.yaml#0"
     assert scenario.deployments["web"].replicas == 3
     assert [port for _, port in endpoints(scenario, "web")] == [8080, 8080, 8080]
 
