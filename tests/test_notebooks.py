@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_five_labs_are_there() -> None:
-    assert {"01-", "02-", "03-", "04-", "05-"} <= {p.name[:3] for p in NOTEBOOKS}
+def test_the_six_labs_are_there() -> None:
+    assert {"01-", "02-", "03-", "04-", "05-", "06-"} <= {p.name[:3] for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
