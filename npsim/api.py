@@ -13,7 +13,7 @@ import yaml
 from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
-from npsim.results.events import event_frame, stack_events
+from npsim.results.events import event_frame, stack_events, with_event_dtypes
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.shares import pod_shares
 from npsim.results.store import write_atomically
@@ -122,6 +122,8 @@ def load_result(folder: str | Path) -> Result:
             "folder": str(folder)}
     optional = {name: pd.read_parquet(folder / f"{name}.parquet")
                 for name in ("events", "timeseries") if (folder / f"{name}.parquet").is_file()}
+    if "events" in optional:
+        optional["events"] = with_event_dtypes(optional["events"])
     # the wall time of the original run is not kept in the folder
     return Result(scenario, requests, pd.read_parquet(folder / "pods.parquet"),
                   pd.read_parquet(folder / "nodes.parquet"),

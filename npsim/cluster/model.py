@@ -276,22 +276,26 @@ def build_cluster(scenario: Scenario) -> Cluster:
                       spec.cluster.network.same_zone, spec.cluster.network.cross_zone)
     if spec.cluster.cluster_cidr:
         cluster.cluster_cidr = ipaddress.IPv4Network(spec.cluster.cluster_cidr)
-    problems: list[Problem] = []
     for name, workload in spec.workloads.items():
         if workload.pods is not None:
             place_explicit_pods(scenario, cluster, name)
+    unplaced: dict[int, int] = {}  # node index -> pods its pod CIDR had no address for
     for dep_name in scenario.deployments:
         workload = spec.workloads[dep_name]
         if workload.pods is not None:
             continue
         replicas = scenario.deployments[dep_name].replicas
         for node_index in _placement(replicas, workload.placement, [n.name for n in nodes]):
+            if node_index in unplaced:  # already full: no need to scan it again
+                unplaced[node_index] += 1
+                continue
             try:
                 new_pod(scenario, cluster, dep_name, node_index)
-            except ValueError as exc:
-                problems.append(Problem(None, f"cluster.nodes[{node_index}].podCIDR", str(exc)))
-    if problems:
-        raise ScenarioError(problems)
+            except ValueError:
+                unplaced[node_index] = 1
+    if unplaced:  # one problem per node, however many pods missed it
+        raise ScenarioError([_full_cidr_problem(nodes[i], count)
+                             for i, count in sorted(unplaced.items())])
     pods = cluster.pods
 
     allocation = allocate_scenario(list(scenario.services.values()), spec.cluster,
@@ -309,6 +313,15 @@ def build_cluster(scenario: Scenario) -> Cluster:
                 endpoints_for(svc, port, pods), given.health_check_node_port))
     cluster.service_ports = service_ports
     return cluster
+
+
+def _full_cidr_problem(node: Node, unplaced: int) -> Problem:
+    """The problem for a node whose pod CIDR ran out: how many pods did not fit, and the
+    CIDR's room (one line per node, not one per pod)."""
+    return Problem(None, f"cluster.nodes[{node.index}].podCIDR",
+                   f"pod CIDR {node.pod_cidr} of node {node.name} has room for "
+                   f"{pod_capacity(node.pod_cidr)} pods; {unplaced} more did not fit; give "
+                   "the node a larger podCIDR or spread the pods over more nodes")
 
 
 def new_pod(scenario: Scenario, cluster: Cluster, deployment: str,

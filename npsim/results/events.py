@@ -30,5 +30,12 @@ def event_frame(log: EventLog, replication: int = 0) -> pd.DataFrame:
 def stack_events(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Replications one after another; kinds become a categorical once."""
     out = pd.concat(frames, ignore_index=True) if frames else event_frame(EventLog())
-    out["kind"] = out["kind"].astype("category")
-    return out
+    return with_event_dtypes(out)
+
+
+def with_event_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The events frame's dtypes (``kind`` categorical), for a frame built here or read
+    back from parquet: an empty categorical column comes back from parquet as plain
+    strings, so a loaded result would not match a fresh run's."""
+    frame["kind"] = frame["kind"].astype("category")
+    return frame

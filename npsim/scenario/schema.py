@@ -31,6 +31,18 @@ PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
 ProxyMode = Literal["iptables", "nftables", "ipvs", "userspace"]
 
 
+def _refuse_bool(value: Any) -> Any:
+    """pydantic's lax mode reads ``true`` as 1; a boolean where a count or port is
+    expected is a mistake in the scenario, not a number."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got the boolean {str(value).lower()}")
+    return value
+
+
+# every integer field of the scenario: a whole number, never a YAML boolean
+Integer = Annotated[int, BeforeValidator(_refuse_bool)]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -121,15 +133,15 @@ class UserspaceSpec(Model):
     No published measurement: defaults are assumptions (one copy loop, 50 us a request).
     """
 
-    workers: int = Field(default=1, ge=1)
+    workers: Integer = Field(default=1, ge=1)
     latency: Distribution = Constant(dist="constant", value=50e-6)
 
 
 class OtherServices(Model):
     """Services in the cluster whose traffic is not simulated but whose rules cost."""
 
-    count: int = Field(default=0, ge=0)
-    endpoints_each: int = Field(default=10, ge=0)
+    count: Integer = Field(default=0, ge=0)
+    endpoints_each: Integer = Field(default=10, ge=0)
 
 
 class KubeProxySpec(Model):
@@ -166,9 +178,9 @@ class FirewallRuleSpec(Model):
     action: Literal["ACCEPT", "DROP", "REJECT", "LOG"]
     protocol: Literal["tcp", "udp"] | None = None
     source: str | None = None  # CIDR; "!10.0.0.0/8" negates
-    dport: int | str | None = None  # 30080, "30000:32767" or "30000-32767"
-    connlimit_above: int | None = Field(default=None, ge=0)
-    connlimit_mask: int = Field(default=32, ge=0, le=32)
+    dport: Integer | str | None = None  # 30080, "30000:32767" or "30000-32767"
+    connlimit_above: Integer | None = Field(default=None, ge=0)
+    connlimit_mask: Integer = Field(default=32, ge=0, le=32)
     log_prefix: str = ""
 
 
@@ -197,7 +209,7 @@ class FirewallSpec(Model):
 
 class SecurityGroupRuleSpec(Model):
     protocol: Literal["tcp", "udp", "all"] = "tcp"
-    ports: int | str  # 30080 or "30000-32767"
+    ports: Integer | str  # 30080 or "30000-32767"
     source: str = "0.0.0.0/0"
 
 
@@ -312,10 +324,10 @@ class WorkloadSpec(Model):
     selector-less Service: then the workload needs no Deployment and ``labels`` and
     ``namespace`` say what its pods carry)."""
 
-    workers: int = Field(default=1, ge=1)
+    workers: Integer = Field(default=1, ge=1)
     service_time: Distribution
-    queue_limit: int | None = Field(default=None, ge=0)
-    placement: Literal["spread"] | dict[str, Annotated[int, Field(ge=0)]] = "spread"
+    queue_limit: Integer | None = Field(default=None, ge=0)
+    placement: Literal["spread"] | dict[str, Annotated[Integer, Field(ge=0)]] = "spread"
     # a new pod's container starts this long after it is scheduled (image present)
     startup: Seconds = 1.0
     # on SIGTERM: ``exit`` at once (in-flight requests reset) or ``drain``: refuse new
@@ -350,7 +362,7 @@ class ArrivalSpec(Model):
 
     rate: PerSecond | None = None
     schedule: list[RateStep] | None = None
-    users: int | None = Field(default=None, ge=1)
+    users: Integer | None = Field(default=None, ge=1)
     think_time: Distribution | None = None
 
     @model_validator(mode="after")
@@ -470,7 +482,7 @@ def _source_shorthand(value: Any) -> Any:
 class NatGateway(Model):
     """A share of the population's users behind a few shared addresses (corporate NAT)."""
 
-    addresses: int = Field(ge=1)
+    addresses: Integer = Field(ge=1)
     share: float = Field(gt=0, le=1, allow_inf_nan=False)
 
 
@@ -486,8 +498,8 @@ class HealthCheckSpec(Model):
 
     interval: Seconds = 2.0
     timeout: Seconds = 1.0
-    rise: int = Field(default=2, ge=1)
-    fall: int = Field(default=3, ge=1)
+    rise: Integer = Field(default=2, ge=1)
+    fall: Integer = Field(default=3, ge=1)
     port: Literal["nodePort", "healthCheckNodePort"] = "nodePort"
 
     @model_validator(mode="after")
@@ -503,7 +515,7 @@ class PassiveCheckSpec(Model):
     """nginx ``max_fails`` / ``fail_timeout``: after ``maxFails`` failed connections to a
     node within ``failTimeout`` the node gets no traffic for ``failTimeout``."""
 
-    max_fails: int = Field(default=1, ge=1)
+    max_fails: Integer = Field(default=1, ge=1)
     fail_timeout: Seconds = 10.0
 
 
@@ -519,7 +531,7 @@ class BalancerSpec(Model):
     """
 
     snat: bool = False
-    addresses: int = Field(default=1, ge=1)
+    addresses: Integer = Field(default=1, ge=1)
     algorithm: Literal["roundRobin", "leastConnections", "random"] | None = None
     health_check: HealthCheckSpec | None = None
     passive: PassiveCheckSpec | None = None
@@ -527,7 +539,7 @@ class BalancerSpec(Model):
     # after a failed connect to a node, try this many other nodes (nginx
     # proxy_next_upstream / proxy_next_upstream_tries; HAProxy retries + redispatch);
     # each try is a row of its own (attempt, retry_of), sent as the failure is known
-    next_upstream: int = Field(default=0, ge=0)
+    next_upstream: Integer = Field(default=0, ge=0)
 
     @property
     def in_front(self) -> bool:
@@ -560,7 +572,7 @@ class RetrySpec(Model):
     ``attempts`` more times; ``retryOn`` limits which failure reasons are retried
     (default: every reason)."""
 
-    attempts: int = Field(default=2, ge=1)
+    attempts: Integer = Field(default=2, ge=1)
     backoff: BackoffSpec = BackoffSpec()
     retry_on: list[str] | None = None
     budget: RetryBudgetSpec | None = None
@@ -574,7 +586,7 @@ class TlsSpec(Model):
     handshake_cpu: Seconds = 1e-3  # assumption: RSA-2048 signature + ECDHE, one core
     resumed_cpu: Seconds = 1e-4
     resumption: float = Field(default=0.0, ge=0, le=1)  # share of new connections resuming
-    balancer_cores: int = Field(default=2, ge=1)  # cores for handshakes at the balancer
+    balancer_cores: Integer = Field(default=2, ge=1)  # cores for handshakes at the balancer
 
 
 class ClientSpec(Model):
@@ -584,23 +596,23 @@ class ClientSpec(Model):
     target: Literal["nodePort", "clusterIP"] = "nodePort"
     nat_gateways: list[NatGateway] = []
     balancer: BalancerSpec | None = None
-    port: int | str | None = None
-    source_ips: int | None = Field(default=None, ge=1, alias="sourceIPs")
+    port: Integer | str | None = None
+    source_ips: Integer | None = Field(default=None, ge=1, alias="sourceIPs")
     source_ip_base: str | None = Field(default=None, alias="sourceIPBase")
     arrival: ArrivalSpec
     entry: Annotated[EntrySpec, BeforeValidator(_entry_shorthand)] = EntrySpec(random=True)
-    requests_per_connection: int = Field(default=1, ge=1)
+    requests_per_connection: Integer = Field(default=1, ge=1)
     rtt: Distribution = Constant(dist="constant", value=0.0)
     # how long a client waits for a connection that gets no answer before it gives up;
     # none: the kernel's SYN retransmissions alone (synRetries 6 -> 127 s)
     connect_timeout: Seconds | None = 10.0
-    syn_retries: int = Field(default=6, ge=0, le=20)  # net.ipv4.tcp_syn_retries
+    syn_retries: Integer = Field(default=6, ge=0, le=20)  # net.ipv4.tcp_syn_retries
     request_timeout: Seconds | None = None  # wait for the response once the request is sent
     retries: RetrySpec | None = None
     # when the population sends: from ``start``, until ``stop``, at most ``requests``
     start: Seconds = 0.0
     stop: Seconds | None = None
-    requests: int | None = Field(default=None, ge=1)
+    requests: Integer | None = Field(default=None, ge=1)
     tls: TlsSpec | None = None  # HTTPS: handshake per new connection (tutorial 4.3)
 
     @field_validator("source_ip_base")
@@ -664,19 +676,19 @@ def _size(value: Any) -> Any:
 class LimitsSpec(Model):
     """Raise (or lower) the guards npsim applies before a run (README "Limits")."""
 
-    max_requests: int | None = Field(default=None, ge=1)
-    max_memory: Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(_size)] = None
-    max_nodes: int | None = Field(default=None, ge=1)
-    max_pods: int | None = Field(default=None, ge=1)
-    max_services: int | None = Field(default=None, ge=1)
+    max_requests: Integer | None = Field(default=None, ge=1)
+    max_memory: Annotated[Annotated[Integer, Field(ge=1)] | None, BeforeValidator(_size)] = None
+    max_nodes: Integer | None = Field(default=None, ge=1)
+    max_pods: Integer | None = Field(default=None, ge=1)
+    max_services: Integer | None = Field(default=None, ge=1)
 
 
 class RunSpec(Model):
     duration: Seconds | None = None
-    requests: int | None = Field(default=None, ge=1)
+    requests: Integer | None = Field(default=None, ge=1)
     warmup: Seconds = 0.0
-    seed: int = Field(default=1, ge=0)
-    replications: int = Field(default=1, ge=1)
+    seed: Integer = Field(default=1, ge=0)
+    replications: Integer = Field(default=1, ge=1)
     # width of a row of timeseries.parquet (throughput, failures, latency, node views)
     timeseries_bucket: Seconds = Field(default=1.0, gt=0)
     limits: LimitsSpec = LimitsSpec()
@@ -772,7 +784,7 @@ class MonitoringSpec(Model):
 
 class ScaleSpec(Model):
     deployment: str
-    replicas: int = Field(ge=0)
+    replicas: Integer = Field(ge=0)
 
 
 class NodeTarget(Model):

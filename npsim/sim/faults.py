@@ -85,6 +85,8 @@ class Kubelets:
         sim.control.kubelet = self
         self.acting = [True] * len(sim.cluster.nodes)
         self.deferred: set[int] = set()  # pods whose termination waits for their kubelet
+        # running pods on a partitioned node: their containers keep running, unreachable
+        self.cut_off: set[int] = set()
         self.generation: dict[int, int] = {}  # bumps cancel a pod's pending timers
         self.backoff: dict[int, CrashBackoff] = {}
         self.crash_loop: dict[int, tuple[float, float]] = {}  # pod -> (runs for, until)
@@ -268,15 +270,19 @@ class Kubelets:
 
     # --- nodes ---------------------------------------------------------------------------
 
-    def node_lost(self, node: int, processes_die: bool) -> None:
+    def node_lost(self, node: int, processes_die: bool, partitioned: bool = False) -> None:
         """The kubelet stops acting on the node; with the node, its pods' processes go
-        (a crash) or become unreachable (a partition: the same for every client)."""
+        (a crash) or become unreachable (``partitioned``: the same for every client, as
+        nothing crosses the partition; their containers keep running and are not
+        restarted when it heals)."""
         self.acting[node] = False
         if not processes_die:
             return
         for pod in self._pods_on(node):
             life = self.control.life[pod.index]
             self._reset_timers(pod)
+            if partitioned and life.phase is PodPhase.RUNNING and not life.terminating:
+                self.cut_off.add(pod.index)
             if life.phase in (PodPhase.RUNNING, PodPhase.HUNG, PodPhase.DRAINING):
                 self.sim.pods[pod.index].kill(silent=True)
             self.sim.pods[pod.index].silent = True
@@ -288,6 +294,8 @@ class Kubelets:
         self.acting[node] = True
         for pod in self._pods_on(node):
             life = self.control.life[pod.index]
+            reachable_again = pod.index in self.cut_off
+            self.cut_off.discard(pod.index)
             if pod.index in self.deferred or life.terminating:
                 self.deferred.discard(pod.index)
                 if life.phase is PodPhase.CRASHED:
@@ -296,11 +304,21 @@ class Kubelets:
                 else:
                     self.terminate(pod)
             elif life.phase is PodPhase.CRASHED:
-                if restart:  # a reboot: the container starts again
+                if reachable_again:  # a healed partition: the container never stopped
+                    self._reachable_again(pod)
+                elif restart:  # a reboot: the container starts again
                     life.restarts += 1
                     self.start(pod)
-                else:  # a healed partition: the same process, reachable again
+                else:  # the kubelet is back: a container that was not running comes up
                     self._container_up(pod)
+
+    def _reachable_again(self, pod: Pod) -> None:
+        """A container that ran on through a partition: no start, no restart and no
+        readiness delay (its probes kept passing on the node); the kubelet reports it
+        Ready once the node is Ready (:meth:`node_back`). Requests it held at the cut
+        got no answer across the partition; new connections reach it now."""
+        self.sim.fresh_process(pod.index)
+        self.control.life[pod.index].phase = PodPhase.RUNNING
 
     def node_back(self, node: int) -> None:
         """The controller sees the node Ready: its kubelet reports running pods Ready."""
@@ -346,7 +364,8 @@ class FaultInjector:
             control.record(kind, target.node)
             self.sim.node_down[node] = True
             self.sim.conntrack.cut(node)
-            self.kubelets.node_lost(node, processes_die=True)
+            self.kubelets.node_lost(node, processes_die=True,
+                                    partitioned=kind == "node_partition")
             control.kubelet_stopped(node)
             control.freeze(node, True)
         elif kind == "kubelet_stop":

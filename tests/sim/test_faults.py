@@ -426,3 +426,21 @@ def test_closed_loop_users_survive_a_crash_with_requests_in_service() -> None:
     assert len(gone) >= 1
     assert gone["t_end"].to_numpy() == pytest.approx(5.1)
     assert req["t_start"].max() > 19
+
+
+def test_a_healed_partition_resumes_its_pods_without_a_container_start() -> None:
+    # a partition cuts the node off; its containers keep running, so the heal is no
+    # (re)start: no container_started event, no restart, and its pods serve at once
+    scn = make(duration="20s", events=[{"at": "5s", "until": "15s",
+                                        "nodePartition": {"node": "node-2"}}])
+    result = npsim.run(scn)
+    accounted(result)
+    events = result.events
+    after_cut = events[(events["time"] >= 5).to_numpy()]
+    assert after_cut["kind"].astype(str).tolist() == ["node_partition", "lease_missed",
+                                                      "node_heal"]
+    sim = Simulation(scn)
+    sim.run()
+    on_node_2 = [p for p in sim.cluster.pods if p.node == 1]
+    assert on_node_2 and all(sim.control.life[p.index].restarts == 0 for p in on_node_2)
+    assert all(sim.control.life[p.index].started == 0.0 for p in on_node_2)
