@@ -198,6 +198,12 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
     from npsim.report import compare_table, write_compare_report
     from npsim.results.store import write_atomically
 
+    target = Path(out) if out is not None else None
+    if target is not None:  # refuse before loading and printing anything
+        if target.exists() and not force:
+            _usage(f"{target} already exists; npsim does not overwrite results. "
+                   "Pass another --out DIR, or --force to replace it.")
+        _check_writable(target)
     labels = _compare_labels(folders)
     results = {}
     for label, folder in zip(labels, folders, strict=True):
@@ -209,13 +215,8 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)
     click.echo(compare_table(results).to_string())
-    if out is None:
+    if target is None:
         return
-    target = Path(out)
-    if target.exists() and not force:
-        _usage(f"{target} already exists; npsim does not overwrite results. "
-               "Pass another --out DIR, or --force to replace it.")
-    _check_writable(target)
     sources = dict(zip(labels, folders, strict=True))
     try:
         write_atomically(target, lambda tmp: write_compare_report(results, tmp, sources),
