@@ -198,6 +198,12 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
     from npsim.report import compare_table, write_compare_report
     from npsim.results.store import write_atomically
 
+    target = Path(out) if out is not None else None
+    if target is not None:  # refuse before loading and printing anything
+        if target.exists() and not force:
+            _usage(f"{target} already exists; npsim does not overwrite results. "
+                   "Pass another --out DIR, or --force to replace it.")
+        _check_writable(target)
     labels = _compare_labels(folders)
     results = {}
     for label, folder in zip(labels, folders, strict=True):
@@ -209,13 +215,8 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)
     click.echo(compare_table(results).to_string())
-    if out is None:
+    if target is None:
         return
-    target = Path(out)
-    if target.exists() and not force:
-        _usage(f"{target} already exists; npsim does not overwrite results. "
-               "Pass another --out DIR, or --force to replace it.")
-    _check_writable(target)
     sources = dict(zip(labels, folders, strict=True))
     try:
         write_atomically(target, lambda tmp: write_compare_report(results, tmp, sources),
@@ -499,6 +500,11 @@ def ports(scenario: str, churn_rate: str | None, lifetime: str | None, explicit_
     from npsim.cluster.portplan import allocation_table, check_plan, format_table
     from npsim.units import parse_duration, parse_rate
 
+    churn_args = None
+    if churn_rate is not None:  # check the flags before printing anything
+        churn_args = (_flag_value("--churn", churn_rate, parse_rate),
+                      _flag_value("--lifetime", lifetime, parse_duration, float("inf")),
+                      _flag_value("--horizon", horizon, parse_duration, float("inf")))
     loaded = _load(scenario, allow_outside_files)
     if seed is not None:
         loaded.spec.run.seed = seed
@@ -524,18 +530,24 @@ def ports(scenario: str, churn_rate: str | None, lifetime: str | None, explicit_
         click.echo("# port plan: " + ", ".join(str(b) for b in plan))
         click.echo("\n".join(f"violation: {x}" for x in problems) if problems else
                    "no violations")
-    if churn_rate is not None:
-        try:
-            rate = parse_rate(churn_rate)
-            life = parse_duration(lifetime) if lifetime else float("inf")
-            until = parse_duration(horizon) if horizon else float("inf")
-            click.echo("")
-            click.echo(_churn_report(port_range, rate, life, explicit_share, plan, until,
-                                     spec.run.seed))
-        except ValueError as exc:
-            _usage(f"--churn/--lifetime/--horizon: {exc}")
+    if churn_args is not None:
+        rate, life, until = churn_args
+        click.echo("")
+        click.echo(_churn_report(port_range, rate, life, explicit_share, plan, until,
+                                 spec.run.seed))
     if plan and problems:
         sys.exit(1)
+
+
+def _flag_value(flag: str, text: str | None, parse: object, default: float = 0.0) -> float:
+    """A flag's parsed value, or the usage error naming that flag."""
+    if not text:
+        return default
+    try:
+        return float(parse(text))  # type: ignore[operator]
+    except ValueError as exc:
+        _usage(f"{flag} {text!r}: {exc}")
+        raise  # unreachable: _usage exits
 
 
 def _plan(spec: object) -> list:

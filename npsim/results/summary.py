@@ -275,6 +275,8 @@ def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
 # --- incidents: detection, recovery, error budget ---------------------------------------
 
 FOLLOW_UPS = ("lb_mark_down", "lb_mark_up", "alert_firing", "alert_resolved")
+# Records written at the end of a run (totals), not transitions: never a fault.
+END_OF_RUN_RECORDS = ("tls_handshakes",)
 RECOVERED_BELOW = 0.001  # failure ratio under which the service counts as recovered
 
 
@@ -292,7 +294,7 @@ def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
     """
     out: dict[str, float] = {}
     faults = [t for t, k in zip(times, kinds, strict=True)
-              if k not in FOLLOW_UPS and t <= end_time]
+              if k not in FOLLOW_UPS and k not in END_OF_RUN_RECORDS and t <= end_time]
     if faults:
         start = min(faults)
         out["fault_start"] = start

@@ -200,6 +200,8 @@ def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = F
         judged[index] = probe.verdict == "meets"
         return judged[index]
 
+    for bound in {values[0], values[-1]}:  # a bad path or value: ScenarioError, no output
+        scenario.with_changes({"variants": None, path: bound})
     say(f"searching {path} in {values[0]}..{values[-1]} ({len(values)} values) for the "
         f"{'largest' if largest else 'smallest'} meeting {target.strip()}")
     # search in the order in which values stop failing: increasing for the smallest,

@@ -72,3 +72,11 @@ def test_ports_bad_churn_flag_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["ports", str(SCENARIOS / "port-plan.yaml"),
                                        "--churn", "fast"])
     assert result.exit_code == 2 and "--churn" in result.stderr
+
+
+def test_ports_bad_lifetime_is_named_and_nothing_is_printed_first() -> None:
+    result = CliRunner().invoke(main, ["ports", str(SCENARIOS / "port-plan.yaml"),
+                                       "--churn", "20/h", "--lifetime", "5x"])
+    assert result.exit_code == 2
+    assert "--lifetime '5x'" in result.stderr and "--horizon" not in result.stderr
+    assert result.stdout == ""  # no table, no violations before the error

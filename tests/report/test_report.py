@@ -138,6 +138,7 @@ def test_compare_prints_metrics_and_writes_a_report(tmp_path: Path) -> None:
         "latency_cdf.png", "latency_percentiles.png", "latency_breakdown.png"}
     again = run_cli("compare", str(tmp_path / "seed-1"), "--out", str(out))
     assert again.exit_code == 2 and "already exists" in again.output
+    assert "latency_p99" not in again.output  # refused before printing the table
     assert run_cli("compare", str(tmp_path), "--out", str(tmp_path / "x")).exit_code == 2
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from conftest import build, client, constant
 
 import npsim
+from npsim.results.summary import incident_metrics
 
 
 def test_buckets_account_for_every_request_and_follow_a_scale_down():
@@ -65,3 +67,12 @@ def test_one_balancer_view_per_balanced_population():
         # checks at 3 s and 4 s fail, known at 4.5 s: down from the bucket [4, 5) on
         assert ts[f"lb_up:{pop}/node-2"].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
         assert (ts[f"lb_up:{pop}/node-1"] == 1).all()
+
+
+def test_tls_totals_at_the_end_are_not_an_incident():
+    # tls-termination records its handshake totals as events at the end of the run;
+    # a run with no fault must not report "detected never; recovered after 0s".
+    series = {"time": np.arange(3.0), "completed": np.full(3, 10), "failed": np.zeros(3)}
+    figures = incident_metrics([3.0, 3.0], ["tls_handshakes", "tls_handshakes"],
+                               pd.DataFrame(series), slo=None, end_time=3.0, warmup=0.0)
+    assert "fault_start" not in figures and "time_to_recover" not in figures

@@ -56,6 +56,10 @@ def test_plan_cli_ends_with_one_answer_line_or_none(tmp_path) -> None:
     bad = CliRunner().invoke(main, ["plan", str(path), "--target", "p99 about 5ms",
                                     "--vary", "workloads.web.workers=1..4"])
     assert bad.exit_code == 2 and "expected METRIC OP VALUE" in bad.output
+    misspelt = CliRunner().invoke(main, ["plan", str(path), "--target", "latency_p99 < 5ms",
+                                         "--vary", "workloads.web.wrkers=1..4"])
+    assert misspelt.exit_code == 2 and "workloads.web.wrkers" in misspelt.output
+    assert "searching" not in misspelt.output  # refused before the search starts
 
 
 def test_targets_and_ranges_read_units() -> None:
