@@ -496,8 +496,8 @@ def ports(scenario: str, churn_rate: str | None, lifetime: str | None, explicit_
     """Print the NodePorts the API server gives SCENARIO's Services and check its port
     plan (exit 1 if the plan is broken); --churn adds a what-if of Services coming and
     going until the range is full."""
-    from npsim.cluster.nodeports import allocate_scenario, scenario_range
-    from npsim.cluster.portplan import allocation_table, check_plan, format_table
+    from npsim.scenario.nodeports import allocate_scenario, scenario_range
+    from npsim.scenario.portplan import allocation_table, check_plan, format_table
     from npsim.units import parse_duration, parse_rate
 
     churn_args = None
@@ -551,8 +551,8 @@ def _flag_value(flag: str, text: str | None, parse: object, default: float = 0.0
 
 
 def _plan(spec: object) -> list:
-    from npsim.cluster.nodeports import PortRange
-    from npsim.cluster.portplan import Band
+    from npsim.scenario.nodeports import PortRange
+    from npsim.scenario.portplan import Band
 
     out = []
     for band in spec.port_plan:  # type: ignore[attr-defined]
@@ -563,8 +563,8 @@ def _plan(spec: object) -> list:
 
 def _churn_report(port_range: object, rate: float, lifetime: float, share: float,
                   plan: list, horizon: float, seed: int) -> str:
-    from npsim.cluster.portplan import churn
-    from npsim.sim.streams import Streams
+    from npsim.scenario.portplan import churn
+    from npsim.streams import Streams
     from npsim.units import format_duration, format_rate
 
     result = churn(port_range, Streams(seed).generator("churn"), rate, lifetime,  # type: ignore[arg-type]

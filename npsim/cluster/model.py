@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from npsim.cluster.nodeports import allocate_scenario
 from npsim.dists import Distribution
 from npsim.scenario.manifests import Service, ServicePort, pick_port, selector_matches
+from npsim.scenario.nodeports import allocate_scenario
 from npsim.scenario.problems import Problem, ScenarioError
 
 if TYPE_CHECKING:

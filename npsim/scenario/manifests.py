@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from npsim.cluster.netpol import IngressRule, NetworkPolicy, Peer
-from npsim.cluster.nodeports import allocate_scenario
+from npsim.scenario.netpol import IngressRule, NetworkPolicy, Peer
+from npsim.scenario.nodeports import allocate_scenario
 from npsim.scenario.problems import Problem, Problems
 from npsim.scenario.shapes import check_shape
 from npsim.scenario.yamlio import MarkedDict, plain
@@ -914,7 +914,7 @@ def _selector(doc: MarkedDict, loc: list[Any], p: Problems, pre: str) -> dict[st
 
 def parse_network_policy(doc: MarkedDict, p: Problems, pre: str,
                          origin: str) -> NetworkPolicy | None:
-    """A NetworkPolicy's ingress side (npsim/cluster/netpol.py says how it is judged)."""
+    """A NetworkPolicy's ingress side (npsim/scenario/netpol.py says how it is judged)."""
     n_errors = len(p.errors)
     name = _expect(doc, ["metadata", "name"], str, "the NetworkPolicy name", p, pre)
     namespace = str(doc.get("metadata", {}).get("namespace", "default"))

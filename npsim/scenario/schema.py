@@ -23,8 +23,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from npsim.cluster.nodeports import PortRange
 from npsim.dists import Constant, Distribution, LogNormal
+from npsim.scenario.nodeports import PortRange
 from npsim.units import PerSecond, Seconds, format_duration
 
 PROXY_MODES = ("iptables", "nftables", "ipvs", "userspace")
@@ -241,7 +241,7 @@ class ClusterSpec(Model):
     # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
     # table for that mode (npsim/proxy/cost.py)
     cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}
-    # kube-apiserver --service-node-port-range (npsim/cluster/nodeports.py)
+    # kube-apiserver --service-node-port-range (npsim/scenario/nodeports.py)
     service_node_port_range: str = Field(default="30000-32767", alias="serviceNodePortRange")
     # kube-proxy --cluster-cidr: the local-traffic detector and masquerade rules; default:
     # the smallest network holding every node's podCIDR

@@ -56,9 +56,9 @@ from npsim.sim.records import (
     REPLY_LOST,
     RequestLog,
 )
-from npsim.sim.streams import Streams
 from npsim.sim.timeline import EventLog
 from npsim.sim.tls import TlsCosts, pod_server_class
+from npsim.streams import Streams
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario

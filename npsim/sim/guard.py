@@ -4,7 +4,7 @@ Built only when a scenario configures one of them (otherwise the engine holds ``
 and a connection pays one attribute test). Checked once per *new* connection, after
 kube-proxy chose the endpoint, because two of the three depend on that choice: which
 chain the packet traverses and which source the pod sees (npsim/cluster/firewall.py,
-npsim/cluster/netpol.py). The order a packet meets them: security group (in front of the
+npsim/scenario/netpol.py). The order a packet meets them: security group (in front of the
 node), the node's PREROUTING, INPUT or FORWARD (per kube-proxy mode), then the pod's
 NetworkPolicy.
 """
@@ -23,7 +23,7 @@ from npsim.cluster.firewall import (
     build_security_group,
 )
 from npsim.cluster.model import Cluster, ip_str
-from npsim.cluster.netpol import NetworkPolicy, admits
+from npsim.scenario.netpol import NetworkPolicy, admits
 from npsim.sim.records import (
     FIREWALL_DROPPED,
     FIREWALL_REJECTED,

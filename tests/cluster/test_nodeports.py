@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from npsim.cluster.nodeports import (
+from npsim.scenario.manifests import Service, ServicePort
+from npsim.scenario.nodeports import (
     AlreadyAllocated,
     NodePortAllocator,
     NotInRange,
@@ -16,7 +17,6 @@ from npsim.cluster.nodeports import (
     allocate_all,
     range_offset,
 )
-from npsim.scenario.manifests import Service, ServicePort
 
 
 def allocator(text: str = "30000-32767", seed: int = 0) -> NodePortAllocator:

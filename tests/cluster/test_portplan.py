@@ -9,8 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from npsim.cli import main
-from npsim.cluster.nodeports import PortRange
-from npsim.cluster.portplan import Band, check_plan, churn
+from npsim.scenario.nodeports import PortRange
+from npsim.scenario.portplan import Band, check_plan, churn
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 

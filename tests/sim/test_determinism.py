@@ -1,7 +1,7 @@
 """Seeds and named random streams: reproducible runs and common random numbers.
 
 Each component draws from its own stream keyed by (seed, replication, component name)
-(npsim/sim/streams.py), so a what-if that changes one component leaves the others'
+(npsim/streams.py), so a what-if that changes one component leaves the others'
 draws alone.
 """
 

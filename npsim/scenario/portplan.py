@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from npsim.cluster.nodeports import (
+from npsim.scenario.nodeports import (
     DYNAMIC,
     STATIC,
     Allocation,

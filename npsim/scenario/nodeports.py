@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from npsim.sim.streams import Streams  # a leaf module: named seeded generators
+from npsim.streams import Streams  # a leaf module: named seeded generators
 
 if TYPE_CHECKING:
     import numpy as np
