@@ -124,8 +124,8 @@ def main() -> None:
            for k, v in d.items()}
     lines = ["# Parallel runs (benchmarks/bench_sweep.py)", "",
              *header_lines(args.quick, npsim_source(), ""),
-             f"- load average (1 min) at start/end: {load0:.2f} / {load1:.2f} (8 agents "
-             "share this 2-core machine)",
+             f"- load average (1 min) at start/end: {load0:.2f} / {load1:.2f} (above the core "
+             "count, other processes take CPU from both sides)",
              f"- sweep: quickstart, 4 variants x 8 replications = 32 runs of "
              f"{s.spec.run.duration:g}s at 2000/s, each run written as a result folder",
              "", "| what | wall s (median) | rounds, wall s | CPU s (median, with workers) |",
