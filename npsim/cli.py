@@ -256,12 +256,20 @@ def explain(scenario: str, service: str | None, node: str | None,
     from npsim.units import parse_duration
 
     loaded = _load(scenario, allow_outside_files)
-    sim = Simulation(loaded)
+    at = None
     if at_time is not None:
         try:
-            sim.advance(parse_duration(at_time))
+            at = parse_duration(at_time)
         except ValueError as exc:
             _usage(f"--at {at_time!r}: {exc}")
+        duration = loaded.spec.run.duration
+        if at < 0:
+            _usage(f"--at {at_time!r}: must not be negative")
+        if duration is not None and at > duration:
+            _usage(f"--at {at_time!r}: after the end of the run ({duration:g}s in {scenario})")
+    client_ip, src_port = _parse_trace(trace_from) if trace_from is not None else (0, 0)
+    sim = Simulation(loaded)
+    # names are checked before simulating up to --at, so a typo costs nothing
     names = [n.name for n in sim.cluster.nodes]
     if node is not None and node not in names:
         _usage(f"--node {node!r}: no such node in {scenario} (nodes: {', '.join(names)})")
@@ -269,9 +277,11 @@ def explain(scenario: str, service: str | None, node: str | None,
     if service is not None and service not in services:
         _usage(f"--service {service!r}: no such NodePort Service in {scenario} "
                f"(services: {', '.join(services)})")
-    client_ip, src_port = _parse_trace(trace_from) if trace_from is not None else (0, 0)
+    if at is not None:
+        sim.advance(at)
     proxy = sim.proxies[names.index(node) if node else 0]
-    click.echo(f"# node {proxy.node.name}, kube-proxy mode {proxy.mode}")
+    when = f", at {at:g}s" if at is not None else ""
+    click.echo(f"# node {proxy.node.name}, kube-proxy mode {proxy.mode}{when}")
     click.echo(render(proxy, sim.cluster, service))
     if sim.guard is not None:
         click.echo("")

@@ -151,5 +151,10 @@ def test_explain_at_a_time_shows_a_draining_real_server(tmp_path) -> None:  # no
     assert weights == ["0", "1", "1"]
     draining = next(r for r in rows(after.output) if r[3] == "0")
     assert int(draining[4]) + int(draining[5]) > 0  # it still has connections
+    assert "at 10s" in after.output.splitlines()[0]  # the header says when the rules hold
     bad = CliRunner().invoke(main, ["explain", str(path), "--at", "ten"])
     assert bad.exit_code == 2 and "--at 'ten'" in bad.output
+    late = CliRunner().invoke(main, ["explain", str(path), "--at", "999s"])
+    assert late.exit_code == 2 and "after the end of the run (30s" in late.output
+    typo = CliRunner().invoke(main, ["explain", str(path), "--at", "20s", "--node", "nope"])
+    assert typo.exit_code == 2 and "--node 'nope'" in typo.output
