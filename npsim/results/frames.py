@@ -14,59 +14,100 @@ from npsim.sim.engine import RunOutput
 from npsim.sim.records import COMPLETED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
 
 
+def code_dtype(n_categories: int) -> type[np.signedinteger]:
+    """The smallest signed integer type that holds codes 0..n-1 and -1 (what pandas
+    itself would pick for a categorical of that size)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_categories < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
 def _categorical(codes: np.ndarray, names: list[str]) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes.astype(np.int32), categories=names)
+    """A categorical over ``codes`` (-1: missing), in the smallest code type; codes
+    already of that type are used as they are (no copy)."""
+    return pd.Categorical.from_codes(codes.astype(code_dtype(len(names)), copy=False),
+                                     categories=names)
 
 
 def request_frame(out: RunOutput) -> pd.DataFrame:
-    """One row per generated request, whatever became of it."""
+    """One row per generated request, whatever became of it.
+
+    Built without copying the run's columns: columns that pass unchanged into the frame
+    (times, durations, connection ids, flags, outcome and reason codes) are views of the
+    run's :class:`~npsim.sim.records.RequestLog` buffers, and what the frame corrects
+    there (an end after the run's stop is still in flight) is corrected in place, so the
+    log afterwards says what the frame says. Derived columns are built in the smallest
+    types (categorical codes of 1-2 bytes), one at a time, and their temporaries freed
+    as soon as used: memory stays near the log's own size plus about 50 bytes a row.
+    """
     cols = out.log.columns()
     cluster = out.cluster
     n = len(cols["t_start"])
-    pod = cols["pod"].astype(np.int64)
-    has_pod = pod >= 0
-    pod_node_of = np.array([p.node for p in cluster.pods] + [-1], dtype=np.int64)
-    pod_node = pod_node_of[pod]  # index -1 maps to the sentinel
-    entry = cols["entry"].astype(np.int64)
-    crossed = has_pod & (pod_node != entry)
-
-    # an end the client would only see after the run stopped is still in flight
-    outcome = cols["outcome"].astype(np.int8).copy()
-    t_end = cols["t_end"].copy()
-    late = (outcome != IN_FLIGHT) & (t_end > out.end_time)
-    outcome[late] = IN_FLIGHT
-    reason = np.where(outcome == FAILED, cols["reason"], 0).astype(np.int8)
-    t_end[outcome == IN_FLIGHT] = np.nan
-
+    end = out.end_time
     t_start = cols["t_start"]
-    network = cols["network"]
-    proxy = cols["proxy"]
+    t_end = cols["t_end"]
+    outcome = cols["outcome"]
     service_start = cols["service_start"]
-    arrive_pod = t_start + network * 0.5 + proxy
-    queue_wait = service_start - arrive_pod
+    service = cols["service"]
+    # A pod server may fill a request's service in as soon as it arrives; one still
+    # queued when the run stopped has not started: no service yet, and in flight.
+    not_started = service_start > end
+    service_start[not_started] = np.nan
+    service[not_started] = np.nan
+    outcome[not_started & (outcome == COMPLETED)] = IN_FLIGHT
+    del not_started
+    # an end the client would only see after the run stopped is still in flight (a
+    # client that gave up before the stop keeps its failure)
+    outcome[(outcome != IN_FLIGHT) & (t_end > end)] = IN_FLIGHT
+    t_end[outcome == IN_FLIGHT] = np.nan
+    reason = cols["reason"]
+    reason[outcome != FAILED] = 0
 
-    node_ips = np.array([nd.ip for nd in cluster.nodes], dtype=np.int64)
-    bridge_ips = np.array([nd.bridge_ip for nd in cluster.nodes], dtype=np.int64)
+    # nodes and pods: categorical codes straight from the run's indexes
+    nodes = cluster.nodes
+    node_codes = code_dtype(len(nodes))
+    pod = cols["pod"]
+    entry = cols["entry"]
+    pod_node = np.array([p.node for p in cluster.pods] + [-1], dtype=node_codes)[pod]
+    crossed = pod_node != entry  # index -1 (no pod) maps to the sentinel -1 above
+    crossed &= pod_node >= 0
+
     pops = out.populations
-    pop_idx = cols["population"].astype(np.int64)
-    ip_index = cols["client"].astype(np.int64) % np.array(
-        [p.n_ips for p in pops], dtype=np.int64)[pop_idx]
-    client_ip = np.zeros(n, dtype=np.int64)
-    at_node = np.zeros(n, dtype=np.int64)
-    for i, p in enumerate(pops):
-        rows = pop_idx == i
-        client_ip[rows] = np.asarray(p.client_ips, dtype=np.int64)[ip_index[rows]]
-        at_node[rows] = np.asarray(p.wire_ips, dtype=np.int64)[ip_index[rows]]
+    ip_row = _client_address_rows(cols["population"], cols["client"], pops)
+    client_universe = np.concatenate(
+        [np.asarray(p.client_ips, dtype=np.int64)[:p.n_ips] for p in pops])
+    wire_universe = np.concatenate(
+        [np.asarray(p.wire_ips, dtype=np.int64)[:p.n_ips] for p in pops])
 
     # masquerade: a remote pod sees the receiving node's IP, a same-node pod the node's
     # pod-bridge address (kube-proxy MASQUERADE; Kubernetes docs "Using Source IP");
-    # userspace mode proxies every
-    # connection itself, so its pods always see the node; without SNAT (Local policies,
-    # pod short-circuits, ClusterIP from pods) the pod sees what the node saw
+    # userspace mode proxies every connection itself, so its pods always see the node;
+    # without SNAT (Local policies, pod short-circuits, ClusterIP from pods) the pod sees
+    # what the node saw. Rows index one table: the wire addresses, then node addresses,
+    # then bridge addresses; -1 where no pod was chosen.
     via_process = np.array([p.pod_sees_node for p in out.proxies], dtype=bool)
-    natted = np.where(crossed | via_process[entry], node_ips[entry], bridge_ips[entry])
-    keeps = (cols["snat"] == 0) & ~via_process[entry]
-    seen = np.where(keeps, at_node, natted)
+    via = via_process[entry]
+    seen = entry.astype(np.int32)
+    seen += len(wire_universe)
+    seen[~(crossed | via)] += len(nodes)  # same node, kernel NAT: the bridge address
+    keeps = cols["snat"] == 0
+    keeps &= ~via
+    del via
+    np.copyto(seen, ip_row, where=keeps)
+    del keeps
+    seen[pod < 0] = -1
+    seen_universe = np.concatenate([
+        wire_universe, np.array([nd.ip for nd in nodes], dtype=np.int64),
+        np.array([nd.bridge_ip for nd in nodes], dtype=np.int64)])
+    source_ip_seen = _ips(seen, seen_universe)
+    del seen
+
+    # arrival at the pod: the client's half round trip plus kube-proxy's time
+    queue_wait = arrive_pod = cols["network"] * 0.5
+    np.add(t_start, arrive_pod, out=arrive_pod)
+    arrive_pod += cols["proxy"]
+    np.subtract(service_start, arrive_pod, out=queue_wait)
 
     # retries (clients with ``retries``): which attempt a row is, and the row it repeats
     attempt = np.zeros(n, dtype=np.int8)
@@ -78,53 +119,69 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
             attempt[rows] = np.fromiter((p.attempt[r] for r in p.retry_of), dtype=np.int8,
                                         count=len(rows))
 
-    node_names = [nd.name for nd in cluster.nodes]
-    pod_names = [p.name for p in cluster.pods]
+    node_names = [nd.name for nd in nodes]
     frame = pd.DataFrame(
         {
             "replication": np.full(n, out.replication, dtype=np.int32),
             "request": np.arange(n, dtype=np.int64),
-            "population": _categorical(pop_idx, [p.name for p in pops]),
-            "client_ip": _ips(client_ip),
-            "source_ip_at_node": _ips(at_node),
-            "connection": cols["conn"].copy(),
-            "new_connection": cols["new_conn"].astype(bool),
+            "population": _categorical(cols["population"], [p.name for p in pops]),
+            "client_ip": _ips(ip_row, client_universe),
+            "source_ip_at_node": _ips(ip_row, wire_universe),
+            "connection": cols["conn"],
+            "new_connection": cols["new_conn"].view(bool),  # 0 / 1 bytes
             "entry_node": _categorical(entry, node_names),
-            "pod": pd.Categorical.from_codes(np.where(has_pod, pod, -1), categories=pod_names),
-            "pod_node": pd.Categorical.from_codes(np.where(has_pod, pod_node, -1),
-                                                  categories=node_names),
+            "pod": _categorical(pod, [p.name for p in cluster.pods]),
+            "pod_node": _categorical(pod_node, node_names),
             "cross_node": crossed,
-            "source_ip_seen": _ips(np.where(has_pod, seen, -1)),
-            "t_start": t_start.copy(),
+            "source_ip_seen": source_ip_seen,
+            "t_start": t_start,
             "t_end": t_end,
             "latency": t_end - t_start,
-            "network": network.copy(),
-            "hop": cols["hop"].copy(),
-            "proxy": proxy.copy(),
-            "service_start": service_start.copy(),
+            "network": cols["network"],
+            "hop": cols["hop"],
+            "proxy": cols["proxy"],
+            "service_start": service_start,
             "queue_wait": queue_wait,
-            "service": cols["service"].copy(),
+            "service": service,
             "outcome": _categorical(outcome, [OUTCOMES[k] for k in sorted(OUTCOMES)]),
             "reason": _categorical(reason, [REASONS[k] for k in sorted(REASONS)]),
             "warmup": t_start < out.warmup,
             "attempt": attempt,
             "retry_of": retry_of,
         },
-        # the arrays above are this frame's own (views of the run's columns are copied):
-        # no second copy of every column while the run's columns are still alive
+        # no column is copied: the unchanged ones are the run's own buffers (the frame
+        # keeps them alive after the run's other columns are freed)
         copy=False,
     )
     return frame
 
 
-def _ips(values: np.ndarray) -> pd.Categorical:
-    """Dotted addresses as a categorical (few distinct values, many rows); -1 = missing."""
-    uniq, inverse = np.unique(values, return_inverse=True)
-    codes = inverse.astype(np.int32)
-    if len(uniq) and uniq[0] < 0:
-        codes -= 1
-        uniq = uniq[1:]
-    return pd.Categorical.from_codes(codes, categories=[ip_str(int(v)) for v in uniq])
+def _client_address_rows(population: np.ndarray, client: np.ndarray,
+                         pops: list) -> np.ndarray:  # noqa: ANN001 - Population
+    """Per row, its client address as a position in the populations' address lists laid
+    end to end (a client slot sends from address ``slot % n_ips`` of its population)."""
+    sizes = np.array([p.n_ips for p in pops], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rows = np.empty(len(client), dtype=np.int32)
+    if len(pops) == 1:
+        np.remainder(client, np.uint32(sizes[0]), out=rows, casting="unsafe")
+        return rows
+    np.remainder(client, sizes.astype(np.uint32)[population], out=rows, casting="unsafe")
+    rows += offsets.astype(np.int32)[population]
+    return rows
+
+
+def _ips(rows: np.ndarray, universe: np.ndarray) -> pd.Categorical:
+    """Dotted addresses as a categorical: ``rows`` index ``universe`` (address integers,
+    -1 = missing). Categories are the addresses that occur, in numeric order."""
+    used = np.zeros(len(universe) + 1, dtype=bool)
+    used[rows] = True  # -1 marks the extra last slot
+    positions = np.flatnonzero(used[:-1])
+    values, inverse = np.unique(universe[positions], return_inverse=True)
+    remap = np.full(len(universe) + 1, -1, dtype=code_dtype(len(values)))
+    remap[positions] = inverse
+    return pd.Categorical.from_codes(remap[rows],
+                                     categories=[ip_str(int(v)) for v in values])
 
 
 # failures whose connection never reached the chosen pod

@@ -50,8 +50,23 @@ REASONS[NO_UPSTREAM] = "no_healthy_upstream"
 NAN = float("nan")
 
 
-class RequestLog:
-    """Columns of the request table. Index = request id within the run."""
+class _Referable:
+    """Gives RequestLog a ``__weakref__`` slot while ``RequestLog.__slots__`` stays the
+    list of its columns (the engine builds its appenders from it): a test or a caller
+    can hold a weak reference to a run's log to see that it is freed with the run."""
+
+    __slots__ = ("__weakref__",)
+
+
+class RequestLog(_Referable):
+    """Columns of the request table. Index = request id within the run.
+
+    Each column has the smallest type its values need (the run keeps one row per
+    request): ids within the run as 32-bit integers (a run of 2**31 connections would
+    need hundreds of GB first), flags and codes as bytes. Times and durations stay
+    float64: the hot path reads ``network``, ``hop`` and ``proxy`` back to schedule and
+    stamp later events, and absolute times need the precision.
+    """
 
     __slots__ = (
         "t_start", "population", "client", "conn", "new_conn", "entry", "pod",
@@ -62,7 +77,7 @@ class RequestLog:
         self.t_start = array("d")  # client sends
         self.population = array("H")
         self.client = array("I")  # client slot within its population
-        self.conn = array("q")  # connection id (run-wide)
+        self.conn = array("i")  # connection id (run-wide)
         self.new_conn = array("b")  # 1 if this request opened its connection
         self.entry = array("i")  # node index that received it
         self.pod = array("i")  # pod index serving it, -1 if none
@@ -80,7 +95,8 @@ class RequestLog:
         return len(self.t_start)
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Numpy views of every column (zero-copy over the arrays' buffers)."""
+        """Numpy views of every column (zero-copy over the arrays' buffers). While a view
+        is alive its array cannot grow: take them once the run is over."""
         out = {}
         for name in self.__slots__:
             col = getattr(self, name)
