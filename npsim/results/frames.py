@@ -188,9 +188,38 @@ def _ips(rows: np.ndarray, universe: np.ndarray) -> pd.Categorical:
 UNREACHED = ("connect_timeout", "reply_lost", "endpoint_gone", "dial_failed")
 
 
+def category_code(column: pd.Series, name: str) -> int:
+    """The code of category ``name`` in a categorical column (-2 if absent: no row)."""
+    categories = column.cat.categories
+    return int(categories.get_loc(name)) if name in categories else -2
+
+
+BLOCK = 1 << 18  # rows per step where a temporary per row would otherwise be made
+
+
+def count_codes(codes: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """How many of the rows ``rows`` selects have each code 0..n-1 (a block of rows at a
+    time: no 8-byte copy of every selected code)."""
+    counts = np.zeros(n, dtype=np.int64)
+    for lo in range(0, len(codes), BLOCK):
+        part = codes[lo:lo + BLOCK][rows[lo:lo + BLOCK]]
+        counts += np.bincount(part[part >= 0], minlength=n)[:n]
+    return counts
+
+
+def unreached_codes(requests: pd.DataFrame) -> list[int]:
+    """The codes of the ``reason`` categories in :data:`UNREACHED`."""
+    categories = requests["reason"].cat.categories
+    return [i for i, name in enumerate(categories) if name in UNREACHED]
+
+
 def reached_pod(requests: pd.DataFrame) -> np.ndarray:
     """Rows whose request reached a pod (served, queued, or turned away by its queue)."""
-    return (requests["pod"].notna() & ~requests["reason"].isin(UNREACHED)).to_numpy()
+    if not isinstance(requests["reason"].dtype, pd.CategoricalDtype):
+        return (requests["pod"].notna() & ~requests["reason"].isin(UNREACHED)).to_numpy()
+    reached = requests["pod"].cat.codes.to_numpy() >= 0
+    reached &= ~np.isin(requests["reason"].cat.codes.to_numpy(), unreached_codes(requests))
+    return reached
 
 
 def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from npsim.results.frames import BLOCK
+
 
 def share_stats(counts: np.ndarray) -> dict[str, float]:
     """max/mean, CV, Jain and Gini of per-pod (or per-node) counts."""
@@ -32,27 +34,70 @@ def share_stats(counts: np.ndarray) -> dict[str, float]:
     }
 
 
-def source_ip_intact(served: pd.DataFrame) -> float:
-    """Fraction of (served) requests whose pod saw the client's own address."""
-    served = served[served["pod"].notna()]
-    if served.empty:
+def codes_of(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """(codes, values) of a column: a categorical's own codes (no copy), anything else
+    factorized; -1 marks a missing value."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(), column.cat.categories
+    codes, values = pd.factorize(column)
+    return codes, pd.Index(values)
+
+
+def _selected(frame: pd.DataFrame, rows: np.ndarray | None) -> np.ndarray:
+    return np.ones(len(frame), dtype=bool) if rows is None else rows.copy()
+
+
+def source_ip_intact(served: pd.DataFrame, rows: np.ndarray | None = None) -> float:
+    """Fraction of (served) requests whose pod saw the client's own address; ``rows``
+    (a boolean mask) picks the requests to count without copying the frame."""
+    seen, seen_values = codes_of(served["source_ip_seen"])
+    client, client_values = codes_of(served["client_ip"])
+    count = _selected(served, rows)
+    count &= codes_of(served["pod"])[0] >= 0
+    total = int(count.sum())
+    if total == 0:
         return math.nan
-    same = served["source_ip_seen"].astype(str).to_numpy() == served["client_ip"].astype(
-        str).to_numpy()
-    return float(same.mean())
+    # each address the pod saw -> the code of the same client address (-2: none, and
+    # for a missing one, the last slot)
+    same_as = pd.Index(client_values.astype(str)).get_indexer(seen_values.astype(str))
+    same_as = np.append(np.where(same_as < 0, -2, same_as), -2)
+    return float((same_as[seen[count]] == client[count]).mean())
 
 
-def stickiness(measured: pd.DataFrame) -> float:
+def stickiness(measured: pd.DataFrame, rows: np.ndarray | None = None) -> float:
     """Mean over clients with >= 2 connections of the fraction of their connections that
-    reached their most-used pod (1.0: perfectly sticky)."""
-    conns = measured[measured["new_connection"] & measured["pod"].notna()]
-    if conns.empty:
+    reached their most-used pod (1.0: perfectly sticky). ``rows`` (a boolean mask) picks
+    the requests to count without copying the frame."""
+    population, populations = codes_of(measured["population"])
+    client, clients = codes_of(measured["client_ip"])
+    pod, pods = codes_of(measured["pod"])
+    conns = _selected(measured, rows)
+    conns &= measured["new_connection"].to_numpy(dtype=bool)
+    conns &= (pod >= 0) & (client >= 0) & (population >= 0)
+    if not conns.any():
         return math.nan
-    counts = conns.groupby(["population", "client_ip", "pod"], observed=True).size()
-    per_client = counts.groupby(level=[0, 1], observed=True)
-    total = per_client.sum()
-    top = per_client.max()
+    # connections per (population, client, pod), counted a block of rows at a time
+    n_pods, n_clients = max(len(pods), 1), max(len(clients), 1)
+    keys, counts = [], []
+    for lo in range(0, len(conns), BLOCK):
+        take = conns[lo:lo + BLOCK]
+        key = population[lo:lo + BLOCK][take].astype(np.int64) * n_clients
+        key += client[lo:lo + BLOCK][take]
+        key *= n_pods
+        key += pod[lo:lo + BLOCK][take]
+        unique, count = np.unique(key, return_counts=True)
+        keys.append(unique)
+        counts.append(count)
+    key, count = np.concatenate(keys), np.concatenate(counts)
+    if len(keys) > 1:
+        key, where = np.unique(key, return_inverse=True)
+        count = np.bincount(where, weights=count).astype(np.int64)
+    per_client = key // n_pods  # sorted: each client's pods are neighbours
+    starts = np.flatnonzero(np.r_[True, per_client[1:] != per_client[:-1]])
+    total = np.add.reduceat(count, starts)
+    top = np.maximum.reduceat(count, starts)
     keep = total >= 2
     if not keep.any():
         return math.nan
     return float((top[keep] / total[keep]).mean())
+

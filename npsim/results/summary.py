@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from npsim.results.frames import reached_pod
+from npsim.results.frames import category_code, count_codes, reached_pod
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
@@ -23,42 +23,95 @@ from npsim.units import format_duration
 Candidates = list[tuple[str, str]]  # (pod, node) a scope's traffic could reach
 
 
+def replication_rows(requests: pd.DataFrame, windows: dict[int, float]
+                     ) -> dict[int, pd.DataFrame]:
+    """Each replication's rows. Replications are stacked one after another, so each is
+    a slice of the frame (a view, no copy); an unordered frame is split by mask."""
+    reps = requests["replication"].to_numpy()
+    if len(reps) < 2 or bool((reps[1:] >= reps[:-1]).all()):
+        bounds = {rep: (np.searchsorted(reps, rep, side="left"),
+                        np.searchsorted(reps, rep, side="right")) for rep in windows}
+        return {rep: requests.iloc[lo:hi] for rep, (lo, hi) in bounds.items()}
+    return {rep: requests[reps == rep] for rep in windows}
+
+
 def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
-                     candidates: Candidates | None = None) -> pd.DataFrame:
+                     candidates: Candidates | None = None,
+                     scope: np.ndarray | None = None) -> pd.DataFrame:
+    """One row of statistics per replication, over the rows ``scope`` selects (a boolean
+    mask, default all): masks and the few columns each statistic needs, never a copy
+    of the frame."""
     rows = []
-    by_rep = dict(iter(requests.groupby("replication", sort=True, observed=True)))
+    parts = replication_rows(requests, windows)
+    offsets = {rep: 0 for rep in windows}
+    if scope is not None:  # the scope's mask, cut like the frame
+        start = 0
+        for rep, frame in parts.items():
+            offsets[rep] = start
+            start += len(frame)
     for rep in sorted(windows):  # every replication gets a row, even one with no requests
-        frame = by_rep.get(rep, requests.iloc[:0])
+        frame = parts[rep]
         window = windows[int(rep)]
-        measured = frame[~frame["warmup"].to_numpy()]
-        done = measured[measured["outcome"] == "completed"]
-        lat = done["latency"].to_numpy()
-        crossed = done["cross_node"].to_numpy()
-        rows.append({
+        measured = ~frame["warmup"].to_numpy(dtype=bool)
+        if scope is not None:
+            measured &= _cut(scope, requests, frame, offsets[rep])
+        done = measured & (frame["outcome"].cat.codes.to_numpy()
+                           == category_code(frame["outcome"], "completed"))
+        lat = frame["latency"].to_numpy()[done]
+        n_done = len(lat)
+        row = {
             "replication": rep,
-            "throughput": len(done) / window if window > 0 else math.nan,
-            "latency_mean": float(lat.mean()) if len(lat) else math.nan,
-            "latency_p50": float(np.quantile(lat, 0.50)) if len(lat) else math.nan,
-            "latency_p95": float(np.quantile(lat, 0.95)) if len(lat) else math.nan,
-            "latency_p99": float(np.quantile(lat, 0.99)) if len(lat) else math.nan,
-            "queue_wait_mean": float(done["queue_wait"].mean()) if len(done) else math.nan,
-            "cross_node_fraction": float(crossed.mean()) if len(crossed) else math.nan,
-            "source_ip_intact_fraction": source_ip_intact(done),
-            "client_stickiness": stickiness(measured),
-        })
-        per_pod = measured[reached_pod(measured)]["pod"].value_counts(sort=False)
+            "throughput": n_done / window if window > 0 else math.nan,
+            "latency_mean": float(lat.mean()) if n_done else math.nan,
+        }
+        quantiles = np.quantile(lat, [0.50, 0.95, 0.99], overwrite_input=True) if n_done \
+            else [math.nan] * 3
+        del lat
+        row.update({name: float(q) for name, q in zip(
+            ("latency_p50", "latency_p95", "latency_p99"), quantiles, strict=True)})
+        row["queue_wait_mean"] = (float(pd.Series(frame["queue_wait"].to_numpy()[done]).mean())
+                                  if n_done else math.nan)
+        row["cross_node_fraction"] = (float(frame["cross_node"].to_numpy()[done].mean())
+                                      if n_done else math.nan)
+        row["source_ip_intact_fraction"] = source_ip_intact(frame, done)
+        row["client_stickiness"] = stickiness(frame, measured)
+        rows.append(row)
+        reached = measured & reached_pod(frame)
+        pod = frame["pod"]
+        per_pod = pd.Series(count_codes(pod.cat.codes.to_numpy(), reached,
+                                        len(pod.cat.categories)), index=pod.cat.categories)
         if candidates is not None:  # only the pods this traffic could reach, zeros included
             per_pod = per_pod.reindex([pod for pod, _ in candidates], fill_value=0)
             node_of = pd.Series([node for _, node in candidates], index=per_pod.index)
             node_counts = per_pod.groupby(node_of, sort=False).sum().to_numpy()
         else:
-            node_counts = measured[reached_pod(measured)]["pod_node"].value_counts(
-                sort=False).to_numpy()
+            node = frame["pod_node"]
+            node_counts = count_codes(node.cat.codes.to_numpy(), reached,
+                                      len(node.cat.categories))
         pod_counts = per_pod.to_numpy()
         for prefix, counts in (("pod_share", pod_counts), ("node_share", node_counts)):
             for name, value in share_stats(counts).items():
                 rows[-1][f"{prefix}_{name}"] = value
     return pd.DataFrame(rows)
+
+
+def _cut(scope: np.ndarray, requests: pd.DataFrame, part: pd.DataFrame,
+         offset: int) -> np.ndarray:
+    """The part of a mask over ``requests`` that covers ``part`` (one replication)."""
+    if len(part) == 0 or requests.index.equals(pd.RangeIndex(len(requests))) and \
+            part.index.equals(pd.RangeIndex(offset, offset + len(part))):
+        return scope[offset:offset + len(part)]
+    return scope[requests.index.get_indexer(part.index)]
+
+
+def population_scopes(requests: pd.DataFrame) -> dict[str, np.ndarray]:
+    """With several populations, each one's rows as a boolean mask (no copies)."""
+    population = requests["population"]
+    names = population.cat.categories
+    if len(names) < 2:
+        return {}
+    codes = population.cat.codes.to_numpy()
+    return {f"population:{name}": codes == i for i, name in enumerate(names)}
 
 
 # The range a metric can take. A t-interval knows nothing of it (Jain's index of nearly
@@ -107,12 +160,8 @@ def replication_statistics(requests: pd.DataFrame, windows: dict[int, float],
     stacked and passed to :func:`summarise` instead of being recomputed there."""
     candidates = candidates or {}
     out = {"all": _per_replication(requests, windows, candidates.get("all"))}
-    populations = requests["population"].cat.categories
-    if len(populations) > 1:
-        for population in populations:
-            part = requests[(requests["population"] == population).to_numpy()]
-            scope = f"population:{population}"
-            out[scope] = _per_replication(part, windows, candidates.get(scope))
+    for scope, rows in population_scopes(requests).items():
+        out[scope] = _per_replication(requests, windows, candidates.get(scope), rows)
     return out
 
 
@@ -147,17 +196,13 @@ def summarise(
         add("all", f"requests_{name}", float(outcome.get(name, 0)))
     if "attempt" in requests and (requests["attempt"] > 0).any():
         _retry_rows(requests, add)
-    _measured_rows("all", requests, add, per_replication["all"])
+    _measured_rows("all", requests, None, add, per_replication["all"])
     util = pods.groupby("pod", observed=True)["utilisation"].mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
     add("all", "replications", float(requests["replication"].nunique()))
-    populations = requests["population"].cat.categories
-    if len(populations) > 1:
-        for population in populations:
-            part = requests[(requests["population"] == population).to_numpy()]
-            scope = f"population:{population}"
-            _measured_rows(scope, part, add, per_replication[scope])
+    for scope, scope_rows in population_scopes(requests).items():
+        _measured_rows(scope, requests, scope_rows, add, per_replication[scope])
     return pd.DataFrame(rows)
 
 
@@ -172,15 +217,21 @@ def _retry_rows(requests: pd.DataFrame, add: Callable[..., None]) -> None:
     add("all", "requests_failed_after_retries", float(final.sum()))
 
 
-def _measured_rows(scope: str, requests: pd.DataFrame, add: Callable[..., None],
-                   per_rep: pd.DataFrame) -> None:
-    """Rows about the requests sent after the warm-up: counts, failures, statistics."""
-    measured = requests[~requests["warmup"].to_numpy()]
-    add(scope, "requests_measured", float(len(measured)))
-    failed = measured[measured["outcome"] == "failed"]
-    for reason, count in failed["reason"].value_counts().items():
+def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
+                   add: Callable[..., None], per_rep: pd.DataFrame) -> None:
+    """Rows about the requests sent after the warm-up (of the rows ``rows`` selects):
+    counts, failures, statistics."""
+    measured = ~requests["warmup"].to_numpy(dtype=bool)
+    if rows is not None:
+        measured &= rows
+    add(scope, "requests_measured", float(measured.sum()))
+    outcome, reason = requests["outcome"], requests["reason"]
+    measured &= outcome.cat.codes.to_numpy() == category_code(outcome, "failed")
+    failed = pd.Series(pd.Categorical.from_codes(reason.cat.codes.to_numpy()[measured],
+                                                 dtype=reason.dtype))
+    for reason_name, count in failed.value_counts().items():
         if count:
-            add(scope, f"failed_{reason}", float(count))
+            add(scope, f"failed_{reason_name}", float(count))
     for column in per_rep.columns.drop("replication"):
         add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
 

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from npsim.results.frames import reached_pod
+from npsim.results.frames import BLOCK, category_code, unreached_codes
 from npsim.sim.engine import RunOutput
 from npsim.sim.records import REASONS
 
@@ -43,21 +43,30 @@ def _count(idx: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.nda
                        minlength=n)[:n]
 
 
-def _quantiles(idx: np.ndarray, values: np.ndarray, n: int,
+def _quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, n: int,
                qs: tuple[float, ...]) -> list[np.ndarray]:
-    """Per bucket quantiles of ``values`` (NaN for an empty bucket): one sort overall."""
-    keep = idx >= 0
-    idx, values = idx[keep], values[keep]
-    order = np.lexsort((values, idx))
-    idx, values = idx[order], values[order]
-    starts = np.searchsorted(idx, np.arange(n), side="left")
-    ends = np.searchsorted(idx, np.arange(n), side="right")
-    out = []
-    for q in qs:
-        col = np.full(n, np.nan)
-        for b in np.flatnonzero(ends > starts):
-            col[b] = np.quantile(values[starts[b]:ends[b]], q)
-        out.append(col)
+    """Per bucket quantiles of the latency ``t_end - t_start`` of the rows whose bucket
+    ``idx`` is >= 0 (NaN for an empty bucket). Buckets are taken in groups of about
+    ``BLOCK`` rows, each group's rows sorted once: no array of every row's latency."""
+    per_bucket = _count(idx, n)
+    out = [np.full(n, np.nan) for _ in qs]
+    first = 0
+    while first < n:
+        last = first + max(int(np.searchsorted(np.cumsum(per_bucket[first:]), BLOCK,
+                                               side="right")), 1)
+        if per_bucket[first:last].any():
+            rows = np.flatnonzero((idx >= first) & (idx < last))
+            values = t_end[rows] - t_start[rows]
+            group = idx[rows]
+            del rows
+            order = np.lexsort((values, group))
+            group, values = group[order], values[order]
+            starts = np.searchsorted(group, np.arange(first, last), side="left")
+            ends = np.searchsorted(group, np.arange(first, last), side="right")
+            for b in np.flatnonzero(ends > starts):
+                for col, q in zip(out, qs, strict=True):
+                    col[first + b] = np.quantile(values[starts[b]:ends[b]], q)
+        first = last
     return out
 
 
@@ -78,23 +87,34 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
     n = len(edges)
     t_start = requests["t_start"].to_numpy(dtype=float)
     t_end = requests["t_end"].to_numpy(dtype=float)
-    outcome = requests["outcome"].to_numpy()
-    reason = requests["reason"].to_numpy()
-    started = _bucket_of(t_start, bucket, n)
-    ended = _bucket_of(t_end, bucket, n)
-    done = outcome == "completed"
-    failed = outcome == "failed"
-    done_idx = np.where(done, ended, -1)
-    cols: dict[str, np.ndarray] = {
-        "sent": _count(started, n),
-        "completed": _count(done_idx, n),
-        "failed": _count(np.where(failed, ended, -1), n),
-    }
+    outcome = requests["outcome"].cat.codes.to_numpy()
+    reason = requests["reason"].cat.codes.to_numpy()
+    completed = category_code(requests["outcome"], "completed")
+    failed = category_code(requests["outcome"], "failed")
+    reasons = len(requests["reason"].cat.categories)
+    sent = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=np.int64)
+    by_reason = np.zeros(reasons * n, dtype=np.int64)  # failures, per reason code x bucket
+    done_idx = np.empty(len(t_start), dtype=np.int32)  # bucket of a completed row's end
+    for lo in range(0, len(t_start), BLOCK):
+        rows = slice(lo, lo + BLOCK)
+        sent += _count(_bucket_of(t_start[rows], bucket, n), n)
+        ended = _bucket_of(t_end[rows], bucket, n)
+        kind = outcome[rows]
+        done_idx[rows] = np.where(kind == completed, ended, -1)
+        done += _count(done_idx[rows], n)
+        lost = (kind == failed) & (ended >= 0)
+        by_reason += np.bincount(reason[rows][lost].astype(np.int64) * n + ended[lost],
+                                 minlength=reasons * n)
+    by_reason = by_reason.reshape(reasons, n)
+    cols: dict[str, np.ndarray] = {"sent": sent, "completed": done,
+                                   "failed": by_reason.sum(axis=0)}
     cols["throughput"] = cols["completed"] / bucket
     for name in FAILURE_REASONS:
-        cols[f"failed_{name}"] = _count(np.where(failed & (reason == name), ended, -1), n)
-    latency = t_end - t_start
-    cols["latency_p50"], cols["latency_p99"] = _quantiles(done_idx, latency, n, (0.5, 0.99))
+        code = category_code(requests["reason"], name)
+        cols[f"failed_{name}"] = by_reason[code] if code >= 0 else np.zeros(n, dtype=np.int64)
+    cols["latency_p50"], cols["latency_p99"] = _quantiles(done_idx, t_start, t_end, n,
+                                                          (0.5, 0.99))
     return cols
 
 
@@ -136,14 +156,20 @@ def pod_load_columns(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
                      bucket: float) -> dict[str, np.ndarray]:
     """Per pod: requests that reached it per second, by the time they were sent."""
     n = len(edges)
-    reached = reached_pod(requests)
-    idx = np.where(reached, _bucket_of(requests["t_start"].to_numpy(dtype=float), bucket, n),
-                   -1)
-    codes = requests["pod"].cat.codes.to_numpy()
-    cols = {}
-    for pod in out.cluster.pods:
-        cols[f"pod_load:{pod.name}"] = _count(np.where(codes == pod.index, idx, -1), n) / bucket
-    return cols
+    pods = len(out.cluster.pods)
+    t_start = requests["t_start"].to_numpy(dtype=float)
+    pod_codes = requests["pod"].cat.codes.to_numpy()
+    unreached = unreached_codes(requests)
+    reason = requests["reason"].cat.codes.to_numpy()
+    counts = np.zeros(pods * n, dtype=np.int64)  # per pod x bucket
+    for lo in range(0, len(t_start), BLOCK):
+        rows = slice(lo, lo + BLOCK)
+        idx = _bucket_of(t_start[rows], bucket, n)
+        pod = pod_codes[rows]
+        keep = (idx >= 0) & (pod >= 0) & ~np.isin(reason[rows], unreached)
+        counts += np.bincount(pod[keep].astype(np.int64) * n + idx[keep], minlength=pods * n)
+    counts = counts.reshape(pods, n)
+    return {f"pod_load:{pod.name}": counts[pod.index] / bucket for pod in out.cluster.pods}
 
 
 def timeseries_frame(out: RunOutput, requests: pd.DataFrame, bucket: float = 1.0) -> pd.DataFrame:
