@@ -16,7 +16,7 @@ from npsim.results.alerts import record_alerts
 from npsim.results.events import event_frame, stack_events, with_event_dtypes
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.shares import pod_shares
-from npsim.results.store import write_atomically
+from npsim.results.store import write_atomically, write_parquet
 from npsim.results.summary import (
     PerReplication,
     add_incident_rows,
@@ -97,12 +97,9 @@ class Result:
 
     def write_files(self, folder: Path) -> None:
         """The result files, into an existing folder (``save`` does it atomically)."""
-        self.requests.to_parquet(folder / "requests.parquet", index=False)
-        self.pods.to_parquet(folder / "pods.parquet", index=False)
-        self.nodes.to_parquet(folder / "nodes.parquet", index=False)
-        self.timeseries.to_parquet(folder / "timeseries.parquet", index=False)
+        for name in ("requests", "pods", "nodes", "timeseries", "events"):
+            write_parquet(getattr(self, name), folder / f"{name}.parquet")
         self.summary.to_csv(folder / "summary.csv", index=False)
-        self.events.to_parquet(folder / "events.parquet", index=False)
         (folder / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
 
 
