@@ -9,11 +9,15 @@ pod at utilisation 0.5. Printed per configuration:
 * build (s): CPU time to build the cluster, kube-proxies and endpoint tables;
 * request frame (s): CPU time to build the request DataFrame from the run's columns;
 * peak RSS and bytes per request: (peak RSS - RSS after loading the scenario) / requests,
-  over one whole ``npsim.run`` (simulation, frames, summary) in its own fresh process.
+  over one whole ``npsim.run`` (simulation, frames, summary) in its own fresh process;
+* with saving: the same process then writes the result folder (``Result.save``, parquet
+  frames, no report figures), the way ``npsim run --out DIR --no-report`` does, and the
+  peak over both is quoted.
 
     python benchmarks/bench_scale.py                    # the table, 1M requests
     python benchmarks/bench_scale.py --requests 200000  # quicker
     python benchmarks/bench_scale.py --compare /path/to/other/checkout   # interleaved A/B
+    python benchmarks/bench_scale.py --requests 10000000 --configs 1000/10000 --memory-only
 
 ``--compare DIR`` runs every configuration with the npsim found in DIR as well, alternating
 (this tree, DIR, this tree, ...), so a loaded machine affects both alike.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -103,18 +108,28 @@ def peak(nodes: int, pods: int, requests: int) -> dict:
         del data["run"]["limits"]
     scenario = npsim.scenario_from_dict(data)
     base = rss("VmRSS")
+    started = time.perf_counter()
     result = npsim.run(scenario)
+    wall = time.perf_counter() - started
     top = rss("VmHWM")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        result.save(Path(folder) / "result")
+        saved = rss("VmHWM")
     return {"requests": len(result.requests), "peak_mb": top / 2**20,
-            "bytes_per_request": (top - base) / requests}
+            "bytes_per_request": (top - base) / requests, "run_wall": wall,
+            "saved_peak_mb": saved / 2**20, "saved_bytes_per_request": (saved - base) / requests}
 
 
-def measure(nodes: int, pods: int, requests: int, npsim_dir: Path | None) -> dict:
+def measure(nodes: int, pods: int, requests: int, npsim_dir: Path | None,
+            memory_only: bool = False) -> dict:
     env = dict(os.environ)
     if npsim_dir is not None:
         env["PYTHONPATH"] = str(npsim_dir)
-    row = {}
-    for mode in ("--one", "--peak"):
+    row = {"nodes": nodes, "pods": pods, "run_speed": math.nan, "build": math.nan,
+           "frames": math.nan}
+    for mode in ("--peak",) if memory_only else ("--one", "--peak"):
         out = subprocess.run([sys.executable, __file__, mode, str(nodes), str(pods),
                               str(requests)], capture_output=True, text=True, env=env,
                              check=True)
@@ -129,7 +144,11 @@ def table(rows: list[dict], label: str) -> list[str]:
                            ("build", "build (CPU s)", "{:.2f}"),
                            ("frames", "request frame (CPU s)", "{:.2f}"),
                            ("peak_mb", "peak RSS (MB)", "{:,.0f}"),
-                           ("bytes_per_request", "bytes per request", "{:,.0f}")):
+                           ("bytes_per_request", "bytes per request", "{:,.0f}"),
+                           ("saved_peak_mb", "peak RSS with saving (MB)", "{:,.0f}"),
+                           ("saved_bytes_per_request", "bytes per request with saving",
+                            "{:,.0f}"),
+                           ("run_wall", "npsim.run wall (s)", "{:,.1f}")):
         lines.append(f"| {name} | " + " | ".join(fmt.format(r[key]) for r in rows) + " |")
     return lines
 
@@ -141,6 +160,8 @@ def main() -> None:
                         help="nodes/pods pairs, comma-separated")
     parser.add_argument("--compare", type=Path, default=None,
                         help="another npsim checkout to measure interleaved with this one")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the peak-RSS run (with saving) of each configuration")
     parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--peak", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,9 +174,9 @@ def main() -> None:
     configs = [tuple(int(x) for x in c.split("/")) for c in args.configs.split(",")]
     mine, theirs = [], []
     for nodes, pods in configs:
-        mine.append(measure(nodes, pods, args.requests, ROOT))
+        mine.append(measure(nodes, pods, args.requests, ROOT, args.memory_only))
         if args.compare is not None:
-            theirs.append(measure(nodes, pods, args.requests, args.compare))
+            theirs.append(measure(nodes, pods, args.requests, args.compare, args.memory_only))
     print(f"{args.requests:,} requests per configuration; load average "
           f"{os.getloadavg()[0]:.1f} at the end\n")
     print("\n".join(table(mine, f"this tree ({ROOT})")))

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from npsim.results.frames import BLOCK
+from npsim.results.frames import BLOCK, count_codes
 
 
 def share_stats(counts: np.ndarray) -> dict[str, float]:
@@ -76,26 +76,29 @@ def stickiness(measured: pd.DataFrame, rows: np.ndarray | None = None) -> float:
     conns &= (pod >= 0) & (client >= 0) & (population >= 0)
     if not conns.any():
         return math.nan
-    # connections per (population, client, pod), counted a block of rows at a time
+    # connections per (population, client, pod): clients are taken in groups of about
+    # BLOCK connections, so no temporary holds one value per connection of the run
     n_pods, n_clients = max(len(pods), 1), max(len(clients), 1)
-    keys, counts = [], []
-    for lo in range(0, len(conns), BLOCK):
-        take = conns[lo:lo + BLOCK]
-        key = population[lo:lo + BLOCK][take].astype(np.int64) * n_clients
-        key += client[lo:lo + BLOCK][take]
-        key *= n_pods
-        key += pod[lo:lo + BLOCK][take]
-        unique, count = np.unique(key, return_counts=True)
-        keys.append(unique)
-        counts.append(count)
-    key, count = np.concatenate(keys), np.concatenate(counts)
-    if len(keys) > 1:
-        key, where = np.unique(key, return_inverse=True)
-        count = np.bincount(where, weights=count).astype(np.int64)
-    per_client = key // n_pods  # sorted: each client's pods are neighbours
-    starts = np.flatnonzero(np.r_[True, per_client[1:] != per_client[:-1]])
-    total = np.add.reduceat(count, starts)
-    top = np.maximum.reduceat(count, starts)
+    who = client if len(populations) < 2 else population.astype(np.int64) * n_clients + client
+    per_who = np.bincount(who[conns], minlength=len(populations) * n_clients) \
+        if len(populations) >= 2 else count_codes(client, conns, n_clients)
+    totals, tops = [], []
+    first = 0
+    while first < len(per_who):
+        last = first + max(int(np.searchsorted(np.cumsum(per_who[first:]), BLOCK,
+                                               side="right")), 1)
+        if per_who[first:last].any():
+            rows = np.flatnonzero(conns & (who >= first) & (who < last))
+            key = who[rows].astype(np.int64) * n_pods
+            key += pod[rows]
+            del rows
+            key, count = np.unique(key, return_counts=True)
+            key //= n_pods  # sorted: each client's pods are neighbours
+            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+            totals.append(np.add.reduceat(count, starts))
+            tops.append(np.maximum.reduceat(count, starts))
+        first = last
+    total, top = np.concatenate(totals), np.concatenate(tops)
     keep = total >= 2
     if not keep.any():
         return math.nan
