@@ -6,39 +6,61 @@ replications -- the same requests the ``pods`` frame's ``share`` counts.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from npsim.results.frames import reached_pod
+from npsim.results.frames import BLOCK, count_codes, reached_pod
+
+
+def served_rows(requests: pd.DataFrame) -> np.ndarray:
+    """Mask of the measured requests that reached a pod (served, queued, or turned away
+    by its queue)."""
+    served = reached_pod(requests)
+    served &= ~requests["warmup"].to_numpy(dtype=bool)
+    return served
 
 
 def served_requests(requests: pd.DataFrame) -> pd.DataFrame:
-    """Measured requests that reached a pod (served, queued, or turned away by its queue)."""
-    measured = requests[~requests["warmup"].to_numpy()]
-    return measured[reached_pod(measured)]
+    """Measured requests that reached a pod, as a frame (a copy of those rows)."""
+    return requests[served_rows(requests)]
 
 
 def pod_shares(requests: pd.DataFrame, pods: pd.DataFrame) -> pd.DataFrame:
     """Share of each population's requests per pod: index pod (in the pods frame's order),
     one column per population. A pod of a Deployment that never served a population is
     NaN there (it could not have been chosen); an idle pod of one that did is 0."""
-    served = served_requests(requests)
+    served = served_rows(requests)
     order = list(dict.fromkeys(pods["pod"]))
     deployment = pods.drop_duplicates("pod").set_index("pod")["deployment"]
+    pod = requests["pod"]
+    pod_codes = pod.cat.codes.to_numpy()
+    population = requests["population"]
+    population_codes = population.cat.codes.to_numpy()
     columns = {}
-    for population in requests["population"].cat.categories:
-        part = served[(served["population"] == population).to_numpy()]
-        counts = part["pod"].value_counts(sort=False).reindex(order, fill_value=0)
+    for code, name in enumerate(population.cat.categories):
+        rows = served & (population_codes == code)
+        counts = pd.Series(count_codes(pod_codes, rows, len(pod.cat.categories)),
+                           index=pod.cat.categories).reindex(order, fill_value=0)
         used = set(deployment[counts[counts > 0].index])
         share = counts / max(int(counts.sum()), 1)
-        columns[str(population)] = share.where(deployment[order].isin(used).to_numpy())
+        columns[str(name)] = share.where(deployment[order].isin(used).to_numpy())
     return pd.DataFrame(columns, index=pd.Index(order, name="pod"))
 
 
 def traffic_matrix(requests: pd.DataFrame) -> pd.DataFrame:
     """Requests per entry node (rows) and serving pod (columns), zeros included."""
-    served = served_requests(requests)
-    matrix = pd.crosstab(served["entry_node"], served["pod"], dropna=False)
-    nodes = list(requests["entry_node"].cat.categories)
-    pods = list(requests["pod"].cat.categories)
-    return matrix.reindex(index=nodes, columns=pods, fill_value=0).rename_axis(
-        index="entry_node", columns="pod")
+    served = served_rows(requests)
+    entry, pod = requests["entry_node"], requests["pod"]
+    nodes, pods = entry.cat.categories, pod.cat.categories
+    entry_codes = entry.cat.codes.to_numpy()
+    pod_codes = pod.cat.codes.to_numpy()
+    counts = np.zeros(len(nodes) * len(pods), dtype=np.int64)
+    for lo in range(0, len(served), BLOCK):
+        rows = served[lo:lo + BLOCK]
+        rows &= entry_codes[lo:lo + BLOCK] >= 0
+        cell = entry_codes[lo:lo + BLOCK][rows].astype(np.int64) * len(pods)
+        cell += pod_codes[lo:lo + BLOCK][rows]
+        counts += np.bincount(cell, minlength=len(counts))
+    return pd.DataFrame(counts.reshape(len(nodes), len(pods)),
+                        index=pd.Index(list(nodes), name="entry_node"),
+                        columns=pd.Index(list(pods), name="pod"))
