@@ -259,7 +259,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
             if progress is not None:
                 progress((i + 1) / total)
     parts = [done[i] for i in range(total)]
-    req = concat_frames([p.requests for p in parts])
+    req = concat_frames([p.requests for p in parts], consume=True)
     pod = concat_frames([p.pods for p in parts])
     node = concat_frames([p.nodes for p in parts])
     windows = {rep: p.window for rep, p in zip(reps, parts, strict=True)}

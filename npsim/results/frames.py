@@ -287,10 +287,30 @@ def _utilisation(busy: float, pod, start: float, end: float) -> float:  # noqa: 
     return busy / (pod.workers * (hi - lo)) if hi > lo else np.nan
 
 
-def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Stack replications; categorical columns keep one dtype whatever each one saw."""
+def concat_frames(frames: list[pd.DataFrame], consume: bool = False) -> pd.DataFrame:
+    """Stack replications; categorical columns keep one dtype whatever each one saw.
+
+    Stacked a column at a time; with ``consume`` each column is dropped from the inputs
+    once stacked, so the replications' frames and the stacked one are never all alive
+    at once (about one column more than the result, instead of twice it)."""
     if len(frames) == 1:
         return frames[0]
+    columns = list(frames[0].columns)
+    if any(list(f.columns) != columns for f in frames[1:]):
+        return _concat_by_rows(frames)
+    out = {}
+    for column in columns:
+        if isinstance(frames[0][column].dtype, pd.CategoricalDtype):
+            out[column] = union_categoricals([f[column] for f in frames])
+        else:
+            out[column] = pd.concat([f[column] for f in frames], ignore_index=True)
+        if consume:
+            for f in frames:
+                del f[column]
+    return pd.DataFrame(out, copy=False)
+
+
+def _concat_by_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True)
     for column in frames[0].columns:
         if isinstance(frames[0][column].dtype, pd.CategoricalDtype):
