@@ -203,6 +203,7 @@ def _replication(scenario: Scenario, rep: int,
     out = Simulation(scenario, replication=rep).run(progress)
     record_alerts(out, spec.monitoring)
     frame = request_frame(out)
+    out.log.release()  # the frame keeps the columns it shares; the others go now
     series = timeseries_frame(out, frame, spec.run.timeseries_bucket)
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,

@@ -111,11 +111,11 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
 
     # retries (clients with ``retries``): which attempt a row is, and the row it repeats
     attempt = np.zeros(n, dtype=np.int8)
-    retry_of = np.full(n, -1, dtype=np.int64)
+    retry_of = np.full(n, -1, dtype=np.int32)
     for p in pops:
         if p.retry_of:
             rows = np.fromiter(p.retry_of, dtype=np.int64, count=len(p.retry_of))
-            retry_of[rows] = np.fromiter(p.retry_of.values(), dtype=np.int64, count=len(rows))
+            retry_of[rows] = np.fromiter(p.retry_of.values(), dtype=np.int32, count=len(rows))
             attempt[rows] = np.fromiter((p.attempt[r] for r in p.retry_of), dtype=np.int8,
                                         count=len(rows))
 
@@ -123,7 +123,7 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "replication": np.full(n, out.replication, dtype=np.int32),
-            "request": np.arange(n, dtype=np.int64),
+            "request": np.arange(n, dtype=np.int32),  # ids within a run: 32 bits
             "population": _categorical(cols["population"], [p.name for p in pops]),
             "client_ip": _ips(ip_row, client_universe),
             "source_ip_at_node": _ips(ip_row, wire_universe),
@@ -188,21 +188,26 @@ def _ips(rows: np.ndarray, universe: np.ndarray) -> pd.Categorical:
 UNREACHED = ("connect_timeout", "reply_lost", "endpoint_gone", "dial_failed")
 
 
+def codes(column: pd.Series) -> np.ndarray:
+    """A categorical column's codes, a read-only view (``.cat.codes`` copies them)."""
+    return column.array.codes
+
+
 def category_code(column: pd.Series, name: str) -> int:
     """The code of category ``name`` in a categorical column (-2 if absent: no row)."""
     categories = column.cat.categories
     return int(categories.get_loc(name)) if name in categories else -2
 
 
-BLOCK = 1 << 18  # rows per step where a temporary per row would otherwise be made
+BLOCK = 1 << 16  # rows per step where a temporary per row would otherwise be made
 
 
-def count_codes(codes: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
-    """How many of the rows ``rows`` selects have each code 0..n-1 (a block of rows at a
-    time: no 8-byte copy of every selected code)."""
+def count_codes(values: np.ndarray, rows: np.ndarray | None, n: int) -> np.ndarray:
+    """How many of the rows ``rows`` selects (default all) have each code 0..n-1 (a block
+    of rows at a time: no 8-byte copy of every selected code)."""
     counts = np.zeros(n, dtype=np.int64)
-    for lo in range(0, len(codes), BLOCK):
-        part = codes[lo:lo + BLOCK][rows[lo:lo + BLOCK]]
+    for lo in range(0, len(values), BLOCK):
+        part = values[lo:lo + BLOCK] if rows is None else values[lo:lo + BLOCK][rows[lo:lo + BLOCK]]
         counts += np.bincount(part[part >= 0], minlength=n)[:n]
     return counts
 
@@ -217,8 +222,8 @@ def reached_pod(requests: pd.DataFrame) -> np.ndarray:
     """Rows whose request reached a pod (served, queued, or turned away by its queue)."""
     if not isinstance(requests["reason"].dtype, pd.CategoricalDtype):
         return (requests["pod"].notna() & ~requests["reason"].isin(UNREACHED)).to_numpy()
-    reached = requests["pod"].cat.codes.to_numpy() >= 0
-    reached &= ~np.isin(requests["reason"].cat.codes.to_numpy(), unreached_codes(requests))
+    reached = codes(requests["pod"]) >= 0
+    reached &= ~np.isin(codes(requests["reason"]), unreached_codes(requests))
     return reached
 
 
@@ -227,19 +232,19 @@ def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
     cluster = out.cluster
     names = [p.name for p in cluster.pods]
     pod = requests["pod"]
-    codes = pod.cat.codes.to_numpy()
+    pod_codes = codes(pod)
     # busy time of each worker-slot inside [warmup, end], from each request's service
     # span, summed a block of rows at a time
     start = requests["service_start"].to_numpy()
     service = requests["service"].to_numpy()
     busy_by_pod = np.zeros(len(pod.cat.categories))
-    for lo in range(0, len(codes), BLOCK):
+    for lo in range(0, len(pod_codes), BLOCK):
         s0 = np.nan_to_num(start[lo:lo + BLOCK], nan=np.inf)
         s1 = s0 + np.nan_to_num(service[lo:lo + BLOCK], nan=0.0)
         busy = np.clip(np.minimum(s1, out.end_time) - np.maximum(s0, out.warmup), 0, None)
-        served = codes[lo:lo + BLOCK] >= 0
-        busy_by_pod += np.bincount(codes[lo:lo + BLOCK][served], weights=busy[served],
-                                   minlength=len(busy_by_pod))
+        served = pod_codes[lo:lo + BLOCK] >= 0
+        # added in row order, as one bincount over all rows would (same sums to the bit)
+        np.add.at(busy_by_pod, pod_codes[lo:lo + BLOCK][served], busy[served])
     busy_by_pod = pd.Series(busy_by_pod, index=pod.cat.categories).reindex(
         names, fill_value=0.0).to_numpy()
     reached = reached_pod(requests)
@@ -274,7 +279,7 @@ POD_COLUMNS = ["replication", "pod", "deployment", "node", "pod_ip", "workers", 
 def _counts_by(column: pd.Series, rows: np.ndarray, names: list[str]) -> np.ndarray:
     """Rows (of those ``rows`` selects) per category of ``column``, in the order of
     ``names`` (zeros included)."""
-    counts = count_codes(column.cat.codes.to_numpy(), rows, len(column.cat.categories))
+    counts = count_codes(codes(column), rows, len(column.cat.categories))
     return pd.Series(counts, index=column.cat.categories).reindex(
         names, fill_value=0).to_numpy()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from npsim.results.frames import BLOCK, count_codes, reached_pod
+from npsim.results.frames import BLOCK, codes, count_codes, reached_pod
 
 
 def served_rows(requests: pd.DataFrame) -> np.ndarray:
@@ -33,9 +33,9 @@ def pod_shares(requests: pd.DataFrame, pods: pd.DataFrame) -> pd.DataFrame:
     order = list(dict.fromkeys(pods["pod"]))
     deployment = pods.drop_duplicates("pod").set_index("pod")["deployment"]
     pod = requests["pod"]
-    pod_codes = pod.cat.codes.to_numpy()
+    pod_codes = codes(pod)
     population = requests["population"]
-    population_codes = population.cat.codes.to_numpy()
+    population_codes = codes(population)
     columns = {}
     for code, name in enumerate(population.cat.categories):
         rows = served & (population_codes == code)
@@ -52,8 +52,8 @@ def traffic_matrix(requests: pd.DataFrame) -> pd.DataFrame:
     served = served_rows(requests)
     entry, pod = requests["entry_node"], requests["pod"]
     nodes, pods = entry.cat.categories, pod.cat.categories
-    entry_codes = entry.cat.codes.to_numpy()
-    pod_codes = pod.cat.codes.to_numpy()
+    entry_codes = codes(entry)
+    pod_codes = codes(pod)
     counts = np.zeros(len(nodes) * len(pods), dtype=np.int64)
     for lo in range(0, len(served), BLOCK):
         rows = served[lo:lo + BLOCK]

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from npsim.results.frames import BLOCK, count_codes
+from npsim.results.frames import BLOCK, codes, count_codes
 
 
 def share_stats(counts: np.ndarray) -> dict[str, float]:
@@ -38,9 +38,9 @@ def codes_of(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """(codes, values) of a column: a categorical's own codes (no copy), anything else
     factorized; -1 marks a missing value."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy(), column.cat.categories
-    codes, values = pd.factorize(column)
-    return codes, pd.Index(values)
+        return codes(column), column.cat.categories
+    factorized, values = pd.factorize(column)
+    return factorized, pd.Index(values)
 
 
 def _selected(frame: pd.DataFrame, rows: np.ndarray | None) -> np.ndarray:

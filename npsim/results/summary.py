@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from npsim.results.frames import category_code, count_codes, reached_pod
+from npsim.results.frames import BLOCK, category_code, codes, count_codes, reached_pod
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
@@ -55,7 +55,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
         measured = ~frame["warmup"].to_numpy(dtype=bool)
         if scope is not None:
             measured &= _cut(scope, requests, frame, offsets[rep])
-        done = measured & (frame["outcome"].cat.codes.to_numpy()
+        done = measured & (codes(frame["outcome"])
                            == category_code(frame["outcome"], "completed"))
         lat = frame["latency"].to_numpy()[done]
         n_done = len(lat)
@@ -78,7 +78,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
         rows.append(row)
         reached = measured & reached_pod(frame)
         pod = frame["pod"]
-        per_pod = pd.Series(count_codes(pod.cat.codes.to_numpy(), reached,
+        per_pod = pd.Series(count_codes(codes(pod), reached,
                                         len(pod.cat.categories)), index=pod.cat.categories)
         if candidates is not None:  # only the pods this traffic could reach, zeros included
             per_pod = per_pod.reindex([pod for pod, _ in candidates], fill_value=0)
@@ -86,7 +86,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
             node_counts = per_pod.groupby(node_of, sort=False).sum().to_numpy()
         else:
             node = frame["pod_node"]
-            node_counts = count_codes(node.cat.codes.to_numpy(), reached,
+            node_counts = count_codes(codes(node), reached,
                                       len(node.cat.categories))
         pod_counts = per_pod.to_numpy()
         for prefix, counts in (("pod_share", pod_counts), ("node_share", node_counts)):
@@ -110,8 +110,8 @@ def population_scopes(requests: pd.DataFrame) -> dict[str, np.ndarray]:
     names = population.cat.categories
     if len(names) < 2:
         return {}
-    codes = population.cat.codes.to_numpy()
-    return {f"population:{name}": codes == i for i, name in enumerate(names)}
+    population_codes = codes(population)
+    return {f"population:{name}": population_codes == i for i, name in enumerate(names)}
 
 
 # The range a metric can take. A t-interval knows nothing of it (Jain's index of nearly
@@ -190,17 +190,21 @@ def summarise(
         rows.append({"scope": scope, "metric": metric, "value": value, "ci_low": lo,
                      "ci_high": hi})
 
-    outcome = requests["outcome"].value_counts()
+    outcome = requests["outcome"]
+    counted = count_codes(codes(outcome), None, len(outcome.cat.categories))
     add("all", "requests_generated", float(len(requests)))
     for name in ("completed", "failed", "in_flight"):
-        add("all", f"requests_{name}", float(outcome.get(name, 0)))
+        code = category_code(outcome, name)
+        add("all", f"requests_{name}", float(counted[code] if code >= 0 else 0))
     if "attempt" in requests and (requests["attempt"] > 0).any():
         _retry_rows(requests, add)
     _measured_rows("all", requests, None, add, per_replication["all"])
     util = pods.groupby("pod", observed=True)["utilisation"].mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
-    add("all", "replications", float(requests["replication"].nunique()))
+    add("all", "replications", float(len(np.unique(np.concatenate(
+        [np.unique(requests["replication"].to_numpy()[lo:lo + BLOCK])
+         for lo in range(0, len(requests), BLOCK)] or [np.array([])])))))
     for scope, scope_rows in population_scopes(requests).items():
         _measured_rows(scope, requests, scope_rows, add, per_replication[scope])
     return pd.DataFrame(rows)
@@ -226,8 +230,8 @@ def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
         measured &= rows
     add(scope, "requests_measured", float(measured.sum()))
     outcome, reason = requests["outcome"], requests["reason"]
-    measured &= outcome.cat.codes.to_numpy() == category_code(outcome, "failed")
-    failed = pd.Series(pd.Categorical.from_codes(reason.cat.codes.to_numpy()[measured],
+    measured &= codes(outcome) == category_code(outcome, "failed")
+    failed = pd.Series(pd.Categorical.from_codes(codes(reason)[measured],
                                                  dtype=reason.dtype))
     for reason_name, count in failed.value_counts().items():
         if count:

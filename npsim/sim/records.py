@@ -135,6 +135,13 @@ class RequestLog(_Referable):
                 [], dtype=col.typecode)
         return out
 
+    def release(self) -> None:
+        """Start over with empty columns. Arrays a frame still views (see
+        :func:`npsim.results.frames.request_frame`) live on with the frame; the others
+        are freed now rather than with the run."""
+        for name in self.__slots__:
+            setattr(self, name, array(getattr(self, name).typecode))
+
     def nbytes(self) -> int:
         return sum(getattr(self, n).buffer_info()[1] * getattr(self, n).itemsize
                    for n in self.__slots__)
