@@ -102,6 +102,9 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
         np.array([nd.bridge_ip for nd in nodes], dtype=np.int64)])
     source_ip_seen = _ips(seen, seen_universe)
     del seen
+    client_ip = _ips(ip_row, client_universe)
+    source_ip_at_node = _ips(ip_row, wire_universe)
+    del ip_row
 
     # arrival at the pod: the client's half round trip plus kube-proxy's time
     queue_wait = arrive_pod = cols["network"] * 0.5
@@ -125,8 +128,8 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
             "replication": np.full(n, out.replication, dtype=np.int32),
             "request": np.arange(n, dtype=np.int32),  # ids within a run: 32 bits
             "population": _categorical(cols["population"], [p.name for p in pops]),
-            "client_ip": _ips(ip_row, client_universe),
-            "source_ip_at_node": _ips(ip_row, wire_universe),
+            "client_ip": client_ip,
+            "source_ip_at_node": source_ip_at_node,
             "connection": cols["conn"],
             "new_connection": cols["new_conn"].view(bool),  # 0 / 1 bytes
             "entry_node": _categorical(entry, node_names),
