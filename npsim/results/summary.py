@@ -202,9 +202,7 @@ def summarise(
     util = pods.groupby("pod", observed=True)["utilisation"].mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
-    add("all", "replications", float(len(np.unique(np.concatenate(
-        [np.unique(requests["replication"].to_numpy()[lo:lo + BLOCK])
-         for lo in range(0, len(requests), BLOCK)] or [np.array([])])))))
+    add("all", "replications", float(len(replications_in(requests))))
     for scope, scope_rows in population_scopes(requests).items():
         _measured_rows(scope, requests, scope_rows, add, per_replication[scope])
     return pd.DataFrame(rows)
@@ -213,12 +211,24 @@ def summarise(
 def _retry_rows(requests: pd.DataFrame, add: Callable[..., None]) -> None:
     """With client retries a request is one or more attempts (rows): how many were
     retries, and how many requests the user finally saw fail (failed, not retried)."""
-    retries = requests[requests["attempt"] > 0]
-    add("all", "retries", float(len(retries)))
-    repeated = pd.MultiIndex.from_arrays([retries["replication"], retries["retry_of"]])
-    rows = pd.MultiIndex.from_arrays([requests["replication"], requests["request"]])
-    final = (requests["outcome"] == "failed").to_numpy() & ~rows.isin(repeated)
-    add("all", "requests_failed_after_retries", float(final.sum()))
+    add("all", "retries", float((requests["attempt"].to_numpy() > 0).sum()))
+    final = 0
+    failed = category_code(requests["outcome"], "failed")
+    reps = replications_in(requests)
+    for part in replication_rows(requests, dict.fromkeys(reps.tolist(), 0.0)).values():
+        repeated = part["retry_of"].to_numpy()[part["attempt"].to_numpy() > 0]
+        seen_failing = codes(part["outcome"]) == failed
+        if len(repeated):
+            seen_failing &= ~np.isin(part["request"].to_numpy(), repeated, kind="table")
+        final += int(seen_failing.sum())
+    add("all", "requests_failed_after_retries", float(final))
+
+
+def replications_in(requests: pd.DataFrame) -> np.ndarray:
+    """The replication numbers present, sorted (found a block of rows at a time)."""
+    column = requests["replication"].to_numpy()
+    parts = [np.unique(column[lo:lo + BLOCK]) for lo in range(0, len(column), BLOCK)]
+    return np.unique(np.concatenate(parts)) if parts else column[:0]
 
 
 def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
