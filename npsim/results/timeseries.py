@@ -45,27 +45,30 @@ def _count(idx: np.ndarray, n: int) -> np.ndarray:
 def _quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, n: int,
                qs: tuple[float, ...]) -> list[np.ndarray]:
     """Per bucket quantiles of the latency ``t_end - t_start`` of the rows whose bucket
-    ``idx`` is >= 0 (NaN for an empty bucket). Buckets are taken in groups of about
-    ``BLOCK / 4`` rows, each group's rows sorted once: no array of every row's latency."""
+    ``idx`` is >= 0 (NaN for an empty bucket). The latencies are placed bucket after
+    bucket (a counting sort, a block of rows at a time): one float per counted row and
+    no sort of every row; each bucket's quantiles are then found in place."""
     per_bucket = _count(idx, n)
+    bounds = np.concatenate([[0], np.cumsum(per_bucket)])
+    fill = bounds[:-1].copy()  # where the next value of each bucket goes
+    values = np.empty(int(bounds[-1]))
+    for lo in range(0, len(idx), BLOCK):
+        bucket = idx[lo:lo + BLOCK]
+        keep = bucket >= 0
+        bucket = bucket[keep]
+        latency = t_end[lo:lo + BLOCK][keep] - t_start[lo:lo + BLOCK][keep]
+        order = np.argsort(bucket, kind="stable")
+        bucket, latency = bucket[order], latency[order]
+        runs = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+        lengths = np.diff(np.r_[runs, len(bucket)])
+        within = np.arange(len(bucket)) - np.repeat(runs, lengths)
+        values[fill[bucket] + within] = latency
+        fill[bucket[runs]] += lengths
     out = [np.full(n, np.nan) for _ in qs]
-    first = 0
-    while first < n:
-        last = first + max(int(np.searchsorted(np.cumsum(per_bucket[first:]),
-                                               BLOCK // 4, side="right")), 1)
-        if per_bucket[first:last].any():
-            rows = np.flatnonzero((idx >= first) & (idx < last))
-            values = t_end[rows] - t_start[rows]
-            group = idx[rows]
-            del rows
-            order = np.lexsort((values, group))
-            group, values = group[order], values[order]
-            starts = np.searchsorted(group, np.arange(first, last), side="left")
-            ends = np.searchsorted(group, np.arange(first, last), side="right")
-            for b in np.flatnonzero(ends > starts):
-                for col, q in zip(out, qs, strict=True):
-                    col[first + b] = np.quantile(values[starts[b]:ends[b]], q)
-        first = last
+    for b in np.flatnonzero(per_bucket):
+        found = np.quantile(values[bounds[b]:bounds[b + 1]], qs, overwrite_input=True)
+        for col, value in zip(out, found, strict=True):
+            col[b] = value
     return out
 
 
