@@ -30,6 +30,7 @@ from npsim.results.timeseries import timeseries_frame
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import ScenarioSpec
 from npsim.sim.engine import Simulation
+from npsim.sim.records import trim_heap
 from npsim.version import __version__
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ def _replication(scenario: Scenario, rep: int,
                  progress: ProgressFn | None = None) -> _Replication:
     spec = scenario.spec
     out = Simulation(scenario, replication=rep).run(progress)
+    trim_heap()  # the finished simulation's free heap goes back before the frames are built
     record_alerts(out, spec.monitoring)
     frame = request_frame(out)
     out.log.release()  # the frame keeps the columns it shares; the others go now
