@@ -40,7 +40,7 @@ from npsim.sim.clients import (
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
 from npsim.sim.guard import Guard
-from npsim.sim.pods import PodServer, Relay
+from npsim.sim.pods import PodServer, QuietPod, Relay
 from npsim.sim.probes import Blackbox, blackbox_probers
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
@@ -142,8 +142,10 @@ class Simulation:
         # new flow, balanced afresh through the same node)
         self.broken: dict[int, bool] = {}
         self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
-        self._pod_class = pod_server_class(any(
-            c.tls is not None and c.tls.terminate == "pod" for c in spec.clients))
+        tls_at_pods = any(c.tls is not None and c.tls.terminate == "pod" for c in spec.clients)
+        # pods nothing disturbs mid-service work out each service on arrival (QuietPod)
+        self._pod_class = (QuietPod if not (spec.events or self._report_done or tls_at_pods)
+                           else pod_server_class(tls_at_pods))
         for pod in cluster.pods:
             self._serve(pod)
         self.relays: list[Relay | None] = [
