@@ -15,6 +15,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from heapq import heappush
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +27,7 @@ from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.proxy.userspace import DIAL_TIMEOUTS
 from npsim.sim.balancer import make_balancer
+from npsim.sim.calls import NORMAL, Call, call_later
 from npsim.sim.clients import (
     Addresses,
     ClosedLoop,
@@ -141,7 +143,8 @@ class Simulation:
         # (no answer), False = a UDP conntrack entry was flushed (the next packet is a
         # new flow, balanced afresh through the same node)
         self.broken: dict[int, bool] = {}
-        self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
+        # per pod, its arrive method as a Call's callbacks (npsim/sim/calls.py)
+        self._arrive: list[tuple[Callable[[simpy.Event], None]]] = []
         tls_at_pods = any(c.tls is not None and c.tls.terminate == "pod" for c in spec.clients)
         # pods nothing disturbs mid-service work out each service on arrival (QuietPod)
         self._pod_class = (QuietPod if not (spec.events or self._report_done or tls_at_pods)
@@ -232,7 +235,7 @@ class Simulation:
         self._samplers.append(sampler)
         server = self._process(pod.index, sampler)
         self.pods.append(server)
-        self._arrive.append(server.arrive)
+        self._arrive.append((server.arrive,))
         return server
 
     def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
@@ -248,7 +251,7 @@ class Simulation:
         server = self._process(index, self._samplers[index])
         server.first_conn = self.next_conn + 1
         self.pods[index] = server
-        self._arrive[index] = server.arrive
+        self._arrive[index] = (server.arrive,)
         return server
 
     def service_sampler(self, index: int) -> Callable[[], float]:
@@ -363,9 +366,13 @@ class Simulation:
             tracked[0] += 1
             tracked[1] = pop.remaining[slot] == 0
         relay = self.relays[entry]
-        if relay is None:
-            self.env.timeout(network * 0.5 + proxy_cost, request).callbacks.append(
-                self._arrive[pod])
+        if relay is None:  # on to the pod: a Call, as env.timeout(delay, request) would be
+            call = Call()
+            call.callbacks = self._arrive[pod]
+            call._value = request
+            env = self.env
+            heappush(env._queue, (now + (network * 0.5 + proxy_cost), NORMAL, next(env._eid),
+                                  call))
         else:
             self.env.timeout((network - hop) * 0.5 + proxy_cost, request).callbacks.append(
                 relay.arrive)
@@ -471,7 +478,7 @@ class Simulation:
 
     def _to_pod(self, request: int, delay: float) -> None:
         """After the userspace relay: on to the pod across the hop."""
-        self.env.timeout(delay, request).callbacks.append(self._arrive[self.log.pod[request]])
+        call_later(self.env, delay, self._arrive[self.log.pod[request]], request)
 
     def _fail(self, pop: Population, slot: int, now: float, entry: int, pod: int,
               reason: int, wait: float = 0.0, new_conn: int = 1, snat: int = 1) -> None:
@@ -534,6 +541,7 @@ class Simulation:
         for pop in self.populations:
             pop.send = None  # type: ignore[assignment]
             pop.__dict__.pop("_arrive", None)
+            pop.__dict__.pop("_again", None)
         for server in self.pods:
             server.on_done = None
         for relay in self.relays:
