@@ -25,7 +25,6 @@ from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
-from npsim.proxy.userspace import DIAL_TIMEOUTS
 from npsim.sim.balancer import make_balancer
 from npsim.sim.calls import NORMAL, Call, call_later
 from npsim.sim.clients import (
@@ -444,35 +443,26 @@ class Simulation:
                               snat=0)
         server = self.pods[pod]
         if not server.alive and not server.hung:  # a hung process still accepts
-            if not proxy.retries_dials:
+            redialled = proxy.redial(table, choice, source, src_port, now, self.pods, affinity)
+            if redialled is None:  # the connection fails
                 if server.silent:  # no such address (any more): SYNs go unanswered
                     return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
                                       pop.connect_timeout)
                 return self._fail(pop, slot, now, entry, pod, CONNECTION_REFUSED)
-            # userspace: one dial per timeout, each to the next endpoint in the round robin;
-            # a retry resets the client's affinity (roundrobin.go sessionAffinityReset)
-            for attempt, timeout in enumerate(DIAL_TIMEOUTS):
-                if attempt:
-                    choice = table.pick(source, src_port, now)
-                    pod = table.pods[choice]
-                dialled = self.pods[pod]
-                if dialled.alive or dialled.hung:  # a hung process still accepts
-                    break
-                waited += timeout if dialled.silent else 0.0  # a refusal comes at once
-            else:
+            choice, dialling = redialled
+            waited += dialling
+            if choice < 0:
                 return self._fail(pop, slot, now, entry, -1, DIAL_FAILED, waited)
-            if affinity is not None:
-                affinity.remember(table.keys[choice], source, now)
+            pod = table.pods[choice]
         pop.conn_pod[slot] = pod
         pop.conn_pod_node[slot] = table.nodes[choice]
         pop.conn_snat[slot] = int(snat)
         pop.remaining[slot] = pop.per_connection
-        if proxy.counts_connections:
-            key = table.keys[choice]
-            table.opened(key, now)
-            self.tracked[conn] = [0, False, table, key]
+        tracker = proxy.opened(table, choice, now)
+        if tracker is not None:
+            self.tracked[conn] = tracker
         if self.guard is not None and self.guard.pending:
-            closer = self.guard.opened(table if proxy.counts_connections else None)
+            closer = self.guard.opened(table if tracker is not None else None)
             self.tracked[conn] = [0, False, closer, table.keys[choice]]
         return waited + proxy.cost()
 
