@@ -424,17 +424,24 @@ class Simulation:
             return self._fail(pop, slot, now, entry, -1, DROPPED, pop.connect_timeout)
         src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
         source = pop.wire_ips[slot % pop.n_ips]
+        guard = self.guard
+        if guard is not None:  # security group, PREROUTING, INPUT: before the choice
+            kind = "clusterip" if clusterip else pop.kind
+            sp = table.service_port
+            stop = guard.before_choice(entry, kind, source, sp.port.protocol, sp.node_port,
+                                       now)
+            if stop is not None:
+                return self._fail(pop, slot, now, entry, -1, stop.reason,
+                                  pop.connect_timeout if stop.times_out else 0.0)
         affinity = view.affinity_internal if clusterip else view.affinity
         if affinity is not None:
             choice = affinity.pick(table, source, src_port, now)
         else:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
-        if self.guard is not None:
-            stop = self.guard.check(entry, "clusterip" if clusterip else pop.kind, source,
-                                    table.service_port.port.protocol,
-                                    table.service_port.node_port, snat, pod,
-                                    table.endpoints[choice].port, now)
+        if guard is not None:  # FORWARD and NetworkPolicy: after the DNAT
+            stop = guard.after_choice(entry, kind, source, sp.port.protocol, sp.node_port,
+                                      snat, pod, table.endpoints[choice].port, now)
             if stop is not None:
                 return self._fail(pop, slot, now, entry, -1, stop.reason,
                                   pop.connect_timeout if stop.times_out else 0.0)
