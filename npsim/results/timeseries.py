@@ -163,7 +163,8 @@ def pod_load_columns(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
     pod_codes = codes(requests["pod"])
     unreached = unreached_codes(requests)
     reason = codes(requests["reason"])
-    counts = np.zeros(pods * n, dtype=np.int64)  # per pod x bucket
+    # one count over (pod, bucket) cells, a block of rows at a time
+    counts = np.zeros(pods * n, dtype=np.int64)
     for lo in range(0, len(t_start), BLOCK):
         rows = slice(lo, lo + BLOCK)
         idx = _bucket_of(t_start[rows], bucket, n)
