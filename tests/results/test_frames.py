@@ -57,6 +57,25 @@ def test_a_request_whose_service_starts_after_the_stop_is_in_flight() -> None:
     assert (completed["service_start"] <= end).all() and (completed["t_end"] <= end).all()
 
 
+def test_an_overloaded_pod_leaves_its_queue_in_flight_at_the_stop() -> None:
+    # twice what the pods can serve: the queue grows until the stop; a pod server that
+    # works a service out on arrival has already given the queued requests a start
+    scenario = build(nodes=1, replicas=1, service_time=constant(10e-3), workers=1,
+                     clients=[client(rate=200.0)], duration=1.0)
+    out = Simulation(scenario).run()
+    starts = out.log.columns()["service_start"]
+    assert (starts > out.end_time).any()  # what the frame has to correct
+    del starts
+    frame = request_frame(out)
+    queued = frame[frame["outcome"] == "in_flight"]
+    assert len(queued) > 50
+    assert queued["service_start"].isna().sum() > 0.9 * len(queued)
+    assert (queued["service"].isna() == queued["service_start"].isna()).all()
+    done = frame[frame["outcome"] == "completed"]
+    assert (done["service_start"] <= out.end_time).all() and (done["t_end"] <= 1.0).all()
+    assert len(done) + len(queued) == len(frame)
+
+
 def test_the_frame_is_built_over_the_runs_columns_and_outlives_them() -> None:
     was_enabled = gc.isenabled()
     gc.disable()  # reference counting alone must free the log
