@@ -56,6 +56,8 @@ def _quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, n: int,
         bucket = idx[lo:lo + BLOCK]
         keep = bucket >= 0
         bucket = bucket[keep]
+        if len(bucket) == 0:
+            continue
         latency = t_end[lo:lo + BLOCK][keep] - t_start[lo:lo + BLOCK][keep]
         order = np.argsort(bucket, kind="stable")
         bucket, latency = bucket[order], latency[order]
