@@ -97,10 +97,13 @@ def validate(scenario: str, max_requests: int | None, max_memory: int | None,
     spec = loaded.spec
     variants = ""
     if spec.variants is not None:  # every variant must be valid before a sweep starts
+        from npsim.preflight import preflight_variants
         from npsim.sweep.variants import expand
 
         try:
-            variants = f", {len(expand(loaded)[0])} variants"
+            expanded = expand(loaded)[0]
+            preflight_variants(expanded, max_requests, max_memory)  # each runs on its own
+            variants = f", {len(expanded)} variants"
         except ScenarioError as exc:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)

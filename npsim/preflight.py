@@ -8,8 +8,9 @@ exhaust memory or stop half-way:
   over a limit (defaults sized to this machine; raise them with ``--max-requests``,
   ``--max-memory`` or ``run.limits``), with what was estimated and how to raise it;
 * addresses: node addresses unique, pod CIDRs disjoint, and room in each node's pod CIDR
-  for every pod it will ever hold, scale events included (replayed with the cluster
-  model's own placement, so the check and the run agree).
+  for every pod it will ever hold: scale events replayed with the cluster model's own
+  placement, rollouts and evictions' replacements bounded from above
+  (:mod:`npsim.cluster.pod_room`), so a run that passes never runs out of addresses.
 
 The node, pod and Service defaults follow the Kubernetes scalability envelope
 ("Considerations for large clusters", kubernetes.io/docs/setup/best-practices/cluster-large:
@@ -106,10 +107,13 @@ def estimate_requests(scenario: Scenario) -> float:
 
 def _pods_ever(scenario: Scenario) -> int:
     """Pods created over a run: the replicas, plus every scale-up (addresses are not
-    reused, so a scale-down and up again takes new ones)."""
+    reused, so a scale-down and up again takes new ones) and a new pod for each one a
+    rolling update replaces."""
     current = {name: dep.replicas for name, dep in scenario.deployments.items()}
     total = sum(current.values())
     for event in sorted(scenario.spec.events, key=lambda e: e.at):
+        if getattr(event, "rollout", None) is not None:
+            total += current.get(event.rollout.deployment, 0)
         if getattr(event, "scale", None) is None:  # faults and other events
             continue
         name = event.scale.deployment
@@ -224,6 +228,23 @@ def preflight(scenario: Scenario, max_requests: int | None = None,
         check_addresses(scenario, p)
     p.raise_if_any()
     return est
+
+
+def preflight_variants(variants: list[Any], max_requests: int | None = None,
+                       max_memory: int | None = None) -> None:
+    """:func:`preflight` of every variant of a sweep (``npsim.sweep.variants.expand``):
+    each runs as a scenario of its own, so each must pass; problems name the variant."""
+    from npsim.scenario.problems import Problem, ScenarioError
+
+    problems = []
+    for variant in variants:
+        try:
+            preflight(variant.scenario, max_requests, max_memory)
+        except ScenarioError as exc:
+            problems += [Problem(p.mark, f"variants: {variant.name}: {p.path}", p.message)
+                         for p in exc.problems]
+    if problems:
+        raise ScenarioError(problems)
 
 
 def describe(est: Estimate) -> dict[str, Any]:

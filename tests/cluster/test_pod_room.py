@@ -122,3 +122,15 @@ def test_an_evicted_bare_pod_is_not_replaced(tmp_path: Path) -> None:
     sim.run()
     names = [p.name for p in sim.cluster.pods]
     assert names.count("db-b") == 1 and not any(n.startswith("db-backends") for n in names)
+
+
+def test_every_variant_of_a_sweep_must_fit(tmp_path: Path) -> None:
+    """A sweep runs each variant as a scenario: validate checks each one's pod room."""
+    path = write(tmp_path, "{at: 1s, scale: {deployment: web, replicas: 4}}", prefix=28)
+    path.write_text(path.read_text() + "variants:\n  grid:\n"
+                    "    deployments.web.replicas: [4, 27]\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "variants: replicas=27: workloads.web: node 'n1': pod CIDR 10.1.1.0/28 has " \
+        "room for 13 pods but 14 would be placed" in result.output
+    assert "replicas=4:" not in result.output
