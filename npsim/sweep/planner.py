@@ -220,6 +220,21 @@ def _value(metrics: Any, metric: str) -> float:
     return math.nan
 
 
+def _check_bound(scenario: Scenario, path: str, value: Any) -> None:
+    """An end of the range must make a scenario that runs: a bad path or value, or a run
+    the pre-flight checks refuse (too large, pods without addresses), is a ScenarioError
+    naming the --vary value before anything runs."""
+    from npsim.preflight import preflight
+    from npsim.scenario.problems import Problem, ScenarioError
+
+    changed = scenario.with_changes({"variants": None, path: value})
+    try:
+        preflight(changed)
+    except ScenarioError as exc:
+        raise ScenarioError([Problem(p.mark, f"--vary {path}={value}: {p.path}", p.message)
+                             for p in exc.problems]) from None
+
+
 def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = False,
                 replications: int | None = None, max_replications: int | None = None,
                 jobs: int | None = None, client: Any = None,
@@ -270,8 +285,8 @@ def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = F
         judged[index] = probe.verdict == "meets"
         return judged[index]
 
-    for bound in {values[0], values[-1]}:  # a bad path or value: ScenarioError, no output
-        scenario.with_changes({"variants": None, path: bound})
+    for bound in dict.fromkeys((values[0], values[-1])):  # before any output or probe
+        _check_bound(scenario, path, bound)
     say(f"searching {path} in {values[0]}..{values[-1]} ({len(values)} values) for the "
         f"{'largest' if largest else 'smallest'} meeting {target.strip()}")
     # search in the order in which values stop failing: increasing for the smallest,

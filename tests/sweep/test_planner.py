@@ -115,3 +115,16 @@ def test_the_metric_list_is_what_a_run_writes() -> None:
     assert _value(metrics, "requests_failed_after_retries") == _value(metrics,
                                                                       "requests_failed")
     assert math.isnan(_value(metrics, "time_to_recover"))  # no fault: never meets
+
+
+def test_a_range_end_the_run_would_refuse_is_refused_before_probing(tmp_path) -> None:
+    data = mmc_dict()
+    data["cluster"]["nodes"][0]["podCIDR"] = "10.1.1.0/29"  # room for 5 pods
+    path = tmp_path / "mmc.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "latency_p99 < 5ms",
+                                       "--vary", "deployments.web.replicas=1..8", "--jobs", "1"])
+    assert result.exit_code == 2
+    assert "--vary deployments.web.replicas=8: workloads.web: node 'node-1': pod CIDR " \
+        "10.1.1.0/29 has room for 5 pods but 8 would be placed" in result.output
+    assert "searching" not in result.output
