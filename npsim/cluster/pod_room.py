@@ -16,15 +16,17 @@ never runs out of addresses:
   active (its largest replica count, plus ``maxSurge`` during a rollout) and ``S`` the
   fewest nodes it may use that can be schedulable at once (those named by its
   placement, less every one an outage event takes down);
-* pods are deleted only by a scale-down, a rollout or an eviction, each removing at
-  most the active pods a node holds; so a node creates at most that many pods per such
-  event, plus the ones active at the end.
+* pods are deleted only by a scale-down (at most as many as it removes), a rollout or
+  an eviction, each removing at most the active pods a node holds; a node creates no
+  more pods than it holds at the end plus those deleted from it.
 
-Without rollouts and node outages the scale events are replayed exactly, as before.
+Without rollouts, node outages and pods made NotReady out of turn (crashes, hangs,
+hand-placed pods given as not ready), the scale events are replayed exactly.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,6 +63,9 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
     events = sorted(enumerate(spec.events), key=lambda e: e[1].at)
     outages = [(k, e) for k, e in events if e.kind in OUTAGES and e.target.node in index]
     rollouts = {e.target.deployment for _, e in events if e.kind == "rollout"}
+    # a pod made NotReady out of turn changes which one a scale-down deletes first
+    # (``_deletion_order``), and so where the next scale-up goes: no exact replay then
+    unready = any(e.kind in ("pod_crash", "pod_hang") for _, e in events)
     evicting = _evicting_outages(scenario, outages)
     live: dict[str, list[int]] = {}  # node of each live pod per Deployment, oldest first
     allowed: dict[str, list[int]] = {}  # nodes a Deployment's new pods may go to
@@ -69,14 +74,16 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
     for name, dep in scenario.deployments.items():
         workload = spec.workloads.get(name)
         placement = workload.placement if workload is not None else "spread"
+        in_turn = not unready
         if workload is not None and getattr(workload, "pods", None) is not None:
             start = [index[p.node] for p in workload.pods if p.node in index]
+            in_turn &= all(p.ready and not p.terminating for p in workload.pods)
         else:  # hand-placed pods above keep their addresses; these take new ones
             start = _placement(dep.replicas, placement, names)
             for node in start:
                 out.count[node] += 1
                 out.where.setdefault(node, ["workloads", name])
-        if not outages and name not in rollouts:
+        if in_turn and not outages and name not in rollouts:
             live[name] = list(start)
             allowed[name] = _allowed(placement, names)
             continue
@@ -96,10 +103,11 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
             counts = [0] * len(names)
             for node in pods:
                 counts[node] += 1
-            nodes = allowed[event.target.deployment]
-            for _ in range(wanted - len(pods) if nodes else 0):
-                node = min(nodes, key=lambda i: (counts[i], i))
-                counts[node] += 1
+            fewest = [(counts[i], i) for i in allowed[event.target.deployment]]
+            heapq.heapify(fewest)  # (pods of the Deployment, node): the next one first
+            for _ in range(wanted - len(pods) if fewest else 0):
+                count, node = heapq.heappop(fewest)
+                heapq.heappush(fewest, (count + 1, node))
                 pods.append(node)
                 out.count[node] += 1
                 if out.count[node] > capacity[node]:
@@ -152,21 +160,24 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
         initial[node] += 1
     allowed = set(_allowed(placement, names))
     most = desired = dep.replicas
-    deletions = 0  # events that may delete pods of the Deployment on any node
+    scale_downs: list[int] = []  # pods each scale-down deletes, over all nodes
+    rollouts = 0  # each may delete every old pod
     creations: list[float] = []  # times from which pods may be created
     for _, event in events:
         if event.kind == "scale" and event.target.deployment == name:
             wanted = event.target.replicas
-            deletions += wanted < desired
+            if wanted < desired:
+                scale_downs.append(desired - wanted)
             if wanted > desired:
                 creations.append(event.at)
             desired = wanted
             most = max(most, wanted)
         elif event.kind == "rollout" and event.target.deployment == name:
-            deletions += 1
+            rollouts += 1
             creations.append(event.at)
-    if any(e.kind == "rollout" and e.target.deployment == name for _, e in events):
-        most += resolve_strategy(most, dep.max_surge, dep.max_unavailable).max_surge
+    surge = resolve_strategy(most, dep.max_surge, dep.max_unavailable).max_surge \
+        if rollouts else 0
+    most += surge  # and a scale-down in a rollout may delete the surge pods too
     # a node may come back (and take new pods) while any of its outages has not ended;
     # one down for good takes no pod after that (the end of another outage of the same
     # node, e.g. a kubelet restarted, brings it back: then it is not down for good)
@@ -195,8 +206,10 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
         if node not in allowed or gone_at[node] <= first:
             made.append(initial[node])
             continue
-        active = max(initial[node], per_node)
-        made.append(active * (1 + deletions + evictions[node]))
+        active = max(initial[node], per_node)  # the most it ever holds
+        deleted = sum(min(gone + surge, active) for gone in scale_downs) + active * (
+            rollouts + evictions[node])
+        made.append(active + deleted)
     return made
 
 

@@ -5,6 +5,7 @@ accepts runs to the end."""
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -134,3 +135,46 @@ def test_every_variant_of_a_sweep_must_fit(tmp_path: Path) -> None:
     assert "variants: replicas=27: workloads.web: node 'n1': pod CIDR 10.1.1.0/28 has " \
         "room for 13 pods but 14 would be placed" in result.output
     assert "replicas=4:" not in result.output
+
+
+def _random_case(rng: random.Random) -> str:
+    """Two or three nodes with small pod CIDRs, 1-12 replicas and 1-3 events among
+    scale, rollout, node crashes (for good or not) and kubelet stops."""
+    nodes = rng.choice([2, 3])
+    prefix = rng.choice([28, 29, 29])
+    names = [f"n{i}" for i in range(nodes)]
+    events = []
+    for _ in range(rng.randint(1, 3)):
+        at = round(rng.uniform(0.5, 10), 2)
+        back = round(at + rng.uniform(1, 15), 2)
+        node = rng.choice(names)
+        events.append(rng.choice([
+            f"{{at: {at}s, scale: {{deployment: web, replicas: {rng.randint(0, 14)}}}}}",
+            f"{{at: {at}s, rollout: {{deployment: web}}}}",
+            f"{{at: {at}s, nodeCrash: {{node: {node}}}}}",
+            f"{{at: {at}s, until: {back}s, nodeCrash: {{node: {node}}}}}",
+            f"{{at: {at}s, until: {back}s, kubeletStop: {{node: {node}}}}}"]))
+    text = SCENARIO.format(event="\n  - ".join(events), prefix=prefix)
+    nodes_text = "".join(f"    - {{name: {n}, zone: a, podCIDR: 10.1.{i}.0/{prefix}}}\n"
+                         for i, n in enumerate(names))
+    start = text.index("    - {name: n1")
+    end = text.index("  controlPlane")
+    text = text[:start] + nodes_text + text[end:]
+    text = text.replace("replicas: 10", f"replicas: {rng.randint(1, 12)}").replace(
+        "controlPlane: {", "controlPlane: {nodeLeaseRenewInterval: 2s, nodeMonitorPeriod: 1s, ")
+    return text.replace("maxSurge", "maxSurge").replace("run: {duration: 20s}",
+                                                        "run: {duration: 25s}")
+
+
+def test_what_validate_accepts_never_runs_out_of_addresses(tmp_path: Path) -> None:
+    """Random fault timelines: every scenario validate accepts simulates to the end."""
+    rng = random.Random(11)
+    accepted = 0
+    for case in range(40):
+        path = tmp_path / f"case-{case}.yaml"
+        path.write_text(_random_case(rng))
+        if CliRunner().invoke(main, ["validate", str(path)]).exit_code != 0:
+            continue
+        accepted += 1
+        simulate(path)  # raises ScenarioError if a pod found no address
+    assert accepted >= 10  # the check is not refusing everything
