@@ -32,8 +32,6 @@ from typing import TYPE_CHECKING
 
 from pydantic.alias_generators import to_camel
 
-from npsim.cluster.lifecycle import resolve_strategy, timing_for
-
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
 
@@ -133,6 +131,10 @@ def _evicting_outages(scenario: Scenario, outages: list) -> dict[int, float]:
     be evicted, with the soonest time they may be: not back before the grace period and
     the toleration have passed (less a lease interval and a monitor period of slack, as
     the timers' phases vary), and within the run."""
+    if not outages:
+        return {}
+    from npsim.cluster.lifecycle import timing_for  # only with outages: validate starts fast
+
     spec = scenario.spec
     timing = timing_for(spec.cluster.kubernetes_version, spec.cluster.control_plane)
     soonest = (timing.grace_period + timing.toleration_seconds
@@ -153,6 +155,8 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
            names: list[str], events: list, outages: list,
            evicting: dict[int, float]) -> list[int]:
     """Upper bound of the pods of Deployment ``name`` made on each node (module doc)."""
+    from npsim.cluster.lifecycle import resolve_strategy
+
     dep = scenario.deployments[name]
     nodes = len(names)
     initial = [0] * nodes
