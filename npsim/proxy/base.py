@@ -11,7 +11,8 @@ A mode supplies an :class:`EndpointTable` subclass whose ``pick`` returns the en
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,8 @@ class KubeProxy:
     """Base of every mode. Subclasses set ``mode`` and ``make_table``."""
 
     mode = "base"
-    #: modes that need open/close notifications per connection (IPVS counters)
+    #: modes that must hear of every request's end (IPVS counts open connections):
+    #: the engine then reports ends (see :meth:`opened`)
     counts_connections = False
     #: masquerade even for a same-node pod (userspace proxies every connection itself)
     pod_sees_node = False
@@ -112,10 +114,11 @@ class KubeProxy:
     affinity_cap: int | None = None
     #: pod traffic to a Local NodePort takes the Cluster set (iptables/nftables, not IPVS)
     short_circuits_pods = True
-    #: a dead endpoint is redialled with the next one (userspace) instead of failing
-    retries_dials = False
     #: ClusterIP and NodePort traffic meet separate schedulers and counters (IPVS)
     separate_virtual_servers = False
+    #: Local policy with no local endpoint: forward to a remote one unNATed, so the
+    #: reply is lost (IPVS), rather than drop
+    local_misses_go_remote = False
 
     @classmethod
     def create(cls, node: Node, rng: np.random.Generator, spec: ClusterSpec) -> KubeProxy:
@@ -168,7 +171,7 @@ class KubeProxy:
         view.reply_lost = False
         if local_ext:
             view.external = view.local
-            if view.local.n == 0 and view.any and self.mode == "ipvs":
+            if view.local.n == 0 and view.any and self.local_misses_go_remote:
                 view.external = self._table(service_port, "remote", endpoints or terminating,
                                             now)
                 view.reply_lost = True
@@ -213,6 +216,22 @@ class KubeProxy:
     def make_table(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...],
                    previous: EndpointTable | None, now: float) -> EndpointTable:
         raise NotImplementedError
+
+    def redial(self, table: EndpointTable, choice: int, source: int, src_port: int,
+               now: float, servers: Sequence[Any],
+               affinity: AffinityTable | None) -> tuple[int, float] | None:
+        """A new connection's endpoint ``choice`` has no process listening (crashed,
+        exited, or its address is gone). The kernel modes forward the SYN and do not
+        retry: None, the connection fails. Userspace overrides (it dials again).
+        Otherwise: (endpoint finally used or -1 if every dial failed, time spent dialling).
+        """
+        return None
+
+    def opened(self, table: EndpointTable, choice: int, now: float) -> list | None:
+        """A connection to ``table``'s endpoint ``choice`` is established. Modes that
+        count connections (IPVS) return a tracker ``[requests in flight, all sent, table,
+        key]`` whose ``table.closed(key, now)`` the engine calls when it ends; others None."""
+        return None
 
     def accepts(self, address_kind: str) -> bool:
         """Whether a NodePort answers on this kind of node address (primary, secondary,

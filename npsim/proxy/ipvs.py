@@ -274,6 +274,14 @@ class IpvsProxy(KubeProxy):
     counts_connections = True
     short_circuits_pods = False  # one virtual server per node address, whoever sends
     separate_virtual_servers = True
+    local_misses_go_remote = True
+
+    def opened(self, table, choice, now):  # noqa: ANN001, ANN201
+        """IPVS counts each real server's active connections (the lc/wlc/sed/nq
+        schedulers read them); the engine closes the count when the connection ends."""
+        key = table.keys[choice]
+        table.opened(key, now)
+        return [0, False, table, key]
 
     @classmethod
     def create(cls, node, rng, spec):  # noqa: ANN001, ANN206

@@ -29,7 +29,24 @@ class RoundRobinTable(EndpointTable):
 class UserspaceProxy(KubeProxy):
     mode = "userspace"
     pod_sees_node = True
-    retries_dials = True
+
+    def redial(self, table, choice, source, src_port, now, servers, affinity):  # noqa: ANN001, ANN201
+        """One dial per timeout, each to the next endpoint in the round robin; a refusal
+        comes at once, a silent address costs the whole timeout. A retry resets the
+        client's affinity (``roundrobin.go`` sessionAffinityReset)."""
+        waited = 0.0
+        for attempt, timeout in enumerate(DIAL_TIMEOUTS):
+            if attempt:
+                choice = table.pick(source, src_port, now)
+            dialled = servers[table.pods[choice]]
+            if dialled.alive or dialled.hung:  # a hung process still accepts
+                break
+            waited += timeout if dialled.silent else 0.0
+        else:
+            return -1, waited
+        if affinity is not None:
+            affinity.remember(table.keys[choice], source, now)
+        return choice, waited
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
         table = RoundRobinTable(service_port, endpoints)

@@ -13,6 +13,7 @@ import ipaddress
 import math
 from collections import deque
 from collections.abc import Callable
+from heapq import heappush
 
 import numpy as np
 import simpy
@@ -20,6 +21,7 @@ import simpy
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
 from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, EventSpec, RetrySpec
+from npsim.sim.calls import NORMAL, Call
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
@@ -524,6 +526,7 @@ class OpenLoop(Population):
         self._wire(env, send)
         if len(self.steps) == 1:  # a constant rate: the short path
             self._arrive = self._arrive_constant  # type: ignore[method-assign]
+            self._again = (self._arrive_constant,)
         self._schedule(self.start_at)
 
     def _arrive_constant(self, event: simpy.Event) -> None:
@@ -531,7 +534,9 @@ class OpenLoop(Population):
         now = env._now
         if self.send(self, self._pick(), now):
             gap = (now + self._unit_exp() / self.steps[0][1]) - now
-            env.timeout(gap).callbacks.append(self._arrive_constant)
+            call = Call()  # as env.timeout(gap) would be (npsim/sim/calls.py)
+            call.callbacks = self._again
+            heappush(env._queue, (now + gap, NORMAL, next(env._eid), call))
 
     def _schedule(self, t: float) -> None:
         nxt = self.next_time(t)

@@ -15,6 +15,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from heapq import heappush
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,8 +25,8 @@ from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
-from npsim.proxy.userspace import DIAL_TIMEOUTS
 from npsim.sim.balancer import make_balancer
+from npsim.sim.calls import NORMAL, Call, call_later
 from npsim.sim.clients import (
     Addresses,
     ClosedLoop,
@@ -40,7 +41,7 @@ from npsim.sim.clients import (
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
 from npsim.sim.guard import Guard
-from npsim.sim.pods import PodServer, Relay
+from npsim.sim.pods import PodServer, QuietPod, Relay
 from npsim.sim.probes import Blackbox, blackbox_probers
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
@@ -141,9 +142,12 @@ class Simulation:
         # (no answer), False = a UDP conntrack entry was flushed (the next packet is a
         # new flow, balanced afresh through the same node)
         self.broken: dict[int, bool] = {}
-        self._arrive: list[Callable[[simpy.Event], None]] = []  # pods' bound arrive methods
-        self._pod_class = pod_server_class(any(
-            c.tls is not None and c.tls.terminate == "pod" for c in spec.clients))
+        # per pod, its arrive method as a Call's callbacks (npsim/sim/calls.py)
+        self._arrive: list[tuple[Callable[[simpy.Event], None]]] = []
+        tls_at_pods = any(c.tls is not None and c.tls.terminate == "pod" for c in spec.clients)
+        # pods nothing disturbs mid-service work out each service on arrival (QuietPod)
+        self._pod_class = (QuietPod if not (spec.events or self._report_done or tls_at_pods)
+                           else pod_server_class(tls_at_pods))
         for pod in cluster.pods:
             self._serve(pod)
         self.relays: list[Relay | None] = [
@@ -230,7 +234,7 @@ class Simulation:
         self._samplers.append(sampler)
         server = self._process(pod.index, sampler)
         self.pods.append(server)
-        self._arrive.append(server.arrive)
+        self._arrive.append((server.arrive,))
         return server
 
     def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
@@ -246,7 +250,7 @@ class Simulation:
         server = self._process(index, self._samplers[index])
         server.first_conn = self.next_conn + 1
         self.pods[index] = server
-        self._arrive[index] = server.arrive
+        self._arrive[index] = (server.arrive,)
         return server
 
     def service_sampler(self, index: int) -> Callable[[], float]:
@@ -361,9 +365,13 @@ class Simulation:
             tracked[0] += 1
             tracked[1] = pop.remaining[slot] == 0
         relay = self.relays[entry]
-        if relay is None:
-            self.env.timeout(network * 0.5 + proxy_cost, request).callbacks.append(
-                self._arrive[pod])
+        if relay is None:  # on to the pod: a Call, as env.timeout(delay, request) would be
+            call = Call()
+            call.callbacks = self._arrive[pod]
+            call._value = request
+            env = self.env
+            heappush(env._queue, (now + (network * 0.5 + proxy_cost), NORMAL, next(env._eid),
+                                  call))
         else:
             self.env.timeout((network - hop) * 0.5 + proxy_cost, request).callbacks.append(
                 relay.arrive)
@@ -416,17 +424,24 @@ class Simulation:
             return self._fail(pop, slot, now, entry, -1, DROPPED, pop.connect_timeout)
         src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
         source = pop.wire_ips[slot % pop.n_ips]
+        guard = self.guard
+        if guard is not None:  # security group, PREROUTING, INPUT: before the choice
+            kind = "clusterip" if clusterip else pop.kind
+            sp = table.service_port
+            stop = guard.before_choice(entry, kind, source, sp.port.protocol, sp.node_port,
+                                       now)
+            if stop is not None:
+                return self._fail(pop, slot, now, entry, -1, stop.reason,
+                                  pop.connect_timeout if stop.times_out else 0.0)
         affinity = view.affinity_internal if clusterip else view.affinity
         if affinity is not None:
             choice = affinity.pick(table, source, src_port, now)
         else:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
-        if self.guard is not None:
-            stop = self.guard.check(entry, "clusterip" if clusterip else pop.kind, source,
-                                    table.service_port.port.protocol,
-                                    table.service_port.node_port, snat, pod,
-                                    table.endpoints[choice].port, now)
+        if guard is not None:  # FORWARD and NetworkPolicy: after the DNAT
+            stop = guard.after_choice(entry, kind, source, sp.port.protocol, sp.node_port,
+                                      snat, pod, table.endpoints[choice].port, now)
             if stop is not None:
                 return self._fail(pop, slot, now, entry, -1, stop.reason,
                                   pop.connect_timeout if stop.times_out else 0.0)
@@ -435,41 +450,32 @@ class Simulation:
                               snat=0)
         server = self.pods[pod]
         if not server.alive and not server.hung:  # a hung process still accepts
-            if not proxy.retries_dials:
+            redialled = proxy.redial(table, choice, source, src_port, now, self.pods, affinity)
+            if redialled is None:  # the connection fails
                 if server.silent:  # no such address (any more): SYNs go unanswered
                     return self._fail(pop, slot, now, entry, pod, CONNECT_TIMEOUT,
                                       pop.connect_timeout)
                 return self._fail(pop, slot, now, entry, pod, CONNECTION_REFUSED)
-            # userspace: one dial per timeout, each to the next endpoint in the round robin;
-            # a retry resets the client's affinity (roundrobin.go sessionAffinityReset)
-            for attempt, timeout in enumerate(DIAL_TIMEOUTS):
-                if attempt:
-                    choice = table.pick(source, src_port, now)
-                    pod = table.pods[choice]
-                dialled = self.pods[pod]
-                if dialled.alive or dialled.hung:  # a hung process still accepts
-                    break
-                waited += timeout if dialled.silent else 0.0  # a refusal comes at once
-            else:
+            choice, dialling = redialled
+            waited += dialling
+            if choice < 0:
                 return self._fail(pop, slot, now, entry, -1, DIAL_FAILED, waited)
-            if affinity is not None:
-                affinity.remember(table.keys[choice], source, now)
+            pod = table.pods[choice]
         pop.conn_pod[slot] = pod
         pop.conn_pod_node[slot] = table.nodes[choice]
         pop.conn_snat[slot] = int(snat)
         pop.remaining[slot] = pop.per_connection
-        if proxy.counts_connections:
-            key = table.keys[choice]
-            table.opened(key, now)
-            self.tracked[conn] = [0, False, table, key]
+        tracker = proxy.opened(table, choice, now)
+        if tracker is not None:
+            self.tracked[conn] = tracker
         if self.guard is not None and self.guard.pending:
-            closer = self.guard.opened(table if proxy.counts_connections else None)
+            closer = self.guard.opened(table if tracker is not None else None)
             self.tracked[conn] = [0, False, closer, table.keys[choice]]
         return waited + proxy.cost()
 
     def _to_pod(self, request: int, delay: float) -> None:
         """After the userspace relay: on to the pod across the hop."""
-        self.env.timeout(delay, request).callbacks.append(self._arrive[self.log.pod[request]])
+        call_later(self.env, delay, self._arrive[self.log.pod[request]], request)
 
     def _fail(self, pop: Population, slot: int, now: float, entry: int, pod: int,
               reason: int, wait: float = 0.0, new_conn: int = 1, snat: int = 1) -> None:
@@ -532,6 +538,7 @@ class Simulation:
         for pop in self.populations:
             pop.send = None  # type: ignore[assignment]
             pop.__dict__.pop("_arrive", None)
+            pop.__dict__.pop("_again", None)
         for server in self.pods:
             server.on_done = None
         for relay in self.relays:

@@ -1,12 +1,13 @@
 """The firewalls on a connection's way: cloud security group, node firewall, NetworkPolicy.
 
 Built only when a scenario configures one of them (otherwise the engine holds ``None``
-and a connection pays one attribute test). Checked once per *new* connection, after
-kube-proxy chose the endpoint, because two of the three depend on that choice: which
-chain the packet traverses and which source the pod sees (npsim/cluster/firewall.py,
-npsim/scenario/netpol.py). The order a packet meets them: security group (in front of the
-node), the node's PREROUTING, INPUT or FORWARD (per kube-proxy mode), then the pod's
-NetworkPolicy.
+and a connection pays one attribute test). Checked once per *new* connection, in two
+halves around kube-proxy's choice, in the order the kernel meets them: what comes before
+the proxy's hook (security group, PREROUTING, INPUT) cannot change its state; FORWARD and
+NetworkPolicy come after the DNAT and depend on the chosen pod (which chain the packet
+traverses, which source the pod sees: npsim/cluster/firewall.py,
+npsim/scenario/netpol.py). Which of INPUT or FORWARD a packet traverses depends on the
+kube-proxy mode.
 """
 
 from __future__ import annotations
@@ -101,10 +102,25 @@ class Guard:
         """None if the connection gets through (its connlimit slots are then pending
         until :meth:`opened`), else why not. ``kind``: external, pod, host, or clusterip
         (in-cluster traffic to the ClusterIP: only NetworkPolicy applies). ``steps``
-        collects explain's words."""
+        collects explain's words. The engine calls the two halves around kube-proxy's
+        choice: :meth:`before_choice`, then :meth:`after_choice`."""
+        stop = self.before_choice(entry, kind, source, protocol, node_port, now, steps)
+        if stop is not None:
+            return stop
+        return self.after_choice(entry, kind, source, protocol, node_port, snat, pod,
+                                 target_port, now, steps)
+
+    def before_choice(self, entry: int, kind: str, source: int, protocol: str,
+                      node_port: int, now: float,
+                      steps: list[str] | None = None) -> Decision | None:
+        """What a packet meets before kube-proxy picks an endpoint: the cloud security
+        group (in front of the node), the node's PREROUTING, and INPUT where the proxy
+        hooks in after it (IPVS schedules in LOCAL_IN after the filter table, priority
+        NF_IP_PRI_NAT_SRC - 2 in ``net/netfilter/ipvs/ip_vs_core.c``; userspace accepts on
+        its own socket). A connection stopped here leaves the scheduler's state (IPVS rr
+        cursor, userspace round robin, affinity) as it was."""
         self.pending = []
         proto = protocol.lower()
-        node = self.cluster.nodes[entry]
         if self.security_group is not None and kind == "external":
             hit = next((r for r in self.security_group if r.allows(source, proto, node_port)),
                        None)
@@ -116,43 +132,20 @@ class Guard:
             if steps is not None:
                 steps.append(f"security group: allowed ({proto} {hit.first}-{hit.last} from "
                              f"{hit.source})")
-        firewall = self.firewalls[entry] if kind != "clusterip" else None
-        if firewall is not None:
-            mode = self.modes[entry]
-            for name in ("PREROUTING", "INPUT", "FORWARD"):
-                chain = firewall.chain(name)
-                if chain is None:
-                    continue
-                if name not in TRAVERSES[mode]:
-                    if steps is not None:
-                        steps.append(f"node firewall {name}: not traversed in {mode} mode "
-                                     + _why_not(name, mode))
-                    continue
-                if name == "FORWARD" and mode == "iptables" and snat:
-                    if steps is not None:
-                        steps.append("node firewall FORWARD: KUBE-FORWARD (first in FORWARD) "
-                                     "ACCEPTs the masquerade-marked packet before your rules")
-                    continue
-                dport = None if mode == "userspace" else node_port
-                verdict, index, logged, counted = chain.walk(source, proto, dport)
-                for i in logged:
-                    rule = chain.rules[i]
-                    self.events.record(now, "firewall_log", node.name,
-                                       f"{rule.log_prefix}{name} SRC={ip_str(source)} "
-                                       f"PROTO={proto.upper()} DPT={node_port}")
-                    if steps is not None:
-                        steps.append(f"node firewall {name} rule {i + 1} "
-                                     f"({rule.describe().format(chain=name)}): LOG, go on")
-                if steps is not None:
-                    what = (f"rule {index + 1} ({chain.rules[index].describe().format(chain=name)})"
-                            if index >= 0 else f"policy {chain.policy}")
-                    steps.append(f"node firewall {name}: {what} -> {verdict}")
-                if verdict == "DROP":
-                    return Decision(FIREWALL_DROPPED, True, f"{name} DROP")
-                if verdict == "REJECT":
-                    return Decision(FIREWALL_REJECTED, False, f"{name} REJECT")
-                if counted:
-                    self.pending.append((chain, counted))
+        return self._chains(("PREROUTING", "INPUT"), entry, kind, source, proto, node_port,
+                            False, now, steps)
+
+    def after_choice(self, entry: int, kind: str, source: int, protocol: str,
+                     node_port: int, snat: bool, pod: int, target_port: int, now: float,
+                     steps: list[str] | None = None) -> Decision | None:
+        """What a packet meets after kube-proxy's DNAT chose ``pod``: the node's FORWARD
+        (iptables/nftables: filter FORWARD runs after nat PREROUTING, so the choice, and
+        an affinity entry, are made even for a packet FORWARD drops), then the pod's
+        NetworkPolicy."""
+        stop = self._chains(("FORWARD",), entry, kind, source, protocol.lower(), node_port,
+                            snat, now, steps)
+        if stop is not None:
+            return stop
         if self.policies:
             target = self.cluster.pods[pod]
             seen, source_pod = self._seen(entry, kind, source, snat, target.node)
@@ -169,6 +162,51 @@ class Guard:
             if not ok:
                 self.pending = []
                 return Decision(POLICY_DROPPED, True, "NetworkPolicy")
+        return None
+
+    def _chains(self, names: tuple[str, ...], entry: int, kind: str, source: int, proto: str,
+                node_port: int, snat: bool, now: float,
+                steps: list[str] | None) -> Decision | None:
+        """Walk the node firewall's chains ``names`` that this node's mode traverses."""
+        firewall = self.firewalls[entry] if kind != "clusterip" else None
+        if firewall is None:
+            return None
+        node = self.cluster.nodes[entry]
+        mode = self.modes[entry]
+        for name in names:
+            chain = firewall.chain(name)
+            if chain is None:
+                continue
+            if name not in TRAVERSES[mode]:
+                if steps is not None:
+                    steps.append(f"node firewall {name}: not traversed in {mode} mode "
+                                 + _why_not(name, mode))
+                continue
+            if name == "FORWARD" and mode == "iptables" and snat:
+                if steps is not None:
+                    steps.append("node firewall FORWARD: KUBE-FORWARD (first in FORWARD) "
+                                 "ACCEPTs the masquerade-marked packet before your rules")
+                continue
+            dport = None if mode == "userspace" else node_port
+            verdict, index, logged, counted = chain.walk(source, proto, dport)
+            for i in logged:
+                rule = chain.rules[i]
+                self.events.record(now, "firewall_log", node.name,
+                                   f"{rule.log_prefix}{name} SRC={ip_str(source)} "
+                                   f"PROTO={proto.upper()} DPT={node_port}")
+                if steps is not None:
+                    steps.append(f"node firewall {name} rule {i + 1} "
+                                 f"({rule.describe().format(chain=name)}): LOG, go on")
+            if steps is not None:
+                what = (f"rule {index + 1} ({chain.rules[index].describe().format(chain=name)})"
+                        if index >= 0 else f"policy {chain.policy}")
+                steps.append(f"node firewall {name}: {what} -> {verdict}")
+            if verdict == "DROP":
+                return Decision(FIREWALL_DROPPED, True, f"{name} DROP")
+            if verdict == "REJECT":
+                return Decision(FIREWALL_REJECTED, False, f"{name} REJECT")
+            if counted:
+                self.pending.append((chain, counted))
         return None
 
     def _seen(self, entry: int, kind: str, source: int, snat: bool,

@@ -290,3 +290,17 @@ def test_a_node_firewall_replaces_the_clusters_on_that_node_only() -> None:
     base.clients[0].entry.node = "node-2"  # node-2 keeps the cluster's hardening
     node2 = npsim.run(base)
     assert reasons(node2) == {"firewall_dropped": settled(node2)}
+
+
+@pytest.mark.parametrize("mode", ["ipvs", "userspace"])
+def test_a_connection_dropped_in_input_leaves_the_round_robin_alone(mode: str) -> None:
+    """IPVS schedules in LOCAL_IN after the filter table's INPUT (and userspace accepts
+    on its own socket after it): a dropped connection never reaches the scheduler, so
+    the connections let through still alternate strictly between the two pods."""
+    text = "iptables -A INPUT -p tcp -s 203.0.113.32/27 -j DROP\n"
+    result = npsim.run(scenario(mode, {"iptables": text}, requests=400))
+    frame = result.requests.sort_values("t_start")
+    got = reasons(result)
+    assert got.get("firewall_dropped", 0) > 100 and got.get("", 0) > 100
+    served = frame[frame["outcome"] == "completed"]["pod"].astype(str).to_numpy()
+    assert (served[1:] != served[:-1]).all()

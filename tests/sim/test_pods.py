@@ -1,0 +1,64 @@
+"""Pod servers: the event-driven FIFO server and the quiet one that works out each service
+on arrival must serve the same requests at the same times with the same outcomes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from npsim.dists import batched
+from npsim.sim.pods import PodServer, QuietPod
+from npsim.sim.records import COMPLETED, FAILED, NAN, QUEUE_FULL, RequestLog
+
+
+def _serve(cls: type[PodServer], arrivals: np.ndarray, network: np.ndarray, workers: int,
+           limit: int | None, until: float | None = None) -> RequestLog:
+    env = simpy.Environment()
+    log = RequestLog()
+    sample = batched(np.random.default_rng(5).standard_exponential)  # mean service 1
+    server = cls(env, 0, workers, limit, sample, log, None)
+    for i, (t, net) in enumerate(zip(arrivals, network, strict=True)):
+        for name in RequestLog.__slots__:
+            getattr(log, name).append(0 if getattr(log, name).typecode not in "df" else NAN)
+        log.t_start[i] = t
+        log.network[i] = net
+        env.timeout(t, i).callbacks.append(server.arrive)
+    env.run(until=until)
+    return log
+
+
+def _arrivals(n: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.exponential(1 / rate, n)), rng.uniform(0.0, 0.2, n)
+
+
+@pytest.mark.parametrize(("workers", "limit"), [(1, None), (4, None), (2, 0), (3, 5)])
+def test_quiet_pod_serves_exactly_as_the_event_driven_pod(workers, limit):
+    arrivals, network = _arrivals(4000, rate=0.9 * workers, seed=workers)
+    events = _serve(PodServer, arrivals, network, workers, limit).columns()
+    quiet = _serve(QuietPod, arrivals, network, workers, limit).columns()
+    for column in ("service_start", "service", "t_end", "outcome", "reason"):
+        np.testing.assert_array_equal(quiet[column], events[column], err_msg=column)
+    assert (events["outcome"] == COMPLETED).any()
+    if limit is not None:  # the limit was reached: some requests were turned away
+        turned = events["outcome"] == FAILED
+        assert turned.any() and (events["reason"][turned] == QUEUE_FULL).all()
+
+
+def test_quiet_pod_serves_fifo_with_c_workers():
+    arrivals, network = _arrivals(2000, rate=1.8, seed=3)
+    cols = _serve(QuietPod, arrivals, network, 2, None).columns()
+    start, end = cols["service_start"], cols["service_start"] + cols["service"]
+    assert np.all(np.diff(start) >= 0)  # FIFO: starts in arrival order
+    assert np.all(start >= cols["t_start"])
+    # at any start, at most one other request is in service (two workers)
+    in_service = [(end[:i] > start[i]).sum() for i in range(len(start))]
+    assert max(in_service) == 1
+    np.testing.assert_allclose(cols["t_end"], end + network * 0.5)
+
+
+def test_quiet_pod_refuses_end_notifications():
+    with pytest.raises(ValueError, match="PodServer"):
+        QuietPod(simpy.Environment(), 0, 1, None, lambda: 1.0, RequestLog(),
+                 lambda request, t: None)
