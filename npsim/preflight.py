@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from npsim.scenario.manifests import selector_matches
+from npsim.scenario.manifests import SelectorIndex
 from npsim.scenario.problems import Problems
 from npsim.units import format_duration, format_size
 
@@ -70,15 +70,14 @@ class Estimate:
         return self.requests_per_replication * self.replications
 
 
-def _service_floor(scenario: Scenario, service: str) -> float:
+def _service_floor(scenario: Scenario, index: SelectorIndex, service: str) -> float:
     """The shortest mean service time among the pods a Service selects (0 if none)."""
     svc = scenario.services.get(service)
     if svc is None:
         return 0.0
     means = [scenario.spec.workloads[d.name].service_time.mean
-             for d in scenario.deployments.values()
-             if d.replicas > 0 and d.name in scenario.spec.workloads
-             and selector_matches(svc.selector, d.pod_labels)]
+             for d in index.selected(svc.selector)
+             if d.replicas > 0 and d.name in scenario.spec.workloads]
     return min(means, default=0.0)
 
 
@@ -91,11 +90,12 @@ def estimate_requests(scenario: Scenario) -> float:
         return float(run.requests)
     duration = float(run.duration or 0.0)
     total = 0.0
+    index = SelectorIndex(scenario.deployments.values())  # no Services x Deployments loop
     for client in scenario.spec.clients:
         arrival = client.arrival
         if arrival.closed:
             think = arrival.think_time.mean if arrival.think_time is not None else 0.0
-            cycle = think + client.rtt.mean + _service_floor(scenario, client.service)
+            cycle = think + client.rtt.mean + _service_floor(scenario, index, client.service)
             total += math.inf if cycle <= 0 else (arrival.users or 0) * duration / cycle
             continue
         steps = arrival.steps()
@@ -131,9 +131,9 @@ def estimate(scenario: Scenario) -> Estimate:
     pods = _pods_ever(scenario)
     ports = sum(len(s.ports) for s in scenario.services.values())
     endpoints = 0
+    index = SelectorIndex(scenario.deployments.values())
     for svc in scenario.services.values():
-        selected = sum(d.replicas for d in scenario.deployments.values()
-                       if selector_matches(svc.selector, d.pod_labels))
+        selected = sum(d.replicas for d in index.selected(svc.selector))
         endpoints += selected * len(svc.ports)
     versions = 1 + len(spec.events)  # each endpoint change is kept as a version
     memory = (BASE_MEMORY + per_rep * BYTES_PER_REQUEST_RUNNING

@@ -67,6 +67,7 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
     evicting = _evicting_outages(scenario, outages)
     live: dict[str, list[int]] = {}  # node of each live pod per Deployment, oldest first
     allowed: dict[str, list[int]] = {}  # nodes a Deployment's new pods may go to
+    every = list(range(len(names)))  # a spread Deployment's (one list for all of them)
     later = [0] * len(names)  # bounded pods made after the start
     blame: dict[int, list[object]] = {}  # the event that makes them
     for name, dep in scenario.deployments.items():
@@ -83,7 +84,8 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
                 out.where.setdefault(node, ["workloads", name])
         if in_turn and not outages and name not in rollouts:
             live[name] = list(start)
-            allowed[name] = _allowed(placement, names)
+            allowed[name] = _allowed(placement, names) if isinstance(placement, dict) \
+                else every
             continue
         bound = _bound(scenario, name, start, placement, names, events, outages, evicting)
         for node in start:
