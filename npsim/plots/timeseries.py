@@ -22,6 +22,8 @@ from matplotlib.ticker import MaxNLocator
 
 from npsim.plots._common import MS, new_figure
 
+MAX_NODES_DRAWN = 12  # more nodes: the panels draw a summary over them, not a line each
+
 
 def _frame(result: Any, name: str) -> pd.DataFrame | None:
     frame = getattr(result, name, None)
@@ -72,13 +74,22 @@ def timeseries(result: Any) -> Figure:
     latency.legend(loc="best", fontsize="small")
     if ready:
         panel = axes[3]
-        for column in ready:
-            panel.step(time, mean[column], where="post", label=column.split(":", 1)[1])
+        if len(ready) <= MAX_NODES_DRAWN:
+            # later nodes thinner: nodes whose lines coincide stay visible as stripes
+            for i, column in enumerate(ready):
+                panel.step(time, mean[column], where="post", label=column.split(":", 1)[1],
+                           linewidth=1 + 2.5 * (len(ready) - 1 - i) / max(len(ready) - 1, 1))
+        else:  # one line per node would be unreadable: the spread over the nodes
+            values = mean[ready].to_numpy(dtype=float)
+            for label, row in (("max", np.nanmax(values, axis=1)),
+                               ("median", np.nanmedian(values, axis=1)),
+                               ("min", np.nanmin(values, axis=1))):
+                panel.step(time, row, where="post", label=f"{label} of {len(ready)} nodes")
         panel.set_ylabel("ready endpoints")
         panel.yaxis.set_major_locator(MaxNLocator(integer=True))
         values = mean[ready].to_numpy(dtype=float)
         panel.set_ylim(np.nanmin(values) - 0.6, np.nanmax(values) + 0.6)
-        panel.legend(loc="best", fontsize="small", ncols=min(len(ready), 4))
+        panel.legend(loc="best", fontsize="small", ncols=min(len(panel.get_lines()), 4))
     if balanced:
         _balancer_lanes(axes[-1], time, width, mean[balanced])
     axes[-1].set_xlabel("simulated time (s)")
@@ -95,8 +106,17 @@ LANE = 0.8  # height of a node's lane in the balancer panel: 1 in rotation, 0 ou
 def _balancer_lanes(panel: Any, time: np.ndarray, width: float, up: pd.DataFrame) -> None:
     """One lane per node: its line is high while the external balancer sends it traffic
     and drops (shaded) while it is marked down; with replications, the share of them
-    in which it is in rotation."""
+    in which it is in rotation. Past ``MAX_NODES_DRAWN`` nodes, one line: how many are
+    in rotation."""
     ends = np.append(time, time[-1] + width) if len(time) else time
+    if len(up.columns) > MAX_NODES_DRAWN:
+        count = up.to_numpy(dtype=float).sum(axis=1)
+        panel.step(ends, np.append(count, count[-1:]), where="post", color="#2ca02c",
+                   label=f"nodes in rotation (of {len(up.columns)})")
+        panel.set_ylim(-0.5, len(up.columns) + 0.5)
+        panel.set_ylabel("balancer")
+        panel.legend(loc="best", fontsize="small")
+        return
     for lane, column in enumerate(up.columns):
         base = len(up.columns) - 1 - lane  # the first node on top
         value = up[column].to_numpy(dtype=float)

@@ -205,6 +205,26 @@ def test_the_balancers_view_gets_a_lane_per_node() -> None:
     assert len(fig.axes) == 5
 
 
+def test_many_nodes_are_summarised_not_drawn_one_by_one() -> None:
+    """Past a dozen nodes: ready endpoints as max / median / min over the nodes, and the
+    balancer's view as how many nodes are in rotation."""
+    time = np.arange(0.0, 4.0, 1.0)
+    frame = pd.DataFrame({"replication": 0, "time": time, "sent": 10, "completed": 10,
+                          "failed": 0, "throughput": 10.0, "latency_p50": 0.002,
+                          "latency_p99": 0.01})
+    for i in range(20):
+        frame[f"ready_endpoints:n{i}"] = [i % 3, 1, 1, 2]
+        frame[f"lb_up:n{i}"] = [1.0, 1.0, float(i >= 5), 1.0]
+    fig = plots.timeseries(types.SimpleNamespace(timeseries=frame, events=None))
+    ready, lanes = fig.axes[3], fig.axes[4]
+    lines = {line.get_label(): line.get_ydata() for line in ready.get_lines()}
+    assert set(lines) == {"max of 20 nodes", "median of 20 nodes", "min of 20 nodes"}
+    assert lines["max of 20 nodes"] == pytest.approx([2, 1, 1, 2])
+    assert lines["min of 20 nodes"] == pytest.approx([0, 1, 1, 2])
+    (rotation,) = lanes.get_lines()
+    assert rotation.get_ydata() == pytest.approx([20, 20, 15, 20, 20])
+
+
 def test_events_close_together_share_a_number_and_a_key_line() -> None:
     """The node-failure timeline (60-110 s): each group of close events gets one number
     on the top panel, numbers stay apart, and the key lists every event of a group."""
