@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from npsim.results.summary import (
 )
 from npsim.results.timeseries import timeseries_frame
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
-from npsim.scenario.schema import ScenarioSpec
+from npsim.scenario.schema import RunSpec, ScenarioSpec
 from npsim.sim.engine import Simulation
 from npsim.version import __version__
 
@@ -206,7 +207,7 @@ def _replication(scenario: Scenario, rep: int,
     out = Simulation(scenario, replication=rep).run(progress)
     record_alerts(out, spec.monitoring)
     frame = request_frame(out)
-    series = timeseries_frame(out, frame, spec.run.timeseries_bucket)
+    series = timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
                                  out.warmup)
@@ -216,6 +217,19 @@ def _replication(scenario: Scenario, rep: int,
     return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
                         incidents)
+
+
+def series_bucket(run: RunSpec, end_time: float) -> float:
+    """``run.timeseriesBucket`` if set; else 1 s, or for a run shorter than a minute the
+    1-2-5 step that gives it at least 60 buckets (a 0.08 s run at 4M requests/s would be
+    one 1 s bucket, a time series of a single point)."""
+    if "timeseries_bucket" in run.model_fields_set or end_time >= 60.0:
+        return float(run.timeseries_bucket)
+    target = end_time / 60.0
+    if target <= 0:
+        return float(run.timeseries_bucket)
+    decade = 10.0 ** math.floor(math.log10(target))
+    return next(step * decade for step in (1, 2, 5, 10) if step * decade >= target)
 
 
 def _replication_task(task: tuple[Scenario, int]) -> _Replication:

@@ -68,9 +68,19 @@ def _layout(graph: nx.DiGraph) -> tuple[dict[Any, tuple[float, float]], dict[str
     return pos, zones
 
 
+MAX_NODES, MAX_PODS = 24, 96  # beyond, the drawing would be unreadable (and huge)
+
+
 def cluster(result: Any) -> Figure:
-    """Draw the cluster with the run's traffic (see :func:`traffic_graph`)."""
-    name = labelled(result)[0][0]
+    """Draw the cluster with the run's traffic (see :func:`traffic_graph`). A cluster
+    of more than 24 nodes or 96 pods is not drawn (ValueError saying so): the traffic
+    matrix shows it by zone."""
+    name, res = labelled(result)[0]
+    nodes, pods = res.nodes["node"].nunique(), res.pods["pod"].nunique()
+    if nodes > MAX_NODES or pods > MAX_PODS:
+        raise ValueError(f"{nodes:,} nodes and {pods:,} pods are too many to draw one by "
+                         f"one (up to {MAX_NODES} nodes and {MAX_PODS} pods); the traffic "
+                         "matrix shows the traffic by zone")
     graph = traffic_graph(result)
     pos, zones = _layout(graph)
     span = max(x for x, _ in pos.values()) + 1

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from npsim.plots._common import labelled, new_figure
-from npsim.results.shares import pod_shares, traffic_matrix
+from npsim.results.shares import pod_shares, served_requests, traffic_matrix
 from npsim.results.skew import share_stats
 
 
@@ -22,11 +23,19 @@ def _one(result: Any) -> tuple[str, Any]:
     return pairs[0]
 
 
+MAX_BARS = 48  # pods drawn one bar each; more are drawn as a distribution
+MAX_MATRIX_NODES, MAX_MATRIX_PODS = 30, 40  # beyond, the matrix is aggregated by zone
+
+
 def pod_load(result: Any) -> Figure:
     """Each pod's share of the measured requests that reached a pod, per population,
-    with each population's fair share (1 / the pods it could reach) as a dashed line."""
+    with each population's fair share (1 / the pods it could reach) as a dashed line.
+    Beyond ``MAX_BARS`` pods, the distribution of each pod's load relative to its
+    fair share (a bar per pod would be unreadable, and the figure as wide as a wall)."""
     name, res = _one(result)
     shares = pod_shares(res.requests, res.pods)
+    if len(shares) > MAX_BARS:
+        return _pod_load_distribution(name, shares)
     node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"]
     fig, ax = new_figure(max(6.0, 1.0 + 0.9 * len(shares)), 4.0)
     x = np.arange(len(shares))
@@ -56,10 +65,81 @@ def pod_load(result: Any) -> Figure:
     return fig
 
 
+def _pod_load_distribution(name: str, shares: Any) -> Figure:
+    """Histogram of share x pods reachable (1 = the fair share) per population, with
+    the least and most loaded pods named."""
+    fig, ax = new_figure(7.5, 4.2)
+    notes = []
+    for population in shares.columns:
+        column = shares[population].dropna()
+        if column.empty:
+            continue
+        relative = column * len(column)
+        ax.hist(relative.to_numpy(), bins=min(60, max(10, len(column) // 20)), alpha=0.55,
+                label=f"{population} ({len(column):,} pods)")
+        notes.append(f"{population}: least {relative.idxmin()} {relative.min():.2f}x, "
+                     f"most {relative.idxmax()} {relative.max():.2f}x")
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label="fair share")
+    ax.set_xlabel("pod's share of requests / fair share (1 = even)")
+    ax.set_ylabel("pods")
+    ax.set_title(f"Per-pod load, {len(shares):,} pods - {name}\n" + "; ".join(notes),
+                 fontsize="medium")
+    ax.legend(loc="upper right", fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _zone_matrix(name: str, res: Any) -> Figure:
+    """The traffic matrix summed by the entry node's zone and the serving pod's zone
+    (counted over the frame's category codes: no node x pod table)."""
+    served = served_requests(res.requests)
+    zone_of = res.nodes.drop_duplicates("node").set_index("node")["zone"].astype(str)
+    node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"].astype(str)
+    names = sorted(set(zone_of))
+    index = {z: i for i, z in enumerate(names)}
+    node_zone = np.array([index[zone_of[n]] for n in
+                          served["entry_node"].cat.categories.astype(str)], dtype=np.int64)
+    pod_zone = np.array([index[zone_of[node_of[p]]] for p in
+                         served["pod"].cat.categories.astype(str)], dtype=np.int64)
+    rows = node_zone[served["entry_node"].cat.codes.to_numpy()]
+    cols = pod_zone[served["pod"].cat.codes.to_numpy()]
+    counts = np.bincount(rows * len(names) + cols, minlength=len(names) ** 2).reshape(
+        len(names), len(names))
+    keep_rows, keep_cols = counts.sum(axis=1) > 0, counts.sum(axis=0) > 0
+    zones = pd.DataFrame(counts[keep_rows][:, keep_cols],
+                         index=[z for z, k in zip(names, keep_rows, strict=True) if k],
+                         columns=[z for z, k in zip(names, keep_cols, strict=True) if k])
+    n_nodes, n_pods = len(zone_of), len(node_of)
+    counts = zones.to_numpy()
+    fig, ax = new_figure(max(5.0, 2.5 + 1.4 * counts.shape[1]), 2.2 + 0.8 * counts.shape[0])
+    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0)
+    fig.colorbar(image, ax=ax, label="requests")
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
+    limit = counts.max() / 2 if counts.size else 0
+    for (i, j), count in np.ndenumerate(counts):
+        ax.text(j, i, f"{count:,}\n{share[i, j]:.0%}", ha="center", va="center",
+                fontsize="small", color="white" if count > limit else "black")
+    ax.set_xticks(np.arange(counts.shape[1]), list(zones.columns))
+    ax.set_yticks(np.arange(counts.shape[0]), list(zones.index))
+    for i, zone in enumerate(zones.index):  # outline the cells served in the entry's zone
+        for j, pod_zone in enumerate(zones.columns):
+            if zone == pod_zone:
+                ax.add_patch(_cell(i, j))
+    ax.set_xlabel("serving pod's zone; outlined: same zone as the entry")
+    ax.set_ylabel("entry node's zone")
+    ax.set_title(f"Traffic matrix by zone ({n_nodes:,} nodes, {n_pods:,} pods) - {name}")
+    return fig
+
+
 def traffic_heatmap(result: Any) -> Figure:
     """Requests from each entry node (rows) to each serving pod (columns); a cell off
-    the pod's own node is a cross-node hop. Cells show counts and the row's share."""
+    the pod's own node is a cross-node hop. Cells show counts and the row's share.
+    Beyond 30 nodes or 40 pods, summed by zone (entry node's zone x pod's zone)."""
     name, res = _one(result)
+    if (len(res.requests["entry_node"].cat.categories) > MAX_MATRIX_NODES
+            or len(res.requests["pod"].cat.categories) > MAX_MATRIX_PODS):
+        return _zone_matrix(name, res)
     matrix = traffic_matrix(res.requests)
     node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"]
     counts = matrix.to_numpy()

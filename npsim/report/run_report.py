@@ -11,6 +11,7 @@ import pandas as pd
 
 from npsim.report.html import esc, figure, page, table, write_figures
 from npsim.results.shares import pod_shares
+from npsim.results.summary import TABLE_ROWS, extremes
 
 CAPTIONS = {
     "latency_cdf": "Latency CDF of completed requests after the warm-up",
@@ -72,17 +73,33 @@ def pod_table(result: Any) -> pd.DataFrame:
     if shares.shape[1] > 1:
         for population in shares.columns:
             pods[f"share {population}"] = pods["pod"].map(shares[population])
+    pods, _ = extremes(pods, "pods", "share", "pods.parquet")
     for column in [c for c in pods.columns if c.startswith("share") or c == "utilisation"]:
-        pods[column] = pods[column].map(lambda v: "-" if pd.isna(v) else f"{v:.1%}")
+        pods[column] = pods[column].map(_percent)
     return pods
 
 
 def node_table(result: Any) -> pd.DataFrame:
     nodes = result.nodes.groupby(["node", "zone", "node_ip"], sort=False, observed=True)[
         ["pods", "received", "served", "share", "cross_node_fraction"]].mean().reset_index()
+    nodes, _ = extremes(nodes, "nodes", "share", "nodes.parquet")
     for column in ("share", "cross_node_fraction"):
-        nodes[column] = nodes[column].map(lambda v: "-" if pd.isna(v) else f"{v:.1%}")
+        nodes[column] = nodes[column].map(_percent)
     return nodes
+
+
+def _percent(value: float) -> str:
+    return "-" if pd.isna(value) else f"{value:.1%}" if value == 0 or value >= 0.001 else (
+        f"{value:.3%}")
+
+
+def _table_note(frame: pd.DataFrame, what: str, file: str) -> str:
+    """Under a table cut to its extremes: how many rows are left out, and where they are."""
+    total = frame[what].nunique()
+    if total <= TABLE_ROWS:
+        return ""
+    return (f"<p>The {TABLE_ROWS // 2} highest and {TABLE_ROWS // 2} lowest by share of "
+            f"{total:,} {what}s; every one is in {file}.</p>")
 
 
 def _events_section(result: Any, limit: int = 60) -> list[str]:
@@ -119,8 +136,10 @@ def write_run_report(result: Any, folder: Path) -> Path:
         body.append("<h2>Warnings</h2>")
         body += [f'<p class="warning">{esc(w)}</p>' for w in result.scenario.warnings]
     body += ["<h2>Summary</h2>", table(summary_table(result.summary)),
-             "<h2>Pods</h2>", table(pod_table(result), index=False),
-             "<h2>Nodes</h2>", table(node_table(result), index=False),
+             "<h2>Pods</h2>", table(pod_table(result), index=False)
+             + _table_note(result.pods, "pod", "pods.parquet"),
+             "<h2>Nodes</h2>", table(node_table(result), index=False)
+             + _table_note(result.nodes, "node", "nodes.parquet"),
              *_events_section(result),
              "<h2>Figures</h2>"]
     body += [figure(name, png, CAPTIONS.get(name, name)) for name, png in pngs.items()]

@@ -186,7 +186,27 @@ def _measured_rows(scope: str, requests: pd.DataFrame, add: Callable[..., None],
 
 
 def _pct(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.1%}"
+    """A percentage with a digit more where one decimal would show 0.0% (the share of
+    one of 10,000 pods is 0.01%)."""
+    if math.isnan(value):
+        return "-"
+    return f"{value:.1%}" if value == 0 or abs(value) >= 0.001 else f"{value:.3%}"
+
+
+TABLE_ROWS = 20  # per-pod and per-node lines printed; beyond, the extremes are shown
+
+
+def extremes(rows: pd.DataFrame, what: str, by: str,
+              file: str) -> tuple[pd.DataFrame, str | None]:
+    """All rows, or for a long table the ``TABLE_ROWS`` / 2 highest and lowest by
+    ``by`` and a line saying how many are left out and where they all are."""
+    if len(rows) <= TABLE_ROWS:
+        return rows, None
+    half = TABLE_ROWS // 2
+    ranked = rows.sort_values(by, ascending=False, kind="stable")
+    shown = pd.concat([ranked.head(half), ranked.tail(half)])
+    return shown, (f"  ... {len(rows) - TABLE_ROWS:,} more {what} between these (highest "
+                   f"and lowest {by} shown; every one in {file})")
 
 
 def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame,
@@ -244,9 +264,12 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
     lines += _pod_table(pods, shares)
     by_node = nodes.groupby("node", sort=False, observed=True)[
         ["share", "cross_node_fraction"]].mean()
+    by_node, more = extremes(by_node, "nodes", "share", "nodes.parquet")
     width = max([len(str(n)) for n in by_node.index] + [8]) + 2
     lines.append(f"{'nodes':<{width}} {'served':>6}  {'cross-node':>10}   (of what it received)")
-    for node, row in by_node.iterrows():
+    for i, (node, row) in enumerate(by_node.iterrows()):
+        if more is not None and i == TABLE_ROWS // 2:
+            lines.append(more)
         lines.append(f"  {node:<{width - 2}} {_pct(row['share']):>6}  "
                      f"{_pct(row['cross_node_fraction']):>10}")
     return "\n".join(lines)
@@ -257,13 +280,16 @@ def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
     populations each one's share ("-": that population's Service does not select it)."""
     by_pod = pods.groupby(["pod", "node"], sort=False, observed=True)[
         ["share", "utilisation"]].mean()
+    by_pod, more = extremes(by_pod, "pods", "share", "pods.parquet")
     populations = list(shares.columns) if shares is not None and shares.shape[1] > 1 else []
     width = max([len(str(pod)) for pod, _ in by_pod.index] + [8]) + 2
     columns = [max(len(p), 6) for p in populations]
     header = f"{'pods':<{width}} {'share':>6}  {'util':>6}"
     header += "".join(f"  {p:>{w}}" for p, w in zip(populations, columns, strict=True))
     lines = [header + "   node" + ("   (share per population)" if populations else "")]
-    for (pod, node), row in by_pod.iterrows():
+    for i, ((pod, node), row) in enumerate(by_pod.iterrows()):
+        if more is not None and i == TABLE_ROWS // 2:
+            lines.append(more)
         text = f"  {pod:<{width - 2}} {_pct(row['share']):>6}  {_pct(row['utilisation']):>6}"
         for population, w in zip(populations, columns, strict=True):
             value = shares.at[pod, population] if pod in shares.index else math.nan

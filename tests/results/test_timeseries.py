@@ -47,7 +47,14 @@ def test_saved_with_the_result(tmp_path):
 
     back = pd.read_parquet(folder / "timeseries.parquet")
     assert back.columns.tolist() == result.timeseries.columns.tolist()
-    assert len(back) == 2
+    # no timeseriesBucket and a run under a minute: the 1-2-5 step giving >= 60 rows
+    assert len(back) == 40 and back["time"].iloc[1] == 0.05
+
+
+def test_an_explicit_bucket_is_kept_even_for_a_short_run():
+    scenario = build(clients=[client(rate=50.0)], duration=2.0)
+    scenario.spec.run.timeseries_bucket = 1.0
+    assert len(npsim.run(scenario).timeseries) == 2
 
 
 def test_one_balancer_view_per_balanced_population():
@@ -60,6 +67,7 @@ def test_one_balancer_view_per_balanced_population():
     d = scenario_dict(nodes=2, replicas=2, clients=[a, b], duration=8.0,
                       placement={"node-1": 2})
     d["events"] = [{"at": "3s", "nodeCrash": {"node": "node-2"}}]
+    d["run"]["timeseriesBucket"] = "1s"
     ts = npsim.run(npsim.scenario_from_dict(d)).timeseries
     cols = [c for c in ts.columns if c.startswith("lb_up:")]
     assert cols == ["lb_up:a/node-1", "lb_up:a/node-2", "lb_up:b/node-1", "lb_up:b/node-2"]
