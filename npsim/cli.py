@@ -97,10 +97,13 @@ def validate(scenario: str, max_requests: int | None, max_memory: int | None,
     spec = loaded.spec
     variants = ""
     if spec.variants is not None:  # every variant must be valid before a sweep starts
+        from npsim.preflight import preflight_variants
         from npsim.sweep.variants import expand
 
         try:
-            variants = f", {len(expand(loaded)[0])} variants"
+            expanded = expand(loaded)[0]
+            preflight_variants(expanded, max_requests, max_memory)  # each runs on its own
+            variants = f", {len(expanded)} variants"
         except ScenarioError as exc:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -408,8 +411,13 @@ def plan(scenario: str, target: str, vary: str, largest: bool, replications: int
          settings: tuple[str, ...]) -> None:
     """Find the smallest (or largest) value of a key that meets a target, with 95%
     confidence, by bisection (assumes the metric moves one way with the value)."""
-    from npsim.sweep.planner import PlanError, plan_search
+    from npsim.sweep.planner import PlanError, parse_target, parse_vary, plan_search
 
+    try:  # the flags first: a typo costs neither a load nor a probe
+        parse_target(target)
+        parse_vary(vary)
+    except PlanError as exc:
+        _usage(str(exc))
     loaded = _with_settings(_load(scenario), settings)
     client = _dask_client(dask_address) if dask_address else None
     try:

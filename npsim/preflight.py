@@ -8,8 +8,9 @@ exhaust memory or stop half-way:
   over a limit (defaults sized to this machine; raise them with ``--max-requests``,
   ``--max-memory`` or ``run.limits``), with what was estimated and how to raise it;
 * addresses: node addresses unique, pod CIDRs disjoint, and room in each node's pod CIDR
-  for every pod it will ever hold, scale events included (replayed with the cluster
-  model's own placement, so the check and the run agree).
+  for every pod it will ever hold: scale events replayed with the cluster model's own
+  placement, rollouts and evictions' replacements bounded from above
+  (:mod:`npsim.cluster.pod_room`), so a run that passes never runs out of addresses.
 
 The node, pod and Service defaults follow the Kubernetes scalability envelope
 ("Considerations for large clusters", kubernetes.io/docs/setup/best-practices/cluster-large:
@@ -23,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from npsim.scenario.manifests import selector_matches
+from npsim.scenario.manifests import SelectorIndex
 from npsim.scenario.problems import Problems
 from npsim.units import format_duration, format_size
 
@@ -69,15 +70,14 @@ class Estimate:
         return self.requests_per_replication * self.replications
 
 
-def _service_floor(scenario: Scenario, service: str) -> float:
+def _service_floor(scenario: Scenario, index: SelectorIndex, service: str) -> float:
     """The shortest mean service time among the pods a Service selects (0 if none)."""
     svc = scenario.services.get(service)
     if svc is None:
         return 0.0
     means = [scenario.spec.workloads[d.name].service_time.mean
-             for d in scenario.deployments.values()
-             if d.replicas > 0 and d.name in scenario.spec.workloads
-             and selector_matches(svc.selector, d.pod_labels)]
+             for d in index.selected(svc.selector)
+             if d.replicas > 0 and d.name in scenario.spec.workloads]
     return min(means, default=0.0)
 
 
@@ -90,11 +90,12 @@ def estimate_requests(scenario: Scenario) -> float:
         return float(run.requests)
     duration = float(run.duration or 0.0)
     total = 0.0
+    index = SelectorIndex(scenario.deployments.values())  # no Services x Deployments loop
     for client in scenario.spec.clients:
         arrival = client.arrival
         if arrival.closed:
             think = arrival.think_time.mean if arrival.think_time is not None else 0.0
-            cycle = think + client.rtt.mean + _service_floor(scenario, client.service)
+            cycle = think + client.rtt.mean + _service_floor(scenario, index, client.service)
             total += math.inf if cycle <= 0 else (arrival.users or 0) * duration / cycle
             continue
         steps = arrival.steps()
@@ -106,10 +107,13 @@ def estimate_requests(scenario: Scenario) -> float:
 
 def _pods_ever(scenario: Scenario) -> int:
     """Pods created over a run: the replicas, plus every scale-up (addresses are not
-    reused, so a scale-down and up again takes new ones)."""
+    reused, so a scale-down and up again takes new ones) and a new pod for each one a
+    rolling update replaces."""
     current = {name: dep.replicas for name, dep in scenario.deployments.items()}
     total = sum(current.values())
     for event in sorted(scenario.spec.events, key=lambda e: e.at):
+        if getattr(event, "rollout", None) is not None:
+            total += current.get(event.rollout.deployment, 0)
         if getattr(event, "scale", None) is None:  # faults and other events
             continue
         name = event.scale.deployment
@@ -127,9 +131,9 @@ def estimate(scenario: Scenario) -> Estimate:
     pods = _pods_ever(scenario)
     ports = sum(len(s.ports) for s in scenario.services.values())
     endpoints = 0
+    index = SelectorIndex(scenario.deployments.values())
     for svc in scenario.services.values():
-        selected = sum(d.replicas for d in scenario.deployments.values()
-                       if selector_matches(svc.selector, d.pod_labels))
+        selected = sum(d.replicas for d in index.selected(svc.selector))
         endpoints += selected * len(svc.ports)
     versions = 1 + len(spec.events)  # each endpoint change is kept as a version
     memory = (BASE_MEMORY + per_rep * BYTES_PER_REQUEST_RUNNING
@@ -224,6 +228,23 @@ def preflight(scenario: Scenario, max_requests: int | None = None,
         check_addresses(scenario, p)
     p.raise_if_any()
     return est
+
+
+def preflight_variants(variants: list[Any], max_requests: int | None = None,
+                       max_memory: int | None = None) -> None:
+    """:func:`preflight` of every variant of a sweep (``npsim.sweep.variants.expand``):
+    each runs as a scenario of its own, so each must pass; problems name the variant."""
+    from npsim.scenario.problems import Problem, ScenarioError
+
+    problems = []
+    for variant in variants:
+        try:
+            preflight(variant.scenario, max_requests, max_memory)
+        except ScenarioError as exc:
+            problems += [Problem(p.mark, f"variants: {variant.name}: {p.path}", p.message)
+                         for p in exc.problems]
+    if problems:
+        raise ScenarioError(problems)
 
 
 def describe(est: Estimate) -> dict[str, Any]:

@@ -7,6 +7,7 @@ columns) and shown with :func:`ip_str`.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -366,9 +367,9 @@ def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
     """(field path, message) for every address clash or full pod CIDR the run would meet.
 
     Node addresses must be unique and pod CIDRs disjoint; each node's pod CIDR must hold
-    every pod ever placed on it (pod addresses are not reused), scale events replayed
-    with the same rule :func:`new_pod` applies, plus in-cluster client pods that take
-    addresses from its top.
+    every pod ever placed on it (pod addresses are not reused; scale events, rollouts
+    and evictions counted by :mod:`npsim.cluster.pod_room`), plus in-cluster client pods
+    that take addresses from its top and hand-placed pods' addresses inside it.
     """
     spec = scenario.spec
     nodes = spec.cluster.nodes
@@ -405,47 +406,26 @@ def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
             home = next((i for i, n in enumerate(nodes) if n.name == client.source.node), None)
             if home is not None:
                 capacity[home] -= client.n_source_ips
-    made = [0] * len(nodes)
-    live: dict[str, list[int]] = {}  # node of each live pod per Deployment, oldest first
-    where: dict[int, list[object]] = {}
-    names = [n.name for n in nodes]
-    for name, dep in scenario.deployments.items():
-        workload = spec.workloads.get(name)
-        if workload is not None and getattr(workload, "pods", None) is not None:
-            continue  # hand-placed pods keep their own addresses (place_explicit_pods)
-        placement = workload.placement if workload is not None else "spread"
-        placed = live[name] = _placement(dep.replicas, placement, names)
-        for node in placed:
-            made[node] += 1
-            where.setdefault(node, ["workloads", name])
-    for k, event in sorted(enumerate(spec.events), key=lambda e: e[1].at):
-        if getattr(event, "scale", None) is None:  # faults and other events
-            continue
-        name, wanted = event.scale.deployment, event.scale.replicas
-        pods = live.get(name)
-        if pods is None:
-            continue
-        if wanted > len(pods):
-            counts = [0] * len(nodes)
-            for node in pods:
-                counts[node] += 1
-            for _ in range(wanted - len(pods)):
-                node = counts.index(min(counts))
-                counts[node] += 1
-                pods.append(node)
-                made[node] += 1
-                if made[node] > capacity[node]:
-                    where.setdefault(node, ["events", k, "scale", "replicas"])
-        else:
-            del pods[wanted:]
+    taken = sorted(int(ipaddress.IPv4Address(pod.ip)) for w in spec.workloads.values()
+                   for pod in (w.pods or []))
+    for start, end, i in cidrs:  # hand-placed addresses new pods must skip
+        capacity[i] -= bisect.bisect_left(taken, end) - bisect.bisect_left(taken, start + 2)
+    from npsim.cluster.pod_room import pods_made
+
+    placed = pods_made(scenario, capacity)
+    made, where = placed.count, placed.where
     for i, count in enumerate(made):
         if count > capacity[i]:
             node = nodes[i]
             cidr = node.pod_cidr or str(default_pod_cidr(i))
             out.append((where.get(i, ["cluster", "nodes", i]),
                         f"node {node.name!r}: pod CIDR {cidr} has room for "
-                        f"{max(capacity[i], 0)} pods but {count} would be placed there over "
-                        "the run (addresses are not reused); give the node a larger podCIDR "
+                        f"{max(capacity[i], 0)} pods but "
+                        + (f"up to {count} could be placed there over the run (rollouts and "
+                           "replacements of evicted pods included; "
+                           if i in placed.bounded else
+                           f"{count} would be placed there over the run (")
+                        + "addresses are not reused); give the node a larger podCIDR "
                         "or spread the pods over more nodes"))
     return out
 

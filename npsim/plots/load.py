@@ -109,9 +109,23 @@ def _zone_matrix(name: str, res: Any) -> Figure:
     zones = pd.DataFrame(counts[keep_rows][:, keep_cols],
                          index=[z for z, k in zip(names, keep_rows, strict=True) if k],
                          columns=[z for z, k in zip(names, keep_cols, strict=True) if k])
-    n_nodes, n_pods = len(zone_of), len(node_of)
-    counts = zones.to_numpy()
-    fig, ax = new_figure(max(5.0, 2.5 + 1.4 * counts.shape[1]), 2.2 + 0.8 * counts.shape[0])
+    fig, ax = _heatmap(zones.to_numpy(), (2.5, 1.4, 2.2, 0.8), "small",
+                       [[r == c for c in zones.columns] for r in zones.index])
+    ax.set_xticks(np.arange(len(zones.columns)), list(zones.columns))
+    ax.set_yticks(np.arange(len(zones.index)), list(zones.index))
+    ax.set_xlabel("serving pod's zone; outlined: same zone as the entry")
+    ax.set_ylabel("entry node's zone")
+    ax.set_title(f"Traffic matrix by zone ({len(zone_of):,} nodes, {len(node_of):,} pods) "
+                 f"- {name}")
+    return fig
+
+
+def _heatmap(counts: np.ndarray, size: tuple[float, float, float, float], fontsize: str,
+             outlined: list[list[bool]]) -> tuple[Figure, Any]:
+    """Counts as a heatmap with each cell's count and share of its row, the ``outlined``
+    cells framed. ``size``: (width base, width per column, height base, per row)."""
+    fig, ax = new_figure(max(5.0, size[0] + size[1] * counts.shape[1]),
+                         size[2] + size[3] * counts.shape[0])
     image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0)
     fig.colorbar(image, ax=ax, label="requests")
     rows = counts.sum(axis=1, keepdims=True)
@@ -119,17 +133,10 @@ def _zone_matrix(name: str, res: Any) -> Figure:
     limit = counts.max() / 2 if counts.size else 0
     for (i, j), count in np.ndenumerate(counts):
         ax.text(j, i, f"{count:,}\n{share[i, j]:.0%}", ha="center", va="center",
-                fontsize="small", color="white" if count > limit else "black")
-    ax.set_xticks(np.arange(counts.shape[1]), list(zones.columns))
-    ax.set_yticks(np.arange(counts.shape[0]), list(zones.index))
-    for i, zone in enumerate(zones.index):  # outline the cells served in the entry's zone
-        for j, pod_zone in enumerate(zones.columns):
-            if zone == pod_zone:
-                ax.add_patch(_cell(i, j))
-    ax.set_xlabel("serving pod's zone; outlined: same zone as the entry")
-    ax.set_ylabel("entry node's zone")
-    ax.set_title(f"Traffic matrix by zone ({n_nodes:,} nodes, {n_pods:,} pods) - {name}")
-    return fig
+                fontsize=fontsize, color="white" if count > limit else "black")
+        if outlined[i][j]:
+            ax.add_patch(_cell(i, j))
+    return fig, ax
 
 
 def traffic_heatmap(result: Any) -> Figure:
@@ -142,23 +149,12 @@ def traffic_heatmap(result: Any) -> Figure:
         return _zone_matrix(name, res)
     matrix = traffic_matrix(res.requests)
     node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"]
-    counts = matrix.to_numpy()
-    fig, ax = new_figure(max(5.0, 1.8 + 1.1 * counts.shape[1]), 1.8 + 0.6 * counts.shape[0])
-    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0)
-    fig.colorbar(image, ax=ax, label="requests")
-    rows = counts.sum(axis=1, keepdims=True)
-    share = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
-    limit = counts.max() / 2 if counts.size else 0
-    for (i, j), count in np.ndenumerate(counts):
-        ax.text(j, i, f"{count:,}\n{share[i, j]:.0%}", ha="center", va="center",
-                fontsize="x-small", color="white" if count > limit else "black")
-    ax.set_xticks(np.arange(counts.shape[1]),
+    fig, ax = _heatmap(matrix.to_numpy(), (1.8, 1.1, 1.8, 0.6), "x-small",
+                       [[node_of.get(pod) == node for pod in matrix.columns]
+                        for node in matrix.index])
+    ax.set_xticks(np.arange(len(matrix.columns)),
                   [f"{p}\n({node_of.get(p, '?')})" for p in matrix.columns], fontsize="small")
-    ax.set_yticks(np.arange(counts.shape[0]), list(matrix.index))
-    for i, node in enumerate(matrix.index):  # outline the cells served on the entry node
-        for j, pod in enumerate(matrix.columns):
-            if node_of.get(pod) == node:
-                ax.add_patch(_cell(i, j))
+    ax.set_yticks(np.arange(len(matrix.index)), list(matrix.index))
     ax.set_xlabel("serving pod (its node); outlined: same node as the entry")
     ax.set_ylabel("entry node")
     ax.set_title(f"Traffic matrix, entry node -> pod - {name}")

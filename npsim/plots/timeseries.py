@@ -1,11 +1,14 @@
 """The run over time: throughput, failures by reason, latency percentiles and, when the
-frame has them, ready endpoints per node -- with the run's events marked on every panel.
+frame has them, ready endpoints per node and the external balancer's view of the nodes
+-- with the run's events marked on every panel.
 
 Reads ``result.timeseries`` (columns ``replication, time`` (bucket start, s), ``sent``,
 ``completed``, ``failed``, ``throughput``, ``failed_<reason>``, ``latency_p50``,
-``latency_p99``, optionally ``ready_endpoints:<node>``) and ``result.events``
-(``replication, time, kind, subject, detail``). Several replications are averaged per
-bucket; events are those of the first replication.
+``latency_p99``, optionally ``ready_endpoints:<node>`` and ``lb_up:<node>``) and
+``result.events`` (``replication, time, kind, subject, detail``). Several replications
+are averaged per bucket; events are those of the first replication. Events close in time
+share a number on the top panel, and a key under the figure says what each number is,
+so labels never overlap however many events happen at once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from npsim.plots._common import MS, new_figure
+
+MAX_NODES_DRAWN = 12  # more nodes: the panels draw a summary over them, not a line each
 
 
 def _frame(result: Any, name: str) -> pd.DataFrame | None:
@@ -39,7 +44,8 @@ def timeseries(result: Any) -> Figure:
     width = float(np.median(np.diff(time))) if len(time) > 1 else 1.0
     reasons = [c for c in mean.columns if c.startswith("failed_") and mean[c].any()]
     ready = [c for c in mean.columns if c.startswith("ready_endpoints:")]
-    panels = 3 + bool(ready)
+    balanced = [c for c in mean.columns if c.startswith("lb_up:")]
+    panels = 3 + bool(ready) + bool(balanced)
     fig, axes = new_figure(8.0, 2.0 + 1.7 * panels, nrows=panels, sharex=True)
     centre = time + width / 2
     throughput, failures, latency = axes[0], axes[1], axes[2]
@@ -68,13 +74,24 @@ def timeseries(result: Any) -> Figure:
     latency.legend(loc="best", fontsize="small")
     if ready:
         panel = axes[3]
-        for column in ready:
-            panel.step(time, mean[column], where="post", label=column.split(":", 1)[1])
+        if len(ready) <= MAX_NODES_DRAWN:
+            # later nodes thinner: nodes whose lines coincide stay visible as stripes
+            for i, column in enumerate(ready):
+                panel.step(time, mean[column], where="post", label=column.split(":", 1)[1],
+                           linewidth=1 + 2.5 * (len(ready) - 1 - i) / max(len(ready) - 1, 1))
+        else:  # one line per node would be unreadable: the spread over the nodes
+            values = mean[ready].to_numpy(dtype=float)
+            for label, row in (("max", np.nanmax(values, axis=1)),
+                               ("median", np.nanmedian(values, axis=1)),
+                               ("min", np.nanmin(values, axis=1))):
+                panel.step(time, row, where="post", label=f"{label} of {len(ready)} nodes")
         panel.set_ylabel("ready endpoints")
         panel.yaxis.set_major_locator(MaxNLocator(integer=True))
         values = mean[ready].to_numpy(dtype=float)
         panel.set_ylim(np.nanmin(values) - 0.6, np.nanmax(values) + 0.6)
-        panel.legend(loc="best", fontsize="small", ncols=min(len(ready), 4))
+        panel.legend(loc="best", fontsize="small", ncols=min(len(panel.get_lines()), 4))
+    if balanced:
+        _balancer_lanes(axes[-1], time, width, mean[balanced])
     axes[-1].set_xlabel("simulated time (s)")
     _mark_events(axes, _frame(result, "events"))
     for ax in axes:
@@ -83,26 +100,82 @@ def timeseries(result: Any) -> Figure:
     return fig
 
 
+LANE = 0.8  # height of a node's lane in the balancer panel: 1 in rotation, 0 out
+
+
+def _balancer_lanes(panel: Any, time: np.ndarray, width: float, up: pd.DataFrame) -> None:
+    """One lane per node: its line is high while the external balancer sends it traffic
+    and drops (shaded) while it is marked down; with replications, the share of them
+    in which it is in rotation. Past ``MAX_NODES_DRAWN`` nodes, one line: how many are
+    in rotation."""
+    ends = np.append(time, time[-1] + width) if len(time) else time
+    if len(up.columns) > MAX_NODES_DRAWN:
+        count = up.to_numpy(dtype=float).sum(axis=1)
+        panel.step(ends, np.append(count, count[-1:]), where="post", color="#2ca02c",
+                   label=f"nodes in rotation (of {len(up.columns)})")
+        panel.set_ylim(-0.5, len(up.columns) + 0.5)
+        panel.set_ylabel("balancer")
+        panel.legend(loc="best", fontsize="small")
+        return
+    for lane, column in enumerate(up.columns):
+        base = len(up.columns) - 1 - lane  # the first node on top
+        value = up[column].to_numpy(dtype=float)
+        level = base + LANE * np.append(value, value[-1:])
+        panel.step(ends, level, where="post", color="#2ca02c", linewidth=1.5)
+        panel.fill_between(ends, level, base + LANE, step="post", color="#d62728",
+                           alpha=0.3, linewidth=0)
+    panel.set_yticks([len(up.columns) - 1 - i + LANE / 2 for i in range(len(up.columns))],
+                     [c.split(":", 1)[1] for c in up.columns], fontsize="small")
+    panel.set_ylim(-0.2, len(up.columns))
+    panel.set_ylabel("balancer:\nin rotation")
+
+
+MAX_KEYS = 12  # event groups listed under the figure; the rest are counted
+
+
 def _mark_events(axes: Any, events: pd.DataFrame | None) -> None:
-    """A vertical line per event on every panel; the top panel labels each cluster of
-    nearby events with its first event and how many follow."""
+    """A vertical line per event on every panel; events close together form a group,
+    numbered on the top panel and listed, with their times, in a key under the figure."""
     if events is None:
         return
     first = events[events["replication"] == events["replication"].min()].sort_values("time")
     top = axes[0]
     low, high = top.get_xlim()
-    close = 0.04 * (high - low)  # events nearer than this share one label
-    clusters: list[list[Any]] = []
+    close = 0.04 * (high - low)  # events nearer than this share one number
+    groups: list[list[Any]] = []
     for row in first.itertuples():
-        if clusters and row.time - clusters[-1][0].time <= close:
-            clusters[-1].append(row)
+        if groups and row.time - groups[-1][0].time <= close:
+            groups[-1].append(row)
         else:
-            clusters.append([row])
+            groups.append([row])
         for ax in axes:
             ax.axvline(row.time, color="#9467bd", linestyle=":", linewidth=1)
-    for i, cluster in enumerate(clusters):
-        head = cluster[0]
-        more = f" (+{len(cluster) - 1})" if len(cluster) > 1 else ""
-        top.annotate(f"{head.kind} {head.subject}{more}".strip(), (head.time, 1.0),
-                     xycoords=("data", "axes fraction"), xytext=(3, -10 - 11 * (i % 2)),
-                     textcoords="offset points", fontsize="x-small", color="#6a3d9a")
+    keys = []
+    for number, group in enumerate(groups, start=1):
+        top.annotate(str(number), (group[0].time, 1.0), xycoords=("data", "axes fraction"),
+                     xytext=(2, -9), textcoords="offset points", fontsize="x-small",
+                     color="#6a3d9a", fontweight="bold")
+        keys.append(event_key(number, group))
+    if len(keys) > MAX_KEYS:
+        hidden = sum(len(g) for g in groups[MAX_KEYS:])
+        keys = keys[:MAX_KEYS] + [f"... {len(groups) - MAX_KEYS} more groups "
+                                  f"({hidden} events): result.events"]
+    figure = top.get_figure()
+    margin = KEY_LINE * len(keys) + 0.1  # inches under the panels for the key
+    height = figure.get_figheight() + margin
+    figure.set_figheight(height)
+    figure.get_layout_engine().set(rect=(0, margin / height, 1, 1 - margin / height))
+    figure.text(0.01, (margin - 0.05) / height, "\n".join(keys), fontsize="x-small",
+                color="#6a3d9a", va="top", ha="left", gid="event-key")
+
+
+KEY_LINE = 0.15  # inches per line of the event key
+
+
+def event_key(number: int, group: list[Any], shown: int = 3) -> str:
+    """``2  65s-66.8s: lb_mark_down node-2, lease_missed node-2 (+1 more)``."""
+    start, end = group[0].time, group[-1].time
+    when = f"{start:g}s" if end == start else f"{start:.4g}s-{end:.4g}s"
+    names = [f"{e.kind} {e.subject}".strip() for e in group[:shown]]
+    more = f" (+{len(group) - shown} more)" if len(group) > shown else ""
+    return f"{number}  {when}: {', '.join(names)}{more}"

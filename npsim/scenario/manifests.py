@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from npsim.scenario.netpol import IngressRule, NetworkPolicy, Peer
-from npsim.scenario.nodeports import allocate_scenario
+from npsim.scenario.nodeports import scenario_refusals
 from npsim.scenario.problems import Problem, Problems
 from npsim.scenario.shapes import check_shape
 from npsim.scenario.yamlio import MarkedDict, plain
@@ -845,7 +845,7 @@ def check_node_ports(scenario: Any, tree: Any, p: Problems) -> None:
     range. The range of valid ports is 30000-32767``)."""
     spec = scenario.spec
     try:
-        allocation = allocate_scenario(list(scenario.services.values()),
+        allocation = scenario_refusals(list(scenario.services.values()),
                                        spec.cluster if spec is not None else None,
                                        spec.run.seed if spec is not None else 1)
     except ValueError:  # an unreadable range is reported by the schema

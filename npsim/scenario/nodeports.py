@@ -275,8 +275,11 @@ class Allocation:
 def allocate_all(services: list[Service], port_range: PortRange,
                  rng: np.random.Generator) -> Allocation:
     """Create ``services`` one after another, as ``kubectl apply`` of the manifests would."""
-    allocator = NodePortAllocator(port_range, rng)
-    out = Allocation(port_range)
+    return _create(NodePortAllocator(port_range, rng), services)
+
+
+def _create(allocator: NodePortAllocator, services: list[Service]) -> Allocation:
+    out = Allocation(allocator.range)
     for service in services:
         ports, rejection = allocate_service(allocator, service)
         if ports is not None:
@@ -299,3 +302,66 @@ def allocate_scenario(services: list[Service], cluster_spec: object | None = Non
     with a random stream of its own (``nodeports``) seeded by the run seed."""
     return allocate_all(services, scenario_range(cluster_spec),
                         Streams(seed).generator("nodeports"))
+
+
+class _DrawsMatter(Exception):
+    """An explicit request met a band holding automatic ports: its fate is random."""
+
+
+class _LowestFree:
+    """Stands in for the random stream: every scan starts at the band's first port."""
+
+    def integers(self, span: int) -> int:
+        return 0
+
+
+class _DrawFreeAllocator(NodePortAllocator):
+    """The allocator without its random stream, for the outcomes that do not depend on it.
+
+    Which Services are refused depends on the random starts only when an explicit
+    request lands in a band where an automatic allocation already sits (the collision
+    KEP-3668's static band exists to avoid); every other refusal (out of range, taken by
+    another explicit request, range full) follows from counts and explicit ports alone.
+    So automatic ports go to the lowest free port, and such a request raises
+    :class:`_DrawsMatter`."""
+
+    def __init__(self, port_range: PortRange) -> None:
+        super().__init__(port_range, _LowestFree())  # type: ignore[arg-type]
+        self.automatic: set[int] = set()
+        self.automatic_in = {STATIC: 0, DYNAMIC: 0}
+
+    def allocate(self, port: int) -> None:
+        taken_explicitly = self.has(port) and port not in self.automatic
+        if (not taken_explicitly and self.range.contains(port)
+                and self.automatic_in[self.range.band(port)]):
+            raise _DrawsMatter(port)
+        super().allocate(port)
+
+    def allocate_next(self) -> int:
+        port = super().allocate_next()
+        self.automatic.add(port)
+        self.automatic_in[self.range.band(port)] += 1
+        return port
+
+    def release(self, port: int) -> None:
+        if port in self.automatic:
+            self.automatic.discard(port)
+            self.automatic_in[self.range.band(port)] -= 1
+        super().release(port)
+
+
+def scenario_refusals(services: list[Service], cluster_spec: object | None = None,
+                      seed: int = 1) -> Allocation:
+    """The Services the API server refuses, as :func:`allocate_scenario` finds them, but
+    without numpy when no refusal depends on the random stream (``npsim validate``
+    starts fast). Automatic ports are 0 in the result unless the stream was drawn."""
+    allocator = _DrawFreeAllocator(scenario_range(cluster_spec))
+    try:
+        out = _create(allocator, services)
+    except _DrawsMatter:
+        return allocate_scenario(services, cluster_spec, seed)
+    for ports in out.services.values():  # not the run's ports: hide them
+        ports.node_ports = [0 if p in allocator.automatic else p for p in ports.node_ports]
+        if ports.health_check_node_port in allocator.automatic:
+            ports.health_check_node_port = 0
+    return out

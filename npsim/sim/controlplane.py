@@ -429,7 +429,9 @@ class ControlPlane:
                     pod.index].terminating:
                 self.record("pod_evicted", pod.name, "taint toleration expired")
                 self.delete_pod(pod, "eviction")
-                if len(self.active(pod.deployment)) < self.desired[pod.deployment]:
+                # a bare pod (hand-placed, no Deployment) has no ReplicaSet to replace it
+                if pod.deployment in self.deployments and \
+                        len(self.active(pod.deployment)) < self.desired[pod.deployment]:
                     self.create_pod(pod.deployment)
         self.publish()
 

@@ -5,7 +5,10 @@ the receiving node's kube-proxy picks an endpoint -> the request travels the cli
 link and, if the pod lives elsewhere, the node-to-node hop -> the pod queues and serves
 it -> the response travels back. Latencies that are only added to a timestamp get no
 event of their own; a request costs three events (arrival at the client side, arrival
-at the pod, end of service), four in userspace mode (the kube-proxy process relay).
+at the pod, end of service), four in userspace mode (the kube-proxy process relay), and
+two where nothing disturbs the pods mid-service (npsim/sim/pods.py ``QuietPod`` works the
+service out on arrival). The hot events are slotted Calls pushed on SimPy's own queue
+(npsim/sim/calls.py), not Timeouts.
 """
 
 from __future__ import annotations

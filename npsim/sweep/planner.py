@@ -12,6 +12,7 @@ not meeting (an answer is only given with 95% confidence).
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import re
@@ -35,6 +36,33 @@ class PlanError(ValueError):
     """A --target or --vary that cannot be read."""
 
 
+# The scope-``all`` metrics of every run (results/summary.py ``summarise``, and
+# ``first_packet_*`` from sweep/store.py ``tidy_metrics``); tests/sweep/test_planner.py
+# checks this list against a run's.
+ALWAYS_METRICS = (
+    "requests_generated", "requests_completed", "requests_failed", "requests_in_flight",
+    "requests_measured", "throughput", "latency_mean", "latency_p50", "latency_p95",
+    "latency_p99", "queue_wait_mean", "cross_node_fraction", "source_ip_intact_fraction",
+    "client_stickiness",
+    *(f"{who}_share_{stat}" for who in ("pod", "node")
+      for stat in ("max_over_mean", "cv", "jain", "gini")),
+    "pod_utilisation_mean", "pod_utilisation_max", "replications",
+    "first_packet_p50", "first_packet_p99")
+SLO_METRICS = ("error_ratio", "error_budget_burn_rate", "error_budget_consumed")
+
+
+def _counted_metrics() -> dict[str, str | None]:
+    """Metrics a run writes only when they count something: absent means 0 (the value
+    None), or the value of another metric (``requests_failed_after_retries`` without
+    retries is ``requests_failed``)."""
+    from npsim.sim.records import REASONS
+
+    out: dict[str, str | None] = {f"failed_{r}": None for r in REASONS.values() if r}
+    out["retries"] = None
+    out["requests_failed_after_retries"] = "requests_failed"
+    return out
+
+
 @dataclass
 class Target:
     metric: str
@@ -46,9 +74,40 @@ class Target:
         return self.op.startswith("<")
 
     def show(self, value: float) -> str:
-        if self.metric.startswith(("latency", "queue_wait")):
+        if _is_duration(self.metric):
             return format_duration(value, 4)
         return f"{value:.4g}"
+
+
+def _is_duration(metric: str) -> bool:
+    return metric.startswith(("latency", "queue_wait", "first_packet", "time_to_",
+                              "fault_start"))
+
+
+def _check_name(metric: str, text: str) -> None:
+    """A metric no run writes is refused before anything runs, with the closest names."""
+    from npsim.results.summary import INCIDENT_METRICS
+
+    incident = [m for m in INCIDENT_METRICS if m not in SLO_METRICS]
+    known = [*ALWAYS_METRICS, *_counted_metrics(), *incident, *SLO_METRICS]
+    if metric in known:
+        return
+    close = difflib.get_close_matches(metric, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise PlanError(f"--target {text!r}: no metric {metric!r}; {hint}Metrics: "
+                    f"{', '.join(ALWAYS_METRICS)}; failed_<reason> (e.g. "
+                    f"failed_connect_timeout), retries; with faults {', '.join(incident)}; "
+                    f"with an SLO {', '.join(SLO_METRICS)}")
+
+
+def check_metric(target: Target, scenario: Scenario, text: str) -> None:
+    """What the scenario must have for the target's metric (an SLO for the error
+    budget's). Incident figures need no check: a run without a fault gives NaN, which
+    never meets a target."""
+    monitoring = scenario.spec.monitoring
+    if target.metric in SLO_METRICS and (monitoring is None or monitoring.slo is None):
+        raise PlanError(f"--target {text!r}: {target.metric} needs an SLO "
+                        "(monitoring.slo.availability) in the scenario")
 
 
 def parse_target(text: str) -> Target:
@@ -58,8 +117,9 @@ def parse_target(text: str) -> Target:
         raise PlanError(f"--target {text!r}: expected METRIC OP VALUE, e.g. "
                         "\"latency_p99 < 50ms\" (OP one of <, <=, >, >=)")
     metric, op, value = match.groups()
+    _check_name(metric, text)
     try:
-        if metric.startswith(("latency", "queue_wait")):
+        if _is_duration(metric):
             threshold = parse_duration(value)
         elif "/" in value:
             threshold = parse_rate(value)
@@ -147,6 +207,34 @@ def _judge(samples: list[float], target: Target) -> tuple[str, float]:
     return "uncertain", confidence
 
 
+def _value(metrics: Any, metric: str) -> float:
+    """One run's value of ``metric``; a count it did not write is 0 (or what stands for
+    it), an incident figure it could not measure (no fault in the run) NaN."""
+    by_name = dict(zip(metrics["metric"], metrics["value"], strict=True))
+    if metric in by_name:
+        return float(by_name[metric])
+    counted = _counted_metrics()
+    if metric in counted:
+        instead = counted[metric]
+        return float(by_name.get(instead, math.nan)) if instead else 0.0
+    return math.nan
+
+
+def _check_bound(scenario: Scenario, path: str, value: Any) -> None:
+    """An end of the range must make a scenario that runs: a bad path or value, or a run
+    the pre-flight checks refuse (too large, pods without addresses), is a ScenarioError
+    naming the --vary value before anything runs."""
+    from npsim.preflight import preflight
+    from npsim.scenario.problems import Problem, ScenarioError
+
+    changed = scenario.with_changes({"variants": None, path: value})
+    try:
+        preflight(changed)
+    except ScenarioError as exc:
+        raise ScenarioError([Problem(p.mark, f"--vary {path}={value}: {p.path}", p.message)
+                             for p in exc.problems]) from None
+
+
 def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = False,
                 replications: int | None = None, max_replications: int | None = None,
                 jobs: int | None = None, client: Any = None,
@@ -154,6 +242,7 @@ def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = F
     """Bisect ``vary``'s range for the smallest (``largest``: largest) value meeting
     ``target`` with 95% confidence. ``log`` receives one line per value probed."""
     goal = parse_target(target)
+    check_metric(goal, scenario, target)
     path, values = parse_vary(vary)
     first = replications or max(scenario.spec.run.replications, 5)
     most = max(max_replications or 4 * first, first)
@@ -176,11 +265,7 @@ def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = F
                 if record.metrics is None:
                     probe.errors += 1
                     continue
-                rows = record.metrics[record.metrics["metric"] == goal.metric]["value"]
-                if rows.empty:
-                    raise PlanError(f"--target: no metric {goal.metric!r} (metrics: "
-                                    f"{', '.join(record.metrics['metric'])})")
-                probe.samples.append(float(rows.iloc[0]))
+                probe.samples.append(_value(record.metrics, goal.metric))
             n += more
             probe.verdict, probe.confidence = _judge(probe.samples, goal)
             if probe.errors:
@@ -200,8 +285,8 @@ def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = F
         judged[index] = probe.verdict == "meets"
         return judged[index]
 
-    for bound in {values[0], values[-1]}:  # a bad path or value: ScenarioError, no output
-        scenario.with_changes({"variants": None, path: bound})
+    for bound in dict.fromkeys((values[0], values[-1])):  # before any output or probe
+        _check_bound(scenario, path, bound)
     say(f"searching {path} in {values[0]}..{values[-1]} ({len(values)} values) for the "
         f"{'largest' if largest else 'smallest'} meeting {target.strip()}")
     # search in the order in which values stop failing: increasing for the smallest,

@@ -15,7 +15,9 @@ from npsim.scenario.nodeports import (
     PortRange,
     RangeFull,
     allocate_all,
+    allocate_scenario,
     range_offset,
+    scenario_refusals,
 )
 
 
@@ -168,3 +170,38 @@ def test_same_seed_same_ports_and_creation_order_matters() -> None:
     backwards = allocate_all(services[::-1], PortRange.parse("30000-32767"),
                              np.random.default_rng(9))
     assert backwards.services["s0"] != run[0].services["s0"]
+
+
+def _random_services(rng: np.random.Generator, count: int) -> list[Service]:
+    """Services of a small range (30000-30039: static 30000-30015): automatic ports,
+    explicit ones in either band, shared port numbers, health-check ports."""
+    out = []
+    for i in range(count):
+        ports = []
+        for _ in range(int(rng.integers(1, 3))):
+            explicit = rng.random() < 0.4
+            ports.append(("TCP", int(rng.choice([53, 80, 81])),
+                          int(rng.integers(29998, 30042)) if explicit else None))
+        lb = rng.random() < 0.2
+        out.append(svc(f"s{i}", *ports, type_="LoadBalancer" if lb else "NodePort",
+                       policy="Local" if lb else "Cluster",
+                       health=int(rng.integers(30000, 30040)) if lb and rng.random() < 0.5
+                       else None))
+    return out
+
+
+def test_refusals_without_draws_match_the_allocator() -> None:
+    """``npsim validate`` finds the refused Services without the random stream when no
+    refusal can depend on it, and they are the ones the run's allocation refuses."""
+    cluster = type("Cluster", (), {"service_node_port_range": "30000-30039"})()
+    rng = np.random.default_rng(5)
+    for case in range(300):
+        services = _random_services(rng, int(rng.integers(1, 30)))
+        drawn = allocate_scenario(services, cluster, seed=case)
+        found = scenario_refusals(services, cluster, seed=case)
+        assert [str(r) for r in found.rejected] == [str(r) for r in drawn.rejected]
+        assert list(found.services) == list(drawn.services)
+        for name, ports in found.services.items():  # explicit ports as allocated, else 0
+            for got, want in zip(ports.node_ports, drawn.services[name].node_ports,
+                                 strict=True):
+                assert got in (0, want)

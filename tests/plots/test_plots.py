@@ -178,9 +178,77 @@ def test_timeseries_draws_rates_failures_latency_and_events() -> None:
     assert {t.get_text() for t in ready.get_legend().get_texts()} == {"node-1", "node-2"}
     for ax in fig.axes:
         assert 5.0 in [line.get_xdata()[0] for line in ax.get_lines()]
-    assert "node_crash node-1" in [t.get_text() for t in throughput.texts]
+    assert [t.get_text() for t in throughput.texts] == ["1"]
+    assert event_key_of(fig) == ["1  5s: node_crash node-1"]
     with pytest.raises(ValueError, match="no time series"):
         plots.timeseries(types.SimpleNamespace(timeseries=None, events=None))
+
+
+def event_key_of(fig) -> list[str]:
+    return [t.get_text() for t in fig.texts if t.get_gid() == "event-key"][0].splitlines()
+
+
+def test_the_balancers_view_gets_a_lane_per_node() -> None:
+    """lb_up:<node> (1 in rotation, 0 marked down; averaged over replications) is drawn
+    as one lane per node, high while the node is in rotation."""
+    data = timeseries_frames()
+    frame = pd.concat([data.timeseries.assign(replication=r) for r in (0, 1)])
+    frame["lb_up:node-1"] = [1.0] * 5 + [0.0] * 5 + [1.0] * 5 + [1.0] * 5  # down in rep 0
+    frame["lb_up:node-2"] = 1.0
+    fig = plots.timeseries(types.SimpleNamespace(timeseries=frame, events=data.events))
+    lanes = fig.axes[-1]
+    assert [t.get_text() for t in lanes.get_yticklabels()] == ["node-1", "node-2"]
+    node1, node2 = (line for line in lanes.get_lines() if line.get_linestyle() == "-")
+    assert node1.get_xdata() == pytest.approx(np.arange(0.0, 11.0))
+    assert node1.get_ydata()[:-1] == pytest.approx(1 + 0.8 * np.array([1.0] * 5 + [0.5] * 5))
+    assert node2.get_ydata() == pytest.approx([0.8] * 11)
+    assert len(fig.axes) == 5
+
+
+def test_many_nodes_are_summarised_not_drawn_one_by_one() -> None:
+    """Past a dozen nodes: ready endpoints as max / median / min over the nodes, and the
+    balancer's view as how many nodes are in rotation."""
+    time = np.arange(0.0, 4.0, 1.0)
+    frame = pd.DataFrame({"replication": 0, "time": time, "sent": 10, "completed": 10,
+                          "failed": 0, "throughput": 10.0, "latency_p50": 0.002,
+                          "latency_p99": 0.01})
+    for i in range(20):
+        frame[f"ready_endpoints:n{i}"] = [i % 3, 1, 1, 2]
+        frame[f"lb_up:n{i}"] = [1.0, 1.0, float(i >= 5), 1.0]
+    fig = plots.timeseries(types.SimpleNamespace(timeseries=frame, events=None))
+    ready, lanes = fig.axes[3], fig.axes[4]
+    lines = {line.get_label(): line.get_ydata() for line in ready.get_lines()}
+    assert set(lines) == {"max of 20 nodes", "median of 20 nodes", "min of 20 nodes"}
+    assert lines["max of 20 nodes"] == pytest.approx([2, 1, 1, 2])
+    assert lines["min of 20 nodes"] == pytest.approx([0, 1, 1, 2])
+    (rotation,) = lanes.get_lines()
+    assert rotation.get_ydata() == pytest.approx([20, 20, 15, 20, 20])
+
+
+def test_events_close_together_share_a_number_and_a_key_line() -> None:
+    """The node-failure timeline (60-110 s): each group of close events gets one number
+    on the top panel, numbers stay apart, and the key lists every event of a group."""
+    times = [60.0, 65.0, 66.76, 75.0, 90.0, 110.03, 110.03, 110.1, 150.0]
+    kinds = ["node_crash", "lb_mark_down", "lease_missed", "alert_firing", "alert_firing",
+             "node_unknown", "taint_added", "endpoints_removed", "alert_resolved"]
+    events = pd.DataFrame({"replication": 0, "time": times, "kind": kinds,
+                           "subject": ["node-2"] * 9, "detail": ""})
+    time = np.arange(0.0, 180.0, 1.0)
+    frame = pd.DataFrame({"replication": 0, "time": time, "sent": 100, "completed": 100,
+                          "failed": 0, "throughput": 100.0, "latency_p50": 0.002,
+                          "latency_p99": 0.01})
+    fig = plots.timeseries(types.SimpleNamespace(timeseries=frame, events=events))
+    top = fig.axes[0]
+    numbers = [(t.get_text(), t.xy[0]) for t in top.texts]
+    assert numbers == [("1", 60.0), ("2", 75.0), ("3", 90.0), ("4", 110.03), ("5", 150.0)]
+    low, high = top.get_xlim()
+    assert min(np.diff([x for _, x in numbers])) > 0.04 * (high - low)
+    assert event_key_of(fig) == [
+        "1  60s-66.76s: node_crash node-2, lb_mark_down node-2, lease_missed node-2",
+        "2  75s: alert_firing node-2", "3  90s: alert_firing node-2",
+        "4  110s-110.1s: node_unknown node-2, taint_added node-2, endpoints_removed node-2",
+        "5  150s: alert_resolved node-2"]
+    assert sum(len(ax.get_lines()) for ax in fig.axes) >= 9 * 3  # a line per event
 
 
 def test_result_plot_names_every_figure(one_population) -> None:

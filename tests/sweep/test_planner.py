@@ -78,3 +78,53 @@ def test_the_largest_value_search_finds_the_erlang_c_answer_too() -> None:
                           "workloads.web.workers=5..8", largest=True, jobs=1)
     a = RATE * MEAN
     assert outcome.answer == max(c for c in range(5, 9) if erlang_c_wait(c, a, MEAN) > 0.4e-3)
+
+
+def test_an_unknown_metric_is_refused_before_anything_runs(tmp_path) -> None:
+    path = tmp_path / "mmc.yaml"
+    path.write_text(yaml.safe_dump(mmc_dict()))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "latncy_p999 < 5ms",
+                                       "--vary", "workloads.web.workers=1..4", "--jobs", "1"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --target 'latncy_p999 < 5ms': no metric "
+                                    "'latncy_p999'; did you mean 'latency_p99'")
+    assert len(result.output.strip().splitlines()) == 1  # one paragraph
+    assert "searching" not in result.output  # no value was probed
+    slo = CliRunner().invoke(main, ["plan", str(path), "--target", "error_ratio < 1%",
+                                    "--vary", "workloads.web.workers=1..4", "--jobs", "1"])
+    assert slo.exit_code == 2 and "needs an SLO (monitoring.slo" in slo.output
+    assert "searching" not in slo.output
+
+
+def test_the_metric_list_is_what_a_run_writes() -> None:
+    """Every metric --target accepts up front is one a run writes (or a count it leaves
+    out at 0), and every metric a run writes is accepted."""
+    from npsim.results.summary import INCIDENT_METRICS
+    from npsim.sweep.planner import ALWAYS_METRICS, _counted_metrics, _value
+    from npsim.sweep.store import tidy_metrics
+
+    data = scenario_dict(workers=2, queue_limit=1, service_time=exponential(MEAN),
+                         clients=[client(rate=RATE, source_ips=50)], duration=1.0,
+                         replications=2)  # overloaded: some requests find the queue full
+    metrics = tidy_metrics("base", 0, npsim.run(npsim.scenario_from_dict(data)))
+    written = set(metrics["metric"])
+    assert set(ALWAYS_METRICS) <= written
+    assert written <= {*ALWAYS_METRICS, *_counted_metrics(), *INCIDENT_METRICS}
+    assert "failed_queue_full" in written and _value(metrics, "failed_queue_full") > 0
+    assert _value(metrics, "failed_no_endpoints") == 0.0  # not written: none failed so
+    assert _value(metrics, "requests_failed_after_retries") == _value(metrics,
+                                                                      "requests_failed")
+    assert math.isnan(_value(metrics, "time_to_recover"))  # no fault: never meets
+
+
+def test_a_range_end_the_run_would_refuse_is_refused_before_probing(tmp_path) -> None:
+    data = mmc_dict()
+    data["cluster"]["nodes"][0]["podCIDR"] = "10.1.1.0/29"  # room for 5 pods
+    path = tmp_path / "mmc.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "latency_p99 < 5ms",
+                                       "--vary", "deployments.web.replicas=1..8", "--jobs", "1"])
+    assert result.exit_code == 2
+    assert "--vary deployments.web.replicas=8: workloads.web: node 'node-1': pod CIDR " \
+        "10.1.1.0/29 has room for 5 pods but 8 would be placed" in result.output
+    assert "searching" not in result.output

@@ -1,0 +1,176 @@
+"""How fast the quick commands start: ``npsim --version``, ``--help`` and ``validate`` of
+the quickstart (target: each under 0.3 s), and what ``validate`` imports.
+
+Run: .venv/bin/python benchmarks/bench_startup.py [--runs 9] [--before DIR]
+
+Each command runs in a fresh child process, the commands taking turns (round-robin), so
+background load falls on all of them alike; wall time, CPU time (user + system) and peak
+RSS come from the child's own rusage. ``python -c pass`` is the interpreter's floor. An
+untimed run of each command first lets Python write its bytecode cache (``__pycache__``),
+as an installed package has it. ``--before DIR`` also times another copy of npsim (e.g.
+``git archive main npsim | tar -x -C DIR``) in the same rounds. ``--uncached`` adds rows
+for a copy without bytecode, run with ``PYTHONDONTWRITEBYTECODE=1`` (npsim compiled from
+source at every start, as in a checkout where that variable is set). ``-X importtime`` of
+``validate`` lists the largest imports and whether any numeric library was loaded.
+Writes benchmarks/STARTUP.md (``--output`` to change, ``--quick`` for 3 runs and no file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchcommon import ROOT, header_lines, npsim_source, publish
+
+OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
+TARGET_S = 0.3  # issue 11
+SCENARIO = "scenarios/quickstart.yaml"
+COMMANDS = {"`python -c pass`": None, "`npsim --version`": ["--version"],
+            "`npsim --help`": ["--help"], f"`npsim validate {SCENARIO}`": ["validate", SCENARIO]}
+HEAVY = ("numpy", "pandas", "scipy", "simpy", "networkx", "pyarrow", "matplotlib")
+CLI = "import sys; from npsim.cli import main; sys.argv[0] = 'npsim'; main()"
+
+
+def _argv(args: list[str] | None) -> list[str]:
+    """The child's command line; ``-P``: the current folder (the checkout) is not put on
+    ``sys.path``, so ``--before`` and the installed package are what gets imported."""
+    if args is None:
+        return [sys.executable, "-P", "-c", "pass"]
+    return [sys.executable, "-P", "-c", CLI, *args]
+
+
+def _env(copy: Path | None, write_bytecode: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    if copy is not None:
+        env["PYTHONPATH"] = str(copy)
+    if write_bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    elif copy is not None and copy.name == "uncached":
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _uncached(copy: Path | None, into: Path) -> Path:
+    """A copy of npsim (this tree's, or the one under ``copy``) without ``__pycache__``."""
+    folder = into / "uncached"
+    folder.mkdir(parents=True)
+    shutil.copytree((copy or ROOT) / "npsim", folder / "npsim",
+                    ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
+    return folder
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall s, CPU s and peak RSS MiB of one child process."""
+    start = time.perf_counter()
+    child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"{' '.join(argv)} exited with {child.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def _imports(copy: Path | None) -> tuple[list[tuple[float, str]], list[str]]:
+    """The largest top-level imports of ``validate`` (cumulative ms) and the numeric
+    libraries it loaded."""
+    probe = (CLI.replace("main()", "main(standalone_mode=False)")
+             + f"; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    out = subprocess.run([sys.executable, "-P", "-X", "importtime", "-c", probe, "validate",
+                          SCENARIO], cwd=ROOT, env=_env(copy), capture_output=True,
+                         text=True, check=True)
+    rows = []
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line[len("import time:"):].split("|")
+        if len(name) - len(name.lstrip()) <= 1:  # imported by the command itself
+            rows.append((int(cumulative) / 1000, name.strip()))
+    return sorted(rows, reverse=True)[:8], eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own child's list of names
+
+
+def _rounds(copies: dict[str, Path | None], runs: int
+            ) -> dict[tuple[str, str], list[tuple[float, float, float]]]:
+    """(command, copy) -> (wall, CPU, RSS) of each run, every command of every copy once
+    per round."""
+    times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for _ in range(runs):
+        for label, argv in COMMANDS.items():
+            for which, copy in copies.items():
+                if argv is None and which != "after":  # the interpreter's floor: once
+                    continue
+                times.setdefault((label, which), []).append(_timed(_argv(argv), _env(copy)))
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--before", type=Path, default=None,
+                    help="another npsim copy (a folder holding npsim/) to time alongside")
+    ap.add_argument("--uncached", action="store_true",
+                    help="also time copies compiled from source at every start")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--output", type=Path, default=None)
+    args = ap.parse_args()
+    runs = 3 if args.quick else args.runs
+    copies: dict[str, Path | None] = {"after": None}
+    if args.before is not None:
+        copies = {"before": args.before.resolve(), "after": None}
+    for copy in copies.values():  # bytecode written once, as an installed package has it
+        for argv in COMMANDS.values():
+            subprocess.run(_argv(argv), cwd=ROOT, env=_env(copy, write_bytecode=True),
+                           capture_output=True, check=False)
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="npsim-startup-") as scratch:
+        if args.uncached:
+            for which, copy in list(copies.items()):
+                copies[f"{which}, no bytecode"] = _uncached(copy, Path(scratch) / which)
+        times = _rounds(copies, runs)
+    load_end = os.getloadavg()[0]
+    top, heavy = _imports(None)
+    lines = [
+        "# npsim start-up benchmark", "",
+        *header_lines(args.quick, npsim_source(), ""),
+        f"- load average (1 min) at start/end: {load_start:.2f} / {load_end:.2f} (other "
+        "processes share the CPUs: wall time includes waiting for them)",
+        f"- {runs} runs per command, commands taking turns; bytecode cached unless the row "
+        "says no bytecode (`PYTHONDONTWRITEBYTECODE=1`, npsim compiled at each start); "
+        + (f"before: `{args.before}`, in the same rounds" if args.before else "no before copy"),
+        "",
+        "| command | | wall s (median) | wall s (min) | CPU s (median) | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (label, which), rows in times.items():
+        walls = [r[0] for r in rows]
+        lines.append(f"| {label} | {which} | {statistics.median(walls):.3f} | {min(walls):.3f} "
+                     f"| {statistics.median(r[1] for r in rows):.3f} | "
+                     f"{statistics.median(r[2] for r in rows):.0f} |")
+    after = {label: rows for (label, which), rows in times.items() if which == "after"}
+    worst = max(after, key=lambda label: statistics.median(r[0] for r in after[label]))
+    wall = statistics.median(r[0] for r in after[worst])
+    cpu = statistics.median(r[1] for r in after[worst])
+    lines += [
+        "",
+        f"- target: each command under {TARGET_S} s (median wall, bytecode cached): "
+        + ("met" if wall < TARGET_S else "not met")
+        + f"; slowest {worst}: {wall:.3f} s wall, {cpu:.3f} s CPU"
+        + (" (the CPU time is the steadier figure when the load average is high)"
+           if max(load_start, load_end) > 1.5 else ""),
+        "- numeric libraries `validate` imports: " + (", ".join(heavy) or "none"),
+        "- largest imports of `validate` (`-X importtime`, cumulative ms, inflated by the "
+        "measurement): " + ", ".join(f"{name} {ms:.0f}" for ms, name in top),
+    ]
+    publish("\n".join(lines) + "\n", args.output or (None if args.quick else OUTPUT))
+
+
+if __name__ == "__main__":
+    main()
