@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from npsim import __version__
+from npsim.preflight import preflight_variants
 from npsim.scenario.loader import Scenario, load_scenario
 from npsim.sweep.pool import run_tasks
 from npsim.sweep.store import (
@@ -74,6 +75,9 @@ def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None 
     if replications is not None:
         scenario = scenario.with_changes({"run.replications": replications})
     variants, baseline = expand(scenario, changes)
+    # every variant must pass the run's pre-flight checks before any runs: one over a
+    # limit or out of pod addresses is refused up front (exit 2), not recorded as failed
+    preflight_variants(variants)
     out = Path(out).resolve()
     reps = scenario.spec.run.replications
     tasks = [RunTask(v.name, r, v.scenario, run_folder(out, v.name, r))

@@ -213,3 +213,12 @@ def test_cli_sweep_writes_the_tables_and_stays_quiet_off_a_terminal(tmp_path) ->
     assert {"sweep.parquet", "summary.csv", "paired.csv", "report.md", "comparison.png",
             "runs"} <= {
         p.name for p in (tmp_path / "o").iterdir()}
+
+
+def test_a_variant_over_the_limits_is_refused_before_anything_runs(tmp_path) -> None:
+    data = variants_dict()
+    data["run"]["limits"] = {"maxRequests": 5000}
+    data["variants"]["each"].append({"name": "huge", "set": {"run.duration": "10h"}})
+    with pytest.raises(npsim.scenario.problems.ScenarioError, match="variants: huge"):
+        sweep(npsim.scenario_from_dict(data), tmp_path / "out", jobs=1)
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
