@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from npsim.plots._common import labelled, new_figure
-from npsim.results.shares import pod_shares, served_requests, traffic_matrix
+from npsim.results.frames import codes
+from npsim.results.shares import pod_shares, served_rows, traffic_matrix
 from npsim.results.skew import share_stats
 
 
@@ -92,17 +93,18 @@ def _pod_load_distribution(name: str, shares: Any) -> Figure:
 def _zone_matrix(name: str, res: Any) -> Figure:
     """The traffic matrix summed by the entry node's zone and the serving pod's zone
     (counted over the frame's category codes: no node x pod table)."""
-    served = served_requests(res.requests)
+    requests = res.requests
+    served = served_rows(requests)  # a mask: no copy of the served rows
     zone_of = res.nodes.drop_duplicates("node").set_index("node")["zone"].astype(str)
     node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"].astype(str)
     names = sorted(set(zone_of))
     index = {z: i for i, z in enumerate(names)}
     node_zone = np.array([index[zone_of[n]] for n in
-                          served["entry_node"].cat.categories.astype(str)], dtype=np.int64)
+                          requests["entry_node"].cat.categories.astype(str)], dtype=np.int64)
     pod_zone = np.array([index[zone_of[node_of[p]]] for p in
-                         served["pod"].cat.categories.astype(str)], dtype=np.int64)
-    rows = node_zone[served["entry_node"].cat.codes.to_numpy()]
-    cols = pod_zone[served["pod"].cat.codes.to_numpy()]
+                         requests["pod"].cat.categories.astype(str)], dtype=np.int64)
+    rows = node_zone[codes(requests["entry_node"])[served]]
+    cols = pod_zone[codes(requests["pod"])[served]]
     counts = np.bincount(rows * len(names) + cols, minlength=len(names) ** 2).reshape(
         len(names), len(names))
     keep_rows, keep_cols = counts.sum(axis=1) > 0, counts.sum(axis=0) > 0
