@@ -36,9 +36,11 @@ MAX_PODS = 150_000
 MAX_SERVICES = 20_000  # Service ports simulated (otherServices only cost rules, not memory)
 MAX_REQUESTS = 100_000_000  # over all replications
 BASE_MEMORY = 300 << 20  # the interpreter with numpy, pandas and pyarrow loaded
-# measured (benchmarks/bench_scale.py): request columns while running, frames after
-BYTES_PER_REQUEST_RUNNING = 260
-BYTES_PER_REQUEST_KEPT = 150
+# measured (benchmarks/bench_scale.py, RESULTS.md "Memory per request"): a finished
+# replication keeps about 107 B/request (its frame over the log's columns); the one
+# running peaks at about 139 B/request while its frame is built, i.e. about 32 B more
+BYTES_PER_REQUEST_RUNNING = 40
+BYTES_PER_REQUEST_KEPT = 110
 BYTES_PER_POD = 3_000
 BYTES_PER_NODE = 6_000
 BYTES_PER_NODE_SERVICE = 700  # each node's kube-proxy view of each Service port
