@@ -133,6 +133,8 @@ class ControlPlane:
         self.health = [NodeHealth(phase(f"lease/{n.name}") * self.timing.lease_renew_interval)
                        for n in cluster.nodes]
         self.versions = [self._snapshot()]
+        # (id of the endpoints before, after) -> (pods gone, pods come), see _record_diff
+        self._diffs: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
         services = len(cluster.service_ports) + other_services[0]
         endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)  # NAT rules
         mean_e = (endpoints + other_services[0] * other_services[1]) / max(services, 1)
@@ -499,16 +501,25 @@ class ControlPlane:
         self._want_sync(sync)
 
     def _record_diff(self, sync: NodeSync, sp: int, before: tuple, after: tuple) -> None:
-        """endpoints_removed / endpoints_added as this node's kube-proxy applies them."""
-        old = {e.pod for e in before[0]}
-        new = {e.pod for e in after[0]}
-        if old == new:
+        """endpoints_removed / endpoints_added as this node's kube-proxy applies them.
+        Every node applies the same published versions: the difference of two endpoint
+        tuples is worked out once (it was a pass over every endpoint at every node's
+        sync: 1000 nodes x 10,000 endpoints per change)."""
+        if before[0] is after[0]:
             return
-        pods = self.cluster.pods
+        key = (id(before[0]), id(after[0]))  # both tuples stay alive in self.versions
+        diff = self._diffs.get(key)
+        if diff is None:
+            old = {e.pod for e in before[0]}
+            new = {e.pod for e in after[0]}
+            pods = self.cluster.pods
+            diff = self._diffs[key] = (sorted(pods[i].name for i in old - new),
+                                       sorted(pods[i].name for i in new - old))
+        gone, came = diff
+        if not gone and not came:
+            return
         name = sync.proxy.node.name
         port = self.cluster.service_ports[sp].name
-        gone = sorted(pods[i].name for i in old - new)
-        came = sorted(pods[i].name for i in new - old)
         if gone:
             self.record("endpoints_removed", name, f"{port} {','.join(gone)}")
         if came:

@@ -42,7 +42,7 @@ from npsim.sim.clients import (
     syn_answered,
 )
 from npsim.sim.controlplane import ControlPlane
-from npsim.sim.faults import Conntrack, FaultInjector, Kubelets
+from npsim.sim.faults import Conntrack, FaultInjector, Kubelets, pods_touched
 from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, QuietPod, Relay
 from npsim.sim.probes import Blackbox, blackbox_probers
@@ -148,9 +148,11 @@ class Simulation:
         # per pod, its arrive method as a Call's callbacks (npsim/sim/calls.py)
         self._arrive: list[tuple[Callable[[simpy.Event], None]]] = []
         tls_at_pods = any(c.tls is not None and c.tls.terminate == "pod" for c in spec.clients)
-        # pods nothing disturbs mid-service work out each service on arrival (QuietPod)
-        self._pod_class = (QuietPod if not (spec.events or self._report_done or tls_at_pods)
-                           else pod_server_class(tls_at_pods))
+        self._pod_class = pod_server_class(tls_at_pods)
+        # pods nothing disturbs mid-service work out each service on arrival (QuietPod):
+        # those of the first pods that no event touches, when no one waits for ends
+        self._quiet = (set() if self._report_done or tls_at_pods else
+                       set(range(len(cluster.pods))) - pods_touched(spec.events, cluster))
         for pod in cluster.pods:
             self._serve(pod)
         self.relays: list[Relay | None] = [
@@ -242,18 +244,30 @@ class Simulation:
 
     def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
         pod = self.cluster.pods[index]
-        server = self._pod_class(self.env, index, pod.workers, pod.queue_limit, sampler,
-                                 self.log, self._done if self._report_done else None)
+        kind = QuietPod if index in self._quiet else self._pod_class
+        server = kind(self.env, index, pod.workers, pod.queue_limit, sampler,
+                      self.log, self._done if self._report_done else None)
         server.timeouts = self._timeouts
         return server
 
     def fresh_process(self, index: int) -> PodServer:
         """The pod's container (re)starts: a new process, with no connection of the old
         one (connections opened before now are broken)."""
+        self.disturbed(index)
         server = self._process(index, self._samplers[index])
         server.first_conn = self.next_conn + 1
         self.pods[index] = server
         self._arrive[index] = (server.arrive,)
+        return server
+
+    def disturbed(self, index: int) -> PodServer:
+        """The pod's server, for a fault or the control plane to change. A QuietPod has
+        worked its requests out ahead and cannot be changed mid-run: reaching one here
+        means :func:`~npsim.sim.faults.pods_touched` missed a kind of event (a bug)."""
+        server = self.pods[index]
+        if isinstance(server, QuietPod):
+            raise RuntimeError(f"internal error: pod {self.cluster.pods[index].name} was "
+                               "judged undisturbed by the scenario's events")
         return server
 
     def service_sampler(self, index: int) -> Callable[[], float]:
@@ -274,7 +288,7 @@ class Simulation:
     def _stop_pod(self, pod: Pod) -> None:
         """A deleted pod's address is gone: packets to it get no answer (a client waits
         for its timeout); its process was stopped by the kubelet before."""
-        server = self.pods[pod.index]
+        server = self.disturbed(pod.index)
         server.alive = server.serves_existing = server.hung = False
         server.silent = True
         pod.deleted_at = self.env.now

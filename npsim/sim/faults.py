@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import simpy
 
 from npsim.cluster.lifecycle import CrashBackoff, PodPhase, Probe
-from npsim.cluster.model import Pod
+from npsim.cluster.model import Cluster, Pod
 from npsim.scenario.schema import EventSpec
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class Kubelets:
                 self.control.in_api:
             return
         self._reset_timers(pod)
-        self.sim.pods[pod.index].kill()
+        self.sim.disturbed(pod.index).kill()
         life.phase = PodPhase.CRASHED
         life.restarts += 1
         self.record("pod_crash", pod.name, why)
@@ -176,7 +176,7 @@ class Kubelets:
         life = self.control.life[pod.index]
         if life.phase is not PodPhase.RUNNING:
             return
-        server = self.sim.pods[pod.index]
+        server = self.sim.disturbed(pod.index)
         server.alive = False
         server.hung = server.serves_existing = True
         life.phase = PodPhase.HUNG
@@ -202,7 +202,7 @@ class Kubelets:
         if life.phase is not PodPhase.HUNG:
             return  # restarted (liveness) or gone meanwhile
         self._reset_timers(pod)
-        server = self.sim.pods[pod.index]
+        server = self.sim.disturbed(pod.index)
         server.alive, server.serves_existing = True, False
         server.resume()
         life.phase = PodPhase.RUNNING
@@ -214,13 +214,13 @@ class Kubelets:
 
     def slow_down(self, pod: Pod, factor: float, until: float | None) -> None:
         """Service times times ``factor`` (a noisy neighbour) until ``until``."""
-        server = self.sim.pods[pod.index]
+        server = self.sim.disturbed(pod.index)
         base = self.sim.service_sampler(pod.index)
         server.sample = lambda: base() * factor
         self.record("pod_slowdown", pod.name, f"factor={factor:g}")
         if until is not None:
             def restore(_event: simpy.Event) -> None:
-                self.sim.pods[pod.index].sample = base
+                self.sim.disturbed(pod.index).sample = base
                 self.record("pod_speed_restored", pod.name)
 
             self.env.timeout(until - self.env.now).callbacks.append(restore)
@@ -245,7 +245,7 @@ class Kubelets:
         self._later(grace, pod, self._sigkill)
 
     def _sigterm(self, pod: Pod) -> None:
-        server = self.sim.pods[pod.index]
+        server = self.sim.disturbed(pod.index)
         life = self.control.life[pod.index]
         how = self.sim.scenario.spec.workloads[pod.deployment].on_sigterm
         self.record("pod_sigterm", pod.name, how)
@@ -265,7 +265,7 @@ class Kubelets:
         if pod.index not in self.control.in_api:
             return
         self._reset_timers(pod)
-        self.sim.pods[pod.index].kill()
+        self.sim.disturbed(pod.index).kill()
         self.control.pod_gone(pod)
 
     # --- nodes ---------------------------------------------------------------------------
@@ -284,8 +284,8 @@ class Kubelets:
             if partitioned and life.phase is PodPhase.RUNNING and not life.terminating:
                 self.cut_off.add(pod.index)
             if life.phase in (PodPhase.RUNNING, PodPhase.HUNG, PodPhase.DRAINING):
-                self.sim.pods[pod.index].kill(silent=True)
-            self.sim.pods[pod.index].silent = True
+                self.sim.disturbed(pod.index).kill(silent=True)
+            self.sim.disturbed(pod.index).silent = True
             life.phase = PodPhase.CRASHED
 
     def node_returns(self, node: int, restart: bool) -> None:
@@ -330,6 +330,25 @@ class Kubelets:
     def _pods_on(self, node: int) -> list[Pod]:
         return [p for p in self.sim.cluster.pods
                 if p.node == node and p.index in self.control.in_api]
+
+
+def pods_touched(events: list[EventSpec], cluster: Cluster) -> set[int]:
+    """The pods (indexes at the start of the run) that a scenario's events can disturb
+    mid-service: every pod of a Deployment that is scaled or rolled, every pod on a node
+    that crashes, is cut off or loses its kubelet, and the pods a pod fault names. The
+    others run as :class:`~npsim.sim.pods.QuietPod` (pods made during the run never do).
+    A kube-proxy stop touches no pod: only the rules freeze."""
+    touched: set[int] = set()
+    for event in events:
+        kind, target = event.kind, event.target
+        if kind in ("scale", "rollout"):
+            touched.update(p.index for p in cluster.pods if p.deployment == target.deployment)
+        elif kind in ("node_crash", "node_partition", "kubelet_stop"):
+            node = cluster.node_index(target.node)
+            touched.update(p.index for p in cluster.pods if p.node == node)
+        elif kind in ("pod_crash", "pod_hang", "pod_slowdown"):
+            touched.update(p.index for p in cluster.pods if p.name == target.pod)
+    return touched
 
 
 class FaultInjector:

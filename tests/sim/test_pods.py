@@ -62,3 +62,28 @@ def test_quiet_pod_refuses_end_notifications():
     with pytest.raises(ValueError, match="PodServer"):
         QuietPod(simpy.Environment(), 0, 1, None, lambda: 1.0, RequestLog(),
                  lambda request, t: None)
+
+
+def test_pods_no_event_touches_stay_quiet_and_change_nothing(monkeypatch):
+    """In a node failure, pods on the other nodes run as QuietPods; the run is the same,
+    frame for frame, as one with every pod event-driven."""
+    import pandas as pd
+
+    import npsim
+    import npsim.sim.engine as engine
+    from npsim.sim.engine import Simulation
+
+    scenario = npsim.bundled("node-failure").with_changes({"run.duration": "150s"})
+    sim = Simulation(scenario)
+    quiet = {p.index for p in sim.pods if isinstance(p, QuietPod)}
+    crashed = scenario.spec.events[0].target.node
+    on_it = {p.index for p in sim.cluster.pods if sim.cluster.nodes[p.node].name == crashed}
+    assert quiet and quiet == set(range(len(sim.pods))) - on_it
+    with pytest.raises(RuntimeError, match="judged undisturbed"):
+        sim.disturbed(min(quiet))
+    mixed = npsim.run(scenario)
+    monkeypatch.setattr(engine, "pods_touched",
+                        lambda events, cluster: set(range(len(cluster.pods))))
+    evented = npsim.run(scenario)
+    for frame in ("requests", "pods", "events", "timeseries"):
+        pd.testing.assert_frame_equal(getattr(mixed, frame), getattr(evented, frame))
