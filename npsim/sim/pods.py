@@ -193,10 +193,12 @@ class QuietPod(PodServer):
     whose start is still ahead. The end a client would only see after a timed run stops
     is reported as in flight by the frames (npsim/results/frames.py).
 
-    Usable only when no one looks at the pod mid-service: no faults or scale events
-    (they kill, drain or hang a process), no per-request end notifications (closed
-    loops, retries, timeouts, connection counting), no TLS terminated at the pod. The
-    engine picks it then (``Simulation``); otherwise :class:`PodServer` runs.
+    Usable only when no one looks at the pod mid-service: no event that can touch it
+    (a scale or rollout of its Deployment, a fault of its node or of itself: they kill,
+    drain or hang a process; ``npsim.sim.faults.pods_touched``), no per-request end
+    notifications (closed loops, retries, timeouts, connection counting), no TLS
+    terminated at the pod. The engine picks it per pod then (``Simulation``); otherwise
+    :class:`PodServer` runs.
     """
 
     __slots__ = ("free_at", "starts")
