@@ -120,7 +120,7 @@ class Simulation:
         self.cluster = cluster = build_cluster(scenario)
         self.log = RequestLog()
         self.events = EventLog()  # transitions (faults, syncs, health checks, alerts)
-        self._appenders = tuple(getattr(self.log, name).append for name in RequestLog.__slots__)
+        self._appenders = tuple(getattr(self.log, name).append for name in RequestLog.COLUMNS)
         self.budget = spec.run.requests  # None: run for a duration
         self.generated = 0
         self.next_conn = 0
@@ -513,7 +513,7 @@ class Simulation:
                 new_conn: int, network: float, hop: float, proxy_cost: float,
                 snat: int) -> None:
         (t_start, population, client, conn, new, entry_, pod_, network_, hop_, proxy,
-         service_start, service, t_end, outcome, reason, snat_) = self._appenders
+         service_start, service, t_end, outcome, reason, snat_) = self._appenders  # COLUMNS order
         t_start(now)
         population(pop.index)
         client(slot)

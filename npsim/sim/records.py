@@ -98,9 +98,9 @@ def _libc_function(name: str):  # noqa: ANN202 - a ctypes function or None
 
 
 class _Referable:
-    """Gives RequestLog a ``__weakref__`` slot while ``RequestLog.__slots__`` stays the
-    list of its columns (the engine builds its appenders from it): a test or a caller
-    can hold a weak reference to a run's log to see that it is freed with the run."""
+    """Gives RequestLog a ``__weakref__`` slot while ``RequestLog.__slots__`` stays its
+    ``COLUMNS``: a test or a caller can hold a weak reference to a run's log to see that
+    it is freed with the run."""
 
     __slots__ = ("__weakref__",)
 
@@ -115,10 +115,12 @@ class RequestLog(_Referable):
     stamp later events, and absolute times need the precision.
     """
 
-    __slots__ = (
+    #: the columns, in the order the engine appends a row (``Simulation._append``)
+    COLUMNS = (
         "t_start", "population", "client", "conn", "new_conn", "entry", "pod",
         "network", "hop", "proxy", "service_start", "service", "t_end", "outcome", "reason", "snat",
     )
+    __slots__ = COLUMNS
 
     def __init__(self) -> None:
         pin_mmap_threshold()
@@ -146,7 +148,7 @@ class RequestLog(_Referable):
         """Numpy views of every column (zero-copy over the arrays' buffers). While a view
         is alive its array cannot grow: take them once the run is over."""
         out = {}
-        for name in self.__slots__:
+        for name in self.COLUMNS:
             col = getattr(self, name)
             out[name] = np.frombuffer(col, dtype=col.typecode) if len(col) else np.array(
                 [], dtype=col.typecode)
@@ -156,9 +158,9 @@ class RequestLog(_Referable):
         """Start over with empty columns. Arrays a frame still views (see
         :func:`npsim.results.frames.request_frame`) live on with the frame; the others
         are freed now rather than with the run."""
-        for name in self.__slots__:
+        for name in self.COLUMNS:
             setattr(self, name, array(getattr(self, name).typecode))
 
     def nbytes(self) -> int:
         return sum(getattr(self, n).buffer_info()[1] * getattr(self, n).itemsize
-                   for n in self.__slots__)
+                   for n in self.COLUMNS)

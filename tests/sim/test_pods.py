@@ -19,7 +19,7 @@ def _serve(cls: type[PodServer], arrivals: np.ndarray, network: np.ndarray, work
     sample = batched(np.random.default_rng(5).standard_exponential)  # mean service 1
     server = cls(env, 0, workers, limit, sample, log, None)
     for i, (t, net) in enumerate(zip(arrivals, network, strict=True)):
-        for name in RequestLog.__slots__:
+        for name in RequestLog.COLUMNS:
             getattr(log, name).append(0 if getattr(log, name).typecode not in "df" else NAN)
         log.t_start[i] = t
         log.network[i] = net
