@@ -11,7 +11,7 @@ import pandas as pd
 
 from npsim.report.html import esc, figure, page, table, write_figures
 from npsim.results.shares import pod_shares
-from npsim.results.summary import TABLE_ROWS, extremes
+from npsim.results.summary import TABLE_ROWS, extremes, percent
 
 CAPTIONS = {
     "latency_cdf": "Latency CDF of completed requests after the warm-up",
@@ -65,7 +65,8 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     return wide.fillna("-")
 
 
-def pod_table(result: Any) -> pd.DataFrame:
+def pod_table(result: Any) -> tuple[pd.DataFrame, str]:
+    """The pods table (its extremes for a long one) and the note under it."""
     pods = result.pods.groupby(["pod", "deployment", "node", "pod_ip"], sort=False,
                                observed=True)[["requests", "share", "utilisation"]].mean()
     pods = pods.reset_index()
@@ -73,33 +74,34 @@ def pod_table(result: Any) -> pd.DataFrame:
     if shares.shape[1] > 1:
         for population in shares.columns:
             pods[f"share {population}"] = pods["pod"].map(shares[population])
-    pods, _ = extremes(pods, "pods", "share", "pods.parquet")
+    total = len(pods)
+    pods, left_out = extremes(pods, "share")
     for column in [c for c in pods.columns if c.startswith("share") or c == "utilisation"]:
-        pods[column] = pods[column].map(_percent)
-    return pods
+        pods[column] = pods[column].map(percent)
+    return pods, _table_note(left_out, total, "pods", "pods.parquet")
 
 
-def node_table(result: Any) -> pd.DataFrame:
+def node_table(result: Any) -> tuple[pd.DataFrame, str]:
+    """The nodes table (its extremes for a long one) and the note under it."""
     nodes = result.nodes.groupby(["node", "zone", "node_ip"], sort=False, observed=True)[
         ["pods", "received", "served", "share", "cross_node_fraction"]].mean().reset_index()
-    nodes, _ = extremes(nodes, "nodes", "share", "nodes.parquet")
+    total = len(nodes)
+    nodes, left_out = extremes(nodes, "share")
     for column in ("share", "cross_node_fraction"):
-        nodes[column] = nodes[column].map(_percent)
-    return nodes
+        nodes[column] = nodes[column].map(percent)
+    return nodes, _table_note(left_out, total, "nodes", "nodes.parquet")
 
 
-def _percent(value: float) -> str:
-    return "-" if pd.isna(value) else f"{value:.1%}" if value == 0 or value >= 0.001 else (
-        f"{value:.3%}")
+def _with_note(frame: pd.DataFrame, note: str) -> str:
+    return table(frame, index=False) + note
 
 
-def _table_note(frame: pd.DataFrame, what: str, file: str) -> str:
-    """Under a table cut to its extremes: how many rows are left out, and where they are."""
-    total = frame[what].nunique()
-    if total <= TABLE_ROWS:
+def _table_note(left_out: int, total: int, what: str, file: str) -> str:
+    """Under a table cut to its extremes: what is shown, and where every row is."""
+    if not left_out:
         return ""
     return (f"<p>The {TABLE_ROWS // 2} highest and {TABLE_ROWS // 2} lowest by share of "
-            f"{total:,} {what}s; every one is in {file}.</p>")
+            f"{total:,} {what}; every one is in {file}.</p>")
 
 
 def _events_section(result: Any, limit: int = 60) -> list[str]:
@@ -136,10 +138,8 @@ def write_run_report(result: Any, folder: Path) -> Path:
         body.append("<h2>Warnings</h2>")
         body += [f'<p class="warning">{esc(w)}</p>' for w in result.scenario.warnings]
     body += ["<h2>Summary</h2>", table(summary_table(result.summary)),
-             "<h2>Pods</h2>", table(pod_table(result), index=False)
-             + _table_note(result.pods, "pod", "pods.parquet"),
-             "<h2>Nodes</h2>", table(node_table(result), index=False)
-             + _table_note(result.nodes, "node", "nodes.parquet"),
+             "<h2>Pods</h2>", _with_note(*pod_table(result)),
+             "<h2>Nodes</h2>", _with_note(*node_table(result)),
              *_events_section(result),
              "<h2>Figures</h2>"]
     body += [figure(name, png, CAPTIONS.get(name, name)) for name, png in pngs.items()]

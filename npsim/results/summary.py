@@ -250,10 +250,10 @@ def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
         add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
 
 
-def _pct(value: float) -> str:
+def percent(value: float) -> str:
     """A percentage with a digit more where one decimal would show 0.0% (the share of
-    one of 10,000 pods is 0.01%)."""
-    if math.isnan(value):
+    one of 10,000 pods is 0.01%); "-" for a missing value."""
+    if pd.isna(value):
         return "-"
     return f"{value:.1%}" if value == 0 or abs(value) >= 0.001 else f"{value:.3%}"
 
@@ -261,17 +261,19 @@ def _pct(value: float) -> str:
 TABLE_ROWS = 20  # per-pod and per-node lines printed; beyond, the extremes are shown
 
 
-def extremes(rows: pd.DataFrame, what: str, by: str,
-              file: str) -> tuple[pd.DataFrame, str | None]:
+def extremes(rows: pd.DataFrame, by: str) -> tuple[pd.DataFrame, int]:
     """All rows, or for a long table the ``TABLE_ROWS`` / 2 highest and lowest by
-    ``by`` and a line saying how many are left out and where they all are."""
+    ``by``; and how many rows are left out (0: none)."""
     if len(rows) <= TABLE_ROWS:
-        return rows, None
+        return rows, 0
     half = TABLE_ROWS // 2
     ranked = rows.sort_values(by, ascending=False, kind="stable")
-    shown = pd.concat([ranked.head(half), ranked.tail(half)])
-    return shown, (f"  ... {len(rows) - TABLE_ROWS:,} more {what} between these (highest "
-                   f"and lowest {by} shown; every one in {file})")
+    return pd.concat([ranked.head(half), ranked.tail(half)]), len(rows) - TABLE_ROWS
+
+
+def _left_out(count: int, what: str, file: str) -> str:
+    return (f"  ... {count:,} more {what} between these (highest and lowest share shown; "
+            f"every one in {file})")
 
 
 def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame,
@@ -301,7 +303,7 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         f"throughput {val('throughput'):.1f}/s" + (" (mean of replications)" if reps > 1 else ""),
         f"latency    mean {dur('latency_mean')}  p50 {dur('latency_p50')}",
         f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}",
-        f"cross-node {_pct(val('cross_node_fraction'))} of served requests took a node-to-node "
+        f"cross-node {percent(val('cross_node_fraction'))} of served requests took a node-to-node "
         "hop",
     ]
     fails = [(m[len("failed_"):], int(v)) for m, v in s["value"].items()
@@ -313,8 +315,8 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         f"CV {val('pod_share_cv'):.3f}, Jain {val('pod_share_jain'):.3f}, "
         f"Gini {val('pod_share_gini'):.3f}")
     lines.append(
-        f"source IP  {_pct(val('source_ip_intact_fraction'))} of served requests reached the "
-        f"pod with the client's address; client stickiness {_pct(val('client_stickiness'))}")
+        f"source IP  {percent(val('source_ip_intact_fraction'))} of served requests reached the "
+        f"pod with the client's address; client stickiness {percent(val('client_stickiness'))}")
     scoped = summary[summary["scope"] != "all"]
     for scope, part in scoped.groupby("scope", sort=False):
         v = part.set_index("metric")["value"]
@@ -329,14 +331,14 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
     lines += _pod_table(pods, shares)
     by_node = nodes.groupby("node", sort=False, observed=True)[
         ["share", "cross_node_fraction"]].mean()
-    by_node, more = extremes(by_node, "nodes", "share", "nodes.parquet")
+    by_node, left_out = extremes(by_node, "share")
     width = max([len(str(n)) for n in by_node.index] + [8]) + 2
     lines.append(f"{'nodes':<{width}} {'served':>6}  {'cross-node':>10}   (of what it received)")
     for i, (node, row) in enumerate(by_node.iterrows()):
-        if more is not None and i == TABLE_ROWS // 2:
-            lines.append(more)
-        lines.append(f"  {node:<{width - 2}} {_pct(row['share']):>6}  "
-                     f"{_pct(row['cross_node_fraction']):>10}")
+        if left_out and i == TABLE_ROWS // 2:
+            lines.append(_left_out(left_out, "nodes", "nodes.parquet"))
+        lines.append(f"  {node:<{width - 2}} {percent(row['share']):>6}  "
+                     f"{percent(row['cross_node_fraction']):>10}")
     return "\n".join(lines)
 
 
@@ -345,7 +347,7 @@ def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
     populations each one's share ("-": that population's Service does not select it)."""
     by_pod = pods.groupby(["pod", "node"], sort=False, observed=True)[
         ["share", "utilisation"]].mean()
-    by_pod, more = extremes(by_pod, "pods", "share", "pods.parquet")
+    by_pod, left_out = extremes(by_pod, "share")
     populations = list(shares.columns) if shares is not None and shares.shape[1] > 1 else []
     width = max([len(str(pod)) for pod, _ in by_pod.index] + [8]) + 2
     columns = [max(len(p), 6) for p in populations]
@@ -353,12 +355,12 @@ def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
     header += "".join(f"  {p:>{w}}" for p, w in zip(populations, columns, strict=True))
     lines = [header + "   node" + ("   (share per population)" if populations else "")]
     for i, ((pod, node), row) in enumerate(by_pod.iterrows()):
-        if more is not None and i == TABLE_ROWS // 2:
-            lines.append(more)
-        text = f"  {pod:<{width - 2}} {_pct(row['share']):>6}  {_pct(row['utilisation']):>6}"
+        if left_out and i == TABLE_ROWS // 2:
+            lines.append(_left_out(left_out, "pods", "pods.parquet"))
+        text = f"  {pod:<{width - 2}} {percent(row['share']):>6}  {percent(row['utilisation']):>6}"
         for population, w in zip(populations, columns, strict=True):
             value = shares.at[pod, population] if pod in shares.index else math.nan
-            text += f"  {_pct(float(value)):>{w}}"
+            text += f"  {percent(float(value)):>{w}}"
         lines.append(f"{text}   {node}")
     return lines
 
