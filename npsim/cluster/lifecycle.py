@@ -28,6 +28,7 @@ Plain rules with no SimPy in them; ``npsim/sim/faults.py`` and
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -228,3 +229,17 @@ def rollout_step(replicas: int, strategy: RolloutStrategy, old: int, new: int,
     new_unavailable = new - new_available
     delete = max(min(old + new - min_available - new_unavailable, old), 0)
     return create, delete
+
+
+def spread(counts: dict[int, int], k: int) -> list[int]:
+    """The nodes k new pods of a Deployment go to, one after the other: each to the
+    allowed node with the fewest of its pods, the lower index on a tie (the scheduler's
+    spreading as npsim models it). ``counts``: allowed node -> its pods now."""
+    fewest = [(count, node) for node, count in counts.items()]
+    heapq.heapify(fewest)
+    out = []
+    for _ in range(k if fewest else 0):
+        count, node = fewest[0]
+        heapq.heapreplace(fewest, (count + 1, node))
+        out.append(node)
+    return out

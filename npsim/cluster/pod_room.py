@@ -26,7 +26,6 @@ hand-placed pods given as not ready), the scale events are replayed exactly.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -100,14 +99,13 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
             continue
         pods, wanted = live[event.target.deployment], event.target.replicas
         if wanted > len(pods):
-            counts = [0] * len(names)
+            counts = dict.fromkeys(allowed[event.target.deployment], 0)
             for node in pods:
-                counts[node] += 1
-            fewest = [(counts[i], i) for i in allowed[event.target.deployment]]
-            heapq.heapify(fewest)  # (pods of the Deployment, node): the next one first
-            for _ in range(wanted - len(pods) if fewest else 0):
-                count, node = heapq.heappop(fewest)
-                heapq.heappush(fewest, (count + 1, node))
+                if node in counts:
+                    counts[node] += 1
+            from npsim.cluster.lifecycle import spread
+
+            for node in spread(counts, wanted - len(pods)):  # as create_pod places them
                 pods.append(node)
                 out.count[node] += 1
                 if out.count[node] > capacity[node]:

@@ -38,6 +38,7 @@ from npsim.cluster.lifecycle import (
     ready_seen_at,
     resolve_strategy,
     rollout_step,
+    spread,
     unknown_at,
 )
 from npsim.cluster.model import Cluster, Endpoint, Pod, endpoints_for
@@ -236,7 +237,7 @@ class ControlPlane:
         for p in self.active(deployment):
             if p.node in counts:
                 counts[p.node] += 1
-        node = min(nodes, key=lambda i: (counts[i], i))
+        node = spread(counts, 1)[0]
         try:
             pod = self.add_pod(deployment, node)
         except ValueError as exc:  # no address left in the pod CIDR
