@@ -153,8 +153,6 @@ class Simulation:
         # those of the first pods that no event touches, when no one waits for ends
         self._quiet = (set() if self._report_done or tls_at_pods else
                        set(range(len(cluster.pods))) - pods_touched(spec.events, cluster))
-        for pod in cluster.pods:
-            self._serve(pod)
         self.relays: list[Relay | None] = [
             Relay(self.env, p.node.index, spec.cluster.userspace.workers,
                   spec.cluster.userspace.latency.sampler(
@@ -162,6 +160,13 @@ class Simulation:
             if p.mode == "userspace" else None
             for p in self.proxies
         ]
+        # per pod, QuietPod.expect when requests are handed to it as they are sent (no
+        # event per request); None: its arrivals are events. A relay hands requests on
+        # later, out of send order, so with any relay every arrival is an event.
+        self._expect: list[Callable[[float, int], None] | None] = []
+        self._hand_over = all(relay is None for relay in self.relays)
+        for pod in cluster.pods:
+            self._serve(pod)
         self.control = ControlPlane(
             self.env, cluster, self.proxies, spec.cluster.kube_proxy,
             lambda name: spec.cluster.kube_proxy.propagation.sampler(
@@ -240,6 +245,8 @@ class Simulation:
         server = self._process(pod.index, sampler)
         self.pods.append(server)
         self._arrive.append((server.arrive,))
+        self._expect.append(server.expect if self._hand_over and isinstance(server, QuietPod)
+                            else None)
         return server
 
     def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
@@ -258,6 +265,7 @@ class Simulation:
         server.first_conn = self.next_conn + 1
         self.pods[index] = server
         self._arrive[index] = (server.arrive,)
+        self._expect[index] = None  # only pods that nothing touches are quiet
         return server
 
     def disturbed(self, index: int) -> PodServer:
@@ -382,13 +390,17 @@ class Simulation:
             tracked[0] += 1
             tracked[1] = pop.remaining[slot] == 0
         relay = self.relays[entry]
-        if relay is None:  # on to the pod: a Call, as env.timeout(delay, request) would be
-            call = Call()
-            call.callbacks = self._arrive[pod]
-            call._value = request
-            env = self.env
-            heappush(env._queue, (now + (network * 0.5 + proxy_cost), NORMAL, next(env._eid),
-                                  call))
+        if relay is None:  # on to the pod: handed over, or a Call as env.timeout would be
+            expect = self._expect[pod]
+            if expect is not None:
+                expect(now + (network * 0.5 + proxy_cost), request)
+            else:
+                call = Call()
+                call.callbacks = self._arrive[pod]
+                call._value = request
+                env = self.env
+                heappush(env._queue, (now + (network * 0.5 + proxy_cost), NORMAL,
+                                      next(env._eid), call))
         else:
             self.env.timeout((network - hop) * 0.5 + proxy_cost, request).callbacks.append(
                 relay.arrive)
@@ -574,6 +586,7 @@ class Simulation:
                     if attr is self or getattr(attr, "__self__", None) is self:
                         attrs[name] = None
         self._arrive = []
+        self._expect = []
         self._appenders = ()
         self._progress = None
 
@@ -591,6 +604,14 @@ class Simulation:
         for pop in self.populations:
             pop.start(self.env, self.send)
         self.env.run(until=until)
+        self._settle(until)
+
+    def _settle(self, until: float | None) -> None:
+        """Work out what quiet pods were handed and the clock reached before ``until``
+        (SimPy's ``run(until)`` stops before events at ``until``)."""
+        for server, expect in zip(self.pods, self._expect, strict=True):
+            if expect is not None:
+                server.settle(until)  # type: ignore[attr-defined]  # a QuietPod
 
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""
@@ -613,12 +634,14 @@ class Simulation:
                 if progress is not None:
                     self.env.process(self._report(progress, run.duration))
                 self.env.run(until=run.duration)
+                self._settle(run.duration)
                 end = float(run.duration)
             else:
                 # a request-count run drains; it ends when the client has seen the last
                 # answer (progress is reported by send() every 1% of the budget)
                 self._progress = progress
                 self.env.run()
+                self._settle(None)
                 ends = self.log.columns()["t_end"]
                 end = float(np.nanmax(ends)) if len(ends) else float(self.env.now)
         finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from heapq import heapreplace
+from heapq import heappop, heappush, heapreplace
 
 import simpy
 
@@ -180,18 +180,25 @@ class PodServer(Station):
 
 
 class QuietPod(PodServer):
-    """A pod that nothing disturbs while the run goes: its service is worked out when a
-    request arrives, with no event for the end of service.
+    """A pod that nothing disturbs while the run goes: its service is worked out from its
+    arrivals, with no event for a request reaching it nor for the end of its service.
 
     For c FIFO workers, a request arriving at ``t`` starts at ``max(t, earliest time a
     worker is free)`` and frees that worker at start + service (the Lindley recursion
-    over c workers; Kiefer and Wolfowitz 1955). Arrivals still come as events in time
-    order, service times are drawn in the same order as :class:`PodServer` draws them
-    (arrival order is start order under FIFO), so a run gives the same numbers with one
-    event less per request and far fewer events pending at once (at 10,000 pods most
-    pending events were ends of service). A queue limit counts the admitted requests
-    whose start is still ahead. The end a client would only see after a timed run stops
-    is reported as in flight by the frames (npsim/results/frames.py).
+    over c workers; Kiefer and Wolfowitz 1955). That needs the pod's arrivals in time
+    order, and nothing else: so the engine hands each request over when it is sent
+    (:meth:`expect`, with the time it will arrive) instead of scheduling its arrival, and
+    the pod works an arrival out as soon as no later send can arrive before it, that is
+    once the clock has reached it (every send arrives at or after the clock). Arrivals are
+    taken in (time, request) order, which is SimPy's (time, event id) order for the
+    events they replace, and service times are drawn in the same order as
+    :class:`PodServer` draws them (arrival order is start order under FIFO): a run gives
+    the same numbers with no event per request here, and no pending event per request
+    in flight (2,400 at once at 10,000 pods, each paying in every heap operation).
+    A queue limit counts the admitted requests whose start is still ahead. What arrives
+    after a timed run stops is left in flight, as a pending event would have been
+    (:meth:`settle`); the end a client would only see after the stop is reported as in
+    flight by the frames (npsim/results/frames.py).
 
     Usable only when no one looks at the pod mid-service: no event that can touch it
     (a scale or rollout of its Deployment, a fault of its node or of itself: they kill,
@@ -201,7 +208,7 @@ class QuietPod(PodServer):
     :class:`PodServer` runs.
     """
 
-    __slots__ = ("free_at", "starts")
+    __slots__ = ("free_at", "starts", "pending")
 
     def __init__(self, env: simpy.Environment, index: int, workers: int,
                  queue_limit: int | None, sample: Sampler, log: RequestLog,
@@ -213,10 +220,33 @@ class QuietPod(PodServer):
         self.free_at = [0.0] * workers  # a heap: when each worker is next free
         # queued requests' starts, kept only to apply a queue limit
         self.starts: deque[float] | None = deque() if queue_limit is not None else None
+        self.pending: list[tuple[float, int]] = []  # a heap of (arrival time, request)
+
+    def expect(self, at: float, request: int) -> None:
+        """``request`` is sent now and reaches the pod at ``at`` (not before now). The
+        arrivals the clock has reached are worked out first: nothing sent from now on can
+        arrive before them."""
+        pending = self.pending
+        if pending:
+            now = self.env._now
+            while pending and pending[0][0] <= now:
+                t, earlier = heappop(pending)
+                self.take(earlier, t)
+        heappush(pending, (at, request))
+
+    def settle(self, until: float | None) -> None:
+        """The run stops: work out the arrivals before ``until`` (all when None, a run
+        that drains); later ones stay in flight, as their events would have stayed."""
+        pending = self.pending
+        while pending and (until is None or pending[0][0] < until):
+            t, request = heappop(pending)
+            self.take(request, t)
 
     def arrive(self, event: simpy.Event) -> None:
-        request = event._value
-        now = self.env._now
+        self.take(event._value, self.env._now)
+
+    def take(self, request: int, now: float) -> None:
+        """The request reaches the pod at ``now``: its start, service and end."""
         free_at = self.free_at
         start = free_at[0]
         if start > now:  # every worker busy: it waits for the first to be free
@@ -225,7 +255,7 @@ class QuietPod(PodServer):
                 while starts and starts[0] <= now:
                     starts.popleft()
                 if len(starts) >= self.limit:
-                    self._turn_away(request, QUEUE_FULL)
+                    self._turn_away(request, QUEUE_FULL, now)
                     return
                 starts.append(start)
         else:
