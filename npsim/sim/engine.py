@@ -6,9 +6,9 @@ link and, if the pod lives elsewhere, the node-to-node hop -> the pod queues and
 it -> the response travels back. Latencies that are only added to a timestamp get no
 event of their own; a request costs three events (arrival at the client side, arrival
 at the pod, end of service), four in userspace mode (the kube-proxy process relay), and
-two where nothing disturbs the pods mid-service (npsim/sim/pods.py ``QuietPod`` works the
-service out on arrival). The hot events are slotted Calls pushed on SimPy's own queue
-(npsim/sim/calls.py), not Timeouts.
+one where nothing disturbs the pods mid-service: such a pod (npsim/sim/pods.py
+``QuietPod``) is served after the run from the request log, in arrival order. The hot
+events are slotted Calls pushed on SimPy's own queue (npsim/sim/calls.py), not Timeouts.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from npsim.sim.clients import (
 from npsim.sim.controlplane import ControlPlane
 from npsim.sim.faults import Conntrack, FaultInjector, Kubelets, pods_touched
 from npsim.sim.guard import Guard
-from npsim.sim.pods import PodServer, QuietPod, Relay
+from npsim.sim.pods import PodServer, QuietPod, Relay, settle
 from npsim.sim.probes import Blackbox, blackbox_probers
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
@@ -160,11 +160,11 @@ class Simulation:
             if p.mode == "userspace" else None
             for p in self.proxies
         ]
-        # per pod, QuietPod.expect when requests are handed to it as they are sent (no
-        # event per request); None: its arrivals are events. A relay hands requests on
-        # later, out of send order, so with any relay every arrival is an event.
-        self._expect: list[Callable[[float, int], None] | None] = []
-        self._hand_over = all(relay is None for relay in self.relays)
+        # per pod, True when its requests are served after the run (a QuietPod: see
+        # npsim.sim.pods.settle) and no event carries them there. A userspace relay
+        # hands requests on at times the log does not hold: then they come as events.
+        self._later: list[bool] = []
+        self._settles = all(relay is None for relay in self.relays)
         for pod in cluster.pods:
             self._serve(pod)
         self.control = ControlPlane(
@@ -245,8 +245,7 @@ class Simulation:
         server = self._process(pod.index, sampler)
         self.pods.append(server)
         self._arrive.append((server.arrive,))
-        self._expect.append(server.expect if self._hand_over and isinstance(server, QuietPod)
-                            else None)
+        self._later.append(self._settles and isinstance(server, QuietPod))
         return server
 
     def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
@@ -265,7 +264,7 @@ class Simulation:
         server.first_conn = self.next_conn + 1
         self.pods[index] = server
         self._arrive[index] = (server.arrive,)
-        self._expect[index] = None  # only pods that nothing touches are quiet
+        self._later[index] = False  # only pods that nothing touches are quiet
         return server
 
     def disturbed(self, index: int) -> PodServer:
@@ -390,11 +389,8 @@ class Simulation:
             tracked[0] += 1
             tracked[1] = pop.remaining[slot] == 0
         relay = self.relays[entry]
-        if relay is None:  # on to the pod: handed over, or a Call as env.timeout would be
-            expect = self._expect[pod]
-            if expect is not None:
-                expect(now + (network * 0.5 + proxy_cost), request)
-            else:
+        if relay is None:  # on to the pod: served after the run, or a Call (as a Timeout)
+            if not self._later[pod]:
                 call = Call()
                 call.callbacks = self._arrive[pod]
                 call._value = request
@@ -586,7 +582,6 @@ class Simulation:
                     if attr is self or getattr(attr, "__self__", None) is self:
                         attrs[name] = None
         self._arrive = []
-        self._expect = []
         self._appenders = ()
         self._progress = None
 
@@ -607,11 +602,8 @@ class Simulation:
         self._settle(until)
 
     def _settle(self, until: float | None) -> None:
-        """Work out what quiet pods were handed and the clock reached before ``until``
-        (SimPy's ``run(until)`` stops before events at ``until``)."""
-        for server, expect in zip(self.pods, self._expect, strict=True):
-            if expect is not None:
-                server.settle(until)  # type: ignore[attr-defined]  # a QuietPod
+        """Serve what quiet pods were sent and would have received before ``until``."""
+        settle(self.pods, self._later, self.log, until)
 
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""

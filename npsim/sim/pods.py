@@ -1,20 +1,30 @@
 """Servers with c workers in front of a FIFO queue: pods, and userspace kube-proxy relays.
 
 Event callbacks rather than a SimPy process per request: a request costs one event to
-arrive and one to finish (plain SimPy with a Resource spends about six), which is where
-npsim's speed comes from (see benchmarks/RESULTS.md).
+arrive and one to finish (plain SimPy with a Resource spends about six), and none at a
+pod nothing disturbs (``QuietPod``, served after the run), which is where npsim's speed
+comes from (see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from heapq import heappop, heappush, heapreplace
+from collections.abc import Callable, Sequence
+from heapq import heapreplace
 
 import simpy
 
 from npsim.dists import Sampler
-from npsim.sim.records import COMPLETED, ENDPOINT_GONE, FAILED, QUEUE_FULL, RequestLog
+from npsim.sim.records import (
+    COMPLETED,
+    ENDPOINT_GONE,
+    FAILED,
+    IN_FLIGHT,
+    QUEUE_FULL,
+    RequestLog,
+)
+
+NAN = float("nan")
 
 
 class Station:
@@ -180,35 +190,35 @@ class PodServer(Station):
 
 
 class QuietPod(PodServer):
-    """A pod that nothing disturbs while the run goes: its service is worked out from its
-    arrivals, with no event for a request reaching it nor for the end of its service.
+    """A pod that nothing disturbs while the run goes: its requests are served in one
+    pass after the run (:func:`settle`), with no event of its own.
 
     For c FIFO workers, a request arriving at ``t`` starts at ``max(t, earliest time a
     worker is free)`` and frees that worker at start + service (the Lindley recursion
-    over c workers; Kiefer and Wolfowitz 1955). That needs the pod's arrivals in time
-    order, and nothing else: so the engine hands each request over when it is sent
-    (:meth:`expect`, with the time it will arrive) instead of scheduling its arrival, and
-    the pod works an arrival out as soon as no later send can arrive before it, that is
-    once the clock has reached it (every send arrives at or after the clock). Arrivals are
-    taken in (time, request) order, which is SimPy's (time, event id) order for the
-    events they replace, and service times are drawn in the same order as
-    :class:`PodServer` draws them (arrival order is start order under FIFO): a run gives
-    the same numbers with no event per request here, and no pending event per request
-    in flight (2,400 at once at 10,000 pods, each paying in every heap operation).
-    A queue limit counts the admitted requests whose start is still ahead. What arrives
-    after a timed run stops is left in flight, as a pending event would have been
-    (:meth:`settle`); the end a client would only see after the stop is reported as in
-    flight by the frames (npsim/results/frames.py).
+    over c workers; Kiefer and Wolfowitz 1955). That needs only the pod's arrivals in
+    time order, and nothing in the run looks at how a quiet pod's requests fare, so the
+    engine hands no request over at all: the request log already holds when each one
+    reaches its pod (sent + half the network round trip + kube-proxy's cost). After the
+    run each pod takes its arrivals in (time, request) order, which is SimPy's
+    (time, event id) order for the arrival events this replaces, and draws its service
+    times in that order from its own stream, as :class:`PodServer` draws them (arrival
+    order is start order under FIFO). A run gives the same numbers with no event and no
+    pod object touched per request: at 10,000 pods each request's pod, its workers and
+    its random stream were a cache miss away. A queue limit counts the admitted
+    requests whose start is still ahead. What would arrive after a timed run stops stays
+    in flight, as its event would have stayed; the end a client would only see after the
+    stop is reported as in flight by the frames (npsim/results/frames.py).
 
     Usable only when no one looks at the pod mid-service: no event that can touch it
     (a scale or rollout of its Deployment, a fault of its node or of itself: they kill,
     drain or hang a process; ``npsim.sim.faults.pods_touched``), no per-request end
     notifications (closed loops, retries, timeouts, connection counting), no TLS
     terminated at the pod. The engine picks it per pod then (``Simulation``); otherwise
-    :class:`PodServer` runs.
+    :class:`PodServer` runs. Requests that reach it through a userspace relay come as
+    events (:meth:`arrive`) in time order, and are served at once.
     """
 
-    __slots__ = ("free_at", "starts", "pending")
+    __slots__ = ("free_at", "starts")
 
     def __init__(self, env: simpy.Environment, index: int, workers: int,
                  queue_limit: int | None, sample: Sampler, log: RequestLog,
@@ -220,33 +230,22 @@ class QuietPod(PodServer):
         self.free_at = [0.0] * workers  # a heap: when each worker is next free
         # queued requests' starts, kept only to apply a queue limit
         self.starts: deque[float] | None = deque() if queue_limit is not None else None
-        self.pending: list[tuple[float, int]] = []  # a heap of (arrival time, request)
-
-    def expect(self, at: float, request: int) -> None:
-        """``request`` is sent now and reaches the pod at ``at`` (not before now). The
-        arrivals the clock has reached are worked out first: nothing sent from now on can
-        arrive before them."""
-        pending = self.pending
-        if pending:
-            now = self.env._now
-            while pending and pending[0][0] <= now:
-                t, earlier = heappop(pending)
-                self.take(earlier, t)
-        heappush(pending, (at, request))
-
-    def settle(self, until: float | None) -> None:
-        """The run stops: work out the arrivals before ``until`` (all when None, a run
-        that drains); later ones stay in flight, as their events would have stayed."""
-        pending = self.pending
-        while pending and (until is None or pending[0][0] < until):
-            t, request = heappop(pending)
-            self.take(request, t)
 
     def arrive(self, event: simpy.Event) -> None:
-        self.take(event._value, self.env._now)
+        request = event._value
+        start, duration = self.take(self.env._now)
+        if start != start:  # NaN: the queue is full
+            self._turn_away(request, QUEUE_FULL)
+            return
+        log = self.log
+        log.service_start[request] = start
+        log.service[request] = duration
+        log.outcome[request] = COMPLETED
+        log.t_end[request] = start + duration + log.network[request] * 0.5
 
-    def take(self, request: int, now: float) -> None:
-        """The request reaches the pod at ``now``: its start, service and end."""
+    def take(self, now: float) -> tuple[float, float]:
+        """A request reaches the pod at ``now`` (arrivals in time order): its start and
+        service time, or NaN, NaN when a full queue turns it away."""
         free_at = self.free_at
         start = free_at[0]
         if start > now:  # every worker busy: it waits for the first to be free
@@ -255,18 +254,79 @@ class QuietPod(PodServer):
                 while starts and starts[0] <= now:
                     starts.popleft()
                 if len(starts) >= self.limit:
-                    self._turn_away(request, QUEUE_FULL, now)
-                    return
+                    return NAN, NAN
                 starts.append(start)
         else:
             start = now
         duration = self.sample()
         heapreplace(free_at, start + duration)
-        log = self.log
-        log.service_start[request] = start
-        log.service[request] = duration
-        log.outcome[request] = COMPLETED
-        log.t_end[request] = start + duration + log.network[request] * 0.5
+        return start, duration
+
+    def take_all(self, arrivals: list[float]) -> tuple[list[float], list[float]]:
+        """:meth:`take` for arrivals in time order, in one loop (no queue limit: the
+        common case, inlined)."""
+        if self.starts is not None:
+            take = self.take
+            pairs = [take(now) for now in arrivals]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
+        free_at, sample = self.free_at, self.sample
+        starts: list[float] = []
+        durations: list[float] = []
+        for now in arrivals:
+            start = free_at[0]
+            if start < now:
+                start = now
+            duration = sample()
+            heapreplace(free_at, start + duration)
+            starts.append(start)
+            durations.append(duration)
+        return starts, durations
+
+
+def settle(servers: Sequence[PodServer], quiet: Sequence[bool], log: RequestLog,
+           until: float | None) -> None:
+    """Serve what quiet pods (``quiet[i]``: pod i is served here) were sent and would
+    have received before ``until`` (all when None, a run that drains; SimPy's
+    ``run(until)`` stops before events at ``until``): grouped by pod, each pod's in
+    (arrival time, request) order."""
+    import numpy as np
+
+    is_quiet = np.asarray(quiet, dtype=bool)
+    if not is_quiet.any() or not len(log):
+        return
+    cols = log.columns()
+    pod = cols["pod"]
+    rows = np.flatnonzero(cols["outcome"] == IN_FLIGHT)
+    rows = rows[pod[rows] >= 0]
+    rows = rows[is_quiet[pod[rows]]]
+    network = cols["network"]
+    # when each reaches its pod: the engine's own sum, in the same order of operations
+    at = cols["t_start"][rows] + (network[rows] * 0.5 + cols["proxy"][rows])
+    if until is not None:
+        keep = at < until
+        rows, at = rows[keep], at[keep]
+    if not len(rows):
+        return
+    order = np.lexsort((rows, at, pod[rows]))  # by pod, then arrival, then request
+    rows, at = rows[order], at[order]
+    by_pod = pod[rows]
+    cuts = np.flatnonzero(by_pod[1:] != by_pod[:-1]) + 1
+    starts = np.empty(len(rows))
+    durations = np.empty(len(rows))
+    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(rows)].tolist(), strict=True):
+        server = servers[int(by_pod[lo])]
+        starts[lo:hi], durations[lo:hi] = server.take_all(at[lo:hi].tolist())
+    full = np.isnan(starts)
+    served, turned = rows[~full], rows[full]
+    cols["service_start"][served] = starts[~full]
+    cols["service"][served] = durations[~full]
+    cols["outcome"][served] = COMPLETED
+    cols["t_end"][served] = starts[~full] + durations[~full] + network[served] * 0.5
+    if len(turned):  # turned away by a full queue: a reset comes back
+        cols["outcome"][turned] = FAILED
+        cols["reason"][turned] = QUEUE_FULL
+        cols["t_end"][turned] = at[full] + network[turned] * 0.5
+    del cols  # views pin the columns: the log may grow again (npsim explain --at)
 
 
 class _Draining:

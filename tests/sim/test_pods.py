@@ -1,5 +1,5 @@
-"""Pod servers: the event-driven FIFO server and the quiet one that works out each service
-on arrival must serve the same requests at the same times with the same outcomes."""
+"""Pod servers: the event-driven FIFO server and the quiet one, served after the run from
+the request log, must serve the same requests at the same times with the same outcomes."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import pytest
 import simpy
 
 from npsim.dists import batched
-from npsim.sim.pods import PodServer, QuietPod
+from npsim.sim.pods import PodServer, QuietPod, settle
 from npsim.sim.records import COMPLETED, FAILED, NAN, QUEUE_FULL, RequestLog
 
 
 def _serve(cls: type[PodServer], arrivals: np.ndarray, network: np.ndarray, workers: int,
-           limit: int | None, until: float | None = None) -> RequestLog:
+           limit: int | None, until: float | None = None, after: bool = False) -> RequestLog:
+    """Requests sent at ``arrivals`` reach the pod half a round trip later, as events
+    (``after=False``) or served after the run as the engine does for quiet pods."""
     env = simpy.Environment()
     log = RequestLog()
     sample = batched(np.random.default_rng(5).standard_exponential)  # mean service 1
@@ -23,8 +25,13 @@ def _serve(cls: type[PodServer], arrivals: np.ndarray, network: np.ndarray, work
             getattr(log, name).append(0 if getattr(log, name).typecode not in "df" else NAN)
         log.t_start[i] = t
         log.network[i] = net
-        env.timeout(t, i).callbacks.append(server.arrive)
-    env.run(until=until)
+        log.proxy[i] = 0.0
+        if not after:
+            env.timeout(t + (net * 0.5 + 0.0), i).callbacks.append(server.arrive)
+    if after:
+        settle([server], [True], log, until)
+    else:
+        env.run(until=until)
     return log
 
 
@@ -46,12 +53,33 @@ def test_quiet_pod_serves_exactly_as_the_event_driven_pod(workers, limit):
         assert turned.any() and (events["reason"][turned] == QUEUE_FULL).all()
 
 
+@pytest.mark.parametrize(("workers", "limit", "until"),
+                         [(1, None, None), (4, None, 900.0), (2, 0, None), (3, 5, 700.0)])
+def test_quiet_pods_served_after_the_run_match_the_event_driven_pod(workers, limit, until):
+    """The engine hands a quiet pod nothing during the run: it is served afterwards from
+    the log, in arrival order, as if each arrival had been an event; a timed run leaves
+    what arrives after its end in flight. (A timed run's requests that end after the stop
+    are in flight for the event-driven pod and completed-after-the-end for a quiet one:
+    the frames count both in flight, so a timed run compares quiet pods.)"""
+    arrivals, network = _arrivals(4000, rate=0.9 * workers, seed=workers + 10)
+    events = _serve(PodServer if until is None else QuietPod, arrivals, network, workers,
+                    limit, until).columns()
+    after = _serve(QuietPod, arrivals, network, workers, limit, until, after=True).columns()
+    for column in ("service_start", "service", "t_end", "outcome", "reason"):
+        np.testing.assert_array_equal(after[column], events[column], err_msg=column)
+    if until is not None:  # some requests were still on their way at the end
+        assert (after["outcome"] == 0).any() and np.isnan(after["service"]).any()
+
+
 def test_quiet_pod_serves_fifo_with_c_workers():
     arrivals, network = _arrivals(2000, rate=1.8, seed=3)
-    cols = _serve(QuietPod, arrivals, network, 2, None).columns()
+    cols = _serve(QuietPod, arrivals, network, 2, None, after=True).columns()
+    order = np.argsort(cols["t_start"] + cols["network"] * 0.5, kind="stable")
+    cols = {name: column[order] for name, column in cols.items()}  # in arrival order
+    network = cols["network"]
     start, end = cols["service_start"], cols["service_start"] + cols["service"]
     assert np.all(np.diff(start) >= 0)  # FIFO: starts in arrival order
-    assert np.all(start >= cols["t_start"])
+    assert np.all(start >= cols["t_start"] + network * 0.5)
     # at any start, at most one other request is in service (two workers)
     in_service = [(end[:i] > start[i]).sum() for i in range(len(start))]
     assert max(in_service) == 1
