@@ -137,7 +137,8 @@ class Simulation:
             p.counts_connections for p in self.proxies) or (
             self.guard is not None and self.guard.counts_connections)
         self.pods: list[PodServer] = []
-        self._samplers: list[Callable[[], float]] = []  # each pod's service-time sampler
+        # each pod's service-time sampler (None for a quiet pod: see _serve)
+        self._samplers: list[Callable[[], float] | None] = []
         self._timeouts = [connect_give_up(c.syn_retries, c.connect_timeout)
                           for c in spec.clients]
         self.node_down = [False] * len(cluster.nodes)  # crashed or cut off: see node_answers
@@ -240,15 +241,24 @@ class Simulation:
     # --- pods coming and going ----------------------------------------------------------
 
     def _serve(self, pod: Pod) -> PodServer:
-        sampler = pod.service_time.sampler(self.streams.generator(f"service/{pod.name}"))
+        streams = self.streams  # not self: a quiet pod keeps this, the run must not cycle
+
+        def stream() -> Callable[[], float]:
+            return pod.service_time.sampler(streams.generator(f"service/{pod.name}"))
+
+        # a quiet pod draws only after the run: its stream is made then (at 10,000 pods
+        # the streams were 15 MB and a third of the build)
+        sampler = None if pod.index in self._quiet else stream()
         self._samplers.append(sampler)
         server = self._process(pod.index, sampler)
+        if sampler is None:
+            server.stream = stream  # type: ignore[attr-defined]  # a QuietPod
         self.pods.append(server)
         self._arrive.append((server.arrive,))
         self._later.append(self._settles and isinstance(server, QuietPod))
         return server
 
-    def _process(self, index: int, sampler: Callable[[], float]) -> PodServer:
+    def _process(self, index: int, sampler: Callable[[], float] | None) -> PodServer:
         pod = self.cluster.pods[index]
         kind = QuietPod if index in self._quiet else self._pod_class
         server = kind(self.env, index, pod.workers, pod.queue_limit, sampler,

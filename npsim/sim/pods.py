@@ -218,10 +218,10 @@ class QuietPod(PodServer):
     events (:meth:`arrive`) in time order, and are served at once.
     """
 
-    __slots__ = ("free_at", "starts")
+    __slots__ = ("free_at", "starts", "stream")
 
     def __init__(self, env: simpy.Environment, index: int, workers: int,
-                 queue_limit: int | None, sample: Sampler, log: RequestLog,
+                 queue_limit: int | None, sample: Sampler | None, log: RequestLog,
                  on_done: Callable[[int, float], None] | None) -> None:
         if on_done is not None:
             raise ValueError("a QuietPod reports no ends: use PodServer")
@@ -230,6 +230,8 @@ class QuietPod(PodServer):
         self.free_at = [0.0] * workers  # a heap: when each worker is next free
         # queued requests' starts, kept only to apply a queue limit
         self.starts: deque[float] | None = deque() if queue_limit is not None else None
+        # makes the service-time sampler when ``sample`` is None: at the first request
+        self.stream: Callable[[], Sampler] | None = None
 
     def arrive(self, event: simpy.Event) -> None:
         request = event._value
@@ -258,9 +260,13 @@ class QuietPod(PodServer):
                 starts.append(start)
         else:
             start = now
-        duration = self.sample()
+        duration = (self.sample or self._open())()
         heapreplace(free_at, start + duration)
         return start, duration
+
+    def _open(self) -> Sampler:
+        self.sample = self.stream()  # type: ignore[misc]
+        return self.sample
 
     def take_all(self, arrivals: list[float]) -> tuple[list[float], list[float]]:
         """:meth:`take` for arrivals in time order, in one loop (no queue limit: the
@@ -269,7 +275,7 @@ class QuietPod(PodServer):
             take = self.take
             pairs = [take(now) for now in arrivals]
             return [p[0] for p in pairs], [p[1] for p in pairs]
-        free_at, sample = self.free_at, self.sample
+        free_at, sample = self.free_at, self.sample or self._open()
         starts: list[float] = []
         durations: list[float] = []
         for now in arrivals:
@@ -294,38 +300,52 @@ def settle(servers: Sequence[PodServer], quiet: Sequence[bool], log: RequestLog,
     is_quiet = np.asarray(quiet, dtype=bool)
     if not is_quiet.any() or not len(log):
         return
+    # Memory matters here (the run's peak must not move): row numbers are int32 and
+    # every temporary goes as soon as it is used; about 30 bytes per request at most.
     cols = log.columns()
-    pod = cols["pod"]
-    rows = np.flatnonzero(cols["outcome"] == IN_FLIGHT)
+    pod, network = cols["pod"], cols["network"]
+    rows = np.flatnonzero(cols["outcome"] == IN_FLIGHT).astype(np.int32)
     rows = rows[pod[rows] >= 0]
     rows = rows[is_quiet[pod[rows]]]
-    network = cols["network"]
     # when each reaches its pod: the engine's own sum, in the same order of operations
     at = cols["t_start"][rows] + (network[rows] * 0.5 + cols["proxy"][rows])
     if until is not None:
         keep = at < until
         rows, at = rows[keep], at[keep]
+        del keep
     if not len(rows):
         return
-    order = np.lexsort((rows, at, pod[rows]))  # by pod, then arrival, then request
-    rows, at = rows[order], at[order]
+    order = np.lexsort((at, pod[rows]))  # by pod, then arrival; stable: then request
+    rows = rows[order]
+    at = at[order]
+    del order
     by_pod = pod[rows]
-    cuts = np.flatnonzero(by_pod[1:] != by_pod[:-1]) + 1
+    cuts = (np.flatnonzero(by_pod[1:] != by_pod[:-1]) + 1).tolist()
     starts = np.empty(len(rows))
     durations = np.empty(len(rows))
-    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(rows)].tolist(), strict=True):
+    for lo, hi in zip([0, *cuts], [*cuts, len(rows)], strict=True):
         server = servers[int(by_pod[lo])]
         starts[lo:hi], durations[lo:hi] = server.take_all(at[lo:hi].tolist())
+    del by_pod
     full = np.isnan(starts)
-    served, turned = rows[~full], rows[full]
-    cols["service_start"][served] = starts[~full]
-    cols["service"][served] = durations[~full]
-    cols["outcome"][served] = COMPLETED
-    cols["t_end"][served] = starts[~full] + durations[~full] + network[served] * 0.5
-    if len(turned):  # turned away by a full queue: a reset comes back
+    if full.any():  # turned away by a full queue: a reset comes back
+        turned = rows[full]
         cols["outcome"][turned] = FAILED
         cols["reason"][turned] = QUEUE_FULL
         cols["t_end"][turned] = at[full] + network[turned] * 0.5
+        served = ~full
+        rows, starts, durations = rows[served], starts[served], durations[served]
+    del at, full
+    cols["service_start"][rows] = starts
+    cols["service"][rows] = durations
+    cols["outcome"][rows] = COMPLETED
+    ends = durations
+    ends += starts  # (start + duration) + half the round trip, as the event path adds
+    del starts
+    half = network[rows]
+    half *= 0.5
+    ends += half
+    cols["t_end"][rows] = ends
     del cols  # views pin the columns: the log may grow again (npsim explain --at)
 
 
