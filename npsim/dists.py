@@ -47,6 +47,7 @@ def batched(draw: Callable[[int], np.ndarray]) -> Sampler:
             values = np.ascontiguousarray(draw(size))
             buffer = array("q" if values.dtype.kind in "iu" else "d")
             buffer.frombytes(values.astype(buffer.typecode).tobytes())
+            del values  # not kept by the suspended frame: the buffer holds the draws
             yield buffer
             size = min(size * 2, BATCH)
 

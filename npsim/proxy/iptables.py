@@ -33,6 +33,9 @@ class UniformTable(EndpointTable):
     def pick(self, client_ip: int, src_port: int, now: float) -> int:
         return int(self.uniform() * self.n)
 
+    def retire(self) -> None:
+        self.uniform = None
+
 
 class IptablesProxy(KubeProxy):
     mode = "iptables"
@@ -41,6 +44,10 @@ class IptablesProxy(KubeProxy):
     def __init__(self, node, rng) -> None:  # noqa: ANN001
         super().__init__(node, rng)
         self.uniform = batched(rng.random)
+
+    def retire(self) -> None:
+        super().retire()
+        self.uniform = None
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
         table = UniformTable(service_port, endpoints)

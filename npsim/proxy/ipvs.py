@@ -222,6 +222,9 @@ class IpvsTable(EndpointTable):
 
     # --- scheduling ---------------------------------------------------------------
 
+    def retire(self) -> None:
+        self.rng = None
+
     def pick(self, client_ip: int, src_port: int, now: float) -> int:
         sched = self.scheduler
         if self.next_check <= now:

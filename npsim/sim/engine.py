@@ -570,6 +570,8 @@ class Simulation:
         simulation, pending events), so its request log is freed as soon as the caller
         drops it rather than whenever the cyclic collector runs."""
         self.env._queue.clear()  # type: ignore[attr-defined]
+        for proxy in self.proxies:  # the output keeps them: not their random streams
+            proxy.retire()
         for pop in self.populations:
             pop.send = None  # type: ignore[assignment]
             pop.__dict__.pop("_arrive", None)
