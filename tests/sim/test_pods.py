@@ -115,3 +115,19 @@ def test_pods_no_event_touches_stay_quiet_and_change_nothing(monkeypatch):
     evented = npsim.run(scenario)
     for frame in ("requests", "pods", "events", "timeseries"):
         pd.testing.assert_frame_equal(getattr(mixed, frame), getattr(evented, frame))
+
+
+def test_quiet_pods_settled_in_blocks_serve_the_same(monkeypatch):
+    """Settling takes pods in blocks to bound its memory; blocks of a few requests give
+    the same run as one block."""
+    import pandas as pd
+
+    import npsim
+    import npsim.sim.pods as pods
+
+    scenario = npsim.bundled("topology-three-zones").with_changes({"run.duration": "20s"})
+    whole = npsim.run(scenario).requests
+    monkeypatch.setattr(pods, "SETTLE_BLOCK", 50)
+    blocks = npsim.run(scenario).requests
+    assert (whole["outcome"] == "completed").sum() > 1000
+    pd.testing.assert_frame_equal(whole, blocks)
