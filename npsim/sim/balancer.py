@@ -136,7 +136,15 @@ class Balancer:
     def start(self, going: Callable[[], bool] = lambda: True) -> None:
         """Run the active checks while ``going()`` (request-count runs must drain)."""
         if self.spec.health_check is not None and self.check is not None:
-            self.env.process(self._checks(going))
+            self._loop = self._checks(going)
+            self.env.process(self._loop)
+
+    def stop(self) -> None:
+        """The run is over: end the checks (their suspended loop holds the simulation's
+        ``going``; SimPy keeps it in a cycle with its last event)."""
+        loop = self.__dict__.pop("_loop", None)
+        if loop is not None:
+            loop.close()
 
     def _checks(self, going: Callable[[], bool]):  # noqa: ANN202 - SimPy process
         hc = self.spec.health_check

@@ -150,8 +150,8 @@ class Simulation:
         self._arrive: list[tuple[Callable[[simpy.Event], None]]] = []
         tls_at_pods = any(c.tls is not None and c.tls.terminate == "pod" for c in spec.clients)
         self._pod_class = pod_server_class(tls_at_pods)
-        # pods nothing disturbs mid-service work out each service on arrival (QuietPod):
-        # those of the first pods that no event touches, when no one waits for ends
+        # pods nothing disturbs mid-service are served after the run (QuietPod): those
+        # of the first pods that no event touches, when no one waits for ends
         self._quiet = (set() if self._report_done or tls_at_pods else
                        set(range(len(cluster.pods))) - pods_touched(spec.events, cluster))
         self.relays: list[Relay | None] = [
@@ -274,12 +274,11 @@ class Simulation:
         server.first_conn = self.next_conn + 1
         self.pods[index] = server
         self._arrive[index] = (server.arrive,)
-        self._later[index] = False  # only pods that nothing touches are quiet
         return server
 
     def disturbed(self, index: int) -> PodServer:
         """The pod's server, for a fault or the control plane to change. A QuietPod has
-        worked its requests out ahead and cannot be changed mid-run: reaching one here
+        no state during the run (it is served after it) and cannot be changed: reaching one here
         means :func:`~npsim.sim.faults.pods_touched` missed a kind of event (a bug)."""
         server = self.pods[index]
         if isinstance(server, QuietPod):
@@ -288,7 +287,13 @@ class Simulation:
         return server
 
     def service_sampler(self, index: int) -> Callable[[], float]:
-        return self._samplers[index]
+        """A pod's service-time sampler (a disturbed pod's: quiet pods make theirs when
+        they are served, after the run)."""
+        sampler = self._samplers[index]
+        if sampler is None:
+            raise RuntimeError(f"internal error: quiet pod {self.cluster.pods[index].name} "
+                               "asked for its sampler during the run")
+        return sampler
 
     def node_answers(self, node_index: int) -> bool:
         """Whether the node answers on its addresses (False while crashed or cut off:
@@ -572,6 +577,16 @@ class Simulation:
         self.env._queue.clear()  # type: ignore[attr-defined]
         for proxy in self.proxies:  # the output keeps them: not their random streams
             proxy.retire()
+        for server in self.pods:  # a served quiet pod's stream and buffered draws
+            if isinstance(server, QuietPod):
+                server.sample = server.stream = None  # type: ignore[assignment]
+        # checks and probes answer from the simulation: the balancers' and the probers'
+        for pop in self.populations:
+            if pop.balancer is not None:
+                pop.balancer.stop()
+                pop.balancer.check.__self__.retire()  # a NodePortProbe's bound method
+        for prober in self.blackbox.values():
+            prober.stop()
         for pop in self.populations:
             pop.send = None  # type: ignore[assignment]
             pop.__dict__.pop("_arrive", None)

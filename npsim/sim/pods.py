@@ -2,8 +2,8 @@
 
 Event callbacks rather than a SimPy process per request: a request costs one event to
 arrive and one to finish (plain SimPy with a Resource spends about six), and none at a
-pod nothing disturbs (``QuietPod``, served after the run), which is where npsim's speed
-comes from (see benchmarks/RESULTS.md).
+pod nothing disturbs (``QuietPod``, served after the run; one to arrive behind a
+userspace relay), which is where npsim's speed comes from (see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from npsim.sim.records import (
     ENDPOINT_GONE,
     FAILED,
     IN_FLIGHT,
+    NAN,
     QUEUE_FULL,
     RequestLog,
 )
 
 if TYPE_CHECKING:  # numpy is imported when pods are settled
     import numpy as np
-
-NAN = float("nan")
 
 
 class Station:
@@ -269,7 +268,9 @@ class QuietPod(PodServer):
         return start, duration
 
     def _open(self) -> Sampler:
-        self.sample = self.stream()  # type: ignore[misc]
+        if self.stream is None:
+            raise RuntimeError("internal error: a QuietPod without a sampler or a stream")
+        self.sample = self.stream()
         return self.sample
 
     def take_all(self, arrivals: list[float]) -> tuple[list[float], list[float]]:
@@ -293,8 +294,10 @@ class QuietPod(PodServer):
         return starts, durations
 
 
-#: about how many requests :func:`settle` sorts at once
+#: about how many requests :func:`settle` sorts at once (a pod's are never split)
 SETTLE_BLOCK = 1 << 17
+#: how many of a pod's arrivals are served per :meth:`QuietPod.take_all` call
+TAKE_CHUNK = 1 << 13
 
 
 def settle(servers: Sequence[PodServer], quiet: Sequence[bool], log: RequestLog,
@@ -305,9 +308,10 @@ def settle(servers: Sequence[PodServer], quiet: Sequence[bool], log: RequestLog,
     (arrival time, request) order.
 
     This runs at the end of the run, when the request log is at its largest: pods are
-    taken in blocks of consecutive pods with about ``SETTLE_BLOCK`` requests (or a
-    sixteenth of the log, if more), so what sorting needs stays a few bytes per request
-    of the log however long the run.
+    taken in blocks of consecutive pods with about ``SETTLE_BLOCK`` waiting requests (or
+    a sixteenth of them, if more; a pod's are never split), and a pod's arrivals
+    ``TAKE_CHUNK`` at a time, so what settling needs stays a few bytes per request of the
+    log however long the run.
     """
     import numpy as np
 
@@ -357,7 +361,9 @@ def _settle_rows(servers: Sequence[PodServer], cols: dict, rows: np.ndarray,
     durations = np.empty(len(rows))
     for lo, hi in zip([0, *cuts], [*cuts, len(rows)], strict=True):
         server = servers[int(by_pod[lo])]
-        starts[lo:hi], durations[lo:hi] = server.take_all(at[lo:hi].tolist())
+        for a in range(lo, hi, TAKE_CHUNK):  # Python floats for a chunk at a time
+            b = min(a + TAKE_CHUNK, hi)
+            starts[a:b], durations[a:b] = server.take_all(at[a:b].tolist())
     del by_pod
     full = np.isnan(starts)
     if full.any():  # turned away by a full queue: a reset comes back

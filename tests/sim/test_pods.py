@@ -118,8 +118,8 @@ def test_pods_no_event_touches_stay_quiet_and_change_nothing(monkeypatch):
 
 
 def test_quiet_pods_settled_in_blocks_serve_the_same(monkeypatch):
-    """Settling takes pods in blocks to bound its memory; blocks of a few requests give
-    the same run as one block."""
+    """Settling takes pods in blocks, and a pod's arrivals in chunks, to bound its
+    memory; blocks and chunks of a few requests give the same run as one of each."""
     import pandas as pd
 
     import npsim
@@ -128,6 +128,7 @@ def test_quiet_pods_settled_in_blocks_serve_the_same(monkeypatch):
     scenario = npsim.bundled("topology-three-zones").with_changes({"run.duration": "20s"})
     whole = npsim.run(scenario).requests
     monkeypatch.setattr(pods, "SETTLE_BLOCK", 50)
+    monkeypatch.setattr(pods, "TAKE_CHUNK", 7)
     blocks = npsim.run(scenario).requests
     assert (whole["outcome"] == "completed").sum() > 1000
     pd.testing.assert_frame_equal(whole, blocks)
