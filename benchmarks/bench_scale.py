@@ -16,6 +16,7 @@ pod at utilisation 0.5. Printed per configuration:
 
     python benchmarks/bench_scale.py                    # the issue's table, 1M requests
     python benchmarks/bench_scale.py --requests 200000  # quicker
+    python benchmarks/bench_scale.py --repeat 5         # median of 5 speed runs each
     python benchmarks/bench_scale.py --compare /path/to/other/checkout   # interleaved A/B
     python benchmarks/bench_scale.py --requests 10000000 --configs 1000/10000 --memory-only
 
@@ -122,19 +123,38 @@ def peak(nodes: int, pods: int, requests: int) -> dict:
             "saved_peak_mb": saved / 2**20, "saved_bytes_per_request": (saved - base) / requests}
 
 
-def measure(nodes: int, pods: int, requests: int, npsim_dir: Path | None,
-            memory_only: bool = False) -> dict:
+def child(mode: str, nodes: int, pods: int, requests: int, npsim_dir: Path | None) -> dict:
     env = dict(os.environ)
     if npsim_dir is not None:
         env["PYTHONPATH"] = str(npsim_dir)
+    out = subprocess.run([sys.executable, __file__, mode, str(nodes), str(pods),
+                          str(requests)], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(nodes: int, pods: int, requests: int, npsim_dir: Path | None,
+            memory_only: bool = False) -> dict:
     row = {"nodes": nodes, "pods": pods, "run_speed": math.nan, "build": math.nan,
            "frames": math.nan}
     for mode in ("--peak",) if memory_only else ("--one", "--peak"):
-        out = subprocess.run([sys.executable, __file__, mode, str(nodes), str(pods),
-                              str(requests)], capture_output=True, text=True, env=env,
-                             check=True)
-        row.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        row.update(child(mode, nodes, pods, requests, npsim_dir))
     return row
+
+
+def median_speeds(rows: list[dict], requests: int, npsim_dir: Path | None,
+                  repeat: int) -> None:
+    """Run the speed measurement ``repeat - 1`` more times, going round the configurations
+    (so a busy moment of the machine hits all of them alike), and keep each figure's
+    median: one run per configuration is at the mercy of the machine's other work."""
+    samples = {key: [[r[key]] for r in rows] for key in ("run_speed", "build", "frames")}
+    for _ in range(repeat - 1):
+        for i, r in enumerate(rows):
+            again = child("--one", r["nodes"], r["pods"], requests, npsim_dir)
+            for key, values in samples.items():
+                values[i].append(again[key])
+    for key, values in samples.items():
+        for r, vs in zip(rows, values, strict=True):
+            r[key] = sorted(vs)[len(vs) // 2]
 
 
 def table(rows: list[dict], label: str) -> list[str]:
@@ -162,6 +182,8 @@ def main() -> None:
                         help="another npsim checkout to measure interleaved with this one")
     parser.add_argument("--memory-only", action="store_true",
                         help="only the peak-RSS run (with saving) of each configuration")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="speed runs per configuration, round-robin; the median is shown")
     parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--peak", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,6 +199,12 @@ def main() -> None:
         mine.append(measure(nodes, pods, args.requests, ROOT, args.memory_only))
         if args.compare is not None:
             theirs.append(measure(nodes, pods, args.requests, args.compare, args.memory_only))
+    if args.repeat > 1 and not args.memory_only:
+        median_speeds(mine, args.requests, ROOT, args.repeat)
+        if theirs:
+            median_speeds(theirs, args.requests, args.compare, args.repeat)
+    if args.repeat > 1 and not args.memory_only:
+        print(f"speed, build and frame: median of {args.repeat} runs per configuration")
     print(f"{args.requests:,} requests per configuration; load average "
           f"{os.getloadavg()[0]:.1f} at the end\n")
     print("\n".join(table(mine, f"this tree ({ROOT})")))
