@@ -169,7 +169,7 @@ class PodPhase(Enum):
     GONE = "gone"  # deleted: the address no longer exists
 
 
-@dataclass
+@dataclass(slots=True)
 class PodLife:
     """Lifecycle state of one pod, as the control plane and the kubelet know it."""
 

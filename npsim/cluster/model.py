@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import ipaddress
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 from npsim.dists import Distribution
@@ -68,8 +67,11 @@ class Node:
         return int(self.pod_cidr.network_address) + 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Pod:
+    """One pod. ``labels`` and ``container_ports`` are shared by the pods of one
+    Deployment template (read-only: 10,000 copies were 2 MB of a large cluster)."""
+
     index: int
     name: str
     deployment: str
@@ -98,18 +100,19 @@ class Pod:
         return self.created_at < end and (self.deleted_at is None or self.deleted_at > start)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     pod: int
     node: int
     ip: int
     port: int
+    # "IP:port": kube-proxy orders endpoints by this string, lexicographically
+    # (pkg/proxy/endpointslicecache.go byEndpoint.Less). Made with the endpoint, in a
+    # slot: no per-endpoint __dict__ (a cached_property needed one)
+    key: str = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def key(self) -> str:
-        """kube-proxy orders endpoints by this string, lexicographically
-        (pkg/proxy/endpointslicecache.go byEndpoint.Less)."""
-        return f"{ip_str(self.ip)}:{self.port}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{ip_str(self.ip)}:{self.port}")
 
 
 @dataclass
@@ -145,6 +148,10 @@ class Cluster:
     made: dict[str, int] = field(default_factory=dict)
     # addresses of hand-placed pods: pods made later skip them
     taken_ips: set[int] = field(default_factory=set)
+    # per Deployment, the labels and named container ports its pods share (read-only)
+    templates: dict[str, tuple[dict[str, str], dict[str, int]]] = field(default_factory=dict)
+    # how many pods (the first ones) the service ports' endpoints were worked out from
+    endpoints_over: int = 0
     # kube-proxy --cluster-cidr (cluster.clusterCIDR); None: derived from the podCIDRs
     cluster_cidr: ipaddress.IPv4Network | None = None
 
@@ -181,13 +188,16 @@ class Cluster:
         raise KeyError(f"no service port {service}:{port}")
 
 
-def endpoints_for(service: Service, port: ServicePort, pods: list[Pod]) -> tuple[Endpoint, ...]:
+def endpoints_for(service: Service, port: ServicePort, pods: list[Pod],
+                  made: dict[tuple[int, int], Endpoint] | None = None) -> tuple[Endpoint, ...]:
     """Ready endpoints of a Service port, in kube-proxy's order.
 
     A named targetPort resolves per pod to the container port of that name; a pod
     without it is not an endpoint (as the EndpointSlice controller does). A selector-less
     Service's endpoints are those of its hand-made EndpointSlices (:func:`slice_endpoints`).
-    Which pods are ready is the caller's (the control plane's pod lifecycle).
+    Which pods are ready is the caller's (the control plane's pod lifecycle). ``made``
+    (pod index, target port) -> Endpoint: endpoints made before, reused and added to
+    (the control plane publishes many versions of the same endpoints).
     """
     if service.endpoint_slices:
         return slice_endpoints(service, port, pods)
@@ -201,8 +211,19 @@ def endpoints_for(service: Service, port: ServicePort, pods: list[Pod]) -> tuple
             if target not in pod.container_ports:
                 continue
             target = pod.container_ports[target]
-        out.append(Endpoint(pod.index, pod.node, pod.ip, int(target)))
-    return tuple(sorted(out, key=lambda e: e.key))
+        target = int(target)
+        if made is None:
+            out.append(Endpoint(pod.index, pod.node, pod.ip, target))
+            continue
+        endpoint = made.get((pod.index, target))
+        if endpoint is None:
+            endpoint = made[pod.index, target] = Endpoint(pod.index, pod.node, pod.ip, target)
+        out.append(endpoint)
+    return tuple(sorted(out, key=_by_key))
+
+
+def _by_key(endpoint: Endpoint) -> str:
+    return endpoint.key
 
 
 def slice_endpoints(service: Service, port: ServicePort, pods: list[Pod]) -> tuple[Endpoint, ...]:
@@ -223,7 +244,7 @@ def slice_endpoints(service: Service, port: ServicePort, pods: list[Pod]) -> tup
                 continue
             if ep.ready or ep.serving:
                 out.append(Endpoint(pod.index, pod.node, pod.ip, target))
-    return tuple(sorted(set(out), key=lambda e: e.key))
+    return tuple(sorted(set(out), key=_by_key))
 
 
 def slice_hints(service: Service, endpoints: tuple[Endpoint, ...],
@@ -313,6 +334,7 @@ def build_cluster(scenario: Scenario) -> Cluster:
                 len(service_ports), svc, port, given.node_ports[i],
                 endpoints_for(svc, port, pods), given.health_check_node_port))
     cluster.service_ports = service_ports
+    cluster.endpoints_over = len(pods)
     return cluster
 
 
@@ -349,9 +371,14 @@ def new_pod(scenario: Scenario, cluster: Cluster, deployment: str,
     cluster.next_host[node_index] = host + 1
     ordinal = cluster.made.get(deployment, 0)
     cluster.made[deployment] = ordinal + 1
-    ports = {c.name: c.container_port for c in dep.container_ports if c.name}
+    template = cluster.templates.get(deployment)
+    if template is None:
+        template = cluster.templates[deployment] = (
+            dict(dep.pod_labels), {c.name: c.container_port for c in dep.container_ports
+                                   if c.name})
+    labels, ports = template
     pod = Pod(len(cluster.pods), f"{deployment}-{ordinal}", deployment, node_index,
-              int(node.pod_cidr.network_address) + host, dict(dep.pod_labels),
+              int(node.pod_cidr.network_address) + host, labels,
               workload.workers, workload.queue_limit, workload.service_time, ports,
               dep.namespace)
     cluster.pods.append(pod)
@@ -445,8 +472,8 @@ def place_explicit_pods(scenario: Scenario, cluster: Cluster, workload_name: str
         cluster.made[workload_name] = ordinal + 1
         ready = spec.ready
         pod = Pod(len(cluster.pods), spec.name or f"{workload_name}-{ordinal}", workload_name,
-                  cluster.node_index(spec.node), ip, dict(labels), workload.workers,
-                  workload.queue_limit, workload.service_time, dict(ports), namespace,
+                  cluster.node_index(spec.node), ip, labels, workload.workers,
+                  workload.queue_limit, workload.service_time, ports, namespace,
                   ready=ready, serving=ready if spec.serving is None else spec.serving,
                   terminating=spec.terminating)
         cluster.pods.append(pod)

@@ -55,12 +55,14 @@ def iptables_nat_rules(services: int, endpoints_each: float) -> float:
     return 5 + services * (2 + 3 * endpoints_each)
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeSync:
     """One node's kube-proxy sync state."""
 
     proxy: KubeProxy
-    propagation: Sampler
+    # the node's propagation delays: drawn from its own stream, made at the first
+    # endpoint change (a run without one never needs it: 1000 nodes' were 1.8 MB)
+    propagation: Sampler | None
     extra_delay: float
     sync_duration: float
     last_sync: float = -math.inf
@@ -71,11 +73,13 @@ class NodeSync:
     frozen: bool = False  # kube-proxy stopped (or its node down): rules stay as they are
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeHealth:
     """What the node lifecycle controller knows of one node."""
 
-    first_renewal: float  # the kubelet's lease renewals: first_renewal + k * interval
+    # the kubelet's lease renewals: first_renewal + k * interval; None until the
+    # controller first needs it (its phase is drawn then, from the node's own stream)
+    first_renewal: float | None = None
     kubelet_up: bool = True
     condition: str = "Ready"  # Ready | Unknown
     tainted: bool = False
@@ -129,10 +133,12 @@ class ControlPlane:
         self.pending: list[str] = []  # deployments with a pod no node can take yet
         self.changes: list[tuple[float, str]] = []  # the timeline: (time, what changed)
         self._publishing = False
-        phase = phases or (lambda _name: 0.0)
+        self._phase = phase = phases or (lambda _name: 0.0)
         self.monitor_first_tick = phase("monitor") * self.timing.monitor_period
-        self.health = [NodeHealth(phase(f"lease/{n.name}") * self.timing.lease_renew_interval)
-                       for n in cluster.nodes]
+        self.health = [NodeHealth() for _ in cluster.nodes]
+        # Endpoint objects by (pod, target port), shared by the versions published during
+        # the run (made at the first publish: a run without changes never needs it)
+        self._made: dict[tuple[int, int], Endpoint] | None = None
         self.versions = [self._snapshot()]
         # (id of the endpoints before, after) -> (pods gone, pods come), see _record_diff
         self._diffs: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
@@ -140,13 +146,12 @@ class ControlPlane:
         endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)  # NAT rules
         mean_e = (endpoints + other_services[0] * other_services[1]) / max(services, 1)
         rules = iptables_nat_rules(services, mean_e)
+        self._propagation = propagation
         self.nodes = []
         for proxy in proxies:
             duration = spec.sync_base + (spec.sync_per_rule * rules
                                          if proxy.mode == "iptables" else 0.0)
-            ns = cluster.nodes[proxy.node.index]
-            self.nodes.append(NodeSync(proxy, propagation(ns.name),
-                                       proxy.sync_delay, duration))
+            self.nodes.append(NodeSync(proxy, None, proxy.sync_delay, duration))
         for sync in self.nodes:
             for sp in cluster.service_ports:
                 sync.proxy.program(sp, *self._view(0, sp.index, 0.0))
@@ -170,18 +175,33 @@ class ControlPlane:
                 ready_pods.append(p)
             elif serving and term:
                 terminating.append(p)
+        # every pod build_cluster saw, and only those, ready: its endpoint tuples are
+        # these (at 10,000 pods a second set of endpoints was 2 MB)
+        built = self.cluster.endpoints_over
+        as_built = (built > 0 and len(ready_pods) == built
+                    and ready_pods[-1].index == built - 1)
         out = {}
         for sp in self.cluster.service_ports:
-            endpoints = endpoints_for(sp.service, sp.port, ready_pods)
+            endpoints = (sp.endpoints if as_built else
+                         endpoints_for(sp.service, sp.port, ready_pods, self._made))
             out[sp.index] = (endpoints, hints_for(sp.service, endpoints, self.cluster.nodes,
                                                   self.node_cpu),
-                             endpoints_for(sp.service, sp.port, terminating)
+                             endpoints_for(sp.service, sp.port, terminating, self._made)
                              if terminating else ())
         return out
 
     def _view(self, version: int, sp: int, now: float) -> tuple:
         endpoints, hints, terminating = self.versions[version][sp]
         return endpoints, now, hints, terminating
+
+    def retire(self) -> None:
+        """The run is over: let go of what only a running control plane needs (each
+        node's propagation stream and its buffered draws, the endpoint and diff memos);
+        the output keeps the versions and every node's sync history."""
+        for sync in self.nodes:
+            sync.propagation = None  # type: ignore[assignment]
+        self._made = None
+        self._diffs.clear()
 
     def record(self, kind: str, subject: str, detail: str = "") -> None:
         self.events.record(self.env.now, kind, subject, detail)
@@ -302,9 +322,15 @@ class ControlPlane:
     def _publish(self, _event: simpy.Event) -> None:
         """A new endpoint version: every node hears of it after its own delay."""
         self._publishing = False
+        if self._made is None:  # the endpoints of the first version, to be reused
+            self._made = {(e.pod, e.port): e for version in self.versions
+                          for views in version.values() for e in views[0] + views[2]}
         self.versions.append(self._snapshot())
         version = len(self.versions) - 1
         for sync in self.nodes:
+            if sync.propagation is None:
+                sync.propagation = self._propagation(
+                    self.cluster.nodes[sync.proxy.node.index].name)
             delay = sync.propagation() + sync.extra_delay
             self.env.timeout(delay, (sync, version)).callbacks.append(self._arrive)
 
@@ -373,6 +399,9 @@ class ControlPlane:
         health.generation += 1
         t = self.timing
         now = self.env.now
+        if health.first_renewal is None:
+            health.first_renewal = (self._phase(f"lease/{self.cluster.nodes[node].name}")
+                                    * t.lease_renew_interval)
         last = last_renewal_before(now, health.first_renewal, t.lease_renew_interval)
         missed = last + t.lease_renew_interval
         self.env.timeout(missed - now, (node, health.generation)).callbacks.append(

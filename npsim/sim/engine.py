@@ -597,6 +597,7 @@ class Simulation:
             if relay is not None:
                 relay.forward = None  # type: ignore[assignment]
         self.control.add_pod = self.control.stop_pod = None  # type: ignore[assignment]
+        self.control.retire()  # per-node propagation streams
         # components that keep the simulation (or one of its bound methods) by attribute
         for value in list(vars(self).values()):
             members = (value.values() if isinstance(value, dict) else value
