@@ -84,3 +84,21 @@ def test_tls_totals_at_the_end_are_not_an_incident():
     figures = incident_metrics([3.0, 3.0], ["tls_handshakes", "tls_handshakes"],
                                pd.DataFrame(series), slo=None, end_time=3.0, warmup=0.0)
     assert "fault_start" not in figures and "time_to_recover" not in figures
+
+
+def test_pod_load_is_each_pod_s_reached_requests_per_second_by_send_bucket():
+    scenario = build(nodes=2, replicas=3, service_time=constant(1e-3), workers=4,
+                     clients=[client(rate=300.0)], duration=3.0)
+    scenario.spec.run.timeseries_bucket = 0.5
+    result = npsim.run(scenario)
+    loads = result.timeseries.filter(like="pod_load:")
+    assert list(loads.columns) == [f"pod_load:{p}" for p in result.pods["pod"]]
+    assert (loads.dtypes == np.float64).all()
+    req = result.requests
+    reached = req[req["pod"].notna() & ~req["reason"].isin(["connect_timeout", "reply_lost",
+                                                              "endpoint_gone", "dial_failed"])]
+    bucket = (reached["t_start"] // 0.5).astype(int)
+    expected = reached.groupby([bucket, reached["pod"].astype(str)]).size()
+    got = {(b, c[len("pod_load:"):]): v * 0.5 for c in loads for b, v in loads[c].items()
+           if v}
+    assert got == expected.to_dict()
