@@ -199,13 +199,22 @@ class _Replication:
     incidents: dict[str, float]
 
 
+#: the share of a replication's progress that is the simulation; serving quiet pods,
+#: the frames and the statistics follow (at 10M requests on 1000 nodes, about 20 s)
+SIMULATING = 0.9
+
+
 def _replication(scenario: Scenario, rep: int,
                  progress: ProgressFn | None = None) -> _Replication:
     spec = scenario.spec
-    out = Simulation(scenario, replication=rep).run(progress)
+    simulating = None if progress is None else (
+        lambda fraction: progress(fraction * SIMULATING))
+    out = Simulation(scenario, replication=rep).run(simulating)
     trim_heap()  # the finished simulation's free heap goes back before the frames are built
     record_alerts(out, spec.monitoring)
     frame = request_frame(out)
+    if progress is not None:
+        progress((1 + SIMULATING) / 2)
     out.log.release()  # the frame keeps the columns it shares; the others go now
     series = timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
     incidents = incident_metrics(out.events.time, out.events.kind, series,

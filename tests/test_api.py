@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import npsim
 from npsim.scenario.loader import scenario_from_dict
@@ -33,3 +34,16 @@ def test_an_empty_events_frame_loads_back_categorical(tmp_path: Path) -> None:
     loaded = npsim.load_result(tmp_path / "out")
     assert isinstance(loaded.events["kind"].dtype, pd.CategoricalDtype)
     assert loaded.events.dtypes.to_dict() == fresh.events.dtypes.to_dict()
+
+
+def test_progress_rises_through_the_frames_to_the_end() -> None:
+    """``progress`` covers a replication's simulation and then what follows it (serving
+    quiet pods, the frames, the statistics): never backwards, 1.0 only at the end."""
+    data = {**QUIET, "run": {"duration": "20s", "replications": 2}}
+    seen: list[float] = []
+    npsim.run(scenario_from_dict(data), progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    halves = [f for f in seen if f < 0.5]
+    # the first simulation's last report, then its frames
+    assert halves[-2:] == pytest.approx([0.5 * npsim.api.SIMULATING,
+                                         0.5 * (1 + npsim.api.SIMULATING) / 2])

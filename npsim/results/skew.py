@@ -52,16 +52,20 @@ def source_ip_intact(served: pd.DataFrame, rows: np.ndarray | None = None) -> fl
     (a boolean mask) picks the requests to count without copying the frame."""
     seen, seen_values = codes_of(served["source_ip_seen"])
     client, client_values = codes_of(served["client_ip"])
-    count = _selected(served, rows)
-    count &= codes_of(served["pod"])[0] >= 0
-    total = int(count.sum())
-    if total == 0:
-        return math.nan
+    pod = codes_of(served["pod"])[0]
     # each address the pod saw -> the code of the same client address (-2: none, and
     # for a missing one, the last slot)
     same_as = pd.Index(client_values.astype(str)).get_indexer(seen_values.astype(str))
     same_as = np.append(np.where(same_as < 0, -2, same_as), -2)
-    return float((same_as[seen[count]] == client[count]).mean())
+    total = intact = 0
+    for lo in range(0, len(served), BLOCK):  # no temporary per request of the run
+        block = slice(lo, lo + BLOCK)
+        count = pod[block] >= 0
+        if rows is not None:
+            count &= rows[block]
+        total += int(count.sum())
+        intact += int((same_as[seen[block][count]] == client[block][count]).sum())
+    return intact / total if total else math.nan
 
 
 def stickiness(measured: pd.DataFrame, rows: np.ndarray | None = None) -> float:

@@ -28,6 +28,10 @@ def replication_rows(requests: pd.DataFrame, windows: dict[int, float]
     """Each replication's rows. Replications are stacked one after another, so each is
     a slice of the frame (a view, no copy); an unordered frame is split by mask."""
     reps = requests["replication"].to_numpy()
+    if len(windows) == 1:  # one replication: the frame itself (a slice still copied 8 MB)
+        (rep,) = windows
+        if bool((reps == rep).all()):
+            return {rep: requests}
     if len(reps) < 2 or bool((reps[1:] >= reps[:-1]).all()):
         bounds = {rep: (np.searchsorted(reps, rep, side="left"),
                         np.searchsorted(reps, rep, side="right")) for rep in windows}

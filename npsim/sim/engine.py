@@ -626,7 +626,8 @@ class Simulation:
             raise ValueError("must not be negative")
         for pop in self.populations:
             pop.start(self.env, self.send)
-        self.env.run(until=until)
+        if until > self.env.now:  # at the start: the state as built (SimPy refuses 0)
+            self.env.run(until=until)
         self._settle(until)
 
     def _settle(self, until: float | None) -> None:

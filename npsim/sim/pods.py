@@ -205,9 +205,9 @@ class QuietPod(PodServer):
     run each pod takes its arrivals in (time, request) order, which is SimPy's
     (time, event id) order for the arrival events this replaces, and draws its service
     times in that order from its own stream, as :class:`PodServer` draws them (arrival
-    order is start order under FIFO). A run gives the same numbers with no event and no
-    pod object touched per request: at 10,000 pods each request's pod, its workers and
-    its random stream were a cache miss away. A queue limit counts the admitted
+    order is start order under FIFO). A run gives the same numbers with no event per
+    request and no pod state kept during the run: at 10,000 pods each request's pod, its
+    workers and its random stream were a cache miss away. A queue limit counts the admitted
     requests whose start is still ahead. What would arrive after a timed run stops stays
     in flight, as its event would have stayed; the end a client would only see after the
     stop is reported as in flight by the frames (npsim/results/frames.py).

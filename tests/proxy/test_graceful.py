@@ -158,3 +158,6 @@ def test_explain_at_a_time_shows_a_draining_real_server(tmp_path) -> None:  # no
     assert late.exit_code == 2 and "after the end of the run (30s" in late.output
     typo = CliRunner().invoke(main, ["explain", str(path), "--at", "20s", "--node", "nope"])
     assert typo.exit_code == 2 and "--node 'nope'" in typo.output
+    start = CliRunner().invoke(main, ["explain", str(path), "--at", "0s"])  # the rules as built
+    assert start.exit_code == 0, start.output
+    assert rows(start.output) == rows(before.output) and "at 0s" in start.output
