@@ -73,7 +73,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
         del lat
         row.update({name: float(q) for name, q in zip(
             ("latency_p50", "latency_p95", "latency_p99"), quantiles, strict=True)})
-        row["queue_wait_mean"] = (float(pd.Series(frame["queue_wait"].to_numpy()[done]).mean())
+        row["queue_wait_mean"] = (_nan_mean(frame["queue_wait"].to_numpy()[done])
                                   if n_done else math.nan)
         row["cross_node_fraction"] = (float(frame["cross_node"].to_numpy()[done].mean())
                                       if n_done else math.nan)
@@ -97,6 +97,17 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
             for name, value in share_stats(counts).items():
                 rows[-1][f"{prefix}_{name}"] = value
     return pd.DataFrame(rows)
+
+
+def _nan_mean(values: np.ndarray) -> float:
+    """``pd.Series(values).mean()`` (NaN skipped, the same sum in the same order) without
+    pandas' copy of the values: 8 bytes per request at the summary's peak."""
+    missing = np.isnan(values)
+    count = len(values) - int(missing.sum())
+    if not count:
+        return math.nan
+    total = np.where(missing, 0.0, values).sum() if count < len(values) else values.sum()
+    return float(total / count)
 
 
 def _cut(scope: np.ndarray, requests: pd.DataFrame, part: pd.DataFrame,
