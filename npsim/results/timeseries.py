@@ -42,20 +42,44 @@ def _count(idx: np.ndarray, n: int) -> np.ndarray:
     return count_codes(idx, None, n)
 
 
+# the latencies whose quantiles are taken are gathered about this share of the counted
+# rows at a time (a group of consecutive buckets; a larger bucket is a group of its own)
+QUANTILE_GROUP_SHARE = 4
+
+
 def _quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, n: int,
                qs: tuple[float, ...]) -> list[np.ndarray]:
     """Per bucket quantiles of the latency ``t_end - t_start`` of the rows whose bucket
-    ``idx`` is >= 0 (NaN for an empty bucket). The latencies are placed bucket after
-    bucket (a counting sort, a block of rows at a time): one float per counted row and
-    no sort of every row; each bucket's quantiles are then found in place."""
+    ``idx`` is >= 0 (NaN for an empty bucket). The buckets are taken in a few groups of
+    consecutive buckets; a group's latencies are placed bucket after bucket (a counting
+    sort, a block of rows at a time) and each bucket's quantiles found in place. One
+    float per counted row of the group at a time, not of the run (8 bytes per request
+    at the time series' peak), and no sort of every row. A quantile depends only on
+    the values, so the groups give the same figures to the bit."""
     per_bucket = _count(idx, n)
     bounds = np.concatenate([[0], np.cumsum(per_bucket)])
-    fill = bounds[:-1].copy()  # where the next value of each bucket goes
-    values = np.empty(int(bounds[-1]))
+    out = [np.full(n, np.nan) for _ in qs]
+    limit = max(-(-int(bounds[-1]) // QUANTILE_GROUP_SHARE), 1)
+    group = bounds[:-1] // limit  # consecutive buckets starting in one window of rows
+    firsts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if n else []
+    for first, last in zip(firsts, [*firsts[1:], n], strict=True):
+        if bounds[last] > bounds[first]:
+            _group_quantiles(idx, t_start, t_end, int(first), int(last), bounds, qs, out)
+    return out
+
+
+def _group_quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, first: int,
+                     last: int, bounds: np.ndarray, qs: tuple[float, ...],
+                     out: list[np.ndarray]) -> None:
+    """The quantiles of buckets ``first`` to ``last - 1`` into ``out``."""
+    base = bounds[first]
+    fill = bounds[first:last] - base  # where the next value of each bucket goes
+    values = np.empty(int(bounds[last] - base))
     for lo in range(0, len(idx), BLOCK):
         bucket = idx[lo:lo + BLOCK]
-        keep = bucket >= 0
-        bucket = bucket[keep]
+        keep = bucket >= first
+        keep &= bucket < last
+        bucket = bucket[keep] - first
         if len(bucket) == 0:
             continue
         latency = t_end[lo:lo + BLOCK][keep] - t_start[lo:lo + BLOCK][keep]
@@ -66,12 +90,12 @@ def _quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, n: int,
         within = np.arange(len(bucket)) - np.repeat(runs, lengths)
         values[fill[bucket] + within] = latency
         fill[bucket[runs]] += lengths
-    out = [np.full(n, np.nan) for _ in qs]
-    for b in np.flatnonzero(per_bucket):
-        found = np.quantile(values[bounds[b]:bounds[b + 1]], qs, overwrite_input=True)
-        for col, value in zip(out, found, strict=True):
-            col[b] = value
-    return out
+    for b in range(first, last):
+        lo, hi = bounds[b] - base, bounds[b + 1] - base
+        if hi > lo:
+            found = np.quantile(values[lo:hi], qs, overwrite_input=True)
+            for col, value in zip(out, found, strict=True):
+                col[b] = value
 
 
 def step_at(times: list[float], values: list[float], at: np.ndarray,
@@ -99,7 +123,9 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
     sent = np.zeros(n, dtype=np.int64)
     done = np.zeros(n, dtype=np.int64)
     by_reason = np.zeros(reasons * n, dtype=np.int64)  # failures, per reason code x bucket
-    done_idx = np.empty(len(t_start), dtype=np.int32)  # bucket of a completed row's end
+    # bucket of a completed row's end, in the smallest type that holds the buckets
+    done_idx = np.empty(len(t_start), dtype=np.int16 if n < np.iinfo(np.int16).max
+                        else np.int32)
     for lo in range(0, len(t_start), BLOCK):
         rows = slice(lo, lo + BLOCK)
         sent += _count(_bucket_of(t_start[rows], bucket, n), n)

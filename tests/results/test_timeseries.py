@@ -102,3 +102,20 @@ def test_pod_load_is_each_pod_s_reached_requests_per_second_by_send_bucket():
     got = {(b, c[len("pod_load:"):]): v * 0.5 for c in loads for b, v in loads[c].items()
            if v}
     assert got == expected.to_dict()
+
+
+def test_latency_quantiles_are_each_end_bucket_s_own():
+    """The quantiles are gathered a few buckets at a time: each bucket still gets exactly
+    the quantiles of the completed requests that ended in it."""
+    scenario = build(nodes=2, replicas=2, workers=1, clients=[client(rate=400.0)],
+                     duration=3.0)
+    scenario.spec.run.timeseries_bucket = 0.25
+    result = npsim.run(scenario)
+    ts, req = result.timeseries, result.requests
+    done = req[req["outcome"] == "completed"]
+    bucket = (done["t_end"] // 0.25).astype(int)
+    for b, part in done.groupby(bucket):
+        p50, p99 = np.quantile((part["t_end"] - part["t_start"]).to_numpy(), [0.5, 0.99])
+        row = ts.iloc[b]
+        assert (row["latency_p50"], row["latency_p99"]) == (p50, p99)
+    assert ts["latency_p50"].notna().sum() == bucket.nunique() == 12
