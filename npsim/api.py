@@ -212,7 +212,7 @@ def _replication(scenario: Scenario, rep: int,
     out = Simulation(scenario, replication=rep).run(simulating)
     trim_heap()  # the finished simulation's free heap goes back before the frames are built
     record_alerts(out, spec.monitoring)
-    frame = request_frame(out)
+    frame = request_frame(out, consume=True)
     if progress is not None:
         progress((1 + SIMULATING) / 2)
     out.log.release()  # the frame keeps the columns it shares; the others go now

@@ -5,6 +5,8 @@ Column meanings are documented in README.md ("Frames"); keep the two in step.
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
@@ -30,7 +32,7 @@ def _categorical(codes: np.ndarray, names: list[str]) -> pd.Categorical:
                                      categories=names)
 
 
-def request_frame(out: RunOutput) -> pd.DataFrame:
+def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
     """One row per generated request, whatever became of it.
 
     Built without copying the run's columns: columns that pass unchanged into the frame
@@ -40,8 +42,17 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
     log afterwards says what the frame says. Derived columns are built in the smallest
     types (categorical codes of 1-2 bytes), one at a time, and their temporaries freed
     as soon as used: memory stays near the log's own size plus about 50 bytes a row.
+    ``consume``: the log's columns that do not pass into the frame (population, client
+    slot, entry node, pod, SNAT flag: 15 bytes a row) are freed as soon as the frame has
+    what it needs of them, not after it is built (the caller drops the log afterwards).
     """
     cols = out.log.columns()
+
+    def done_with(name: str) -> None:
+        if consume:  # the log lets go of the column; the caller drops its view (del)
+            del cols[name]
+            setattr(out.log, name, array(getattr(out.log, name).typecode))
+
     cluster = out.cluster
     n = len(cols["t_start"])
     end = out.end_time
@@ -75,6 +86,9 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
 
     pops = out.populations
     ip_row = _client_address_rows(cols["population"], cols["client"], pops)
+    population = _categorical(cols["population"], [p.name for p in pops])
+    done_with("population")
+    done_with("client")
     client_universe = np.concatenate(
         [np.asarray(p.client_ips, dtype=np.int64)[:p.n_ips] for p in pops])
     wire_universe = np.concatenate(
@@ -92,11 +106,18 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
     seen += len(wire_universe)
     seen[~(crossed | via)] += len(nodes)  # same node, kernel NAT: the bridge address
     keeps = cols["snat"] == 0
+    done_with("snat")
     keeps &= ~via
     del via
     np.copyto(seen, ip_row, where=keeps)
     del keeps
     seen[pod < 0] = -1
+    node_names = [nd.name for nd in nodes]
+    entry_node = _categorical(entry, node_names)
+    pod_column = _categorical(pod, [p.name for p in cluster.pods])
+    del entry, pod
+    done_with("entry")
+    done_with("pod")
     seen_universe = np.concatenate([
         wire_universe, np.array([nd.ip for nd in nodes], dtype=np.int64),
         np.array([nd.bridge_ip for nd in nodes], dtype=np.int64)])
@@ -122,18 +143,17 @@ def request_frame(out: RunOutput) -> pd.DataFrame:
             attempt[rows] = np.fromiter((p.attempt[r] for r in p.retry_of), dtype=np.int8,
                                         count=len(rows))
 
-    node_names = [nd.name for nd in nodes]
     frame = pd.DataFrame(
         {
             "replication": np.full(n, out.replication, dtype=np.int32),
             "request": np.arange(n, dtype=np.int32),  # ids within a run: 32 bits
-            "population": _categorical(cols["population"], [p.name for p in pops]),
+            "population": population,
             "client_ip": client_ip,
             "source_ip_at_node": source_ip_at_node,
             "connection": cols["conn"],
             "new_connection": cols["new_conn"].view(bool),  # 0 / 1 bytes
-            "entry_node": _categorical(entry, node_names),
-            "pod": _categorical(pod, [p.name for p in cluster.pods]),
+            "entry_node": entry_node,
+            "pod": pod_column,
             "pod_node": _categorical(pod_node, node_names),
             "cross_node": crossed,
             "source_ip_seen": source_ip_seen,

@@ -628,11 +628,11 @@ class Simulation:
             pop.start(self.env, self.send)
         if until > self.env.now:  # at the start: the state as built (SimPy refuses 0)
             self.env.run(until=until)
-        self._settle(until)
+        self._settle(until, final=False)
 
-    def _settle(self, until: float | None) -> None:
+    def _settle(self, until: float | None, final: bool = True) -> None:
         """Serve what quiet pods were sent and would have received before ``until``."""
-        settle(self.pods, self._later, self.log, until)
+        settle(self.pods, self._later, self.log, until, final)
 
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""

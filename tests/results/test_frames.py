@@ -109,3 +109,16 @@ def test_a_frame_written_in_row_groups_reads_back_unchanged(tmp_path, rows_per_g
     for column in ("pod", "source_ip_seen", "reason"):
         assert list(back[column].cat.categories) == list(
             result.requests[column].cat.categories)
+
+
+def test_a_consuming_frame_frees_the_columns_it_does_not_keep_and_is_the_same() -> None:
+    """``consume`` (what npsim.run does) frees the log's population, client, entry, pod
+    and SNAT columns while the frame is built; the frame is the one built without it."""
+    scenario = _scenario()
+    kept = request_frame(Simulation(scenario).run())
+    out = Simulation(scenario).run()
+    consumed = request_frame(out, consume=True)
+    pd.testing.assert_frame_equal(consumed, kept)
+    for name in ("population", "client", "entry", "pod", "snat"):
+        assert len(getattr(out.log, name)) == 0, name
+    assert len(out.log.t_start) == len(consumed)  # the frame's own buffers stay
