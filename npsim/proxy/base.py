@@ -79,6 +79,13 @@ def _columns(endpoints: tuple[Endpoint, ...]) -> Columns:
     return columns
 
 
+def forget_shared_columns() -> None:
+    """A run is over: its endpoint tuples need not outlive it in the cache (a long-lived
+    process, a notebook or a sweep, would otherwise keep up to ``_SHARED_MAX`` of them,
+    megabytes each at 10,000 endpoints). Only sharing is lost, never a table."""
+    _SHARED.clear()
+
+
 class ServiceView:
     """One node's programmed state for one Service port, per kind of traffic.
 

@@ -27,6 +27,7 @@ import simpy
 from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
+from npsim.proxy.base import forget_shared_columns
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.sim.balancer import make_balancer
 from npsim.sim.calls import NORMAL, Call, call_later
@@ -577,6 +578,7 @@ class Simulation:
         self.env._queue.clear()  # type: ignore[attr-defined]
         for proxy in self.proxies:  # the output keeps them: not their random streams
             proxy.retire()
+        forget_shared_columns()
         for server in self.pods:  # a served quiet pod's stream and buffered draws
             if isinstance(server, QuietPod):
                 server.sample = server.stream = None  # type: ignore[assignment]

@@ -55,3 +55,17 @@ def test_the_collector_is_restored_after_a_run() -> None:
     assert gc.isenabled()
     Simulation(scenario).run()
     assert gc.isenabled()
+
+
+def test_a_finished_run_leaves_no_endpoint_columns_cached() -> None:
+    """Every node's tables share columns per endpoint tuple through a module cache; a
+    finished run empties it, so a notebook or a sweep running many big clusters does not
+    keep their endpoints."""
+    from npsim.proxy import base
+
+    scenario = npsim.load_scenario(QUICKSTART).with_changes(
+        {"manifests[1].spec.replicas": 12, "run.duration": "6s"})
+    sim = Simulation(scenario)
+    assert base._SHARED  # the tables of this cluster share their columns
+    sim.run()
+    assert not base._SHARED
