@@ -217,6 +217,7 @@ def _replication(scenario: Scenario, rep: int,
         progress((1 + SIMULATING) / 2)
     out.log.release()  # the frame keeps the columns it shares; the others go now
     series = timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
+    trim_heap()  # and the time series' before the statistics
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
                                  out.warmup)

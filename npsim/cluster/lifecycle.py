@@ -169,6 +169,13 @@ class PodPhase(Enum):
     GONE = "gone"  # deleted: the address no longer exists
 
 
+def endpoint_conditions(ready: bool, terminating: bool) -> tuple[bool, bool, bool]:
+    """EndpointSlice (ready, serving, terminating) of a pod's endpoint, from its Ready
+    condition and whether it is terminating (KEP-1672: serving is Ready whatever the
+    termination; ready is serving and not terminating)."""
+    return ready and not terminating, ready, terminating
+
+
 @dataclass(slots=True)
 class PodLife:
     """Lifecycle state of one pod, as the control plane and the kubelet know it."""
@@ -184,8 +191,7 @@ class PodLife:
     @property
     def conditions(self) -> tuple[bool, bool, bool]:
         """EndpointSlice (ready, serving, terminating) of this pod's endpoint."""
-        serving = self.ready
-        return serving and not self.terminating, serving, self.terminating
+        return endpoint_conditions(self.ready, self.terminating)
 
 
 @dataclass(frozen=True)

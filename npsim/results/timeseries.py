@@ -16,7 +16,7 @@ import pandas as pd
 
 from npsim.results.frames import BLOCK, category_code, codes, count_codes, unreached_codes
 from npsim.sim.engine import RunOutput
-from npsim.sim.records import REASONS, trim_heap
+from npsim.sim.records import REASONS
 
 FAILURE_REASONS = [name for code, name in sorted(REASONS.items()) if code]
 
@@ -225,5 +225,4 @@ def timeseries_frame(out: RunOutput, requests: pd.DataFrame, bucket: float = 1.0
     loads = pod_load_columns(out, requests, edges, bucket)
     if loads.shape[1]:
         frame = pd.concat([frame, loads], axis=1)
-    trim_heap()
     return frame

@@ -140,11 +140,13 @@ class Balancer:
             self.env.process(self._loop)
 
     def stop(self) -> None:
-        """The run is over: end the checks (their suspended loop holds the simulation's
-        ``going``; SimPy keeps it in a cycle with its last event)."""
+        """The run is over: end the checks and let go of the check (their suspended loop
+        holds the simulation's ``going``, the check answers from the simulation: both
+        would keep it in a reference cycle)."""
         loop = self.__dict__.pop("_loop", None)
         if loop is not None:
             loop.close()
+        self.check = None
 
     def _checks(self, going: Callable[[], bool]):  # noqa: ANN202 - SimPy process
         hc = self.spec.health_check

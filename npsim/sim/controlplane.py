@@ -34,6 +34,7 @@ from npsim.cluster.lifecycle import (
     ControlPlaneTiming,
     PodLife,
     PodPhase,
+    endpoint_conditions,
     last_renewal_before,
     ready_seen_at,
     resolve_strategy,
@@ -186,7 +187,7 @@ class ControlPlane:
         life = self.life.get(pod.index)
         if life is not None:
             return life.conditions
-        return pod.starts_serving and not pod.terminating, pod.starts_serving, pod.terminating
+        return endpoint_conditions(pod.starts_serving, pod.terminating)
 
     def _snapshot(self) -> dict[int, tuple[tuple[Endpoint, ...], Hints, tuple[Endpoint, ...]]]:
         """Per Service port: ready endpoints, the hints the controller sets, and the

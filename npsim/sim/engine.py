@@ -586,7 +586,6 @@ class Simulation:
         for pop in self.populations:
             if pop.balancer is not None:
                 pop.balancer.stop()
-                pop.balancer.check.__self__.retire()  # a NodePortProbe's bound method
         for prober in self.blackbox.values():
             prober.stop()
         for pop in self.populations:
