@@ -11,6 +11,7 @@ stream of values depends only on that component's generator.
 
 from __future__ import annotations
 
+import io
 import math
 from array import array
 from collections.abc import Callable, Iterator
@@ -106,12 +107,17 @@ class Constant(_Dist):
         return lambda: value
 
 
+MAX_CV = 1000.0  # far past any measured latency (a cv of 1000 is sigma 3.7 in log space)
+MAX_SAMPLES = 1_000_000  # an empirical distribution's values (inline or in its file)
+
+
 class LogNormal(_Dist):
     """Log-normal given its mean and coefficient of variation (what a user measures)."""
 
     dist: Literal["lognormal"]
     mean_: Seconds = Field(alias="mean", gt=0)
-    cv: float = Field(gt=0)
+    # bounded: an infinite cv made every sample NaN or inf, 1e300 overflowed at run time
+    cv: float = Field(gt=0, le=MAX_CV)
 
     @property
     def mean(self) -> float:
@@ -126,6 +132,14 @@ class LogNormal(_Dist):
         mu = math.log(self.mean_) - sigma2 / 2
         sigma = math.sqrt(sigma2)
         return batched(lambda n: rng.lognormal(mu, sigma, n))
+
+
+def _too_many_samples(count: int | None) -> str:
+    """Each sample is kept (and written into scenario.resolved.yaml): 31 million of them
+    took 2 GB to read and the run died writing its result."""
+    many = f"{count:,} samples, " if count is not None else ""
+    return (f"{many}more than the {MAX_SAMPLES:,} an empirical distribution may hold; give "
+            "a random subset of them")
 
 
 class Uniform(_Dist):
@@ -170,6 +184,8 @@ class Empirical(_Dist):
             raise ValueError("give exactly one of 'samples' (a list of durations) or 'file'")
         if self.file is None and any(x < 0 for x in self.samples):
             raise ValueError("samples must be >= 0")
+        if len(self.samples) > MAX_SAMPLES:
+            raise ValueError(_too_many_samples(len(self.samples)))
         return self
 
     def resolved(self, base_dir: Path, read: Callable[[str], str] | None = None) -> Empirical:
@@ -183,10 +199,12 @@ class Empirical(_Dist):
         scale = parse_duration(f"1{self.unit}")
         values: list[float] = []
         content = read(self.file) if read is not None else path.read_text()
-        for lineno, line in enumerate(content.splitlines(), start=1):
+        for lineno, line in enumerate(io.StringIO(content), start=1):  # lazily: no copy
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
+            if len(values) == MAX_SAMPLES:
+                raise ValueError(f"{path}:{lineno}: {_too_many_samples(None)}")
             try:
                 value = float(text) * scale
             except ValueError:

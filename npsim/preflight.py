@@ -41,10 +41,16 @@ BASE_MEMORY = 300 << 20  # the interpreter with numpy, pandas and pyarrow loaded
 # running peaks at about 139 B/request while its frame is built, i.e. about 32 B more
 BYTES_PER_REQUEST_RUNNING = 40
 BYTES_PER_REQUEST_KEPT = 110
-BYTES_PER_POD = 3_000
+BYTES_PER_POD = 7_000  # 1000 nodes, 100,000 pods, 20,000 requests: 1.17 GB peak RSS
 BYTES_PER_NODE = 6_000
 BYTES_PER_NODE_SERVICE = 700  # each node's kube-proxy view of each Service port
 BYTES_PER_ENDPOINT = 120  # endpoint objects and shared per-table columns
+# timeseries.parquet: one float per bucket and column (a column per pod, two per node);
+# the replication being built holds its counts and the frame (2M buckets x 31 columns
+# of a 2 s run in 1 us buckets: 0.95 GB more than in 1 s buckets, 15 B per cell)
+BYTES_PER_SERIES_CELL_RUNNING = 16
+BYTES_PER_SERIES_CELL_KEPT = 8
+SERIES_FIXED_COLUMNS = 24  # time, sent, completed, failures by reason, p50/p99, ...
 
 
 def default_max_memory() -> int:
@@ -66,6 +72,10 @@ class Estimate:
     service_ports: int
     endpoints: int
     memory: float  # bytes, peak
+    # periodic work besides requests, per replication: (count, key path, what) of the
+    # largest source (alert evaluations, blackbox probes, a balancer's health checks)
+    timers: tuple[float, list[Any], str] = (0.0, [], "")
+    series_rows: float = 0.0  # time-series buckets per replication
 
     @property
     def requests(self) -> float:
@@ -107,6 +117,63 @@ def estimate_requests(scenario: Scenario) -> float:
     return total
 
 
+def _horizon(scenario: Scenario, per_rep: float) -> float:
+    """Simulated seconds per replication: the duration, or for a request budget the time
+    the clients take to send it at their highest total rate (a lower bound)."""
+    run = scenario.spec.run
+    if run.duration is not None:
+        return float(run.duration)
+    rate = 0.0
+    for client in scenario.spec.clients:
+        arrival = client.arrival
+        if arrival.closed:
+            think = arrival.think_time.mean if arrival.think_time is not None else 0.0
+            cycle = think + client.rtt.mean
+            rate += (arrival.users or 0) / cycle if cycle > 0 else math.inf
+        else:
+            rate += max(r for _, r in arrival.steps())
+    return per_rep / rate if 0 < rate < math.inf else 0.0
+
+
+def _timers(scenario: Scenario, horizon: float) -> tuple[float, list[Any], str]:
+    """Periodic events of a replication besides requests, and the key of the largest
+    source: each is simulated one by one, so a 1 ns interval hangs a run as surely as
+    a billion requests."""
+    spec = scenario.spec
+    nodes = len(spec.cluster.nodes)
+    sources: list[tuple[float, list[Any], str]] = []
+    monitoring = spec.monitoring
+    if monitoring is not None:
+        rules = max(len(monitoring.alerts), 1)
+        sources.append((horizon / monitoring.evaluation_interval * rules,
+                        ["monitoring", "evaluationInterval"], "alert rule evaluations"))
+        for i, alert in enumerate(monitoring.alerts):
+            if alert.probe is not None:
+                sources.append((horizon / alert.probe.interval * nodes,
+                                ["monitoring", "alerts", i, "probe", "interval"],
+                                "blackbox probes"))
+    for i, client in enumerate(spec.clients):
+        check = client.balancer.health_check if client.balancer is not None else None
+        if check is not None:
+            sources.append((horizon / check.interval * nodes,
+                            ["clients", i, "balancer", "healthCheck", "interval"],
+                            "balancer health checks"))
+    total = sum(count for count, _, _ in sources)
+    if not sources:
+        return (0.0, [], "")
+    _, where, what = max(sources, key=lambda source: source[0])
+    return (total, where, what)
+
+
+def _series_rows(scenario: Scenario, horizon: float) -> float:
+    """Buckets of a replication's time series: ``run.timeseriesBucket`` if given, else
+    1 s buckets, at least 60 (``npsim.api.series_bucket``)."""
+    run = scenario.spec.run
+    if "timeseries_bucket" in run.model_fields_set:
+        return math.ceil(horizon / run.timeseries_bucket)
+    return max(60.0, math.ceil(horizon))
+
+
 def _pods_ever(scenario: Scenario) -> int:
     """Pods created over a run: the replicas, plus every scale-up (addresses are not
     reused, so a scale-down and up again takes new ones) and a new pod for each one a
@@ -138,11 +205,17 @@ def estimate(scenario: Scenario) -> Estimate:
         selected = sum(d.replicas for d in index.selected(svc.selector))
         endpoints += selected * len(svc.ports)
     versions = 1 + len(spec.events)  # each endpoint change is kept as a version
+    horizon = _horizon(scenario, per_rep)
+    rows = _series_rows(scenario, horizon)
+    balanced = sum(c.balancer is not None for c in spec.clients)
+    cells = rows * (SERIES_FIXED_COLUMNS + pods + nodes * (1 + balanced))
     memory = (BASE_MEMORY + per_rep * BYTES_PER_REQUEST_RUNNING
               + per_rep * reps * BYTES_PER_REQUEST_KEPT + pods * BYTES_PER_POD
               + nodes * BYTES_PER_NODE + nodes * ports * BYTES_PER_NODE_SERVICE
-              + endpoints * versions * BYTES_PER_ENDPOINT)
-    return Estimate(per_rep, reps, pods, nodes, ports, endpoints, memory)
+              + endpoints * versions * BYTES_PER_ENDPOINT
+              + cells * (BYTES_PER_SERIES_CELL_RUNNING + reps * BYTES_PER_SERIES_CELL_KEPT))
+    return Estimate(per_rep, reps, pods, nodes, ports, endpoints, memory,
+                    _timers(scenario, horizon), rows)
 
 
 @dataclass(frozen=True)
@@ -193,6 +266,15 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
              f"the run would generate {_fmt(est.requests)} requests ({how}), more than the "
              f"limit of {lim.max_requests:,}; shorten the run, lower the rate, or raise the "
              "limit with --max-requests N or run.limits.maxRequests")
+    timers, timer_key, timer_what = est.timers
+    if timers * run.replications > lim.max_requests:
+        p.at(tree, timer_key,
+             f"the run would simulate {_fmt(timers * run.replications)} periodic events "
+             f"besides requests (mostly {timer_what}, over "
+             f"{format_duration(_horizon(scenario, est.requests_per_replication))} x "
+             f"{run.replications} replication(s)), more than the limit of "
+             f"{lim.max_requests:,}; use a longer interval, or raise the limit with "
+             "--max-requests N or run.limits.maxRequests")
     for count, limit, what, key, where in (
         (est.nodes, lim.max_nodes, "nodes", "maxNodes", ["cluster", "nodes"]),
         (est.pods, lim.max_pods, "pods (scale-ups included)", "maxPods", ["workloads"]),
@@ -202,10 +284,12 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
             p.at(tree, where, f"the scenario has {count:,} {what}, more than the limit of "
                  f"{limit:,}; raise it with run.limits.{key}")
     if est.memory > lim.max_memory and not math.isinf(est.requests):
+        series = (f", {_fmt(est.series_rows)} time-series rows per replication (a longer "
+                  "run.timeseriesBucket makes fewer)" if est.series_rows > 100_000 else "")
         p.at(tree, ["run"],
              f"the run would need about {format_size(est.memory)} of memory "
              f"({_fmt(est.requests)} requests, {est.pods:,} pods, {est.nodes:,} nodes, "
-             f"{est.service_ports:,} Service ports), more than the limit of "
+             f"{est.service_ports:,} Service ports{series}), more than the limit of "
              f"{format_size(lim.max_memory)}; make the run smaller, or raise the limit "
              "with --max-memory SIZE or run.limits.maxMemory (e.g. 16GiB)")
     return est

@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
+from npsim.scenario.files import MAX_MANIFEST_BYTES, FileRefused, read_text
 from npsim.scenario.problems import Problem, Problems, ScenarioError, in_file_order
+from npsim.scenario.shapes import describe_value
 from npsim.scenario.yamlio import (
     DuplicateKeyError,
     Mark,
@@ -173,13 +175,13 @@ def _documents(text: str, label: str) -> list[Any]:
 def read_paths(paths: Iterable[Path], p: Problems) -> Iterator[DumpObject]:
     """The objects of every file (folders: their *.yaml, *.yml, *.json, sorted)."""
     for path in _files(paths, p):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            p.errors.append(Problem(None, str(path), "not a UTF-8 text file"))
+        try:  # regular files only, size-capped: a FIFO or /dev/zero must not hang it
+            text = read_text(path, "dump", MAX_MANIFEST_BYTES)
+        except FileNotFoundError:
+            p.errors.append(Problem(None, str(path), "no such file or folder"))
             continue
-        except OSError as exc:
-            p.errors.append(Problem(None, str(path), f"cannot read: {exc.strerror or exc}"))
+        except FileRefused as exc:
+            p.errors.append(Problem(None, "", str(exc)))
             continue
         try:
             docs = _documents(text, str(path))
@@ -201,16 +203,14 @@ def _files(paths: Iterable[Path], p: Problems) -> Iterator[Path]:
                 p.errors.append(Problem(None, str(path), "folder holds no .yaml, .yml or "
                                         ".json file"))
             yield from found
-        elif path.is_file():
+        else:  # the reader says what is wrong with anything but a regular file
             yield path
-        else:
-            p.errors.append(Problem(None, str(path), "no such file or folder"))
 
 
 def _objects(doc: Any, where: str, p: Problems) -> Iterator[DumpObject]:
     """A List's items, or the one object a document holds."""
     if not isinstance(doc, MarkedDict):
-        got = "a list" if isinstance(doc, list) else repr(doc)
+        got = describe_value(doc)  # never the text itself: the file may be anything
         problem = p.problem(doc, [], "expected a Kubernetes object or a v1 List (a mapping "
                             f"with apiVersion and kind), got {got}")
         p.errors.append(problem if problem.mark else Problem(None, where, problem.message))
@@ -222,7 +222,7 @@ def _objects(doc: Any, where: str, p: Problems) -> Iterator[DumpObject]:
             return
         items = doc["items"]
         if not isinstance(items, MarkedList):
-            got = "a single object" if isinstance(items, dict) else repr(items)
+            got = "a single object" if isinstance(items, dict) else describe_value(items)
             p.at(doc, ["items"], f"expected a list of objects, got {got}: a {kind} holds "
                  "its objects as a YAML list ('- apiVersion: ...')")
             return

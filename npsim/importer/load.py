@@ -12,9 +12,11 @@ A bad row is reported as ``file:line:col: column: message``.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from npsim.scenario.files import MAX_MANIFEST_BYTES, FileRefused, read_text
 from npsim.scenario.problems import Problem, Problems
 from npsim.scenario.yamlio import Mark
 from npsim.units import parse_duration
@@ -31,12 +33,23 @@ class CsvRow:
     mark: Mark
 
 
+def _got_header(header: list[str]) -> str:
+    """The header found, when it looks like one (names of letters, digits, ``_``, ``-``);
+    else not quoted: a file that is no CSV (``/etc/shadow``) must not be printed."""
+    if header and all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_ -]{0,39}", h) for h in header):
+        return f", got {','.join(header)}"
+    return ", got a first line that is not a CSV header of column names"
+
+
 def _rows(path: Path, columns: tuple[str, ...], optional: tuple[str, ...],
           p: Problems) -> list[tuple[int, dict[str, str], dict[str, int]]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        p.errors.append(Problem(None, str(path), f"cannot read the CSV: {exc}"))
+    try:  # regular files only, size-capped: a FIFO or /dev/zero must not hang it
+        lines = read_text(path, "CSV file", MAX_MANIFEST_BYTES).splitlines()
+    except FileNotFoundError:
+        p.errors.append(Problem(None, str(path), "no such CSV file"))
+        return []
+    except FileRefused as exc:
+        p.errors.append(Problem(None, "", str(exc)))
         return []
     reader = list(csv.reader(lines))
     if not reader:
@@ -50,7 +63,7 @@ def _rows(path: Path, columns: tuple[str, ...], optional: tuple[str, ...],
         p.errors.append(Problem(Mark(str(path), 1, 1), "header",
                                 f"expected columns {','.join(columns)}"
                                 + (f" (optional: {','.join(optional)})" if optional else "")
-                                + f", got {','.join(header)}"))
+                                + _got_header(header)))
         return []
     out = []
     for number, row in enumerate(reader[1:], start=2):

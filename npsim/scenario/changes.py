@@ -24,11 +24,11 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from npsim.preflight import MAX_NODES
 from npsim.scenario.problems import Problem, Problems, ScenarioError
-from npsim.scenario.yamlio import format_path
+from npsim.scenario.yamlio import YamlSyntaxError, format_path, load_all, plain
 
 if TYPE_CHECKING:
     from npsim.scenario.loader import Scenario
@@ -74,12 +74,16 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not path.strip():
         raise ChangeError(f"--set {text!r}: expected PATH=VALUE, e.g. "
                           "workloads.nginx.workers=8")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ChangeError(f"--set {text!r}: the value is not valid YAML "
-                          f"({getattr(exc, 'problem', None) or exc})") from None
-    return path.strip(), parsed
+    if not value.strip():
+        return path.strip(), ""
+    try:  # the scenario's own bounded reader: no alias bomb, 500-deep list or huge integer
+        docs = load_all(value, "--set")
+    except YamlSyntaxError as exc:
+        raise ChangeError(f"--set {text[:200]!r}: the value is not valid YAML "
+                          f"({exc.problem})") from None
+    if len(docs) > 1:
+        raise ChangeError(f"--set {text[:200]!r}: the value is several YAML documents")
+    return path.strip(), plain(docs[0]) if docs else None
 
 
 def resolve(data: dict[str, Any], path: str) -> list[str | int]:
@@ -140,16 +144,22 @@ def _set(data: dict[str, Any], location: list[str | int], value: Any) -> str:
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
     if location == ["cluster", "nodes"] and isinstance(value, int) and not isinstance(
             value, bool):
-        value = _resize_nodes(node["nodes"], value)
+        limits = (data.get("run") or {}).get("limits") or {}
+        value = _resize_nodes(node["nodes"], value, limits.get("maxNodes") or MAX_NODES)
     node[location[-1]] = copy.deepcopy(value)
     return hint
 
 
-def _resize_nodes(nodes: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+def _resize_nodes(nodes: list[dict[str, Any]], count: int,
+                  limit: int) -> list[dict[str, Any]]:
     """The first ``count`` nodes, or these plus copies of the last one (fresh names,
-    addresses left to npsim)."""
+    addresses left to npsim); never more than the node limit (a count of 10**40 is not
+    built first and refused after)."""
     if count < 1:
         raise ChangeError(f"cluster.nodes: a cluster needs at least one node, got {count}")
+    if count > limit:
+        raise ChangeError(f"cluster.nodes: {count:,} nodes is more than the limit of "
+                          f"{limit:,}; raise it with run.limits.maxNodes")
     out = [dict(n) for n in nodes[:count]]
     taken = {n["name"] for n in out}
     i = len(out)

@@ -21,7 +21,7 @@ from pathlib import Path
 MiB = 1 << 20
 MAX_SCENARIO_BYTES = 16 * MiB
 MAX_MANIFEST_BYTES = 64 * MiB
-MAX_SAMPLES_BYTES = 64 * MiB
+MAX_SAMPLES_BYTES = 32 * MiB  # and at most 1,000,000 values (npsim.dists.MAX_SAMPLES)
 
 
 class FileRefused(ValueError):
@@ -99,8 +99,11 @@ def read_text(path: Path, what: str, max_bytes: int) -> str:
         raise FileRefused(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
     finally:
         os.close(fd)
+    data = b"".join(chunks)
     try:
-        return b"".join(chunks).decode("utf-8")
+        return data.decode("utf-8-sig")  # a leading byte-order mark (Windows editors) dropped
     except UnicodeDecodeError as exc:
-        raise FileRefused(f"{what} {path} is not UTF-8 text (invalid byte at offset "
-                          f"{exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise FileRefused(f"{what} {path} is not UTF-8 text (invalid byte at line {line}, "
+                          f"column {column})") from None

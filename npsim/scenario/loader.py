@@ -33,7 +33,7 @@ from npsim.scenario.manifests import (
 )
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
-from npsim.scenario.yamlio import MarkedDict, YamlSyntaxError, load_all, plain
+from npsim.scenario.yamlio import Mark, MarkedDict, YamlSyntaxError, load_all, plain
 
 __all__ = ["Scenario", "load_scenario", "scenario_from_dict"]
 
@@ -166,14 +166,27 @@ def deployment_manifest(dep: Deployment) -> dict[str, Any]:
 
 
 def _validation_problems(exc: ValidationError, tree: Any, p: Problems) -> None:
+    # the members of a union fail at the same place: one problem naming every type
+    # ("Input should be a valid string or a valid dictionary"), not one line per member
+    types: dict[tuple[Any, ...], list[str]] = {}
+    messages: dict[tuple[Any, ...], list[str]] = {}
     for err in exc.errors(include_url=False):
-        loc = [step for step in err["loc"] if not _is_union_tag(step)]
+        loc = tuple(step for step in err["loc"] if not _is_union_tag(step))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see the scenario reference in README)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        p.at(tree, loc, msg)
+        if msg.startswith("Input should be a valid "):
+            types.setdefault(loc, []).append(msg[len("Input should be "):])
+            messages.setdefault(loc, [])
+        else:
+            messages.setdefault(loc, []).append(msg)
+    for loc, msgs in messages.items():
+        if loc in types:
+            msgs.insert(0, "Input should be " + " or ".join(dict.fromkeys(types[loc])))
+        for msg in dict.fromkeys(msgs):
+            p.at(tree, list(loc), msg)
 
 
 def _is_union_tag(step: Any) -> bool:
@@ -217,9 +230,19 @@ def load_scenario(path: str | Path, allow_outside_files: bool = False) -> Scenar
         where = exc.path or ("" if exc.mark else str(path))
         raise ScenarioError([Problem(exc.mark, where, exc.problem)]) from None
     if len(docs) != 1 or not isinstance(docs[0], dict):
-        raise ScenarioError([Problem(None, str(path),
+        where = (docs[1] if len(docs) > 1 else docs[0] if docs else None)
+        mark = getattr(where, "mark", None) or Mark(str(path), 1, 1)
+        raise ScenarioError([Problem(mark, "(top level)",
                                      "a scenario file holds exactly one YAML mapping")])
+    if not SCENARIO_KEYS & set(docs[0]):
+        # e.g. `npsim validate /etc/shadow`: its unknown keys would print the file
+        raise ScenarioError([Problem(docs[0].mark, "(top level)", "not an npsim scenario: "
+                                     f"none of {', '.join(sorted(SCENARIO_KEYS))} is there "
+                                     "(the file's keys are not shown)")])
     return _build(docs[0], FileAccess(path.parent, allow_outside_files), str(path))
+
+
+SCENARIO_KEYS = {"name", "cluster", "manifests", "workloads", "clients", "run"}  # required
 
 
 def _build(tree: MarkedDict, access: FileAccess, source: str) -> Scenario:
@@ -306,9 +329,13 @@ def _load_manifests(
                     p.at(tree, ["manifests", i], f"{path}: document {j + 1} is not a "
                          "Kubernetes manifest (a mapping with apiVersion and kind)")
                     unreadable = True
-        else:
+        elif isinstance(item, dict):
             pairs = [(item, f"manifests[{i}]", f"manifests[{i}].")]
+        else:  # neither a path nor a manifest: the schema reports it, at its line
+            unreadable = True
+            continue
         for doc, origin, prefix in pairs:
+            n_errors = len(p.errors)
             if prefix:  # inline: locate against the scenario tree
                 obj = parse_manifest(doc, p, prefix, origin)
             else:
@@ -316,7 +343,9 @@ def _load_manifests(
             if obj is None:
                 meta = doc.get("metadata") if isinstance(doc, dict) else None
                 name = meta.get("name") if isinstance(meta, dict) else None
-                if isinstance(name, str):
+                # a broken manifest's name: references to it are not reported again;
+                # an ignored kind (only a warning) defines nothing, so they are
+                if isinstance(name, str) and len(p.errors) > n_errors:
                     unresolved.add(name)
                 continue
             if isinstance(obj, EndpointSlice):
@@ -445,8 +474,6 @@ def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
     """Every event names something that exists: a Deployment, a node, or a pod that is
     there from the start (``<deployment>-<ordinal>``)."""
     nodes = [n.name for n in scenario.spec.cluster.nodes]
-    pods = [f"{name}-{i}" for name, dep in scenario.deployments.items()
-            for i in range(dep.replicas)]
     for i, event in enumerate(scenario.spec.events):
         kind, target = event.kind, event.target
         at = ["events", i, to_camel(kind)]
@@ -457,9 +484,20 @@ def _check_events(scenario: Scenario, tree: Any, p: Problems) -> None:
         elif kind.startswith(("node_", "kube")) and target.node not in nodes:
             p.at(tree, [*at, "node"], f"unknown node {target.node!r} (nodes: "
                  f"{', '.join(nodes)})")
-        elif kind.startswith("pod_") and target.pod not in pods:
+        elif kind.startswith("pod_") and not _pod_at_start(scenario, target.pod):
+            pods = [f"{name}-0..{dep.replicas - 1}" if dep.replicas > 1 else f"{name}-0"
+                    for name, dep in scenario.deployments.items() if dep.replicas]
             p.at(tree, [*at, "pod"], f"no pod named {target.pod!r} at the start of the run "
                  f"(pods: {', '.join(pods) or 'none'})")
+
+
+def _pod_at_start(scenario: Scenario, pod: str) -> bool:
+    """Whether ``<deployment>-<ordinal>`` names a pod there at the start (no list of
+    every pod: a Deployment may ask for a billion replicas before the limits refuse it)."""
+    name, _, ordinal = pod.rpartition("-")
+    dep = scenario.deployments.get(name)
+    return (dep is not None and ordinal.isdigit() and str(int(ordinal)) == ordinal
+            and int(ordinal) < dep.replicas)
 
 
 def _check_front_ends(scenario: Scenario, tree: Any, p: Problems) -> None:
@@ -590,6 +628,7 @@ def _utilisation_warnings(scenario: Scenario, tree: Any, p: Problems) -> None:
 
     for deployment, rho in offered_utilisation(scenario).items():
         if rho >= 1:
+            load = f"{rho:.2f}" if rho < 1e6 else f"{rho:.3g}"  # never 300 digits
             p.warn(tree, ["workloads", deployment],
-                   f"offered load is {rho:.2f} per pod (>= 1): queues will grow without bound "
+                   f"offered load is {load} per pod (>= 1): queues will grow without bound "
                    "and latency will depend on the run length")

@@ -20,6 +20,9 @@ class Problem:
         return ": ".join(part for part in (where, self.path, self.message) if part)
 
 
+MAX_REPORTED = 100  # problems printed; the rest are counted
+
+
 class ScenarioError(Exception):
     """Every problem found in a scenario (the CLI prints them and exits 2)."""
 
@@ -29,8 +32,12 @@ class ScenarioError(Exception):
 
     def report(self) -> str:
         n = len(self.problems)
-        head = f"{n} problem{'s' if n != 1 else ''} in the scenario; nothing was run:"
-        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+        head = f"{n:,} problem{'s' if n != 1 else ''} in the scenario; nothing was run:"
+        lines = [head, *(f"  {p}" for p in self.problems[:MAX_REPORTED])]
+        if n > MAX_REPORTED:  # 100,000 Services in a full NodePort range: 97,233 lines
+            lines.append(f"  ... and {n - MAX_REPORTED:,} more (the first {MAX_REPORTED} "
+                         "are shown; ScenarioError.problems holds every one)")
+        return "\n".join(lines)
 
 
 class Problems:

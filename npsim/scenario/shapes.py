@@ -71,8 +71,28 @@ class ContainerPortShape(_Open):
     protocol: StrictStr | None = None
 
 
+class ProbeShape(_Open):
+    """A probe: its numbers are checked by the parser; it must be a mapping to look in."""
+
+
+class ExecShape(_Open):
+    command: list[Any] | None = None
+
+
+class HandlerShape(_Open):
+    exec: ExecShape | None = None
+    sleep: Any = None  # its seconds are checked by the parser, with Kubernetes' wording
+
+
+class LifecycleShape(_Open):
+    preStop: HandlerShape | None = None  # noqa: N815
+
+
 class ContainerShape(_Open):
     ports: list[ContainerPortShape] | None = None
+    readinessProbe: ProbeShape | None = None  # noqa: N815
+    livenessProbe: ProbeShape | None = None  # noqa: N815
+    lifecycle: LifecycleShape | None = None
 
 
 class PodSpecShape(_Open):
@@ -93,10 +113,16 @@ class SelectorShape(_Open):
     matchExpressions: Any = None  # noqa: N815
 
 
+class StrategyShape(_Open):
+    type: StrictStr | None = None
+    rollingUpdate: dict[Any, Any] | None = None  # noqa: N815
+
+
 class DeploymentSpecShape(_Open):
     replicas: Any = None
     selector: SelectorShape | None = None
     template: TemplateShape | None = None
+    strategy: StrategyShape | None = None
 
 
 class ManifestShape(_Open):
@@ -113,8 +139,44 @@ class DeploymentShape(ManifestShape):
     spec: DeploymentSpecShape | None = None
 
 
+class EndpointSliceShape(ManifestShape):
+    ports: list[Any] | None = None  # each port's mapping is checked by the parser
+    endpoints: Any = None
+
+
+class PolicyPortShape(_Open):
+    protocol: StrictStr | None = None
+    port: StrictInt | StrictStr | None = None
+
+
+class IPBlockShape(_Open):
+    cidr: Any = None
+    except_: list[Any] | None = Field(default=None, alias="except")
+
+
+class PeerShape(_Open):
+    ipBlock: IPBlockShape | None = None  # noqa: N815
+
+
+class IngressRuleShape(_Open):
+    from_: list[PeerShape | None] | None = Field(default=None, alias="from")
+    ports: list[PolicyPortShape | None] | None = None
+
+
+class NetworkPolicySpecShape(_Open):
+    policyTypes: list[StrictStr] | None = None  # noqa: N815
+    ingress: list[IngressRuleShape | None] | None = None
+
+
+class NetworkPolicyShape(ManifestShape):
+    spec: NetworkPolicySpecShape | None = None
+
+
 SHAPES: dict[str, type[ManifestShape]] = {"Service": ServiceShape,
-                                          "Deployment": DeploymentShape}
+                                          "Deployment": DeploymentShape,
+                                          "StatefulSet": DeploymentShape,
+                                          "EndpointSlice": EndpointSliceShape,
+                                          "NetworkPolicy": NetworkPolicyShape}
 
 _EXPECTED = {
     "string_type": "a string",
@@ -127,6 +189,12 @@ _EXPECTED = {
     "bool_type": "true or false",
     "none_required": "nothing (null)",
 }
+
+
+def describe_value(value: Any) -> str:
+    """What a value is, never what it says ("a string", "a number"): an error about a
+    file that is not a manifest must not print its content."""
+    return _kind_of(value)
 
 
 def _kind_of(value: Any) -> str:

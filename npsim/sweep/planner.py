@@ -144,6 +144,7 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
         if all(re.fullmatch(r"\s*-?\d+\s*", t) for t in (low_text, high_text)) and (
                 not step_text or re.fullmatch(r"\s*\d+\s*", step_text)):
             low, high, step = int(low_text), int(high_text), int(step_text or 1)
+            _count_fits((high - low) // max(step, 1) + 1)  # counted before it is built
             values: list[Any] = list(range(low, high + 1, max(step, 1)))
         else:
             is_rate = "/" in low_text
@@ -151,15 +152,27 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
             unit = "/s" if is_rate else "s"
             low, high = parse(low_text), parse(high_text)
             step = parse(step_text) if step_text else (high - low) / 32
-            count = int(math.floor((high - low) / step + 1e-9)) + 1 if step > 0 else 0
-            values = [f"{low + i * step:.6g}{unit}" for i in range(count)]
+            count = (high - low) / step + 1 if step > 0 else 0
+            _count_fits(count)
+            values = [f"{low + i * step:.6g}{unit}"
+                      for i in range(int(math.floor(count - 1 + 1e-9)) + 1 if count else 0)]
     except ValueError as exc:
         raise PlanError(f"--vary {text!r}: {exc}") from None
     if not values:
         raise PlanError(f"--vary {text!r}: the range is empty (LOW must not exceed HIGH)")
-    if len(values) > 100_000:
-        raise PlanError(f"--vary {text!r}: {len(values)} values; use a coarser STEP")
     return path, values
+
+
+MAX_VARY_VALUES = 100_000
+
+
+def _count_fits(count: float) -> None:
+    """Refuse a range of more candidate values than a search should hold, before making
+    them (``1..10**12`` ran out of memory building the list)."""
+    if count > MAX_VARY_VALUES:
+        many = f"{count:,.0f}" if count < 1e15 else f"{count:.3g}"
+        raise ValueError(f"{many} values, more than {MAX_VARY_VALUES:,}; use a coarser STEP "
+                         "or a narrower range")
 
 
 @dataclass
