@@ -269,3 +269,21 @@ def test_generated_large_dump_imports_and_validates_small_version(tmp_path: Path
     assert len(scenario.spec.clients) == 50  # the NodePort Services
     assert scenario.services["svc-00007"].cluster_ip == "10.96.0.9"
     assert sum(len(w.pods or []) for w in scenario.spec.workloads.values()) == 240
+
+
+def test_only_regular_files_are_read_and_none_is_quoted(tmp_path: Path) -> None:
+    """A FIFO or /dev/zero as a dump or CSV hung or ran out of memory; a file that is
+    no dump or CSV had its first line printed (a shadow file's password hash)."""
+    import os
+
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secrethash:19000:0:99999:7\n")
+    os.mkfifo(tmp_path / "fifo.csv")
+    for args, words in (([str(secret)], "got a string"),
+                        ([str(FIXTURE), "--rates", str(secret)], "not a CSV header"),
+                        ([str(FIXTURE), "--rates", str(tmp_path / "fifo.csv")], "is a FIFO"),
+                        ([str(FIXTURE), "--service-times", "/dev/zero"], "is a device"),
+                        (["/dev/zero"], "is a device")):
+        code, output, target = _import(tmp_path, *args)
+        assert code == 2 and words in output, output
+        assert "secrethash" not in output and not target.exists()

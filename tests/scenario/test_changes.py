@@ -133,3 +133,27 @@ def test_cli_set_changes_the_run_and_reports_bad_paths(tmp_path) -> None:
     assert bad.exit_code == 2
     assert "workloads.nginx.workers (set to 'x'): Input should be a valid integer" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_set_values_are_read_with_the_bounded_yaml_reader() -> None:
+    """An alias bomb hung ``--set``, a 500-deep list raised RecursionError, a 44-digit
+    count reached a SystemError."""
+    from npsim.scenario.changes import ChangeError
+
+    bomb = ["a: &a [1,1,1,1,1,1,1,1,1,1]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]"
+        for i in range(6)]
+    for value, words in (("{" + ", ".join(bomb) + "}", "alias bomb"),
+                         ("[" * 500 + "]" * 500, "nested more than 100 levels"),
+                         ("9" * 44, "more than 40 digits")):
+        with pytest.raises(ChangeError, match=words):
+            parse_assignment(f"run={value}")
+    assert parse_assignment("name=null") == ("name", None)
+
+
+def test_a_node_count_past_the_limit_is_refused_before_the_nodes_are_made(base) -> None:
+    with pytest.raises(npsim.ScenarioError, match="10,000,000,000 nodes is more than the "
+                                                  "limit of 5,000"):
+        base.with_changes({"cluster.nodes": 10**10})
+    bigger = base.with_changes({"run.limits": {"maxNodes": 6000}, "cluster.nodes": 5500})
+    assert len(bigger.cluster.nodes) == 5500

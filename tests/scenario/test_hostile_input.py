@@ -245,3 +245,82 @@ def test_a_second_writer_of_the_same_folder_is_refused(tmp_path: Path) -> None:
             pass
     finally:
         os.close(fd)
+
+
+# --- found by the acceptance test as a new user ---------------------------------------
+
+def test_a_billion_replicas_is_refused_by_the_limits_not_a_memory_error(tmp_path: Path) -> None:
+    (tmp_path / "big.yaml").write_text(
+        NGINX.read_text("utf-8").replace("replicas: 4", "replicas: 1000000000"), "utf-8")
+    path = write(tmp_path, "big.yaml")
+    path.write_text(path.read_text() + "events: [{at: 0.5s, podCrash: {pod: nginx-7}}]\n")
+    assert npsim.load_scenario(path).deployments["nginx"].replicas == 10**9
+    code, output = cli("validate", str(path))
+    assert code == 2 and "1,000,000,000 pods" in output and "run.limits.maxPods" in output
+
+
+def test_an_event_naming_a_missing_pod_lists_the_pods_by_range(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    path.write_text(path.read_text() + "events: [{at: 0.5s, podCrash: {pod: nginx-4}}]\n")
+    assert "no pod named 'nginx-4' at the start of the run (pods: nginx-0..3)" in problems(path)
+    path.write_text(path.read_text().replace("nginx-4", "nginx-03"))
+    assert "no pod named 'nginx-03'" in problems(path)
+
+
+def test_samples_files_are_bounded_and_may_start_with_a_byte_order_mark(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import npsim.dists
+
+    (tmp_path / "times.txt").write_bytes(b"\xef\xbb\xbf1\r\n2\r\n")
+    path = write(tmp_path, service="{dist: empirical, file: times.txt, unit: ms}")
+    assert npsim.load_scenario(path).workloads["nginx"].service_time.mean == pytest.approx(1.5e-3)
+    monkeypatch.setattr(npsim.dists, "MAX_SAMPLES", 3)
+    (tmp_path / "times.txt").write_text("1\n2\n# note\n3\n4\n")
+    assert "times.txt:5: more than the 3 an empirical distribution may hold" in problems(path)
+    path = write(tmp_path, service="{dist: empirical, samples: [1ms, 1ms, 1ms, 1ms]}")
+    assert "4 samples, more than the 3" in problems(path)
+
+
+def test_a_lognormal_cv_must_be_finite(tmp_path: Path) -> None:
+    for cv in (".inf", "1e300"):
+        path = write(tmp_path, service=f"{{dist: lognormal, mean: 1ms, cv: {cv}}}")
+        assert "serviceTime.cv" in problems(path)
+
+
+def test_errors_about_the_file_itself_have_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("")
+    assert "s.yaml:1:1: (top level): a scenario file holds exactly one" in problems(path)
+    path.write_text("name: a\n---\nname: b\n")
+    assert "s.yaml:3:1: (top level)" in problems(path)
+    path.write_text("name: a\x00b\n")
+    assert "s.yaml:1:8: YAML error: the character U+0000 is not allowed" in problems(path)
+    path.write_bytes(b"name: a\nrun: \xff\n")
+    assert "not UTF-8 text (invalid byte at line 2, column 6)" in problems(path)
+
+
+def test_a_file_that_is_no_scenario_is_not_echoed(tmp_path: Path) -> None:
+    path = tmp_path / "shadow"
+    path.write_text("root:$6$secrethash:19000:0:99999:7:::\n")
+    report = problems(path)
+    assert "not an npsim scenario" in report and "secrethash" not in report
+    path.write_text("root:$6$secrethash: 1\nbin:*: 2\n")
+    report = problems(path)
+    assert "not an npsim scenario" in report and "secrethash" not in report
+
+
+def test_a_report_prints_at_most_a_hundred_problems() -> None:
+    from npsim.scenario.problems import Problem
+
+    error = ScenarioError([Problem(None, f"x{i}", "bad") for i in range(250)])
+    lines = error.report().splitlines()
+    assert lines[0].startswith("250 problems") and len(lines) == 102
+    assert "and 150 more" in lines[-1] and len(error.problems) == 250
+
+
+def test_an_inline_manifest_of_the_wrong_type_is_one_placed_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "5")
+    report = problems(path)
+    assert "scenario.yaml:4:" in report
+    assert "manifests[0]: Input should be a valid string or a valid dictionary" in report
+    assert "no Deployment named" not in report and report.startswith("1 problem")

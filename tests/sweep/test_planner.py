@@ -70,6 +70,11 @@ def test_targets_and_ranges_read_units() -> None:
     assert parse_vary("deployments.nginx.replicas=1..64")[1] == list(range(1, 65))
     with pytest.raises(PlanError, match="LOW..HIGH"):
         parse_vary("deployments.nginx.replicas=64")
+    # counted before they are made: 10**12 values ran out of memory building the list
+    for huge in ("deployments.nginx.replicas=1..1000000000000",
+                 "clients[0].arrival.rate=1/s..1e12/s:1/s", "run.duration=1s..2s:1e-300s"):
+        with pytest.raises(PlanError, match="more than 100,000; use a coarser STEP"):
+            parse_vary(huge)
 
 
 def test_the_largest_value_search_finds_the_erlang_c_answer_too() -> None:
