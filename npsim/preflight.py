@@ -249,7 +249,7 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
     """Report every estimate over its limit as a problem at the key that drives it."""
     est = estimate(scenario)
     lim = limits_for(scenario, max_requests, max_memory)
-    tree = scenario.tree
+    tree = scenario.original_tree or scenario.tree
     run = scenario.spec.run
     if est.requests > lim.max_requests:
         if run.requests is not None:
@@ -302,7 +302,7 @@ def check_addresses(scenario: Scenario, p: Problems) -> None:
     from npsim.cluster.model import address_problems
 
     for loc, message in address_problems(scenario):
-        p.at(scenario.tree, loc, message)
+        p.at(scenario.original_tree or scenario.tree, loc, message)
 
 
 def preflight(scenario: Scenario, max_requests: int | None = None,

@@ -62,6 +62,9 @@ class Scenario:
         self.source = source
         self.warnings = warnings if warnings is not None else []
         self.tree: Any = None  # the marked YAML it came from (error marks for later checks)
+        # a changed copy (--set, variants) is re-read from generated text: later checks
+        # place their errors at the lines of the file the user wrote
+        self.original_tree: Any = None
         self.network_policies: dict[str, Any] = {}  # NetworkPolicy manifests, by name
         from npsim.scenario.changes import check_assignments
 

@@ -7,6 +7,7 @@ camelCase as in Kubernetes manifests; Python attributes are snake_case.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections import Counter
 from typing import Annotated, Any, Literal
@@ -893,6 +894,9 @@ class VariantSpec(Model):
     changes: dict[str, Any] = Field(default={}, alias="set")
 
 
+MAX_VARIANTS = 1_000
+
+
 class VariantsSpec(Model):
     """What ``npsim sweep`` compares: named change-sets (``each``), crossed with every
     combination of a ``grid`` of paths to value lists; ``baseline`` names the variant the
@@ -913,6 +917,10 @@ class VariantsSpec(Model):
         dupes = repeated(names)
         if dupes:
             raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
+        count = max(len(self.each), 1) * math.prod(len(values) for values in self.grid.values())
+        if count > MAX_VARIANTS:  # each is validated before the sweep: 160,000 took hours
+            raise ValueError(f"{count:,} variants, more than {MAX_VARIANTS:,}; sweep fewer "
+                             "values (a planner, npsim plan, bisects a range instead)")
         return self
 
 

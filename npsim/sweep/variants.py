@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from npsim.scenario.loader import Scenario
-from npsim.scenario.problems import Problem, ScenarioError
+from npsim.scenario.problems import Problem, Problems, ScenarioError
 
 
 @dataclass
@@ -70,7 +70,8 @@ def expand(scenario: Scenario, extra: dict[str, Any] | None = None) -> tuple[lis
         raise ScenarioError(problems)
     baseline = spec.baseline if spec and spec.baseline else variants[0].name
     if baseline not in names:
-        raise ScenarioError([Problem(None, "variants.baseline",
-                                     f"no variant named {baseline!r} (variants: "
-                                     f"{', '.join(v.name for v in variants)})")])
+        raise ScenarioError([Problems.problem(getattr(scenario, "tree", None),
+                                              ["variants", "baseline"],
+                                              f"no variant named {baseline!r} (variants: "
+                                              f"{', '.join(v.name for v in variants)})")])
     return variants, baseline

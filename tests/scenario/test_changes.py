@@ -157,3 +157,14 @@ def test_a_node_count_past_the_limit_is_refused_before_the_nodes_are_made(base) 
         base.with_changes({"cluster.nodes": 10**10})
     bigger = base.with_changes({"run.limits": {"maxNodes": 6000}, "cluster.nodes": 5500})
     assert len(bigger.cluster.nodes) == 5500
+
+
+def test_limits_on_a_changed_scenario_point_at_the_user_s_file(tmp_path) -> None:
+    """A --set run over a limit named 'quickstart.yaml (changed):165:1', a line of
+    generated text; now the line of the key in the file the user wrote."""
+    result = CliRunner().invoke(main, ["validate", str(QUICKSTART), "--max-requests", "10"])
+    assert result.exit_code == 2
+    line = next(x for x in result.output.splitlines() if "run.duration" in x)
+    result = CliRunner().invoke(main, ["run", str(QUICKSTART), "--no-save", "--max-requests",
+                                       "10", "--set", "workloads.nginx.workers=8"])
+    assert result.exit_code == 2 and line in result.output and "(changed)" not in result.output

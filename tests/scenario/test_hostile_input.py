@@ -324,3 +324,17 @@ def test_an_inline_manifest_of_the_wrong_type_is_one_placed_problem(tmp_path: Pa
     assert "scenario.yaml:4:" in report
     assert "manifests[0]: Input should be a valid string or a valid dictionary" in report
     assert "no Deployment named" not in report and report.startswith("1 problem")
+
+
+def test_a_sweep_of_too_many_variants_is_refused_before_each_is_validated(
+        tmp_path: Path) -> None:
+    """400 x 400 grid values: validate ran past a minute making 160,000 variants."""
+    path = write(tmp_path)
+    values = ", ".join(str(i) for i in range(1, 401))
+    path.write_text(path.read_text() + f"variants: {{grid: {{workloads.nginx.workers: [{values}], "
+                    f"'clients[0].requestsPerConnection': [{values}]}}}}\n")
+    assert "scenario.yaml:10:1: variants: 160,000 variants, more than 1,000" in problems(path)
+    path.write_text(path.read_text().split("variants:")[0]
+                    + "variants: {baseline: zzz, each: [{name: a, set: {}}]}\n")
+    code, output = cli("validate", str(path))
+    assert code == 2 and "scenario.yaml:10:12: variants.baseline: no variant named 'zzz'" in output
