@@ -611,11 +611,22 @@ def _churn_report(port_range: object, rate: float, lifetime: float, share: float
     return "\n".join(lines)
 
 
+MAX_OUT_NAME = 255 - len(".npsim-12345678.tmp") - 1  # NAME_MAX less npsim's own additions
+
+
 def _check_writable(target: Path) -> None:
     """Fail before a long run, not after it, when the result folder cannot be made."""
+    too_long = [part for part in Path(os.path.abspath(target)).parts
+                if len(part.encode()) > MAX_OUT_NAME]
+    if too_long:  # the hidden temporary folder beside it (.NAME.npsim-*.tmp) must fit too
+        _usage(f"--out {str(target)[:80]}...: a folder name of {len(too_long[0].encode())} "
+               f"bytes; at most {MAX_OUT_NAME}")
     parent = Path(os.path.abspath(target)).parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    try:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    except OSError as exc:
+        _usage(f"--out {target}: {exc.strerror or exc}")
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         _usage(f"--out {target}: cannot create a folder under {parent} (not a writable "
                "directory)")

@@ -33,7 +33,14 @@ from npsim.scenario.manifests import (
 )
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.schema import ClientSpec, ClusterSpec, ScenarioSpec, WorkloadSpec
-from npsim.scenario.yamlio import Mark, MarkedDict, YamlSyntaxError, load_all, plain
+from npsim.scenario.yamlio import (
+    MAX_DEPTH,
+    Mark,
+    MarkedDict,
+    YamlSyntaxError,
+    load_all,
+    plain,
+)
 
 __all__ = ["Scenario", "load_scenario", "scenario_from_dict"]
 
@@ -207,11 +214,20 @@ def scenario_from_dict(data: Any, base_dir: Path | str = ".", source: str = "<di
     Manifest and sample files it names are read from ``base_dir`` (and only from inside
     it unless ``allow_outside_files``)."""
     if not isinstance(data, MarkedDict):
-        text = yaml.safe_dump(plain(data), sort_keys=False)
         try:
-            data = load_all(text, source)[0]
+            text = yaml.safe_dump(plain(data), sort_keys=False)
+            docs = load_all(text, source)
         except YamlSyntaxError as exc:
             raise ScenarioError([Problem(exc.mark, exc.path, exc.problem)]) from None
+        except yaml.YAMLError as exc:  # an object YAML cannot hold (a class instance)
+            raise ScenarioError([Problem(None, source, "a scenario holds only YAML data "
+                                         f"(mappings, lists, strings, numbers): {exc}")]) from None
+        except RecursionError:
+            raise ScenarioError([Problem(None, source, "nested more than "
+                                         f"{MAX_DEPTH} levels deep")]) from None
+        if not docs:
+            raise ScenarioError([Problem(None, source, "a scenario is a mapping, got nothing")])
+        data = docs[0]
     return _build(data, FileAccess(Path(base_dir), allow_outside_files), source)
 
 

@@ -926,7 +926,8 @@ class VariantsSpec(Model):
 
 class ScenarioSpec(Model):
     npsim_version: str | None = None  # written into scenario.resolved.yaml
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # it names the result folder: longer than a file name may be, the run failed to save
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     cluster: ClusterSpec
     manifests: list[str | dict[str, Any]] = Field(min_length=1)

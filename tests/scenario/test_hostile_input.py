@@ -338,3 +338,23 @@ def test_a_sweep_of_too_many_variants_is_refused_before_each_is_validated(
                     + "variants: {baseline: zzz, each: [{name: a, set: {}}]}\n")
     code, output = cli("validate", str(path))
     assert code == 2 and "scenario.yaml:10:12: variants.baseline: no variant named 'zzz'" in output
+
+
+def test_python_data_that_is_no_scenario_is_a_scenario_error() -> None:
+    deep: dict = {}
+    node = deep
+    for _ in range(2000):
+        node["a"] = node = {}
+    for data, words in ((None, "got nothing"), ({"name": object()}, "only YAML data"),
+                        (deep, "nested more than 100 levels")):
+        with pytest.raises(ScenarioError, match=words):
+            npsim.scenario_from_dict(data)
+
+
+def test_names_too_long_for_a_folder_are_refused_before_the_run(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    path.write_text(path.read_text().replace("name: hostile", "name: " + "n" * 300))
+    assert "name: String should have at most 200 characters" in problems(path)
+    code, output = cli("run", str(write(tmp_path)), "--out", str(tmp_path / ("x" * 300)))
+    assert code == 2 and "a folder name of 300 bytes; at most 235" in output
+    assert "simulated" not in output
