@@ -217,7 +217,14 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
         except ScenarioError as exc:
             click.echo(exc.report(), err=True)
             sys.exit(EXIT_BAD_INPUT)
-    click.echo(compare_table(results).to_string())
+        except (OSError, ValueError) as exc:  # a damaged file (pyarrow's errors are these)
+            _usage(f"{folder}: not a readable npsim result folder ({_first_line(exc)})")
+    try:
+        table = compare_table(results)
+    except (KeyError, ValueError, TypeError) as exc:  # a summary.csv edited out of shape
+        _usage(f"the result folders cannot be compared: a summary.csv is not npsim's "
+               f"({_first_line(exc)})")
+    click.echo(table.to_string())
     if target is None:
         return
     sources = dict(zip(labels, folders, strict=True))
@@ -227,6 +234,10 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
     except OSError as exc:
         _usage(f"could not write {target}: {exc.strerror or exc}")
     click.echo(f"report     {target / 'compare.html'}")
+
+
+def _first_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
 def _compare_labels(folders: tuple[str, ...]) -> list[str]:

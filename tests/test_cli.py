@@ -183,3 +183,17 @@ def test_version() -> None:
 def test_result_folder_is_not_private(project: Path) -> None:
     assert npsim("run", "quick.yaml", "--out", "out").exit_code == 0
     assert (project / "out").stat().st_mode & 0o077 != 0
+
+
+def test_compare_refuses_a_damaged_result_folder(project: Path) -> None:
+    import shutil
+
+    assert npsim("run", "quick.yaml", "--out", "a", "--no-report").exit_code == 0
+    shutil.copytree(project / "a", project / "b")
+    (project / "b" / "requests.parquet").write_text("garbage")
+    shutil.copytree(project / "a", project / "c")
+    (project / "c" / "summary.csv").write_text("scope,metric\nx\n")
+    for folder, words in (("b", "not a readable npsim result folder (ArrowInvalid"),
+                          ("c", "a summary.csv is not npsim's")):
+        result = npsim("compare", "a", folder)
+        assert result.exit_code == 2 and words in result.output, result.output
