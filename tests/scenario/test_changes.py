@@ -155,8 +155,9 @@ def test_a_node_count_past_the_limit_is_refused_before_the_nodes_are_made(base) 
     with pytest.raises(npsim.ScenarioError, match="10,000,000,000 nodes is more than the "
                                                   "limit of 5,000"):
         base.with_changes({"cluster.nodes": 10**10})
-    bigger = base.with_changes({"run.limits": {"maxNodes": 6000}, "cluster.nodes": 5500})
-    assert len(bigger.cluster.nodes) == 5500
+    with pytest.raises(npsim.ScenarioError, match="12 nodes is more than the limit of 10"):
+        base.with_changes({"run.limits": {"maxNodes": 10}, "cluster.nodes": 12})
+    assert len(base.with_changes({"cluster.nodes": 8}).cluster.nodes) == 8
 
 
 def test_limits_on_a_changed_scenario_point_at_the_user_s_file(tmp_path) -> None:
