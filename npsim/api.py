@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -210,7 +211,12 @@ def _replication(scenario: Scenario, rep: int,
     simulating = None if progress is None else (
         lambda fraction: progress(fraction * SIMULATING))
     out = Simulation(scenario, replication=rep).run(simulating)
-    trim_heap()  # the finished simulation's free heap goes back before the frames are built
+    # The finished simulation (SimPy's environment holds itself through its bound
+    # methods, and the pod servers, kube-proxies' state and queues with it) is freed
+    # only by the cyclic collector: at 10,000 pods that is 14 MB still resident while
+    # the frames are built. Then its free heap goes back before the frames are built.
+    gc.collect()
+    trim_heap()
     record_alerts(out, spec.monitoring)
     frame = request_frame(out, consume=True)
     if progress is not None:
