@@ -228,9 +228,17 @@ def _replication(scenario: Scenario, rep: int,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
                                  out.warmup)
     window = out.end_time - out.warmup
-    statistics = replication_statistics(
-        frame, {rep: window}, reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
-    return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
+    # Each step's freed temporaries go back to the system before the next one's: freed
+    # chunks inside the heap stay resident until trimmed, under the next step's own
+    # temporaries (at 10,000 pods and 1M requests, 4-5 MB more at the peak).
+    reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time)
+    trim_heap()
+    statistics = replication_statistics(frame, {rep: window}, reachable)
+    trim_heap()
+    pods = pod_frame(out, frame)
+    trim_heap()
+    nodes = node_frame(out, frame)
+    return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
                         incidents)
 
