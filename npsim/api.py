@@ -27,7 +27,11 @@ from npsim.results.summary import (
     replication_statistics,
     summarise,
 )
-from npsim.results.timeseries import timeseries_frame
+from npsim.results.timeseries import (
+    empty_pod_timeseries,
+    pod_timeseries_frame,
+    timeseries_frame,
+)
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import RunSpec, ScenarioSpec
 from npsim.sim.engine import Simulation
@@ -56,6 +60,8 @@ class Result:
     events: pd.DataFrame = field(default_factory=lambda: stack_events([]))
     # one row per replication x time bucket (run.timeseriesBucket): see README "Frames"
     timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # one row per replication x pod x time bucket: each pod's load (see README "Frames")
+    pod_timeseries: pd.DataFrame = field(default_factory=empty_pod_timeseries)
 
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
@@ -99,7 +105,7 @@ class Result:
 
     def write_files(self, folder: Path) -> None:
         """The result files, into an existing folder (``save`` does it atomically)."""
-        for name in ("requests", "pods", "nodes", "timeseries", "events"):
+        for name in ("requests", "pods", "nodes", "timeseries", "pod_timeseries", "events"):
             write_parquet(getattr(self, name), folder / f"{name}.parquet")
         self.summary.to_csv(folder / "summary.csv", index=False)
         (folder / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
@@ -120,7 +126,8 @@ def load_result(folder: str | Path) -> Result:
     meta = {"npsim_version": scenario.spec.npsim_version or "", "seed": scenario.spec.run.seed,
             "folder": str(folder)}
     optional = {name: pd.read_parquet(folder / f"{name}.parquet")
-                for name in ("events", "timeseries") if (folder / f"{name}.parquet").is_file()}
+                for name in ("events", "timeseries", "pod_timeseries")
+                if (folder / f"{name}.parquet").is_file()}
     if "events" in optional:
         optional["events"] = with_event_dtypes(optional["events"])
     # the wall time of the original run is not kept in the folder
@@ -197,6 +204,7 @@ class _Replication:
     events: pd.DataFrame
     timeseries: pd.DataFrame
     incidents: dict[str, float]
+    pod_timeseries: pd.DataFrame
 
 
 #: the share of a replication's progress that is the simulation; serving quiet pods,
@@ -217,6 +225,7 @@ def _replication(scenario: Scenario, rep: int,
         progress((1 + SIMULATING) / 2)
     out.log.release()  # the frame keeps the columns it shares; the others go now
     series = timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
+    pod_series = pod_timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
     trim_heap()  # and the time series' before the statistics
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
@@ -226,7 +235,7 @@ def _replication(scenario: Scenario, rep: int,
         frame, {rep: window}, reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
     return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
-                        incidents)
+                        incidents, pod_series)
 
 
 def series_bucket(run: RunSpec, end_time: float) -> float:
@@ -298,4 +307,5 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
                   max(p.end_time for p in parts),
                   {"npsim_version": __version__, "seed": spec.run.seed},
                   stack_events([p.events for p in parts]),
-                  timeseries=concat_frames([p.timeseries for p in parts]))
+                  timeseries=concat_frames([p.timeseries for p in parts]),
+                  pod_timeseries=concat_frames([p.pod_timeseries for p in parts]))

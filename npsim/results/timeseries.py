@@ -1,10 +1,13 @@
-"""The run as a time series: one row per replication and time bucket (1 s by default).
+"""The run as time series: one row per replication and time bucket (1 s by default).
 
 Built once at the end from the request columns and the run's transitions, never on the
-hot path. Requests count in the bucket of ``t_start`` (``sent``, ``pod_load:<pod>``) or
+hot path. Requests count in the bucket of ``t_start`` (``sent``, a pod's ``load``) or
 of ``t_end`` (``completed``, ``failed``, ``failed_<reason>``, latencies); state columns
 (``ready_endpoints:<node>``, ``lb_up:<node>``) hold the value at the bucket's end, i.e.
-what a scrape at that instant would see. Column meanings: README.md ("Frames").
+what a scrape at that instant would see. Per-pod load is a long frame of its own
+(:func:`pod_timeseries_frame`, one row per pod and bucket): as a column per pod, 10,000
+pods made a frame of 10,000 columns, which the Parquet writer holds state for column by
+column (about 90 MB to save it). Column meanings: README.md ("Frames").
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from npsim.results.frames import BLOCK, category_code, codes, count_codes, unreached_codes
+from npsim.results.frames import (
+    BLOCK,
+    category_code,
+    code_dtype,
+    codes,
+    count_codes,
+    unreached_codes,
+)
 from npsim.sim.engine import RunOutput
 from npsim.sim.records import REASONS
 
@@ -182,12 +192,11 @@ def balancer_columns(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
     return cols
 
 
-def pod_load_columns(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
-                     bucket: float) -> pd.DataFrame:
-    """Per pod: requests that reached it per second, by the time they were sent. One
-    column ``pod_load:<pod>`` per pod, held as one 2-D block: the counts array itself,
-    divided in place (10,000 pods as separate arrays, then consolidated, were three
-    copies of it)."""
+def pod_load_rates(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
+                   bucket: float) -> np.ndarray:
+    """Per pod and bucket: requests that reached the pod per second, by the time they
+    were sent; a flat array, pod after pod (``edges`` buckets each), in the order of
+    ``out.cluster.pods`` (the request frame's ``pod`` categories)."""
     n = len(edges)
     pods = len(out.cluster.pods)
     t_start = requests["t_start"].to_numpy(dtype=float)
@@ -204,10 +213,36 @@ def pod_load_columns(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
         keep = (idx >= 0) & (pod >= 0) & ~np.isin(reason[rows], unreached)
         counts += np.bincount(pod[keep].astype(np.int64) * n + idx[keep], minlength=pods * n)
     counts /= bucket
-    # rows = buckets, columns = pods: a transposed view, which pandas keeps as its block
-    return pd.DataFrame(counts.reshape(pods, n).T,
-                        columns=[f"pod_load:{pod.name}" for pod in out.cluster.pods],
+    return counts
+
+
+POD_SERIES_COLUMNS = ["replication", "time", "pod", "load"]
+
+
+def pod_timeseries_frame(out: RunOutput, requests: pd.DataFrame,
+                         bucket: float = 1.0) -> pd.DataFrame:
+    """One replication's per-pod load (``requests``: its request frame): one row per pod
+    and bucket of :func:`timeseries_frame` (the same ``time`` values), pod after pod in
+    the pod frame's order, buckets where the pod got nothing included (0), so that every
+    pod has every bucket: a mean over time or a pivot to one column per pod needs no
+    filling in. ``load`` is the count array itself and ``pod`` codes an ``arange``
+    repeated; only ``time`` and ``replication`` are new arrays."""
+    edges = bucket_edges(out.end_time, bucket)
+    names = [p.name for p in out.cluster.pods]
+    load = pod_load_rates(out, requests, edges, bucket)
+    pod = pd.Categorical.from_codes(
+        np.repeat(np.arange(len(names), dtype=code_dtype(len(names))), len(edges)),
+        categories=names)
+    return pd.DataFrame({"replication": np.full(len(load), out.replication, dtype=np.int32),
+                         "time": np.tile(edges, len(names)), "pod": pod, "load": load},
                         copy=False)
+
+
+def empty_pod_timeseries() -> pd.DataFrame:
+    """A per-pod load frame with no rows (a result saved before it existed)."""
+    return pd.DataFrame({"replication": np.array([], dtype=np.int32),
+                         "time": np.array([], dtype=float),
+                         "pod": pd.Categorical([]), "load": np.array([], dtype=float)})
 
 
 def timeseries_frame(out: RunOutput, requests: pd.DataFrame, bucket: float = 1.0) -> pd.DataFrame:
@@ -221,8 +256,4 @@ def timeseries_frame(out: RunOutput, requests: pd.DataFrame, bucket: float = 1.0
     cols.update(request_columns(requests, edges, bucket))
     cols.update(ready_endpoint_columns(out, scrape))
     cols.update(balancer_columns(out, scrape))
-    frame = pd.DataFrame(cols)
-    loads = pod_load_columns(out, requests, edges, bucket)
-    if loads.shape[1]:
-        frame = pd.concat([frame, loads], axis=1)
-    return frame
+    return pd.DataFrame(cols)

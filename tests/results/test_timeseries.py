@@ -1,4 +1,5 @@
-"""timeseries.parquet: per-bucket traffic, failures, latency and each node's view."""
+"""timeseries.parquet: per-bucket traffic, failures, latency and each node's view;
+pod_timeseries.parquet: each pod's load per bucket."""
 
 from __future__ import annotations
 
@@ -34,21 +35,32 @@ def test_buckets_account_for_every_request_and_follow_a_scale_down():
         for node in ("node-1", "node-2"):
             seen = part[f"ready_endpoints:{node}"].to_numpy()
             assert (seen[:6] == 4).all() and (seen[-4:] == 2).all()
-        loads = part.filter(like="pod_load:")
         pods = result.pods[result.pods["replication"] == rep]
-        assert loads.to_numpy().sum() * 0.5 == pods["requests"].sum()
-        assert loads["pod_load:web-3"].iloc[-4:].sum() == 0  # deleted at 3 s
+        loads = result.pod_timeseries[result.pod_timeseries["replication"] == rep]
+        assert loads["load"].sum() * 0.5 == pods["requests"].sum()
+        web3 = loads[loads["pod"] == "web-3"]
+        # deleted at 3 s: its rows go on, at 0
+        assert web3["time"].tolist() == part["time"].tolist()
+        assert (web3["load"].iloc[:6] > 0).all() and (web3["load"].iloc[-4:] == 0).all()
+    assert not ts.filter(like="pod_load:").columns.size  # per-pod load has its own frame
 
 
 def test_saved_with_the_result(tmp_path):
     result = npsim.run(build(clients=[client(rate=50.0)], duration=2.0))
     folder = result.save(tmp_path / "out")
-    import pandas as pd
 
     back = pd.read_parquet(folder / "timeseries.parquet")
     assert back.columns.tolist() == result.timeseries.columns.tolist()
     # no timeseriesBucket and a run under a minute: the 1-2-5 step giving >= 60 rows
     assert len(back) == 40 and back["time"].iloc[1] == 0.05
+    loaded = npsim.load_result(folder)
+    pd.testing.assert_frame_equal(loaded.pod_timeseries, result.pod_timeseries)
+    assert loaded.pod_timeseries["load"].sum() > 0
+    # a folder saved before pod_timeseries.parquet existed still loads, with no rows
+    (folder / "pod_timeseries.parquet").unlink()
+    old = npsim.load_result(folder).pod_timeseries
+    assert old.empty and old.columns.tolist() == ["replication", "time", "pod", "load"]
+    assert [str(d) for d in old.dtypes] == ["int32", "float64", "category", "float64"]
 
 
 def test_an_explicit_bucket_is_kept_even_for_a_short_run():
@@ -91,17 +103,24 @@ def test_pod_load_is_each_pod_s_reached_requests_per_second_by_send_bucket():
                      clients=[client(rate=300.0)], duration=3.0)
     scenario.spec.run.timeseries_bucket = 0.5
     result = npsim.run(scenario)
-    loads = result.timeseries.filter(like="pod_load:")
-    assert list(loads.columns) == [f"pod_load:{p}" for p in result.pods["pod"]]
-    assert (loads.dtypes == np.float64).all()
+    loads = result.pod_timeseries
+    assert loads.columns.tolist() == ["replication", "time", "pod", "load"]
+    assert loads.dtypes.tolist() == [np.int32, np.float64, "category", np.float64]
+    pods = result.pods["pod"].tolist()
+    assert loads["pod"].cat.categories.tolist() == pods
+    # every pod has every bucket of the time series, pod after pod
+    times = result.timeseries["time"].tolist()
+    assert loads["pod"].astype(str).tolist() == [p for p in pods for _ in times]
+    assert loads["time"].tolist() == times * len(pods)
     req = result.requests
     reached = req[req["pod"].notna() & ~req["reason"].isin(["connect_timeout", "reply_lost",
                                                               "endpoint_gone", "dial_failed"])]
     bucket = (reached["t_start"] // 0.5).astype(int)
-    expected = reached.groupby([bucket, reached["pod"].astype(str)]).size()
-    got = {(b, c[len("pod_load:"):]): v * 0.5 for c in loads for b, v in loads[c].items()
-           if v}
-    assert got == expected.to_dict()
+    expected = reached.groupby([bucket, reached["pod"].astype(str)]).size().to_dict()
+    got = {(int(t // 0.5), str(p)): v * 0.5
+           for t, p, v in zip(loads["time"], loads["pod"], loads["load"], strict=True)}
+    assert {cell: n for cell, n in got.items() if n} == expected
+    assert sum(got.values()) == len(reached)  # the rest of the grid is 0
 
 
 def test_latency_quantiles_are_each_end_bucket_s_own():
