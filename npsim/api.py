@@ -225,7 +225,6 @@ def _replication(scenario: Scenario, rep: int,
         progress((1 + SIMULATING) / 2)
     out.log.release()  # the frame keeps the columns it shares; the others go now
     series = timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
-    pod_series = pod_timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
     trim_heap()  # and the time series' before the statistics
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
@@ -235,7 +234,8 @@ def _replication(scenario: Scenario, rep: int,
         frame, {rep: window}, reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
     return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
-                        incidents, pod_series)
+                        incidents,  # per-pod load last: not alive at the statistics' peak
+                        pod_timeseries_frame(out, frame, series_bucket(spec.run, out.end_time)))
 
 
 def series_bucket(run: RunSpec, end_time: float) -> float:
