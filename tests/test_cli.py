@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORT = {"figures", "report.html"}  # npsim run writes them unless --no-report
 FILES = {"requests.parquet", "pods.parquet", "nodes.parquet", "summary.csv",
          "scenario.resolved.yaml", "timeseries.parquet", "pod_timeseries.parquet",
-         "events.parquet", ".npsim-result"}  # the marker: a folder npsim wrote
+         "node_timeseries.parquet", "events.parquet",
+         ".npsim-result"}  # the marker: a folder npsim wrote
 
 QUICK = """\
 # The quick start, shortened for tests: 2 s at 200/s.

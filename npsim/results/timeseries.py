@@ -2,12 +2,14 @@
 
 Built once at the end from the request columns and the run's transitions, never on the
 hot path. Requests count in the bucket of ``t_start`` (``sent``, a pod's ``load``) or
-of ``t_end`` (``completed``, ``failed``, ``failed_<reason>``, latencies); state columns
-(``ready_endpoints:<node>``, ``lb_up:<node>``) hold the value at the bucket's end, i.e.
-what a scrape at that instant would see. Per-pod load is a long frame of its own
-(:func:`pod_timeseries_frame`, one row per pod and bucket): as a column per pod, 10,000
-pods made a frame of 10,000 columns, which the Parquet writer holds state for column by
-column (about 90 MB to save it). Column meanings: README.md ("Frames").
+of ``t_end`` (``completed``, ``failed``, ``failed_<reason>``, latencies); node states
+(``ready_endpoints``, ``lb_up``) hold the value at the bucket's end, i.e. what a scrape
+at that instant would see. What is per pod or per node is a long frame of its own, one
+row per pod (node) and bucket (:func:`pod_timeseries_frame`,
+:func:`node_timeseries_frame`): as a column per pod or node, 10,000 pods made a frame of
+10,000 columns, for which the Parquet writer holds state column by column (about 90 MB
+to save it; 1000 nodes behind a balancer, 2000 columns, about 10 MB). Column meanings:
+README.md ("Frames").
 """
 
 from __future__ import annotations
@@ -158,38 +160,44 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
     return cols
 
 
-def ready_endpoint_columns(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
-    """Per node: the ready endpoints of the simulated Services its kube-proxy had
-    programmed at each instant of ``at`` (after that node's own sync delay)."""
+def ready_endpoints(out: RunOutput, at: np.ndarray) -> np.ndarray:
+    """Per node (rows) and instant of ``at``: the ready endpoints of the simulated
+    Services its kube-proxy had programmed (after that node's own sync delay)."""
     control = out.control
     counts = [sum(len(view[0]) for view in version.values()) for version in control.versions]
-    cols = {}
-    for node, sync in zip(out.cluster.nodes, control.nodes, strict=True):
-        times = [t for t, _ in sync.history]
+    ready = np.empty((len(control.nodes), len(at)))
+    for row, sync in zip(ready, control.nodes, strict=True):
         values = [counts[v] for _, v in sync.history]
-        cols[f"ready_endpoints:{node.name}"] = step_at(times, values, at, values[0])
-    return cols
+        row[:] = step_at([t for t, _ in sync.history], values, at, values[0])
+    return ready
 
 
-def balancer_columns(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
-    """Per node: 1 while the external balancer sends it traffic, 0 once marked down
-    (from the lb_mark_down / lb_mark_up transitions). With several balanced
-    populations the column is ``lb_up:<population>/<node>``."""
+def balancer_views(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
+    """Per balanced population, per node (rows) and instant of ``at``: 1 while its
+    external balancer sends the node traffic, 0 once marked down (from the lb_mark_down
+    / lb_mark_up transitions). Named ``lb_up``, or ``lb_up:<population>`` with several
+    balanced populations."""
     balanced = [p for p in out.populations if getattr(p, "balancer", None) is not None]
+    nodes = {node.name: i for i, node in enumerate(out.cluster.nodes)}
+    marks: dict[tuple[int, int], tuple[list[float], list[float]]] = {}
     events = out.events
-    cols = {}
-    for pop in balanced:
-        for node in out.cluster.nodes:
-            times, values = [], []
-            for t, kind, subject, detail in zip(events.time, events.kind, events.subject,
-                                                events.detail, strict=True):
-                if subject == node.name and kind in ("lb_mark_down", "lb_mark_up") and (
-                        detail.startswith(f"{pop.name}:")):
-                    times.append(t)
-                    values.append(1.0 if kind == "lb_mark_up" else 0.0)
-            name = node.name if len(balanced) == 1 else f"{pop.name}/{node.name}"
-            cols[f"lb_up:{name}"] = step_at(times, values, at, 1.0)
-    return cols
+    for t, kind, subject, detail in zip(events.time, events.kind, events.subject,
+                                        events.detail, strict=True):
+        if kind not in ("lb_mark_down", "lb_mark_up") or subject not in nodes:
+            continue
+        for k, pop in enumerate(balanced):
+            if detail.startswith(f"{pop.name}:"):
+                times, values = marks.setdefault((k, nodes[subject]), ([], []))
+                times.append(t)
+                values.append(1.0 if kind == "lb_mark_up" else 0.0)
+    views = {}
+    for k, pop in enumerate(balanced):
+        up = np.ones((len(nodes), len(at)))
+        for (view, node), (times, values) in marks.items():
+            if view == k:
+                up[node] = step_at(times, values, at, 1.0)
+        views["lb_up" if len(balanced) == 1 else f"lb_up:{pop.name}"] = up
+    return views
 
 
 def pod_load_rates(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
@@ -216,7 +224,18 @@ def pod_load_rates(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
     return counts
 
 
-POD_SERIES_COLUMNS = ["replication", "time", "pod", "load"]
+def _long_frame(replication: int, edges: np.ndarray, entity: str, names: list[str],
+               values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per ``entity`` (the categorical column, ``names`` in order) and bucket,
+    entity after entity; ``values``: flat arrays in that order (or 2-D, entity x
+    bucket), used as they are."""
+    rows = len(names) * len(edges)
+    codes_ = np.repeat(np.arange(len(names), dtype=code_dtype(len(names))), len(edges))
+    return pd.DataFrame({"replication": np.full(rows, replication, dtype=np.int32),
+                         "time": np.tile(edges, len(names)),
+                         entity: pd.Categorical.from_codes(codes_, categories=names),
+                         **{name: array.reshape(rows) for name, array in values.items()}},
+                        copy=False)
 
 
 def pod_timeseries_frame(out: RunOutput, requests: pd.DataFrame,
@@ -228,32 +247,44 @@ def pod_timeseries_frame(out: RunOutput, requests: pd.DataFrame,
     filling in. ``load`` is the count array itself and ``pod`` codes an ``arange``
     repeated; only ``time`` and ``replication`` are new arrays."""
     edges = bucket_edges(out.end_time, bucket)
-    names = [p.name for p in out.cluster.pods]
     load = pod_load_rates(out, requests, edges, bucket)
-    pod = pd.Categorical.from_codes(
-        np.repeat(np.arange(len(names), dtype=code_dtype(len(names))), len(edges)),
-        categories=names)
-    return pd.DataFrame({"replication": np.full(len(load), out.replication, dtype=np.int32),
-                         "time": np.tile(edges, len(names)), "pod": pod, "load": load},
-                        copy=False)
+    return _long_frame(out.replication, edges, "pod", [p.name for p in out.cluster.pods],
+                       {"load": load})
+
+
+def node_timeseries_frame(out: RunOutput, bucket: float = 1.0) -> pd.DataFrame:
+    """One replication's per-node views: one row per node and bucket of
+    :func:`timeseries_frame`, node after node in the node frame's order, with
+    ``ready_endpoints`` and, where a population goes through an external balancer,
+    ``lb_up`` (``lb_up:<population>`` with several)."""
+    edges = bucket_edges(out.end_time, bucket)
+    scrape = np.minimum(edges + bucket, out.end_time)
+    return _long_frame(out.replication, edges, "node", [n.name for n in out.cluster.nodes],
+                       {"ready_endpoints": ready_endpoints(out, scrape),
+                        **balancer_views(out, scrape)})
+
+
+def empty_long_frame(entity: str, values: tuple[str, ...]) -> pd.DataFrame:
+    """A per-pod or per-node frame with no rows (a result saved before it existed)."""
+    return pd.DataFrame({"replication": np.array([], dtype=np.int32),
+                         "time": np.array([], dtype=float), entity: pd.Categorical([]),
+                         **{name: np.array([], dtype=float) for name in values}})
 
 
 def empty_pod_timeseries() -> pd.DataFrame:
-    """A per-pod load frame with no rows (a result saved before it existed)."""
-    return pd.DataFrame({"replication": np.array([], dtype=np.int32),
-                         "time": np.array([], dtype=float),
-                         "pod": pd.Categorical([]), "load": np.array([], dtype=float)})
+    return empty_long_frame("pod", ("load",))
+
+
+def empty_node_timeseries() -> pd.DataFrame:
+    return empty_long_frame("node", ("ready_endpoints",))
 
 
 def timeseries_frame(out: RunOutput, requests: pd.DataFrame, bucket: float = 1.0) -> pd.DataFrame:
     """One replication's time series (``requests``: its request frame)."""
     edges = bucket_edges(out.end_time, bucket)
-    scrape = np.minimum(edges + bucket, out.end_time)
     cols: dict[str, np.ndarray] = {
         "replication": np.full(len(edges), out.replication, dtype=np.int32),
         "time": edges,
     }
     cols.update(request_columns(requests, edges, bucket))
-    cols.update(ready_endpoint_columns(out, scrape))
-    cols.update(balancer_columns(out, scrape))
     return pd.DataFrame(cols)
