@@ -7,7 +7,7 @@ of ``t_end`` (``completed``, ``failed``, ``failed_<reason>``, latencies); node s
 at that instant would see. What is per pod or per node is a long frame of its own, one
 row per pod (node) and bucket (:func:`pod_timeseries_frame`,
 :func:`node_timeseries_frame`): as a column per pod or node, 10,000 pods made a frame of
-10,000 columns, for which the Parquet writer holds state column by column (about 90 MB
+10,000 columns, for which the Parquet writer holds state column by column (70 to 90 MB
 to save it; 1000 nodes behind a balancer, 2000 columns, about 10 MB). Column meanings:
 README.md ("Frames").
 """
