@@ -245,8 +245,15 @@ def reached_pod(requests: pd.DataFrame) -> np.ndarray:
     """Rows whose request reached a pod (served, queued, or turned away by its queue)."""
     if not isinstance(requests["reason"].dtype, pd.CategoricalDtype):
         return (requests["pod"].notna() & ~requests["reason"].isin(UNREACHED)).to_numpy()
-    reached = codes(requests["pod"]) >= 0
-    reached &= ~np.isin(codes(requests["reason"]), unreached_codes(requests))
+    pod, reason = codes(requests["pod"]), codes(requests["reason"])
+    # a lookup per reason code (np.isin sorted a copy of every code: 3 MB at 1M rows)
+    unreached = np.zeros(len(requests["reason"].cat.categories) + 1, dtype=bool)  # -1: last
+    unreached[unreached_codes(requests)] = True
+    reached = np.empty(len(pod), dtype=bool)
+    for lo in range(0, len(pod), BLOCK):
+        part = reached[lo:lo + BLOCK]
+        np.greater_equal(pod[lo:lo + BLOCK], 0, out=part)
+        part &= ~unreached[reason[lo:lo + BLOCK]]
     return reached
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from npsim.results.frames import BLOCK, category_code, codes, count_codes, reached_pod
+from npsim.results.masked import Masked
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
@@ -61,22 +62,20 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
             measured &= _cut(scope, requests, frame, offsets[rep])
         done = measured & (codes(frame["outcome"])
                            == category_code(frame["outcome"], "completed"))
-        lat = frame["latency"].to_numpy()[done]
-        n_done = len(lat)
+        # the completed rows' figures, read in place (a copy was 8 bytes a row)
+        lat = Masked(frame["latency"].to_numpy(), done)
+        n_done = lat.n
         row = {
             "replication": rep,
             "throughput": n_done / window if window > 0 else math.nan,
-            "latency_mean": float(lat.mean()) if n_done else math.nan,
+            "latency_mean": lat.mean(),
         }
-        quantiles = np.quantile(lat, [0.50, 0.95, 0.99], overwrite_input=True) if n_done \
-            else [math.nan] * 3
-        del lat
-        row.update({name: float(q) for name, q in zip(
-            ("latency_p50", "latency_p95", "latency_p99"), quantiles, strict=True)})
-        row["queue_wait_mean"] = (_nan_mean(frame["queue_wait"].to_numpy()[done])
-                                  if n_done else math.nan)
-        row["cross_node_fraction"] = (float(frame["cross_node"].to_numpy()[done].mean())
-                                      if n_done else math.nan)
+        row.update({name: q for name, q in zip(
+            ("latency_p50", "latency_p95", "latency_p99"), lat.quantiles([0.50, 0.95, 0.99]),
+            strict=True)})
+        row["queue_wait_mean"] = Masked(frame["queue_wait"].to_numpy(), done).nan_mean()
+        crossed = np.count_nonzero(frame["cross_node"].to_numpy(dtype=bool) & done)
+        row["cross_node_fraction"] = crossed / n_done if n_done else math.nan
         row["source_ip_intact_fraction"] = source_ip_intact(frame, done)
         row["client_stickiness"] = stickiness(frame, measured)
         rows.append(row)
@@ -97,17 +96,6 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
             for name, value in share_stats(counts).items():
                 rows[-1][f"{prefix}_{name}"] = value
     return pd.DataFrame(rows)
-
-
-def _nan_mean(values: np.ndarray) -> float:
-    """``pd.Series(values).mean()`` (NaN skipped, the same sum in the same order) without
-    pandas' copy of the values: 8 bytes per request at the summary's peak."""
-    missing = np.isnan(values)
-    count = len(values) - int(missing.sum())
-    if not count:
-        return math.nan
-    total = np.where(missing, 0.0, values).sum() if count < len(values) else values.sum()
-    return float(total / count)
 
 
 def _cut(scope: np.ndarray, requests: pd.DataFrame, part: pd.DataFrame,
