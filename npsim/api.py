@@ -252,10 +252,13 @@ def _replication(scenario: Scenario, rep: int,
     pods = pod_frame(out, frame)
     trim_heap()
     nodes = node_frame(out, frame)
+    trim_heap()
+    # per pod and node series last: not alive at the statistics' peak
+    pod_series = pod_timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
+    trim_heap()
     return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
-                        incidents,  # per-pod load last: not alive at the statistics' peak
-                        pod_timeseries_frame(out, frame, series_bucket(spec.run, out.end_time)),
+                        incidents, pod_series,
                         node_timeseries_frame(out, series_bucket(spec.run, out.end_time)))
 
 
