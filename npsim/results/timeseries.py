@@ -230,10 +230,10 @@ def _long_frame(replication: int, edges: np.ndarray, entity: str, names: list[st
     entity after entity; ``values``: flat arrays in that order (or 2-D, entity x
     bucket), used as they are."""
     rows = len(names) * len(edges)
-    codes_ = np.repeat(np.arange(len(names), dtype=code_dtype(len(names))), len(edges))
+    entity_codes = np.repeat(np.arange(len(names), dtype=code_dtype(len(names))), len(edges))
     return pd.DataFrame({"replication": np.full(rows, replication, dtype=np.int32),
                          "time": np.tile(edges, len(names)),
-                         entity: pd.Categorical.from_codes(codes_, categories=names),
+                         entity: pd.Categorical.from_codes(entity_codes, categories=names),
                          **{name: array.reshape(rows) for name, array in values.items()}},
                         copy=False)
 
