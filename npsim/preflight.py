@@ -45,12 +45,15 @@ BYTES_PER_POD = 7_000  # 1000 nodes, 100,000 pods, 20,000 requests: 1.17 GB peak
 BYTES_PER_NODE = 6_000
 BYTES_PER_NODE_SERVICE = 700  # each node's kube-proxy view of each Service port
 BYTES_PER_ENDPOINT = 120  # endpoint objects and shared per-table columns
-# timeseries.parquet: one float per bucket and column (a column per pod, two per node);
-# the replication being built holds its counts and the frame (2M buckets x 31 columns
-# of a 2 s run in 1 us buckets: 0.95 GB more than in 1 s buckets, 15 B per cell)
-BYTES_PER_SERIES_CELL_RUNNING = 16
-BYTES_PER_SERIES_CELL_KEPT = 8
-SERIES_FIXED_COLUMNS = 24  # time, sent, completed, failures by reason, p50/p99, ...
+# a row of pod_timeseries (replication, time, pod code, load) and of node_timeseries
+# (the same with ready_endpoints and a balancer view): every pod and node has a row per
+# time bucket, however few requests there are (10,000 pods over an hour of 1 s buckets
+# are 36M rows, about 800 MB)
+BYTES_PER_POD_BUCKET = 22
+BYTES_PER_NODE_BUCKET = 30
+# and the replication-wide columns of a bucket (time, sent, completed, failures by
+# reason, p50/p99): a 1 ns bucket over 2 s is 2,000,000,000 of them
+BYTES_PER_BUCKET = 200
 
 
 def default_max_memory() -> int:
@@ -117,11 +120,12 @@ def estimate_requests(scenario: Scenario) -> float:
     return total
 
 
-def _horizon(scenario: Scenario, per_rep: float) -> float:
-    """Simulated seconds per replication: the duration, or for a request budget the time
-    the clients take to send it at their highest total rate (a lower bound)."""
+def run_length(scenario: Scenario, requests_per_replication: float) -> float:
+    """Simulated seconds of one replication: the duration, or for a request budget the
+    budget over the clients' rate (open loop: the first rate; closed loop: the users
+    over their shortest cycle, think time and round trip)."""
     run = scenario.spec.run
-    if run.duration is not None:
+    if run.duration:
         return float(run.duration)
     rate = 0.0
     for client in scenario.spec.clients:
@@ -131,11 +135,22 @@ def _horizon(scenario: Scenario, per_rep: float) -> float:
             cycle = think + client.rtt.mean
             rate += (arrival.users or 0) / cycle if cycle > 0 else math.inf
         else:
-            rate += max(r for _, r in arrival.steps())
-    return per_rep / rate if 0 < rate < math.inf else 0.0
+            rate += arrival.steps()[0][1]
+    return requests_per_replication / rate if 0 < rate < math.inf else 0.0
 
 
-def _timers(scenario: Scenario, horizon: float) -> tuple[float, list[Any], str]:
+def estimate_buckets(scenario: Scenario, requests_per_replication: float) -> float:
+    """Time buckets of one replication's time series: the run's length over
+    ``run.timeseriesBucket``; without that key a run under a minute has at most 60
+    (``npsim.api.series_bucket``)."""
+    run = scenario.spec.run
+    length = run_length(scenario, requests_per_replication)
+    if "timeseries_bucket" not in run.model_fields_set and length < 60.0:
+        return 60.0
+    return float(max(math.ceil(length / float(run.timeseries_bucket)), 1))
+
+
+def _timers(scenario: Scenario, length: float) -> tuple[float, list[Any], str]:
     """Periodic events of a replication besides requests, and the key of the largest
     source: each is simulated one by one, so a 1 ns interval hangs a run as surely as
     a billion requests."""
@@ -145,17 +160,17 @@ def _timers(scenario: Scenario, horizon: float) -> tuple[float, list[Any], str]:
     monitoring = spec.monitoring
     if monitoring is not None:
         rules = max(len(monitoring.alerts), 1)
-        sources.append((horizon / monitoring.evaluation_interval * rules,
+        sources.append((length / monitoring.evaluation_interval * rules,
                         ["monitoring", "evaluationInterval"], "alert rule evaluations"))
         for i, alert in enumerate(monitoring.alerts):
             if alert.probe is not None:
-                sources.append((horizon / alert.probe.interval * nodes,
+                sources.append((length / alert.probe.interval * nodes,
                                 ["monitoring", "alerts", i, "probe", "interval"],
                                 "blackbox probes"))
     for i, client in enumerate(spec.clients):
         check = client.balancer.health_check if client.balancer is not None else None
         if check is not None:
-            sources.append((horizon / check.interval * nodes,
+            sources.append((length / check.interval * nodes,
                             ["clients", i, "balancer", "healthCheck", "interval"],
                             "balancer health checks"))
     total = sum(count for count, _, _ in sources)
@@ -163,15 +178,6 @@ def _timers(scenario: Scenario, horizon: float) -> tuple[float, list[Any], str]:
         return (0.0, [], "")
     _, where, what = max(sources, key=lambda source: source[0])
     return (total, where, what)
-
-
-def _series_rows(scenario: Scenario, horizon: float) -> float:
-    """Buckets of a replication's time series: ``run.timeseriesBucket`` if given, else
-    1 s buckets, at least 60 (``npsim.api.series_bucket``)."""
-    run = scenario.spec.run
-    if "timeseries_bucket" in run.model_fields_set:
-        return math.ceil(horizon / run.timeseries_bucket)
-    return max(60.0, math.ceil(horizon))
 
 
 def _pods_ever(scenario: Scenario) -> int:
@@ -205,17 +211,15 @@ def estimate(scenario: Scenario) -> Estimate:
         selected = sum(d.replicas for d in index.selected(svc.selector))
         endpoints += selected * len(svc.ports)
     versions = 1 + len(spec.events)  # each endpoint change is kept as a version
-    horizon = _horizon(scenario, per_rep)
-    rows = _series_rows(scenario, horizon)
-    balanced = sum(c.balancer is not None for c in spec.clients)
-    cells = rows * (SERIES_FIXED_COLUMNS + pods + nodes * (1 + balanced))
+    buckets = estimate_buckets(scenario, per_rep)
+    series = buckets * reps * (BYTES_PER_BUCKET + pods * BYTES_PER_POD_BUCKET
+                               + nodes * BYTES_PER_NODE_BUCKET)
     memory = (BASE_MEMORY + per_rep * BYTES_PER_REQUEST_RUNNING
               + per_rep * reps * BYTES_PER_REQUEST_KEPT + pods * BYTES_PER_POD
               + nodes * BYTES_PER_NODE + nodes * ports * BYTES_PER_NODE_SERVICE
-              + endpoints * versions * BYTES_PER_ENDPOINT
-              + cells * (BYTES_PER_SERIES_CELL_RUNNING + reps * BYTES_PER_SERIES_CELL_KEPT))
+              + endpoints * versions * BYTES_PER_ENDPOINT + series)
     return Estimate(per_rep, reps, pods, nodes, ports, endpoints, memory,
-                    _timers(scenario, horizon), rows)
+                    _timers(scenario, run_length(scenario, per_rep)), buckets)
 
 
 @dataclass(frozen=True)
@@ -271,7 +275,7 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
         p.at(tree, timer_key,
              f"the run would simulate {_fmt(timers * run.replications)} periodic events "
              f"besides requests (mostly {timer_what}, over "
-             f"{format_duration(_horizon(scenario, est.requests_per_replication))} x "
+             f"{format_duration(run_length(scenario, est.requests_per_replication))} x "
              f"{run.replications} replication(s)), more than the limit of "
              f"{lim.max_requests:,}; use a longer interval, or raise the limit with "
              "--max-requests N or run.limits.maxRequests")
