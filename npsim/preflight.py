@@ -52,7 +52,9 @@ BYTES_PER_ENDPOINT = 120  # endpoint objects and shared per-table columns
 BYTES_PER_POD_BUCKET = 22
 BYTES_PER_NODE_BUCKET = 30
 # and the replication-wide columns of a bucket (time, sent, completed, failures by
-# reason, p50/p99): a 1 ns bucket over 2 s is 2,000,000,000 of them
+# reason, p50/p99): a 1 ns bucket over 2 s is 2,000,000,000 of them (measured: 2M
+# buckets of 3 nodes and 4 pods, 717 MB over 1 s buckets, 358 B a bucket, 180 of them
+# besides the pods' and nodes' rows)
 BYTES_PER_BUCKET = 200
 
 

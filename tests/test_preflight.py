@@ -9,7 +9,13 @@ import pytest
 from conftest import client, scenario_dict
 
 import npsim
-from npsim.preflight import BYTES_PER_NODE_BUCKET, BYTES_PER_POD_BUCKET, estimate, preflight
+from npsim.preflight import (
+    BYTES_PER_BUCKET,
+    BYTES_PER_NODE_BUCKET,
+    BYTES_PER_POD_BUCKET,
+    estimate,
+    preflight,
+)
 from npsim.scenario.problems import ScenarioError
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
@@ -26,15 +32,15 @@ def test_the_memory_estimate_counts_a_row_per_pod_and_node_per_time_bucket():
     d["run"]["timeseriesBucket"] = "1h"
     coarse = estimate(npsim.scenario_from_dict(d))
     assert fine.requests == coarse.requests
-    assert fine.memory - coarse.memory == 3599 * 2 * (10 * BYTES_PER_POD_BUCKET
-                                                     + 3 * BYTES_PER_NODE_BUCKET)
+    assert fine.memory - coarse.memory == 3599 * 2 * (
+        BYTES_PER_BUCKET + 10 * BYTES_PER_POD_BUCKET + 3 * BYTES_PER_NODE_BUCKET)
     # a run under a minute without the key: at most 60 buckets (the 1-2-5 step)
     del d["run"]["timeseriesBucket"]
     d["run"]["duration"] = "30s"
     short = estimate(npsim.scenario_from_dict(d))
     d["run"]["timeseriesBucket"] = "1s"
     assert estimate(npsim.scenario_from_dict(d)).memory == short.memory - 30 * 2 * (
-        10 * BYTES_PER_POD_BUCKET + 3 * BYTES_PER_NODE_BUCKET)
+        BYTES_PER_BUCKET + 10 * BYTES_PER_POD_BUCKET + 3 * BYTES_PER_NODE_BUCKET)
 
 
 @pytest.fixture(scope="module")
