@@ -616,12 +616,21 @@ def _cross_check(
     check_port_plan(scenario, tree, p)
     index = SelectorIndex(scenario.deployments.values())
     targeted = {c.service for _, c in clients}
+    scaled = {e.scale.deployment for e in scenario.spec.events
+              if getattr(e, "scale", None) is not None and e.scale.replicas > 0}
     for svc in scenario.services.values():
-        if svc.name in targeted and not index.selected(svc.selector) and not (
-                svc.endpoint_slices):
+        if svc.name not in targeted or svc.endpoint_slices:
+            continue
+        selected = index.selected(svc.selector)
+        if not selected:
             p.warn(tree, ["manifests"],
                    f"Service {svc.name!r} selects no pod of any Deployment: every connection "
                    "to it will be refused (no_endpoints)")
+        elif not any(d.replicas or d.name in scaled for d in selected):
+            p.warn(tree, ["manifests"],
+                   f"Service {svc.name!r} selects only Deployments with replicas: 0 and no "
+                   "scale event gives them pods: every connection to it will be refused "
+                   "(no_endpoints)")
     seen: set[str] = set()
     for i, client in clients:
         if client.name in seen:

@@ -358,3 +358,14 @@ def test_names_too_long_for_a_folder_are_refused_before_the_run(tmp_path: Path) 
     code, output = cli("run", str(write(tmp_path)), "--out", str(tmp_path / ("x" * 300)))
     assert code == 2 and "a folder name of 300 bytes; at most 235" in output
     assert "simulated" not in output
+
+
+def test_a_service_whose_deployments_have_no_replicas_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "none.yaml").write_text(
+        NGINX.read_text("utf-8").replace("replicas: 4", "replicas: 0"), "utf-8")
+    path = write(tmp_path, "none.yaml")
+    warnings = " ".join(str(w) for w in npsim.load_scenario(path).warnings)
+    assert "selects only Deployments with replicas: 0" in warnings
+    path.write_text(path.read_text()
+                    + "events: [{at: 0.5s, scale: {deployment: nginx, replicas: 2}}]\n")
+    assert not npsim.load_scenario(path).warnings
