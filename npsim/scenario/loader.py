@@ -616,7 +616,8 @@ def _cross_check(
     check_port_plan(scenario, tree, p)
     index = SelectorIndex(scenario.deployments.values())
     targeted = {c.service for _, c in clients}
-    scaled = {e.scale.deployment for e in scenario.spec.events
+    events = scenario.spec.events if scenario.spec is not None else []  # partial check
+    scaled = {e.scale.deployment for e in events
               if getattr(e, "scale", None) is not None and e.scale.replicas > 0}
     for svc in scenario.services.values():
         if svc.name not in targeted or svc.endpoint_slices:

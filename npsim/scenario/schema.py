@@ -78,6 +78,11 @@ class Model(BaseModel):
             label_paths(self, self._npsim_path)
 
 
+# a Node's name is a DNS-1123 subdomain (k8s pkg/apis/core/validation ValidateNodeName:
+# apimachinery IsDNS1123Subdomain); a NUL or a 100,000-character name was taken as given
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
 class NodeSpec(Model):
     name: str = Field(min_length=1)
     zone: str = "zone-a"
@@ -88,6 +93,16 @@ class NodeSpec(Model):
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
     firewall: FirewallSpec | None = None  # this node's host firewall (replaces the cluster's)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_subdomain(cls, v: str) -> str:
+        if len(v) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(v):
+            raise ValueError(f"Invalid value: {v[:80]!r}: a node name must be a lowercase "
+                             "RFC 1123 subdomain of at most 253 characters: lower case "
+                             "alphanumerics, '-' or '.', starting and ending with an "
+                             "alphanumeric (e.g. 'node-1')")
+        return v
 
     @field_validator("address")
     @classmethod

@@ -369,3 +369,13 @@ def test_a_service_whose_deployments_have_no_replicas_is_warned_about(tmp_path: 
     path.write_text(path.read_text()
                     + "events: [{at: 0.5s, scale: {deployment: nginx, replicas: 2}}]\n")
     assert not npsim.load_scenario(path).warnings
+
+
+def test_node_names_are_dns_subdomains_even_when_other_sections_are_broken(
+        tmp_path: Path) -> None:
+    path = write(tmp_path)
+    path.write_text(path.read_text().replace("{name: node-1}", '{name: "nöde-1\\0"}'))
+    assert "cluster.nodes[0].name: Invalid value: 'nöde-1\\x00'" in problems(path)
+    path.write_text(path.read_text().replace("run: {", "run: {bogus: 1, "))
+    report = problems(path)  # the partial checks run too, without a traceback
+    assert "RFC 1123 subdomain" in report and "run.bogus: unknown field" in report
