@@ -281,10 +281,15 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
              f"{run.replications} replication(s)), more than the limit of "
              f"{lim.max_requests:,}; use a longer interval, or raise the limit with "
              "--max-requests N or run.limits.maxRequests")
+    other = scenario.spec.cluster.other_services
     for count, limit, what, key, where in (
         (est.nodes, lim.max_nodes, "nodes", "maxNodes", ["cluster", "nodes"]),
         (est.pods, lim.max_pods, "pods (scale-ups included)", "maxPods", ["workloads"]),
         (est.service_ports, lim.max_services, "Service ports", "maxServices", ["manifests"]),
+        # Services whose rules cost but whose traffic is not simulated (a billion of them
+        # were taken): the same envelope as the simulated ones
+        (other.count, lim.max_services, "other Services (cluster.otherServices.count)",
+         "maxServices", ["cluster", "otherServices", "count"]),
     ):
         if count > limit:
             p.at(tree, where, f"the scenario has {count:,} {what}, more than the limit of "

@@ -75,3 +75,10 @@ def test_periodic_events_count_against_the_request_limit(base: npsim.Scenario) -
     assert "clients[0].balancer.healthCheck.interval" in report and "health checks" in report
     fine = base.with_changes({"monitoring": {"alerts": [{"name": "down", "probe": {}}]}})
     assert preflight(fine).timers[0] < 100
+
+
+def test_other_services_count_against_the_service_limit(base: npsim.Scenario) -> None:
+    report = refused(base.with_changes({"cluster.otherServices": {"count": 10**9}}))
+    assert "cluster.otherServices.count: the scenario has 1,000,000,000 other Services" in report
+    assert "run.limits.maxServices" in report
+    preflight(base.with_changes({"cluster.otherServices": {"count": 9_999}}))
