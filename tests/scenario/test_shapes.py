@@ -52,22 +52,20 @@ CASES = {  # name: (text to replace or None to append a document, new text, fiel
                            "strategy.type"),
     "StatefulSet ports: 5": (None, STS, "containers[0].ports"),
     "EndpointSlice ports: 5": (None, SLICE + "ports: 5\n", "ports"),
-    "policyTypes: 5": (None, POLICY + "spec: {podSelector: {}, policyTypes: 5}\n",
-                       "spec.policyTypes"),
-    "ingress: 5": (None, POLICY + "spec: {podSelector: {}, ingress: 5}\n", "spec.ingress"),
-    "from: 5": (None, POLICY + "spec: {podSelector: {}, ingress: [{from: 5}]}\n",
-                "ingress[0].from"),
-    "ipBlock: 5": (None, POLICY + "spec: {podSelector: {}, ingress: [{from: [{ipBlock: 5}]}]}\n",
-                   "from[0].ipBlock"),
-    "except: 5": (None, POLICY + "spec: {podSelector: {}, ingress: [{from: [{ipBlock: "
-                  "{cidr: 10.0.0.0/8, except: 5}}]}]}\n", "ipBlock.except"),
-    "policy ports: 5": (None, POLICY + "spec: {podSelector: {}, ingress: [{ports: 5}]}\n",
-                        "ingress[0].ports"),
-    "policy port item: 5": (None, POLICY + "spec: {podSelector: {}, ingress: [{ports: [5]}]}\n",
-                            "ports[0]"),
-    "policy port: [1]": (None, POLICY + "spec: {podSelector: {}, ingress: [{ports: "
-                         "[{port: [1]}]}]}\n", "ports[0].port"),
 }
+POLICY_SPECS = {  # a NetworkPolicy's spec.ingress rules (or policyTypes), and the field
+    "policyTypes: 5": ("policyTypes: 5", "spec.policyTypes"),
+    "ingress: 5": ("ingress: 5", "spec.ingress"),
+    "from: 5": ("ingress: [{from: 5}]", "ingress[0].from"),
+    "ipBlock: 5": ("ingress: [{from: [{ipBlock: 5}]}]", "from[0].ipBlock"),
+    "except: 5": ("ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: 5}}]}]",
+                  "ipBlock.except"),
+    "policy ports: 5": ("ingress: [{ports: 5}]", "ingress[0].ports"),
+    "policy port item: 5": ("ingress: [{ports: [5]}]", "ports[0]"),
+    "policy port: [1]": ("ingress: [{ports: [{port: [1]}]}]", "ports[0].port"),
+}
+CASES.update({name: (None, f"{POLICY}spec: {{podSelector: {{}}, {spec}}}\n", field)
+              for name, (spec, field) in POLICY_SPECS.items()})
 
 
 @pytest.mark.parametrize("name", list(CASES))
