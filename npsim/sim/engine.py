@@ -71,22 +71,47 @@ if TYPE_CHECKING:
 EPHEMERAL_LOW, EPHEMERAL_SPAN = 32768, 28232  # Linux ip_local_port_range 32768-60999
 
 
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """What the frames read of a client population once the run is over."""
+
+    name: str
+    client_ips: np.ndarray  # its source addresses, as the client has them
+    wire_ips: np.ndarray  # the same, as the receiving node sees them (after a NAT)
+    retry_of: dict[int, int]  # request -> the failed request it repeats (retries only)
+    attempt: dict[int, int]  # request -> its attempt number (retries only)
+    balanced: bool  # sent through an external balancer
+
+
 @dataclass
 class RunOutput:
-    """What one replication leaves behind: the cluster it ran and its request columns."""
+    """What one replication leaves behind: the cluster it ran, its request columns and
+    timeline, and plain records of the rest. Nothing in it refers to the live
+    simulation (populations, kube-proxies, control plane, SimPy environment), so all of
+    that is freed before the frames are built (at 10,000 pods, several MB)."""
 
     replication: int
     seed: int
     cluster: Cluster
     log: RequestLog
-    populations: list[Population]
-    proxies: list[KubeProxy]
-    control: ControlPlane
+    clients: list[ClientRecord]
+    # per node: its kube-proxy relays every connection itself (userspace), so its pods
+    # see the node's address whatever the policy
+    pod_sees_node: list[bool]
+    # per node: (time, ready endpoints of the simulated Services) as its kube-proxy
+    # programmed them, from the start
+    ready_history: list[list[tuple[float, int]]]
     events: EventLog
     end_time: float
     warmup: float
     wall_seconds: float
     probes: dict[str, Blackbox] = field(default_factory=dict)  # alert rule -> its samples
+
+
+def client_record(pop: Population) -> ClientRecord:
+    return ClientRecord(pop.name, np.asarray(pop.client_ips, dtype=np.int64)[:pop.n_ips],
+                        np.asarray(pop.wire_ips, dtype=np.int64)[:pop.n_ips], pop.retry_of,
+                        pop.attempt, getattr(pop, "balancer", None) is not None)
 
 
 def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list[KubeProxy]:
@@ -672,6 +697,8 @@ class Simulation:
             for pop, t in zip(self.populations, self.tls.by_population, strict=True):
                 if t is not None:
                     self.events.record(end, "tls_handshakes", pop.name, t.describe())
-        return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
-                         self.proxies, self.control, self.events, end, float(run.warmup),
+        return RunOutput(self.replication, run.seed, self.cluster, self.log,
+                         [client_record(pop) for pop in self.populations],
+                         [proxy.pod_sees_node for proxy in self.proxies],
+                         self.control.ready_history(), self.events, end, float(run.warmup),
                          time.perf_counter() - started, self.blackbox)
