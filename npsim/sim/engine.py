@@ -417,9 +417,8 @@ class Simulation:
                 env = self.env
                 heappush(env._queue, (now + (network * 0.5 + proxy_cost), NORMAL,
                                       next(env._eid), call))
-        else:
-            self.env.timeout((network - hop) * 0.5 + proxy_cost, request).callbacks.append(
-                relay.arrive)
+        else:  # to the node's userspace relay first
+            call_later(self.env, (network - hop) * 0.5 + proxy_cost, (relay.arrive,), request)
         return True
 
     def _lost_connection(self, pop: Population, slot: int, now: float,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from heapq import heapreplace
+from heapq import heappush, heapreplace
 from typing import TYPE_CHECKING
 
 import simpy
 
 from npsim.dists import Sampler
+from npsim.sim.calls import NORMAL, Call
 from npsim.sim.records import (
     COMPLETED,
     ENDPOINT_GONE,
@@ -58,7 +59,11 @@ class Station:
     def _start(self, request: int) -> None:
         duration = self.sample()
         self.started(request, duration)
-        self.env.timeout(duration, request).callbacks.append(self._finish)
+        call = Call()  # the end of service, where env.timeout(duration) would be queued
+        call.callbacks = (self._finish,)
+        call._value = request
+        env = self.env
+        heappush(env._queue, (env._now + duration, NORMAL, next(env._eid), call))  # type: ignore[attr-defined]
 
     def _finish(self, event: simpy.Event) -> None:
         if self.queue:
