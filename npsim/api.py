@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -219,7 +220,12 @@ def _replication(scenario: Scenario, rep: int,
     simulating = None if progress is None else (
         lambda fraction: progress(fraction * SIMULATING))
     out = Simulation(scenario, replication=rep).run(simulating)
-    trim_heap()  # the finished simulation's free heap goes back before the frames are built
+    # The finished simulation (SimPy's environment holds itself through its bound
+    # methods, and the pod servers, kube-proxies' state and queues with it) is freed
+    # only by the cyclic collector: at 10,000 pods that is 14 MB still resident while
+    # the frames are built. Then its free heap goes back before the frames are built.
+    gc.collect()
+    trim_heap()
     record_alerts(out, spec.monitoring)
     frame = request_frame(out, consume=True)
     if progress is not None:
@@ -231,9 +237,17 @@ def _replication(scenario: Scenario, rep: int,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
                                  out.warmup)
     window = out.end_time - out.warmup
-    statistics = replication_statistics(
-        frame, {rep: window}, reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time))
-    return _Replication(frame, pod_frame(out, frame), node_frame(out, frame), out.wall_seconds,
+    # Each step's freed temporaries go back to the system before the next one's: freed
+    # chunks inside the heap stay resident until trimmed, under the next step's own
+    # temporaries (at 10,000 pods and 1M requests, 4-5 MB more at the peak).
+    reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time)
+    trim_heap()
+    statistics = replication_statistics(frame, {rep: window}, reachable)
+    trim_heap()
+    pods = pod_frame(out, frame)
+    trim_heap()
+    nodes = node_frame(out, frame)
+    return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
                         incidents)
 

@@ -18,8 +18,6 @@ from npsim.scenario.nodeports import allocate_scenario
 from npsim.scenario.problems import Problem, ScenarioError
 
 if TYPE_CHECKING:
-    import networkx as nx
-
     from npsim.scenario.loader import Scenario
 
 # kind-style node addresses and flannel-style per-node /24 pod CIDRs when a scenario gives
@@ -139,7 +137,10 @@ class Cluster:
     nodes: list[Node]
     pods: list[Pod]
     service_ports: list[ServicePortModel]
-    graph: nx.Graph
+    # network.links: (node index, node index) -> latency, both directions (a link is
+    # symmetric; a later entry for the same pair wins). Plain dicts, not a networkx graph:
+    # importing networkx in every run cost 9 MB and 300 modules for two lookups.
+    links: dict[tuple[int, int], Distribution]
     same_node: Distribution
     same_zone: Distribution
     cross_zone: Distribution
@@ -154,6 +155,8 @@ class Cluster:
     endpoints_over: int = 0
     # kube-proxy --cluster-cidr (cluster.clusterCIDR); None: derived from the podCIDRs
     cluster_cidr: ipaddress.IPv4Network | None = None
+    # node name -> index
+    node_indexes: dict[str, int] = field(default_factory=dict)
 
     @property
     def pod_network(self) -> ipaddress.IPv4Network:
@@ -169,14 +172,14 @@ class Cluster:
         return net
 
     def node_index(self, name: str) -> int:
-        return self.graph.nodes[name]["index"]
+        return self.node_indexes[name]
 
     def hop_latency(self, a: int, b: int) -> Distribution:
         """Round-trip extra latency of the hop from node ``a`` to a pod on node ``b``."""
+        link = self.links.get((a, b))
+        if link is not None:
+            return link
         na, nb = self.nodes[a], self.nodes[b]
-        data = self.graph.get_edge_data(na.name, nb.name)
-        if data is not None:
-            return data["latency"]
         if a == b:
             return self.same_node
         return self.same_zone if na.zone == nb.zone else self.cross_zone
@@ -282,20 +285,20 @@ def _placement(replicas: int, placement: object, names: list[str]) -> list[int]:
 def build_cluster(scenario: Scenario) -> Cluster:
     spec = scenario.spec
     nodes: list[Node] = []
-    import networkx as nx  # only for a run, not for validating a scenario
-
-    graph = nx.Graph()
     for i, ns in enumerate(spec.cluster.nodes):
         ip = int(ipaddress.IPv4Address(ns.address)) if ns.address else DEFAULT_NODE_BASE + i
         cidr = ipaddress.IPv4Network(ns.pod_cidr) if ns.pod_cidr else default_pod_cidr(i)
         node = Node(i, ns.name, ns.zone, ip, cidr)
         nodes.append(node)
-        graph.add_node(ns.name, index=i, zone=ns.zone)
+    indexes = {node.name: node.index for node in nodes}
+    links: dict[tuple[int, int], Distribution] = {}
     for link in spec.cluster.network.links:
-        graph.add_edge(link.from_, link.to, latency=link.latency)
+        a, b = indexes[link.from_], indexes[link.to]
+        links[(a, b)] = links[(b, a)] = link.latency
 
-    cluster = Cluster(nodes, [], [], graph, spec.cluster.network.same_node,
-                      spec.cluster.network.same_zone, spec.cluster.network.cross_zone)
+    cluster = Cluster(nodes, [], [], links, spec.cluster.network.same_node,
+                      spec.cluster.network.same_zone, spec.cluster.network.cross_zone,
+                      node_indexes=indexes)
     if spec.cluster.cluster_cidr:
         cluster.cluster_cidr = ipaddress.IPv4Network(spec.cluster.cluster_cidr)
     for name, workload in spec.workloads.items():

@@ -338,14 +338,12 @@ class Simulation:
         self._zone_hops: dict[int, object] = {}
         self._same_node = cluster.same_node.sampler(self.streams.generator("hop/same-node"))
         self._links: dict[tuple[int, int], object] | None = None
-        if cluster.graph.number_of_edges():
+        if cluster.links:
             self._links = {}
-            for a_name, b_name, data in cluster.graph.edges(data=True):
-                a, b = cluster.node_index(a_name), cluster.node_index(b_name)
-                for x, y in ((a, b), (b, a)):  # one stream per direction, as before
-                    rng = self.streams.generator(
-                        f"link/{cluster.nodes[x].name}/{cluster.nodes[y].name}")
-                    self._links[(x, y)] = data["latency"].sampler(rng)
+            for (a, b), latency in cluster.links.items():  # one stream per direction
+                rng = self.streams.generator(
+                    f"link/{cluster.nodes[a].name}/{cluster.nodes[b].name}")
+                self._links[(a, b)] = latency.sampler(rng)
 
     def _hop(self, a: int, b: int):  # noqa: ANN202 - Sampler
         """The latency sampler of the hop from node ``a`` to a pod on node ``b``."""

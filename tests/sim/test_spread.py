@@ -137,6 +137,30 @@ def test_cross_node_hop_adds_its_latency():
     assert 0 < done["cross_node"].mean() < 1
 
 
+def test_a_network_link_sets_the_hop_latency_between_its_two_nodes_both_ways():
+    """``network.links`` overrides the zone defaults for its pair, in both directions; the
+    other pairs keep the same-zone latency."""
+    result = npsim.run(build(
+        nodes=3, replicas=3, workers=64, service_time=constant(1e-3),
+        clients=[client(rate=600.0, entry="random", rtt=constant(0.0))],
+        network={"sameNode": {"dist": "constant", "value": 0}, "sameZone": constant(3e-4),
+                 "crossZone": constant(9e-3),
+                 "links": [{"from": "node-2", "to": "node-1", "latency": constant(5e-3)}]},
+        duration=2.0, seed=107,
+    ))
+    done = result.requests[result.requests["outcome"] == "completed"]
+    pair = {frozenset((a, b)) for a, b in zip(done["entry_node"], done["pod_node"],
+                                              strict=True)}
+    linked = np.array([{a, b} == {"node-1", "node-2"}
+                       for a, b in zip(done["entry_node"], done["pod_node"], strict=True)])
+    hop = np.where(linked, 5e-3, np.where(done["cross_node"], 3e-4, 0.0))
+    assert np.allclose(done["hop"], hop, rtol=0, atol=1e-12)
+    both_ways = done[linked]
+    assert set(zip(both_ways["entry_node"], both_ways["pod_node"], strict=True)) == {
+        ("node-1", "node-2"), ("node-2", "node-1")}
+    assert frozenset(("node-1", "node-3")) in pair
+
+
 # --- (3) keep-alive: balancing per connection, not per request -----------------------------
 
 K = 10
