@@ -28,7 +28,13 @@ from npsim.results.summary import (
     replication_statistics,
     summarise,
 )
-from npsim.results.timeseries import timeseries_frame
+from npsim.results.timeseries import (
+    empty_node_timeseries,
+    empty_pod_timeseries,
+    node_timeseries_frame,
+    pod_timeseries_frame,
+    timeseries_frame,
+)
 from npsim.scenario.loader import Scenario, load_scenario, revalidate
 from npsim.scenario.schema import RunSpec, ScenarioSpec
 from npsim.sim.engine import Simulation
@@ -57,6 +63,10 @@ class Result:
     events: pd.DataFrame = field(default_factory=lambda: stack_events([]))
     # one row per replication x time bucket (run.timeseriesBucket): see README "Frames"
     timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # one row per replication x pod x time bucket: each pod's load (see README "Frames")
+    pod_timeseries: pd.DataFrame = field(default_factory=empty_pod_timeseries)
+    # one row per replication x node x time bucket: each node's views (see README "Frames")
+    node_timeseries: pd.DataFrame = field(default_factory=empty_node_timeseries)
 
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
@@ -100,7 +110,8 @@ class Result:
 
     def write_files(self, folder: Path) -> None:
         """The result files, into an existing folder (``save`` does it atomically)."""
-        for name in ("requests", "pods", "nodes", "timeseries", "events"):
+        for name in ("requests", "pods", "nodes", "timeseries", "pod_timeseries",
+                     "node_timeseries", "events"):
             write_parquet(getattr(self, name), folder / f"{name}.parquet")
         self.summary.to_csv(folder / "summary.csv", index=False)
         (folder / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
@@ -121,7 +132,8 @@ def load_result(folder: str | Path) -> Result:
     meta = {"npsim_version": scenario.spec.npsim_version or "", "seed": scenario.spec.run.seed,
             "folder": str(folder)}
     optional = {name: pd.read_parquet(folder / f"{name}.parquet")
-                for name in ("events", "timeseries") if (folder / f"{name}.parquet").is_file()}
+                for name in ("events", "timeseries", "pod_timeseries", "node_timeseries")
+                if (folder / f"{name}.parquet").is_file()}
     if "events" in optional:
         optional["events"] = with_event_dtypes(optional["events"])
     # the wall time of the original run is not kept in the folder
@@ -207,6 +219,8 @@ class _Replication:
     events: pd.DataFrame
     timeseries: pd.DataFrame
     incidents: dict[str, float]
+    pod_timeseries: pd.DataFrame
+    node_timeseries: pd.DataFrame
 
 
 #: the share of a replication's progress that is the simulation; serving quiet pods,
@@ -247,9 +261,14 @@ def _replication(scenario: Scenario, rep: int,
     pods = pod_frame(out, frame)
     trim_heap()
     nodes = node_frame(out, frame)
+    trim_heap()
+    # per pod and node series last: not alive at the statistics' peak
+    pod_series = pod_timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
+    trim_heap()
     return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
-                        incidents)
+                        incidents, pod_series,
+                        node_timeseries_frame(out, series_bucket(spec.run, out.end_time)))
 
 
 def series_bucket(run: RunSpec, end_time: float) -> float:
@@ -321,4 +340,6 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
                   max(p.end_time for p in parts),
                   {"npsim_version": __version__, "seed": spec.run.seed},
                   stack_events([p.events for p in parts]),
-                  timeseries=concat_frames([p.timeseries for p in parts]))
+                  timeseries=concat_frames([p.timeseries for p in parts]),
+                  pod_timeseries=concat_frames([p.pod_timeseries for p in parts]),
+                  node_timeseries=concat_frames([p.node_timeseries for p in parts]))

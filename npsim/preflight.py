@@ -45,6 +45,12 @@ BYTES_PER_POD = 3_000
 BYTES_PER_NODE = 6_000
 BYTES_PER_NODE_SERVICE = 700  # each node's kube-proxy view of each Service port
 BYTES_PER_ENDPOINT = 120  # endpoint objects and shared per-table columns
+# a row of pod_timeseries (replication, time, pod code, load) and of node_timeseries
+# (the same with ready_endpoints and a balancer view): every pod and node has a row per
+# time bucket, however few requests there are (10,000 pods over an hour of 1 s buckets
+# are 36M rows, about 800 MB)
+BYTES_PER_POD_BUCKET = 22
+BYTES_PER_NODE_BUCKET = 30
 
 
 def default_max_memory() -> int:
@@ -107,6 +113,23 @@ def estimate_requests(scenario: Scenario) -> float:
     return total
 
 
+def estimate_buckets(scenario: Scenario, requests_per_replication: float) -> float:
+    """Time buckets of one replication's time series: the run's length over
+    ``run.timeseriesBucket``; without that key a run under a minute has at most 60
+    (``npsim.api.series_bucket``). A run with a request budget lasts about the budget over
+    the open-loop clients' first rate."""
+    run = scenario.spec.run
+    if run.duration:
+        length = float(run.duration)
+    else:
+        rate = sum(c.arrival.steps()[0][1] for c in scenario.spec.clients
+                   if not c.arrival.closed)
+        length = requests_per_replication / rate if rate > 0 else 0.0
+    if "timeseries_bucket" not in run.model_fields_set and length < 60.0:
+        return 60.0
+    return float(max(math.ceil(length / float(run.timeseries_bucket)), 1))
+
+
 def _pods_ever(scenario: Scenario) -> int:
     """Pods created over a run: the replicas, plus every scale-up (addresses are not
     reused, so a scale-down and up again takes new ones) and a new pod for each one a
@@ -138,10 +161,12 @@ def estimate(scenario: Scenario) -> Estimate:
         selected = sum(d.replicas for d in index.selected(svc.selector))
         endpoints += selected * len(svc.ports)
     versions = 1 + len(spec.events)  # each endpoint change is kept as a version
+    series = estimate_buckets(scenario, per_rep) * reps * (
+        pods * BYTES_PER_POD_BUCKET + nodes * BYTES_PER_NODE_BUCKET)
     memory = (BASE_MEMORY + per_rep * BYTES_PER_REQUEST_RUNNING
               + per_rep * reps * BYTES_PER_REQUEST_KEPT + pods * BYTES_PER_POD
               + nodes * BYTES_PER_NODE + nodes * ports * BYTES_PER_NODE_SERVICE
-              + endpoints * versions * BYTES_PER_ENDPOINT)
+              + endpoints * versions * BYTES_PER_ENDPOINT + series)
     return Estimate(per_rep, reps, pods, nodes, ports, endpoints, memory)
 
 

@@ -15,7 +15,8 @@ from npsim.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = {"figures", "report.html"}  # npsim run writes them unless --no-report
 FILES = {"requests.parquet", "pods.parquet", "nodes.parquet", "summary.csv",
-         "scenario.resolved.yaml", "timeseries.parquet", "events.parquet",
+         "scenario.resolved.yaml", "timeseries.parquet", "pod_timeseries.parquet",
+         "node_timeseries.parquet", "events.parquet",
          ".npsim-result"}  # the marker: a folder npsim wrote
 
 QUICK = """\

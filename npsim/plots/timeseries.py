@@ -4,8 +4,11 @@ frame has them, ready endpoints per node and the external balancer's view of the
 
 Reads ``result.timeseries`` (columns ``replication, time`` (bucket start, s), ``sent``,
 ``completed``, ``failed``, ``throughput``, ``failed_<reason>``, ``latency_p50``,
-``latency_p99``, optionally ``ready_endpoints:<node>`` and ``lb_up:<node>``) and
-``result.events`` (``replication, time, kind, subject, detail``). Several replications
+``latency_p99``), ``result.node_timeseries`` (``replication, time, node``,
+``ready_endpoints``, optionally ``lb_up`` or ``lb_up:<population>``; a result saved by
+an older npsim has them as columns ``ready_endpoints:<node>``, ``lb_up:<node>`` of the
+time series instead, drawn the same) and ``result.events`` (``replication, time, kind,
+subject, detail``). Several replications
 are averaged per bucket; events are those of the first replication. Events close in time
 share a number on the top panel, and a key under the figure says what each number is,
 so labels never overlap however many events happen at once.
@@ -40,6 +43,7 @@ def timeseries(result: Any) -> Figure:
     if frame is None:
         raise ValueError("this result has no time series frame (result.timeseries)")
     mean = frame.drop(columns="replication").groupby("time", sort=True).mean()
+    mean = mean.join(_node_columns(result))
     time = mean.index.to_numpy(dtype=float)
     width = float(np.median(np.diff(time))) if len(time) > 1 else 1.0
     reasons = [c for c in mean.columns if c.startswith("failed_") and mean[c].any()]
@@ -98,6 +102,20 @@ def timeseries(result: Any) -> Figure:
         ax.grid(alpha=0.3)
     fig.suptitle("Throughput, failures and latency over time")
     return fig
+
+
+def _node_columns(result: Any) -> pd.DataFrame:
+    """The per-node views averaged over replications, a column per node as the panels
+    draw them: ``ready_endpoints:<node>``, ``lb_up:<node>`` (``lb_up:<population>/<node>``
+    with several balanced populations)."""
+    frame = _frame(result, "node_timeseries")
+    if frame is None:
+        return pd.DataFrame()
+    views = [c for c in frame.columns if c == "ready_endpoints" or c.split(":")[0] == "lb_up"]
+    mean = frame.groupby(["time", "node"], observed=True, sort=True)[views].mean()
+    wide = mean.unstack("node")
+    return pd.DataFrame({f"{view}{'/' if ':' in view else ':'}{node}": wide[(view, node)]
+                         for view in views for node in wide[view].columns})
 
 
 LANE = 0.8  # height of a node's lane in the balancer panel: 1 in rotation, 0 out

@@ -68,6 +68,16 @@ def source_ip_intact(served: pd.DataFrame, rows: np.ndarray | None = None) -> fl
     return intact / total if total else math.nan
 
 
+def _rows_in(selected: np.ndarray, who: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Indexes of the selected rows whose ``who`` is in [first, last), a block at a time."""
+    parts = []
+    for lo in range(0, len(selected), BLOCK):
+        ids = who[lo:lo + BLOCK]
+        parts.append(np.flatnonzero(selected[lo:lo + BLOCK] & (ids >= first) & (ids < last))
+                     + lo)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
+
+
 def stickiness(measured: pd.DataFrame, rows: np.ndarray | None = None) -> float:
     """Mean over clients with >= 2 connections of the fraction of their connections that
     reached their most-used pod (1.0: perfectly sticky). ``rows`` (a boolean mask) picks
@@ -76,8 +86,12 @@ def stickiness(measured: pd.DataFrame, rows: np.ndarray | None = None) -> float:
     client, clients = codes_of(measured["client_ip"])
     pod, pods = codes_of(measured["pod"])
     conns = _selected(measured, rows)
-    conns &= measured["new_connection"].to_numpy(dtype=bool)
-    conns &= (pod >= 0) & (client >= 0) & (population >= 0)
+    new = measured["new_connection"].to_numpy(dtype=bool)
+    for lo in range(0, len(conns), BLOCK):  # in place, a block at a time: no temporaries
+        part = conns[lo:lo + BLOCK]           # of a byte per row
+        part &= new[lo:lo + BLOCK]
+        for column in (pod, client, population):
+            part &= column[lo:lo + BLOCK] >= 0
     if not conns.any():
         return math.nan
     # connections per (population, client, pod): clients are taken in groups of about
@@ -92,7 +106,7 @@ def stickiness(measured: pd.DataFrame, rows: np.ndarray | None = None) -> float:
         last = first + max(int(np.searchsorted(np.cumsum(per_who[first:]), BLOCK,
                                                side="right")), 1)
         if per_who[first:last].any():
-            rows = np.flatnonzero(conns & (who >= first) & (who < last))
+            rows = _rows_in(conns, who, first, last)
             key = who[rows].astype(np.int64) * n_pods
             key += pod[rows]
             del rows

@@ -1,10 +1,15 @@
-"""The run as a time series: one row per replication and time bucket (1 s by default).
+"""The run as time series: one row per replication and time bucket (1 s by default).
 
 Built once at the end from the request columns and the run's transitions, never on the
-hot path. Requests count in the bucket of ``t_start`` (``sent``, ``pod_load:<pod>``) or
-of ``t_end`` (``completed``, ``failed``, ``failed_<reason>``, latencies); state columns
-(``ready_endpoints:<node>``, ``lb_up:<node>``) hold the value at the bucket's end, i.e.
-what a scrape at that instant would see. Column meanings: README.md ("Frames").
+hot path. Requests count in the bucket of ``t_start`` (``sent``, a pod's ``load``) or
+of ``t_end`` (``completed``, ``failed``, ``failed_<reason>``, latencies); node states
+(``ready_endpoints``, ``lb_up``) hold the value at the bucket's end, i.e. what a scrape
+at that instant would see. What is per pod or per node is a long frame of its own, one
+row per pod (node) and bucket (:func:`pod_timeseries_frame`,
+:func:`node_timeseries_frame`): as a column per pod or node, 10,000 pods made a frame of
+10,000 columns, for which the Parquet writer holds state column by column (70 to 90 MB
+to save it; 1000 nodes behind a balancer, 2000 columns, about 10 MB). Column meanings:
+README.md ("Frames").
 """
 
 from __future__ import annotations
@@ -14,7 +19,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from npsim.results.frames import BLOCK, category_code, codes, count_codes, unreached_codes
+from npsim.results.frames import (
+    BLOCK,
+    category_code,
+    code_dtype,
+    codes,
+    count_codes,
+    unreached_codes,
+)
 from npsim.sim.engine import RunOutput
 from npsim.sim.records import REASONS
 
@@ -148,46 +160,51 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
     return cols
 
 
-def ready_endpoint_columns(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
-    """Per node: the ready endpoints of the simulated Services its kube-proxy had
-    programmed at each instant of ``at`` (after that node's own sync delay)."""
+def ready_endpoints(out: RunOutput, at: np.ndarray) -> np.ndarray:
+    """Per node (rows) and instant of ``at``: the ready endpoints of the simulated
+    Services its kube-proxy had programmed (after that node's own sync delay)."""
     control = out.control
     counts = [sum(len(view[0]) for view in version.values()) for version in control.versions]
-    cols = {}
-    for node, sync in zip(out.cluster.nodes, control.nodes, strict=True):
-        times = [t for t, _ in sync.history]
+    ready = np.empty((len(control.nodes), len(at)))
+    for row, sync in zip(ready, control.nodes, strict=True):
         values = [counts[v] for _, v in sync.history]
-        cols[f"ready_endpoints:{node.name}"] = step_at(times, values, at, values[0])
-    return cols
+        row[:] = step_at([t for t, _ in sync.history], values, at, values[0])
+    return ready
 
 
-def balancer_columns(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
-    """Per node: 1 while the external balancer sends it traffic, 0 once marked down
-    (from the lb_mark_down / lb_mark_up transitions). With several balanced
-    populations the column is ``lb_up:<population>/<node>``."""
+def balancer_views(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
+    """Per balanced population, per node (rows) and instant of ``at``: 1 while its
+    external balancer sends the node traffic, 0 once marked down (from the lb_mark_down
+    / lb_mark_up transitions). Named ``lb_up``, or ``lb_up:<population>`` with several
+    balanced populations."""
     balanced = [p for p in out.populations if getattr(p, "balancer", None) is not None]
+    nodes = {node.name: i for i, node in enumerate(out.cluster.nodes)}
+    marks: dict[tuple[int, int], tuple[list[float], list[float]]] = {}
     events = out.events
-    cols = {}
-    for pop in balanced:
-        for node in out.cluster.nodes:
-            times, values = [], []
-            for t, kind, subject, detail in zip(events.time, events.kind, events.subject,
-                                                events.detail, strict=True):
-                if subject == node.name and kind in ("lb_mark_down", "lb_mark_up") and (
-                        detail.startswith(f"{pop.name}:")):
-                    times.append(t)
-                    values.append(1.0 if kind == "lb_mark_up" else 0.0)
-            name = node.name if len(balanced) == 1 else f"{pop.name}/{node.name}"
-            cols[f"lb_up:{name}"] = step_at(times, values, at, 1.0)
-    return cols
+    for t, kind, subject, detail in zip(events.time, events.kind, events.subject,
+                                        events.detail, strict=True):
+        if kind not in ("lb_mark_down", "lb_mark_up") or subject not in nodes:
+            continue
+        for k, pop in enumerate(balanced):
+            if detail.startswith(f"{pop.name}:"):
+                times, values = marks.setdefault((k, nodes[subject]), ([], []))
+                times.append(t)
+                values.append(1.0 if kind == "lb_mark_up" else 0.0)
+    views = {}
+    for k, pop in enumerate(balanced):
+        up = np.ones((len(nodes), len(at)))
+        for (view, node), (times, values) in marks.items():
+            if view == k:
+                up[node] = step_at(times, values, at, 1.0)
+        views["lb_up" if len(balanced) == 1 else f"lb_up:{pop.name}"] = up
+    return views
 
 
-def pod_load_columns(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
-                     bucket: float) -> pd.DataFrame:
-    """Per pod: requests that reached it per second, by the time they were sent. One
-    column ``pod_load:<pod>`` per pod, held as one 2-D block: the counts array itself,
-    divided in place (10,000 pods as separate arrays, then consolidated, were three
-    copies of it)."""
+def pod_load_rates(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
+                   bucket: float) -> np.ndarray:
+    """Per pod and bucket: requests that reached the pod per second, by the time they
+    were sent; a flat array, pod after pod (``edges`` buckets each), in the order of
+    ``out.cluster.pods`` (the request frame's ``pod`` categories)."""
     n = len(edges)
     pods = len(out.cluster.pods)
     t_start = requests["t_start"].to_numpy(dtype=float)
@@ -204,25 +221,70 @@ def pod_load_columns(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
         keep = (idx >= 0) & (pod >= 0) & ~np.isin(reason[rows], unreached)
         counts += np.bincount(pod[keep].astype(np.int64) * n + idx[keep], minlength=pods * n)
     counts /= bucket
-    # rows = buckets, columns = pods: a transposed view, which pandas keeps as its block
-    return pd.DataFrame(counts.reshape(pods, n).T,
-                        columns=[f"pod_load:{pod.name}" for pod in out.cluster.pods],
+    return counts
+
+
+def _long_frame(replication: int, edges: np.ndarray, entity: str, names: list[str],
+               values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per ``entity`` (the categorical column, ``names`` in order) and bucket,
+    entity after entity; ``values``: flat arrays in that order (or 2-D, entity x
+    bucket), used as they are."""
+    rows = len(names) * len(edges)
+    entity_codes = np.repeat(np.arange(len(names), dtype=code_dtype(len(names))), len(edges))
+    return pd.DataFrame({"replication": np.full(rows, replication, dtype=np.int32),
+                         "time": np.tile(edges, len(names)),
+                         entity: pd.Categorical.from_codes(entity_codes, categories=names),
+                         **{name: array.reshape(rows) for name, array in values.items()}},
                         copy=False)
+
+
+def pod_timeseries_frame(out: RunOutput, requests: pd.DataFrame,
+                         bucket: float = 1.0) -> pd.DataFrame:
+    """One replication's per-pod load (``requests``: its request frame): one row per pod
+    and bucket of :func:`timeseries_frame` (the same ``time`` values), pod after pod in
+    the pod frame's order, buckets where the pod got nothing included (0), so that every
+    pod has every bucket: a mean over time or a pivot to one column per pod needs no
+    filling in. ``load`` is the count array itself and ``pod`` codes an ``arange``
+    repeated; only ``time`` and ``replication`` are new arrays."""
+    edges = bucket_edges(out.end_time, bucket)
+    load = pod_load_rates(out, requests, edges, bucket)
+    return _long_frame(out.replication, edges, "pod", [p.name for p in out.cluster.pods],
+                       {"load": load})
+
+
+def node_timeseries_frame(out: RunOutput, bucket: float = 1.0) -> pd.DataFrame:
+    """One replication's per-node views: one row per node and bucket of
+    :func:`timeseries_frame`, node after node in the node frame's order, with
+    ``ready_endpoints`` and, where a population goes through an external balancer,
+    ``lb_up`` (``lb_up:<population>`` with several)."""
+    edges = bucket_edges(out.end_time, bucket)
+    scrape = np.minimum(edges + bucket, out.end_time)
+    return _long_frame(out.replication, edges, "node", [n.name for n in out.cluster.nodes],
+                       {"ready_endpoints": ready_endpoints(out, scrape),
+                        **balancer_views(out, scrape)})
+
+
+def empty_long_frame(entity: str, values: tuple[str, ...]) -> pd.DataFrame:
+    """A per-pod or per-node frame with no rows (a result saved before it existed)."""
+    return pd.DataFrame({"replication": np.array([], dtype=np.int32),
+                         "time": np.array([], dtype=float), entity: pd.Categorical([]),
+                         **{name: np.array([], dtype=float) for name in values}})
+
+
+def empty_pod_timeseries() -> pd.DataFrame:
+    return empty_long_frame("pod", ("load",))
+
+
+def empty_node_timeseries() -> pd.DataFrame:
+    return empty_long_frame("node", ("ready_endpoints",))
 
 
 def timeseries_frame(out: RunOutput, requests: pd.DataFrame, bucket: float = 1.0) -> pd.DataFrame:
     """One replication's time series (``requests``: its request frame)."""
     edges = bucket_edges(out.end_time, bucket)
-    scrape = np.minimum(edges + bucket, out.end_time)
     cols: dict[str, np.ndarray] = {
         "replication": np.full(len(edges), out.replication, dtype=np.int32),
         "time": edges,
     }
     cols.update(request_columns(requests, edges, bucket))
-    cols.update(ready_endpoint_columns(out, scrape))
-    cols.update(balancer_columns(out, scrape))
-    frame = pd.DataFrame(cols)
-    loads = pod_load_columns(out, requests, edges, bucket)
-    if loads.shape[1]:
-        frame = pd.concat([frame, loads], axis=1)
-    return frame
+    return pd.DataFrame(cols)

@@ -84,6 +84,9 @@ def trim_heap() -> None:
     malloc_trim = _libc_function("malloc_trim")
     if malloc_trim is not None:
         malloc_trim(0)
+    arrow = sys.modules.get("pyarrow")  # pandas' strings live in Arrow's own pool
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
 
 
 def _libc_function(name: str):  # noqa: ANN202 - a ctypes function or None

@@ -205,6 +205,30 @@ def test_the_balancers_view_gets_a_lane_per_node() -> None:
     assert len(fig.axes) == 5
 
 
+def test_the_node_frame_is_drawn_as_an_older_result_s_node_columns() -> None:
+    """result.node_timeseries (a row per node and bucket) gives the panels that a result
+    saved by an older npsim, with a column per node in its time series, gets."""
+    data = timeseries_frames()
+    old = pd.concat([data.timeseries.assign(replication=r) for r in (0, 1)])
+    old["lb_up:node-1"] = [1.0] * 5 + [0.0] * 5 + [1.0] * 10
+    old["lb_up:node-2"] = 1.0
+    views = pd.concat([pd.DataFrame({"replication": r, "time": part["time"], "node": node,
+                                     "ready_endpoints": part[f"ready_endpoints:{node}"],
+                                     "lb_up": part[f"lb_up:{node}"]})
+                       for r, part in old.groupby("replication") for node in ("node-1", "node-2")])
+    views["node"] = views["node"].astype("category")
+    new = types.SimpleNamespace(timeseries=old.drop(columns=[c for c in old if ":" in c]),
+                                node_timeseries=views, events=data.events)
+    drawn = [plots.timeseries(r) for r in (types.SimpleNamespace(timeseries=old,
+                                                                 events=data.events), new)]
+    assert len(drawn[0].axes) == len(drawn[1].axes) == 5
+    for before, after in zip(drawn[0].axes, drawn[1].axes, strict=True):
+        assert [(line.get_label(), list(line.get_ydata())) for line in before.get_lines()] == [
+            (line.get_label(), list(line.get_ydata())) for line in after.get_lines()]
+        assert [t.get_text() for t in before.get_yticklabels()] == [
+            t.get_text() for t in after.get_yticklabels()]
+
+
 def test_many_nodes_are_summarised_not_drawn_one_by_one() -> None:
     """Past a dozen nodes: ready endpoints as max / median / min over the nodes, and the
     balancer's view as how many nodes are in rotation."""

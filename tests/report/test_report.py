@@ -151,6 +151,7 @@ def test_a_saved_result_reads_back_the_same(two_populations: npsim.Result,
     assert back.metric("latency_p99") == two_populations.metric("latency_p99")
     assert back.end_time == two_populations.end_time
     pd.testing.assert_frame_equal(back.timeseries, two_populations.timeseries)
+    pd.testing.assert_frame_equal(back.pod_timeseries, two_populations.pod_timeseries)
     assert back.events.empty and two_populations.events.empty  # columns kept, no rows
 
 

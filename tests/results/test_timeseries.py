@@ -1,4 +1,5 @@
-"""timeseries.parquet: per-bucket traffic, failures, latency and each node's view."""
+"""timeseries.parquet: per-bucket traffic, failures and latency; pod_timeseries.parquet
+and node_timeseries.parquet: each pod's load and each node's views per bucket."""
 
 from __future__ import annotations
 
@@ -31,24 +32,44 @@ def test_buckets_account_for_every_request_and_follow_a_scale_down():
         # constant 1 ms service, no network: every latency is 1 ms (or queueing above it)
         assert (part["latency_p50"].dropna() >= 1e-3 - 1e-12).all()
         # each node's kube-proxy drops two endpoints some time after t = 3 s, not before
+        views = result.node_timeseries[result.node_timeseries["replication"] == rep]
+        assert views["node"].astype(str).tolist() == ["node-1"] * 12 + ["node-2"] * 12
+        assert views["time"].tolist() == part["time"].tolist() * 2
+        assert "lb_up" not in views  # no external balancer
         for node in ("node-1", "node-2"):
-            seen = part[f"ready_endpoints:{node}"].to_numpy()
+            seen = views.loc[views["node"] == node, "ready_endpoints"].to_numpy()
             assert (seen[:6] == 4).all() and (seen[-4:] == 2).all()
-        loads = part.filter(like="pod_load:")
         pods = result.pods[result.pods["replication"] == rep]
-        assert loads.to_numpy().sum() * 0.5 == pods["requests"].sum()
-        assert loads["pod_load:web-3"].iloc[-4:].sum() == 0  # deleted at 3 s
+        loads = result.pod_timeseries[result.pod_timeseries["replication"] == rep]
+        assert loads["load"].sum() * 0.5 == pods["requests"].sum()
+        web3 = loads[loads["pod"] == "web-3"]
+        # deleted at 3 s: its rows go on, at 0
+        assert web3["time"].tolist() == part["time"].tolist()
+        assert (web3["load"].iloc[:6] > 0).all() and (web3["load"].iloc[-4:] == 0).all()
+    # per pod and per node: frames of their own, not a column each
+    assert not ts.filter(regex="^(pod_load|ready_endpoints|lb_up):").columns.size
 
 
 def test_saved_with_the_result(tmp_path):
     result = npsim.run(build(clients=[client(rate=50.0)], duration=2.0))
     folder = result.save(tmp_path / "out")
-    import pandas as pd
 
     back = pd.read_parquet(folder / "timeseries.parquet")
     assert back.columns.tolist() == result.timeseries.columns.tolist()
     # no timeseriesBucket and a run under a minute: the 1-2-5 step giving >= 60 rows
     assert len(back) == 40 and back["time"].iloc[1] == 0.05
+    loaded = npsim.load_result(folder)
+    pd.testing.assert_frame_equal(loaded.pod_timeseries, result.pod_timeseries)
+    pd.testing.assert_frame_equal(loaded.node_timeseries, result.node_timeseries)
+    assert loaded.pod_timeseries["load"].sum() > 0
+    # a folder saved before these files existed still loads, with no rows
+    (folder / "pod_timeseries.parquet").unlink()
+    (folder / "node_timeseries.parquet").unlink()
+    old = npsim.load_result(folder)
+    for frame, columns in ((old.pod_timeseries, ["pod", "load"]),
+                           (old.node_timeseries, ["node", "ready_endpoints"])):
+        assert frame.empty and frame.columns.tolist() == ["replication", "time", *columns]
+        assert [str(d) for d in frame.dtypes] == ["int32", "float64", "category", "float64"]
 
 
 def test_an_explicit_bucket_is_kept_even_for_a_short_run():
@@ -68,13 +89,14 @@ def test_one_balancer_view_per_balanced_population():
                       placement={"node-1": 2})
     d["events"] = [{"at": "3s", "nodeCrash": {"node": "node-2"}}]
     d["run"]["timeseriesBucket"] = "1s"
-    ts = npsim.run(npsim.scenario_from_dict(d)).timeseries
-    cols = [c for c in ts.columns if c.startswith("lb_up:")]
-    assert cols == ["lb_up:a/node-1", "lb_up:a/node-2", "lb_up:b/node-1", "lb_up:b/node-2"]
+    views = npsim.run(npsim.scenario_from_dict(d)).node_timeseries
+    assert views.columns.tolist() == ["replication", "time", "node", "ready_endpoints",
+                                      "lb_up:a", "lb_up:b"]
     for pop in "ab":
+        by_node = views.groupby("node", observed=True)[f"lb_up:{pop}"]
         # checks at 3 s and 4 s fail, known at 4.5 s: down from the bucket [4, 5) on
-        assert ts[f"lb_up:{pop}/node-2"].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
-        assert (ts[f"lb_up:{pop}/node-1"] == 1).all()
+        assert by_node.get_group("node-2").tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+        assert (by_node.get_group("node-1") == 1).all()
 
 
 def test_tls_totals_at_the_end_are_not_an_incident():
@@ -91,17 +113,24 @@ def test_pod_load_is_each_pod_s_reached_requests_per_second_by_send_bucket():
                      clients=[client(rate=300.0)], duration=3.0)
     scenario.spec.run.timeseries_bucket = 0.5
     result = npsim.run(scenario)
-    loads = result.timeseries.filter(like="pod_load:")
-    assert list(loads.columns) == [f"pod_load:{p}" for p in result.pods["pod"]]
-    assert (loads.dtypes == np.float64).all()
+    loads = result.pod_timeseries
+    assert loads.columns.tolist() == ["replication", "time", "pod", "load"]
+    assert loads.dtypes.tolist() == [np.int32, np.float64, "category", np.float64]
+    pods = result.pods["pod"].tolist()
+    assert loads["pod"].cat.categories.tolist() == pods
+    # every pod has every bucket of the time series, pod after pod
+    times = result.timeseries["time"].tolist()
+    assert loads["pod"].astype(str).tolist() == [p for p in pods for _ in times]
+    assert loads["time"].tolist() == times * len(pods)
     req = result.requests
     reached = req[req["pod"].notna() & ~req["reason"].isin(["connect_timeout", "reply_lost",
                                                               "endpoint_gone", "dial_failed"])]
     bucket = (reached["t_start"] // 0.5).astype(int)
-    expected = reached.groupby([bucket, reached["pod"].astype(str)]).size()
-    got = {(b, c[len("pod_load:"):]): v * 0.5 for c in loads for b, v in loads[c].items()
-           if v}
-    assert got == expected.to_dict()
+    expected = reached.groupby([bucket, reached["pod"].astype(str)]).size().to_dict()
+    got = {(int(t // 0.5), str(p)): v * 0.5
+           for t, p, v in zip(loads["time"], loads["pod"], loads["load"], strict=True)}
+    assert {cell: n for cell, n in got.items() if n} == expected
+    assert sum(got.values()) == len(reached)  # the rest of the grid is 0
 
 
 def test_latency_quantiles_are_each_end_bucket_s_own():

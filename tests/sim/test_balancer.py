@@ -62,11 +62,12 @@ def test_local_health_check_takes_a_node_without_ready_endpoint_out_and_back():
     assert set(failed["reason"]) == {"connect_timeout", "dropped_no_local_endpoint"}
     assert (failed["entry_node"] == "node-3").all()
     assert failed["t_start"].min() >= 10.0 and failed["t_start"].max() <= down
-    ts = result.timeseries
-    lb = ts["lb_up:node-3"].to_numpy()
+    ts = result.node_timeseries
+    ts = ts[ts["node"] == "node-3"]
+    lb = ts["lb_up"].to_numpy()
     assert (lb[(ts["time"] + 0.1 > down + 1e-9) & (ts["time"] + 0.1 < up)] == 0).all()
     assert lb[0] == 1 and lb[-1] == 1
-    ready = ts["ready_endpoints:node-3"].to_numpy()
+    ready = ts["ready_endpoints"].to_numpy()
     assert ready[0] == 3 and ready[150] == 2 and ready[-1] == 3
 
 

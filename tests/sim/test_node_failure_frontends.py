@@ -47,9 +47,10 @@ def test_failures_through_the_dead_node_stop_once_the_checks_fell(lb):
     others = req[(req["entry_node"] != "node-2") & (req["outcome"] == "failed")]
     assert len(others) == 1228
     assert others["t_start"].min() >= CRASH and others["t_start"].max() <= removed
-    ts = lb.timeseries
-    assert (ts.loc[ts["time"] >= down[0], "lb_up:node-2"] == 0).all()
-    assert (ts.loc[ts["time"] < CRASH, "lb_up:node-2"] == 1).all()
+    ts = lb.node_timeseries
+    ts = ts[ts["node"] == "node-2"]
+    assert (ts.loc[ts["time"] >= down[0], "lb_up"] == 0).all()
+    assert (ts.loc[ts["time"] < CRASH, "lb_up"] == 1).all()
 
 
 def test_local_never_sends_to_a_node_without_ready_local_endpoint_after_the_fall(local):
@@ -110,6 +111,7 @@ def test_accounting_is_exact_and_runs_repeat(lb):
     pd.testing.assert_frame_equal(again.requests, req)
     pd.testing.assert_frame_equal(again.events, lb.events)
     pd.testing.assert_frame_equal(again.timeseries, ts)
+    pd.testing.assert_frame_equal(again.node_timeseries, lb.node_timeseries)
 
 
 def test_next_upstream_hides_most_failures_from_users():
