@@ -273,8 +273,8 @@ def _replication(scenario: Scenario, rep: int,
 
 def series_bucket(run: RunSpec, end_time: float) -> float:
     """``run.timeseriesBucket`` if set; else 1 s, or for a run shorter than a minute the
-    1-2-5 step that gives it at least 60 buckets (a 0.08 s run at 4M requests/s would be
-    one 1 s bucket, a time series of a single point)."""
+    smallest 1-2-5 step that gives it at most 60 buckets, so 24 to 60 (a 0.08 s run at
+    4M requests/s would be one 1 s bucket, a time series of a single point)."""
     if "timeseries_bucket" in run.model_fields_set or end_time >= 60.0:
         return float(run.timeseries_bucket)
     target = end_time / 60.0
