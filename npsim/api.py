@@ -182,14 +182,23 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
                    end: float) -> dict[str, list[tuple[str, str]]]:
     """Per summary scope, the (pod, node) pairs its Services select and that existed
     during [start, end]: the pods whose shares are compared (a pod of another Service,
-    or one deleted before the measurement began, is not 'unfairly idle')."""
+    or one deleted before the measurement began, is not 'unfairly idle'). In kube-proxy's
+    endpoint order; when the pods of the window are those the cluster was built with,
+    the Service ports' own endpoints say it, and none are made again."""
+    alive = [p for p in cluster.pods if p.alive_during(start, end)]
+    built = cluster.endpoints_over
+    as_built = len(alive) == built and (not alive or alive[-1].index == built - 1)
+    selected: dict[int, dict[str, str]] = {}  # per Service port: pod -> node
     out: dict[str, list[tuple[str, str]]] = {}
     every: dict[str, str] = {}
     for client in spec.clients:
         sp = cluster.service_port_for(client.service, client.port)
-        alive = [p for p in cluster.pods if p.alive_during(start, end)]
-        pods = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
-                for e in endpoints_for(sp.service, sp.port, alive)}
+        pods = selected.get(sp.index)
+        if pods is None:
+            endpoints = (sp.endpoints if as_built else
+                         endpoints_for(sp.service, sp.port, alive))
+            pods = selected[sp.index] = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
+                                         for e in endpoints}
         out[f"population:{client.name}"] = list(pods.items())
         every.update(pods)
     out["all"] = list(every.items())
