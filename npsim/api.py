@@ -234,10 +234,11 @@ def _replication(scenario: Scenario, rep: int,
     simulating = None if progress is None else (
         lambda fraction: progress(fraction * SIMULATING))
     out = Simulation(scenario, replication=rep).run(simulating)
-    # The finished simulation (SimPy's environment holds itself through its bound
-    # methods, and the pod servers, kube-proxies' state and queues with it) is freed
-    # only by the cyclic collector: at 10,000 pods that is 14 MB still resident while
-    # the frames are built. Then its free heap goes back before the frames are built.
+    # The simulation itself goes by reference counting (tests/sim/test_release.py), but
+    # what it leaves in reference cycles (SimPy's environment holds itself through its
+    # bound methods, the control plane and its kubelets hold each other, and what they
+    # reach) goes only when the cyclic collector runs: at 10,000 pods, 14 MB resident
+    # while the frames were built. Then the free heap goes back before the frames.
     gc.collect()
     trim_heap()
     record_alerts(out, spec.monitoring)
