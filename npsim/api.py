@@ -182,14 +182,23 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
                    end: float) -> dict[str, list[tuple[str, str]]]:
     """Per summary scope, the (pod, node) pairs its Services select and that existed
     during [start, end]: the pods whose shares are compared (a pod of another Service,
-    or one deleted before the measurement began, is not 'unfairly idle')."""
+    or one deleted before the measurement began, is not 'unfairly idle'). In kube-proxy's
+    endpoint order; when the pods of the window are those the cluster was built with,
+    the Service ports' own endpoints say it, and none are made again."""
+    alive = [p for p in cluster.pods if p.alive_during(start, end)]
+    built = cluster.endpoints_over
+    as_built = len(alive) == built and (not alive or alive[-1].index == built - 1)
+    selected: dict[int, dict[str, str]] = {}  # per Service port: pod -> node
     out: dict[str, list[tuple[str, str]]] = {}
     every: dict[str, str] = {}
     for client in spec.clients:
         sp = cluster.service_port_for(client.service, client.port)
-        alive = [p for p in cluster.pods if p.alive_during(start, end)]
-        pods = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
-                for e in endpoints_for(sp.service, sp.port, alive)}
+        pods = selected.get(sp.index)
+        if pods is None:
+            endpoints = (sp.endpoints if as_built else
+                         endpoints_for(sp.service, sp.port, alive))
+            pods = selected[sp.index] = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
+                                         for e in endpoints}
         out[f"population:{client.name}"] = list(pods.items())
         every.update(pods)
     out["all"] = list(every.items())
@@ -225,10 +234,11 @@ def _replication(scenario: Scenario, rep: int,
     simulating = None if progress is None else (
         lambda fraction: progress(fraction * SIMULATING))
     out = Simulation(scenario, replication=rep).run(simulating)
-    # The finished simulation (SimPy's environment holds itself through its bound
-    # methods, and the pod servers, kube-proxies' state and queues with it) is freed
-    # only by the cyclic collector: at 10,000 pods that is 14 MB still resident while
-    # the frames are built. Then its free heap goes back before the frames are built.
+    # The simulation itself goes by reference counting (tests/sim/test_release.py), but
+    # what it leaves in reference cycles (SimPy's environment holds itself through its
+    # bound methods, the control plane and its kubelets hold each other, and what they
+    # reach) goes only when the cyclic collector runs: at 10,000 pods, 14 MB resident
+    # while the frames were built. Then the free heap goes back before the frames.
     gc.collect()
     trim_heap()
     record_alerts(out, spec.monitoring)
@@ -264,8 +274,8 @@ def _replication(scenario: Scenario, rep: int,
 
 def series_bucket(run: RunSpec, end_time: float) -> float:
     """``run.timeseriesBucket`` if set; else 1 s, or for a run shorter than a minute the
-    1-2-5 step that gives it at least 60 buckets (a 0.08 s run at 4M requests/s would be
-    one 1 s bucket, a time series of a single point)."""
+    smallest 1-2-5 step that gives it at most 60 buckets, so 24 to 60 (a 0.08 s run at
+    4M requests/s would be one 1 s bucket, a time series of a single point)."""
     if "timeseries_bucket" in run.model_fields_set or end_time >= 60.0:
         return float(run.timeseries_bucket)
     target = end_time / 60.0

@@ -21,6 +21,8 @@ from npsim.cluster.topology import Hints, cluster_set, local_set
 from npsim.proxy.affinity import AffinityTable
 from npsim.scenario.schema import ClusterSpec
 
+Columns = tuple[list[int], list[int], list[str], dict[str, int]]
+
 
 class EndpointTable:
     """The endpoints one node's kube-proxy has programmed for one Service port.
@@ -31,11 +33,13 @@ class EndpointTable:
 
     __slots__ = ("service_port", "endpoints", "pods", "nodes", "n", "keys", "index_of")
 
-    def __init__(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...]) -> None:
+    def __init__(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...],
+                 columns: Columns) -> None:
         self.service_port = service_port
         self.endpoints = endpoints
-        # read-only columns, shared by every node's table over the same endpoint tuple
-        self.pods, self.nodes, self.keys, self.index_of = _columns(endpoints)
+        # read-only columns of ``endpoints`` (:func:`endpoint_columns`), shared by every
+        # node's table over the same endpoint tuple in a run (:class:`SharedColumns`)
+        self.pods, self.nodes, self.keys, self.index_of = columns
         self.n = len(endpoints)
 
     def pick(self, client_ip: int, src_port: int, now: float) -> int:
@@ -53,37 +57,47 @@ class EndpointTable:
         """A connection to ``key`` closed (the endpoint may be gone by now)."""
 
 
-Columns = tuple[list[int], list[int], list[str], dict[str, int]]
-_SHARED: dict[int, tuple[tuple[Endpoint, ...], Columns]] = {}
-_SHARED_MAX = 256
+def endpoint_columns(endpoints: tuple[Endpoint, ...]) -> Columns:
+    """Pod, node, "IP:port" and "IP:port" -> index columns of an endpoint tuple."""
+    keys = [e.key for e in endpoints]
+    return ([e.pod for e in endpoints], [e.node for e in endpoints], keys,
+            {k: i for i, k in enumerate(keys)})
 
 
-def _columns(endpoints: tuple[Endpoint, ...]) -> Columns:
-    """Pod, node, "IP:port" and index columns of an endpoint tuple, made once per tuple.
+class SharedColumns:
+    """One run's endpoint columns, made once per endpoint tuple for every node's tables.
 
     Every node's kube-proxy programs the same tuple of a Service port's endpoints (the
-    control plane publishes one per version); building these columns per node cost
+    control plane publishes one per version); building the columns per node cost
     O(nodes x endpoints) time and memory (1000 nodes x 10,000 pods: 10 million strings).
-    Keyed by the tuple's identity while the tuple is held here, so the id cannot be reused.
+    The engine makes one per simulation and gives it to that run's proxies, which let go
+    of it when retired: nothing outlives the run, and two simulations in one process
+    (a notebook, a sweep) never share one. Keyed by a tuple's identity while the tuple
+    is held here, so the id cannot be reused.
     """
-    hit = _SHARED.get(id(endpoints))
-    if hit is not None and hit[0] is endpoints:
-        return hit[1]
-    keys = [e.key for e in endpoints]
-    columns = ([e.pod for e in endpoints], [e.node for e in endpoints], keys,
-               {k: i for i, k in enumerate(keys)})
-    if len(endpoints) > 8:  # small tuples (per-node Local sets) are cheap: not worth holding
-        if len(_SHARED) >= _SHARED_MAX:
-            _SHARED.clear()
-        _SHARED[id(endpoints)] = (endpoints, columns)
-    return columns
 
+    __slots__ = ("_held", "__weakref__")
 
-def forget_shared_columns() -> None:
-    """A run is over: its endpoint tuples need not outlive it in the cache (a long-lived
-    process, a notebook or a sweep, would otherwise keep up to ``_SHARED_MAX`` of them,
-    megabytes each at 10,000 endpoints). Only sharing is lost, never a table."""
-    _SHARED.clear()
+    #: tuples held at most; past it the cache starts again (only sharing is lost)
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[tuple[Endpoint, ...], Columns]] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def columns(self, endpoints: tuple[Endpoint, ...]) -> Columns:
+        """:func:`endpoint_columns` of ``endpoints``, the same lists for the same tuple."""
+        hit = self._held.get(id(endpoints))
+        if hit is not None and hit[0] is endpoints:
+            return hit[1]
+        columns = endpoint_columns(endpoints)
+        if len(endpoints) > 8:  # small tuples (per-node Local sets) are cheap: not held
+            if len(self._held) >= self.LIMIT:
+                self._held.clear()
+            self._held[id(endpoints)] = (endpoints, columns)
+        return columns
 
 
 class ServiceView:
@@ -144,6 +158,9 @@ class KubeProxy:
         self.tables: dict[int, EndpointTable] = {}  # the external table per Service port
         self._tables: dict[tuple[int, str], EndpointTable] = {}
         self.cost: Callable[[], float] = lambda: 0.0
+        # the run's columns cache (the engine's :func:`~npsim.sim.engine.make_proxies`);
+        # None, as for a proxy made on its own: every table makes its own columns
+        self.shared_columns: SharedColumns | None = None
 
     def program(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...],
                 now: float = 0.0, hints: Hints | None = None,
@@ -225,7 +242,14 @@ class KubeProxy:
 
     def make_table(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...],
                    previous: EndpointTable | None, now: float) -> EndpointTable:
+        """This mode's table for ``endpoints`` (or ``previous``, updated in place), its
+        columns from :meth:`columns`."""
         raise NotImplementedError
+
+    def columns(self, endpoints: tuple[Endpoint, ...]) -> Columns:
+        """The columns of ``endpoints`` for a new table: the run's shared ones."""
+        shared = self.shared_columns
+        return endpoint_columns(endpoints) if shared is None else shared.columns(endpoints)
 
     def redial(self, table: EndpointTable, choice: int, source: int, src_port: int,
                now: float, servers: Sequence[Any],
@@ -249,6 +273,7 @@ class KubeProxy:
         programmed tables stay, for inspection; nothing can be chosen any more."""
         self.rng = None  # type: ignore[assignment]
         self.cost = _retired
+        self.shared_columns = None  # the run's cache goes with the run
         for table in self._tables.values():
             table.retire()
 

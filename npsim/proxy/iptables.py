@@ -50,6 +50,6 @@ class IptablesProxy(KubeProxy):
         self.uniform = None
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
-        table = UniformTable(service_port, endpoints)
+        table = UniformTable(service_port, endpoints, self.columns(endpoints))
         table.uniform = self.uniform
         return table

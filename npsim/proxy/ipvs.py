@@ -103,9 +103,9 @@ class IpvsTable(EndpointTable):
                  "fin_timeout", "cursor", "tree", "buckets", "node_ip", "rng", "graceful",
                  "next_check", "deleted")
 
-    def __init__(self, service_port, endpoints, scheduler: str, node_ip: int, rng,  # noqa: ANN001
-                 fin_timeout: float) -> None:
-        super().__init__(service_port, endpoints)
+    def __init__(self, service_port, endpoints, columns, scheduler: str, node_ip: int,  # noqa: ANN001
+                 rng, fin_timeout: float) -> None:  # noqa: ANN001
+        super().__init__(service_port, endpoints, columns)
         self.scheduler = "rr" if scheduler == "wrr" else "lc" if scheduler == "wlc" else (
             "sed" if scheduler == "nq" else scheduler)
         self.node_ip = node_ip
@@ -120,17 +120,18 @@ class IpvsTable(EndpointTable):
         self.graceful: dict[str, float] = {}
         self.next_check = float("inf")
         self.deleted: list[tuple[float, str]] = []
-        self.reprogram(endpoints, initial=True)
+        self.reprogram(endpoints, columns, initial=True)
 
     # --- syncs ----------------------------------------------------------------------
 
-    def reprogram(self, endpoints, initial: bool = False, now: float = 0.0) -> None:  # noqa: ANN001
-        """New endpoint set: survivors keep their list order, new ones go to the head;
-        removed real servers with connections stay with weight 0 (graceful termination)."""
+    def reprogram(self, endpoints, columns, initial: bool = False, now: float = 0.0) -> None:  # noqa: ANN001
+        """New endpoint set (with its columns): survivors keep their list order, new ones
+        go to the head; removed real servers with connections stay with weight 0
+        (graceful termination)."""
         if self.graceful:
             self._recheck(now)
         old_keys = [self.keys[i] for i in self.order] if not initial else []
-        EndpointTable.__init__(self, self.service_port, endpoints)
+        EndpointTable.__init__(self, self.service_port, endpoints, columns)
         index_of = {k: i for i, k in enumerate(self.keys)}
         survivors = [index_of[k] for k in old_keys if k in index_of]
         known = set(old_keys)
@@ -301,10 +302,10 @@ class IpvsProxy(KubeProxy):
         if isinstance(previous, IpvsTable):
             previous._recheck(now)  # rechecks due before now see the counters of their time
             previous._expire(now)
-            previous.reprogram(endpoints, now=now)
+            previous.reprogram(endpoints, self.columns(endpoints), now=now)
             return previous
-        return IpvsTable(service_port, endpoints, self.scheduler, self.node.ip, self.rng,
-                         self.fin_timeout)
+        return IpvsTable(service_port, endpoints, self.columns(endpoints), self.scheduler,
+                         self.node.ip, self.rng, self.fin_timeout)
 
     def accepts(self, address_kind: str) -> bool:
         # IPVS binds NodePorts to node addresses except loopback (pkg/proxy/ipvs/proxier.go)

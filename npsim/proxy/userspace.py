@@ -49,7 +49,7 @@ class UserspaceProxy(KubeProxy):
         return choice, waited
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
-        table = RoundRobinTable(service_port, endpoints)
+        table = RoundRobinTable(service_port, endpoints, self.columns(endpoints))
         if previous is not None and sorted(previous.keys) == sorted(table.keys):
             table.order, table.index = previous.order, previous.index  # unchanged set
         else:

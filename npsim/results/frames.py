@@ -12,7 +12,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from npsim.cluster.model import ip_str
-from npsim.sim.engine import RunOutput
+from npsim.sim.engine import ClientRecord, RunOutput
 from npsim.sim.records import COMPLETED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
 
 
@@ -84,15 +84,13 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
     crossed = pod_node != entry  # index -1 (no pod) maps to the sentinel -1 above
     crossed &= pod_node >= 0
 
-    pops = out.populations
+    pops = out.clients
     ip_row = _client_address_rows(cols["population"], cols["client"], pops)
     population = _categorical(cols["population"], [p.name for p in pops])
     done_with("population")
     done_with("client")
-    client_universe = np.concatenate(
-        [np.asarray(p.client_ips, dtype=np.int64)[:p.n_ips] for p in pops])
-    wire_universe = np.concatenate(
-        [np.asarray(p.wire_ips, dtype=np.int64)[:p.n_ips] for p in pops])
+    client_universe = np.concatenate([p.client_ips for p in pops])
+    wire_universe = np.concatenate([p.wire_ips for p in pops])
 
     # masquerade: a remote pod sees the receiving node's IP, a same-node pod the node's
     # pod-bridge address (kube-proxy MASQUERADE; Kubernetes docs "Using Source IP");
@@ -100,7 +98,7 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
     # without SNAT (Local policies, pod short-circuits, ClusterIP from pods) the pod sees
     # what the node saw. Rows index one table: the wire addresses, then node addresses,
     # then bridge addresses; -1 where no pod was chosen.
-    via_process = np.array([p.pod_sees_node for p in out.proxies], dtype=bool)
+    via_process = np.array(out.pod_sees_node, dtype=bool)
     via = via_process[entry]
     seen = entry.astype(np.int32)
     seen += len(wire_universe)
@@ -180,10 +178,10 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
 
 
 def _client_address_rows(population: np.ndarray, client: np.ndarray,
-                         pops: list) -> np.ndarray:  # noqa: ANN001 - Population
+                         pops: list[ClientRecord]) -> np.ndarray:
     """Per row, its client address as a position in the populations' address lists laid
     end to end (a client slot sends from address ``slot % n_ips`` of its population)."""
-    sizes = np.array([p.n_ips for p in pops], dtype=np.int64)
+    sizes = np.array([len(p.client_ips) for p in pops], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     rows = np.empty(len(client), dtype=np.int32)
     if len(pops) == 1:

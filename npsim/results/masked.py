@@ -9,8 +9,9 @@ numpy's own figures to the bit, a block of rows at a time:
   128). The same halving over the selected rows, with numpy adding each piece of up to
   :data:`LEAF` rows, is the same tree of additions: the same float.
 * quantiles: ``np.quantile``'s default (linear) method interpolates between two order
-  statistics per quantile; those are found by a radix select on the values' bits (16
-  bits per pass over the rows), then interpolated with numpy's own formula.
+  statistics per quantile; those are found by a radix select on the values' bits
+  (:data:`DIGIT` bits per pass over the rows), then interpolated with numpy's own
+  formula.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MARKER = ".npsim-result"
-ROWS_PER_GROUP = 1 << 18  # rows converted and written at a time (one parquet row group)
+ROWS_PER_GROUP = 1 << 16  # rows converted and written at a time (one parquet row group)
 
 
 class ResultExistsError(FileExistsError):

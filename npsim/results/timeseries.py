@@ -163,12 +163,10 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
 def ready_endpoints(out: RunOutput, at: np.ndarray) -> np.ndarray:
     """Per node (rows) and instant of ``at``: the ready endpoints of the simulated
     Services its kube-proxy had programmed (after that node's own sync delay)."""
-    control = out.control
-    counts = [sum(len(view[0]) for view in version.values()) for version in control.versions]
-    ready = np.empty((len(control.nodes), len(at)))
-    for row, sync in zip(ready, control.nodes, strict=True):
-        values = [counts[v] for _, v in sync.history]
-        row[:] = step_at([t for t, _ in sync.history], values, at, values[0])
+    ready = np.empty((len(out.ready_history), len(at)))
+    for row, history in zip(ready, out.ready_history, strict=True):
+        values = [count for _, count in history]
+        row[:] = step_at([t for t, _ in history], values, at, values[0])
     return ready
 
 
@@ -177,7 +175,7 @@ def balancer_views(out: RunOutput, at: np.ndarray) -> dict[str, np.ndarray]:
     external balancer sends the node traffic, 0 once marked down (from the lb_mark_down
     / lb_mark_up transitions). Named ``lb_up``, or ``lb_up:<population>`` with several
     balanced populations."""
-    balanced = [p for p in out.populations if getattr(p, "balancer", None) is not None]
+    balanced = [p for p in out.clients if p.balanced]
     nodes = {node.name: i for i, node in enumerate(out.cluster.nodes)}
     marks: dict[tuple[int, int], tuple[list[float], list[float]]] = {}
     events = out.events

@@ -229,6 +229,12 @@ class ControlPlane:
         self._made = None
         self._diffs.clear()
 
+    def ready_history(self) -> list[list[tuple[float, int]]]:
+        """Per node: (time, ready endpoints of the simulated Services) each time its
+        kube-proxy applied a version, from the start (the time series' node views)."""
+        counts = [sum(len(view[0]) for view in version.values()) for version in self.versions]
+        return [[(t, counts[v]) for t, v in sync.history] for sync in self.nodes]
+
     def record(self, kind: str, subject: str, detail: str = "") -> None:
         self.events.record(self.env.now, kind, subject, detail)
 

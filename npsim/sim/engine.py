@@ -27,7 +27,7 @@ import simpy
 from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
-from npsim.proxy.base import forget_shared_columns
+from npsim.proxy.base import SharedColumns
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
 from npsim.sim.balancer import make_balancer
 from npsim.sim.calls import NORMAL, Call, call_later
@@ -71,17 +71,36 @@ if TYPE_CHECKING:
 EPHEMERAL_LOW, EPHEMERAL_SPAN = 32768, 28232  # Linux ip_local_port_range 32768-60999
 
 
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """What the frames read of a client population once the run is over."""
+
+    name: str
+    client_ips: np.ndarray  # its source addresses, as the client has them
+    wire_ips: np.ndarray  # the same, as the receiving node sees them (after a NAT)
+    retry_of: dict[int, int]  # request -> the failed request it repeats (retries only)
+    attempt: dict[int, int]  # request -> its attempt number (retries only)
+    balanced: bool  # sent through an external balancer
+
+
 @dataclass
 class RunOutput:
-    """What one replication leaves behind: the cluster it ran and its request columns."""
+    """What one replication leaves behind: the cluster it ran, its request columns and
+    timeline, and plain records of the rest. Nothing in it refers to the live
+    simulation (populations, kube-proxies, control plane, SimPy environment), so all of
+    that is freed before the frames are built (at 10,000 pods, several MB)."""
 
     replication: int
     seed: int
     cluster: Cluster
     log: RequestLog
-    populations: list[Population]
-    proxies: list[KubeProxy]
-    control: ControlPlane
+    clients: list[ClientRecord]
+    # per node: its kube-proxy relays every connection itself (userspace), so its pods
+    # see the node's address whatever the policy
+    pod_sees_node: list[bool]
+    # per node: (time, ready endpoints of the simulated Services) as its kube-proxy
+    # programmed them, from the start
+    ready_history: list[list[tuple[float, int]]]
     events: EventLog
     end_time: float
     warmup: float
@@ -89,9 +108,17 @@ class RunOutput:
     probes: dict[str, Blackbox] = field(default_factory=dict)  # alert rule -> its samples
 
 
+def client_record(pop: Population) -> ClientRecord:
+    return ClientRecord(pop.name, np.asarray(pop.client_ips, dtype=np.int64)[:pop.n_ips],
+                        np.asarray(pop.wire_ips, dtype=np.int64)[:pop.n_ips], pop.retry_of,
+                        pop.attempt, getattr(pop, "balancer", None) is not None)
+
+
 def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list[KubeProxy]:
-    """One kube-proxy per node, in the node's mode, with its first-packet cost model."""
+    """One kube-proxy per node, in the node's mode, with its first-packet cost model.
+    They share one cache of endpoint columns, this run's own (dropped when they retire)."""
     spec = scenario.spec.cluster
+    shared = SharedColumns()
     services = len(cluster.service_ports) + spec.other_services.count
     clusterip = any(c.target == "clusterIP" for c in scenario.spec.clients)
     proxies: list[KubeProxy] = []
@@ -101,6 +128,7 @@ def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list
         proxy = MODES[mode].create(node, rng, spec)
         proxy.sync_delay = ns.sync_delay
         proxy.serves_clusterip = clusterip
+        proxy.shared_columns = shared
         if mode != "userspace":
             override = spec.cost_model.get(mode)
             quantiles = quantiles_at(table_for(mode, override), services, floor=not override)
@@ -147,14 +175,19 @@ class Simulation:
         # (no answer), False = a UDP conntrack entry was flushed (the next packet is a
         # new flow, balanced afresh through the same node)
         self.broken: dict[int, bool] = {}
-        # per pod, its arrive method as a Call's callbacks (npsim/sim/calls.py)
-        self._arrive: list[tuple[Callable[[simpy.Event], None]]] = []
+        # per pod, its arrive method as a Call's callbacks (npsim/sim/calls.py); None for
+        # a quiet pod, which takes no event
+        self._arrive: list[tuple[Callable[[simpy.Event], None]] | None] = []
         tls_at_pods = any(c.tls is not None and c.tls.terminate == "pod" for c in spec.clients)
         self._pod_class = pod_server_class(tls_at_pods)
-        # pods nothing disturbs mid-service are served after the run (QuietPod): those
-        # of the first pods that no event touches, when no one waits for ends
-        self._quiet = (set() if self._report_done or tls_at_pods else
-                       set(range(len(cluster.pods))) - pods_touched(spec.events, cluster))
+        # How each pod is served, decided once: a QuietPod, served after the run from the
+        # request log (npsim.sim.pods.settle), when nothing disturbs it mid-service and
+        # the log holds when its requests arrive; else an event-driven PodServer. Quiet:
+        # the first pods that no event touches, when no one waits for ends, no TLS ends
+        # at a pod and no userspace relay hands requests on at times the log lacks.
+        self._quiet = (set() if self._report_done or tls_at_pods or any(
+            p.mode == "userspace" for p in self.proxies) else
+            set(range(len(cluster.pods))) - pods_touched(spec.events, cluster))
         self.relays: list[Relay | None] = [
             Relay(self.env, p.node.index, spec.cluster.userspace.workers,
                   spec.cluster.userspace.latency.sampler(
@@ -162,11 +195,6 @@ class Simulation:
             if p.mode == "userspace" else None
             for p in self.proxies
         ]
-        # per pod, True when its requests are served after the run (a QuietPod: see
-        # npsim.sim.pods.settle) and no event carries them there. A userspace relay
-        # hands requests on at times the log does not hold: then they come as events.
-        self._later: list[bool] = []
-        self._settles = all(relay is None for relay in self.relays)
         for pod in cluster.pods:
             self._serve(pod)
         self.control = ControlPlane(
@@ -249,14 +277,14 @@ class Simulation:
 
         # a quiet pod draws only after the run: its stream is made then (at 10,000 pods
         # the streams were 15 MB and a third of the build)
-        sampler = None if pod.index in self._quiet else stream()
+        quiet = pod.index in self._quiet
+        sampler = None if quiet else stream()
         self._samplers.append(sampler)
         server = self._process(pod.index, sampler)
-        if sampler is None:
+        if quiet:
             server.stream = stream  # type: ignore[attr-defined]  # a QuietPod
         self.pods.append(server)
-        self._arrive.append((server.arrive,))
-        self._later.append(self._settles and isinstance(server, QuietPod))
+        self._arrive.append(None if quiet else (server.arrive,))
         return server
 
     def _process(self, index: int, sampler: Callable[[], float] | None) -> PodServer:
@@ -403,17 +431,17 @@ class Simulation:
             tracked[0] += 1
             tracked[1] = pop.remaining[slot] == 0
         relay = self.relays[entry]
-        if relay is None:  # on to the pod: served after the run, or a Call (as a Timeout)
-            if not self._later[pod]:
+        if relay is None:  # on to the pod: a Call (as a Timeout), or served after the run
+            callbacks = self._arrive[pod]
+            if callbacks is not None:
                 call = Call()
-                call.callbacks = self._arrive[pod]
+                call.callbacks = callbacks
                 call._value = request
                 env = self.env
                 heappush(env._queue, (now + (network * 0.5 + proxy_cost), NORMAL,
                                       next(env._eid), call))
-        else:
-            self.env.timeout((network - hop) * 0.5 + proxy_cost, request).callbacks.append(
-                relay.arrive)
+        else:  # to the node's userspace relay first
+            call_later(self.env, (network - hop) * 0.5 + proxy_cost, (relay.arrive,), request)
         return True
 
     def _lost_connection(self, pop: Population, slot: int, now: float,
@@ -576,7 +604,6 @@ class Simulation:
         self.env._queue.clear()  # type: ignore[attr-defined]
         for proxy in self.proxies:  # the output keeps them: not their random streams
             proxy.retire()
-        forget_shared_columns()
         for server in self.pods:  # a served quiet pod's stream and buffered draws
             if isinstance(server, QuietPod):
                 server.sample = server.stream = None  # type: ignore[assignment]
@@ -631,7 +658,7 @@ class Simulation:
 
     def _settle(self, until: float | None, final: bool = True) -> None:
         """Serve what quiet pods were sent and would have received before ``until``."""
-        settle(self.pods, self._later, self.log, until, final)
+        settle(self.pods, self.log, until, final)
 
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""
@@ -672,6 +699,8 @@ class Simulation:
             for pop, t in zip(self.populations, self.tls.by_population, strict=True):
                 if t is not None:
                     self.events.record(end, "tls_handshakes", pop.name, t.describe())
-        return RunOutput(self.replication, run.seed, self.cluster, self.log, self.populations,
-                         self.proxies, self.control, self.events, end, float(run.warmup),
+        return RunOutput(self.replication, run.seed, self.cluster, self.log,
+                         [client_record(pop) for pop in self.populations],
+                         [proxy.pod_sees_node for proxy in self.proxies],
+                         self.control.ready_history(), self.events, end, float(run.warmup),
                          time.perf_counter() - started, self.blackbox)

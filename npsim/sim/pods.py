@@ -2,20 +2,21 @@
 
 Event callbacks rather than a SimPy process per request: a request costs one event to
 arrive and one to finish (plain SimPy with a Resource spends about six), and none at a
-pod nothing disturbs (``QuietPod``, served after the run; one to arrive behind a
-userspace relay), which is where npsim's speed comes from (see benchmarks/RESULTS.md).
+pod nothing disturbs (``QuietPod``, served after the run from the request log), which
+is where npsim's speed comes from (see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from heapq import heapreplace
+from heapq import heappush, heapreplace
 from typing import TYPE_CHECKING
 
 import simpy
 
 from npsim.dists import Sampler
+from npsim.sim.calls import NORMAL, Call
 from npsim.sim.records import (
     COMPLETED,
     ENDPOINT_GONE,
@@ -58,7 +59,11 @@ class Station:
     def _start(self, request: int) -> None:
         duration = self.sample()
         self.started(request, duration)
-        self.env.timeout(duration, request).callbacks.append(self._finish)
+        call = Call()  # the end of service, where env.timeout(duration) would be queued
+        call.callbacks = (self._finish,)
+        call._value = request
+        env = self.env
+        heappush(env._queue, (env._now + duration, NORMAL, next(env._eid), call))  # type: ignore[attr-defined]
 
     def _finish(self, event: simpy.Event) -> None:
         if self.queue:
@@ -216,9 +221,11 @@ class QuietPod(PodServer):
     (a scale or rollout of its Deployment, a fault of its node or of itself: they kill,
     drain or hang a process; ``npsim.sim.faults.pods_touched``), no per-request end
     notifications (closed loops, retries, timeouts, connection counting), no TLS
-    terminated at the pod. The engine picks it per pod then (``Simulation``); otherwise
-    :class:`PodServer` runs. Requests that reach it through a userspace relay come as
-    events (:meth:`arrive`) in time order, and are served at once.
+    terminated at the pod, and the log must hold when each request arrives (no
+    userspace relay on the way: its queue hands requests on at times the log does not
+    hold). The engine decides it per pod (``Simulation._quiet``); otherwise
+    :class:`PodServer` serves, with events. There is no third way: a quiet pod takes no
+    event (:meth:`arrive` refuses one).
     """
 
     __slots__ = ("free_at", "starts", "stream")
@@ -237,35 +244,8 @@ class QuietPod(PodServer):
         self.stream: Callable[[], Sampler] | None = None
 
     def arrive(self, event: simpy.Event) -> None:
-        request = event._value
-        start, duration = self.take(self.env._now)
-        if start != start:  # NaN: the queue is full
-            self._turn_away(request, QUEUE_FULL)
-            return
-        log = self.log
-        log.service_start[request] = start
-        log.service[request] = duration
-        log.outcome[request] = COMPLETED
-        log.t_end[request] = start + duration + log.network[request] * 0.5
-
-    def take(self, now: float) -> tuple[float, float]:
-        """A request reaches the pod at ``now`` (arrivals in time order): its start and
-        service time, or NaN, NaN when a full queue turns it away."""
-        free_at = self.free_at
-        start = free_at[0]
-        if start > now:  # every worker busy: it waits for the first to be free
-            starts = self.starts
-            if starts is not None:
-                while starts and starts[0] <= now:
-                    starts.popleft()
-                if len(starts) >= self.limit:
-                    return NAN, NAN
-                starts.append(start)
-        else:
-            start = now
-        duration = (self.sample or self._open())()
-        heapreplace(free_at, start + duration)
-        return start, duration
+        raise RuntimeError("internal error: a request reached a QuietPod as an event; "
+                           "quiet pods are served after the run (settle)")
 
     def _open(self) -> Sampler:
         if self.stream is None:
@@ -274,19 +254,24 @@ class QuietPod(PodServer):
         return self.sample
 
     def take_all(self, arrivals: list[float]) -> tuple[list[float], list[float]]:
-        """:meth:`take` for arrivals in time order, in one loop (no queue limit: the
-        common case, inlined)."""
-        if self.starts is not None:
-            take = self.take
-            pairs = [take(now) for now in arrivals]
-            return [p[0] for p in pairs], [p[1] for p in pairs]
+        """Starts and service times of requests reaching the pod at ``arrivals`` (in time
+        order, after any taken before): NaN, NaN for one a full queue turns away."""
         free_at, sample = self.free_at, self.sample or self._open()
+        limit, queued = self.limit, self.starts
         starts: list[float] = []
         durations: list[float] = []
         for now in arrivals:
             start = free_at[0]
             if start < now:
                 start = now
+            elif queued is not None and start > now:  # it waits, behind a queue limit
+                while queued and queued[0] <= now:  # those that have started by now
+                    queued.popleft()
+                if len(queued) >= limit:  # type: ignore[operator]
+                    starts.append(NAN)
+                    durations.append(NAN)
+                    continue
+                queued.append(start)
             duration = sample()
             heapreplace(free_at, start + duration)
             starts.append(start)
@@ -300,10 +285,10 @@ SETTLE_BLOCK = 1 << 17
 TAKE_CHUNK = 1 << 13
 
 
-def settle(servers: Sequence[PodServer], quiet: Sequence[bool], log: RequestLog,
-           until: float | None, final: bool = True) -> None:
-    """Serve what quiet pods (``quiet[i]``: pod i is served here) were sent and would
-    have received before ``until`` (all when None, a run that drains; SimPy's
+def settle(servers: Sequence[PodServer], log: RequestLog, until: float | None,
+           final: bool = True) -> None:
+    """Serve what the quiet pods among ``servers`` (the :class:`QuietPod` ones) were sent
+    and would have received before ``until`` (all when None, a run that drains; SimPy's
     ``run(until)`` stops before events at ``until``): grouped by pod, each pod's in
     (arrival time, request) order.
 
@@ -317,7 +302,8 @@ def settle(servers: Sequence[PodServer], quiet: Sequence[bool], log: RequestLog,
     """
     import numpy as np
 
-    is_quiet = np.asarray(quiet, dtype=bool)
+    is_quiet = np.fromiter((isinstance(server, QuietPod) for server in servers), bool,
+                           len(servers))
     if not is_quiet.any() or not len(log):
         return
     cols = log.columns()

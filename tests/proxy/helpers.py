@@ -18,7 +18,7 @@ import npsim
 from npsim.cluster.model import Endpoint, Node, ServicePortModel
 from npsim.results.frames import request_frame
 from npsim.scenario.manifests import Service, ServicePort
-from npsim.sim.engine import RunOutput, Simulation
+from npsim.sim.engine import Simulation
 
 ZERO = {"dist": "constant", "value": 0}
 APP = {"app": "web"}
@@ -113,10 +113,11 @@ def scale(at: str, replicas: int) -> dict[str, Any]:
     return {"at": at, "scale": {"deployment": "web", "replicas": replicas}}
 
 
-def run_frame(scn: npsim.Scenario) -> tuple[RunOutput, Any]:
-    """One replication: the run's output and its request frame."""
-    out = Simulation(scn).run()
-    return out, request_frame(out)
+def run_frame(scn: npsim.Scenario) -> tuple[Simulation, Any]:
+    """One replication: the finished simulation (its kube-proxies' tables, the control
+    plane's history) and its request frame."""
+    sim = Simulation(scn)
+    return sim, request_frame(sim.run())
 
 
 # --- hand-made tables ------------------------------------------------------------------------

@@ -31,11 +31,13 @@ def lb_local(events: list[dict], duration: float = 40.0, balancer: dict | None =
     return d
 
 
-def marks(scenario: npsim.Scenario) -> tuple[list[tuple[float, str, str]], object]:
-    out = Simulation(scenario).run()
+def marks(scenario: npsim.Scenario) -> tuple[list[tuple[float, str, str]], Simulation]:
+    """The balancer's marks (time, kind, node) and the finished simulation."""
+    sim = Simulation(scenario)
+    out = sim.run()
     rows = [(t, k, s) for t, k, s in zip(out.events.time, out.events.kind, out.events.subject,
                                          strict=True) if k.startswith("lb_")]
-    return rows, out
+    return rows, sim
 
 
 def test_local_health_check_takes_a_node_without_ready_endpoint_out_and_back():

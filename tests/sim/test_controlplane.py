@@ -26,8 +26,11 @@ def test_propagation_streams_are_made_at_the_first_change_and_dropped_after_the_
     out = sim.run()
     # the change reached both nodes after their own propagation delay
     assert all(sync.history[-1][1] == 1 and sync.history[-1][0] > 1.0
-               for sync in out.control.nodes)
-    assert all(sync.propagation is None for sync in out.control.nodes)
-    later = out.control.versions[1][0][0]
-    assert len(later) == 2 and all(any(e is f for f in out.control.versions[0][0][0])
+               for sync in sim.control.nodes)
+    assert all(sync.propagation is None for sync in sim.control.nodes)
+    # the output's record of it: what each kube-proxy had programmed, and when
+    assert [h[-1] for h in out.ready_history] == [(sync.history[-1][0], 2)
+                                                   for sync in sim.control.nodes]
+    later = sim.control.versions[1][0][0]
+    assert len(later) == 2 and all(any(e is f for f in sim.control.versions[0][0][0])
                                    for e in later)  # the same endpoint objects

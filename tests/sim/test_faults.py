@@ -179,8 +179,8 @@ def test_kube_proxy_stop_freezes_rules_until_it_restarts() -> None:
                clients=[{"name": "users", "service": "web", "arrival": {"rate": "50/s"},
                          "entry": {"node": "node-1"}, "connectTimeout": "1s"}])
     sim = Simulation(scn)
-    out = sim.run()
-    frozen, other = out.control.nodes
+    sim.run()
+    frozen, other = sim.control.nodes
     assert [t for t, _ in frozen.history] == [0.0, pytest.approx(12.01, abs=1e-3)]
     assert other.history[1][0] == pytest.approx(5.0, abs=0.5)
     result = npsim.run(scn)

@@ -57,15 +57,28 @@ def test_the_collector_is_restored_after_a_run() -> None:
     assert gc.isenabled()
 
 
-def test_a_finished_run_leaves_no_endpoint_columns_cached() -> None:
-    """Every node's tables share columns per endpoint tuple through a module cache; a
-    finished run empties it, so a notebook or a sweep running many big clusters does not
-    keep their endpoints."""
+def test_endpoint_columns_are_shared_within_a_run_and_go_with_it() -> None:
+    """Every node's tables share columns per endpoint tuple through a cache the run owns:
+    two simulations in one process never share one, and a finished run lets go of its
+    own (a notebook or a sweep running many big clusters keeps none of their endpoints)."""
     from npsim.proxy import base
 
     scenario = npsim.load_scenario(QUICKSTART).with_changes(
         {"manifests[1].spec.replicas": 12, "run.duration": "6s"})
-    sim = Simulation(scenario)
-    assert base._SHARED  # the tables of this cluster share their columns
-    sim.run()
-    assert not base._SHARED
+    first, second = Simulation(scenario), Simulation(scenario)
+    shared = first.proxies[0].shared_columns
+    assert shared is not None and len(shared) > 0
+    assert all(proxy.shared_columns is shared for proxy in first.proxies)
+    tables = [proxy.tables[0] for proxy in first.proxies]
+    assert all(table.keys is tables[0].keys for table in tables)  # one column, every node
+    assert second.proxies[0].shared_columns is not shared
+    assert second.proxies[0].tables[0].keys is not tables[0].keys
+    assert second.proxies[0].tables[0].keys == tables[0].keys
+    assert not [name for name, value in vars(base).items() if not name.startswith("__")
+                and isinstance(value, dict | base.SharedColumns)]  # no module-level cache
+    cache = weakref.ref(shared)
+    del shared
+    first.run()
+    assert all(proxy.shared_columns is None for proxy in first.proxies)
+    assert cache() is None  # gone with the run, while its output and tables stay
+    assert first.proxies[0].tables[0].keys == second.proxies[0].tables[0].keys
