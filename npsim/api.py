@@ -285,6 +285,18 @@ def series_bucket(run: RunSpec, end_time: float) -> float:
     return next(step * decade for step in (1, 2, 5, 10) if step * decade >= target)
 
 
+def _replication_indexes(replications: Sequence[int]) -> list[int]:
+    """The replication indexes asked for, checked: at least one, distinct whole numbers
+    that fit the frames' 32-bit ``replication`` column."""
+    reps = list(replications)
+    bad = [r for r in reps if isinstance(r, bool) or not isinstance(r, int)
+           or not 0 <= r < 2**31]
+    if not reps or bad or len(set(reps)) != len(reps):
+        raise ValueError("replications must be distinct whole numbers from 0 to 2**31 - 1, "
+                         f"at least one; got {reps[:10]!r}" + (" ..." if len(reps) > 10 else ""))
+    return reps
+
+
 def _replication_task(task: tuple[Scenario, int]) -> _Replication:
     return _replication(*task)
 
@@ -304,12 +316,16 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     (bytes), or the scenario's ``run.limits``, is refused with a ScenarioError before
     anything runs (:mod:`npsim.preflight`).
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of processes, at least 1; got {jobs!r}")
+    reps = None if replications is None else _replication_indexes(replications)
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     revalidate(scenario)
     preflight(scenario, max_requests, max_memory)
     spec = scenario.spec
-    reps = list(range(spec.run.replications)) if replications is None else list(replications)
+    if reps is None:
+        reps = list(range(spec.run.replications))
     total = len(reps)
     done: dict[int, _Replication] = {}
     if jobs > 1 and total > 1:

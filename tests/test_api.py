@@ -47,3 +47,20 @@ def test_progress_rises_through_the_frames_to_the_end() -> None:
     # the first simulation's last report, then its frames
     assert halves[-2:] == pytest.approx([0.5 * npsim.api.SIMULATING,
                                          0.5 * (1 + npsim.api.SIMULATING) / 2])
+
+
+@pytest.mark.parametrize("arguments", [
+    {"replications": []}, {"replications": [10**20]}, {"replications": [-1]},
+    {"replications": [0, 0]}, {"replications": [0.5]}, {"jobs": 0}, {"jobs": -1},
+    {"jobs": 1.5},
+])
+def test_bad_run_arguments_are_refused_before_anything_runs(arguments: dict) -> None:
+    """Checked up front with a message naming the argument (an empty list was an
+    IndexError after the run, a huge index an OverflowError from numpy's seeding)."""
+    with pytest.raises(ValueError, match="replications|jobs"):
+        npsim.run(scenario_from_dict(QUIET), **arguments)
+
+
+def test_chosen_replications_run_as_asked() -> None:
+    result = npsim.run(scenario_from_dict(QUIET), replications=[3, 1])
+    assert sorted(result.requests["replication"].unique()) == [1, 3]
