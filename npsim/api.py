@@ -246,7 +246,8 @@ def _replication(scenario: Scenario, rep: int,
     if progress is not None:
         progress((1 + SIMULATING) / 2)
     out.log.release()  # the frame keeps the columns it shares; the others go now
-    series = timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
+    bucket = series_bucket(spec.run, out.end_time)
+    series = timeseries_frame(out, frame, bucket)
     trim_heap()  # and the time series' before the statistics
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
@@ -264,12 +265,11 @@ def _replication(scenario: Scenario, rep: int,
     nodes = node_frame(out, frame)
     trim_heap()
     # per pod and node series last: not alive at the statistics' peak
-    pod_series = pod_timeseries_frame(out, frame, series_bucket(spec.run, out.end_time))
+    pod_series = pod_timeseries_frame(out, frame, bucket)
     trim_heap()
     return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
-                        incidents, pod_series,
-                        node_timeseries_frame(out, series_bucket(spec.run, out.end_time)))
+                        incidents, pod_series, node_timeseries_frame(out, bucket))
 
 
 def series_bucket(run: RunSpec, end_time: float) -> float:
