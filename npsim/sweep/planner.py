@@ -84,20 +84,30 @@ def _is_duration(metric: str) -> bool:
                               "fault_start"))
 
 
-def _check_name(metric: str, text: str) -> None:
-    """A metric no run writes is refused before anything runs, with the closest names."""
+def known_metrics() -> list[str]:
+    """Every scope-``all`` metric a run can write."""
     from npsim.results.summary import INCIDENT_METRICS
 
     incident = [m for m in INCIDENT_METRICS if m not in SLO_METRICS]
-    known = [*ALWAYS_METRICS, *_counted_metrics(), *incident, *SLO_METRICS]
-    if metric in known:
-        return
-    close = difflib.get_close_matches(metric, known, n=3, cutoff=0.6)
+    return [*ALWAYS_METRICS, *_counted_metrics(), *incident, *SLO_METRICS]
+
+
+def unknown_metric(metric: str) -> str:
+    """Why ``metric`` is refused: no run writes it; the closest names, and the list."""
+    from npsim.results.summary import INCIDENT_METRICS
+
+    close = difflib.get_close_matches(metric, known_metrics(), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise PlanError(f"--target {text!r}: no metric {metric!r}; {hint}Metrics: "
-                    f"{', '.join(ALWAYS_METRICS)}; failed_<reason> (e.g. "
-                    f"failed_connect_timeout), retries; with faults {', '.join(incident)}; "
-                    f"with an SLO {', '.join(SLO_METRICS)}")
+    incident = [m for m in INCIDENT_METRICS if m not in SLO_METRICS]
+    return (f"no metric {metric!r}; {hint}Metrics: {', '.join(ALWAYS_METRICS)}; "
+            "failed_<reason> (e.g. failed_connect_timeout), retries; with faults "
+            f"{', '.join(incident)}; with an SLO {', '.join(SLO_METRICS)}")
+
+
+def _check_name(metric: str, text: str) -> None:
+    """A metric no run writes is refused before anything runs, with the closest names."""
+    if metric not in known_metrics():
+        raise PlanError(f"--target {text!r}: {unknown_metric(metric)}")
 
 
 def check_metric(target: Target, scenario: Scenario, text: str) -> None:

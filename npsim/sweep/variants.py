@@ -66,6 +66,13 @@ def expand(scenario: Scenario, extra: dict[str, Any] | None = None) -> tuple[lis
         except ScenarioError as exc:
             problems += [Problem(p.mark, f"variants: {name}: {p.path}".rstrip(": "), p.message)
                          for p in exc.problems]
+    if spec and spec.report:  # the report table's metrics: one no run writes was dropped
+        from npsim.sweep.planner import known_metrics, unknown_metric
+
+        known = set(known_metrics())
+        problems += [Problems.problem(getattr(scenario, "tree", None),
+                                      ["variants", "report", i], unknown_metric(metric))
+                     for i, metric in enumerate(spec.report) if metric not in known]
     if problems:
         raise ScenarioError(problems)
     baseline = spec.baseline if spec and spec.baseline else variants[0].name

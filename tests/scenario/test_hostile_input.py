@@ -379,3 +379,16 @@ def test_node_names_are_dns_subdomains_even_when_other_sections_are_broken(
     path.write_text(path.read_text().replace("run: {", "run: {bogus: 1, "))
     report = problems(path)  # the partial checks run too, without a traceback
     assert "RFC 1123 subdomain" in report and "run.bogus: unknown field" in report
+
+
+def test_a_sweep_report_metric_no_run_writes_is_placed_before_anything_runs(
+        tmp_path: Path) -> None:
+    """``variants.report: [latncy_p99]`` was silently left out of the sweep's table."""
+    path = write(tmp_path)
+    path.write_text(path.read_text() + "variants: {each: [{name: a, set: {}}], "
+                    "report: [throughput, latncy_p99]}\n")
+    code, output = cli("validate", str(path))
+    assert code == 2
+    assert ("scenario.yaml:10:61: variants.report[1]: no metric 'latncy_p99'; did you mean "
+            "'latency_p99'") in output, output
+    assert "report[0]" not in output
