@@ -410,6 +410,8 @@ def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
                  "every node")]
     owner: dict[int, int] = {}
     cidrs: list[tuple[int, int, int]] = []
+    cluster_net = (ipaddress.IPv4Network(spec.cluster.cluster_cidr)
+                   if spec.cluster.cluster_cidr else None)
     for i, ns in enumerate(nodes):
         ip = int(ipaddress.IPv4Address(ns.address)) if ns.address else DEFAULT_NODE_BASE + i
         if ip in owner:
@@ -417,6 +419,12 @@ def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
                         f"address {ip_str(ip)} is also node {nodes[owner[ip]].name!r}'s"))
         owner.setdefault(ip, i)
         net = ipaddress.IPv4Network(ns.pod_cidr) if ns.pod_cidr else default_pod_cidr(i)
+        if cluster_net is not None and not ns.pod_cidr and not net.subnet_of(cluster_net):
+            # a given podCIDR outside it is refused by the schema; a default one here
+            out.append((["cluster", "nodes", i],
+                        f"node {ns.name!r} has no podCIDR and its default {net} is outside "
+                        f"clusterCIDR {cluster_net}: kube-proxy would take its pods' "
+                        "traffic for outside traffic; give the node a podCIDR inside it"))
         cidrs.append((int(net.network_address), int(net.broadcast_address), i))
     cidrs.sort()
     for (_, end, a), (start, _, b) in zip(cidrs, cidrs[1:], strict=False):

@@ -392,3 +392,18 @@ def test_a_sweep_report_metric_no_run_writes_is_placed_before_anything_runs(
     assert ("scenario.yaml:10:61: variants.report[1]: no metric 'latncy_p99'; did you mean "
             "'latency_p99'") in output, output
     assert "report[0]" not in output
+
+
+def test_a_cluster_cidr_that_misses_a_default_pod_cidr_is_placed(tmp_path: Path) -> None:
+    """A node without podCIDR gets 10.244.<i>.0/24; a clusterCIDR that does not hold it
+    was accepted, and kube-proxy would have taken that node's pods for outside clients."""
+    path = write(tmp_path)
+    text = path.read_text().replace("cluster:\n", "cluster:\n  clusterCIDR: 10.244.0.0/24\n")
+    path.write_text(text)
+    code, report = cli("validate", str(path))
+    assert code == 2
+    assert "cluster.nodes[1]: node 'node-2' has no podCIDR and its default 10.244.1.0/24 is " \
+           "outside clusterCIDR 10.244.0.0/24" in report, report
+    assert "'node-1'" not in report  # 10.244.0.0/24 itself is inside
+    path.write_text(text.replace("clusterCIDR: 10.244.0.0/24", "clusterCIDR: 10.244.0.0/16"))
+    assert cli("validate", str(path))[0] == 0
