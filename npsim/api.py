@@ -322,7 +322,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     revalidate(scenario)
-    preflight(scenario, max_requests, max_memory)
+    preflight(scenario, max_requests, max_memory, None if reps is None else len(reps))
     spec = scenario.spec
     if reps is None:
         reps = list(range(spec.run.replications))

@@ -200,10 +200,11 @@ def _pods_ever(scenario: Scenario) -> int:
     return total
 
 
-def estimate(scenario: Scenario) -> Estimate:
+def estimate(scenario: Scenario, replications: int | None = None) -> Estimate:
+    """What a run of ``replications`` replications (default ``run.replications``) needs."""
     spec = scenario.spec
     per_rep = estimate_requests(scenario)
-    reps = spec.run.replications
+    reps = spec.run.replications if replications is None else replications
     nodes = len(spec.cluster.nodes)
     pods = _pods_ever(scenario)
     ports = sum(len(s.ports) for s in scenario.services.values())
@@ -251,21 +252,24 @@ def _fmt(count: float) -> str:
 
 
 def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = None,
-                 max_memory: int | None = None) -> Estimate:
-    """Report every estimate over its limit as a problem at the key that drives it."""
-    est = estimate(scenario)
+                 max_memory: int | None = None, replications: int | None = None) -> Estimate:
+    """Report every estimate over its limit as a problem at the key that drives it.
+    ``replications``: how many run (default ``run.replications``; ``npsim.run`` may be
+    given its own list)."""
+    est = estimate(scenario, replications)
     lim = limits_for(scenario, max_requests, max_memory)
     tree = scenario.original_tree or scenario.tree
     run = scenario.spec.run
+    reps = est.replications
     if est.requests > lim.max_requests:
         if run.requests is not None:
-            how = f"requests: {run.requests:,} x {run.replications} replication(s)"
+            how = f"requests: {run.requests:,} x {reps} replication(s)"
         elif math.isinf(est.requests_per_replication):
             how = ("a closed loop whose users think, travel and are served in no time "
                    "sends without end: give thinkTime, rtt or serviceTime a positive mean")
         else:
             how = (f"about {_fmt(est.requests_per_replication)} per replication over "
-                   f"{format_duration(float(run.duration or 0))} x {run.replications} "
+                   f"{format_duration(float(run.duration or 0))} x {reps} "
                    "replication(s)")
         where = ["run", "requests" if run.requests is not None else "duration"]
         p.at(tree, where,
@@ -273,12 +277,12 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
              f"limit of {lim.max_requests:,}; shorten the run, lower the rate, or raise the "
              "limit with --max-requests N or run.limits.maxRequests")
     timers, timer_key, timer_what = est.timers
-    if timers * run.replications > lim.max_requests:
+    if timers * reps > lim.max_requests:
         p.at(tree, timer_key,
-             f"the run would simulate {_fmt(timers * run.replications)} periodic events "
+             f"the run would simulate {_fmt(timers * reps)} periodic events "
              f"besides requests (mostly {timer_what}, over "
              f"{format_duration(run_length(scenario, est.requests_per_replication))} x "
-             f"{run.replications} replication(s)), more than the limit of "
+             f"{reps} replication(s)), more than the limit of "
              f"{lim.max_requests:,}; use a longer interval, or raise the limit with "
              "--max-requests N or run.limits.maxRequests")
     other = scenario.spec.cluster.other_services
@@ -317,10 +321,11 @@ def check_addresses(scenario: Scenario, p: Problems) -> None:
 
 
 def preflight(scenario: Scenario, max_requests: int | None = None,
-              max_memory: int | None = None) -> Estimate:
-    """Every check a run needs before it starts; raises ScenarioError with all problems."""
+              max_memory: int | None = None, replications: int | None = None) -> Estimate:
+    """Every check a run needs before it starts; raises ScenarioError with all problems.
+    ``replications``: how many run, when not ``run.replications``."""
     p = Problems()
-    est = check_limits(scenario, p, max_requests, max_memory)
+    est = check_limits(scenario, p, max_requests, max_memory, replications)
     if not p.errors:
         check_addresses(scenario, p)
     p.raise_if_any()

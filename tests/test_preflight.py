@@ -82,3 +82,20 @@ def test_other_services_count_against_the_service_limit(base: npsim.Scenario) ->
     assert "cluster.otherServices.count: the scenario has 1,000,000,000 other Services" in report
     assert "run.limits.maxServices" in report
     preflight(base.with_changes({"cluster.otherServices": {"count": 9_999}}))
+
+
+def test_the_guard_counts_the_replications_a_caller_asks_for():
+    """``npsim.run(..., replications=[...])`` runs that many, whatever run.replications
+    says: the estimate counts those (a list of 10 over a 1-replication scenario went past
+    the request limit unseen, and one of 10 was refused for all ten)."""
+    d = scenario_dict(nodes=1, replicas=1, clients=[client(rate=1000.0)], duration=10.0,
+                      replications=10)  # 10,000 requests a replication
+    scenario = npsim.scenario_from_dict(d)
+    assert estimate(scenario).requests == pytest.approx(100_000, rel=0.01)
+    assert estimate(scenario, 2).requests == pytest.approx(20_000, rel=0.01)
+    with pytest.raises(ScenarioError, match=r"x 10 replication\(s\)"):
+        npsim.run(scenario, max_requests=50_000)
+    with pytest.raises(ScenarioError, match=r"x 6 replication\(s\)"):
+        npsim.run(scenario, replications=range(6), max_requests=50_000)
+    one = npsim.run(scenario, replications=[7], max_requests=50_000)
+    assert set(one.requests["replication"]) == {7}
