@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from npsim.sim.calls import call_later
 from npsim.sim.pods import PodServer
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class TlsPodServer(PodServer):
     def _start(self, request: int) -> None:
         duration = self.sample() + self.extra.pop(request, 0.0)
         self.started(request, duration)
-        self.env.timeout(duration, request).callbacks.append(self._finish)
+        call_later(self.env, duration, (self._finish,), request)  # a Timeout's place
 
 
 class Terminator:
