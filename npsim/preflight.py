@@ -258,7 +258,7 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
     given its own list)."""
     est = estimate(scenario, replications)
     lim = limits_for(scenario, max_requests, max_memory)
-    tree = scenario.original_tree or scenario.tree
+    tree = scenario.marks
     run = scenario.spec.run
     reps = est.replications
     if est.requests > lim.max_requests:
@@ -317,7 +317,7 @@ def check_addresses(scenario: Scenario, p: Problems) -> None:
     from npsim.cluster.model import address_problems
 
     for loc, message in address_problems(scenario):
-        p.at(scenario.original_tree or scenario.tree, loc, message)
+        p.at(scenario.marks, loc, message)
 
 
 def preflight(scenario: Scenario, max_requests: int | None = None,

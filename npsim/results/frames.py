@@ -6,6 +6,7 @@ Column meanings are documented in README.md ("Frames"); keep the two in step.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -233,10 +234,14 @@ def count_codes(values: np.ndarray, rows: np.ndarray | None, n: int) -> np.ndarr
     return counts
 
 
-def unreached_codes(requests: pd.DataFrame) -> list[int]:
-    """The codes of the ``reason`` categories in :data:`UNREACHED`."""
+def unreached_lookup(requests: pd.DataFrame) -> np.ndarray:
+    """Per code of the ``reason`` categories (and -1, the last slot): whether it is one
+    of :data:`UNREACHED`. Indexed by a block of codes (np.isin sorted a copy of every
+    code: 3 MB at 1M rows)."""
     categories = requests["reason"].cat.categories
-    return [i for i, name in enumerate(categories) if name in UNREACHED]
+    lookup = np.zeros(len(categories) + 1, dtype=bool)
+    lookup[[i for i, name in enumerate(categories) if name in UNREACHED]] = True
+    return lookup
 
 
 def reached_pod(requests: pd.DataFrame) -> np.ndarray:
@@ -244,9 +249,7 @@ def reached_pod(requests: pd.DataFrame) -> np.ndarray:
     if not isinstance(requests["reason"].dtype, pd.CategoricalDtype):
         return (requests["pod"].notna() & ~requests["reason"].isin(UNREACHED)).to_numpy()
     pod, reason = codes(requests["pod"]), codes(requests["reason"])
-    # a lookup per reason code (np.isin sorted a copy of every code: 3 MB at 1M rows)
-    unreached = np.zeros(len(requests["reason"].cat.categories) + 1, dtype=bool)  # -1: last
-    unreached[unreached_codes(requests)] = True
+    unreached = unreached_lookup(requests)
     reached = np.empty(len(pod), dtype=bool)
     for lo in range(0, len(pod), BLOCK):
         part = reached[lo:lo + BLOCK]
@@ -273,12 +276,14 @@ def pod_frame(out: RunOutput, requests: pd.DataFrame) -> pd.DataFrame:
         served = pod_codes[lo:lo + BLOCK] >= 0
         # added in row order, as one bincount over all rows would (same sums to the bit)
         np.add.at(busy_by_pod, pod_codes[lo:lo + BLOCK][served], busy[served])
-    busy_by_pod = by_names(busy_by_pod, pod.cat.categories, names)
+    where = positions(pod.cat.categories, names)  # once for the three per-pod columns
+    n_categories = len(pod.cat.categories)
+    busy_by_pod = by_positions(busy_by_pod, where)
     reached = reached_pod(requests)
     reached &= ~requests["warmup"].to_numpy(dtype=bool)
-    counts = _counts_by(requests["pod"], reached, names)
+    counts = by_positions(count_codes(pod_codes, reached, n_categories), where)
     reached &= requests["new_connection"].to_numpy(dtype=bool)
-    conns = _counts_by(requests["pod"], reached, names)
+    conns = by_positions(count_codes(pod_codes, reached, n_categories), where)
     total = max(int(counts.sum()), 1)
     pods = cluster.pods
     if not pods:
@@ -314,13 +319,34 @@ def _counts_by(column: pd.Series, rows: np.ndarray, names: list[str]) -> np.ndar
     return by_names(counts, column.cat.categories, names)
 
 
+def positions(categories: pd.Index, names: list[str]) -> np.ndarray:
+    """Where each of ``names`` is among ``categories`` (-1: not there). Plain lookups: a
+    pandas reindex over 10,000 pod names held megabytes of string hash tables after it
+    was done."""
+    position = {name: i for i, name in enumerate(categories)}
+    return np.array([position.get(name, -1) for name in names], dtype=np.intp)
+
+
+def by_positions(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``values`` taken at ``where`` (from :func:`positions`), 0 where it is -1."""
+    out = np.zeros(len(where), dtype=values.dtype)
+    found = where >= 0
+    out[found] = values[where[found]]
+    return out
+
+
 def by_names(values: np.ndarray, categories: pd.Index, names: list[str]) -> np.ndarray:
     """``values`` (one per category) in the order of ``names``, 0 for a name that is not
-    a category. Plain lookups: a pandas reindex over 10,000 pod names held megabytes of
-    string hash tables after it was done."""
-    position = {name: i for i, name in enumerate(categories)}
-    return np.array([values[position[name]] if name in position else 0 for name in names],
-                    dtype=values.dtype)
+    a category."""
+    return by_positions(values, positions(categories, names))
+
+
+def first_seen_codes(names: Iterable[str]) -> tuple[np.ndarray, int]:
+    """Integer codes of ``names``, numbered in order of first appearance, and how many
+    distinct: groups by name without pandas' string hash tables."""
+    ids: dict[str, int] = {}
+    codes_ = np.array([ids.setdefault(name, len(ids)) for name in names], dtype=np.intp)
+    return codes_, len(ids)
 
 
 def _utilisation(busy: float, pod, start: float, end: float) -> float:  # noqa: ANN001

@@ -34,15 +34,23 @@ _SIGN = np.uint64(1 << 63)
 class Masked:
     """The values of ``values`` where ``mask`` is true, as if compressed."""
 
-    def __init__(self, values: np.ndarray, mask: np.ndarray) -> None:
+    def __init__(self, values: np.ndarray, mask: np.ndarray,
+                 starts: np.ndarray | None = None) -> None:
         if len(values) != len(mask):
             raise ValueError("values and mask differ in length")
         self.values = values
         self.mask = mask
-        counts = [np.count_nonzero(mask[lo:lo + BLOCK]) for lo in range(0, len(mask), BLOCK)]
+        if starts is None:
+            counts = [np.count_nonzero(mask[lo:lo + BLOCK])
+                      for lo in range(0, len(mask), BLOCK)]
+            starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
         # where each block's selected values start in the compressed sequence
-        self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        self.starts = starts
         self.n = int(self.starts[-1])
+
+    def over(self, values: np.ndarray) -> Masked:
+        """The same rows of another column (the mask is not counted again)."""
+        return Masked(values, self.mask, self.starts)
 
     def _blocks(self):  # noqa: ANN202 - the selected values of each block, in order
         for lo in range(0, len(self.mask), BLOCK):

@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from npsim.results.frames import BLOCK, by_names, category_code, codes, count_codes, reached_pod
+from npsim.results.frames import (
+    BLOCK,
+    by_names,
+    category_code,
+    codes,
+    count_codes,
+    first_seen_codes,
+    reached_pod,
+)
 from npsim.results.masked import Masked
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.scenario.schema import SloSpec
@@ -73,7 +81,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
         row.update({name: q for name, q in zip(
             ("latency_p50", "latency_p95", "latency_p99"), lat.quantiles([0.50, 0.95, 0.99]),
             strict=True)})
-        row["queue_wait_mean"] = Masked(frame["queue_wait"].to_numpy(), done).nan_mean()
+        row["queue_wait_mean"] = lat.over(frame["queue_wait"].to_numpy()).nan_mean()
         crossed = np.count_nonzero(frame["cross_node"].to_numpy(dtype=bool) & done)
         row["cross_node_fraction"] = crossed / n_done if n_done else math.nan
         row["source_ip_intact_fraction"] = source_ip_intact(frame, done)
@@ -101,10 +109,8 @@ def _candidate_counts(counts: np.ndarray, pods: pd.Index, candidates: Candidates
     node (nodes in order of first appearance). Plain lookups: a pandas groupby over
     10,000 node names held 4 MB of string hash tables after it was done."""
     per_pod = by_names(counts, pods, [name for name, _ in candidates])
-    node_ids: dict[str, int] = {}
-    node_of = np.array([node_ids.setdefault(node, len(node_ids)) for _, node in candidates],
-                       dtype=np.intp)
-    per_node = np.zeros(len(node_ids), dtype=np.int64)
+    node_of, n_nodes = first_seen_codes(node for _, node in candidates)
+    per_node = np.zeros(n_nodes, dtype=np.int64)
     np.add.at(per_node, node_of, per_pod)
     return per_pod, per_node
 
@@ -215,8 +221,7 @@ def summarise(
     _measured_rows("all", requests, None, add, per_replication["all"])
     # per pod name across replications, grouped by integer ids: a groupby over 10,000
     # string labels held megabytes of hash tables (the same means: the same group sums)
-    ids: dict[str, int] = {}
-    pod_ids = np.array([ids.setdefault(name, len(ids)) for name in pods["pod"]], dtype=np.intp)
+    pod_ids, _ = first_seen_codes(pods["pod"])
     util = pods["utilisation"].groupby(pod_ids).mean().dropna()
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)

@@ -25,7 +25,7 @@ from npsim.results.frames import (
     code_dtype,
     codes,
     count_codes,
-    unreached_codes,
+    unreached_lookup,
 )
 from npsim.sim.engine import RunOutput
 from npsim.sim.records import REASONS
@@ -207,7 +207,7 @@ def pod_load_rates(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
     pods = len(out.cluster.pods)
     t_start = requests["t_start"].to_numpy(dtype=float)
     pod_codes = codes(requests["pod"])
-    unreached = unreached_codes(requests)
+    unreached = unreached_lookup(requests)
     reason = codes(requests["reason"])
     # one count over (pod, bucket) cells, a block of rows at a time; in floats (exact
     # below 2**53) so that the rates are made in place, as count / bucket
@@ -216,7 +216,7 @@ def pod_load_rates(out: RunOutput, requests: pd.DataFrame, edges: np.ndarray,
         rows = slice(lo, lo + BLOCK)
         idx = _bucket_of(t_start[rows], bucket, n)
         pod = pod_codes[rows]
-        keep = (idx >= 0) & (pod >= 0) & ~np.isin(reason[rows], unreached)
+        keep = (idx >= 0) & (pod >= 0) & ~unreached[reason[rows]]
         counts += np.bincount(pod[keep].astype(np.int64) * n + idx[keep], minlength=pods * n)
     counts /= bucket
     return counts

@@ -203,7 +203,7 @@ def with_changes(scenario: Scenario, changes: Mapping[str, Any]) -> Scenario:
     if problems:
         raise ScenarioError(problems)
     changed.warnings = [_rename(w, located, unrelated="") for w in changed.warnings]
-    changed.original_tree = scenario.original_tree or scenario.tree
+    changed.original_tree = scenario.marks
     return changed
 
 

@@ -77,6 +77,12 @@ class Scenario:
 
         check_assignments(self)
 
+    @property
+    def marks(self) -> Any:
+        """The YAML tree errors are placed in: the user's own file, also for a changed
+        copy (``--set``, variants)."""
+        return self.original_tree or self.tree
+
     def __getattr__(self, name: str) -> Any:
         if name in ScenarioSpec.model_fields:
             return getattr(self.__dict__["spec"], name)

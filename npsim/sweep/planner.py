@@ -84,21 +84,23 @@ def _is_duration(metric: str) -> bool:
                               "fault_start"))
 
 
-def known_metrics() -> list[str]:
-    """Every scope-``all`` metric a run can write."""
+def _incident_metrics() -> list[str]:
+    """The fault figures a run writes (the SLO ones are listed apart)."""
     from npsim.results.summary import INCIDENT_METRICS
 
-    incident = [m for m in INCIDENT_METRICS if m not in SLO_METRICS]
-    return [*ALWAYS_METRICS, *_counted_metrics(), *incident, *SLO_METRICS]
+    return [m for m in INCIDENT_METRICS if m not in SLO_METRICS]
+
+
+def known_metrics() -> list[str]:
+    """Every scope-``all`` metric a run can write."""
+    return [*ALWAYS_METRICS, *_counted_metrics(), *_incident_metrics(), *SLO_METRICS]
 
 
 def unknown_metric(metric: str) -> str:
     """Why ``metric`` is refused: no run writes it; the closest names, and the list."""
-    from npsim.results.summary import INCIDENT_METRICS
-
     close = difflib.get_close_matches(metric, known_metrics(), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    incident = [m for m in INCIDENT_METRICS if m not in SLO_METRICS]
+    incident = _incident_metrics()
     return (f"no metric {metric!r}; {hint}Metrics: {', '.join(ALWAYS_METRICS)}; "
             "failed_<reason> (e.g. failed_connect_timeout), retries; with faults "
             f"{', '.join(incident)}; with an SLO {', '.join(SLO_METRICS)}")

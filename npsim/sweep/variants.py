@@ -70,15 +70,14 @@ def expand(scenario: Scenario, extra: dict[str, Any] | None = None) -> tuple[lis
         from npsim.sweep.planner import known_metrics, unknown_metric
 
         known = set(known_metrics())
-        problems += [Problems.problem(getattr(scenario, "tree", None),
-                                      ["variants", "report", i], unknown_metric(metric))
+        problems += [Problems.problem(scenario.marks, ["variants", "report", i],
+                                      unknown_metric(metric))
                      for i, metric in enumerate(spec.report) if metric not in known]
     if problems:
         raise ScenarioError(problems)
     baseline = spec.baseline if spec and spec.baseline else variants[0].name
     if baseline not in names:
-        raise ScenarioError([Problems.problem(getattr(scenario, "tree", None),
-                                              ["variants", "baseline"],
+        raise ScenarioError([Problems.problem(scenario.marks, ["variants", "baseline"],
                                               f"no variant named {baseline!r} (variants: "
                                               f"{', '.join(v.name for v in variants)})")])
     return variants, baseline
