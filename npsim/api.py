@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import yaml
 
-from npsim.cluster.model import Cluster, build_cluster, endpoints_for, ip_str
+from npsim.cluster.model import Cluster, build_cluster, ip_str
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
 from npsim.results.events import event_frame, stack_events, with_event_dtypes
@@ -186,8 +186,6 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
     endpoint order; when the pods of the window are those the cluster was built with,
     the Service ports' own endpoints say it, and none are made again."""
     alive = [p for p in cluster.pods if p.alive_during(start, end)]
-    built = cluster.endpoints_over
-    as_built = len(alive) == built and (not alive or alive[-1].index == built - 1)
     selected: dict[int, dict[str, str]] = {}  # per Service port: pod -> node
     out: dict[str, list[tuple[str, str]]] = {}
     every: dict[str, str] = {}
@@ -195,8 +193,7 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
         sp = cluster.service_port_for(client.service, client.port)
         pods = selected.get(sp.index)
         if pods is None:
-            endpoints = (sp.endpoints if as_built else
-                         endpoints_for(sp.service, sp.port, alive))
+            endpoints = cluster.endpoints_of(sp, alive)
             pods = selected[sp.index] = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
                                          for e in endpoints}
         out[f"population:{client.name}"] = list(pods.items())

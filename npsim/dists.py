@@ -199,7 +199,7 @@ class Empirical(_Dist):
         scale = parse_duration(f"1{self.unit}")
         values: list[float] = []
         content = read(self.file) if read is not None else path.read_text()
-        for lineno, line in enumerate(io.StringIO(content), start=1):  # lazily: no copy
+        for lineno, line in enumerate(io.StringIO(content), start=1):  # no list of lines
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue

@@ -132,7 +132,7 @@ class IpvsTable(EndpointTable):
             self._recheck(now)
         old_keys = [self.keys[i] for i in self.order] if not initial else []
         EndpointTable.__init__(self, self.service_port, endpoints, columns)
-        index_of = {k: i for i, k in enumerate(self.keys)}
+        index_of = self.index_of  # key -> position, from the shared columns (read only)
         survivors = [index_of[k] for k in old_keys if k in index_of]
         known = set(old_keys)
         fresh = [i for i in range(self.n) if self.keys[i] not in known]

@@ -201,15 +201,9 @@ class ControlPlane:
                 ready_pods.append(p)
             elif serving and term:
                 terminating.append(p)
-        # every pod build_cluster saw, and only those, ready: its endpoint tuples are
-        # these (at 10,000 pods a second set of endpoints was 2 MB)
-        built = self.cluster.endpoints_over
-        as_built = (built > 0 and len(ready_pods) == built
-                    and ready_pods[-1].index == built - 1)
         out = {}
         for sp in self.cluster.service_ports:
-            endpoints = (sp.endpoints if as_built else
-                         endpoints_for(sp.service, sp.port, ready_pods, self._made))
+            endpoints = self.cluster.endpoints_of(sp, ready_pods, self._made)
             out[sp.index] = (endpoints, hints_for(sp.service, endpoints, self.cluster.nodes,
                                                   self.node_cpu),
                              endpoints_for(sp.service, sp.port, terminating, self._made)
