@@ -269,8 +269,9 @@ class KubeProxy:
 
     def retire(self) -> None:
         """The run is over: let go of the random streams and their buffered draws (at
-        1000 nodes, 26 MB that the run's output kept while its frames were built). The
-        programmed tables stay, for inspection; nothing can be chosen any more."""
+        1000 nodes, 26 MB, as long as someone keeps the simulation: ``npsim explain``, a
+        test, a notebook). The programmed tables stay, for inspection; nothing can be
+        chosen any more."""
         self.rng = None  # type: ignore[assignment]
         self.cost = _retired
         self.shared_columns = None  # the run's cache goes with the run

@@ -46,11 +46,6 @@ class NodePortProbe:
         self.answers = answers
         self._uniform = batched(rng.random)
 
-    def retire(self) -> None:
-        """The run is over: drop the callbacks into the simulation (they would keep it,
-        and its request log, alive in a reference cycle)."""
-        self.answers = self.proxy_running = _over  # type: ignore[assignment]
-
     def tcp(self, node: int) -> bool:
         """A TCP connect to Node:NodePort is accepted by a live pod."""
         if not self.answers(node):
@@ -104,13 +99,13 @@ class Blackbox:
         self.env.process(self._loop)
 
     def stop(self) -> None:
-        """The run is over: end the scrapes and drop the probes' callbacks into the
-        simulation (both would keep it, and its request log, in a reference cycle)."""
+        """The run is over: end the scrapes and let go of the probes. Both reach into the
+        simulation (its kube-proxies, pods and callbacks), which the run's output, that
+        keeps this prober's samples, must not keep alive."""
         loop = self.__dict__.pop("_loop", None)
         if loop is not None:
             loop.close()
-        for probe in self.probes.values():
-            probe.retire()
+        self.probes = {}
 
     def _scrape(self, going: Callable[[], bool]):  # noqa: ANN202 - SimPy process
         while going():
@@ -137,7 +132,3 @@ def blackbox_probers(sim: Simulation) -> dict[str, Blackbox]:
                   for sp in ports}
         out[rule.name] = Blackbox(sim.env, probes, len(sim.cluster.nodes), rule.probe.interval)
     return out
-
-
-def _over(node: int) -> bool:
-    raise RuntimeError("internal error: a probe was sent after the run")
