@@ -675,7 +675,7 @@ class ClientSpec(Model):
         if self.stop is not None and self.stop <= self.start:
             raise ValueError("'stop' must be after 'start'")
         if self.retries is not None and self.retries.retry_on is not None:
-            from npsim.sim.records import REASONS
+            from npsim.outcomes import REASONS
 
             unknown = sorted(set(self.retries.retry_on) - set(REASONS.values()) - {""})
             if unknown:

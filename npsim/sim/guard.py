@@ -24,13 +24,13 @@ from npsim.cluster.firewall import (
     build_security_group,
 )
 from npsim.cluster.model import Cluster, ip_str
-from npsim.scenario.netpol import NetworkPolicy, admits
-from npsim.sim.records import (
+from npsim.outcomes import (
     FIREWALL_DROPPED,
     FIREWALL_REJECTED,
     POLICY_DROPPED,
     SECURITY_GROUP_DROPPED,
 )
+from npsim.scenario.netpol import NetworkPolicy, admits
 from npsim.sim.timeline import EventLog
 
 if TYPE_CHECKING:

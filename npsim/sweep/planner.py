@@ -55,7 +55,7 @@ def _counted_metrics() -> dict[str, str | None]:
     """Metrics a run writes only when they count something: absent means 0 (the value
     None), or the value of another metric (``requests_failed_after_retries`` without
     retries is ``requests_failed``)."""
-    from npsim.sim.records import REASONS
+    from npsim.outcomes import REASONS
 
     out: dict[str, str | None] = {f"failed_{r}": None for r in REASONS.values() if r}
     out["retries"] = None
