@@ -37,7 +37,8 @@ from npsim.outcomes import (
     REQUEST_TIMEOUT,
     SECURITY_GROUP_DROPPED,
 )
-from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, EventSpec, RetrySpec
+from npsim.scenario.client_spec import BackoffSpec, ClientSpec, EntrySpec, RetrySpec
+from npsim.scenario.schema import EventSpec
 from npsim.sim.calls import NORMAL, Call
 from npsim.sim.records import RequestLog
 

@@ -65,7 +65,7 @@ from npsim.sim.tls import TlsCosts, pod_server_class
 from npsim.streams import Streams
 
 if TYPE_CHECKING:
-    from npsim.scenario.loader import Scenario
+    from npsim.scenario.scenario import Scenario
 
 EPHEMERAL_LOW, EPHEMERAL_SPAN = 32768, 28232  # Linux ip_local_port_range 32768-60999
 

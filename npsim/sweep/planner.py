@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from npsim.scenario.loader import Scenario
+from npsim.scenario.scenario import Scenario
 from npsim.sweep.pool import run_tasks
 from npsim.sweep.store import RunTask, execute
 from npsim.units import format_duration, parse_duration, parse_rate
