@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from npsim.scenario.expect import expect, label_map
 from npsim.scenario.objects import DEFAULT_AFFINITY_TIMEOUT, Service, ServicePort
 from npsim.scenario.problems import Problem, Problems
+from npsim.scenario.unique import repeats
 from npsim.scenario.yamlio import MarkedDict
 
 MAX_AFFINITY_TIMEOUT = 86400  # v1.MaxClientIPServiceAffinitySeconds
@@ -166,12 +168,14 @@ def validate_service_ports(doc: MarkedDict, raw_ports: list[Any], p: Problems,
                            pre: str) -> None:
     """validateServicePort for each port, then the duplicate (protocol, port) and
     (protocol, nodePort) checks of ValidateService."""
-    names: set[str] = set()
-    ports: set[tuple[str, int]] = set()
-    node_ports: set[tuple[str, int]] = set()
-    for i, raw in enumerate(raw_ports):
-        if not isinstance(raw, dict):
-            continue
+    ports = [(i, raw) for i, raw in enumerate(raw_ports) if isinstance(raw, dict)]
+    again_name = _again((i, raw.get("name") or None) for i, raw in ports)
+    again_port = _again((i, (_protocol(raw), raw.get("port")) if _whole(raw.get("port"))
+                         else None) for i, raw in ports)
+    again_node_port = _again((i, (_protocol(raw), raw.get("nodePort"))
+                              if _whole(raw.get("nodePort")) and raw.get("nodePort") else None)
+                             for i, raw in ports)
+    for i, raw in ports:
         at = ["spec", "ports", i]
         name = raw.get("name")
         if len(raw_ports) > 1 and not name:
@@ -179,30 +183,37 @@ def validate_service_ports(doc: MarkedDict, raw_ports: list[Any], p: Problems,
         elif name:
             for message in dns1123_label_errors(str(name)):
                 p.at(doc, [*at, "name"], f"Invalid value: {_quoted(str(name))}: {message}", pre)
-            if name in names:
+            if i in again_name:
                 p.at(doc, [*at, "name"], f'Duplicate value: "{name}"', pre)
-            names.add(name)
         port = raw.get("port")
-        if isinstance(port, int) and not isinstance(port, bool) and not 1 <= port <= 65535:
+        if _whole(port) and not 1 <= port <= 65535:
             p.at(doc, [*at, "port"], f"Invalid value: {port}: {PORT_RANGE_MESSAGE}", pre)
         target = raw.get("targetPort")
-        if isinstance(target, int) and not isinstance(target, bool) and target != 0:
+        if _whole(target) and target != 0:
             if not 1 <= target <= 65535:
                 p.at(doc, [*at, "targetPort"], f"Invalid value: {target}: {PORT_RANGE_MESSAGE}",
                      pre)
         elif isinstance(target, str) and target:
             for message in port_name_errors(target):
                 p.at(doc, [*at, "targetPort"], f'Invalid value: "{target}": {message}', pre)
-        protocol = str(raw.get("protocol", "TCP"))
-        if isinstance(port, int) and not isinstance(port, bool):
-            if (protocol, port) in ports:
-                p.at(doc, at, f"Duplicate value: {_go_service_port(protocol, port)}", pre)
-            ports.add((protocol, port))
-        node_port = raw.get("nodePort")
-        if isinstance(node_port, int) and not isinstance(node_port, bool) and node_port:
-            if (protocol, node_port) in node_ports:
-                p.at(doc, [*at, "nodePort"], f"Duplicate value: {node_port}", pre)
-            node_ports.add((protocol, node_port))
+        if i in again_port:
+            p.at(doc, at, f"Duplicate value: {_go_service_port(_protocol(raw), port)}", pre)
+        if i in again_node_port:
+            p.at(doc, [*at, "nodePort"], f"Duplicate value: {raw['nodePort']}", pre)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _protocol(raw: dict) -> str:
+    return str(raw.get("protocol", "TCP"))
+
+
+def _again(keys: Iterable[tuple[int, Any]]) -> set[int]:
+    """The positions whose key (None: none) an earlier position has."""
+    given = [(i, key) for i, key in keys if key is not None]
+    return {given[j][0] for j, _ in repeats(key for _, key in given)}
 
 
 def validate_service_spec(doc: MarkedDict, spec: dict, svc_type: str, policy: str,
