@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from npsim.scenario.expect import expect, label_map
+from npsim.scenario.kinds import PROBE_NUMBERS
 from npsim.scenario.objects import ContainerPort, Deployment, selector_matches
 from npsim.scenario.problems import Problems
 from npsim.scenario.yamlio import MarkedDict
@@ -53,12 +54,6 @@ def parse_deployment(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Dep
                       origin, match_labels, **lifecycle)
 
 
-_PROBE_KEYS = {"periodSeconds": ("period", 1), "timeoutSeconds": ("timeout", 1),
-               "failureThreshold": ("failure_threshold", 1),
-               "successThreshold": ("success_threshold", 1),
-               "initialDelaySeconds": ("initial_delay", 0)}
-
-
 def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
                    pre: str) -> dict[str, Any]:
     """Probes, preStop and grace period of the (first serving) container, and the
@@ -73,7 +68,7 @@ def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
             if raw is None or attr in out:
                 continue
             values: dict[str, Any] = {}
-            for field_name, (name, low) in _PROBE_KEYS.items():
+            for field_name, (name, low) in PROBE_NUMBERS.items():
                 if field_name not in (raw or {}):
                     continue
                 at = [*tmpl, "containers", ci, key, field_name]
@@ -152,7 +147,7 @@ def deployment_manifest(dep: Deployment) -> dict[str, Any]:
 
 
 def _probe_manifest(probe: dict[str, float]) -> dict[str, int]:
-    fields = {name: key for key, (name, _low) in _PROBE_KEYS.items()}
+    fields = {name: key for key, (name, _low) in PROBE_NUMBERS.items()}
     return {fields[name]: int(value) for name, value in probe.items()}
 
 

@@ -134,9 +134,13 @@ SERVICE = _kind(Key(keys={
 
 # --- Deployment (apps/v1) and StatefulSet, read like a Deployment -----------------------
 
+# a probe's numbers: key -> (Probe attribute, npsim/cluster/lifecycle.py; the least valid)
+PROBE_NUMBERS = {"periodSeconds": ("period", 1), "timeoutSeconds": ("timeout", 1),
+                 "failureThreshold": ("failure_threshold", 1),
+                 "successThreshold": ("success_threshold", 1),
+                 "initialDelaySeconds": ("initial_delay", 0)}
 PROBE = Key(keys={  # its numbers are checked by the parser; it must be a mapping to look in
-    "periodSeconds": MODELLED, "timeoutSeconds": MODELLED, "failureThreshold": MODELLED,
-    "successThreshold": MODELLED, "initialDelaySeconds": MODELLED,
+    **dict.fromkeys(PROBE_NUMBERS, MODELLED),
     "httpGet": QUIET, "tcpSocket": QUIET, "exec": QUIET, "grpc": QUIET,
     "terminationGracePeriodSeconds": QUIET,
 })
