@@ -1,4 +1,4 @@
-"""Changing a scenario by YAML key path: ``--set``, ``with_changes`` and checked assignment.
+"""Changing a scenario by YAML key path: ``--set`` and ``with_changes``.
 
 A *path* names a key as the scenario file spells it: ``cluster.proxyMode``,
 ``clients[0].arrival.rate``, ``workloads.nginx.workers``. Two conveniences:
@@ -13,7 +13,8 @@ A *path* names a key as the scenario file spells it: ``cluster.proxyMode``,
 
 Values are what the file would say (``3000/s``, ``5ms``, ``{dist: exponential, mean:
 4ms}``). The changed scenario is validated exactly like a file; a problem names the path
-that was changed.
+that was changed. (An attribute assigned in Python is checked where it lives: the spec's
+sections in specbase.py, Services and Deployments in manifests.py.)
 """
 
 from __future__ import annotations
