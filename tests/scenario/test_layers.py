@@ -1,5 +1,5 @@
 """scenario/ in layers: what each part may import, and the seams between the parts
-(the kind tables and their parsers, the reader a Scenario keeps, the checks' list)."""
+(the kind tables and their parsers, the reader a Scenario keeps, the checks)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 import npsim
-from npsim.scenario.checks import CHECKS, WHOLE_CHECKS
 from npsim.scenario.kinds import TABLES, not_modelled
 from npsim.scenario.loader import scenario_from_dict
 from npsim.scenario.manifests import PARSERS
@@ -58,11 +57,6 @@ def test_a_kinds_table_names_what_is_not_modelled() -> None:
 def test_repeats_name_each_later_occurrence_and_repeated_each_name_once() -> None:
     assert list(repeats(["a", "b", "a", "a", "c", "b"])) == [(2, "a"), (3, "a"), (5, "b")]
     assert repeated(["b", "a", "b", "a", "a"]) == ["a", "b"]
-
-
-def test_the_checks_run_in_one_list_each_once() -> None:
-    checks = CHECKS + WHOLE_CHECKS
-    assert len(set(checks)) == len(checks)
 
 
 def test_a_scenario_sent_to_another_process_still_takes_changes() -> None:
