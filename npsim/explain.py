@@ -25,12 +25,12 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 
-from npsim.cluster.firewall import TRAVERSES
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import EndpointTable, KubeProxy
 from npsim.proxy.iptables import cascade_probabilities, format_probability
 from npsim.proxy.ipvs import IpvsTable
 from npsim.proxy.userspace import RoundRobinTable
+from npsim.scenario.firewall import TRAVERSES
 from npsim.sim.guard import Guard
 
 SERVICE_CIDR_BASE = int(ipaddress.IPv4Address("10.96.0.10"))

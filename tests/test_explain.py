@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from npsim.cli import main
 from npsim.cluster.model import ServicePortModel
 from npsim.explain import chain, nft_chain, port_name_string
-from npsim.scenario.manifests import Service, ServicePort
+from npsim.scenario.objects import Service, ServicePort
 
 NGINX = Path(__file__).resolve().parents[1] / "scenarios" / "manifests" / "nginx.yaml"
 # pod IPs 10.244.10.2, 10.244.2.2, 10.244.9.2, 10.244.1.2 (one nginx pod per node)
