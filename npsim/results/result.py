@@ -62,6 +62,7 @@ class Result:
     def plot(self) -> PlotAccessor:
         """Figures of this run: ``result.plot.latency_cdf()``, ``.pod_load()``, ... (see
         :mod:`npsim.plots`)."""
+        # plots/ reads frames and never this module: the one edge up, taken on use
         from npsim.plots import PlotAccessor
 
         return PlotAccessor(self)
