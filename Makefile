@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: quickstart test lint bench setup clean notebook
+.PHONY: quickstart test test-all lint bench setup clean notebook
+
+# `make test` runs the fast tests; in CI (CI set, as .ci/run does) every test, slow too
+SLOW = $(if $(CI),,-m "not slow")
 
 $(BIN)/npsim: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +19,12 @@ setup: $(BIN)/npsim
 quickstart: setup  ## set up and run the bundled quick-start scenario
 	$(BIN)/npsim run scenarios/quickstart.yaml
 
-test: setup  ## set up and run the tests (and ruff)
+test: setup  ## set up and run ruff and the tests (the fast ones, unless CI is set)
 	$(BIN)/ruff check npsim tests benchmarks scripts
-	$(BIN)/pytest
+	$(BIN)/pytest $(SLOW)
+
+test-all: setup  ## ruff and every test, the slow ones too (what CI runs)
+	$(MAKE) test CI=true
 
 notebook: setup  ## install Jupyter (the [notebook] extra) and open the labs in notebooks/
 	$(BIN)/pip install --quiet -e '.[notebook]'

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from npsim.version import __version__
 
 if TYPE_CHECKING:
-    from npsim.api import Result, load_result, run
+    from npsim.api import run
+    from npsim.results.result import Result, load_result
     from npsim.scenario.bundled import bundled, bundled_names, bundled_path
     from npsim.scenario.loader import load_scenario, scenario_from_dict
     from npsim.scenario.problems import ScenarioError
@@ -23,14 +24,15 @@ if TYPE_CHECKING:
 
 # imported on first use, so ``npsim --help`` and ``--version`` start fast
 _LAZY: dict[str, str | tuple[str, str]] = {
-         "Result": "npsim.api", "run": "npsim.api", "Scenario": "npsim.scenario.scenario",
-         "load_scenario": "npsim.scenario.loader",
-         "scenario_from_dict": "npsim.scenario.loader",
-         "ScenarioError": "npsim.scenario.problems",
-         "plan": ("npsim.sweep.planner", "plan_search"), "SweepResult": "npsim.sweep.runner",
-         "run_sweep": ("npsim.sweep.runner", "sweep"),
-         "load_result": "npsim.api", "bundled": "npsim.scenario.bundled",
-         "bundled_names": "npsim.scenario.bundled", "bundled_path": "npsim.scenario.bundled"}
+    "run": "npsim.api",
+    "Result": "npsim.results.result", "load_result": "npsim.results.result",
+    "Scenario": "npsim.scenario.scenario", "load_scenario": "npsim.scenario.loader",
+    "scenario_from_dict": "npsim.scenario.loader",
+    "ScenarioError": "npsim.scenario.problems",
+    "bundled": "npsim.scenario.bundled", "bundled_names": "npsim.scenario.bundled",
+    "bundled_path": "npsim.scenario.bundled",
+    "plan": ("npsim.sweep.planner", "plan_search"), "SweepResult": "npsim.sweep.runner",
+    "run_sweep": ("npsim.sweep.runner", "sweep")}
 # modules loaded on first use: ``npsim.plots.latency_cdf(...)`` after ``import npsim``
 _LAZY_MODULES = ("plots", "report")
 

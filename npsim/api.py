@@ -1,36 +1,34 @@
-"""The small public API: load a scenario, run it, get DataFrames back."""
+"""Running a scenario: every replication, on this process or several, into a Result.
+
+Below the sweeps (which run many scenarios through :func:`run`) and the CLI; above the
+simulation and the frame builders. ``npsim.run`` is this module's :func:`run`.
+"""
 
 from __future__ import annotations
 
 import gc
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
-import yaml
 
-from npsim.cluster.model import Cluster, build_cluster, ip_str
+from npsim.cluster.model import Cluster
+from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
-from npsim.results.events import event_frame, stack_events, with_event_dtypes
+from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
-from npsim.results.shares import pod_shares
-from npsim.results.store import write_atomically, write_parquet
+from npsim.results.result import Result
 from npsim.results.summary import (
     PerReplication,
     add_incident_rows,
-    format_incidents,
-    format_summary,
     incident_metrics,
     replication_statistics,
     summarise,
 )
 from npsim.results.timeseries import (
-    empty_node_timeseries,
-    empty_pod_timeseries,
     node_timeseries_frame,
     pod_timeseries_frame,
     timeseries_frame,
@@ -42,141 +40,7 @@ from npsim.sim.engine import Simulation
 from npsim.sim.records import trim_heap
 from npsim.version import __version__
 
-if TYPE_CHECKING:
-    from npsim.plots import PlotAccessor
-
 ProgressFn = Callable[[float], None]
-
-
-@dataclass
-class Result:
-    """Frames of one scenario run (all replications stacked, column ``replication``)."""
-
-    scenario: Scenario
-    requests: pd.DataFrame
-    pods: pd.DataFrame
-    nodes: pd.DataFrame
-    summary: pd.DataFrame
-    wall_seconds: float
-    end_time: float
-    meta: dict[str, object] = field(default_factory=dict)
-    # every transition (faults, control plane, kube-proxy syncs): see npsim/results/events.py
-    events: pd.DataFrame = field(default_factory=lambda: stack_events([]))
-    # one row per replication x time bucket (run.timeseriesBucket): see README "Frames"
-    timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
-    # one row per replication x pod x time bucket: each pod's load (see README "Frames")
-    pod_timeseries: pd.DataFrame = field(default_factory=empty_pod_timeseries)
-    # one row per replication x node x time bucket: each node's views (see README "Frames")
-    node_timeseries: pd.DataFrame = field(default_factory=empty_node_timeseries)
-
-    def report(self) -> str:
-        """The readable summary block (what ``npsim run`` prints)."""
-        text = format_summary(self.summary, self.pods, self.nodes,
-                              pod_shares(self.requests, self.pods))
-        if len(self.events):  # faults, balancer marks, alerts: the incidents block
-            text += "\n" + format_incidents(self.events, self.summary)
-        return text
-
-    @property
-    def plot(self) -> PlotAccessor:
-        """Figures of this run: ``result.plot.latency_cdf()``, ``.pod_load()``, ... (see
-        :mod:`npsim.plots`)."""
-        from npsim.plots import PlotAccessor
-
-        return PlotAccessor(self)
-
-    def metric(self, name: str, population: str | None = None) -> float:
-        """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,
-        that population's own value (scenarios with several populations)."""
-        scope = "all" if population is None else f"population:{population}"
-        s = self.summary
-        row = s.loc[(s["metric"] == name) & (s["scope"] == scope), "value"]
-        if row.empty:
-            raise KeyError(f"no summary metric {name!r} for scope {scope!r}; see "
-                           "result.summary[['scope', 'metric']]")
-        return float(row.iloc[0])
-
-    def save(self, folder: str | Path, overwrite: bool = False, report: bool = False) -> Path:
-        """Write the result folder atomically (parquet frames, summary.csv, resolved YAML;
-        with ``report``, also ``figures/*.png`` and a self-contained ``report.html``)."""
-
-        def write(tmp: Path) -> None:
-            self.write_files(tmp)
-            if report:
-                from npsim.report import write_run_report
-
-                write_run_report(self, tmp)
-
-        return write_atomically(Path(folder), write, overwrite=overwrite)
-
-    def write_files(self, folder: Path) -> None:
-        """The result files, into an existing folder (``save`` does it atomically)."""
-        for name in ("requests", "pods", "nodes", "timeseries", "pod_timeseries",
-                     "node_timeseries", "events"):
-            write_parquet(getattr(self, name), folder / f"{name}.parquet")
-        self.summary.to_csv(folder / "summary.csv", index=False)
-        (folder / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
-
-
-def load_result(folder: str | Path) -> Result:
-    """A result folder written by ``npsim run`` or :meth:`Result.save`, read back (its
-    scenario from ``scenario.resolved.yaml``): to compare, plot or report again."""
-    folder = Path(folder)
-    missing = [name for name in RESULT_FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder}: not an npsim result folder (missing "
-                                f"{', '.join(missing)})")
-    scenario = load_scenario(folder / "scenario.resolved.yaml")
-    requests = pd.read_parquet(folder / "requests.parquet")
-    duration = scenario.spec.run.duration
-    end_time = float(duration) if duration else float(requests["t_end"].max())
-    meta = {"npsim_version": scenario.spec.npsim_version or "", "seed": scenario.spec.run.seed,
-            "folder": str(folder)}
-    optional = {name: pd.read_parquet(folder / f"{name}.parquet")
-                for name in ("events", "timeseries", "pod_timeseries", "node_timeseries")
-                if (folder / f"{name}.parquet").is_file()}
-    if "events" in optional:
-        optional["events"] = with_event_dtypes(optional["events"])
-    # the wall time of the original run is not kept in the folder
-    return Result(scenario, requests, pd.read_parquet(folder / "pods.parquet"),
-                  pd.read_parquet(folder / "nodes.parquet"),
-                  pd.read_csv(folder / "summary.csv"), float("nan"), end_time, meta,
-                  **optional)
-
-
-RESULT_FILES = ("requests.parquet", "pods.parquet", "nodes.parquet", "summary.csv",
-                "scenario.resolved.yaml")
-
-
-def resolved_yaml(scenario: Scenario) -> str:
-    """The fully defaulted scenario, with the npsim version: enough to repeat the run.
-
-    Addresses, pod CIDRs and NodePorts that npsim chose are written in, so the file
-    does not depend on the defaults of a later version.
-    """
-    cluster = build_cluster(scenario)
-    data = scenario.to_dict()
-    data["npsimVersion"] = __version__
-    for node_data, node in zip(data["cluster"]["nodes"], cluster.nodes, strict=True):
-        node_data["address"] = ip_str(node.ip)
-        node_data["podCIDR"] = str(node.pod_cidr)
-    node_ports = {(sp.service.name, sp.port.name, sp.port.port): sp.node_port
-                  for sp in cluster.service_ports}
-    health = {sp.service.name: sp.health_check_node_port for sp in cluster.service_ports
-              if sp.health_check_node_port}
-    for manifest in data["manifests"]:
-        if manifest["kind"] != "Service":
-            continue
-        if manifest["metadata"]["name"] in health:
-            manifest["spec"]["healthCheckNodePort"] = health[manifest["metadata"]["name"]]
-        for port in manifest["spec"]["ports"]:
-            key = (manifest["metadata"]["name"], port.get("name", ""), port["port"])
-            if key in node_ports:
-                port["nodePort"] = node_ports[key]
-    data = {"npsimVersion": data.pop("npsimVersion"), **data}
-    header = (f"# Resolved by npsim {__version__}: every default filled in, manifests inlined.\n"
-              f"# Repeat this run with: npsim run scenario.resolved.yaml\n")
-    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
@@ -327,8 +191,6 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     total = len(reps)
     done: dict[int, _Replication] = {}
     if jobs > 1 and total > 1:
-        from npsim.sweep.pool import run_tasks
-
         for i, rep_out in run_tasks(_replication_task, [(scenario, r) for r in reps], jobs):
             done[i] = rep_out
             if progress is not None:

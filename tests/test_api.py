@@ -1,4 +1,4 @@
-"""npsim.load_result gives back the frames a fresh run gave, dtypes included."""
+"""``npsim.run`` and its Result: saved and read back the same, progress, arguments."""
 
 from __future__ import annotations
 
@@ -64,3 +64,20 @@ def test_bad_run_arguments_are_refused_before_anything_runs(arguments: dict) -> 
 def test_chosen_replications_run_as_asked() -> None:
     result = npsim.run(scenario_from_dict(QUIET), replications=[3, 1])
     assert sorted(result.requests["replication"].unique()) == [1, 3]
+
+
+def test_extra_files_are_written_into_the_folder_before_it_appears(tmp_path: Path) -> None:
+    """``Result.save(extra=...)`` is how the CLI adds its report: inside the atomic write,
+    so a failure there leaves no folder at all."""
+    result = npsim.run(scenario_from_dict(QUIET))
+    folder = result.save(tmp_path / "out",
+                         extra=lambda tmp: (tmp / "notes.txt").write_text("by hand"))
+    assert (folder / "notes.txt").read_text() == "by hand"
+    assert (folder / "summary.csv").is_file()
+
+    def broken(tmp: Path) -> None:
+        raise RuntimeError("the report could not be drawn")
+
+    with pytest.raises(RuntimeError, match="could not be drawn"):
+        result.save(tmp_path / "failed", extra=broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -14,6 +14,8 @@ from npsim.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = {"figures", "report.html"}  # npsim run writes them unless --no-report
+# the report (8 figures) is tested by the first test here and in tests/report; the other
+# runs skip it (--no-report), as what they check does not depend on it
 FILES = {"requests.parquet", "pods.parquet", "nodes.parquet", "summary.csv",
          "scenario.resolved.yaml", "timeseries.parquet", "pod_timeseries.parquet",
          "node_timeseries.parquet", "events.parquet",
@@ -91,37 +93,38 @@ def test_run_writes_the_result_folder(project: Path) -> None:
 
 
 def test_second_run_refuses_and_leaves_the_first_untouched(project: Path) -> None:
-    assert npsim("run", "quick.yaml").exit_code == 0
+    assert npsim("run", "quick.yaml", "--no-report").exit_code == 0
     folder = project / "results" / "cli-quick" / "seed-1"
     before = snapshot(folder)
-    result = npsim("run", "quick.yaml")
+    result = npsim("run", "quick.yaml", "--no-report")
     assert result.exit_code == 2
     assert "already exists; npsim does not overwrite results" in result.output
     assert "--force" in result.output
     assert "Traceback" not in result.output
     assert snapshot(folder) == before
     # the same with an explicit --out
-    again = npsim("run", "quick.yaml", "--out", str(folder))
+    again = npsim("run", "quick.yaml", "--out", str(folder), "--no-report")
     assert again.exit_code == 2
     assert snapshot(folder) == before
 
 
 def test_force_replaces(project: Path) -> None:
     out = project / "out"
-    assert npsim("run", "quick.yaml", "--out", str(out)).exit_code == 0
+    assert npsim("run", "quick.yaml", "--out", str(out), "--no-report").exit_code == 0
     first = (out / "requests.parquet").read_bytes()
     (out / "notes.txt").write_text("kept by hand")
-    result = npsim("run", "quick.yaml", "--out", str(out), "--force", "--seed", "2")
+    result = npsim("run", "quick.yaml", "--out", str(out), "--force", "--seed", "2",
+                   "--no-report")
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == FILES | REPORT  # replaced as a whole
+    assert {p.name for p in out.iterdir()} == FILES  # replaced as a whole
     assert (out / "requests.parquet").read_bytes() != first
     assert yaml.safe_load((out / "scenario.resolved.yaml").read_text())["run"]["seed"] == 2
     assert sorted(p.name for p in project.iterdir()) == ["manifests", "out", "quick.yaml"]
 
 
 def test_resolved_scenario_reproduces_the_run(project: Path) -> None:
-    assert npsim("run", "quick.yaml", "--out", "first").exit_code == 0
-    result = npsim("run", "first/scenario.resolved.yaml", "--out", "again")
+    assert npsim("run", "quick.yaml", "--out", "first", "--no-report").exit_code == 0
+    result = npsim("run", "first/scenario.resolved.yaml", "--out", "again", "--no-report")
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output
     first = project / "first" / "requests.parquet"
@@ -150,13 +153,13 @@ def test_utilisation_at_or_above_one_warns_but_runs(project: Path) -> None:
     validate = npsim("validate", "overloaded.yaml")
     assert validate.exit_code == 0
     assert "1 warnings" in validate.stdout
-    result = npsim("run", "overloaded.yaml", "--out", "over")
+    result = npsim("run", "overloaded.yaml", "--out", "over", "--no-report")
     assert result.exit_code == 0, result.output
     warning = ("warning: overloaded.yaml:11:3: workloads.nginx: offered load is 1.00 per pod "
                "(>= 1): queues will grow without bound")
     assert warning in result.stderr
     assert "warning" not in result.stdout
-    assert {p.name for p in (project / "over").iterdir()} == FILES | REPORT
+    assert {p.name for p in (project / "over").iterdir()} == FILES
 
 
 def test_just_below_one_does_not_warn(project: Path) -> None:
@@ -182,7 +185,7 @@ def test_version() -> None:
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes")
 def test_result_folder_is_not_private(project: Path) -> None:
-    assert npsim("run", "quick.yaml", "--out", "out").exit_code == 0
+    assert npsim("run", "quick.yaml", "--out", "out", "--no-report").exit_code == 0
     assert (project / "out").stat().st_mode & 0o077 != 0
 
 

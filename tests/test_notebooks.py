@@ -25,6 +25,7 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
             assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_in_a_kernel(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)

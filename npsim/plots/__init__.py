@@ -1,4 +1,4 @@
-"""Figures of a run, as matplotlib Figures that read only a Result's frames.
+"""Figures of a run, as matplotlib Figures that read only a run's frames.
 
 >>> import npsim
 >>> result = npsim.run(npsim.bundled("quickstart"))
@@ -16,6 +16,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from npsim.plots._common import RunFrames
 from npsim.plots.cluster import cluster, traffic_graph
 from npsim.plots.latency import latency_breakdown, latency_cdf, latency_percentiles
 from npsim.plots.load import lorenz, pod_load, traffic_heatmap
@@ -46,7 +47,7 @@ def _method(name: str, plot: Callable[..., Figure]) -> Callable[..., Figure]:
 class PlotAccessor:
     """``result.plot.<name>()``: each figure of :data:`FIGURES` for this Result."""
 
-    def __init__(self, result: Any) -> None:
+    def __init__(self, result: RunFrames) -> None:
         self._result = result
 
     def __dir__(self) -> list[str]:
@@ -57,7 +58,7 @@ for _name, _plot in FIGURES.items():
     setattr(PlotAccessor, _name, _method(_name, _plot))
 
 
-def figures_for(result: Any) -> tuple[dict[str, Figure], dict[str, str]]:
+def figures_for(result: RunFrames) -> tuple[dict[str, Figure], dict[str, str]]:
     """Every figure that applies to this Result, and for those with nothing to draw (no
     completed request, no time series) the reason."""
     figures, skipped = {}, {}

@@ -1,21 +1,19 @@
 """What every plot needs: labelled inputs, the measured requests, figure defaults.
 
-Plots read only a Result's frames (``requests``, ``pods``, ``nodes``, ``timeseries``,
-``events``) and its scenario name; they never run anything.
+Plots read only a run's frames (``requests``, ``pods``, ``nodes``, ``timeseries``,
+``events``) and its scenario name (:class:`RunFrames`); they never run anything, and
+they know no Result class: anything with those frames can be drawn.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-
-if TYPE_CHECKING:
-    from npsim.api import Result
 
 MS = 1e3  # seconds -> milliseconds
 
@@ -35,11 +33,24 @@ def new_figure(width: float = 7.0, height: float = 4.0, **subplots: Any) -> tupl
     return fig, fig.subplots(**subplots)
 
 
-def name_of(result: Result) -> str:
+class RunFrames(Protocol):
+    """What a plot reads of one run (an ``npsim.Result`` is one). The time-series plot
+    also reads ``timeseries``, ``node_timeseries`` and ``events`` when they are there."""
+
+    requests: pd.DataFrame
+    pods: pd.DataFrame
+    nodes: pd.DataFrame
+
+    @property
+    def scenario(self) -> Any:  # its ``spec.name`` labels the run
+        ...
+
+
+def name_of(result: RunFrames) -> str:
     return str(result.scenario.spec.name)
 
 
-def labelled(results: Any) -> list[tuple[str, Result]]:
+def labelled(results: Any) -> list[tuple[str, RunFrames]]:
     """(label, Result) pairs from one Result, a {label: Result} mapping or a sequence
     (labelled by scenario name, numbered when names repeat)."""
     if isinstance(results, Mapping):

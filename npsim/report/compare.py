@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from npsim.plots import latency_breakdown, latency_cdf, latency_percentiles
 from npsim.report.html import esc, figure, page, table, write_figures
 from npsim.report.run_report import KEY_METRICS, with_ci
+from npsim.results.result import Result
 
 COMPARED = ["throughput", "latency_p50", "latency_p99", "latency_mean", "queue_wait_mean",
             "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
@@ -18,7 +19,7 @@ COMPARED = ["throughput", "latency_p50", "latency_p99", "latency_mean", "queue_w
             "requests_failed", "replications"]
 
 
-def compare_table(results: Mapping[str, Any]) -> pd.DataFrame:
+def compare_table(results: Mapping[str, Result]) -> pd.DataFrame:
     """Rows: key metrics (scope ``all``); columns: one per labelled result; cells:
     value with its 95% CI when the run had replications."""
     columns = {}
@@ -32,11 +33,9 @@ def compare_table(results: Mapping[str, Any]) -> pd.DataFrame:
     return frame.reindex(order).fillna("-").rename_axis("metric")
 
 
-def write_compare_report(results: Mapping[str, Any], folder: Path,
+def write_compare_report(results: Mapping[str, Result], folder: Path,
                          sources: Mapping[str, str] | None = None) -> Path:
     """``compare.html`` and ``figures/*.png`` comparing the labelled results."""
-    from npsim.plots import latency_breakdown, latency_cdf, latency_percentiles
-
     figures, skipped = {}, {}
     for plot in (latency_cdf, latency_percentiles, latency_breakdown):
         try:

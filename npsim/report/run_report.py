@@ -9,7 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from npsim.plots import figures_for
 from npsim.report.html import esc, figure, page, table, write_figures
+from npsim.results.result import Result, resolved_yaml
 from npsim.results.shares import pod_shares
 from npsim.results.summary import TABLE_ROWS, extremes, percent
 
@@ -65,7 +67,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     return wide.fillna("-")
 
 
-def pod_table(result: Any) -> tuple[pd.DataFrame, str]:
+def pod_table(result: Result) -> tuple[pd.DataFrame, str]:
     """The pods table (its extremes for a long one) and the note under it."""
     pods = result.pods.groupby(["pod", "deployment", "node", "pod_ip"], sort=False,
                                observed=True)[["requests", "share", "utilisation"]].mean()
@@ -81,7 +83,7 @@ def pod_table(result: Any) -> tuple[pd.DataFrame, str]:
     return pods, _table_note(left_out, total, "pods", "pods.parquet")
 
 
-def node_table(result: Any) -> tuple[pd.DataFrame, str]:
+def node_table(result: Result) -> tuple[pd.DataFrame, str]:
     """The nodes table (its extremes for a long one) and the note under it."""
     nodes = result.nodes.groupby(["node", "zone", "node_ip"], sort=False, observed=True)[
         ["pods", "received", "served", "share", "cross_node_fraction"]].mean().reset_index()
@@ -104,7 +106,7 @@ def _table_note(left_out: int, total: int, what: str, file: str) -> str:
             f"{total:,} {what}; every one is in {file}.</p>")
 
 
-def _events_section(result: Any, limit: int = 60) -> list[str]:
+def _events_section(result: Result, limit: int = 60) -> list[str]:
     """The run's timeline (first replication): faults, control-plane reactions, alerts."""
     events = getattr(result, "events", None)
     if events is None or events.empty:
@@ -117,10 +119,8 @@ def _events_section(result: Any, limit: int = 60) -> list[str]:
             table(shown[["time", "kind", "subject", "detail"]], index=False) + more]
 
 
-def write_run_report(result: Any, folder: Path) -> Path:
+def write_run_report(result: Result, folder: Path) -> Path:
     """Write ``figures/*.png`` and ``report.html`` into ``folder``; returns the page."""
-    from npsim.api import resolved_yaml
-    from npsim.plots import figures_for
 
     spec = result.scenario.spec
     figures, skipped = figures_for(result)

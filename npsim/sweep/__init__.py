@@ -1,1 +1,2 @@
-"""What-ifs: variants x replications on a process pool or a Dask cluster, and a planner."""
+"""What-ifs: variants x replications on a process pool or a Dask cluster
+(:mod:`npsim.parallel`), and a planner."""

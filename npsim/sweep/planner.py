@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from npsim.parallel.pool import run_tasks
 from npsim.scenario.scenario import Scenario
-from npsim.sweep.pool import run_tasks
 from npsim.sweep.store import RunTask, execute
 from npsim.units import format_duration, parse_duration, parse_rate
 

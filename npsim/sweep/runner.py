@@ -10,11 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from npsim import __version__
+from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight_variants
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.scenario import Scenario
-from npsim.sweep.pool import run_tasks
 from npsim.sweep.store import (
     METRIC_COLUMNS,
     RunRecord,
@@ -32,6 +31,7 @@ from npsim.sweep.tables import (
     variant_summary,
 )
 from npsim.sweep.variants import expand
+from npsim.version import __version__
 
 SweepProgress = Callable[[int, int], None]  # (runs finished, runs to do) in this call
 

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from npsim.api import Result, resolved_yaml
 from npsim.api import run as run_scenario
+from npsim.results.result import Result, resolved_yaml
 from npsim.results.store import write_atomically
 from npsim.scenario.scenario import Scenario
 

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 import npsim
 from npsim.scenario.problems import ScenarioError
 
+pytestmark = pytest.mark.slow  # every bundled scenario, mutated many times, run
+
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
 BUNDLED = sorted(SCENARIOS.glob("*.yaml"))

@@ -30,6 +30,7 @@ def browser():
     chromium.close()
 
 
+@pytest.mark.slow
 def test_report_renders_with_every_image_and_no_errors(browser: Chromium,
                                                        tmp_path: Path) -> None:
     out = tmp_path / "run"

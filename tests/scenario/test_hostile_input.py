@@ -198,8 +198,9 @@ def test_force_replaces_only_what_npsim_wrote(tmp_path: Path) -> None:
     code, output = cli("run", str(path), "--out", str(device_like), "--force")
     assert code == 2 and device_like.is_file()
     out = tmp_path / "res"
-    assert cli("run", str(path), "--out", str(out))[0] == 0
-    assert cli("run", str(path), "--out", str(out), "--force", "--seed", "2")[0] == 0
+    assert cli("run", str(path), "--out", str(out), "--no-report")[0] == 0
+    assert cli("run", str(path), "--out", str(out), "--force", "--seed", "2",
+               "--no-report")[0] == 0
     assert (out / ".npsim-result").is_file()
 
 
@@ -222,7 +223,7 @@ def test_stale_temporary_folders_are_cleaned_and_others_kept(tmp_path: Path) -> 
     (stale / "requests.parquet").write_text("half")
     other = tmp_path / ".out.keep.tmp"
     other.mkdir()
-    assert cli("run", str(path), "--out", str(tmp_path / "out"))[0] == 0
+    assert cli("run", str(path), "--out", str(tmp_path / "out"), "--no-report")[0] == 0
     assert not stale.exists() and other.exists()
     assert not list(tmp_path.glob("*lock"))
 

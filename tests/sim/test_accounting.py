@@ -134,6 +134,7 @@ def test_no_failures_without_a_queue_limit():
     assert outcomes["in_flight"] > 50  # overloaded: the queue grows without bound
 
 
+@pytest.mark.slow  # queueing theory: long runs for tight bounds
 def test_queue_limit_zero_is_erlang_b():
     """queueLimit 0 with c workers is the M/M/c/c loss system: P_block = Erlang B."""
     c, a = 3, 2.0

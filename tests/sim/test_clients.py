@@ -24,6 +24,7 @@ def _completed_per_replication(result, warmup: float) -> np.ndarray:
 # --- closed loop ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # queueing theory: long runs for tight bounds
 def test_closed_loop_throughput_is_users_over_think_plus_service():
     """No queueing (64 workers for 20 users): X = U / (Z + S)."""
     users, think, service = 20, 10e-3, 2e-3
@@ -39,6 +40,7 @@ def test_closed_loop_throughput_is_users_over_think_plus_service():
     assert (result.requests["queue_wait"].dropna() == 0).all()
 
 
+@pytest.mark.slow  # queueing theory: long runs for tight bounds
 def test_closed_loop_single_worker_is_the_machine_repairman_model():
     """U users, exponential think Z, one exponential server S: the finite-source M/M/1//U
     queue. P0 = 1 / sum_n U!/(U-n)! (S/Z)^n, X = (1 - P0)/S, response time R = U/X - Z."""

@@ -24,6 +24,8 @@ from conftest import (
     t_interval,
 )
 
+pytestmark = pytest.mark.slow  # long runs to hold the theory within tight bounds
+
 MU = 1000.0  # per worker, 1/s (mean service 1 ms)
 REPS = 12
 WARMUP = 1.0  # s; the M/M/1 relaxation time at rho 0.8 is ~ 1/(mu (1 - sqrt rho)^2) = 90 ms

@@ -227,6 +227,7 @@ def _dispersion(result) -> tuple[float, int]:
     return total, df
 
 
+@pytest.mark.slow
 def test_keepalive_makes_per_request_spread_lumpier():
     """Per-request counts per pod: with k=1 they are multinomial (dispersion ~1); with
     k=10 whole connections move together, so the variance is about k times larger."""

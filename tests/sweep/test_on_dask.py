@@ -12,6 +12,8 @@ from npsim.cli import main
 from npsim.sweep import store
 from npsim.sweep.runner import sweep
 
+pytestmark = pytest.mark.slow  # starts a Dask LocalCluster of two worker processes
+
 distributed = pytest.importorskip("dask.distributed")
 
 

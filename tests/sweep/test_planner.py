@@ -31,6 +31,7 @@ def mmc_dict() -> dict:
                          clients=[client(rate=RATE, source_ips=50)], duration=3.0, warmup=0.5)
 
 
+@pytest.mark.slow
 def test_the_planner_finds_the_erlang_c_answer() -> None:
     a = RATE * MEAN
     waits = {c: erlang_c_wait(c, a, MEAN) for c in range(1, 17)}
@@ -77,6 +78,7 @@ def test_targets_and_ranges_read_units() -> None:
             parse_vary(huge)
 
 
+@pytest.mark.slow
 def test_the_largest_value_search_finds_the_erlang_c_answer_too() -> None:
     """The largest worker count whose queue wait stays above 0.4 ms: 6 (Erlang C)."""
     outcome = plan_search(npsim.scenario_from_dict(mmc_dict()), "queue_wait_mean > 0.4ms",

@@ -61,6 +61,7 @@ def test_variants_share_their_arrivals(serial) -> None:
         assert (slow["service"] > fast["service"]).mean() > 0.95
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_the_job_count(scenario, serial, tmp_path) -> None:
     parallel = sweep(scenario, tmp_path, jobs=2)
     assert (parallel.folder / "sweep.parquet").read_bytes() == (
@@ -174,6 +175,7 @@ def _pool_workers(pid: int) -> list[int]:
             + [w for server in servers for w in children.get(server, [])])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find worker processes")
 def test_killing_a_worker_mid_sweep_loses_nothing_that_finished(tmp_path) -> None:
     data = variants_dict(duration=4.0)

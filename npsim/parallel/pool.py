@@ -39,13 +39,13 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context(fn: Callable[..., object]) -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["npsim.api"])
+        ctx.set_forkserver_preload([fn.__module__])  # the task's module and what it imports
         return ctx
     return multiprocessing.get_context("spawn")  # pragma: no cover - not Unix
 
@@ -62,7 +62,7 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], jobs: int | None = None,
     if not tasks:
         return
     if client is not None:
-        from npsim.sweep.on_dask import run_on_dask
+        from npsim.parallel.on_dask import run_on_dask
 
         yield from run_on_dask(fn, tasks, client)
         return
@@ -71,7 +71,7 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], jobs: int | None = None,
         for i, task in enumerate(tasks):
             yield i, fn(task)
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=_context()) as pool:
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=_context(fn)) as pool:
         gc.freeze()  # forked workers then leave the parent's objects alone (no copy-on-write
         try:  # copies of every page the collector would touch); unfrozen once they started
             pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}

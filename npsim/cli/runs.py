@@ -1,0 +1,191 @@
+"""``npsim validate``, ``run`` and ``compare``: one scenario checked or run into a result
+folder, and result folders side by side."""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+from pathlib import Path
+
+import click
+
+from npsim.cli.common import (
+    check_writable,
+    limit_options,
+    load_or_exit,
+    preflight_or_exit,
+    refuse,
+    usage,
+    with_settings,
+)
+from npsim.scenario.problems import ScenarioError
+from npsim.version import __version__
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@limit_options
+def validate(scenario: str, max_requests: int | None, max_memory: int | None,
+             allow_outside_files: bool) -> None:
+    """Check SCENARIO and report every problem at once (exit 2 if any)."""
+    from npsim.units import format_size
+
+    loaded = load_or_exit(scenario, allow_outside_files)
+    estimate = preflight_or_exit(loaded, max_requests, max_memory)
+    spec = loaded.spec
+    variants = ""
+    if spec.variants is not None:  # every variant must be valid before a sweep starts
+        from npsim.preflight import preflight_variants
+        from npsim.sweep.variants import expand
+
+        try:
+            expanded = expand(loaded)[0]
+            preflight_variants(expanded, max_requests, max_memory)  # each runs on its own
+            variants = f", {len(expanded)} variants"
+        except ScenarioError as exc:
+            refuse(exc.report())
+    click.echo(
+        f"{scenario}: ok - {len(spec.cluster.nodes)} nodes, {len(loaded.services)} services, "
+        f"{len(loaded.deployments)} deployments, {len(spec.clients)} client populations"
+        + variants + (f", {len(loaded.warnings)} warnings" if loaded.warnings else "")
+        + f"; about {estimate.requests:,.0f} requests, {format_size(estimate.memory)}"
+    )
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Result folder (default results/<scenario-name>/seed-<seed>).")
+@click.option("--force", is_flag=True, help="Replace an existing result folder.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Override run.seed.")
+@click.option("--replications", type=click.IntRange(min=1), default=None,
+              help="Override run.replications.")
+@click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
+@click.option("--no-report", is_flag=True,
+              help="Skip figures/*.png and report.html in the result folder.")
+@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
+              help="Change a scenario key, e.g. --set workloads.nginx.workers=8 "
+                   "(YAML key path and value; repeatable).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run replications on this many processes (same results for any N).")
+@limit_options
+def run(scenario: str, out: str | None, force: bool, seed: int | None,
+        replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int,
+        max_requests: int | None, max_memory: int | None, allow_outside_files: bool,
+        no_report: bool) -> None:
+    """Run SCENARIO, print a summary and write the result folder."""
+    from npsim.api import run as run_scenario
+    from npsim.results.store import ResultExistsError, ResultLockedError, check_target
+
+    if out is not None and not out.strip():
+        usage("--out needs a folder name (it was empty)")
+    loaded = with_settings(load_or_exit(scenario, allow_outside_files), settings)
+    if seed is not None:
+        loaded.spec.run.seed = seed
+    if replications is not None:
+        loaded.spec.run.replications = replications
+    preflight_or_exit(loaded, max_requests, max_memory)
+    default = Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
+    target = Path(out) if out is not None else default
+    if not no_save:
+        try:
+            check_target(target, force)
+        except FileExistsError as exc:
+            usage(str(exc))
+        check_writable(target)
+    total = loaded.spec.run.replications
+    steps = 1000
+    with click.progressbar(length=steps, label="simulating", file=sys.stderr,
+                           hidden=not sys.stderr.isatty()) as bar:
+
+        def advance(fraction: float) -> None:
+            bar.update(int(fraction * steps) - bar.pos)
+
+        try:
+            result = run_scenario(loaded, progress=advance, jobs=jobs,
+                                  max_requests=max_requests, max_memory=max_memory)
+        except ScenarioError as exc:
+            refuse(exc.report())
+    click.echo(f"npsim {__version__}  scenario {loaded.spec.name}  seed {loaded.spec.run.seed}"
+               f"  replications {total}  simulated {result.end_time:g}s"
+               f" in {result.wall_seconds:.2f}s wall")
+    click.echo(result.report())
+    if no_save:
+        return
+    report = None
+    if not no_report:  # the report is drawn into the folder before it appears
+        from npsim.report import write_run_report
+
+        report = partial(write_run_report, result)
+    try:
+        written = result.save(target, overwrite=force, extra=report)
+    except (ResultExistsError, ResultLockedError, FileExistsError) as exc:
+        usage(str(exc))
+    except OSError as exc:
+        usage(f"could not write {target}: {exc.strerror or exc}")
+    click.echo(f"results    {written}/")
+    if not no_report:
+        click.echo(f"report     {written / 'report.html'}")
+
+
+@click.command()
+@click.argument("folders", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Folder for compare.html and figures/ (default: print the table only).")
+@click.option("--force", is_flag=True, help="Replace an existing --out folder.")
+def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
+    """Compare result FOLDERS side by side: key metrics with CIs, overlaid latency CDFs."""
+    from npsim.report import compare_table, write_compare_report
+    from npsim.results.result import load_result
+    from npsim.results.store import write_atomically
+
+    target = Path(out) if out is not None else None
+    if target is not None:  # refuse before loading and printing anything
+        if target.exists() and not force:
+            usage(f"{target} already exists; npsim does not overwrite results. "
+                   "Pass another --out DIR, or --force to replace it.")
+        check_writable(target)
+    labels = _compare_labels(folders)
+    results = {}
+    for label, folder in zip(labels, folders, strict=True):
+        try:
+            results[label] = load_result(folder)
+        except FileNotFoundError as exc:
+            usage(str(exc))
+        except ScenarioError as exc:
+            refuse(exc.report())
+        except (OSError, ValueError) as exc:  # a damaged file (pyarrow's errors are these)
+            usage(f"{folder}: not a readable npsim result folder ({_first_line(exc)})")
+    try:
+        table = compare_table(results)
+    except (KeyError, ValueError, TypeError) as exc:  # a summary.csv edited out of shape
+        usage(f"the result folders cannot be compared: a summary.csv is not npsim's "
+               f"({_first_line(exc)})")
+    click.echo(table.to_string())
+    if target is None:
+        return
+    sources = dict(zip(labels, folders, strict=True))
+    try:
+        write_atomically(target, lambda tmp: write_compare_report(results, tmp, sources),
+                         overwrite=force)
+    except OSError as exc:
+        usage(f"could not write {target}: {exc.strerror or exc}")
+    click.echo(f"report     {target / 'compare.html'}")
+
+
+def _first_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def _compare_labels(folders: tuple[str, ...]) -> list[str]:
+    """Short labels: the folders' paths without their common prefix."""
+    parts = [Path(f).resolve().parts for f in folders]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    labels = ["/".join(p[common:]) for p in parts]
+    if len(set(labels)) < len(labels):  # the same folder twice
+        labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
+    return labels
