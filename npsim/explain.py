@@ -16,6 +16,7 @@ from npsim.proxy.rules import iptables, ipvs, nftables, userspace
 from npsim.proxy.rules.common import ModeRules
 from npsim.sim.guard import Guard
 
+# each kube-proxy mode's text, by the mode a node's KubeProxy runs (nodes may differ)
 RULES: dict[str, ModeRules] = {"iptables": iptables.RULES, "nftables": nftables.RULES,
                                "ipvs": ipvs.RULES, "userspace": userspace.RULES}
 
