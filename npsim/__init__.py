@@ -14,15 +14,16 @@ from npsim.version import __version__
 if TYPE_CHECKING:
     from npsim.api import Result, load_result, run
     from npsim.scenario.bundled import bundled, bundled_names, bundled_path
-    from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict
+    from npsim.scenario.loader import load_scenario, scenario_from_dict
     from npsim.scenario.problems import ScenarioError
+    from npsim.scenario.scenario import Scenario
     from npsim.sweep.planner import plan_search as plan
     from npsim.sweep.runner import SweepResult
     from npsim.sweep.runner import sweep as run_sweep
 
 # imported on first use, so ``npsim --help`` and ``--version`` start fast
 _LAZY: dict[str, str | tuple[str, str]] = {
-         "Result": "npsim.api", "run": "npsim.api", "Scenario": "npsim.scenario.loader",
+         "Result": "npsim.api", "run": "npsim.api", "Scenario": "npsim.scenario.scenario",
          "load_scenario": "npsim.scenario.loader",
          "scenario_from_dict": "npsim.scenario.loader",
          "ScenarioError": "npsim.scenario.problems",

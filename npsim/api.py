@@ -35,7 +35,8 @@ from npsim.results.timeseries import (
     pod_timeseries_frame,
     timeseries_frame,
 )
-from npsim.scenario.loader import Scenario, load_scenario, revalidate
+from npsim.scenario.loader import load_scenario, revalidate
+from npsim.scenario.scenario import Scenario
 from npsim.scenario.schema import RunSpec, ScenarioSpec
 from npsim.sim.engine import Simulation
 from npsim.sim.records import trim_heap

@@ -17,7 +17,7 @@ from npsim.scenario.problems import ScenarioError  # light: yaml only
 from npsim.version import __version__
 
 if TYPE_CHECKING:  # heavy modules are imported by the command that needs them
-    from npsim.scenario.loader import Scenario
+    from npsim.scenario.scenario import Scenario
 
 EXIT_BAD_INPUT = 2
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from npsim.cluster.firewall import TRAVERSES
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import KubeProxy
 from npsim.proxy.rules import iptables, ipvs, nftables, userspace
 from npsim.proxy.rules.common import ModeRules
+from npsim.scenario.firewall import TRAVERSES
 from npsim.sim.guard import Guard
 
 # each kube-proxy mode's text, by the mode a node's KubeProxy runs (nodes may differ)

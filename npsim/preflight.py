@@ -20,21 +20,24 @@ at most 5,000 nodes and 150,000 pods).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from npsim.scenario.manifests import SelectorIndex
+from npsim.scenario.limits import (
+    MAX_NODES,
+    MAX_PODS,
+    MAX_REQUESTS,
+    MAX_SERVICES,
+    Limits,
+    default_max_memory,
+)
+from npsim.scenario.objects import SelectorIndex
 from npsim.scenario.problems import Problems
 from npsim.units import format_duration, format_size
 
 if TYPE_CHECKING:
-    from npsim.scenario.loader import Scenario
+    from npsim.scenario.scenario import Scenario
 
-MAX_NODES = 5_000
-MAX_PODS = 150_000
-MAX_SERVICES = 20_000  # Service ports simulated (otherServices only cost rules, not memory)
-MAX_REQUESTS = 100_000_000  # over all replications
 BASE_MEMORY = 300 << 20  # the interpreter with numpy, pandas and pyarrow loaded
 # measured (benchmarks/bench_scale.py, RESULTS.md "Memory per request"): a finished
 # replication keeps about 107 B/request (its frame over the log's columns); the one
@@ -56,14 +59,6 @@ BYTES_PER_NODE_BUCKET = 30
 # buckets of 3 nodes and 4 pods, 717 MB over 1 s buckets, 358 B a bucket, 180 of them
 # besides the pods' and nodes' rows)
 BYTES_PER_BUCKET = 200
-
-
-def default_max_memory() -> int:
-    """Half of this machine's physical memory."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 @dataclass(frozen=True)
@@ -223,15 +218,6 @@ def estimate(scenario: Scenario, replications: int | None = None) -> Estimate:
               + endpoints * versions * BYTES_PER_ENDPOINT + series)
     return Estimate(per_rep, reps, pods, nodes, ports, endpoints, memory,
                     _timers(scenario, run_length(scenario, per_rep)), buckets)
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_requests: int = MAX_REQUESTS
-    max_memory: int = 0  # 0: half of this machine's memory
-    max_nodes: int = MAX_NODES
-    max_pods: int = MAX_PODS
-    max_services: int = MAX_SERVICES
 
 
 def limits_for(scenario: Scenario, max_requests: int | None = None,

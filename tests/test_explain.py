@@ -21,7 +21,7 @@ from npsim.cluster.model import ServicePortModel
 from npsim.proxy.rules.common import port_name_string
 from npsim.proxy.rules.iptables import chain
 from npsim.proxy.rules.nftables import nft_chain
-from npsim.scenario.manifests import Service, ServicePort
+from npsim.scenario.objects import Service, ServicePort
 
 NGINX = Path(__file__).resolve().parents[1] / "scenarios" / "manifests" / "nginx.yaml"
 # pod IPs 10.244.10.2, 10.244.2.2, 10.244.9.2, 10.244.1.2 (one nginx pod per node)

@@ -12,13 +12,14 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from npsim.cluster.pod_room import placement_of, pods_made
 from npsim.dists import Distribution
-from npsim.scenario.manifests import Service, ServicePort, pick_port, selector_matches
 from npsim.scenario.nodeports import allocate_scenario
+from npsim.scenario.objects import Service, ServicePort, pick_port, selector_matches
 from npsim.scenario.problems import Problem, ScenarioError
 
 if TYPE_CHECKING:
-    from npsim.scenario.loader import Scenario
+    from npsim.scenario.scenario import Scenario
 
 # kind-style node addresses and flannel-style per-node /24 pod CIDRs when a scenario gives
 # none. The /24s are carved from 10.244.0.0 upwards (10.244.0.0/24 for the first node, as
@@ -281,18 +282,6 @@ def slice_hints(service: Service, endpoints: tuple[Endpoint, ...],
     return zones or None, on_nodes or None
 
 
-def _placement(replicas: int, placement: object, names: list[str]) -> list[int]:
-    """Node index per pod: ``spread`` deals pods to nodes in turn; a mapping gives counts."""
-    if placement == "spread":
-        return [i % len(names) for i in range(replicas)]
-    by_name = {name: i for i, name in enumerate(names)}
-    out: list[int] = []
-    for name, count in placement.items():  # type: ignore[attr-defined]
-        if name in by_name:
-            out.extend([by_name[name]] * count)
-    return out
-
-
 def build_cluster(scenario: Scenario) -> Cluster:
     spec = scenario.spec
     nodes: list[Node] = []
@@ -321,7 +310,7 @@ def build_cluster(scenario: Scenario) -> Cluster:
         if workload.pods is not None:
             continue
         replicas = scenario.deployments[dep_name].replicas
-        for node_index in _placement(replicas, workload.placement, [n.name for n in nodes]):
+        for node_index in placement_of(replicas, workload.placement, [n.name for n in nodes]):
             if node_index in unplaced:  # already full: no need to scan it again
                 unplaced[node_index] += 1
                 continue
@@ -459,8 +448,6 @@ def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
                    for pod in (w.pods or []))
     for start, end, i in cidrs:  # hand-placed addresses new pods must skip
         capacity[i] -= bisect.bisect_left(taken, end) - bisect.bisect_left(taken, start + 2)
-    from npsim.cluster.pod_room import pods_made
-
     placed = pods_made(scenario, capacity)
     made, where = placed.count, placed.where
     for i, count in enumerate(made):

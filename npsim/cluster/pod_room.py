@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from pydantic.alias_generators import to_camel
 
 if TYPE_CHECKING:
-    from npsim.scenario.loader import Scenario
+    from npsim.scenario.scenario import Scenario
 
 OUTAGES = ("node_crash", "node_partition", "kubelet_stop")  # the kubelet stops renewing
 
@@ -51,8 +51,6 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
 
     ``capacity``: the room of each node's pod CIDR, to name the scale event that first
     overflows it."""
-    from npsim.cluster.model import _placement
-
     spec = scenario.spec
     names = [n.name for n in spec.cluster.nodes]
     index = {name: i for i, name in enumerate(names)}
@@ -77,7 +75,7 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
             start = [index[p.node] for p in workload.pods if p.node in index]
             in_turn &= all(p.ready and not p.terminating for p in workload.pods)
         else:  # hand-placed pods above keep their addresses; these take new ones
-            start = _placement(dep.replicas, placement, names)
+            start = placement_of(dep.replicas, placement, names)
             for node in start:
                 out.count[node] += 1
                 out.where.setdefault(node, ["workloads", name])
@@ -116,6 +114,18 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
         if out.count[node] <= capacity[node] < out.count[node] + extra:
             out.where[node] = blame[node]
         out.count[node] += extra
+    return out
+
+
+def placement_of(replicas: int, placement: object, names: list[str]) -> list[int]:
+    """Node index per pod: ``spread`` deals pods to nodes in turn; a mapping gives counts."""
+    if placement == "spread":
+        return [i % len(names) for i in range(replicas)]
+    by_name = {name: i for i, name in enumerate(names)}
+    out: list[int] = []
+    for name, count in placement.items():  # type: ignore[attr-defined]
+        if name in by_name:
+            out.extend([by_name[name]] * count)
     return out
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from npsim.cluster.model import Endpoint, Node, slice_hints
-from npsim.scenario.manifests import Service
+from npsim.scenario.objects import Service
 
 OVERLOAD_THRESHOLD = 0.2  # topology cache overloadThreshold
 

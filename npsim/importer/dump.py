@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from npsim.scenario.files import MAX_MANIFEST_BYTES, FileRefused, read_text
+from npsim.scenario.kinds import describe_value
 from npsim.scenario.problems import Problem, Problems, ScenarioError, in_file_order
-from npsim.scenario.shapes import describe_value
 from npsim.scenario.yamlio import (
     DuplicateKeyError,
     Mark,

@@ -18,15 +18,11 @@ from typing import Any
 import yaml
 
 from npsim.importer.dump import DumpObject
-from npsim.scenario.manifests import (
-    Deployment,
-    EndpointSlice,
-    Service,
-    parse_deployment,
-    parse_endpoint_slice,
-    parse_service,
-)
+from npsim.scenario.deployments import parse_deployment
+from npsim.scenario.objects import Deployment, EndpointSlice, Service
 from npsim.scenario.problems import Problems
+from npsim.scenario.services import parse_service
+from npsim.scenario.slices import parse_endpoint_slice
 
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
@@ -174,7 +170,7 @@ def _service(obj: DumpObject, inv: Inventory, p: Problems, quiet: Problems) -> N
 
 def _keep_selected(inv: Inventory, service: str) -> None:
     """``--service``: that Service, its slices and the workloads it selects."""
-    from npsim.scenario.manifests import selector_matches
+    from npsim.scenario.objects import selector_matches
 
     keep = {(s.namespace, s.name) for s in inv.services}
     before = len(inv.slices) + len(inv.workloads) + len(inv.network_policies)

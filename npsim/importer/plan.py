@@ -14,8 +14,8 @@ from typing import Any
 
 from npsim.importer.inventory import Inventory, NodeInfo
 from npsim.importer.load import CsvRow
-from npsim.scenario.loader import deployment_manifest, svc_manifest
-from npsim.scenario.manifests import (
+from npsim.scenario.deployments import deployment_manifest
+from npsim.scenario.objects import (
     SERVICE_NAME_LABEL,
     EndpointSlice,
     SelectorIndex,
@@ -23,6 +23,7 @@ from npsim.scenario.manifests import (
     SliceEndpoint,
 )
 from npsim.scenario.problems import Problem, Problems
+from npsim.scenario.services import svc_manifest
 
 DEFAULT_RATE = 100.0  # requests/s per population when --rates gives none
 DEFAULT_SERVICE_TIME = 0.010  # 10 ms mean, exponential

@@ -19,7 +19,7 @@ import numpy as np
 from npsim.cluster.model import Endpoint, Node, ServicePortModel
 from npsim.cluster.topology import Hints, cluster_set, local_set
 from npsim.proxy.affinity import AffinityTable
-from npsim.scenario.schema import ClusterSpec
+from npsim.scenario.cluster_spec import ClusterSpec
 
 Columns = tuple[list[int], list[int], list[str], dict[str, int]]
 

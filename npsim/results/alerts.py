@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from npsim.outcomes import COMPLETED, FAILED
 from npsim.scenario.schema import AlertSpec, MonitoringSpec
 from npsim.sim.engine import RunOutput
-from npsim.sim.records import COMPLETED, FAILED
 
 Transition = tuple[float, str, str, str]  # time, kind, subject, detail
 

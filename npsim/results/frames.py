@@ -13,8 +13,8 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from npsim.cluster.model import ip_str
+from npsim.outcomes import COMPLETED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
 from npsim.sim.engine import ClientRecord, RunOutput
-from npsim.sim.records import COMPLETED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
 
 
 def code_dtype(n_categories: int) -> type[np.signedinteger]:

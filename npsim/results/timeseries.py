@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from npsim.outcomes import REASONS
 from npsim.results.frames import (
     BLOCK,
     category_code,
@@ -28,7 +29,6 @@ from npsim.results.frames import (
     unreached_lookup,
 )
 from npsim.sim.engine import RunOutput
-from npsim.sim.records import REASONS
 
 FAILURE_REASONS = [name for code, name in sorted(REASONS.items()) if code]
 

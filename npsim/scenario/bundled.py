@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from npsim.scenario.loader import Scenario, load_scenario
+from npsim.scenario.loader import load_scenario
+from npsim.scenario.scenario import Scenario
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled_scenarios"
 

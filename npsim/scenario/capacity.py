@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from npsim.scenario.manifests import SelectorIndex
+from npsim.scenario.objects import SelectorIndex
 
 if TYPE_CHECKING:
-    from npsim.scenario.loader import Scenario
+    from npsim.scenario.scenario import Scenario
 
 
 def offered_utilisation(scenario: Scenario) -> dict[str, float]:

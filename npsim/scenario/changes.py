@@ -1,4 +1,4 @@
-"""Changing a scenario by YAML key path: ``--set``, ``with_changes`` and checked assignment.
+"""Changing a scenario by YAML key path: ``--set`` and ``with_changes``.
 
 A *path* names a key as the scenario file spells it: ``cluster.proxyMode``,
 ``clients[0].arrival.rate``, ``workloads.nginx.workers``. Two conveniences:
@@ -13,7 +13,8 @@ A *path* names a key as the scenario file spells it: ``cluster.proxyMode``,
 
 Values are what the file would say (``3000/s``, ``5ms``, ``{dist: exponential, mean:
 4ms}``). The changed scenario is validated exactly like a file; a problem names the path
-that was changed.
+that was changed. (An attribute assigned in Python is checked where it lives: the spec's
+sections in specbase.py, Services and Deployments in manifests.py.)
 """
 
 from __future__ import annotations
@@ -21,21 +22,34 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ValidationError
-
-from npsim.preflight import MAX_NODES
-from npsim.scenario.problems import Problem, Problems, ScenarioError
+from npsim.scenario.limits import MAX_NODES
+from npsim.scenario.problems import Problem, ScenarioError
 from npsim.scenario.yamlio import YamlSyntaxError, format_path, load_all, plain
-
-if TYPE_CHECKING:
-    from npsim.scenario.loader import Scenario
 
 _TOKEN = re.compile(r'\.?([^.\[\]"]+)|\["([^"]*)"\]|\[([^\]"]+)\]')
 _MANIFEST_TOP = ("apiVersion", "kind", "metadata", "spec")
 _KINDS = {"deployments": "Deployment", "services": "Service"}
+
+
+class Changeable(Protocol):
+    """What a change needs of a scenario: its data, where it came from, and the reader
+    that validates data as a file (the loader's ``scenario_from_dict``)."""
+
+    base_dir: Path
+    source: str
+    warnings: list[Problem]
+    original_tree: Any
+
+    @property
+    def marks(self) -> Any: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    reader: Callable[[Any, Path, str], Any]
 
 
 class ChangeError(ValueError):
@@ -176,14 +190,12 @@ def _resize_nodes(nodes: list[dict[str, Any]], count: int,
     return out
 
 
-def with_changes(scenario: Scenario, changes: Mapping[str, Any]) -> Scenario:
+def with_changes(scenario: Changeable, changes: Mapping[str, Any]) -> Any:
     """A new, validated scenario with ``changes`` (path -> YAML value) applied.
 
     Raises :class:`ScenarioError` naming the changed path when the result is invalid;
     ``scenario`` itself is left as it was.
     """
-    from npsim.scenario.loader import scenario_from_dict
-
     data = scenario.to_dict()
     data.pop("npsimVersion", None)
     located: list[tuple[str, str, Any, str]] = []  # (user path, concrete path, value, hint)
@@ -197,7 +209,7 @@ def with_changes(scenario: Scenario, changes: Mapping[str, Any]) -> Scenario:
             continue
         located.append((path, format_path(location), value, hint))
     try:
-        changed = scenario_from_dict(data, scenario.base_dir, f"{scenario.source} (changed)")
+        changed = scenario.reader(data, scenario.base_dir, f"{scenario.source} (changed)")
     except ScenarioError as exc:  # every problem at once, path problems first
         raise ScenarioError(problems + [_rename(p, located) for p in exc.problems]) from None
     if problems:
@@ -218,125 +230,3 @@ def _rename(problem: Problem, located: list[tuple[str, str, Any, str]],
             return Problem(None, f"{user_path}{tail} (set to {value!r})",
                            problem.message + (hint if problem.path == concrete else ""))
     return Problem(None, problem.path, problem.message + unrelated)
-
-
-# --- checked attribute assignment ----------------------------------------------------
-
-
-def path_of(model: BaseModel, key: str = "") -> str:
-    """``cluster.ipvs`` (+ ``.key``) for a model of a loaded scenario; the class name for
-    one that is not part of a scenario."""
-    private = getattr(model, "__pydantic_private__", None) or {}
-    path = private.get("_npsim_path")
-    if path is None:
-        path = type(model).__name__
-    return f"{path}.{key}" if path and key else path or key
-
-
-def label_paths(model: BaseModel, path: str) -> None:
-    """Remember each model's YAML path, so an assignment's error can name it."""
-    if model.__pydantic_private__ is not None and "_npsim_path" in model.__pydantic_private__:
-        model.__pydantic_private__["_npsim_path"] = path
-    for name, info in type(model).model_fields.items():
-        value = model.__dict__.get(name)
-        at = f"{path}.{info.alias or name}" if path else (info.alias or name)
-        if isinstance(value, BaseModel):
-            label_paths(value, at)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    label_paths(item, f"{at}[{i}]")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(item, BaseModel):
-                    label_paths(item, f"{at}.{key}")
-
-
-def checked_field(model: BaseModel, name: str) -> str:
-    """The Python field an assignment means: the field itself or its YAML key (so
-    ``cluster.proxyMode = ...`` works like ``cluster.proxy_mode = ...``)."""
-    fields = type(model).model_fields
-    if name in fields:
-        return name
-    for field, info in fields.items():
-        if info.alias == name:
-            return field
-    keys = sorted({*fields, *(i.alias for i in fields.values() if i.alias)})
-    close = difflib.get_close_matches(name, keys, n=2)
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    raise ScenarioError([Problem(None, path_of(model, name),
-                                 f"no such field{hint} (fields: {', '.join(sorted(fields))})")])
-
-
-def assignment_error(model: BaseModel, name: str, exc: ValidationError) -> ScenarioError:
-    """A pydantic assignment error, worded like a scenario file's."""
-    info = type(model).model_fields.get(name)
-    key = info.alias if info is not None and info.alias else name
-    p = Problems()
-    for err in exc.errors(include_url=False):
-        msg = err["msg"].removeprefix("Value error, ")
-        loc = [s for s in err["loc"] if s != name]
-        where = path_of(model, key) + (f".{format_path(loc)}" if loc else "")
-        p.errors.append(Problem(None, where, msg))
-    return ScenarioError(p.errors)
-
-
-def check_manifest_change(obj: Any, name: str, value: Any) -> None:
-    """Validate ``obj.name = value`` on a Deployment or Service as its manifest would be;
-    raise :class:`ScenarioError` naming ``deployments.NAME.FIELD`` when it is invalid."""
-    from npsim.scenario.loader import deployment_manifest, svc_manifest
-    from npsim.scenario.manifests import Deployment, parse_manifest
-
-    is_dep = isinstance(obj, Deployment)
-    where = f"{'deployments' if is_dep else 'services'}.{obj.name}.{name}"
-    if name not in type(obj).__dataclass_fields__:
-        raise ScenarioError([Problem(None, where, "no such field (fields: " + ", ".join(
-            type(obj).__dataclass_fields__) + ")")])
-    trial = copy.copy(obj)
-    object.__setattr__(trial, name, value)
-    p = Problems()
-    try:
-        manifest = deployment_manifest(trial) if is_dep else svc_manifest(trial)
-        parsed = parse_manifest(manifest, p, "", obj.origin)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ScenarioError([Problem(None, where, f"invalid value {value!r} ({exc})")]) from None
-    if p.errors:
-        raise ScenarioError([Problem(None, f"{where} (set to {value!r})", e.message)
-                             for e in p.errors])
-    if parsed is not None and getattr(parsed, name, value) != value:
-        raise ScenarioError([Problem(None, where, f"invalid value {value!r} (a manifest "
-                                     f"would read it as {getattr(parsed, name)!r})")])
-
-
-def _checked(base: type) -> type:
-    """A subclass of a manifest dataclass whose assignments are validated like the
-    manifest (``scenario.deployments["nginx"].replicas = -3`` is refused)."""
-
-    def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
-        if name in self.__dict__:  # an assignment, not the dataclass's own __init__
-            check_manifest_change(self, name, value)
-        object.__setattr__(self, name, value)
-
-    return type(f"Checked{base.__name__}", (base,), {"__setattr__": __setattr__,
-                                                      "__module__": __name__})
-
-
-def _manifest_classes() -> tuple[type, type]:
-    from npsim.scenario.manifests import Deployment, Service
-
-    return _checked(Deployment), _checked(Service)
-
-
-CheckedDeployment, CheckedService = _manifest_classes()
-
-
-def check_assignments(scenario: Scenario) -> None:
-    """Make later assignments on ``scenario``'s spec and manifests validate."""
-    if scenario.spec is not None:
-        label_paths(scenario.spec, "")
-    for dep in scenario.deployments.values():
-        if type(dep) is CheckedDeployment.__mro__[1]:
-            dep.__class__ = CheckedDeployment
-    for svc in scenario.services.values():
-        if type(svc) is CheckedService.__mro__[1]:
-            svc.__class__ = CheckedService

@@ -25,6 +25,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from npsim.scenario.expect import expect, selector
+from npsim.scenario.problems import Problems
+from npsim.scenario.yamlio import MarkedDict, plain
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -97,3 +101,81 @@ def admits(policies: list[NetworkPolicy], namespace: str, labels: dict[str, str]
                 return True, f"allowed by NetworkPolicy {policy.namespace}/{policy.name}"
     names = ", ".join(f"{p.namespace}/{p.name}" for p in selecting)
     return False, f"no ingress rule of NetworkPolicy {names} allows it"
+
+
+# --- reading the manifest (networking.k8s.io/v1), ingress only ----------------------------
+
+
+def parse_network_policy(doc: MarkedDict, p: Problems, pre: str,
+                         origin: str) -> NetworkPolicy | None:
+    """A NetworkPolicy's ingress side (the module's docstring says how it is judged)."""
+    n_errors = len(p.errors)
+    name = expect(doc, ["metadata", "name"], str, "the NetworkPolicy name", p, pre)
+    namespace = str(doc.get("metadata", {}).get("namespace", "default"))
+    spec = expect(doc, ["spec"], dict, "a spec", p, pre) or {}
+    pod_selector = selector(doc, ["spec", "podSelector"], p, pre)
+    types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec
+                                         else ["Ingress"])
+    for i, kind in enumerate(types):
+        if kind not in ("Ingress", "Egress"):
+            p.at(doc, ["spec", "policyTypes", i],
+                 f'Unsupported value: "{kind}": supported values: "Egress", "Ingress"', pre)
+    if "egress" in spec:
+        p.warn(doc, ["spec", "egress"], "egress rules are not modelled by npsim; ignored", pre)
+    rules: list[IngressRule] = []
+    for i, raw in enumerate(spec.get("ingress") or []):
+        at = ["spec", "ingress", i]
+        if not isinstance(raw, dict):
+            p.at(doc, at, "expected an ingress rule mapping", pre)
+            continue
+        peers = None
+        if raw.get("from") is not None:
+            peers = tuple(_peer(doc, [*at, "from", j], peer, p, pre)
+                          for j, peer in enumerate(raw["from"]))
+        ports = None
+        if raw.get("ports") is not None:
+            ports = []
+            for j, port in enumerate(raw["ports"]):
+                proto = str((port or {}).get("protocol", "TCP"))
+                if proto not in ("TCP", "UDP", "SCTP"):
+                    p.at(doc, [*at, "ports", j, "protocol"], f'Unsupported value: "{proto}": '
+                         'supported values: "SCTP", "TCP", "UDP"', pre)
+                if "endPort" in (port or {}):
+                    p.warn(doc, [*at, "ports", j, "endPort"],
+                           "endPort is not modelled by npsim; only port is matched", pre)
+                ports.append((proto, (port or {}).get("port")))
+            ports = tuple(ports)
+        rules.append(IngressRule(peers, ports))
+    if len(p.errors) > n_errors or name is None:
+        return None
+    return NetworkPolicy(str(name), namespace, pod_selector,
+                         tuple(rules) if "Ingress" in types else (), origin, plain(doc),
+                         "Ingress" in types)
+
+
+def _peer(doc: MarkedDict, at: list[Any], raw: Any, p: Problems, pre: str) -> Peer:
+    if not isinstance(raw, dict):
+        p.at(doc, at, "expected a peer (ipBlock, podSelector, namespaceSelector)", pre)
+        return Peer(cidr=ipaddress.IPv4Network("0.0.0.0/32"))
+    if "ipBlock" in raw:
+        block = raw["ipBlock"] or {}
+        try:
+            cidr = ipaddress.IPv4Network(str(block.get("cidr")), strict=False)
+            excepts = tuple(ipaddress.IPv4Network(str(e), strict=False)
+                            for e in block.get("except") or [])
+        except ValueError as exc:
+            p.at(doc, [*at, "ipBlock"], f"Invalid value: {exc}", pre)
+            return Peer(cidr=ipaddress.IPv4Network("0.0.0.0/32"))
+        return Peer(cidr=cidr, excepts=excepts)
+    pods = selector(doc, [*at, "podSelector"], p, pre) if "podSelector" in raw else None
+    namespaces = (selector(doc, [*at, "namespaceSelector"], p, pre)
+                  if "namespaceSelector" in raw else None)
+    if namespaces:
+        unknown = [k for k in namespaces if k != "kubernetes.io/metadata.name"]
+        if unknown:
+            p.warn(doc, [*at, "namespaceSelector"],
+                   f"npsim knows no namespace labels but kubernetes.io/metadata.name: "
+                   f"{', '.join(unknown)} never match", pre)
+    if pods is None and namespaces is None:
+        p.at(doc, at, "Required value: must specify a peer", pre)
+    return Peer(pod_selector=pods, namespace_selector=namespaces)

@@ -36,7 +36,7 @@ from npsim.streams import Streams  # a leaf module: named seeded generators
 if TYPE_CHECKING:
     import numpy as np
 
-    from npsim.scenario.manifests import Service
+    from npsim.scenario.objects import Service
 
 DEFAULT_RANGE = "30000-32767"  # kube-apiserver DefaultServiceNodePortRange
 STATIC, DYNAMIC = "static", "dynamic"

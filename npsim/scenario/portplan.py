@@ -26,7 +26,7 @@ from npsim.scenario.nodeports import (
 )
 
 if TYPE_CHECKING:
-    from npsim.scenario.manifests import Service
+    from npsim.scenario.objects import Service
 
 AUTOMATIC, EXPLICIT = 1, 2  # who holds a port, in the churn model
 

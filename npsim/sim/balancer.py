@@ -29,7 +29,7 @@ import numpy as np
 import simpy
 
 from npsim.dists import batched
-from npsim.scenario.schema import BalancerSpec, ClientSpec
+from npsim.scenario.client_spec import BalancerSpec, ClientSpec
 from npsim.sim.probes import NodePortProbe
 from npsim.sim.timeline import EventLog
 

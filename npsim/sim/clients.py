@@ -20,9 +20,7 @@ import simpy
 
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
-from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, EventSpec, RetrySpec
-from npsim.sim.calls import NORMAL, Call
-from npsim.sim.records import (
+from npsim.outcomes import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
     DROPPED,
@@ -38,8 +36,11 @@ from npsim.sim.records import (
     REPLY_LOST,
     REQUEST_TIMEOUT,
     SECURITY_GROUP_DROPPED,
-    RequestLog,
 )
+from npsim.scenario.client_spec import BackoffSpec, ClientSpec, EntrySpec, RetrySpec
+from npsim.scenario.schema import EventSpec
+from npsim.sim.calls import NORMAL, Call
+from npsim.sim.records import RequestLog
 
 SendFn = Callable[["Population", int, float], bool]
 

@@ -46,8 +46,8 @@ from npsim.cluster.model import Cluster, Endpoint, Pod, endpoints_for
 from npsim.cluster.topology import Hints, hints_for
 from npsim.dists import Sampler
 from npsim.proxy.base import KubeProxy
+from npsim.scenario.cluster_spec import KubeProxySpec
 from npsim.scenario.problems import Problem, ScenarioError
-from npsim.scenario.schema import KubeProxySpec
 from npsim.sim.timeline import EventLog
 
 

@@ -26,6 +26,18 @@ import simpy
 
 from npsim.cluster.lifecycle import timing_for
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, Pod, build_cluster, new_pod
+from npsim.outcomes import (
+    CONNECT_TIMEOUT,
+    CONNECTION_REFUSED,
+    DIAL_FAILED,
+    DROPPED,
+    ENDPOINT_GONE,
+    FAILED,
+    NO_ENDPOINTS,
+    NO_UPSTREAM,
+    NODEPORT_CLOSED,
+    REPLY_LOST,
+)
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.base import SharedColumns
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
@@ -47,26 +59,13 @@ from npsim.sim.faults import Conntrack, FaultInjector, Kubelets, pods_touched
 from npsim.sim.guard import Guard
 from npsim.sim.pods import PodServer, QuietPod, Relay, settle
 from npsim.sim.probes import Blackbox, blackbox_probers
-from npsim.sim.records import (
-    CONNECT_TIMEOUT,
-    CONNECTION_REFUSED,
-    DIAL_FAILED,
-    DROPPED,
-    ENDPOINT_GONE,
-    FAILED,
-    NAN,
-    NO_ENDPOINTS,
-    NO_UPSTREAM,
-    NODEPORT_CLOSED,
-    REPLY_LOST,
-    RequestLog,
-)
+from npsim.sim.records import NAN, RequestLog
 from npsim.sim.timeline import EventLog
 from npsim.sim.tls import TlsCosts, pod_server_class
 from npsim.streams import Streams
 
 if TYPE_CHECKING:
-    from npsim.scenario.loader import Scenario
+    from npsim.scenario.scenario import Scenario
 
 EPHEMERAL_LOW, EPHEMERAL_SPAN = 32768, 28232  # Linux ip_local_port_range 32768-60999
 

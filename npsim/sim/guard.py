@@ -5,7 +5,7 @@ and a connection pays one attribute test). Checked once per *new* connection, in
 halves around kube-proxy's choice, in the order the kernel meets them: what comes before
 the proxy's hook (security group, PREROUTING, INPUT) cannot change its state; FORWARD and
 NetworkPolicy come after the DNAT and depend on the chosen pod (which chain the packet
-traverses, which source the pod sees: npsim/cluster/firewall.py,
+traverses, which source the pod sees: npsim/scenario/firewall.py,
 npsim/scenario/netpol.py). Which of INPUT or FORWARD a packet traverses depends on the
 kube-proxy mode.
 """
@@ -15,7 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from npsim.cluster.firewall import (
+from npsim.cluster.model import Cluster, ip_str
+from npsim.outcomes import (
+    FIREWALL_DROPPED,
+    FIREWALL_REJECTED,
+    POLICY_DROPPED,
+    SECURITY_GROUP_DROPPED,
+)
+from npsim.scenario.firewall import (
     TRAVERSES,
     Chain,
     NodeFirewall,
@@ -23,18 +30,11 @@ from npsim.cluster.firewall import (
     build_node_firewall,
     build_security_group,
 )
-from npsim.cluster.model import Cluster, ip_str
 from npsim.scenario.netpol import NetworkPolicy, admits
-from npsim.sim.records import (
-    FIREWALL_DROPPED,
-    FIREWALL_REJECTED,
-    POLICY_DROPPED,
-    SECURITY_GROUP_DROPPED,
-)
 from npsim.sim.timeline import EventLog
 
 if TYPE_CHECKING:
-    from npsim.scenario.loader import Scenario
+    from npsim.scenario.scenario import Scenario
 
 
 @dataclass

@@ -16,16 +16,9 @@ from typing import TYPE_CHECKING
 import simpy
 
 from npsim.dists import Sampler
+from npsim.outcomes import COMPLETED, ENDPOINT_GONE, FAILED, IN_FLIGHT, QUEUE_FULL
 from npsim.sim.calls import NORMAL, Call
-from npsim.sim.records import (
-    COMPLETED,
-    ENDPOINT_GONE,
-    FAILED,
-    IN_FLIGHT,
-    NAN,
-    QUEUE_FULL,
-    RequestLog,
-)
+from npsim.sim.records import NAN, RequestLog
 
 if TYPE_CHECKING:  # numpy is imported when pods are settled
     import numpy as np

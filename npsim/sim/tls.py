@@ -34,7 +34,7 @@ from npsim.sim.calls import call_later
 from npsim.sim.pods import PodServer
 
 if TYPE_CHECKING:
-    from npsim.scenario.schema import TlsSpec
+    from npsim.scenario.client_spec import TlsSpec
     from npsim.sim.clients import Population
 
 

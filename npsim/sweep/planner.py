@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from npsim.scenario.loader import Scenario
+from npsim.scenario.scenario import Scenario
 from npsim.sweep.pool import run_tasks
 from npsim.sweep.store import RunTask, execute
 from npsim.units import format_duration, parse_duration, parse_rate
@@ -55,7 +55,7 @@ def _counted_metrics() -> dict[str, str | None]:
     """Metrics a run writes only when they count something: absent means 0 (the value
     None), or the value of another metric (``requests_failed_after_retries`` without
     retries is ``requests_failed``)."""
-    from npsim.sim.records import REASONS
+    from npsim.outcomes import REASONS
 
     out: dict[str, str | None] = {f"failed_{r}": None for r in REASONS.values() if r}
     out["retries"] = None

@@ -12,7 +12,8 @@ import pandas as pd
 
 from npsim import __version__
 from npsim.preflight import preflight_variants
-from npsim.scenario.loader import Scenario, load_scenario
+from npsim.scenario.loader import load_scenario
+from npsim.scenario.scenario import Scenario
 from npsim.sweep.pool import run_tasks
 from npsim.sweep.store import (
     METRIC_COLUMNS,

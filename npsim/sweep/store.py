@@ -29,7 +29,7 @@ import yaml
 from npsim.api import Result, resolved_yaml
 from npsim.api import run as run_scenario
 from npsim.results.store import write_atomically
-from npsim.scenario.loader import Scenario
+from npsim.scenario.scenario import Scenario
 
 METRIC_COLUMNS = ["variant", "replication", "metric", "value"]
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from npsim.scenario.loader import Scenario
 from npsim.scenario.problems import Problem, Problems, ScenarioError
+from npsim.scenario.scenario import Scenario
 
 
 @dataclass

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import npsim
 from npsim.cli import main
-from npsim.cluster.firewall import (
+from npsim.scenario.firewall import (
     FirewallSyntaxError,
     parse_iptables,
     parse_security_group_cli,

@@ -18,7 +18,7 @@ from npsim.cluster.lifecycle import (
     timing_for,
     unknown_at,
 )
-from npsim.scenario.schema import ControlPlaneSpec
+from npsim.scenario.cluster_spec import ControlPlaneSpec
 
 
 @pytest.mark.parametrize(("version", "grace"), [("1.30", 40.0), ("1.31", 40.0),
@@ -105,7 +105,7 @@ def test_rollout_one_at_a_time_with_surge_one_unavailable_zero() -> None:
 def test_version_must_be_written_as_text() -> None:
     from pydantic import ValidationError
 
-    from npsim.scenario.schema import ClusterSpec
+    from npsim.scenario.cluster_spec import ClusterSpec
 
     nodes = [{"name": "n1"}]
     assert ClusterSpec(nodes=nodes, kubernetes_version="v1.31.2").kubernetes_version == "v1.31.2"

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from npsim.scenario.manifests import Service, ServicePort
 from npsim.scenario.nodeports import (
     AlreadyAllocated,
     NodePortAllocator,
@@ -19,6 +18,7 @@ from npsim.scenario.nodeports import (
     range_offset,
     scenario_refusals,
 )
+from npsim.scenario.objects import Service, ServicePort
 
 
 def allocator(text: str = "30000-32767", seed: int = 0) -> NodePortAllocator:

@@ -17,7 +17,7 @@ from scipy import stats
 import npsim
 from npsim.cluster.model import Endpoint, Node, ServicePortModel
 from npsim.results.frames import request_frame
-from npsim.scenario.manifests import Service, ServicePort
+from npsim.scenario.objects import Service, ServicePort
 from npsim.sim.engine import Simulation
 
 ZERO = {"dist": "constant", "value": 0}

@@ -13,10 +13,10 @@ import pytest
 from conftest import build, client, constant
 
 import npsim
+from npsim.outcomes import COMPLETED, FAILED, REQUEST_TIMEOUT
 from npsim.results.frames import request_frame
 from npsim.results.store import write_parquet
 from npsim.sim.engine import Simulation
-from npsim.sim.records import COMPLETED, FAILED, REQUEST_TIMEOUT
 
 
 def _scenario() -> npsim.Scenario:

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from npsim.cli import main
 from npsim.cluster.model import build_cluster
-from npsim.scenario.loader import Scenario, load_scenario, scenario_from_dict
-from npsim.scenario.manifests import selector_matches
+from npsim.scenario.loader import load_scenario, scenario_from_dict
+from npsim.scenario.objects import selector_matches
 from npsim.scenario.problems import ScenarioError
+from npsim.scenario.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

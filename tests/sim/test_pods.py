@@ -9,8 +9,9 @@ import pytest
 import simpy
 
 from npsim.dists import batched
+from npsim.outcomes import COMPLETED, FAILED, IN_FLIGHT, QUEUE_FULL
 from npsim.sim.pods import PodServer, QuietPod, settle
-from npsim.sim.records import COMPLETED, FAILED, IN_FLIGHT, NAN, QUEUE_FULL, RequestLog
+from npsim.sim.records import NAN, RequestLog
 
 COMPARED = ("service_start", "service", "t_end", "outcome", "reason")
 
