@@ -4,14 +4,19 @@ kube-proxy mode. The text itself is checked against kube-proxy's in tests/test_e
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+
+import pytest
 
 from npsim.explain import RULES, render, trace
 from npsim.proxy import MODES
 from npsim.scenario.loader import load_scenario
 from npsim.sim.engine import Simulation
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+RULES_PACKAGE = ROOT / "npsim" / "proxy" / "rules"
 
 
 def test_every_kube_proxy_mode_has_its_rule_text() -> None:
@@ -33,3 +38,16 @@ def test_a_node_in_another_mode_shows_its_own_rules_and_walk() -> None:
     assert walk[1] == "REDIRECT to kube-proxy's proxy port (the kube-proxy process)"
     assert "round robin picks" in walk[2]
     assert "the pod sees kube-proxy's node address" in walk[3]
+
+
+@pytest.mark.parametrize("path", sorted(RULES_PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_the_rules_stand_on_the_cluster_model_and_the_proxies_only(path: Path) -> None:
+    """The text is read off the proxies' tables: explain -> rules -> proxies and the
+    cluster model, never back up to the simulation, the command or the results."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("npsim"):
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names if a.name.startswith("npsim"))
+    assert all(m.startswith(("npsim.cluster.", "npsim.proxy.")) for m in imported), imported
