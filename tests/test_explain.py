@@ -18,7 +18,9 @@ from click.testing import CliRunner
 
 from npsim.cli import main
 from npsim.cluster.model import ServicePortModel
-from npsim.explain import chain, nft_chain, port_name_string
+from npsim.proxy.rules.common import port_name_string
+from npsim.proxy.rules.iptables import chain
+from npsim.proxy.rules.nftables import nft_chain
 from npsim.scenario.objects import Service, ServicePort
 
 NGINX = Path(__file__).resolve().parents[1] / "scenarios" / "manifests" / "nginx.yaml"

@@ -20,12 +20,21 @@ next connection. A client reaching two nodes may be pinned to two different pods
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from npsim.proxy.base import EndpointTable
+from typing import Protocol
 
 RECENT_LIST_SIZE = 100  # xt_recent ip_list_tot default
+
+
+class BalancedTable(Protocol):
+    """What affinity reads of a mode's endpoint table: an
+    :class:`~npsim.proxy.base.EndpointTable`, named by shape because base.py imports this
+    module for its views' :class:`AffinityTable` (naming the class would tie the two in a
+    circle)."""
+
+    keys: list[str]
+    index_of: dict[str, int]
+
+    def pick(self, client_ip: int, src_port: int, now: float) -> int: ...
 
 
 class AffinityTable:
@@ -40,7 +49,7 @@ class AffinityTable:
         self.recent: dict[str, OrderedDict[int, None]] = {}  # per endpoint, LRU of sources
         self.evictions = 0
 
-    def pick(self, table: EndpointTable, source_ip: int, src_port: int, now: float) -> int:
+    def pick(self, table: BalancedTable, source_ip: int, src_port: int, now: float) -> int:
         pinned = self.pinned.get(source_ip)
         if pinned is not None:
             key, seen = pinned

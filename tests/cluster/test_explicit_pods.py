@@ -137,7 +137,7 @@ def test_pods_made_later_skip_hand_placed_addresses(tmp_path: Path) -> None:
 
 
 def test_clusterip_numbering_skips_addresses_manifests_take(tmp_path: Path) -> None:
-    from npsim.explain import cluster_ip
+    from npsim.proxy.rules.common import cluster_ip
 
     text = SCENARIO.replace("clusterIP: 10.96.7.7", "clusterIP: 10.96.0.10")
     cluster = build_cluster(load_scenario(_write(tmp_path, text)))

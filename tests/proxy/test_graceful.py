@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from npsim.cluster.model import ServicePortModel
-from npsim.explain import ipvsadm
 from npsim.proxy import IptablesProxy
 from npsim.proxy.ipvs import IpvsProxy, IpvsTable
+from npsim.proxy.rules.ipvs import ipvsadm
 
 from .helpers import endpoints, node, service_port
 

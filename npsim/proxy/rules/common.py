@@ -1,0 +1,103 @@
+"""What every mode's rule text shares: kube-proxy's names for a Service port, the
+ClusterIP shown, the masquerade mark, the walk over the Services asked for, and the
+shape of one mode's rules (:class:`ModeRules`).
+
+ClusterIPs are a manifest's ``spec.clusterIP``; when none is given they are numbered
+from 10.96.0.10 for display.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from npsim.cluster.model import Cluster, ServicePortModel, ip_str
+from npsim.proxy.base import EndpointTable, KubeProxy
+
+SERVICE_CIDR_BASE = int(ipaddress.IPv4Address("10.96.0.10"))
+SERVICE_CIDR = "10.96.0.0/12"  # kube-apiserver --service-cluster-ip-range (kubeadm default)
+MASQ_MARK = "0x4000"  # masqueradeBit 14
+# filter KUBE-FORWARD as iptables mode writes it; IPVS mode's text takes all but the first
+# (the INVALID drop is written while nf_conntrack_tcp_be_liberal is 0, the default)
+KUBE_FORWARD = (
+    "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
+    '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark '
+    f"{MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
+    '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack '
+    "--ctstate RELATED,ESTABLISHED -j ACCEPT")
+# nat KUBE-POSTROUTING as iptables and IPVS mode write it: masquerade what is marked
+KUBE_POSTROUTING = (
+    f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
+    f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
+    '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
+    "-j MASQUERADE --random-fully")
+# a masqueraded connection's step in iptables and IPVS mode (both leave SNAT to iptables)
+KUBE_POSTROUTING_STEP = "POSTROUTING -> KUBE-POSTROUTING: mark set, MASQUERADE --random-fully"
+
+
+@dataclass(frozen=True, slots=True)
+class ModeRules:
+    """One kube-proxy mode's text for ``npsim explain``: every mode's rules module
+    exposes one, ``RULES``, with these same signatures.
+
+    ``tables(proxy, cluster, service)``: what the node's kube-proxy programs, for every
+    Service port or one Service's; ``arrival(proxy, cluster, sp, table, other_services)``:
+    a new NodePort connection's steps up to kube-proxy's choice (``table`` is the one the
+    connection meets, None when the Service has no endpoints; ``other_services`` the
+    Services the scenario does not model); ``choice(sp, table, choice, client_ip,
+    affinity)``: how index ``choice`` of ``table`` is chosen (``affinity``: the Service
+    has ClientIP affinity); ``masquerade``: how the node rewrites the source.
+    """
+
+    tables: Callable[[KubeProxy, Cluster, str | None], str]
+    arrival: Callable[[KubeProxy, Cluster, ServicePortModel, EndpointTable | None, int],
+                      Iterable[str]]
+    choice: Callable[[ServicePortModel, EndpointTable, int, int, bool], Iterable[str]]
+    masquerade: str
+
+
+def hash_name(text: str, length: int) -> str:
+    """The first ``length`` base32 characters of sha256(text): kube-proxy's chain names."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:length]
+
+
+def port_name_string(sp: ServicePortModel) -> str:
+    """ServicePortName.String(): ``ns/name:port``, or ``ns/name`` for an unnamed port."""
+    base = f"{sp.service.namespace}/{sp.service.name}"
+    return f"{base}:{sp.port.name}" if sp.port.name else base
+
+
+def cluster_ip(sp: ServicePortModel, cluster: Cluster) -> str:
+    """The Service's own ``spec.clusterIP`` when the manifest gives one; otherwise a
+    display address numbered from 10.96.0.10, skipping the addresses manifests took."""
+    if sp.service.cluster_ip is not None:
+        return sp.service.cluster_ip
+    taken = {int(ipaddress.IPv4Address(s.service.cluster_ip)) for s in cluster.service_ports
+             if s.service.cluster_ip is not None}
+    services = list(dict.fromkeys(s.service.name for s in cluster.service_ports
+                                  if s.service.cluster_ip is None))
+    address = SERVICE_CIDR_BASE
+    for _ in range(services.index(sp.service.name) + 1):
+        while address in taken:
+            address += 1
+        address += 1
+    return ip_str(address - 1)
+
+
+def cluster_cidr(cluster: Cluster) -> str:
+    """The local-traffic detector's range (kube-proxy --cluster-cidr)."""
+    return str(cluster.pod_network)
+
+
+def selected(cluster: Cluster, service: str | None) -> list[ServicePortModel]:
+    """The Service ports shown: every one, or those of the Service ``service``."""
+    return [sp for sp in cluster.service_ports if service in (None, sp.service.name)]
+
+
+def affinity_timeout(sp: ServicePortModel) -> int | None:
+    """``sessionAffinityConfig.clientIP.timeoutSeconds`` under ClientIP affinity, else None."""
+    return (sp.service.affinity_timeout if sp.service.session_affinity == "ClientIP"
+            else None)

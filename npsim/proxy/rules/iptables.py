@@ -1,0 +1,199 @@
+"""iptables mode's text: the ``iptables-restore`` input kube-proxy writes, and a
+connection's walk through it.
+
+``-A`` lines, chain names ``KUBE-SVC-`` + the first 16 base32 characters of
+sha256(servicePortName + protocol), endpoint chains hashing "IP:port" too; probabilities
+``%0.10f`` (pkg/proxy/iptables proxier.go). ``iptables-save`` would show the kernel's
+rounding (``0.33333333349``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from npsim.cluster.model import Cluster, ServicePortModel, ip_str
+from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.proxy.iptables import cascade_probabilities, format_probability
+from npsim.proxy.rules.common import (
+    KUBE_FORWARD,
+    KUBE_POSTROUTING,
+    KUBE_POSTROUTING_STEP,
+    MASQ_MARK,
+    ModeRules,
+    affinity_timeout,
+    cluster_cidr,
+    cluster_ip,
+    hash_name,
+    port_name_string,
+    selected,
+)
+
+
+def chain(prefix: str, sp: ServicePortModel, endpoint: str = "") -> str:
+    """iptables chain names (proxier.go portProtoHash, servicePortEndpointChainName)."""
+    return prefix + hash_name(port_name_string(sp) + sp.port.protocol.lower() + endpoint, 16)
+
+
+def _lb_rules(svc_chain: str, table: EndpointTable, sp: ServicePortModel,
+              timeout: int | None) -> list[str]:
+    """The load-balancing rules of a KUBE-SVC-/KUBE-SVL- chain: affinity checks first
+    (``-m recent --rcheck``), then the statistic cascade (writeServiceToEndpointRules)."""
+    spn = port_name_string(sp)
+    rules = []
+    if timeout is not None:
+        for key in table.keys:
+            sep = chain("KUBE-SEP-", sp, key)
+            rules.append(f'-A {svc_chain} -m comment --comment "{spn} -> {key}" -m recent '
+                         f"--name {sep} --rcheck --seconds {timeout} --reap -j {sep}")
+    for key, p in zip(table.keys, cascade_probabilities(table.n), strict=True):
+        stat = "" if p is None else (
+            f" -m statistic --mode random --probability {format_probability(p)}")
+        rules.append(f'-A {svc_chain} -m comment --comment "{spn} -> {key}"{stat} '
+                     f"-j {chain('KUBE-SEP-', sp, key)}")
+    return rules
+
+
+def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
+    """The ``iptables-restore`` input kube-proxy writes: ``*filter`` then ``*nat``
+    (proxier.go syncProxyRules), then the hook rules it installs separately."""
+    chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
+    rules: list[str] = []
+    filters: list[str] = []
+    local = cluster_cidr(cluster)
+    for sp in selected(cluster, service):
+        view = proxy.views[sp.index]
+        spn = port_name_string(sp)
+        svc, ext, svl = chain("KUBE-SVC-", sp), chain("KUBE-EXT-", sp), chain("KUBE-SVL-", sp)
+        proto, cip = sp.port.protocol.lower(), cluster_ip(sp, cluster)
+        nodeport = f"-m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {sp.node_port}"
+        if sp.health_check_node_port:
+            filters.append(f'-A KUBE-NODEPORTS -m comment --comment "{spn} health check node '
+                           f'port" -m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
+        if not view.any:
+            filters.append(f'-A KUBE-SERVICES -m comment --comment "{spn} has no endpoints" '
+                           f"-m {proto} -p {proto} -d {cip} --dport {sp.port.port} -j REJECT")
+            if sp.node_port:
+                filters.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no '
+                               f'endpoints" {nodeport} -j REJECT')
+            continue
+        timeout = affinity_timeout(sp)
+        endpoints = dict.fromkeys(view.cluster.keys)
+        chains += [ext, svc]
+        rules.append(f'-A KUBE-SERVICES -m comment --comment "{spn} cluster IP" -m {proto} '
+                     f"-p {proto} -d {cip} --dport {sp.port.port} -j {svc}")
+        if sp.node_port:
+            rules.append(f"-A KUBE-NODEPORTS -m comment --comment {spn} -m {proto} "
+                         f"-p {proto} --dport {sp.node_port} -j {ext}")
+        if view.local_policy:  # the short-circuits, then the local endpoints or nothing
+            rules += [
+                f'-A {ext} -m comment --comment "pod traffic for {spn} external destinations" '
+                f"-s {local} -j {svc}",
+                f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {spn} external '
+                f'destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ',
+                f'-A {ext} -m comment --comment "route LOCAL traffic for {spn} external '
+                f'destinations" -m addrtype --src-type LOCAL -j {svc}']
+            if view.local.n:
+                chains.append(svl)
+                rules.append(f"-A {ext} -j {svl}")
+                rules += _lb_rules(svl, view.local, sp, timeout)
+                endpoints.update(dict.fromkeys(view.local.keys))
+            else:
+                filters.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no '
+                               f'local endpoints" {nodeport} -j DROP')
+        else:
+            rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {spn} '
+                         'external destinations" -j KUBE-MARK-MASQ')
+            rules.append(f"-A {ext} -j {svc}")
+        rules.append(f'-A {svc} -m comment --comment "{spn} cluster IP" -m {proto} -p {proto} '
+                     f"-d {cip} --dport {sp.port.port} ! -s {local} -j KUBE-MARK-MASQ")
+        rules += _lb_rules(svc, view.cluster, sp, timeout)
+        recent = "" if timeout is None else " -m recent --name {sep} --set"
+        for key in endpoints:
+            sep = chain("KUBE-SEP-", sp, key)
+            chains.append(sep)
+            ip = key.rsplit(":", 1)[0]
+            rules.append(f"-A {sep} -m comment --comment {spn} -s {ip} -j KUBE-MARK-MASQ")
+            rules.append(f"-A {sep} -m comment --comment {spn}{recent.format(sep=sep)} "
+                         f"-m {proto} -p {proto} -j DNAT --to-destination {key}")
+    rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
+                 'this must be the last rule in this chain" -m addrtype --dst-type LOCAL '
+                 "-j KUBE-NODEPORTS")
+    rules += [f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}", *KUBE_POSTROUTING]
+    # KUBE-SERVICES first, as a packet meets them
+    order = {"KUBE-SERVICES": 0, "KUBE-NODEPORTS": 1}
+    rules.sort(key=lambda r: order.get(r.split()[1], 2))
+    filter_order = {"KUBE-NODEPORTS": 0, "KUBE-SERVICES": 1, "KUBE-EXTERNAL-SERVICES": 2}
+    filters.sort(key=lambda r: filter_order[r.split()[1]])
+    out = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *filters, *KUBE_FORWARD,
+           "COMMIT", "*nat", *(f":{c} - [0:0]" for c in dict.fromkeys(chains)), *rules,
+           "COMMIT"]
+    return "\n".join(out + ["", *IPTABLES_HOOKS])
+
+
+FILTER_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD",
+                 "KUBE-PROXY-FIREWALL")
+# iptablesJumpChains: inserted with ``iptables -I`` once, outside the restore input
+IPTABLES_HOOKS = (
+    "# hooks (iptablesJumpChains, inserted at the top of the built-in chains):",
+    "# -t filter INPUT   -m conntrack --ctstate NEW -m comment --comment \"kubernetes "
+    "externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES",
+    "# -t filter FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes "
+    "externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES",
+    "# -t filter INPUT   -m comment --comment \"kubernetes health check service ports\" "
+    "-j KUBE-NODEPORTS",
+    "# -t filter FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service "
+    "portals\" -j KUBE-SERVICES",
+    "# -t filter OUTPUT  -m conntrack --ctstate NEW -m comment --comment \"kubernetes service "
+    "portals\" -j KUBE-SERVICES",
+    "# -t filter FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
+    "# -t nat PREROUTING  -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    "# -t nat OUTPUT      -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    "# -t nat POSTROUTING -m comment --comment \"kubernetes postrouting rules\" "
+    "-j KUBE-POSTROUTING")
+
+
+def arrival_steps(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel,
+                  table: EndpointTable | None, other_services: int) -> Iterable[str]:
+    """nat PREROUTING to the Service chain, or the filter rule that refuses or drops."""
+    view = proxy.views[sp.index]
+    spn = port_name_string(sp)
+    if not view.any:
+        yield (f"filter INPUT -> KUBE-EXTERNAL-SERVICES: \"{spn} has no endpoints\" REJECT "
+               "(ICMP port unreachable: connection refused)")
+        return
+    ext = chain("KUBE-EXT-", sp)
+    local = view.local_policy
+    svc = chain("KUBE-SVL-" if local else "KUBE-SVC-", sp)
+    vips = len(cluster.service_ports) + other_services
+    yield (f"nat PREROUTING -> KUBE-SERVICES: {vips} cluster-IP rules compared, none "
+           "match; last rule (dst-type LOCAL) -> KUBE-NODEPORTS")
+    yield f"KUBE-NODEPORTS: --dport {sp.node_port} matches -> {ext}"
+    if local:
+        yield (f"{ext}: not pod traffic, not from this node: no masquerade (Local)"
+               + (f"; -> {svc}" if table.n else "; no jump: the packet leaves nat "
+                  "un-DNATed"))
+        if not table.n:
+            yield (f"filter INPUT -> KUBE-EXTERNAL-SERVICES: \"{spn} has no local endpoints\" "
+                   "DROP; the client waits for its connect timeout")
+    else:
+        yield f"{ext}: KUBE-MARK-MASQ (mark {MASQ_MARK}), then {svc}"
+
+
+def choice_steps(sp: ServicePortModel, table: EndpointTable, choice: int, client_ip: int,
+                 affinity: bool) -> Iterable[str]:
+    """The statistic cascade rule by rule up to the one that matches, then its DNAT."""
+    if affinity:
+        yield (f"  affinity: -m recent --rcheck per endpoint for {ip_str(client_ip)} "
+               "(first connection: no entry), then the cascade")
+    for i, p in enumerate(cascade_probabilities(table.n)):
+        label = "unconditional" if p is None else f"probability {format_probability(p)}"
+        verdict = "MATCH" if i == choice else "no match"
+        yield f"  rule {i + 1} -> {table.keys[i]} ({label}): {verdict}"
+        if i == choice:
+            break
+    key = table.keys[choice]
+    yield f"{chain('KUBE-SEP-', sp, key)}: DNAT --to-destination {key}"
+
+
+RULES = ModeRules(tables=iptables_rules, arrival=arrival_steps, choice=choice_steps,
+                  masquerade=KUBE_POSTROUTING_STEP)

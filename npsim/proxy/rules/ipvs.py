@@ -1,0 +1,191 @@
+"""IPVS mode's text: ``ipvsadm -Ln`` as ipvsadm.c prints it (the ClusterIP and every node
+address, ``persistent`` for ClientIP), ``ipset save``, the iptables glue, and a
+connection's walk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from npsim.cluster.model import Cluster, ServicePortModel, ip_str
+from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.proxy.rules.common import (
+    KUBE_FORWARD,
+    KUBE_POSTROUTING,
+    KUBE_POSTROUTING_STEP,
+    MASQ_MARK,
+    ModeRules,
+    affinity_timeout,
+    cluster_cidr,
+    cluster_ip,
+    selected,
+)
+
+
+def _virtual_server(head: str, scheduler: str, timeout: int | None, table: object) -> list[str]:
+    """One ``ipvsadm -Ln`` virtual server and its real servers (ipvsadm.c
+    print_service_entry: ``persistent <timeout>`` after the scheduler for ClientIP)."""
+    flags = f" persistent {timeout}" if timeout is not None else ""
+    lines = [f"{head[:33]} {scheduler}{flags}"]
+    keys = getattr(table, "keys", [])
+    active = getattr(table, "active", {})
+    inactive = getattr(table, "inactive", {})
+    draining = getattr(table, "graceful", {})  # removed, weight 0 until their counts are 0
+    # ipvsadm sorts real servers numerically
+    for key in sorted([*keys, *draining], key=_numeric):
+        # ipvsadm pads every column, the last one included (trailing spaces)
+        weight = 0 if key in draining else 1
+        lines.append(f"  -> {key[:28]:<28} {'Masq':<7} {weight:<6} "
+                     f"{active.get(key, 0):<10} {inactive.get(key, 0):<10}")
+    return lines
+
+
+def node_addresses(proxy: KubeProxy) -> list[int]:
+    """The node's local addresses IPVS binds NodePorts to (every local address except
+    loopback and kube-ipvs0): here the node address and the pod bridge (cni0)."""
+    return [proxy.node.ip, proxy.node.bridge_ip]
+
+
+def ipvsadm(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
+    """``ipvsadm -Ln``: a ClusterIP virtual server and one NodePort virtual server per
+    node address for each Service port (proxier.go syncProxyRules), then the ipsets and
+    iptables rules that decide SNAT (writeIptablesRules)."""
+    lines = ["IP Virtual Server version 1.2.1 (size=4096)",
+             "Prot LocalAddress:Port Scheduler Flags",
+             "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"]
+    scheduler = proxy.scheduler  # type: ignore[attr-defined]
+    for sp in selected(cluster, service):
+        view = proxy.views[sp.index]
+        timeout = affinity_timeout(sp)
+        table = proxy.tables[sp.index]
+        proto = sp.port.protocol
+        # the ClusterIP virtual server's own counters when a population calls it
+        internal = (view.internal if proxy.serves_clusterip
+                    else _Unused(view.cluster.keys))
+        lines += _virtual_server(f"{proto}  {cluster_ip(sp, cluster)}:{sp.port.port}",
+                                 scheduler, timeout, internal)
+        if not sp.node_port:
+            continue
+        for address in node_addresses(proxy):
+            # the simulated clients reach the primary address; the others carry no counts
+            lines += _virtual_server(f"{proto}  {ip_str(address)}:{sp.node_port}", scheduler,
+                                     timeout, table if address == proxy.node.ip else
+                                     _Unused(table.keys))
+    return "\n".join(lines + ["", *ipvs_ipsets(proxy, cluster, service), "",
+                               *ipvs_iptables(cluster, service)])
+
+
+class _Unused:
+    """Real servers of a virtual server no simulated client uses (counters 0)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+
+def ipvs_ipsets(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> list[str]:
+    """``ipset save`` of the sets kube-proxy fills (proxier.go ipsetInfo)."""
+    members: dict[str, list[str]] = {"KUBE-CLUSTER-IP": [], "KUBE-LOOP-BACK": []}
+    kinds = {"KUBE-CLUSTER-IP": "hash:ip,port", "KUBE-LOOP-BACK": "hash:ip,port,ip"}
+    for sp in selected(cluster, service):
+        view = proxy.views[sp.index]
+        proto = sp.port.protocol
+        members["KUBE-CLUSTER-IP"].append(f"{cluster_ip(sp, cluster)},{proto.lower()}:"
+                                          f"{sp.port.port}")
+        for ep in proxy.tables[sp.index].endpoints:
+            if ep.node == proxy.node.index:
+                ip = ip_str(ep.ip)
+                members["KUBE-LOOP-BACK"].append(f"{ip},{proto.lower()}:{ep.port},{ip}")
+        if sp.node_port:
+            sets = [f"KUBE-NODE-PORT-{proto}"]
+            if view.local_policy:
+                sets.append(f"KUBE-NODE-PORT-LOCAL-{proto}")
+            for name in sets:
+                kinds[name] = "bitmap:port range 0-65535" if proto != "SCTP" else "hash:ip,port"
+                members.setdefault(name, []).append(str(sp.node_port))
+        if sp.health_check_node_port:
+            kinds["KUBE-HEALTH-CHECK-NODE-PORT"] = "bitmap:port range 0-65535"
+            members.setdefault("KUBE-HEALTH-CHECK-NODE-PORT", []).append(
+                str(sp.health_check_node_port))
+    out = []
+    for name, entries in members.items():
+        out.append(f"create {name} {kinds[name]}")
+        out += [f"add {name} {e}" for e in dict.fromkeys(entries)]
+    return out
+
+
+def ipvs_iptables(cluster: Cluster, service: str | None = None) -> list[str]:
+    """The iptables glue of IPVS mode: the LOCAL NodePort set RETURNs before the plain
+    set marks for masquerade ("kubeNodePortLocalSetTCP must be prior to
+    kubeNodePortSetTCP"); IPVS DNATs, KUBE-POSTROUTING masquerades."""
+    protocols = sorted({sp.port.protocol for sp in selected(cluster, service)
+                        if sp.node_port})
+    local = {sp.port.protocol for sp in selected(cluster, service)
+             if sp.node_port and sp.service.external_traffic_policy == "Local"}
+    nat = ["*nat", ":KUBE-SERVICES - [0:0]", ":KUBE-POSTROUTING - [0:0]",
+           ":KUBE-NODE-PORT - [0:0]", ":KUBE-LOAD-BALANCER - [0:0]", ":KUBE-MARK-MASQ - [0:0]",
+           '-A KUBE-POSTROUTING -m comment --comment "Kubernetes endpoints dst ip:port, source '
+           'ip for solving hairpin purpose" -m set --match-set KUBE-LOOP-BACK dst,dst,src '
+           "-j MASQUERADE",
+           *KUBE_POSTROUTING,
+           f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
+           '-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for '
+           'masquerade purpose" -m set --match-set KUBE-CLUSTER-IP dst,dst '
+           f"! -s {cluster_cidr(cluster)} -j KUBE-MARK-MASQ",
+           "-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT"]
+    for proto in protocols:
+        low = proto.lower()
+        if proto in local:
+            nat.append(f'-A KUBE-NODE-PORT -p {low} -m comment --comment "Kubernetes nodeport '
+                       f'{proto} port with externalTrafficPolicy=local" -m set --match-set '
+                       f"KUBE-NODE-PORT-LOCAL-{proto} dst -j RETURN")
+        nat.append(f'-A KUBE-NODE-PORT -p {low} -m comment --comment "Kubernetes nodeport '
+                   f'{proto} port for masquerade purpose" -m set --match-set '
+                   f"KUBE-NODE-PORT-{proto} dst -j KUBE-MARK-MASQ")
+    nat += ["-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT", "COMMIT"]
+    filt = ["*filter", ":KUBE-FORWARD - [0:0]", ":KUBE-NODE-PORT - [0:0]",
+            ":KUBE-PROXY-FIREWALL - [0:0]", *KUBE_FORWARD[1:],
+            '-A KUBE-NODE-PORT -m comment --comment "Kubernetes health check node port" -m set '
+            "--match-set KUBE-HEALTH-CHECK-NODE-PORT dst -j ACCEPT", "COMMIT"]
+    return filt + nat
+
+
+def _numeric(key: str) -> tuple[int, int]:
+    ip, port = key.rsplit(":", 1)
+    return int(ipaddress.IPv4Address(ip)), int(port)
+
+
+def arrival_steps(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel,
+                  table: EndpointTable | None, other_services: int) -> Iterable[str]:
+    """The ipset that decides masquerade, then the virtual server on the node address."""
+    view = proxy.views[sp.index]
+    proto = sp.port.protocol.lower()
+    upper = sp.port.protocol
+    local = view.local_policy
+    yield "nat PREROUTING -> KUBE-SERVICES: dst-type LOCAL -> KUBE-NODE-PORT"
+    if local:
+        yield (f"KUBE-NODE-PORT: {proto} dport {sp.node_port} in KUBE-NODE-PORT-LOCAL-{upper} "
+               "-> RETURN (no masquerade)")
+    else:
+        yield (f"KUBE-NODE-PORT: {proto} dport {sp.node_port} in KUBE-NODE-PORT-{upper} -> "
+               f"KUBE-MARK-MASQ (mark {MASQ_MARK})")
+    scheduler = proxy.scheduler  # type: ignore[attr-defined]
+    yield (f"INPUT: IPVS virtual server {upper} {ip_str(proxy.node.ip)}:{sp.node_port} "
+           f"scheduler {scheduler}")
+    if not view.any:
+        yield ("  no real servers: IPVS answers ICMP port unreachable (ip_vs_leave): "
+               "connection refused")
+
+
+def choice_steps(sp: ServicePortModel, table: EndpointTable, choice: int, client_ip: int,
+                 affinity: bool) -> Iterable[str]:
+    """The scheduler's real server (and the persistence template that pins it)."""
+    key = table.keys[choice]
+    yield f"scheduler picks real server {key} (Masq)"
+    if affinity:
+        yield (f"persistent {sp.service.affinity_timeout}: a template pins "
+               f"{ip_str(client_ip)} to {key} on this virtual server")
+
+
+RULES = ModeRules(tables=ipvsadm, arrival=arrival_steps, choice=choice_steps,
+                  masquerade=KUBE_POSTROUTING_STEP)
