@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from npsim.scenario.schema import AlertSpec, MonitoringSpec
-from npsim.sim.engine import RunOutput
+from npsim.sim.output import RunOutput
 from npsim.sim.records import COMPLETED, FAILED
 
 Transition = tuple[float, str, str, str]  # time, kind, subject, detail

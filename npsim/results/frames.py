@@ -13,7 +13,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from npsim.cluster.model import ip_str
-from npsim.sim.engine import ClientRecord, RunOutput
+from npsim.sim.output import ClientRecord, RunOutput
 from npsim.sim.records import COMPLETED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
 
 

@@ -31,3 +31,10 @@ def call_later(env: simpy.Environment, delay: float, callbacks: tuple, value: An
     call.callbacks = callbacks
     call._value = value
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), call))  # type: ignore[attr-defined]
+
+
+def drop_pending(env: simpy.Environment) -> None:
+    """Forget every event still queued (the run is over): their callbacks hold the run's
+    parts, which must go by reference counting, while the environment (which refers to
+    itself) waits for the cyclic collector. SimPy has no public call for it."""
+    env._queue.clear()  # type: ignore[attr-defined]

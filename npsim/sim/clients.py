@@ -20,7 +20,7 @@ import simpy
 
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
-from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, EventSpec, RetrySpec
+from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, RetrySpec
 from npsim.sim.calls import NORMAL, Call
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
@@ -228,23 +228,6 @@ def connect_give_up(syn_retries: int, timeout: float | None) -> float:
     return kernel if timeout is None else min(timeout, kernel)
 
 
-def syn_answered(events: list[EventSpec], node_index: Callable[[str], int],
-                 pop: Population, node: int, now: float) -> float | None:
-    """After how long a retransmitted SYN gets through to ``node``, down at ``now``: the
-    first retransmission (1 s, 3 s, 7 s, ... after the first SYN) sent once the
-    scenario's crash or partition of that node ends, if that comes before the client
-    gives up; None if it never does."""
-    back = math.inf
-    for event in events:
-        if (event.kind in ("node_crash", "node_partition") and event.until is not None
-                and event.at <= now < event.until and node_index(event.target.node) == node):
-            back = event.until
-    for offset in syn_send_times(pop.spec.syn_retries, pop.connect_timeout):
-        if now + offset >= back:
-            return offset
-    return None
-
-
 def retry_spec(spec: ClientSpec) -> RetrySpec | None:
     """The client's retries, or the balancer's next-upstream tries (no backoff, only
     after failed connects)."""
@@ -338,6 +321,7 @@ class Population:
         self.ip_base = ip_base
         self.n_ips = spec.n_source_ips
         self.address = spec.entry.address
+        self.syn_retries = spec.syn_retries
         self.connect_timeout = connect_give_up(spec.syn_retries, spec.connect_timeout)
         self.log = log if log is not None else RequestLog()
         # per client slot: requests left on the open connection, its id, node and endpoint
@@ -389,6 +373,15 @@ class Population:
         failover = isinstance(self.entry, DnsEntry) and self.entry.client == "failover"
         self._plain = (self.request_timeout is None and self.balancer is None
                        and self.retry is None and not failover)
+
+    def stop(self) -> None:
+        """The run is over: let go of the engine's send (and this population's own
+        scheduled callbacks, which hold it), and end the balancer's checks."""
+        self.send = self._attempt = self._engine_send = None  # type: ignore[assignment]
+        self.__dict__.pop("_arrive", None)
+        self.__dict__.pop("_again", None)
+        if self.balancer is not None:
+            self.balancer.stop()
 
     def _send_first(self, pop: Population, slot: int, now: float) -> bool:
         """A first attempt, within the population's schedule."""
