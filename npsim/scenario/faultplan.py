@@ -146,6 +146,8 @@ class KubeletStop(NodeOutage):
     """The node's kubelet stops: pods keep serving, nothing acts on the API's wishes."""
 
     key: ClassVar[str] = "kubeletStop"
+    started: ClassVar[str] = "kubelet_stop"
+    ended: ClassVar[str] = "kubelet_start"
 
     def begin(self, actions: FaultActions) -> None:
         actions.kubelet_stop(self)
@@ -161,6 +163,8 @@ class KubeProxyStop(Outage):
 
     node: str = ""
     key: ClassVar[str] = "kubeProxyStop"
+    started: ClassVar[str] = "kube_proxy_stop"
+    ended: ClassVar[str] = "kube_proxy_start"
 
     def begin(self, actions: FaultActions) -> None:
         actions.kube_proxy_stop(self)

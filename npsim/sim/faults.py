@@ -82,24 +82,24 @@ class FaultInjector:
 
     def kubelet_stop(self, outage: KubeletStop) -> None:
         node = self.cluster.node_index(outage.node)
-        self.control.record("kubelet_stop", outage.node)
+        self.control.record(outage.started, outage.node)
         self.kubelets.node_lost(node, processes_die=False)
         self.control.kubelet_stopped(node)
 
     def kubelet_start(self, outage: KubeletStop) -> None:
         node = self.cluster.node_index(outage.node)
-        self.control.record("kubelet_start", outage.node)
+        self.control.record(outage.ended, outage.node)
         self.kubelets.node_returns(node, restart=False)
         self.control.kubelet_started(node)
 
     def kube_proxy_stop(self, outage: KubeProxyStop) -> None:
         node = self.cluster.node_index(outage.node)
-        self.control.record("kube_proxy_stop", outage.node, "rules frozen at the last sync")
+        self.control.record(outage.started, outage.node, "rules frozen at the last sync")
         self.control.freeze(node, True)
 
     def kube_proxy_start(self, outage: KubeProxyStop) -> None:
         node = self.cluster.node_index(outage.node)
-        self.control.record("kube_proxy_start", outage.node)
+        self.control.record(outage.ended, outage.node)
         self.control.freeze(node, False)
 
     def pod_crash(self, outage: PodCrash) -> None:
