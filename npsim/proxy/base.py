@@ -146,7 +146,18 @@ class ServiceView:
 
 
 class KubeProxy:
-    """Base of every mode. Subclasses set ``mode`` and ``make_table``."""
+    """Base of every mode. Subclasses set ``mode`` and ``make_table``.
+
+    The engine's connect path (npsim/sim/engine.py ``_connect``) is one for every mode
+    and knows no mode by name; a mode differs only in these hooks:
+
+    * which addresses answer: :meth:`accepts`; which table and NAT: :meth:`route`;
+    * choose: the table's ``pick`` (made by :meth:`make_table`);
+    * dial: :meth:`redial` when the chosen endpoint has no process;
+    * track: :meth:`opened` returns a :class:`Connection` to close when it ends (IPVS);
+    * deliver: ``relays_connections`` (requests go through the node's relay process);
+    * costs: :meth:`first_packet_cost` per new connection, :meth:`sync_seconds` per sync.
+    """
 
     mode = "base"
     #: modes that must hear of every request's end (IPVS counts open connections):

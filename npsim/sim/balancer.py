@@ -108,7 +108,7 @@ class Balancer:
             self._count_failure(node, now)
 
     def _learn(self, event: simpy.Event) -> None:
-        self._count_failure(event._value, self.env.now)
+        self._count_failure(event.value, self.env.now)
 
     def _count_failure(self, node: int, at: float) -> None:
         passive = self.spec.passive
@@ -126,7 +126,7 @@ class Balancer:
                              node).callbacks.append(self._passive_back)
 
     def _passive_back(self, event: simpy.Event) -> None:
-        node = event._value
+        node = event.value
         if self.out_until[node] <= self.env.now and self.up[node]:
             self._mark(node, True, "fail_timeout over", self.env.now)
 
@@ -157,7 +157,7 @@ class Balancer:
             yield self.env.timeout(hc.interval)
 
     def _failed_check(self, event: simpy.Event) -> None:
-        self._result(event._value, False)
+        self._result(event.value, False)
 
     def _result(self, node: int, ok: bool) -> None:
         hc = self.spec.health_check

@@ -21,7 +21,7 @@ import simpy
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
 from npsim.scenario.schema import BackoffSpec, ClientSpec, EntrySpec, RetrySpec
-from npsim.sim.calls import NORMAL, Call
+from npsim.sim.calls import NORMAL, Call, event_queue
 from npsim.sim.records import (
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
@@ -362,6 +362,7 @@ class Population:
     def _wire(self, env: simpy.Environment, send: SendFn) -> None:
         """Install ``send`` (the engine's, or a wrapper for the features in use)."""
         self.env = env
+        self._heap, self._ids = event_queue(env)  # for the next arrival (calls.py)
         self._engine_send = send
         tracked = (self.request_timeout is not None or (
             self.balancer is not None and self.balancer.counts_in_flight))
@@ -461,12 +462,12 @@ class Population:
         attempt = self.attempt.get(request, 0) + 1
         if attempt > retry.attempts or not retry.allow(t_end):
             return False
-        wait = t_end - self.env._now + retry.backoff(attempt)
+        wait = t_end - self.env.now + retry.backoff(attempt)
         self.env.timeout(wait, (slot, request, attempt)).callbacks.append(self._resend)
         return True
 
     def _resend(self, event: simpy.Event) -> None:
-        slot, previous, attempt = event._value
+        slot, previous, attempt = event.value
         log = self.log
         row = len(log.t_start)  # the row this attempt will get (noted first: a failure
         self.attempt[row] = attempt  # found while sending is handled within the send)
@@ -478,10 +479,10 @@ class Population:
                 previous = self.retry_of[previous]
                 tried.add(log.entry[previous])
             balancer.avoid = frozenset(tried)
-            self._attempt(self, slot, self.env._now)
+            self._attempt(self, slot, self.env.now)
             balancer.avoid = frozenset()
         else:
-            self._attempt(self, slot, self.env._now)
+            self._attempt(self, slot, self.env.now)
         if len(log.t_start) == row:  # nothing sent (a request-count run is over)
             del self.attempt[row], self.retry_of[row]
 
@@ -523,13 +524,12 @@ class OpenLoop(Population):
         self._schedule(self.start_at)
 
     def _arrive_constant(self, event: simpy.Event) -> None:
-        env = self.env
-        now = env._now
+        now = self.env._now
         if self.send(self, self._pick(), now):
             gap = (now + self._unit_exp() / self.steps[0][1]) - now
             call = Call()  # as env.timeout(gap) would be (npsim/sim/calls.py)
             call.callbacks = self._again
-            heappush(env._queue, (now + gap, NORMAL, next(env._eid), call))
+            heappush(self._heap, (now + gap, NORMAL, next(self._ids), call))
 
     def _schedule(self, t: float) -> None:
         nxt = self.next_time(t)

@@ -457,7 +457,7 @@ class ControlPlane:
             lambda e: self._if_current(e, self._node_ready))
 
     def _if_current(self, event: simpy.Event, action: Callable[[int], None]) -> None:
-        node, generation = event._value
+        node, generation = event.value
         if self.health[node].generation == generation:
             action(node)
 
@@ -519,7 +519,7 @@ class ControlPlane:
             self._want_sync(sync)
 
     def _arrive(self, event: simpy.Event) -> None:
-        sync, version = event._value
+        sync, version = event.value
         sync.arrived = max(sync.arrived, version)
         self._want_sync(sync)
 
@@ -534,12 +534,12 @@ class ControlPlane:
     def _start_sync(self, event: simpy.Event) -> None:
         """A sync programs what the node had heard of when it started; a change that
         arrives meanwhile waits for the next sync."""
-        sync = event._value
+        sync = event.value
         sync.last_sync = self.env.now
         self.env.timeout(sync.sync_duration, (sync, sync.arrived)).callbacks.append(self._sync)
 
     def _sync(self, event: simpy.Event) -> None:
-        sync, version = event._value
+        sync, version = event.value
         now = self.env.now
         if sync.frozen:  # stopped mid-sync: nothing is written
             sync.pending = False

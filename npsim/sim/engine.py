@@ -23,7 +23,7 @@ import numpy as np
 
 from npsim.proxy.base import Connection
 from npsim.sim.build import build
-from npsim.sim.calls import NORMAL, Call, call_later, drop_pending
+from npsim.sim.calls import NORMAL, Call, call_later, drop_pending, event_queue
 from npsim.sim.clients import Population
 from npsim.sim.output import RunOutput, client_record
 from npsim.sim.pods import settle
@@ -76,6 +76,7 @@ class Simulation:
         self._hop = network.hop
         self._syn_answered = network.syn_answered
         self._connections = parts.connections
+        self._heap, self._ids = event_queue(self.env)
         self._appenders = tuple(getattr(self.log, name).append for name in RequestLog.COLUMNS)
         self.budget = scenario.spec.run.requests  # None: run for a duration
         self.generated = 0
@@ -137,12 +138,11 @@ class Simulation:
         if relay is None:  # on to the pod: a Call (as a Timeout), or served after the run
             callbacks = self._arrive[pod]
             if callbacks is not None:
-                call = Call()
+                call = Call()  # npsim/sim/calls.py: the one inline push of the engine
                 call.callbacks = callbacks
                 call._value = request
-                env = self.env
-                heappush(env._queue, (now + (network * 0.5 + proxy_cost), NORMAL,
-                                      next(env._eid), call))
+                heappush(self._heap, (now + (network * 0.5 + proxy_cost), NORMAL,
+                                      next(self._ids), call))
         else:  # to the node's userspace relay first
             call_later(self.env, (network - hop) * 0.5 + proxy_cost, (relay.arrive,), request)
         return True

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import simpy
 
 from npsim.dists import Sampler
-from npsim.sim.calls import NORMAL, Call
+from npsim.sim.calls import NORMAL, Call, event_queue
 from npsim.sim.records import (
     COMPLETED,
     ENDPOINT_GONE,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # numpy is imported when pods are settled
 class Station:
     """c workers and a FIFO queue; what happens after service is the subclass's."""
 
-    __slots__ = ("env", "log", "free", "queue", "sample", "index")
+    __slots__ = ("env", "log", "free", "queue", "sample", "index", "_heap", "_ids")
 
     def __init__(self, env: simpy.Environment, index: int, workers: int, sample: Sampler,
                  log: RequestLog) -> None:
@@ -44,6 +44,7 @@ class Station:
         self.free = workers
         self.queue: deque[int] = deque()
         self.sample = sample
+        self._heap, self._ids = event_queue(env)  # for the end of service (calls.py)
 
     def arrive(self, event: simpy.Event) -> None:
         request = event._value
@@ -62,8 +63,7 @@ class Station:
         call = Call()  # the end of service, where env.timeout(duration) would be queued
         call.callbacks = (self._finish,)
         call._value = request
-        env = self.env
-        heappush(env._queue, (env._now + duration, NORMAL, next(env._eid), call))  # type: ignore[attr-defined]
+        heappush(self._heap, (self.env._now + duration, NORMAL, next(self._ids), call))
 
     def _finish(self, event: simpy.Event) -> None:
         if self.queue:
@@ -177,7 +177,7 @@ class PodServer(Station):
         ended. The pod's next process is a new :class:`PodServer`."""
         self.alive = self.serves_existing = self.hung = False
         self.silent = silent
-        self.killed_at = self.env._now
+        self.killed_at = self.env.now
         pending = list(self.queue) + self.held
         self.queue.clear()
         self.held = []
