@@ -57,6 +57,8 @@ class Outage:
     stops_kubelet: ClassVar[bool] = False
     #: a pod turns NotReady out of turn (changes which pod a scale-down deletes first)
     unreadies_pod: ClassVar[bool] = False
+    #: the node answers nothing while it lasts (a client's SYN goes unanswered)
+    silences_node: ClassVar[bool] = False
 
     def touches(self, pods: Sequence[_PodLike], node_index: Callable[[str], int]) -> set[int]:
         """The pods (indexes at the start) this outage can disturb mid-service."""
@@ -116,7 +118,6 @@ class NodeCrash(NodeOutage):
     it reboots and restarts them."""
 
     key: ClassVar[str] = "nodeCrash"
-    #: the node answers nothing while it lasts (a client's SYN goes unanswered)
     silences_node: ClassVar[bool] = True
     #: its pods are unreachable but keep running (not restarted when it ends)
     partitioned: ClassVar[bool] = False
@@ -259,12 +260,6 @@ class FaultPlan:
     def __iter__(self):  # noqa: ANN204
         return iter(self.outages)
 
-    def __len__(self) -> int:
-        return len(self.outages)
-
-    def of_kind(self, kind: type[Outage]) -> list[Outage]:
-        return [o for o in self.outages if isinstance(o, kind)]
-
     def pods_touched(self, pods: Sequence[_PodLike],
                      node_index: Callable[[str], int]) -> set[int]:
         """The pods (indexes at the start of the run) the events can disturb
@@ -283,7 +278,7 @@ class FaultPlan:
         nothing and which ends, in the order given (see :meth:`answers_again`)."""
         windows: list[list[tuple[float, float]]] = [[] for _ in range(n_nodes)]
         for outage in self.outages:
-            if getattr(outage, "silences_node", False) and outage.until is not None:
+            if outage.silences_node and outage.until is not None:
                 windows[node_index(outage.node)].append((outage.at, outage.until))  # type: ignore[attr-defined]
         return [tuple(w) for w in windows]
 

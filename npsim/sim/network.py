@@ -10,16 +10,12 @@ their client (:class:`Conntrack`). Faults change it, the engine and the probes r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from npsim.cluster.model import Cluster
 from npsim.dists import Sampler
 from npsim.scenario.faultplan import FaultPlan, answers_again
 from npsim.sim.clients import Population, syn_send_times
 from npsim.streams import Streams
-
-if TYPE_CHECKING:
-    pass
 
 
 class Conntrack:

@@ -219,11 +219,12 @@ class QuietPod(PodServer):
 
     Usable only when no one looks at the pod mid-service: no event that can touch it
     (a scale or rollout of its Deployment, a fault of its node or of itself: they kill,
-    drain or hang a process; ``npsim.sim.faults.pods_touched``), no per-request end
-    notifications (closed loops, retries, timeouts, connection counting), no TLS
+    drain or hang a process; ``FaultPlan.pods_touched`` in npsim/scenario/faultplan.py),
+    no per-request end notifications (closed loops, retries, timeouts, connection
+    counting), no TLS
     terminated at the pod, and the log must hold when each request arrives (no
     userspace relay on the way: its queue hands requests on at times the log does not
-    hold). The engine decides it per pod (``Simulation._quiet``); otherwise
+    hold). The run's build decides it per pod (``npsim.sim.build.quiet_pods``); otherwise
     :class:`PodServer` serves, with events. There is no third way: a quiet pod takes no
     event (:meth:`arrive` refuses one).
     """
