@@ -2,7 +2,9 @@
 
 The parts of the run (kube-proxies, node network, pod registry, control plane with its
 kubelets, faults, populations, probes) are made and connected by npsim/sim/build.py;
-the engine keeps what the hot path reads of them, bound once. The path of one request: the client opens or reuses a connection -> (new connection)
+the engine keeps what the hot path reads of them, bound once.
+
+The path of one request: the client opens or reuses a connection -> (new connection)
 the receiving node's kube-proxy picks an endpoint -> the request travels the client's
 link and, if the pod lives elsewhere, the node-to-node hop -> the pod queues and serves
 it -> the response travels back. Latencies that are only added to a timestamp get no
