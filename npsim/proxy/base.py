@@ -90,10 +90,10 @@ class SharedColumns:
     Every node's kube-proxy programs the same tuple of a Service port's endpoints (the
     control plane publishes one per version); building the columns per node cost
     O(nodes x endpoints) time and memory (1000 nodes x 10,000 pods: 10 million strings).
-    The engine makes one per simulation and gives it to that run's proxies, which let go
-    of it when retired: nothing outlives the run, and two simulations in one process
-    (a notebook, a sweep) never share one. Keyed by a tuple's identity while the tuple
-    is held here, so the id cannot be reused.
+    The run's build (npsim/sim/build.py) makes one per simulation and gives it to that
+    run's proxies, which let go of it when retired: nothing outlives the run, and two
+    simulations in one process (a notebook, a sweep) never share one. Keyed by a tuple's
+    identity while the tuple is held here, so the id cannot be reused.
     """
 
     __slots__ = ("_held", "__weakref__")

@@ -82,7 +82,8 @@ class Station:
 class PodServer(Station):
     """A pod's serving process: c workers, FIFO queue, optional limit (a full queue rejects).
 
-    Lifecycle flags (npsim/sim/faults.py sets them; all False/True defaults cost nothing):
+    Lifecycle flags (the kubelets, npsim/sim/kubelet.py, and the pod registry set them;
+    all False/True defaults cost nothing):
     ``alive``: accepts new connections and serves; ``serves_existing``: while not alive,
     requests on established connections are still taken (a draining app, or a hung one
     that takes them and never answers: ``hung``); ``silent``: nothing answers at all (the
