@@ -84,7 +84,6 @@ class Parts:
     """The parts of one run (see the module doc for who gets which)."""
 
     env: simpy.Environment
-    streams: Streams
     cluster: Cluster
     log: RequestLog
     events: EventLog  # transitions (faults, syncs, health checks, alerts)
@@ -97,8 +96,7 @@ class Parts:
     populations: list[Population]
     tls: TlsCosts | None  # HTTPS handshakes per new connection: None without any `tls`
     blackbox: dict[str, Blackbox]  # alert rule -> its prober
-    connections: ConnectionCount
-    timeouts: list[float]  # per population: how long a client waits for an answer
+    connections: ConnectionCount  # the engine counts, a pod's new process reads it
 
 
 def quiet_pods(scenario: Scenario, cluster: Cluster, plan: FaultPlan,
@@ -206,5 +204,5 @@ def build(scenario: Scenario, replication: int,
     ports = sorted({pop.service_port for pop in populations if pop.target == "nodePort"})
     blackbox = blackbox_probers(env, spec.monitoring, ports, proxies, registry.servers,
                                 network.answers, streams.generator)
-    return Parts(env, streams, cluster, log, events, proxies, guard, network, registry,
-                 relays, control, populations, tls, blackbox, connections, timeouts)
+    return Parts(env, cluster, log, events, proxies, guard, network, registry, relays,
+                 control, populations, tls, blackbox, connections)
