@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from npsim.scenario.faultplan import FaultPlan, Rollout, Scale
 from npsim.scenario.limits import (
     MAX_NODES,
     MAX_PODS,
@@ -183,15 +184,15 @@ def _pods_ever(scenario: Scenario) -> int:
     rolling update replaces."""
     current = {name: dep.replicas for name, dep in scenario.deployments.items()}
     total = sum(current.values())
-    for event in sorted(scenario.spec.events, key=lambda e: e.at):
-        if getattr(event, "rollout", None) is not None:
-            total += current.get(event.rollout.deployment, 0)
-        if getattr(event, "scale", None) is None:  # faults and other events
+    for event in sorted(FaultPlan.of(scenario.spec.events), key=lambda e: e.at):
+        if isinstance(event, Rollout):
+            total += current.get(event.deployment, 0)
+        if not isinstance(event, Scale):  # faults and other events
             continue
-        name = event.scale.deployment
+        name = event.deployment
         if name in current:
-            total += max(0, event.scale.replicas - current[name])
-            current[name] = event.scale.replicas
+            total += max(0, event.replicas - current[name])
+            current[name] = event.replicas
     return total
 
 

@@ -29,12 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic.alias_generators import to_camel
+from npsim.scenario.faultplan import FaultPlan, Outage, Rollout, Scale
 
 if TYPE_CHECKING:
     from npsim.scenario.scenario import Scenario
-
-OUTAGES = ("node_crash", "node_partition", "kubelet_stop")  # the kubelet stops renewing
 
 
 @dataclass
@@ -55,12 +53,13 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
     names = [n.name for n in spec.cluster.nodes]
     index = {name: i for i, name in enumerate(names)}
     out = PodsMade([0] * len(names), {}, set())
-    events = sorted(enumerate(spec.events), key=lambda e: e[1].at)
-    outages = [(k, e) for k, e in events if e.kind in OUTAGES and e.target.node in index]
-    rollouts = {e.target.deployment for _, e in events if e.kind == "rollout"}
+    events = sorted(FaultPlan.of(spec.events), key=lambda e: e.at)
+    # the kubelet stops renewing its lease
+    outages = [e for e in events if e.stops_kubelet and e.node in index]  # type: ignore[attr-defined]
+    rollouts = {e.deployment for e in events if isinstance(e, Rollout)}
     # a pod made NotReady out of turn changes which one a scale-down deletes first
     # (``_deletion_order``), and so where the next scale-up goes: no exact replay then
-    unready = any(e.kind in ("pod_crash", "pod_hang") for _, e in events)
+    unready = any(e.unreadies_pod for e in events)
     evicting = _evicting_outages(scenario, outages)
     live: dict[str, list[int]] = {}  # node of each live pod per Deployment, oldest first
     allowed: dict[str, list[int]] = {}  # nodes a Deployment's new pods may go to
@@ -92,12 +91,12 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
                 blame.setdefault(node, _blame(name, events, evicting))
                 later[node] += extra
                 out.bounded.add(node)
-    for k, event in events:  # exact: the spreading rule of create_pod, no node down
-        if event.kind != "scale" or event.target.deployment not in live:
+    for event in events:  # exact: the spreading rule of create_pod, no node down
+        if not isinstance(event, Scale) or event.deployment not in live:
             continue
-        pods, wanted = live[event.target.deployment], event.target.replicas
+        pods, wanted = live[event.deployment], event.replicas
         if wanted > len(pods):
-            counts = dict.fromkeys(allowed[event.target.deployment], 0)
+            counts = dict.fromkeys(allowed[event.deployment], 0)
             for node in pods:
                 if node in counts:
                     counts[node] += 1
@@ -107,7 +106,8 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
                 pods.append(node)
                 out.count[node] += 1
                 if out.count[node] > capacity[node]:
-                    out.where.setdefault(node, ["events", k, "scale", "replicas"])
+                    out.where.setdefault(node, ["events", event.index, event.key,
+                                                "replicas"])
         else:
             del pods[wanted:]
     for node, extra in enumerate(later):  # full only after the start: blame the event
@@ -136,7 +136,7 @@ def _allowed(placement: object, names: list[str]) -> list[int]:
     return list(range(len(names)))
 
 
-def _evicting_outages(scenario: Scenario, outages: list) -> dict[int, float]:
+def _evicting_outages(scenario: Scenario, outages: list[Outage]) -> dict[int, float]:
     """The outage events (by index) that may last long enough for their node's pods to
     be evicted, with the soonest time they may be: not back before the grace period and
     the toleration have passed (less a lease interval and a monitor period of slack, as
@@ -151,18 +151,18 @@ def _evicting_outages(scenario: Scenario, outages: list) -> dict[int, float]:
                - timing.lease_renew_interval - timing.monitor_period)
     end = spec.run.duration if spec.run.requests is None else None
     out = {}
-    for k, event in outages:
+    for event in outages:
         evict_at = event.at + soonest
         if event.until is not None and event.until <= evict_at:
             continue
         if end is not None and evict_at > end:
             continue
-        out[k] = evict_at
+        out[event.index] = evict_at
     return out
 
 
 def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
-           names: list[str], events: list, outages: list,
+           names: list[str], events: list[Outage], outages: list[Outage],
            evicting: dict[int, float]) -> list[int]:
     """Upper bound of the pods of Deployment ``name`` made on each node (module doc)."""
     from npsim.cluster.lifecycle import resolve_strategy
@@ -177,16 +177,16 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
     scale_downs: list[int] = []  # pods each scale-down deletes, over all nodes
     rollouts = 0  # each may delete every old pod
     creations: list[float] = []  # times from which pods may be created
-    for _, event in events:
-        if event.kind == "scale" and event.target.deployment == name:
-            wanted = event.target.replicas
+    for event in events:
+        if isinstance(event, Scale) and event.deployment == name:
+            wanted = event.replicas
             if wanted < desired:
                 scale_downs.append(desired - wanted)
             if wanted > desired:
                 creations.append(event.at)
             desired = wanted
             most = max(most, wanted)
-        elif event.kind == "rollout" and event.target.deployment == name:
+        elif isinstance(event, Rollout) and event.deployment == name:
             rollouts += 1
             creations.append(event.at)
     surge = resolve_strategy(most, dep.max_surge, dep.max_unavailable).max_surge \
@@ -196,13 +196,14 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
     # one down for good takes no pod after that (the end of another outage of the same
     # node, e.g. a kubelet restarted, brings it back: then it is not down for good)
     back = [-float("inf")] * nodes
-    for _, event in outages:
-        node = names.index(event.target.node)
+    for event in outages:
+        node = names.index(event.node)  # type: ignore[attr-defined]
         back[node] = max(back[node], event.until if event.until is not None else -1.0)
     evictions = [0] * nodes  # of a node that comes back, so it may take new pods again
     gone_at = [float("inf")] * nodes
-    for k, event in outages:
-        node = names.index(event.target.node)
+    for event in outages:
+        k = event.index
+        node = names.index(event.node)  # type: ignore[attr-defined]
         returns = back[node] > event.at
         if not returns:
             gone_at[node] = min(gone_at[node], event.at)
@@ -211,7 +212,7 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
             evictions[node] += returns
     if not creations:
         return initial
-    down = {names.index(e.target.node) for _, e in outages} & allowed
+    down = {names.index(e.node) for e in outages} & allowed  # type: ignore[attr-defined]
     fewest = max(len(allowed) - len(down), 1)
     per_node = (most - 1) // fewest + 1 if most > 0 else 0
     first = min(creations)
@@ -227,10 +228,10 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
     return made
 
 
-def _blame(name: str, events: list, evicting: dict[int, float]) -> list[object]:
+def _blame(name: str, events: list[Outage], evicting: dict[int, float]) -> list[object]:
     """The first event that creates pods of Deployment ``name`` (its YAML key)."""
-    for k, event in events:
-        if k in evicting or event.kind in ("scale", "rollout") \
-                and event.target.deployment == name:
-            return ["events", k, to_camel(event.kind)]
+    for event in events:
+        if event.index in evicting or isinstance(event, Scale | Rollout) \
+                and event.deployment == name:
+            return ["events", event.index, event.key]
     return ["workloads", name]

@@ -19,7 +19,8 @@ import numpy as np
 from npsim.cluster.model import Endpoint, Node, ServicePortModel
 from npsim.cluster.topology import Hints, cluster_set, local_set
 from npsim.proxy.affinity import AffinityTable
-from npsim.scenario.cluster_spec import ClusterSpec
+from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
+from npsim.scenario.cluster_spec import ClusterSpec, KubeProxySpec
 
 Columns = tuple[list[int], list[int], list[str], dict[str, int]]
 
@@ -57,6 +58,25 @@ class EndpointTable:
         """A connection to ``key`` closed (the endpoint may be gone by now)."""
 
 
+class Connection:
+    """An established connection whose end a mode must hear of (IPVS counts each real
+    server's connections): requests in flight on it, whether its client has sent all it
+    will, and ``closer.closed(key, now)`` to call once it ends (``closer`` is the table,
+    or a firewall's connlimit release wrapping it)."""
+
+    __slots__ = ("in_flight", "all_sent", "closer", "key")
+
+    def __init__(self, closer: Any, key: str) -> None:
+        self.in_flight = 0
+        self.all_sent = False
+        self.closer = closer
+        self.key = key
+
+    def close(self, now: float) -> None:
+        """The connection is over (its last answer came, or it broke)."""
+        self.closer.closed(self.key, now)
+
+
 def endpoint_columns(endpoints: tuple[Endpoint, ...]) -> Columns:
     """Pod, node, "IP:port" and "IP:port" -> index columns of an endpoint tuple."""
     keys = [e.key for e in endpoints]
@@ -70,10 +90,10 @@ class SharedColumns:
     Every node's kube-proxy programs the same tuple of a Service port's endpoints (the
     control plane publishes one per version); building the columns per node cost
     O(nodes x endpoints) time and memory (1000 nodes x 10,000 pods: 10 million strings).
-    The engine makes one per simulation and gives it to that run's proxies, which let go
-    of it when retired: nothing outlives the run, and two simulations in one process
-    (a notebook, a sweep) never share one. Keyed by a tuple's identity while the tuple
-    is held here, so the id cannot be reused.
+    The run's build (npsim/sim/build.py) makes one per simulation and gives it to that
+    run's proxies, which let go of it when retired: nothing outlives the run, and two
+    simulations in one process (a notebook, a sweep) never share one. Keyed by a tuple's
+    identity while the tuple is held here, so the id cannot be reused.
     """
 
     __slots__ = ("_held", "__weakref__")
@@ -126,7 +146,18 @@ class ServiceView:
 
 
 class KubeProxy:
-    """Base of every mode. Subclasses set ``mode`` and ``make_table``."""
+    """Base of every mode. Subclasses set ``mode`` and ``make_table``.
+
+    The engine's connect path (npsim/sim/engine.py ``_connect``) is one for every mode
+    and knows no mode by name; a mode differs only in these hooks:
+
+    * which addresses answer: :meth:`accepts`; which table and NAT: :meth:`route`;
+    * choose: the table's ``pick`` (made by :meth:`make_table`);
+    * dial: :meth:`redial` when the chosen endpoint has no process;
+    * track: :meth:`opened` returns a :class:`Connection` to close when it ends (IPVS);
+    * deliver: ``relays_connections`` (requests go through the node's relay process);
+    * costs: :meth:`first_packet_cost` per new connection, :meth:`sync_seconds` per sync.
+    """
 
     mode = "base"
     #: modes that must hear of every request's end (IPVS counts open connections):
@@ -143,6 +174,9 @@ class KubeProxy:
     #: Local policy with no local endpoint: forward to a remote one unNATed, so the
     #: reply is lost (IPVS), rather than drop
     local_misses_go_remote = False
+    #: the kube-proxy process itself carries every connection (userspace): requests go
+    #: through the node's relay (npsim/sim/pods.py Relay) on their way to the pod
+    relays_connections = False
 
     @classmethod
     def create(cls, node: Node, rng: np.random.Generator, spec: ClusterSpec) -> KubeProxy:
@@ -158,7 +192,7 @@ class KubeProxy:
         self.tables: dict[int, EndpointTable] = {}  # the external table per Service port
         self._tables: dict[tuple[int, str], EndpointTable] = {}
         self.cost: Callable[[], float] = lambda: 0.0
-        # the run's columns cache (the engine's :func:`~npsim.sim.engine.make_proxies`);
+        # the run's columns cache (:func:`~npsim.sim.build.make_proxies`);
         # None, as for a proxy made on its own: every table makes its own columns
         self.shared_columns: SharedColumns | None = None
 
@@ -251,6 +285,21 @@ class KubeProxy:
         shared = self.shared_columns
         return endpoint_columns(endpoints) if shared is None else shared.columns(endpoints)
 
+    def first_packet_cost(self, spec: ClusterSpec, services: int,
+                          generator: Callable[[str], np.random.Generator],
+                          ) -> Callable[[], float] | None:
+        """The sampler of what a new connection's first packet costs in this mode at
+        ``services`` Services (npsim/proxy/cost.py), from its own stream; None: nothing
+        (the mode's cost is elsewhere)."""
+        override = spec.cost_model.get(self.mode)
+        quantiles = quantiles_at(table_for(self.mode, override), services, floor=not override)
+        return cost_sampler(quantiles, generator(f"cost/{self.node.name}"))
+
+    def sync_seconds(self, spec: KubeProxySpec, services: int, endpoints_each: float) -> float:
+        """How long one sync takes on this node (``syncBase``; iptables adds a cost per
+        NAT rule it rewrites): the control plane's sync timing."""
+        return spec.sync_base
+
     def redial(self, table: EndpointTable, choice: int, source: int, src_port: int,
                now: float, servers: Sequence[Any],
                affinity: AffinityTable | None) -> tuple[int, float] | None:
@@ -261,10 +310,10 @@ class KubeProxy:
         """
         return None
 
-    def opened(self, table: EndpointTable, choice: int, now: float) -> list | None:
+    def opened(self, table: EndpointTable, choice: int, now: float) -> Connection | None:
         """A connection to ``table``'s endpoint ``choice`` is established. Modes that
-        count connections (IPVS) return a tracker ``[requests in flight, all sent, table,
-        key]`` whose ``table.closed(key, now)`` the engine calls when it ends; others None."""
+        count connections (IPVS) return its :class:`Connection`, which the engine closes
+        when it ends; others None."""
         return None
 
     def retire(self) -> None:

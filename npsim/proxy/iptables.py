@@ -13,11 +13,17 @@ from __future__ import annotations
 
 from npsim.dists import batched
 from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.scenario.cluster_spec import KubeProxySpec
 
 
 def cascade_probabilities(n: int) -> list[float | None]:
     """Probability on each rule of an n-endpoint chain; ``None`` = unconditional."""
     return [1.0 / (n - i) for i in range(n - 1)] + [None] if n else []
+
+
+def iptables_nat_rules(services: int, endpoints_each: float) -> float:
+    """NAT rules kube-proxy writes: 5 + S x (2 + 3E) (TestNumberIptablesRules, 1.26-era)."""
+    return 5 + services * (2 + 3 * endpoints_each)
 
 
 def format_probability(p: float) -> str:
@@ -48,6 +54,11 @@ class IptablesProxy(KubeProxy):
     def retire(self) -> None:
         super().retire()
         self.uniform = None
+
+    def sync_seconds(self, spec: KubeProxySpec, services: int, endpoints_each: float) -> float:
+        """``syncBase`` plus ``syncPerRule`` for each NAT rule iptables-restore writes."""
+        return spec.sync_base + spec.sync_per_rule * iptables_nat_rules(services,
+                                                                         endpoints_each)
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
         table = UniformTable(service_port, endpoints, self.columns(endpoints))

@@ -40,7 +40,7 @@ import hashlib
 from collections import deque
 
 from npsim.cluster.model import ip_str
-from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.proxy.base import Connection, EndpointTable, KubeProxy
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh")
 GOLDEN_RATIO_32 = 0x61C88647
@@ -285,7 +285,7 @@ class IpvsProxy(KubeProxy):
         schedulers read them); the engine closes the count when the connection ends."""
         key = table.keys[choice]
         table.opened(key, now)
-        return [0, False, table, key]
+        return Connection(table, key)
 
     @classmethod
     def create(cls, node, rng, spec):  # noqa: ANN001, ANN206

@@ -11,12 +11,16 @@ listens there, and the connection is refused.
 
 from __future__ import annotations
 
+from npsim.proxy.base import KubeProxy
 from npsim.proxy.iptables import IptablesProxy
 
 
 class NftablesProxy(IptablesProxy):
     mode = "nftables"
     affinity_cap = None  # nft sets with timeouts have no default size cap
+
+    # one transaction per sync, whatever the rule count (its cost is in syncBase)
+    sync_seconds = KubeProxy.sync_seconds
 
     def accepts(self, address_kind: str) -> bool:
         return address_kind == "primary"

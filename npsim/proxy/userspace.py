@@ -29,6 +29,11 @@ class RoundRobinTable(EndpointTable):
 class UserspaceProxy(KubeProxy):
     mode = "userspace"
     pod_sees_node = True
+    relays_connections = True
+
+    def first_packet_cost(self, spec, services, generator):  # noqa: ANN001, ANN201
+        """Nothing in the kernel: the cost is the relay's (its queue and latency)."""
+        return None
 
     def redial(self, table, choice, source, src_port, now, servers, affinity):  # noqa: ANN001, ANN201
         """One dial per timeout, each to the next endpoint in the round robin; a refusal

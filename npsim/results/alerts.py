@@ -25,7 +25,7 @@ import numpy as np
 
 from npsim.outcomes import COMPLETED, FAILED
 from npsim.scenario.schema import AlertSpec, MonitoringSpec
-from npsim.sim.engine import RunOutput
+from npsim.sim.output import RunOutput
 
 Transition = tuple[float, str, str, str]  # time, kind, subject, detail
 

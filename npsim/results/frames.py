@@ -14,7 +14,7 @@ from pandas.api.types import union_categoricals
 
 from npsim.cluster.model import ip_str
 from npsim.outcomes import COMPLETED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
-from npsim.sim.engine import ClientRecord, RunOutput
+from npsim.sim.output import ClientRecord, RunOutput
 
 
 def code_dtype(n_categories: int) -> type[np.signedinteger]:

@@ -28,7 +28,7 @@ from npsim.results.frames import (
     count_codes,
     unreached_lookup,
 )
-from npsim.sim.engine import RunOutput
+from npsim.sim.output import RunOutput
 
 FAILURE_REASONS = [name for code, name in sorted(REASONS.items()) if code]
 

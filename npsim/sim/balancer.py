@@ -23,18 +23,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
+from npsim.cluster.model import ServicePortModel
 from npsim.dists import batched
 from npsim.scenario.client_spec import BalancerSpec, ClientSpec
 from npsim.sim.probes import NodePortProbe
 from npsim.sim.timeline import EventLog
-
-if TYPE_CHECKING:
-    from npsim.sim.engine import Simulation
 
 
 class Balancer:
@@ -111,7 +108,7 @@ class Balancer:
             self._count_failure(node, now)
 
     def _learn(self, event: simpy.Event) -> None:
-        self._count_failure(event._value, self.env.now)
+        self._count_failure(event.value, self.env.now)
 
     def _count_failure(self, node: int, at: float) -> None:
         passive = self.spec.passive
@@ -129,7 +126,7 @@ class Balancer:
                              node).callbacks.append(self._passive_back)
 
     def _passive_back(self, event: simpy.Event) -> None:
-        node = event._value
+        node = event.value
         if self.out_until[node] <= self.env.now and self.up[node]:
             self._mark(node, True, "fail_timeout over", self.env.now)
 
@@ -160,7 +157,7 @@ class Balancer:
             yield self.env.timeout(hc.interval)
 
     def _failed_check(self, event: simpy.Event) -> None:
-        self._result(event._value, False)
+        self._result(event.value, False)
 
     def _result(self, node: int, ok: bool) -> None:
         hc = self.spec.health_check
@@ -182,18 +179,15 @@ class Balancer:
                            self.env.now)
 
 
-def make_balancer(sim: Simulation, client: ClientSpec, service_port: int) -> Balancer:
-    """The balancer in front of one population, its checks answered from ``sim``."""
+def make_balancer(env: simpy.Environment, client: ClientSpec, service_port: ServicePortModel,
+                  node_names: list[str], probe: NodePortProbe, rng: np.random.Generator,
+                  events: EventLog) -> Balancer:
+    """The balancer in front of one population, its checks answered by ``probe``."""
     spec = client.balancer
     assert spec is not None
-    probe = NodePortProbe(sim.proxies, sim.pods, service_port, sim.node_answers,
-                          sim.streams.generator(f"lb-check/{client.name}"),
-                          lambda node: not sim.control.nodes[node].frozen)
     hc = spec.health_check
     local = hc is not None and hc.port == "healthCheckNodePort"
-    sp = sim.cluster.service_ports[service_port]
-    what = (f"healthCheckNodePort {sp.health_check_node_port}" if local
-            else f"NodePort {sp.node_port}")
-    return Balancer(sim.env, spec, client.name, [n.name for n in sim.cluster.nodes],
-                    sim.streams.generator(f"lb/{client.name}"), sim.events,
+    what = (f"healthCheckNodePort {service_port.health_check_node_port}" if local
+            else f"NodePort {service_port.node_port}")
+    return Balancer(env, spec, client.name, node_names, rng, events,
                     probe.health_check if local else probe.tcp, what)

@@ -38,8 +38,7 @@ from npsim.outcomes import (
     SECURITY_GROUP_DROPPED,
 )
 from npsim.scenario.client_spec import BackoffSpec, ClientSpec, EntrySpec, RetrySpec
-from npsim.scenario.schema import EventSpec
-from npsim.sim.calls import NORMAL, Call
+from npsim.sim.calls import NORMAL, Call, event_queue
 from npsim.sim.records import RequestLog
 
 SendFn = Callable[["Population", int, float], bool]
@@ -229,23 +228,6 @@ def connect_give_up(syn_retries: int, timeout: float | None) -> float:
     return kernel if timeout is None else min(timeout, kernel)
 
 
-def syn_answered(events: list[EventSpec], node_index: Callable[[str], int],
-                 pop: Population, node: int, now: float) -> float | None:
-    """After how long a retransmitted SYN gets through to ``node``, down at ``now``: the
-    first retransmission (1 s, 3 s, 7 s, ... after the first SYN) sent once the
-    scenario's crash or partition of that node ends, if that comes before the client
-    gives up; None if it never does."""
-    back = math.inf
-    for event in events:
-        if (event.kind in ("node_crash", "node_partition") and event.until is not None
-                and event.at <= now < event.until and node_index(event.target.node) == node):
-            back = event.until
-    for offset in syn_send_times(pop.spec.syn_retries, pop.connect_timeout):
-        if now + offset >= back:
-            return offset
-    return None
-
-
 def retry_spec(spec: ClientSpec) -> RetrySpec | None:
     """The client's retries, or the balancer's next-upstream tries (no backoff, only
     after failed connects)."""
@@ -339,6 +321,7 @@ class Population:
         self.ip_base = ip_base
         self.n_ips = spec.n_source_ips
         self.address = spec.entry.address
+        self.syn_retries = spec.syn_retries
         self.connect_timeout = connect_give_up(spec.syn_retries, spec.connect_timeout)
         self.log = log if log is not None else RequestLog()
         # per client slot: requests left on the open connection, its id, node and endpoint
@@ -379,6 +362,7 @@ class Population:
     def _wire(self, env: simpy.Environment, send: SendFn) -> None:
         """Install ``send`` (the engine's, or a wrapper for the features in use)."""
         self.env = env
+        self._heap, self._ids = event_queue(env)  # for the next arrival (calls.py)
         self._engine_send = send
         tracked = (self.request_timeout is not None or (
             self.balancer is not None and self.balancer.counts_in_flight))
@@ -390,6 +374,15 @@ class Population:
         failover = isinstance(self.entry, DnsEntry) and self.entry.client == "failover"
         self._plain = (self.request_timeout is None and self.balancer is None
                        and self.retry is None and not failover)
+
+    def stop(self) -> None:
+        """The run is over: let go of the engine's send (and this population's own
+        scheduled callbacks, which hold it), and end the balancer's checks."""
+        self.send = self._attempt = self._engine_send = None  # type: ignore[assignment]
+        self.__dict__.pop("_arrive", None)
+        self.__dict__.pop("_again", None)
+        if self.balancer is not None:
+            self.balancer.stop()
 
     def _send_first(self, pop: Population, slot: int, now: float) -> bool:
         """A first attempt, within the population's schedule."""
@@ -469,12 +462,12 @@ class Population:
         attempt = self.attempt.get(request, 0) + 1
         if attempt > retry.attempts or not retry.allow(t_end):
             return False
-        wait = t_end - self.env._now + retry.backoff(attempt)
+        wait = t_end - self.env.now + retry.backoff(attempt)
         self.env.timeout(wait, (slot, request, attempt)).callbacks.append(self._resend)
         return True
 
     def _resend(self, event: simpy.Event) -> None:
-        slot, previous, attempt = event._value
+        slot, previous, attempt = event.value
         log = self.log
         row = len(log.t_start)  # the row this attempt will get (noted first: a failure
         self.attempt[row] = attempt  # found while sending is handled within the send)
@@ -486,10 +479,10 @@ class Population:
                 previous = self.retry_of[previous]
                 tried.add(log.entry[previous])
             balancer.avoid = frozenset(tried)
-            self._attempt(self, slot, self.env._now)
+            self._attempt(self, slot, self.env.now)
             balancer.avoid = frozenset()
         else:
-            self._attempt(self, slot, self.env._now)
+            self._attempt(self, slot, self.env.now)
         if len(log.t_start) == row:  # nothing sent (a request-count run is over)
             del self.attempt[row], self.retry_of[row]
 
@@ -531,13 +524,12 @@ class OpenLoop(Population):
         self._schedule(self.start_at)
 
     def _arrive_constant(self, event: simpy.Event) -> None:
-        env = self.env
-        now = env._now
+        now = self.env._now
         if self.send(self, self._pick(), now):
             gap = (now + self._unit_exp() / self.steps[0][1]) - now
             call = Call()  # as env.timeout(gap) would be (npsim/sim/calls.py)
             call.callbacks = self._again
-            heappush(env._queue, (now + gap, NORMAL, next(env._eid), call))
+            heappush(self._heap, (now + gap, NORMAL, next(self._ids), call))
 
     def _schedule(self, t: float) -> None:
         nxt = self.next_time(t)

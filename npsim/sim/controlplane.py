@@ -19,14 +19,15 @@ The controllers live here too: the node lifecycle controller (leases, Unknown, t
 eviction after ``tolerationSeconds``), the ReplicaSet (replacements on healthy nodes,
 respecting the workload's placement) and the Deployment's rolling update. What happens
 on a node (containers starting, probes, termination) is the kubelet's, in
-npsim/sim/faults.py.
+npsim/sim/kubelet.py.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import simpy
 
@@ -48,12 +49,27 @@ from npsim.dists import Sampler
 from npsim.proxy.base import KubeProxy
 from npsim.scenario.cluster_spec import KubeProxySpec
 from npsim.scenario.problems import Problem, ScenarioError
+from npsim.sim.kubelet import Kubelets
+from npsim.sim.network import Conntrack
+from npsim.sim.registry import PodRegistry
 from npsim.sim.timeline import EventLog
 
 
-def iptables_nat_rules(services: int, endpoints_each: float) -> float:
-    """NAT rules kube-proxy writes: 5 + S x (2 + 3E) (TestNumberIptablesRules, 1.26-era)."""
-    return 5 + services * (2 + 3 * endpoints_each)
+@dataclass(frozen=True)
+class ControlConfig:
+    """What the controllers and kubelets take of the scenario, read once when the run
+    is built (npsim/sim/build.py)."""
+
+    kube_proxy: KubeProxySpec
+    # a node's propagation-delay sampler, by node name (made at the first change)
+    propagation: Callable[[str], Sampler]
+    other_services: tuple[int, int]  # Services not simulated: count, endpoints each
+    node_cpu: list[float]
+    timing: ControlPlaneTiming
+    # a timer's phase in [0, 1), by name, from its own stream
+    phases: Callable[[str], float]
+    deployments: Mapping[str, Any]  # name -> manifests.Deployment (strategy, probes)
+    workloads: Mapping[str, Any]  # name -> the scenario's workload (placement, startup)
 
 
 @dataclass(slots=True)
@@ -108,36 +124,22 @@ class ControlPlane:
     """Holds the true endpoint conditions (versioned), drives every node's syncs and runs
     the controllers that change them."""
 
-    def __init__(
-        self,
-        env: simpy.Environment,
-        cluster: Cluster,
-        proxies: list[KubeProxy],
-        spec: KubeProxySpec,
-        propagation: Callable[[str], Sampler],
-        other_services: tuple[int, int],
-        add_pod: Callable[[str, int], Pod],
-        stop_pod: Callable[[Pod], None],
-        node_cpu: list[float] | None = None,
-        events: EventLog | None = None,
-        timing: ControlPlaneTiming | None = None,
-        phases: Callable[[str], float] | None = None,
-        deployments: dict[str, object] | None = None,
-        placement: Callable[[str], object] | None = None,
-    ) -> None:
+    def __init__(self, env: simpy.Environment, cluster: Cluster, proxies: list[KubeProxy],
+                 registry: PodRegistry, conntrack: Conntrack, config: ControlConfig,
+                 events: EventLog) -> None:
         self.env = env
-        self.node_cpu = node_cpu or [1.0] * len(cluster.nodes)
         self.cluster = cluster
-        self.spec = spec
-        self.add_pod = add_pod
-        self.stop_pod = stop_pod
-        self.events = events if events is not None else EventLog()
-        self.timing = timing or ControlPlaneTiming()
-        self.deployments = deployments or {}  # name -> manifests.Deployment (strategy)
-        self.placement = placement or (lambda _name: "spread")
-        self.kubelet = None  # npsim.sim.faults.Kubelets: acts on nodes; set by it
-        # (node, service port, serving pods) -> None: UDP conntrack cleanup after a sync
-        self.flush_udp: Callable[[int, int, set[int]], None] | None = None
+        self.registry = registry  # adds pods, stops deleted ones
+        self.conntrack = conntrack  # UDP conntrack cleanup after a sync
+        self.spec = spec = config.kube_proxy
+        self.node_cpu = config.node_cpu
+        self.events = events
+        self.timing = config.timing
+        self.deployments = config.deployments
+        self.workloads = config.workloads
+        # the kubelets act on nodes
+        self.kubelets = Kubelets(env, self, registry, cluster, config.workloads,
+                                 config.deployments)
         # hand-placed pods start with their slices' conditions
         self.life: dict[int, PodLife] = _Lives(cluster.pods)
         self.in_api: set[int] = {p.index for p in cluster.pods}  # pod objects that exist
@@ -150,7 +152,7 @@ class ControlPlane:
         self.pending: list[str] = []  # deployments with a pod no node can take yet
         self.changes: list[tuple[float, str]] = []  # the timeline: (time, what changed)
         self._publishing = False
-        self._phase = phase = phases or (lambda _name: 0.0)
+        self._phase = phase = config.phases
         self.monitor_first_tick = phase("monitor") * self.timing.monitor_period
         self.health = [NodeHealth() for _ in cluster.nodes]
         # Endpoint objects by (pod, target port), shared by the versions published during
@@ -159,16 +161,14 @@ class ControlPlane:
         self.versions = [self._snapshot()]
         # (id of the endpoints before, after) -> (pods gone, pods come), see _record_diff
         self._diffs: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
-        services = len(cluster.service_ports) + other_services[0]
-        endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)  # NAT rules
-        mean_e = (endpoints + other_services[0] * other_services[1]) / max(services, 1)
-        rules = iptables_nat_rules(services, mean_e)
-        self._propagation = propagation
-        self.nodes = []
-        for proxy in proxies:
-            duration = spec.sync_base + (spec.sync_per_rule * rules
-                                         if proxy.mode == "iptables" else 0.0)
-            self.nodes.append(NodeSync(proxy, None, proxy.sync_delay, duration))
+        others, others_each = config.other_services
+        services = len(cluster.service_ports) + others
+        endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)
+        mean_e = (endpoints + others * others_each) / max(services, 1)
+        self._propagation = config.propagation
+        self.nodes = [NodeSync(proxy, None, proxy.sync_delay,
+                               proxy.sync_seconds(spec, services, mean_e))
+                      for proxy in proxies]
         for sync in self.nodes:
             for sp in cluster.service_ports:
                 sync.proxy.program(sp, *self._view(0, sp.index, 0.0))
@@ -220,6 +220,9 @@ class ControlPlane:
         the output keeps the versions and every node's sync history."""
         for sync in self.nodes:
             sync.propagation = None  # type: ignore[assignment]
+        # the pods and flows of the run: its output keeps none of them (the kubelets and
+        # this control plane hold each other, so they go with the collector, later)
+        self.registry = self.conntrack = self.kubelets.registry = None  # type: ignore[assignment]
         self._made = None
         self._diffs.clear()
 
@@ -231,6 +234,10 @@ class ControlPlane:
 
     def record(self, kind: str, subject: str, detail: str = "") -> None:
         self.events.record(self.env.now, kind, subject, detail)
+
+    def proxy_running(self, node: int) -> bool:
+        """Whether the node's kube-proxy runs (its health server answers)."""
+        return not self.nodes[node].frozen
 
     # --- changes ----------------------------------------------------------------------
 
@@ -262,7 +269,7 @@ class ControlPlane:
 
     def schedulable(self, deployment: str) -> list[int]:
         """Nodes a new pod may go to: Ready, untainted, and named by the placement."""
-        placement = self.placement(deployment)
+        placement = self.workloads[deployment].placement
         allowed = [i for i, h in enumerate(self.health) if h.condition == "Ready"
                    and not h.tainted and h.kubelet_up]
         if isinstance(placement, dict):
@@ -285,7 +292,7 @@ class ControlPlane:
                 counts[p.node] += 1
         node = spread(counts, 1)[0]
         try:
-            pod = self.add_pod(deployment, node)
+            pod = self.registry.add_pod(deployment, node)
         except ValueError as exc:  # no address left in the pod CIDR
             raise ScenarioError([Problem(None, "events", f"at {self.env.now:g}s: "
                                          f"a new {deployment} pod: {exc}")]) from None
@@ -294,8 +301,7 @@ class ControlPlane:
                                        revision=self.revision[deployment])
         self.in_api.add(pod.index)
         self.record("pod_scheduled", pod.name, self.cluster.nodes[node].name)
-        if self.kubelet is not None:
-            self.kubelet.start(pod)
+        self.kubelets.start(pod)
         return pod
 
     def delete_pod(self, pod: Pod, why: str) -> None:
@@ -306,10 +312,7 @@ class ControlPlane:
             return
         life.terminating = True
         self.record("pod_terminating", pod.name, why)
-        if self.kubelet is not None:
-            self.kubelet.terminate(pod)
-        else:
-            self.pod_gone(pod)
+        self.kubelets.terminate(pod)
 
     def pod_gone(self, pod: Pod) -> None:
         """The pod object is removed (its containers have stopped)."""
@@ -317,7 +320,7 @@ class ControlPlane:
             return
         self.in_api.discard(pod.index)
         self.life[pod.index].phase = PodPhase.GONE
-        self.stop_pod(pod)
+        self.registry.stop_pod(pod)
         self.record("pod_deleted", pod.name)
         self.publish()
         self._progress(pod.deployment)
@@ -454,7 +457,7 @@ class ControlPlane:
             lambda e: self._if_current(e, self._node_ready))
 
     def _if_current(self, event: simpy.Event, action: Callable[[int], None]) -> None:
-        node, generation = event._value
+        node, generation = event.value
         if self.health[node].generation == generation:
             action(node)
 
@@ -501,8 +504,7 @@ class ControlPlane:
         if health.tainted:
             health.tainted = False
             self.record("taint_removed", name, "node.kubernetes.io/unreachable:NoExecute")
-        if self.kubelet is not None:
-            self.kubelet.node_back(node)
+        self.kubelets.node_back(node)
         if self.pending:
             self._retry_pending()
 
@@ -517,7 +519,7 @@ class ControlPlane:
             self._want_sync(sync)
 
     def _arrive(self, event: simpy.Event) -> None:
-        sync, version = event._value
+        sync, version = event.value
         sync.arrived = max(sync.arrived, version)
         self._want_sync(sync)
 
@@ -532,12 +534,12 @@ class ControlPlane:
     def _start_sync(self, event: simpy.Event) -> None:
         """A sync programs what the node had heard of when it started; a change that
         arrives meanwhile waits for the next sync."""
-        sync = event._value
+        sync = event.value
         sync.last_sync = self.env.now
         self.env.timeout(sync.sync_duration, (sync, sync.arrived)).callbacks.append(self._sync)
 
     def _sync(self, event: simpy.Event) -> None:
-        sync, version = event._value
+        sync, version = event.value
         now = self.env.now
         if sync.frozen:  # stopped mid-sync: nothing is written
             sync.pending = False
@@ -547,10 +549,10 @@ class ControlPlane:
         for sp in self.cluster.service_ports:
             sync.proxy.program(sp, *self._view(version, sp.index, now))
             self._record_diff(sync, sp.index, before[sp.index], after[sp.index])
-            if sp.port.protocol == "UDP" and self.flush_udp is not None and (
+            if sp.port.protocol == "UDP" and (
                     before[sp.index] != after[sp.index]):
                 serving = {e.pod for e in after[sp.index][0] + after[sp.index][2]}
-                self.flush_udp(sync.proxy.node.index, sp.index, serving)
+                self.conntrack.flush_udp(sync.proxy.node.index, sp.index, serving)
         sync.applied = version
         sync.history.append((now, version))
         sync.pending = False

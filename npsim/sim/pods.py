@@ -17,7 +17,7 @@ import simpy
 
 from npsim.dists import Sampler
 from npsim.outcomes import COMPLETED, ENDPOINT_GONE, FAILED, IN_FLIGHT, QUEUE_FULL
-from npsim.sim.calls import NORMAL, Call
+from npsim.sim.calls import NORMAL, Call, event_queue
 from npsim.sim.records import NAN, RequestLog
 
 if TYPE_CHECKING:  # numpy is imported when pods are settled
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # numpy is imported when pods are settled
 class Station:
     """c workers and a FIFO queue; what happens after service is the subclass's."""
 
-    __slots__ = ("env", "log", "free", "queue", "sample", "index")
+    __slots__ = ("env", "log", "free", "queue", "sample", "index", "_heap", "_ids")
 
     def __init__(self, env: simpy.Environment, index: int, workers: int, sample: Sampler,
                  log: RequestLog) -> None:
@@ -37,6 +37,7 @@ class Station:
         self.free = workers
         self.queue: deque[int] = deque()
         self.sample = sample
+        self._heap, self._ids = event_queue(env)  # for the end of service (calls.py)
 
     def arrive(self, event: simpy.Event) -> None:
         request = event._value
@@ -55,8 +56,7 @@ class Station:
         call = Call()  # the end of service, where env.timeout(duration) would be queued
         call.callbacks = (self._finish,)
         call._value = request
-        env = self.env
-        heappush(env._queue, (env._now + duration, NORMAL, next(env._eid), call))  # type: ignore[attr-defined]
+        heappush(self._heap, (self.env._now + duration, NORMAL, next(self._ids), call))
 
     def _finish(self, event: simpy.Event) -> None:
         if self.queue:
@@ -75,7 +75,8 @@ class Station:
 class PodServer(Station):
     """A pod's serving process: c workers, FIFO queue, optional limit (a full queue rejects).
 
-    Lifecycle flags (npsim/sim/faults.py sets them; all False/True defaults cost nothing):
+    Lifecycle flags (the kubelets, npsim/sim/kubelet.py, and the pod registry set them;
+    all False/True defaults cost nothing):
     ``alive``: accepts new connections and serves; ``serves_existing``: while not alive,
     requests on established connections are still taken (a draining app, or a hung one
     that takes them and never answers: ``hung``); ``silent``: nothing answers at all (the
@@ -170,7 +171,7 @@ class PodServer(Station):
         ended. The pod's next process is a new :class:`PodServer`."""
         self.alive = self.serves_existing = self.hung = False
         self.silent = silent
-        self.killed_at = self.env._now
+        self.killed_at = self.env.now
         pending = list(self.queue) + self.held
         self.queue.clear()
         self.held = []
@@ -212,11 +213,12 @@ class QuietPod(PodServer):
 
     Usable only when no one looks at the pod mid-service: no event that can touch it
     (a scale or rollout of its Deployment, a fault of its node or of itself: they kill,
-    drain or hang a process; ``npsim.sim.faults.pods_touched``), no per-request end
-    notifications (closed loops, retries, timeouts, connection counting), no TLS
+    drain or hang a process; ``FaultPlan.pods_touched`` in npsim/scenario/faultplan.py),
+    no per-request end notifications (closed loops, retries, timeouts, connection
+    counting), no TLS
     terminated at the pod, and the log must hold when each request arrives (no
     userspace relay on the way: its queue hands requests on at times the log does not
-    hold). The engine decides it per pod (``Simulation._quiet``); otherwise
+    hold). The run's build decides it per pod (``npsim.sim.build.quiet_pods``); otherwise
     :class:`PodServer` serves, with events. There is no third way: a quiet pod takes no
     event (:meth:`arrive` refuses one).
     """

@@ -17,15 +17,14 @@ ask these questions, from the node's own state as its kube-proxy has programmed 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
+import simpy
 
 from npsim.dists import batched
 from npsim.proxy.base import KubeProxy
-
-if TYPE_CHECKING:
-    from npsim.sim.engine import Simulation
+from npsim.scenario.schema import MonitoringSpec
 
 
 class _Alive(Protocol):
@@ -83,8 +82,8 @@ class Blackbox:
     ``interval`` (one light SimPy process) and keeps the ``probe_success`` samples as
     columns; the alert rules are evaluated from them after the run."""
 
-    def __init__(self, env, probes: dict[int, NodePortProbe], n_nodes: int,  # noqa: ANN001
-                 interval: float) -> None:
+    def __init__(self, env: simpy.Environment, probes: dict[int, NodePortProbe],
+                 n_nodes: int, interval: float) -> None:
         self.env = env
         self.probes = probes  # service port -> its probe
         self.n_nodes = n_nodes
@@ -119,16 +118,18 @@ class Blackbox:
             yield self.env.timeout(self.interval)
 
 
-def blackbox_probers(sim: Simulation) -> dict[str, Blackbox]:
-    """One blackbox prober per probe alert rule, over every NodePort clients use."""
-    monitoring = sim.scenario.spec.monitoring
+def blackbox_probers(env: simpy.Environment, monitoring: MonitoringSpec | None,
+                     ports: list[int], proxies: Sequence[KubeProxy], pods: Sequence[_Alive],
+                     answers: Callable[[int], bool],
+                     generator: Callable[[str], np.random.Generator]) -> dict[str, Blackbox]:
+    """One blackbox prober per probe alert rule, over the NodePorts ``ports`` (the
+    Service ports clients reach by NodePort)."""
     rules = [a for a in monitoring.alerts if a.probe is not None] if monitoring else []
-    ports = sorted({pop.service_port for pop in sim.populations if pop.target == "nodePort"})
     out = {}
     for rule in rules:
         assert rule.probe is not None
-        probes = {sp: NodePortProbe(sim.proxies, sim.pods, sp, sim.node_answers,
-                                    sim.streams.generator(f"blackbox/{rule.name}/{sp}"))
+        probes = {sp: NodePortProbe(proxies, pods, sp, answers,
+                                    generator(f"blackbox/{rule.name}/{sp}"))
                   for sp in ports}
-        out[rule.name] = Blackbox(sim.env, probes, len(sim.cluster.nodes), rule.probe.interval)
+        out[rule.name] = Blackbox(env, probes, len(proxies), rule.probe.interval)
     return out

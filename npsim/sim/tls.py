@@ -113,6 +113,12 @@ class TlsCosts:
     def wanted(specs: list[object]) -> bool:
         return any(getattr(s, "tls", None) is not None for s in specs)
 
+    @staticmethod
+    def terminated_at_pods(specs: list[object]) -> bool:
+        """Whether any population's TLS ends at the pods (they then pay handshake CPU)."""
+        return any(getattr(s, "tls", None) is not None and s.tls.terminate == "pod"  # type: ignore[attr-defined]
+                   for s in specs)
+
     def totals(self) -> dict[str, dict[str, float]]:
         """Per population: full and resumed handshakes, CPU seconds, balancer queueing."""
         return {f"population {i}": {"terminate_at_pod": float(t.at_pod), "full": t.full,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from npsim.sim.controlplane import iptables_nat_rules
+from npsim.proxy.iptables import iptables_nat_rules
 from npsim.sim.engine import Simulation
 
 from .helpers import client, run_frame, scale, scenario

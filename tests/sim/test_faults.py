@@ -160,7 +160,7 @@ def test_node_answers_only_while_up_and_partition_heals() -> None:
     seen: list[tuple[float, bool]] = []
     for t in (4.0, 6.0, 14.0, 16.0):
         sim.env.timeout(t).callbacks.append(
-            lambda _e: seen.append((sim.env.now, sim.node_answers(1))))
+            lambda _e: seen.append((sim.env.now, sim.network.answers(1))))
     sim.run()
     assert seen == [(4.0, True), (6.0, False), (14.0, False), (16.0, True)]
     result = npsim.run(scn)

@@ -146,7 +146,7 @@ def test_the_engine_decides_once_how_pods_are_served(changes, quiet):
     sim = Simulation(npsim.bundled("quickstart").with_changes(changes))
     kinds = {type(server) for server in sim.pods}
     assert kinds == ({QuietPod} if quiet else {PodServer})
-    assert all((callbacks is None) == quiet for callbacks in sim._arrive)
+    assert all((callbacks is None) == quiet for callbacks in sim.registry.arrive)
 
 
 def test_pods_no_event_touches_stay_quiet_and_change_nothing(monkeypatch):
@@ -155,7 +155,7 @@ def test_pods_no_event_touches_stay_quiet_and_change_nothing(monkeypatch):
     import pandas as pd
 
     import npsim
-    import npsim.sim.engine as engine
+    import npsim.sim.build as build
     from npsim.sim.engine import Simulation
 
     scenario = npsim.bundled("node-failure").with_changes({"run.duration": "150s"})
@@ -165,10 +165,9 @@ def test_pods_no_event_touches_stay_quiet_and_change_nothing(monkeypatch):
     on_it = {p.index for p in sim.cluster.pods if sim.cluster.nodes[p.node].name == crashed}
     assert quiet and quiet == set(range(len(sim.pods))) - on_it
     with pytest.raises(RuntimeError, match="judged undisturbed"):
-        sim.disturbed(min(quiet))
+        sim.registry.disturbed(min(quiet))
     mixed = npsim.run(scenario)
-    monkeypatch.setattr(engine, "pods_touched",
-                        lambda events, cluster: set(range(len(cluster.pods))))
+    monkeypatch.setattr(build, "quiet_pods", lambda *args: set())  # every pod touched
     evented = npsim.run(scenario)
     for frame in ("requests", "pods", "events", "timeseries"):
         pd.testing.assert_frame_equal(getattr(mixed, frame), getattr(evented, frame))
