@@ -11,19 +11,13 @@ from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import KubeProxy
-from npsim.proxy.rules import iptables, ipvs, nftables, userspace
-from npsim.proxy.rules.common import ModeRules
 from npsim.scenario.firewall import TRAVERSES
 from npsim.sim.guard import Guard
-
-# each kube-proxy mode's text, by the mode a node's KubeProxy runs (nodes may differ)
-RULES: dict[str, ModeRules] = {"iptables": iptables.RULES, "nftables": nftables.RULES,
-                               "ipvs": ipvs.RULES, "userspace": userspace.RULES}
 
 
 def render(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
     """The rules ``proxy``'s mode programs, for every Service or only ``service``."""
-    return RULES[proxy.mode].tables(proxy, cluster, service)
+    return proxy.rules.tables(proxy, cluster, service)
 
 
 # --- one connection's walk ------------------------------------------------------------
@@ -61,7 +55,7 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
             yield _stopped(stop.times_out)
             return
         stop_late = stop
-    rules = RULES[proxy.mode]
+    rules = proxy.rules  # the node's own mode (nodes may differ)
     yield from rules.arrival(proxy, cluster, sp, table, other_services)
     if not served:
         return

@@ -11,12 +11,13 @@ A mode supplies an :class:`EndpointTable` subclass whose ``pick`` returns the en
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-from npsim.cluster.model import Endpoint, Node, ServicePortModel
+from npsim.cluster.model import Cluster, Endpoint, Node, ServicePortModel
 from npsim.cluster.topology import Hints, cluster_set, local_set
 from npsim.proxy.affinity import AffinityTable
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
@@ -145,6 +146,27 @@ class ServiceView:
         self.affinity_internal: AffinityTable | None = None  # ClusterIP traffic
 
 
+@dataclass(frozen=True, slots=True)
+class ModeRules:
+    """One kube-proxy mode's text for ``npsim explain``: every mode's rules module
+    exposes one, ``RULES``, with these same signatures.
+
+    ``tables(proxy, cluster, service)``: what the node's kube-proxy programs, for every
+    Service port or one Service's; ``arrival(proxy, cluster, sp, table, other_services)``:
+    a new NodePort connection's steps up to kube-proxy's choice (``table`` is the one the
+    connection meets, None when the Service has no endpoints; ``other_services`` the
+    Services the scenario does not model); ``choice(sp, table, choice, client_ip,
+    affinity)``: how index ``choice`` of ``table`` is chosen (``affinity``: the Service
+    has ClientIP affinity); ``masquerade``: how the node rewrites the source.
+    """
+
+    tables: Callable[[KubeProxy, Cluster, str | None], str]
+    arrival: Callable[[KubeProxy, Cluster, ServicePortModel, EndpointTable | None, int],
+                      Iterable[str]]
+    choice: Callable[[ServicePortModel, EndpointTable, int, int, bool], Iterable[str]]
+    masquerade: str
+
+
 class KubeProxy:
     """Base of every mode. Subclasses set ``mode`` and ``make_table``.
 
@@ -156,10 +178,13 @@ class KubeProxy:
     * dial: :meth:`redial` when the chosen endpoint has no process;
     * track: :meth:`opened` returns a :class:`Connection` to close when it ends (IPVS);
     * deliver: ``relays_connections`` (requests go through the node's relay process);
-    * costs: :meth:`first_packet_cost` per new connection, :meth:`sync_seconds` per sync.
+    * costs: :meth:`first_packet_cost` per new connection, :meth:`sync_seconds` per sync;
+    * rule text: ``rules``, what ``npsim explain`` prints (npsim/proxy/rules/<mode>.py).
     """
 
     mode = "base"
+    #: the text of what this mode programs, for ``npsim explain`` (each mode sets it)
+    rules: ClassVar[ModeRules]
     #: modes that must hear of every request's end (IPVS counts open connections):
     #: the engine then reports ends (see :meth:`opened`)
     counts_connections = False

@@ -5,7 +5,8 @@ For n endpoints in kube-proxy's order, rule i (1-based, i < n) matches with prob
 (proxier.go ``writeServiceToEndpointRules``, ``computeProbability``;
 pkg/proxy/iptables). The product telescopes to exactly 1/n per endpoint, so the
 simulator draws the endpoint index uniformly: the same distribution in O(1) instead of
-walking n rules. :func:`cascade_probabilities` gives the rules as kube-proxy writes them
+walking n rules. :func:`~npsim.proxy.rules.iptables.cascade_probabilities` gives the rules as
+kube-proxy writes them
 (``npsim explain`` prints them), and a test checks the walk and the draw agree.
 """
 
@@ -13,22 +14,13 @@ from __future__ import annotations
 
 from npsim.dists import batched
 from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.proxy.rules import iptables as text
 from npsim.scenario.cluster_spec import KubeProxySpec
-
-
-def cascade_probabilities(n: int) -> list[float | None]:
-    """Probability on each rule of an n-endpoint chain; ``None`` = unconditional."""
-    return [1.0 / (n - i) for i in range(n - 1)] + [None] if n else []
 
 
 def iptables_nat_rules(services: int, endpoints_each: float) -> float:
     """NAT rules kube-proxy writes: 5 + S x (2 + 3E) (TestNumberIptablesRules, 1.26-era)."""
     return 5 + services * (2 + 3 * endpoints_each)
-
-
-def format_probability(p: float) -> str:
-    """As kube-proxy writes it: ``%0.10f`` (proxier.go computeProbability)."""
-    return f"{p:0.10f}"
 
 
 class UniformTable(EndpointTable):
@@ -45,6 +37,7 @@ class UniformTable(EndpointTable):
 
 class IptablesProxy(KubeProxy):
     mode = "iptables"
+    rules = text.RULES
     affinity_cap = 100  # xt_recent ip_list_tot
 
     def __init__(self, node, rng) -> None:  # noqa: ANN001

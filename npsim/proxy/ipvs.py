@@ -41,6 +41,7 @@ from collections import deque
 
 from npsim.cluster.model import ip_str
 from npsim.proxy.base import Connection, EndpointTable, KubeProxy
+from npsim.proxy.rules import ipvs as text
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh")
 GOLDEN_RATIO_32 = 0x61C88647
@@ -275,6 +276,7 @@ class IpvsTable(EndpointTable):
 
 class IpvsProxy(KubeProxy):
     mode = "ipvs"
+    rules = text.RULES
     counts_connections = True
     short_circuits_pods = False  # one virtual server per node address, whoever sends
     separate_virtual_servers = True

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from npsim.proxy.base import KubeProxy
 from npsim.proxy.iptables import IptablesProxy
+from npsim.proxy.rules import nftables as text
 
 
 class NftablesProxy(IptablesProxy):
     mode = "nftables"
+    rules = text.RULES
     affinity_cap = None  # nft sets with timeouts have no default size cap
 
     # one transaction per sync, whatever the rule count (its cost is in syncBase)

@@ -13,6 +13,7 @@ and nftables, where "the connection fails".
 from __future__ import annotations
 
 from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.proxy.rules import userspace as text
 
 DIAL_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)
 
@@ -28,6 +29,7 @@ class RoundRobinTable(EndpointTable):
 
 class UserspaceProxy(KubeProxy):
     mode = "userspace"
+    rules = text.RULES
     pod_sees_node = True
     relays_connections = True
 

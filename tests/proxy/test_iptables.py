@@ -15,12 +15,8 @@ from scipy import stats
 
 from npsim.cluster.model import Pod, build_cluster, endpoints_for
 from npsim.dists import Constant
-from npsim.proxy.iptables import (
-    IptablesProxy,
-    UniformTable,
-    cascade_probabilities,
-    format_probability,
-)
+from npsim.proxy.iptables import IptablesProxy, UniformTable
+from npsim.proxy.rules.iptables import cascade_probabilities, format_probability
 
 from .helpers import (
     chi_square_uniform,

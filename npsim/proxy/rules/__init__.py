@@ -2,7 +2,9 @@
 steps one new connection takes through it: the text ``npsim explain`` prints.
 
 One module per mode (iptables, nftables, ipvs, userspace), each exposing ``RULES``, a
-:class:`~npsim.proxy.rules.common.ModeRules`; ``common`` holds what they share. The text
+:class:`~npsim.proxy.base.ModeRules`, which the mode's
+:class:`~npsim.proxy.base.KubeProxy` class carries as ``rules``; ``common`` holds what
+they share. The text
 is rendered from the very :class:`~npsim.proxy.base.EndpointTable` objects the simulator
 decides with, so the two cannot disagree. Research notes: docs/kube-proxy-modes.md.
 """

@@ -1,6 +1,5 @@
 """What every mode's rule text shares: kube-proxy's names for a Service port, the
-ClusterIP shown, the masquerade mark, the walk over the Services asked for, and the
-shape of one mode's rules (:class:`ModeRules`).
+ClusterIP shown, the masquerade mark and the walk over the Services asked for.
 
 ClusterIPs are a manifest's ``spec.clusterIP``; when none is given they are numbered
 from 10.96.0.10 for display.
@@ -11,11 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
-from npsim.proxy.base import EndpointTable, KubeProxy
 
 SERVICE_CIDR_BASE = int(ipaddress.IPv4Address("10.96.0.10"))
 SERVICE_CIDR = "10.96.0.0/12"  # kube-apiserver --service-cluster-ip-range (kubeadm default)
@@ -36,27 +32,6 @@ KUBE_POSTROUTING = (
     "-j MASQUERADE --random-fully")
 # a masqueraded connection's step in iptables and IPVS mode (both leave SNAT to iptables)
 KUBE_POSTROUTING_STEP = "POSTROUTING -> KUBE-POSTROUTING: mark set, MASQUERADE --random-fully"
-
-
-@dataclass(frozen=True, slots=True)
-class ModeRules:
-    """One kube-proxy mode's text for ``npsim explain``: every mode's rules module
-    exposes one, ``RULES``, with these same signatures.
-
-    ``tables(proxy, cluster, service)``: what the node's kube-proxy programs, for every
-    Service port or one Service's; ``arrival(proxy, cluster, sp, table, other_services)``:
-    a new NodePort connection's steps up to kube-proxy's choice (``table`` is the one the
-    connection meets, None when the Service has no endpoints; ``other_services`` the
-    Services the scenario does not model); ``choice(sp, table, choice, client_ip,
-    affinity)``: how index ``choice`` of ``table`` is chosen (``affinity``: the Service
-    has ClientIP affinity); ``masquerade``: how the node rewrites the source.
-    """
-
-    tables: Callable[[KubeProxy, Cluster, str | None], str]
-    arrival: Callable[[KubeProxy, Cluster, ServicePortModel, EndpointTable | None, int],
-                      Iterable[str]]
-    choice: Callable[[ServicePortModel, EndpointTable, int, int, bool], Iterable[str]]
-    masquerade: str
 
 
 def hash_name(text: str, length: int) -> str:

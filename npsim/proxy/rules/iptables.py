@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
-from npsim.proxy.base import EndpointTable, KubeProxy
-from npsim.proxy.iptables import cascade_probabilities, format_probability
+from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
 from npsim.proxy.rules.common import (
     KUBE_FORWARD,
     KUBE_POSTROUTING,
     KUBE_POSTROUTING_STEP,
     MASQ_MARK,
-    ModeRules,
     affinity_timeout,
     cluster_cidr,
     cluster_ip,
@@ -27,6 +25,16 @@ from npsim.proxy.rules.common import (
     port_name_string,
     selected,
 )
+
+
+def cascade_probabilities(n: int) -> list[float | None]:
+    """Probability on each rule of an n-endpoint chain; ``None`` = unconditional."""
+    return [1.0 / (n - i) for i in range(n - 1)] + [None] if n else []
+
+
+def format_probability(p: float) -> str:
+    """As kube-proxy writes it: ``%0.10f`` (proxier.go computeProbability)."""
+    return f"{p:0.10f}"
 
 
 def chain(prefix: str, sp: ServicePortModel, endpoint: str = "") -> str:

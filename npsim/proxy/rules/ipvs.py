@@ -9,13 +9,12 @@ import ipaddress
 from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
-from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
 from npsim.proxy.rules.common import (
     KUBE_FORWARD,
     KUBE_POSTROUTING,
     KUBE_POSTROUTING_STEP,
     MASQ_MARK,
-    ModeRules,
     affinity_timeout,
     cluster_cidr,
     cluster_ip,

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
-from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
 from npsim.proxy.rules.common import (
     MASQ_MARK,
     SERVICE_CIDR,
-    ModeRules,
     affinity_timeout,
     cluster_cidr,
     cluster_ip,

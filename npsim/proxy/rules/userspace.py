@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel
-from npsim.proxy.base import EndpointTable, KubeProxy
+from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
 from npsim.proxy.rules.common import (
     KUBE_POSTROUTING_STEP,
-    ModeRules,
     port_name_string,
     selected,
 )
