@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from npsim import __version__
+from npsim.version import __version__
 from npsim.importer.inventory import DEFAULT_MIN_SYNC, Inventory, KubeProxyConfig
 from npsim.importer.plan import DEFAULT_RATE, DEFAULT_SERVICE_TIME, ScenarioPlan
 from npsim.units import format_duration
