@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from npsim.version import __version__
 from npsim.importer.inventory import DEFAULT_MIN_SYNC, Inventory, KubeProxyConfig
 from npsim.importer.plan import DEFAULT_RATE, DEFAULT_SERVICE_TIME, ScenarioPlan
 from npsim.units import format_duration
+from npsim.version import __version__
 
 DEFAULT_RANGE = (30000, 32767)  # kube-apiserver --service-node-port-range default
 MARKER = "# npsim-import:"  # first line of a file npsim import wrote; --force needs it
