@@ -287,7 +287,12 @@ class IpvsProxy(KubeProxy):
         schedulers read them); the engine closes the count when the connection ends."""
         key = table.keys[choice]
         table.opened(key, now)
-        return Connection(table, key)
+        conn = Connection()  # Connection.of(table, key), inline: once per connection
+        conn.in_flight = 0
+        conn.all_sent = False
+        conn.closer = table
+        conn.key = key
+        return conn
 
     @classmethod
     def create(cls, node, rng, spec):  # noqa: ANN001, ANN206

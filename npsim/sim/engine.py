@@ -254,7 +254,7 @@ class Simulation:
             self.tracked[conn] = tracker
         if self.guard is not None and self.guard.pending:
             closer = self.guard.opened(table if tracker is not None else None)
-            self.tracked[conn] = Connection(closer, table.keys[choice])
+            self.tracked[conn] = Connection.of(closer, table.keys[choice])
         return waited + proxy.cost()
 
     def _fail(self, pop: Population, slot: int, now: float, entry: int, pod: int,
@@ -301,8 +301,8 @@ class Simulation:
             tracked = self.tracked.get(conn)
             if tracked is not None:
                 tracked.in_flight -= 1
-                if tracked.in_flight == 0 and tracked.all_sent:
-                    tracked.close(self.env._now)
+                if tracked.in_flight == 0 and tracked.all_sent:  # tracked.close, inline
+                    tracked.closer.closed(tracked.key, self.env._now)
                     del self.tracked[conn]
         pop = self.populations[log.population[request]]
         if pop.notify:
