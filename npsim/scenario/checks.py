@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic.alias_generators import to_camel
 
 from npsim.scenario.capacity import offered_utilisation
 from npsim.scenario.client_spec import ClientSpec
 from npsim.scenario.cluster_spec import ClusterSpec
+from npsim.scenario.faultplan import FaultPlan, Scale
 from npsim.scenario.firewall import build_node_firewall, build_security_group
 from npsim.scenario.manifests import Unresolved
 from npsim.scenario.nodeports import scenario_refusals
@@ -199,8 +199,8 @@ def warn_no_endpoints(s: Sections, p: Problems) -> None:
     index = SelectorIndex(scenario.deployments.values())
     targeted = {c.service for _, c in s.clients}
     events = scenario.spec.events if scenario.spec is not None else []  # partial check
-    scaled = {e.scale.deployment for e in events
-              if getattr(e, "scale", None) is not None and e.scale.replicas > 0}
+    scaled = {o.deployment for o in FaultPlan.of(events)
+              if isinstance(o, Scale) and o.replicas > 0}
     for svc in scenario.services.values():
         if svc.name not in targeted or svc.endpoint_slices:
             continue
@@ -226,20 +226,22 @@ def check_events(s: Sections, p: Problems) -> None:
     there from the start (``<deployment>-<ordinal>``)."""
     scenario, tree = s.scenario, s.tree
     nodes = [n.name for n in scenario.spec.cluster.nodes]
-    for i, event in enumerate(scenario.spec.events):
-        kind, target = event.kind, event.target
-        at = ["events", i, to_camel(kind)]
-        if kind in ("scale", "rollout") and target.deployment not in scenario.deployments:
+    for outage in FaultPlan.of(scenario.spec.events):
+        at = ["events", outage.index, outage.key]
+        deployment = getattr(outage, "deployment", None)
+        node = getattr(outage, "node", None)
+        pod = getattr(outage, "pod", None)
+        if deployment is not None and deployment not in scenario.deployments:
             known = ", ".join(sorted(scenario.deployments)) or "none"
             p.at(tree, [*at, "deployment"],
-                 f"no Deployment named {target.deployment!r} (known: {known})")
-        elif kind.startswith(("node_", "kube")) and target.node not in nodes:
-            p.at(tree, [*at, "node"], f"unknown node {target.node!r} (nodes: "
+                 f"no Deployment named {deployment!r} (known: {known})")
+        elif node is not None and node not in nodes:
+            p.at(tree, [*at, "node"], f"unknown node {node!r} (nodes: "
                  f"{', '.join(nodes)})")
-        elif kind.startswith("pod_") and not _pod_at_start(scenario, target.pod):
+        elif pod is not None and not _pod_at_start(scenario, pod):
             pods = [f"{name}-0..{dep.replicas - 1}" if dep.replicas > 1 else f"{name}-0"
                     for name, dep in scenario.deployments.items() if dep.replicas]
-            p.at(tree, [*at, "pod"], f"no pod named {target.pod!r} at the start of the run "
+            p.at(tree, [*at, "pod"], f"no pod named {pod!r} at the start of the run "
                  f"(pods: {', '.join(pods) or 'none'})")
 
 
