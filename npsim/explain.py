@@ -11,7 +11,6 @@ from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import KubeProxy
-from npsim.scenario.firewall import TRAVERSES
 from npsim.sim.guard import Guard
 
 
@@ -103,9 +102,10 @@ def firewall_rules(guard: Guard, node: int) -> str:
                 for r in guard.security_group]
     firewall = guard.firewalls[node]
     if firewall is not None:
-        mode = guard.modes[node]
-        out.append(f"# node firewall of {guard.cluster.nodes[node].name} ({mode} mode: a NodePort "
-                   f"connection to a pod traverses {' and '.join(TRAVERSES[mode])})")
+        proxy = guard.proxies[node]
+        out.append(f"# node firewall of {guard.cluster.nodes[node].name} ({proxy.mode} mode: a "
+                   "NodePort connection to a pod traverses "
+                   f"{' and '.join(proxy.firewall_chains)})")
         for name, chain in firewall.chains.items():
             table = "-t mangle " if name == "PREROUTING" else ""
             out.append(f"{table}-P {name} {chain.policy}")

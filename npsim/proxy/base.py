@@ -208,6 +208,15 @@ class KubeProxy:
     #: the kube-proxy process itself carries every connection (userspace): requests go
     #: through the node's relay (npsim/sim/pods.py Relay) on their way to the pod
     relays_connections = False
+    #: the host chains a NodePort packet to a pod traverses, as node firewalls see it:
+    #: DNAT in PREROUTING, then FORWARD to the pod (iptables, nftables); IPVS and the
+    #: userspace relay take the packet in INPUT instead
+    firewall_chains: tuple[str, ...] = ("PREROUTING", "FORWARD")
+    #: KUBE-FORWARD, first in FORWARD, accepts the masquerade-marked packet before the
+    #: user's own FORWARD rules (iptables mode's filter table)
+    forward_accepts_marked = False
+    #: the user's ``--dport`` rules see the NodePort (False: the relay's own port)
+    input_sees_node_port = True
 
     @classmethod
     def create(cls, node: Node, rng: np.random.Generator, spec: ClusterSpec) -> KubeProxy:

@@ -38,6 +38,7 @@ class UniformTable(EndpointTable):
 class IptablesProxy(KubeProxy):
     mode = "iptables"
     rules = text.RULES
+    forward_accepts_marked = True
     affinity_cap = 100  # xt_recent ip_list_tot
 
     def __init__(self, node, rng) -> None:  # noqa: ANN001

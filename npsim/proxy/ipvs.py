@@ -277,6 +277,7 @@ class IpvsTable(EndpointTable):
 class IpvsProxy(KubeProxy):
     mode = "ipvs"
     rules = text.RULES
+    firewall_chains = ("PREROUTING", "INPUT")
     counts_connections = True
     short_circuits_pods = False  # one virtual server per node address, whoever sends
     separate_virtual_servers = True

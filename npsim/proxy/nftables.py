@@ -19,6 +19,7 @@ from npsim.proxy.rules import nftables as text
 class NftablesProxy(IptablesProxy):
     mode = "nftables"
     rules = text.RULES
+    forward_accepts_marked = False  # its own filter chains, not iptables' KUBE-FORWARD
     affinity_cap = None  # nft sets with timeouts have no default size cap
 
     # one transaction per sync, whatever the rule count (its cost is in syncBase)

@@ -30,6 +30,8 @@ class RoundRobinTable(EndpointTable):
 class UserspaceProxy(KubeProxy):
     mode = "userspace"
     rules = text.RULES
+    firewall_chains = ("PREROUTING", "INPUT")
+    input_sees_node_port = False
     pod_sees_node = True
     relays_connections = True
 

@@ -39,9 +39,6 @@ from dataclasses import dataclass, field
 
 ACTIONS = ("ACCEPT", "DROP", "REJECT", "LOG")
 CHAINS = ("INPUT", "FORWARD", "PREROUTING")
-# what each kube-proxy mode's NodePort packet traverses when it reaches a pod
-TRAVERSES = {"iptables": ("PREROUTING", "FORWARD"), "nftables": ("PREROUTING", "FORWARD"),
-             "ipvs": ("PREROUTING", "INPUT"), "userspace": ("PREROUTING", "INPUT")}
 
 
 class FirewallSyntaxError(ValueError):

@@ -123,7 +123,7 @@ def build(scenario: Scenario, replication: int,
     events = EventLog()
     plan = FaultPlan.of(spec.events)
     proxies = make_proxies(scenario, cluster, streams)
-    guard = Guard.build(scenario, cluster, [p.mode for p in proxies], events)
+    guard = Guard.build(scenario, cluster, proxies, events)
     # pods report each end only to populations that ask (closed loops, retries,
     # timeouts, least-connections balancers) and to connection counters
     reports_ends = any(needs_done(c) for c in spec.clients) or any(

@@ -12,6 +12,7 @@ kube-proxy mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,6 @@ from npsim.outcomes import (
     SECURITY_GROUP_DROPPED,
 )
 from npsim.scenario.firewall import (
-    TRAVERSES,
     Chain,
     NodeFirewall,
     SecurityGroupRule,
@@ -34,6 +34,7 @@ from npsim.scenario.netpol import NetworkPolicy, admits
 from npsim.sim.timeline import EventLog
 
 if TYPE_CHECKING:
+    from npsim.proxy.base import KubeProxy
     from npsim.scenario.scenario import Scenario
 
 
@@ -66,11 +67,12 @@ class ConnectionClose:
 class Guard:
     """The scenario's firewalls, per node, with their connlimit counters."""
 
-    def __init__(self, cluster: Cluster, modes: list[str], firewalls: list[NodeFirewall | None],
+    def __init__(self, cluster: Cluster, proxies: Sequence[KubeProxy],
+                 firewalls: list[NodeFirewall | None],
                  security_group: list[SecurityGroupRule] | None,
                  policies: list[NetworkPolicy], events: EventLog) -> None:
         self.cluster = cluster
-        self.modes = modes
+        self.proxies = proxies  # per node: which chains its mode's packets traverse
         self.firewalls = firewalls
         self.security_group = security_group
         self.policies = policies
@@ -81,7 +83,7 @@ class Guard:
         self.pending: list[tuple[Chain, list[tuple[int, int]]]] = []
 
     @classmethod
-    def build(cls, scenario: Scenario, cluster: Cluster, modes: list[str],
+    def build(cls, scenario: Scenario, cluster: Cluster, proxies: Sequence[KubeProxy],
               events: EventLog) -> Guard | None:
         """None when the scenario has no firewall, security group or NetworkPolicy."""
         spec = scenario.spec.cluster
@@ -92,7 +94,7 @@ class Guard:
         firewalls = [build_node_firewall(f) if f is not None else None for f in per_node]
         group = (build_security_group(spec.security_group) if spec.security_group is not None
                  else None)
-        return cls(cluster, modes, firewalls, group, policies, events)
+        return cls(cluster, proxies, firewalls, group, policies, events)
 
     # --- the checks ------------------------------------------------------------------------
 
@@ -172,22 +174,22 @@ class Guard:
         if firewall is None:
             return None
         node = self.cluster.nodes[entry]
-        mode = self.modes[entry]
+        proxy = self.proxies[entry]
         for name in names:
             chain = firewall.chain(name)
             if chain is None:
                 continue
-            if name not in TRAVERSES[mode]:
+            if name not in proxy.firewall_chains:
                 if steps is not None:
-                    steps.append(f"node firewall {name}: not traversed in {mode} mode "
-                                 + _why_not(name, mode))
+                    steps.append(f"node firewall {name}: not traversed in {proxy.mode} mode "
+                                 + _why_not(name))
                 continue
-            if name == "FORWARD" and mode == "iptables" and snat:
+            if name == "FORWARD" and proxy.forward_accepts_marked and snat:
                 if steps is not None:
                     steps.append("node firewall FORWARD: KUBE-FORWARD (first in FORWARD) "
                                  "ACCEPTs the masquerade-marked packet before your rules")
                 continue
-            dport = None if mode == "userspace" else node_port
+            dport = node_port if proxy.input_sees_node_port else None
             verdict, index, logged, counted = chain.walk(source, proto, dport)
             for i in logged:
                 rule = chain.rules[i]
@@ -231,7 +233,7 @@ class Guard:
         return closer
 
 
-def _why_not(chain: str, mode: str) -> str:
+def _why_not(chain: str) -> str:
     if chain == "INPUT":
         return ("(kube-proxy DNATs in PREROUTING: the packet is forwarded to the pod, never "
                 "delivered to the node)")
