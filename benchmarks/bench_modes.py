@@ -12,6 +12,14 @@ sides of a round alike, so the ratio is steadier than the absolute figures.
 
     .venv/bin/python benchmarks/bench_modes.py --against ../old-main            # 5 rounds
     .venv/bin/python benchmarks/bench_modes.py --against ../old-main --rounds 9 --requests 400000
+    .venv/bin/python benchmarks/bench_modes.py --against ../old-main --instructions
+
+On a shared machine single runs of the same code vary by +-30% here. ``--instructions``
+counts instead the machine instructions one request costs, with valgrind's callgrind
+(the same count for the same code and inputs, whatever else runs): each case is run at
+``--requests`` and at three times as many, and the difference divided by the extra
+requests is the cost per request (imports and the build cancel out). It takes about
+half a minute per run under callgrind; two run at a time.
 """
 
 from __future__ import annotations
@@ -19,10 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
@@ -69,6 +81,36 @@ def measure(checkout: Path, case: str, requests: int) -> float:
     return row["requests"] / row["cpu"]
 
 
+def instructions(checkout: Path, case: str, requests: int) -> tuple[int, int]:
+    """Instructions callgrind counts for one whole child process of ``case``, and the
+    requests the child simulated."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+             sys.executable, str(Path(__file__).resolve()), "--child", case,
+             "--requests", str(requests)],
+            env=env, cwd="/", capture_output=True, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", proc.stderr)
+    if match is None:
+        raise SystemExit(f"callgrind printed no count for {case!r}:\n{proc.stderr[-2000:]}")
+    return int(match.group(1)), json.loads(proc.stdout.strip().splitlines()[-1])["requests"]
+
+
+def per_request_instructions(checkouts: list[Path], names: list[str],
+                             requests: int) -> dict[tuple[Path, str], float]:
+    jobs = [(c, n, r) for c in checkouts for n in names for r in (requests, 3 * requests)]
+    with ThreadPoolExecutor(2) as pool:
+        counts = dict(zip(jobs, pool.map(lambda job: instructions(*job), jobs), strict=True))
+    per_request = {}
+    for c in checkouts:
+        for n in names:
+            (small, done_small), (large, done_large) = (counts[(c, n, requests)],
+                                                        counts[(c, n, 3 * requests)])
+            per_request[(c, n)] = (large - small) / (done_large - done_small)
+    return per_request
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,6 +118,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--only", default="", help="cases whose name contains this")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per request with valgrind (deterministic)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -85,6 +129,19 @@ def main() -> int:
         ap.error("--against DIR is required (another npsim checkout)")
     other = args.against.resolve()
     names = [c for c in cases(args.requests) if args.only in c]
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+        requests = args.requests if args.requests != 200_000 else 20_000
+        got = per_request_instructions([HERE, other], names, requests)
+        print(f"this: {HERE}\nother: {other}\ninstructions per request (callgrind), "
+              f"runs of {requests:,} and {3 * requests:,} requests\n")
+        print("| case | this | other | ratio (this / other) |")
+        print("|---|---:|---:|---:|")
+        for case in names:
+            mine, theirs = got[(HERE, case)], got[(other, case)]
+            print(f"| {case} | {mine:,.0f} | {theirs:,.0f} | {mine / theirs:.3f} |")
+        return 0
     this_rates: dict[str, list[float]] = {c: [] for c in names}
     other_rates: dict[str, list[float]] = {c: [] for c in names}
     load = os.getloadavg()[0]
