@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import simpy
 
@@ -53,6 +53,16 @@ from npsim.sim.kubelet import Kubelets
 from npsim.sim.network import Conntrack
 from npsim.sim.registry import PodRegistry
 from npsim.sim.timeline import EventLog
+
+
+class Published(NamedTuple):
+    """What one version of a Service port's EndpointSlices says (EndpointSlice
+    conditions: ready endpoints, their topology hints, and the terminating ones
+    kube-proxy falls back to when none is ready)."""
+
+    ready: tuple
+    hints: Any
+    terminating: tuple
 
 
 @dataclass(frozen=True)
@@ -209,6 +219,11 @@ class ControlPlane:
                              endpoints_for(sp.service, sp.port, terminating, self._made)
                              if terminating else ())
         return out
+
+    def published(self, service_port: int, version: int = -1) -> Published:
+        """The endpoints ``version`` of the EndpointSlices gives a Service port (the
+        latest by default; 0 is the cluster as built)."""
+        return Published(*self.versions[version][service_port])
 
     def _view(self, version: int, sp: int, now: float) -> tuple:
         endpoints, hints, terminating = self.versions[version][sp]

@@ -110,11 +110,11 @@ def test_selector_less_service_gets_its_endpoints_from_its_slices(tmp_path: Path
 def test_a_terminating_serving_pod_is_used_only_when_none_is_ready(tmp_path: Path) -> None:
     sim = Simulation(load_scenario(_write(tmp_path)))
     web = sim.cluster.service_port_for("web", None)
-    ready, _hints, terminating = sim.control.versions[0][web.index]
+    ready, _hints, terminating = sim.control.published(web.index, version=0)
     assert [ip_str(e.ip) for e in ready] == ["10.1.1.2"]
     assert [ip_str(e.ip) for e in terminating] == ["10.1.2.9"]  # kube-proxy's fallback
     db = sim.cluster.service_port_for("db", None)
-    assert [ip_str(e.ip) for e in sim.control.versions[0][db.index][0]] == ["10.1.1.50",
+    assert [ip_str(e.ip) for e in sim.control.published(db.index).ready] == ["10.1.1.50",
                                                                            "10.1.2.50"]
 
 
