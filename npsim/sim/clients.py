@@ -410,11 +410,11 @@ class Population:
     def _give_up(self, event: simpy.Event) -> None:
         """The request timeout ran out with no response: the client fails the request
         and abandons its connection (the pod may still serve it; nobody listens)."""
-        row = event._value
+        row = event.value
         log = self.log
         if log.outcome[row] != IN_FLIGHT:
             return
-        now = self.env._now
+        now = self.env.now
         log.outcome[row] = FAILED
         log.reason[row] = REQUEST_TIMEOUT
         log.t_end[row] = now

@@ -125,14 +125,14 @@ class PodServer(Station):
         log = self.log
         log.outcome[request] = FAILED
         log.reason[request] = reason
+        now = self.env.now
         if self.silent:  # no reset comes back: the client gives up after its timeout
-            end = max(log.t_start[request] + self.timeouts[log.population[request]],
-                      self.env._now)
+            end = max(log.t_start[request] + self.timeouts[log.population[request]], now)
         else:
-            end = (self.env._now if at is None else at) + log.network[request] * 0.5
+            end = (now if at is None else at) + log.network[request] * 0.5
         log.t_end[request] = end
         if self.on_done is not None:  # a process killed earlier reports only now
-            self.on_done(request, max(end, self.env._now))
+            self.on_done(request, max(end, now))
 
     def started(self, request: int, duration: float) -> None:
         log = self.log
