@@ -201,3 +201,20 @@ def test_compare_refuses_a_damaged_result_folder(project: Path) -> None:
                           ("c", "a summary.csv is not npsim's")):
         result = npsim("compare", "a", folder)
         assert result.exit_code == 2 and words in result.output, result.output
+
+
+def test_compare_never_replaces_a_folder_it_compares(project: Path) -> None:
+    """``--out`` naming an input (or a folder inside one, or one holding one) is refused
+    before anything is read or written, even with --force: the input stays whole."""
+    import shutil
+
+    assert npsim("run", "quick.yaml", "--out", "a", "--no-report").exit_code == 0
+    shutil.copytree(project / "a", project / "runs" / "b")
+    before = sorted(p.name for p in (project / "a").iterdir())
+    for out in ("a", "a/report", "runs", "./a/"):
+        result = npsim("compare", "a", "runs/b", "--out", out, "--force")
+        assert result.exit_code == 2 and "never replaces a folder it compares" in (
+            result.output), result.output
+    assert sorted(p.name for p in (project / "a").iterdir()) == before
+    assert not (project / "a" / "report").exists()
+    assert npsim("compare", "a", "runs/b", "--out", "cmp").exit_code == 0

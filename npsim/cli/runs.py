@@ -143,6 +143,11 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
 
     target = Path(out) if out is not None else None
     if target is not None:  # refuse before loading and printing anything
+        for folder in folders:  # --force would replace (or write into) what it reads
+            if _overlaps(target, Path(folder)):
+                usage(f"--out {target} is (or holds, or lies inside) the input folder "
+                      f"{folder}; npsim never replaces a folder it compares. Pass another "
+                      "--out DIR.")
         if target.exists() and not force:
             usage(f"{target} already exists; npsim does not overwrite results. "
                    "Pass another --out DIR, or --force to replace it.")
@@ -173,6 +178,12 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
     except OSError as exc:
         usage(f"could not write {target}: {exc.strerror or exc}")
     click.echo(f"report     {target / 'compare.html'}")
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    """Whether one of two folders is the other or lies inside it (symlinks resolved)."""
+    a, b = a.resolve(), b.resolve()
+    return a == b or a in b.parents or b in a.parents
 
 
 def _first_line(exc: Exception) -> str:
