@@ -56,9 +56,8 @@ from npsim.sim.timeline import EventLog
 
 
 class Published(NamedTuple):
-    """What one version of a Service port's EndpointSlices says (EndpointSlice
-    conditions: ready endpoints, their topology hints, and the terminating ones
-    kube-proxy falls back to when none is ready)."""
+    """One version of a Service port's EndpointSlices: ready endpoints, their topology
+    hints, and the terminating ones kube-proxy falls back to when none is ready."""
 
     ready: tuple
     hints: Any
@@ -153,8 +152,9 @@ class ControlPlane:
         # hand-placed pods start with their slices' conditions
         self.life: dict[int, PodLife] = _Lives(cluster.pods)
         self.in_api: set[int] = {p.index for p in cluster.pods}  # pod objects that exist
-        self.desired: dict[str, int] = {}
-        self.revision: dict[str, int] = {}
+        # every Deployment, those with replicas: 0 too (a scale or rollout may name them)
+        self.desired: dict[str, int] = dict.fromkeys(config.deployments, 0)
+        self.revision: dict[str, int] = dict.fromkeys(config.deployments, 0)
         for p in cluster.pods:
             self.desired[p.deployment] = self.desired.get(p.deployment, 0) + 1
             self.revision.setdefault(p.deployment, 0)

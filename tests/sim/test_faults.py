@@ -444,3 +444,23 @@ def test_a_healed_partition_resumes_its_pods_without_a_container_start() -> None
     on_node_2 = [p for p in sim.cluster.pods if p.node == 1]
     assert on_node_2 and all(sim.control.life[p.index].restarts == 0 for p in on_node_2)
     assert all(sim.control.life[p.index].started == 0.0 for p in on_node_2)
+
+
+@pytest.mark.parametrize("event", [{"scale": {"deployment": "web", "replicas": 2}},
+                                   {"rollout": {"deployment": "web"}}])
+def test_a_deployment_with_no_replicas_can_be_scaled_and_rolled(event: dict[str, Any]) -> None:
+    """A Deployment at ``replicas: 0`` is still the control plane's: scaling it up gives
+    it pods that serve; rolling it out has nothing to replace (both raised KeyError)."""
+    from conftest import build, client
+
+    scenario = build(nodes=2, replicas=0, clients=[client(rate=200.0)], duration=6.0)
+    scenario.spec.events = [{"at": 1.0, **event}]
+    result = npsim.run(scenario)
+    served = result.requests["outcome"] == "completed"
+    if "scale" in event:
+        assert served.sum() > 0 and result.requests.loc[served, "t_start"].min() > 1.0
+        assert result.requests.loc[served, "pod"].nunique() == 2
+    else:
+        assert served.sum() == 0
+        assert set(result.requests["reason"].dropna()) == {"no_endpoints"}
+    assert "rollout_start" in set(result.events["kind"]) or "scale" in event
