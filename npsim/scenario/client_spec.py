@@ -226,7 +226,7 @@ class RetryBudgetSpec(Model):
 
     ratio: float = Field(default=0.2, ge=0)
     min_per_second: float = Field(default=10.0, ge=0)
-    window: Seconds = 10.0
+    window: Seconds = Field(default=10.0, gt=0)
 
 
 class RetrySpec(Model):

@@ -145,7 +145,7 @@ class ThresholdAlert(Model):
     """A value over the requests that ended in the last ``window`` above ``above``."""
 
     above: float = Field(ge=0)
-    window: Seconds = 30.0
+    window: Seconds = Field(default=30.0, gt=0)
 
 
 class AlertSpec(Model):
@@ -175,7 +175,7 @@ class SloSpec(Model):
     """Availability objective: the error budget is (1 - availability) of requests."""
 
     availability: float = Field(gt=0, lt=1)
-    window: Seconds = 30 * 86400.0  # the SLO period the budget belongs to
+    window: Seconds = Field(default=30 * 86400.0, gt=0)  # the period the budget belongs to
 
 
 class MonitoringSpec(Model):
@@ -222,7 +222,7 @@ class PodCrashSpec(PodTarget):
 class PodSlowdownSpec(PodTarget):
     """Service time multiplied by ``factor`` (a noisy neighbour) until ``until``."""
 
-    factor: float = Field(gt=0)
+    factor: float = Field(gt=0, allow_inf_nan=False)
 
 
 class RolloutSpec(Model):

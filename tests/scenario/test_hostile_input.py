@@ -408,3 +408,21 @@ def test_a_cluster_cidr_that_misses_a_default_pod_cidr_is_placed(tmp_path: Path)
     assert "'node-1'" not in report  # 10.244.0.0/24 itself is inside
     path.write_text(text.replace("clusterCIDR: 10.244.0.0/24", "clusterCIDR: 10.244.0.0/16"))
     assert cli("validate", str(path))[0] == 0
+
+
+@pytest.mark.parametrize("section, words", [
+    ("monitoring: {slo: {availability: 0.99, window: 0s}}",
+     "monitoring.slo.window: Input should be greater than 0"),
+    ("monitoring: {alerts: [{name: slow, latencyP99: {above: 0.1, window: 0s}}]}",
+     "monitoring.alerts[0].latencyP99.window: Input should be greater than 0"),
+    ("events: [{at: 1s, until: 2s, podSlowdown: {pod: nginx-0, factor: .inf}}]",
+     "events[0].podSlowdown.factor: Input should be a finite number"),
+])
+def test_windows_and_factors_a_run_cannot_use_are_placed_problems(
+        tmp_path: Path, section: str, words: str) -> None:
+    """An SLO window of 0 s divided the error budget by zero after the run; an alert
+    window of 0 s and an infinite slowdown ran without a word."""
+    path = write(tmp_path)
+    path.write_text(path.read_text("utf-8") + section + "\n", "utf-8")
+    report = problems(path)
+    assert words in report and "scenario.yaml:" in report, report
