@@ -215,6 +215,8 @@ def parse_iptables(text: str, firewall: NodeFirewall | None = None) -> NodeFirew
             continue
         table = "filter"
         if args[:1] == ["-t"]:
+            if len(args) < 2:
+                raise FirewallSyntaxError(f"{where}: -t needs a table (raw, mangle, filter)")
             table, args = args[1], args[2:]
         if not args:
             raise FirewallSyntaxError(f"{where}: nothing to do")
@@ -224,8 +226,10 @@ def parse_iptables(text: str, firewall: NodeFirewall | None = None) -> NodeFirew
                 raise FirewallSyntaxError(f"{where}: expected -P INPUT|FORWARD ACCEPT|DROP")
             firewall.chains.setdefault(args[1], Chain(args[1])).policy = args[2]
             continue
-        if op not in ("-A", "--append", "-I", "--insert") or len(args) < 2:
+        if op not in ("-A", "--append", "-I", "--insert"):
             raise FirewallSyntaxError(f"{where}: only -A, -I and -P are understood, got {op!r}")
+        if len(args) < 2:
+            raise FirewallSyntaxError(f"{where}: {op} needs a chain ({', '.join(CHAINS)})")
         name = args[1]
         if name not in CHAINS:
             raise FirewallSyntaxError(f"{where}: chain {name!r} is not one npsim models "
@@ -246,6 +250,20 @@ def parse_iptables(text: str, firewall: NodeFirewall | None = None) -> NodeFirew
         else:
             chain.rules.append(rule)
     return firewall
+
+
+# the options of a rule that take a value (a missing one is named as such)
+TAKES_VALUE = ("-p", "--protocol", "-s", "--source", "--dport", "--destination-port", "-m",
+               "--connlimit-above", "--connlimit-mask", "-j", "--jump", "--log-prefix",
+               "--reject-with", "--ctstate", "--state")
+
+
+def _count(value: str, option: str, where: str) -> int:
+    """A whole number from 0 to 2^32 - 1, as iptables takes connlimit's options."""
+    if not (value.isascii() and value.isdigit()) or int(value) > 0xFFFFFFFF:
+        raise FirewallSyntaxError(f"{where}: {option} takes a whole number from 0 to "
+                                  f"4294967295, got {value!r}")
+    return int(value)
 
 
 def _iptables_rule(args: list[str], where: str, text: str) -> Rule:
@@ -271,9 +289,9 @@ def _iptables_rule(args: list[str], where: str, text: str) -> Rule:
         elif word == "-m" and value in ("tcp", "udp", "connlimit", "conntrack", "state"):
             pass
         elif word == "--connlimit-above" and value:
-            fields["connlimit_above"] = int(value)
+            fields["connlimit_above"] = _count(value, word, where)
         elif word == "--connlimit-mask" and value:
-            fields["connlimit_mask"] = int(value)
+            fields["connlimit_mask"] = _count(value, word, where)
         elif word == "--syn" or word in ("--ctstate", "--state") and value and "NEW" in value:
             i += 1 if word == "--syn" else 2  # npsim evaluates new connections only
             negate = False
@@ -287,6 +305,8 @@ def _iptables_rule(args: list[str], where: str, text: str) -> Rule:
             fields["log_prefix"] = value
         elif word == "--reject-with" and value:
             pass  # every REJECT is an immediate refusal to the client
+        elif word in TAKES_VALUE and value is None:
+            raise FirewallSyntaxError(f"{where}: {word} needs a value")
         else:
             raise FirewallSyntaxError(f"{where}: {word!r} is not understood by npsim")
         negate = False

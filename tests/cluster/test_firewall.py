@@ -79,6 +79,16 @@ def test_the_tutorials_commands_load_as_written() -> None:
     ("iptables -A DOCKER-USER -j DROP", "line 1: chain 'DOCKER-USER'"),
     ("iptables -t raw -A PREROUTING -m connlimit --connlimit-above 2 -j DROP",
      "line 1: connlimit needs conntrack"),
+    # cut short or out of range: named, never an IndexError or ValueError (issue 22)
+    ("iptables -t", "line 1: -t needs a table"),
+    ("iptables -A", "line 1: -A needs a chain"),
+    ("iptables -A INPUT -p", "line 1: -p needs a value"),
+    ("iptables -A INPUT -m connlimit --connlimit-above -5 -j DROP",
+     "line 1: --connlimit-above takes a whole number from 0 to 4294967295, got '-5'"),
+    ("iptables -A INPUT -m connlimit --connlimit-above 1e3 -j DROP", "got '1e3'"),
+    ("iptables -A INPUT -m connlimit --connlimit-above 4294967296 -j DROP", "got '4294967296'"),
+    ("iptables -A INPUT -m connlimit --connlimit-above 2 --connlimit-mask x -j DROP",
+     "--connlimit-mask takes a whole number"),
 ])
 def test_unreadable_commands_name_the_line(text: str, message: str) -> None:
     with pytest.raises(FirewallSyntaxError, match=message):
