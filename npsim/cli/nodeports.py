@@ -37,6 +37,7 @@ def ports(scenario: str, churn_rate: str | None, lifetime: str | None, explicit_
         churn_args = (_flag_value("--churn", churn_rate, parse_rate),
                       _flag_value("--lifetime", lifetime, parse_duration, float("inf")),
                       _flag_value("--horizon", horizon, parse_duration, float("inf")))
+        _check_churn(*churn_args, explicit_share)
     loaded = load_or_exit(scenario, allow_outside_files)
     if seed is not None:
         loaded.spec.run.seed = seed
@@ -69,6 +70,22 @@ def ports(scenario: str, churn_rate: str | None, lifetime: str | None, explicit_
                                  spec.run.seed))
     if plan and problems:
         sys.exit(1)
+
+
+# Services a churn what-if may create (rate x horizon): a few seconds of simulation
+MAX_CHURN_SERVICES = 10_000_000
+
+
+def _check_churn(rate: float, lifetime: float, horizon: float, explicit_share: float) -> None:
+    """The churn flags a simulation can finish with, or the usage error naming them."""
+    if not rate > 0:
+        usage("--churn must be a rate above 0 (e.g. 20/h)")
+    if horizon == float("inf") and (lifetime != float("inf") or explicit_share >= 1):
+        usage("--lifetime (or --explicit 1) needs --horizon: Services that are deleted, or "
+              "only explicit requests, may never fill the range")
+    if horizon != float("inf") and rate * horizon > MAX_CHURN_SERVICES:
+        usage(f"--churn over --horizon would create about {rate * horizon:.3g} Services; "
+              f"npsim simulates at most {MAX_CHURN_SERVICES:,}: shorten the horizon")
 
 
 def _flag_value(flag: str, text: str | None, parse: object, default: float = 0.0) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -80,3 +81,19 @@ def test_ports_bad_lifetime_is_named_and_nothing_is_printed_first() -> None:
     assert result.exit_code == 2
     assert "--lifetime '5x'" in result.stderr and "--horizon" not in result.stderr
     assert result.stdout == ""  # no table, no violations before the error
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--churn", "0/h"], "--churn must be a rate above 0"),
+    (["--churn", "2/h", "--lifetime", "1h"], "--lifetime (or --explicit 1) needs --horizon"),
+    (["--churn", "2/h", "--explicit", "1"], "needs --horizon"),
+    (["--churn", "2/h", "--lifetime", "1h", "--horizon", "1e12h"],
+     "would create about 2e+12 Services"),
+])
+def test_churn_flags_it_cannot_finish_with_are_usage_errors(flags: list[str],
+                                                            words: str) -> None:
+    """A zero rate and a churn that never fills the range without a horizon were
+    ValueError tracebacks; a horizon of 1e12 h never ended (issue 22)."""
+    result = CliRunner().invoke(main, ["ports", str(SCENARIOS / "port-plan.yaml"), *flags])
+    assert result.exit_code == 2 and words in result.stderr, result.output
+    assert result.stdout == ""
