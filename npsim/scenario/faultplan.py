@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Protocol
 
 
@@ -223,9 +223,10 @@ class PodSlowdown(PodOutage):
 
 
 def _fields(cls: type[Outage], target: Any) -> dict[str, Any]:
-    names = [n for n in ("deployment", "replicas", "node", "pod", "runs_for", "factor")
-             if n in cls.__dataclass_fields__]
-    return {n: getattr(target, n) for n in names}
+    """The kind's own fields (its target's: deployment, node, pod, factor, ...), read
+    off the class rather than listed again."""
+    common = {f.name for f in fields(Outage)}
+    return {f.name: getattr(target, f.name) for f in fields(cls) if f.name not in common}
 
 
 #: the schema's event kinds (``FAULT_KINDS``), each to its class: the one place kinds
