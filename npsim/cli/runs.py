@@ -10,11 +10,13 @@ from pathlib import Path
 import click
 
 from npsim.cli.common import (
+    SET_OPTION,
     check_writable,
     limit_options,
     load_or_exit,
     preflight_or_exit,
     refuse,
+    settings_folder,
     usage,
     with_settings,
 )
@@ -24,13 +26,14 @@ from npsim.version import __version__
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
+@SET_OPTION
 @limit_options
-def validate(scenario: str, max_requests: int | None, max_memory: int | None,
-             allow_outside_files: bool) -> None:
+def validate(scenario: str, settings: tuple[str, ...], max_requests: int | None,
+             max_memory: int | None, allow_outside_files: bool) -> None:
     """Check SCENARIO and report every problem at once (exit 2 if any)."""
     from npsim.units import format_size
 
-    loaded = load_or_exit(scenario, allow_outside_files)
+    loaded = with_settings(load_or_exit(scenario, allow_outside_files), settings)
     estimate = preflight_or_exit(loaded, max_requests, max_memory)
     spec = loaded.spec
     variants = ""
@@ -55,7 +58,8 @@ def validate(scenario: str, max_requests: int | None, max_memory: int | None,
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
-              help="Result folder (default results/<scenario-name>/seed-<seed>).")
+              help="Result folder (default results/<scenario-name>/seed-<seed>; with "
+                   "--set, results/<scenario-name>--set-<path>=<value>/seed-<seed>).")
 @click.option("--force", is_flag=True, help="Replace an existing result folder.")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Override run.seed.")
@@ -64,9 +68,7 @@ def validate(scenario: str, max_requests: int | None, max_memory: int | None,
 @click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
 @click.option("--no-report", is_flag=True,
               help="Skip figures/*.png and report.html in the result folder.")
-@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
-              help="Change a scenario key, e.g. --set workloads.nginx.workers=8 "
-                   "(YAML key path and value; repeatable).")
+@SET_OPTION
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run replications on this many processes (same results for any N).")
 @limit_options
@@ -80,13 +82,17 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
 
     if out is not None and not out.strip():
         usage("--out needs a folder name (it was empty)")
-    loaded = with_settings(load_or_exit(scenario, allow_outside_files), settings)
+    base = load_or_exit(scenario, allow_outside_files)
+    name = base.spec.name  # the folder is named before --set (which may change the name)
+    loaded = with_settings(base, settings)
     if seed is not None:
         loaded.spec.run.seed = seed
     if replications is not None:
         loaded.spec.run.replications = replications
     preflight_or_exit(loaded, max_requests, max_memory)
-    default = Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
+    # a changed scenario never writes into (nor, with --force, over) the baseline's folder
+    folder = settings_folder(name, settings) if settings else name
+    default = Path("results") / folder / f"seed-{loaded.spec.run.seed}"
     target = Path(out) if out is not None else default
     if not no_save:
         try:
