@@ -78,8 +78,10 @@ def explain(scenario: str, service: str | None, node: str | None,
             click.echo(step)
     if connections is not None:
         click.echo("")
+        # without --at: the cluster as built, read the same way (its clients' timeouts)
         for line in split(proxy, sim.cluster, targets[0], connections, seed,
-                          client_ip if trace_from is not None else None, state, sim.guard):
+                          client_ip if trace_from is not None else None,
+                          state or StateAt(sim, 0.0), sim.guard):
             click.echo(line)
 
 

@@ -185,7 +185,8 @@ class StateAt:
         if server.alive:
             return ""
         if server.hung:
-            return f"{p.name} is hung ({self._pod_event(p.name)}): it accepts and never answers"
+            return (f"{p.name} is hung ({self._pod_event(p.name)}): it accepts connections "
+                    "and answers nothing while it hangs")
         return self._gone_words(pod)
 
     def _gone_words(self, pod: int) -> str:
