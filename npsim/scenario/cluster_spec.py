@@ -121,6 +121,16 @@ class KubeProxySpec(Model):
     propagation: Distribution = LogNormal(dist="lognormal", mean=0.1, cv=0.5)
     sync_base: Seconds = 0.01
     sync_per_rule: Seconds = 1.5e-6
+    # --iptables-localhost-nodeports (default true, cmd/kube-proxy/app/options.go): a
+    # NodePort answers on 127.0.0.1 in iptables mode (route_localnet), guarded by the
+    # KUBE-FIREWALL "block incoming localnet connections" rule
+    localhost_node_ports: bool = True
+    # MASQUERADE --random-fully: written when the node's iptables supports it (1.6.2+,
+    # every current distribution); false for an older iptables
+    masquerade_random_fully: bool = True
+    # the nfacct packet counters kube-proxy attaches when the kernel has xt_nfacct
+    # (localhost_nps_accepted_pkts, ct_state_invalid_dropped_pkts; metrics.go)
+    nfacct: bool = True
 
 
 class ControlPlaneSpec(Model):

@@ -12,12 +12,12 @@ from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
 from npsim.proxy.rules.common import (
     KUBE_FORWARD,
-    KUBE_POSTROUTING,
     KUBE_POSTROUTING_STEP,
     MASQ_MARK,
     affinity_timeout,
     cluster_cidr,
     cluster_ip,
+    kube_postrouting,
     selected,
 )
 
@@ -72,7 +72,8 @@ def ipvsadm(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> s
                                      timeout, table if address == proxy.node.ip else
                                      _Unused(table.keys))
     return "\n".join(lines + ["", *ipvs_ipsets(proxy, cluster, service), "",
-                               *ipvs_iptables(cluster, service)])
+                               *ipvs_iptables(cluster, service,
+                                             proxy.settings.masquerade_random_fully)])
 
 
 class _Unused:
@@ -113,10 +114,13 @@ def ipvs_ipsets(proxy: KubeProxy, cluster: Cluster, service: str | None = None) 
     return out
 
 
-def ipvs_iptables(cluster: Cluster, service: str | None = None) -> list[str]:
+def ipvs_iptables(cluster: Cluster, service: str | None = None,
+                  random_fully: bool = True) -> list[str]:
     """The iptables glue of IPVS mode: the LOCAL NodePort set RETURNs before the plain
     set marks for masquerade ("kubeNodePortLocalSetTCP must be prior to
-    kubeNodePortSetTCP"); IPVS DNATs, KUBE-POSTROUTING masquerades."""
+    kubeNodePortSetTCP"); IPVS DNATs, KUBE-POSTROUTING masquerades. The first rule lets
+    localhost's own connections pass untouched: IPVS does not serve 127.0.0.0/8
+    (writeIptablesRules, IPv4 only)."""
     protocols = sorted({sp.port.protocol for sp in selected(cluster, service)
                         if sp.node_port})
     local = {sp.port.protocol for sp in selected(cluster, service)
@@ -126,8 +130,9 @@ def ipvs_iptables(cluster: Cluster, service: str | None = None) -> list[str]:
            '-A KUBE-POSTROUTING -m comment --comment "Kubernetes endpoints dst ip:port, source '
            'ip for solving hairpin purpose" -m set --match-set KUBE-LOOP-BACK dst,dst,src '
            "-j MASQUERADE",
-           *KUBE_POSTROUTING,
+           *kube_postrouting(random_fully),
            f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
+           "-A KUBE-SERVICES -s 127.0.0.0/8 -j RETURN",
            '-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for '
            'masquerade purpose" -m set --match-set KUBE-CLUSTER-IP dst,dst '
            f"! -s {cluster_cidr(cluster)} -j KUBE-MARK-MASQ",
@@ -143,7 +148,7 @@ def ipvs_iptables(cluster: Cluster, service: str | None = None) -> list[str]:
                    f"KUBE-NODE-PORT-{proto} dst -j KUBE-MARK-MASQ")
     nat += ["-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT", "COMMIT"]
     filt = ["*filter", ":KUBE-FORWARD - [0:0]", ":KUBE-NODE-PORT - [0:0]",
-            ":KUBE-PROXY-FIREWALL - [0:0]", *KUBE_FORWARD[1:],
+            ":KUBE-PROXY-FIREWALL - [0:0]", *KUBE_FORWARD,
             '-A KUBE-NODE-PORT -m comment --comment "Kubernetes health check node port" -m set '
             "--match-set KUBE-HEALTH-CHECK-NODE-PORT dst -j ACCEPT", "COMMIT"]
     return filt + nat
