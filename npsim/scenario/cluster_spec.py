@@ -206,6 +206,9 @@ class ClusterSpec(Model):
     # kube-proxy --cluster-cidr: the local-traffic detector and masquerade rules; default:
     # the smallest network holding every node's podCIDR
     cluster_cidr: str | None = Field(default=None, alias="clusterCIDR")
+    # kube-apiserver --service-cluster-ip-range (kubeadm's default): nftables mode drops
+    # traffic to its unallocated addresses (cluster-ips-check)
+    service_cidr: str = Field(default="10.96.0.0/12", alias="serviceCIDR")
     firewall: FirewallSpec | None = None  # every node's host firewall (a node may override)
     security_group: SecurityGroupSpec | None = None
 
@@ -214,7 +217,7 @@ class ClusterSpec(Model):
     def _port_range(cls, v: str) -> str:
         return str(PortRange.parse(v))
 
-    @field_validator("cluster_cidr")
+    @field_validator("cluster_cidr", "service_cidr")
     @classmethod
     def _cluster_cidr(cls, v: str | None) -> str | None:
         if v is not None:

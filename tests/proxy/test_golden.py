@@ -11,8 +11,10 @@ the same rules in the same order.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner
 
 from npsim.cli import main
@@ -56,3 +58,31 @@ def test_the_golden_counts_every_rule_of_the_test() -> None:
     theirs = by_chain((GOLDEN / "iptables_overall.expected").read_text())
     assert sum(map(len, theirs["filter"][1].values())) == 10
     assert sum(map(len, theirs["nat"][1].values())) == 55
+
+
+def nft_parts(text: str) -> tuple[dict[str, list[str]], Counter]:
+    """nftables: each chain's rules in order, and every other line (tables, sets, maps,
+    chains, elements) as a multiset, the order kube-proxy's fake dump does not fix."""
+    rules: dict[str, list[str]] = {}
+    others: Counter = Counter()
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("add rule ip kube-proxy "):
+            rules.setdefault(line.split()[4], []).append(line)
+        else:
+            others[line] += 1
+    return rules, others
+
+
+def test_nftables_matches_kube_proxys_overall_golden_test(tmp_path: Path) -> None:
+    data = yaml.safe_load((GOLDEN / "overall.yaml").read_text())
+    data["cluster"].update(proxyMode="nftables", serviceCIDR="172.30.0.0/16")
+    path = tmp_path / "overall-nftables.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = explain_text(str(path), "--node", "node-1")
+    ours = nft_parts(out.split("\n", 1)[1])  # after npsim's "# node" heading
+    theirs = nft_parts((GOLDEN / "nftables_overall.expected").read_text())
+    assert ours[0] == theirs[0]
+    assert ours[1] == theirs[1]
+    assert sum(map(len, theirs[0].values())) == 57 and sum(theirs[1].values()) == 65

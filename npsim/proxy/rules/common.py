@@ -2,7 +2,7 @@
 ClusterIP shown, the masquerade mark and the walk over the Services asked for.
 
 ClusterIPs are a manifest's ``spec.clusterIP``; when none is given they are numbered
-from 10.96.0.10 for display.
+from the tenth address of ``cluster.serviceCIDR`` (10.96.0.10 by default) for display.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import ipaddress
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 
-SERVICE_CIDR_BASE = int(ipaddress.IPv4Address("10.96.0.10"))
-SERVICE_CIDR = "10.96.0.0/12"  # kube-apiserver --service-cluster-ip-range (kubeadm default)
 MASQ_MARK = "0x4000"  # masqueradeBit 14
 # filter KUBE-FORWARD as iptables mode writes it after its INVALID drop (IPVS mode's text
 # writes only these two)
@@ -67,7 +65,8 @@ def cluster_ip(sp: ServicePortModel, cluster: Cluster) -> str:
              if s.service.cluster_ip is not None}
     services = list(dict.fromkeys(s.service.name for s in cluster.service_ports
                                   if s.service.cluster_ip is None))
-    address = SERVICE_CIDR_BASE
+    # the first addresses of the range stay free, as kubeadm's kube-dns takes .10
+    address = int(ipaddress.IPv4Network(cluster.service_cidr).network_address) + 10
     for _ in range(services.index(sp.service.name) + 1):
         while address in taken:
             address += 1
