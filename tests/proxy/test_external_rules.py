@@ -107,3 +107,24 @@ def test_proxy_mode_ingress_ips_are_not_vips(tmp_path: Path) -> None:
     path = variant(tmp_path, lambda d: service(d, "svc2")["status"]["loadBalancer"][
         "ingress"][0].update(ipMode="Proxy"))
     assert "1.2.3.4" not in explain(path)
+
+
+def test_ipvs_fills_the_external_address_sets_and_checks_source_ranges(tmp_path: Path
+                                                                       ) -> None:
+    """IPVS mode (pkg/proxy/ipvs/proxier.go, ipsetInfo and ipsetWithIptablesChain): a
+    virtual server per external address, the Local sets, the LB firewall set with its
+    source CIDRs, and KUBE-SOURCE-RANGES-FIREWALL's RETURN before its DROP."""
+    path = variant(tmp_path, lambda d: d["cluster"].update(proxyMode="ipvs"))
+    out = explain(path)
+    for line in ("TCP  192.168.99.22:80 rr", "TCP  1.2.3.4:80 rr",
+                 "TCP  5.6.7.8:80 rr persistent 10800", "TCP  192.168.99.33:80 rr",
+                 "add KUBE-EXTERNAL-IP-LOCAL 192.168.99.22,tcp:80",
+                 "add KUBE-EXTERNAL-IP 192.168.99.33,tcp:80",
+                 "add KUBE-LOAD-BALANCER-LOCAL 1.2.3.4,tcp:80",
+                 "add KUBE-LOAD-BALANCER-FW 5.6.7.8,tcp:80",
+                 "add KUBE-LOAD-BALANCER-SOURCE-CIDR 5.6.7.8,tcp:80,203.0.113.0/25"):
+        assert line in out.splitlines(), line
+    firewall = [line for line in out.splitlines()
+                if line.startswith("-A KUBE-SOURCE-RANGES-FIREWALL")]
+    assert firewall[-1] == "-A KUBE-SOURCE-RANGES-FIREWALL -j DROP"
+    assert "--match-set KUBE-LOAD-BALANCER-SOURCE-CIDR dst,dst,src -j RETURN" in firewall[0]
