@@ -104,12 +104,14 @@ def ipvs_ipsets(proxy: KubeProxy, cluster: Cluster, service: str | None = None) 
                 ip = ip_str(ep.ip)
                 members["KUBE-LOOP-BACK"].append(f"{ip},{proto.lower()}:{ep.port},{ip}")
         if sp.node_port:
-            sets = [f"KUBE-NODE-PORT-{proto}"]
-            if view.local_policy:
-                sets.append(f"KUBE-NODE-PORT-LOCAL-{proto}")
-            for name in sets:
-                kinds[name] = "bitmap:port range 0-65535" if proto != "SCTP" else "hash:ip,port"
-                members.setdefault(name, []).append(str(sp.node_port))
+            for name in node_port_sets(proto, view.local_policy):
+                if proto == "SCTP":  # a hash of every node address, not a port bitmap
+                    kinds[name] = "hash:ip,port"
+                    members.setdefault(name, []).extend(
+                        f"{ip_str(a)},sctp:{sp.node_port}" for a in node_addresses(proxy))
+                else:
+                    kinds[name] = "bitmap:port range 0-65535"
+                    members.setdefault(name, []).append(str(sp.node_port))
         for name, kind, entries in _external_sets(proxy, sp):
             kinds[name] = kind
             members.setdefault(name, []).extend(entries)
@@ -122,6 +124,13 @@ def ipvs_ipsets(proxy: KubeProxy, cluster: Cluster, service: str | None = None) 
         out.append(f"create {name} {kinds[name]}")
         out += [f"add {name} {e}" for e in dict.fromkeys(entries)]
     return out
+
+
+def node_port_sets(proto: str, local: bool) -> list[str]:
+    """The NodePort sets of a protocol (ipset.go): SCTP's are hash:ip,port sets named
+    ``...-SCTP-HASH``, matched ``dst,dst``; TCP's and UDP's port bitmaps."""
+    suffix = "SCTP-HASH" if proto == "SCTP" else proto
+    return [f"KUBE-NODE-PORT-{suffix}", *([f"KUBE-NODE-PORT-LOCAL-{suffix}"] if local else [])]
 
 
 def _external_sets(proxy: KubeProxy, sp: ServicePortModel
@@ -227,13 +236,16 @@ def ipvs_iptables(cluster: Cluster, service: str | None = None,
            "-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT", *balancer]
     for proto in protocols:
         low = proto.lower()
-        if proto in local:
+        plain, *with_local = node_port_sets(proto, proto in local)
+        match = "dst,dst" if proto == "SCTP" else "dst"
+        hashed = " with type 'hash ip:port'" if proto == "SCTP" else ""
+        for name in with_local:
             nat.append(f'-A KUBE-NODE-PORT -p {low} -m comment --comment "Kubernetes nodeport '
-                       f'{proto} port with externalTrafficPolicy=local" -m set --match-set '
-                       f"KUBE-NODE-PORT-LOCAL-{proto} dst -j RETURN")
+                       f'{proto} port with externalTrafficPolicy=local{hashed}" -m set '
+                       f"--match-set {name} {match} -j RETURN")
         nat.append(f'-A KUBE-NODE-PORT -p {low} -m comment --comment "Kubernetes nodeport '
-                   f'{proto} port for masquerade purpose" -m set --match-set '
-                   f"KUBE-NODE-PORT-{proto} dst -j KUBE-MARK-MASQ")
+                   f'{proto} port for masquerade purpose{hashed}" -m set --match-set '
+                   f"{plain} {match} -j KUBE-MARK-MASQ")
     nat += ["-A KUBE-LOAD-BALANCER -j KUBE-MARK-MASQ",
             "-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT",
             *(["-A KUBE-SERVICES -m set --match-set KUBE-LOAD-BALANCER dst,dst -j ACCEPT"]
