@@ -19,15 +19,11 @@ that made the pool instead.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import multiprocessing
 import os
-import select
-import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -75,6 +71,9 @@ def _kernel_kills_orphans() -> bool:
     """``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux (prctl(2)); False elsewhere."""
     if not sys.platform.startswith("linux"):
         return False  # pragma: no cover - not Linux
+    import ctypes  # in the worker only: nothing to load where the pool is made
+    import signal
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
@@ -84,6 +83,9 @@ def _kernel_kills_orphans() -> bool:
 
 def _watch(owner: int) -> None:
     """Exit this process when ``owner`` has ended."""
+    import select
+    import time
+
     try:
         fd = os.pidfd_open(owner)
     except ProcessLookupError:

@@ -63,7 +63,8 @@ def write_sweep_report(sweep: SweepLike, folder: Path) -> Path:
     reps = spec.run.replications
     from npsim.version import __version__
 
-    body = [f"<h1>npsim sweep: {esc(spec.name)}</h1>",
+    body = ["<style>.wide { overflow-x: auto; } .wide td { white-space: nowrap; }</style>",
+            f"<h1>npsim sweep: {esc(spec.name)}</h1>",
             f"<p>{esc((spec.description or '').strip())}</p>",
             f"<p>npsim {esc(__version__)}, seed {spec.run.seed}, {len(sweep.variants)} "
             f"variants x {reps} replication{'s' * (reps != 1)}, baseline "
@@ -107,4 +108,4 @@ def write_sweep_report(sweep: SweepLike, folder: Path) -> Path:
 
 def _wide(html_table: str) -> str:
     """A table wider than the page scrolls on its own, not the page."""
-    return f'<div style="overflow-x:auto">{html_table}</div>'
+    return f'<div class="wide">{html_table}</div>'

@@ -73,8 +73,9 @@ class SweepResult:
     def report(self, width: int = WIDTH) -> str:
         """The comparison as text no wider than ``width``: the means with their CIs, the
         paired differences, and failures if any."""
-        parts = [f"mean [95% CI] per variant (* baseline {self.baseline})",
-                 fit_width(self.mean_table(), width)]
+        parts = ([f"mean [95% CI] per variant (* baseline {self.baseline})",
+                  fit_width(self.mean_table(), width)] if not self.summary.empty
+                 else ["no run finished"])
         if not self.paired.empty:
             parts += ["", f"difference from {self.baseline} +- paired 95% CI "
                       "(unpaired, without common random numbers)",
