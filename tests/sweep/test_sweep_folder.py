@@ -22,7 +22,7 @@ from test_sweep import variants_dict
 
 import npsim
 from npsim.cli import main
-from npsim.results.store import NotAResultError, ResultExistsError
+from npsim.results.store import NotAResultError, ResultExistsError, ResultLockedError
 from npsim.sweep import store
 from npsim.sweep.folder import is_sweep_folder, staging_folder
 from npsim.sweep.runner import sweep
@@ -109,6 +109,28 @@ def test_extending_a_sweep_keeps_what_a_user_added_and_the_old_folder_until_done
     assert more.computed == 2 and (out / "notes.txt").read_text() == "kept"
     assert set(pd.read_csv(out / "summary.csv")["runs"]) == {3}
     assert leftovers(out) == []
+
+
+def test_a_sweep_written_before_markers_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    sweep(small(), out, jobs=1)
+    (out / ".npsim-result").unlink()  # as npsim wrote sweeps before they had a marker
+    assert is_sweep_folder(out)
+    assert sweep(small(), out, jobs=1).computed == 0
+    assert (out / ".npsim-result").is_file()
+
+
+def test_a_second_sweep_into_the_same_folder_is_refused_while_one_runs(
+        tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "out"
+    lock = tmp_path / ".out.npsim-lock"  # as another process holding it would
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ResultLockedError, match="another npsim run"):
+            sweep(small(), out, jobs=1)
+    assert not out.exists() and not staging_folder(out).exists()
 
 
 def test_an_interrupted_first_sweep_leaves_no_folder_and_resumes(
