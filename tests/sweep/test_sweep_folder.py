@@ -34,7 +34,7 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(npsim.__file__).resolve().parents[1]
 
 
 def small(**overrides) -> npsim.Scenario:
-    data = variants_dict(duration=0.5, replications=2, **overrides)
+    data = variants_dict(duration=0.3, replications=2, **overrides)
     return npsim.scenario_from_dict(data)
 
 
@@ -287,14 +287,15 @@ def test_a_killed_sweep_leaves_no_folder_no_process_and_resumes(tmp_path: Path) 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find processes")
 def test_a_killed_run_leaves_no_folder_no_process_and_reruns(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
-    data = variants_dict(duration=6.0, replications=2)
+    data = variants_dict(duration=3.0, replications=2)
     del data["variants"]
     path.write_text(yaml.safe_dump(data))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "npsim.cli", "run", str(path), "--out", str(out), "--jobs", "2"]
+    cmd = [sys.executable, "-m", "npsim.cli", "run", str(path), "--out", str(out), "--jobs", "2",
+           "--no-report"]
     started = _kill_mid_way(cmd, lambda: True)
     assert wait_until_gone(started) == [], "worker processes outlived the killed run"
     assert not out.exists()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
     assert rerun.returncode == 0, rerun.stderr
-    assert (out / "report.html").is_file() and leftovers(out) == []
+    assert (out / "requests.parquet").is_file() and leftovers(out) == []
