@@ -170,8 +170,9 @@ def metric_bounds(metric: str) -> tuple[float, float]:
         return 0.0, 1.0
     if metric.endswith("_max_over_mean"):
         return 1.0, math.inf
-    if metric.startswith(("latency_", "user_latency_", "throughput", "queue_wait", "requests_", "failed_",
-                          "retries", "time_to_", "alerts_", "error_budget", "fault_start")) \
+    if metric.startswith(("latency_", "user_latency_", "throughput", "queue_wait",
+                          "requests_", "failed_", "retries", "time_to_", "alerts_",
+                          "error_budget", "fault_start")) \
             or metric.endswith("_cv"):
         return 0.0, math.inf
     return -math.inf, math.inf
@@ -285,6 +286,10 @@ def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
         measured &= rows
     add(scope, "requests_measured", float(measured.sum()))
     outcome, reason = requests["outcome"], requests["reason"]
+    unfinished = int(np.count_nonzero(measured & (codes(outcome)
+                                                  == category_code(outcome, "in_flight"))))
+    if unfinished:  # no answer by the end: neither served nor failed (error_ratio skips them)
+        add(scope, "requests_measured_in_flight", float(unfinished))
     measured &= codes(outcome) == category_code(outcome, "failed")
     failed = pd.Series(pd.Categorical.from_codes(codes(reason)[measured],
                                                  dtype=reason.dtype))
@@ -421,6 +426,9 @@ def failure_line(values: pd.Series) -> str:
                             sorted(counts.items(), key=lambda item: -item[1])))
     else:
         text = f"failed     none of {measured:,} measured"
+    unfinished = int(values.get("requests_measured_in_flight", 0))
+    if unfinished:
+        text += f"; {unfinished:,} still in flight at the end"
     if warmup > 0:
         text += f"; {warmup:,} failed during the warm-up, not measured"
     return text

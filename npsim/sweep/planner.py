@@ -61,6 +61,7 @@ def _counted_metrics() -> dict[str, str | None]:
     out: dict[str, str | None] = {f"failed_{r}": None for r in REASONS.values() if r}
     out.update({f"failed_share_{r}": None for r in REASONS.values() if r})
     out["retries"] = None
+    out["requests_measured_in_flight"] = None
     out["requests_failed_after_retries"] = "requests_failed"
     return out
 
