@@ -426,12 +426,15 @@ def failure_line(values: pd.Series) -> str:
                             sorted(counts.items(), key=lambda item: -item[1])))
     else:
         text = f"failed     none of {measured:,} measured"
+    more = []
     unfinished = int(values.get("requests_measured_in_flight", 0))
     if unfinished:
-        text += f"; {unfinished:,} still in flight at the end"
+        more.append(f"{unfinished:,} still in flight at the end")
     if warmup > 0:
-        text += f"; {warmup:,} failed during the warm-up, not measured"
-    return text
+        more.append(f"{warmup:,} failed during the warm-up, not measured")
+    if more and len(text) + sum(len(m) + 2 for m in more) <= 100:
+        return "; ".join([text, *more])
+    return "\n           ".join([text, *more])  # what does not fit: lines of its own
 
 
 def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
