@@ -117,6 +117,10 @@ def _user_view(row: dict[str, float], frame: pd.DataFrame, done: np.ndarray,
     n_failed = int(np.count_nonzero(failed))
     n_ended = n_failed + int(np.count_nonzero(done))
     row["error_ratio"] = n_failed / n_ended if n_ended else math.nan
+    if n_failed == 0:  # the same rows as the completed ones: no second pass
+        for q in ("p50", "p95", "p99"):
+            row[f"user_latency_{q}"] = row[f"latency_{q}"]
+        return
     failed |= done  # the caller's mask is spent: reused as "ended" (no second array)
     user = Masked(frame["latency"].to_numpy(), failed)
     row.update({name: q for name, q in zip(

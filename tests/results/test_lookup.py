@@ -26,6 +26,8 @@ def test_a_failure_that_did_not_happen_counts_zero(healthy) -> None:
     assert healthy.metric("failed_share_connect_timeout") == 0.0
     assert healthy.metric("retries") == 0.0
     assert healthy.metric("error_ratio") == 0.0  # written even without monitoring
+    # nothing failed: users saw what the completed requests took
+    assert healthy.metric("user_latency_p99") == healthy.metric("latency_p99")
     # without retries every failure is final
     assert healthy.metric("requests_failed_after_retries") == healthy.metric("requests_failed")
 
