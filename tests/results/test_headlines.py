@@ -151,3 +151,18 @@ def test_cli_summary_csv_and_report_carry_the_failures(tmp_path) -> None:
     assert headline.index("Failed ") < html.index("<h2>Summary</h2>") - html.index(
         'class="headline"')
     assert "completed requests only" in headline[:600]
+
+
+def test_a_summary_written_before_error_ratio_still_reads(node_failure) -> None:
+    """A result folder saved by an older npsim has no error_ratio, shares or users'
+    latencies: the summary, repr and card say '-' where a figure is missing."""
+    from npsim.results.summary import format_summary
+
+    old = node_failure.summary[~node_failure.summary["metric"].str.startswith(
+        ("error_ratio", "user_latency_", "failed_share_", "requests_measured_in_flight"))]
+    text = format_summary(old, node_failure.pods, node_failure.nodes)
+    line = next(x for x in text.splitlines() if x.startswith("failed "))
+    assert " measured (-): connect_timeout 100%" in line
+    assert "users see" not in text
+    aged = npsim.Result(**{**node_failure.__dict__, "summary": old})
+    assert "error_ratio -" in repr(aged) and "failed " in aged._repr_html_()
