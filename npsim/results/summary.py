@@ -293,8 +293,9 @@ def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
     outcome, reason = requests["outcome"], requests["reason"]
     unfinished = int(np.count_nonzero(measured & (codes(outcome)
                                                   == category_code(outcome, "in_flight"))))
-    if unfinished:  # no answer by the end: neither served nor failed (error_ratio skips them)
-        add(scope, "requests_measured_in_flight", float(unfinished))
+    # no answer by the end: neither served nor failed (error_ratio skips them); written
+    # always, so that replications and sweep variants all carry the row
+    add(scope, "requests_measured_in_flight", float(unfinished))
     measured &= codes(outcome) == category_code(outcome, "failed")
     failed = pd.Series(pd.Categorical.from_codes(codes(reason)[measured],
                                                  dtype=reason.dtype))
