@@ -11,8 +11,10 @@ from typing import Any
 import click
 
 from npsim.cli.common import (
+    EACH_DOWN_OPTIONS,
     JOBS_OPTION,
     check_writable,
+    each_down,
     load_or_exit,
     refuse,
     usage,
@@ -81,8 +83,9 @@ def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | 
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--target", required=True, metavar='"METRIC < VALUE"',
-              help='What must hold, e.g. "latency_p99 < 50ms" or "throughput >= 900/s".')
+@click.option("--target", "targets", required=True, multiple=True, metavar='"METRIC < VALUE"',
+              help='What must hold, e.g. "latency_p99 < 50ms" or "error_ratio < 0.1%" '
+                   "(repeatable: every target must hold).")
 @click.option("--vary", required=True, metavar="PATH=LOW..HIGH[:STEP]",
               help="The key to search, e.g. deployments.nginx.replicas=1..64 or "
                    "clients[0].arrival.rate=100/s..5000/s:100/s.")
@@ -93,29 +96,32 @@ def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | 
 @click.option("--max-replications", type=click.IntRange(min=2), default=None,
               help="Add replications up to this many while a value is uncertain "
                    "(default 4x --replications).")
+@EACH_DOWN_OPTIONS
 @JOBS_OPTION
 @click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
               help="Run the probes on this Dask scheduler instead.")
 @click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
               help="Change a scenario key first (repeatable).")
-def plan(scenario: str, target: str, vary: str, largest: bool, replications: int | None,
-         max_replications: int | None, jobs: int | None, dask_address: str | None,
+def plan(scenario: str, targets: tuple[str, ...], vary: str, largest: bool,
+         replications: int | None, max_replications: int | None, each_node_down: bool,
+         each_zone_down: bool, jobs: int | None, dask_address: str | None,
          settings: tuple[str, ...]) -> None:
-    """Find the smallest (or largest) value of a key that meets a target, with 95%
-    confidence, by bisection (assumes the metric moves one way with the value)."""
-    from npsim.sweep.planner import PlanError, parse_target, parse_vary, plan_search
+    """Find the smallest (or largest) value of a key that meets every target, with 95%
+    confidence, by bisection (assumes the metrics move one way with the value)."""
+    from npsim.sweep.planner import PlanError, parse_targets, parse_vary, plan_search
 
+    each = each_down(each_node_down, each_zone_down)
     try:  # the flags first: a typo costs neither a load nor a probe
-        parse_target(target)
+        parse_targets(targets)
         parse_vary(vary)
     except PlanError as exc:
         usage(str(exc))
     loaded = with_settings(load_or_exit(scenario), settings)
     client = _dask_client(dask_address) if dask_address else None
     try:
-        outcome = plan_search(loaded, target, vary, largest=largest,
+        outcome = plan_search(loaded, targets, vary, largest=largest,
                               replications=replications, max_replications=max_replications,
-                              jobs=jobs, client=client, log=click.echo)
+                              jobs=jobs, client=client, log=click.echo, each=each)
     except PlanError as exc:
         usage(str(exc))
     except ScenarioError as exc:

@@ -97,7 +97,7 @@ def test_an_unknown_metric_is_refused_before_anything_runs(tmp_path) -> None:
                                     "'latncy_p999'; did you mean 'latency_p99'")
     assert len(result.output.strip().splitlines()) == 1  # one paragraph
     assert "searching" not in result.output  # no value was probed
-    slo = CliRunner().invoke(main, ["plan", str(path), "--target", "error_ratio < 1%",
+    slo = CliRunner().invoke(main, ["plan", str(path), "--target", "error_budget_burn_rate < 1",
                                     "--vary", "workloads.web.workers=1..4", "--jobs", "1"])
     assert slo.exit_code == 2 and "needs an SLO (monitoring.slo" in slo.output
     assert "searching" not in slo.output
@@ -107,8 +107,12 @@ def test_the_metric_list_is_what_a_run_writes() -> None:
     """Every metric --target accepts up front is one a run writes (or a count it leaves
     out at 0), and every metric a run writes is accepted."""
     from npsim.results.summary import INCIDENT_METRICS
-    from npsim.sweep.planner import ALWAYS_METRICS, _counted_metrics, _value
+    from npsim.sweep.planner import ALWAYS_METRICS
     from npsim.sweep.store import tidy_metrics
+    from npsim.sweep.targets import _counted_metrics, as_rows, metric_value
+
+    def _value(metrics, metric):  # noqa: ANN001, ANN202
+        return metric_value(as_rows(metrics), metric)
 
     data = scenario_dict(workers=2, queue_limit=1, service_time=exponential(MEAN),
                          clients=[client(rate=RATE, source_ips=50)], duration=1.0,
