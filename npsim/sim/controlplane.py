@@ -50,8 +50,8 @@ from npsim.proxy.base import KubeProxy
 from npsim.scenario.cluster_spec import KubeProxySpec
 from npsim.scenario.problems import Problem, ScenarioError
 from npsim.sim.kubelet import Kubelets
-from npsim.sim.nodehealth import NodeHealth
 from npsim.sim.network import Conntrack
+from npsim.sim.nodehealth import NodeHealth
 from npsim.sim.registry import PodRegistry
 from npsim.sim.timeline import EventLog
 

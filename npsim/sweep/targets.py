@@ -48,10 +48,11 @@ ALWAYS_METRICS = (
     *(f"{who}_share_{stat}" for who in ("pod", "node")
       for stat in ("max_over_mean", "cv", "jain", "gini")),
     "pod_utilisation_mean", "pod_utilisation_max", "replications",
-    "first_packet_p50", "first_packet_p99")
+    "first_packet_p50", "first_packet_p99",
+    "error_ratio", "user_latency_p50", "user_latency_p95", "user_latency_p99")
 SLO_METRICS = ("error_budget_burn_rate", "error_budget_consumed")
-#: the failed share of the measured requests: every run has it (computed from the
-#: failure counts when a summary does not carry it)
+#: the failed share of the measured requests: every run's summary has it (a summary
+#: written before it did is read from its failure counts)
 ERROR_RATIO = "error_ratio"
 #: what a latency target implies when no failure target is given
 GUARD_RATIO = 0.01
@@ -64,7 +65,9 @@ def _counted_metrics() -> dict[str, str | None]:
     from npsim.outcomes import REASONS
 
     out: dict[str, str | None] = {f"failed_{r}": None for r in REASONS.values() if r}
+    out.update({f"failed_share_{r}": None for r in REASONS.values() if r})
     out["retries"] = None
+    out["requests_measured_in_flight"] = None
     out["requests_failed_after_retries"] = "requests_failed"
     return out
 
@@ -111,8 +114,9 @@ def is_duration(metric: str) -> bool:
 
 
 def is_latency(metric: str) -> bool:
-    """Figures of the completed requests' time, which shedding load makes look better."""
-    return metric.startswith(("latency", "queue_wait", "first_packet"))
+    """Time figures, which shedding load makes look better: the completed requests'
+    lose the slow ones, and the users' view counts a full queue's quick refusal."""
+    return metric.startswith(("latency", "user_latency", "queue_wait", "first_packet"))
 
 
 def is_failure(metric: str) -> bool:
@@ -129,7 +133,7 @@ def _incident_metrics() -> list[str]:
 
 def known_metrics() -> list[str]:
     """Every scope-``all`` metric a run can write."""
-    return list(dict.fromkeys([*ALWAYS_METRICS, ERROR_RATIO,
+    return list(dict.fromkeys([*ALWAYS_METRICS,
                                *_counted_metrics(), *_incident_metrics(), *SLO_METRICS]))
 
 
@@ -138,9 +142,9 @@ def unknown_metric(metric: str) -> str:
     close = difflib.get_close_matches(metric, known_metrics(), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     incident = _incident_metrics()
-    return (f"no metric {metric!r}; {hint}Metrics: {', '.join(ALWAYS_METRICS)}, "
-            f"{ERROR_RATIO}; failed_<reason> (e.g. failed_connect_timeout), retries; with "
-            f"faults {', '.join(incident)}; with an SLO {', '.join(SLO_METRICS)}")
+    return (f"no metric {metric!r}; {hint}Metrics: {', '.join(ALWAYS_METRICS)}; "
+            "failed_<reason> (e.g. failed_connect_timeout), failed_share_<reason>, retries; "
+            f"with faults {', '.join(incident)}; with an SLO {', '.join(SLO_METRICS)}")
 
 
 def check_metric(target: Target, scenario: Scenario, flag: str = "--target") -> None:
