@@ -36,8 +36,13 @@ from npsim.version import __version__
               help="Override run.replications.")
 @click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
               help="Change a key in every variant (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar='"METRIC < VALUE"',
+              help='Judge each variant, e.g. "latency_p99 < 50ms" (repeatable: every '
+                   "target must hold; 95% one-sided bound over the replications).")
+@EACH_DOWN_OPTIONS
 def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | None,
-          replications: int | None, settings: tuple[str, ...]) -> None:
+          replications: int | None, settings: tuple[str, ...], targets: tuple[str, ...],
+          each_node_down: bool, each_zone_down: bool) -> None:
     """Run every variant x replication of SCENARIO and compare the variants.
 
     Writes OUT/sweep.parquet (variant, replication, metric, value), summary.csv (mean and
@@ -45,9 +50,16 @@ def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | 
     report.md, and one result folder per run under OUT/runs/. Exit 1 if a run failed.
     """
     from npsim.parallel.pool import WorkerDied
+    from npsim.sweep.down import DownError
     from npsim.sweep.runner import sweep as run_sweep
     from npsim.sweep.store import SweepMismatch
+    from npsim.sweep.targets import PlanError, parse_targets
 
+    each = each_down(each_node_down, each_zone_down)
+    try:  # before the scenario: a typo costs no load
+        parse_targets(targets) if targets else None
+    except PlanError as exc:
+        usage(str(exc))
     loaded = with_settings(load_or_exit(scenario), settings)
     if replications is not None:
         loaded = with_settings(loaded, (f"run.replications={replications}",))
@@ -57,9 +69,12 @@ def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | 
     client = _dask_client(dask_address) if dask_address else None
     bar = _RunsBar()
     try:
-        result = run_sweep(loaded, target, jobs=jobs, client=client, progress=bar.update)
+        result = run_sweep(loaded, target, jobs=jobs, client=client, progress=bar.update,
+                           targets=targets, each=each)
     except ScenarioError as exc:
         refuse(exc.report())
+    except (PlanError, DownError) as exc:
+        usage(str(exc))
     except SweepMismatch as exc:
         usage(str(exc))
     except WorkerDied as exc:

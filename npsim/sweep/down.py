@@ -118,3 +118,134 @@ def worst_case(summaries: Mapping[str, pd.DataFrame],
                     "best_case": best[0]})
     return pd.DataFrame(out, columns=["metric", "value", "ci_low", "ci_high", "case", "best",
                                       "best_case"])
+
+
+#: the figures ``DownRuns.report`` shows, when a run writes them
+REPORT_METRICS = ("error_ratio", "throughput", "latency_p50", "latency_p99",
+                  "user_latency_p99", "queue_wait_mean", "pod_utilisation_max",
+                  "cross_node_fraction", "pod_share_max_over_mean")
+
+
+def show(metric: str, value: float) -> str:
+    """A value as the summary writes it: durations with units, shares in %, rates /s."""
+    from npsim.units import format_duration
+
+    if value != value:
+        return "-"
+    if metric.startswith(("latency", "user_latency", "queue_wait", "first_packet", "time_to")):
+        return format_duration(value, 4)
+    if metric == "error_ratio" or metric.endswith(("fraction", "utilisation_max",
+                                                   "utilisation_mean")):
+        return f"{value:.3%}" if 0 < abs(value) < 0.001 else f"{value:.2%}"
+    if metric == "throughput":
+        return f"{value:.1f}/s"
+    return f"{value:.4g}"
+
+
+@dataclass
+class DownRuns:
+    """A scenario run once per node (zone) down: ``results`` by case (the node or
+    zone), and per metric the worst case (``worst``)."""
+
+    each: str
+    results: dict[str, Any]  # case -> npsim Result
+
+    @property
+    def worst(self) -> pd.DataFrame:
+        """``worst_case`` over the cases' summaries (scope ``all``)."""
+        return worst_case({case: r.summary for case, r in self.results.items()})
+
+    def report(self) -> str:
+        """Each case's key figures, then the worst case per metric (under 100 columns)."""
+        shown = ("error_ratio", "throughput", "latency_p50", "latency_p99", "user_latency_p99")
+        values = {case: r.summary[r.summary["scope"] == "all"].set_index("metric")["value"]
+                  for case, r in self.results.items()}
+        cols = [m for m in shown if any(m in v.index for v in values.values())]
+        head = [f"{self.each} down", "measured", *cols]
+        rows = [[_cut(case, 16), f"{values[case].get('requests_measured', 0):,.0f}",
+                 *(show(m, float(values[case].get(m, math.nan))) for m in cols)]
+                for case in self.results]
+        lines = [f"each {self.each} down: {len(self.results)} cases, each run with it down "
+                 "from the start (detected, not evicted)", *_columns([head, *rows]), "",
+                 "worst case per metric (mean [95% CI] over replications)"]
+        worst = self.worst.set_index("metric")
+        table = [["metric", "worst", f"{self.each} down", "best", f"{self.each} down"]]
+        for m in REPORT_METRICS:
+            if m not in worst.index:
+                continue
+            r = worst.loc[m]
+            ci = "" if r["ci_low"] != r["ci_low"] else (
+                f" [{show(m, r['ci_low'])}, {show(m, r['ci_high'])}]")
+            table.append([m, show(m, r["value"]) + ci, _cut(str(r["case"]), 16),
+                          show(m, r["best"]), _cut(str(r["best_case"]), 16)])
+        return "\n".join(lines + _columns(table))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _columns(rows: list[list[str]], left: int = 1) -> list[str]:
+    """The first ``left`` columns left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+            for r in rows]
+
+
+def run_each_down(scenario: Scenario, each: str = "node", **run_options: Any) -> DownRuns:
+    """Run ``scenario`` once per node (``each="node"``) or zone down, with
+    :func:`npsim.run`'s options; the cases share the seed (common random numbers)."""
+    from npsim.api import run
+
+    return DownRuns(each, {case.name: run(case.apply(scenario), **run_options)
+                           for case in down_cases(scenario, each)})
+
+
+def down_variants(variants: list[Any], baseline: str, each: str
+                  ) -> tuple[list[Any], str, dict[str, dict[str, str]]]:
+    """A sweep's variants, each once per node (zone) down: ``VARIANT,down=CASE``; the
+    baseline's first case is the new baseline. Also ``groups``: variant -> case -> the
+    name of its run variant."""
+    import re
+
+    from npsim.sweep.variants import Variant
+
+    out: list[Any] = []
+    groups: dict[str, dict[str, str]] = {}
+    for variant in variants:
+        groups[variant.name] = {}
+        for case in down_cases(variant.scenario, each):
+            name = re.sub(r"[^A-Za-z0-9_.=,+-]", "_", f"{variant.name},down={case.name}")
+            groups[variant.name][case.name] = name
+            out.append(Variant(name, {**variant.changes, **case.changes()},
+                               case.apply(variant.scenario)))
+    return out, next(iter(groups[baseline].values())), groups
+
+
+def worst_per_variant(summary: pd.DataFrame, groups: dict[str, dict[str, str]]
+                      ) -> pd.DataFrame:
+    """A sweep's worst case per variant and metric: ``variant`` and the columns of
+    :func:`worst_case`, from its summary (``variant, metric, mean, ci_low, ci_high``)."""
+    parts = []
+    for variant, cases in groups.items():
+        frames = {case: summary[summary["variant"] == name].rename(columns={"mean": "value"})
+                  for case, name in cases.items()}
+        worst = worst_case(frames)
+        worst.insert(0, "variant", variant)
+        parts.append(worst)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def worst_table(worst: pd.DataFrame, each: str, metrics: Sequence[str]) -> str:
+    """The sweep's worst cases as text under 100 columns: per variant and metric."""
+    rows = [["variant", "metric", "worst [95% CI]", f"{each} down"]]
+    for r in worst.itertuples(index=False):
+        if r.metric not in metrics:
+            continue
+        ci = "" if r.ci_low != r.ci_low else f" [{show(r.metric, r.ci_low)}, " \
+            f"{show(r.metric, r.ci_high)}]"
+        rows.append([_cut(str(r.variant), 24), r.metric, show(r.metric, r.value) + ci,
+                     _cut(str(r.case), 16)])
+    return "\n".join([f"Worst case with each {each} down (per variant and metric):",
+                      *_columns(rows, left=2)])

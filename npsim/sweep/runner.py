@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight_variants
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.scenario import Scenario
+from npsim.sweep.down import down_variants, worst_per_variant, worst_table
 from npsim.sweep.store import (
     METRIC_COLUMNS,
     RunRecord,
@@ -29,6 +30,14 @@ from npsim.sweep.tables import (
     comparison_table,
     paired_differences,
     variant_summary,
+)
+from npsim.sweep.targets import (
+    Target,
+    check_metric,
+    judge_variants,
+    parse_targets,
+    verdict_table,
+    with_guard,
 )
 from npsim.sweep.variants import expand
 from npsim.version import __version__
@@ -50,10 +59,18 @@ class SweepResult:
     wall_seconds: float
     variants: list[str] = field(default_factory=list)
     report_metrics: list[str] = field(default_factory=lambda: list(REPORT_METRICS))
+    each: str | None = None  # "node"/"zone": every variant ran once per node (zone) down
+    worst: pd.DataFrame | None = None  # with each: per variant and metric, the worst case
+    targets: list[Target] = field(default_factory=list)
+    verdicts: pd.DataFrame | None = None  # with targets: per variant, meets or not
 
     def report(self) -> str:
         """The comparison table (markdown), with failures if any."""
         text = comparison_table(self.summary, self.paired, self.baseline, self.report_metrics)
+        if self.worst is not None and self.each is not None:
+            text += "\n\n" + worst_table(self.worst, self.each, self.report_metrics)
+        if self.verdicts is not None:
+            text += "\n\n" + verdict_table(self.verdicts, self.targets)
         if not self.failures.empty:
             text += "\n\nFailed runs (see runs/<variant>/rep-<r>.failed/error.txt):\n" + "\n".join(
                 f"  {r.variant} rep {r.replication}: {r.error}"
@@ -63,19 +80,28 @@ class SweepResult:
 
 def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None = None,
           client: Any = None, changes: dict[str, Any] | None = None,
-          replications: int | None = None, progress: SweepProgress | None = None) -> SweepResult:
+          replications: int | None = None, progress: SweepProgress | None = None,
+          targets: Sequence[str] = (), each: str | None = None) -> SweepResult:
     """Run every variant x replication of ``scenario`` into the folder ``out``.
 
     ``jobs`` processes (default: every core), or the Dask cluster of ``client`` (a
     ``dask.distributed.Client``; its workers must see ``out``). Runs already finished
     in ``out`` are not recomputed; a run that raises is recorded and the rest go on.
     ``changes`` (path -> value) apply to every variant, like ``npsim run --set``.
+    ``targets`` (``latency_p99 < 50ms``, ...) judge each variant; ``each="node"``
+    (``"zone"``) runs every variant once per node (zone) down and reports the worst.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     if replications is not None:
         scenario = scenario.with_changes({"run.replications": replications})
+    goals = with_guard(parse_targets(targets)) if targets else []
+    for goal in goals:
+        check_metric(goal, scenario)
     variants, baseline = expand(scenario, changes)
+    groups = {v.name: {"": v.name} for v in variants}
+    if each is not None:
+        variants, baseline, groups = down_variants(variants, baseline, each)
     # every variant must pass the run's pre-flight checks before any runs: one over a
     # limit or out of pod addresses is refused up front (exit 2), not recorded as failed
     preflight_variants(variants)
@@ -111,6 +137,10 @@ def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None 
                          time.perf_counter() - started, order)
     if scenario.spec.variants is not None and scenario.spec.variants.report:
         result.report_metrics = list(scenario.spec.variants.report)
+    if each is not None:
+        result.each, result.worst = each, worst_per_variant(summary, groups)
+    if goals:
+        result.targets, result.verdicts = goals, judge_variants(runs, goals, groups)
     _write_tables(result, scenario)
     return result
 
@@ -121,6 +151,9 @@ def _write_tables(result: SweepResult, scenario: Scenario) -> None:
     write_file(out / "summary.csv", lambda p: result.summary.to_csv(p, index=False))
     write_file(out / "paired.csv", lambda p: result.paired.to_csv(p, index=False))
     write_file(out / "failures.csv", lambda p: result.failures.to_csv(p, index=False))
+    for name, table in (("worst.csv", result.worst), ("targets.csv", result.verdicts)):
+        if table is not None:
+            write_file(out / name, lambda p, t=table: t.to_csv(p, index=False))
     spec = scenario.spec
     header = (f"# {spec.name}: {len(result.variants)} variants x {spec.run.replications} "
               f"replications\n\nGenerated by npsim {__version__}: `npsim sweep "

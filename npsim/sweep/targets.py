@@ -257,3 +257,84 @@ def combine(verdicts: Sequence[str]) -> str:
 def as_rows(values: Any) -> dict[str, float]:
     """``metric -> value`` of a tidy frame (``metric``, ``value`` columns)."""
     return dict(zip(values["metric"], values["value"], strict=True))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One ``--check`` against a run (or the worst of several cases)."""
+
+    target: Target
+    value: float
+    passed: bool
+    case: str | None = None  # the case whose value decided, with --each-node-down
+
+    def line(self) -> str:
+        shown = self.target.show(self.value) if self.value == self.value else "no value"
+        where = f" with {self.case} down" if self.case else ""
+        return f"check {'passed' if self.passed else 'FAILED'}: {self.target}: {shown}{where}"
+
+
+def evaluate_checks(targets: Sequence[Target],
+                    cases: Mapping[str | None, Mapping[str, float]]) -> list[CheckResult]:
+    """Each target against every case's ``metric -> value`` rows (one case, None,
+    without --each-node-down): it passes when every case's value holds; the case on its
+    wrong side is named."""
+    out = []
+    names = list(cases)
+    for target in targets:
+        values = [metric_value(cases[name], target.metric) for name in names]
+        worst = target.worst(values)
+        out.append(CheckResult(target, values[worst], all(target.holds(v) for v in values),
+                               names[worst]))
+    return out
+
+
+def judge_variants(runs: Any, targets: Sequence[Target],
+                   groups: Mapping[str, Mapping[str, str]]) -> Any:
+    """Each sweep variant judged against every target over its replications (as the
+    planner judges a value): per variant and target the worst case (``down``, "" when
+    the sweep takes no node down), its mean and 95% CI, how sure the target is met, and
+    the variant's verdict over all targets and cases (``variant_verdict``)."""
+    import pandas as pd
+
+    per_run = {key: as_rows(part) for key, part in runs.groupby(["variant", "replication"],
+                                                               sort=False)}
+    rows = []
+    for variant, cases in groups.items():
+        judged = []
+        for target in targets:
+            samples = {case: [metric_value(values, target.metric)
+                              for (name, _), values in per_run.items() if name == run]
+                       for case, run in cases.items()}
+            means = [mean_ci(s)[0] for s in samples.values()]
+            worst = list(samples)[target.worst(means)]
+            verdicts = {case: judge(s, target) for case, s in samples.items()}
+            judged += [v for v, _ in verdicts.values()]
+            mean, low, high = mean_ci(samples[worst])
+            rows.append({"variant": variant, "target": str(target), "down": worst,
+                         "mean": mean, "ci_low": low, "ci_high": high,
+                         "confidence": verdicts[worst][1], "verdict": verdicts[worst][0]})
+        for row in rows[len(rows) - len(targets):]:
+            row["variant_verdict"] = combine(judged)
+    return pd.DataFrame(rows, columns=["variant", "target", "down", "mean", "ci_low",
+                                       "ci_high", "confidence", "verdict",
+                                       "variant_verdict"])
+
+
+def verdict_table(verdicts: Any, targets: Sequence[Target]) -> str:
+    """The sweep's verdicts as text under 100 columns."""
+    by_text = {str(t): t for t in targets}
+    rows = [["variant", "target", "worst mean [95% CI]", "down", "sure", "verdict"]]
+    for r in verdicts.itertuples(index=False):
+        target = by_text[r.target]
+        ci = "" if r.ci_low != r.ci_low else f" [{target.show(r.ci_low)}, " \
+            f"{target.show(r.ci_high)}]"
+        rows.append([str(r.variant)[:24], str(r.target)[:28], target.show(r.mean) + ci,
+                     str(r.down or "-")[:12], f"{r.confidence:.1%}", r.verdict])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    met = list(dict.fromkeys(verdicts.loc[verdicts["variant_verdict"] == "meets",
+                                          "variant"]))
+    return "\n".join(["Targets (95% one-sided bound; every target must hold):", *lines,
+                      f"meeting every target: {', '.join(met) if met else 'none'}"])
