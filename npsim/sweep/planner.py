@@ -176,8 +176,8 @@ class PlanOutcome:
                          for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
                for row in [head, *lines]]
         if any(t.implied for t in self.targets):
-            out.append("* implied: a latency target holds only while requests are served "
-                       "(give an error_ratio target to set your own)")
+            out.append("* implied: latency counts only while requests are served; "
+                       "add an error_ratio target to set your own")
         return "\n".join(out)
 
     def _order(self, value: Any) -> float:
@@ -289,10 +289,11 @@ def plan_search(scenario: Scenario, target: str | Sequence[str], vary: str, *,
     for bound in dict.fromkeys((values[0], values[-1])):  # before any output or probe
         _check_bound(scenario, path, bound)
         cases_of(scenario.with_changes({"variants": None, path: bound}))
-    every = "" if each is None else f", with each {each} down in turn"
+    every = "" if each is None else f" with each {each} down in turn"
     say(f"searching {path} in {values[0]}..{values[-1]} ({len(values)} values) for the "
-        f"{'largest' if largest else 'smallest'} meeting "
-        f"{' and '.join(str(g) for g in goals)}{every}")
+        f"{'largest' if largest else 'smallest'} value meeting every target{every}:")
+    for goal in goals:
+        say(f"  {goal}" + (" (implied)" if goal.implied else ""))
     # search in the order in which values stop failing: increasing for the smallest,
     # decreasing for the largest (more load meets the target less)
     order = list(range(len(values)))[::-1] if largest else list(range(len(values)))
