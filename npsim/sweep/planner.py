@@ -291,7 +291,8 @@ def plan_search(scenario: Scenario, target: str | Sequence[str], vary: str, *,
         cases_of(scenario.with_changes({"variants": None, path: bound}))
     every = "" if each is None else f" with each {each} down in turn"
     say(f"searching {path} in {values[0]}..{values[-1]} ({len(values)} values) for the "
-        f"{'largest' if largest else 'smallest'} value meeting every target{every}:")
+        f"{'largest' if largest else 'smallest'} value")
+    say(f"meeting every target{every}:")
     for goal in goals:
         say(f"  {goal}" + (" (implied)" if goal.implied else ""))
     # search in the order in which values stop failing: increasing for the smallest,

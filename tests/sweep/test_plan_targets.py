@@ -77,7 +77,7 @@ def test_several_targets_must_all_hold_and_none_is_dropped(tmp_path) -> None:
         "plan", str(path), "--target", "latency_p99 < 1us", "--target", "throughput > 50/s",
         "--vary", "workloads.web.workers=1..2", "--replications", "2", "--jobs", "1"])
     assert result.exit_code == 0, result.output
-    assert "value meeting every target:\n  latency_p99 < 1us\n  throughput > 50/s\n" \
+    assert "value\nmeeting every target:\n  latency_p99 < 1us\n  throughput > 50/s\n" \
         in result.output
     assert result.output.splitlines()[-1] == "answer: none"
     lines = result.output.splitlines()
