@@ -105,7 +105,6 @@ class Probe:
     samples: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     judged: dict[tuple[str, int], tuple[str, float]] = field(default_factory=dict)
     errors: int = 0
-    cases: list[str] = field(default_factory=list)
 
     @property
     def runs(self) -> int:
@@ -245,7 +244,7 @@ def plan_search(scenario: Scenario, target: str | Sequence[str], vary: str, *,
         variant = scenario.with_changes({"variants": None, path: value})
         runs = {(c.name if c else ""): (c.apply(variant) if c else variant)
                 for c in cases_of(variant)}
-        probe = Probe(value, cases=list(runs))
+        probe = Probe(value)
         done = dict.fromkeys(runs, 0)
         todo = list(runs)
         while todo:
