@@ -11,9 +11,10 @@ import pandas as pd
 
 from npsim.plots import figures_for
 from npsim.report.html import esc, figure, page, table, write_figures
+from npsim.results.headline import failure_line, percent
 from npsim.results.result import Result, resolved_yaml
 from npsim.results.shares import pod_shares
-from npsim.results.summary import TABLE_ROWS, extremes, failure_line, percent
+from npsim.results.summary import TABLE_ROWS, extremes
 
 CAPTIONS = {
     "latency_cdf": "Latency CDF of completed requests after the warm-up (failed share marked)",

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from npsim.results.headline import failure_line, percent
 from npsim.results.lookup import HEADLINE, headline_values
-from npsim.results.summary import failure_line, percent
 from npsim.units import format_duration
 
 Result = Any  # npsim.results.result.Result, which imports this module (no cycle)

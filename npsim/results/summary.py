@@ -27,6 +27,8 @@ from npsim.results.frames import (
     first_seen_codes,
     reached_pod,
 )
+from npsim.results.headline import SHARE as _SHARE
+from npsim.results.headline import failure_line, is_failure_count, percent
 from npsim.results.masked import Masked
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.scenario.schema import SloSpec
@@ -117,6 +119,10 @@ def _user_view(row: dict[str, float], frame: pd.DataFrame, done: np.ndarray,
     n_failed = int(np.count_nonzero(failed))
     n_ended = n_failed + int(np.count_nonzero(done))
     row["error_ratio"] = n_failed / n_ended if n_ended else math.nan
+    if n_failed == 0:  # the same rows as the completed ones: no second pass
+        for q in ("p50", "p95", "p99"):
+            row[f"user_latency_{q}"] = row[f"latency_{q}"]
+        return
     failed |= done  # the caller's mask is spent: reused as "ended" (no second array)
     user = Masked(frame["latency"].to_numpy(), failed)
     row.update({name: q for name, q in zip(
@@ -161,7 +167,6 @@ def population_scopes(requests: pd.DataFrame) -> dict[str, np.ndarray]:
 _FRACTIONS = ("cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
               "pod_share_jain", "node_share_jain", "pod_share_gini", "node_share_gini",
               "pod_utilisation_mean", "pod_utilisation_max", "error_ratio")
-_SHARE = "failed_share_"  # failed_share_<reason>: that reason's share of the failures
 
 
 def metric_bounds(metric: str) -> tuple[float, float]:
@@ -303,14 +308,6 @@ def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
         add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
 
 
-def percent(value: float) -> str:
-    """A percentage with a digit more where one decimal would show 0.0% (the share of
-    one of 10,000 pods is 0.01%); "-" for a missing value."""
-    if pd.isna(value):
-        return "-"
-    return f"{value:.1%}" if value == 0 or abs(value) >= 0.001 else f"{value:.3%}"
-
-
 TABLE_ROWS = 20  # per-pod and per-node lines printed; beyond, the extremes are shown
 
 
@@ -399,39 +396,6 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         lines.append(f"  {node:<{width - 2}} {percent(row['share']):>6}  "
                      f"{percent(row['cross_node_fraction']):>10}")
     return "\n".join(lines)
-
-
-def is_failure_count(metric: str) -> bool:
-    """``failed_<reason>`` (a count of measured failures), not ``failed_share_<reason>``."""
-    return metric.startswith("failed_") and not metric.startswith(_SHARE)
-
-
-def _whole_percent(share: float) -> str:
-    return f"{share:.0%}" if share >= 0.005 else "<1%"
-
-
-def failure_line(values: pd.Series) -> str:
-    """``failed 13,790 of 45,097 measured (30.6%): connect_timeout 96%, reset 4%``, with
-    the failures of the warm-up said apart (they are not measured). ``values``: the
-    scope-``all`` summary values by metric."""
-    counts = {str(m)[len("failed_"):]: int(v) for m, v in values.items()
-              if is_failure_count(str(m))}
-    failed = sum(counts.values())
-    measured = int(values.get("requests_measured", 0))
-    warmup = int(values.get("requests_failed", failed)) - failed
-    if failed:
-        ratio = float(values.get("error_ratio", math.nan))
-        text = (f"failed     {failed:,} of {measured:,} measured ({percent(ratio)}): "
-                + ", ".join(f"{reason} {_whole_percent(n / failed)}" for reason, n in
-                            sorted(counts.items(), key=lambda item: -item[1])))
-    else:
-        text = f"failed     none of {measured:,} measured"
-    unfinished = int(values.get("requests_measured_in_flight", 0))
-    if unfinished:
-        text += f"; {unfinished:,} still in flight at the end"
-    if warmup > 0:
-        text += f"; {warmup:,} failed during the warm-up, not measured"
-    return text
 
 
 def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
