@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from npsim.scenario.loader import load_scenario, scenario_from_dict
     from npsim.scenario.problems import ScenarioError
     from npsim.scenario.scenario import Scenario
+    from npsim.sweep.down import run_each_down
     from npsim.sweep.planner import plan_search as plan
     from npsim.sweep.runner import SweepResult
     from npsim.sweep.runner import sweep as run_sweep
@@ -32,7 +33,7 @@ _LAZY: dict[str, str | tuple[str, str]] = {
     "bundled": "npsim.scenario.bundled", "bundled_names": "npsim.scenario.bundled",
     "bundled_path": "npsim.scenario.bundled",
     "plan": ("npsim.sweep.planner", "plan_search"), "SweepResult": "npsim.sweep.runner",
-    "run_sweep": ("npsim.sweep.runner", "sweep")}
+    "run_sweep": ("npsim.sweep.runner", "sweep"), "run_each_down": "npsim.sweep.down"}
 # modules loaded on first use: ``npsim.plots.latency_cdf(...)`` after ``import npsim``
 _LAZY_MODULES = ("plots", "report")
 
@@ -55,4 +56,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["Result", "Scenario", "ScenarioError", "load_scenario", "run", "scenario_from_dict",
            "__version__", "SweepResult", "plan", "run_sweep"]
-__all__ += ["bundled", "bundled_names", "bundled_path", "load_result"]
+__all__ += ["bundled", "bundled_names", "bundled_path", "load_result", "run_each_down"]

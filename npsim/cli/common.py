@@ -80,6 +80,24 @@ SET_OPTION = click.option(
          "(YAML key path and value; repeatable).")
 
 
+def EACH_DOWN_OPTIONS(command: Any) -> Any:  # noqa: N802 - a decorator like JOBS_OPTION
+    """--each-node-down and --each-zone-down (run, sweep, plan)."""
+    command = click.option(
+        "--each-zone-down", is_flag=True,
+        help="As --each-node-down, one zone (every node in it) at a time.")(command)
+    return click.option(
+        "--each-node-down", is_flag=True,
+        help="Run once per node with it down from the start (detected: kube-proxies and "
+             "balancers know; not yet evicted) and report the worst case.")(command)
+
+
+def each_down(each_node_down: bool, each_zone_down: bool) -> str | None:
+    """``node``, ``zone`` or None from the two flags (not both)."""
+    if each_node_down and each_zone_down:
+        usage("--each-node-down and --each-zone-down: give one of them")
+    return "node" if each_node_down else "zone" if each_zone_down else None
+
+
 def with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
     """``--set PATH=VALUE`` changes, validated like the file (exit 2 naming the path)."""
     if not settings:

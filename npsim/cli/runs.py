@@ -10,9 +10,20 @@ from typing import Any
 
 import click
 
+from npsim.cli.ci import (
+    check_options,
+    checks_fit,
+    document,
+    evaluate,
+    finish,
+    parse_checks,
+    run_each_down,
+)
 from npsim.cli.common import (
     SET_OPTION,
+    EACH_DOWN_OPTIONS,
     check_writable,
+    each_down,
     limit_options,
     load_or_exit,
     preflight_or_exit,
@@ -72,17 +83,23 @@ def validate(scenario: str, settings: tuple[str, ...], max_requests: int | None,
 @SET_OPTION
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run replications on this many processes (same results for any N).")
+@check_options
+@EACH_DOWN_OPTIONS
 @limit_options
 def run(scenario: str, out: str | None, force: bool, seed: int | None,
         replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int,
         max_requests: int | None, max_memory: int | None, allow_outside_files: bool,
-        no_report: bool) -> None:
-    """Run SCENARIO, print a summary and write the result folder."""
+        no_report: bool, checks: tuple[str, ...], as_json: bool, each_node_down: bool,
+        each_zone_down: bool) -> None:
+    """Run SCENARIO, print a summary and write the result folder. With --check: exit 1
+    when a check fails (2 on bad input)."""
     from npsim.api import run as run_scenario
     from npsim.results.store import ResultExistsError, ResultLockedError, check_target
 
     if out is not None and not out.strip():
         usage("--out needs a folder name (it was empty)")
+    targets = parse_checks(checks)  # before the scenario: a typo costs no load
+    each = each_down(each_node_down, each_zone_down)
     base = load_or_exit(scenario, allow_outside_files)
     name = base.spec.name  # the folder is named before --set (which may change the name)
     loaded = with_settings(base, settings)
@@ -90,10 +107,13 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         loaded.spec.run.seed = seed
     if replications is not None:
         loaded.spec.run.replications = replications
+    checks_fit(targets, loaded)
     preflight_or_exit(loaded, max_requests, max_memory)
     # a changed scenario never writes into (nor, with --force, over) the baseline's folder
     folder = settings_folder(name, settings) if settings else name
     default = Path("results") / folder / f"seed-{loaded.spec.run.seed}"
+    if each is not None:
+        default = default.with_name(f"{default.name}-each-{each}-down")
     target = Path(out) if out is not None else default
     if not no_save:
         try:
@@ -110,16 +130,25 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
             bar.update(int(fraction * steps) - bar.pos)
 
         try:
+            if each is not None:  # one run per node (zone) down, the worst reported
+                return run_each_down(
+                    loaded, each, None if no_save else target, force, progress=advance,
+                    run=partial(run_scenario, jobs=jobs, max_requests=max_requests,
+                                max_memory=max_memory),
+                    no_report=no_report, as_json=as_json, checks=targets,
+                    limits=lambda s: preflight_or_exit(s, max_requests, max_memory))
             result = run_scenario(loaded, progress=advance, jobs=jobs,
                                   max_requests=max_requests, max_memory=max_memory)
         except ScenarioError as exc:
             refuse(exc.report())
     click.echo(f"npsim {__version__}  scenario {loaded.spec.name}  seed {loaded.spec.run.seed}"
                f"  replications {total}  simulated {result.end_time:g}s"
-               f" in {result.wall_seconds:.2f}s wall")
-    click.echo(result.report())
+               f" in {result.wall_seconds:.2f}s wall", err=as_json)
+    click.echo(result.report(), err=as_json)
+    outcome = evaluate(targets, {None: result})
     if no_save:
-        return
+        return finish(outcome, document(loaded, outcome, summary=result.summary)
+                      if as_json else None)
     report = None
     if not no_report:  # the report is drawn into the folder before it appears
         from npsim.report import write_run_report
@@ -131,9 +160,11 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         usage(str(exc))
     except OSError as exc:
         usage(f"could not write {target}: {exc.strerror or exc}")
-    click.echo(f"results    {written}/")
+    click.echo(f"results    {written}/", err=as_json)
     if not no_report:
-        click.echo(f"report     {written / 'report.html'}")
+        click.echo(f"report     {written / 'report.html'}", err=as_json)
+    finish(outcome, document(loaded, outcome, summary=result.summary, folder=written)
+           if as_json else None)
 
 
 @click.command()

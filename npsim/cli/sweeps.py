@@ -11,8 +11,10 @@ from typing import Any
 import click
 
 from npsim.cli.common import (
+    EACH_DOWN_OPTIONS,
     JOBS_OPTION,
     check_writable,
+    each_down,
     load_or_exit,
     refuse,
     usage,
@@ -37,9 +39,14 @@ from npsim.version import __version__
               help="Override run.replications.")
 @click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
               help="Change a key in every variant (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar='"METRIC < VALUE"',
+              help='Judge each variant, e.g. "latency_p99 < 50ms" (repeatable: every '
+                   "target must hold; 95% one-sided bound over the replications).")
+@EACH_DOWN_OPTIONS
 def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
           dask_address: str | None, replications: int | None,
-          settings: tuple[str, ...]) -> None:
+          settings: tuple[str, ...], targets: tuple[str, ...],
+          each_node_down: bool, each_zone_down: bool) -> None:
     """Run every variant x replication of SCENARIO and compare the variants.
 
     Writes OUT/sweep.html (the comparison page), sweep.parquet (variant, replication,
@@ -51,9 +58,16 @@ def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
     from npsim.parallel.pool import WorkerDied
     from npsim.report import write_sweep_report
     from npsim.results.store import ResultLockedError
+    from npsim.sweep.down import DownError
     from npsim.sweep.runner import sweep as run_sweep
     from npsim.sweep.store import SweepMismatch
+    from npsim.sweep.targets import PlanError, parse_targets
 
+    each = each_down(each_node_down, each_zone_down)
+    try:  # before the scenario: a typo costs no load
+        parse_targets(targets) if targets else None
+    except PlanError as exc:
+        usage(str(exc))
     loaded = with_settings(load_or_exit(scenario), settings)
     if replications is not None:
         loaded = with_settings(loaded, (f"run.replications={replications}",))
@@ -64,9 +78,12 @@ def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
     bar = _RunsBar()
     try:
         result = run_sweep(loaded, target, jobs=jobs, client=client, progress=bar.update,
-                           overwrite=force, extra=write_sweep_report)
+                           overwrite=force, extra=write_sweep_report,
+                           targets=targets, each=each)
     except ScenarioError as exc:
         refuse(exc.report())
+    except (PlanError, DownError) as exc:
+        usage(str(exc))
     except (SweepMismatch, FileExistsError, ResultLockedError) as exc:
         usage(str(exc))
     except WorkerDied as exc:
@@ -91,8 +108,9 @@ def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--target", required=True, metavar='"METRIC < VALUE"',
-              help='What must hold, e.g. "latency_p99 < 50ms" or "throughput >= 900/s".')
+@click.option("--target", "targets", required=True, multiple=True, metavar='"METRIC < VALUE"',
+              help='What must hold, e.g. "latency_p99 < 50ms" or "error_ratio < 0.1%" '
+                   "(repeatable: every target must hold).")
 @click.option("--vary", required=True, metavar="PATH=LOW..HIGH[:STEP]",
               help="The key to search, e.g. deployments.nginx.replicas=1..64 or "
                    "clients[0].arrival.rate=100/s..5000/s:100/s.")
@@ -103,29 +121,32 @@ def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
 @click.option("--max-replications", type=click.IntRange(min=2), default=None,
               help="Add replications up to this many while a value is uncertain "
                    "(default 4x --replications).")
+@EACH_DOWN_OPTIONS
 @JOBS_OPTION
 @click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
               help="Run the probes on this Dask scheduler instead.")
 @click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
               help="Change a scenario key first (repeatable).")
-def plan(scenario: str, target: str, vary: str, largest: bool, replications: int | None,
-         max_replications: int | None, jobs: int | None, dask_address: str | None,
+def plan(scenario: str, targets: tuple[str, ...], vary: str, largest: bool,
+         replications: int | None, max_replications: int | None, each_node_down: bool,
+         each_zone_down: bool, jobs: int | None, dask_address: str | None,
          settings: tuple[str, ...]) -> None:
-    """Find the smallest (or largest) value of a key that meets a target, with 95%
-    confidence, by bisection (assumes the metric moves one way with the value)."""
-    from npsim.sweep.planner import PlanError, parse_target, parse_vary, plan_search
+    """Find the smallest (or largest) value of a key that meets every target, with 95%
+    confidence, by bisection (assumes the metrics move one way with the value)."""
+    from npsim.sweep.planner import PlanError, parse_targets, parse_vary, plan_search
 
+    each = each_down(each_node_down, each_zone_down)
     try:  # the flags first: a typo costs neither a load nor a probe
-        parse_target(target)
+        parse_targets(targets)
         parse_vary(vary)
     except PlanError as exc:
         usage(str(exc))
     loaded = with_settings(load_or_exit(scenario), settings)
     client = _dask_client(dask_address) if dask_address else None
     try:
-        outcome = plan_search(loaded, target, vary, largest=largest,
+        outcome = plan_search(loaded, targets, vary, largest=largest,
                               replications=replications, max_replications=max_replications,
-                              jobs=jobs, client=client, log=click.echo)
+                              jobs=jobs, client=client, log=click.echo, each=each)
     except PlanError as exc:
         usage(str(exc))
     except ScenarioError as exc:

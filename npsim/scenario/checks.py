@@ -135,6 +135,21 @@ def check_clients(s: Sections, p: Problems) -> None:
         if nodes is not None and client.source is not None and client.source.node not in nodes:
             p.at(s.tree, ["clients", i, "source", client.source.kind],
                  f"unknown node {client.source.node!r}")
+        elif client.source is not None and client.source.node in _down(s):
+            p.at(s.tree, ["clients", i, "source", client.source.kind], _on_down_node(
+                client.source.node))
+        if client.entry.address == "localhost" and client.entry.node in _down(s):
+            p.at(s.tree, ["clients", i, "entry", "address"], _on_down_node(client.entry.node))
+
+
+def _on_down_node(node: str | None) -> str:
+    return (f"node {node!r} is down for the whole run (its down: true, or "
+            "--each-node-down): a client cannot run on it; send from another node")
+
+
+def _down(s: Sections) -> set[str]:
+    """The nodes down from the start (``cluster.nodes[].down``)."""
+    return {n.name for n in s.cluster.nodes if n.down} if s.cluster is not None else set()
 
 
 def check_node_ports(s: Sections, p: Problems) -> None:

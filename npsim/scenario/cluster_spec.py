@@ -34,6 +34,9 @@ class NodeSpec(Model):
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
     firewall: FirewallSpec | None = None  # this node's host firewall (replaces the cluster's)
+    # down for the whole run, detected but not yet evicted (npsim/scenario/faultplan.py
+    # ``FaultPlan.down``): what ``--each-node-down`` sets, one node at a time
+    down: bool = False
 
     @field_validator("name")
     @classmethod

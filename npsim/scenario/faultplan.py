@@ -240,23 +240,41 @@ KINDS: dict[str, type[Outage]] = {
 
 
 class FaultPlan:
-    """A scenario's events as outages, in the order they were given."""
+    """A scenario's events as outages, in the order they were given, and the nodes that
+    are down before the run starts (``down``).
 
-    __slots__ = ("outages",)
+    A node down from the start (``cluster.nodes[].down``) is the steady degraded state
+    between a crash's detection and its pods' eviction: the node answers nothing, its
+    pods' processes are gone and their endpoints NotReady (the node lifecycle
+    controller's MarkPodsNotReady), every kube-proxy has synced that, every external
+    balancer has marked the node down, and the ReplicaSet has not replaced the pods
+    (that waits for the eviction, ``tolerationSeconds`` after the taint, which this
+    state does not reach: it holds for the whole run unless an event ends it). The
+    simulation's parts start in it (npsim/sim/build.py); nothing acts it out at t = 0,
+    so no request meets the detection window.
+    """
 
-    def __init__(self, outages: Iterable[Outage]) -> None:
+    __slots__ = ("outages", "down")
+
+    def __init__(self, outages: Iterable[Outage], down: Iterable[str] = ()) -> None:
         self.outages = list(outages)
+        self.down = tuple(down)  # node names, down before the run starts
 
     @classmethod
-    def of(cls, events: Sequence[Any]) -> FaultPlan:
-        """The plan of a scenario's ``events:`` (schema EventSpec objects)."""
+    def of(cls, events: Sequence[Any], down: Iterable[str] = ()) -> FaultPlan:
+        """The plan of a scenario's ``events:`` (schema EventSpec objects) and the names
+        of the nodes down from the start."""
         out = []
         for index, event in enumerate(events):
             kind = KINDS[event.kind]
             out.append(kind(at=float(event.at),
                             until=None if event.until is None else float(event.until),
                             index=index, **_fields(kind, event.target)))
-        return cls(out)
+        return cls(out, down)
+
+    def down_nodes(self, node_index: Callable[[str], int]) -> list[int]:
+        """The indexes of the nodes down from the start."""
+        return [node_index(name) for name in self.down]
 
     def __iter__(self):  # noqa: ANN204
         return iter(self.outages)
@@ -271,6 +289,9 @@ class FaultPlan:
         touched: set[int] = set()
         for outage in self.outages:
             touched |= outage.touches(pods, node_index)
+        down = set(self.down_nodes(node_index))
+        if down:  # their processes are gone from the start
+            touched |= {p.index for p in pods if p.node in down}
         return touched
 
     def silent_windows(self, node_index: Callable[[str], int],

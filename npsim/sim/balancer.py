@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import simpy
@@ -130,6 +130,16 @@ class Balancer:
         if self.out_until[node] <= self.env.now and self.up[node]:
             self._mark(node, True, "fail_timeout over", self.env.now)
 
+    def known_down(self, node: int) -> None:
+        """The node was down before the run started and the checks have seen it: out of
+        rotation from t = 0, with ``fall`` failed checks behind it (``rise`` passing ones
+        bring it back). A balancer without active checks keeps it out for the run (its
+        passive checks would have taken it out again and again)."""
+        self.up[node] = False
+        hc = self.spec.health_check
+        self._fail_run[node] = hc.fall if hc is not None else 1
+        self._mark(node, False, "down before the run started", self.env.now)
+
     def start(self, going: Callable[[], bool] = lambda: True) -> None:
         """Run the active checks while ``going()`` (request-count runs must drain)."""
         if self.spec.health_check is not None and self.check is not None:
@@ -181,13 +191,17 @@ class Balancer:
 
 def make_balancer(env: simpy.Environment, client: ClientSpec, service_port: ServicePortModel,
                   node_names: list[str], probe: NodePortProbe, rng: np.random.Generator,
-                  events: EventLog) -> Balancer:
-    """The balancer in front of one population, its checks answered by ``probe``."""
+                  events: EventLog, down: Sequence[int] = ()) -> Balancer:
+    """The balancer in front of one population, its checks answered by ``probe``;
+    ``down``: nodes down before the run starts, already marked down."""
     spec = client.balancer
     assert spec is not None
     hc = spec.health_check
     local = hc is not None and hc.port == "healthCheckNodePort"
     what = (f"healthCheckNodePort {service_port.health_check_node_port}" if local
             else f"NodePort {service_port.node_port}")
-    return Balancer(env, spec, client.name, node_names, rng, events,
-                    probe.health_check if local else probe.tcp, what)
+    balancer = Balancer(env, spec, client.name, node_names, rng, events,
+                        probe.health_check if local else probe.tcp, what)
+    for node in down:
+        balancer.known_down(node)
+    return balancer

@@ -121,7 +121,8 @@ def build(scenario: Scenario, replication: int,
     cluster = build_cluster(scenario)
     log = RequestLog()
     events = EventLog()
-    plan = FaultPlan.of(spec.events)
+    plan = FaultPlan.of(spec.events, [n.name for n in spec.cluster.nodes if n.down])
+    down = plan.down_nodes(cluster.node_index)  # the parts start knowing these are down
     proxies = make_proxies(scenario, cluster, streams)
     guard = Guard.build(scenario, cluster, proxies, events)
     # pods report each end only to populations that ask (closed loops, retries,
@@ -155,7 +156,7 @@ def build(scenario: Scenario, replication: int,
         node_cpu=[n.cpu for n in spec.cluster.nodes],
         timing=timing_for(spec.cluster.kubernetes_version, spec.cluster.control_plane),
         phases=lambda name: float(streams.generator(f"phase/{name}").random()),
-        deployments=scenario.deployments, workloads=spec.workloads)
+        deployments=scenario.deployments, workloads=spec.workloads, down=tuple(down))
     control = ControlPlane(env, cluster, proxies, registry, network.conntrack, config, events)
     FaultInjector(env, cluster, control, network).schedule(plan)
     node_names = [n.name for n in cluster.nodes]
@@ -180,7 +181,7 @@ def build(scenario: Scenario, replication: int,
                                   streams.generator(f"lb-check/{cs.name}"),
                                   control.proxy_running)
             entry = balancer = make_balancer(env, cs, sp, node_names, probe,
-                                             streams.generator(f"lb/{cs.name}"), events)
+                                             streams.generator(f"lb/{cs.name}"), events, down)
         common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry, service_port=sp.index,
                       rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
                       ip_base=ip_base, addresses=addresses, log=log,

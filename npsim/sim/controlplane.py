@@ -51,6 +51,7 @@ from npsim.scenario.cluster_spec import KubeProxySpec
 from npsim.scenario.problems import Problem, ScenarioError
 from npsim.sim.kubelet import Kubelets
 from npsim.sim.network import Conntrack
+from npsim.sim.nodehealth import NodeHealth
 from npsim.sim.registry import PodRegistry
 from npsim.sim.timeline import EventLog
 
@@ -79,6 +80,7 @@ class ControlConfig:
     phases: Callable[[str], float]
     deployments: Mapping[str, Any]  # name -> manifests.Deployment (strategy, probes)
     workloads: Mapping[str, Any]  # name -> the scenario's workload (placement, startup)
+    down: tuple[int, ...] = ()  # nodes down before the run (FaultPlan.down)
 
 
 @dataclass(slots=True)
@@ -116,19 +118,6 @@ class _Lives(dict):
         return life
 
 
-@dataclass(slots=True)
-class NodeHealth:
-    """What the node lifecycle controller knows of one node."""
-
-    # the kubelet's lease renewals: first_renewal + k * interval; None until the
-    # controller first needs it (its phase is drawn then, from the node's own stream)
-    first_renewal: float | None = None
-    kubelet_up: bool = True
-    condition: str = "Ready"  # Ready | Unknown
-    tainted: bool = False
-    generation: int = 0  # bumps cancel timers set for an earlier state
-
-
 class ControlPlane:
     """Holds the true endpoint conditions (versioned), drives every node's syncs and runs
     the controllers that change them."""
@@ -164,7 +153,9 @@ class ControlPlane:
         self._publishing = False
         self._phase = phase = config.phases
         self.monitor_first_tick = phase("monitor") * self.timing.monitor_period
-        self.health = [NodeHealth() for _ in cluster.nodes]
+        self.health = NodeHealth.of(len(cluster.nodes), config.down)
+        for node in config.down:  # detected, not evicted (Kubelets.down_from_start)
+            self.kubelets.down_from_start(node)
         # Endpoint objects by (pod, target port), shared by the versions published during
         # the run (made at the first publish: a run without changes never needs it)
         self._made: dict[tuple[int, int], Endpoint] | None = None
@@ -176,9 +167,9 @@ class ControlPlane:
         endpoints = sum(len(sp.endpoints) for sp in cluster.service_ports)
         mean_e = (endpoints + others * others_each) / max(services, 1)
         self._propagation = config.propagation
-        self.nodes = [NodeSync(proxy, None, proxy.sync_delay,
-                               proxy.sync_seconds(spec, services, mean_e))
-                      for proxy in proxies]
+        self.nodes = [NodeSync(proxy, None, proxy.sync_delay,  # a down node's is stopped
+                               proxy.sync_seconds(spec, services, mean_e),
+                               frozen=proxy.node.index in config.down) for proxy in proxies]
         for sync in self.nodes:
             for sp in cluster.service_ports:
                 sync.proxy.program(sp, *self._view(0, sp.index, 0.0))

@@ -252,6 +252,19 @@ class Kubelets:
             self.registry.disturbed(pod.index).silent = True
             life.phase = PodPhase.CRASHED
 
+    def down_from_start(self, node: int) -> None:
+        """The node went down long enough ago to be detected, not long enough for its
+        pods' eviction (FaultPlan.down): its kubelet does not act, its pods' processes
+        are gone (silent: packets to them are lost) and their endpoints NotReady
+        (MarkPodsNotReady). No timer is set: the state holds until an event ends it."""
+        self.acting[node] = False
+        self.record("node_down", self.cluster.nodes[node].name,
+                    "down before the run started (detected, not evicted)")
+        for pod in self._pods_on(node):
+            self.registry.disturbed(pod.index).kill(silent=True)
+            life = self.control.life[pod.index]
+            life.phase, life.ready = PodPhase.CRASHED, False
+
     def node_returns(self, node: int, restart: bool) -> None:
         """The kubelet acts again: deferred terminations finish, and pods whose process
         is gone start again (a rebooted node)."""

@@ -62,6 +62,8 @@ class NodeNetwork:
         self.streams = streams
         n = len(cluster.nodes)
         self.down = [False] * n  # crashed or cut off: see answers
+        for node in plan.down_nodes(cluster.node_index):  # down before the run starts
+            self.down[node] = True
         # per node, the outages that silence it and end: when a SYN gets through again
         self._silent = plan.silent_windows(cluster.node_index, n)
         self.conntrack = Conntrack(populations)

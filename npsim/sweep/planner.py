@@ -1,148 +1,52 @@
-"""``npsim plan``: the smallest (or largest) value of one key that meets a target.
+"""``npsim plan``: the smallest (or largest) value of one key that meets its targets.
 
-The search assumes the metric moves one way as the value grows (more replicas, lower
+The search assumes the metrics move one way as the value grows (more replicas, lower
 latency; more load, higher latency) and bisects the range, so about log2(range) values
 are run, not all of them. Each value probed runs replications (the same replication
-indexes for every value: common random numbers) and is judged with a one-sided 95%
-Student-t bound: it *meets* the target when the bound is on the right side of it,
-*fails* when the opposite bound is on the wrong side, and is *uncertain* otherwise.
-Uncertain values get more replications, up to a limit; still uncertain, they count as
-not meeting (an answer is only given with 95% confidence).
+indexes for every value: common random numbers) and each target is judged with a
+one-sided 95% Student-t bound (npsim/sweep/targets.py): it *meets* the target when the
+bound is on the right side of it, *fails* when the opposite bound is on the wrong side,
+and is *uncertain* otherwise. A value meets when every target does (k6 thresholds: all
+must hold); uncertain values get more replications, up to a limit; still uncertain,
+they count as not meeting (an answer is only given with 95% confidence per target).
+
+With ``each="node"`` (``"zone"``) every value is run once per node (zone) down
+(npsim/sweep/down.py) and meets only if it meets in every case: the plan holds when
+any one node (zone) is lost.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from scipy import stats
+import pandas as pd
 
 from npsim.parallel.pool import run_tasks
 from npsim.scenario.scenario import Scenario
+from npsim.sweep.down import DownCase, DownError, down_cases
 from npsim.sweep.store import RunTask, execute
-from npsim.units import format_duration, parse_duration, parse_rate
-
-_TARGET = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|<|>)\s*(\S.*?)\s*$")
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-
-
-class PlanError(ValueError):
-    """A --target or --vary that cannot be read."""
-
-
-# The scope-``all`` metrics of every run (results/summary.py ``summarise``, and
-# ``first_packet_*`` from sweep/store.py ``tidy_metrics``); tests/sweep/test_planner.py
-# checks this list against a run's.
-ALWAYS_METRICS = (
-    "requests_generated", "requests_completed", "requests_failed", "requests_in_flight",
-    "requests_measured", "throughput", "latency_mean", "latency_p50", "latency_p95",
-    "latency_p99", "queue_wait_mean", "cross_node_fraction", "source_ip_intact_fraction",
-    "client_stickiness",
-    *(f"{who}_share_{stat}" for who in ("pod", "node")
-      for stat in ("max_over_mean", "cv", "jain", "gini")),
-    "pod_utilisation_mean", "pod_utilisation_max", "replications",
-    "first_packet_p50", "first_packet_p99",
-    "error_ratio", "user_latency_p50", "user_latency_p95", "user_latency_p99")
-SLO_METRICS = ("error_budget_burn_rate", "error_budget_consumed")
-
-
-def _counted_metrics() -> dict[str, str | None]:
-    """Metrics a run writes only when they count something: absent means 0 (the value
-    None), or the value of another metric (``requests_failed_after_retries`` without
-    retries is ``requests_failed``)."""
-    from npsim.outcomes import REASONS
-
-    out: dict[str, str | None] = {f"failed_{r}": None for r in REASONS.values() if r}
-    out.update({f"failed_share_{r}": None for r in REASONS.values() if r})
-    out["retries"] = None
-    out["requests_measured_in_flight"] = None
-    out["requests_failed_after_retries"] = "requests_failed"
-    return out
-
-
-@dataclass
-class Target:
-    metric: str
-    op: str
-    threshold: float
-
-    @property
-    def below(self) -> bool:
-        return self.op.startswith("<")
-
-    def show(self, value: float) -> str:
-        if _is_duration(self.metric):
-            return format_duration(value, 4)
-        return f"{value:.4g}"
-
-
-def _is_duration(metric: str) -> bool:
-    return metric.startswith(("latency", "user_latency", "queue_wait", "first_packet", "time_to_",
-                              "fault_start"))
-
-
-def _incident_metrics() -> list[str]:
-    """The fault figures a run writes (the SLO ones are listed apart)."""
-    from npsim.results.summary import INCIDENT_METRICS
-
-    return [m for m in INCIDENT_METRICS if m not in SLO_METRICS]
-
-
-def known_metrics() -> list[str]:
-    """Every scope-``all`` metric a run can write."""
-    return [*ALWAYS_METRICS, *_counted_metrics(), *_incident_metrics(), *SLO_METRICS]
-
-
-def unknown_metric(metric: str) -> str:
-    """Why ``metric`` is refused: no run writes it; the closest names, and the list."""
-    close = difflib.get_close_matches(metric, known_metrics(), n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    incident = _incident_metrics()
-    return (f"no metric {metric!r}; {hint}Metrics: {', '.join(ALWAYS_METRICS)}; "
-            "failed_<reason> (e.g. failed_connect_timeout), retries; with faults "
-            f"{', '.join(incident)}; with an SLO {', '.join(SLO_METRICS)}")
-
-
-def _check_name(metric: str, text: str) -> None:
-    """A metric no run writes is refused before anything runs, with the closest names."""
-    if metric not in known_metrics():
-        raise PlanError(f"--target {text!r}: {unknown_metric(metric)}")
-
-
-def check_metric(target: Target, scenario: Scenario, text: str) -> None:
-    """What the scenario must have for the target's metric (an SLO for the error
-    budget's). Incident figures need no check: a run without a fault gives NaN, which
-    never meets a target."""
-    monitoring = scenario.spec.monitoring
-    if target.metric in SLO_METRICS and (monitoring is None or monitoring.slo is None):
-        raise PlanError(f"--target {text!r}: {target.metric} needs an SLO "
-                        "(monitoring.slo.availability) in the scenario")
-
-
-def parse_target(text: str) -> Target:
-    """``latency_p99 < 50ms``, ``throughput >= 900/s``, ``pod_share_jain > 0.99``."""
-    match = _TARGET.match(text)
-    if match is None:
-        raise PlanError(f"--target {text!r}: expected METRIC OP VALUE, e.g. "
-                        "\"latency_p99 < 50ms\" (OP one of <, <=, >, >=)")
-    metric, op, value = match.groups()
-    _check_name(metric, text)
-    try:
-        if _is_duration(metric):
-            threshold = parse_duration(value)
-        elif "/" in value:
-            threshold = parse_rate(value)
-        else:
-            threshold = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
-    except ValueError as exc:
-        raise PlanError(f"--target {text!r}: {exc}") from None
-    return Target(metric, op, threshold)
+from npsim.sweep.targets import (  # noqa: F401 - names the planner has always exported
+    ALWAYS_METRICS,
+    SLO_METRICS,
+    PlanError,
+    Target,
+    as_rows,
+    check_metric,
+    combine,
+    judge,
+    known_metrics,
+    mean_ci,
+    metric_value,
+    parse_target,
+    parse_targets,
+    unknown_metric,
+    with_guard,
+)
+from npsim.units import parse_duration, parse_rate
 
 
 def parse_vary(text: str) -> tuple[str, list[Any]]:
@@ -192,23 +96,35 @@ def _count_fits(count: float) -> None:
 
 @dataclass
 class Probe:
+    """One value probed: per (case, target) the runs' values and the judgment. A case
+    is the node (zone) down, ``""`` without ``each``; targets are by index."""
+
     value: Any
-    samples: list[float]
-    verdict: str  # "meets", "fails" or "uncertain"
-    confidence: float  # probability the target is met, one-sided t
+    verdict: str = "uncertain"  # "meets", "fails" or "uncertain"
+    confidence: float = 0.0  # the least sure of its (case, target) judgments
+    samples: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    judged: dict[tuple[str, int], tuple[str, float]] = field(default_factory=dict)
     errors: int = 0
 
     @property
     def runs(self) -> int:
-        return len(self.samples) + self.errors
+        return sum(len(v) for (_, k), v in self.samples.items() if k == 0) + self.errors
+
+    def deciding(self) -> tuple[str, int]:
+        """The (case, target) that decided the verdict: the least sure one."""
+        return min(self.judged, key=lambda key: self.judged[key][1])
 
 
 @dataclass
 class PlanOutcome:
+    """The answer and every value probed (``frame``: a DataFrame, ``table()``: text)."""
+
     path: str
     answer: Any | None
     probes: list[Probe] = field(default_factory=list)
     candidates: int = 0
+    targets: list[Target] = field(default_factory=list)
+    each: str | None = None
 
     @property
     def runs(self) -> int:
@@ -217,35 +133,66 @@ class PlanOutcome:
     def answer_line(self) -> str:
         return "answer: none" if self.answer is None else f"answer: {self.path} = {self.answer}"
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """One row per value probed, target and case: ``value, target, down, runs, mean,
+        ci_low, ci_high, confidence, verdict`` (``down`` None without ``each``), in the
+        order the values were probed."""
+        rows = []
+        for probe in self.probes:
+            for (case, k), samples in probe.samples.items():
+                mean, low, high = mean_ci(samples)
+                verdict, sure = probe.judged.get((case, k), ("uncertain", math.nan))
+                rows.append({"value": probe.value, "target": str(self.targets[k]),
+                             "down": case or None, "runs": len(samples), "mean": mean,
+                             "ci_low": low, "ci_high": high, "confidence": sure,
+                             "verdict": verdict})
+        return pd.DataFrame(rows, columns=["value", "target", "down", "runs", "mean",
+                                           "ci_low", "ci_high", "confidence", "verdict"])
 
-def _judge(samples: list[float], target: Target) -> tuple[str, float]:
-    x = np.asarray(samples, dtype=float)
-    if len(x) < 2 or np.isnan(x).any():
-        return "fails", 0.0
-    mean, se = float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))
-    margin = (target.threshold - mean) if target.below else (mean - target.threshold)
-    if se == 0:
-        meets = _OPS[target.op](mean, target.threshold)
-        return ("meets" if meets else "fails"), (1.0 if meets else 0.0)
-    confidence = float(stats.t.cdf(margin / se, len(x) - 1))
-    if confidence >= 0.95:
-        return "meets", confidence
-    if confidence <= 0.05:
-        return "fails", confidence
-    return "uncertain", confidence
+    def table(self) -> str:
+        """The probes as text under 100 columns: per value and target, the worst case
+        (its mean and 95% CI), how sure the target is met, and the verdict."""
+        head = ("value", "target", "worst mean [95% CI]",
+                "down" if self.each is None else f"{self.each} down", "sure", "verdict")
+        lines = []
+        for probe in sorted(self.probes, key=lambda p: self._order(p.value)):
+            for k, target in enumerate(self.targets):
+                cases = [c for (c, j) in probe.samples if j == k]
+                if not cases:
+                    continue
+                worst = cases[target.worst([mean_ci(probe.samples[(c, k)])[0]
+                                            for c in cases])]
+                mean, low, high = mean_ci(probe.samples[(worst, k)])
+                verdict, sure = probe.judged.get((worst, k), ("uncertain", math.nan))
+                ci = "" if low != low else f" [{target.show(low)}, {target.show(high)}]"
+                name = str(target) + (" *" if target.implied else "")
+                lines.append((_cut(str(probe.value), 12), _cut(name, 28),
+                              _cut(target.show(mean) + ci, 30), _cut(worst or "-", 12),
+                              f"{sure:.1%}" if sure == sure else "-", verdict))
+        widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
+        out = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) if i == 4 else c
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+               for row in [head, *lines]]
+        if any(t.implied for t in self.targets):
+            out.append("* implied: latency counts only while requests are served; "
+                       "add an error_ratio target to set your own")
+        return "\n".join(out)
+
+    def _order(self, value: Any) -> float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            text = str(value)
+            return parse_rate(text) if "/" in text else parse_duration(text)
+
+    def __repr__(self) -> str:
+        return (f"<PlanOutcome {self.answer_line()}: {len(self.probes)} of {self.candidates} "
+                f"values probed, {self.runs} runs; .frame has the probes>")
 
 
-def _value(metrics: Any, metric: str) -> float:
-    """One run's value of ``metric``; a count it did not write is 0 (or what stands for
-    it), an incident figure it could not measure (no fault in the run) NaN."""
-    by_name = dict(zip(metrics["metric"], metrics["value"], strict=True))
-    if metric in by_name:
-        return float(by_name[metric])
-    counted = _counted_metrics()
-    if metric in counted:
-        instead = counted[metric]
-        return float(by_name.get(instead, math.nan)) if instead else 0.0
-    return math.nan
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
 
 
 def _check_bound(scenario: Scenario, path: str, value: Any) -> None:
@@ -263,60 +210,90 @@ def _check_bound(scenario: Scenario, path: str, value: Any) -> None:
                              for p in exc.problems]) from None
 
 
-def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = False,
-                replications: int | None = None, max_replications: int | None = None,
-                jobs: int | None = None, client: Any = None,
-                log: Callable[[str], None] | None = None) -> PlanOutcome:
+def plan_search(scenario: Scenario, target: str | Sequence[str], vary: str, *,
+                largest: bool = False, replications: int | None = None,
+                max_replications: int | None = None, jobs: int | None = None,
+                client: Any = None, log: Callable[[str], None] | None = None,
+                each: str | None = None) -> PlanOutcome:
     """Bisect ``vary``'s range for the smallest (``largest``: largest) value meeting
-    ``target`` with 95% confidence. ``log`` receives one line per value probed."""
-    goal = parse_target(target)
-    check_metric(goal, scenario, target)
+    every ``target`` (one text or several) with 95% confidence; ``each="node"``
+    (``"zone"``): in every case of one node (zone) down. ``log`` receives one line per
+    value probed, then the table of probes and the runs made."""
+    goals = with_guard(parse_targets(target))
+    for goal in goals:
+        check_metric(goal, scenario)
     path, values = parse_vary(vary)
     first = replications or max(scenario.spec.run.replications, 5)
     most = max(max_replications or 4 * first, first)
-    outcome = PlanOutcome(path, None, candidates=len(values))
+    outcome = PlanOutcome(path, None, candidates=len(values), targets=goals, each=each)
     say = log or (lambda _line: None)
     judged: dict[int, bool] = {}
+
+    def cases_of(variant: Scenario) -> list[DownCase | None]:
+        if each is None:
+            return [None]
+        try:
+            return list(down_cases(variant, each))
+        except DownError as exc:
+            raise PlanError(str(exc)) from None
 
     def meets(index: int) -> bool:
         if index in judged:
             return judged[index]
         value = values[index]
         variant = scenario.with_changes({"variants": None, path: value})
-        probe = Probe(value, [], "uncertain", 0.0)
-        n = 0
-        while probe.verdict == "uncertain" and n < most:
-            more = first if n == 0 else min(n, most - n)
-            tasks = [RunTask(str(value), r, variant, None) for r in range(n, n + more)]
-            for _, record in sorted(run_tasks(execute, tasks, jobs, client),
+        runs = {(c.name if c else ""): (c.apply(variant) if c else variant)
+                for c in cases_of(variant)}
+        probe = Probe(value)
+        done = dict.fromkeys(runs, 0)
+        todo = list(runs)
+        while todo:
+            tasks, owners = [], []
+            for case in todo:
+                more = first if done[case] == 0 else min(done[case], most - done[case])
+                tasks += [RunTask(f"{value} {case}".strip(), r, runs[case], None)
+                          for r in range(done[case], done[case] + more)]
+                owners += [case] * more
+                done[case] += more
+            for i, record in sorted(run_tasks(execute, tasks, jobs, client),
                                     key=lambda pair: pair[0]):
+                case = owners[i]
                 if record.metrics is None:
                     probe.errors += 1
                     continue
-                probe.samples.append(_value(record.metrics, goal.metric))
-            n += more
-            probe.verdict, probe.confidence = _judge(probe.samples, goal)
-            if probe.errors:
-                probe.verdict = "fails"
+                rows = as_rows(record.metrics)
+                for k, goal in enumerate(goals):
+                    probe.samples.setdefault((case, k), []).append(
+                        metric_value(rows, goal.metric))
+            for case in todo:
+                for k, goal in enumerate(goals):
+                    probe.judged[(case, k)] = judge(probe.samples.get((case, k), []), goal)
+            probe.verdict = "fails" if probe.errors else combine(
+                [v for v, _ in probe.judged.values()])
+            if probe.verdict != "uncertain":
+                break
+            todo = [case for case in todo if done[case] < most and any(
+                probe.judged[(case, k)][0] == "uncertain" for k in range(len(goals)))]
+        probe.confidence = min(c for _, c in probe.judged.values())
         outcome.probes.append(probe)
-        x = np.asarray(probe.samples, dtype=float)
-        if len(x) >= 2:
-            half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-            shown = (f"{goal.show(x.mean())} (95% CI {goal.show(x.mean() - half)}.."
-                     f"{goal.show(x.mean() + half)})")
-        else:
-            shown = "no value"
+        case, k = probe.deciding()
+        mean = mean_ci(probe.samples[(case, k)])[0]
         failed = f", {probe.errors} runs failed" if probe.errors else ""
-        say(f"  {path} = {value}: {goal.metric} {shown} over {len(x)} runs{failed} -> "
-            f"{probe.verdict} ({probe.confidence:.1%} sure it meets {goal.metric} {goal.op} "
-            f"{goal.show(goal.threshold)})")
+        down = f", {case} down" if case else ""
+        say(_cut(f"  {value}: {probe.verdict}, {probe.confidence:.1%} sure ({goals[k].metric} "
+                 f"{goals[k].show(mean)}{down}; {probe.runs} runs{failed})", 100))
         judged[index] = probe.verdict == "meets"
         return judged[index]
 
     for bound in dict.fromkeys((values[0], values[-1])):  # before any output or probe
         _check_bound(scenario, path, bound)
+        cases_of(scenario.with_changes({"variants": None, path: bound}))
+    every = "" if each is None else f" with each {each} down in turn"
     say(f"searching {path} in {values[0]}..{values[-1]} ({len(values)} values) for the "
-        f"{'largest' if largest else 'smallest'} meeting {target.strip()}")
+        f"{'largest' if largest else 'smallest'} value")
+    say(f"meeting every target{every}:")
+    for goal in goals:
+        say(f"  {goal}" + (" (implied)" if goal.implied else ""))
     # search in the order in which values stop failing: increasing for the smallest,
     # decreasing for the largest (more load meets the target less)
     order = list(range(len(values)))[::-1] if largest else list(range(len(values)))
@@ -331,9 +308,11 @@ def plan_search(scenario: Scenario, target: str, vary: str, *, largest: bool = F
             lo, hi = (lo, mid) if meets(order[mid]) else (mid, hi)
         answer = order[hi]
     outcome.answer = None if answer is None else values[answer]
+    for line in outcome.table().splitlines():
+        say(line)
     sure = ""
     if answer is not None:
         probe = next(p for p in outcome.probes if p.value == values[answer])
-        sure = f"; {values[answer]} meets the target with {probe.confidence:.1%} confidence"
+        sure = f"; {values[answer]} meets the targets with {probe.confidence:.1%} confidence"
     say(f"runs: {outcome.runs} over {len(outcome.probes)} of {len(values)} values{sure}")
     return outcome

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from npsim.preflight import preflight_variants
 from npsim.results.store import resolve_target, result_lock
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.scenario import Scenario
+from npsim.sweep.down import down_variants, worst_per_variant, worst_table
 from npsim.sweep.folder import check_sweep_target, open_staging, publish
 from npsim.sweep.store import (
     METRIC_COLUMNS,
@@ -35,6 +36,14 @@ from npsim.sweep.tables import (
     mean_table,
     paired_differences,
     variant_summary,
+)
+from npsim.sweep.targets import (
+    Target,
+    check_metric,
+    judge_variants,
+    parse_targets,
+    verdict_table,
+    with_guard,
 )
 from npsim.sweep.variants import change_text, expand
 from npsim.version import __version__
@@ -60,6 +69,10 @@ class SweepResult:
     report_metrics: list[str] = field(default_factory=lambda: list(REPORT_METRICS))
     changes: dict[str, str] = field(default_factory=dict)  # variant -> its change-set
     scenario: Scenario | None = field(default=None, repr=False)
+    each: str | None = None  # "node"/"zone": every variant ran once per node (zone) down
+    worst: pd.DataFrame | None = None  # with each: per variant and metric, the worst case
+    targets: list[Target] = field(default_factory=list)
+    verdicts: pd.DataFrame | None = None  # with targets: per variant, meets or not
 
     def mean_table(self, metrics: list[str] | None = None) -> pd.DataFrame:
         """Variants by metrics: mean [95% CI] in the unit the column header names."""
@@ -89,6 +102,10 @@ class SweepResult:
     def markdown(self) -> str:
         """The comparison as Markdown tables (``report.md``), with failures if any."""
         text = comparison_table(self.summary, self.paired, self.baseline, self.report_metrics)
+        if self.worst is not None and self.each is not None:
+            text += "\n\n" + worst_table(self.worst, self.each, self.report_metrics)
+        if self.verdicts is not None:
+            text += "\n\n" + verdict_table(self.verdicts, self.targets)
         if not self.failures.empty:
             text += "\n\nFailed runs (see runs/<variant>/rep-<r>.failed/error.txt):\n" + "\n".join(
                 f"  {r.variant} rep {r.replication}: {r.error}"
@@ -100,7 +117,8 @@ def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None 
           client: Any = None, changes: dict[str, Any] | None = None,
           replications: int | None = None, progress: SweepProgress | None = None,
           overwrite: bool = False,
-          extra: Callable[[SweepResult, Path], object] | None = None) -> SweepResult:
+          extra: Callable[[SweepResult, Path], object] | None = None,
+          targets: Sequence[str] = (), each: str | None = None) -> SweepResult:
     """Run every variant x replication of ``scenario`` into the folder ``out``.
 
     ``jobs`` processes (default: every core), or the Dask cluster of ``client`` (a
@@ -111,13 +129,21 @@ def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None 
     existing folder npsim did not write is refused (``FileExistsError``), and
     ``overwrite`` starts over, replacing only npsim's own folder. ``extra(result,
     folder)`` adds files before the folder appears, e.g. ``sweep.html``:
-    ``extra=npsim.report.write_sweep_report``.
+    ``extra=npsim.report.write_sweep_report``. ``targets`` (``latency_p99 < 50ms``, ...)
+    judge each variant; ``each="node"`` (``"zone"``) runs every variant once per node
+    (zone) down and reports the worst.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     if replications is not None:
         scenario = scenario.with_changes({"run.replications": replications})
+    goals = with_guard(parse_targets(targets)) if targets else []
+    for goal in goals:
+        check_metric(goal, scenario)
     variants, baseline = expand(scenario, changes)
+    groups = {v.name: {"": v.name} for v in variants}
+    if each is not None:
+        variants, baseline, groups = down_variants(variants, baseline, each)
     # every variant must pass the run's pre-flight checks before any runs: one over a
     # limit or out of pod addresses is refused up front (exit 2), not recorded as failed
     preflight_variants(variants)
@@ -129,6 +155,10 @@ def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None 
         result.folder = out
         result.changes = {v.name: change_text({**(changes or {}), **v.changes})
                           for v in variants}
+        if each is not None:
+            result.each, result.worst = each, worst_per_variant(result.summary, groups)
+        if goals:
+            result.targets, result.verdicts = goals, judge_variants(result.runs, goals, groups)
         _write_tables(result, scenario, work)
         if extra is not None:
             extra(result, work)
@@ -188,6 +218,9 @@ def _write_tables(result: SweepResult, scenario: Scenario, out: Path) -> None:
                              "baseline": [v == result.baseline for v in result.variants],
                              "changes": [result.changes.get(v, "") for v in result.variants]})
     write_file(out / "variants.csv", lambda p: variants.to_csv(p, index=False))
+    for name, table in (("worst.csv", result.worst), ("targets.csv", result.verdicts)):
+        if table is not None:
+            write_file(out / name, lambda p, t=table: t.to_csv(p, index=False))
     spec = scenario.spec
     header = (f"# {spec.name}: {len(result.variants)} variants x {spec.run.replications} "
               f"replications\n\nGenerated by npsim {__version__}: `npsim sweep "

@@ -67,7 +67,7 @@ def expand(scenario: Scenario, extra: dict[str, Any] | None = None) -> tuple[lis
             problems += [Problem(p.mark, f"variants: {name}: {p.path}".rstrip(": "), p.message)
                          for p in exc.problems]
     if spec and spec.report:  # the report table's metrics: one no run writes was dropped
-        from npsim.sweep.planner import known_metrics, unknown_metric
+        from npsim.sweep.targets import known_metrics, unknown_metric
 
         known = set(known_metrics())
         problems += [Problems.problem(scenario.marks, ["variants", "report", i],

@@ -107,8 +107,12 @@ def test_the_metric_list_is_what_a_run_writes() -> None:
     """Every metric --target accepts up front is one a run writes (or a count it leaves
     out at 0), and every metric a run writes is accepted."""
     from npsim.results.summary import INCIDENT_METRICS
-    from npsim.sweep.planner import ALWAYS_METRICS, _counted_metrics, _value
+    from npsim.sweep.planner import ALWAYS_METRICS
     from npsim.sweep.store import tidy_metrics
+    from npsim.sweep.targets import _counted_metrics, as_rows, metric_value
+
+    def _value(metrics, metric):  # noqa: ANN001, ANN202
+        return metric_value(as_rows(metrics), metric)
 
     data = scenario_dict(workers=2, queue_limit=1, service_time=exponential(MEAN),
                          clients=[client(rate=RATE, source_ips=50)], duration=1.0,
