@@ -20,8 +20,8 @@ from npsim.cli.ci import (
     run_each_down,
 )
 from npsim.cli.common import (
-    SET_OPTION,
     EACH_DOWN_OPTIONS,
+    SET_OPTION,
     check_writable,
     each_down,
     limit_options,

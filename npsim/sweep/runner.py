@@ -93,6 +93,10 @@ class SweepResult:
             parts += ["", f"difference from {self.baseline} +- paired 95% CI "
                       "(unpaired, without common random numbers)",
                       fit_width(self.difference_table(), width)]
+        if self.worst is not None and self.each is not None:
+            parts += ["", worst_table(self.worst, self.each, self.report_metrics)]
+        if self.verdicts is not None:
+            parts += ["", verdict_table(self.verdicts, self.targets)]
         if not self.failures.empty:
             parts += ["", "failed runs (runs/VARIANT/rep-R.failed/error.txt):"]
             parts += [f"  {r.variant} rep {r.replication}: {r.error}"[:width]

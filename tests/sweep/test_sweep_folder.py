@@ -201,8 +201,9 @@ def test_the_readme_lists_every_file_a_sweep_writes(tmp_path: Path) -> None:
     section = text[text.index("**Variants and sweeps.**"):text.index("**Common random")]
     listed = {name for line in section.splitlines() if line.startswith("| `")
               for name in re.findall(r"`([^`]+)`", line.split("|")[1])}
+    optional = {"runs/VARIANT/rep-R.failed/", "worst.csv", "targets.csv"}  # only with flags
     assert {p.name for p in out.iterdir() if p.name != "runs"} | {"runs/VARIANT/rep-R/"} \
-        == listed - {"runs/VARIANT/rep-R.failed/"}
+        == listed - optional
     assert {p.parent.name for p in (out / "runs").glob("*/rep-*")} == {"slow", "fast"}
     for name in ("metrics.parquet", "scenario.resolved.yaml", "summary.csv", ".npsim-result"):
         assert (store.run_folder(out, "fast", 0) / name).is_file() and f"`{name}`" in section
