@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: quickstart test test-all lint bench setup clean notebook
+.PHONY: quickstart test test-all lint bench bench-env bench-mm4 setup clean notebook
 
 # `make test` runs the fast tests; in CI (CI set, as .ci/run does) every test, slow too
 SLOW = $(if $(CI),,-m "not slow")
@@ -33,6 +33,20 @@ notebook: setup  ## install Jupyter (the [notebook] extra) and open the labs in 
 bench: setup  ## benchmarks (by hand; figures go in benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_endpoints.py
+
+# the benchmarks' own environment: npsim plus what it is compared with (Ciw), never a
+# dependency of npsim itself
+BENCH_VENV = benchmarks/.venv
+
+$(BENCH_VENV)/bin/python: benchmarks/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -e . -r benchmarks/requirements.txt
+	@touch $@
+
+bench-env: $(BENCH_VENV)/bin/python  ## the benchmarks' environment (npsim, Ciw, SimPy)
+
+bench-mm4: bench-env  ## M/M/4 against Ciw, SimPy and a heap loop; long horizons (MM4.md)
+	$(BENCH_VENV)/bin/python benchmarks/bench_mm4.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

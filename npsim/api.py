@@ -7,7 +7,6 @@ simulation and the frame builders. ``npsim.run`` is this module's :func:`run`.
 from __future__ import annotations
 
 import gc
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,8 @@ from npsim.results.timeseries import (
 )
 from npsim.scenario.loader import load_scenario, revalidate
 from npsim.scenario.scenario import Scenario
-from npsim.scenario.schema import RunSpec, ScenarioSpec
+from npsim.scenario.schema import ScenarioSpec
+from npsim.scenario.series import series_bucket
 from npsim.sim.engine import Simulation
 from npsim.sim.records import trim_heap
 from npsim.version import __version__
@@ -83,6 +83,7 @@ class _Replication:
     incidents: dict[str, float]
     pod_timeseries: pd.DataFrame
     node_timeseries: pd.DataFrame
+    bucket: float  # the time series' bucket (request-count runs: per replication)
 
 
 #: the share of a replication's progress that is the simulation; serving quiet pods,
@@ -131,20 +132,7 @@ def _replication(scenario: Scenario, rep: int,
     trim_heap()
     return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
-                        incidents, pod_series, node_timeseries_frame(out, bucket))
-
-
-def series_bucket(run: RunSpec, end_time: float) -> float:
-    """``run.timeseriesBucket`` if set; else 1 s, or for a run shorter than a minute the
-    smallest 1-2-5 step that gives it at most 60 buckets, so 24 to 60 (a 0.08 s run at
-    4M requests/s would be one 1 s bucket, a time series of a single point)."""
-    if "timeseries_bucket" in run.model_fields_set or end_time >= 60.0:
-        return float(run.timeseries_bucket)
-    target = end_time / 60.0
-    if target <= 0:
-        return float(run.timeseries_bucket)
-    decade = 10.0 ** math.floor(math.log10(target))
-    return next(step * decade for step in (1, 2, 5, 10) if step * decade >= target)
+                        incidents, pod_series, node_timeseries_frame(out, bucket), bucket)
 
 
 def _replication_indexes(replications: Sequence[int]) -> list[int]:
@@ -213,9 +201,12 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
                   for scope in parts[0].statistics}
     summary = summarise(req, pod, windows, per_replication=statistics)
     summary = add_incident_rows(summary, [p.incidents for p in parts])
+    meta: dict[str, object] = {"npsim_version": __version__, "seed": spec.run.seed}
+    buckets = {p.bucket for p in parts}
+    if len(buckets) == 1:  # scenario.resolved.yaml writes it (else each derives its own)
+        meta["timeseries_bucket"] = buckets.pop()
     return Result(scenario, req, pod, node, summary, sum(p.wall_seconds for p in parts),
-                  max(p.end_time for p in parts),
-                  {"npsim_version": __version__, "seed": spec.run.seed},
+                  max(p.end_time for p in parts), meta,
                   stack_events([p.events for p in parts]),
                   timeseries=concat_frames([p.timeseries for p in parts]),
                   pod_timeseries=concat_frames([p.pod_timeseries for p in parts]),

@@ -34,6 +34,7 @@ from npsim.scenario.limits import (
 )
 from npsim.scenario.objects import SelectorIndex
 from npsim.scenario.problems import Problems
+from npsim.scenario.series import MIN_DEFAULT_BUCKETS, bucket_is_set, series_bucket
 from npsim.units import format_duration, format_size
 
 if TYPE_CHECKING:
@@ -140,12 +141,12 @@ def run_length(scenario: Scenario, requests_per_replication: float) -> float:
 def estimate_buckets(scenario: Scenario, requests_per_replication: float) -> float:
     """Time buckets of one replication's time series: the run's length over
     ``run.timeseriesBucket``; without that key a run under a minute has at most 60
-    (``npsim.api.series_bucket``)."""
+    and one over an hour at most 3600 (``npsim.scenario.series``)."""
     run = scenario.spec.run
     length = run_length(scenario, requests_per_replication)
-    if "timeseries_bucket" not in run.model_fields_set and length < 60.0:
-        return 60.0
-    return float(max(math.ceil(length / float(run.timeseries_bucket)), 1))
+    if not bucket_is_set(run) and length < MIN_DEFAULT_BUCKETS:
+        return float(MIN_DEFAULT_BUCKETS)
+    return float(max(math.ceil(length / series_bucket(run, length)), 1))
 
 
 def _timers(scenario: Scenario, length: float) -> tuple[float, list[Any], str]:

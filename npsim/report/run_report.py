@@ -12,7 +12,7 @@ import pandas as pd
 from npsim.plots import figures_for
 from npsim.report.html import esc, figure, page, table, write_figures
 from npsim.results.headline import failure_line, percent
-from npsim.results.result import Result, resolved_yaml
+from npsim.results.result import Result
 from npsim.results.shares import pod_shares
 from npsim.results.summary import TABLE_ROWS, extremes
 
@@ -161,7 +161,7 @@ def write_run_report(result: Result, folder: Path) -> Path:
              for name, why in skipped.items()]
     body += ["<h2>Resolved scenario</h2>",
              "<p>Repeat this run with <code>npsim run scenario.resolved.yaml</code>.</p>",
-             f"<pre>{esc(resolved_yaml(result.scenario))}</pre>"]
+             f"<pre>{esc(result.resolved_yaml())}</pre>"]
     out = folder / "report.html"
     out.write_text(page(f"npsim: {spec.name}", body), encoding="utf-8")
     return out

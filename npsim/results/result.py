@@ -26,6 +26,7 @@ from npsim.results.summary import format_incidents, format_summary
 from npsim.results.timeseries import empty_node_timeseries, empty_pod_timeseries
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.scenario import Scenario
+from npsim.scenario.series import bucket_before_run
 from npsim.version import __version__
 
 if TYPE_CHECKING:
@@ -103,7 +104,12 @@ class Result:
                      "node_timeseries", "events"):
             write_parquet(getattr(self, name), folder / f"{name}.parquet")
         self.summary.to_csv(folder / "summary.csv", index=False)
-        (folder / "scenario.resolved.yaml").write_text(resolved_yaml(self.scenario))
+        (folder / "scenario.resolved.yaml").write_text(self.resolved_yaml())
+
+    def resolved_yaml(self) -> str:
+        """``scenario.resolved.yaml`` of this run, with the time-series bucket it used."""
+        bucket = self.meta.get("timeseries_bucket")
+        return resolved_yaml(self.scenario, bucket if isinstance(bucket, float) else None)
 
 
 def load_result(folder: str | Path) -> Result:
@@ -136,15 +142,23 @@ RESULT_FILES = ("requests.parquet", "pods.parquet", "nodes.parquet", "summary.cs
                 "scenario.resolved.yaml")
 
 
-def resolved_yaml(scenario: Scenario) -> str:
+def resolved_yaml(scenario: Scenario, bucket: float | None = None) -> str:
     """The fully defaulted scenario, with the npsim version: enough to repeat the run.
 
     Addresses, pod CIDRs and NodePorts that npsim chose are written in, so the file
-    does not depend on the defaults of a later version.
+    does not depend on the defaults of a later version. So is the time-series bucket:
+    ``bucket``, the one the run used, or the one a timed run will use; a request-count
+    run whose replications derived different buckets (each from its own length) leaves
+    the key out, and a rerun derives the same ones.
     """
     cluster = build_cluster(scenario)
     data = scenario.to_dict()
     data["npsimVersion"] = __version__
+    used = bucket if bucket is not None else bucket_before_run(scenario.spec.run)
+    if used is None:
+        data["run"].pop("timeseriesBucket", None)
+    else:  # written as units.Seconds writes it: repr round-trips exactly
+        data["run"]["timeseriesBucket"] = f"{float(used)!r}s"
     for node_data, node in zip(data["cluster"]["nodes"], cluster.nodes, strict=True):
         node_data["address"] = ip_str(node.ip)
         node_data["podCIDR"] = str(node.pod_cidr)
@@ -164,4 +178,7 @@ def resolved_yaml(scenario: Scenario) -> str:
     data = {"npsimVersion": data.pop("npsimVersion"), **data}
     header = (f"# Resolved by npsim {__version__}: every default filled in, manifests inlined.\n"
               f"# Repeat this run with: npsim run scenario.resolved.yaml\n")
+    if used is None:
+        header += ("# run.timeseriesBucket is left out: each replication derives it from its "
+                   "own length.\n")
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from npsim.results.frames import (
     BLOCK,
@@ -31,6 +30,7 @@ from npsim.results.headline import SHARE as _SHARE
 from npsim.results.headline import failure_line, is_failure_count, percent
 from npsim.results.masked import Masked
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
+from npsim.results.student import t975
 from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
 
@@ -193,7 +193,7 @@ def confidence_interval(values: np.ndarray, metric: str = "") -> tuple[float, fl
     mean = float(values.mean())
     if len(values) < 2:
         return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    half = float(t975(len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
     low, high = metric_bounds(metric)
     return mean, max(mean - half, low), min(mean + half, high)
 

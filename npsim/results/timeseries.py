@@ -28,6 +28,7 @@ from npsim.results.frames import (
     count_codes,
     unreached_lookup,
 )
+from npsim.results.quantiles import segment_quantiles
 from npsim.sim.output import RunOutput
 
 FAILURE_REASONS = [name for code, name in sorted(REASONS.items()) if code]
@@ -102,12 +103,9 @@ def _group_quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, fi
         within = np.arange(len(bucket)) - np.repeat(runs, lengths)
         values[fill[bucket] + within] = latency
         fill[bucket[runs]] += lengths
-    for b in range(first, last):
-        lo, hi = bounds[b] - base, bounds[b + 1] - base
-        if hi > lo:
-            found = np.quantile(values[lo:hi], qs, overwrite_input=True)
-            for col, value in zip(out, found, strict=True):
-                col[b] = value
+    found = segment_quantiles(values, np.diff(bounds[first:last + 1]), qs)
+    for col, value in zip(out, found, strict=True):
+        col[first:last] = value
 
 
 def step_at(times: list[float], values: list[float], at: np.ndarray,

@@ -1,0 +1,60 @@
+"""Quantiles of many groups at once, equal to the bit to ``np.quantile`` of each group.
+
+The time series takes the p50 and p99 latency of every bucket. One ``np.quantile`` call
+per bucket in a Python loop cost about 100 us a bucket whatever its size: a day of light
+traffic in 1 s buckets spent seconds there. Here the groups are sorted once (by group,
+then value) and every quantile is read off the sorted array with numpy's default
+``linear`` rule (Hyndman and Fan's method 7), written out as ``np.quantile`` does it:
+the virtual index ``(n - 1) * q``, its floor and the fraction above it, and numpy's
+``_lerp``, which interpolates down from the upper neighbour when the fraction is at
+least one half. A quantile depends only on the sorted values, so the figures are the
+same floats as a call per group (``tests/results/test_quantiles.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's own interpolation (``numpy.lib._function_base_impl._lerp``): from ``a``
+    when ``t < 0.5``, back from ``b`` otherwise, which rounds differently."""
+    diff = b - a
+    out = a + diff * t
+    np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5)
+    return out
+
+
+def segment_quantiles(values: np.ndarray, counts: np.ndarray,
+                      qs: tuple[float, ...]) -> list[np.ndarray]:
+    """Per group, the quantiles ``qs`` of its values (NaN for an empty group, or one
+    holding a NaN, as ``np.quantile`` gives it). ``values`` holds the groups one after
+    another, ``counts[i]`` values for group ``i``; it is sorted in place (each group's
+    values in order), so pass a copy to keep it."""
+    counts = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    if len(values):
+        group = np.repeat(np.arange(len(counts), dtype=np.min_scalar_type(len(counts))),
+                          counts)
+        values[:] = values[np.lexsort((values, group))]
+        del group
+    filled = np.flatnonzero(counts)
+    n = counts[filled]
+    base = starts[filled]
+    last = values[base + n - 1] if len(filled) else np.empty(0)
+    out = []
+    for q in qs:
+        virtual = (n - 1) * np.float64(q)  # numpy: (n - 1) * quantiles, in float64
+        below = np.floor(virtual)
+        top = virtual >= n - 1  # numpy takes the last value for both neighbours there
+        lower = np.where(top, n - 1, below.astype(np.int64))
+        upper = np.where(top, n - 1, lower + 1)
+        # numpy's gamma is the index minus its lower neighbour's index, -1 at the top
+        gamma = virtual - np.where(top, -1.0, below)
+        found = _lerp(values[base + lower], values[base + upper], gamma)
+        found[np.isnan(last)] = np.nan  # a NaN sorts last: the whole group is NaN
+        col = np.full(len(counts), np.nan)
+        col[filled] = found
+        out.append(col)
+    return out
