@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from npsim.cluster.placement import initial_placement, placement_in_force
 from npsim.scenario.faultplan import FaultPlan, Outage, Rollout, Scale
 
 if TYPE_CHECKING:
@@ -66,15 +67,17 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
     every = list(range(len(names)))  # a spread Deployment's (one list for all of them)
     later = [0] * len(names)  # bounded pods made after the start
     blame: dict[int, list[object]] = {}  # the event that makes them
+    plan = initial_placement(scenario)  # the scheduler's pods: placed as the run does
     for name, dep in scenario.deployments.items():
         workload = spec.workloads.get(name)
-        placement = workload.placement if workload is not None else "spread"
-        in_turn = not unready
+        placement = placement_in_force(scenario, name) if workload is not None else "spread"
+        # the scheduler's later choices depend on every pod's requests: bounded
+        in_turn = not unready and placement != "scheduler"
         if workload is not None and getattr(workload, "pods", None) is not None:
             start = [index[p.node] for p in workload.pods if p.node in index]
             in_turn &= all(p.ready and not p.terminating for p in workload.pods)
         else:  # hand-placed pods above keep their addresses; these take new ones
-            start = placement_of(dep.replicas, placement, names)
+            start = plan.nodes.get(name, [])
             for node in start:
                 out.count[node] += 1
                 out.where.setdefault(node, ["workloads", name])
@@ -114,18 +117,6 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
         if out.count[node] <= capacity[node] < out.count[node] + extra:
             out.where[node] = blame[node]
         out.count[node] += extra
-    return out
-
-
-def placement_of(replicas: int, placement: object, names: list[str]) -> list[int]:
-    """Node index per pod: ``spread`` deals pods to nodes in turn; a mapping gives counts."""
-    if placement == "spread":
-        return [i % len(names) for i in range(replicas)]
-    by_name = {name: i for i, name in enumerate(names)}
-    out: list[int] = []
-    for name, count in placement.items():  # type: ignore[attr-defined]
-        if name in by_name:
-            out.extend([by_name[name]] * count)
     return out
 
 
@@ -215,13 +206,16 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
     down = {names.index(e.node) for e in outages} & allowed  # type: ignore[attr-defined]
     fewest = max(len(allowed) - len(down), 1)
     per_node = (most - 1) // fewest + 1 if most > 0 else 0
+    if placement == "scheduler":  # it may put them all on one node, up to its maxPods
+        per_node = most
     first = min(creations)
     made = []
     for node in range(nodes):
         if node not in allowed or gone_at[node] <= first:
             made.append(initial[node])
             continue
-        active = max(initial[node], per_node)  # the most it ever holds
+        active = max(initial[node], per_node if placement != "scheduler" else min(
+            per_node, scenario.spec.cluster.nodes[node].max_pods))  # the most it ever holds
         deleted = sum(min(gone + surge, active) for gone in scale_downs) + active * (
             rollouts + evictions[node])
         made.append(active + deleted)

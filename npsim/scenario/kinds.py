@@ -148,7 +148,8 @@ CONTAINER = Key(listed=True, keys={
     "name": QUIET, "image": QUIET, "imagePullPolicy": QUIET,
     "ports": Key(listed=True, warn=False,
                  keys={"name": STRING, "containerPort": MODELLED, "protocol": STRING}),
-    "resources": QUIET, "env": QUIET, "args": QUIET, "command": QUIET, "volumeMounts": QUIET,
+    "resources": Key(keys={"requests": Key(dict[Any, Any]), "limits": Key(dict[Any, Any]),
+                           "claims": QUIET}), "env": QUIET, "args": QUIET, "command": QUIET, "volumeMounts": QUIET,
     "readinessProbe": PROBE,
     "livenessProbe": PROBE,
     # sleep's seconds are checked by the parser, with Kubernetes' wording
@@ -160,8 +161,15 @@ _DEPLOYMENT_SPEC = {
     "selector": Key(warn=False, keys={"matchLabels": MODELLED, "matchExpressions": MODELLED}),
     "template": Key(keys={
         "metadata": Key(keys={"labels": MODELLED, "annotations": QUIET, "name": QUIET}),
-        "spec": Key(keys={"containers": CONTAINER, "volumes": QUIET, "nodeSelector": QUIET,
-                          "terminationGracePeriodSeconds": MODELLED}),
+        "spec": Key(keys={"containers": CONTAINER, "volumes": QUIET, "nodeSelector": MODELLED,
+                          "terminationGracePeriodSeconds": MODELLED,
+                          # read by npsim/scenario/scheduling.py (pod affinity is not)
+                          "affinity": Key(keys={"nodeAffinity": Key(warn=False, keys={
+                              "requiredDuringSchedulingIgnoredDuringExecution": Key(
+                                  keys={"nodeSelectorTerms": Key(list[Any])}),
+                              "preferredDuringSchedulingIgnoredDuringExecution": Key(
+                                  list[Any])})}),
+                          "tolerations": Key(list[Any])}),
     }),
     "strategy": Key(keys={"type": STRING, "rollingUpdate": Key(
         dict[Any, Any], keys={"maxSurge": MODELLED, "maxUnavailable": MODELLED})}),
