@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from npsim.cluster.placement import pending_problems
 from npsim.importer.dump import DumpError, lean_load, raise_problems, read_paths
 from npsim.importer.inventory import Inventory, sort_objects
 from npsim.importer.load import read_rates, read_service_times
@@ -22,6 +23,7 @@ from npsim.importer.plan import ScenarioPlan, plan_scenario
 from npsim.importer.scenario_text import MARKER, render
 from npsim.scenario.loader import scenario_from_dict
 from npsim.scenario.problems import Problem, Problems, ScenarioError
+from npsim.scenario.scenario import Scenario
 from npsim.scenario.yamlio import MarkedDict, MarkedList
 
 
@@ -96,7 +98,8 @@ def _import(paths: list[Path], out: Path, namespace: str | None, service: str | 
     raise_problems(p)
     _check_runnable(plan, paths)
     text, skeleton = render(_scenario_name(out), [str(x) for x in paths], inv, plan)
-    _validate(out, skeleton, plan)
+    scenario = _validate(out, skeleton, plan)
+    plan.warnings += [message for _, message in pending_problems(scenario)]
     _write(out, text, force)
     return _summary(out, inv, plan)
 
@@ -151,14 +154,14 @@ def _scenario_name(out: Path) -> str:
     return stem
 
 
-def _validate(out: Path, skeleton: str, plan: ScenarioPlan) -> None:
+def _validate(out: Path, skeleton: str, plan: ScenarioPlan) -> Scenario:
     """Check the scenario before writing it: the hand-written sections read back from
     their text, the manifests (emitted by libyaml) as data; re-reading all the text would
     double the time of a large import. Fails only on an importer bug: says so."""
     try:
         tree = lean_load(skeleton, str(out))[0]
         tree["manifests"] = marked(plan.manifests)
-        scenario_from_dict(tree, out.parent, str(out))
+        return scenario_from_dict(tree, out.parent, str(out))
     except ScenarioError as exc:
         raise DumpError([Problem(None, str(out), "the imported scenario does not validate "
                                  "(please report this): " + "; ".join(
