@@ -16,6 +16,9 @@ never runs out of addresses:
   active (its largest replica count, plus ``maxSurge`` during a rollout) and ``S`` the
   fewest nodes it may use that can be schedulable at once (those named by its
   placement, less every one an outage event takes down);
+* a Deployment placed by the scheduler (``placement: scheduler``) starts where the
+  scheduler puts it (the same pure function the run calls); its later pods may all go
+  to one node, so a node holds at most its ``maxPods`` of them at once;
 * pods are deleted only by a scale-down (at most as many as it removes), a rollout or
   an eviction, each removing at most the active pods a node holds; a node creates no
   more pods than it holds at the end plus those deleted from it.
@@ -68,7 +71,7 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
     later = [0] * len(names)  # bounded pods made after the start
     blame: dict[int, list[object]] = {}  # the event that makes them
     plan = initial_placement(scenario)  # the scheduler's pods: placed as the run does
-    for name, dep in scenario.deployments.items():
+    for name in scenario.deployments:
         workload = spec.workloads.get(name)
         placement = placement_in_force(scenario, name) if workload is not None else "spread"
         # the scheduler's later choices depend on every pod's requests: bounded

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from npsim.cluster.placement import pending_problems
 from npsim.importer.dump import DumpError, lean_load, raise_problems, read_paths
 from npsim.importer.inventory import Inventory, sort_objects
 from npsim.importer.load import read_rates, read_service_times
@@ -44,6 +43,7 @@ class ImportSummary:
     ignored: dict[str, int]
     filtered: int
     warnings: list[str] = field(default_factory=list)
+    scenario: Scenario | None = None  # the scenario written, as validated
 
     def report(self) -> str:
         lines = [f"wrote {self.out}: {self.nodes} nodes, {self.services} Services, "
@@ -99,9 +99,10 @@ def _import(paths: list[Path], out: Path, namespace: str | None, service: str | 
     _check_runnable(plan, paths)
     text, skeleton = render(_scenario_name(out), [str(x) for x in paths], inv, plan)
     scenario = _validate(out, skeleton, plan)
-    plan.warnings += [message for _, message in pending_problems(scenario)]
     _write(out, text, force)
-    return _summary(out, inv, plan)
+    summary = _summary(out, inv, plan)
+    summary.scenario = scenario  # `npsim import` warns of pods the scheduler cannot place
+    return summary
 
 
 def _check_target(out: Path, force: bool) -> None:

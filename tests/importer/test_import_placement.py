@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from npsim.cli import main
 from npsim.cluster.model import build_cluster
+from npsim.cluster.placement import pending_problems
 from npsim.importer import import_cluster
 from npsim.scenario.loader import load_scenario
 
@@ -17,7 +21,7 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "boutique.yaml"
 def test_imported_app_fits_three_940m_nodes(tmp_path: Path) -> None:
     out = tmp_path / "shop.yaml"
     summary = import_cluster([FIXTURE], out)
-    assert not [w for w in summary.warnings if "Pending" in w]
+    assert summary.scenario is not None and not pending_problems(summary.scenario)
     scenario = load_scenario(out)
     assert {w.placement for w in scenario.spec.workloads.values()} == {"scheduler"}
     nodes = scenario.spec.cluster.nodes
@@ -35,10 +39,11 @@ def test_imported_app_fits_three_940m_nodes(tmp_path: Path) -> None:
 def test_nodes_too_small_warn_of_pending_pods(tmp_path: Path) -> None:
     small = tmp_path / "small.yaml"
     small.write_text(FIXTURE.read_text().replace("cpu: 940m", "cpu: 400m"))
-    summary = import_cluster([small], tmp_path / "shop.yaml")
-    pending = [w for w in summary.warnings if "stay Pending" in w]
-    assert pending and all("0/3 nodes are available: 3 Insufficient cpu." in w
-                           for w in pending)
+    result = CliRunner().invoke(main, ["import", str(small), "--out",
+                                       str(tmp_path / "shop.yaml")])
+    assert result.exit_code == 0, result.output
+    pending = [line for line in result.output.splitlines() if "stay Pending" in line]
+    why = "0/3 nodes are available: 3 Insufficient cpu."
+    assert pending and all(w.startswith("warning: ") and why in w for w in pending)
     cluster = build_cluster(load_scenario(tmp_path / "shop.yaml"))
-    placed = sum(cluster.pods[i].node >= 0 for i in range(len(cluster.pods)))
-    assert placed + sum(n for n, _ in cluster.pending.values()) == 12
+    assert len(cluster.pods) + sum(n for n, _ in cluster.pending.values()) == 12
