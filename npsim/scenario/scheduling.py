@@ -43,8 +43,9 @@ def parse_scheduling(doc: MarkedDict, pod_spec: dict, containers: list, p: Probl
                 continue
             try:
                 value = read(raw)
-            except ValueError as exc:
-                p.at(doc, [*at, kind, name], f"Invalid value: {raw!r}: {exc}", pre)
+            except ValueError:
+                p.at(doc, [*at, kind, name], f"Invalid value: {raw!r}: must be a quantity "
+                     "such as 500m, 2, 128Mi or 1Gi, at least 0", pre)
                 continue
             if name == "cpu":
                 cpu += value

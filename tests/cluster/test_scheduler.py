@@ -282,3 +282,33 @@ def test_an_evicted_nodes_pods_land_on_nodes_with_room() -> None:
         "0/3 nodes are available: 2 Insufficient cpu, 1 node(s) were not ready."}
     alive = [p for p in sim.cluster.pods if p.deleted_at is None and p.node != 0]
     assert requested(sc, alive)[0] == [0, 1700, 1800]
+
+
+def test_scale_up_and_rollout_go_through_the_scheduler() -> None:
+    """Three 1-CPU nodes, three 500m pods (one a node). A scale to 7 makes four more:
+    three fit (one more a node, 1000m each), the fourth stays Pending with the scheduler's
+    message. A rollout's surge pods (maxSurge 25% of 6 -> 2) find no room either: it
+    goes on by maxUnavailable (25% of 6 -> 1): an old pod terminates, and the new one goes
+    to the node it leaves once it is gone. No node ever holds more than its allocatable."""
+    nodes = [{"name": f"n{i}", "cpu": 1, "memory": "4Gi"} for i in (1, 2, 3)]
+    sc = scenario([deployment("web", replicas=3, cpu="500m")], nodes=nodes, duration="10s",
+                  events=[{"at": "1s", "scale": {"deployment": "web", "replicas": 7}},
+                          {"at": "4s", "scale": {"deployment": "web", "replicas": 6}},
+                          {"at": "6s", "rollout": {"deployment": "web"}}])
+    sim = Simulation(sc)
+    assert per_node(sim.cluster) == [1, 1, 1]
+    sim.run()
+    made = [(p.name, p.node) for p in sim.cluster.pods if 0 < p.created_at < 4]
+    assert sorted(node for _, node in made) == [0, 1, 2]
+    pending = events(sim, "pod_pending")
+    assert pending[0][:3] == (1.0, "pod_pending", "web")
+    assert pending[0][3] == "0/3 nodes are available: 3 Insufficient cpu."
+    rolled = [p for p in sim.cluster.pods if p.created_at >= 6]
+    gone = [p for p in sim.cluster.pods if p.deleted_at is not None and p.deleted_at >= 6]
+    assert rolled and gone  # no room to surge: each new pod waits for an old one to go
+    assert rolled[0].created_at == min(p.deleted_at for p in gone)
+    assert rolled[0].node == min(gone, key=lambda p: p.deleted_at).node
+    for t in (2.0, 5.0, 9.0):
+        alive = [p for p in sim.cluster.pods
+                 if p.created_at <= t and (p.deleted_at is None or p.deleted_at > t)]
+        assert all(c <= 1000 for c in requested(sc, alive)[0]), t
