@@ -89,7 +89,8 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
             allowed[name] = _allowed(placement, names) if isinstance(placement, dict) \
                 else every
             continue
-        bound = _bound(scenario, name, start, placement, names, events, outages, evicting)
+        bound = _bound(scenario, name, start, placement, names, events, outages, evicting,
+                       name in plan.pending)
         for node in start:
             bound[node] -= 1
         for node, extra in enumerate(bound):
@@ -157,8 +158,10 @@ def _evicting_outages(scenario: Scenario, outages: list[Outage]) -> dict[int, fl
 
 def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
            names: list[str], events: list[Outage], outages: list[Outage],
-           evicting: dict[int, float]) -> list[int]:
-    """Upper bound of the pods of Deployment ``name`` made on each node (module doc)."""
+           evicting: dict[int, float], pending: bool = False) -> list[int]:
+    """Upper bound of the pods of Deployment ``name`` made on each node (module doc).
+    ``pending``: pods the scheduler placed nowhere at the start, made once room appears
+    (any deletion may make it)."""
     from npsim.cluster.lifecycle import resolve_strategy
 
     dep = scenario.deployments[name]
@@ -204,6 +207,8 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
         if k in evicting and (node in allowed or initial[node]):
             creations.append(evicting[k])  # replacements of the evicted pods
             evictions[node] += returns
+    if pending:
+        creations.append(0.0)
     if not creations:
         return initial
     down = {names.index(e.node) for e in outages} & allowed  # type: ignore[attr-defined]

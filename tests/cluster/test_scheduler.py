@@ -312,3 +312,23 @@ def test_scale_up_and_rollout_go_through_the_scheduler() -> None:
         alive = [p for p in sim.cluster.pods
                  if p.created_at <= t and (p.deleted_at is None or p.deleted_at > t)]
         assert all(c <= 1000 for c in requested(sc, alive)[0]), t
+
+
+def test_pod_cidr_room_counts_the_schedulers_pods() -> None:
+    """The address check places the scheduler's pods as the run does: six 10m pods on
+    one node with a /29 (room for 5) are refused before the run; a Pending pod that a
+    later deletion may let in counts against the room too."""
+    from npsim.cluster.model import address_problems
+
+    nodes = [{"name": "n1", "cpu": 2, "podCIDR": "10.1.1.0/29"}]
+    [(_, message)] = address_problems(scenario([deployment("web", replicas=6, cpu="10m")],
+                                               nodes=nodes))
+    assert "pod CIDR 10.1.1.0/29 has room for 5 pods but 6 would be placed" in message
+    waiting = scenario([deployment("big", replicas=2, cpu="1500m"),
+                        deployment("small", replicas=2, cpu="10m")],
+                       nodes=[{"name": "n1", "cpu": 2, "podCIDR": "10.1.1.0/29"}],
+                       events=[{"at": "1s", "scale": {"deployment": "big", "replicas": 0}}])
+    assert build_cluster(waiting).pending == {
+        "big": (1, "0/1 nodes are available: 1 Insufficient cpu.")}
+    [(_, message)] = address_problems(waiting)  # 3 placed + up to 2 made later > 5 - 0
+    assert "up to" in message, message
