@@ -10,7 +10,8 @@ exhaust memory or stop half-way:
 * addresses: node addresses unique, pod CIDRs disjoint, and room in each node's pod CIDR
   for every pod it will ever hold: scale events replayed with the cluster model's own
   placement, rollouts and evictions' replacements bounded from above
-  (:mod:`npsim.cluster.pod_room`), so a run that passes never runs out of addresses.
+  (:mod:`npsim.cluster.pod_room`), so a run that passes never runs out of addresses;
+* pods ``placement: scheduler`` can place nowhere: a warning, as they stay Pending.
 
 The node, pod and Service defaults follow the Kubernetes scalability envelope
 ("Considerations for large clusters", kubernetes.io/docs/setup/best-practices/cluster-large:
@@ -299,13 +300,19 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
 
 
 def check_addresses(scenario: Scenario, p: Problems) -> None:
-    """Node addresses unique, pod CIDRs disjoint, and room for every pod ever placed.
+    """Node addresses unique, pod CIDRs disjoint, and room for every pod ever placed;
+    a warning (added to the scenario's) for pods the scheduler places on no node.
 
     Runs only when the sizes are within limits (it builds the cluster)."""
     from npsim.cluster.model import address_problems
+    from npsim.cluster.placement import pending_problems
 
     for loc, message in address_problems(scenario):
         p.at(scenario.marks, loc, message)
+    for loc, message in pending_problems(scenario):
+        warning = Problems.problem(scenario.marks, loc, message)
+        if warning not in scenario.warnings:
+            scenario.warnings.append(warning)
 
 
 def preflight(scenario: Scenario, max_requests: int | None = None,

@@ -31,13 +31,18 @@ def load_or_exit(path: str, allow_outside_files: bool = False) -> Scenario:
 
 
 def preflight_or_exit(scenario: Scenario, max_requests: int | None, max_memory: int | None) -> Any:
-    """The checks a run needs before it starts (limits, addresses): exit 2 if any fails."""
+    """The checks a run needs before it starts (limits, addresses): exit 2 if any fails;
+    the warnings they add (pods left Pending) are printed."""
     from npsim.preflight import preflight
 
+    before = len(scenario.warnings)
     try:
-        return preflight(scenario, max_requests, max_memory)
+        estimate = preflight(scenario, max_requests, max_memory)
     except ScenarioError as exc:
         refuse(exc.report())
+    for warning in scenario.warnings[before:]:
+        click.echo(f"warning: {warning}", err=True)
+    return estimate
 
 
 class Size(click.ParamType):

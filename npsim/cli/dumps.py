@@ -32,7 +32,12 @@ def import_(dumps: tuple[Path, ...], out: Path, namespace: str | None, service: 
         refuse(exc.report())
     except OutputExistsError as exc:
         usage(str(exc))
-    for warning in summary.warnings:
+    from npsim.cluster.placement import pending_problems
+
+    warnings = list(summary.warnings)
+    if summary.scenario is not None:  # pods placement: scheduler would leave Pending
+        warnings += [message for _, message in pending_problems(summary.scenario)]
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(summary.report())
     click.echo(f"next: npsim validate {out} && npsim run {out}")

@@ -12,7 +12,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from npsim.cluster.pod_room import placement_of, pods_made
+from npsim.cluster.placement import Placer, initial_placement
+from npsim.cluster.pod_room import pods_made
 from npsim.dists import Distribution
 from npsim.scenario.nodeports import allocate_scenario
 from npsim.scenario.objects import Service, ServicePort, pick_port, selector_matches
@@ -159,6 +160,10 @@ class Cluster:
     service_cidr: str = "10.96.0.0/12"  # kube-apiserver --service-cluster-ip-range
     # node name -> index
     node_indexes: dict[str, int] = field(default_factory=dict)
+    # the scheduler (placement: scheduler; None: no workload uses it), and the pods it
+    # placed nowhere at the start: Deployment -> (count, kube-scheduler's message)
+    placer: Placer | None = None
+    pending: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def pod_network(self) -> ipaddress.IPv4Network:
@@ -306,13 +311,14 @@ def build_cluster(scenario: Scenario) -> Cluster:
     for name, workload in spec.workloads.items():
         if workload.pods is not None:
             place_explicit_pods(scenario, cluster, name)
+    plan = initial_placement(scenario)  # spread, counts, or the scheduler's choices
+    cluster.placer, cluster.pending = plan.placer, plan.pending
     unplaced: dict[int, int] = {}  # node index -> pods its pod CIDR had no address for
     for dep_name in scenario.deployments:
         workload = spec.workloads[dep_name]
         if workload.pods is not None:
             continue
-        replicas = scenario.deployments[dep_name].replicas
-        for node_index in placement_of(replicas, workload.placement, [n.name for n in nodes]):
+        for node_index in plan.nodes.get(dep_name, []):
             if node_index in unplaced:  # already full: no need to scan it again
                 unplaced[node_index] += 1
                 continue

@@ -16,6 +16,9 @@ never runs out of addresses:
   active (its largest replica count, plus ``maxSurge`` during a rollout) and ``S`` the
   fewest nodes it may use that can be schedulable at once (those named by its
   placement, less every one an outage event takes down);
+* a Deployment placed by the scheduler (``placement: scheduler``) starts where the
+  scheduler puts it (the same pure function the run calls); its later pods may all go
+  to one node, so a node holds at most its ``maxPods`` of them at once;
 * pods are deleted only by a scale-down (at most as many as it removes), a rollout or
   an eviction, each removing at most the active pods a node holds; a node creates no
   more pods than it holds at the end plus those deleted from it.
@@ -29,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from npsim.cluster.placement import initial_placement, placement_in_force
 from npsim.scenario.faultplan import FaultPlan, Outage, Rollout, Scale
 
 if TYPE_CHECKING:
@@ -66,15 +70,17 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
     every = list(range(len(names)))  # a spread Deployment's (one list for all of them)
     later = [0] * len(names)  # bounded pods made after the start
     blame: dict[int, list[object]] = {}  # the event that makes them
-    for name, dep in scenario.deployments.items():
+    plan = initial_placement(scenario)  # the scheduler's pods: placed as the run does
+    for name in scenario.deployments:
         workload = spec.workloads.get(name)
-        placement = workload.placement if workload is not None else "spread"
-        in_turn = not unready
+        placement = placement_in_force(scenario, name) if workload is not None else "spread"
+        # the scheduler's later choices depend on every pod's requests: bounded
+        in_turn = not unready and placement != "scheduler"
         if workload is not None and getattr(workload, "pods", None) is not None:
             start = [index[p.node] for p in workload.pods if p.node in index]
             in_turn &= all(p.ready and not p.terminating for p in workload.pods)
         else:  # hand-placed pods above keep their addresses; these take new ones
-            start = placement_of(dep.replicas, placement, names)
+            start = plan.nodes.get(name, [])
             for node in start:
                 out.count[node] += 1
                 out.where.setdefault(node, ["workloads", name])
@@ -83,7 +89,8 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
             allowed[name] = _allowed(placement, names) if isinstance(placement, dict) \
                 else every
             continue
-        bound = _bound(scenario, name, start, placement, names, events, outages, evicting)
+        bound = _bound(scenario, name, start, placement, names, events, outages, evicting,
+                       name in plan.pending)
         for node in start:
             bound[node] -= 1
         for node, extra in enumerate(bound):
@@ -114,18 +121,6 @@ def pods_made(scenario: Scenario, capacity: list[int]) -> PodsMade:
         if out.count[node] <= capacity[node] < out.count[node] + extra:
             out.where[node] = blame[node]
         out.count[node] += extra
-    return out
-
-
-def placement_of(replicas: int, placement: object, names: list[str]) -> list[int]:
-    """Node index per pod: ``spread`` deals pods to nodes in turn; a mapping gives counts."""
-    if placement == "spread":
-        return [i % len(names) for i in range(replicas)]
-    by_name = {name: i for i, name in enumerate(names)}
-    out: list[int] = []
-    for name, count in placement.items():  # type: ignore[attr-defined]
-        if name in by_name:
-            out.extend([by_name[name]] * count)
     return out
 
 
@@ -163,8 +158,10 @@ def _evicting_outages(scenario: Scenario, outages: list[Outage]) -> dict[int, fl
 
 def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
            names: list[str], events: list[Outage], outages: list[Outage],
-           evicting: dict[int, float]) -> list[int]:
-    """Upper bound of the pods of Deployment ``name`` made on each node (module doc)."""
+           evicting: dict[int, float], pending: bool = False) -> list[int]:
+    """Upper bound of the pods of Deployment ``name`` made on each node (module doc).
+    ``pending``: pods the scheduler placed nowhere at the start, made once room appears
+    (any deletion may make it)."""
     from npsim.cluster.lifecycle import resolve_strategy
 
     dep = scenario.deployments[name]
@@ -210,18 +207,23 @@ def _bound(scenario: Scenario, name: str, start: list[int], placement: object,
         if k in evicting and (node in allowed or initial[node]):
             creations.append(evicting[k])  # replacements of the evicted pods
             evictions[node] += returns
+    if pending:
+        creations.append(0.0)
     if not creations:
         return initial
     down = {names.index(e.node) for e in outages} & allowed  # type: ignore[attr-defined]
     fewest = max(len(allowed) - len(down), 1)
     per_node = (most - 1) // fewest + 1 if most > 0 else 0
+    if placement == "scheduler":  # it may put them all on one node, up to its maxPods
+        per_node = most
     first = min(creations)
     made = []
     for node in range(nodes):
         if node not in allowed or gone_at[node] <= first:
             made.append(initial[node])
             continue
-        active = max(initial[node], per_node)  # the most it ever holds
+        active = max(initial[node], per_node if placement != "scheduler" else min(
+            per_node, scenario.spec.cluster.nodes[node].max_pods))  # the most it ever holds
         deleted = sum(min(gone + surge, active) for gone in scale_downs) + active * (
             rollouts + evictions[node])
         made.append(active + deleted)

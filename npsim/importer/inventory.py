@@ -1,6 +1,7 @@
 """Sorting a dump's objects: what npsim reads, what it ignores (counted, never copied).
 
-Nodes give name, InternalIP, pod CIDR, zone, allocatable CPU, readiness and taints;
+Nodes give name, InternalIP, pod CIDR, zone, allocatable CPU, memory and pods, labels,
+readiness, taints and cordon (what the scheduler reads);
 Services, EndpointSlices, Deployments and StatefulSets are checked with the scenario's own
 manifest parsers (the API server's messages, located in the dump); the kube-proxy
 ConfigMap (``kube-system/kube-proxy``, key ``config.conf``, a KubeProxyConfiguration)
@@ -21,6 +22,7 @@ from npsim.importer.dump import DumpObject
 from npsim.scenario.deployments import parse_deployment
 from npsim.scenario.objects import Deployment, EndpointSlice, Service
 from npsim.scenario.problems import Problems
+from npsim.scenario.quantity import memory_bytes
 from npsim.scenario.services import parse_service
 from npsim.scenario.slices import parse_endpoint_slice
 
@@ -43,6 +45,12 @@ class NodeInfo:
     ready: str  # "True", "False", "Unknown" or "missing"
     unschedulable: bool
     taints: list[str]
+    # what the scheduler reads (placement: scheduler): allocatable memory and pods as the
+    # dump gives them, labels, taints as {key, value, effect}
+    memory: str | None = None
+    max_pods: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    taint_specs: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -217,15 +225,31 @@ def _node(obj: DumpObject, p: Problems) -> NodeInfo | None:
             p.at(doc, ["status", "allocatable", "cpu"],
                  f"expected a CPU quantity such as 4 or 3500m, got {allocatable['cpu']!r}", pre)
             return None
+    memory, max_pods = None, None
+    if isinstance(allocatable, dict) and "memory" in allocatable:
+        try:
+            memory_bytes(allocatable["memory"])
+            memory = str(allocatable["memory"])
+        except ValueError as exc:
+            p.at(doc, ["status", "allocatable", "memory"], f"Invalid value: {exc}", pre)
+            return None
+    if isinstance(allocatable, dict) and str(allocatable.get("pods", "")).isdigit():
+        max_pods = int(allocatable["pods"]) or None
     ready = "missing"
     for cond in status.get("conditions") or []:
         if isinstance(cond, dict) and cond.get("type") == "Ready":
             ready = str(cond.get("status"))
     taints = [f"{t.get('key')}{'=' + str(t['value']) if t.get('value') else ''}:"
               f"{t.get('effect')}" for t in spec.get("taints") or [] if isinstance(t, dict)]
+    taint_specs = [{k: str(t[k]) for k in ("key", "value", "effect") if t.get(k)}
+                   for t in spec.get("taints") or [] if isinstance(t, dict)
+                   and t.get("key") and t.get("effect") in (
+                       "NoSchedule", "PreferNoSchedule", "NoExecute")]
     zone = next((str(labels[k]) for k in ZONE_LABELS if k in labels), None)
     return NodeInfo(obj.name, ipv4[0], pod_cidr, zone, cpu if cpu and cpu > 0 else None,
-                    ready, bool(spec.get("unschedulable")), taints)
+                    ready, bool(spec.get("unschedulable")), taints, memory, max_pods,
+                    {str(k): str(v) for k, v in labels.items()}
+                    if isinstance(labels, dict) else {}, taint_specs)
 
 
 def _is_ipv4(text: Any) -> bool:

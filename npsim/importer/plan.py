@@ -40,6 +40,7 @@ class WorkloadPlan:
     service_time: float = DEFAULT_SERVICE_TIME
     workers: int = DEFAULT_WORKERS
     measured: bool = False  # service time from --service-times
+    scheduled: bool = False  # a Deployment's: placement: scheduler
 
 
 @dataclass
@@ -114,9 +115,9 @@ def plan_scenario(inv: Inventory, rates: list[CsvRow], times: list[CsvRow],
         comment = [f"{w.kind} {dep.namespace}/{dep.name}: replicas {dep.replicas}"
                    + (f"; {len(pods)} pods where its EndpointSlices put them"
                       f"{_condition_summary(pods)}" if pods else
-                      "; no EndpointSlice names its pods: spread over the nodes")]
+                      "; no EndpointSlice names its pods: placed by the scheduler")]
         comment += [f"probe {line}" for line in w.probes]
-        plan.workloads.append(WorkloadPlan(dep.name, comment, pods))
+        plan.workloads.append(WorkloadPlan(dep.name, comment, pods, scheduled=True))
     plan.workloads += [w for w in standalone.values() if w.pods]
     _apply_times(plan, workloads, times, p)
     replicas = {d.name: d.replicas for d in workloads}

@@ -22,6 +22,7 @@ from npsim.importer.plan import ScenarioPlan, plan_scenario
 from npsim.importer.scenario_text import MARKER, render
 from npsim.scenario.loader import scenario_from_dict
 from npsim.scenario.problems import Problem, Problems, ScenarioError
+from npsim.scenario.scenario import Scenario
 from npsim.scenario.yamlio import MarkedDict, MarkedList
 
 
@@ -42,6 +43,7 @@ class ImportSummary:
     ignored: dict[str, int]
     filtered: int
     warnings: list[str] = field(default_factory=list)
+    scenario: Scenario | None = None  # the scenario written, as validated
 
     def report(self) -> str:
         lines = [f"wrote {self.out}: {self.nodes} nodes, {self.services} Services, "
@@ -96,9 +98,11 @@ def _import(paths: list[Path], out: Path, namespace: str | None, service: str | 
     raise_problems(p)
     _check_runnable(plan, paths)
     text, skeleton = render(_scenario_name(out), [str(x) for x in paths], inv, plan)
-    _validate(out, skeleton, plan)
+    scenario = _validate(out, skeleton, plan)
     _write(out, text, force)
-    return _summary(out, inv, plan)
+    summary = _summary(out, inv, plan)
+    summary.scenario = scenario  # `npsim import` warns of pods the scheduler cannot place
+    return summary
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -151,14 +155,14 @@ def _scenario_name(out: Path) -> str:
     return stem
 
 
-def _validate(out: Path, skeleton: str, plan: ScenarioPlan) -> None:
+def _validate(out: Path, skeleton: str, plan: ScenarioPlan) -> Scenario:
     """Check the scenario before writing it: the hand-written sections read back from
     their text, the manifests (emitted by libyaml) as data; re-reading all the text would
     double the time of a large import. Fails only on an importer bug: says so."""
     try:
         tree = lean_load(skeleton, str(out))[0]
         tree["manifests"] = marked(plan.manifests)
-        scenario_from_dict(tree, out.parent, str(out))
+        return scenario_from_dict(tree, out.parent, str(out))
     except ScenarioError as exc:
         raise DumpError([Problem(None, str(out), "the imported scenario does not validate "
                                  "(please report this): " + "; ".join(

@@ -45,7 +45,15 @@ def _ambiguous(text: str) -> bool:
 
 
 def flow(mapping: dict[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}: {scalar(v)}" for k, v in mapping.items()) + "}"
+    return "{" + ", ".join(f"{scalar(k)}: {_flow_value(v)}" for k, v in mapping.items()) + "}"
+
+
+def _flow_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return flow(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow_value(v) for v in value) + "]"
+    return scalar(value)
 
 
 def _duration(seconds: float) -> str:
@@ -77,15 +85,26 @@ def render(name: str, sources: list[str], inv: Inventory,
         if node.taints:
             marks.append("taints " + ", ".join(node.taints))
         if marks:
-            out.append(f"    # {'; '.join(marks)}: kube-proxy still programs it")
+            out.append(f"    # {'; '.join(marks)}: kube-proxy still programs it; the "
+                       "scheduler places no pod there")
         entry: dict[str, Any] = {"name": node.name}
         if node.zone:
             entry["zone"] = node.zone
         if node.cpu:
             entry["cpu"] = node.cpu
+        if node.memory:
+            entry["memory"] = node.memory
+        if node.max_pods:
+            entry["maxPods"] = node.max_pods
         entry["address"] = node.address
         if node.pod_cidr:
             entry["podCIDR"] = node.pod_cidr
+        if node.unschedulable:
+            entry["unschedulable"] = True
+        if node.labels:  # what nodeSelector and node affinity match
+            entry["labels"] = node.labels
+        if node.taint_specs:
+            entry["taints"] = node.taint_specs
         out.append(f"    - {flow(entry)}")
     head = out
     text = yaml.dump(plan.manifests, Dumper=_DUMPER, sort_keys=False,
@@ -177,6 +196,9 @@ def _workload_lines(plan: ScenarioPlan) -> list[str]:
             out.append(f"    namespace: {scalar(w.namespace)}")
         if w.labels is not None:
             out.append(f"    labels: {flow(w.labels)}")
+        if w.scheduled:
+            out.append("    placement: scheduler  # new pods go where kube-scheduler would "
+                       "put them")
         if w.pods is not None:
             out.append("    pods:")
             out += [f"      - {flow(pod)}" for pod in w.pods]

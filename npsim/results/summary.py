@@ -424,7 +424,8 @@ def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
 
 # --- incidents: detection, recovery, error budget ---------------------------------------
 
-FOLLOW_UPS = ("lb_mark_down", "lb_mark_up", "alert_firing", "alert_resolved")
+# pod_pending follows a fault or the cluster's size (pods placed nowhere at the start)
+FOLLOW_UPS = ("lb_mark_down", "lb_mark_up", "alert_firing", "alert_resolved", "pod_pending")
 # Records written at the end of a run (totals), not transitions: never a fault.
 END_OF_RUN_RECORDS = ("tls_handshakes",)
 RECOVERED_BELOW = 0.001  # failure ratio under which the service counts as recovered

@@ -7,10 +7,11 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from npsim.dists import Constant, Distribution, LogNormal
 from npsim.scenario.nodeports import PortRange
+from npsim.scenario.quantity import memory_bytes
 from npsim.scenario.specbase import Integer, Model
 from npsim.scenario.unique import repeated
 from npsim.units import Seconds
@@ -24,6 +25,19 @@ ProxyMode = Literal["iptables", "nftables", "ipvs", "userspace"]
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
+class TaintSpec(Model):
+    """A node taint (v1 Taint): the scheduler keeps pods that do not tolerate it off the
+    node (NoSchedule, NoExecute) or prefers other nodes (PreferNoSchedule)."""
+
+    key: str = Field(min_length=1)
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+def _memory(value: Any) -> Any:
+    return None if value is None else memory_bytes(value)
+
+
 class NodeSpec(Model):
     name: str = Field(min_length=1)
     zone: str = "zone-a"
@@ -31,6 +45,14 @@ class NodeSpec(Model):
     sync_delay: Seconds = 0.0  # extra delay before this node's kube-proxy applies a change
     # allocatable CPU: weighs topology-mode Auto
     cpu: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    # what placement: scheduler reads (npsim/cluster/scheduler.py): allocatable memory
+    # (a quantity such as 15Gi; not given: not limited), the kubelet's maxPods, labels
+    # (kubernetes.io/hostname and topology.kubernetes.io/zone are added), taints, cordon
+    memory: Annotated[int | None, BeforeValidator(_memory)] = None
+    max_pods: Integer = Field(default=110, ge=1)
+    labels: dict[str, str] = {}
+    taints: list[TaintSpec] = []
+    unschedulable: bool = False
     address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
     firewall: FirewallSpec | None = None  # this node's host firewall (replaces the cluster's)

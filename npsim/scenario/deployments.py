@@ -12,6 +12,7 @@ from npsim.scenario.expect import expect, label_map
 from npsim.scenario.kinds import PROBE_NUMBERS
 from npsim.scenario.objects import ContainerPort, Deployment, selector_matches
 from npsim.scenario.problems import Problems
+from npsim.scenario.scheduling import add_scheduling, parse_scheduling
 from npsim.scenario.yamlio import MarkedDict
 
 
@@ -48,6 +49,9 @@ def parse_deployment(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Dep
             if number is not None:
                 cports.append(ContainerPort(raw.get("name"), number, raw.get("protocol", "TCP")))
     lifecycle = _pod_lifecycle(doc, spec, containers, p, pre)
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    lifecycle.update(parse_scheduling(doc, pod_spec if isinstance(pod_spec, dict) else {},
+                                      containers, p, pre))
     if len(p.errors) > n_errors or name is None:
         return None
     return Deployment(str(name), str(namespace), int(replicas), pod_labels, tuple(cports),
@@ -165,4 +169,5 @@ def add_lifecycle(manifest: dict[str, Any], dep: Deployment) -> dict[str, Any]:
     pod["terminationGracePeriodSeconds"] = int(dep.grace_period)
     manifest["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {
         "maxSurge": dep.max_surge, "maxUnavailable": dep.max_unavailable}}
+    add_scheduling(pod, dep)
     return manifest

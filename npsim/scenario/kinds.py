@@ -1,7 +1,7 @@
 """One table per Kubernetes kind: the keys npsim reads, their types, the keys it ignores.
 
 Each table says, for every key of a manifest of that kind, whether npsim models it (it
-changes the simulation), accepts it quietly (descriptive: labels, images, resources) or
+changes the simulation), accepts it quietly (descriptive: labels, images, volumes) or
 does not know it (a warning, never a failure: "not modelled by npsim; ignored"), and
 which type the parser assumes (a mapping where it looks keys up, a list where it
 iterates, a string or a whole number where it compares). From one table come both
@@ -152,7 +152,10 @@ CONTAINER = Key(listed=True, keys={
     "name": QUIET, "image": QUIET, "imagePullPolicy": QUIET,
     "ports": Key(listed=True, warn=False,
                  keys={"name": STRING, "containerPort": MODELLED, "protocol": STRING}),
-    "resources": QUIET, "env": QUIET, "args": QUIET, "command": QUIET, "volumeMounts": QUIET,
+    # requests (or limits, their default) are read by npsim/scenario/scheduling.py
+    "resources": Key(keys={"requests": Key(dict[Any, Any]), "limits": Key(dict[Any, Any]),
+                           "claims": QUIET}),
+    "env": QUIET, "args": QUIET, "command": QUIET, "volumeMounts": QUIET,
     "readinessProbe": PROBE,
     "livenessProbe": PROBE,
     # sleep's seconds are checked by the parser, with Kubernetes' wording
@@ -164,8 +167,15 @@ _DEPLOYMENT_SPEC = {
     "selector": Key(warn=False, keys={"matchLabels": MODELLED, "matchExpressions": MODELLED}),
     "template": Key(keys={
         "metadata": Key(keys={"labels": MODELLED, "annotations": QUIET, "name": QUIET}),
-        "spec": Key(keys={"containers": CONTAINER, "volumes": QUIET, "nodeSelector": QUIET,
-                          "terminationGracePeriodSeconds": MODELLED}),
+        "spec": Key(keys={"containers": CONTAINER, "volumes": QUIET, "nodeSelector": MODELLED,
+                          "terminationGracePeriodSeconds": MODELLED,
+                          # read by npsim/scenario/scheduling.py (pod affinity is not)
+                          "affinity": Key(keys={"nodeAffinity": Key(warn=False, keys={
+                              "requiredDuringSchedulingIgnoredDuringExecution": Key(
+                                  keys={"nodeSelectorTerms": Key(list[Any])}),
+                              "preferredDuringSchedulingIgnoredDuringExecution": Key(
+                                  list[Any])})}),
+                          "tolerations": Key(list[Any])}),
     }),
     "strategy": Key(keys={"type": STRING, "rollingUpdate": Key(
         dict[Any, Any], keys={"maxSurge": MODELLED, "maxUnavailable": MODELLED})}),

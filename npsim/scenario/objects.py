@@ -86,6 +86,19 @@ class Deployment:
     grace_period: float = TERMINATION_GRACE_PERIOD
     max_surge: int | str = "25%"
     max_unavailable: int | str = "25%"
+    # scheduling (npsim/scenario/scheduling.py): requests summed over the containers
+    # (millicores, bytes), nodeSelector, node affinity terms, tolerations
+    cpu_request: int = 0
+    memory_request: int = 0
+    node_selector: dict[str, str] = field(default_factory=dict)
+    required_terms: tuple | None = None  # nodeSelectorTerms; None: no required affinity
+    preferred_terms: tuple = ()  # (weight, term)
+    tolerations: tuple = ()  # (key, operator, value, effect)
+
+    @property
+    def has_requests(self) -> bool:
+        """Its pods request CPU or memory: ``placement: scheduler`` by default."""
+        return bool(self.cpu_request or self.memory_request)
 
 
 def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:

@@ -56,7 +56,11 @@ class WorkloadSpec(Model):
     workers: Integer = Field(default=1, ge=1)
     service_time: Distribution
     queue_limit: Integer | None = Field(default=None, ge=0)
-    placement: Literal["spread"] | dict[str, Annotated[Integer, Field(ge=0)]] = "spread"
+    # spread: each Deployment's pods dealt over the nodes in turn; {node: count}: by hand;
+    # scheduler: kube-scheduler's default profile (npsim/cluster/scheduler.py). Not
+    # given: scheduler when the Deployment's pods request CPU or memory, else spread
+    placement: Literal["spread", "scheduler"] | dict[str, Annotated[Integer, Field(ge=0)]] \
+        | None = None
     # a new pod's container starts this long after it is scheduled (image present)
     startup: Seconds = 1.0
     # on SIGTERM: ``exit`` at once (in-flight requests reset) or ``drain``: refuse new
@@ -66,9 +70,16 @@ class WorkloadSpec(Model):
     labels: dict[str, str] | None = None
     namespace: str | None = None
 
+    def placement_for(self, requests: bool) -> str | dict[str, int]:
+        """The placement in force: as given, else ``scheduler`` for a Deployment whose
+        pods carry resource requests (``requests``) and ``spread`` for one without."""
+        if self.placement is not None:
+            return self.placement
+        return "scheduler" if requests else "spread"
+
     @model_validator(mode="after")
     def _explicit_pods(self) -> WorkloadSpec:
-        if self.pods is not None and self.placement != "spread":
+        if self.pods is not None and isinstance(self.placement, dict):
             raise ValueError("give either 'placement' or explicit 'pods', not both")
         if self.pods is None and (self.labels is not None or self.namespace is not None):
             raise ValueError("'labels' and 'namespace' describe explicit 'pods'; without "

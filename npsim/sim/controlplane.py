@@ -40,10 +40,10 @@ from npsim.cluster.lifecycle import (
     ready_seen_at,
     resolve_strategy,
     rollout_step,
-    spread,
     unknown_at,
 )
 from npsim.cluster.model import Cluster, Endpoint, Pod, endpoints_for
+from npsim.cluster.placement import choose_node
 from npsim.cluster.topology import Hints, hints_for
 from npsim.dists import Sampler
 from npsim.proxy.base import KubeProxy
@@ -148,7 +148,10 @@ class ControlPlane:
             self.desired[p.deployment] = self.desired.get(p.deployment, 0) + 1
             self.revision.setdefault(p.deployment, 0)
         self.rolling: set[str] = set()
-        self.pending: list[str] = []  # deployments with a pod no node can take yet
+        self.pending: list[str] = list(cluster.pending)  # with a pod no node takes yet
+        for name, (count, why) in cluster.pending.items():  # the scheduler's, at the start
+            self.desired[name] += count
+            self.record("pod_pending", name, why)
         self.changes: list[tuple[float, str]] = []  # the timeline: (time, what changed)
         self._publishing = False
         self._phase = phase = config.phases
@@ -284,19 +287,16 @@ class ControlPlane:
         return allowed
 
     def create_pod(self, deployment: str) -> Pod | None:
-        """A new pod of the current revision, on the allowed node with the fewest of the
-        Deployment's pods (the scheduler's spreading); None while no node can take it."""
-        nodes = self.schedulable(deployment)
-        if not nodes:
+        """A new pod of the current revision where the placement puts it (the fewest of
+        the Deployment's pods, or kube-scheduler's choice); None while no node can."""
+        node, why = choose_node(self.cluster.placer, deployment, self.schedulable(deployment),
+                                map(self.cluster.pods.__getitem__, self.in_api),
+                                self.active(deployment), self.life, self.revision[deployment])
+        if node is None:
             if deployment not in self.pending:
                 self.pending.append(deployment)
-                self.record("pod_pending", deployment, "no schedulable node")
+                self.record("pod_pending", deployment, why)
             return None
-        counts = {i: 0 for i in nodes}
-        for p in self.active(deployment):
-            if p.node in counts:
-                counts[p.node] += 1
-        node = spread(counts, 1)[0]
         try:
             pod = self.registry.add_pod(deployment, node)
         except ValueError as exc:  # no address left in the pod CIDR
