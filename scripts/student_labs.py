@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = ".npsim-student-labs"
 ANSWER_TAG = "answer"
 NOTE = "*The answer cell below is collapsed: try first, then click it open (or run it) to check.*"
-STUDENT_NOTE = ("*Write your prediction down before you run anything; your teacher has "
-                "the answer.*")
+STUDENT_NOTE = "*Write your prediction down first; your teacher has the worked answer.*"
 README = """Student editions of the npsim labs (answers removed).
 
 Open them with Jupyter wherever npsim is installed (`pip install -e '.[notebook]'` in the
