@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: quickstart test test-all lint bench bench-env bench-mm4 setup clean notebook
+.PHONY: quickstart test test-all lint bench bench-env bench-mm4 setup clean notebook student-labs
 
 # `make test` runs the fast tests; in CI (CI set, as .ci/run does) every test, slow too
 SLOW = $(if $(CI),,-m "not slow")
@@ -29,6 +29,9 @@ test-all: setup  ## ruff and every test, the slow ones too (what CI runs)
 notebook: setup  ## install Jupyter (the [notebook] extra) and open the labs in notebooks/
 	$(BIN)/pip install --quiet -e '.[notebook]'
 	$(BIN)/jupyter lab notebooks/
+
+student-labs: setup  ## the labs without their answer cells, in build/student-labs/ (to hand out)
+	$(BIN)/python scripts/student_labs.py --out build/student-labs
 
 bench: setup  ## benchmarks (by hand; figures go in benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/bench_throughput.py
