@@ -42,3 +42,7 @@ REQUEST_TIMEOUT = len(REASONS)  # no response within the client's requestTimeout
 REASONS[REQUEST_TIMEOUT] = "request_timeout"
 NO_UPSTREAM = len(REASONS)  # the external balancer had every node marked down: 503
 REASONS[NO_UPSTREAM] = "no_healthy_upstream"
+# a call the pod made while serving the request failed (onFailure: fail): it answers
+# with an error, as a handler returning 5xx on an upstream error does
+DOWNSTREAM_FAILED = len(REASONS)
+REASONS[DOWNSTREAM_FAILED] = "downstream_failed"

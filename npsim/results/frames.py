@@ -13,7 +13,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from npsim.cluster.model import ip_str
-from npsim.outcomes import COMPLETED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
+from npsim.outcomes import COMPLETED, DOWNSTREAM_FAILED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
 from npsim.sim.output import ClientRecord, RunOutput
 
 
@@ -166,7 +166,7 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
             "queue_wait": queue_wait,
             "service": service,
             "outcome": _categorical(outcome, [OUTCOMES[k] for k in sorted(OUTCOMES)]),
-            "reason": _categorical(reason, [REASONS[k] for k in sorted(REASONS)]),
+            "reason": _categorical(reason, reason_names(out)),
             "warmup": t_start < out.warmup,
             "attempt": attempt,
             "retry_of": retry_of,
@@ -176,6 +176,13 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
         copy=False,
     )
     return frame
+
+
+def reason_names(out: RunOutput) -> list[str]:
+    """The ``reason`` categories: every code's name, ``downstream_failed`` (the last)
+    only for runs whose pods make calls, so that other runs' frames stay as they were."""
+    names = [REASONS[k] for k in sorted(REASONS)]
+    return names if out.calls is not None else names[:DOWNSTREAM_FAILED]
 
 
 def _client_address_rows(population: np.ndarray, client: np.ndarray,

@@ -152,6 +152,8 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
     cols["throughput"] = cols["completed"] / bucket
     for name in FAILURE_REASONS:
         code = category_code(requests["reason"], name)
+        if code < 0 and name == "downstream_failed":
+            continue  # a run without calls (npsim/sim/rpc.py): its columns as before
         cols[f"failed_{name}"] = by_reason[code] if code >= 0 else np.zeros(n, dtype=np.int64)
     cols["latency_p50"], cols["latency_p99"] = _quantiles(done_idx, t_start, t_end, n,
                                                           (0.5, 0.99))

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from npsim.scenario.call_checks import check_calls
 from npsim.scenario.capacity import offered_utilisation
 from npsim.scenario.client_spec import ClientSpec
 from npsim.scenario.cluster_spec import ClusterSpec
@@ -337,7 +338,7 @@ def warn_utilisation(s: Sections, p: Problems) -> None:
 
 # the checks that read only the sections that validated (a partial check runs these)
 CHECKS: list[Check] = [check_firewalls, check_workloads, check_clients, check_node_ports,
-                       check_port_plan, warn_no_endpoints, check_client_names]
+                       check_port_plan, warn_no_endpoints, check_client_names, check_calls]
 # and those that need the whole scenario
 WHOLE_CHECKS: list[Check] = [check_events, check_explicit_pods, check_front_ends,
                              warn_utilisation]

@@ -17,6 +17,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 from pydantic.alias_generators import to_camel
 
 from npsim.dists import Distribution
+from npsim.scenario.calls_spec import CallStep
 from npsim.scenario.client_spec import ClientSpec
 from npsim.scenario.cluster_spec import ClusterSpec
 from npsim.scenario.limits import MAX_VARIANTS
@@ -69,6 +70,10 @@ class WorkloadSpec(Model):
     pods: list[PodSpec] | None = None
     labels: dict[str, str] | None = None
     namespace: str | None = None
+    # requests to other Services while serving one (npsim/scenario/calls_spec.py);
+    # blocking: the worker waits for them (synchronous RPC) or is freed (async server)
+    calls: list[CallStep] = []
+    blocking: bool = True
 
     def placement_for(self, requests: bool) -> str | dict[str, int]:
         """The placement in force: as given, else ``scheduler`` for a Deployment whose

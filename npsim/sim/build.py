@@ -50,6 +50,7 @@ from npsim.sim.pods import Relay
 from npsim.sim.probes import Blackbox, NodePortProbe, blackbox_probers
 from npsim.sim.records import RequestLog
 from npsim.sim.registry import ConnectionCount, PodRegistry
+from npsim.sim.rpc import CallPopulation, CallRecords, calling_class, has_calls, make_plans
 from npsim.sim.timeline import EventLog
 from npsim.sim.tls import TlsCosts, pod_server_class
 from npsim.streams import Streams
@@ -64,7 +65,8 @@ def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list
     spec = scenario.spec.cluster
     shared = SharedColumns()
     services = len(cluster.service_ports) + spec.other_services.count
-    clusterip = any(c.target == "clusterIP" for c in scenario.spec.clients)
+    clusterip = any(c.target == "clusterIP" for c in scenario.spec.clients) or has_calls(
+        scenario)
     proxies: list[KubeProxy] = []
     for node, ns in zip(cluster.nodes, spec.nodes, strict=True):
         mode = MODES[ns.proxy_mode or spec.proxy_mode]
@@ -97,6 +99,7 @@ class Parts:
     tls: TlsCosts | None  # HTTPS handshakes per new connection: None without any `tls`
     blackbox: dict[str, Blackbox]  # alert rule -> its prober
     connections: ConnectionCount  # the engine counts, a pod's new process reads it
+    calls: CallRecords | None = None  # what pods' calls were made for (None: no calls)
 
 
 def quiet_pods(scenario: Scenario, cluster: Cluster, plan: FaultPlan,
@@ -127,18 +130,23 @@ def build(scenario: Scenario, replication: int,
     guard = Guard.build(scenario, cluster, proxies, events)
     # pods report each end only to populations that ask (closed loops, retries,
     # timeouts, least-connections balancers) and to connection counters
-    reports_ends = any(needs_done(c) for c in spec.clients) or any(
+    calling = has_calls(scenario)  # pods call Services: callers wait for every end
+    reports_ends = calling or any(needs_done(c) for c in spec.clients) or any(
         p.counts_connections for p in proxies) or (
         guard is not None and guard.counts_connections)
     populations: list[Population] = []  # made below: conntrack reads them as they are
+    records = CallRecords() if calling else None
+    plans, call_pops = (make_plans(scenario, cluster, env, log, streams, len(spec.clients),
+                                   records) if records is not None else ({}, []))
+    server_class = pod_server_class(TlsCosts.terminated_at_pods(spec.clients))
+    callers = {name: (calling_class(server_class), plan) for name, plan in plans.items()}
     network = NodeNetwork(cluster, streams, plan, populations)
     timeouts = [connect_give_up(c.syn_retries, c.connect_timeout) for c in spec.clients]
     connections = ConnectionCount()
     registry = PodRegistry(env, cluster, streams, log,
                            quiet_pods(scenario, cluster, plan, proxies, reports_ends),
-                           pod_server_class(TlsCosts.terminated_at_pods(spec.clients)),
-                           on_done if reports_ends else None, timeouts,
-                           partial(new_pod, scenario, cluster), connections)
+                           server_class, on_done if reports_ends else None, timeouts,
+                           partial(new_pod, scenario, cluster), connections, callers)
     relays: list[Relay | None] = [
         Relay(env, p.node.index, spec.cluster.userspace.workers,
               spec.cluster.userspace.latency.sampler(streams.generator(f"relay/{p.node.name}")),
@@ -203,12 +211,15 @@ def build(scenario: Scenario, replication: int,
             pop.connect_timeout = min(pop.connect_timeout, connect_give_up(
                 cs.syn_retries, cs.balancer.connect_timeout))
             timeouts[i] = pop.connect_timeout
+    for call_pop in call_pops:  # after the clients: their rows' population indexes
+        populations.append(call_pop)
+        timeouts.append(call_pop.connect_timeout)
     tls = TlsCosts(populations, streams.generator) if TlsCosts.wanted(spec.clients) else None
     ports = sorted({pop.service_port for pop in populations if pop.target == "nodePort"})
     blackbox = blackbox_probers(env, spec.monitoring, ports, proxies, registry.servers,
                                 network.answers, streams.generator)
     return Parts(env, cluster, log, events, proxies, guard, network, registry, relays,
-                 control, populations, tls, blackbox, connections)
+                 control, populations, tls, blackbox, connections, records)
 
 
 def outside_ranges(addresses: list[int], ranges: tuple[str, ...]) -> frozenset[int]:

@@ -45,6 +45,7 @@ from npsim.sim.clients import Population
 from npsim.sim.output import RunOutput, client_record
 from npsim.sim.pods import settle
 from npsim.sim.records import NAN, RequestLog
+from npsim.sim.rpc import CallPopulation
 
 if TYPE_CHECKING:
     from npsim.scenario.scenario import Scenario
@@ -70,6 +71,7 @@ class Simulation:
         self.control = parts.control
         self.populations = parts.populations
         self.tls = parts.tls
+        self.calls = parts.calls
         self.blackbox = parts.blackbox
         # what the hot path reads, bound once (the lists and dicts are the parts' own)
         self.pods = parts.registry.servers
@@ -93,6 +95,19 @@ class Simulation:
         stop after that in a request-count run, so that the run can drain and end."""
         return self.budget is None or (self.generated < self.budget
                                        and any(p.active for p in self.populations))
+
+    def send_call(self, pop: Population, slot: int, now: float) -> bool:
+        """A pod's call to a Service (npsim/sim/rpc.py): sent as a client's request is,
+        but outside the run's request budget (it is part of a request already counted)."""
+        budget, self.budget = self.budget, None
+        try:
+            return self.send(pop, slot, now)
+        finally:
+            self.budget = budget
+            self.generated -= 1
+
+    def _sender(self, pop: Population) -> Callable[[Population, int, float], bool]:
+        return self.send_call if isinstance(pop, CallPopulation) else self.send
 
     # --- hot path ---------------------------------------------------------------------
 
@@ -346,7 +361,7 @@ class Simulation:
         if until < 0:
             raise ValueError("must not be negative")
         for pop in self.populations:
-            pop.start(self.env, self.send)
+            pop.start(self.env, self._sender(pop))
         if until > self.env.now:  # at the start: the state as built (SimPy refuses 0)
             self.env.run(until=until)
         self._settle(until, final=False)
@@ -360,7 +375,7 @@ class Simulation:
         run = self.scenario.spec.run
         started = time.perf_counter()
         for pop in self.populations:
-            pop.start(self.env, self.send)
+            pop.start(self.env, self._sender(pop))
             if pop.balancer is not None:
                 pop.balancer.start(self.sending)
         for prober in self.blackbox.values():
@@ -398,4 +413,4 @@ class Simulation:
                          [client_record(pop) for pop in self.populations],
                          [proxy.pod_sees_node for proxy in self.proxies],
                          self.control.ready_history(), self.events, end, float(run.warmup),
-                         time.perf_counter() - started, self.blackbox)
+                         time.perf_counter() - started, self.blackbox, self.calls)

@@ -10,6 +10,7 @@ from npsim.cluster.model import Cluster
 from npsim.sim.clients import Population
 from npsim.sim.probes import Blackbox
 from npsim.sim.records import RequestLog
+from npsim.sim.rpc import CallRecords
 from npsim.sim.timeline import EventLog
 
 
@@ -48,6 +49,7 @@ class RunOutput:
     warmup: float
     wall_seconds: float
     probes: dict[str, Blackbox] = field(default_factory=dict)  # alert rule -> its samples
+    calls: CallRecords | None = None  # pods' calls (npsim/sim/rpc.py): None without any
 
 
 def client_record(pop: Population) -> ClientRecord:

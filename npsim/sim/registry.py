@@ -37,7 +37,8 @@ class PodRegistry:
     def __init__(self, env: simpy.Environment, cluster: Cluster, streams: Streams,
                  log: RequestLog, quiet: set[int], server_class: type[PodServer],
                  on_done: Callable[[int, float], None] | None, timeouts: list[float],
-                 make_pod: Callable[[str, int], Pod], connections: ConnectionCount) -> None:
+                 make_pod: Callable[[str, int], Pod], connections: ConnectionCount,
+                 callers: dict[str, tuple[type, object]] | None = None) -> None:
         self.env = env
         self.cluster = cluster
         self.streams = streams
@@ -48,6 +49,8 @@ class PodRegistry:
         self.timeouts = timeouts  # per population: how long a client waits
         self.make_pod = make_pod  # (deployment, node) -> a new Pod in the cluster
         self.connections = connections
+        # deployment -> (server class, call plan) of pods that call Services (sim/rpc.py)
+        self.callers = callers or {}
         self.servers: list[PodServer] = []
         # per pod, its arrive method as a Call's callbacks (npsim/sim/calls.py); None for
         # a quiet pod, which takes no event
@@ -78,8 +81,13 @@ class PodRegistry:
     def _process(self, index: int, sampler: Callable[[], float] | None) -> PodServer:
         pod = self.cluster.pods[index]
         kind = QuietPod if index in self.quiet else self.server_class
+        caller = self.callers.get(pod.deployment) if self.callers else None
+        if caller is not None:
+            kind = caller[0]
         server = kind(self.env, index, pod.workers, pod.queue_limit, sampler,
                       self.log, self.on_done)
+        if caller is not None:
+            server.plan = caller[1]  # type: ignore[attr-defined]
         server.timeouts = self.timeouts
         return server
 

@@ -1,0 +1,56 @@
+"""Cross-checks of the workloads' ``calls:``: each call aims at a Service port that
+exists, and the call graph has no cycle (a request would never end)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from npsim.scenario.calls_spec import call_path, find_cycle, leaves
+from npsim.scenario.objects import SelectorIndex, pick_port, selector_matches
+from npsim.scenario.problems import Problems
+
+
+def backing_workloads(s: Any, service: str) -> list[str]:
+    """The workloads whose pods a Service selects (Deployments, and hand-placed pods
+    with their ``labels``)."""
+    svc = s.scenario.services.get(service)
+    if svc is None:
+        return []
+    names = [d.name for d in SelectorIndex(s.scenario.deployments.values()).selected(
+        svc.selector)]
+    for name, workload in s.workloads.items():
+        if (workload is not None and workload.pods is not None and workload.labels
+                and name not in names and selector_matches(svc.selector, workload.labels)):
+            names.append(name)
+    return names
+
+
+def check_calls(s: Any, p: Problems) -> None:
+    """Every call names a Service and port of the manifests; the workloads' call graph
+    (caller -> the workloads behind the called Service) has no cycle."""
+    edges: dict[str, list[str]] = {}
+    for name, workload in s.workloads.items():
+        if workload is None or not workload.calls:
+            continue
+        for place, call in leaves(workload.calls):
+            loc = call_path(name, place)
+            svc = s.scenario.services.get(call.service)
+            if svc is None:
+                if call.service not in s.unresolved:
+                    known = ", ".join(sorted(s.scenario.services)) or "none"
+                    p.at(s.tree, [*loc, "service"], f"no Service named {call.service!r} "
+                         f"among the manifests (known: {known})")
+                continue
+            if pick_port(svc, call.port) is None:
+                ports = ", ".join(repr(x.name or x.port) for x in svc.ports)
+                p.at(s.tree, [*loc, "port"],
+                     f"Service {svc.name!r} has no port {call.port!r} (ports: {ports})")
+                continue
+            for callee in backing_workloads(s, call.service):
+                if callee not in edges.setdefault(name, []):
+                    edges[name].append(callee)
+    cycle = find_cycle(edges)
+    if cycle is not None:
+        p.at(s.tree, ["workloads", cycle[0], "calls"],
+             "the call graph has a cycle (a request would call itself without end): "
+             + " -> ".join(cycle))

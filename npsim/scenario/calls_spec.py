@@ -1,0 +1,99 @@
+"""A workload's ``calls:``: the requests its pods send to other Services while serving one.
+
+Each call goes from the caller pod through its own node's kube-proxy to the callee
+Service's ClusterIP, as an in-cluster client would (``source: {pod: NODE}``,
+``target: clusterIP``). Steps run in order; a ``parallel:`` step fans out and waits for
+every branch (a gRPC or HTTP client that issues the requests concurrently and joins
+them). ``timeout`` is a per-call deadline (gRPC's deadline, an HTTP client's read
+timeout); ``retries`` reuses the client retry model; ``onFailure`` says whether a failed
+call fails the request being served (an error handler that returns 5xx) or is ignored
+(a best-effort call whose error is logged).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from npsim.dists import Distribution
+from npsim.scenario.client_spec import RetrySpec
+from npsim.scenario.specbase import Integer, Model
+from npsim.units import Seconds
+
+
+class CallSpec(Model):
+    """One call (or ``count`` calls in a row) to a Service port."""
+
+    service: str = Field(min_length=1)
+    port: Integer | str | None = None
+    # how many times in a row: a whole number, or a distribution rounded to one (>= 0)
+    count: Integer | Distribution = Field(default=1)
+    probability: float = Field(default=1.0, ge=0.0, le=1.0)  # the call is made at all
+    timeout: Seconds | None = None  # deadline for the response once the call is sent
+    retries: RetrySpec | None = None
+    on_failure: Literal["fail", "continue"] = "fail"
+    requests_per_connection: Integer = Field(default=1, ge=1)  # keep-alive to the Service
+    connect_timeout: Seconds | None = 10.0
+
+    @model_validator(mode="after")
+    def _count(self) -> CallSpec:
+        if isinstance(self.count, int) and self.count < 0:
+            raise ValueError("count must be 0 or more")
+        return self
+
+
+class ParallelSpec(Model):
+    """Calls sent at once; the step ends when every one of them has ended."""
+
+    parallel: list[CallSpec] = Field(min_length=1)
+
+
+CallStep = ParallelSpec | CallSpec
+
+
+def leaves(steps: list[CallStep]) -> list[tuple[tuple[int, int], CallSpec]]:
+    """Every call of a ``calls:`` list with its place: (step, branch; -1 outside a
+    ``parallel:``)."""
+    out: list[tuple[tuple[int, int], CallSpec]] = []
+    for i, step in enumerate(steps):
+        if isinstance(step, ParallelSpec):
+            out.extend(((i, j), call) for j, call in enumerate(step.parallel))
+        else:
+            out.append(((i, -1), step))
+    return out
+
+
+def call_path(workload: str, place: tuple[int, int]) -> list[Any]:
+    """The YAML path of a call, for a placed error."""
+    step, branch = place
+    base: list[Any] = ["workloads", workload, "calls", step]
+    return base if branch < 0 else [*base, "parallel", branch]
+
+
+def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A cycle of the workload call graph (``edges``: caller -> callee workloads), as
+    the path that closes it (``a, b, a``), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found is not None:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state:
+            found = visit(node)
+            if found is not None:
+                return found
+    return None

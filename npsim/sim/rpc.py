@@ -1,0 +1,329 @@
+"""Pods that call Services while they serve a request (a workload's ``calls:``).
+
+A call is a request like any client's: it gets a row of the request log and takes the
+in-cluster client path of the engine (``source: {pod: NODE}``, ``target: clusterIP``):
+the caller pod's node's kube-proxy picks the endpoint with its mode's choice, SNAT
+rules, internalTrafficPolicy, topology and ClientIP affinity (the caller pod's address
+is the source), the node-to-node hop is added, and the callee pod queues and serves it.
+Each call edge (caller workload -> Service port) is one :class:`CallPopulation`, a
+population without arrivals of its own, with one client slot per caller pod (its
+connection state: ``requestsPerConnection`` calls per connection, as a keep-alive
+HTTP client or a gRPC channel reuses one). Timeouts and retries are the client model's.
+
+A caller pod's server (:func:`calling_class`) does its own work (its service time),
+then the calls, step by step (``parallel:`` steps fan out and join), then answers. A
+blocking worker (synchronous RPC: a thread-per-request server) is held until then, so
+slow callees show up as queueing at the caller; a non-blocking one (an async server)
+is freed when its own work ends. A failed call fails the request it was made for
+(``onFailure: fail``, the rest of its calls are not made) or is ignored
+(``continue``). What each call was made for is kept in :class:`CallRecords`, so that
+the tree of any request can be rebuilt (npsim/results/callframe.py).
+
+Nothing here runs for a scenario whose workloads make no calls: the build makes no
+call population and no calling server, and the engine's hot path is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import simpy
+
+from npsim.cluster.model import Cluster
+from npsim.dists import batched
+from npsim.outcomes import COMPLETED, DOWNSTREAM_FAILED, FAILED
+from npsim.scenario.calls_spec import CallSpec, ParallelSpec
+from npsim.scenario.client_spec import ArrivalSpec, ClientSpec, SourceSpec
+from npsim.sim.calls import call_later
+from npsim.sim.clients import Addresses, FixedEntry, Population, SendFn
+from npsim.sim.records import RequestLog
+
+if TYPE_CHECKING:
+    from npsim.scenario.scenario import Scenario
+    from npsim.sim.pods import PodServer
+    from npsim.streams import Streams
+
+
+class CallRecords:
+    """Per call row of the request log: the request it was made for, its depth (1: made
+    while serving a client's request), the caller pod, and the call edge."""
+
+    def __init__(self) -> None:
+        self.row: list[int] = []
+        self.parent: list[int] = []
+        self.depth: list[int] = []
+        self.caller: list[int] = []
+        self.edge: list[int] = []
+        self.depth_of: dict[int, int] = {}  # call row -> depth, for the calls it makes
+
+    def add(self, row: int, parent: int, caller: int, edge: int) -> None:
+        depth = self.depth_of.get(parent, 0) + 1
+        self.depth_of[row] = depth
+        self.row.append(row)
+        self.parent.append(parent)
+        self.depth.append(depth)
+        self.caller.append(caller)
+        self.edge.append(edge)
+
+
+class CallPopulation(Population):
+    """The calls of one edge (caller workload -> Service port): no arrivals of its own;
+    a slot per caller pod, added when that pod first calls (pods come and go)."""
+
+    def __init__(self, index: int, edge: int, spec: ClientSpec, service_port: int,
+                 log: RequestLog, cluster: Cluster, records: CallRecords,
+                 retry_rng: np.random.Generator | None) -> None:
+        node = cluster.nodes[0]
+        addresses = Addresses(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                              node.index)
+        super().__init__(index, spec, 0, FixedEntry(node.index), service_port,
+                         lambda: 0.0, 0, addresses, log, retry_rng)
+        self.edge = edge
+        self.cluster = cluster
+        self.records = records
+        self.n_ips = 0
+        self.notify = True  # the caller waits for every end
+        self.active = False  # sends only for its callers: never keeps a run going
+        self.client_ips = []  # type: ignore[assignment]  # grows with the slots
+        self.slot_of: dict[int, int] = {}  # caller pod -> slot
+        self.slot_pod: list[int] = []
+        self.waiting: dict[int, Callable[[int, bool], None]] = {}  # first row -> resume
+
+    def start(self, env: simpy.Environment, send: SendFn) -> None:
+        self._wire(env, send)
+
+    def slot(self, pod: int) -> int:
+        slot = self.slot_of.get(pod)
+        if slot is None:
+            slot = self.slot_of[pod] = len(self.slot_pod)
+            self.slot_pod.append(pod)
+            ip = self.cluster.pods[pod].ip
+            self.client_ips.append(ip)  # type: ignore[attr-defined]
+            self.wire_ips.append(ip)
+            self.n_ips += 1
+            for column, value in ((self.remaining, 0), (self.conn_id, 0),
+                                  (self.conn_entry, 0), (self.conn_pod, -1),
+                                  (self.conn_pod_node, -1), (self.conn_snat, True)):
+                column.append(value)
+        return slot
+
+    def call(self, pod: int, parent: int, now: float,
+             resume: Callable[[int, bool], None]) -> None:
+        """Pod ``pod`` calls the edge's Service for request ``parent``; ``resume(row,
+        ok)`` runs when the caller sees the call's end (after any retries)."""
+        slot = self.slot(pod)
+        self.home = self.cluster.pods[pod].node  # the caller's node: its kube-proxy
+        row = len(self.log.t_start)
+        self.waiting[row] = resume
+        self.records.add(row, parent, pod, self.edge)
+        self.send(self, slot, now)
+
+    def _resend(self, event: simpy.Event) -> None:
+        slot, previous, _ = event.value
+        pod = self.slot_pod[slot]
+        self.home = self.cluster.pods[pod].node
+        row = len(self.log.t_start)
+        first = self._first(previous)
+        super()._resend(event)
+        if len(self.log.t_start) > row:  # a retry row: part of the same call
+            self.records.add(row, self.records.parent[self._record(first)], pod, self.edge)
+
+    def _first(self, row: int) -> int:
+        while row in self.retry_of:
+            row = self.retry_of[row]
+        return row
+
+    def _record(self, row: int) -> int:
+        return self.records.row.index(row)
+
+    def done(self, request: int, slot: int, t_end: float) -> None:
+        if self.ended(request, slot, t_end):
+            return  # retried, or a late answer the caller stopped waiting for
+        resume = self.waiting.pop(self._first(request), None)
+        if resume is None:
+            return
+        ok = self.log.outcome[request] == COMPLETED
+        delay = max(t_end - self.env.now, 0.0)
+        call_later(self.env, delay, (lambda _e: resume(request, ok),))
+
+
+class Step:
+    """One step of a plan: its calls, as (edge population, spec, count sampler, coin)."""
+
+    def __init__(self, branches: list[tuple[CallPopulation, CallSpec,
+                                            Callable[[], int], Callable[[], float]]],
+                 parallel: bool) -> None:
+        self.branches = branches
+        self.parallel = parallel
+
+
+class Job:
+    """A request being served by a calling pod, while its calls go on."""
+
+    __slots__ = ("server", "request", "step", "pending", "failed", "left")
+
+    def __init__(self, server: PodServer, request: int) -> None:
+        self.server = server
+        self.request = request
+        self.step = 0
+        self.pending = 0
+        self.failed = False
+        self.left = 0  # calls still to make one after another (a sequential count)
+
+
+class CallPlan:
+    """A workload's ``calls:`` made into steps over the call populations."""
+
+    def __init__(self, steps: list[Step], blocking: bool,
+                 env: simpy.Environment) -> None:
+        self.steps = steps
+        self.blocking = blocking
+        self.env = env
+
+    def begin(self, server: PodServer, request: int) -> None:
+        """The pod's own work for ``request`` is done: make its calls."""
+        self._next(Job(server, request))
+
+    def _next(self, job: Job) -> None:
+        now = self.env._now
+        while job.step < len(self.steps):
+            step = self.steps[job.step]
+            if step.parallel:
+                job.step += 1
+                for pop, spec, count, coin in step.branches:
+                    if coin() < spec.probability:
+                        for _ in range(count()):
+                            job.pending += 1
+                            pop.call(job.server.index, job.request, now,
+                                     self._resumer(job, spec))
+                if job.pending:
+                    return
+                continue
+            pop, spec, count, coin = step.branches[0]
+            if job.left == 0:
+                job.left = count() if coin() < spec.probability else 0
+                if job.left == 0:
+                    job.step += 1
+                    continue
+            job.left -= 1
+            if job.left == 0:
+                job.step += 1
+            job.pending = 1
+            pop.call(job.server.index, job.request, now, self._resumer(job, spec))
+            return
+        job.server.calls_ended(job.request, True)  # type: ignore[attr-defined]
+
+    def _resumer(self, job: Job, spec: CallSpec) -> Callable[[int, bool], None]:
+        def resume(row: int, ok: bool) -> None:
+            job.pending -= 1
+            if not ok and spec.on_failure == "fail":
+                job.failed = True
+            if job.pending:
+                return
+            if job.failed:  # the handler returns an error: no further calls
+                job.server.calls_ended(job.request, False)  # type: ignore[attr-defined]
+            else:
+                self._next(job)
+        return resume
+
+
+class Calling:
+    """Mixed in front of a pod server class: after its own work, the request's calls."""
+
+    __slots__ = ()
+
+    def _finish(self, event: simpy.Event) -> None:
+        plan = self.plan  # type: ignore[attr-defined]
+        if not plan.blocking:  # an async server: the worker takes the next request
+            self._release()
+        plan.begin(self, event._value)
+
+    def _release(self) -> None:
+        if self.queue:  # type: ignore[attr-defined]
+            self._start(self.queue.popleft())  # type: ignore[attr-defined]
+        else:
+            self.free += 1  # type: ignore[attr-defined]
+
+    def calls_ended(self, request: int, ok: bool) -> None:
+        """The request's calls are over: it is answered (or failed, when a call failed
+        with ``onFailure: fail``); a blocking worker is freed now."""
+        if self.plan.blocking:  # type: ignore[attr-defined]
+            self._release()
+        if ok or not getattr(self, "alive", True):
+            self.served(request)  # type: ignore[attr-defined]
+            return
+        log = self.log  # type: ignore[attr-defined]
+        log.outcome[request] = FAILED
+        log.reason[request] = DOWNSTREAM_FAILED
+        end = self.env._now + log.network[request] * 0.5  # type: ignore[attr-defined]
+        log.t_end[request] = end
+        if self.on_done is not None:  # type: ignore[attr-defined]
+            self.on_done(request, end)  # type: ignore[attr-defined]
+
+
+_CLASSES: dict[type, type] = {}
+
+
+def calling_class(base: type) -> type:
+    """``base`` (a PodServer class) whose requests make calls after the pod's own work."""
+    made = _CLASSES.get(base)
+    if made is None:
+        made = _CLASSES[base] = type(f"Calling{base.__name__}", (Calling, base),
+                                     {"__slots__": ("plan",)})
+    return made
+
+
+def _count(spec: CallSpec, rng: np.random.Generator) -> Callable[[], int]:
+    if isinstance(spec.count, int):
+        n = spec.count
+        return lambda: n
+    sample = spec.count.sampler(rng)
+    return lambda: max(int(round(sample())), 0)
+
+
+def has_calls(scenario: Scenario) -> bool:
+    return any(w.calls for w in scenario.spec.workloads.values() if w is not None)
+
+
+def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
+               log: RequestLog, streams: Streams, first_index: int,
+               records: CallRecords) -> tuple[dict[str, CallPlan], list[CallPopulation]]:
+    """Each calling workload's plan, and the call populations (indexes from
+    ``first_index``, after the scenario's clients)."""
+    plans: dict[str, CallPlan] = {}
+    pops: list[CallPopulation] = []
+    node0 = cluster.nodes[0].name
+    for workload, spec in scenario.spec.workloads.items():
+        if spec is None or not spec.calls:
+            continue
+        steps: list[Step] = []
+        for i, step in enumerate(spec.calls):
+            calls = step.parallel if isinstance(step, ParallelSpec) else [step]
+            branches = []
+            for j, call in enumerate(calls):
+                sp = cluster.service_port_for(call.service, call.port)
+                name = f"{workload}>{call.service}:{sp.port.name or sp.port.port}"
+                same = [p for p in pops if p.name == name]
+                if same:
+                    name = f"{name}#{len(same) + 1}"
+                client = ClientSpec(
+                    name=name, service=call.service, port=call.port,
+                    source=SourceSpec(pod=node0), target="clusterIP",
+                    arrival=ArrivalSpec(rate=1.0),
+                    requests_per_connection=call.requests_per_connection,
+                    connect_timeout=call.connect_timeout, request_timeout=call.timeout,
+                    retries=call.retries)
+                where = f"calls/{workload}/{i}/{j}"
+                pop = CallPopulation(first_index + len(pops), len(pops), client, sp.index,
+                                     log, cluster, records,
+                                     streams.generator(f"{where}/retry")
+                                     if call.retries is not None else None)
+                pops.append(pop)
+                rng = streams.generator(where)
+                coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
+                branches.append((pop, call, _count(call, rng), coin))
+            steps.append(Step(branches, isinstance(step, ParallelSpec)))
+        plans[workload] = CallPlan(steps, spec.blocking, env)
+    return plans, pops
