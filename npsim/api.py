@@ -17,6 +17,7 @@ from npsim.cluster.model import Cluster
 from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
+from npsim.results.callframe import call_frame
 from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.result import Result
@@ -84,6 +85,7 @@ class _Replication:
     pod_timeseries: pd.DataFrame
     node_timeseries: pd.DataFrame
     bucket: float  # the time series' bucket (request-count runs: per replication)
+    calls: pd.DataFrame | None = None  # pods' calls (npsim/results/callframe.py)
 
 
 #: the share of a replication's progress that is the simulation; serving quiet pods,
@@ -105,6 +107,7 @@ def _replication(scenario: Scenario, rep: int,
     gc.collect()
     trim_heap()
     record_alerts(out, spec.monitoring)
+    calls = call_frame(out)  # before the log goes (None: no pod makes calls)
     frame = request_frame(out, consume=True)
     if progress is not None:
         progress((1 + SIMULATING) / 2)
@@ -132,7 +135,8 @@ def _replication(scenario: Scenario, rep: int,
     trim_heap()
     return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
-                        incidents, pod_series, node_timeseries_frame(out, bucket), bucket)
+                        incidents, pod_series, node_timeseries_frame(out, bucket), bucket,
+                        calls)
 
 
 def _replication_indexes(replications: Sequence[int]) -> list[int]:
@@ -210,4 +214,6 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
                   stack_events([p.events for p in parts]),
                   timeseries=concat_frames([p.timeseries for p in parts]),
                   pod_timeseries=concat_frames([p.pod_timeseries for p in parts]),
-                  node_timeseries=concat_frames([p.node_timeseries for p in parts]))
+                  node_timeseries=concat_frames([p.node_timeseries for p in parts]),
+                  calls=(concat_frames([p.calls for p in parts]) if parts[0].calls is not None
+                         else None))

@@ -53,6 +53,8 @@ class Result:
     pod_timeseries: pd.DataFrame = field(default_factory=empty_pod_timeseries)
     # one row per replication x node x time bucket: each node's views (see README "Frames")
     node_timeseries: pd.DataFrame = field(default_factory=empty_node_timeseries)
+    # one row per call a pod made (workloads' calls:), None without any: see callframe.py
+    calls: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
         return short_repr(self)

@@ -12,14 +12,33 @@ call fails the request being served (an error handler that returns 5xx) or is ig
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from npsim.dists import Distribution
 from npsim.scenario.client_spec import RetrySpec
 from npsim.scenario.specbase import Integer, Model
 from npsim.units import Seconds
+
+
+class CountSpec(Model):
+    """How many calls in a row, drawn per request: ``{dist: poisson, mean: 2}`` or
+    ``{dist: uniform, low: 1, high: 4}`` (whole numbers, both ends included)."""
+
+    dist: Literal["poisson", "uniform"]
+    mean: float | None = Field(default=None, ge=0)
+    low: Integer | None = Field(default=None, ge=0)
+    high: Integer | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> CountSpec:
+        if self.dist == "poisson" and (self.mean is None or self.low is not None
+                                       or self.high is not None):
+            raise ValueError("a poisson count takes 'mean' only")
+        if self.dist == "uniform" and (self.low is None or self.high is None
+                                       or self.mean is not None or self.low > self.high):
+            raise ValueError("a uniform count takes 'low' <= 'high' only")
+        return self
 
 
 class CallSpec(Model):
@@ -28,7 +47,7 @@ class CallSpec(Model):
     service: str = Field(min_length=1)
     port: Integer | str | None = None
     # how many times in a row: a whole number, or a distribution rounded to one (>= 0)
-    count: Integer | Distribution = Field(default=1)
+    count: Integer | CountSpec = Field(default=1)
     probability: float = Field(default=1.0, ge=0.0, le=1.0)  # the call is made at all
     timeout: Seconds | None = None  # deadline for the response once the call is sent
     retries: RetrySpec | None = None
@@ -49,7 +68,15 @@ class ParallelSpec(Model):
     parallel: list[CallSpec] = Field(min_length=1)
 
 
-CallStep = ParallelSpec | CallSpec
+def _kind(value: Any) -> str:
+    if isinstance(value, ParallelSpec) or (isinstance(value, dict) and "parallel" in value):
+        return "parallel"
+    return "call"
+
+
+# a step: one call (or ``count`` in a row), or ``parallel:`` calls
+CallStep = Annotated[Annotated[ParallelSpec, Tag("parallel")] | Annotated[CallSpec, Tag("call")],
+                     Discriminator(_kind)]
 
 
 def leaves(steps: list[CallStep]) -> list[tuple[tuple[int, int], CallSpec]]:

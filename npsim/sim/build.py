@@ -50,7 +50,7 @@ from npsim.sim.pods import Relay
 from npsim.sim.probes import Blackbox, NodePortProbe, blackbox_probers
 from npsim.sim.records import RequestLog
 from npsim.sim.registry import ConnectionCount, PodRegistry
-from npsim.sim.rpc import CallPopulation, CallRecords, calling_class, has_calls, make_plans
+from npsim.sim.rpc import CallRecords, calling_class, has_calls, make_plans
 from npsim.sim.timeline import EventLog
 from npsim.sim.tls import TlsCosts, pod_server_class
 from npsim.streams import Streams

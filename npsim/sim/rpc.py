@@ -279,8 +279,12 @@ def _count(spec: CallSpec, rng: np.random.Generator) -> Callable[[], int]:
     if isinstance(spec.count, int):
         n = spec.count
         return lambda: n
-    sample = spec.count.sampler(rng)
-    return lambda: max(int(round(sample())), 0)
+    count = spec.count
+    if count.dist == "poisson":
+        draw = batched(lambda k: rng.poisson(count.mean, k))  # type: ignore[arg-type]
+    else:
+        draw = batched(lambda k: rng.integers(count.low, count.high + 1, k))  # type: ignore[operator]
+    return lambda: int(draw())
 
 
 def has_calls(scenario: Scenario) -> bool:

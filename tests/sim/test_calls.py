@@ -1,0 +1,199 @@
+"""Pods that call Services (a workload's ``calls:``, npsim/sim/rpc.py).
+
+Queueing theory on a zero-cost network (one node, no hop, no kube-proxy cost): a
+frontend with many workers calling a one-pod backend k times per request makes the
+backend an M/M/1 queue at k times the arrival rate, and the end-to-end mean is the
+frontend's own work plus k sojourns there. A blocking frontend with few workers holds
+each worker for its own work plus the calls: its queue is Erlang C's. And a call takes
+the in-cluster client path: same kube-proxy choice, SNAT, hop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import (
+    assert_matches_theory,
+    client,
+    deployment_manifest,
+    exponential,
+    scenario_dict,
+    service_manifest,
+)
+
+import npsim
+from npsim.results.callframe import request_tree
+from npsim.scenario.problems import ScenarioError
+
+BACKEND = {"app": "backend"}
+
+
+def two_tier(*, rate: float = 100.0, fe_workers: int = 64, fe_service: float = 1e-3,
+             be_service: float = 1e-3, be_replicas: int = 1, call: dict | None = None,
+             nodes: int = 1, duration: float = 5.0, warmup: float = 0.5, seed: int = 1,
+             replications: int = 1, blocking: bool = True, **kw: Any) -> dict[str, Any]:
+    d = scenario_dict(nodes=nodes, replicas=1, workers=fe_workers,
+                      service_time=exponential(fe_service), clients=[client(rate=rate)],
+                      duration=duration, warmup=warmup, seed=seed,
+                      replications=replications, **kw)
+    svc = service_manifest("backend", BACKEND)
+    svc["spec"]["type"] = "ClusterIP"
+    del svc["spec"]["ports"][0]["nodePort"]
+    svc["spec"]["ports"][0]["port"] = 9000
+    d["manifests"] += [svc, deployment_manifest("backend", be_replicas, BACKEND)]
+    d["workloads"]["backend"] = {"workers": 1, "serviceTime": exponential(be_service),
+                                 "placement": "spread"}
+    d["workloads"]["web"]["calls"] = [{"service": "backend", "port": 9000, "count": 2,
+                                       **(call or {})}]
+    d["workloads"]["web"]["blocking"] = blocking
+    return d
+
+
+def entry_rows(frame):
+    return frame[frame["population"] == "load"]
+
+
+def call_rows(frame):
+    return frame[frame["population"] == "web>backend:9000"]
+
+
+def test_every_call_is_a_row_with_its_parent_and_depth():
+    result = npsim.run(npsim.scenario_from_dict(two_tier(duration=1.0, warmup=0.0)))
+    req, calls = result.requests, result.calls
+    assert calls is not None
+    entries = entry_rows(req)
+    done = entries[entries["outcome"] == "completed"]
+    # two calls per entry request, each pointing at an entry row, depth 1
+    served = entries["service_start"].notna() & (entries["service_start"] + entries[
+        "service"] < 1.0)
+    assert 2 * served.sum() - 2 <= len(calls) <= 2 * len(entries)
+    assert set(calls["parent"]) <= set(entries["request"])
+    assert (calls["depth"] == 1).all()
+    assert (calls["caller_pod"] == "web-0").all() and (calls["callee_pod"] == "backend-0").all()
+    # the entry request ends after its calls: tree of one request rebuilt from the frames
+    first = int(done["request"].iloc[0])
+    tree = request_tree(req, calls, first)
+    assert list(tree["depth"]) == [0, 1, 1]
+    root, kids = tree.iloc[0], tree.iloc[1:]
+    assert (kids["t_start"] >= root["service_start"] + root["service"] - 1e-12).all()
+    assert root["t_end"] >= kids["t_end"].max()
+
+
+@pytest.mark.slow
+def test_backend_is_mm1_at_doubled_rate_and_end_to_end_adds_up():
+    """lambda 200/s at the frontend, 2 calls each: the backend (mu 1000/s) sees 400/s,
+    W = 1/(mu - 2 lambda) = 1.667 ms; end to end = 1 ms own work + 2 W = 4.333 ms."""
+    lam, mu = 200.0, 1000.0
+    result = npsim.run(npsim.scenario_from_dict(two_tier(
+        rate=lam, duration=20.0, warmup=1.0, replications=10, seed=3)))
+    req = result.requests
+    done = req[~req["warmup"] & (req["outcome"] == "completed")]
+    w = 1.0 / (mu - 2 * lam)
+    backend = call_rows(done).groupby("replication")["latency"].mean().to_numpy()
+    assert_matches_theory(backend, w, rel_tol=0.04, max_rel_half=0.08, what="backend W")
+    e2e = entry_rows(done).groupby("replication")["latency"].mean().to_numpy()
+    assert_matches_theory(e2e, 1e-3 + 2 * w, rel_tol=0.04, max_rel_half=0.08,
+                          what="end to end")
+
+
+@pytest.mark.slow
+def test_blocking_caller_queues_as_erlang_c_on_its_holding_time():
+    """2 blocking workers, own work constant 0 (tiny), one call to an 8-pod backend
+    with many workers would be M/G/2 in general; with a callee of ample capacity and
+    exponential service the holding time is exponential (one call): M/M/2 at the caller."""
+    from test_queueing_theory import mmc_sojourn
+
+    lam, mu_hold = 1400.0, 1000.0  # holding time = the call's sojourn ~ Exp(1 ms)
+    d = two_tier(rate=lam, fe_workers=2, fe_service=1e-9, be_service=1e-3,
+                 be_replicas=1, call={"count": 1}, duration=20.0, warmup=1.0,
+                 replications=10, seed=5)
+    d["workloads"]["backend"]["workers"] = 64  # no queue at the callee
+    result = npsim.run(npsim.scenario_from_dict(d))
+    req = result.requests
+    done = entry_rows(req[~req["warmup"] & (req["outcome"] == "completed")])
+    _, wq = mmc_sojourn(2, lam / (2 * mu_hold), mu_hold)
+    waits = done.groupby("replication")["queue_wait"].mean().to_numpy()
+    assert_matches_theory(waits, wq, rel_tol=0.05, max_rel_half=0.1, what="caller Wq")
+
+
+def test_non_blocking_caller_does_not_queue_behind_slow_calls():
+    d = two_tier(rate=1400.0, fe_workers=2, fe_service=1e-9, call={"count": 1},
+                 duration=2.0, warmup=0.2, blocking=False)
+    d["workloads"]["backend"]["workers"] = 64
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    assert entry_rows(req)["queue_wait"].max() < 1e-6
+
+
+def test_call_takes_the_in_cluster_client_path():
+    """Same seed: a call from a pod on node-1 and an in-cluster clusterIP population on
+    node-1 see the same kube-proxy behaviour: the same spread over 3 backend pods on 3
+    nodes, no SNAT (the pod's own address seen), cross-node hops for remote pods."""
+    net = {"sameNode": {"dist": "constant", "value": 0}, "sameZone": {"dist": "constant",
+           "value": "0.2ms"}, "crossZone": {"dist": "constant", "value": "0.2ms"}}
+    d = two_tier(nodes=3, be_replicas=3, rate=300.0, call={"count": 1}, duration=3.0,
+                 warmup=0.0, network=net, placement={"node-1": 1})
+    d["workloads"]["backend"]["workers"] = 8
+    direct = {"name": "incluster", "service": "backend", "port": 9000,
+              "source": {"pod": "node-1"}, "target": "clusterIP", "sourceIPs": 1,
+              "arrival": {"rate": "300/s"}, "rtt": {"dist": "constant", "value": 0}}
+    d["clients"].append(direct)
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    calls, pop = call_rows(req), req[req["population"] == "incluster"]
+    for rows in (calls, pop):
+        share = rows["pod"].value_counts(normalize=True)
+        share = share[share > 0]
+        assert len(share) == 3 and share.min() > 0.25
+        assert (rows["source_ip_seen"].astype(str) == rows["client_ip"].astype(str)).all()
+        assert (rows["cross_node"] == (rows["pod_node"] != "node-1")).all()
+        assert (rows.loc[rows["cross_node"], "hop"] > 0).all()
+    assert calls["client_ip"].nunique() == 1  # the one caller pod's address
+    assert abs(calls["cross_node"].mean() - pop["cross_node"].mean()) < 0.1
+
+
+def test_failed_call_fails_the_request_or_is_ignored():
+    for on_failure, expect in (("fail", "downstream_failed"), ("continue", "")):
+        d = two_tier(call={"count": 1, "timeout": "0.1ms", "onFailure": on_failure},
+                     be_service=5e-3, duration=1.0, warmup=0.0)
+        req = npsim.run(npsim.scenario_from_dict(d)).requests
+        calls = call_rows(req)
+        assert (calls["reason"] == "request_timeout").mean() > 0.9
+        entries = entry_rows(req)
+        done = entries[entries["outcome"] != "in_flight"]
+        assert (done["reason"].astype(str) == expect).mean() > 0.9, on_failure
+
+
+def test_one_tier_frames_have_no_calls():
+    result = npsim.run(npsim.scenario_from_dict(scenario_dict(duration=0.5)))
+    assert result.calls is None
+    assert "downstream_failed" not in result.requests["reason"].cat.categories
+
+
+def _errors(d: dict) -> str:
+    with pytest.raises(ScenarioError) as info:
+        npsim.scenario_from_dict(d)
+    return str(info.value)
+
+
+def test_unknown_service_or_port_is_a_placed_error():
+    assert "no Service named 'nope'" in _errors(two_tier(call={"service": "nope"}))
+    msg = _errors(two_tier(call={"port": 1234}))
+    assert "no port 1234" in msg and "workloads.web.calls[0].port" in msg
+
+
+def test_cycle_in_the_call_graph_names_its_path():
+    d = two_tier()
+    d["workloads"]["backend"]["calls"] = [{"service": "web", "port": 80}]
+    msg = _errors(d)
+    assert "cycle" in msg and ("web -> backend -> web" in msg or "backend -> web -> backend"
+                               in msg)
+
+
+def test_count_distribution_and_probability():
+    d = two_tier(call={"count": {"dist": "uniform", "low": 3, "high": 3}, "probability": 0.5},
+                 duration=2.0, warmup=0.0)
+    result = npsim.run(npsim.scenario_from_dict(d))
+    per_parent = result.calls.groupby("parent").size()
+    assert set(per_parent) == {3}  # a request that calls makes all three
+    n_entries = len(entry_rows(result.requests))
+    assert 0.4 * n_entries < len(per_parent) < 0.6 * n_entries
