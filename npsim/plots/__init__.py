@@ -17,6 +17,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from npsim.plots._common import RunFrames
+from npsim.plots.callgraph import call_graph
 from npsim.plots.cluster import cluster, traffic_graph
 from npsim.plots.latency import latency_breakdown, latency_cdf, latency_percentiles
 from npsim.plots.load import lorenz, pod_load, traffic_heatmap
@@ -56,6 +57,8 @@ class PlotAccessor:
 
 for _name, _plot in FIGURES.items():
     setattr(PlotAccessor, _name, _method(_name, _plot))
+# only for runs whose pods call Services (workloads' calls:): not in every report
+PlotAccessor.call_graph = _method("call_graph", call_graph)  # type: ignore[attr-defined]
 
 
 def figures_for(result: RunFrames) -> tuple[dict[str, Figure], dict[str, str]]:
@@ -74,5 +77,5 @@ def figures_for(result: RunFrames) -> tuple[dict[str, Figure], dict[str, str]]:
 
 
 __all__ = ["FIGURES", "PlotAccessor", "cluster", "figures_for", "latency_breakdown",
-           "latency_cdf", "latency_percentiles", "lorenz", "pod_load", "timeseries",
+           "call_graph", "latency_cdf", "latency_percentiles", "lorenz", "pod_load", "timeseries",
            "traffic_graph", "traffic_heatmap"]

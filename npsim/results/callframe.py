@@ -10,10 +10,15 @@ while serving a client's request, 2 for one made while serving such a call, and 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from npsim.sim.output import RunOutput
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def call_frame(out: RunOutput) -> pd.DataFrame | None:
@@ -27,13 +32,23 @@ def call_frame(out: RunOutput) -> pd.DataFrame | None:
     callee = np.asarray(out.log.pod, dtype=np.int64)[rows] if len(rows) else rows
     caller = np.asarray(calls.caller, dtype=np.int64)
     order = np.argsort(rows, kind="stable")
+    population = np.asarray(out.log.population, dtype=np.int64)
+    services = sorted(set(calls.services))
+    code = {name: i for i, name in enumerate(services)}
+    by_population = np.asarray([code[s] for s in calls.services], dtype=np.int64)
+    parents = np.asarray(calls.parent, dtype=np.int64)[order]
     return pd.DataFrame({
         "replication": np.full(len(rows), out.replication, dtype=np.int32),
         "request": rows[order],
-        "parent": np.asarray(calls.parent, dtype=np.int64)[order],
+        "parent": parents,
         "depth": np.asarray(calls.depth, dtype=np.int16)[order],
         "caller_pod": pd.Categorical.from_codes(caller[order], pods),
         "callee_pod": pd.Categorical.from_codes(callee[order], pods),  # -1: none reached
+        # the Service the call went to, and the one whose request made it
+        "service": pd.Categorical.from_codes(by_population[population[rows[order]]]
+                                             if len(rows) else rows, services),
+        "caller_service": pd.Categorical.from_codes(by_population[population[parents]]
+                                                    if len(rows) else rows, services),
     })
 
 
@@ -56,3 +71,64 @@ def request_tree(requests: pd.DataFrame, calls: pd.DataFrame, request: int,
     tree["parent"] = tree["request"].map(links["parent"]).fillna(-1).astype(np.int64)
     tree["depth"] = tree["request"].map(links["depth"]).fillna(0).astype(np.int16)
     return tree
+
+
+def call_graph(requests: pd.DataFrame, calls: pd.DataFrame | None,
+               entry_services: dict[str, str]) -> nx.DiGraph:
+    """Services as vertices, an edge per caller -> callee pair; client populations are
+    vertices too (``kind`` "client"), with an edge to the Service they send to.
+
+    Edge attributes, over measured rows (after warm-up) of every replication:
+    ``requests`` (sent), ``per_second`` (sent per second of measured time, averaged over
+    replications), ``mean``, ``p99`` (latency of completed calls, s) and
+    ``error_ratio``. A vertex's ``requests`` counts what reached that Service."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    measured = requests[~requests["warmup"]]
+    span = _measured_span(requests)
+    population = measured["population"].astype(str)
+    # client requests: client -> its Service
+    for client, service in entry_services.items():
+        graph.add_node(("client", client), kind="client")
+        graph.add_node(("service", service), kind="service")
+        _edge(graph, ("client", client), ("service", service),
+              measured[population.to_numpy() == client], span)
+    if calls is not None and len(calls):
+        keyed = calls.set_index(["replication", "request"])
+        index = pd.MultiIndex.from_arrays([measured["replication"], measured["request"]])
+        is_call = index.isin(keyed.index)
+        rows = measured[is_call]
+        link = keyed.loc[index[is_call]]
+        pairs = pd.DataFrame({"caller": link["caller_service"].astype(str).to_numpy(),
+                              "service": link["service"].astype(str).to_numpy()})
+        for (caller, service), group in pairs.groupby(["caller", "service"]):
+            for name in (caller, service):
+                graph.add_node(("service", name), kind="service")
+            _edge(graph, ("service", caller), ("service", service),
+                  rows.iloc[group.index.to_numpy()], span)
+    for vertex in graph:
+        graph.nodes[vertex]["requests"] = sum(
+            d["requests"] for _, _, d in graph.in_edges(vertex, data=True))
+    return graph
+
+
+def _measured_span(requests: pd.DataFrame) -> float:
+    """Measured seconds per replication (first measured send to last send), averaged."""
+    measured = requests[~requests["warmup"]]
+    if not len(measured):
+        return float("nan")
+    by = measured.groupby("replication")["t_start"]
+    return float((by.max() - by.min()).mean())
+
+
+def _edge(graph: nx.DiGraph, a: tuple[str, str], b: tuple[str, str], rows: pd.DataFrame,
+          span: float) -> None:
+    done = rows[rows["outcome"] == "completed"]["latency"]
+    n_reps = max(rows["replication"].nunique(), 1)
+    graph.add_edge(a, b, requests=len(rows),
+                   per_second=len(rows) / n_reps / span if span > 0 else float("nan"),
+                   mean=float(done.mean()) if len(done) else float("nan"),
+                   p99=float(done.quantile(0.99)) if len(done) else float("nan"),
+                   error_ratio=float((rows["outcome"] == "failed").mean())
+                   if len(rows) else float("nan"))

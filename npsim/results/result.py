@@ -30,6 +30,7 @@ from npsim.scenario.series import bucket_before_run
 from npsim.version import __version__
 
 if TYPE_CHECKING:
+    import networkx as nx
     from npsim.plots import PlotAccessor
 
 
@@ -78,6 +79,15 @@ class Result:
         from npsim.plots import PlotAccessor
 
         return PlotAccessor(self)
+
+    def call_graph(self) -> nx.DiGraph:
+        """The application's call graph: Services (and client populations) as vertices,
+        calls per second, mean, p99 and error ratio on the edges
+        (:func:`npsim.results.callframe.call_graph`)."""
+        from npsim.results.callframe import call_graph
+
+        entry = {c.name: c.service for c in self.scenario.spec.clients}
+        return call_graph(self.requests, self.calls, entry)
 
     def metric(self, name: str, population: str | None = None) -> float:
         """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,

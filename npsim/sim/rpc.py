@@ -57,10 +57,14 @@ class CallRecords:
         self.caller: list[int] = []
         self.edge: list[int] = []
         self.depth_of: dict[int, int] = {}  # call row -> depth, for the calls it makes
+        self.parent_of: dict[int, int] = {}  # call row -> the request it was made for
+        # per population (the clients', then the call edges'): the Service it sends to
+        self.services: list[str] = []
 
     def add(self, row: int, parent: int, caller: int, edge: int) -> None:
         depth = self.depth_of.get(parent, 0) + 1
         self.depth_of[row] = depth
+        self.parent_of[row] = parent
         self.row.append(row)
         self.parent.append(parent)
         self.depth.append(depth)
@@ -128,15 +132,12 @@ class CallPopulation(Population):
         first = self._first(previous)
         super()._resend(event)
         if len(self.log.t_start) > row:  # a retry row: part of the same call
-            self.records.add(row, self.records.parent[self._record(first)], pod, self.edge)
+            self.records.add(row, self.records.parent_of[first], pod, self.edge)
 
     def _first(self, row: int) -> int:
         while row in self.retry_of:
             row = self.retry_of[row]
         return row
-
-    def _record(self, row: int) -> int:
-        return self.records.row.index(row)
 
     def done(self, request: int, slot: int, t_end: float) -> None:
         if self.ended(request, slot, t_end):
@@ -298,6 +299,7 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
     ``first_index``, after the scenario's clients)."""
     plans: dict[str, CallPlan] = {}
     pops: list[CallPopulation] = []
+    records.services = [c.service for c in scenario.spec.clients]
     node0 = cluster.nodes[0].name
     for workload, spec in scenario.spec.workloads.items():
         if spec is None or not spec.calls:
@@ -325,6 +327,7 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                                      streams.generator(f"{where}/retry")
                                      if call.retries is not None else None)
                 pops.append(pop)
+                records.services.append(call.service)
                 rng = streams.generator(where)
                 coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
                 branches.append((pop, call, _count(call, rng), coin))
