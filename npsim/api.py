@@ -17,7 +17,7 @@ from npsim.cluster.model import Cluster
 from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
-from npsim.results.callframe import call_frame
+from npsim.results.callframe import call_frame, entry_rows
 from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.result import Result
@@ -121,7 +121,10 @@ def _replication(scenario: Scenario, rep: int,
     # temporaries (at 10,000 pods and 1M requests, 4-5 MB more at the peak).
     reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time)
     trim_heap()
-    statistics = replication_statistics(frame, {rep: window}, reachable)
+    entry = (entry_rows(frame, [c.name for c in spec.clients]) if calls is not None
+             else None)  # pods call Services: "all" is the clients' own requests
+    statistics = replication_statistics(frame, {rep: window}, reachable, entry)
+    del entry
     trim_heap()
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
@@ -203,7 +206,11 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     windows = {rep: p.window for rep, p in zip(reps, parts, strict=True)}
     statistics = {scope: pd.concat([p.statistics[scope] for p in parts], ignore_index=True)
                   for scope in parts[0].statistics}
-    summary = summarise(req, pod, windows, per_replication=statistics)
+    calls = concat_frames([p.calls for p in parts]) if parts[0].calls is not None else None
+    entry = (entry_rows(req, [c.name for c in spec.clients]) if calls is not None
+             else None)
+    summary = summarise(req, pod, windows, per_replication=statistics, entry=entry)
+    del entry
     summary = add_incident_rows(summary, [p.incidents for p in parts])
     meta: dict[str, object] = {"npsim_version": __version__, "seed": spec.run.seed}
     buckets = {p.bucket for p in parts}
@@ -215,5 +222,4 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
                   timeseries=concat_frames([p.timeseries for p in parts]),
                   pod_timeseries=concat_frames([p.pod_timeseries for p in parts]),
                   node_timeseries=concat_frames([p.node_timeseries for p in parts]),
-                  calls=(concat_frames([p.calls for p in parts]) if parts[0].calls is not None
-                         else None))
+                  calls=calls)

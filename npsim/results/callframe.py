@@ -52,6 +52,12 @@ def call_frame(out: RunOutput) -> pd.DataFrame | None:
     })
 
 
+def entry_rows(requests: pd.DataFrame, clients: list[str]) -> np.ndarray:
+    """The rows of the clients' own requests (not pods' calls): what the summary's
+    ``all`` scope covers in a run whose pods call Services."""
+    return requests["population"].isin(clients).to_numpy(dtype=bool)
+
+
 def request_tree(requests: pd.DataFrame, calls: pd.DataFrame, request: int,
                  replication: int = 0) -> pd.DataFrame:
     """Request ``request`` and every call made for it, at any depth (its trace): the

@@ -31,6 +31,7 @@ from npsim.version import __version__
 
 if TYPE_CHECKING:
     import networkx as nx
+
     from npsim.plots import PlotAccessor
 
 

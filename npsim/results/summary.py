@@ -202,12 +202,13 @@ PerReplication = dict[str, pd.DataFrame]  # scope -> its statistics, one row a r
 
 
 def replication_statistics(requests: pd.DataFrame, windows: dict[int, float],
-                           candidates: dict[str, Candidates] | None = None) -> PerReplication:
+                           candidates: dict[str, Candidates] | None = None,
+                           entry: np.ndarray | None = None) -> PerReplication:
     """Each scope's per-replication statistics, the values the confidence intervals are
     made of. Computed for one replication where it ran (a pool worker), they are
     stacked and passed to :func:`summarise` instead of being recomputed there."""
     candidates = candidates or {}
-    out = {"all": _per_replication(requests, windows, candidates.get("all"))}
+    out = {"all": _per_replication(requests, windows, candidates.get("all"), entry)}
     for scope, rows in population_scopes(requests).items():
         out[scope] = _per_replication(requests, windows, candidates.get(scope), rows)
     return out
@@ -217,6 +218,7 @@ def summarise(
     requests: pd.DataFrame, pods: pd.DataFrame, windows: dict[int, float],
     candidates: dict[str, Candidates] | None = None,
     per_replication: PerReplication | None = None,
+    entry: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Tidy table: scope, metric, value, ci_low, ci_high (CIs need replications >= 2).
 
@@ -227,10 +229,12 @@ def summarise(
     ``candidates`` maps a scope to the pods its traffic could reach (share statistics
     count those, with zeros, and no others). ``per_replication``, when given, holds
     :func:`replication_statistics` already computed (``windows`` and ``candidates`` are
-    then not used again).
+    then not used again). ``entry``: the rows the ``all`` scope covers when pods call
+    Services (the clients' own requests; each call is a row of its own population,
+    npsim/results/callframe.py ``entry_rows``); None: every row.
     """
     if per_replication is None:
-        per_replication = replication_statistics(requests, windows, candidates)
+        per_replication = replication_statistics(requests, windows, candidates, entry)
     rows: list[dict[str, object]] = []
 
     def add(scope: str, metric: str, value: float, lo: float = math.nan,
@@ -239,14 +243,14 @@ def summarise(
                      "ci_high": hi})
 
     outcome = requests["outcome"]
-    counted = count_codes(codes(outcome), None, len(outcome.cat.categories))
-    add("all", "requests_generated", float(len(requests)))
+    counted = count_codes(codes(outcome), entry, len(outcome.cat.categories))
+    add("all", "requests_generated", float(len(requests) if entry is None else entry.sum()))
     for name in ("completed", "failed", "in_flight"):
         code = category_code(outcome, name)
         add("all", f"requests_{name}", float(counted[code] if code >= 0 else 0))
     if "attempt" in requests and (requests["attempt"] > 0).any():
         _retry_rows(requests, add)
-    _measured_rows("all", requests, None, add, per_replication["all"])
+    _measured_rows("all", requests, entry, add, per_replication["all"])
     # per pod name across replications, grouped by integer ids: a groupby over 10,000
     # string labels held megabytes of hash tables (the same means: the same group sums)
     pod_ids, _ = first_seen_codes(pods["pod"])

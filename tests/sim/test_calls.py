@@ -197,3 +197,47 @@ def test_count_distribution_and_probability():
     assert set(per_parent) == {3}  # a request that calls makes all three
     n_entries = len(entry_rows(result.requests))
     assert 0.4 * n_entries < len(per_parent) < 0.6 * n_entries
+
+
+def test_summary_all_scope_is_the_clients_requests_and_edges_have_their_own():
+    result = npsim.run(npsim.scenario_from_dict(two_tier(duration=2.0, warmup=0.2)))
+    s = result.summary
+    entries = entry_rows(result.requests)
+    generated = s[(s["scope"] == "all") & (s["metric"] == "requests_generated")]["value"]
+    assert float(generated.iloc[0]) == len(entries)
+    assert result.metric("latency_mean") == pytest.approx(
+        result.metric("latency_mean", population="load"))
+    assert result.metric("latency_mean", population="web>backend:9000") < result.metric(
+        "latency_mean")
+
+
+def test_call_graph_has_services_and_rates():
+    result = npsim.run(npsim.scenario_from_dict(two_tier(rate=200.0, duration=2.0,
+                                                         warmup=0.2)))
+    graph = result.call_graph()
+    edge = graph.edges[("service", "web"), ("service", "backend")]
+    assert edge["per_second"] == pytest.approx(400.0, rel=0.15)  # 2 calls per request
+    assert 0 < edge["mean"] < edge["p99"]
+    entry = graph.edges[("client", "load"), ("service", "web")]
+    assert entry["per_second"] == pytest.approx(200.0, rel=0.15)
+    assert graph.nodes[("service", "backend")]["requests"] == edge["requests"]
+
+
+def test_nested_calls_have_depth_two_and_blocking_backs_up_into_the_caller():
+    """The bundled three-tier shop: cart calls redis while serving the frontend's call;
+    the slow cart holds the frontend's blocking workers, so the frontend queues."""
+    scenario = npsim.bundled("three-tier-shop")
+    scenario.run.warmup, scenario.run.duration = 1.0, 6.0
+    result = npsim.run(scenario)
+    calls = result.calls
+    assert set(calls["depth"]) == {1, 2}
+    deep = calls[calls["depth"] == 2]
+    assert (deep["service"] == "redis-cart").all() and (deep["caller_service"] == "cart").all()
+    assert set(calls.loc[calls["depth"] == 1, "parent"]) <= set(
+        result.requests.loc[result.requests["population"] == "shoppers", "request"])
+    waits = result.requests.groupby("population", observed=True)["queue_wait"].mean()
+    assert waits["shoppers"] > 2e-4  # queueing at the frontend (blocking workers)
+    scenario.workloads["frontend"].blocking = False
+    relieved = npsim.run(scenario).requests
+    assert relieved.groupby("population", observed=True)["queue_wait"].mean()[
+        "shoppers"] < waits["shoppers"] / 5
