@@ -116,6 +116,8 @@ class Result:
         for name in ("requests", "pods", "nodes", "timeseries", "pod_timeseries",
                      "node_timeseries", "events"):
             write_parquet(getattr(self, name), folder / f"{name}.parquet")
+        if self.calls is not None:  # pods called Services (workloads' calls:)
+            write_parquet(self.calls, folder / "calls.parquet")
         self.summary.to_csv(folder / "summary.csv", index=False)
         (folder / "scenario.resolved.yaml").write_text(self.resolved_yaml())
 
@@ -140,7 +142,8 @@ def load_result(folder: str | Path) -> Result:
     meta = {"npsim_version": scenario.spec.npsim_version or "", "seed": scenario.spec.run.seed,
             "folder": str(folder)}
     optional = {name: pd.read_parquet(folder / f"{name}.parquet")
-                for name in ("events", "timeseries", "pod_timeseries", "node_timeseries")
+                for name in ("events", "timeseries", "pod_timeseries", "node_timeseries",
+                             "calls")
                 if (folder / f"{name}.parquet").is_file()}
     if "events" in optional:
         optional["events"] = with_event_dtypes(optional["events"])

@@ -68,14 +68,19 @@ class ParallelSpec(Model):
     parallel: list[CallSpec] = Field(min_length=1)
 
 
+# the union's tags appear in pydantic's error locations; the loader drops steps named
+# ``tagged-union...`` from the paths it prints (npsim/scenario/loader.py)
+PARALLEL, CALL = "tagged-union-parallel", "tagged-union-call"
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, ParallelSpec) or (isinstance(value, dict) and "parallel" in value):
-        return "parallel"
-    return "call"
+        return PARALLEL
+    return CALL
 
 
 # a step: one call (or ``count`` in a row), or ``parallel:`` calls
-CallStep = Annotated[Annotated[ParallelSpec, Tag("parallel")] | Annotated[CallSpec, Tag("call")],
+CallStep = Annotated[Annotated[ParallelSpec, Tag(PARALLEL)] | Annotated[CallSpec, Tag(CALL)],
                      Discriminator(_kind)]
 
 

@@ -241,3 +241,20 @@ def test_nested_calls_have_depth_two_and_blocking_backs_up_into_the_caller():
     relieved = npsim.run(scenario).requests
     assert relieved.groupby("population", observed=True)["queue_wait"].mean()[
         "shoppers"] < waits["shoppers"] / 5
+
+
+def test_calls_frame_is_saved_and_loaded(tmp_path):
+    result = npsim.run(npsim.scenario_from_dict(two_tier(duration=0.5, warmup=0.0)))
+    result.save(tmp_path / "run")
+    back = npsim.load_result(tmp_path / "run")
+    assert back.calls is not None
+    assert back.calls["parent"].tolist() == result.calls["parent"].tolist()
+    assert back.call_graph().number_of_edges() == 2
+
+
+def test_misspelt_call_key_is_placed_at_the_call():
+    msg = _errors(two_tier(call={"servce": "backend"}))
+    assert "workloads.web.calls[0].servce: unknown field" in msg
+    d = two_tier()
+    d["workloads"]["web"]["calls"] = [{"parallel": [{"service": "backend", "bogus": 1}]}]
+    assert "workloads.web.calls[0].parallel[0].bogus: unknown field" in _errors(d)

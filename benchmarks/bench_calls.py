@@ -1,0 +1,84 @@
+"""What a pod's calls cost: CPU per client request when each makes k calls.
+
+The issue's target (issue 21): a request that makes k calls costs at most about (k + 1)
+times a one-tier request (each call is a request of its own through the caller node's
+kube-proxy, plus the bookkeeping of the call tree). The one-tier side is the same
+frontend with no ``calls:`` (its pods then need not report ends: the fast path with
+quiet pods), so the ratio also shows what the calls' event-driven pods cost. Rounds
+are interleaved; the median per k is reported.
+
+    .venv/bin/python benchmarks/bench_calls.py            # 3 rounds, 40 s simulated
+    .venv/bin/python benchmarks/bench_calls.py --quick    # 1 round, 10 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import npsim
+from npsim.scenario.bundled import bundled_path
+from npsim.sim.engine import Simulation
+
+KS = (0, 1, 2, 4)
+
+
+def scenario(k: int, duration: float, events: bool = False) -> npsim.Scenario:
+    data = {
+        "name": f"calls-{k}",
+        "cluster": {"proxyMode": "iptables",
+                    "nodes": [{"name": "node-1", "zone": "zone-a"},
+                              {"name": "node-2", "zone": "zone-a"},
+                              {"name": "node-3", "zone": "zone-b"}]},
+        "manifests": [str(bundled_path("three-tier-shop").parent / "manifests"
+                           / "shop.yaml")],
+        "workloads": {
+            "frontend": {"workers": 16, "serviceTime": {"dist": "exponential", "mean": "2ms"},
+                         **({"calls": [{"service": "catalog", "port": "grpc", "count": k}]}
+                            if k else {})},
+            "catalog": {"workers": 8, "serviceTime": {"dist": "exponential", "mean": "1ms"}},
+            "cart": {"workers": 1, "serviceTime": {"dist": "exponential", "mean": "1ms"}},
+            "redis-cart": {"workers": 1, "serviceTime": {"dist": "exponential",
+                                                          "mean": "1ms"}},
+        },
+        "clients": [{"name": "shoppers", "service": "frontend", "sourceIPs": 500,
+                     "arrival": {"rate": "1000/s"}, "entry": "random",
+                     # a request timeout makes the pods report ends: event-driven pods
+                     **({"requestTimeout": "60s"} if events else {})}],
+        "run": {"duration": f"{duration}s", "seed": 1},
+    }
+    return npsim.scenario_from_dict(data, base_dir="/")
+
+
+def cpu_per_request(k: int, duration: float, events: bool = False) -> float:
+    sim = Simulation(scenario(k, duration, events), 0)
+    started = time.process_time()
+    out = sim.run()
+    spent = time.process_time() - started
+    clients = sum(1 for p in out.log.population if p == 0)
+    return spent / clients
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    rounds, duration = (1, 10.0) if args.quick else (3, 40.0)
+    costs: dict[int, list[float]] = {k: [] for k in KS}
+    evented: list[float] = []
+    for _ in range(rounds):
+        evented.append(cpu_per_request(0, duration, events=True))
+        for k in KS:
+            costs[k].append(cpu_per_request(k, duration))
+    quiet, event = statistics.median(costs[0]), statistics.median(evented)
+    print(f"one-tier: {quiet * 1e6:.1f} us/request with quiet pods (served after the run), "
+          f"{event * 1e6:.1f} us with event-driven pods (what pods that call need)")
+    print(f"{'k':>3} {'us/request':>11} {'x quiet':>8} {'x event-driven':>15} {'target':>7}")
+    for k in KS:
+        c = statistics.median(costs[k])
+        print(f"{k:>3} {c * 1e6:11.1f} {c / quiet:8.2f} {c / event:15.2f} {k + 1:7d}")
+
+
+if __name__ == "__main__":
+    main()
