@@ -288,6 +288,10 @@ def _count(spec: CallSpec, rng: np.random.Generator) -> Callable[[], int]:
     return lambda: int(draw())
 
 
+def _shorter(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 def has_calls(scenario: Scenario) -> bool:
     return any(w.calls for w in scenario.spec.workloads.values() if w is not None)
 
@@ -319,7 +323,9 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                     source=SourceSpec(pod=node0), target="clusterIP",
                     arrival=ArrivalSpec(rate=1.0),
                     requests_per_connection=call.requests_per_connection,
-                    connect_timeout=call.connect_timeout, request_timeout=call.timeout,
+                    # a deadline covers connecting too (gRPC): the shorter one holds
+                    connect_timeout=_shorter(call.connect_timeout, call.timeout),
+                    request_timeout=call.timeout,
                     retries=call.retries)
                 where = f"calls/{workload}/{i}/{j}"
                 pop = CallPopulation(first_index + len(pops), len(pops), client, sp.index,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import (
     assert_matches_theory,
@@ -258,3 +259,35 @@ def test_misspelt_call_key_is_placed_at_the_call():
     d = two_tier()
     d["workloads"]["web"]["calls"] = [{"parallel": [{"service": "backend", "bogus": 1}]}]
     assert "workloads.web.calls[0].parallel[0].bogus: unknown field" in _errors(d)
+
+
+def _three_nodes(**kw: Any) -> dict[str, Any]:
+    d = two_tier(nodes=3, be_replicas=2, call={"count": 1, "timeout": "50ms"},
+                 duration=1.0, warmup=0.0, placement={"node-1": 1}, **kw)
+    d["workloads"]["backend"]["placement"] = {"node-2": 1, "node-3": 1}
+    d["workloads"]["backend"]["workers"] = 8
+    return d
+
+
+def test_internal_traffic_policy_local_applies_to_calls():
+    """The caller's node has no backend pod: with internalTrafficPolicy Local its
+    kube-proxy drops the call (the caller's deadline runs out), with Cluster it goes
+    across nodes."""
+    d = _three_nodes()
+    assert (call_rows(npsim.run(npsim.scenario_from_dict(d)).requests)["outcome"]
+            == "completed").all()
+    d["manifests"][2]["spec"]["internalTrafficPolicy"] = "Local"
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    calls = call_rows(req)
+    calls = calls[calls["t_start"] < 0.9]  # ended before the run did
+    assert len(calls) > 20 and (calls["outcome"] == "failed").all()
+    assert set(calls["reason"].astype(str)) == {"dropped_no_local_endpoint"}
+    assert np.allclose(calls["latency"], 0.05)  # the call's deadline
+    assert (entry_rows(req).query("outcome == 'failed'")["reason"] == "downstream_failed").all()
+
+
+def test_client_ip_affinity_keys_on_the_caller_pod():
+    d = _three_nodes()
+    d["manifests"][2]["spec"]["sessionAffinity"] = "ClientIP"
+    calls = call_rows(npsim.run(npsim.scenario_from_dict(d)).requests)
+    assert calls["pod"].nunique() == 1  # one caller pod: one backend pod
