@@ -252,7 +252,8 @@ class Calling:
         with ``onFailure: fail``); a blocking worker is freed now."""
         if self.plan.blocking:  # type: ignore[attr-defined]
             self._release()
-        if ok or not getattr(self, "alive", True):
+        gone = not (self.alive or self.serves_existing or self.hung)  # type: ignore[attr-defined]
+        if ok or gone:  # a dead process's state turns the request away itself
             self.served(request)  # type: ignore[attr-defined]
             return
         log = self.log  # type: ignore[attr-defined]
