@@ -138,3 +138,42 @@ def _edge(graph: nx.DiGraph, a: tuple[str, str], b: tuple[str, str], rows: pd.Da
                    p99=float(done.quantile(0.99)) if len(done) else float("nan"),
                    error_ratio=float((rows["outcome"] == "failed").mean())
                    if len(rows) else float("nan"))
+
+
+def latency_breakdown(requests: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """Each request that made calls (at any depth), its latency split: ``network``
+    (client link, hop and kube-proxy), ``queue_wait``, ``own_work`` (its service time)
+    and, per called Service, the time its calls to that Service held the request on the
+    critical path: walking back from the call that ended last, each step takes the call
+    that ended last before the previous one started, so of parallel calls only the
+    longest counts (the critical path a trace view such as Jaeger's marks). ``other`` is
+    what is left (the caller's wait between calls, responses on their way back)."""
+    done = requests[requests["outcome"] == "completed"]
+    keyed = done.set_index(["replication", "request"])
+    links = calls.merge(done[["replication", "request", "t_start", "t_end"]],
+                        on=["replication", "request"])
+    services = sorted(set(calls["service"].astype(str)))
+    out: dict[tuple[int, int], dict[str, float]] = {}
+    for (rep, parent), group in links.groupby(["replication", "parent"], sort=True):
+        if (rep, parent) not in keyed.index:
+            continue
+        row = keyed.loc[(rep, parent)]
+        spans = sorted(zip(group["t_end"].tolist(), group["t_start"].tolist(),
+                           group["service"].astype(str).tolist(), strict=True))
+        on_path = dict.fromkeys(services, 0.0)
+        cursor = float("inf")
+        for end, start, service in reversed(spans):
+            if end <= cursor:
+                on_path[service] += end - start
+                cursor = start
+        own = float(row["service"])
+        network = float(row["network"]) + float(row["proxy"])
+        entry = {"latency": float(row["latency"]), "network": network,
+                 "queue_wait": float(row["queue_wait"]), "own_work": own,
+                 **{f"via_{s}": v for s, v in on_path.items()}}
+        entry["other"] = entry["latency"] - network - entry["queue_wait"] - own - sum(
+            on_path.values())
+        out[(int(rep), int(parent))] = entry
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["replication", "request"])
+    return frame.reset_index()

@@ -291,3 +291,24 @@ def test_client_ip_affinity_keys_on_the_caller_pod():
     d["manifests"][2]["spec"]["sessionAffinity"] = "ClientIP"
     calls = call_rows(npsim.run(npsim.scenario_from_dict(d)).requests)
     assert calls["pod"].nunique() == 1  # one caller pod: one backend pod
+
+
+def test_latency_breakdown_adds_up_and_counts_the_critical_path():
+    from npsim.results.callframe import latency_breakdown
+
+    d = two_tier(duration=1.0, warmup=0.0)
+    d["workloads"]["web"]["calls"] = [{"parallel": [{"service": "backend", "port": 9000},
+                                                    {"service": "backend", "port": 9000}]}]
+    d["workloads"]["backend"]["workers"] = 4
+    result = npsim.run(npsim.scenario_from_dict(d))
+    parts = latency_breakdown(result.requests, result.calls)
+    assert len(parts) > 50
+    # two parallel calls: only the longer one is on the critical path
+    calls = result.requests.set_index("request")["latency"]  # both branches' rows
+    longest = result.calls.assign(latency=result.calls["request"].map(calls)).groupby(
+        "parent")["latency"].max()
+    assert np.allclose(parts.set_index("request")["via_backend"], longest.loc[
+        parts["request"]].to_numpy())
+    assert (parts["other"] > -1e-9).all()
+    total = parts[["network", "queue_wait", "own_work", "via_backend", "other"]].sum(axis=1)
+    assert np.allclose(total, parts["latency"])
