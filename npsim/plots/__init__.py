@@ -73,6 +73,8 @@ def figures_for(result: RunFrames) -> tuple[dict[str, Figure], dict[str, str]]:
             figures[name] = plot(result)
         except ValueError as exc:  # e.g. no completed request: nothing to draw
             skipped[name] = str(exc)
+    if getattr(result, "calls", None) is not None:  # pods called Services
+        figures["call_graph"] = call_graph(result)
     return figures, skipped
 
 

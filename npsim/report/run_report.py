@@ -25,6 +25,7 @@ CAPTIONS = {
     "traffic_matrix": "Requests from each entry node to each pod",
     "cluster": "The cluster: nodes by zone, pods on their nodes, traffic as arrow widths",
     "timeseries": "Throughput, failures and latency over time, with events",
+    "call_graph": "Call graph: who calls which Service, calls per second and p99 on each edge",
 }
 
 KEY_METRICS = ["requests_generated", "requests_completed", "requests_failed",

@@ -12,3 +12,15 @@ def test_call_graph_figure_draws_every_service():
     texts = {t.get_text() for t in fig.axes[0].texts}
     assert {"shoppers", "frontend", "catalog", "cart", "redis-cart"} <= texts
     assert any("/s" in t and "p99" in t for t in texts)
+
+
+def test_report_draws_the_call_graph_only_for_runs_with_calls():
+    from npsim.plots import figures_for
+
+    scenario = npsim.bundled("three-tier-shop")
+    scenario.run.warmup, scenario.run.duration = 0.5, 1.5
+    assert "call_graph" in figures_for(npsim.run(scenario))[0]
+    quick = npsim.bundled("quickstart")
+    quick.run.warmup, quick.run.duration = 0.5, 1.0
+    figures, skipped = figures_for(npsim.run(quick))
+    assert "call_graph" not in figures and "call_graph" not in skipped
