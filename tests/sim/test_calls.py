@@ -312,3 +312,12 @@ def test_latency_breakdown_adds_up_and_counts_the_critical_path():
     assert (parts["other"] > -1e-9).all()
     total = parts[["network", "queue_wait", "own_work", "via_backend", "other"]].sum(axis=1)
     assert np.allclose(total, parts["latency"])
+
+
+def test_request_count_run_counts_client_requests_only_and_drains_calls():
+    d = two_tier(duration=None, warmup=0.0, requests=300)
+    result = npsim.run(npsim.scenario_from_dict(d))
+    req = result.requests
+    assert len(entry_rows(req)) == 300
+    assert len(call_rows(req)) == 600
+    assert (req["outcome"] == "completed").all()
