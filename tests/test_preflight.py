@@ -13,6 +13,7 @@ from npsim.preflight import (
     BYTES_PER_BUCKET,
     BYTES_PER_NODE_BUCKET,
     BYTES_PER_POD_BUCKET,
+    BYTES_PER_WORKER,
     estimate,
     preflight,
 )
@@ -99,3 +100,48 @@ def test_the_guard_counts_the_replications_a_caller_asks_for():
         npsim.run(scenario, replications=range(6), max_requests=50_000)
     one = npsim.run(scenario, replications=[7], max_requests=50_000)
     assert set(one.requests["replication"]) == {7}
+
+
+# --- issue 22: retries, per-pod state, and every command that simulates ---------------
+
+def _retrying(attempts: int, budget: dict | None = None, rate: float = 1000.0):
+    d = scenario_dict(nodes=2, replicas=2, clients=[client(rate=rate)], duration=2.0)
+    d["clients"][0]["retries"] = {"attempts": attempts, "backoff": {"base": 0}}
+    if budget is not None:
+        d["clients"][0]["retries"]["budget"] = budget
+    return npsim.scenario_from_dict(d)
+
+
+def test_the_estimate_counts_every_retry_a_failing_run_can_send():
+    """Every first attempt may fail and be retried ``attempts`` times with no back-off: a
+    billion retries ran without end because the estimate ignored them."""
+    est = estimate(_retrying(100))
+    assert est.requests == pytest.approx(2000)
+    assert est.retries[0] == pytest.approx(2000 * 100)
+    assert est.retries[1] == ["clients", 0, "retries", "attempts"]
+    with pytest.raises(ScenarioError) as info:
+        preflight(_retrying(100), max_requests=100_000)
+    (problem,) = info.value.problems
+    assert problem.path == "clients[0].retries.attempts"
+    assert "202,000 requests counting retries" in problem.message
+    # a retry budget bounds them: 0.2 x 2,000 + 10/s x (2 s + a 10 s window)
+    budgeted = estimate(_retrying(100, {}))
+    assert budgeted.retries[0] == pytest.approx(0.2 * 2000 + 10 * 12)
+    preflight(_retrying(100, {}), max_requests=100_000)
+
+
+def test_the_estimate_counts_each_pods_workers():
+    d = scenario_dict(nodes=2, replicas=10, workers=1, clients=[client(rate=1.0)],
+                      duration=1.0)
+    one = estimate(npsim.scenario_from_dict(d))
+    d["workloads"]["web"]["workers"] = 1_000_001
+    many = estimate(npsim.scenario_from_dict(d))
+    assert many.memory - one.memory == 10 * 1_000_000 * BYTES_PER_WORKER
+
+
+def test_preflight_until_estimates_only_the_time_simulated():
+    d = scenario_dict(nodes=2, replicas=2, clients=[client(rate=1e7)], duration=3600.0)
+    scenario = npsim.scenario_from_dict(d)
+    with pytest.raises(ScenarioError):
+        preflight(scenario)
+    assert preflight(scenario, until=1.0).requests == pytest.approx(1e7)

@@ -30,12 +30,14 @@ def load_or_exit(path: str, allow_outside_files: bool = False) -> Scenario:
     return scenario
 
 
-def preflight_or_exit(scenario: Scenario, max_requests: int | None, max_memory: int | None) -> Any:
-    """The checks a run needs before it starts (limits, addresses): exit 2 if any fails."""
+def preflight_or_exit(scenario: Scenario, max_requests: int | None, max_memory: int | None,
+                      until: float | None = None) -> Any:
+    """The checks a run needs before it starts (limits, addresses): exit 2 if any fails.
+    ``until``: the run stops there (``explain --at``)."""
     from npsim.preflight import preflight
 
     try:
-        return preflight(scenario, max_requests, max_memory)
+        return preflight(scenario, max_requests, max_memory, until=until)
     except ScenarioError as exc:
         refuse(exc.report())
 
