@@ -403,7 +403,9 @@ def _until(scenario: Scenario, until: float | None) -> Scenario:
 def preflight_variants(variants: list[Any], max_requests: int | None = None,
                        max_memory: int | None = None) -> None:
     """:func:`preflight` of every variant of a sweep (``npsim.sweep.variants.expand``):
-    each runs as a scenario of its own, so each must pass; problems name the variant."""
+    each runs as a scenario of its own, so each must pass; problems name the variant, and
+    one with a key the variant changes points at the line where the variant changes it."""
+    from npsim.scenario.changes import under
     from npsim.scenario.problems import Problem, ScenarioError
 
     problems = []
@@ -411,7 +413,9 @@ def preflight_variants(variants: list[Any], max_requests: int | None = None,
         try:
             preflight(variant.scenario, max_requests, max_memory)
         except ScenarioError as exc:
-            problems += [Problem(p.mark, f"variants: {variant.name}: {p.path}", p.message)
+            marks = variant.scenario.change_marks
+            problems += [Problem(next((m for path, m in marks.items() if under(p.path, path)),
+                                      p.mark), f"variants: {variant.name}: {p.path}", p.message)
                          for p in exc.problems]
     if problems:
         raise ScenarioError(problems)
