@@ -96,3 +96,23 @@ def test_a_backoff_multiplier_must_be_finite(tmp_path: Path, value: str) -> None
     problems = _problems(tmp_path, _set("clients", 0, "retries", value={
         "backoff": {"multiplier": float(value.strip("."))}}))
     assert [p.path for p in problems] == ["clients[0].retries.backoff.multiplier"]
+
+
+@pytest.mark.parametrize("container, field, words", [
+    ({"readinessProbe": {"periodSeconds": 2**31}}, "readinessProbe.periodSeconds",
+     "must be at most 2147483647"),
+    ({"livenessProbe": {"failureThreshold": 10**30}}, "livenessProbe.failureThreshold",
+     "must be at most 2147483647"),
+    ({"lifecycle": {"preStop": {"sleep": {"seconds": -5}}}},
+     "lifecycle.preStop.sleep.seconds", "must be non-negative"),
+])
+def test_probe_numbers_and_hooks_are_bounded_as_the_api_server_does(
+        container: dict[str, Any], field: str, words: str) -> None:
+    data = scenario_dict(nodes=2, replicas=2, clients=[client(rate=5.0)], duration=1.0)
+    deployment = next(m for m in data["manifests"] if m["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0].update(container)
+    with pytest.raises(ScenarioError) as info:
+        npsim.scenario_from_dict(data)
+    (problem,) = info.value.problems
+    assert problem.path.endswith(field) and words in problem.message
+    assert problem.mark is not None
