@@ -290,7 +290,10 @@ def limits_for(scenario: Scenario, max_requests: int | None = None,
 
 
 def _fmt(count: float) -> str:
-    return "infinitely many" if math.isinf(count) else f"{count:,.0f}"
+    """A count as a reader takes it in: never 300 digits (a 1e300/s rate step)."""
+    if math.isinf(count):
+        return "infinitely many"
+    return f"{count:,.0f}" if count < 1e15 else f"{count:.3g}"
 
 
 def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = None,

@@ -145,3 +145,13 @@ def test_preflight_until_estimates_only_the_time_simulated():
     with pytest.raises(ScenarioError):
         preflight(scenario)
     assert preflight(scenario, until=1.0).requests == pytest.approx(1e7)
+
+
+def test_counts_past_a_quadrillion_are_written_short():
+    """A 1e300/s rate step printed a 300-digit request count in two problems."""
+    d = scenario_dict(nodes=2, replicas=2, clients=[client(schedule=[(0, 1.0), (1.0, 1e300)])],
+                      duration=2.0)
+    with pytest.raises(ScenarioError) as info:
+        preflight(npsim.scenario_from_dict(d))
+    assert all(len(p.message) < 400 for p in info.value.problems)
+    assert any("1e+300 requests" in p.message for p in info.value.problems)
