@@ -63,6 +63,9 @@ BYTES_PER_BUCKET = 200
 # per-pod state that grows with a count in the scenario: a pod's c workers are a heap of
 # c "next free" times (a list slot and a float each)
 BYTES_PER_WORKER = 32
+# and a population's per-client state: a slot per user (closed loop) or source address
+# (six lists of connection state, the address arrays, the DNS cache, their numbers)
+BYTES_PER_CLIENT_SLOT = 160
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Estimate:
     series_rows: float = 0.0  # time-series buckets per replication
     # retries at most, per replication, and the key of the population sending most
     retries: tuple[float, list[Any]] = (0.0, [])
+    client_slots: int = 0  # users or source addresses, every population together
 
     @property
     def requests(self) -> float:
@@ -239,11 +243,17 @@ def _pods_ever(scenario: Scenario) -> dict[str, int]:
     return ever
 
 
-def _worker_bytes(scenario: Scenario, ever: dict[str, int]) -> float:
-    """Memory of the pods' per-worker state (each pod's heap of worker times)."""
+def _state_bytes(scenario: Scenario, ever: dict[str, int]) -> float:
+    """Memory of state kept per worker (each pod's heap of worker times) and per client
+    (a billion sourceIPs or users allocate before the first request is sent)."""
     workloads = scenario.spec.workloads
-    return float(sum(count * workloads[name].workers * BYTES_PER_WORKER
-                     for name, count in ever.items() if name in workloads))
+    workers = sum(count * workloads[name].workers * BYTES_PER_WORKER
+                  for name, count in ever.items() if name in workloads)
+    return float(workers + _client_slots(scenario) * BYTES_PER_CLIENT_SLOT)
+
+
+def _client_slots(scenario: Scenario) -> int:
+    return sum(max(c.arrival.users or 0, c.n_source_ips) for c in scenario.spec.clients)
 
 
 def estimate(scenario: Scenario, replications: int | None = None) -> Estimate:
@@ -271,9 +281,9 @@ def estimate(scenario: Scenario, replications: int | None = None) -> Estimate:
               + sends * reps * BYTES_PER_REQUEST_KEPT + pods * BYTES_PER_POD
               + nodes * BYTES_PER_NODE + nodes * ports * BYTES_PER_NODE_SERVICE
               + endpoints * versions * BYTES_PER_ENDPOINT + series
-              + _worker_bytes(scenario, ever))
+              + _state_bytes(scenario, ever))
     return Estimate(per_rep, reps, pods, nodes, ports, endpoints, memory,
-                    _timers(scenario, length), buckets, retries)
+                    _timers(scenario, length), buckets, retries, _client_slots(scenario))
 
 
 def limits_for(scenario: Scenario, max_requests: int | None = None,
@@ -356,6 +366,8 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
     if est.memory > lim.max_memory and not math.isinf(est.requests):
         series = (f", {_fmt(est.series_rows)} time-series rows per replication (a longer "
                   "run.timeseriesBucket makes fewer)" if est.series_rows > 100_000 else "")
+        if est.client_slots > 1_000_000:
+            series += f", {est.client_slots:,} client users or sourceIPs"
         p.at(tree, ["run"],
              f"the run would need about {format_size(est.memory)} of memory "
              f"({_fmt(est.requests)} requests, {est.pods:,} pods, {est.nodes:,} nodes, "

@@ -11,6 +11,7 @@ from conftest import client, scenario_dict
 import npsim
 from npsim.preflight import (
     BYTES_PER_BUCKET,
+    BYTES_PER_CLIENT_SLOT,
     BYTES_PER_NODE_BUCKET,
     BYTES_PER_POD_BUCKET,
     BYTES_PER_WORKER,
@@ -155,3 +156,15 @@ def test_counts_past_a_quadrillion_are_written_short():
         preflight(npsim.scenario_from_dict(d))
     assert all(len(p.message) < 400 for p in info.value.problems)
     assert any("1e+300 requests" in p.message for p in info.value.problems)
+
+
+def test_the_memory_estimate_counts_each_clients_state():
+    """A billion sourceIPs allocate their arrays before the first request is sent."""
+    d = scenario_dict(nodes=2, replicas=2, clients=[client(rate=1.0)], duration=1.0)
+    few = estimate(npsim.scenario_from_dict(d))
+    d["clients"][0].update(sourceIPs=10**9, sourceIPBase="1.0.0.0")
+    many = estimate(npsim.scenario_from_dict(d))
+    assert many.memory - few.memory == (10**9 - 100) * BYTES_PER_CLIENT_SLOT
+    with pytest.raises(ScenarioError) as info:
+        preflight(npsim.scenario_from_dict(d), max_memory=8 << 30)
+    assert "1,000,000,000 client users or sourceIPs" in info.value.problems[0].message
