@@ -247,6 +247,7 @@ def test_nested_mutations_fail_cleanly_or_run(name: str) -> None:
 def test_the_equipped_scenarios_run_and_reach_every_part() -> None:
     """The starting points are valid (else every mutation fails trivially), and each
     has the parts the mutations aim at."""
+    gc.freeze()
     for base, parts in EQUIPPED.values():
         _check(copy.deepcopy(base))
         npsim.scenario_from_dict(copy.deepcopy(base), base_dir=SCENARIOS)
