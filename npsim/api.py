@@ -111,9 +111,6 @@ def _replication(scenario: Scenario, rep: int,
     bucket = series_bucket(spec.run, out.end_time)
     series = timeseries_frame(out, frame, bucket)
     trim_heap()  # and the time series' before the statistics
-    incidents = incident_metrics(out.events.time, out.events.kind, series,
-                                 spec.monitoring.slo if spec.monitoring else None, out.end_time,
-                                 out.warmup)
     window = out.end_time - out.warmup
     # Each step's freed temporaries go back to the system before the next one's: freed
     # chunks inside the heap stay resident until trimmed, under the next step's own
@@ -122,6 +119,9 @@ def _replication(scenario: Scenario, rep: int,
     trim_heap()
     statistics = replication_statistics(frame, {rep: window}, reachable)
     trim_heap()
+    incidents = incident_metrics(out.events.time, out.events.kind, series,
+                                 spec.monitoring.slo if spec.monitoring else None, out.end_time,
+                                 out.warmup, float(statistics["all"]["error_ratio"].iloc[0]))
     pods = pod_frame(out, frame)
     trim_heap()
     nodes = node_frame(out, frame)

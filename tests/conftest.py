@@ -219,3 +219,71 @@ def run_bundled(name: str, duration: float, warmup: float) -> npsim.Result:
     scenario = npsim.bundled(name)
     scenario.run.warmup, scenario.run.duration = warmup, duration
     return npsim.run(scenario)
+
+
+def process_tree() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc (Linux)."""
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def pool_workers(pid: int) -> list[int]:
+    """The pool's worker processes under ``pid``: forked copies of it (same command
+    line), directly or through a fork server; not its resource tracker."""
+    from pathlib import Path
+
+    children = process_tree()
+
+    def cmdline(p: int) -> bytes:
+        try:
+            return Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    own = cmdline(pid)
+    direct = children.get(pid, [])
+    servers = [c for c in direct if b"forkserver" in cmdline(c)]
+    return ([c for c in direct if cmdline(c) == own]
+            + [w for server in servers for w in children.get(server, [])])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (workers, fork server, resource tracker)."""
+    children, found, todo = process_tree(), [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped is not)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until_gone(pids: Sequence[int], seconds: float = 20.0) -> list[int]:
+    """Poll until none of ``pids`` runs; returns those still running after ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    alive = [p for p in pids if running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if running(p)]
+    return alive

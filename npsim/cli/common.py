@@ -76,6 +76,12 @@ JOBS_OPTION = click.option("--jobs", type=click.IntRange(min=1), default=None,
                             help="Processes to use (default: every core).")
 
 
+SET_OPTION = click.option(
+    "--set", "settings", multiple=True, metavar="PATH=VALUE",
+    help="Change a scenario key, e.g. --set workloads.nginx.workers=8 "
+         "(YAML key path and value; repeatable).")
+
+
 def with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
     """``--set PATH=VALUE`` changes, validated like the file (exit 2 naming the path)."""
     if not settings:
@@ -101,6 +107,31 @@ def with_settings(scenario: Scenario, settings: tuple[str, ...]) -> Scenario:
 
 
 MAX_OUT_NAME = 255 - len(".npsim-12345678.tmp") - 1  # NAME_MAX less npsim's own additions
+
+
+def settings_folder(name: str, settings: tuple[str, ...]) -> str:
+    """The result folder name of a run with ``--set`` changes and no ``--out``:
+    ``<name>--set-<path>=<value>`` per change, sorted by path (the last of a path given
+    twice wins, as in the run), never the baseline's ``<name>``. Characters a folder name
+    should not carry become ``_``; when that (or the length limit) loses anything, a
+    digest of the exact changes is added, so two different change sets never share a
+    folder."""
+    import hashlib
+    import re
+
+    from npsim.scenario.changes import parse_assignment
+
+    changes: dict[str, str] = {}
+    for text in settings:  # already checked by with_settings
+        path, _ = parse_assignment(text)
+        changes[path] = text.partition("=")[2].strip()
+    exact = "".join(f"--set-{p}={v}" for p, v in sorted(changes.items()))
+    safe = re.sub(r"[^A-Za-z0-9._=,+-]", "_", exact)
+    digest = hashlib.sha256(exact.encode()).hexdigest()[:10]
+    folder = name + safe
+    if safe != exact or len(folder.encode()) > MAX_OUT_NAME:
+        folder = f"{folder[:MAX_OUT_NAME - 12]}-{digest}"
+    return folder
 
 
 def check_writable(target: Path) -> None:

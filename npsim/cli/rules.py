@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from npsim.cli.common import load_or_exit, preflight_or_exit, usage
+from npsim.cli.common import SET_OPTION, load_or_exit, preflight_or_exit, usage, with_settings
 
 
 @click.command()
@@ -15,17 +15,25 @@ from npsim.cli.common import load_or_exit, preflight_or_exit, usage
 @click.option("--trace", "trace_from", default=None, metavar="SRC_IP[:PORT]",
               help="Walk one new connection from this client address through the rules.")
 @click.option("--at", "at_time", default=None, metavar="TIME",
-              help="Run the scenario to this time first (e.g. 90s) and show the rules then.")
+              help="Run the scenario to this time first (e.g. 90s) and show the rules, "
+                   "the node, its kube-proxy and the pods as they are then.")
+@click.option("--connections", type=click.IntRange(1, 100_000), default=None, metavar="N",
+              help="Open N new connections (seeded sources) and show their split over "
+                   "the endpoints beside the rules' probabilities.")
+@SET_OPTION
 @click.option("--allow-outside-files", is_flag=True,
               help="Read manifest and sample files outside the scenario's folder too.")
 def explain(scenario: str, service: str | None, node: str | None,
-            trace_from: str | None, at_time: str | None, allow_outside_files: bool) -> None:
+            trace_from: str | None, at_time: str | None, connections: int | None,
+            settings: tuple[str, ...], allow_outside_files: bool) -> None:
     """Print what kube-proxy programs on a node (iptables-save, nft, ipvsadm style)."""
     from npsim.explain import firewall_rules, render, trace
+    from npsim.explain.connections import split
+    from npsim.explain.state import StateAt
     from npsim.sim.engine import Simulation
     from npsim.units import parse_duration
 
-    loaded = load_or_exit(scenario, allow_outside_files)
+    loaded = with_settings(load_or_exit(scenario, allow_outside_files), settings)
     at = None
     if at_time is not None:
         try:
@@ -48,23 +56,34 @@ def explain(scenario: str, service: str | None, node: str | None,
     if service is not None and service not in services:
         usage(f"--service {service!r}: no such NodePort Service in {scenario} "
                f"(services: {', '.join(services)})")
-    if at is not None:
-        sim.advance(at)
+    state = StateAt.advance(sim, at) if at is not None else None
     proxy = sim.proxies[names.index(node) if node else 0]
     when = f", at {at:g}s" if at is not None else ""
     click.echo(f"# node {proxy.node.name}, kube-proxy mode {proxy.mode}{when}")
+    if state is not None:
+        for line in state.node_lines(proxy, service):
+            click.echo(line)
     click.echo(render(proxy, sim.cluster, service))
     if sim.guard is not None:
         click.echo("")
         click.echo(firewall_rules(sim.guard, proxy.node.index))
-    if trace_from is None:
+    if trace_from is None and connections is None:
         return
     targets = [sp for sp in sim.cluster.service_ports if service in (None, sp.service.name)]
-    click.echo("")
-    click.echo("# trace of one new connection")
-    for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
-                      loaded.spec.cluster.other_services.count, sim.guard):
-        click.echo(step)
+    seed = loaded.spec.run.seed
+    if trace_from is not None:
+        click.echo("")
+        click.echo("# trace of one new connection")
+        for step in trace(proxy, sim.cluster, targets[0], client_ip, src_port,
+                          loaded.spec.cluster.other_services.count, sim.guard, state, seed):
+            click.echo(step)
+    if connections is not None:
+        click.echo("")
+        # without --at: the cluster as built, read the same way (its clients' timeouts)
+        for line in split(proxy, sim.cluster, targets[0], connections, seed,
+                          client_ip if trace_from is not None else None,
+                          state or StateAt(sim, 0.0), sim.guard):
+            click.echo(line)
 
 
 def _parse_trace(text: str) -> tuple[int, int]:

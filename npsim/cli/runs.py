@@ -6,15 +6,18 @@ from __future__ import annotations
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
 from npsim.cli.common import (
+    SET_OPTION,
     check_writable,
     limit_options,
     load_or_exit,
     preflight_or_exit,
     refuse,
+    settings_folder,
     usage,
     with_settings,
 )
@@ -24,13 +27,14 @@ from npsim.version import __version__
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
+@SET_OPTION
 @limit_options
-def validate(scenario: str, max_requests: int | None, max_memory: int | None,
-             allow_outside_files: bool) -> None:
+def validate(scenario: str, settings: tuple[str, ...], max_requests: int | None,
+             max_memory: int | None, allow_outside_files: bool) -> None:
     """Check SCENARIO and report every problem at once (exit 2 if any)."""
     from npsim.units import format_size
 
-    loaded = load_or_exit(scenario, allow_outside_files)
+    loaded = with_settings(load_or_exit(scenario, allow_outside_files), settings)
     estimate = preflight_or_exit(loaded, max_requests, max_memory)
     spec = loaded.spec
     variants = ""
@@ -55,7 +59,8 @@ def validate(scenario: str, max_requests: int | None, max_memory: int | None,
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
-              help="Result folder (default results/<scenario-name>/seed-<seed>).")
+              help="Result folder (default results/<scenario-name>/seed-<seed>; with "
+                   "--set, results/<scenario-name>--set-<path>=<value>/seed-<seed>).")
 @click.option("--force", is_flag=True, help="Replace an existing result folder.")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Override run.seed.")
@@ -64,9 +69,7 @@ def validate(scenario: str, max_requests: int | None, max_memory: int | None,
 @click.option("--no-save", is_flag=True, help="Print the summary only; write nothing.")
 @click.option("--no-report", is_flag=True,
               help="Skip figures/*.png and report.html in the result folder.")
-@click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
-              help="Change a scenario key, e.g. --set workloads.nginx.workers=8 "
-                   "(YAML key path and value; repeatable).")
+@SET_OPTION
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run replications on this many processes (same results for any N).")
 @limit_options
@@ -80,13 +83,17 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
 
     if out is not None and not out.strip():
         usage("--out needs a folder name (it was empty)")
-    loaded = with_settings(load_or_exit(scenario, allow_outside_files), settings)
+    base = load_or_exit(scenario, allow_outside_files)
+    name = base.spec.name  # the folder is named before --set (which may change the name)
+    loaded = with_settings(base, settings)
     if seed is not None:
         loaded.spec.run.seed = seed
     if replications is not None:
         loaded.spec.run.replications = replications
     preflight_or_exit(loaded, max_requests, max_memory)
-    default = Path("results") / loaded.spec.name / f"seed-{loaded.spec.run.seed}"
+    # a changed scenario never writes into (nor, with --force, over) the baseline's folder
+    folder = settings_folder(name, settings) if settings else name
+    default = Path("results") / folder / f"seed-{loaded.spec.run.seed}"
     target = Path(out) if out is not None else default
     if not no_save:
         try:
@@ -136,10 +143,10 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
               help="Folder for compare.html and figures/ (default: print the table only).")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder.")
 def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
-    """Compare result FOLDERS side by side: key metrics with CIs, overlaid latency CDFs."""
+    """Compare result FOLDERS side by side: key metrics with CIs, overlaid latency CDFs.
+    A sweep's folder adds a column per variant (its mean and CI over replications)."""
     from npsim.report import compare_table, write_compare_report
-    from npsim.results.result import load_result
-    from npsim.results.store import write_atomically
+    from npsim.results.store import check_target, write_atomically
 
     target = Path(out) if out is not None else None
     if target is not None:  # refuse before loading and printing anything
@@ -148,36 +155,65 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
                 usage(f"--out {target} is (or holds, or lies inside) the input folder "
                       f"{folder}; npsim never replaces a folder it compares. Pass another "
                       "--out DIR.")
-        if target.exists() and not force:
-            usage(f"{target} already exists; npsim does not overwrite results. "
-                   "Pass another --out DIR, or --force to replace it.")
-        check_writable(target)
-    labels = _compare_labels(folders)
-    results = {}
-    for label, folder in zip(labels, folders, strict=True):
-        try:
-            results[label] = load_result(folder)
-        except FileNotFoundError as exc:
+        try:  # --force replaces only a folder npsim wrote
+            check_target(target, force)
+        except FileExistsError as exc:
             usage(str(exc))
-        except ScenarioError as exc:
-            refuse(exc.report())
-        except (OSError, ValueError) as exc:  # a damaged file (pyarrow's errors are these)
-            usage(f"{folder}: not a readable npsim result folder ({_first_line(exc)})")
+        check_writable(target)
+    columns, results, sources = _load_compared(folders)
     try:
-        table = compare_table(results)
+        table = compare_table(columns)
     except (KeyError, ValueError, TypeError) as exc:  # a summary.csv edited out of shape
         usage(f"the result folders cannot be compared: a summary.csv is not npsim's "
                f"({_first_line(exc)})")
     click.echo(table.to_string())
     if target is None:
         return
-    sources = dict(zip(labels, folders, strict=True))
     try:
-        write_atomically(target, lambda tmp: write_compare_report(results, tmp, sources),
-                         overwrite=force)
+        write_atomically(target, lambda tmp: write_compare_report(results, tmp, sources,
+                                                                  columns),
+                         overwrite=force, kind="compare")
     except OSError as exc:
         usage(f"could not write {target}: {exc.strerror or exc}")
     click.echo(f"report     {target / 'compare.html'}")
+
+
+def _load_compared(folders: tuple[str, ...]) -> tuple[dict, dict, dict]:
+    """The table's columns (a run's Result, or a sweep variant's summary), the Results
+    the figures draw (a variant's first finished run) and each column's source."""
+    from npsim.results.result import load_result
+    from npsim.sweep.folder import is_sweep_folder, read_sweep
+
+    def load(folder: str | Path) -> Any:
+        try:
+            return load_result(folder)
+        except FileNotFoundError as exc:
+            usage(str(exc))
+        except ScenarioError as exc:
+            refuse(exc.report())
+        except (OSError, ValueError) as exc:  # a damaged file (pyarrow's errors are these)
+            usage(f"{folder}: not a readable npsim result folder ({_first_line(exc)})")
+
+    columns: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for label, folder in zip(_compare_labels(folders), folders, strict=True):
+        if not is_sweep_folder(Path(folder)):
+            columns[label] = results[label] = load(folder)
+            sources[label] = folder
+            continue
+        try:
+            variants = read_sweep(Path(folder))
+        except (OSError, ValueError, KeyError) as exc:
+            usage(f"{folder}: not a readable npsim sweep folder ({_first_line(exc)})")
+        for name, (summary, first_run) in variants.items():
+            key = name if len(folders) == 1 else f"{label}:{name}"
+            columns[key] = summary
+            sources[key] = (f"{folder}, variant {name}: mean over replications"
+                            + (f"; figures from {first_run.name}" if first_run else ""))
+            if first_run is not None:
+                results[key] = load(first_run)
+    return columns, results, sources
 
 
 def _overlaps(a: Path, b: Path) -> bool:

@@ -27,6 +27,9 @@ from npsim.version import __version__
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Sweep folder (default results/<scenario-name>/sweep-seed-<seed>); "
                    "a rerun into it resumes, recomputing nothing that finished.")
+@click.option("--force", is_flag=True,
+              help="Start over: discard finished runs and replace the folder (only one "
+                   "npsim wrote).")
 @JOBS_OPTION
 @click.option("--dask", "dask_address", default=None, metavar="tcp://HOST:PORT",
               help="Run on this Dask scheduler instead (its workers must see --out).")
@@ -34,15 +37,20 @@ from npsim.version import __version__
               help="Override run.replications.")
 @click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
               help="Change a key in every variant (repeatable).")
-def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | None,
-          replications: int | None, settings: tuple[str, ...]) -> None:
+def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
+          dask_address: str | None, replications: int | None,
+          settings: tuple[str, ...]) -> None:
     """Run every variant x replication of SCENARIO and compare the variants.
 
-    Writes OUT/sweep.parquet (variant, replication, metric, value), summary.csv (mean and
-    95% CI per variant), paired.csv (differences against the baseline variant),
-    report.md, and one result folder per run under OUT/runs/. Exit 1 if a run failed.
+    Writes OUT/sweep.html (the comparison page), sweep.parquet (variant, replication,
+    metric, value), summary.csv (mean and 95% CI per variant), paired.csv (differences
+    against the baseline variant), variants.csv, failures.csv, report.md, comparison.png,
+    and one result folder per run under OUT/runs/. OUT appears when the sweep is
+    complete. Exit 1 if a run failed.
     """
     from npsim.parallel.pool import WorkerDied
+    from npsim.report import write_sweep_report
+    from npsim.results.store import ResultLockedError
     from npsim.sweep.runner import sweep as run_sweep
     from npsim.sweep.store import SweepMismatch
 
@@ -55,10 +63,11 @@ def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | 
     client = _dask_client(dask_address) if dask_address else None
     bar = _RunsBar()
     try:
-        result = run_sweep(loaded, target, jobs=jobs, client=client, progress=bar.update)
+        result = run_sweep(loaded, target, jobs=jobs, client=client, progress=bar.update,
+                           overwrite=force, extra=write_sweep_report)
     except ScenarioError as exc:
         refuse(exc.report())
-    except SweepMismatch as exc:
+    except (SweepMismatch, FileExistsError, ResultLockedError) as exc:
         usage(str(exc))
     except WorkerDied as exc:
         bar.close()
@@ -70,11 +79,12 @@ def sweep(scenario: str, out: str | None, jobs: int | None, dask_address: str | 
         if client is not None:
             client.close()
     n = len(result.variants)
-    click.echo(f"npsim {__version__}  sweep {loaded.spec.name}  {n} variant{'s' * (n != 1)} x "
+    click.echo(f"npsim {__version__}  sweep {loaded.spec.name}\n{n} variant{'s' * (n != 1)} x "
                f"{loaded.spec.run.replications} replications  {result.computed} runs made "
                f"in {result.wall_seconds:.1f}s wall")
     click.echo(result.report())
-    click.echo(f"results    {result.folder}/")
+    click.echo(f"results    {target}/")
+    click.echo(f"report     {target / 'sweep.html'}")
     if not result.failures.empty:
         sys.exit(1)
 

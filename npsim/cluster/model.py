@@ -156,6 +156,7 @@ class Cluster:
     endpoints_over: int = 0
     # kube-proxy --cluster-cidr (cluster.clusterCIDR); None: derived from the podCIDRs
     cluster_cidr: ipaddress.IPv4Network | None = None
+    service_cidr: str = "10.96.0.0/12"  # kube-apiserver --service-cluster-ip-range
     # node name -> index
     node_indexes: dict[str, int] = field(default_factory=dict)
 
@@ -301,6 +302,7 @@ def build_cluster(scenario: Scenario) -> Cluster:
                       node_indexes=indexes)
     if spec.cluster.cluster_cidr:
         cluster.cluster_cidr = ipaddress.IPv4Network(spec.cluster.cluster_cidr)
+    cluster.service_cidr = spec.cluster.service_cidr
     for name, workload in spec.workloads.items():
         if workload.pods is not None:
             place_explicit_pods(scenario, cluster, name)

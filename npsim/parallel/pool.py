@@ -9,6 +9,12 @@ Workers are forked from this process when it runs no other Python thread (they s
 at once, npsim already imported); otherwise (a notebook with Dask or other threads
 running) from a fork server that imports npsim once, since forking a process whose
 threads may hold locks is not safe.
+
+Workers die with the process that started them: killed (even by SIGKILL, which runs no
+clean-up), it leaves no worker computing and writing on. On Linux a forked worker asks
+the kernel for SIGKILL when its parent ends (``prctl(PR_SET_PDEATHSIG)``, see prctl(2));
+a fork server's worker, whose parent is the server, waits on a pidfd of the process
+that made the pool instead.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -37,6 +44,68 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(owner: int, forked: bool) -> None:
+    """Worker initializer: end this worker when ``owner``, the process that made the
+    pool, ends.
+
+    A worker forked from ``owner`` asks the kernel for SIGKILL when its parent dies;
+    one that died before the request was made is caught by ``getppid()`` afterwards
+    (an orphan is adopted by another process). A fork server's worker is the server's
+    child, and the server lives as long as any worker holds its pipe: such a worker
+    watches ``owner`` itself, from a thread waiting on a pidfd (pidfd_open(2))."""
+    if forked and _kernel_kills_orphans() and os.getppid() == owner:
+        return
+    if forked and os.getppid() != owner:
+        os._exit(1)
+    _kernel_kills_orphans()  # the fork server's death too
+    threading.Thread(target=_watch, args=(owner,), daemon=True,
+                     name="npsim-owner-watch").start()
+
+
+def _kernel_kills_orphans() -> bool:
+    """``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux (prctl(2)); False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False  # pragma: no cover - not Linux
+    import ctypes  # in the worker only: nothing to load where the pool is made
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        return False
+
+
+def _watch(owner: int) -> None:
+    """Exit this process when ``owner`` has ended."""
+    import select
+    import time
+
+    try:
+        fd = os.pidfd_open(owner)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # pragma: no cover - no pidfds: poll the pid
+        while _exists(owner):
+            time.sleep(0.5)
+        os._exit(1)
+    select.select([fd], [], [])  # readable once the process has ended
+    os._exit(1)
+
+
+def _exists(pid: int) -> bool:  # pragma: no cover - systems without pidfds
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _context(fn: Callable[..., object]) -> multiprocessing.context.BaseContext:
@@ -71,7 +140,11 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], jobs: int | None = None,
         for i, task in enumerate(tasks):
             yield i, fn(task)
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=_context(fn)) as pool:
+    context = _context(fn)
+    forked = context.get_start_method() == "fork"
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context,
+                             initializer=_die_with_parent, initargs=(os.getpid(), forked)
+                             ) as pool:
         gc.freeze()  # forked workers then leave the parent's objects alone (no copy-on-write
         try:  # copies of every page the collector would touch); unfrozen once they started
             pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}

@@ -1,6 +1,8 @@
 """The cluster as a graph: nodes grouped by zone, pods on their nodes, and the traffic
 from each entry node to each pod as an arrow whose width is its share of requests.
-Cross-node flows are orange, cross-zone flows red, so they stand out."""
+Cross-node flows are orange, cross-zone flows red, so they stand out; connections that
+failed are drawn apart, as dashed dark-red arrows to the pod they were sent to, or a
+count under the entry node when they failed before a pod was chosen."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch
 
 from npsim.plots._common import labelled, new_figure
-from npsim.results.shares import traffic_matrix
+from npsim.results.shares import failure_matrix, traffic_matrix
 
 SAME_NODE, CROSS_NODE, CROSS_ZONE = "#7f7f7f", "#ff7f0e", "#d62728"
+FAILED = "#67000d"  # dashed: connections that failed
 MAX_WIDTH = 9.0
 POD_GAP = 0.6  # data units between pods of one node
 
@@ -23,8 +26,10 @@ POD_GAP = 0.6  # data units between pods of one node
 def traffic_graph(result: Any) -> nx.DiGraph:
     """Directed graph: vertices ``("node", name)`` (attrs zone, received) and
     ``("pod", name)`` (attrs node); an edge per entry node -> serving pod pair with
-    ``requests`` (measured requests that reached the pod), ``cross_node`` and
-    ``cross_zone``."""
+    ``requests`` (measured requests that reached the pod), ``failed`` (measured
+    connections sent to the pod that failed), ``cross_node`` and ``cross_zone``. A node
+    vertex's ``failed`` counts the measured requests that entered it and failed before
+    a pod was chosen."""
     res = labelled(result)[0][1]
     graph = nx.DiGraph()
     nodes = res.nodes.groupby("node", sort=False, observed=True).agg(
@@ -35,14 +40,17 @@ def traffic_graph(result: Any) -> nx.DiGraph:
     for _, row in res.pods.drop_duplicates("pod").iterrows():
         graph.add_node(("pod", row["pod"]), kind="pod", node=row["node"])
     matrix = traffic_matrix(res.requests)
+    failed, unplaced = failure_matrix(res.requests)
     for entry in matrix.index:
+        if ("node", entry) in graph:
+            graph.nodes[("node", entry)]["failed"] = int(unplaced[entry])
         for pod in matrix.columns:
-            count = int(matrix.loc[entry, pod])
-            if count:
+            count, lost = int(matrix.loc[entry, pod]), int(failed.loc[entry, pod])
+            if count or lost:
                 pod_node = graph.nodes[("pod", pod)]["node"]
                 zones = (graph.nodes[("node", entry)]["zone"],
                          graph.nodes[("node", pod_node)]["zone"])
-                graph.add_edge(("node", entry), ("pod", pod), requests=count,
+                graph.add_edge(("node", entry), ("pod", pod), requests=count, failed=lost,
                                cross_node=pod_node != entry, cross_zone=zones[0] != zones[1])
     return graph
 
@@ -109,13 +117,25 @@ def cluster(result: Any) -> Figure:
                             {v: v[1] for v in pod_vertices}, font_size=7, ax=ax)
     edges = list(graph.edges(data=True))
     total = sum(d["requests"] for _, _, d in edges) or 1
-    heaviest = max((d["requests"] for _, _, d in edges), default=1)
+    heaviest = max((max(d["requests"], d["failed"]) for _, _, d in edges), default=1) or 1
     for u, v, d in edges:
-        nx.draw_networkx_edges(
-            graph, pos, edgelist=[(u, v)], width=0.5 + MAX_WIDTH * d["requests"] / heaviest,
-            edge_color=_colour(d), alpha=0.75,
-            arrows=True, arrowstyle="-|>", node_size=700,
-            connectionstyle="arc3,rad=0.15" if d["cross_node"] else "arc3,rad=0.0", ax=ax)
+        if d["requests"]:
+            nx.draw_networkx_edges(
+                graph, pos, edgelist=[(u, v)], width=0.5 + MAX_WIDTH * d["requests"] / heaviest,
+                edge_color=_colour(d), alpha=0.75,
+                arrows=True, arrowstyle="-|>", node_size=700,
+                connectionstyle="arc3,rad=0.15" if d["cross_node"] else "arc3,rad=0.0", ax=ax)
+        if d["failed"]:  # bent the other way, so it never hides the served flow
+            nx.draw_networkx_edges(
+                graph, pos, edgelist=[(u, v)], width=0.5 + MAX_WIDTH * d["failed"] / heaviest,
+                edge_color=FAILED, alpha=0.8, style="dashed", arrows=True,
+                arrowstyle="-[", node_size=700, connectionstyle="arc3,rad=-0.2", ax=ax)
+    lost_here = {v: graph.nodes[v].get("failed", 0) for v in node_vertices}
+    for v, lost in lost_here.items():
+        if lost:
+            ax.text(pos[v][0], pos[v][1] + 0.27, f"\u2717 {lost:,} failed here", ha="center",
+                    fontsize=7, color=FAILED, fontweight="bold", gid="failed")
+    failed_total = sum(d["failed"] for _, _, d in edges) + sum(lost_here.values())
     handles = []
     for colour, label in ((SAME_NODE, "same node"), (CROSS_NODE, "to another node"),
                           (CROSS_ZONE, "to another zone")):
@@ -123,13 +143,19 @@ def cluster(result: Any) -> Figure:
         if share or colour == SAME_NODE:
             handles.append(Line2D([], [], color=colour, linewidth=3,
                                   label=f"{label}: {share:.0%} of requests"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+    if failed_total:
+        handles.append(Line2D([], [], color=FAILED, linewidth=2, linestyle="--",
+                              label=f"failed: {failed_total:,} connections "
+                                    f"({failed_total / (failed_total + total):.0%})"))
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=len(handles) if len(handles) < 4 else 2,
                fontsize="small", frameon=False)
     ax.set_xlim(-0.9, span - 0.3)
     ax.set_ylim(-0.75, 1.65)
     ax.set_axis_off()
     ax.set_title(f"Cluster and traffic - {name}\n(arrow width: requests from the entry "
-                 "node to the pod; node size: requests it received)", fontsize="medium")
+                 "node to the pod; node size: requests it received; dashed: failed)",
+                 fontsize="medium")
     return fig
 
 

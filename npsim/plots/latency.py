@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from npsim.plots._common import MS, completed, groups, new_figure, tail_is_long
+from npsim.results.shares import failed_rows
 
 PERCENTILES = (50, 90, 99, 99.9)
 # the terms of latency = network + proxy + queue_wait + service, network split in two
@@ -22,7 +23,10 @@ def _quantile_grid() -> np.ndarray:
 
 
 def latency_cdf(results: Any, log: bool | None = None) -> Figure:
-    """Cumulative distribution of the latency of completed, measured requests.
+    """Cumulative distribution of the latency of completed, measured requests, as a
+    share of every measured request that ended: with failures the curve stops at
+    1 - error_ratio, and a dashed line of its colour marks that level with the failed
+    share above it (a run that sheds load cannot look fast).
 
     One curve per population (one Result) or per variant (a mapping or list of
     Results). ``log`` chooses a log x axis; by default it is used when the tail is long.
@@ -31,13 +35,25 @@ def latency_cdf(results: Any, log: bool | None = None) -> Figure:
     fig, ax = new_figure()
     grid = _quantile_grid()
     every = []
+    marked = False
     for label, req in parts:
         lat = completed(req)["latency"].to_numpy() * MS
         if len(lat) == 0:
             continue
         every.append(lat)
-        ax.plot(np.quantile(lat, grid), grid, drawstyle="steps-post",
-                label=f"{label} (n={len(lat):,})")
+        failed = int(failed_rows(req).sum())
+        served = len(lat) / (len(lat) + failed)  # 1 - error_ratio
+        text = f"{label} (n={len(lat):,}" + (f"; failed {1 - served:.1%})" if failed else ")")
+        (line,) = ax.plot(np.quantile(lat, grid), grid * served, drawstyle="steps-post",
+                          label=text)
+        if failed:
+            marked = True
+            ax.axhline(served, color=line.get_color(), linestyle="--", linewidth=1.2,
+                       gid="failed-share")
+            ax.annotate(f"failed {1 - served:.1%} (never completed)", (1.0, served),
+                        xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                        textcoords="offset points", ha="right", va="bottom",
+                        fontsize="small", color=line.get_color())
     if not every:
         raise ValueError("no completed measured requests: nothing to draw")
     if log if log is not None else tail_is_long(np.concatenate(every)):
@@ -45,9 +61,10 @@ def latency_cdf(results: Any, log: bool | None = None) -> Figure:
     for q in (0.5, 0.99):
         ax.axhline(q, color="grey", linewidth=0.6, linestyle=":")
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("fraction of requests")
-    ax.set_title(f"Latency CDF by {kind} (completed requests after warm-up)")
+    ax.set_xlabel("latency of completed requests (ms)")
+    ax.set_ylabel("fraction of measured requests")
+    ax.set_title(f"Latency CDF by {kind} (after warm-up"
+                 + ("; dashed: 1 - failed share)" if marked else "; none failed)"))
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(alpha=0.3)
     return fig

@@ -1,5 +1,6 @@
 """How load lands: per-pod shares with the fair-share line, the entry-node x pod
-traffic matrix, and the Lorenz curve of pod shares with its Gini."""
+traffic matrix (served requests, and apart from them in red the connections that
+failed), and the Lorenz curve of pod shares with its Gini."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from matplotlib.patches import Rectangle
 
 from npsim.plots._common import labelled, new_figure
 from npsim.results.frames import codes
-from npsim.results.shares import pod_shares, served_rows, traffic_matrix
+from npsim.results.shares import (
+    failed_rows,
+    failure_matrix,
+    pod_shares,
+    served_rows,
+    traffic_matrix,
+)
 from npsim.results.skew import share_stats
 
 
@@ -107,13 +114,23 @@ def _zone_matrix(name: str, res: Any) -> Figure:
     cols = pod_zone[codes(requests["pod"])[served]]
     counts = np.bincount(rows * len(names) + cols, minlength=len(names) ** 2).reshape(
         len(names), len(names))
-    keep_rows, keep_cols = counts.sum(axis=1) > 0, counts.sum(axis=0) > 0
+    # the failed connections, by the same codes (the pod's zone; -1: before a pod)
+    failed = failed_rows(requests) & (codes(requests["entry_node"]) >= 0)
+    pod_codes = codes(requests["pod"])[failed]
+    rows = node_zone[codes(requests["entry_node"])[failed]]
+    placed = pod_codes >= 0
+    lost = np.bincount(rows[placed] * len(names) + pod_zone[pod_codes[placed]],
+                       minlength=len(names) ** 2).reshape(len(names), len(names))
+    before = np.bincount(rows[~placed], minlength=len(names))
+    keep_rows = counts.sum(axis=1) + lost.sum(axis=1) + before > 0
+    keep_cols = counts.sum(axis=0) + lost.sum(axis=0) > 0
     zones = pd.DataFrame(counts[keep_rows][:, keep_cols],
                          index=[z for z, k in zip(names, keep_rows, strict=True) if k],
                          columns=[z for z, k in zip(names, keep_cols, strict=True) if k])
     fig, ax = _heatmap(zones.to_numpy(), (2.5, 1.4, 2.2, 0.8), "small",
-                       [[r == c for c in zones.columns] for r in zones.index])
-    ax.set_xticks(np.arange(len(zones.columns)), list(zones.columns))
+                       [[r == c for c in zones.columns] for r in zones.index],
+                       lost[keep_rows][:, keep_cols], before[keep_rows])
+    ax.set_xticks(*_columns(list(zones.columns), before[keep_rows]))
     ax.set_yticks(np.arange(len(zones.index)), list(zones.index))
     ax.set_xlabel("serving pod's zone; outlined: same zone as the entry")
     ax.set_ylabel("entry node's zone")
@@ -122,23 +139,55 @@ def _zone_matrix(name: str, res: Any) -> Figure:
     return fig
 
 
+FAILED = "#d62728"  # failed connections: red text, a red dashed frame, a red column
+BEFORE_A_POD = "failed before\na pod was chosen"
+
+
 def _heatmap(counts: np.ndarray, size: tuple[float, float, float, float], fontsize: str,
-             outlined: list[list[bool]]) -> tuple[Figure, Any]:
-    """Counts as a heatmap with each cell's count and share of its row, the ``outlined``
-    cells framed. ``size``: (width base, width per column, height base, per row)."""
-    fig, ax = new_figure(max(5.0, size[0] + size[1] * counts.shape[1]),
+             outlined: list[list[bool]], failed: np.ndarray | None = None,
+             unplaced: np.ndarray | None = None) -> tuple[Figure, Any]:
+    """Served counts as a heatmap with each cell's count and share of its row, the
+    ``outlined`` cells framed. ``failed`` (same shape) adds, in red, the connections sent
+    to that pod that failed; ``unplaced`` (per row), when any, a last red column of
+    those that failed before a pod was chosen. The colours count served requests only.
+    ``size``: (width base, width per column, height base, per row)."""
+    extra = unplaced is not None and bool(unplaced.any())
+    fig, ax = new_figure(max(5.0, size[0] + size[1] * (counts.shape[1] + extra)),
                          size[2] + size[3] * counts.shape[0])
-    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0)
-    fig.colorbar(image, ax=ax, label="requests")
+    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0,
+                      extent=(-0.5, counts.shape[1] - 0.5, counts.shape[0] - 0.5, -0.5))
+    fig.colorbar(image, ax=ax, label="served requests")
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
     limit = counts.max() / 2 if counts.size else 0
     for (i, j), count in np.ndenumerate(counts):
-        ax.text(j, i, f"{count:,}\n{share[i, j]:.0%}", ha="center", va="center",
-                fontsize=fontsize, color="white" if count > limit else "black")
+        lost = int(failed[i, j]) if failed is not None else 0
+        ax.text(j, i, f"{count:,}\n{share[i, j]:.0%}" + ("\n" if lost else ""),
+                ha="center", va="center", fontsize=fontsize,
+                color="white" if count > limit else "black")
+        if lost:
+            ax.text(j, i, f"\n\n\u2717 {lost:,} failed", ha="center", va="center",
+                    fontsize=fontsize, color=FAILED, fontweight="bold", gid="failed")
+            ax.add_patch(Rectangle((j - 0.46, i - 0.46), 0.92, 0.92, fill=False,
+                                   edgecolor=FAILED, linestyle="--", linewidth=1.2))
         if outlined[i][j]:
             ax.add_patch(_cell(i, j))
+    if extra:
+        j = counts.shape[1]
+        for i, lost in enumerate(unplaced):
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#fde0dd",
+                                   edgecolor="white"))
+            ax.text(j, i, f"\u2717 {int(lost):,} failed" if lost else "0", ha="center",
+                    va="center", fontsize=fontsize, color=FAILED, gid="failed")
+        ax.set_xlim(-0.5, j + 0.5)
     return fig, ax
+
+
+def _columns(labels: list[str], unplaced: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Tick positions and labels, with the "failed before a pod" column when drawn."""
+    if unplaced.any():
+        labels = [*labels, BEFORE_A_POD]
+    return np.arange(len(labels)), labels
 
 
 def traffic_heatmap(result: Any) -> Figure:
@@ -150,16 +199,22 @@ def traffic_heatmap(result: Any) -> Figure:
             or len(res.requests["pod"].cat.categories) > MAX_MATRIX_PODS):
         return _zone_matrix(name, res)
     matrix = traffic_matrix(res.requests)
+    failed, unplaced = failure_matrix(res.requests)
     node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"]
-    fig, ax = _heatmap(matrix.to_numpy(), (1.8, 1.1, 1.8, 0.6), "x-small",
+    fig, ax = _heatmap(matrix.to_numpy(), (1.8, 1.1, 1.8, 0.75), "x-small",
                        [[node_of.get(pod) == node for pod in matrix.columns]
-                        for node in matrix.index])
-    ax.set_xticks(np.arange(len(matrix.columns)),
-                  [f"{p}\n({node_of.get(p, '?')})" for p in matrix.columns], fontsize="small")
+                        for node in matrix.index],
+                       failed.reindex_like(matrix).to_numpy(),
+                       unplaced.reindex(matrix.index).to_numpy())
+    ax.set_xticks(*_columns([f"{p}\n({node_of.get(p, '?')})" for p in matrix.columns],
+                            unplaced.to_numpy()), fontsize="small")
     ax.set_yticks(np.arange(len(matrix.index)), list(matrix.index))
     ax.set_xlabel("serving pod (its node); outlined: same node as the entry")
     ax.set_ylabel("entry node")
-    ax.set_title(f"Traffic matrix, entry node -> pod - {name}")
+    lost = int(failed.to_numpy().sum() + unplaced.sum())
+    ax.set_title(f"Traffic matrix, entry node -> pod - {name}"
+                 + (f"\nserved (blue); \u2717 {lost:,} failed connections in red"
+                    if lost else ""))
     return fig
 
 

@@ -1,4 +1,5 @@
-"""The run over time: throughput, failures by reason, latency percentiles and, when the
+"""The run over time: throughput, failures by reason, the failed share per entry node
+(from ``result.requests``, when something failed), latency percentiles and, when the
 frame has them, ready endpoints per node and the external balancer's view of the nodes
 -- with the run's events marked on every panel.
 
@@ -16,6 +17,7 @@ so labels never overlap however many events happen at once.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from npsim.plots._common import MS, new_figure
+from npsim.results.frames import category_code, codes
 
 MAX_NODES_DRAWN = 12  # more nodes: the panels draw a summary over them, not a line each
 
@@ -49,10 +52,14 @@ def timeseries(result: Any) -> Figure:
     reasons = [c for c in mean.columns if c.startswith("failed_") and mean[c].any()]
     ready = [c for c in mean.columns if c.startswith("ready_endpoints:")]
     balanced = [c for c in mean.columns if c.startswith("lb_up:")]
-    panels = 3 + bool(ready) + bool(balanced)
+    by_entry = entry_failure_ratio(_frame(result, "requests"), time, width)
+    extra = by_entry is not None
+    panels = 3 + extra + bool(ready) + bool(balanced)
     fig, axes = new_figure(8.0, 2.0 + 1.7 * panels, nrows=panels, sharex=True)
     centre = time + width / 2
-    throughput, failures, latency = axes[0], axes[1], axes[2]
+    throughput, failures, latency = axes[0], axes[1], axes[2 + extra]
+    if by_entry is not None:
+        _entry_panel(axes[2], time, by_entry)
     throughput.plot(centre, mean["throughput"], label="completed/s")
     if "sent" in mean:
         throughput.plot(centre, mean["sent"] / width, linestyle="--", linewidth=1,
@@ -77,7 +84,7 @@ def timeseries(result: Any) -> Figure:
     latency.set_ylabel("latency (ms)")
     latency.legend(loc="best", fontsize="small")
     if ready:
-        panel = axes[3]
+        panel = axes[3 + extra]
         if len(ready) <= MAX_NODES_DRAWN:
             # later nodes thinner: nodes whose lines coincide stay visible as stripes
             for i, column in enumerate(ready):
@@ -102,6 +109,52 @@ def timeseries(result: Any) -> Figure:
         ax.grid(alpha=0.3)
     fig.suptitle("Throughput, failures and latency over time")
     return fig
+
+
+def entry_failure_ratio(requests: pd.DataFrame | None, time: np.ndarray,
+                        width: float) -> pd.DataFrame | None:
+    """Per bucket (rows, by the end time of each request) and entry node (columns): the
+    failed share of the requests that ended, pooled over replications (NaN where none
+    ended). None without a requests frame or when nothing failed. Counted over category
+    codes, a few arrays of the frame's length."""
+    if requests is None or "entry_node" not in requests or not len(time):
+        return None
+    outcome = codes(requests["outcome"])
+    failed = outcome == category_code(requests["outcome"], "failed")
+    if not failed.any():
+        return None
+    ended = failed | (outcome == category_code(requests["outcome"], "completed"))
+    bucket = np.floor((requests["t_end"].to_numpy(dtype=float) - time[0]) / width)
+    entry = codes(requests["entry_node"]).astype(np.int64)
+    ended &= (entry >= 0) & (bucket >= 0) & (bucket < len(time))
+    nodes = requests["entry_node"].cat.categories
+    cell = entry * len(time) + np.nan_to_num(bucket, nan=0.0).astype(np.int64)
+    size = len(nodes) * len(time)
+    total = np.bincount(cell[ended], minlength=size).reshape(len(nodes), len(time))
+    lost = np.bincount(cell[ended & failed], minlength=size).reshape(len(nodes), len(time))
+    ratio = np.divide(lost, total, out=np.full(total.shape, np.nan), where=total > 0)
+    used = total.sum(axis=1) > 0
+    return pd.DataFrame(ratio[used].T, index=time,
+                        columns=[str(n) for n, u in zip(nodes, used, strict=True) if u])
+
+
+def _entry_panel(panel: Any, time: np.ndarray, ratio: pd.DataFrame) -> None:
+    """The failed share per entry node, in percent: a line per node, or past
+    ``MAX_NODES_DRAWN`` nodes the highest, median and lowest over them."""
+    if len(ratio.columns) <= MAX_NODES_DRAWN:
+        for node in ratio.columns:
+            panel.step(time, ratio[node] * 100, where="post", label=node)
+    else:
+        values = ratio.to_numpy(dtype=float) * 100
+        with warnings.catch_warnings():  # a bucket where nothing ended: NaN, no warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for label, row in (("max", np.nanmax(values, axis=1)),
+                               ("median", np.nanmedian(values, axis=1)),
+                               ("min", np.nanmin(values, axis=1))):
+                panel.step(time, row, where="post", label=f"{label} of {values.shape[1]} nodes")
+    panel.set_ylabel("failed %\nby entry node")
+    panel.set_ylim(-3, 103)
+    panel.legend(loc="best", fontsize="small", ncols=min(len(panel.get_lines()), 4))
 
 
 def _node_columns(result: Any) -> pd.DataFrame:

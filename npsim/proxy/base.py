@@ -218,9 +218,19 @@ class KubeProxy:
     #: the user's ``--dport`` rules see the NodePort (False: the relay's own port)
     input_sees_node_port = True
 
+    #: kube-proxy's own flags (localhost NodePorts, --random-fully, nfacct counters)
+    settings: KubeProxySpec = KubeProxySpec()
+
     @classmethod
     def create(cls, node: Node, rng: np.random.Generator, spec: ClusterSpec) -> KubeProxy:
         """This mode's kube-proxy for a node, configured from the scenario's cluster."""
+        proxy = cls.make(node, rng, spec)
+        proxy.settings = spec.kube_proxy
+        return proxy
+
+    @classmethod
+    def make(cls, node: Node, rng: np.random.Generator, spec: ClusterSpec) -> KubeProxy:
+        """The mode's constructor with the settings it takes from the cluster."""
         return cls(node, rng)
 
     def __init__(self, node: Node, rng: np.random.Generator) -> None:

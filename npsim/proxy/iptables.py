@@ -49,6 +49,11 @@ class IptablesProxy(KubeProxy):
         super().retire()
         self.uniform = None
 
+    def accepts(self, address_kind: str) -> bool:
+        """127.0.0.1 answers only with ``--iptables-localhost-nodeports`` (route_localnet);
+        without it KUBE-SERVICES' last rule skips 127.0.0.0/8 (proxier.go)."""
+        return address_kind != "localhost" or self.settings.localhost_node_ports
+
     def sync_seconds(self, spec: KubeProxySpec, services: int, endpoints_each: float) -> float:
         """``syncBase`` plus ``syncPerRule`` for each NAT rule iptables-restore writes."""
         return spec.sync_base + spec.sync_per_rule * iptables_nat_rules(services,

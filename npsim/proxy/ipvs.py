@@ -296,7 +296,7 @@ class IpvsProxy(KubeProxy):
         return conn
 
     @classmethod
-    def create(cls, node, rng, spec):  # noqa: ANN001, ANN206
+    def make(cls, node, rng, spec):  # noqa: ANN001, ANN206
         return cls(node, rng, spec.ipvs.scheduler, spec.ipvs.tcp_fin_timeout)
 
     def __init__(self, node, rng, scheduler: str = "rr", fin_timeout: float = 120.0) -> None:  # noqa: ANN001

@@ -19,12 +19,13 @@ COMPARED = ["throughput", "latency_p50", "latency_p99", "latency_mean", "queue_w
             "requests_failed", "replications"]
 
 
-def compare_table(results: Mapping[str, Result]) -> pd.DataFrame:
-    """Rows: key metrics (scope ``all``); columns: one per labelled result; cells:
-    value with its 95% CI when the run had replications."""
+def compare_table(results: Mapping[str, Result | pd.DataFrame]) -> pd.DataFrame:
+    """Rows: key metrics (scope ``all``); columns: one per labelled result (or summary
+    frame, e.g. a sweep's variant); cells: value with its 95% CI when the run had
+    replications."""
     columns = {}
     for label, result in results.items():
-        s = result.summary
+        s = result if isinstance(result, pd.DataFrame) else result.summary
         rows = s[(s["scope"] == "all") & s["metric"].isin(COMPARED)].copy()
         rows["text"] = rows.apply(with_ci, axis=1)
         columns[label] = rows.set_index("metric")["text"]
@@ -34,8 +35,11 @@ def compare_table(results: Mapping[str, Result]) -> pd.DataFrame:
 
 
 def write_compare_report(results: Mapping[str, Result], folder: Path,
-                         sources: Mapping[str, str] | None = None) -> Path:
-    """``compare.html`` and ``figures/*.png`` comparing the labelled results."""
+                         sources: Mapping[str, str] | None = None,
+                         columns: Mapping[str, Result | pd.DataFrame] | None = None) -> Path:
+    """``compare.html`` and ``figures/*.png`` comparing the labelled results; the table
+    has ``columns`` when given (a sweep's variants as summaries), the figures draw
+    ``results``."""
     figures, skipped = {}, {}
     for plot in (latency_cdf, latency_percentiles, latency_breakdown):
         try:
@@ -43,11 +47,13 @@ def write_compare_report(results: Mapping[str, Result], folder: Path,
         except ValueError as exc:  # no completed request in any run
             skipped[plot.__name__] = str(exc)
     pngs = write_figures(figures, folder)
-    listing = "".join(f"<li><b>{esc(label)}</b>: {esc((sources or {}).get(label, ''))} "
-                      f"(scenario {esc(r.scenario.spec.name)}, seed {r.scenario.spec.run.seed})"
-                      "</li>" for label, r in results.items())
-    body = [f"<h1>npsim comparison of {len(results)} runs</h1>", f"<ul>{listing}</ul>",
-            "<h2>Key metrics</h2>", table(compare_table(results)),
+    columns = results if columns is None else columns
+    listing = "".join(f"<li><b>{esc(label)}</b>: {esc((sources or {}).get(label, ''))}"
+                      + (f" (scenario {esc(results[label].scenario.spec.name)}, seed "
+                         f"{results[label].scenario.spec.run.seed})" if label in results else "")
+                      + "</li>" for label in columns)
+    body = [f"<h1>npsim comparison of {len(columns)} runs</h1>", f"<ul>{listing}</ul>",
+            "<h2>Key metrics</h2>", table(compare_table(columns)),
             "<p>Intervals are 95% confidence intervals over replications.</p>",
             "<h2>Figures</h2>"]
     body += [figure(name, png, name.replace("_", " ")) for name, png in pngs.items()]

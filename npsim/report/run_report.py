@@ -11,12 +11,13 @@ import pandas as pd
 
 from npsim.plots import figures_for
 from npsim.report.html import esc, figure, page, table, write_figures
+from npsim.results.headline import failure_line, percent
 from npsim.results.result import Result, resolved_yaml
 from npsim.results.shares import pod_shares
-from npsim.results.summary import TABLE_ROWS, extremes, percent
+from npsim.results.summary import TABLE_ROWS, extremes
 
 CAPTIONS = {
-    "latency_cdf": "Latency CDF of completed requests after the warm-up",
+    "latency_cdf": "Latency CDF of completed requests after the warm-up (failed share marked)",
     "latency_percentiles": "Latency percentiles (pooled over replications)",
     "latency_breakdown": "Where the time goes: client network, hop, kube-proxy, queue, service",
     "pod_load": "Per-pod share of requests, with the fair share",
@@ -28,7 +29,8 @@ CAPTIONS = {
 
 KEY_METRICS = ["requests_generated", "requests_completed", "requests_failed",
                "requests_in_flight", "requests_measured", "throughput", "latency_mean",
-               "latency_p50", "latency_p95", "latency_p99", "queue_wait_mean",
+               "error_ratio", "latency_p50", "latency_p95", "latency_p99",
+               "user_latency_p50", "user_latency_p95", "user_latency_p99", "queue_wait_mean",
                "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
                "pod_share_max_over_mean", "pod_share_jain", "pod_share_gini"]
 
@@ -37,9 +39,10 @@ def format_value(metric: str, value: float) -> str:
     """Seconds as ms, fractions as %, counts as integers."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if metric.startswith(("latency_", "queue_wait")):
+    if metric.startswith(("latency_", "user_latency_", "queue_wait")):
         return f"{value * 1e3:.3f} ms"
-    if metric.endswith(("_fraction", "stickiness")):
+    if metric.endswith(("_fraction", "stickiness", "error_ratio")) or \
+            metric.startswith("failed_share_"):
         return f"{value:.1%}"
     if metric.startswith(("requests_", "failed_", "replications")):
         return f"{int(value):,}"
@@ -119,6 +122,16 @@ def _events_section(result: Result, limit: int = 60) -> list[str]:
             table(shown[["time", "kind", "subject", "detail"]], index=False) + more]
 
 
+def _headline(summary: pd.DataFrame) -> list[str]:
+    """The failures first (what users saw), then what each latency covers."""
+    values = summary[summary["scope"] == "all"].set_index("metric")["value"]
+    text = " ".join(failure_line(values).split())  # the CLI line, its column padding gone
+    return [f'<p class="headline"><b>{esc(text[0].upper() + text[1:])}.</b> '
+            "Latencies (latency_*) count completed requests only; user_latency_* count "
+            "every measured request that ended, a failed one until its client got the error "
+            "or gave up.</p>"]
+
+
 def write_run_report(result: Result, folder: Path) -> Path:
     """Write ``figures/*.png`` and ``report.html`` into ``folder``; returns the page."""
 
@@ -133,6 +146,7 @@ def write_run_report(result: Result, folder: Path) -> Path:
         f"{reps} replication{'s' if reps > 1 else ''}, {result.end_time:g} s simulated "
         f"(warm-up {spec.run.warmup:g} s). Intervals are 95% confidence intervals over "
         "replications.</p>",
+        *_headline(result.summary),
     ]
     if result.scenario.warnings:
         body.append("<h2>Warnings</h2>")

@@ -17,7 +17,9 @@ import pandas as pd
 import yaml
 
 from npsim.cluster.model import build_cluster, ip_str
+from npsim.results.card import html_card, short_repr
 from npsim.results.events import stack_events, with_event_dtypes
+from npsim.results.lookup import summary_value
 from npsim.results.shares import pod_shares
 from npsim.results.store import write_atomically, write_parquet
 from npsim.results.summary import format_incidents, format_summary
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from npsim.plots import PlotAccessor
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """Frames of one scenario run (all replications stacked, column ``replication``)."""
 
@@ -51,6 +53,12 @@ class Result:
     # one row per replication x node x time bucket: each node's views (see README "Frames")
     node_timeseries: pd.DataFrame = field(default_factory=empty_node_timeseries)
 
+    def __repr__(self) -> str:
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        return html_card(self)
+
     def report(self) -> str:
         """The readable summary block (what ``npsim run`` prints)."""
         text = format_summary(self.summary, self.pods, self.nodes,
@@ -70,14 +78,11 @@ class Result:
 
     def metric(self, name: str, population: str | None = None) -> float:
         """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,
-        that population's own value (scenarios with several populations)."""
+        that population's own value (scenarios with several populations). A count of
+        something that did not happen (``failed_queue_full`` with no full queue) is 0;
+        a name no run writes raises ``KeyError`` with the closest names."""
         scope = "all" if population is None else f"population:{population}"
-        s = self.summary
-        row = s.loc[(s["metric"] == name) & (s["scope"] == scope), "value"]
-        if row.empty:
-            raise KeyError(f"no summary metric {name!r} for scope {scope!r}; see "
-                           "result.summary[['scope', 'metric']]")
-        return float(row.iloc[0])
+        return summary_value(self.summary, name, scope)
 
     def save(self, folder: str | Path, overwrite: bool = False,
              extra: Callable[[Path], object] | None = None) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from npsim.results.frames import BLOCK, codes, count_codes, reached_pod
+from npsim.results.frames import BLOCK, category_code, codes, count_codes, reached_pod
 
 
 def served_rows(requests: pd.DataFrame) -> np.ndarray:
@@ -64,3 +64,33 @@ def traffic_matrix(requests: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(counts.reshape(len(nodes), len(pods)),
                         index=pd.Index(list(nodes), name="entry_node"),
                         columns=pd.Index(list(pods), name="pod"))
+
+
+def failed_rows(requests: pd.DataFrame) -> np.ndarray:
+    """Mask of the measured requests that failed."""
+    outcome = requests["outcome"]
+    failed = codes(outcome) == category_code(outcome, "failed")
+    failed &= ~requests["warmup"].to_numpy(dtype=bool)
+    return failed
+
+
+def failure_matrix(requests: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Measured requests that failed, per entry node (rows) and the pod their connection
+    was sent to (columns, zeros included), and per entry node those that failed before
+    any pod was chosen (a dead entry node, no endpoints, a firewall): the connections
+    :func:`traffic_matrix` leaves out, as the figures draw them beside the served ones."""
+    failed = failed_rows(requests)
+    entry, pod = requests["entry_node"], requests["pod"]
+    nodes, pods = entry.cat.categories, pod.cat.categories
+    entry_codes, pod_codes = codes(entry)[failed], codes(pod)[failed]
+    known = entry_codes >= 0
+    entry_codes, pod_codes = entry_codes[known].astype(np.int64), pod_codes[known]
+    placed = pod_codes >= 0
+    cells = np.bincount(entry_codes[placed] * len(pods) + pod_codes[placed],
+                        minlength=len(nodes) * len(pods))
+    unplaced = np.bincount(entry_codes[~placed], minlength=len(nodes))
+    return (pd.DataFrame(cells.reshape(len(nodes), len(pods)),
+                         index=pd.Index(list(nodes), name="entry_node"),
+                         columns=pd.Index(list(pods), name="pod")),
+            pd.Series(unplaced, index=pd.Index(list(nodes), name="entry_node"),
+                      name="failed_before_a_pod"))

@@ -11,6 +11,9 @@ place at the end: a crash or a bad input leaves no half-written result. Around t
   (``--force``) replaces only a directory holding it, never a user's folder, a file, a
   symlink or a device (:class:`NotAResultError`). Other files in a result folder
   (frames, figures, reports) are just more files: the marker names the folder, not them;
+* the marker says what wrote the folder (``{"npsim": VERSION}`` for a run, with
+  ``"kind": "sweep"`` or ``"compare"`` for the others), so a sweep resumes only into a
+  sweep and ``compare`` tells a sweep's folder from a run's;
 * temporary folders of killed runs (``.<name>.npsim-*.tmp`` / ``.old``, recognised by
   that name and only while holding the lock) are removed by the next run into the same
   place.
@@ -146,6 +149,42 @@ def _clean_stale(target: Path) -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
+def folder_kind(path: Path) -> str | None:
+    """What npsim wrote ``path`` as (``run``, ``sweep``, ``compare``); None when npsim did
+    not write it."""
+    if not is_result_folder(path):
+        return None
+    try:
+        data = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return "run"
+    kind = data.get("kind", "run") if isinstance(data, dict) else "run"
+    return kind if isinstance(kind, str) else "run"
+
+
+def write_marker(folder: Path, kind: str = "run") -> None:
+    """npsim's marker, put in place by rename: a folder made of hard links to another's
+    files (a sweep being extended) must not write through into the other's marker."""
+    from npsim.version import __version__
+
+    data = {"npsim": __version__} if kind == "run" else {"npsim": __version__, "kind": kind}
+    tmp = folder / f"{MARKER}.tmp"
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, folder / MARKER)
+
+
+def move_into_place(tmp: Path, target: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``target``, moving what is there aside first
+    (the caller holds the lock and has checked that it may be replaced)."""
+    if not os.path.lexists(target):
+        os.replace(tmp, target)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
+    os.replace(target, trash / "old")
+    os.replace(tmp, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def check_target(target: str | Path, overwrite: bool) -> Path:
     """Refuse early (before a long run) what the final write would refuse."""
     target = resolve_target(target)
@@ -163,9 +202,9 @@ def check_target(target: str | Path, overwrite: bool) -> Path:
 
 
 def write_atomically(target: str | Path, write: Callable[[Path], None],
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, kind: str = "run") -> Path:
     """Call ``write(tmpdir)`` and move the folder to ``target`` (under the lock); returns
-    ``target`` as given."""
+    ``target`` as given. ``kind`` goes into the marker."""
     given = Path(target)
     with result_lock(target) as target:
         check_target(target, overwrite)
@@ -173,18 +212,10 @@ def write_atomically(target: str | Path, write: Callable[[Path], None],
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; a result folder is not
         try:
             write(tmp)
-            from npsim.version import __version__
-
-            (tmp / MARKER).write_text(json.dumps({"npsim": __version__}) + "\n")
+            write_marker(tmp, kind)
             if os.path.lexists(target):
                 check_target(target, overwrite)
-                trash = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old",
-                                              dir=target.parent))
-                os.replace(target, trash / "old")
-                os.replace(tmp, target)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            move_into_place(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

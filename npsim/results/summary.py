@@ -1,6 +1,9 @@
 """Summary statistics of a run, with 95% confidence intervals across replications.
 
-Latency statistics use completed requests that started after the warm-up. With R >= 2
+``latency_*`` statistics use completed requests that started after the warm-up: what a
+served request cost, blind to the ones that failed. ``error_ratio`` (failed / (completed +
+failed)) and ``user_latency_*`` (every measured request that ended, a failed one counting
+the time until its client got the error or gave up) say what users saw. With R >= 2
 replications each statistic is computed per replication and the interval is
 mean +- t(0.975, R-1) * sd / sqrt(R): replications are independent, requests within one
 run are not.
@@ -24,6 +27,8 @@ from npsim.results.frames import (
     first_seen_codes,
     reached_pod,
 )
+from npsim.results.headline import SHARE as _SHARE
+from npsim.results.headline import failure_line, is_failure_count, percent
 from npsim.results.masked import Masked
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.scenario.schema import SloSpec
@@ -68,8 +73,9 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
         measured = ~frame["warmup"].to_numpy(dtype=bool)
         if scope is not None:
             measured &= _cut(scope, requests, frame, offsets[rep])
-        done = measured & (codes(frame["outcome"])
-                           == category_code(frame["outcome"], "completed"))
+        outcome = codes(frame["outcome"])
+        done = measured & (outcome == category_code(frame["outcome"], "completed"))
+        failed = measured & (outcome == category_code(frame["outcome"], "failed"))
         # the completed rows' figures, read in place (a copy was 8 bytes a row)
         lat = Masked(frame["latency"].to_numpy(), done)
         n_done = lat.n
@@ -82,6 +88,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
             ("latency_p50", "latency_p95", "latency_p99"), lat.quantiles([0.50, 0.95, 0.99]),
             strict=True)})
         row["queue_wait_mean"] = lat.over(frame["queue_wait"].to_numpy()).nan_mean()
+        _user_view(row, frame, done, failed)
         crossed = np.count_nonzero(frame["cross_node"].to_numpy(dtype=bool) & done)
         row["cross_node_fraction"] = crossed / n_done if n_done else math.nan
         row["source_ip_intact_fraction"] = source_ip_intact(frame, done)
@@ -101,6 +108,26 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
             for name, value in share_stats(counts).items():
                 rows[-1][f"{prefix}_{name}"] = value
     return pd.DataFrame(rows)
+
+
+def _user_view(row: dict[str, float], frame: pd.DataFrame, done: np.ndarray,
+               failed: np.ndarray) -> None:
+    """What users saw: the failed share of the measured requests that ended, and the
+    latency of every one of them (a failed request's row ends when its client got the
+    error or gave up: a connect timeout counts as its timeout). Requests still in flight
+    at the end are in neither: their time is not known."""
+    n_failed = int(np.count_nonzero(failed))
+    n_ended = n_failed + int(np.count_nonzero(done))
+    row["error_ratio"] = n_failed / n_ended if n_ended else math.nan
+    if n_failed == 0:  # the same rows as the completed ones: no second pass
+        for q in ("p50", "p95", "p99"):
+            row[f"user_latency_{q}"] = row[f"latency_{q}"]
+        return
+    failed |= done  # the caller's mask is spent: reused as "ended" (no second array)
+    user = Masked(frame["latency"].to_numpy(), failed)
+    row.update({name: q for name, q in zip(
+        ("user_latency_p50", "user_latency_p95", "user_latency_p99"),
+        user.quantiles([0.50, 0.95, 0.99]), strict=True)})
 
 
 def _candidate_counts(counts: np.ndarray, pods: pd.Index, candidates: Candidates
@@ -144,12 +171,13 @@ _FRACTIONS = ("cross_node_fraction", "source_ip_intact_fraction", "client_sticki
 
 def metric_bounds(metric: str) -> tuple[float, float]:
     """(lowest, highest) value ``metric`` can take; (-inf, inf) for differences."""
-    if metric in _FRACTIONS:
+    if metric in _FRACTIONS or metric.startswith(_SHARE):
         return 0.0, 1.0
     if metric.endswith("_max_over_mean"):
         return 1.0, math.inf
-    if metric.startswith(("latency_", "throughput", "queue_wait", "requests_", "failed_",
-                          "retries", "time_to_", "alerts_", "error_budget", "fault_start")) \
+    if metric.startswith(("latency_", "user_latency_", "throughput", "queue_wait",
+                          "requests_", "failed_", "retries", "time_to_", "alerts_",
+                          "error_budget", "fault_start")) \
             or metric.endswith("_cv"):
         return 0.0, math.inf
     return -math.inf, math.inf
@@ -263,22 +291,22 @@ def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
         measured &= rows
     add(scope, "requests_measured", float(measured.sum()))
     outcome, reason = requests["outcome"], requests["reason"]
+    unfinished = int(np.count_nonzero(measured & (codes(outcome)
+                                                  == category_code(outcome, "in_flight"))))
+    # no answer by the end: neither served nor failed (error_ratio skips them); written
+    # always, so that replications and sweep variants all carry the row
+    add(scope, "requests_measured_in_flight", float(unfinished))
     measured &= codes(outcome) == category_code(outcome, "failed")
     failed = pd.Series(pd.Categorical.from_codes(codes(reason)[measured],
                                                  dtype=reason.dtype))
-    for reason_name, count in failed.value_counts().items():
-        if count:
-            add(scope, f"failed_{reason_name}", float(count))
+    counts = failed.value_counts()
+    counts = counts[counts > 0]
+    for reason_name, count in counts.items():
+        add(scope, f"failed_{reason_name}", float(count))
+    for reason_name, count in counts.items():  # pooled over replications, no interval
+        add(scope, f"{_SHARE}{reason_name}", float(count) / float(counts.sum()))
     for column in per_rep.columns.drop("replication"):
         add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
-
-
-def percent(value: float) -> str:
-    """A percentage with a digit more where one decimal would show 0.0% (the share of
-    one of 10,000 pods is 0.01%); "-" for a missing value."""
-    if pd.isna(value):
-        return "-"
-    return f"{value:.1%}" if value == 0 or abs(value) >= 0.001 else f"{value:.3%}"
 
 
 TABLE_ROWS = 20  # per-pod and per-node lines printed; beyond, the extremes are shown
@@ -324,15 +352,20 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         f" at the end{over}",
         f"measured   {int(val('requests_measured'))} after warm-up{over}; "
         f"throughput {val('throughput'):.1f}/s" + (" (mean of replications)" if reps > 1 else ""),
+        failure_line(s["value"]),
         f"latency    mean {dur('latency_mean')}  p50 {dur('latency_p50')}",
-        f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}",
+        f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}  (completed requests)",
+    ]
+    if "user_latency_p50" in s.index:  # summaries written before npsim had it: absent
+        lines += [
+            f"users see  p50 {dur('user_latency_p50')}  p95 {dur('user_latency_p95')}  "
+            f"p99 {dur('user_latency_p99')}",
+            "           (every measured request that ended; a failed one until its error "
+            "or time-out)"]
+    lines += [
         f"cross-node {percent(val('cross_node_fraction'))} of served requests took a node-to-node "
         "hop",
     ]
-    fails = [(m[len("failed_"):], int(v)) for m, v in s["value"].items()
-             if str(m).startswith("failed_")]
-    lines.append("failures   " + (", ".join(f"{r}: {n}" for r, n in fails) if fails else "none")
-                 + (" (after warm-up)" if fails else ""))
     lines.append(
         f"spread     pod share max/mean {val('pod_share_max_over_mean'):.2f}, "
         f"CV {val('pod_share_cv'):.3f}, Jain {val('pod_share_jain'):.3f}, "
@@ -349,8 +382,9 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
             f"p99 {format_duration(v.get('latency_p99', math.nan), 4)}  "
             f"cross-node {v.get('cross_node_fraction', math.nan):.1%}  "
             f"IP kept {v.get('source_ip_intact_fraction', math.nan):.1%}"
+            + (f"  failed {percent(v['error_ratio'])}" if "error_ratio" in v.index else "")
             + "".join(f"  {m[len('failed_'):]}: {int(x)}" for m, x in v.items()
-                      if str(m).startswith("failed_")))
+                      if is_failure_count(str(m))))
     lines += _pod_table(pods, shares)
     by_node = nodes.groupby("node", sort=False, observed=True)[
         ["share", "cross_node_fraction"]].mean()
@@ -397,14 +431,18 @@ RECOVERED_BELOW = 0.001  # failure ratio under which the service counts as recov
 
 
 def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
-                     slo: SloSpec | None, end_time: float, warmup: float) -> dict[str, float]:
+                     slo: SloSpec | None, end_time: float, warmup: float,
+                     error_ratio: float = math.nan) -> dict[str, float]:
     """One replication's incident figures from its events and time series.
 
     ``fault_start``: the first event that is not a balancer or alert reaction (the
     injected fault); ``time_to_detect``: from it to the first alert firing;
     ``time_to_recover``: from it to the end of the last time bucket whose failure ratio
-    (failed / ended) was at least 0.1% (NaN if the run ended still failing). With an
-    SLO: ``error_budget_burn_rate`` (error ratio / (1 - availability)) and
+    (failed / ended) was at least 0.1%, or in which nothing ended while requests were
+    outstanding (NaN if the run ended still failing or stalled, or if nothing ended
+    after the fault: no recovery is claimed that was not seen). With an SLO and the
+    run's ``error_ratio`` (the summary's, over measured requests):
+    ``error_budget_burn_rate`` (error ratio / (1 - availability)) and
     ``error_budget_consumed`` (the share of the SLO window's budget this run's
     failures ate, were the run's traffic spread over the window).
     """
@@ -418,28 +456,38 @@ def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
                  if k == "alert_firing" and t >= start]
         out["time_to_detect"] = min(fired) - start if fired else math.nan
         out["alerts_fired"] = float(len(fired))
-        ended = (series["completed"] + series["failed"]).to_numpy(dtype=float)
-        ratio = np.divide(series["failed"].to_numpy(dtype=float), ended,
-                          out=np.zeros(len(series)), where=ended > 0)
-        bucket_end = series["time"].to_numpy() + (
-            series["time"].iloc[1] - series["time"].iloc[0] if len(series) > 1 else end_time)
-        bad = np.flatnonzero((ratio >= RECOVERED_BELOW) & (bucket_end > start))
-        if len(bad) == 0:
-            out["time_to_recover"] = 0.0
-        elif bad[-1] == len(series) - 1:
-            out["time_to_recover"] = math.nan  # still failing when the run ended
-        else:
-            out["time_to_recover"] = float(min(bucket_end[bad[-1]], end_time)) - start
+        out["time_to_recover"] = _time_to_recover(series, start, end_time)
     if slo is not None:
-        measured = series[series["time"] >= warmup]
-        failed = float(measured["failed"].sum())
-        ended = failed + float(measured["completed"].sum())
-        ratio = failed / ended if ended else math.nan
-        out["error_ratio"] = ratio
+        ratio = error_ratio
         out["error_budget_burn_rate"] = ratio / (1 - slo.availability)
         out["error_budget_consumed"] = (out["error_budget_burn_rate"] * (end_time - warmup)
                                         / slo.window)
     return out
+
+
+def _time_to_recover(series: pd.DataFrame, start: float, end_time: float) -> float:
+    """From ``start`` to the end of the last bad bucket: one whose failure ratio was at
+    least ``RECOVERED_BELOW``, or in which nothing ended though requests were outstanding
+    (every pod hung: no failure is counted, yet nobody is served). NaN when the last
+    bucket is bad or nothing ended after ``start`` at all."""
+    failed = series["failed"].to_numpy(dtype=float)
+    ended = series["completed"].to_numpy(dtype=float) + failed
+    ratio = np.divide(failed, ended, out=np.zeros(len(series)), where=ended > 0)
+    # requests sent before a bucket and not ended before it (in flight at its start)
+    outstanding = np.cumsum(series["sent"].to_numpy(dtype=float) - ended) + ended
+    outstanding -= series["sent"].to_numpy(dtype=float)
+    stalled = (ended == 0) & (outstanding > 0)
+    bucket_end = series["time"].to_numpy() + (
+        series["time"].iloc[1] - series["time"].iloc[0] if len(series) > 1 else end_time)
+    after = bucket_end > start
+    if not (ended[after] > 0).any():
+        return math.nan  # nothing ended after the fault: no recovery was seen
+    bad = np.flatnonzero(((ratio >= RECOVERED_BELOW) | stalled) & after)
+    if len(bad) == 0:
+        return 0.0  # the fault never showed in the traffic
+    if bad[-1] == len(series) - 1:
+        return math.nan  # still failing (or stalled) when the run ended
+    return float(min(bucket_end[bad[-1]], end_time)) - start
 
 
 def add_incident_rows(summary: pd.DataFrame, per_replication: list[dict[str, float]]
@@ -456,7 +504,7 @@ def add_incident_rows(summary: pd.DataFrame, per_replication: list[dict[str, flo
 
 
 INCIDENT_METRICS = ("fault_start", "time_to_detect", "alerts_fired", "time_to_recover",
-                    "error_ratio", "error_budget_burn_rate", "error_budget_consumed")
+                    "error_budget_burn_rate", "error_budget_consumed")
 
 
 def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 25) -> str:

@@ -120,6 +120,13 @@ def check_clients(s: Sections, p: Problems) -> None:
         elif svc.type == "ClusterIP" and client.target == "nodePort":
             p.at(s.tree, ["clients", i, "service"],
                  f"Service {svc.name!r} is type ClusterIP: it has no NodePort to reach")
+        elif client.target == "externalIP" and not svc.external_ips:
+            p.at(s.tree, ["clients", i, "target"],
+                 f"Service {svc.name!r} has no spec.externalIPs to send to")
+        elif client.target == "loadBalancerIP" and not svc.load_balancer_ips:
+            p.at(s.tree, ["clients", i, "target"],
+                 f"Service {svc.name!r} has no LoadBalancer ingress IP (status.loadBalancer."
+                 "ingress[].ip with ipMode VIP, on a type LoadBalancer Service) to send to")
         elif pick_port(svc, client.port) is None:
             names = ", ".join(repr(x.name or x.port) for x in svc.ports)
             p.at(s.tree, ["clients", i, "port"],

@@ -257,7 +257,10 @@ class ClientSpec(Model):
     name: str = Field(min_length=1)
     service: str
     source: Annotated[SourceSpec | None, BeforeValidator(_source_shorthand)] = None
-    target: Literal["nodePort", "clusterIP"] = "nodePort"
+    # what the client sends to: a node's NodePort, the ClusterIP (pods only), the
+    # Service's first spec.externalIPs entry or its LoadBalancer ingress IP (VIP mode:
+    # packets reach a node with the VIP as destination, as MetalLB or GCP deliver them)
+    target: Literal["nodePort", "clusterIP", "externalIP", "loadBalancerIP"] = "nodePort"
     nat_gateways: list[NatGateway] = []
     balancer: BalancerSpec | None = None
     port: Integer | str | None = None
@@ -310,6 +313,9 @@ class ClientSpec(Model):
                 and self.retries is not None):
             raise ValueError("give either balancer.nextUpstream or retries (the balancer's "
                              "tries are retries without backoff)")
+        if self.balancer is not None and self.target in ("externalIP", "loadBalancerIP"):
+            raise ValueError(f"a balancer sends to NodePorts; 'target: {self.target}' is "
+                             "the path of packets that reach a node with the VIP itself")
         if self.balancer is not None and self.balancer.in_front and self.entry.kind != "random":
             raise ValueError("a balancer with algorithm/healthCheck/passive picks the node "
                              "itself: leave 'entry' out")

@@ -122,6 +122,16 @@ class KubeProxySpec(Model):
     propagation: Distribution = LogNormal(dist="lognormal", mean=0.1, cv=0.5)
     sync_base: Seconds = 0.01
     sync_per_rule: Seconds = 1.5e-6
+    # --iptables-localhost-nodeports (default true, cmd/kube-proxy/app/options.go): a
+    # NodePort answers on 127.0.0.1 in iptables mode (route_localnet), guarded by the
+    # KUBE-FIREWALL "block incoming localnet connections" rule
+    localhost_node_ports: bool = True
+    # MASQUERADE --random-fully: written when the node's iptables supports it (1.6.2+,
+    # every current distribution); false for an older iptables
+    masquerade_random_fully: bool = True
+    # the nfacct packet counters kube-proxy attaches when the kernel has xt_nfacct
+    # (localhost_nps_accepted_pkts, ct_state_invalid_dropped_pkts; metrics.go)
+    nfacct: bool = True
 
 
 class ControlPlaneSpec(Model):
@@ -197,6 +207,9 @@ class ClusterSpec(Model):
     # kube-proxy --cluster-cidr: the local-traffic detector and masquerade rules; default:
     # the smallest network holding every node's podCIDR
     cluster_cidr: str | None = Field(default=None, alias="clusterCIDR")
+    # kube-apiserver --service-cluster-ip-range (kubeadm's default): nftables mode drops
+    # traffic to its unallocated addresses (cluster-ips-check)
+    service_cidr: str = Field(default="10.96.0.0/12", alias="serviceCIDR")
     firewall: FirewallSpec | None = None  # every node's host firewall (a node may override)
     security_group: SecurityGroupSpec | None = None
 
@@ -205,7 +218,7 @@ class ClusterSpec(Model):
     def _port_range(cls, v: str) -> str:
         return str(PortRange.parse(v))
 
-    @field_validator("cluster_cidr")
+    @field_validator("cluster_cidr", "service_cidr")
     @classmethod
     def _cluster_cidr(cls, v: str | None) -> str | None:
         if v is not None:

@@ -130,7 +130,11 @@ SERVICE = _kind(Key(keys={
     "allocateLoadBalancerNodePorts": MODELLED,
     "ipFamilies": QUIET,
     "ipFamilyPolicy": QUIET,
-}), status=QUIET)
+    "externalIPs": Key(list[Any]),
+    "loadBalancerSourceRanges": Key(list[Any]),
+}), status=Key(keys={"loadBalancer": Key(keys={"ingress": Key(listed=True, null_items=True, keys={
+    "ip": STRING, "ipMode": STRING, "hostname": QUIET, "ports": QUIET})}),
+    "conditions": QUIET}))
 
 # --- Deployment (apps/v1) and StatefulSet, read like a Deployment -----------------------
 

@@ -51,6 +51,15 @@ class Service:
     cluster_ip: str | None = None  # spec.clusterIP as written (None: not given, or headless)
     # hand-made EndpointSlices of a selector-less Service (attached by the loader)
     endpoint_slices: list[EndpointSlice] = field(default_factory=list)
+    # addresses outside the cluster (npsim/scenario/external_addresses.py)
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip (ipMode VIP)
+    load_balancer_source_ranges: tuple[str, ...] = ()
+
+    @property
+    def externally_accessible(self) -> bool:
+        """ServicePort.ExternallyAccessible without the NodePort: external IPs or LB VIPs."""
+        return bool(self.external_ips or self.load_balancer_ips)
 
 
 @dataclass(frozen=True)

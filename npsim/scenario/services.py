@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from npsim.scenario.expect import expect, label_map
+from npsim.scenario.external_addresses import parse_external_addresses
 from npsim.scenario.objects import DEFAULT_AFFINITY_TIMEOUT, Service, ServicePort
 from npsim.scenario.problems import Problem, Problems
 from npsim.scenario.unique import repeats
@@ -42,7 +43,7 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
     if policy not in ("Cluster", "Local"):
         p.at(doc, ["spec", "externalTrafficPolicy"],
              f'Unsupported value: "{policy}": supported values: "Cluster", "Local"', pre)
-    elif policy == "Local" and svc_type == "ClusterIP":
+    elif policy == "Local" and svc_type == "ClusterIP" and not spec.get("externalIPs"):
         p.at(doc, ["spec", "externalTrafficPolicy"],
              'Invalid value: "Local": may only be set for externally-accessible services', pre)
     internal = spec.get("internalTrafficPolicy", "Cluster")
@@ -93,11 +94,15 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
     validate_service_ports(doc, raw_ports, p, pre)
     health, allocate_lb = validate_service_spec(doc, spec, str(svc_type), str(policy), p, pre)
     cluster_ip = _cluster_ip(doc, spec, p, pre)
+    outside = parse_external_addresses(doc, spec, str(svc_type), p, pre)
     if len(p.errors) > n_errors or name is None:
         return None
     return Service(str(name), str(namespace), str(svc_type), tuple(ports), selector,
                    str(policy), origin, str(internal), affinity, timeout, distribution,
-                   topology_mode, health, allocate_lb, doc, pre, cluster_ip)
+                   topology_mode, health, allocate_lb, doc, pre, cluster_ip,
+                   external_ips=outside.external_ips,
+                   load_balancer_ips=outside.load_balancer_ips,
+                   load_balancer_source_ranges=outside.source_ranges)
 
 
 def _cluster_ip(doc: MarkedDict, spec: dict, p: Problems, pre: str) -> str | None:
@@ -307,6 +312,13 @@ def svc_manifest(svc: Service) -> dict[str, Any]:
     }
     if svc.cluster_ip is not None:
         manifest["spec"]["clusterIP"] = svc.cluster_ip
+    if svc.external_ips:
+        manifest["spec"]["externalIPs"] = list(svc.external_ips)
+    if svc.load_balancer_source_ranges:
+        manifest["spec"]["loadBalancerSourceRanges"] = list(svc.load_balancer_source_ranges)
+    if svc.load_balancer_ips:
+        manifest["status"] = {"loadBalancer": {"ingress": [
+            {"ip": ip} for ip in svc.load_balancer_ips]}}
     if svc.topology_mode is not None:
         manifest["metadata"]["annotations"] = {
             "service.kubernetes.io/topology-mode": svc.topology_mode}

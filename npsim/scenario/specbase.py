@@ -55,6 +55,22 @@ class Model(BaseModel):
             label_paths(self, self._npsim_path)
 
 
+    def __getattr__(self, name: str) -> Any:
+        """Only for names not found the usual way: a YAML key reads its field
+        (``cluster.proxyMode`` is ``cluster.proxy_mode``); a misspelt name says what it
+        could mean."""
+        if name.startswith("_"):  # pydantic's private attributes, dunders, pickling
+            return super().__getattr__(name)  # type: ignore[misc]
+        fields = type(self).model_fields
+        for field, info in fields.items():
+            if info.alias == name:
+                return getattr(self, field)
+        keys = sorted({*fields, *(i.alias for i in fields.values() if i.alias)})
+        close = difflib.get_close_matches(name, keys, n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise AttributeError(f"{path_of(self, name)}: no such field{hint}")
+
+
 def path_of(model: BaseModel, key: str = "") -> str:
     """``cluster.ipvs`` (+ ``.key``) for a model of a loaded scenario; the class name for
     one that is not part of a scenario."""

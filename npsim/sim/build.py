@@ -193,6 +193,8 @@ def build(scenario: Scenario, replication: int,
         else:
             pop = OpenLoop(arrivals=streams.generator(f"arrivals/{cs.name}"), **common)
         populations.append(pop)
+        if cs.target == "loadBalancerIP" and sp.service.load_balancer_source_ranges:
+            pop.blocked = outside_ranges(pop.wire_ips, sp.service.load_balancer_source_ranges)
         if balancer is not None:
             pop.balancer = balancer
             # the client hears of a node that does not answer when the balancer's own
@@ -206,3 +208,11 @@ def build(scenario: Scenario, replication: int,
                                 network.answers, streams.generator)
     return Parts(env, cluster, log, events, proxies, guard, network, registry, relays,
                  control, populations, tls, blackbox, connections)
+
+
+def outside_ranges(addresses: list[int], ranges: tuple[str, ...]) -> frozenset[int]:
+    """The addresses no ``loadBalancerSourceRanges`` entry holds: kube-proxy's KUBE-FW
+    chain lets the others through to KUBE-EXT (proxier.go), these meet the drop."""
+    nets = [ipaddress.IPv4Network(r) for r in ranges]
+    return frozenset(a for a in set(addresses)
+                     if not any(ipaddress.IPv4Address(a) in net for net in nets))

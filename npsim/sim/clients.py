@@ -353,6 +353,11 @@ class Population:
         # who sends: external, a pod on a node, or a node itself; and to what
         self.kind = spec.source.kind if spec.source is not None else "external"
         self.target = spec.target
+        # in-cluster traffic to an external address is caught by its own node's rules
+        self.caught_at_home = spec.target == "clusterIP" or (
+            self.kind != "external" and spec.target != "nodePort")
+        # wire addresses outside the Service's loadBalancerSourceRanges (None: no check)
+        self.blocked: frozenset[int] | None = None
         self.home = addresses.home if addresses is not None else -1
         if addresses is None:
             addresses = Addresses.external(spec, ip_base, None)

@@ -32,6 +32,7 @@ from npsim.outcomes import (
     DROPPED,
     ENDPOINT_GONE,
     FAILED,
+    FIREWALL_DROPPED,
     NO_ENDPOINTS,
     NO_UPSTREAM,
     NODEPORT_CLOSED,
@@ -182,7 +183,7 @@ class Simulation:
         ``pkg/proxy/ipvs/proxier.go`` and ``pkg/proxy/topology.go``.
         """
         clusterip = pop.target == "clusterIP"
-        entry = pop.home if clusterip else pop.entry(slot, now) if via is None else via
+        entry = pop.home if pop.caught_at_home else pop.entry(slot, now) if via is None else via
         count = self._connections
         count.opened += 1
         conn = count.opened
@@ -208,12 +209,18 @@ class Simulation:
             return self._fail(pop, slot, now, entry, -1, DROPPED, pop.connect_timeout)
         src_port = EPHEMERAL_LOW + (conn * 7919) % EPHEMERAL_SPAN
         source = pop.wire_ips[slot % pop.n_ips]
+        if pop.blocked is not None and source in pop.blocked:
+            # KUBE-FW-...: outside loadBalancerSourceRanges, not DNATed, then
+            # KUBE-PROXY-FIREWALL drops it (proxier.go): the client times out
+            return self._fail(pop, slot, now, entry, -1, FIREWALL_DROPPED,
+                              pop.connect_timeout)
         guard = self.guard
         if guard is not None:  # security group, PREROUTING, INPUT: before the choice
             kind = "clusterip" if clusterip else pop.kind
             sp = table.service_port
-            stop = guard.before_choice(entry, kind, source, sp.port.protocol, sp.node_port,
-                                       now)
+            # an external IP or LB VIP is matched on the Service's own port
+            dport = sp.node_port if pop.target == "nodePort" else sp.port.port
+            stop = guard.before_choice(entry, kind, source, sp.port.protocol, dport, now)
             if stop is not None:
                 return self._fail(pop, slot, now, entry, -1, stop.reason,
                                   pop.connect_timeout if stop.times_out else 0.0)
@@ -224,7 +231,7 @@ class Simulation:
             choice = table.pick(source, src_port, now)
         pod = table.pods[choice]
         if guard is not None:  # FORWARD and NetworkPolicy: after the DNAT
-            stop = guard.after_choice(entry, kind, source, sp.port.protocol, sp.node_port,
+            stop = guard.after_choice(entry, kind, source, sp.port.protocol, dport,
                                       snat, pod, table.endpoints[choice].port, now)
             if stop is not None:
                 return self._fail(pop, slot, now, entry, -1, stop.reason,

@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from npsim.sweep.tables import metric_unit, unit_label
+
 
 def _scale(metric: str) -> tuple[float, str]:
-    if metric.startswith(("latency", "queue_wait")):
-        return 1e3, f"{metric} (ms)"
-    if metric.startswith("first_packet"):
-        return 1e6, f"{metric} (us)"
-    return 1.0, metric
+    """The unit of the metric's column in the sweep's tables, so figure and tables agree."""
+    return metric_unit(metric)[0], unit_label(metric)
 
 
 def comparison_figure(summary: pd.DataFrame, baseline: str, metrics: Sequence[str]) -> Figure:

@@ -47,8 +47,9 @@ ALWAYS_METRICS = (
     *(f"{who}_share_{stat}" for who in ("pod", "node")
       for stat in ("max_over_mean", "cv", "jain", "gini")),
     "pod_utilisation_mean", "pod_utilisation_max", "replications",
-    "first_packet_p50", "first_packet_p99")
-SLO_METRICS = ("error_ratio", "error_budget_burn_rate", "error_budget_consumed")
+    "first_packet_p50", "first_packet_p99",
+    "error_ratio", "user_latency_p50", "user_latency_p95", "user_latency_p99")
+SLO_METRICS = ("error_budget_burn_rate", "error_budget_consumed")
 
 
 def _counted_metrics() -> dict[str, str | None]:
@@ -58,7 +59,9 @@ def _counted_metrics() -> dict[str, str | None]:
     from npsim.outcomes import REASONS
 
     out: dict[str, str | None] = {f"failed_{r}": None for r in REASONS.values() if r}
+    out.update({f"failed_share_{r}": None for r in REASONS.values() if r})
     out["retries"] = None
+    out["requests_measured_in_flight"] = None
     out["requests_failed_after_retries"] = "requests_failed"
     return out
 
@@ -80,7 +83,7 @@ class Target:
 
 
 def _is_duration(metric: str) -> bool:
-    return metric.startswith(("latency", "queue_wait", "first_packet", "time_to_",
+    return metric.startswith(("latency", "user_latency", "queue_wait", "first_packet", "time_to_",
                               "fault_start"))
 
 

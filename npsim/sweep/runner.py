@@ -12,12 +12,15 @@ import pandas as pd
 
 from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight_variants
+from npsim.results.store import resolve_target, result_lock
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.scenario import Scenario
+from npsim.sweep.folder import check_sweep_target, open_staging, publish
 from npsim.sweep.store import (
     METRIC_COLUMNS,
     RunRecord,
     RunTask,
+    SweepMismatch,
     execute,
     finished,
     read_metrics,
@@ -27,13 +30,18 @@ from npsim.sweep.store import (
 from npsim.sweep.tables import (
     REPORT_METRICS,
     comparison_table,
+    difference_table,
+    fit_width,
+    mean_table,
     paired_differences,
     variant_summary,
 )
-from npsim.sweep.variants import expand
+from npsim.sweep.variants import change_text, expand
 from npsim.version import __version__
 
 SweepProgress = Callable[[int, int], None]  # (runs finished, runs to do) in this call
+LOCK_WAIT = 1.0  # seconds to wait for another sweep into the same folder (it may take hours)
+WIDTH = 100  # the terminal tables' width
 
 
 @dataclass
@@ -50,9 +58,36 @@ class SweepResult:
     wall_seconds: float
     variants: list[str] = field(default_factory=list)
     report_metrics: list[str] = field(default_factory=lambda: list(REPORT_METRICS))
+    changes: dict[str, str] = field(default_factory=dict)  # variant -> its change-set
+    scenario: Scenario | None = field(default=None, repr=False)
 
-    def report(self) -> str:
-        """The comparison table (markdown), with failures if any."""
+    def mean_table(self, metrics: list[str] | None = None) -> pd.DataFrame:
+        """Variants by metrics: mean [95% CI] in the unit the column header names."""
+        return mean_table(self.summary, self.baseline, metrics or self.report_metrics)
+
+    def difference_table(self, metrics: list[str] | None = None) -> pd.DataFrame:
+        """Variants by metrics: the paired difference from the baseline +- the paired 95%
+        CI half-width (the unpaired half-width in parentheses)."""
+        return difference_table(self.paired, metrics or self.report_metrics)
+
+    def report(self, width: int = WIDTH) -> str:
+        """The comparison as text no wider than ``width``: the means with their CIs, the
+        paired differences, and failures if any."""
+        parts = ([f"mean [95% CI] per variant (* baseline {self.baseline})",
+                  fit_width(self.mean_table(), width)] if not self.summary.empty
+                 else ["no run finished"])
+        if not self.paired.empty:
+            parts += ["", f"difference from {self.baseline} +- paired 95% CI "
+                      "(unpaired, without common random numbers)",
+                      fit_width(self.difference_table(), width)]
+        if not self.failures.empty:
+            parts += ["", "failed runs (runs/VARIANT/rep-R.failed/error.txt):"]
+            parts += [f"  {r.variant} rep {r.replication}: {r.error}"[:width]
+                      for r in self.failures.itertuples()]
+        return "\n".join(parts)
+
+    def markdown(self) -> str:
+        """The comparison as Markdown tables (``report.md``), with failures if any."""
         text = comparison_table(self.summary, self.paired, self.baseline, self.report_metrics)
         if not self.failures.empty:
             text += "\n\nFailed runs (see runs/<variant>/rep-<r>.failed/error.txt):\n" + "\n".join(
@@ -63,13 +98,20 @@ class SweepResult:
 
 def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None = None,
           client: Any = None, changes: dict[str, Any] | None = None,
-          replications: int | None = None, progress: SweepProgress | None = None) -> SweepResult:
+          replications: int | None = None, progress: SweepProgress | None = None,
+          overwrite: bool = False,
+          extra: Callable[[SweepResult, Path], object] | None = None) -> SweepResult:
     """Run every variant x replication of ``scenario`` into the folder ``out``.
 
     ``jobs`` processes (default: every core), or the Dask cluster of ``client`` (a
     ``dask.distributed.Client``; its workers must see ``out``). Runs already finished
-    in ``out`` are not recomputed; a run that raises is recorded and the rest go on.
-    ``changes`` (path -> value) apply to every variant, like ``npsim run --set``.
+    in ``out`` (or in an interrupted sweep into it) are not recomputed; a run that
+    raises is recorded and the rest go on. ``changes`` (path -> value) apply to every
+    variant, like ``npsim run --set``. ``out`` must be new or a sweep folder; an
+    existing folder npsim did not write is refused (``FileExistsError``), and
+    ``overwrite`` starts over, replacing only npsim's own folder. ``extra(result,
+    folder)`` adds files before the folder appears, e.g. ``sweep.html``:
+    ``extra=npsim.report.write_sweep_report``.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -79,12 +121,33 @@ def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None 
     # every variant must pass the run's pre-flight checks before any runs: one over a
     # limit or out of pod addresses is refused up front (exit 2), not recorded as failed
     preflight_variants(variants)
-    out = Path(out).resolve()
+    out = resolve_target(out)
+    check_sweep_target(out, overwrite)  # before the lock: nothing is made for a refusal
+    with result_lock(out, wait=LOCK_WAIT):
+        work = open_staging(out, overwrite)
+        result = _run(scenario, variants, baseline, work, jobs, client, progress)
+        result.folder = out
+        result.changes = {v.name: change_text({**(changes or {}), **v.changes})
+                          for v in variants}
+        _write_tables(result, scenario, work)
+        if extra is not None:
+            extra(result, work)
+        publish(work, out)
+    return result
+
+
+def _run(scenario: Scenario, variants: list[Any], baseline: str, work: Path, jobs: int | None,
+         client: Any, progress: SweepProgress | None) -> SweepResult:
+    """The runs not yet in ``work``, then the tables of every run there."""
     reps = scenario.spec.run.replications
-    tasks = [RunTask(v.name, r, v.scenario, run_folder(out, v.name, r))
+    tasks = [RunTask(v.name, r, v.scenario, run_folder(work, v.name, r))
              for r in range(reps) for v in variants]
-    todo = [t for t in tasks if not finished(t)]
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        todo = [t for t in tasks if not finished(t)]
+    except SweepMismatch as exc:
+        raise SweepMismatch(
+            f"{exc.args[0]}; npsim does not overwrite results. Pass --out DIR for a new "
+            "sweep, or --force to start this one over.") from None
     started = time.perf_counter()
     records: dict[tuple[str, int], RunRecord] = {}
     if progress is not None:
@@ -107,20 +170,24 @@ def sweep(scenario: Scenario | str | Path, out: str | Path, *, jobs: int | None 
     summary = variant_summary(runs, order)
     paired = paired_differences(runs, order, baseline)
     failed = pd.DataFrame(failures, columns=["variant", "replication", "error"])
-    result = SweepResult(out, baseline, runs, summary, paired, failed, len(todo),
-                         time.perf_counter() - started, order)
+    result = SweepResult(work, baseline, runs, summary, paired, failed, len(todo),
+                         time.perf_counter() - started, order, scenario=scenario)
     if scenario.spec.variants is not None and scenario.spec.variants.report:
         result.report_metrics = list(scenario.spec.variants.report)
-    _write_tables(result, scenario)
     return result
 
 
-def _write_tables(result: SweepResult, scenario: Scenario) -> None:
-    out = result.folder
+def _write_tables(result: SweepResult, scenario: Scenario, out: Path) -> None:
+    """The sweep's own files in ``out`` (each replaced by rename: ``out`` may hold hard
+    links to the files of the sweep it extends)."""
     write_file(out / "sweep.parquet", lambda p: result.runs.to_parquet(p, index=False))
     write_file(out / "summary.csv", lambda p: result.summary.to_csv(p, index=False))
     write_file(out / "paired.csv", lambda p: result.paired.to_csv(p, index=False))
     write_file(out / "failures.csv", lambda p: result.failures.to_csv(p, index=False))
+    variants = pd.DataFrame({"variant": result.variants,
+                             "baseline": [v == result.baseline for v in result.variants],
+                             "changes": [result.changes.get(v, "") for v in result.variants]})
+    write_file(out / "variants.csv", lambda p: variants.to_csv(p, index=False))
     spec = scenario.spec
     header = (f"# {spec.name}: {len(result.variants)} variants x {spec.run.replications} "
               f"replications\n\nGenerated by npsim {__version__}: `npsim sweep "
@@ -135,4 +202,4 @@ def _write_tables(result: SweepResult, scenario: Scenario) -> None:
         write_file(out / "comparison.png", lambda p: fig.savefig(p, format="png", dpi=90))
         figure = "![mean and 95% CI per variant](comparison.png)\n\n"
     write_file(out / "report.md",
-               lambda p: p.write_text(header + figure + result.report() + "\n"))
+               lambda p: p.write_text(header + figure + result.markdown() + "\n"))

@@ -6,10 +6,13 @@ process that ran it, so an interrupted sweep resumes where it stopped.
                                          metrics.parquet (variant, replication, metric, value)
     OUT/runs/<variant>/rep-<r>.failed/   error.txt and the resolved scenario of a run
                                          that raised (retried by the next sweep)
-    OUT/sweep.parquet, summary.csv, paired.csv, failures.csv, report.md
+    OUT/sweep.parquet, summary.csv, paired.csv, failures.csv, variants.csv, report.md,
+        comparison.png, sweep.html (``npsim sweep``)
 
-A folder that exists is finished (it appears by rename). Resuming checks that a finished
-run was made from the same resolved scenario; a different one is refused, not replaced.
+The sweep is built in a hidden folder beside OUT and renamed to OUT when complete
+(``sweep/folder.py``). A run folder that exists is finished (it appears by rename).
+Resuming checks that a finished run was made from the same resolved scenario; a
+different one is refused, not replaced.
 """
 
 from __future__ import annotations
@@ -132,8 +135,8 @@ def finished(task: RunTask) -> bool:
     kept = task.folder / "scenario.resolved.yaml"
     if not kept.is_file() or not _same_run(kept.read_text(), resolved_yaml(task.scenario)):
         raise SweepMismatch(
-            f"{task.folder} holds a run of a different scenario (or another npsim "
-            "version); npsim does not overwrite results. Pass --out DIR for a new sweep.")
+            f"the sweep folder holds a run of a different scenario (or another npsim "
+            f"version) as {task.variant} replication {task.replication}")
     return True
 
 

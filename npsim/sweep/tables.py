@@ -117,3 +117,114 @@ def comparison_table(summary: pd.DataFrame, paired: pd.DataFrame, baseline: str,
                          f"({_fmt(m, unpaired_half)})")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# -- tables to read: units in the headers, a fixed scale per column ------------------
+
+def metric_unit(metric: str) -> tuple[float, str]:
+    """The factor and unit a metric is shown in: every cell of a column alike."""
+    if metric.startswith(("latency", "queue_wait", "user_latency")):
+        return 1e3, "ms"
+    if metric.startswith("first_packet"):
+        return 1e6, "us"
+    if metric.startswith(("time_to_", "fault_start")):
+        return 1.0, "s"
+    if metric.endswith(("fraction", "stickiness", "error_ratio")) or metric.startswith(
+            "error_budget_consumed"):
+        return 100.0, "%"
+    if metric == "throughput":
+        return 1.0, "/s"
+    return 1.0, ""
+
+
+def unit_label(metric: str) -> str:
+    unit = metric_unit(metric)[1]
+    return f"{metric} ({unit})" if unit else metric
+
+
+def _num(value: float, signed: bool = False, digits: int = 4) -> str:
+    if value != value:
+        return "-"
+    sign = "+" if signed else ""
+    if abs(value) >= 1000:
+        return f"{value:{sign},.0f}"
+    return f"{value:{sign}.{digits}g}"
+
+
+def mean_cell(metric: str, mean: float, low: float, high: float) -> str:
+    """``12.35 [11.94, 12.77]``: the mean and its 95% CI in the column's unit."""
+    factor = metric_unit(metric)[0]
+    text = _num(mean * factor)
+    if low == low and high == high:
+        text += f" [{_num(low * factor, digits=3)}, {_num(high * factor, digits=3)}]"
+    return text
+
+
+def difference_cell(metric: str, row: pd.Series) -> str:
+    """``+1.23 +-0.41 (+-2.1)``: the mean paired difference, the paired CI's half-width
+    and, in parentheses, the unpaired one."""
+    factor = metric_unit(metric)[0]
+    paired = (row["ci_high"] - row["ci_low"]) / 2 * factor
+    unpaired = (row["unpaired_ci_high"] - row["unpaired_ci_low"]) / 2 * factor
+    return (f"{_num(row['difference'] * factor, signed=True)} +-{_num(paired, digits=3)} "
+            f"(+-{_num(unpaired, digits=3)})")
+
+
+def mean_table(summary: pd.DataFrame, baseline: str, metrics: list[str] | tuple[str, ...]
+               ) -> pd.DataFrame:
+    """Variants (rows, the baseline marked ``*``) by metrics (columns with their unit)."""
+    metrics = [m for m in metrics if m in set(summary["metric"])]
+    by = summary.set_index(["variant", "metric"])
+    rows = {}
+    for variant in dict.fromkeys(summary["variant"]):
+        rows[variant + (" *" if variant == baseline else "")] = [
+            mean_cell(m, *by.loc[(variant, m), ["mean", "ci_low", "ci_high"]])
+            if (variant, m) in by.index else "-" for m in metrics]
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=[unit_label(m) for m in metrics]).rename_axis("variant")
+
+
+def difference_table(paired: pd.DataFrame, metrics: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """Each variant's difference from the baseline per metric (see :func:`difference_cell`)."""
+    metrics = [m for m in metrics if m in set(paired["metric"])]
+    by = paired.set_index(["variant", "metric"])
+    rows = {variant: [difference_cell(m, by.loc[(variant, m)]) if (variant, m) in by.index
+                      else "-" for m in metrics]
+            for variant in dict.fromkeys(paired["variant"])}
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=[unit_label(m) for m in metrics]).rename_axis("variant")
+
+
+def _shorten(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[:keep // 2] + "..." + text[len(text) - (keep - keep // 2):]
+
+
+def fit_width(table: pd.DataFrame, width: int = 100, name_width: int = 32) -> str:
+    """A text table in blocks of columns that each fit ``width`` characters, the row
+    names repeated in front of every block (long names shortened in the middle)."""
+    names = [_shorten(str(n), name_width) for n in table.index]
+    first = max([len(str(table.index.name or ""))] + [len(n) for n in names])
+    cells = {c: [str(v) for v in table[c]] for c in table.columns}
+    sizes = {c: max([len(str(c))] + [len(v) for v in cells[c]]) for c in table.columns}
+    blocks: list[list[str]] = [[]]
+    used = first
+    for column in table.columns:
+        need = 2 + min(sizes[column], width - first - 2)
+        if blocks[-1] and used + need > width:
+            blocks.append([])
+            used = first
+        blocks[-1].append(column)
+        used += need
+    lines: list[str] = []
+    for block in blocks:
+        if lines:
+            lines.append("")
+        lines.append(f"{str(table.index.name or ''):<{first}}" + "".join(
+            f"  {str(c):>{sizes[c]}}" for c in block))
+        for i, name in enumerate(names):
+            lines.append(f"{name:<{first}}" + "".join(f"  {cells[c][i]:>{sizes[c]}}"
+                                                      for c in block))
+    return "\n".join(line[:width].rstrip() for line in lines)

@@ -110,3 +110,27 @@ def expand(scenario: Scenario, extra: dict[str, Any] | None = None) -> tuple[lis
                                               f"no variant named {baseline!r} (variants: "
                                               f"{', '.join(v.name for v in variants)})")])
     return variants, baseline
+
+
+def change_text(changes: dict[str, Any]) -> str:
+    """A change-set as it would be written on the command line: ``path=value; ...``
+    (values in YAML flow style)."""
+    from collections.abc import Mapping
+
+    import yaml
+
+    def plain(value: Any) -> Any:  # the loader's mappings and sequences as dicts and lists
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value if isinstance(value, bool | int | float | str) or value is None \
+            else str(value)
+
+    def show(value: Any) -> str:
+        if isinstance(value, Mapping | list | tuple):
+            return yaml.safe_dump(plain(value), default_flow_style=True,
+                                  sort_keys=False, width=1 << 16).strip()
+        return str(value)
+
+    return "; ".join(f"{path}={show(value)}" for path, value in changes.items()) or "(none)"

@@ -287,3 +287,27 @@ def test_only_regular_files_are_read_and_none_is_quoted(tmp_path: Path) -> None:
         code, output, target = _import(tmp_path, *args)
         assert code == 2 and words in output, output
         assert "secrethash" not in output and not target.exists()
+
+
+def test_external_ips_lb_ingress_and_source_ranges_survive_the_import(tmp_path: Path) -> None:
+    """kube-proxy programs them, so the scenario keeps them (issue 25)."""
+    text = FIXTURE.read_text().replace(
+        "    externalTrafficPolicy: Cluster\n    internalTrafficPolicy: Cluster\n",
+        "    externalTrafficPolicy: Cluster\n    internalTrafficPolicy: Cluster\n"
+        "    externalIPs: [192.0.2.50]\n", 1).replace(
+        "  spec:\n    type: NodePort\n    clusterIP: 10.96.200.15\n",
+        "  spec:\n    type: LoadBalancer\n    clusterIP: 10.96.200.15\n"
+        "    loadBalancerSourceRanges: [203.0.113.0/24]\n", 1).replace(
+        "    externalTrafficPolicy: Local\n    trafficDistribution: PreferClose\n",
+        "    externalTrafficPolicy: Local\n    trafficDistribution: PreferClose\n"
+        "  status:\n    loadBalancer:\n      ingress: [{ip: 198.51.100.9, ipMode: VIP}]\n", 1)
+    assert text.count("192.0.2.50") == 1 and text.count("198.51.100.9") == 1
+    dump = tmp_path / "dump.yaml"
+    dump.write_text(text)
+    out = tmp_path / "shop.yaml"
+    import_cluster([dump], out)
+    scenario = load_scenario(out)
+    web, api = scenario.services["web"], scenario.services["api"]
+    assert web.external_ips == ("192.0.2.50",)
+    assert api.load_balancer_ips == ("198.51.100.9",)
+    assert api.load_balancer_source_ranges == ("203.0.113.0/24",)

@@ -50,7 +50,7 @@ def test_latency_cdf_has_one_curve_per_population_reaching_one(two_populations) 
         lat = completed_ms(part)
         assert x[-1] == pytest.approx(lat.max())
         assert np.interp(0.5, y, x) == pytest.approx(np.median(lat), rel=0.02)
-    assert ax.get_xlabel() == "latency (ms)"
+    assert ax.get_xlabel() == "latency of completed requests (ms)"
     assert plots.latency_cdf(two_populations, log=True).axes[0].get_xscale() == "log"
     assert plots.latency_cdf(two_populations, log=False).axes[0].get_xscale() == "linear"
 

@@ -1,4 +1,5 @@
-"""report.html renders in a real browser: every figure loads, no console errors.
+"""report.html and sweep.html render in a real browser: every figure loads, no console
+errors.
 
 One headless Chromium (Debian's package, installed by ``.ci/run``) opens the report of
 a real ``npsim run`` and then a copy with one image broken, to show the check can fail.
@@ -10,7 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
+from conftest import client, exponential, scenario_dict
 
 import npsim
 from npsim.cli import main
@@ -54,3 +57,24 @@ def test_report_renders_with_every_image_and_no_errors(browser: Chromium,
                              count=1))
     page = browser.open(broken)
     assert sum(1 for i in page.images if i["width"] == 0) == 1
+
+
+@pytest.mark.slow
+def test_sweep_page_renders_with_its_figure_and_tables(browser: Chromium, tmp_path: Path) -> None:
+    data = scenario_dict(nodes=2, replicas=2, workers=2, service_time=exponential(4e-3),
+                         clients=[client(rate=300.0, source_ips=40)], duration=0.5,
+                         replications=2)
+    data["variants"] = {"grid": {"workloads.web.workers": [1, 2, 4]}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+
+    page = browser.open(out / "sweep.html")
+    assert page.errors == []
+    assert page.title == "npsim sweep: test"
+    assert page.tables == 4  # variants, key metrics, differences, every metric
+    assert len(page.images) == 1
+    image = page.images[0]
+    assert image["complete"] and image["width"] > 300 and image["height"] > 150, image

@@ -169,3 +169,16 @@ def test_limits_on_a_changed_scenario_point_at_the_user_s_file(tmp_path) -> None
     result = CliRunner().invoke(main, ["run", str(QUICKSTART), "--no-save", "--max-requests",
                                        "10", "--set", "workloads.nginx.workers=8"])
     assert result.exit_code == 2 and line in result.output and "(changed)" not in result.output
+
+
+def test_yaml_keys_read_as_attributes_too() -> None:
+    """README: YAML keys work as attribute names, for reading as for assigning."""
+    scenario = npsim.load_scenario(QUICKSTART)
+    assert scenario.cluster.proxyMode == scenario.cluster.proxy_mode == "iptables"
+    assert scenario.clients[0].requestsPerConnection == 1
+    scenario.cluster.proxyMode = "ipvs"
+    assert scenario.cluster.proxyMode == "ipvs"
+    with pytest.raises(AttributeError, match="cluster.proxyMod: no such field; did you mean "
+                                             "proxyMode"):
+        _ = scenario.cluster.proxyMod
+    assert not hasattr(scenario.cluster, "noSuchKey")

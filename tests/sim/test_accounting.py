@@ -119,7 +119,9 @@ def test_summary_counts_add_up(overloaded):
     measured = frame[~frame["warmup"]]
     assert s["requests_measured"] == len(measured)
     assert s["failed_queue_full"] == (measured["outcome"] == "failed").sum()
-    assert not any(m.startswith("failed_") and m != "failed_queue_full" for m in s.index)
+    assert not any(m.startswith("failed_")
+                   and m not in ("failed_queue_full", "failed_share_queue_full") for m in s.index)
+    assert s["failed_share_queue_full"] == 1.0
     assert s["replications"] == 10
     assert "queue_full" in overloaded.report()
 

@@ -97,7 +97,7 @@ def test_an_unknown_metric_is_refused_before_anything_runs(tmp_path) -> None:
                                     "'latncy_p999'; did you mean 'latency_p99'")
     assert len(result.output.strip().splitlines()) == 1  # one paragraph
     assert "searching" not in result.output  # no value was probed
-    slo = CliRunner().invoke(main, ["plan", str(path), "--target", "error_ratio < 1%",
+    slo = CliRunner().invoke(main, ["plan", str(path), "--target", "error_budget_burn_rate < 1",
                                     "--vary", "workloads.web.workers=1..4", "--jobs", "1"])
     assert slo.exit_code == 2 and "needs an SLO (monitoring.slo" in slo.output
     assert "searching" not in slo.output

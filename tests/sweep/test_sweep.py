@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import build, client, exponential, scenario_dict
+from conftest import build, client, exponential, pool_workers, scenario_dict
 
 import npsim
 from npsim.cli import main
 from npsim.sweep import store
+from npsim.sweep.folder import staging_folder
 from npsim.sweep.runner import sweep
 from npsim.sweep.store import SweepMismatch
 from npsim.sweep.variants import expand
@@ -86,11 +87,11 @@ def test_tables_are_tidy_and_paired_against_the_baseline(serial) -> None:
 
 
 def test_a_rerun_recomputes_nothing(scenario, serial) -> None:
-    folder = store.run_folder(serial.folder, "fast", 0)
-    before = os.stat(folder).st_ino, os.stat(folder / "requests.parquet").st_mtime_ns
+    frames = store.run_folder(serial.folder, "fast", 0) / "requests.parquet"
+    before = os.stat(frames).st_ino, os.stat(frames).st_mtime_ns
     again = sweep(scenario, serial.folder, jobs=1)
     assert again.computed == 0
-    assert (os.stat(folder).st_ino, os.stat(folder / "requests.parquet").st_mtime_ns) == before
+    assert (os.stat(frames).st_ino, os.stat(frames).st_mtime_ns) == before  # the same file
     assert again.runs.equals(serial.runs)
 
 
@@ -150,31 +151,6 @@ def test_run_jobs_gives_the_same_result_as_one_process() -> None:
     pd.testing.assert_frame_equal(one.summary, two.summary)
 
 
-def _pool_workers(pid: int) -> list[int]:
-    """The pool's worker processes under ``pid``: forked copies of it (same command
-    line), directly or through a fork server; not its resource tracker."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-
-    def cmdline(p: int) -> bytes:
-        try:
-            return Path(f"/proc/{p}/cmdline").read_bytes()
-        except OSError:
-            return b""
-
-    own = cmdline(pid)
-    direct = children.get(pid, [])
-    servers = [c for c in direct if b"forkserver" in cmdline(c)]
-    return ([c for c in direct if cmdline(c) == own]
-            + [w for server in servers for w in children.get(server, [])])
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find worker processes")
 def test_killing_a_worker_mid_sweep_loses_nothing_that_finished(tmp_path) -> None:
@@ -186,11 +162,11 @@ def test_killing_a_worker_mid_sweep_loses_nothing_that_finished(tmp_path) -> Non
     cmd = [sys.executable, "-m", "npsim.cli", "sweep", str(path), "--out", str(out),
            "--jobs", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    runs = out / "runs"
+    runs = staging_folder(out) / "runs"  # the sweep's folder appears when it is complete
     deadline = time.monotonic() + 120
     while not any(runs.glob("*/rep-*[0-9]")) and time.monotonic() < deadline:
         time.sleep(0.02)
-    workers = _pool_workers(proc.pid)
+    workers = pool_workers(proc.pid)
     assert workers, "no worker process found"
     os.kill(workers[-1], signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
@@ -198,9 +174,11 @@ def test_killing_a_worker_mid_sweep_loses_nothing_that_finished(tmp_path) -> Non
     assert proc.returncode == 1, err
     assert "worker process died" in err and "resume" in err
     assert 0 < len(done) < 8
+    assert not out.exists()
     resumed = sweep(npsim.load_scenario(path), out, jobs=1)
     assert resumed.computed == 8 - len(done)
-    assert {f: os.stat(f).st_ino for f in done} == done  # finished runs untouched
+    moved = {out / f.relative_to(runs.parent): ino for f, ino in done.items()}
+    assert {f: os.stat(f).st_ino for f in moved} == moved  # finished runs untouched
     assert len(resumed.runs[resumed.runs["metric"] == "latency_p99"]) == 8
 
 
@@ -213,7 +191,7 @@ def test_cli_sweep_writes_the_tables_and_stays_quiet_off_a_terminal(tmp_path) ->
     assert "2 variants x 2 replications  4 runs made" in result.output
     assert "runs" not in result.stderr if hasattr(result, "stderr") else True
     assert {"sweep.parquet", "summary.csv", "paired.csv", "report.md", "comparison.png",
-            "runs"} <= {
+            "sweep.html", "variants.csv", "failures.csv", "runs", ".npsim-result"} == {
         p.name for p in (tmp_path / "o").iterdir()}
 
 

@@ -2,7 +2,7 @@
 ClusterIP shown, the masquerade mark and the walk over the Services asked for.
 
 ClusterIPs are a manifest's ``spec.clusterIP``; when none is given they are numbered
-from 10.96.0.10 for display.
+from the tenth address of ``cluster.serviceCIDR`` (10.96.0.10 by default) for display.
 """
 
 from __future__ import annotations
@@ -13,23 +13,34 @@ import ipaddress
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 
-SERVICE_CIDR_BASE = int(ipaddress.IPv4Address("10.96.0.10"))
-SERVICE_CIDR = "10.96.0.0/12"  # kube-apiserver --service-cluster-ip-range (kubeadm default)
 MASQ_MARK = "0x4000"  # masqueradeBit 14
-# filter KUBE-FORWARD as iptables mode writes it; IPVS mode's text takes all but the first
-# (the INVALID drop is written while nf_conntrack_tcp_be_liberal is 0, the default)
+# filter KUBE-FORWARD as iptables mode writes it after its INVALID drop (IPVS mode's text
+# writes only these two)
 KUBE_FORWARD = (
-    "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
     '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark '
     f"{MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
     '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack '
     "--ctstate RELATED,ESTABLISHED -j ACCEPT")
-# nat KUBE-POSTROUTING as iptables and IPVS mode write it: masquerade what is marked
-KUBE_POSTROUTING = (
-    f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
-    f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
-    '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
-    "-j MASQUERADE --random-fully")
+
+
+def kube_forward_invalid(nfacct: bool) -> str:
+    """The INVALID drop iptables mode writes while nf_conntrack_tcp_be_liberal is 0 (the
+    default), counted by nfacct where the kernel has it (proxier.go,
+    IPTablesCTStateInvalidDroppedNFAcctCounter)."""
+    count = " -m nfacct --nfacct-name ct_state_invalid_dropped_pkts" if nfacct else ""
+    return f"-A KUBE-FORWARD -m conntrack --ctstate INVALID{count} -j DROP"
+
+
+def kube_postrouting(random_fully: bool) -> tuple[str, ...]:
+    """nat KUBE-POSTROUTING as iptables and IPVS mode write it: masquerade what is marked,
+    ``--random-fully`` when the node's iptables supports it (iptables.HasRandomFully)."""
+    flag = " --random-fully" if random_fully else ""
+    return (f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
+            f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
+            '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring '
+            f'SNAT" -j MASQUERADE{flag}')
+
+
 # a masqueraded connection's step in iptables and IPVS mode (both leave SNAT to iptables)
 KUBE_POSTROUTING_STEP = "POSTROUTING -> KUBE-POSTROUTING: mark set, MASQUERADE --random-fully"
 
@@ -54,7 +65,8 @@ def cluster_ip(sp: ServicePortModel, cluster: Cluster) -> str:
              if s.service.cluster_ip is not None}
     services = list(dict.fromkeys(s.service.name for s in cluster.service_ports
                                   if s.service.cluster_ip is None))
-    address = SERVICE_CIDR_BASE
+    # the first addresses of the range stay free, as kubeadm's kube-dns takes .10
+    address = int(ipaddress.IPv4Network(cluster.service_cidr).network_address) + 10
     for _ in range(services.index(sp.service.name) + 1):
         while address in taken:
             address += 1

@@ -9,19 +9,21 @@ rounding (``0.33333333349``).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
 from npsim.proxy.rules.common import (
     KUBE_FORWARD,
-    KUBE_POSTROUTING,
     KUBE_POSTROUTING_STEP,
     MASQ_MARK,
     affinity_timeout,
     cluster_cidr,
     cluster_ip,
     hash_name,
+    kube_forward_invalid,
+    kube_postrouting,
     port_name_string,
     selected,
 )
@@ -61,60 +63,118 @@ def _lb_rules(svc_chain: str, table: EndpointTable, sp: ServicePortModel,
     return rules
 
 
+def _filter_drop(chain_name: str, comment: str, match: str, target: str) -> str:
+    return f"-A {chain_name} -m comment --comment {comment} {match} -j {target}"
+
+
 def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
     """The ``iptables-restore`` input kube-proxy writes: ``*filter`` then ``*nat``
-    (proxier.go syncProxyRules), then the hook rules it installs separately."""
+    (proxier.go syncProxyRules, rule for rule), then the hook rules it installs
+    separately."""
+    settings = proxy.settings
+    localhost = settings.localhost_node_ports  # IPv4 only, as every npsim cluster is
     chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
     rules: list[str] = []
     filters: list[str] = []
+    firewall: list[str] = []  # KUBE-PROXY-FIREWALL: LB traffic outside the source ranges
     local = cluster_cidr(cluster)
+    node_ip = ipaddress.IPv4Address(ip_str(proxy.node.ip))
     for sp in selected(cluster, service):
         view = proxy.views[sp.index]
+        svc_obj = sp.service
         spn = port_name_string(sp)
         svc, ext, svl = chain("KUBE-SVC-", sp), chain("KUBE-EXT-", sp), chain("KUBE-SVL-", sp)
-        proto, cip = sp.port.protocol.lower(), cluster_ip(sp, cluster)
-        nodeport = f"-m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {sp.node_port}"
+        fw = chain("KUBE-FW-", sp)
+        proto, cip, port = sp.port.protocol.lower(), cluster_ip(sp, cluster), sp.port.port
+        match = f"-m {proto} -p {proto}"
+        has_endpoints = view.any
+        has_external = has_endpoints and not (view.local_policy and not view.local.n)
+        uses_ext = has_endpoints and bool(sp.node_port or svc_obj.externally_accessible)
+        uses_fw = (has_endpoints and bool(svc_obj.load_balancer_ips)
+                   and bool(svc_obj.load_balancer_source_ranges))
+        lb_target = fw if uses_fw else ext
+        if not has_endpoints:
+            filter_comment, filter_target = f'"{spn} has no endpoints"', "REJECT"
+        else:
+            filter_comment, filter_target = f'"{spn} has no local endpoints"', "DROP"
+        if has_endpoints:
+            rules.append(f'-A KUBE-SERVICES -m comment --comment "{spn} cluster IP" {match} '
+                         f"-d {cip} --dport {port} -j {svc}")
+        else:
+            filters.append(_filter_drop("KUBE-SERVICES", filter_comment,
+                                        f"{match} -d {cip} --dport {port}", filter_target))
+        for ip in svc_obj.external_ips:
+            if has_endpoints:
+                rules.append(f'-A KUBE-SERVICES -m comment --comment "{spn} external IP" '
+                             f"{match} -d {ip} --dport {port} -j {ext}")
+            if not has_external:
+                filters.append(_filter_drop("KUBE-EXTERNAL-SERVICES", filter_comment,
+                                            f"{match} -d {ip} --dport {port}", filter_target))
+        for ip in svc_obj.load_balancer_ips:
+            if has_endpoints:
+                rules.append(f'-A KUBE-SERVICES -m comment --comment "{spn} loadbalancer IP" '
+                             f"{match} -d {ip} --dport {port} -j {lb_target}")
+            if uses_fw:
+                firewall.append(_filter_drop(
+                    "KUBE-PROXY-FIREWALL", f'"{spn} traffic not accepted by {fw}"',
+                    f"{match} -d {ip} --dport {port}", "DROP"))
+        if not has_external:
+            filters += [_filter_drop("KUBE-EXTERNAL-SERVICES", filter_comment,
+                                     f"{match} -d {ip} --dport {port}", filter_target)
+                        for ip in svc_obj.load_balancer_ips]
+        if sp.node_port:
+            if has_endpoints:
+                if localhost and settings.nfacct:
+                    rules.append(f"-A KUBE-NODEPORTS -m comment --comment {spn} {match} "
+                                 f"-d 127.0.0.0/8 --dport {sp.node_port} -m nfacct "
+                                 f"--nfacct-name localhost_nps_accepted_pkts -j {ext}")
+                rules.append(f"-A KUBE-NODEPORTS -m comment --comment {spn} {match} "
+                             f"--dport {sp.node_port} -j {ext}")
+            if not has_external:
+                filters.append(_filter_drop(
+                    "KUBE-EXTERNAL-SERVICES", filter_comment,
+                    f"-m addrtype --dst-type LOCAL {match} --dport {sp.node_port}",
+                    filter_target))
         if sp.health_check_node_port:
             filters.append(f'-A KUBE-NODEPORTS -m comment --comment "{spn} health check node '
                            f'port" -m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
-        if not view.any:
-            filters.append(f'-A KUBE-SERVICES -m comment --comment "{spn} has no endpoints" '
-                           f"-m {proto} -p {proto} -d {cip} --dport {sp.port.port} -j REJECT")
-            if sp.node_port:
-                filters.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no '
-                               f'endpoints" {nodeport} -j REJECT')
+        if not has_endpoints:
             continue
         timeout = affinity_timeout(sp)
         endpoints = dict.fromkeys(view.cluster.keys)
-        chains += [ext, svc]
-        rules.append(f'-A KUBE-SERVICES -m comment --comment "{spn} cluster IP" -m {proto} '
-                     f"-p {proto} -d {cip} --dport {sp.port.port} -j {svc}")
-        if sp.node_port:
-            rules.append(f"-A KUBE-NODEPORTS -m comment --comment {spn} -m {proto} "
-                         f"-p {proto} --dport {sp.node_port} -j {ext}")
-        if view.local_policy:  # the short-circuits, then the local endpoints or nothing
-            rules += [
-                f'-A {ext} -m comment --comment "pod traffic for {spn} external destinations" '
-                f"-s {local} -j {svc}",
-                f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {spn} external '
-                f'destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ',
-                f'-A {ext} -m comment --comment "route LOCAL traffic for {spn} external '
-                f'destinations" -m addrtype --src-type LOCAL -j {svc}']
-            if view.local.n:
-                chains.append(svl)
-                rules.append(f"-A {ext} -j {svl}")
-                rules += _lb_rules(svl, view.local, sp, timeout)
-                endpoints.update(dict.fromkeys(view.local.keys))
+        rules.append(f'-A {svc} -m comment --comment "{spn} cluster IP" {match} '
+                     f"-d {cip} --dport {port} ! -s {local} -j KUBE-MARK-MASQ")
+        if uses_ext:
+            chains.append(ext)
+            if view.local_policy:  # the short-circuits, then the local endpoints or nothing
+                rules += [
+                    f'-A {ext} -m comment --comment "pod traffic for {spn} external '
+                    f'destinations" -s {local} -j {svc}',
+                    f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {spn} '
+                    'external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ',
+                    f'-A {ext} -m comment --comment "route LOCAL traffic for {spn} external '
+                    f'destinations" -m addrtype --src-type LOCAL -j {svc}']
+                if view.local.n:
+                    rules.append(f"-A {ext} -j {svl}")
             else:
-                filters.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no '
-                               f'local endpoints" {nodeport} -j DROP')
-        else:
-            rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {spn} '
-                         'external destinations" -j KUBE-MARK-MASQ')
-            rules.append(f"-A {ext} -j {svc}")
-        rules.append(f'-A {svc} -m comment --comment "{spn} cluster IP" -m {proto} -p {proto} '
-                     f"-d {cip} --dport {sp.port.port} ! -s {local} -j KUBE-MARK-MASQ")
+                rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {spn} '
+                             'external destinations" -j KUBE-MARK-MASQ')
+                rules.append(f"-A {ext} -j {svc}")
+        if uses_fw:
+            chains.append(fw)
+            head = f'-A {fw} -m comment --comment "{spn} loadbalancer IP"'
+            ranges = svc_obj.load_balancer_source_ranges
+            rules += [f"{head} -s {cidr} -j {ext}" for cidr in ranges]
+            if any(node_ip in ipaddress.IPv4Network(cidr) for cidr in ranges):
+                rules += [f"{head} -s {ip} -j {ext}" for ip in svc_obj.load_balancer_ips]
+            rules.append(f'-A {fw} -m comment --comment "other traffic to {spn} will be '
+                         'dropped by KUBE-PROXY-FIREWALL"')
+        chains.append(svc)
         rules += _lb_rules(svc, view.cluster, sp, timeout)
+        if view.local_policy and view.local.n:
+            chains.append(svl)
+            rules += _lb_rules(svl, view.local, sp, timeout)
+            endpoints.update(dict.fromkeys(view.local.keys))
         recent = "" if timeout is None else " -m recent --name {sep} --set"
         for key in endpoints:
             sep = chain("KUBE-SEP-", sp, key)
@@ -122,24 +182,32 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
             ip = key.rsplit(":", 1)[0]
             rules.append(f"-A {sep} -m comment --comment {spn} -s {ip} -j KUBE-MARK-MASQ")
             rules.append(f"-A {sep} -m comment --comment {spn}{recent.format(sep=sep)} "
-                         f"-m {proto} -p {proto} -j DNAT --to-destination {key}")
+                         f"{match} -j DNAT --to-destination {key}")
+    skip_localhost = "" if localhost else " ! -d 127.0.0.0/8"
     rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
-                 'this must be the last rule in this chain" -m addrtype --dst-type LOCAL '
-                 "-j KUBE-NODEPORTS")
-    rules += [f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}", *KUBE_POSTROUTING]
+                 'this must be the last rule in this chain" -m addrtype --dst-type LOCAL'
+                 f"{skip_localhost} -j KUBE-NODEPORTS")
+    rules += [f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
+              *kube_postrouting(settings.masquerade_random_fully)]
     # KUBE-SERVICES first, as a packet meets them
     order = {"KUBE-SERVICES": 0, "KUBE-NODEPORTS": 1}
     rules.sort(key=lambda r: order.get(r.split()[1], 2))
     filter_order = {"KUBE-NODEPORTS": 0, "KUBE-SERVICES": 1, "KUBE-EXTERNAL-SERVICES": 2}
     filters.sort(key=lambda r: filter_order[r.split()[1]])
-    out = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *filters, *KUBE_FORWARD,
-           "COMMIT", "*nat", *(f":{c} - [0:0]" for c in dict.fromkeys(chains)), *rules,
-           "COMMIT"]
+    filter_chains = [c for c in FILTER_CHAINS if c != "KUBE-FIREWALL" or localhost]
+    out = ["*filter", *(f":{c} - [0:0]" for c in filter_chains), *filters,
+           *([LOCALNET_GUARD] if localhost else []), kube_forward_invalid(settings.nfacct),
+           *KUBE_FORWARD, *firewall, "COMMIT",
+           "*nat", *(f":{c} - [0:0]" for c in dict.fromkeys(chains)), *rules, "COMMIT"]
     return "\n".join(out + ["", *IPTABLES_HOOKS])
 
 
-FILTER_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD",
-                 "KUBE-PROXY-FIREWALL")
+# kube-proxy's (and the kubelet's) guard for route_localnet, https://issue.k8s.io/90259
+LOCALNET_GUARD = ('-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" '
+                  "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate "
+                  "RELATED,ESTABLISHED,DNAT -j DROP")
+FILTER_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL",
+                 "KUBE-FORWARD", "KUBE-PROXY-FIREWALL")
 # iptablesJumpChains: inserted with ``iptables -I`` once, outside the restore input
 IPTABLES_HOOKS = (
     "# hooks (iptablesJumpChains, inserted at the top of the built-in chains):",

@@ -7,13 +7,13 @@ sha256("ns/name/proto/port") + "-" + that string.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
 from npsim.proxy.rules.common import (
     MASQ_MARK,
-    SERVICE_CIDR,
     affinity_timeout,
     cluster_cidr,
     cluster_ip,
@@ -47,7 +47,7 @@ def _numgen(table: EndpointTable, sp: ServicePortModel, timeout: int | None) -> 
     return [*rules, f"numgen random mod {table.n} vmap {{ {vmap} }}"]
 
 
-def nft_base(node_ip: str, pod_cidr: str) -> list[str]:
+def nft_base(node_ip: str, service_cidr: str) -> list[str]:
     """The fixed part of the ``kube-proxy`` table (setupNFTables), as kube-proxy's
     TestOverallNFTablesRules ``baseRules`` dump it. NodePorts are checked against
     ``@nodeport-ips`` (``--nodeport-addresses primary``, the nftables default)."""
@@ -91,7 +91,7 @@ def nft_base(node_ip: str, pod_cidr: str) -> list[str]:
         "",
         f'add rule {t} cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic '
         'to invalid ports of ClusterIPs"',
-        f"add rule {t} cluster-ips-check ip daddr {{ {SERVICE_CIDR} }} drop comment \"Drop "
+        f"add rule {t} cluster-ips-check ip daddr {{ {service_cidr} }} drop comment \"Drop "
         'traffic to unallocated ClusterIPs"',
         f"add rule {t} filter-prerouting-pre-dnat ct state new jump firewall-check",
         f"add rule {t} filter-forward ct state new jump service-endpoints-check",
@@ -127,22 +127,27 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
     kube-proxy's TestOverallNFTablesRules lists them."""
     t = "ip kube-proxy"
     view = proxy.views[sp.index]
+    svc_obj = sp.service
     spn = port_name_string(sp)
-    proto = sp.port.protocol.lower()
+    proto, port = sp.port.protocol.lower(), sp.port.port
     cip = cluster_ip(sp, cluster)
     pods = cluster_cidr(cluster)
+    outside = [*svc_obj.external_ips, *svc_obj.load_balancer_ips]
     out = [f"# {spn}"]
     if not view.any:
         out += [f"add element {t} cluster-ips {{ {cip} }}",
-                f'add element {t} no-endpoint-services {{ {cip} . {proto} . {sp.port.port} '
-                f'comment "{spn}" : goto reject-chain }}']
+                *(f'add element {t} no-endpoint-services {{ {ip} . {proto} . {port} '
+                  f'comment "{spn}" : goto reject-chain }}' for ip in [cip, *outside])]
         if sp.node_port:
             out.append(f"add element {t} no-endpoint-nodeports {{ {proto} . {sp.node_port} "
                        f'comment "{spn}" : goto reject-chain }}')
         return out
     timeout = affinity_timeout(sp)
-    svc, ext, loc = (nft_chain("service-", sp), nft_chain("external-", sp),
-                     nft_chain("local-", sp))
+    svc, ext, loc, fw = (nft_chain("service-", sp), nft_chain("external-", sp),
+                         nft_chain("local-", sp), nft_chain("firewall-", sp))
+    uses_ext = bool(sp.node_port or outside)
+    uses_fw = bool(svc_obj.load_balancer_ips and svc_obj.load_balancer_source_ranges)
+    no_external = view.local_policy and not view.local.n
     endpoints = dict.fromkeys(view.cluster.keys)
     if view.local_policy:
         endpoints.update(dict.fromkeys(view.local.keys))
@@ -152,7 +157,7 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
     out += [f"add chain {t} {svc}",
             f"add rule {t} {svc} ip daddr {cip} ip saddr != {pods} jump mark-for-masquerade",
             *(f"add rule {t} {svc} {r}" for r in _numgen(view.cluster, sp, timeout))]
-    if sp.node_port:
+    if uses_ext:
         out.append(f"add chain {t} {ext}")
         if view.local_policy:
             out += [f'add rule {t} {ext} ip saddr {pods} goto {svc} comment "short-circuit '
@@ -176,21 +181,36 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
             out.append(f"add rule {t} {ep} update @{nft_chain('affinity-', sp, key)} "
                        "{ ip saddr }")
         out.append(f"add rule {t} {ep} meta l4proto {proto} dnat to {key}")
+    if uses_fw:  # the source ranges, plus the VIPs when a range holds this node
+        ranges = list(svc_obj.load_balancer_source_ranges)
+        node = ipaddress.IPv4Address(ip_str(proxy.node.ip))
+        if any(node in ipaddress.IPv4Network(r) for r in ranges):
+            ranges += svc_obj.load_balancer_ips
+        out += ["", f"add chain {t} {fw}",
+                f"add rule {t} {fw} ip saddr != {{ {' , '.join(ranges)} }} drop"]
     out += ["", f"add element {t} cluster-ips {{ {cip} }}",
-            f"add element {t} service-ips {{ {cip} . {proto} . {sp.port.port} : goto {svc} }}"]
+            f"add element {t} service-ips {{ {cip} . {proto} . {port} : goto {svc} }}",
+            *(f"add element {t} service-ips {{ {ip} . {proto} . {port} : goto {ext} }}"
+              for ip in outside)]
     if sp.node_port:
         out.append(f"add element {t} service-nodeports {{ {proto} . {sp.node_port} : "
                    f"goto {ext} }}")
-        if view.local_policy and not view.local.n:
+    if uses_fw:
+        out += [f"add element {t} firewall-ips {{ {ip} . {proto} . {port} : goto {fw} }}"
+                for ip in svc_obj.load_balancer_ips]
+    if no_external:
+        if sp.node_port:
             out.append(f"add element {t} no-endpoint-nodeports {{ {proto} . {sp.node_port} "
                        f'comment "{spn}" : drop }}')
+        out += [f'add element {t} no-endpoint-services {{ {ip} . {proto} . {port} '
+                f'comment "{spn}" : drop }}' for ip in outside]
     return out
 
 
 def nft_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
     """The ``kube-proxy`` table as the transaction kube-proxy sends (``nft -f`` input;
     the very lines of its unit tests' expected dumps)."""
-    lines = nft_base(ip_str(proxy.node.ip), cluster_cidr(cluster))
+    lines = nft_base(ip_str(proxy.node.ip), cluster.service_cidr)
     for sp in selected(cluster, service):
         lines += ["", *nft_service(proxy, cluster, sp)]
     return "\n".join(lines)

@@ -8,10 +8,15 @@ tables and firewalls the simulator uses, and prints the node's firewalls.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
+from npsim.explain.connections import draw_note
 from npsim.proxy.base import KubeProxy
 from npsim.sim.guard import Guard
+
+if TYPE_CHECKING:
+    from npsim.explain.state import StateAt
 
 
 def render(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
@@ -23,13 +28,26 @@ def render(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> st
 
 
 def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: int,
-          src_port: int, other_services: int = 0, guard: Guard | None = None) -> Iterable[str]:
+          src_port: int, other_services: int = 0, guard: Guard | None = None,
+          state: StateAt | None = None, seed: int | None = None) -> Iterable[str]:
     """Steps of one new connection from an external ``client_ip:src_port`` to this node's
-    NodePort, decided by the same route, tables and firewalls the simulator uses."""
+    NodePort, decided by the same route, tables and firewalls the simulator uses.
+
+    ``state`` (``--at``): the node, its kube-proxy and the chosen pod as they are then,
+    so the walk ends in what the client sees; ``seed``: say what the choice drew on."""
     node = proxy.node
     view = proxy.views[sp.index]
     yield (f"packet {ip_str(client_ip)}:{src_port} -> {ip_str(node.ip)}:{sp.node_port} "
            f"({sp.port.protocol}) arrives at {node.name}, kube-proxy mode {proxy.mode}")
+    now = 0.0
+    client = None
+    if state is not None:
+        now = state.at
+        client = state.client(sp.index)
+        down = state.entry_down(node.index, client)
+        if down is not None:  # the packet never meets the rules
+            yield down.why
+            return
     table, snat, reply_lost = (proxy.route(view, "external", False, False) if view.any
                                else (None, False, False))
     served = table is not None and table.n > 0
@@ -38,14 +56,14 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
     late: list[str] = []
     stop_late = None
     if served:
-        choice = (affinity.pick(table, client_ip, src_port, 0.0) if affinity is not None
-                  else table.pick(client_ip, src_port, 0.0))
+        choice = (affinity.pick(table, client_ip, src_port, now) if affinity is not None
+                  else table.pick(client_ip, src_port, now))
     if served and guard is not None:
         # the firewalls a packet meets before kube-proxy's choice come first
         ep = table.endpoints[choice]
         steps: list[str] = []
         stop = guard.check(node.index, "external", client_ip, sp.port.protocol, sp.node_port,
-                           snat, ep.pod, ep.port, 0.0, steps)
+                           snat, ep.pod, ep.port, now, steps)
         guard.pending = []  # a trace opens no connection
         late = [x for x in steps if x.startswith(("node firewall FORWARD", "NetworkPolicy"))]
         early = [x for x in steps if x not in late]
@@ -60,6 +78,8 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
         return
     key = table.keys[choice]
     yield from rules.choice(sp, table, choice, client_ip, affinity is not None)
+    if seed is not None:
+        yield draw_note(proxy, table, seed)
     ep = table.endpoints[choice]
     crossed = ep.node != node.index
     forward = [x for x in late if x.startswith("node firewall FORWARD")]
@@ -83,6 +103,9 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
     if reply_lost:
         yield ("the pod's reply carries its own address and the client discards it: the "
                "connection times out (IPVS, Local policy, no local endpoint)")
+        return
+    if state is not None and client is not None:
+        yield state.outcome(proxy, table, choice, client_ip, src_port, affinity, client).why
         return
     yield f"served by pod {cluster.pods[ep.pod].name} ({key}) on {cluster.nodes[ep.node].name}"
 
