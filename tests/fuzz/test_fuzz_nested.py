@@ -110,7 +110,8 @@ def _equipped(data: dict[str, Any]) -> tuple[dict[str, Any], list[list[Any]]]:
         ]
     parts += [["events"]] + [["events", i] for i in range(len(data["events"]))]
     for i, client in enumerate(data["clients"]):
-        if client.get("source") is None and "balancer" not in client:
+        if (client.get("source") is None and "balancer" not in client
+                and client.get("target", "nodePort") == "nodePort"):  # a balancer's target
             client["balancer"] = {"algorithm": "leastConnections", "snat": True,
                                   "healthCheck": {"interval": "20ms", "timeout": "10ms"},
                                   "passive": {"maxFails": 1, "failTimeout": "30ms"}}
