@@ -10,12 +10,13 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from npsim.dists import Constant, Distribution
 from npsim.outcomes import REASONS
+from npsim.scenario.limits import BalancerCores, Horizon, Retries
 from npsim.scenario.specbase import Integer, Model
 from npsim.units import PerSecond, Seconds
 
 
 class RateStep(Model):
-    at: Seconds
+    at: Horizon
     rate: PerSecond
 
 
@@ -201,7 +202,7 @@ class BalancerSpec(Model):
     # after a failed connect to a node, try this many other nodes (nginx
     # proxy_next_upstream / proxy_next_upstream_tries; HAProxy retries + redispatch);
     # each try is a row of its own (attempt, retry_of), sent as the failure is known
-    next_upstream: Integer = Field(default=0, ge=0)
+    next_upstream: Annotated[Integer, Retries] = Field(default=0, ge=0)
 
     @property
     def in_front(self) -> bool:
@@ -215,7 +216,7 @@ class BackoffSpec(Model):
     ``full`` jitter a uniform draw below that (AWS "full jitter")."""
 
     base: Seconds = 0.1
-    multiplier: float = Field(default=2.0, ge=1)
+    multiplier: float = Field(default=2.0, ge=1, allow_inf_nan=False)
     max: Seconds = 10.0
     jitter: Literal["none", "full"] = "full"
 
@@ -224,8 +225,8 @@ class RetryBudgetSpec(Model):
     """Finagle's RetryBudget: retries within the last ``window`` may number at most
     ``minPerSecond`` x window + ``ratio`` x first attempts sent in that window."""
 
-    ratio: float = Field(default=0.2, ge=0)
-    min_per_second: float = Field(default=10.0, ge=0)
+    ratio: float = Field(default=0.2, ge=0, allow_inf_nan=False)
+    min_per_second: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     window: Seconds = Field(default=10.0, gt=0)
 
 
@@ -234,7 +235,7 @@ class RetrySpec(Model):
     ``attempts`` more times; ``retryOn`` limits which failure reasons are retried
     (default: every reason)."""
 
-    attempts: Integer = Field(default=2, ge=1)
+    attempts: Annotated[Integer, Retries] = Field(default=2, ge=1)
     backoff: BackoffSpec = BackoffSpec()
     retry_on: list[str] | None = None
     budget: RetryBudgetSpec | None = None
@@ -248,7 +249,8 @@ class TlsSpec(Model):
     handshake_cpu: Seconds = 1e-3  # assumption: RSA-2048 signature + ECDHE, one core
     resumed_cpu: Seconds = 1e-4
     resumption: float = Field(default=0.0, ge=0, le=1)  # share of new connections resuming
-    balancer_cores: Integer = Field(default=2, ge=1)  # cores for handshakes at the balancer
+    # cores for handshakes at the balancer
+    balancer_cores: Annotated[Integer, BalancerCores] = Field(default=2, ge=1)
 
 
 class ClientSpec(Model):
@@ -275,8 +277,8 @@ class ClientSpec(Model):
     request_timeout: Seconds | None = None  # wait for the response once the request is sent
     retries: RetrySpec | None = None
     # when the population sends: from ``start``, until ``stop``, at most ``requests``
-    start: Seconds = 0.0
-    stop: Seconds | None = None
+    start: Horizon = 0.0
+    stop: Horizon | None = None
     requests: Integer | None = Field(default=None, ge=1)
     tls: TlsSpec | None = None  # HTTPS: handshake per new connection (tutorial 4.3)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from npsim.dists import Constant, Distribution, LogNormal
+from npsim.scenario.limits import Workers
 from npsim.scenario.nodeports import PortRange
 from npsim.scenario.quantity import memory_bytes
 from npsim.scenario.specbase import Integer, Model
@@ -122,7 +123,7 @@ class UserspaceSpec(Model):
     No published measurement: defaults are assumptions (one copy loop, 50 us a request).
     """
 
-    workers: Integer = Field(default=1, ge=1)
+    workers: Annotated[Integer, Workers] = Field(default=1, ge=1)
     latency: Distribution = Constant(dist="constant", value=50e-6)
 
 

@@ -247,6 +247,15 @@ def needs_done(spec: ClientSpec) -> bool:
             or (balancer is not None and balancer.algorithm == "leastConnections"))
 
 
+def _growth_stop(base: float, multiplier: float, cap: float) -> int:
+    """An exponent k from which base x multiplier^k is at or over the cap (0 when the wait
+    never grows): one past the exact answer, so rounding in the logarithms cannot stop
+    the growth short of the cap."""
+    if base <= 0 or multiplier <= 1 or base >= cap:
+        return 0
+    return math.ceil((math.log(cap) - math.log(base)) / math.log(multiplier)) + 1
+
+
 class RetryPolicy:
     """Which failures are retried, after what backoff, within which budget."""
 
@@ -257,6 +266,7 @@ class RetryPolicy:
                    else frozenset(codes[name] for name in spec.retry_on))
         b = spec.backoff
         self.base, self.multiplier, self.cap, self.jitter = b.base, b.multiplier, b.max, b.jitter
+        self.top = _growth_stop(b.base, b.multiplier, b.max)
         self._uniform = batched(rng.random)
         budget = spec.budget
         self.budget = budget
@@ -265,8 +275,17 @@ class RetryPolicy:
             self.retries: deque[float] = deque()
 
     def backoff(self, attempt: int) -> float:
-        """Wait before retry number ``attempt`` (1 for the first retry)."""
-        wait = min(self.cap, self.base * self.multiplier ** (attempt - 1))
+        """Wait before retry number ``attempt`` (1 for the first retry). The exponent
+        stops growing once the wait has reached the cap, so 1,000 retries do not overflow
+        a float: Envoy's JitteredExponentialBackOffStrategy sets the next interval to the
+        maximum when doubling would pass it or overflow, gRPC's connection backoff takes
+        min(backoff x multiplier, max). Waits below the cap are as before."""
+        exponent = min(attempt - 1, self.top)
+        try:
+            grown = self.base * self.multiplier ** exponent
+        except OverflowError:  # a base so small that multiplier**exponent alone overflows
+            grown = math.exp(math.log(self.base) + exponent * math.log(self.multiplier))
+        wait = min(self.cap, grown)
         return wait * self._uniform() if self.jitter == "full" else wait
 
     def allow(self, now: float) -> bool:
