@@ -30,6 +30,7 @@ from npsim.cluster.lifecycle import timing_for, version_default
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.base import SharedColumns
+from npsim.proxy.ipvs import RS_CHECK_DELETE_INTERVAL
 from npsim.scenario.faultplan import FaultPlan
 from npsim.sim.balancer import make_balancer
 from npsim.sim.clients import (
@@ -71,6 +72,9 @@ def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list
         mode = MODES[ns.proxy_mode or spec.proxy_mode]
         proxy = mode.create(node, streams.generator(f"proxy/{node.name}"), spec)
         proxy.sync_delay = ns.sync_delay
+        if hasattr(proxy, "recheck_origin"):  # IPVS: its graceful-termination ticker
+            proxy.recheck_origin = RS_CHECK_DELETE_INTERVAL * float(
+                streams.generator(f"ipvs-recheck/{node.name}").random())
         proxy.serves_clusterip = clusterip
         proxy.shared_columns = shared
         cost = proxy.first_packet_cost(spec, services, streams.generator)
