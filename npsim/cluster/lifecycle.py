@@ -89,7 +89,7 @@ VERSION_DEFAULTS: dict[str, VersionDefault] = {d.key: d for d in (
         "kubernetes/kubernetes PR #126287; pkg/controller/nodelifecycle/config/v1alpha1/"
         "defaults.go"),
     VersionDefault(
-        "terminatingFallback",
+        "cluster.kubeProxy.terminatingFallback",
         "kube-proxy sends to serving-terminating endpoints when none is ready "
         "(ProxyTerminatingEndpoints)",
         ((0, False), (26, True)),
@@ -102,14 +102,34 @@ VERSION_DEFAULTS: dict[str, VersionDefault] = {d.key: d for d in (
         "npsim's choice (kernel Documentation/networking/ip-sysctl.rst "
         "tcp_syn_linear_timeouts, Linux 6.5): scenarios written for v1.32 or earlier keep "
         "the exponential schedule; from v1.33 the current LTS, 6.12"),
-    VersionDefault(
-        "proxyHealthz.nodeDeletion",
-        "kube-proxy's /healthz answers 503 for a node being deleted; /livez does not "
-        "(KubeProxyDrainingTerminatingNodes)",
-        ((0, False), (30, True)),
-        "KEP-3836: alpha v1.28, beta v1.30 (on), GA v1.31; pkg/proxy/healthcheck/"
-        "proxy_health.go"),
 )}
+
+
+TABLE_FROM = 22  # the README's table starts at v1.22
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g} s"
+    return str(value)
+
+
+def version_table() -> str:
+    """The README's "Defaults per Kubernetes version" table, from
+    :data:`VERSION_DEFAULTS` (tests/cluster/test_version_defaults.py keeps them equal)."""
+    rows = [f"| default | value per version (from v1.{TABLE_FROM}) | what it sets | source |",
+            "|---|---|---|---|"]
+    for d in VERSION_DEFAULTS.values():
+        starts = [TABLE_FROM] + [since for since, _ in d.values if since > TABLE_FROM]
+        parts = []
+        for i, since in enumerate(starts):
+            span = (f"v1.{since}+" if i + 1 == len(starts)
+                    else f"v1.{since}-v1.{starts[i + 1] - 1}")
+            parts.append(f"{_shown(d.at(since))} ({span})")
+        rows.append(f"| `{d.key}` | {', '.join(parts)} | {d.what} | {d.source} |")
+    return "\n".join(rows)
 
 
 def version_default(key: str, version: str) -> object:

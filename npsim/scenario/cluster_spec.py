@@ -121,6 +121,9 @@ class KubeProxySpec(Model):
     # full resync period; the node health server (/healthz, /livez) fails once a change
     # has waited 2 x syncPeriod for its sync (cmd/kube-proxy/app/server.go)
     sync_period: Seconds = 30.0
+    # send to serving-terminating endpoints when none is ready (feature gate
+    # ProxyTerminatingEndpoints); default from kubernetesVersion: on from v1.26
+    terminating_fallback: bool | None = None
     propagation: Distribution = LogNormal(dist="lognormal", mean=0.1, cv=0.5)
     sync_base: Seconds = 0.01
     sync_per_rule: Seconds = 1.5e-6

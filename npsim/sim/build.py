@@ -166,7 +166,10 @@ def build(scenario: Scenario, replication: int,
         phases=lambda name: float(streams.generator(f"phase/{name}").random()),
         deployments=scenario.deployments, workloads=spec.workloads,
         probe_phases=spec.cluster.probe_phase == "random",
-        terminating_fallback=bool(version_default("terminatingFallback", version)))
+        terminating_fallback=(spec.cluster.kube_proxy.terminating_fallback
+                              if spec.cluster.kube_proxy.terminating_fallback is not None
+                              else bool(version_default(
+                                  "cluster.kubeProxy.terminatingFallback", version))))
     control = ControlPlane(env, cluster, proxies, registry, network.conntrack, config, events)
     FaultInjector(env, cluster, control, network).schedule(plan)
     node_names = [n.name for n in cluster.nodes]
