@@ -155,3 +155,23 @@ def test_every_zone_fully_disrupted_stops_evictions_one_healthy_zone_does_not() 
     assert len(taints) == 2 and taints[1] - taints[0] == pytest.approx(10.0)
     assert len(_events(beside, "pod_evicted")) == 2
     assert _events(beside, "zone_state")["detail"].item().startswith("FullDisruption")
+
+
+def test_zone_outage_scenario_figures() -> None:
+    """The bundled zone outage (its header's figures, to 130 s): the balancer takes the
+    three dead nodes out at 65 s, the controller finds them Unknown at 110.03 s and zone-a
+    in PartialDisruption, and taints none; every failure is a connect timeout between
+    the crash and the kube-proxies' syncs."""
+    scenario = npsim.bundled("zone-outage").with_changes({"run.duration": "130s"})
+    result = npsim.run(scenario)
+    assert list(_events(result, "lb_mark_down")["time"]) == pytest.approx([65.0] * 3)
+    assert list(_events(result, "node_unknown")["time"]) == pytest.approx([110.03] * 3,
+                                                                          abs=0.01)
+    state = _events(result, "zone_state")
+    assert state["subject"].item() == "zone-a"
+    assert state["detail"].item() == "PartialDisruption: taint rate 0/s"
+    assert _events(result, "taint_added").empty
+    req = result.requests
+    failed = req[(req["outcome"].astype(str) == "failed").to_numpy()]
+    assert set(failed["reason"].astype(str)) == {"connect_timeout"}
+    assert failed["t_start"].min() >= 60.0 and failed["t_start"].max() < 110.2
