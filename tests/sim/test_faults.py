@@ -326,10 +326,11 @@ def test_fault_runs_are_deterministic_for_a_seed() -> None:
 # --- conntrack: TCP never flushed, UDP flushed at the next sync ----------------------------
 
 
-def _long_flows(protocol: str) -> npsim.Result:
+def _long_flows(protocol: str, replicas: int = 2, placement: Any = "spread"
+                ) -> npsim.Result:
     """node-2's kubelet stops at 2 s: after the (shortened) grace period its pod is
     NotReady but alive and serving what reaches it."""
-    scn = make(nodes=2, replicas=2, duration="30s",
+    scn = make(nodes=2, replicas=replicas, duration="30s", workload={"placement": placement},
                control_plane={"nodeMonitorGracePeriod": "10s"},
                events=[{"at": "2s", "kubeletStop": {"node": "node-2"}}],
                clients=[{"name": "users", "service": "web",
@@ -361,6 +362,22 @@ def test_udp_flows_are_rebalanced_at_the_next_sync_tcp_connections_keep_their_po
                              & (udp.requests["t_start"] > 3)).to_numpy()]
     assert len(reflowed) > 0 and (reflowed["entry_node"].astype(str) == "node-1").all()
     assert reflowed["t_start"].min() > removed
+
+
+def test_udp_cleanup_skips_a_service_left_without_a_serving_endpoint() -> None:
+    """The only pod (on node-2) turns NotReady: the Service has no serving endpoint, so
+    kube-proxy leaves its UDP conntrack entries alone (conntrack/cleanup.go
+    CleanStaleEntries: "a Service without endpoints does not require to clean the
+    conntrack entries"): the flows keep reaching the live pod, none is re-balanced."""
+    udp = _long_flows("UDP", replicas=1, placement={"node-2": 1})
+    accounted(udp)
+    removed = events_of(udp, "endpoints_removed", "node-1")["time"].item()
+    assert removed < 20.0
+    req = udp.requests
+    assert not (req["outcome"].astype(str) == "failed").any()
+    late = req[(req["t_start"] > removed + 1).to_numpy()]
+    assert len(late) > 0 and (late["pod"].astype(str) == "web-0").all()
+    assert not late["new_connection"].any()
 
 
 # --- the bundled node-failure scenario: the figures its header promises ---------------------
