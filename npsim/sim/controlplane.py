@@ -467,8 +467,8 @@ class ControlPlane:
     def _arrive(self, event: simpy.Event) -> None:
         sync, version = event.value
         sync.arrived = max(sync.arrived, version)
-        if sync.queued_since is None and not sync.frozen:  # QueuedUpdate
-            sync.queued_since = self.env.now
+        if sync.queued_since is None and not sync.frozen and version > sync.applied:
+            sync.queued_since = self.env.now  # the health server's QueuedUpdate
         self._want_sync(sync)
 
     def _want_sync(self, sync: NodeSync) -> None:
