@@ -4,6 +4,7 @@ which balancer, with which retries and timeouts."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -277,7 +278,7 @@ class ClientSpec(Model):
     # the clients' Linux kernel ("5.15", "6.12"): from 6.5 SYNs are retransmitted 1 s
     # apart tcpSynLinearTimeouts (4) times first; default from kubernetesVersion
     # (npsim/cluster/lifecycle.py VERSION_DEFAULTS)
-    kernel: str | None = Field(default=None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
+    kernel: str | None = None
     tcp_syn_linear_timeouts: Integer | None = Field(default=None, ge=0, le=20)
     request_timeout: Seconds | None = None  # wait for the response once the request is sent
     retries: RetrySpec | None = None
@@ -292,6 +293,15 @@ class ClientSpec(Model):
     def _ip(cls, v: str | None) -> str | None:
         if v is not None:
             ipaddress.IPv4Address(v)
+        return v
+
+    @field_validator("kernel", mode="before")
+    @classmethod
+    def _kernel_version(cls, v: Any) -> Any:
+        if v is not None and not (isinstance(v, str)
+                                  and re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", v)):
+            raise ValueError(f'expected a Linux kernel version in quotes such as "6.12" or '
+                             f'"5.15", got {v!r}')
         return v
 
     @model_validator(mode="after")
