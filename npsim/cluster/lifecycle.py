@@ -236,6 +236,9 @@ class Probe:
     failure_threshold: int = 3
     success_threshold: int = 1
     initial_delay: float = 0.0
+    # a liveness probe's own terminationGracePeriodSeconds for the kill it causes
+    # (KEP-2238, ``setTerminationGracePeriod`` in kuberuntime_container.go); None: the pod's
+    termination_grace: float | None = None
 
     @classmethod
     def from_manifest(cls, fields: dict[str, float] | None) -> Probe | None:

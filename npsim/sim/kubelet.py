@@ -209,7 +209,10 @@ class Kubelets:
         self.killing.add(pod.index)
         self.record("pod_killing", pod.name, "liveness probe failed")
         dep = self._dep(pod)
-        term, kill = kill_times(dep.pre_stop, dep.grace_period)
+        liveness = Probe.from_manifest(dep.liveness)
+        grace = (liveness.termination_grace if liveness is not None
+                 and liveness.termination_grace is not None else dep.grace_period)
+        term, kill = kill_times(dep.pre_stop, grace)
         self._later(kill, pod, lambda p: self._kill_now(p, "SIGKILL after the grace period"))
         if term > 0:
             self._later(term, pod, self._kill_sigterm)

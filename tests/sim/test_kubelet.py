@@ -137,3 +137,23 @@ def test_not_ready_lands_anywhere_in_the_period_long_window() -> None:
     again = npsim.run(_scenario(container, replicas=12, probe_phase="random", hang=pods,
                                 duration="70s"))
     assert (_events(again, "pod_not_ready")["time"].to_numpy() == times).all()  # seeded
+
+
+def test_a_liveness_probe_s_own_grace_period_bounds_its_kill() -> None:
+    """livenessProbe.terminationGracePeriodSeconds 5 (KEP-2238, setTerminationGracePeriod)
+    replaces the pod's 30 s for the kill a failure causes: preStop 20 s is cut at 5 s."""
+    container = {"livenessProbe": {"httpGet": {"path": "/", "port": 80}, "periodSeconds": 10,
+                                   "failureThreshold": 1, "terminationGracePeriodSeconds": 5},
+                 "lifecycle": {"preStop": {"exec": {"command": ["sleep", "20"]}}}}
+    result = npsim.run(_scenario(container, grace=30))
+    failed_at = _events(result, "pod_killing")["time"].item()
+    assert _events(result, "pod_sigterm")["time"].item() - failed_at == pytest.approx(5.0)
+
+
+def test_readiness_probes_take_no_grace_period() -> None:
+    from npsim.scenario.problems import ScenarioError
+
+    container = {"readinessProbe": {"httpGet": {"path": "/", "port": 80},
+                                    "terminationGracePeriodSeconds": 5}}
+    with pytest.raises(ScenarioError, match="must not be set for readinessProbes"):
+        _scenario(container)
