@@ -4,6 +4,7 @@ which balancer, with which retries and timeouts."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -156,14 +157,19 @@ class HealthCheckSpec(Model):
     node answers and kube-proxy forwards it to a live pod); ``healthCheckNodePort``
     asks kube-proxy's per-Service health server (``type: LoadBalancer`` with
     ``externalTrafficPolicy: Local`` only): HTTP 200 iff the node has a local ready
-    endpoint, else 503 (k8s pkg/proxy/healthcheck/service_health.go).
+    endpoint, else 503 (k8s pkg/proxy/healthcheck/service_health.go); ``proxyHealthz``
+    and ``proxyLivez`` ask kube-proxy's node health server (port 10256), what cloud
+    balancers check for Cluster-policy Services (KEP-3836): 200 unless a change has
+    waited longer than 2 x ``syncPeriod`` for its sync (pkg/proxy/healthcheck/
+    proxy_health.go).
     """
 
     interval: Seconds = 2.0
     timeout: Seconds = 1.0
     rise: Integer = Field(default=2, ge=1)
     fall: Integer = Field(default=3, ge=1)
-    port: Literal["nodePort", "healthCheckNodePort"] = "nodePort"
+    port: Literal["nodePort", "healthCheckNodePort", "proxyHealthz", "proxyLivez"] = \
+        "nodePort"
 
     @model_validator(mode="after")
     def _timeout(self) -> HealthCheckSpec:
@@ -274,6 +280,11 @@ class ClientSpec(Model):
     # none: the kernel's SYN retransmissions alone (synRetries 6 -> 127 s)
     connect_timeout: Seconds | None = 10.0
     syn_retries: Integer = Field(default=6, ge=0, le=20)  # net.ipv4.tcp_syn_retries
+    # the clients' Linux kernel ("5.15", "6.12"): from 6.5 SYNs are retransmitted 1 s
+    # apart tcpSynLinearTimeouts (4) times first; default from kubernetesVersion
+    # (npsim/cluster/lifecycle.py VERSION_DEFAULTS)
+    kernel: str | None = None
+    tcp_syn_linear_timeouts: Integer | None = Field(default=None, ge=0, le=20)
     request_timeout: Seconds | None = None  # wait for the response once the request is sent
     retries: RetrySpec | None = None
     # when the population sends: from ``start``, until ``stop``, at most ``requests``
@@ -288,6 +299,24 @@ class ClientSpec(Model):
         if v is not None:
             ipaddress.IPv4Address(v)
         return v
+
+    @field_validator("kernel", mode="before")
+    @classmethod
+    def _kernel_version(cls, v: Any) -> Any:
+        if v is not None and not (isinstance(v, str)
+                                  and re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", v)):
+            raise ValueError(f'expected a Linux kernel version in quotes such as "6.12" or '
+                             f'"5.15", got {v!r}')
+        return v
+
+    @model_validator(mode="after")
+    def _linear_needs_6_5(self) -> ClientSpec:
+        if self.tcp_syn_linear_timeouts is not None and self.kernel is not None:
+            major, minor = (int(x) for x in self.kernel.split(".")[:2])
+            if (major, minor) < (6, 5):
+                raise ValueError(f"tcpSynLinearTimeouts needs kernel 6.5 or later (the "
+                                 f"sysctl does not exist on {self.kernel})")
+        return self
 
     @model_validator(mode="after")
     def _where_from(self) -> ClientSpec:

@@ -88,6 +88,10 @@ def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
                          "(a probe's numbers are int32 in the Kubernetes API)", pre)
                 elif value is not None:
                     values[name] = value
+            if key == "readinessProbe" and "termination_grace" in values:
+                p.at(doc, [*tmpl, "containers", ci, key, "terminationGracePeriodSeconds"],
+                     "Invalid value: must not be set for readinessProbes", pre)
+                del values["termination_grace"]
             if key == "livenessProbe" and values.get("success_threshold", 1) != 1:
                 p.at(doc, [*tmpl, "containers", ci, key, "successThreshold"],
                      "Invalid value: must be 1", pre)

@@ -40,6 +40,7 @@ from npsim.outcomes import (
 from npsim.scenario.client_spec import BackoffSpec, ClientSpec, EntrySpec, RetrySpec
 from npsim.sim.calls import NORMAL, Call, event_queue
 from npsim.sim.records import RequestLog
+from npsim.sim.syn import connect_give_up, syn_send_times  # noqa: F401 - re-exported
 
 SendFn = Callable[["Population", int, float], bool]
 
@@ -197,35 +198,13 @@ class Addresses:
         return cls(client, client.copy(), node.index)
 
 
-# --- connecting: the kernel's SYN retransmissions ------------------------------------
-
-SYN_RTO = 1.0  # initial retransmission timeout of a SYN (TCP_TIMEOUT_INIT, RFC 6298 2.1)
+# --- connecting (the SYN schedule is in npsim/sim/syn.py) ---------------------------
 
 # failures a client sees as "could not connect" (no response to the SYN, or a refusal)
 CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS,
                               CONNECTION_REFUSED, NODEPORT_CLOSED, NO_UPSTREAM,
                               FIREWALL_DROPPED, FIREWALL_REJECTED, SECURITY_GROUP_DROPPED,
                               POLICY_DROPPED})
-
-
-def syn_send_times(syn_retries: int, give_up: float = math.inf) -> list[float]:
-    """When a connecting client sends its SYN and each retransmission, from 0.
-
-    Linux starts at a 1 s RTO and doubles it per retransmission, ``tcp_syn_retries``
-    (default 6) times (kernel Documentation/networking/ip-sysctl.rst, tcp_syn_retries:
-    "about 127 seconds" with the default); a retransmission reuses the conntrack entry,
-    so it goes where the first SYN went (kube-proxy flushes no TCP conntrack entries:
-    k8s pkg/proxy/conntrack/cleanup.go ``CleanStaleEntries`` touches only UDP).
-    """
-    times = [SYN_RTO * (2**k - 1) for k in range(syn_retries + 1)]
-    return [t for t in times if t < give_up]
-
-
-def connect_give_up(syn_retries: int, timeout: float | None) -> float:
-    """How long a connection that gets no answer takes to fail: the last retransmission's
-    RTO running out (127 s by default), or the client's own connect timeout if shorter."""
-    kernel = SYN_RTO * (2 ** (syn_retries + 1) - 1)
-    return kernel if timeout is None else min(timeout, kernel)
 
 
 def retry_spec(spec: ClientSpec) -> RetrySpec | None:
@@ -329,6 +308,7 @@ class Population:
         addresses: Addresses | None = None,
         log: RequestLog | None = None,
         retry_rng: np.random.Generator | None = None,
+        syn_linear: int = 0,
     ) -> None:
         self.index = index
         self.spec = spec
@@ -341,7 +321,9 @@ class Population:
         self.n_ips = spec.n_source_ips
         self.address = spec.entry.address
         self.syn_retries = spec.syn_retries
-        self.connect_timeout = connect_give_up(spec.syn_retries, spec.connect_timeout)
+        self.syn_linear = syn_linear  # tcp_syn_linear_timeouts of the client's kernel
+        self.connect_timeout = connect_give_up(spec.syn_retries, spec.connect_timeout,
+                                               syn_linear)
         self.log = log if log is not None else RequestLog()
         # per client slot: requests left on the open connection, its id, node and endpoint
         self.remaining = [0] * n_slots
