@@ -336,7 +336,9 @@ def check_no_effect(s: Sections, p: Problems) -> None:
                  "TLS is terminated at the balancer, but this population has no balancer: "
                  "add one (balancer: {snat: true}) or terminate in the pod")
         elif (tls is not None and tls.terminate == "pod"
-              and "balancer_cores" in tls.model_fields_set):
+              and "balancer_cores" in tls.model_fields_set
+              # a rebuilt scenario (with_changes, resolved YAML) writes the default out
+              and tls.balancer_cores != type(tls).model_fields["balancer_cores"].default):
             p.at(tree, ["clients", i, "tls", "balancerCores"],
                  "no effect: TLS is terminated in the pod, so no balancer core handshakes; "
                  "leave balancerCores out or terminate at the balancer")
