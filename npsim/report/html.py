@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from npsim.plots._common import DPI
+
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
        color: #222; padding: 0 1em; }
@@ -28,7 +30,7 @@ pre { background: #f8f8f8; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 """
 
 
-def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
