@@ -3,6 +3,7 @@ folder, and result folders side by side."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from functools import partial
 from pathlib import Path
@@ -263,10 +264,8 @@ def _compare_labels(folders: tuple[str, ...]) -> list[str]:
     parts = []
     for folder in folders:
         path = Path(folder).resolve()
-        try:
+        with contextlib.suppress(ValueError):  # outside the working folder: kept absolute
             path = path.relative_to(Path.cwd().resolve())
-        except ValueError:  # outside the working folder: its absolute path
-            pass
         parts.append(path.parts or (".",))
     common = 0
     while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):

@@ -30,9 +30,9 @@ COMPARED = ["throughput", "latency_p50", "latency_p99", "latency_mean", "queue_w
 
 
 def compare_table(results: Mapping[str, Result | pd.DataFrame]) -> pd.DataFrame:
-    """Rows: key metrics (scope ``all``), labelled with their unit; columns: one per labelled result (or summary
-    frame, e.g. a sweep's variant); cells: value with its 95% CI when the run had
-    replications."""
+    """Rows: key metrics (scope ``all``), labelled with their unit; columns: one per
+    labelled result (or summary frame, e.g. a sweep's variant); cells: value with its
+    95% CI when the run had replications."""
     columns = {}
     for label, result in results.items():
         s = result if isinstance(result, pd.DataFrame) else result.summary

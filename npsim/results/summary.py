@@ -351,7 +351,8 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         f" + {int(val('requests_failed'))} failed + {int(val('requests_in_flight'))} in flight"
         f" at the end{over}",
         f"measured   {int(val('requests_measured'))} after warm-up{over}; "
-        f"throughput {val('throughput'):.1f} req/s" + (" (mean of replications)" if reps > 1 else ""),
+        f"throughput {val('throughput'):.1f} req/s"
+        + (" (mean of replications)" if reps > 1 else ""),
         failure_line(s["value"]),
         f"latency    mean {dur('latency_mean')}  p50 {dur('latency_p50')}",
         f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}  (completed requests)",
