@@ -51,9 +51,10 @@ def human_rate(value: float) -> str | None:
     if value == 0:
         return "0/s"
     for unit, scale in (("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        text = _shortest(value * scale, 1.0, lambda t: parse_rate(t) * scale, f"/{unit}")
-        if text is not None and parse_rate(text) == value:
-            return text
+        for digits in range(1, 13):
+            text = f"{value * scale:.{digits}g}"
+            if "e" not in text and parse_rate(f"{text}/{unit}") == value:
+                return f"{text}/{unit}"
     return None
 
 
