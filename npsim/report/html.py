@@ -51,7 +51,8 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-NUMBER = re.compile(r"^[-+]?[\d.,]+")  # a number, maybe with its unit or CI after it
+# a number, maybe with its unit or CI after it (an address such as 10.244.0.2 is text)
+NUMBER = re.compile(r"^[-+]?\d[\d,]*(\.\d+)?(?![\d.])")
 
 
 def _is_number_column(column: pd.Series) -> bool:

@@ -77,6 +77,7 @@ def pod_table(result: Result) -> tuple[pd.DataFrame, str]:
     pods, left_out = extremes(pods, "share")
     for column in [c for c in pods.columns if c.startswith("share") or c == "utilisation"]:
         pods[column] = pods[column].map(percent)
+    pods = pods.rename(columns={"pod_ip": "pod IP"})
     return pods, _table_note(left_out, total, "pods", "pods.parquet")
 
 
@@ -88,6 +89,9 @@ def node_table(result: Result) -> tuple[pd.DataFrame, str]:
     nodes, left_out = extremes(nodes, "share")
     for column in ("share", "cross_node_fraction"):
         nodes[column] = nodes[column].map(percent)
+    nodes = nodes.rename(columns={"node_ip": "node IP", "received": "requests received",
+                                  "served": "requests served",
+                                  "cross_node_fraction": "cross-node share"})
     return nodes, _table_note(left_out, total, "nodes", "nodes.parquet")
 
 
