@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from npsim.plots._common import labelled, new_figure
 from npsim.results.frames import codes
@@ -125,6 +126,7 @@ def _pod_load_distribution(name: str, shares: Any) -> Figure:
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label="fair share")
     ax.set_xlabel("pod's share of requests / fair share (1 = even)")
     ax.set_ylabel("pods")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of pods
     ax.set_title(f"Per-pod load, {len(shares):,} pods - {name}\n" + "; ".join(notes),
                  fontsize="medium")
     ax.legend(loc="upper right", fontsize="small")

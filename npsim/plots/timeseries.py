@@ -235,6 +235,7 @@ def _balancer_lanes(panel: Any, time: np.ndarray, width: float, up: pd.DataFrame
         panel.step(ends, np.append(count, count[-1:]), where="post", color="#2ca02c",
                    label=f"nodes in rotation (of {len(up.columns)})")
         panel.set_ylim(-0.5, len(up.columns) + 0.5)
+        panel.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of nodes
         panel.set_ylabel("balancer")
         panel.legend(loc="best", fontsize="small")
         return

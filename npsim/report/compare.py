@@ -23,7 +23,8 @@ CAPTIONS = {
                          "kube-proxy, queue wait and service time per completed request",
 }
 
-COMPARED = ["throughput", "latency_p50", "latency_p99", "latency_mean", "queue_wait_mean",
+COMPARED = ["throughput", "error_ratio", "latency_p50", "latency_p99", "latency_mean",
+            "queue_wait_mean",
             "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
             "pod_share_max_over_mean", "pod_share_gini", "requests_measured",
             "requests_failed", "replications"]

@@ -135,6 +135,9 @@ def test_compare_prints_metrics_and_writes_a_report(tmp_path: Path) -> None:
     assert re.search(r"throughput \(req/s\)\s+\d", result.output)
     page = (out / "compare.html").read_text()
     assert page.count("data:image/png;base64,") == 3
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", page)
+    assert captions[0].startswith("Latency CDF of completed requests after the warm-up")
+    assert all(len(c) > 40 for c in captions)  # sentences, not "latency cdf"
     assert {p.name for p in (out / "figures").iterdir()} == {
         "latency_cdf.png", "latency_percentiles.png", "latency_breakdown.png"}
     again = run_cli("compare", str(tmp_path / "seed-1"), "--out", str(out))
