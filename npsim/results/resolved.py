@@ -73,17 +73,34 @@ def in_human_units(data: Any) -> Any:
     return data
 
 
+# controlPlane key -> (ControlPlaneTiming attribute, whether it is a duration)
+CONTROL_PLANE = {
+    "nodeLeaseRenewInterval": ("lease_renew_interval", True),
+    "nodeMonitorPeriod": ("monitor_period", True),
+    "nodeMonitorGracePeriod": ("grace_period", True),
+    "tolerationSeconds": ("toleration_seconds", True),
+    "nodeEvictionRate": ("eviction_rate", False),
+    "secondaryNodeEvictionRate": ("secondary_eviction_rate", False),
+    "unhealthyZoneThreshold": ("unhealthy_zone_threshold", False),
+    "largeClusterSizeThreshold": ("large_cluster_size_threshold", False),
+}
+
+
 def fill_derived_defaults(data: dict, scenario: Scenario, cluster: Cluster) -> None:
     """Write in what a run derives when the file leaves it out: each control-plane
-    timing from the Kubernetes version's table (``cluster/lifecycle.py``) and the
-    cluster CIDR (the smallest network holding every node's podCIDR)."""
+    setting the file leaves null, from the Kubernetes version's table
+    (``cluster/lifecycle.py``), and the cluster CIDR (the smallest network holding
+    every node's podCIDR, what kube-proxy's local-traffic detector uses)."""
     spec = scenario.spec.cluster
     timing = timing_for(spec.kubernetes_version, spec.control_plane)
-    data["cluster"]["controlPlane"] = {
-        "nodeLeaseRenewInterval": f"{timing.lease_renew_interval!r}s",
-        "nodeMonitorPeriod": f"{timing.monitor_period!r}s",
-        "nodeMonitorGracePeriod": f"{timing.grace_period!r}s",
-        "tolerationSeconds": f"{timing.toleration_seconds!r}s",
-    }
+    plane = data["cluster"].get("controlPlane") or {}
+    for key, value in list(plane.items()):
+        if value is not None or key not in CONTROL_PLANE:
+            continue
+        attribute, duration = CONTROL_PLANE[key]
+        if hasattr(timing, attribute):
+            used = getattr(timing, attribute)
+            plane[key] = f"{float(used)!r}s" if duration else used
+    data["cluster"]["controlPlane"] = plane
     if data["cluster"].get("clusterCIDR") is None:
         data["cluster"]["clusterCIDR"] = str(cluster.pod_network)
