@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from npsim.scenario.call_checks import rows_per_request
 from npsim.scenario.faultplan import FaultPlan, Rollout, Scale
 from npsim.scenario.limits import (
     MAX_NODES,
@@ -62,6 +63,12 @@ BYTES_PER_NODE_BUCKET = 30
 # buckets of 3 nodes and 4 pods, 717 MB over 1 s buckets, 358 B a bucket, 180 of them
 # besides the pods' and nodes' rows)
 BYTES_PER_BUCKET = 200
+# per-pod state that grows with a count in the scenario: a pod's c workers are a heap of
+# c "next free" times (a list slot and a float each)
+BYTES_PER_WORKER = 32
+# and a population's per-client state: a slot per user (closed loop) or source address
+# (six lists of connection state, the address arrays, the DNS cache, their numbers)
+BYTES_PER_CLIENT_SLOT = 160
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,9 @@ class Estimate:
     # largest source (alert evaluations, blackbox probes, a balancer's health checks)
     timers: tuple[float, list[Any], str] = (0.0, [], "")
     series_rows: float = 0.0  # time-series buckets per replication
+    # retries at most, per replication, and the key of the population sending most
+    retries: tuple[float, list[Any]] = (0.0, [])
+    client_slots: int = 0  # users or source addresses, every population together
 
     @property
     def requests(self) -> float:
@@ -99,25 +109,76 @@ def _service_floor(scenario: Scenario, index: SelectorIndex, service: str) -> fl
 def estimate_requests(scenario: Scenario) -> float:
     """Requests one replication generates: the budget, or the expected count over the
     duration (open loop: the rate schedule's integral; closed loop: users over the
-    shortest possible cycle, think + round trip + service, so an upper bound)."""
+    shortest possible cycle, think + round trip + service, so an upper bound). First
+    attempts only: :func:`estimate_retries` bounds what retries add."""
     run = scenario.spec.run
     if run.requests is not None:
         return float(run.requests)
-    duration = float(run.duration or 0.0)
-    total = 0.0
+    return sum(_first_attempts(scenario))
+
+
+def _call_factor(scenario: Scenario) -> float:
+    """Request-log rows per client request when pods call Services (1 otherwise):
+    each population's expected call tree, weighted by its share of first attempts."""
+    spec = scenario.spec
+    if not any(w is not None and w.calls for w in spec.workloads.values()):
+        return 1.0
+    firsts = _first_attempts(scenario) if spec.run.requests is None else []
+    if not firsts or not all(math.isfinite(f) for f in firsts) or sum(firsts) <= 0:
+        firsts = [1.0] * len(spec.clients)
+    factors = [rows_per_request(scenario, c.service) for c in spec.clients]
+    return sum(w * f for w, f in zip(firsts, factors, strict=True)) / sum(firsts)
+
+
+def _first_attempts(scenario: Scenario) -> list[float]:
+    """Each population's expected first attempts over the run's duration."""
+    duration = float(scenario.spec.run.duration or 0.0)
+    out = []
     index = SelectorIndex(scenario.deployments.values())  # no Services x Deployments loop
     for client in scenario.spec.clients:
         arrival = client.arrival
+        total = 0.0
         if arrival.closed:
             think = arrival.think_time.mean if arrival.think_time is not None else 0.0
             cycle = think + client.rtt.mean + _service_floor(scenario, index, client.service)
-            total += math.inf if cycle <= 0 else (arrival.users or 0) * duration / cycle
+            out.append(math.inf if cycle <= 0 else (arrival.users or 0) * duration / cycle)
             continue
         steps = arrival.steps()
         for i, (at, rate) in enumerate(steps):
             end = steps[i + 1][0] if i + 1 < len(steps) else duration
             total += rate * max(0.0, min(end, duration) - min(at, duration))
-    return total
+        out.append(total)
+    return out
+
+
+def estimate_retries(scenario: Scenario, length: float) -> tuple[float, list[Any]]:
+    """The most retries one replication can send (every attempt failing), and the key of
+    the population that sends most of them. Each is a request of its own, simulated one by
+    one: a billion retries with no back-off ran without end. A retry budget bounds them
+    (Finagle's RetryBudget: ``minPerSecond`` x window + ``ratio`` x first attempts in any
+    window); a request budget (``run.requests``) counts retries among its requests."""
+    if scenario.spec.run.requests is not None:
+        return (0.0, [])
+    total, worst, where = 0.0, 0.0, []
+    for i, (client, firsts) in enumerate(zip(scenario.spec.clients,
+                                             _first_attempts(scenario), strict=True)):
+        retries, balancer = client.retries, client.balancer
+        if retries is not None:
+            count = firsts * retries.attempts
+            budget = retries.budget
+            if budget is not None:
+                count = min(count, budget.ratio * firsts
+                            + budget.min_per_second * (length + budget.window))
+            key: list[Any] = ["clients", i, "retries", "attempts"]
+        elif balancer is not None and balancer.next_upstream:
+            count = firsts * balancer.next_upstream
+            key = ["clients", i, "balancer", "nextUpstream"]
+        else:
+            continue
+        total += count
+        if count > worst or not where:
+            worst, where = count, key
+    return (total, where)
 
 
 def run_length(scenario: Scenario, requests_per_replication: float) -> float:
@@ -180,22 +241,35 @@ def _timers(scenario: Scenario, length: float) -> tuple[float, list[Any], str]:
     return (total, where, what)
 
 
-def _pods_ever(scenario: Scenario) -> int:
-    """Pods created over a run: the replicas, plus every scale-up (addresses are not
-    reused, so a scale-down and up again takes new ones) and a new pod for each one a
-    rolling update replaces."""
+def _pods_ever(scenario: Scenario) -> dict[str, int]:
+    """Pods each Deployment creates over a run: the replicas, plus every scale-up
+    (addresses are not reused, so a scale-down and up again takes new ones) and a new pod
+    for each one a rolling update replaces."""
     current = {name: dep.replicas for name, dep in scenario.deployments.items()}
-    total = sum(current.values())
+    ever = dict(current)
     for event in sorted(FaultPlan.of(scenario.spec.events), key=lambda e: e.at):
-        if isinstance(event, Rollout):
-            total += current.get(event.deployment, 0)
+        if isinstance(event, Rollout) and event.deployment in current:
+            ever[event.deployment] += current[event.deployment]
         if not isinstance(event, Scale):  # faults and other events
             continue
         name = event.deployment
         if name in current:
-            total += max(0, event.replicas - current[name])
+            ever[name] += max(0, event.replicas - current[name])
             current[name] = event.replicas
-    return total
+    return ever
+
+
+def _state_bytes(scenario: Scenario, ever: dict[str, int]) -> float:
+    """Memory of state kept per worker (each pod's heap of worker times) and per client
+    (a billion sourceIPs or users allocate before the first request is sent)."""
+    workloads = scenario.spec.workloads
+    workers = sum(count * workloads[name].workers * BYTES_PER_WORKER
+                  for name, count in ever.items() if name in workloads)
+    return float(workers + _client_slots(scenario) * BYTES_PER_CLIENT_SLOT)
+
+
+def _client_slots(scenario: Scenario) -> int:
+    return sum(max(c.arrival.users or 0, c.n_source_ips) for c in scenario.spec.clients)
 
 
 def estimate(scenario: Scenario, replications: int | None = None) -> Estimate:
@@ -204,7 +278,12 @@ def estimate(scenario: Scenario, replications: int | None = None) -> Estimate:
     per_rep = estimate_requests(scenario)
     reps = spec.run.replications if replications is None else replications
     nodes = len(spec.cluster.nodes)
-    pods = _pods_ever(scenario)
+    ever = _pods_ever(scenario)
+    pods = sum(ever.values())
+    length = run_length(scenario, per_rep)
+    per_rep *= _call_factor(scenario)  # pods' calls are rows too (workloads' calls:)
+    retries = estimate_retries(scenario, length)
+    sends = per_rep + retries[0]  # every attempt is a row
     ports = sum(len(s.ports) for s in scenario.services.values())
     endpoints = 0
     index = SelectorIndex(scenario.deployments.values())
@@ -215,12 +294,13 @@ def estimate(scenario: Scenario, replications: int | None = None) -> Estimate:
     buckets = estimate_buckets(scenario, per_rep)
     series = buckets * reps * (BYTES_PER_BUCKET + pods * BYTES_PER_POD_BUCKET
                                + nodes * BYTES_PER_NODE_BUCKET)
-    memory = (BASE_MEMORY + per_rep * BYTES_PER_REQUEST_RUNNING
-              + per_rep * reps * BYTES_PER_REQUEST_KEPT + pods * BYTES_PER_POD
+    memory = (BASE_MEMORY + sends * BYTES_PER_REQUEST_RUNNING
+              + sends * reps * BYTES_PER_REQUEST_KEPT + pods * BYTES_PER_POD
               + nodes * BYTES_PER_NODE + nodes * ports * BYTES_PER_NODE_SERVICE
-              + endpoints * versions * BYTES_PER_ENDPOINT + series)
+              + endpoints * versions * BYTES_PER_ENDPOINT + series
+              + _state_bytes(scenario, ever))
     return Estimate(per_rep, reps, pods, nodes, ports, endpoints, memory,
-                    _timers(scenario, run_length(scenario, per_rep)), buckets)
+                    _timers(scenario, length), buckets, retries, _client_slots(scenario))
 
 
 def limits_for(scenario: Scenario, max_requests: int | None = None,
@@ -237,7 +317,10 @@ def limits_for(scenario: Scenario, max_requests: int | None = None,
 
 
 def _fmt(count: float) -> str:
-    return "infinitely many" if math.isinf(count) else f"{count:,.0f}"
+    """A count as a reader takes it in: never 300 digits (a 1e300/s rate step)."""
+    if math.isinf(count):
+        return "infinitely many"
+    return f"{count:,.0f}" if count < 1e15 else f"{count:.3g}"
 
 
 def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = None,
@@ -265,6 +348,16 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
              f"the run would generate {_fmt(est.requests)} requests ({how}), more than the "
              f"limit of {lim.max_requests:,}; shorten the run, lower the rate, or raise the "
              "limit with --max-requests N or run.limits.maxRequests")
+    retries, retry_key = est.retries
+    if est.requests <= lim.max_requests and (est.requests_per_replication
+                                             + retries) * reps > lim.max_requests:
+        p.at(tree, retry_key,
+             f"the run could send {_fmt((est.requests_per_replication + retries) * reps)} "
+             f"requests counting retries (about {_fmt(est.requests)} first attempts, each "
+             "retried when it fails), more than the limit of "
+             f"{lim.max_requests:,}; retry fewer times, add a retry budget "
+             "(retries.budget), or raise the limit with --max-requests N or "
+             "run.limits.maxRequests")
     timers, timer_key, timer_what = est.timers
     if timers * reps > lim.max_requests:
         p.at(tree, timer_key,
@@ -290,6 +383,8 @@ def check_limits(scenario: Scenario, p: Problems, max_requests: int | None = Non
     if est.memory > lim.max_memory and not math.isinf(est.requests):
         series = (f", {_fmt(est.series_rows)} time-series rows per replication (a longer "
                   "run.timeseriesBucket makes fewer)" if est.series_rows > 100_000 else "")
+        if est.client_slots > 1_000_000:
+            series += f", {est.client_slots:,} client users or sourceIPs"
         p.at(tree, ["run"],
              f"the run would need about {format_size(est.memory)} of memory "
              f"({_fmt(est.requests)} requests, {est.pods:,} pods, {est.nodes:,} nodes, "
@@ -316,21 +411,39 @@ def check_addresses(scenario: Scenario, p: Problems) -> None:
 
 
 def preflight(scenario: Scenario, max_requests: int | None = None,
-              max_memory: int | None = None, replications: int | None = None) -> Estimate:
+              max_memory: int | None = None, replications: int | None = None,
+              until: float | None = None) -> Estimate:
     """Every check a run needs before it starts; raises ScenarioError with all problems.
-    ``replications``: how many run, when not ``run.replications``."""
+    Every command that simulates calls it (``run``, ``sweep``, ``plan``, ``explain --at``,
+    :func:`npsim.run`), so each refuses what ``validate`` refuses, under the same limits.
+    ``replications``: how many run, when not ``run.replications``; ``until``: the run
+    stops at this time (``explain --at``), not at its end."""
     p = Problems()
-    est = check_limits(scenario, p, max_requests, max_memory, replications)
+    est = check_limits(_until(scenario, until), p, max_requests, max_memory, replications)
     if not p.errors:
         check_addresses(scenario, p)
     p.raise_if_any()
     return est
 
 
+def _until(scenario: Scenario, until: float | None) -> Scenario:
+    """The scenario as far as a run stopped at ``until`` goes (for its estimate only)."""
+    run = scenario.spec.run
+    if until is None or run.duration is None or until >= run.duration:
+        return scenario
+    view = object.__new__(type(scenario))
+    view.__dict__.update(scenario.__dict__)
+    view.__dict__["spec"] = scenario.spec.model_copy(
+        update={"run": run.model_copy(update={"duration": until})})
+    return view
+
+
 def preflight_variants(variants: list[Any], max_requests: int | None = None,
                        max_memory: int | None = None) -> None:
     """:func:`preflight` of every variant of a sweep (``npsim.sweep.variants.expand``):
-    each runs as a scenario of its own, so each must pass; problems name the variant."""
+    each runs as a scenario of its own, so each must pass; problems name the variant, and
+    one with a key the variant changes points at the line where the variant changes it."""
+    from npsim.scenario.changes import under
     from npsim.scenario.problems import Problem, ScenarioError
 
     problems = []
@@ -338,7 +451,9 @@ def preflight_variants(variants: list[Any], max_requests: int | None = None,
         try:
             preflight(variant.scenario, max_requests, max_memory)
         except ScenarioError as exc:
-            problems += [Problem(p.mark, f"variants: {variant.name}: {p.path}", p.message)
+            marks = variant.scenario.change_marks
+            problems += [Problem(next((m for path, m in marks.items() if under(p.path, path)),
+                                      p.mark), f"variants: {variant.name}: {p.path}", p.message)
                          for p in exc.problems]
     if problems:
         raise ScenarioError(problems)

@@ -11,8 +11,10 @@ from conftest import client, scenario_dict
 import npsim
 from npsim.preflight import (
     BYTES_PER_BUCKET,
+    BYTES_PER_CLIENT_SLOT,
     BYTES_PER_NODE_BUCKET,
     BYTES_PER_POD_BUCKET,
+    BYTES_PER_WORKER,
     estimate,
     preflight,
 )
@@ -99,3 +101,70 @@ def test_the_guard_counts_the_replications_a_caller_asks_for():
         npsim.run(scenario, replications=range(6), max_requests=50_000)
     one = npsim.run(scenario, replications=[7], max_requests=50_000)
     assert set(one.requests["replication"]) == {7}
+
+
+# --- issue 22: retries, per-pod state, and every command that simulates ---------------
+
+def _retrying(attempts: int, budget: dict | None = None, rate: float = 1000.0):
+    d = scenario_dict(nodes=2, replicas=2, clients=[client(rate=rate)], duration=2.0)
+    d["clients"][0]["retries"] = {"attempts": attempts, "backoff": {"base": 0}}
+    if budget is not None:
+        d["clients"][0]["retries"]["budget"] = budget
+    return npsim.scenario_from_dict(d)
+
+
+def test_the_estimate_counts_every_retry_a_failing_run_can_send():
+    """Every first attempt may fail and be retried ``attempts`` times with no back-off: a
+    billion retries ran without end because the estimate ignored them."""
+    est = estimate(_retrying(100))
+    assert est.requests == pytest.approx(2000)
+    assert est.retries[0] == pytest.approx(2000 * 100)
+    assert est.retries[1] == ["clients", 0, "retries", "attempts"]
+    with pytest.raises(ScenarioError) as info:
+        preflight(_retrying(100), max_requests=100_000)
+    (problem,) = info.value.problems
+    assert problem.path == "clients[0].retries.attempts"
+    assert "202,000 requests counting retries" in problem.message
+    # a retry budget bounds them: 0.2 x 2,000 + 10/s x (2 s + a 10 s window)
+    budgeted = estimate(_retrying(100, {}))
+    assert budgeted.retries[0] == pytest.approx(0.2 * 2000 + 10 * 12)
+    preflight(_retrying(100, {}), max_requests=100_000)
+
+
+def test_the_estimate_counts_each_pods_workers():
+    d = scenario_dict(nodes=2, replicas=10, workers=1, clients=[client(rate=1.0)],
+                      duration=1.0)
+    one = estimate(npsim.scenario_from_dict(d))
+    d["workloads"]["web"]["workers"] = 1_000_001
+    many = estimate(npsim.scenario_from_dict(d))
+    assert many.memory - one.memory == 10 * 1_000_000 * BYTES_PER_WORKER
+
+
+def test_preflight_until_estimates_only_the_time_simulated():
+    d = scenario_dict(nodes=2, replicas=2, clients=[client(rate=1e7)], duration=3600.0)
+    scenario = npsim.scenario_from_dict(d)
+    with pytest.raises(ScenarioError):
+        preflight(scenario)
+    assert preflight(scenario, until=1.0).requests == pytest.approx(1e7)
+
+
+def test_counts_past_a_quadrillion_are_written_short():
+    """A 1e300/s rate step printed a 300-digit request count in two problems."""
+    d = scenario_dict(nodes=2, replicas=2, clients=[client(schedule=[(0, 1.0), (1.0, 1e300)])],
+                      duration=2.0)
+    with pytest.raises(ScenarioError) as info:
+        preflight(npsim.scenario_from_dict(d))
+    assert all(len(p.message) < 400 for p in info.value.problems)
+    assert any("1e+300 requests" in p.message for p in info.value.problems)
+
+
+def test_the_memory_estimate_counts_each_clients_state():
+    """A billion sourceIPs allocate their arrays before the first request is sent."""
+    d = scenario_dict(nodes=2, replicas=2, clients=[client(rate=1.0)], duration=1.0)
+    few = estimate(npsim.scenario_from_dict(d))
+    d["clients"][0].update(sourceIPs=10**9, sourceIPBase="1.0.0.0")
+    many = estimate(npsim.scenario_from_dict(d))
+    assert many.memory - few.memory == (10**9 - 100) * BYTES_PER_CLIENT_SLOT
+    with pytest.raises(ScenarioError) as info:
+        preflight(npsim.scenario_from_dict(d), max_memory=8 << 30)
+    assert "1,000,000,000 client users or sourceIPs" in info.value.problems[0].message

@@ -30,14 +30,16 @@ def load_or_exit(path: str, allow_outside_files: bool = False) -> Scenario:
     return scenario
 
 
-def preflight_or_exit(scenario: Scenario, max_requests: int | None, max_memory: int | None) -> Any:
+def preflight_or_exit(scenario: Scenario, max_requests: int | None, max_memory: int | None,
+                      until: float | None = None) -> Any:
     """The checks a run needs before it starts (limits, addresses): exit 2 if any fails;
-    the warnings they add (pods left Pending) are printed."""
+    the warnings they add (pods left Pending) are printed. ``until``: the run stops there
+    (``explain --at``)."""
     from npsim.preflight import preflight
 
     before = len(scenario.warnings)
     try:
-        estimate = preflight(scenario, max_requests, max_memory)
+        estimate = preflight(scenario, max_requests, max_memory, until=until)
     except ScenarioError as exc:
         refuse(exc.report())
     for warning in scenario.warnings[before:]:

@@ -109,16 +109,26 @@ def _plan(spec: object) -> list:
     return out
 
 
+def readable_rate(per_second: float) -> str:
+    """``20/h`` rather than ``0.00555556/s``: the first of /s, /m, /h, /d in which the
+    rate is at least 1, to three significant digits."""
+    for unit, scale in (("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if per_second * scale >= 1:
+            return f"{per_second * scale:.3g}/{unit}"
+    return f"{per_second * 86400:.3g}/d"
+
+
 def _churn_report(port_range: object, rate: float, lifetime: float, share: float,
                   plan: list, horizon: float, seed: int) -> str:
     from npsim.scenario.portplan import churn
     from npsim.streams import Streams
-    from npsim.units import format_duration, format_rate
+    from npsim.units import format_duration
 
     result = churn(port_range, Streams(seed).generator("churn"), rate, lifetime,  # type: ignore[arg-type]
                    share, plan, horizon)
     where = "a plan band (uniformly)" if plan else "the whole range"
-    lines = [f"# churn: Services created at {format_rate(rate)} ({rate * 3600:.4g}/h), "
+    lines = [f"# churn: Services created at {readable_rate(rate)}"
+             + (f" (one every {format_duration(1 / rate, 3)}), " if rate > 0 else ", ")
              + (f"mean lifetime {format_duration(lifetime)}" if lifetime != float("inf")
                 else "never deleted")
              + f"; {share:.0%} ask for an explicit nodePort from {where}"]

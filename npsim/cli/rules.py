@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from npsim.cli.common import SET_OPTION, load_or_exit, usage, with_settings
+from npsim.cli.common import SET_OPTION, load_or_exit, preflight_or_exit, usage, with_settings
 
 
 @click.command()
@@ -46,6 +46,7 @@ def explain(scenario: str, service: str | None, node: str | None,
         if duration is not None and at > duration:
             usage(f"--at {at_time!r}: after the end of the run ({duration:g}s in {scenario})")
     client_ip, src_port = _parse_trace(trace_from) if trace_from is not None else (0, 0)
+    preflight_or_exit(loaded, None, None, until=at or 0.0)  # run's checks, up to --at
     sim = Simulation(loaded)
     # names are checked before simulating up to --at, so a typo costs nothing
     names = [n.name for n in sim.cluster.nodes]

@@ -3,6 +3,7 @@ folder, and result folders side by side."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from functools import partial
 from pathlib import Path
@@ -258,12 +259,18 @@ def _first_line(exc: Exception) -> str:
 
 
 def _compare_labels(folders: tuple[str, ...]) -> list[str]:
-    """Short labels: the folders' paths without their common prefix."""
-    parts = [Path(f).resolve().parts for f in folders]
+    """Short labels: the folders' paths as typed (relative to the working folder when
+    they lie inside it), without their common leading folders."""
+    parts = []
+    for folder in folders:
+        path = Path(folder).resolve()
+        with contextlib.suppress(ValueError):  # outside the working folder: kept absolute
+            path = path.relative_to(Path.cwd().resolve())
+        parts.append(path.parts or (".",))
     common = 0
     while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
         common += 1
-    labels = ["/".join(p[common:]) for p in parts]
+    labels = [Path(*p[common:]).as_posix() for p in parts]
     if len(set(labels)) < len(labels):  # the same folder twice
         labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
     return labels

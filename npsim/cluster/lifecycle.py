@@ -23,7 +23,19 @@ Plain rules with no SimPy in them; ``npsim/sim/faults.py`` and
   back-off resets once it has run 10 min (kubelet ``backOffPeriod``,
   ``MaxContainerBackOff``; Kubernetes docs "Pod Lifecycle: container restarts");
 * Deployment ``maxSurge`` and ``maxUnavailable`` default to 25 %; surge rounds up,
-  unavailable rounds down (``pkg/controller/deployment/util`` ResolveFenceposts).
+  unavailable rounds down (``pkg/controller/deployment/util`` ResolveFenceposts);
+* the node lifecycle controller taints (and so evicts) at most ``nodeEvictionRate`` 0.1
+  node/s per zone, ``secondaryNodeEvictionRate`` 0.01/s in a partially disrupted zone of
+  more than ``largeClusterSizeThreshold`` 50 nodes (none in a smaller one); a zone is
+  partially disrupted when more than 2 and at least ``unhealthyZoneThreshold`` 55 % of
+  its nodes are not Ready (``pkg/controller/nodelifecycle/config/v1alpha1/defaults.go``,
+  ``node_lifecycle_controller.go`` ComputeZoneState, ReducedQPSFunc); npsim/sim/eviction.py;
+* the kubelet gives a killed container at least 2 s after preStop
+  (``pkg/kubelet/kuberuntime/kuberuntime_container.go`` killContainer,
+  ``minimumGracePeriodInSeconds``).
+
+Every default that depends on ``kubernetesVersion`` is in :data:`VERSION_DEFAULTS` (the
+README's table is checked against it).
 """
 
 from __future__ import annotations
@@ -41,6 +53,88 @@ TOLERATION_SECONDS = 300.0
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET = 600.0
+EVICTION_RATE = 0.1  # --node-eviction-rate
+SECONDARY_EVICTION_RATE = 0.01  # --secondary-node-eviction-rate
+UNHEALTHY_ZONE_THRESHOLD = 0.55  # --unhealthy-zone-threshold
+LARGE_CLUSTER_SIZE_THRESHOLD = 50  # --large-cluster-size-threshold
+MINIMUM_GRACE_PERIOD = 2.0  # kuberuntime minimumGracePeriodInSeconds
+
+
+@dataclass(frozen=True)
+class VersionDefault:
+    """One default that changes with ``kubernetesVersion``: ``values`` lists
+    (first minor version, value) from the oldest; ``source`` says where upstream sets it."""
+
+    key: str
+    what: str
+    values: tuple[tuple[int, object], ...]
+    source: str
+
+    def at(self, minor: int) -> object:
+        """The value in force at minor version ``minor``."""
+        value = self.values[0][1]
+        for since, v in self.values:
+            if minor >= since:
+                value = v
+        return value
+
+
+# Every default npsim takes from ``kubernetesVersion``, read from here only
+# (README "Defaults per Kubernetes version" is tested against this table).
+VERSION_DEFAULTS: dict[str, VersionDefault] = {d.key: d for d in (
+    VersionDefault(
+        "cluster.controlPlane.nodeMonitorGracePeriod",
+        "seconds without a lease renewal before a node turns Unknown",
+        ((0, GRACE_BEFORE_1_32), (32, GRACE_FROM_1_32)),
+        "kubernetes/kubernetes PR #126287; pkg/controller/nodelifecycle/config/v1alpha1/"
+        "defaults.go"),
+    VersionDefault(
+        "cluster.kubeProxy.terminatingFallback",
+        "kube-proxy sends to serving-terminating endpoints when none is ready "
+        "(ProxyTerminatingEndpoints)",
+        ((0, False), (26, True)),
+        "KEP-1669: alpha v1.22 (off), beta v1.26 (on), GA v1.28; pkg/proxy/topology.go "
+        "CategorizeEndpoints"),
+    VersionDefault(
+        "clients[].kernel",
+        "the clients' Linux kernel, which picks the SYN retransmission schedule",
+        ((0, "5.15"), (33, "6.12")),
+        "npsim's choice (kernel Documentation/networking/ip-sysctl.rst "
+        "tcp_syn_linear_timeouts, Linux 6.5): scenarios written for v1.32 or earlier keep "
+        "the exponential schedule; from v1.33 the current LTS, 6.12"),
+)}
+
+
+TABLE_FROM = 22  # the README's table starts at v1.22
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g} s"
+    return str(value)
+
+
+def version_table() -> str:
+    """The README's "Defaults per Kubernetes version" table, from
+    :data:`VERSION_DEFAULTS` (tests/cluster/test_version_defaults.py keeps them equal)."""
+    rows = [f"| default | value per version (from v1.{TABLE_FROM}) | what it sets | source |",
+            "|---|---|---|---|"]
+    for d in VERSION_DEFAULTS.values():
+        starts = [TABLE_FROM] + [since for since, _ in d.values if since > TABLE_FROM]
+        parts = []
+        for i, since in enumerate(starts):
+            span = (f"v1.{since}+" if i + 1 == len(starts)
+                    else f"v1.{since}-v1.{starts[i + 1] - 1}")
+            parts.append(f"{_shown(d.at(since))} ({span})")
+        rows.append(f"| `{d.key}` | {', '.join(parts)} | {d.what} | {d.source} |")
+    return "\n".join(rows)
+
+
+def version_default(key: str, version: str) -> object:
+    """The default ``key`` takes at ``version`` (:data:`VERSION_DEFAULTS`)."""
+    return VERSION_DEFAULTS[key].at(minor_version(version))
 
 
 @dataclass(frozen=True)
@@ -51,6 +145,10 @@ class ControlPlaneTiming:
     monitor_period: float = NODE_MONITOR_PERIOD
     grace_period: float = GRACE_FROM_1_32
     toleration_seconds: float = TOLERATION_SECONDS
+    eviction_rate: float = EVICTION_RATE
+    secondary_eviction_rate: float = SECONDARY_EVICTION_RATE
+    unhealthy_zone_threshold: float = UNHEALTHY_ZONE_THRESHOLD
+    large_cluster_size_threshold: int = LARGE_CLUSTER_SIZE_THRESHOLD
 
 
 def minor_version(version: str) -> int:
@@ -60,8 +158,8 @@ def minor_version(version: str) -> int:
 
 def timing_for(version: str, overrides: object | None = None) -> ControlPlaneTiming:
     """The version's defaults, with any knob the scenario sets (``ControlPlaneSpec``)."""
-    grace = GRACE_FROM_1_32 if minor_version(version) >= 32 else GRACE_BEFORE_1_32
-    base = ControlPlaneTiming(grace_period=grace)
+    grace = version_default("cluster.controlPlane.nodeMonitorGracePeriod", version)
+    base = ControlPlaneTiming(grace_period=float(grace))  # type: ignore[arg-type]
     if overrides is None:
         return base
     values = {
@@ -69,9 +167,14 @@ def timing_for(version: str, overrides: object | None = None) -> ControlPlaneTim
         "monitor_period": getattr(overrides, "node_monitor_period", None),
         "grace_period": getattr(overrides, "node_monitor_grace_period", None),
         "toleration_seconds": getattr(overrides, "toleration_seconds", None),
+        "eviction_rate": getattr(overrides, "node_eviction_rate", None),
+        "secondary_eviction_rate": getattr(overrides, "secondary_node_eviction_rate", None),
+        "unhealthy_zone_threshold": getattr(overrides, "unhealthy_zone_threshold", None),
+        "large_cluster_size_threshold": getattr(overrides, "large_cluster_size_threshold",
+                                                None),
     }
-    return ControlPlaneTiming(**{k: (float(v) if v is not None else getattr(base, k))
-                                 for k, v in values.items()})
+    return ControlPlaneTiming(**{k: (type(getattr(base, k))(v) if v is not None
+                                     else getattr(base, k)) for k, v in values.items()})
 
 
 def unknown_at(last_renewal: float, first_tick: float, timing: ControlPlaneTiming) -> float:
@@ -133,29 +236,61 @@ class Probe:
     failure_threshold: int = 3
     success_threshold: int = 1
     initial_delay: float = 0.0
+    # a liveness probe's own terminationGracePeriodSeconds for the kill it causes
+    # (KEP-2238, ``setTerminationGracePeriod`` in kuberuntime_container.go); None: the pod's
+    termination_grace: float | None = None
 
     @classmethod
     def from_manifest(cls, fields: dict[str, float] | None) -> Probe | None:
         """The probe a pod template gives (``None``: no probe), defaults filled in."""
         return None if fields is None else cls(**fields)
 
-    def first_ready(self, started: float) -> float:
-        """When a new container that answers from the start is first Ready."""
-        return started + self.initial_delay + (self.success_threshold - 1) * self.period
+    def first_ready(self, started: float, origin: float | None = None) -> float:
+        """When a new container that answers from the start is first Ready.
 
-    def failing_detected(self, started: float, since: float) -> float:
-        """When the ``failureThreshold``-th consecutive probe fails for a container started
-        at ``started`` that stops answering at ``since``: probes run at
-        ``started + initialDelay + k * period`` and fail after ``timeout``."""
+        ``origin``: the probe worker's tick grid (``origin + k * period``), None for the
+        aligned timeline (ticks from ``started + initialDelay``). The kubelet probes
+        readiness at once when a container starts (``prober_manager.go``
+        UpdatePodStatus triggers the worker), later ones on the worker's ticks."""
         first = started + self.initial_delay
-        k = max(math.ceil((since - first) / self.period - 1e-9), 0)
-        return first + (k + self.failure_threshold - 1) * self.period + self.timeout
+        if origin is not None and self.initial_delay > 0:
+            first = self._tick(first, origin)
+        return first + (self.success_threshold - 1) * self.period
 
-    def passing_detected(self, started: float, since: float) -> float:
+    def _tick(self, t: float, origin: float) -> float:
+        """The worker's first tick at or after ``t``."""
+        return origin + self._ticks(t, origin) * self.period
+
+    def _ticks(self, t: float, origin: float) -> int:
+        return max(math.ceil((t - origin) / self.period - 1e-9), 0)
+
+    def failing_detected(self, started: float, since: float,
+                         origin: float | None = None) -> float:
+        """When the ``failureThreshold``-th consecutive probe fails for a container started
+        at ``started`` that stops answering at ``since``: probes run on the worker's ticks
+        (aligned: ``started + initialDelay + k * period``) and fail after ``timeout``."""
+        first = started + self.initial_delay
+        grid = first if origin is None else self._tick(first, origin)
+        k = self._ticks(since, grid)
+        return grid + (k + self.failure_threshold - 1) * self.period + self.timeout
+
+    def passing_detected(self, started: float, since: float,
+                         origin: float | None = None) -> float:
         """When ``successThreshold`` consecutive probes pass again from ``since``."""
         first = started + self.initial_delay
-        k = max(math.ceil((since - first) / self.period - 1e-9), 0)
-        return first + (k + self.success_threshold - 1) * self.period
+        grid = first if origin is None else self._tick(first, origin)
+        k = self._ticks(since, grid)
+        return grid + (k + self.success_threshold - 1) * self.period
+
+
+def kill_times(pre_stop: float, grace: float) -> tuple[float, float]:
+    """Seconds from a kill to SIGTERM and to SIGKILL: preStop runs for at most the grace
+    period, SIGTERM then gets the rest of it, but never less than 2 s
+    (``kuberuntime_container.go`` killContainer, ``minimumGracePeriodInSeconds``)."""
+    hook = min(pre_stop, grace) if pre_stop > 0 and grace > 0 else 0.0
+    if grace - hook >= MINIMUM_GRACE_PERIOD:
+        return hook, grace
+    return hook, hook + MINIMUM_GRACE_PERIOD
 
 
 class PodPhase(Enum):

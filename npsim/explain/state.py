@@ -49,6 +49,7 @@ class ClientTimeouts(NamedTuple):
     syn_retries: int
     connect_timeout: float
     request_timeout: float | None
+    syn_linear: int = 0  # tcp_syn_linear_timeouts of the client's kernel (npsim/sim/syn.py)
 
     def describe(self) -> str:
         who = f"population {self.name}" if self.name else "kernel default, 6 SYN retries"
@@ -99,7 +100,7 @@ class StateAt:
         for pop in self.populations:
             if pop.service_port == service_port and pop.target == "nodePort":
                 return ClientTimeouts(pop.name, pop.syn_retries, pop.connect_timeout,
-                                      pop.request_timeout)
+                                      pop.request_timeout, pop.syn_linear)
         return ClientTimeouts(None, KERNEL_SYN_RETRIES,
                               connect_give_up(KERNEL_SYN_RETRIES, None), None)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from npsim.scenario.files import MAX_MANIFEST_BYTES, FileRefused, read_text
+from npsim.scenario.limits import MAX_WORKERS
 from npsim.scenario.problems import Problem, Problems
 from npsim.scenario.yamlio import Mark
 from npsim.units import parse_duration
@@ -113,11 +114,12 @@ def read_service_times(path: Path, p: Problems) -> list[CsvRow]:
         if row.get("workers"):
             try:
                 workers = int(row["workers"])
-                if workers < 1:
+                if not 1 <= workers <= MAX_WORKERS:  # past the bound: not an importer bug
                     raise ValueError
             except ValueError:
                 p.errors.append(Problem(Mark(str(path), line, cols["workers"]), "workers",
-                                        f"expected a whole number >= 1, got {row['workers']!r}"))
+                                        f"expected a whole number from 1 to {MAX_WORKERS:,}, "
+                                        f"got {row['workers']!r}"))
                 continue
         out.append(CsvRow((row["namespace"] or "default", row["deployment"]), mean, workers,
                           Mark(str(path), line, cols["deployment"])))

@@ -59,6 +59,9 @@ class ScenarioPlan:
     workloads: list[WorkloadPlan] = field(default_factory=list)
     clients: list[ClientPlan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # where each of ``manifests`` was read in the dump (its marked document and path
+    # prefix), when the dump has it: a problem with a manifest points at the dump's line
+    sources: list[tuple[Any, str] | None] = field(default_factory=list)
 
 
 def plan_scenario(inv: Inventory, rates: list[CsvRow], times: list[CsvRow],
@@ -106,6 +109,7 @@ def plan_scenario(inv: Inventory, rates: list[CsvRow], times: list[CsvRow],
     for name, w in standalone.items():
         w.pods = explicit.get(name, [])
     plan.manifests = [svc_manifest(s) for s in services]
+    plan.sources = [(s.doc, s.prefix) if s.doc is not None else None for s in services]
     plan.manifests += [_workload_manifest(d, kinds[(d.namespace, d.name)].kind)
                        for d in workloads]
     plan.manifests += kept_slices + inv.network_policies

@@ -158,15 +158,34 @@ def _scenario_name(out: Path) -> str:
 def _validate(out: Path, skeleton: str, plan: ScenarioPlan) -> Scenario:
     """Check the scenario before writing it: the hand-written sections read back from
     their text, the manifests (emitted by libyaml) as data; re-reading all the text would
-    double the time of a large import. Fails only on an importer bug: says so."""
+    double the time of a large import. A problem with a manifest the dump holds (two
+    Services asking for one nodePort) is the dump's, placed at its line there; any other
+    is an importer bug, and says so."""
     try:
         tree = lean_load(skeleton, str(out))[0]
         tree["manifests"] = marked(plan.manifests)
         return scenario_from_dict(tree, out.parent, str(out))
     except ScenarioError as exc:
+        placed = [_in_dump(x, plan) for x in exc.problems]
+        if all(x is not None for x in placed):
+            raise DumpError(placed) from None  # type: ignore[arg-type]
         raise DumpError([Problem(None, str(out), "the imported scenario does not validate "
                                  "(please report this): " + "; ".join(
                                      str(x) for x in exc.problems[:5]))]) from None
+
+
+def _in_dump(problem: Problem, plan: ScenarioPlan) -> Problem | None:
+    """``problem`` (at ``manifests[i]...`` of the scenario) at the dump's own line."""
+    found = re.fullmatch(r"manifests\[(\d+)\]\.?(.*)", problem.path)
+    if found is None or int(found[1]) >= len(plan.sources):
+        return None
+    source = plan.sources[int(found[1])]
+    if source is None:
+        return None
+    doc, prefix = source
+    loc = [int(step) if step.isdigit() else step
+           for step in re.split(r"[.\[\]]+", found[2]) if step]
+    return Problems.problem(doc, loc, problem.message, prefix)
 
 
 def _write(out: Path, text: str, force: bool) -> None:

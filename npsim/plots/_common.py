@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 MS = 1e3  # seconds -> milliseconds
+DPI = 150  # PNGs sharp on a projector and a laptop screen (matplotlib draws 100)
 
 
 class PlotFigure(Figure):
@@ -23,7 +24,7 @@ class PlotFigure(Figure):
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=100)
+        self.savefig(buffer, format="png", dpi=DPI)
         return buffer.getvalue()
 
 

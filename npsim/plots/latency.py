@@ -22,6 +22,12 @@ def _quantile_grid() -> np.ndarray:
     return np.unique(np.concatenate([body, tail]))
 
 
+def title(what: str, kind: str, parts: list[tuple[str, Any]]) -> str:
+    """``Latency CDF by variant`` when curves are compared, ``Latency CDF - quickstart``
+    for a run with one population (nothing is compared "by scenario")."""
+    return f"{what} - {parts[0][0]}" if kind == "scenario" else f"{what} by {kind}"
+
+
 def latency_cdf(results: Any, log: bool | None = None) -> Figure:
     """Cumulative distribution of the latency of completed, measured requests, as a
     share of every measured request that ended: with failures the curve stops at
@@ -63,7 +69,7 @@ def latency_cdf(results: Any, log: bool | None = None) -> Figure:
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("latency of completed requests (ms)")
     ax.set_ylabel("fraction of measured requests")
-    ax.set_title(f"Latency CDF by {kind} (after warm-up"
+    ax.set_title(title("Latency CDF", kind, parts) + " (after warm-up"
                  + ("; dashed: 1 - failed share)" if marked else "; none failed)"))
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(alpha=0.3)
@@ -96,7 +102,7 @@ def latency_percentiles(results: Any, percentiles: tuple[float, ...] = PERCENTIL
     else:
         ax.set_ylim(0, top * 1.25)  # room for the labels and the legend
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"Latency percentiles by {kind}")
+    ax.set_title(title("Latency percentiles", kind, parts))
     ax.legend(loc="upper left", fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -149,6 +155,6 @@ def latency_breakdown(results: Any, split_cross_node: bool = False) -> Figure:
     ax.invert_yaxis()
     ax.set_xlim(0, left.max() * 1.2)
     ax.set_xlabel("mean time per completed request (ms)")
-    ax.set_title(f"Latency breakdown by {kind}")
+    ax.set_title(title("Latency breakdown", kind, parts))
     fig.legend(loc="outside lower center", ncols=5, fontsize="small", frameon=False)
     return fig

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from npsim.plots._common import labelled, new_figure
 from npsim.results.frames import codes
@@ -37,7 +38,8 @@ MAX_MATRIX_NODES, MAX_MATRIX_PODS = 30, 40  # beyond, the matrix is aggregated b
 
 def pod_load(result: Any) -> Figure:
     """Each pod's share of the measured requests that reached a pod, per population,
-    with each population's fair share (1 / the pods it could reach) as a dashed line.
+    with each population's fair share (1 / the most pods it could reach at one time: a
+    pod and its replacement count once) as a dashed line.
     Beyond ``MAX_BARS`` pods, the distribution of each pod's load relative to its
     fair share (a bar per pod would be unreadable, and the figure as wide as a wall)."""
     name, res = _one(result)
@@ -54,14 +56,16 @@ def pod_load(result: Any) -> Figure:
         column = shares[population]
         offset = (i - (len(shares.columns) - 1) / 2) * width
         ax.bar(x + offset, column.fillna(0).to_numpy(), width, label=population)
-        reachable = int(column.notna().sum())
+        reachable = most_coexisting(res.pods, list(column.dropna().index),
+                                    getattr(res, "events", None))
         if reachable:
             fair_lines.setdefault(reachable, []).append(str(population))
         top = max(top, float(column.max(skipna=True) or 0))
     for reachable, populations in fair_lines.items():
         who = "" if len(fair_lines) == 1 else f" ({', '.join(populations)})"
         ax.axhline(1 / reachable, color="black", linestyle="--", linewidth=1,
-                   label=f"fair share 1/{reachable} = {1 / reachable:.1%}{who}")
+                   label=f"fair share 1/{reachable} = {1 / reachable:.1%}{who}"
+                   + (f" ({reachable} pods at a time)" if reachable < len(shares) else ""))
         top = max(top, 1 / reachable)
     ax.set_xticks(x, [f"{pod}\n({node_of[pod]})" for pod in shares.index], fontsize="small")
     ax.set_ylim(0, top * 1.35 if top else 1)
@@ -71,6 +75,38 @@ def pod_load(result: Any) -> Figure:
     ax.legend(loc="upper right", fontsize="small", ncols=2)
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+GONE = ("pod_terminating", "pod_evicted", "pod_deleted")  # a pod no longer chosen
+
+
+def most_coexisting(pods: pd.DataFrame, names: list[str], events: pd.DataFrame | None
+                    ) -> int:
+    """The most of ``names`` alive at one time in any replication: from each pod's
+    ``created_at`` until its ``deleted_at`` or the first event that takes it out of
+    rotation (terminating, evicted). A pod replaced by another is one place, not two."""
+    if not names:
+        return 0
+    part = pods[pods["pod"].isin(names)]
+    if "created_at" not in part:
+        return len(names)
+    gone = None
+    if events is not None and not events.empty:
+        leaving = events[events["kind"].astype(str).isin(GONE)]
+        gone = leaving.groupby(["replication", "subject"], observed=True)["time"].min()
+    most = 0
+    for replication, rows in part.groupby("replication", sort=False):
+        start = rows["created_at"].fillna(-np.inf).to_numpy(dtype=float)
+        end = rows["deleted_at"].fillna(np.inf).to_numpy(dtype=float)
+        if gone is not None:
+            left = [gone.get((replication, str(p)), np.inf) for p in rows["pod"]]
+            end = np.minimum(end, np.array(left, dtype=float))
+        # at equal times a pod leaves before its replacement arrives
+        times = np.concatenate([end, start])
+        steps = np.concatenate([-np.ones(len(end)), np.ones(len(start))])
+        order = np.lexsort((steps, times))
+        most = max(most, int(np.cumsum(steps[order]).max()))
+    return max(most, 1)
 
 
 def _pod_load_distribution(name: str, shares: Any) -> Figure:
@@ -90,6 +126,7 @@ def _pod_load_distribution(name: str, shares: Any) -> Figure:
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label="fair share")
     ax.set_xlabel("pod's share of requests / fair share (1 = even)")
     ax.set_ylabel("pods")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of pods
     ax.set_title(f"Per-pod load, {len(shares):,} pods - {name}\n" + "; ".join(notes),
                  fontsize="medium")
     ax.legend(loc="upper right", fontsize="small")
@@ -127,12 +164,12 @@ def _zone_matrix(name: str, res: Any) -> Figure:
     zones = pd.DataFrame(counts[keep_rows][:, keep_cols],
                          index=[z for z, k in zip(names, keep_rows, strict=True) if k],
                          columns=[z for z, k in zip(names, keep_cols, strict=True) if k])
-    fig, ax = _heatmap(zones.to_numpy(), (2.5, 1.4, 2.2, 0.8), "small",
+    fig, ax = _heatmap(zones.to_numpy(), (2.5, 1.4, 2.2, 0.85), "medium",
                        [[r == c for c in zones.columns] for r in zones.index],
                        lost[keep_rows][:, keep_cols], before[keep_rows])
     ax.set_xticks(*_columns(list(zones.columns), before[keep_rows]))
     ax.set_yticks(np.arange(len(zones.index)), list(zones.index))
-    ax.set_xlabel("serving pod's zone; outlined: same zone as the entry")
+    ax.set_xlabel("serving pod's zone; orange frame: same zone as the entry")
     ax.set_ylabel("entry node's zone")
     ax.set_title(f"Traffic matrix by zone ({len(zone_of):,} nodes, {len(node_of):,} pods) "
                  f"- {name}")
@@ -154,17 +191,18 @@ def _heatmap(counts: np.ndarray, size: tuple[float, float, float, float], fontsi
     extra = unplaced is not None and bool(unplaced.any())
     fig, ax = new_figure(max(5.0, size[0] + size[1] * (counts.shape[1] + extra)),
                          size[2] + size[3] * counts.shape[0])
-    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0,
+    low, high = colour_range(counts)
+    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=low, vmax=high,
                       extent=(-0.5, counts.shape[1] - 0.5, counts.shape[0] - 0.5, -0.5))
     fig.colorbar(image, ax=ax, label="served requests")
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
-    limit = counts.max() / 2 if counts.size else 0
     for (i, j), count in np.ndenumerate(counts):
         lost = int(failed[i, j]) if failed is not None else 0
+        dark = image.cmap(image.norm(count))[:3]  # white text on the darker half
         ax.text(j, i, f"{count:,}\n{share[i, j]:.0%}" + ("\n" if lost else ""),
                 ha="center", va="center", fontsize=fontsize,
-                color="white" if count > limit else "black")
+                color="white" if sum(dark) / 3 < 0.5 else "black")
         if lost:
             ax.text(j, i, f"\n\n\u2717 {lost:,} failed", ha="center", va="center",
                     fontsize=fontsize, color=FAILED, fontweight="bold", gid="failed")
@@ -201,7 +239,7 @@ def traffic_heatmap(result: Any) -> Figure:
     matrix = traffic_matrix(res.requests)
     failed, unplaced = failure_matrix(res.requests)
     node_of = res.pods.drop_duplicates("pod").set_index("pod")["node"]
-    fig, ax = _heatmap(matrix.to_numpy(), (1.8, 1.1, 1.8, 0.75), "x-small",
+    fig, ax = _heatmap(matrix.to_numpy(), (1.8, 1.3, 1.8, 0.85), "medium",
                        [[node_of.get(pod) == node for pod in matrix.columns]
                         for node in matrix.index],
                        failed.reindex_like(matrix).to_numpy(),
@@ -209,7 +247,7 @@ def traffic_heatmap(result: Any) -> Figure:
     ax.set_xticks(*_columns([f"{p}\n({node_of.get(p, '?')})" for p in matrix.columns],
                             unplaced.to_numpy()), fontsize="small")
     ax.set_yticks(np.arange(len(matrix.index)), list(matrix.index))
-    ax.set_xlabel("serving pod (its node); outlined: same node as the entry")
+    ax.set_xlabel("serving pod (its node); orange frame: same node as the entry")
     ax.set_ylabel("entry node")
     lost = int(failed.to_numpy().sum() + unplaced.sum())
     ax.set_title(f"Traffic matrix, entry node -> pod - {name}"
@@ -218,9 +256,25 @@ def traffic_heatmap(result: Any) -> Figure:
     return fig
 
 
-def _cell(i: int, j: int) -> Rectangle:
-    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#444", linewidth=1.5)
+SAME = "#ff7f0e"  # the same-node (same-zone) frame: a colour no Blues cell has
 
+
+def _cell(i: int, j: int) -> Rectangle:
+    return Rectangle((j - 0.4, i - 0.4), 0.8, 0.8, fill=False, edgecolor=SAME,
+                     linewidth=3, gid="same-node")
+
+
+def colour_range(counts: np.ndarray) -> tuple[float, float]:
+    """The colour scale spans the data: the least-served cell light, the most-served
+    dark, so cells that differ by a few percent still look different (a scale from 0
+    paints an even spread one dark blue). Cells that all hold the same count get the
+    middle of the scale."""
+    if not counts.size:
+        return 0.0, 1.0
+    low, high = float(counts.min()), float(counts.max())
+    if high == low:
+        return low - 1.0, high + 1.0
+    return max(low - 0.1 * (high - low), 0.0), high
 
 def lorenz_points(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative share of pods (x) against cumulative share of requests (y), pods

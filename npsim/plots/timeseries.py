@@ -83,23 +83,21 @@ def timeseries(result: Any) -> Figure:
             latency.plot(centre, mean[column] * MS, linestyle=style, label=column[8:])
     latency.set_ylabel("latency (ms)")
     latency.legend(loc="best", fontsize="small")
+    down = down_intervals(_frame(result, "events"))
     if ready:
         panel = axes[3 + extra]
         if len(ready) <= MAX_NODES_DRAWN:
-            # later nodes thinner: nodes whose lines coincide stay visible as stripes
-            for i, column in enumerate(ready):
-                panel.step(time, mean[column], where="post", label=column.split(":", 1)[1],
-                           linewidth=1 + 2.5 * (len(ready) - 1 - i) / max(len(ready) - 1, 1))
+            _ready_lines(panel, time, width, mean[ready], down)
         else:  # one line per node would be unreadable: the spread over the nodes
             values = mean[ready].to_numpy(dtype=float)
             for label, row in (("max", np.nanmax(values, axis=1)),
                                ("median", np.nanmedian(values, axis=1)),
                                ("min", np.nanmin(values, axis=1))):
                 panel.step(time, row, where="post", label=f"{label} of {len(ready)} nodes")
+            values = mean[ready].to_numpy(dtype=float)
+            panel.set_ylim(np.nanmin(values) - 0.6, np.nanmax(values) + 0.6)
         panel.set_ylabel("ready endpoints")
         panel.yaxis.set_major_locator(MaxNLocator(integer=True))
-        values = mean[ready].to_numpy(dtype=float)
-        panel.set_ylim(np.nanmin(values) - 0.6, np.nanmax(values) + 0.6)
         panel.legend(loc="best", fontsize="small", ncols=min(len(panel.get_lines()), 4))
     if balanced:
         _balancer_lanes(axes[-1], time, width, mean[balanced])
@@ -109,6 +107,57 @@ def timeseries(result: Any) -> Figure:
         ax.grid(alpha=0.3)
     fig.suptitle("Throughput, failures and latency over time")
     return fig
+
+
+DOWN_STARTS = ("node_crash", "node_partition", "node_down")
+DOWN_ENDS = ("node_recover", "node_heal")
+STYLES = ("-", "--", ":", "-.")  # with the colours: no two node lines look alike
+
+
+def down_intervals(events: pd.DataFrame | None) -> dict[str, list[tuple[float, float]]]:
+    """Per node, the (start, end) times it was down in the first replication (crashed
+    or cut off; ``inf`` when it was still down at the end)."""
+    if events is None:
+        return {}
+    first = events[events["replication"] == events["replication"].min()].sort_values("time")
+    spans: dict[str, list[tuple[float, float]]] = {}
+    since: dict[str, float] = {}
+    for row in first.itertuples():
+        kind, node = str(row.kind), str(row.subject)
+        if kind in DOWN_STARTS and node not in since:
+            since[node] = float(row.time)
+        elif kind in DOWN_ENDS and node in since:
+            spans.setdefault(node, []).append((since.pop(node), float(row.time)))
+    for node, start in since.items():
+        spans.setdefault(node, []).append((start, np.inf))
+    return spans
+
+
+def _ready_lines(panel: Any, time: np.ndarray, width: float, ready: pd.DataFrame,
+                 down: dict[str, list[tuple[float, float]]]) -> None:
+    """A step line per node, each with its own dash pattern and a small vertical offset
+    so nodes with the same count stay apart; while a node is down its line stops (its
+    table is frozen, not healthy) and a grey band says "<node> down"."""
+    ends = np.append(time, time[-1] + width) if len(time) else time
+    spread = 0.08 * (len(ready.columns) - 1)
+    for i, column in enumerate(ready.columns):
+        node = column.split(":", 1)[1]
+        values = ready[column].to_numpy(dtype=float).copy()
+        for start, end in down.get(node, []):
+            values[(time + width > start) & (time < end)] = np.nan
+        offset = (i / max(len(ready.columns) - 1, 1) - 0.5) * spread
+        panel.step(ends, np.append(values, values[-1:]) + offset, where="post", label=node,
+                   linestyle=STYLES[i % len(STYLES)], linewidth=2)
+    low, high = np.nanmin(ready.to_numpy(dtype=float)), np.nanmax(ready.to_numpy(dtype=float))
+    for row, (node, spans) in enumerate(sorted(down.items())):
+        if f"ready_endpoints:{node}" not in ready.columns:
+            continue
+        for start, end in spans:
+            stop = min(end, ends[-1])
+            panel.axvspan(start, stop, color="#bbbbbb", alpha=0.35, linewidth=0, gid="down")
+            panel.text((start + stop) / 2, high + 0.35 - 0.3 * row, f"{node} down",
+                       ha="center", va="center", color="#555555", gid="down")
+    panel.set_ylim(low - 0.6, high + 0.6 + 0.3 * max(len(down) - 1, 0))
 
 
 def entry_failure_ratio(requests: pd.DataFrame | None, time: np.ndarray,
@@ -142,8 +191,9 @@ def _entry_panel(panel: Any, time: np.ndarray, ratio: pd.DataFrame) -> None:
     """The failed share per entry node, in percent: a line per node, or past
     ``MAX_NODES_DRAWN`` nodes the highest, median and lowest over them."""
     if len(ratio.columns) <= MAX_NODES_DRAWN:
-        for node in ratio.columns:
-            panel.step(time, ratio[node] * 100, where="post", label=node)
+        for i, node in enumerate(ratio.columns):
+            panel.step(time, ratio[node] * 100, where="post", label=node,
+                       linestyle=STYLES[i % len(STYLES)], linewidth=1.5)
     else:
         values = ratio.to_numpy(dtype=float) * 100
         with warnings.catch_warnings():  # a bucket where nothing ended: NaN, no warning
@@ -185,6 +235,7 @@ def _balancer_lanes(panel: Any, time: np.ndarray, width: float, up: pd.DataFrame
         panel.step(ends, np.append(count, count[-1:]), where="post", color="#2ca02c",
                    label=f"nodes in rotation (of {len(up.columns)})")
         panel.set_ylim(-0.5, len(up.columns) + 0.5)
+        panel.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of nodes
         panel.set_ylabel("balancer")
         panel.legend(loc="best", fontsize="small")
         return
@@ -222,11 +273,12 @@ def _mark_events(axes: Any, events: pd.DataFrame | None) -> None:
         for ax in axes:
             ax.axvline(row.time, color="#9467bd", linestyle=":", linewidth=1)
     keys = []
+    digits = key_digits([row.time for row in first.itertuples()])
     for number, group in enumerate(groups, start=1):
         top.annotate(str(number), (group[0].time, 1.0), xycoords=("data", "axes fraction"),
-                     xytext=(2, -9), textcoords="offset points", fontsize="x-small",
+                     xytext=(2, -11), textcoords="offset points", fontsize="medium",
                      color="#6a3d9a", fontweight="bold")
-        keys.append(event_key(number, group))
+        keys.append(event_key(number, group, digits=digits))
     if len(keys) > MAX_KEYS:
         hidden = sum(len(g) for g in groups[MAX_KEYS:])
         keys = keys[:MAX_KEYS] + [f"... {len(groups) - MAX_KEYS} more groups "
@@ -236,17 +288,24 @@ def _mark_events(axes: Any, events: pd.DataFrame | None) -> None:
     height = figure.get_figheight() + margin
     figure.set_figheight(height)
     figure.get_layout_engine().set(rect=(0, margin / height, 1, 1 - margin / height))
-    figure.text(0.01, (margin - 0.05) / height, "\n".join(keys), fontsize="x-small",
+    figure.text(0.01, (margin - 0.05) / height, "\n".join(keys), fontsize="medium",
                 color="#6a3d9a", va="top", ha="left", gid="event-key")
 
 
-KEY_LINE = 0.15  # inches per line of the event key
+KEY_LINE = 0.2  # inches per line of the event key (at the figure's font size)
 
 
-def event_key(number: int, group: list[Any], shown: int = 3) -> str:
-    """``2  65s-66.8s: lb_mark_down node-2, lease_missed node-2 (+1 more)``."""
+def key_digits(times: list[float]) -> int:
+    """Decimals for every time in the key: none when all are whole seconds, else one
+    (``60.0s-66.8s``), so no key line reads more precise than another."""
+    return 0 if all(float(t).is_integer() for t in times) else 1
+
+
+def event_key(number: int, group: list[Any], shown: int = 3, digits: int = 1) -> str:
+    """``2  65.0s-66.8s: lb_mark_down node-2, lease_missed node-2 (+1 more)``."""
     start, end = group[0].time, group[-1].time
-    when = f"{start:g}s" if end == start else f"{start:.4g}s-{end:.4g}s"
+    when = (f"{start:.{digits}f}s" if f"{end:.{digits}f}" == f"{start:.{digits}f}"
+            else f"{start:.{digits}f}s-{end:.{digits}f}s")
     names = [f"{e.kind} {e.subject}".strip() for e in group[:shown]]
     more = f" (+{len(group) - shown} more)" if len(group) > shown else ""
     return f"{number}  {when}: {', '.join(names)}{more}"

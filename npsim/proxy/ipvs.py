@@ -29,14 +29,17 @@ tournament tree over list positions), O(1) for the others.
 Graceful termination (pkg/proxy/ipvs ``graceful_termination.go``): a real server
 removed by a sync is deleted at once when it has no connection (or the Service is
 UDP/SCTP); otherwise it stays with weight 0 (no new connection goes to it, open ones
-keep working) and is rechecked every
-``rsCheckDeleteInterval`` = 60 s, deleted once ActiveConn + InActConn is 0. A real
+keep working) and is rechecked by the manager's one ticker, every
+``rsCheckDeleteInterval`` = 60 s for every such server of the node (``wait.Until(
+m.tryDeleteRs, rsCheckDeleteInterval)``: the first recheck comes 0-60 s after the removal,
+at the ticker's phase, drawn per node), deleted once ActiveConn + InActConn is 0. A real
 server that comes back meanwhile leaves that list and keeps its counters.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import deque
 
 from npsim.cluster.model import ip_str
@@ -102,11 +105,12 @@ class IpvsTable(EndpointTable):
 
     __slots__ = ("scheduler", "order", "position", "active", "inactive", "closing",
                  "fin_timeout", "cursor", "tree", "buckets", "node_ip", "rng", "graceful",
-                 "next_check", "deleted")
+                 "next_check", "deleted", "recheck_origin")
 
     def __init__(self, service_port, endpoints, columns, scheduler: str, node_ip: int,  # noqa: ANN001
-                 rng, fin_timeout: float) -> None:  # noqa: ANN001
+                 rng, fin_timeout: float, recheck_origin: float = 0.0) -> None:  # noqa: ANN001
         super().__init__(service_port, endpoints, columns)
+        self.recheck_origin = recheck_origin  # the node's recheck ticker: origin + k x 60 s
         self.scheduler = "rr" if scheduler == "wrr" else "lc" if scheduler == "wlc" else (
             "sed" if scheduler == "nq" else scheduler)
         self.node_ip = node_ip
@@ -156,7 +160,7 @@ class IpvsTable(EndpointTable):
                 self.graceful.pop(key, None)  # back before it was deleted
             elif key not in self.graceful:
                 if tcp and self.active[key] + self.inactive.get(key, 0) > 0:
-                    self.graceful[key] = now + RS_CHECK_DELETE_INTERVAL  # weight 0
+                    self.graceful[key] = self._next_recheck(now)  # weight 0
                 else:  # deleted at once: its counters go with it
                     self._delete(key, now)
         self.next_check = min(self.graceful.values(), default=float("inf"))
@@ -164,6 +168,11 @@ class IpvsTable(EndpointTable):
             self.active.setdefault(key, 0)
             self.inactive.setdefault(key, 0)
         self._rebuild()
+
+    def _next_recheck(self, now: float) -> float:
+        """The recheck ticker's first tick after ``now``."""
+        k = math.floor((now - self.recheck_origin) / RS_CHECK_DELETE_INTERVAL) + 1
+        return self.recheck_origin + k * RS_CHECK_DELETE_INTERVAL
 
     def _delete(self, key: str, now: float) -> None:
         del self.active[key]
@@ -305,6 +314,8 @@ class IpvsProxy(KubeProxy):
             raise ValueError(f"unknown IPVS scheduler {scheduler!r}; known: {SCHEDULERS}")
         self.scheduler = scheduler
         self.fin_timeout = fin_timeout
+        # the graceful-termination manager's ticker phase (npsim/sim/build.py draws it)
+        self.recheck_origin = 0.0
 
     def make_table(self, service_port, endpoints, previous, now):  # noqa: ANN001, ANN201
         if isinstance(previous, IpvsTable):
@@ -313,7 +324,7 @@ class IpvsProxy(KubeProxy):
             previous.reprogram(endpoints, self.columns(endpoints), now=now)
             return previous
         return IpvsTable(service_port, endpoints, self.columns(endpoints), self.scheduler,
-                         self.node.ip, self.rng, self.fin_timeout)
+                         self.node.ip, self.rng, self.fin_timeout, self.recheck_origin)
 
     def accepts(self, address_kind: str) -> bool:
         # IPVS binds NodePorts to node addresses except loopback (pkg/proxy/ipvs/proxier.go)

@@ -11,18 +11,29 @@ import pandas as pd
 from npsim.plots import latency_breakdown, latency_cdf, latency_percentiles
 from npsim.report.html import esc, figure, page, table, write_figures
 from npsim.report.run_report import KEY_METRICS, with_ci
+from npsim.results.labels import metric_label
 from npsim.results.result import Result
 
-COMPARED = ["throughput", "latency_p50", "latency_p99", "latency_mean", "queue_wait_mean",
+CAPTIONS = {
+    "latency_cdf": "Latency CDF of completed requests after the warm-up, one curve per run; "
+                   "a run with failures stops at 1 - its failed share (dashed line)",
+    "latency_percentiles": "Latency percentiles p50, p90, p99 and p99.9 per run, pooled over "
+                           "replications",
+    "latency_breakdown": "Where each run's time goes: mean client network, node-to-pod hop, "
+                         "kube-proxy, queue wait and service time per completed request",
+}
+
+COMPARED = ["throughput", "error_ratio", "latency_p50", "latency_p99", "latency_mean",
+            "queue_wait_mean",
             "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
             "pod_share_max_over_mean", "pod_share_gini", "requests_measured",
             "requests_failed", "replications"]
 
 
 def compare_table(results: Mapping[str, Result | pd.DataFrame]) -> pd.DataFrame:
-    """Rows: key metrics (scope ``all``); columns: one per labelled result (or summary
-    frame, e.g. a sweep's variant); cells: value with its 95% CI when the run had
-    replications."""
+    """Rows: key metrics (scope ``all``), labelled with their unit; columns: one per
+    labelled result (or summary frame, e.g. a sweep's variant); cells: value with its
+    95% CI when the run had replications."""
     columns = {}
     for label, result in results.items():
         s = result if isinstance(result, pd.DataFrame) else result.summary
@@ -31,7 +42,9 @@ def compare_table(results: Mapping[str, Result | pd.DataFrame]) -> pd.DataFrame:
         columns[label] = rows.set_index("metric")["text"]
     frame = pd.DataFrame(columns)
     order = [m for m in COMPARED if m in frame.index]
-    return frame.reindex(order).fillna("-").rename_axis("metric")
+    frame = frame.reindex(order).fillna("-")
+    frame.index = [metric_label(m) for m in order]
+    return frame.rename_axis("metric")
 
 
 def write_compare_report(results: Mapping[str, Result], folder: Path,
@@ -56,8 +69,9 @@ def write_compare_report(results: Mapping[str, Result], folder: Path,
             "<h2>Key metrics</h2>", table(compare_table(columns)),
             "<p>Intervals are 95% confidence intervals over replications.</p>",
             "<h2>Figures</h2>"]
-    body += [figure(name, png, name.replace("_", " ")) for name, png in pngs.items()]
-    body += [f"<p>Not drawn: {esc(name)} ({esc(why)}).</p>" for name, why in skipped.items()]
+    body += [figure(name, png, CAPTIONS[name]) for name, png in pngs.items()]
+    body += [f"<p>Not drawn: {esc(CAPTIONS[name])} ({esc(why)}).</p>"
+             for name, why in skipped.items()]
     out = folder / "compare.html"
     out.write_text(page("npsim comparison", body), encoding="utf-8")
     return out

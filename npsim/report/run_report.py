@@ -11,6 +11,7 @@ import pandas as pd
 
 from npsim.plots import figures_for
 from npsim.report.html import esc, figure, page, table, write_figures
+from npsim.results import labels
 from npsim.results.headline import failure_line, percent
 from npsim.results.result import Result
 from npsim.results.shares import pod_shares
@@ -37,17 +38,8 @@ KEY_METRICS = ["requests_generated", "requests_completed", "requests_failed",
 
 
 def format_value(metric: str, value: float) -> str:
-    """Seconds as ms, fractions as %, counts as integers."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if metric.startswith(("latency_", "user_latency_", "queue_wait")):
-        return f"{value * 1e3:.3f} ms"
-    if metric.endswith(("_fraction", "stickiness", "error_ratio")) or \
-            metric.startswith("failed_share_"):
-        return f"{value:.1%}"
-    if metric.startswith(("requests_", "failed_", "replications")):
-        return f"{int(value):,}"
-    return f"{value:.4g}"
+    """The value in its metric's unit (the unit is in the row's label)."""
+    return labels.format_value(metric, value)
 
 
 def with_ci(row: Any) -> str:
@@ -59,7 +51,8 @@ def with_ci(row: Any) -> str:
 
 
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Metrics (rows) by scope (columns: all, then each population), values with CIs."""
+    """Metrics (rows, labelled with their unit) by scope (columns: all, then each
+    population), values with CIs."""
     order = KEY_METRICS + sorted(m for m in summary["metric"].unique()
                                  if m.startswith("failed_"))
     part = summary[summary["metric"].isin(order)].copy()
@@ -68,6 +61,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     scopes = list(dict.fromkeys(summary["scope"]))  # all, then populations in order
     wide = wide.reindex(index=[m for m in order if m in wide.index], columns=scopes)
     wide.columns = [s.removeprefix("population:") for s in wide.columns]
+    wide.index = [labels.metric_label(m) for m in wide.index]
     return wide.fillna("-")
 
 
@@ -84,6 +78,7 @@ def pod_table(result: Result) -> tuple[pd.DataFrame, str]:
     pods, left_out = extremes(pods, "share")
     for column in [c for c in pods.columns if c.startswith("share") or c == "utilisation"]:
         pods[column] = pods[column].map(percent)
+    pods = pods.rename(columns={"pod_ip": "pod IP"})
     return pods, _table_note(left_out, total, "pods", "pods.parquet")
 
 
@@ -95,6 +90,9 @@ def node_table(result: Result) -> tuple[pd.DataFrame, str]:
     nodes, left_out = extremes(nodes, "share")
     for column in ("share", "cross_node_fraction"):
         nodes[column] = nodes[column].map(percent)
+    nodes = nodes.rename(columns={"node_ip": "node IP", "received": "requests received",
+                                  "served": "requests served",
+                                  "cross_node_fraction": "cross-node share"})
     return nodes, _table_note(left_out, total, "nodes", "nodes.parquet")
 
 

@@ -131,6 +131,9 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
     np.add(t_start, arrive_pod, out=arrive_pod)
     arrive_pod += cols["proxy"]
     np.subtract(service_start, arrive_pod, out=queue_wait)
+    # a request served at once waits service_start - (t_start + network/2 + proxy), which
+    # float rounding leaves at about -1e-14 s rather than 0: no request waits less than 0
+    np.maximum(queue_wait, 0.0, out=queue_wait)  # NaN (never served) stays NaN
 
     # retries (clients with ``retries``): which attempt a row is, and the row it repeats
     attempt = np.zeros(n, dtype=np.int8)

@@ -20,6 +20,7 @@ from npsim.cluster.model import build_cluster, ip_str
 from npsim.results.card import html_card, short_repr
 from npsim.results.events import stack_events, with_event_dtypes
 from npsim.results.lookup import summary_value
+from npsim.results.resolved import fill_derived_defaults, in_human_units
 from npsim.results.shares import pod_shares
 from npsim.results.store import write_atomically, write_parquet
 from npsim.results.summary import format_incidents, format_summary
@@ -191,7 +192,8 @@ def resolved_yaml(scenario: Scenario, bucket: float | None = None) -> str:
             key = (manifest["metadata"]["name"], port.get("name", ""), port["port"])
             if key in node_ports:
                 port["nodePort"] = node_ports[key]
-    data = {"npsimVersion": data.pop("npsimVersion"), **data}
+    fill_derived_defaults(data, scenario, cluster)
+    data = in_human_units({"npsimVersion": data.pop("npsimVersion"), **data})
     header = (f"# Resolved by npsim {__version__}: every default filled in, manifests inlined.\n"
               f"# Repeat this run with: npsim run scenario.resolved.yaml\n")
     if used is None:

@@ -355,7 +355,8 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         f" + {int(val('requests_failed'))} failed + {int(val('requests_in_flight'))} in flight"
         f" at the end{over}",
         f"measured   {int(val('requests_measured'))} after warm-up{over}; "
-        f"throughput {val('throughput'):.1f}/s" + (" (mean of replications)" if reps > 1 else ""),
+        f"throughput {val('throughput'):.1f} req/s"
+        + (" (mean of replications)" if reps > 1 else ""),
         failure_line(s["value"]),
         f"latency    mean {dur('latency_mean')}  p50 {dur('latency_p50')}",
         f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}  (completed requests)",
@@ -381,7 +382,7 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
     for scope, part in scoped.groupby("scope", sort=False):
         v = part.set_index("metric")["value"]
         lines.append(
-            f"  {scope[len('population:'):]:<22} {v.get('throughput', math.nan):8.1f}/s  "
+            f"  {scope[len('population:'):]:<22} {v.get('throughput', math.nan):8.1f} req/s  "
             f"p50 {format_duration(v.get('latency_p50', math.nan), 4)}  "
             f"p99 {format_duration(v.get('latency_p99', math.nan), 4)}  "
             f"cross-node {v.get('cross_node_fraction', math.nan):.1%}  "

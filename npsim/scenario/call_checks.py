@@ -54,3 +54,31 @@ def check_calls(s: Any, p: Problems) -> None:
         p.at(s.tree, ["workloads", cycle[0], "calls"],
              "the call graph has a cycle (a request would call itself without end): "
              + " -> ".join(cycle))
+
+
+def _mean_count(call: Any) -> float:
+    count = call.count
+    if isinstance(count, int):
+        return float(count)
+    if count.dist == "poisson":
+        return float(count.mean)
+    return (count.low + count.high) / 2
+
+
+def rows_per_request(scenario: Any, service: str, seen: frozenset[str] = frozenset()) -> float:
+    """Expected request-log rows of one request to ``service``: itself and the calls its
+    pods make, at every depth (preflight sizes a run with it). Averaged over the
+    workloads behind the Service; 1 when none of them calls."""
+    index = SelectorIndex(scenario.deployments.values())
+    svc = scenario.services.get(service)
+    names = [d.name for d in index.selected(svc.selector)] if svc is not None else []
+    workloads = [(n, scenario.spec.workloads.get(n)) for n in names]
+    workloads = [(n, w) for n, w in workloads if w is not None and n not in seen]
+    if not workloads:
+        return 1.0
+    below = 0.0
+    for name, workload in workloads:
+        for _, call in leaves(workload.calls):
+            below += call.probability * _mean_count(call) * rows_per_request(
+                scenario, call.service, seen | {name})
+    return 1.0 + below / len(workloads)

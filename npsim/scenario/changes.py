@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from npsim.scenario.limits import MAX_NODES
 from npsim.scenario.problems import Problem, ScenarioError
-from npsim.scenario.yamlio import YamlSyntaxError, format_path, load_all, plain
+from npsim.scenario.yamlio import Mark, YamlSyntaxError, format_path, load_all, locate, plain
 
 _TOKEN = re.compile(r'\.?([^.\[\]"]+)|\["([^"]*)"\]|\[([^\]"]+)\]')
 _MANIFEST_TOP = ("apiVersion", "kind", "metadata", "spec")
@@ -190,12 +190,17 @@ def _resize_nodes(nodes: list[dict[str, Any]], count: int,
     return out
 
 
-def with_changes(scenario: Changeable, changes: Mapping[str, Any]) -> Any:
+def with_changes(scenario: Changeable, changes: Mapping[str, Any],
+                 marks: Mapping[str, Mark] | None = None) -> Any:
     """A new, validated scenario with ``changes`` (path -> YAML value) applied.
 
     Raises :class:`ScenarioError` naming the changed path when the result is invalid;
-    ``scenario`` itself is left as it was.
+    ``scenario`` itself is left as it was. ``marks``: where the user wrote each change
+    (a variant's line in the scenario file); a problem with a change points there, and
+    one elsewhere at its line in the scenario file. The changed scenario's
+    ``change_marks`` keep them by concrete path, for the checks that come later.
     """
+    marks = marks or {}
     data = scenario.to_dict()
     data.pop("npsimVersion", None)
     located: list[tuple[str, str, Any, str]] = []  # (user path, concrete path, value, hint)
@@ -207,26 +212,45 @@ def with_changes(scenario: Changeable, changes: Mapping[str, Any]) -> Any:
         except ChangeError as exc:
             problems.append(Problem(None, "", str(exc)))
             continue
-        located.append((path, format_path(location), value, hint))
+        located.append((path, format_path(location), value, hint, marks.get(path)))
     try:
         changed = scenario.reader(data, scenario.base_dir, f"{scenario.source} (changed)")
     except ScenarioError as exc:  # every problem at once, path problems first
-        raise ScenarioError(problems + [_rename(p, located) for p in exc.problems]) from None
+        raise ScenarioError(problems + [_rename(p, located, scenario.marks)
+                                        for p in exc.problems]) from None
     if problems:
         raise ScenarioError(problems)
-    changed.warnings = [_rename(w, located, unrelated="") for w in changed.warnings]
+    changed.warnings = [_rename(w, located, scenario.marks, unrelated="")
+                        for w in changed.warnings]
     changed.original_tree = scenario.marks
+    changed.change_marks = {concrete: mark for _, concrete, _, _, mark in located
+                            if mark is not None}
     return changed
 
 
-def _rename(problem: Problem, located: list[tuple[str, str, Any, str]],
-            unrelated: str = " (after the changes)") -> Problem:
-    """A problem in the changed data, named by the path the user changed (line numbers
-    of generated text would mean nothing)."""
-    for user_path, concrete, value, hint in located:
-        if problem.path == concrete or problem.path.startswith((concrete + ".",
-                                                                concrete + "[")):
+def _rename(problem: Problem, located: list[tuple[str, str, Any, str, Mark | None]],
+            tree: Any, unrelated: str = " (after the changes)") -> Problem:
+    """A problem in the changed data, named by the path the user changed and placed where
+    the user wrote the change (line numbers of generated text would mean nothing); a
+    problem elsewhere at its line in the user's file, when the file has that key."""
+    for user_path, concrete, value, hint, mark in located:
+        if under(problem.path, concrete):
             tail = problem.path[len(concrete):]
-            return Problem(None, f"{user_path}{tail} (set to {value!r})",
+            return Problem(mark, f"{user_path}{tail} (set to {value!r})",
                            problem.message + (hint if problem.path == concrete else ""))
-    return Problem(None, problem.path, problem.message + unrelated)
+    return Problem(_mark_in(tree, problem.path), problem.path, problem.message + unrelated)
+
+
+def under(path: str, concrete: str) -> bool:
+    """Whether ``path`` is ``concrete`` or a key inside it."""
+    return path == concrete or path.startswith((concrete + ".", concrete + "["))
+
+
+def _mark_in(tree: Any, path: str) -> Mark | None:
+    """The mark of ``path`` in the user's file, if the file has every step of it."""
+    try:
+        steps = parse_path(path)
+    except ChangeError:
+        return None
+    mark, found = locate(tree, steps)
+    return mark if tree is not None and len(found) == len(steps) else None

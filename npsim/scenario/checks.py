@@ -34,6 +34,7 @@ from npsim.scenario.problems import Problems
 from npsim.scenario.scenario import Scenario
 from npsim.scenario.schema import WorkloadSpec
 from npsim.scenario.unique import repeats
+from npsim.units import format_duration
 
 
 @dataclass
@@ -323,6 +324,38 @@ def check_front_ends(s: Sections, p: Problems) -> None:
                  f"policy {svc.external_traffic_policy or 'Cluster'}): check port nodePort")
 
 
+def check_no_effect(s: Sections, p: Problems) -> None:
+    """Settings that would change nothing are mistakes, not silence: TLS terminated at a
+    balancer the population does not have, balancer cores for TLS terminated in the pod.
+    An event or a population's start at or after the end of the run is a warning (a run
+    shortened with ``--set run.duration=...`` to try a scenario quickly has them)."""
+    spec, tree = s.scenario.spec, s.tree
+    for i, client in enumerate(spec.clients):
+        tls = client.tls
+        if tls is not None and tls.terminate == "balancer" and client.balancer is None:
+            p.at(tree, ["clients", i, "tls", "terminate"],
+                 "TLS is terminated at the balancer, but this population has no balancer: "
+                 "add one (balancer: {snat: true}) or terminate in the pod")
+        elif (tls is not None and tls.terminate == "pod"
+              and "balancer_cores" in tls.model_fields_set
+              # a rebuilt scenario (with_changes, resolved YAML) writes the default out
+              and tls.balancer_cores != type(tls).model_fields["balancer_cores"].default):
+            p.at(tree, ["clients", i, "tls", "balancerCores"],
+                 "no effect: TLS is terminated in the pod, so no balancer core handshakes; "
+                 "leave balancerCores out or terminate at the balancer")
+        duration = spec.run.duration
+        if duration is not None and client.start >= duration:
+            p.warn(tree, ["clients", i, "start"],
+                   f"the population starts at {format_duration(client.start)}, not before "
+                   f"the run ends ({format_duration(duration)}): it sends nothing")
+    duration = spec.run.duration
+    for i, event in enumerate(spec.events):
+        if duration is not None and event.at >= duration:
+            p.warn(tree, ["events", i, "at"],
+                   f"the event happens at {format_duration(event.at)}, not before the run "
+                   f"ends ({format_duration(duration)}): it changes nothing")
+
+
 def warn_utilisation(s: Sections, p: Problems) -> None:
     """Warn before running a pod at utilisation >= 1 (random spread assumed); only for
     a scenario without errors (the estimate needs every reference resolved)."""
@@ -341,7 +374,7 @@ CHECKS: list[Check] = [check_firewalls, check_workloads, check_clients, check_no
                        check_port_plan, warn_no_endpoints, check_client_names, check_calls]
 # and those that need the whole scenario
 WHOLE_CHECKS: list[Check] = [check_events, check_explicit_pods, check_front_ends,
-                             warn_utilisation]
+                             check_no_effect, warn_utilisation]
 
 
 def check_scenario(scenario: Scenario, tree: Any, p: Problems,

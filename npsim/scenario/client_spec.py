@@ -4,18 +4,20 @@ which balancer, with which retries and timeouts."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from npsim.dists import Constant, Distribution
 from npsim.outcomes import REASONS
+from npsim.scenario.limits import BalancerCores, Horizon, Retries
 from npsim.scenario.specbase import Integer, Model
 from npsim.units import PerSecond, Seconds
 
 
 class RateStep(Model):
-    at: Seconds
+    at: Horizon
     rate: PerSecond
 
 
@@ -155,14 +157,19 @@ class HealthCheckSpec(Model):
     node answers and kube-proxy forwards it to a live pod); ``healthCheckNodePort``
     asks kube-proxy's per-Service health server (``type: LoadBalancer`` with
     ``externalTrafficPolicy: Local`` only): HTTP 200 iff the node has a local ready
-    endpoint, else 503 (k8s pkg/proxy/healthcheck/service_health.go).
+    endpoint, else 503 (k8s pkg/proxy/healthcheck/service_health.go); ``proxyHealthz``
+    and ``proxyLivez`` ask kube-proxy's node health server (port 10256), what cloud
+    balancers check for Cluster-policy Services (KEP-3836): 200 unless a change has
+    waited longer than 2 x ``syncPeriod`` for its sync (pkg/proxy/healthcheck/
+    proxy_health.go).
     """
 
     interval: Seconds = 2.0
     timeout: Seconds = 1.0
     rise: Integer = Field(default=2, ge=1)
     fall: Integer = Field(default=3, ge=1)
-    port: Literal["nodePort", "healthCheckNodePort"] = "nodePort"
+    port: Literal["nodePort", "healthCheckNodePort", "proxyHealthz", "proxyLivez"] = \
+        "nodePort"
 
     @model_validator(mode="after")
     def _timeout(self) -> HealthCheckSpec:
@@ -201,7 +208,7 @@ class BalancerSpec(Model):
     # after a failed connect to a node, try this many other nodes (nginx
     # proxy_next_upstream / proxy_next_upstream_tries; HAProxy retries + redispatch);
     # each try is a row of its own (attempt, retry_of), sent as the failure is known
-    next_upstream: Integer = Field(default=0, ge=0)
+    next_upstream: Annotated[Integer, Retries] = Field(default=0, ge=0)
 
     @property
     def in_front(self) -> bool:
@@ -215,7 +222,7 @@ class BackoffSpec(Model):
     ``full`` jitter a uniform draw below that (AWS "full jitter")."""
 
     base: Seconds = 0.1
-    multiplier: float = Field(default=2.0, ge=1)
+    multiplier: float = Field(default=2.0, ge=1, allow_inf_nan=False)
     max: Seconds = 10.0
     jitter: Literal["none", "full"] = "full"
 
@@ -224,8 +231,8 @@ class RetryBudgetSpec(Model):
     """Finagle's RetryBudget: retries within the last ``window`` may number at most
     ``minPerSecond`` x window + ``ratio`` x first attempts sent in that window."""
 
-    ratio: float = Field(default=0.2, ge=0)
-    min_per_second: float = Field(default=10.0, ge=0)
+    ratio: float = Field(default=0.2, ge=0, allow_inf_nan=False)
+    min_per_second: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     window: Seconds = Field(default=10.0, gt=0)
 
 
@@ -234,7 +241,7 @@ class RetrySpec(Model):
     ``attempts`` more times; ``retryOn`` limits which failure reasons are retried
     (default: every reason)."""
 
-    attempts: Integer = Field(default=2, ge=1)
+    attempts: Annotated[Integer, Retries] = Field(default=2, ge=1)
     backoff: BackoffSpec = BackoffSpec()
     retry_on: list[str] | None = None
     budget: RetryBudgetSpec | None = None
@@ -248,7 +255,8 @@ class TlsSpec(Model):
     handshake_cpu: Seconds = 1e-3  # assumption: RSA-2048 signature + ECDHE, one core
     resumed_cpu: Seconds = 1e-4
     resumption: float = Field(default=0.0, ge=0, le=1)  # share of new connections resuming
-    balancer_cores: Integer = Field(default=2, ge=1)  # cores for handshakes at the balancer
+    # cores for handshakes at the balancer
+    balancer_cores: Annotated[Integer, BalancerCores] = Field(default=2, ge=1)
 
 
 class ClientSpec(Model):
@@ -272,11 +280,16 @@ class ClientSpec(Model):
     # none: the kernel's SYN retransmissions alone (synRetries 6 -> 127 s)
     connect_timeout: Seconds | None = 10.0
     syn_retries: Integer = Field(default=6, ge=0, le=20)  # net.ipv4.tcp_syn_retries
+    # the clients' Linux kernel ("5.15", "6.12"): from 6.5 SYNs are retransmitted 1 s
+    # apart tcpSynLinearTimeouts (4) times first; default from kubernetesVersion
+    # (npsim/cluster/lifecycle.py VERSION_DEFAULTS)
+    kernel: str | None = None
+    tcp_syn_linear_timeouts: Integer | None = Field(default=None, ge=0, le=20)
     request_timeout: Seconds | None = None  # wait for the response once the request is sent
     retries: RetrySpec | None = None
     # when the population sends: from ``start``, until ``stop``, at most ``requests``
-    start: Seconds = 0.0
-    stop: Seconds | None = None
+    start: Horizon = 0.0
+    stop: Horizon | None = None
     requests: Integer | None = Field(default=None, ge=1)
     tls: TlsSpec | None = None  # HTTPS: handshake per new connection (tutorial 4.3)
 
@@ -286,6 +299,24 @@ class ClientSpec(Model):
         if v is not None:
             ipaddress.IPv4Address(v)
         return v
+
+    @field_validator("kernel", mode="before")
+    @classmethod
+    def _kernel_version(cls, v: Any) -> Any:
+        if v is not None and not (isinstance(v, str)
+                                  and re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", v)):
+            raise ValueError(f'expected a Linux kernel version in quotes such as "6.12" or '
+                             f'"5.15", got {v!r}')
+        return v
+
+    @model_validator(mode="after")
+    def _linear_needs_6_5(self) -> ClientSpec:
+        if self.tcp_syn_linear_timeouts is not None and self.kernel is not None:
+            major, minor = (int(x) for x in self.kernel.split(".")[:2])
+            if (major, minor) < (6, 5):
+                raise ValueError(f"tcpSynLinearTimeouts needs kernel 6.5 or later (the "
+                                 f"sysctl does not exist on {self.kernel})")
+        return self
 
     @model_validator(mode="after")
     def _where_from(self) -> ClientSpec:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from npsim.dists import Constant, Distribution, LogNormal
+from npsim.scenario.limits import Workers
 from npsim.scenario.nodeports import PortRange
 from npsim.scenario.quantity import memory_bytes
 from npsim.scenario.specbase import Integer, Model
@@ -122,7 +123,7 @@ class UserspaceSpec(Model):
     No published measurement: defaults are assumptions (one copy loop, 50 us a request).
     """
 
-    workers: Integer = Field(default=1, ge=1)
+    workers: Annotated[Integer, Workers] = Field(default=1, ge=1)
     latency: Distribution = Constant(dist="constant", value=50e-6)
 
 
@@ -143,6 +144,12 @@ class KubeProxySpec(Model):
     """
 
     min_sync_period: Seconds = 1.0
+    # full resync period; the node health server (/healthz, /livez) fails once a change
+    # has waited 2 x syncPeriod for its sync (cmd/kube-proxy/app/server.go)
+    sync_period: Seconds = 30.0
+    # send to serving-terminating endpoints when none is ready (feature gate
+    # ProxyTerminatingEndpoints); default from kubernetesVersion: on from v1.26
+    terminating_fallback: bool | None = None
     propagation: Distribution = LogNormal(dist="lognormal", mean=0.1, cv=0.5)
     sync_base: Seconds = 0.01
     sync_per_rule: Seconds = 1.5e-6
@@ -159,13 +166,22 @@ class KubeProxySpec(Model):
 
 
 class ControlPlaneSpec(Model):
-    """Node-lifecycle timings; each omitted one takes ``kubernetesVersion``'s default
-    (npsim/cluster/lifecycle.py gives them with their upstream sources)."""
+    """Node-lifecycle timings and eviction limits; each omitted one takes
+    ``kubernetesVersion``'s default (npsim/cluster/lifecycle.py gives them with their
+    upstream sources; kube-controller-manager flags ``--node-eviction-rate``,
+    ``--secondary-node-eviction-rate``, ``--unhealthy-zone-threshold``,
+    ``--large-cluster-size-threshold``)."""
 
     node_lease_renew_interval: Seconds | None = None
     node_monitor_period: Seconds | None = None
     node_monitor_grace_period: Seconds | None = None
     toleration_seconds: Seconds | None = None
+    # nodes tainted (then evicted) per second in a zone; 0 stops evictions there
+    node_eviction_rate: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    secondary_node_eviction_rate: float | None = Field(default=None, ge=0,
+                                                       allow_inf_nan=False)
+    unhealthy_zone_threshold: float | None = Field(default=None, gt=0, le=1)
+    large_cluster_size_threshold: Integer | None = Field(default=None, ge=0)
 
 
 QuantileRow = Annotated[list[Seconds], Field(min_length=4, max_length=4)]
@@ -223,6 +239,11 @@ class ClusterSpec(Model):
     # picks the control plane's defaults (node-monitor-grace-period 40 s to 1.31, 50 s after)
     kubernetes_version: str = "1.32"
     control_plane: ControlPlaneSpec = ControlPlaneSpec()
+    # when each pod's probes tick: ``random`` (the kubelet's probe worker runs on its own
+    # period-long ticker, so against a hang its phase is anywhere in a period: drawn per
+    # pod and probe) or ``aligned`` (from the container's start: the worst-case-free
+    # timeline the labs teach)
+    probe_phase: Literal["random", "aligned"] = "random"
     # per mode: {Services: [p01, p50, p90, p99]} first-packet cost, replacing the published
     # table for that mode (npsim/proxy/cost.py)
     cost_model: dict[Literal["iptables", "nftables", "ipvs"], dict[int, QuantileRow]] = {}

@@ -58,6 +58,9 @@ def parse_deployment(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Dep
                       origin, match_labels, **lifecycle)
 
 
+INT32_MAX = 2**31 - 1
+
+
 def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
                    pre: str) -> dict[str, Any]:
     """Probes, preStop and grace period of the (first serving) container, and the
@@ -80,8 +83,15 @@ def _pod_lifecycle(doc: MarkedDict, spec: dict, containers: list, p: Problems,
                 if value is not None and value < low:
                     p.at(doc, at, f"Invalid value: {value}: must be greater than or equal "
                          f"to {low}", pre)
+                elif value is not None and value > INT32_MAX:  # the API's int32 fields
+                    p.at(doc, at, f"Invalid value: {value}: must be at most {INT32_MAX} "
+                         "(a probe's numbers are int32 in the Kubernetes API)", pre)
                 elif value is not None:
                     values[name] = value
+            if key == "readinessProbe" and "termination_grace" in values:
+                p.at(doc, [*tmpl, "containers", ci, key, "terminationGracePeriodSeconds"],
+                     "Invalid value: must not be set for readinessProbes", pre)
+                del values["termination_grace"]
             if key == "livenessProbe" and values.get("success_threshold", 1) != 1:
                 p.at(doc, [*tmpl, "containers", ci, key, "successThreshold"],
                      "Invalid value: must be 1", pre)
@@ -117,8 +127,11 @@ def _pre_stop_seconds(doc: MarkedDict, hook: dict, at: list[Any], p: Problems,
     """How long a preStop hook keeps the pod from getting SIGTERM: ``sleep.seconds``, or an
     ``exec`` of ``sleep N`` (the usual ``["sh", "-c", "sleep 15"]``)."""
     if "sleep" in hook:
-        seconds = expect(doc, [*at, "lifecycle", "preStop", "sleep", "seconds"], int,
-                          "a whole number of seconds", p, pre)
+        where = [*at, "lifecycle", "preStop", "sleep", "seconds"]
+        seconds = expect(doc, where, int, "a whole number of seconds", p, pre)
+        if seconds is not None and seconds < 0:  # was a negative delay in the run
+            p.at(doc, where, f"Invalid value: {seconds}: must be non-negative", pre)
+            return 0.0
         return float(seconds or 0)
     command = (hook.get("exec") or {}).get("command") or []
     match = re.search(r"\bsleep\s+([0-9]+(?:\.[0-9]+)?)\b",

@@ -142,11 +142,12 @@ SERVICE = _kind(Key(keys={
 PROBE_NUMBERS = {"periodSeconds": ("period", 1), "timeoutSeconds": ("timeout", 1),
                  "failureThreshold": ("failure_threshold", 1),
                  "successThreshold": ("success_threshold", 1),
-                 "initialDelaySeconds": ("initial_delay", 0)}
+                 "initialDelaySeconds": ("initial_delay", 0),
+                 # a liveness kill's own grace period (KEP-2238; not on readiness probes)
+                 "terminationGracePeriodSeconds": ("termination_grace", 1)}
 PROBE = Key(keys={  # its numbers are checked by the parser; it must be a mapping to look in
     **dict.fromkeys(PROBE_NUMBERS, MODELLED),
     "httpGet": QUIET, "tcpSocket": QUIET, "exec": QUIET, "grpc": QUIET,
-    "terminationGracePeriodSeconds": QUIET,
 })
 CONTAINER = Key(listed=True, keys={
     "name": QUIET, "image": QUIET, "imagePullPolicy": QUIET,

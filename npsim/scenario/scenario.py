@@ -52,6 +52,8 @@ class Scenario:
         # a changed copy (--set, variants) is re-read from generated text: later checks
         # place their errors at the lines of the file the user wrote
         self.original_tree: Any = None
+        # a changed copy: where the user wrote each change (concrete path -> mark)
+        self.change_marks: dict[str, Any] = {}
         self.network_policies: dict[str, NetworkPolicy] = {}  # by name
         # what validates data as a file (the loader's scenario_from_dict): a changed copy
         # (``with_changes``) is read by it, as the file was
@@ -88,11 +90,13 @@ class Scenario:
         """A deep copy to vary without touching this one (what-if comparisons)."""
         return copy.deepcopy(self)
 
-    def with_changes(self, changes: dict[str, Any]) -> Scenario:
+    def with_changes(self, changes: dict[str, Any], marks: dict[str, Any] | None = None
+                     ) -> Scenario:
         """A validated copy with ``changes`` applied: YAML key paths to YAML values,
         e.g. ``{"cluster.proxyMode": "ipvs", "deployments.nginx.replicas": 6}`` (the
-        paths ``npsim run --set`` takes; see npsim/scenario/changes.py)."""
-        return with_changes(self, changes)
+        paths ``npsim run --set`` takes; see npsim/scenario/changes.py). ``marks``: where
+        each change is written (its problems point there)."""
+        return with_changes(self, changes, marks)
 
     def to_dict(self) -> dict[str, Any]:
         """The fully defaulted scenario, manifests inlined, units written out exactly."""

@@ -20,7 +20,7 @@ from npsim.dists import Distribution
 from npsim.scenario.calls_spec import CallStep
 from npsim.scenario.client_spec import ClientSpec
 from npsim.scenario.cluster_spec import ClusterSpec
-from npsim.scenario.limits import MAX_VARIANTS
+from npsim.scenario.limits import MAX_VARIANTS, Horizon, Workers
 from npsim.scenario.nodeports import PortRange
 from npsim.scenario.specbase import Integer, Model
 from npsim.scenario.unique import repeated
@@ -54,7 +54,7 @@ class WorkloadSpec(Model):
     selector-less Service: then the workload needs no Deployment and ``labels`` and
     ``namespace`` say what its pods carry)."""
 
-    workers: Integer = Field(default=1, ge=1)
+    workers: Annotated[Integer, Workers] = Field(default=1, ge=1)
     service_time: Distribution
     queue_limit: Integer | None = Field(default=None, ge=0)
     # spread: each Deployment's pods dealt over the nodes in turn; {node: count}: by hand;
@@ -113,9 +113,9 @@ class LimitsSpec(Model):
 
 
 class RunSpec(Model):
-    duration: Seconds | None = None
+    duration: Horizon | None = None
     requests: Integer | None = Field(default=None, ge=1)
-    warmup: Seconds = 0.0
+    warmup: Horizon = 0.0
     seed: Integer = Field(default=1, ge=0)
     replications: Integer = Field(default=1, ge=1)
     # width of a row of timeseries.parquet (throughput, failures, latency, node views)
@@ -256,8 +256,8 @@ class EventSpec(Model):
     """Something that happens at ``at``: exactly one kind; ``until`` ends a fault
     (recovery of a node, kubelet or kube-proxy; end of a hang, slowdown or crash loop)."""
 
-    at: Seconds
-    until: Seconds | None = None
+    at: Horizon
+    until: Horizon | None = None
     scale: ScaleSpec | None = None
     node_crash: NodeTarget | None = None
     node_partition: NodeTarget | None = None

@@ -43,9 +43,13 @@ def parse_service(doc: MarkedDict, p: Problems, pre: str, origin: str) -> Servic
     if policy not in ("Cluster", "Local"):
         p.at(doc, ["spec", "externalTrafficPolicy"],
              f'Unsupported value: "{policy}": supported values: "Cluster", "Local"', pre)
-    elif policy == "Local" and svc_type == "ClusterIP" and not spec.get("externalIPs"):
+    elif "externalTrafficPolicy" in spec and svc_type == "ClusterIP" and \
+            not spec.get("externalIPs"):
+        # validateServiceExternalTrafficPolicy: any value, Cluster too, is refused on a
+        # Service that is not externally accessible (apiservice.ExternallyAccessible)
         p.at(doc, ["spec", "externalTrafficPolicy"],
-             'Invalid value: "Local": may only be set for externally-accessible services', pre)
+             f'Invalid value: "{policy}": may only be set for externally-accessible '
+             'services', pre)
     internal = spec.get("internalTrafficPolicy", "Cluster")
     if internal not in ("Cluster", "Local"):
         p.at(doc, ["spec", "internalTrafficPolicy"],
@@ -301,7 +305,9 @@ def svc_manifest(svc: Service) -> dict[str, Any]:
         "metadata": {"name": svc.name, "namespace": svc.namespace},
         "spec": {k: v for k, v in (
             ("type", svc.type), ("selector", dict(svc.selector)), ("ports", ports),
-            ("externalTrafficPolicy", svc.external_traffic_policy),
+            # the API server keeps it only on externally-accessible Services
+            ("externalTrafficPolicy", svc.external_traffic_policy
+             if svc.type != "ClusterIP" else None),
             ("internalTrafficPolicy", svc.internal_traffic_policy),
             ("sessionAffinity", svc.session_affinity),
             ("sessionAffinityConfig", {"clientIP": {"timeoutSeconds": svc.affinity_timeout}}

@@ -197,11 +197,15 @@ def make_balancer(env: simpy.Environment, client: ClientSpec, service_port: Serv
     spec = client.balancer
     assert spec is not None
     hc = spec.health_check
-    local = hc is not None and hc.port == "healthCheckNodePort"
-    what = (f"healthCheckNodePort {service_port.health_check_node_port}" if local
-            else f"NodePort {service_port.node_port}")
-    balancer = Balancer(env, spec, client.name, node_names, rng, events,
-                        probe.health_check if local else probe.tcp, what)
+    port = hc.port if hc is not None else "nodePort"
+    if port == "healthCheckNodePort":
+        check, what = (probe.health_check,
+                       f"healthCheckNodePort {service_port.health_check_node_port}")
+    elif port in ("proxyHealthz", "proxyLivez"):  # kube-proxy's node health server
+        check, what = probe.node_health, f"kube-proxy :10256/{port[5:].lower()}"
+    else:
+        check, what = probe.tcp, f"NodePort {service_port.node_port}"
+    balancer = Balancer(env, spec, client.name, node_names, rng, events, check, what)
     for node in down:
         balancer.known_down(node)
     return balancer

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from npsim.cluster.lifecycle import timing_for
+from npsim.cluster.lifecycle import timing_for, version_default
 from npsim.cluster.model import DEFAULT_CLIENT_BASE, Cluster, build_cluster, new_pod
 from npsim.proxy import MODES, KubeProxy
 from npsim.proxy.base import SharedColumns
+from npsim.proxy.ipvs import RS_CHECK_DELETE_INTERVAL
 from npsim.scenario.faultplan import FaultPlan
 from npsim.sim.balancer import make_balancer
 from npsim.sim.clients import (
@@ -51,6 +52,7 @@ from npsim.sim.probes import Blackbox, NodePortProbe, blackbox_probers
 from npsim.sim.records import RequestLog
 from npsim.sim.registry import ConnectionCount, PodRegistry
 from npsim.sim.rpc import CallRecords, calling_class, has_calls, make_plans
+from npsim.sim.syn import syn_linear_timeouts
 from npsim.sim.timeline import EventLog
 from npsim.sim.tls import TlsCosts, pod_server_class
 from npsim.streams import Streams
@@ -72,6 +74,9 @@ def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list
         mode = MODES[ns.proxy_mode or spec.proxy_mode]
         proxy = mode.create(node, streams.generator(f"proxy/{node.name}"), spec)
         proxy.sync_delay = ns.sync_delay
+        if hasattr(proxy, "recheck_origin"):  # IPVS: its graceful-termination ticker
+            proxy.recheck_origin = RS_CHECK_DELETE_INTERVAL * float(
+                streams.generator(f"ipvs-recheck/{node.name}").random())
         proxy.serves_clusterip = clusterip
         proxy.shared_columns = shared
         cost = proxy.first_packet_cost(spec, services, streams.generator)
@@ -141,7 +146,11 @@ def build(scenario: Scenario, replication: int,
     server_class = pod_server_class(TlsCosts.terminated_at_pods(spec.clients))
     callers = {name: (calling_class(server_class), plan) for name, plan in plans.items()}
     network = NodeNetwork(cluster, streams, plan, populations)
-    timeouts = [connect_give_up(c.syn_retries, c.connect_timeout) for c in spec.clients]
+    version = spec.cluster.kubernetes_version
+    linear = [syn_linear_timeouts(c.kernel or str(version_default("clients[].kernel", version)),
+                                  c.tcp_syn_linear_timeouts) for c in spec.clients]
+    timeouts = [connect_give_up(c.syn_retries, c.connect_timeout, k)
+                for c, k in zip(spec.clients, linear, strict=True)]
     connections = ConnectionCount()
     registry = PodRegistry(env, cluster, streams, log,
                            quiet_pods(scenario, cluster, plan, proxies, reports_ends),
@@ -164,7 +173,12 @@ def build(scenario: Scenario, replication: int,
         node_cpu=[n.cpu for n in spec.cluster.nodes],
         timing=timing_for(spec.cluster.kubernetes_version, spec.cluster.control_plane),
         phases=lambda name: float(streams.generator(f"phase/{name}").random()),
-        deployments=scenario.deployments, workloads=spec.workloads, down=tuple(down))
+        deployments=scenario.deployments, workloads=spec.workloads, down=tuple(down),
+        probe_phases=spec.cluster.probe_phase == "random",
+        terminating_fallback=(spec.cluster.kube_proxy.terminating_fallback
+                              if spec.cluster.kube_proxy.terminating_fallback is not None
+                              else bool(version_default(
+                                  "cluster.kubeProxy.terminatingFallback", version))))
     control = ControlPlane(env, cluster, proxies, registry, network.conntrack, config, events)
     FaultInjector(env, cluster, control, network).schedule(plan)
     node_names = [n.name for n in cluster.nodes]
@@ -187,14 +201,15 @@ def build(scenario: Scenario, replication: int,
         if cs.balancer is not None and cs.balancer.in_front:
             probe = NodePortProbe(proxies, registry.servers, sp.index, network.answers,
                                   streams.generator(f"lb-check/{cs.name}"),
-                                  control.proxy_running)
+                                  control.proxy_running, control.proxy_healthy)
             entry = balancer = make_balancer(env, cs, sp, node_names, probe,
                                              streams.generator(f"lb/{cs.name}"), events, down)
         common = dict(index=i, spec=cs, n_slots=n_slots, entry=entry, service_port=sp.index,
                       rtt=cs.rtt.sampler(streams.generator(f"rtt/{cs.name}")),
                       ip_base=ip_base, addresses=addresses, log=log,
                       retry_rng=(streams.generator(f"retry/{cs.name}")
-                                 if retry_spec(cs) is not None else None))
+                                 if retry_spec(cs) is not None else None),
+                      syn_linear=linear[i])
         if cs.arrival.closed:
             assert cs.arrival.think_time is not None
             think = cs.arrival.think_time.sampler(streams.generator(f"think/{cs.name}"))
@@ -209,7 +224,7 @@ def build(scenario: Scenario, replication: int,
             # the client hears of a node that does not answer when the balancer's own
             # connect attempt gives up (nginx proxy_connect_timeout): a 502/504
             pop.connect_timeout = min(pop.connect_timeout, connect_give_up(
-                cs.syn_retries, cs.balancer.connect_timeout))
+                cs.syn_retries, cs.balancer.connect_timeout, linear[i]))
             timeouts[i] = pop.connect_timeout
     for call_pop in call_pops:  # after the clients: their rows' population indexes
         populations.append(call_pop)

@@ -40,6 +40,7 @@ from npsim.outcomes import (
 from npsim.scenario.client_spec import BackoffSpec, ClientSpec, EntrySpec, RetrySpec
 from npsim.sim.calls import NORMAL, Call, event_queue
 from npsim.sim.records import RequestLog
+from npsim.sim.syn import connect_give_up, syn_send_times  # noqa: F401 - re-exported
 
 SendFn = Callable[["Population", int, float], bool]
 
@@ -197,35 +198,13 @@ class Addresses:
         return cls(client, client.copy(), node.index)
 
 
-# --- connecting: the kernel's SYN retransmissions ------------------------------------
-
-SYN_RTO = 1.0  # initial retransmission timeout of a SYN (TCP_TIMEOUT_INIT, RFC 6298 2.1)
+# --- connecting (the SYN schedule is in npsim/sim/syn.py) ---------------------------
 
 # failures a client sees as "could not connect" (no response to the SYN, or a refusal)
 CONNECT_FAILURES = frozenset({CONNECT_TIMEOUT, DROPPED, REPLY_LOST, NO_ENDPOINTS,
                               CONNECTION_REFUSED, NODEPORT_CLOSED, NO_UPSTREAM,
                               FIREWALL_DROPPED, FIREWALL_REJECTED, SECURITY_GROUP_DROPPED,
                               POLICY_DROPPED})
-
-
-def syn_send_times(syn_retries: int, give_up: float = math.inf) -> list[float]:
-    """When a connecting client sends its SYN and each retransmission, from 0.
-
-    Linux starts at a 1 s RTO and doubles it per retransmission, ``tcp_syn_retries``
-    (default 6) times (kernel Documentation/networking/ip-sysctl.rst, tcp_syn_retries:
-    "about 127 seconds" with the default); a retransmission reuses the conntrack entry,
-    so it goes where the first SYN went (kube-proxy flushes no TCP conntrack entries:
-    k8s pkg/proxy/conntrack/cleanup.go ``CleanStaleEntries`` touches only UDP).
-    """
-    times = [SYN_RTO * (2**k - 1) for k in range(syn_retries + 1)]
-    return [t for t in times if t < give_up]
-
-
-def connect_give_up(syn_retries: int, timeout: float | None) -> float:
-    """How long a connection that gets no answer takes to fail: the last retransmission's
-    RTO running out (127 s by default), or the client's own connect timeout if shorter."""
-    kernel = SYN_RTO * (2 ** (syn_retries + 1) - 1)
-    return kernel if timeout is None else min(timeout, kernel)
 
 
 def retry_spec(spec: ClientSpec) -> RetrySpec | None:
@@ -247,6 +226,15 @@ def needs_done(spec: ClientSpec) -> bool:
             or (balancer is not None and balancer.algorithm == "leastConnections"))
 
 
+def _growth_stop(base: float, multiplier: float, cap: float) -> int:
+    """An exponent k from which base x multiplier^k is at or over the cap (0 when the wait
+    never grows): one past the exact answer, so rounding in the logarithms cannot stop
+    the growth short of the cap."""
+    if base <= 0 or multiplier <= 1 or base >= cap:
+        return 0
+    return math.ceil((math.log(cap) - math.log(base)) / math.log(multiplier)) + 1
+
+
 class RetryPolicy:
     """Which failures are retried, after what backoff, within which budget."""
 
@@ -257,6 +245,7 @@ class RetryPolicy:
                    else frozenset(codes[name] for name in spec.retry_on))
         b = spec.backoff
         self.base, self.multiplier, self.cap, self.jitter = b.base, b.multiplier, b.max, b.jitter
+        self.top = _growth_stop(b.base, b.multiplier, b.max)
         self._uniform = batched(rng.random)
         budget = spec.budget
         self.budget = budget
@@ -265,8 +254,17 @@ class RetryPolicy:
             self.retries: deque[float] = deque()
 
     def backoff(self, attempt: int) -> float:
-        """Wait before retry number ``attempt`` (1 for the first retry)."""
-        wait = min(self.cap, self.base * self.multiplier ** (attempt - 1))
+        """Wait before retry number ``attempt`` (1 for the first retry). The exponent
+        stops growing once the wait has reached the cap, so 1,000 retries do not overflow
+        a float: Envoy's JitteredExponentialBackOffStrategy sets the next interval to the
+        maximum when doubling would pass it or overflow, gRPC's connection backoff takes
+        min(backoff x multiplier, max). Waits below the cap are as before."""
+        exponent = min(attempt - 1, self.top)
+        try:
+            grown = self.base * self.multiplier ** exponent
+        except OverflowError:  # a base so small that multiplier**exponent alone overflows
+            grown = math.exp(math.log(self.base) + exponent * math.log(self.multiplier))
+        wait = min(self.cap, grown)
         return wait * self._uniform() if self.jitter == "full" else wait
 
     def allow(self, now: float) -> bool:
@@ -310,6 +308,7 @@ class Population:
         addresses: Addresses | None = None,
         log: RequestLog | None = None,
         retry_rng: np.random.Generator | None = None,
+        syn_linear: int = 0,
     ) -> None:
         self.index = index
         self.spec = spec
@@ -322,7 +321,9 @@ class Population:
         self.n_ips = spec.n_source_ips
         self.address = spec.entry.address
         self.syn_retries = spec.syn_retries
-        self.connect_timeout = connect_give_up(spec.syn_retries, spec.connect_timeout)
+        self.syn_linear = syn_linear  # tcp_syn_linear_timeouts of the client's kernel
+        self.connect_timeout = connect_give_up(spec.syn_retries, spec.connect_timeout,
+                                               syn_linear)
         self.log = log if log is not None else RequestLog()
         # per client slot: requests left on the open connection, its id, node and endpoint
         self.remaining = [0] * n_slots

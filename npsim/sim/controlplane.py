@@ -36,11 +36,8 @@ from npsim.cluster.lifecycle import (
     PodLife,
     PodPhase,
     endpoint_conditions,
-    last_renewal_before,
-    ready_seen_at,
     resolve_strategy,
     rollout_step,
-    unknown_at,
 )
 from npsim.cluster.model import Cluster, Endpoint, Pod, endpoints_for
 from npsim.cluster.placement import choose_node
@@ -49,9 +46,9 @@ from npsim.dists import Sampler
 from npsim.proxy.base import KubeProxy
 from npsim.scenario.cluster_spec import KubeProxySpec
 from npsim.scenario.problems import Problem, ScenarioError
+from npsim.sim.eviction import NodeLifecycle
 from npsim.sim.kubelet import Kubelets
 from npsim.sim.network import Conntrack
-from npsim.sim.nodehealth import NodeHealth
 from npsim.sim.registry import PodRegistry
 from npsim.sim.timeline import EventLog
 
@@ -81,6 +78,10 @@ class ControlConfig:
     deployments: Mapping[str, Any]  # name -> manifests.Deployment (strategy, probes)
     workloads: Mapping[str, Any]  # name -> the scenario's workload (placement, startup)
     down: tuple[int, ...] = ()  # nodes down before the run (FaultPlan.down)
+    probe_phases: bool = False  # each probe worker's phase drawn (False: aligned)
+    # kube-proxy falls back to serving-terminating endpoints (ProxyTerminatingEndpoints,
+    # on by default from v1.26: npsim/cluster/lifecycle.py VERSION_DEFAULTS)
+    terminating_fallback: bool = True
 
 
 @dataclass(slots=True)
@@ -99,6 +100,7 @@ class NodeSync:
     applied: int = 0
     history: list[tuple[float, int]] = field(default_factory=list)  # (time, version) applied
     frozen: bool = False  # kube-proxy stopped (or its node down): rules stay as they are
+    queued_since: float | None = None  # oldest change heard of and not yet synced
 
 
 class _Lives(dict):
@@ -137,7 +139,9 @@ class ControlPlane:
         self.workloads = config.workloads
         # the kubelets act on nodes
         self.kubelets = Kubelets(env, self, registry, cluster, config.workloads,
-                                 config.deployments)
+                                 config.deployments,
+                                 config.phases if config.probe_phases else None)
+        self.fallback = config.terminating_fallback
         # hand-placed pods start with their slices' conditions
         self.life: dict[int, PodLife] = _Lives(cluster.pods)
         self.in_api: set[int] = {p.index for p in cluster.pods}  # pod objects that exist
@@ -154,9 +158,9 @@ class ControlPlane:
             self.record("pod_pending", name, why)
         self.changes: list[tuple[float, str]] = []  # the timeline: (time, what changed)
         self._publishing = False
-        self._phase = phase = config.phases
-        self.monitor_first_tick = phase("monitor") * self.timing.monitor_period
-        self.health = NodeHealth.of(len(cluster.nodes), config.down)
+        # the node lifecycle controller (npsim/sim/eviction.py): conditions, zones, taints
+        self.lifecycle = NodeLifecycle(env, self, self.timing, config.phases, config.down)
+        self.health = self.lifecycle.health
         for node in config.down:  # detected, not evicted (Kubelets.down_from_start)
             self.kubelets.down_from_start(node)
         # Endpoint objects by (pod, target port), shared by the versions published during
@@ -203,7 +207,7 @@ class ControlPlane:
             ready, serving, term = self._conditions(p)
             if ready:
                 ready_pods.append(p)
-            elif serving and term:
+            elif serving and term and self.fallback:
                 terminating.append(p)
         out = {}
         for sp in self.cluster.service_ports:
@@ -247,6 +251,13 @@ class ControlPlane:
     def proxy_running(self, node: int) -> bool:
         """Whether the node's kube-proxy runs (its health server answers)."""
         return not self.nodes[node].frozen
+
+    def proxy_healthy(self, node: int) -> bool:
+        """kube-proxy's node health server (/healthz, /livez): healthy unless the oldest
+        change it has heard of waited 2 x ``syncPeriod`` for a sync (``proxy_health.go``
+        ``oldestPendingQueued``; ``server.go`` passes 2 x syncPeriod)."""
+        since = self.nodes[node].queued_since
+        return since is None or self.env.now - since < 2 * self.spec.sync_period
 
     # --- changes ----------------------------------------------------------------------
 
@@ -345,7 +356,7 @@ class ControlPlane:
         if deployment in self.rolling:
             self._reconcile_rollout(deployment)
         if self.pending:
-            self._retry_pending()
+            self.retry_pending()
 
     def publish(self) -> None:
         """The EndpointSlices changed: one new version for every change made at this
@@ -412,7 +423,7 @@ class ControlPlane:
             self.record("rollout_done", deployment, f"revision={revision}")
         return bool(made or doomed)
 
-    def _retry_pending(self) -> None:
+    def retry_pending(self) -> None:
         """Pods that found no node are created once one can take them."""
         for deployment in list(dict.fromkeys(self.pending)):
             if not self.schedulable(deployment):
@@ -425,70 +436,14 @@ class ControlPlane:
     # --- node lifecycle controller -------------------------------------------------------
 
     def kubelet_stopped(self, node: int) -> None:
-        """The node's kubelet no longer renews its lease (node down, cut off, or kubelet
-        stopped): the controller notices after the grace period."""
-        health = self.health[node]
-        if not health.kubelet_up:
-            return
-        health.kubelet_up = False
-        health.generation += 1
-        t = self.timing
-        now = self.env.now
-        if health.first_renewal is None:
-            health.first_renewal = (self._phase(f"lease/{self.cluster.nodes[node].name}")
-                                    * t.lease_renew_interval)
-        last = last_renewal_before(now, health.first_renewal, t.lease_renew_interval)
-        missed = last + t.lease_renew_interval
-        self.env.timeout(missed - now, (node, health.generation)).callbacks.append(
-            lambda e: self._if_current(e, lambda n: self.record(
-                "lease_missed", self.cluster.nodes[n].name)))
-        if health.condition == "Ready":
-            at = unknown_at(last, self.monitor_first_tick, t)
-            self.env.timeout(max(at - now, 0.0), (node, health.generation)).callbacks.append(
-                lambda e: self._if_current(e, self._node_unknown))
+        """The node's kubelet no longer renews its lease (npsim/sim/eviction.py)."""
+        self.lifecycle.kubelet_stopped(node)
 
     def kubelet_started(self, node: int) -> None:
-        """The kubelet renews its lease again: Ready at the controller's next tick."""
-        health = self.health[node]
-        if health.kubelet_up:
-            return
-        health.kubelet_up = True
-        health.generation += 1
-        now = self.env.now
-        health.first_renewal = now  # renewals continue from now
-        if health.condition == "Ready":  # back before anyone noticed
-            return
-        at = ready_seen_at(now, self.monitor_first_tick, self.timing)
-        self.env.timeout(at - now, (node, health.generation)).callbacks.append(
-            lambda e: self._if_current(e, self._node_ready))
+        """The kubelet renews its lease again (npsim/sim/eviction.py)."""
+        self.lifecycle.kubelet_started(node)
 
-    def _if_current(self, event: simpy.Event, action: Callable[[int], None]) -> None:
-        node, generation = event.value
-        if self.health[node].generation == generation:
-            action(node)
-
-    def _node_unknown(self, node: int) -> None:
-        """No lease within the grace period: node Unknown, its pods NotReady, the
-        unreachable taint, and evictions after tolerationSeconds."""
-        health = self.health[node]
-        health.condition = "Unknown"
-        health.tainted = True
-        name = self.cluster.nodes[node].name
-        self.record("node_unknown", name)
-        self.record("taint_added", name, "node.kubernetes.io/unreachable:NoExecute")
-        changed = False
-        for pod in self.cluster.pods:
-            life = self.life[pod.index]
-            if pod.node == node and pod.index in self.in_api and life.ready:
-                life.ready = False
-                self.record("pod_not_ready", pod.name, "MarkPodsNotReady")
-                changed = True
-        if changed:
-            self.publish()
-        self.env.timeout(self.timing.toleration_seconds, (node, health.generation)
-                         ).callbacks.append(lambda e: self._if_current(e, self._evict))
-
-    def _evict(self, node: int) -> None:
+    def evict(self, node: int) -> None:
         """The taint outlasted the pods' toleration: they are deleted and the ReplicaSets
         create replacements on schedulable nodes."""
         for pod in list(self.cluster.pods):
@@ -501,18 +456,6 @@ class ControlPlane:
                         len(self.active(pod.deployment)) < self.desired[pod.deployment]:
                     self.create_pod(pod.deployment)
         self.publish()
-
-    def _node_ready(self, node: int) -> None:
-        health = self.health[node]
-        health.condition = "Ready"
-        name = self.cluster.nodes[node].name
-        self.record("node_ready", name)
-        if health.tainted:
-            health.tainted = False
-            self.record("taint_removed", name, "node.kubernetes.io/unreachable:NoExecute")
-        self.kubelets.node_back(node)
-        if self.pending:
-            self._retry_pending()
 
     # --- kube-proxy syncs ---------------------------------------------------------------
 
@@ -527,6 +470,8 @@ class ControlPlane:
     def _arrive(self, event: simpy.Event) -> None:
         sync, version = event.value
         sync.arrived = max(sync.arrived, version)
+        if sync.queued_since is None and not sync.frozen and version > sync.applied:
+            sync.queued_since = self.env.now  # the health server's QueuedUpdate
         self._want_sync(sync)
 
     def _want_sync(self, sync: NodeSync) -> None:
@@ -558,8 +503,12 @@ class ControlPlane:
             if sp.port.protocol == "UDP" and (
                     before[sp.index] != after[sp.index]):
                 serving = {e.pod for e in after[sp.index][0] + after[sp.index][2]}
-                self.conntrack.flush_udp(sync.proxy.node.index, sp.index, serving)
+                # a Service left with no serving endpoint: kube-proxy skips its cleanup
+                # (conntrack/cleanup.go CleanStaleEntries: only Services that have one)
+                if serving:
+                    self.conntrack.flush_udp(sync.proxy.node.index, sp.index, serving)
         sync.applied = version
+        sync.queued_since = None  # healthz Updated()
         sync.history.append((now, version))
         sync.pending = False
         self._want_sync(sync)

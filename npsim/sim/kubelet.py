@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import simpy
 
-from npsim.cluster.lifecycle import CrashBackoff, PodLife, PodPhase, Probe
+from npsim.cluster.lifecycle import CrashBackoff, PodLife, PodPhase, Probe, kill_times
 from npsim.cluster.model import Cluster, Pod
 from npsim.sim.registry import PodRegistry
 
@@ -40,7 +40,8 @@ class Kubelets:
 
     def __init__(self, env: simpy.Environment, control: ApiSide, registry: PodRegistry,
                  cluster: Cluster, workloads: Mapping[str, Any],
-                 deployments: Mapping[str, Any]) -> None:
+                 deployments: Mapping[str, Any],
+                 phases: Callable[[str], float] | None = None) -> None:
         self.env = env
         self.control = control
         self.registry = registry
@@ -54,6 +55,10 @@ class Kubelets:
         self.generation: dict[int, int] = {}  # bumps cancel a pod's pending timers
         self.backoff: dict[int, CrashBackoff] = {}
         self.crash_loop: dict[int, tuple[float, float]] = {}  # pod -> (runs for, until)
+        # each probe worker's phase in [0, 1) of its period, by "pod/kind", drawn from
+        # its own stream; None: the aligned timeline (probes from the container's start)
+        self.phases = phases
+        self.killing: set[int] = set()  # containers being killed after a liveness failure
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -76,6 +81,15 @@ class Kubelets:
     def record(self, kind: str, subject: str, detail: str = "") -> None:
         self.control.record(kind, subject, detail)
 
+    def _origin(self, pod: Pod, kind: str, probe: Probe) -> float | None:
+        """Where the pod's probe worker ticks: ``origin + k * period``. The worker runs
+        from when the kubelet took the pod, not from the container's start (``prober``
+        worker.go: a ticker of ``periodSeconds``, kept across container restarts), so
+        its phase against a hang is anywhere in a period: drawn per pod and probe."""
+        if self.phases is None:
+            return None
+        return self.phases(f"probe/{pod.name}/{kind}") * probe.period
+
     # --- starting ---------------------------------------------------------------------
 
     def start(self, pod: Pod) -> None:
@@ -96,7 +110,9 @@ class Kubelets:
         life.started = self.env.now
         self.record("container_started", pod.name, f"restarts={life.restarts}")
         readiness = Probe.from_manifest(self._dep(pod).readiness)
-        ready_at = readiness.first_ready(self.env.now) if readiness else self.env.now
+        ready_at = (readiness.first_ready(self.env.now,
+                                          self._origin(pod, "readiness", readiness))
+                    if readiness else self.env.now)
         self._later(ready_at - self.env.now, pod, self._probe_passed)
         loop = self.crash_loop.get(pod.index)
         if loop is not None and self.env.now < loop[1]:
@@ -112,9 +128,10 @@ class Kubelets:
         """The container exits: connections reset, the pod is NotReady, and the kubelet
         restarts it after the back-off (npsim/cluster/lifecycle.py CrashBackoff)."""
         life = self.control.life[pod.index]
-        if life.phase not in (PodPhase.RUNNING, PodPhase.HUNG) or pod.index not in \
-                self.control.in_api:
+        if life.phase not in (PodPhase.RUNNING, PodPhase.HUNG, PodPhase.DRAINING) or \
+                pod.index not in self.control.in_api:
             return
+        self.killing.discard(pod.index)
         self._reset_timers(pod)
         self.registry.disturbed(pod.index).kill()
         life.phase = PodPhase.CRASHED
@@ -150,14 +167,16 @@ class Kubelets:
         readiness = Probe.from_manifest(dep.readiness)
         liveness = Probe.from_manifest(dep.liveness)
         if readiness is not None:
-            at = readiness.failing_detected(life.started, now)
+            at = readiness.failing_detected(life.started, now,
+                                            self._origin(pod, "readiness", readiness))
             if until is None or at < until:
                 self._later(at - now, pod, lambda p: self.control.set_ready(
                     p, False, "readiness probe failed"))
         if liveness is not None:
-            at = liveness.failing_detected(life.started, now)
+            at = liveness.failing_detected(life.started, now,
+                                           self._origin(pod, "liveness", liveness))
             if until is None or at < until:
-                self._later(at - now, pod, lambda p: self.crash(p, "liveness probe failed"))
+                self._later(at - now, pod, self._liveness_kill)
         if until is not None:
             self.env.timeout(until - now).callbacks.append(lambda _e: self._unhang(pod))
 
@@ -165,16 +184,55 @@ class Kubelets:
         life = self.control.life[pod.index]
         if life.phase is not PodPhase.HUNG:
             return  # restarted (liveness) or gone meanwhile
-        self._reset_timers(pod)
+        killing = pod.index in self.killing
+        if not killing:  # a kill once started goes on (its SIGTERM, SIGKILL stay)
+            self._reset_timers(pod)
         server = self.registry.disturbed(pod.index)
         server.alive, server.serves_existing = True, False
         server.resume()
         life.phase = PodPhase.RUNNING
         self.record("pod_unhang", pod.name)
         readiness = Probe.from_manifest(self._dep(pod).readiness)
-        if not life.ready and readiness is not None:
-            at = readiness.passing_detected(life.started, self.env.now)
+        if not life.ready and readiness is not None and not killing:
+            at = readiness.passing_detected(life.started, self.env.now,
+                                            self._origin(pod, "readiness", readiness))
             self._later(at - self.env.now, pod, self._probe_passed)
+
+    def _liveness_kill(self, pod: Pod) -> None:
+        """A failed liveness probe: the kubelet kills the container the way it stops one,
+        preStop first, then SIGTERM with the rest of ``terminationGracePeriodSeconds``
+        (at least 2 s), SIGKILL after, and restarts it under the crash-loop back-off
+        (``kuberuntime_manager.go`` computePodActions, ``killContainer``)."""
+        life = self.control.life[pod.index]
+        if life.phase is not PodPhase.HUNG or pod.index in self.killing:
+            return
+        self.killing.add(pod.index)
+        self.record("pod_killing", pod.name, "liveness probe failed")
+        dep = self._dep(pod)
+        liveness = Probe.from_manifest(dep.liveness)
+        grace = (liveness.termination_grace if liveness is not None
+                 and liveness.termination_grace is not None else dep.grace_period)
+        term, kill = kill_times(dep.pre_stop, grace)
+        self._later(kill, pod, lambda p: self._kill_now(p, "SIGKILL after the grace period"))
+        if term > 0:
+            self._later(term, pod, self._kill_sigterm)
+        else:
+            self._kill_sigterm(pod)
+
+    def _kill_sigterm(self, pod: Pod) -> None:
+        life = self.control.life[pod.index]
+        how = self.workloads[pod.deployment].on_sigterm
+        self.record("pod_sigterm", pod.name, f"{how} (liveness kill)")
+        if how == "drain" and life.phase is PodPhase.RUNNING:
+            life.phase = PodPhase.DRAINING
+            self.registry.disturbed(pod.index).drain(
+                lambda: self._kill_now(pod, "exited after SIGTERM"))
+        else:  # a hung process, or an app that exits on SIGTERM
+            self._kill_now(pod, "exited on SIGTERM")
+
+    def _kill_now(self, pod: Pod, how: str) -> None:
+        if pod.index in self.killing:
+            self.crash(pod, f"liveness probe failed: {how}")
 
     def slow_down(self, pod: Pod, factor: float, until: float | None) -> None:
         """Service times times ``factor`` (a noisy neighbour) until ``until``."""
@@ -204,9 +262,9 @@ class Kubelets:
             self.control.pod_gone(pod)  # nothing runs: the pod goes at once
             return
         dep = self._dep(pod)
-        grace = dep.grace_period
-        self._later(min(dep.pre_stop, grace), pod, self._sigterm)
-        self._later(grace, pod, self._sigkill)
+        term, kill = kill_times(dep.pre_stop, dep.grace_period)
+        self._later(term, pod, self._sigterm)
+        self._later(kill, pod, self._sigkill)
 
     def _sigterm(self, pod: Pod) -> None:
         server = self.registry.disturbed(pod.index)

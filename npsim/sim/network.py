@@ -88,7 +88,7 @@ class NodeNetwork:
         crash or partition of that node ends, if that comes before the client gives up;
         None if it never does."""
         back = answers_again(self._silent[node], now)
-        for offset in syn_send_times(pop.syn_retries, pop.connect_timeout):
+        for offset in syn_send_times(pop.syn_retries, pop.connect_timeout, pop.syn_linear):
             if now + offset >= back:
                 return offset
         return None

@@ -11,7 +11,14 @@ ask these questions, from the node's own state as its kube-proxy has programmed 
   ``externalTrafficPolicy: Local``): kube-proxy's per-Service health server answers
   200 iff the node has at least one local *ready* endpoint in its programmed state,
   else 503 (k8s pkg/proxy/healthcheck/service_health.go ``hcHandler.ServeHTTP``;
-  the count is ``LocalReadyEndpoints``, terminating endpoints excluded).
+  the count is ``LocalReadyEndpoints``, terminating endpoints excluded: a node whose
+  only local endpoint is terminating answers 503 with ``localEndpoints: 0`` while
+  kube-proxy still forwards to it, so a balancer drains it before the pod exits).
+* HTTP to kube-proxy's node health server (port 10256, ``/healthz`` and ``/livez``,
+  what cloud balancers check for Cluster-policy Services, KEP-3836): 200 while the
+  kube-proxy runs and has synced what it heard within 2 x ``syncPeriod``
+  (pkg/proxy/healthcheck/proxy_health.go). npsim deletes no Node, so ``/healthz``'s
+  node-deletion check never fires and both paths answer alike.
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ class NodePortProbe:
     def __init__(self, proxies: Sequence[KubeProxy], pods: Sequence[_Alive],
                  service_port: int, answers: Callable[[int], bool],
                  rng: np.random.Generator,
-                 proxy_running: Callable[[int], bool] = lambda node: True) -> None:
+                 proxy_running: Callable[[int], bool] = lambda node: True,
+                 proxy_healthy: Callable[[int], bool] = lambda node: True) -> None:
         self.proxies = proxies
         self.proxy_running = proxy_running  # the health server lives in kube-proxy
+        self.proxy_healthy = proxy_healthy  # its rules are not stale
         self.pods = pods
         self.service_port = service_port
         self.answers = answers
@@ -63,18 +72,21 @@ class NodePortProbe:
 
     def local_ready(self, node: int) -> int:
         """What the healthCheckNodePort reports as ``localEndpoints``: the node's own
-        ready endpoints in its kube-proxy's programmed state."""
-        view = self.proxies[node].views[self.service_port]
-        local = getattr(view, "local", None)
-        if local is None:
-            return 0
-        return sum(1 for n in local.nodes if n == node)
+        ready endpoints in its kube-proxy's programmed state (``LocalReadyEndpoints``:
+        not the serving-terminating ones it falls back to)."""
+        view = self.proxies[node].views.get(self.service_port)
+        return view.local_ready if view is not None else 0
 
     def health_check(self, node: int) -> bool:
         """HTTP GET of the healthCheckNodePort returns 200 (a stopped kube-proxy serves
         no health port at all)."""
         return (self.answers(node) and self.proxy_running(node)
                 and self.local_ready(node) > 0)
+
+    def node_health(self, node: int) -> bool:
+        """HTTP GET of kube-proxy's ``/healthz`` (or ``/livez``) on port 10256 returns
+        200."""
+        return self.answers(node) and self.proxy_running(node) and self.proxy_healthy(node)
 
 
 class Blackbox:

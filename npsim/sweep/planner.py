@@ -63,14 +63,18 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
         if all(re.fullmatch(r"\s*-?\d+\s*", t) for t in (low_text, high_text)) and (
                 not step_text or re.fullmatch(r"\s*\d+\s*", step_text)):
             low, high, step = int(low_text), int(high_text), int(step_text or 1)
-            _count_fits((high - low) // max(step, 1) + 1)  # counted before it is built
-            values: list[Any] = list(range(low, high + 1, max(step, 1)))
+            if step <= 0:  # a step of 0 was taken as 1
+                raise ValueError(f"STEP must be > 0, got {step_text.strip()}")
+            _count_fits((high - low) // step + 1)  # counted before it is built
+            values: list[Any] = list(range(low, high + 1, step))
         else:
             is_rate = "/" in low_text
             parse = parse_rate if is_rate else parse_duration
             unit = "/s" if is_rate else "s"
             low, high = parse(low_text), parse(high_text)
             step = parse(step_text) if step_text else (high - low) / 32
+            if step_text and step <= 0:  # was "the range is empty"
+                raise ValueError(f"STEP must be > 0, got {step_text.strip()}")
             count = (high - low) / step + 1 if step > 0 else 0
             _count_fits(count)
             values = [f"{low + i * step:.6g}{unit}"
@@ -195,7 +199,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-def _check_bound(scenario: Scenario, path: str, value: Any) -> None:
+def _check_bound(scenario: Scenario, path: str, value: Any, replications: int) -> None:
     """An end of the range must make a scenario that runs: a bad path or value, or a run
     the pre-flight checks refuse (too large, pods without addresses), is a ScenarioError
     naming the --vary value before anything runs."""
@@ -204,7 +208,7 @@ def _check_bound(scenario: Scenario, path: str, value: Any) -> None:
 
     changed = scenario.with_changes({"variants": None, path: value})
     try:
-        preflight(changed)
+        preflight(changed, replications=replications)  # as many as a probe may run
     except ScenarioError as exc:
         raise ScenarioError([Problem(p.mark, f"--vary {path}={value}: {p.path}", p.message)
                              for p in exc.problems]) from None
@@ -286,7 +290,7 @@ def plan_search(scenario: Scenario, target: str | Sequence[str], vary: str, *,
         return judged[index]
 
     for bound in dict.fromkeys((values[0], values[-1])):  # before any output or probe
-        _check_bound(scenario, path, bound)
+        _check_bound(scenario, path, bound, most)
         cases_of(scenario.with_changes({"variants": None, path: bound}))
     every = "" if each is None else f" with each {each} down in turn"
     say(f"searching {path} in {values[0]}..{values[-1]} ({len(values)} values) for the "

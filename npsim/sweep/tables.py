@@ -133,7 +133,7 @@ def metric_unit(metric: str) -> tuple[float, str]:
             "error_budget_consumed"):
         return 100.0, "%"
     if metric == "throughput":
-        return 1.0, "/s"
+        return 1.0, "req/s"
     return 1.0, ""
 
 

@@ -92,7 +92,7 @@ class Target:
         if self.metric == ERROR_RATIO:
             return f"{value:.3%}" if 0 < abs(value) < 0.001 else f"{value:.2%}"
         if self.metric == "throughput":
-            return f"{value:.4g}/s"
+            return f"{value:.4g} req/s"
         return f"{value:.4g}"
 
     def __str__(self) -> str:

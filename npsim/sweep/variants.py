@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from npsim.scenario.problems import Problem, Problems, ScenarioError
 from npsim.scenario.scenario import Scenario
+from npsim.scenario.yamlio import Mark, MarkedDict, MarkedList
 
 
 @dataclass
@@ -32,6 +34,27 @@ def _value_text(value: Any) -> str:
     return str(value).replace(" ", "")
 
 
+def _marks(tree: Any) -> tuple[Callable[[int], dict[str, Mark]],
+                               Callable[[str, int], Mark | None]]:
+    """Where the scenario file writes each variant's changes: ``each[i].set`` keys and
+    ``grid`` values (a problem with a variant points at its line)."""
+    variants = tree.get("variants") if isinstance(tree, MarkedDict) else None
+    each = variants.get("each") if isinstance(variants, MarkedDict) else variants
+    grid = variants.get("grid") if isinstance(variants, MarkedDict) else None
+
+    def each_marks(i: int) -> dict[str, Mark]:
+        item = each[i] if isinstance(each, MarkedList) and i < len(each) else None
+        changes = item.get("set") if isinstance(item, MarkedDict) else None
+        return dict(changes.key_marks) if isinstance(changes, MarkedDict) else {}
+
+    def grid_marks(path: str, j: int) -> Mark | None:
+        values = grid.get(path) if isinstance(grid, MarkedDict) else None
+        return (values.item_marks[j] if isinstance(values, MarkedList)
+                and j < len(values.item_marks) else None)
+
+    return each_marks, grid_marks
+
+
 def expand(scenario: Scenario, extra: dict[str, Any] | None = None) -> tuple[list[Variant], str]:
     """The variants (in order) and the baseline's name. A scenario without ``variants:``
     is one variant, ``base``. ``extra`` changes (``--set``) apply to every variant.
@@ -40,29 +63,35 @@ def expand(scenario: Scenario, extra: dict[str, Any] | None = None) -> tuple[lis
     """
     spec = scenario.spec.variants
     base = {"variants": None, **(extra or {})}
-    sets: list[tuple[str, dict[str, Any]]] = (
-        [(v.name, dict(v.changes)) for v in spec.each] if spec and spec.each else [("base", {})])
+    each_marks, grid_marks = _marks(scenario.marks)
+    sets: list[tuple[str, dict[str, Any], dict[str, Mark]]] = (
+        [(v.name, dict(v.changes), each_marks(i)) for i, v in enumerate(spec.each)]
+        if spec and spec.each else [("base", {}, {})])
     if spec and spec.grid:
         paths = list(spec.grid)
         crossed = []
-        for name, changes in sets:
-            for combo in itertools.product(*(spec.grid[p] for p in paths)):
-                label = ",".join(f"{_short(p)}={_value_text(v)}" for p, v in zip(paths, combo,
-                                                                                  strict=True))
+        for name, changes, marks in sets:
+            for combo in itertools.product(*(enumerate(spec.grid[p]) for p in paths)):
+                label = ",".join(f"{_short(p)}={_value_text(v)}"
+                                 for p, (_, v) in zip(paths, combo, strict=True))
                 crossed.append((label if not spec.each else f"{name},{label}",
-                                {**changes, **dict(zip(paths, combo, strict=True))}))
+                                {**changes, **{p: v for p, (_, v) in zip(paths, combo,
+                                                                          strict=True)}},
+                                {**marks, **{p: m for p, (j, _) in zip(paths, combo, strict=True)
+                                             if (m := grid_marks(p, j)) is not None}}))
         sets = crossed
     variants: list[Variant] = []
     problems: list[Problem] = []
     names: set[str] = set()
-    for name, changes in sets:
+    for name, changes, marks in sets:
         safe = re.sub(r"[^A-Za-z0-9_.=,+-]", "_", name)
         if safe in names:
             problems.append(Problem(None, f"variants: {name}", "two variants have this name"))
             continue
         names.add(safe)
         try:
-            variants.append(Variant(safe, changes, scenario.with_changes({**base, **changes})))
+            variants.append(Variant(safe, changes, scenario.with_changes({**base, **changes},
+                                                                         marks)))
         except ScenarioError as exc:
             problems += [Problem(p.mark, f"variants: {name}: {p.path}".rstrip(": "), p.message)
                          for p in exc.problems]

@@ -67,6 +67,15 @@ def test_ports_command_prints_the_table_and_checks_the_plan(tmp_path: Path) -> N
                                     "static", "requested"] for line in lines)
     assert "violation: band api 30100-30199: 30100-30199 lies in the dynamic band" in out
     assert "first 'failed to allocate a nodePort: range is full' after" in out
+    assert "# churn: Services created at 20/h (one every 3m)" in out  # not 0.00555556/s
+
+
+@pytest.mark.parametrize("per_second, text", [(0.5, "30/m"), (2.0, "2/s"), (1 / 180, "20/h"),
+                                              (1 / 86400 / 2, "0.5/d")])
+def test_churn_rates_are_printed_in_the_unit_that_reads(per_second, text) -> None:
+    from npsim.cli.nodeports import readable_rate
+
+    assert readable_rate(per_second) == text
 
 
 def test_ports_bad_churn_flag_exits_2(tmp_path: Path) -> None:

@@ -48,6 +48,20 @@ def test_the_dump_s_services_keep_their_clusterips_nodeports_policies_and_affini
     assert "web-headless" not in scenario.services  # kube-proxy programs nothing for it
 
 
+def test_cluster_ip_services_are_written_without_external_traffic_policy(
+        imported: Path) -> None:
+    """The API server refuses externalTrafficPolicy on a ClusterIP Service
+    (validateServiceExternalTrafficPolicy): the imported file does not carry it there."""
+    import yaml
+
+    docs = yaml.safe_load(imported.read_text())["manifests"]
+    services = [d for d in docs if d.get("kind") == "Service"]
+    cluster_ip = [d for d in services if d["spec"].get("type", "ClusterIP") == "ClusterIP"]
+    assert cluster_ip and all("externalTrafficPolicy" not in d["spec"] for d in cluster_ip)
+    assert any("externalTrafficPolicy" in d["spec"] for d in services
+               if d["spec"].get("type") in ("NodePort", "LoadBalancer"))
+
+
 def test_kube_proxy_configmap_and_nodes_are_read(imported: Path) -> None:
     cluster = load_scenario(imported).spec.cluster
     assert cluster.proxy_mode == "ipvs"

@@ -3,9 +3,9 @@
 * serving-terminating endpoints are a fallback only (KEP-1669, pkg/proxy/topology.go
   CategorizeEndpoints): Cluster policy when no endpoint is ready anywhere, Local per node;
 * IPVS graceful termination (pkg/proxy/ipvs graceful_termination.go): a removed TCP real
-  server with connections stays with weight 0, rechecked every 60 s, deleted when its
-  counters are 0; UDP and idle ones are deleted at once; ``ipvsadm`` shows the weight-0
-  rows.
+  server with connections stays with weight 0, rechecked by the node's one 60 s ticker
+  (``wait.Until(tryDeleteRs, rsCheckDeleteInterval)``), deleted when its counters are 0;
+  UDP and idle ones are deleted at once; ``ipvsadm`` shows the weight-0 rows.
 """
 
 from __future__ import annotations
@@ -70,17 +70,38 @@ def test_removed_real_server_with_connections_drains_at_weight_zero() -> None:
     table.opened(gone, 1.0)
     proxy.program(sp, sp.endpoints[1:], 10.0)
     table = proxy.tables[sp.index]
-    assert table.weight(gone) == 0 and table.graceful == {gone: 70.0}
+    # the ticker's origin is 0 here: its ticks are 60, 120, 180 s, not 60 s per server
+    assert table.weight(gone) == 0 and table.graceful == {gone: 60.0}
     assert gone not in table.keys
     assert {table.keys[table.pick(0, 0, 11.0 + i)] for i in range(20)} == {
         e.key for e in sp.endpoints[1:]}  # no new connection goes there
     table.closed(gone, 20.0)  # the last connection ends: inactive until 140 s
-    for now in (70.0, 130.0):
+    for now in (60.0, 120.0):
         table.pick(0, 0, now)
-        assert gone in table.graceful  # rechecks at 70 s and 130 s find it in use
+        assert gone in table.graceful  # rechecks at 60 s and 120 s find it in use
     table.pick(0, 0, 200.0)
-    assert table.deleted == [(190.0, gone)]  # the recheck at 190 s deletes it
+    assert table.deleted == [(180.0, gone)]  # the tick at 180 s deletes it
     assert gone not in table.active
+
+
+def test_one_recheck_ticker_for_every_real_server_of_a_node() -> None:
+    """Two servers removed 25 s apart are rechecked on the same ticks (origin 7 s:
+    67, 127 s), where a timer per server would have come at 70 s and 95 s."""
+    sp = service_port(endpoints=endpoints(3))
+    proxy = IpvsProxy(node(), np.random.default_rng(3), "rr", FIN)
+    proxy.recheck_origin = 7.0
+    proxy.program(sp, sp.endpoints, 0.0)
+    table = proxy.tables[sp.index]
+    a, b = sp.endpoints[0].key, sp.endpoints[1].key
+    table.opened(a, 1.0)
+    table.opened(b, 1.0)
+    proxy.program(sp, sp.endpoints[1:], 10.0)
+    proxy.program(sp, sp.endpoints[2:], 35.0)
+    assert table.graceful == {a: 67.0, b: 67.0}
+    table.closed(a, 40.0)
+    table.closed(b, 50.0)  # inactive until 160 s and 170 s (FIN 120 s)
+    table.pick(0, 0, 200.0)
+    assert table.deleted == [(187.0, a), (187.0, b)]  # both at the tick after 170 s
 
 
 def test_idle_or_udp_real_servers_are_deleted_at_once_and_a_returning_one_is_kept() -> None:

@@ -131,14 +131,18 @@ def test_compare_prints_metrics_and_writes_a_report(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     header = result.output.splitlines()[0].split()
     assert header == ["seed-1", "seed-2"]
-    assert re.search(r"latency_p99\s+\d+\.\d+ ms\s+\d+\.\d+ ms", result.output)
+    assert re.search(r"latency p99 \(ms\)\s+\d+\.\d+\s+\d+\.\d+", result.output)
+    assert re.search(r"throughput \(req/s\)\s+\d", result.output)
     page = (out / "compare.html").read_text()
     assert page.count("data:image/png;base64,") == 3
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", page)
+    assert captions[0].startswith("Latency CDF of completed requests after the warm-up")
+    assert all(len(c) > 40 for c in captions)  # sentences, not "latency cdf"
     assert {p.name for p in (out / "figures").iterdir()} == {
         "latency_cdf.png", "latency_percentiles.png", "latency_breakdown.png"}
     again = run_cli("compare", str(tmp_path / "seed-1"), "--out", str(out))
     assert again.exit_code == 2 and "already exists" in again.output
-    assert "latency_p99" not in again.output  # refused before printing the table
+    assert "latency p99" not in again.output  # refused before printing the table
     assert run_cli("compare", str(tmp_path), "--out", str(tmp_path / "x")).exit_code == 2
 
 

@@ -47,13 +47,13 @@ def _params() -> list:
 @pytest.mark.parametrize("name", _params())
 def test_a_short_run_repeats_from_its_resolved_scenario(name, tmp_path):
     run = _rerun_is_identical(_shortened(name, {"duration": "7s", "warmup": "1s"}), tmp_path)
-    assert run["timeseriesBucket"] == "0.2s"  # 7 s: the 1-2-5 step giving <= 60 buckets
+    assert run["timeseriesBucket"] == "200ms"  # 7 s: the 1-2-5 step giving <= 60 buckets
 
 
 def test_the_derived_bucket_is_what_the_run_used(tmp_path):
     result = npsim.run(_shortened("quickstart", {"duration": "3s"}))
     assert result.timeseries["time"].iloc[1] == 0.05
-    assert "timeseriesBucket: 0.05s" in result.resolved_yaml()
+    assert "timeseriesBucket: 50ms" in result.resolved_yaml()
 
 
 def test_a_request_count_run_repeats_with_the_bucket_of_its_replications(tmp_path):
@@ -61,7 +61,7 @@ def test_a_request_count_run_repeats_with_the_bucket_of_its_replications(tmp_pat
     written in when they agree, left out (and derived again) when they do not."""
     agree = _shortened("quickstart", {"requests": 3000, "replications": 2})
     run = _rerun_is_identical(agree, tmp_path / "agree")
-    assert run["timeseriesBucket"] == "0.05s"  # about 1.5 s each
+    assert run["timeseriesBucket"] == "50ms"  # about 1.5 s each
     # 1000 requests at 2000/s: about 0.5 s, where the step is 0.01 s or 0.005 s
     differ = _shortened("quickstart", {"requests": 1030, "replications": 3, "seed": 4})
     result = npsim.run(differ)
@@ -78,4 +78,36 @@ def test_a_long_run_has_at_most_3600_buckets_and_records_its_bucket(tmp_path):
     long.spec.clients[0].arrival.rate = 0.5
     result = npsim.run(long)
     assert len(result.timeseries) == 3600 and result.timeseries["time"].iloc[1] == 2.0
-    assert yaml.safe_load(result.resolved_yaml())["run"]["timeseriesBucket"] == "2.0s"
+    assert yaml.safe_load(result.resolved_yaml())["run"]["timeseriesBucket"] == "2s"
+
+
+def test_the_resolved_scenario_is_in_human_units_with_every_default(tmp_path):
+    """``1.5us`` not ``1.5e-06s``; the control plane's timings (the version's table) and
+    the cluster CIDR (the nodes' podCIDRs' network) written in, not null; and every
+    value reads back to the same float (the rerun tests above check the frames)."""
+    result = npsim.run(_shortened("node-failure", {"duration": "3s"}))
+    text = result.resolved_yaml()
+    data = yaml.safe_load(text)
+    cluster = data["cluster"]
+    assert cluster["kubeProxy"]["syncPerRule"] == "1.5us"
+    assert cluster["ipvs"]["tcpFinTimeout"] == "2m"
+    assert cluster["controlPlane"] == {"nodeLeaseRenewInterval": "10s",
+                                       "nodeMonitorPeriod": "5s",
+                                       "nodeMonitorGracePeriod": "50s",  # 1.32's default
+                                       "tolerationSeconds": "5m"}
+    assert cluster["clusterCIDR"] == "10.244.0.0/22"
+    assert "e-0" not in text and ".0s" not in text and ".0/s" not in text
+    (tmp_path / "r.yaml").write_text(text)
+    again = npsim.load_scenario(tmp_path / "r.yaml")
+    assert again.spec.cluster.kube_proxy.sync_per_rule == \
+        result.scenario.spec.cluster.kube_proxy.sync_per_rule
+
+
+@pytest.mark.parametrize("seconds, text", [(1.5e-06, "1.5us"), (300.0, "5m"), (0.1, "100ms"),
+                                           (0.0025, "2.5ms"), (0.0, "0s"), (9e-05, "90000ns")])
+def test_a_duration_is_written_in_a_unit_that_reads_back_exactly(seconds, text):
+    from npsim.results.resolved import human_seconds
+    from npsim.units import parse_duration
+
+    assert human_seconds(seconds) == text
+    assert parse_duration(text) == seconds

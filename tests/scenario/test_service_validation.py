@@ -146,6 +146,20 @@ def test_fact_17_local_policy_on_cluster_ip() -> None:
             "for externally-accessible services") in found
 
 
+@pytest.mark.parametrize("policy", ["Local", "Cluster"])
+def test_any_external_traffic_policy_on_cluster_ip_is_refused(policy: str) -> None:
+    """validateServiceExternalTrafficPolicy: a Service that is not externally accessible
+    (apiservice.ExternallyAccessible: no NodePort, LoadBalancer or externalIPs) may carry
+    no externalTrafficPolicy at all, Cluster included; with externalIPs it may."""
+    found = problems(scenario({"port": 80}, spec={"type": "ClusterIP",
+                                                  "externalTrafficPolicy": policy}))
+    assert (f'manifests[0].spec.externalTrafficPolicy: Invalid value: "{policy}": may only be '
+            "set for externally-accessible services") in found
+    with_ips = problems(scenario({"port": 80}, spec={
+        "type": "ClusterIP", "externalTrafficPolicy": policy, "externalIPs": ["192.0.2.10"]}))
+    assert not any("externalTrafficPolicy" in p for p in with_ips)
+
+
 def test_fact_18_health_check_node_port() -> None:
     from npsim.cluster.model import build_cluster
 

@@ -321,3 +321,14 @@ def test_request_count_run_counts_client_requests_only_and_drains_calls():
     assert len(entry_rows(req)) == 300
     assert len(call_rows(req)) == 600
     assert (req["outcome"] == "completed").all()
+
+
+def test_preflight_counts_the_calls_rows():
+    from npsim.preflight import estimate
+
+    # 100/s for 5 s, each request 1 + 2 calls (README: preflight sizes rows)
+    assert estimate(npsim.scenario_from_dict(two_tier())).requests_per_replication == (
+        pytest.approx(500 * 3))
+    d = two_tier(call={"count": {"dist": "poisson", "mean": 4}, "probability": 0.5})
+    assert estimate(npsim.scenario_from_dict(d)).requests_per_replication == (
+        pytest.approx(500 * 3))

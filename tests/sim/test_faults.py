@@ -42,13 +42,13 @@ def make(*, nodes: int = 3, replicas: int = 6, events: list[dict] = (),  # type:
          duration: str = "60s", clients: list[dict] | None = None, version: str = "1.32",
          container: dict | None = None, dep_spec: dict | None = None,
          workload: dict | None = None, etp: str = "Cluster", mode: str = "iptables",
-         control_plane: dict | None = None) -> npsim.Scenario:
+         control_plane: dict | None = None, probe_phase: str = "aligned") -> npsim.Scenario:
     clients = clients or [{"name": "users", "service": "web", "arrival": {"rate": "100/s"},
                            "entry": "random", "connectTimeout": "2s"}]
     data = {
         "name": "faults",
         "cluster": {"proxyMode": mode, "kubernetesVersion": version,
-                    "controlPlane": control_plane or {},
+                    "controlPlane": control_plane or {}, "probePhase": probe_phase,
                     "nodes": [{"name": f"node-{i + 1}"} for i in range(nodes)]},
         "manifests": [
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
@@ -137,14 +137,18 @@ def test_evicted_at_grace_plus_toleration_and_replacements_serve_after_readiness
     unknown = events_of(result, "node_unknown")["time"].item()
     evicted = events_of(result, "pod_evicted")
     assert sorted(evicted["subject"]) == ["web-1", "web-4"]
-    assert (evicted["time"] == unknown + 300).all()
-    assert CRASH_AT + 340 < unknown + 300 <= CRASH_AT + 355
+    # the taint comes one monitor pass (5 s) after Unknown: processTaintBaseEviction reads
+    # the Ready condition the pass started with (node_lifecycle_controller.go)
+    taint = events_of(result, "taint_added")["time"].item()
+    assert taint == pytest.approx(unknown + 5.0)
+    assert (evicted["time"] == taint + 300).all()
+    assert CRASH_AT + 345 < taint + 300 <= CRASH_AT + 360
     scheduled = events_of(result, "pod_scheduled")
-    assert len(scheduled) == 2 and (scheduled["time"] == unknown + 300).all()
+    assert len(scheduled) == 2 and (scheduled["time"] == taint + 300).all()
     assert set(scheduled["detail"]) == {"node-1", "node-3"}  # healthy nodes, spread
     for name in scheduled["subject"]:
         ready = events_of(result, "pod_ready", name)["time"].item()
-        assert ready == pytest.approx(unknown + 300 + 1 + 3)  # startup 1 s + initialDelay
+        assert ready == pytest.approx(taint + 300 + 1 + 3)  # startup 1 s + initialDelay
         served = result.requests[(result.requests["pod"].astype(str) == name).to_numpy()]
         assert len(served) > 50
         assert served["t_start"].min() > ready
@@ -264,7 +268,10 @@ def test_hung_pod_leaves_by_readiness_and_is_restarted_by_liveness() -> None:
     accounted(result)
     assert events_of(result, "pod_not_ready", "web-1")["time"].item() == 51.0
     crash = events_of(result, "pod_crash", "web-1")
-    assert crash["time"].item() == 81.0 and crash["detail"].item() == "liveness probe failed"
+    # killContainer: no preStop, so SIGTERM at once, and the hung process exits on it
+    assert crash["time"].item() == 81.0
+    assert crash["detail"].item() == "liveness probe failed: exited on SIGTERM"
+    assert events_of(result, "pod_killing", "web-1")["time"].item() == 81.0
     req = result.requests
     failed = req[(req["outcome"].astype(str) == "failed").to_numpy()]
     assert set(failed["pod"].astype(str)) == {"web-1"}
@@ -319,10 +326,11 @@ def test_fault_runs_are_deterministic_for_a_seed() -> None:
 # --- conntrack: TCP never flushed, UDP flushed at the next sync ----------------------------
 
 
-def _long_flows(protocol: str) -> npsim.Result:
+def _long_flows(protocol: str, replicas: int = 2, placement: Any = "spread"
+                ) -> npsim.Result:
     """node-2's kubelet stops at 2 s: after the (shortened) grace period its pod is
     NotReady but alive and serving what reaches it."""
-    scn = make(nodes=2, replicas=2, duration="30s",
+    scn = make(nodes=2, replicas=replicas, duration="30s", workload={"placement": placement},
                control_plane={"nodeMonitorGracePeriod": "10s"},
                events=[{"at": "2s", "kubeletStop": {"node": "node-2"}}],
                clients=[{"name": "users", "service": "web",
@@ -356,6 +364,22 @@ def test_udp_flows_are_rebalanced_at_the_next_sync_tcp_connections_keep_their_po
     assert reflowed["t_start"].min() > removed
 
 
+def test_udp_cleanup_skips_a_service_left_without_a_serving_endpoint() -> None:
+    """The only pod (on node-2) turns NotReady: the Service has no serving endpoint, so
+    kube-proxy leaves its UDP conntrack entries alone (conntrack/cleanup.go
+    CleanStaleEntries: "a Service without endpoints does not require to clean the
+    conntrack entries"): the flows keep reaching the live pod, none is re-balanced."""
+    udp = _long_flows("UDP", replicas=1, placement={"node-2": 1})
+    accounted(udp)
+    removed = events_of(udp, "endpoints_removed", "node-1")["time"].item()
+    assert removed < 20.0
+    req = udp.requests
+    assert not (req["outcome"].astype(str) == "failed").any()
+    late = req[(req["t_start"] > removed + 1).to_numpy()]
+    assert len(late) > 0 and (late["pod"].astype(str) == "web-0").all()
+    assert not late["new_connection"].any()
+
+
 # --- the bundled node-failure scenario: the figures its header promises ---------------------
 
 
@@ -373,7 +397,8 @@ def test_node_failure_scenario_figures() -> None:
     assert failed[t >= 110.2].mean() == pytest.approx(1 / 3, abs=0.01)
     assert not failed[t < 59.99].any()
     assert set(req.loc[failed, "reason"].astype(str)) == {"connect_timeout"}
-    assert events_of(result, "pod_evicted")["time"].item() == pytest.approx(410.03, abs=0.01)
+    # tainted one monitor pass after Unknown (processTaintBaseEviction), evicted 300 s later
+    assert events_of(result, "pod_evicted")["time"].item() == pytest.approx(415.03, abs=0.01)
 
 
 def test_node_recovers_pods_restart_and_serve_again() -> None:
@@ -407,7 +432,8 @@ def test_replacements_respect_the_placement() -> None:
     scheduled = events_of(result, "pod_scheduled")
     assert len(scheduled) == 2 and set(scheduled["detail"]) == {"node-1"}
     evicted = events_of(result, "pod_evicted")["time"]
-    assert (evicted == events_of(result, "node_unknown")["time"].item() + 20).all()
+    # tainted one monitor pass (5 s) after Unknown, evicted tolerationSeconds later
+    assert (evicted == events_of(result, "node_unknown")["time"].item() + 5 + 20).all()
 
 
 def test_closed_loop_users_survive_a_crash_with_requests_in_service() -> None:

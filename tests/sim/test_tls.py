@@ -22,6 +22,8 @@ def tls_scenario(tls: dict[str, Any], per_connection: int = 4, rate: float = 400
                         rtt={"dist": "constant", "value": rtt})],
     )
     data["clients"][0]["tls"] = tls
+    if tls is not None and tls["terminate"] == "balancer":  # no balancer: a placed error
+        data["clients"][0]["balancer"] = {"snat": True}
     return npsim.scenario_from_dict(data)
 
 

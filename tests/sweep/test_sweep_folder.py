@@ -173,7 +173,7 @@ def test_terminal_output_fits_100_columns(tmp_path: Path,
     assert max(len(line) for line in lines) <= 100, max(lines, key=len)
     # every metric asked for is there, with its unit, and every variant's mean with a CI
     for label in ("latency_p99 (ms)", "first_packet_p99 (us)", "cross_node_fraction (%)",
-                  "throughput (/s)", "pod_share_jain"):
+                  "throughput (req/s)", "pod_share_jain"):
         assert label in result.output
     assert re.search(r"^rate=250_s,workers=1 \*\s+\d[\d.,]* \[", result.output, re.M)
     assert "difference from rate=250_s,workers=1" in result.output
@@ -188,7 +188,7 @@ def test_sweep_html_holds_the_figure_tables_and_change_sets(tmp_path: Path) -> N
     page = (out / "sweep.html").read_text()
     assert page.count("data:image/png;base64,") == 1
     assert "workloads.web.serviceTime={dist: exponential, mean: 2ms}" in page
-    assert "latency_p99 (ms)" in page and "throughput (/s)" in page
+    assert "latency_p99 (ms)" in page and "throughput (req/s)" in page
     assert re.search(r"<td>\d[\d.]* \[[\d.]+, [\d.]+\]</td>", page)  # mean [CI]
     assert re.search(r"<td>[+-][\d.]+ \+-[\d.]+ \(\+-[\d.]+\)</td>", page)  # differences
     assert list(pd.read_csv(out / "variants.csv")["variant"]) == ["slow", "fast"]

@@ -1,0 +1,60 @@
+"""Tables that read well (issue 24): metric labels with units, text left-aligned and
+numbers right-aligned, no negative zero, and no negative queue wait."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+from conftest import run_bundled
+
+from npsim.report.html import table
+from npsim.report.run_report import node_table, pod_table, summary_table
+from npsim.results.labels import format_value, metric_label
+
+
+@pytest.fixture(scope="module")
+def quickstart():
+    return run_bundled("quickstart", 4.0, 1.0)
+
+
+def test_metric_labels_carry_their_units() -> None:
+    assert metric_label("throughput") == "throughput (req/s)"
+    assert metric_label("latency_p99") == "latency p99 (ms)"
+    assert metric_label("error_ratio") == "failed share (%)"
+    assert metric_label("pod_share_jain") == "Jain fairness (1 = even)"
+    assert metric_label("failed_connect_timeout") == "failed: connect timeout"
+    assert metric_label("failed_share_connect_timeout") == "failed share: connect timeout (%)"
+
+
+@pytest.mark.parametrize("metric, value, text", [
+    ("queue_wait_mean", -1e-14, "0.000"), ("latency_p50", 0.0012345, "1.234"),
+    ("error_ratio", -0.0, "0.0"), ("throughput", 1234.56, "1,234.6"),
+    ("requests_failed", 13790.0, "13,790"), ("pod_share_gini", float("nan"), "-")])
+def test_values_are_shown_in_the_label_s_unit_never_minus_zero(metric, value, text) -> None:
+    assert format_value(metric, value) == text
+
+
+def test_the_report_s_summary_rows_are_labels_not_ids(quickstart) -> None:
+    rows = list(summary_table(quickstart.summary).index)
+    assert "throughput (req/s)" in rows and "queue wait mean (ms)" in rows
+    assert not [r for r in rows if re.fullmatch(r"[a-z0-9_]+", r) and "_" in r]
+
+
+def test_queue_wait_is_never_negative(quickstart) -> None:
+    wait = quickstart.requests["queue_wait"].dropna()
+    assert (wait >= 0).all() and (wait == 0).any()  # served at once: exactly 0
+    assert quickstart.metric("queue_wait_mean") >= 0
+
+
+def test_text_columns_are_left_aligned_numbers_right(quickstart) -> None:
+    pods, _ = pod_table(quickstart)
+    html = table(pods, index=False)
+    head = re.findall(r"<th( class=\"text\")?>([^<]*)</th>", html)
+    kinds = {name: bool(cls) for cls, name in head}
+    assert kinds["pod"] and kinds["deployment"] and kinds["node"] and kinds["pod IP"]
+    assert not kinds["requests"] and not kinds["share"] and not kinds["utilisation"]
+    nodes, _ = node_table(quickstart)
+    assert '<td class="text">172.18.0.2</td>' in table(nodes, index=False)
+    assert "<td>-0" not in table(pd.DataFrame({"x": [-0.0, -1e-15]}), index=False)
