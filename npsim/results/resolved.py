@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from npsim.cluster.lifecycle import timing_for
+from npsim.cluster.lifecycle import timing_for, version_default
 from npsim.cluster.model import Cluster
 from npsim.scenario.scenario import Scenario
 from npsim.units import parse_duration, parse_rate
@@ -104,3 +104,13 @@ def fill_derived_defaults(data: dict, scenario: Scenario, cluster: Cluster) -> N
     data["cluster"]["controlPlane"] = plane
     if data["cluster"].get("clusterCIDR") is None:
         data["cluster"]["clusterCIDR"] = str(cluster.pod_network)
+    # the other per-version defaults (VERSION_DEFAULTS): kube-proxy's terminating
+    # fallback and each client's kernel
+    version = spec.kubernetes_version
+    proxy = data["cluster"].get("kubeProxy")
+    if isinstance(proxy, dict) and proxy.get("terminatingFallback") is None:
+        proxy["terminatingFallback"] = bool(version_default(
+            "cluster.kubeProxy.terminatingFallback", version))
+    for client in data.get("clients") or []:
+        if isinstance(client, dict) and client.get("kernel") is None:
+            client["kernel"] = str(version_default("clients[].kernel", version))

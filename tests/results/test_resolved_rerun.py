@@ -94,7 +94,14 @@ def test_the_resolved_scenario_is_in_human_units_with_every_default(tmp_path):
     assert cluster["controlPlane"] == {"nodeLeaseRenewInterval": "10s",
                                        "nodeMonitorPeriod": "5s",
                                        "nodeMonitorGracePeriod": "50s",  # 1.32's default
-                                       "tolerationSeconds": "5m"}
+                                       "tolerationSeconds": "5m",
+                                       "nodeEvictionRate": 0.1,
+                                       "secondaryNodeEvictionRate": 0.01,
+                                       "unhealthyZoneThreshold": 0.55,
+                                       "largeClusterSizeThreshold": 50}
+    # the other per-version defaults (cluster/lifecycle.py VERSION_DEFAULTS)
+    assert cluster["kubeProxy"]["terminatingFallback"] is True
+    assert {c["kernel"] for c in data["clients"]} == {"5.15"}
     assert cluster["clusterCIDR"] == "10.244.0.0/22"
     assert "e-0" not in text and ".0s" not in text and ".0/s" not in text
     (tmp_path / "r.yaml").write_text(text)
