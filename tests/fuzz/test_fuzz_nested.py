@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import Pools, children, inline, mutate
 
 import npsim
 from npsim.preflight import preflight_variants
@@ -46,24 +46,10 @@ UNITS = ["0s", "-5ms", "5", "1e-12s", "9e99s", "1e12s", "inf s", "1ms", "30s", "
          "0/s", "1e9/s", "nan/s"]
 NUMBERS = [0, 1, 2, -1, 3, 100, 101, 1000, 10**6, 10**9, 2**31 - 1, 2**31, 10**40, 0.5]
 NAMES = ["missing", "node-9", "", "web-0", "a" * 300, "NodeCrash"]
+POOLS = Pools(WRONG, UNITS, NUMBERS, NAMES)
 
 PROBE = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1, "timeoutSeconds": 1,
          "failureThreshold": 2, "successThreshold": 1, "initialDelaySeconds": 0}
-
-
-def _inline(path: Path) -> dict[str, Any]:
-    """A bundled scenario with its manifests inlined and a small request budget."""
-    data = yaml.safe_load(path.read_text("utf-8"))
-    manifests: list[Any] = []
-    for item in data["manifests"]:
-        if isinstance(item, str):
-            text = (path.parent / item).read_text("utf-8")
-            manifests.extend(doc for doc in yaml.safe_load_all(text) if doc is not None)
-        else:
-            manifests.append(item)
-    data["manifests"] = manifests
-    data["run"] = {"requests": REQUESTS, "seed": 1}
-    return data
 
 
 def _equipped(data: dict[str, Any]) -> tuple[dict[str, Any], list[list[Any]]]:
@@ -137,14 +123,6 @@ def _equipped(data: dict[str, Any]) -> tuple[dict[str, Any], list[list[Any]]]:
     return data, parts
 
 
-def _children(node: Any) -> list[Any]:
-    if isinstance(node, dict):
-        return list(node)
-    if isinstance(node, list):
-        return list(range(len(node)))
-    return []
-
-
 @st.composite
 def mutated(draw: st.DrawFn, base: dict[str, Any], parts: list[list[Any]]) -> dict[str, Any]:
     data = copy.deepcopy(base)
@@ -156,35 +134,17 @@ def mutated(draw: st.DrawFn, base: dict[str, Any], parts: list[list[Any]]) -> di
         key: Any = None
         node: Any = data
         for step in start:  # to the part (an earlier mutation may have removed it)
-            if step not in _children(node):
+            if step not in children(node):
                 break
             parent, key, node = node, step, node[step]
         # then down from it, stopping with some probability at each level
-        while _children(node) and draw(st.integers(0, 2)) > 0:
-            keys = _children(node)
+        while children(node) and draw(st.integers(0, 2)) > 0:
+            keys = children(node)
             parent, key = node, keys[draw(st.integers(0, len(keys) - 1))]
             node = node[key]
         if parent is None:
             continue
-        op = draw(st.sampled_from(["delete", "wrong", "unit", "number", "name", "empty",
-                                   "double"]))
-        if op == "delete":
-            if isinstance(parent, dict):
-                del parent[key]
-            else:
-                parent.pop(key)
-        elif op == "wrong":
-            parent[key] = copy.deepcopy(draw(st.sampled_from(WRONG)))
-        elif op == "unit":
-            parent[key] = draw(st.sampled_from(UNITS))
-        elif op == "number":
-            parent[key] = draw(st.sampled_from(NUMBERS))
-        elif op == "name":
-            parent[key] = draw(st.sampled_from(NAMES))
-        elif op == "empty":
-            parent[key] = [] if isinstance(node, list) else {} if isinstance(node, dict) else ""
-        elif op == "double" and isinstance(node, list) and node:
-            node.append(copy.deepcopy(node[0]))
+        mutate(draw, parent, key, node, POOLS)
     return data
 
 
@@ -228,7 +188,7 @@ def _check(data: dict[str, Any]) -> None:
     _adds_up(result)
 
 
-EQUIPPED = {path.name: _equipped(_inline(path)) for path in BUNDLED}
+EQUIPPED = {path.name: _equipped(inline(path, REQUESTS)) for path in BUNDLED}
 EXAMPLES_PER_SCENARIO = -(-TOTAL_EXAMPLES // len(EQUIPPED))
 
 

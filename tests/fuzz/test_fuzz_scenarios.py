@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import Pools, children, inline, mutate
 
 import npsim
 from npsim.scenario.problems import ScenarioError
@@ -45,33 +45,11 @@ UNITS = ["5/h", "5/us", "1e7/s", "1e-9/s", "0/s", "1e9h", "0s", "-5ms", "5", "5 
 NUMBERS = [0, 1, 2, -1, 3, 65535, 65536, 30000, 32767, 10**6, 10**9, 10**12, 2**31,
            1e-300, 0.5, 1.0]
 NAMES = ["missing", "node-9", "", "UPPER", "web-0", "a" * 300, "zone-z"]
+POOLS = Pools(WRONG, UNITS, NUMBERS, NAMES)
 
 
-def _inline(path: Path) -> dict[str, Any]:
-    """A bundled scenario with its manifest files inlined and a small request budget."""
-    data = yaml.safe_load(path.read_text("utf-8"))
-    manifests: list[Any] = []
-    for item in data["manifests"]:
-        if isinstance(item, str):
-            text = (path.parent / item).read_text("utf-8")
-            manifests.extend(doc for doc in yaml.safe_load_all(text) if doc is not None)
-        else:
-            manifests.append(item)
-    data["manifests"] = manifests
-    data["run"] = {"requests": REQUESTS, "seed": 1}
-    return data
-
-
-BASES = {path.name: _inline(path) for path in BUNDLED}
+BASES = {path.name: inline(path, REQUESTS) for path in BUNDLED}
 EXAMPLES_PER_SCENARIO = -(-TOTAL_EXAMPLES // len(BASES))
-
-
-def _children(node: Any) -> list[Any]:
-    if isinstance(node, dict):
-        return list(node)
-    if isinstance(node, list):
-        return list(range(len(node)))
-    return []
 
 
 @st.composite
@@ -82,31 +60,13 @@ def mutated(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
         key: Any = None
         node: Any = data
         # walk down a random path; stop early with some probability at each level
-        while _children(node) and (parent is None or draw(st.integers(0, 3)) > 0):
-            keys = _children(node)
+        while children(node) and (parent is None or draw(st.integers(0, 3)) > 0):
+            keys = children(node)
             parent, key = node, keys[draw(st.integers(0, len(keys) - 1))]
             node = node[key]
         if parent is None:
             continue
-        op = draw(st.sampled_from(["delete", "wrong", "unit", "number", "name", "empty",
-                                   "double"]))
-        if op == "delete":
-            if isinstance(parent, dict):
-                del parent[key]
-            else:
-                parent.pop(key)
-        elif op == "wrong":
-            parent[key] = copy.deepcopy(draw(st.sampled_from(WRONG)))
-        elif op == "unit":
-            parent[key] = draw(st.sampled_from(UNITS))
-        elif op == "number":
-            parent[key] = draw(st.sampled_from(NUMBERS))
-        elif op == "name":
-            parent[key] = draw(st.sampled_from(NAMES))
-        elif op == "empty":
-            parent[key] = [] if isinstance(node, list) else {} if isinstance(node, dict) else ""
-        elif op == "double" and isinstance(node, list) and node:
-            node.append(copy.deepcopy(node[0]))
+        mutate(draw, parent, key, node, POOLS)
     return data
 
 
