@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from npsim.results.student import t975
 from npsim.scenario.scenario import Scenario
 from npsim.units import format_duration, parse_duration, parse_rate
 
@@ -229,6 +229,8 @@ def judge(samples: Sequence[float], target: Target) -> tuple[str, float]:
     if se == 0:
         meets = target.holds(mean)
         return ("meets" if meets else "fails"), (1.0 if meets else 0.0)
+    from scipy import stats  # only when a target is judged: `npsim run` starts without it
+
     confidence = float(stats.t.cdf(margin / se, len(x) - 1))
     if confidence >= 0.95:
         return "meets", confidence
@@ -245,7 +247,7 @@ def mean_ci(samples: Sequence[float]) -> tuple[float, float, float]:
     mean = float(x.mean())
     if len(x) < 2:
         return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    half = float(t975(len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return mean, mean - half, mean + half
 
 

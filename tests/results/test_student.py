@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,4 +42,20 @@ def test_a_run_with_replications_imports_no_scipy():
              "print('scipy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                          check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_run_command_imports_no_scipy(tmp_path):
+    """The command, not only npsim.run: its --check/--each-node-down code is loaded
+    either way, and must not pull scipy in for a run that judges nothing."""
+    child = ("import sys\n"
+             "from click.testing import CliRunner\n"
+             "from npsim.cli import main\n"
+             "r = CliRunner().invoke(main, ['run', 'scenarios/quickstart.yaml', '--no-save',\n"
+             "                              '--set', 'run.duration=2s',\n"
+             "                              '--set', 'run.warmup=0.5s'])\n"
+             "assert r.exit_code == 0, r.output\n"
+             "print('scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"
