@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from npsim.scenario.scenario import Scenario
+from npsim.sweep.tables import text_rows
 
 EACH = ("node", "zone")
 
@@ -187,10 +188,7 @@ def _cut(text: str, width: int) -> str:
 
 def _columns(rows: list[list[str]], left: int = 1) -> list[str]:
     """The first ``left`` columns left-aligned, the others right-aligned."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-            for r in rows]
+    return text_rows(rows, "l" * left + "r" * (len(rows[0]) - left), indent="  ")
 
 
 def run_each_down(scenario: Scenario, each: str = "node", **run_options: Any) -> DownRuns:

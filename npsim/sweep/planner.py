@@ -29,6 +29,7 @@ from npsim.parallel.pool import run_tasks
 from npsim.scenario.scenario import Scenario
 from npsim.sweep.down import DownCase, DownError, down_cases
 from npsim.sweep.store import RunTask, execute
+from npsim.sweep.tables import text_rows
 from npsim.sweep.targets import (  # noqa: F401 - names the planner has always exported
     ALWAYS_METRICS,
     SLO_METRICS,
@@ -174,10 +175,7 @@ class PlanOutcome:
                 lines.append((_cut(str(probe.value), 12), _cut(name, 28),
                               _cut(target.show(mean) + ci, 30), _cut(worst or "-", 12),
                               f"{sure:.1%}" if sure == sure else "-", verdict))
-        widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
-        out = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) if i == 4 else c
-                         for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-               for row in [head, *lines]]
+        out = text_rows([head, *lines], "llllrl")
         if any(t.implied for t in self.targets):
             out.append("* implied: latency counts only while requests are served; "
                        "add an error_ratio target to set your own")

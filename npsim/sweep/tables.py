@@ -228,3 +228,13 @@ def fit_width(table: pd.DataFrame, width: int = 100, name_width: int = 32) -> st
             lines.append(f"{name:<{first}}" + "".join(f"  {cells[c][i]:>{sizes[c]}}"
                                                       for c in block))
     return "\n".join(line[:width].rstrip() for line in lines)
+
+
+def text_rows(rows: list[list[str]] | list[tuple[str, ...]], align: str,
+              indent: str = "") -> list[str]:
+    """Rows of text cells as aligned lines, two spaces apart: ``align`` has an ``l`` or
+    ``r`` per column (left or right), trailing spaces stripped."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(align))]
+    return [indent + "  ".join(c.ljust(w) if a == "l" else c.rjust(w)
+                               for c, w, a in zip(r, widths, align, strict=True)).rstrip()
+            for r in rows]

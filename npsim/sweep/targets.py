@@ -27,6 +27,7 @@ import numpy as np
 
 from npsim.results.student import t975
 from npsim.scenario.scenario import Scenario
+from npsim.sweep.tables import text_rows
 from npsim.units import format_duration, parse_duration, parse_rate
 
 _TARGET = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|<|>)\s*(\S.*?)\s*$")
@@ -335,9 +336,7 @@ def verdict_table(verdicts: Any, targets: Sequence[Target]) -> str:
             f"{target.show(r.ci_high)}]"
         rows.append([str(r.variant)[:24], str(r.target)[:28], target.show(r.mean) + ci,
                      str(r.down or "-")[:12], f"{r.confidence:.1%}", r.verdict])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = text_rows(rows, "l" * len(rows[0]))
     met = list(dict.fromkeys(verdicts.loc[verdicts["variant_verdict"] == "meets",
                                           "variant"]))
     return "\n".join(["Targets (95% one-sided bound; every target must hold):", *lines,
