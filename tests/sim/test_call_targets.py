@@ -285,3 +285,16 @@ def test_calls_naming_one_dependency_share_its_slots():
     starts = calls["service_start"].to_numpy()
     assert (np.diff(starts) >= 3e-3 - 1e-12).all()
     assert calls["queue_wait"].max() > 2e-3  # the second of each pair waited
+
+
+def test_request_count_run_drains_external_and_nodeport_calls():
+    """A request-count run counts the clients' requests only and ends once every call
+    (in-cluster or outside) has ended."""
+    d = three_nodes({"target": "nodePort"}, duration=None, requests=200)
+    d["workloads"]["web"]["calls"].append(external(concurrency=2))
+    result = npsim.run(npsim.scenario_from_dict(d))
+    req = result.requests
+    assert len(entry_rows(req)) == 200
+    assert len(edge(req, "web>backend")) == 200 and len(edge(req, "web>payments")) == 200
+    assert (req["outcome"] == "completed").all()
+    assert result.calls.groupby("external").size().to_dict() == {False: 200, True: 200}
