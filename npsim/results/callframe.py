@@ -49,6 +49,10 @@ def call_frame(out: RunOutput) -> pd.DataFrame | None:
                                              if len(rows) else rows, services),
         "caller_service": pd.Categorical.from_codes(by_population[population[parents]]
                                                     if len(rows) else rows, services),
+        # the callee is outside the cluster (an ``external:`` call; no callee pod)
+        "external": np.isin(np.asarray(services, dtype=object)[
+            by_population[population[rows[order]]]] if len(rows) else rows,
+            sorted(calls.externals)),
     })
 
 
@@ -82,7 +86,8 @@ def request_tree(requests: pd.DataFrame, calls: pd.DataFrame, request: int,
 def call_graph(requests: pd.DataFrame, calls: pd.DataFrame | None,
                entry_services: dict[str, str]) -> nx.DiGraph:
     """Services as vertices, an edge per caller -> callee pair; client populations are
-    vertices too (``kind`` "client"), with an edge to the Service they send to.
+    vertices too (``kind`` "client"), with an edge to the Service they send to, and so
+    are dependencies outside the cluster (``kind`` "external", ``("external", name)``).
 
     Edge attributes, over measured rows (after warm-up) of every replication:
     ``requests`` (sent), ``per_second`` (sent per second of measured time, averaged over
@@ -108,11 +113,14 @@ def call_graph(requests: pd.DataFrame, calls: pd.DataFrame | None,
         link = keyed.loc[index[is_call]]
         pairs = pd.DataFrame({"caller": link["caller_service"].astype(str).to_numpy(),
                               "service": link["service"].astype(str).to_numpy()})
+        outside = (set(link.loc[link["external"].to_numpy(dtype=bool), "service"].astype(str))
+                   if "external" in link else set())
         for (caller, service), group in pairs.groupby(["caller", "service"]):
-            for name in (caller, service):
-                graph.add_node(("service", name), kind="service")
-            _edge(graph, ("service", caller), ("service", service),
-                  rows.iloc[group.index.to_numpy()], span)
+            graph.add_node(("service", caller), kind="service")
+            callee = ("external", service) if service in outside else ("service", service)
+            graph.add_node(callee, kind=callee[0])
+            _edge(graph, ("service", caller), callee, rows.iloc[group.index.to_numpy()],
+                  span)
     for vertex in graph:
         graph.nodes[vertex]["requests"] = sum(
             d["requests"] for _, _, d in graph.in_edges(vertex, data=True))
