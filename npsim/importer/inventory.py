@@ -73,6 +73,9 @@ class Workload:
     deployment: Deployment
     kind: str
     probes: list[str]
+    # (container, variable, value) of the pod template's plain ``env`` values, with
+    # ``$(VAR)`` references to earlier variables expanded (the calls importer reads them)
+    env: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -145,7 +148,7 @@ def sort_objects(objects: list[DumpObject], namespace: str | None, service: str 
         elif kind in WORKLOAD_KINDS:
             dep = _with_errors(parse_deployment, obj, p, quiet)
             if isinstance(dep, Deployment):
-                inv.workloads.append(Workload(dep, kind, _probes(obj.doc)))
+                inv.workloads.append(Workload(dep, kind, _probes(obj.doc), _env(obj.doc)))
         else:
             inv.network_policies.append(_clean_policy(obj.doc))
     if service is not None:
@@ -324,6 +327,39 @@ def _probes(doc: dict) -> list[str]:
             out.append(f"{container.get('name', '?')} {kind}: {what}"
                        + (f" ({timing})" if timing else ""))
     return out
+
+
+_ENV_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def _env(doc: dict) -> list[tuple[str, str, str]]:
+    """Each container's plain ``env`` values (``valueFrom`` is left out: a Secret or
+    ConfigMap the dump may not hold). ``$(VAR)`` is replaced by an earlier variable of
+    the same container and ``$$`` by ``$``, as the kubelet expands them; unknown names
+    stay as written."""
+    out: list[tuple[str, str, str]] = []
+    spec = _mapping(_mapping(_mapping(doc.get("spec")).get("template")).get("spec"))
+    containers = spec.get("containers")
+    for container in containers if isinstance(containers, list) else []:
+        if not isinstance(container, dict) or not isinstance(container.get("env"), list):
+            continue
+        seen: dict[str, str] = {}
+
+        def expand(m: re.Match[str], known: dict[str, str] = seen) -> str:
+            return "$" if m[0] == "$$" else known.get(m[1], m[0])
+
+        for var in container["env"]:
+            if not (isinstance(var, dict) and isinstance(var.get("name"), str)
+                    and isinstance(var.get("value"), str | int | float)):
+                continue
+            value = _ENV_REF.sub(expand, str(var["value"]))
+            seen[var["name"]] = value
+            out.append((str(container.get("name", "?")), var["name"], value))
+    return out
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _clean_policy(doc: dict) -> dict[str, Any]:
