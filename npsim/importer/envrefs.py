@@ -22,7 +22,7 @@ _PORT_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,13}[a-z0-9])?")  # an IANA_SVC_NAM
 _URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?:[^@/?#]*@)?(?P<rest>[^/?#]*)")
 # variable names that say their value is an address (a bare name is a Service only then)
 _ADDRESS_VAR = re.compile(r"(?:^|_)(?:ADDR|ADDRESS|HOST|HOSTNAME|URL|URI|ENDPOINT|"
-                          r"ENDPOINTS|SERVER|TARGET)$")
+                          r"ENDPOINTS|SERVER)$")
 _SERVICE_VAR = re.compile(r"_SERVICE")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _WORDS = {"true", "false", "yes", "no", "on", "off", "none", "null", "nil", "disabled",
