@@ -21,7 +21,6 @@ from npsim.importer.envrefs import DEFAULT_PORTS, EnvRef, env_refs, strong_addre
 from npsim.importer.inventory import Inventory
 from npsim.importer.load import CallRow
 from npsim.importer.plan import CallLine, ScenarioPlan, WorkloadPlan
-from npsim.scenario.calls_spec import find_cycle
 from npsim.scenario.objects import SelectorIndex, Service, ServicePort, selector_matches
 from npsim.scenario.problems import Problem, Problems
 
@@ -84,14 +83,35 @@ class _Graph:
                         and selector_matches(svc.selector, labels or {})]
 
     def add(self, caller: str, svc: Service) -> list[str] | None:
-        """Add the call's edges; if they close a cycle, take them back and return it."""
-        before = list(self.edges.get(caller, []))
+        """Add the call's edges, or return the cycle one of them would close
+        (``caller -> ... -> caller``) and add none. The graph is kept free of cycles, so
+        a new edge ``caller -> t`` closes one exactly when ``t`` reaches ``caller``: one
+        search from ``t``, not a walk of the whole graph per call."""
         targets = self.edges.setdefault(caller, [])
-        targets.extend(t for t in self.backing(svc) if t not in targets)
-        cycle = find_cycle(self.edges)
-        if cycle is not None:
-            self.edges[caller] = before
-        return cycle
+        new = [t for t in self.backing(svc) if t not in targets]
+        for target in new:
+            path = self._path(target, caller)
+            if path is not None:
+                return [caller, *path]
+        targets.extend(new)
+        return None
+
+    def _path(self, start: str, goal: str) -> list[str] | None:
+        """A path of edges from ``start`` to ``goal`` (both included), or None."""
+        parent: dict[str, str | None] = {start: None}
+        stack = [start]
+        while stack:
+            node = stack.pop()
+            if node == goal:
+                path = [node]
+                while parent[path[-1]] is not None:
+                    path.append(parent[path[-1]])  # type: ignore[arg-type]
+                return path[::-1]
+            for nxt in self.edges.get(node, []):
+                if nxt not in parent:
+                    parent[nxt] = node
+                    stack.append(nxt)
+        return None
 
 
 def plan_calls(plan: ScenarioPlan, inv: Inventory, rows: list[CallRow],
@@ -234,12 +254,14 @@ def _looks_like_service(ref: EnvRef, var: str, namespaces: set[str]) -> bool:
 
 
 def _resolve_port(svc: Service, ref: EnvRef) -> ServicePort | None:
+    """The TCP port an address means (a call is a TCP request and its answer; a UDP
+    port of the same number is another port)."""
+    tcp = [sp for sp in svc.ports if sp.protocol == "TCP"]
     if ref.port is not None:
-        return _port(svc, ref.port)
+        return next((sp for sp in tcp if ref.port in (sp.port, sp.name)), None)
     default = DEFAULT_PORTS.get(ref.scheme or "")
-    if default is not None and _port(svc, default) is not None:
-        return _port(svc, default)
-    return svc.ports[0] if len(svc.ports) == 1 else None
+    return next((sp for sp in tcp if sp.port == default),
+                tcp[0] if len(tcp) == 1 else None)
 
 
 def _port(svc: Service, wanted: int | str) -> ServicePort | None:
@@ -250,7 +272,8 @@ def _port(svc: Service, wanted: int | str) -> ServicePort | None:
 
 
 def _ports(svc: Service) -> str:
-    return ", ".join(f"{sp.port} ({sp.name})" if sp.name else str(sp.port)
+    return ", ".join((f"{sp.port} ({sp.name})" if sp.name else str(sp.port))
+                     + ("" if sp.protocol == "TCP" else f"/{sp.protocol}")
                      for sp in svc.ports) or "none"
 
 

@@ -95,8 +95,8 @@ def test_what_cannot_be_proposed_is_said_in_the_file(proposed: tuple[str, Path])
     assert re.search(r"# AD_SERVICE_ADDR=adservice names Service adservice, which has ports "
                      r"9555 \(grpc\), 9090 \(metrics\): add the call by hand", text)
     shipping = text[text.index("\n  shippingservice:"):text.index("\n  loadgenerator:")]
-    assert "QUOTE_URL" in shipping and "would close the cycle checkoutservice -> " \
-        "shippingservice -> checkoutservice" in shipping
+    assert "QUOTE_URL" in shipping and "would close the cycle shippingservice -> " \
+        "checkoutservice -> shippingservice" in shipping
     assert "# calls:" not in shipping
     loadgen = text[text.index("\n  loadgenerator:"):text.index("\n  productcatalogservice:")]
     assert "no Service selects these pods" in loadgen
@@ -208,3 +208,32 @@ def test_the_yaml_of_a_proposal_is_the_one_written_active(tmp_path: Path) -> Non
     assert code == 0, output
     active = re.search(r"(?m)^      - (\{service: redis-cart.*?\})", out.read_text())
     assert active and yaml.safe_load(active[1]) == {"service": "redis-cart", "port": 6379}
+
+
+def test_a_bare_name_is_a_service_of_the_caller_s_own_namespace(tmp_path: Path) -> None:
+    """``cartservice`` from namespace ``web`` is ``cartservice.web`` (the pod's DNS search
+    path), which the dump does not hold; ``cartservice.shop`` is the shop's."""
+    extra = tmp_path / "web.yaml"
+    extra.write_text("""apiVersion: apps/v1
+kind: Deployment
+metadata: {name: storefront, namespace: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: storefront}}
+  template:
+    metadata: {labels: {app: storefront}}
+    spec:
+      containers:
+      - name: web
+        image: example/storefront:v1
+        env:
+        - {name: CART_ADDR, value: "cartservice:7070"}
+        - {name: SHOP_CART_ADDR, value: "cartservice.shop:7070"}
+""")
+    out = tmp_path / "two.yaml"
+    result = CliRunner().invoke(main, ["import", str(FIXTURE), str(extra), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "storefront CART_ADDR=cartservice:7070" in result.output  # not in the dump
+    confirmed = tmp_path / "confirmed.yaml"
+    confirmed.write_text(uncommented(out.read_text()))
+    assert _calls(confirmed)["storefront"] == [("cartservice", 7070, 1)]
