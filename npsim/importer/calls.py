@@ -17,11 +17,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from npsim.importer.callgraph import CallGraph
 from npsim.importer.envrefs import DEFAULT_PORTS, EnvRef, env_refs, strong_address_var
 from npsim.importer.inventory import Inventory
 from npsim.importer.load import CallRow
 from npsim.importer.plan import CallLine, ScenarioPlan, WorkloadPlan
-from npsim.scenario.objects import SelectorIndex, Service, ServicePort, selector_matches
+from npsim.scenario.objects import Service, ServicePort
 from npsim.scenario.problems import Problem, Problems
 
 MAX_LISTED = 8  # addresses listed per kind in the summary; the rest are counted
@@ -68,58 +69,12 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
 
 
-class _Graph:
-    """The workloads' call graph as the scenario loader builds it (caller -> every
-    workload behind the called Service), grown one call at a time, cycle-free."""
-
-    def __init__(self, plan: ScenarioPlan) -> None:
-        self.index = SelectorIndex(plan.deployments)
-        self.labelled = [(w.name, w.labels) for w in plan.workloads if w.labels]
-        self.edges: dict[str, list[str]] = {}
-
-    def backing(self, svc: Service) -> list[str]:
-        names = [d.name for d in self.index.selected(svc.selector)]
-        return names + [n for n, labels in self.labelled if n not in names
-                        and selector_matches(svc.selector, labels or {})]
-
-    def add(self, caller: str, svc: Service) -> list[str] | None:
-        """Add the call's edges, or return the cycle one of them would close
-        (``caller -> ... -> caller``) and add none. The graph is kept free of cycles, so
-        a new edge ``caller -> t`` closes one exactly when ``t`` reaches ``caller``: one
-        search from ``t``, not a walk of the whole graph per call."""
-        targets = self.edges.setdefault(caller, [])
-        new = [t for t in self.backing(svc) if t not in targets]
-        for target in new:
-            path = self._path(target, caller)
-            if path is not None:
-                return [caller, *path]
-        targets.extend(new)
-        return None
-
-    def _path(self, start: str, goal: str) -> list[str] | None:
-        """A path of edges from ``start`` to ``goal`` (both included), or None."""
-        parent: dict[str, str | None] = {start: None}
-        stack = [start]
-        while stack:
-            node = stack.pop()
-            if node == goal:
-                path = [node]
-                while parent[path[-1]] is not None:
-                    path.append(parent[path[-1]])  # type: ignore[arg-type]
-                return path[::-1]
-            for nxt in self.edges.get(node, []):
-                if nxt not in parent:
-                    parent[nxt] = node
-                    stack.append(nxt)
-        return None
-
-
 def plan_calls(plan: ScenarioPlan, inv: Inventory, rows: list[CallRow],
                source: Path | None, p: Problems) -> CallsReport:
     """Set ``--calls`` rows (problems into ``p``) and propose calls from the env of every
     other Deployment or StatefulSet."""
     report = CallsReport(source=str(source) if source is not None else None)
-    graph = _Graph(plan)
+    graph = CallGraph(plan)
     by_name = {w.name: w for w in plan.workloads}
     _set_rows(rows, plan, by_name, graph, report, p)
     services = {(s.namespace, s.name): s for s in plan.services}
@@ -143,7 +98,7 @@ def plan_calls(plan: ScenarioPlan, inv: Inventory, rows: list[CallRow],
 
 
 def _set_rows(rows: list[CallRow], plan: ScenarioPlan, by_name: dict[str, WorkloadPlan],
-              graph: _Graph, report: CallsReport, p: Problems) -> None:
+              graph: CallGraph, report: CallsReport, p: Problems) -> None:
     services = {s.name: s for s in plan.services}
     for row in rows:
         w = by_name.get(row.caller)
@@ -183,7 +138,7 @@ def _set_rows(rows: list[CallRow], plan: ScenarioPlan, by_name: dict[str, Worklo
 
 def _propose(w: WorkloadPlan, namespace: str, env: list[tuple[str, str, str]],
              services: dict[tuple[str, str], Service], namespaces: set[str],
-             graph: _Graph, report: CallsReport) -> None:
+             graph: CallGraph, report: CallsReport) -> None:
     """The workload's proposals, in env order, one per Service port (the variables that
     name the same port are listed together)."""
     values = {(c, v): value for c, v, value in env}
@@ -284,5 +239,7 @@ def _known(names: dict[str, object]) -> str:
 
 def _clip(value: str, width: int = 60) -> str:
     """An env value fit for a one-line comment: printable, at most ``width`` chars."""
+    if len(value) <= width and value.isprintable():
+        return value
     text = "".join(c if c.isprintable() else "?" for c in value)
     return text if len(text) <= width else text[:width - 3] + "..."

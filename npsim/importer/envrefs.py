@@ -104,6 +104,8 @@ def _token(token: str, bare_ok: bool) -> EnvRef | None:
 
 
 def _is_ip(host: str) -> bool:
+    if not all(c in "0123456789abcdef.:" for c in host):
+        return False  # the common case, without a parse
     try:
         ipaddress.ip_address(host)
     except ValueError:
