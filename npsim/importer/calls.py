@@ -26,6 +26,8 @@ from npsim.scenario.objects import Service, ServicePort
 from npsim.scenario.problems import Problem, Problems
 
 MAX_LISTED = 8  # addresses listed per kind in the summary; the rest are counted
+UNCALLED = ("no Service selects these pods, so nothing calls them and these calls would "
+            "never run (a load generator is a clients: population)")
 
 
 @dataclass
@@ -77,10 +79,12 @@ def plan_calls(plan: ScenarioPlan, inv: Inventory, rows: list[CallRow],
     graph = CallGraph(plan)
     by_name = {w.name: w for w in plan.workloads}
     _set_rows(rows, plan, by_name, graph, report, p)
+    selected = {name for s in plan.services for name in graph.backing(s)}
+    plan.warnings += [f"--calls: workload {name}: {UNCALLED}" for name in report.set_for
+                      if name not in selected]
     services = {(s.namespace, s.name): s for s in plan.services}
     namespaces = {s.namespace for s in plan.services}
     env_of = {(w.deployment.namespace, w.deployment.name): w.env for w in inv.workloads}
-    selected = {name for s in plan.services for name in graph.backing(s)}
     for dep in plan.deployments:
         w = by_name.get(dep.name)
         env = env_of.get((dep.namespace, dep.name), [])
@@ -91,9 +95,7 @@ def plan_calls(plan: ScenarioPlan, inv: Inventory, rows: list[CallRow],
             report.proposed += len(w.proposed)
             report.proposing.append(w.name)
             if w.name not in selected:
-                w.call_notes.append("no Service selects these pods, so nothing calls them "
-                                    "and these calls would never run (a load generator is "
-                                    "a clients: population)")
+                w.call_notes.append(UNCALLED)
     return report
 
 

@@ -237,3 +237,32 @@ spec:
     confirmed = tmp_path / "confirmed.yaml"
     confirmed.write_text(uncommented(out.read_text()))
     assert _calls(confirmed)["storefront"] == [("cartservice", 7070, 1)]
+
+
+def test_calls_set_for_a_workload_nothing_calls_are_warned_about(tmp_path: Path) -> None:
+    csv = tmp_path / "calls.csv"
+    csv.write_text("caller,service,port\nloadgenerator,frontend,http\n")
+    code, output, out = _import(tmp_path, "--calls", str(csv))
+    assert code == 0, output
+    assert "warning: --calls: workload loadgenerator: no Service selects these pods" in output
+    assert _calls(out) == {"loadgenerator": [("frontend", "http", 1)]}
+
+
+@pytest.mark.slow
+def test_confirmed_proposals_make_the_pods_call(proposed: tuple[str, Path],
+                                                tmp_path: Path) -> None:
+    """Uncommented, the proposals run: each of the frontend's requests calls the six
+    Services its env names, and the checkout calls its own six below it."""
+    import npsim
+
+    text = uncommented(proposed[1].read_text())
+    text = text.replace("duration: 60s", "duration: 2s").replace("warmup: 5s ", "warmup: 0s ")
+    confirmed = tmp_path / "confirmed.yaml"
+    confirmed.write_text(text)
+    calls = npsim.run(confirmed).calls
+    edges = set(zip(calls["caller_service"].astype(str), calls["service"].astype(str),
+                    strict=True))
+    # caller_service: the Service the request being served came through
+    for via, caller in (("frontend-external", "frontend"), ("checkoutservice",
+                                                            "checkoutservice")):
+        assert {s for c, s in edges if c == via} == {s for s, _ in PROPOSED[caller]}
