@@ -36,7 +36,7 @@ class CallsReport:
 
     proposed: int = 0
     proposing: list[str] = field(default_factory=list)  # workloads with proposals
-    missing: list[str] = field(default_factory=list)  # "frontend: VAR=value"
+    missing: list[str] = field(default_factory=list)  # "frontend VAR=value"
     ambiguous: list[str] = field(default_factory=list)
     unknown_port: list[str] = field(default_factory=list)
     cycles: list[str] = field(default_factory=list)
@@ -142,10 +142,13 @@ def _propose(w: WorkloadPlan, namespace: str, env: list[tuple[str, str, str]],
              services: dict[tuple[str, str], Service], namespaces: set[str],
              graph: CallGraph, report: CallsReport) -> None:
     """The workload's proposals, in env order, one per Service port (the variables that
-    name the same port are listed together)."""
+    name the same port are listed together); what is left out goes to ``report``, once
+    per variable."""
     values = {(c, v): value for c, v, value in env}
     lines: dict[tuple[str, int], CallLine] = {}
-    ambiguous: dict[str, str] = {}
+    named: dict[tuple[str, int], list[str]] = {}  # the variables behind each line
+    ambiguous: dict[str, tuple[str, Service]] = {}
+    left_out: dict[str, None] = {}  # report entries, in order, without repeats
     for container, var, value in env:
         shown = f"{var}={_clip(value)}"
         for ref in env_refs(var, value):
@@ -153,35 +156,44 @@ def _propose(w: WorkloadPlan, namespace: str, env: list[tuple[str, str, str]],
             svc = services.get((ref.namespace or namespace, ref.name))
             if svc is None:
                 if _looks_like_service(ref, var, namespaces):
-                    report.missing.append(f"{w.name} {shown}")
+                    left_out.setdefault(f"missing:{w.name} {shown}")
                 continue
-            backing = graph.backing(svc)
-            if w.name in backing:
+            if w.name in graph.backing(svc):
                 continue  # the pod's own Service
             port = _resolve_port(svc, ref)
             if port is None:
                 if isinstance(ref.port, int):
-                    report.unknown_port.append(f"{w.name} {shown} (ports: {_ports(svc)})")
+                    left_out.setdefault(f"port:{w.name} {shown} (ports: {_ports(svc)})")
                 elif ref.port is None:
-                    ambiguous.setdefault(svc.name, f"{shown} names Service {svc.name}, which "
-                                         f"has ports {_ports(svc)}: add the call by hand")
+                    ambiguous.setdefault(svc.name, (shown, svc))
                 continue
             key = (svc.name, port.port)
-            if key in lines:
-                lines[key].note += f", {var}"
+            if key in named:
+                if var not in named[key]:
+                    named[key].append(var)
                 continue
+            named[key] = [var]
             cycle = graph.add(w.name, svc)
             if cycle is not None:
-                report.cycles.append(f"{w.name} {shown} ({' -> '.join(cycle)})")
+                path = " -> ".join(cycle)
+                left_out.setdefault(f"cycle:{w.name} {shown} ({path})")
                 w.call_notes.append(f"{shown}: a call to {svc.name} would close the cycle "
-                                    f"{' -> '.join(cycle)}; left out")
+                                    f"{path}; left out")
                 continue
             lines[key] = CallLine(svc.name, port.port, 1, f"env {shown}")
+    for key, line in lines.items():
+        line.note += "".join(f", {var}" for var in named[key][1:])
     called = {service for service, _ in lines}
-    for service, note in ambiguous.items():
+    for service, (shown, svc) in ambiguous.items():
         if service not in called:
-            w.call_notes.append(note)
-            report.ambiguous.append(f"{w.name} {note.split(' names ')[0]}")
+            w.call_notes.append(f"{shown} names Service {service}, which has ports "
+                                f"{_ports(svc)}: add the call by hand")
+            left_out.setdefault(f"ambiguous:{w.name} {shown}")
+    lists = {"missing": report.missing, "port": report.unknown_port,
+             "cycle": report.cycles, "ambiguous": report.ambiguous}
+    for entry in left_out:
+        kind, text = entry.split(":", 1)
+        lists[kind].append(text)
     w.proposed = list(lines.values())
 
 
