@@ -53,7 +53,7 @@ class CallsReport:
                     "out (# calls:) under each",
                     "  to confirm: delete the '# ' before calls: and before each call you "
                     "keep, or set calls with --calls FILE.csv (caller,service,port,count)"]
-        for what, items in (("naming no Service of the dump (ignored)", self.missing),
+        for what, items in (("of Services not in the dump (ignored)", self.missing),
                             ("naming no port of a Service that has several (add the call "
                              "by hand)", self.ambiguous),
                             ("naming a port the Service does not have", self.unknown_port),

@@ -109,7 +109,7 @@ def test_the_summary_counts_proposals_and_says_how_to_confirm_them(
             "checkoutservice, cartservice, recommendationservice, loadgenerator)") in output
     assert "to confirm: delete the '# ' before calls:" in output
     assert "--calls FILE.csv (caller,service,port,count)" in output
-    missing = re.search(r"naming no Service of the dump \(ignored\): (.*)", output)
+    missing = re.search(r"of Services not in the dump \(ignored\): (.*)", output)
     assert missing and missing[1] == ("frontend COLLECTOR_SERVICE_ADDR=opentelemetrycollector:"
                                       "4317, paymentservice DB_HOST=postgres")
     assert "several (add the call by hand): frontend AD_SERVICE_ADDR=adservice" in output
