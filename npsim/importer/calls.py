@@ -25,6 +25,7 @@ from npsim.importer.plan import CallLine, ScenarioPlan, WorkloadPlan
 from npsim.scenario.objects import Service, ServicePort
 from npsim.scenario.problems import Problem, Problems
 
+_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 MAX_LISTED = 8  # addresses listed per kind in the summary; the rest are counted
 UNCALLED = ("no Service selects these pods, so nothing calls them and these calls would "
             "never run (a load generator is a clients: population)")
@@ -82,14 +83,18 @@ def plan_calls(plan: ScenarioPlan, inv: Inventory, rows: list[CallRow],
     selected = {name for s in plan.services for name in graph.backing(s)}
     plan.warnings += [f"--calls: workload {name}: {UNCALLED}" for name in report.set_for
                       if name not in selected]
-    services = {(s.namespace, s.name): s for s in plan.services}
+    services: dict[tuple[str, str], Service] = {(s.namespace, s.name): s
+                                                for s in plan.services}
+    services.update({("", s.cluster_ip): s for s in plan.services if s.cluster_ip})
     namespaces = {s.namespace for s in plan.services}
+    links = _service_links(plan.services)
     env_of = {(w.deployment.namespace, w.deployment.name): w.env for w in inv.workloads}
     for dep in plan.deployments:
         w = by_name.get(dep.name)
         env = env_of.get((dep.namespace, dep.name), [])
         if w is None or w.calls or not env:
             continue
+        env = _expanded(env, dep.namespace, links)
         _propose(w, dep.namespace, env, services, namespaces, graph, report)
         if w.proposed:
             report.proposed += len(w.proposed)
@@ -153,7 +158,8 @@ def _propose(w: WorkloadPlan, namespace: str, env: list[tuple[str, str, str]],
         shown = f"{var}={_clip(value)}"
         for ref in env_refs(var, value):
             ref = _paired_port(ref, container, var, values)
-            svc = services.get((ref.namespace or namespace, ref.name))
+            svc = services.get(("", ref.name) if ref.ip else (ref.namespace or namespace,
+                                                               ref.name))
             if svc is None:
                 if _looks_like_service(ref, var, namespaces):
                     left_out.setdefault(f"missing:{w.name} {shown}")
@@ -197,6 +203,51 @@ def _propose(w: WorkloadPlan, namespace: str, env: list[tuple[str, str, str]],
     w.proposed = list(lines.values())
 
 
+def _service_links(services: list[Service]) -> dict[tuple[str, str], str]:
+    """The variables the kubelet gives every container for each Service of its namespace
+    (``enableServiceLinks``, on by default; pkg/kubelet/envvars ``FromServices``):
+    ``<NAME>_SERVICE_HOST``, ``<NAME>_SERVICE_PORT`` (the first port) and
+    ``<NAME>_SERVICE_PORT_<PORT NAME>``, name upper-cased with ``-`` as ``_``. ``$(VAR)``
+    in an env value may name them. The host is given as the Service's name (the kubelet
+    gives its clusterIP, which a dump of manifests may not carry)."""
+    out: dict[tuple[str, str], str] = {}
+    for svc in services:
+        if not svc.ports:
+            continue
+        base = svc.name.upper().replace("-", "_") + "_SERVICE_"
+        out[(svc.namespace, base + "HOST")] = svc.name
+        out[(svc.namespace, base + "PORT")] = str(svc.ports[0].port)
+        for sp in svc.ports:
+            if sp.name:
+                out[(svc.namespace, base + "PORT_" + sp.name.upper().replace("-", "_"))] = (
+                    str(sp.port))
+    return out
+
+
+def _expanded(env: list[tuple[str, str, str]], namespace: str,
+              links: dict[tuple[str, str], str]) -> list[tuple[str, str, str]]:
+    """The values as the container sees them: ``$(VAR)`` replaced by an earlier variable
+    of the same container or else a Service variable of the pod's namespace, ``$$`` by
+    ``$``, other references left as written (the kubelet's expansion,
+    third_party/forked/golang/expansion)."""
+    out = []
+    seen: dict[str, str] = {}
+    container = None
+    for name, var, value in env:
+        if name != container:
+            container, seen = name, {}
+
+        def one(m: re.Match[str], known: dict[str, str] = seen) -> str:
+            if m[0] == "$$":
+                return "$"
+            return known.get(m[1], links.get((namespace, m[1]), m[0]))
+
+        expanded = _REF.sub(one, value) if "$" in value else value
+        seen[var] = expanded
+        out.append((name, var, expanded))
+    return out
+
+
 def _paired_port(ref: EnvRef, container: str, var: str,
                  values: dict[tuple[str, str], str]) -> EnvRef:
     """``CART_HOST=cart`` with ``CART_PORT=7070`` beside it: the port is that one."""
@@ -215,6 +266,8 @@ def _looks_like_service(ref: EnvRef, var: str, namespaces: set[str]) -> bool:
     """An address that names no Service of the dump but is written as one would be:
     a cluster DNS name (``.svc``), ``name.namespace`` of a namespace in the dump, a
     single-label host with a port or scheme, or a bare name in an address variable."""
+    if ref.ip:
+        return False  # an address outside the Services' clusterIPs: a pod, a VM, a host
     if ref.qualified or ref.namespace in namespaces:
         return True
     if ref.namespace is not None:

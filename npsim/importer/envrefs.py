@@ -41,6 +41,7 @@ class EnvRef:
     scheme: str | None  # a URL's scheme (its default port applies when none is given)
     qualified: bool  # written with ``.svc`` (a cluster DNS name, whatever resolves it)
     text: str  # the token as written
+    ip: bool = False  # ``name`` is an IPv4 address (a Service's clusterIP, maybe)
 
 
 def address_var(var: str) -> bool:
@@ -60,7 +61,8 @@ def strong_address_var(var: str) -> bool:
 def env_refs(var: str, value: str) -> list[EnvRef]:
     """The addresses a variable holds: a URL, ``host:port``, or (for an address variable,
     or when the host is written with its namespace) a bare host. A list such as
-    ``a:1,b:2`` gives each. IP addresses and ``localhost`` are never Services."""
+    ``a:1,b:2`` gives each. ``localhost`` is never a Service; an IPv4 address is one
+    only if it is a Service's clusterIP (``ip`` set: the caller checks)."""
     out = []
     bare_ok = address_var(var)
     for token in _TOKEN_SPLIT.split(value.strip()):
@@ -89,7 +91,11 @@ def _token(token: str, bare_ok: bool) -> EnvRef | None:
             port = port_text
         else:
             return None
-    if not _HOST.fullmatch(host) or _is_ip(host) or host in ("localhost", "localhost."):
+    if _is_ip(host):
+        if "." not in host or (scheme is None and port is None and not bare_ok):
+            return None  # IPv6 (npsim simulates IPv4 Services), or a bare number
+        return EnvRef(host, None, port, scheme, False, token, ip=True)
+    if not _HOST.fullmatch(host) or host in ("localhost", "localhost."):
         return None
     labels = host.rstrip(".").split(".")
     if not any(c.isalpha() for c in labels[0]) or labels[0] in _WORDS:

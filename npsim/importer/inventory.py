@@ -73,8 +73,8 @@ class Workload:
     deployment: Deployment
     kind: str
     probes: list[str]
-    # (container, variable, value) of the pod template's plain ``env`` values, with
-    # ``$(VAR)`` references to earlier variables expanded (the calls importer reads them)
+    # (container, variable, value) of the pod template's plain ``env`` values, as
+    # written (the calls importer reads them)
     env: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -329,32 +329,19 @@ def _probes(doc: dict) -> list[str]:
     return out
 
 
-_ENV_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
 def _env(doc: dict) -> list[tuple[str, str, str]]:
-    """Each container's plain ``env`` values (``valueFrom`` is left out: a Secret or
-    ConfigMap the dump may not hold). ``$(VAR)`` is replaced by an earlier variable of
-    the same container and ``$$`` by ``$``, as the kubelet expands them; unknown names
-    stay as written."""
+    """Each container's plain ``env`` values as written (``valueFrom`` is left out: a
+    Secret or ConfigMap the dump may not hold)."""
     out: list[tuple[str, str, str]] = []
     spec = _mapping(_mapping(_mapping(doc.get("spec")).get("template")).get("spec"))
     containers = spec.get("containers")
     for container in containers if isinstance(containers, list) else []:
         if not isinstance(container, dict) or not isinstance(container.get("env"), list):
             continue
-        seen: dict[str, str] = {}
-
-        def expand(m: re.Match[str], known: dict[str, str] = seen) -> str:
-            return "$" if m[0] == "$$" else known.get(m[1], m[0])
-
         for var in container["env"]:
-            if not (isinstance(var, dict) and isinstance(var.get("name"), str)
+            if (isinstance(var, dict) and isinstance(var.get("name"), str)
                     and isinstance(var.get("value"), str | int | float)):
-                continue
-            value = _ENV_REF.sub(expand, str(var["value"]))
-            seen[var["name"]] = value
-            out.append((str(container.get("name", "?")), var["name"], value))
+                out.append((str(container.get("name", "?")), var["name"], str(var["value"])))
     return out
 
 

@@ -28,7 +28,8 @@ PROPOSED = {
                         ("paymentservice", 50051), ("emailservice", 5000),
                         ("currencyservice", 7000), ("cartservice", 7070)],
     "cartservice": [("redis-cart", 6379)],
-    "recommendationservice": [("productcatalogservice", 3550)],
+    "recommendationservice": [("productcatalogservice", 3550), ("currencyservice", 7000),
+                              ("cartservice", 7070)],
     "loadgenerator": [("frontend", 80)],
 }
 
@@ -67,17 +68,31 @@ def test_env_addresses_of_other_services_become_commented_proposals(
                                  for name, calls in PROPOSED.items()}
 
 
+def _notes(text: str) -> dict[str, dict[tuple[str, int], str]]:
+    """Each workload's proposals: (service, port) -> the comment after it."""
+    out: dict[str, dict[tuple[str, int], str]] = {}
+    for block in re.split(r"(?m)^(?=  [\w-]+:$)", text[text.index("\nworkloads:"):]):
+        head = re.match(r"  ([\w-]+):", block)
+        lines = re.findall(r"(?m)^    #   - \{service: ([\w-]+), port: (\d+)\}  # env (.*)$",
+                           block)
+        if head and lines:
+            out[head[1]] = {(s, int(p)): note for s, p, note in lines}
+    return out
+
+
 def test_each_proposal_names_the_env_variable_it_came_from(proposed: tuple[str, Path]) -> None:
-    text = proposed[1].read_text()
-    lines = re.findall(r"(?m)^    #   - \{service: ([\w-]+), port: (\d+)\}  # env (.*)$", text)
-    assert len(lines) == sum(len(v) for v in PROPOSED.values())
-    notes = {(s, int(p)): note for s, p, note in lines}
-    assert notes[("paymentservice", 50051)] == (
+    notes = _notes(proposed[1].read_text())
+    assert {w: list(v) for w, v in notes.items()} == PROPOSED
+    checkout, recommendation = notes["checkoutservice"], notes["recommendationservice"]
+    assert checkout[("paymentservice", 50051)] == (
         "PAYMENT_SERVICE_ADDR=http://paymentservice:50051/charge")
-    assert notes[("emailservice", 5000)] == "EMAIL_SERVICE_ADDR=emailservice:grpc"  # port name
-    # a HOST/PORT pair; $(REDIS_HOST):6379 expanded as the kubelet does, listed together
-    assert notes[("currencyservice", 7000)].startswith("CURRENCY_HOST=currencyservice")
-    assert notes[("redis-cart", 6379)] == "REDIS_HOST=redis-cart, REDIS_ADDR"
+    assert checkout[("emailservice", 5000)] == "EMAIL_SERVICE_ADDR=emailservice:grpc"
+    assert checkout[("currencyservice", 7000)] == "CURRENCY_HOST=currencyservice"  # +_PORT
+    # $(REDIS_HOST):6379 expanded as the kubelet does; both variables on one line
+    assert notes["cartservice"][("redis-cart", 6379)] == "REDIS_HOST=redis-cart, REDIS_ADDR"
+    assert recommendation[("currencyservice", 7000)] == "CURRENCY_ADDR=10.96.0.70:7000"
+    # the kubelet's Service variables; $$( escapes one (no second line for the cart)
+    assert recommendation[("cartservice", 7070)] == "CART_ADDR=cartservice:7070"
 
 
 def test_the_pods_own_service_secrets_and_outside_addresses_are_not_proposed(
@@ -105,7 +120,7 @@ def test_what_cannot_be_proposed_is_said_in_the_file(proposed: tuple[str, Path])
 def test_the_summary_counts_proposals_and_says_how_to_confirm_them(
         proposed: tuple[str, Path]) -> None:
     output = proposed[0]
-    assert ("calls: 15 proposed from the pods' env for 5 workloads (frontend, "
+    assert ("calls: 17 proposed from the pods' env for 5 workloads (frontend, "
             "checkoutservice, cartservice, recommendationservice, loadgenerator)") in output
     assert "to confirm: delete the '# ' before calls:" in output
     assert "--calls FILE.csv (caller,service,port,count)" in output
@@ -142,7 +157,7 @@ def test_calls_csv_sets_calls_and_replaces_that_caller_s_proposals(tmp_path: Pat
     text = out.read_text()
     frontend = text[text.index("\n  frontend:"):text.index("\n  checkoutservice:")]
     assert "# calls:" not in frontend and "--calls calls.csv line 3" in frontend
-    assert "calls: 4 proposed" in output  # the other callers' proposals stay
+    assert "calls: 6 proposed" in output  # the other callers' proposals stay
     # shipping's QUOTE_URL no longer closes a cycle (checkout does not call it now)
     confirmed = tmp_path / "confirmed.yaml"
     confirmed.write_text(uncommented(text))

@@ -21,12 +21,21 @@ from npsim.importer.envrefs import address_var, env_refs, strong_address_var
     ("DATABASE_URL", "postgres://app:secret@db.data.svc:5432/orders", ("db", "data", 5432,
                                                                        "postgres")),
     ("REDIS_HOST", "redis-cart", ("redis-cart", None, None, None)),
+    ("CART_ADDR", "10.96.0.12:7070", ("10.96.0.12", None, 7070, None)),  # a clusterIP?
     ("AD_SERVICE", "adservice", ("adservice", None, None, None)),
 ])
 def test_each_way_of_writing_a_service_address_is_read(var: str, value: str,
                                                        expected: tuple) -> None:
     (ref,) = env_refs(var, value)
     assert (ref.name, ref.namespace, ref.port, ref.scheme) == expected
+
+
+def test_an_ip_address_is_marked_as_one() -> None:
+    """An IP is a Service only if it is one's clusterIP: the caller looks it up."""
+    (ref,) = env_refs("DB_URL", "postgres://10.0.0.5:5432/db")
+    assert ref.ip and ref.name == "10.0.0.5"
+    assert not env_refs("CART_ADDR", "[fd00::1]:7070")  # IPv6: npsim simulates IPv4
+    assert not env_refs("RETRIES", "3") and not env_refs("VERSION", "1.2.3.4")
 
 
 def test_a_list_of_addresses_gives_each() -> None:
@@ -38,7 +47,6 @@ def test_a_list_of_addresses_gives_each() -> None:
 @pytest.mark.parametrize(("var", "value"), [
     ("PORT", "8080"),  # no host
     ("LOG_LEVEL", "info"),  # a bare word in a variable that is no address
-    ("CART_ADDR", "10.96.0.12:7070"),  # an IP address names no Service
     ("REDIS_ADDR", "localhost:6379"),
     ("API_URL", "https://api.example.com/v1"),  # an outside name
     ("FEATURE_ENDPOINT", "true"),
