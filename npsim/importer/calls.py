@@ -38,6 +38,7 @@ class CallsReport:
     proposed: int = 0
     proposing: list[str] = field(default_factory=list)  # workloads with proposals
     missing: list[str] = field(default_factory=list)  # "frontend VAR=value"
+    unproxied: list[str] = field(default_factory=list)  # headless or ExternalName
     ambiguous: list[str] = field(default_factory=list)
     unknown_port: list[str] = field(default_factory=list)
     cycles: list[str] = field(default_factory=list)
@@ -55,6 +56,8 @@ class CallsReport:
                     "  to confirm: delete the '# ' before calls: and before each call you "
                     "keep, or set calls with --calls FILE.csv (caller,service,port,count)"]
         for what, items in (("of Services not in the dump (ignored)", self.missing),
+                            ("of headless or ExternalName Services (no ClusterIP for "
+                             "kube-proxy to program; not proposed)", self.unproxied),
                             ("naming no port of a Service that has several (add the call "
                              "by hand)", self.ambiguous),
                             ("naming a port the Service does not have", self.unknown_port),
@@ -95,7 +98,8 @@ def plan_calls(plan: ScenarioPlan, inv: Inventory, rows: list[CallRow],
         if w is None or w.calls or not env:
             continue
         env = _expanded(env, dep.namespace, links)
-        _propose(w, dep.namespace, env, services, namespaces, graph, report)
+        _propose(w, dep.namespace, env, services, namespaces, inv.unproxied, graph,
+                 report)
         if w.proposed:
             report.proposed += len(w.proposed)
             report.proposing.append(w.name)
@@ -145,7 +149,8 @@ def _set_rows(rows: list[CallRow], plan: ScenarioPlan, by_name: dict[str, Worklo
 
 def _propose(w: WorkloadPlan, namespace: str, env: list[tuple[str, str, str]],
              services: dict[tuple[str, str], Service], namespaces: set[str],
-             graph: CallGraph, report: CallsReport) -> None:
+             unproxied: set[tuple[str, str]], graph: CallGraph,
+             report: CallsReport) -> None:
     """The workload's proposals, in env order, one per Service port (the variables that
     name the same port are listed together); what is left out goes to ``report``, once
     per variable."""
@@ -161,7 +166,9 @@ def _propose(w: WorkloadPlan, namespace: str, env: list[tuple[str, str, str]],
             svc = services.get(("", ref.name) if ref.ip else (ref.namespace or namespace,
                                                                ref.name))
             if svc is None:
-                if _looks_like_service(ref, var, namespaces):
+                if not ref.ip and (ref.namespace or namespace, ref.name) in unproxied:
+                    left_out.setdefault(f"unproxied:{w.name} {shown}")
+                elif _looks_like_service(ref, var, namespaces):
                     left_out.setdefault(f"missing:{w.name} {shown}")
                 continue
             if w.name in graph.backing(svc):
@@ -195,7 +202,8 @@ def _propose(w: WorkloadPlan, namespace: str, env: list[tuple[str, str, str]],
             w.call_notes.append(f"{shown} names Service {service}, which has ports "
                                 f"{_ports(svc)}: add the call by hand")
             left_out.setdefault(f"ambiguous:{w.name} {shown}")
-    lists = {"missing": report.missing, "port": report.unknown_port,
+    lists = {"missing": report.missing, "unproxied": report.unproxied,
+             "port": report.unknown_port,
              "cycle": report.cycles, "ambiguous": report.ambiguous}
     for entry in left_out:
         kind, text = entry.split(":", 1)

@@ -89,6 +89,7 @@ class Inventory:
     ignored: Counter[str] = field(default_factory=Counter)
     filtered: int = 0
     notes: list[str] = field(default_factory=list)
+    unproxied: set[tuple[str, str]] = field(default_factory=set)  # headless, ExternalName
 
 
 def go_duration(text: Any) -> float:
@@ -170,9 +171,11 @@ def _service(obj: DumpObject, inv: Inventory, p: Problems, quiet: Problems) -> N
     kind_of = spec.get("type") if isinstance(spec, dict) else None
     if kind_of == "ExternalName":
         inv.ignored["Service (ExternalName)"] += 1
+        inv.unproxied.add((obj.namespace, obj.name))
         return
     if isinstance(spec, dict) and spec.get("clusterIP") == "None":
         inv.ignored["Service (headless)"] += 1  # kube-proxy programs nothing for it
+        inv.unproxied.add((obj.namespace, obj.name))
         return
     svc = _with_errors(parse_service, obj, p, quiet)
     if isinstance(svc, Service):

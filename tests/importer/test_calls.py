@@ -128,6 +128,8 @@ def test_the_summary_counts_proposals_and_says_how_to_confirm_them(
     assert missing and missing[1] == ("frontend COLLECTOR_SERVICE_ADDR=opentelemetrycollector:"
                                       "4317, paymentservice DB_HOST=postgres")
     assert "several (add the call by hand): frontend AD_SERVICE_ADDR=adservice" in output
+    assert ("headless or ExternalName Services (no ClusterIP for kube-proxy to program; not "
+            "proposed): cartservice REDIS_REPLICA_ADDR=redis-cart-headless:6379") in output
     assert "does not have: recommendationservice CATALOG_FALLBACK_ADDR=" \
         "productcatalogservice:3551" in output
     assert "would close a call cycle: shippingservice QUOTE_URL=" in output
