@@ -17,7 +17,7 @@ from npsim.cluster.model import Cluster
 from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
-from npsim.results.callframe import call_frame, entry_rows
+from npsim.results.callframe import call_frame, entry_rows, held_utilisation
 from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.result import Result
@@ -130,6 +130,8 @@ def _replication(scenario: Scenario, rep: int,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
                                  out.warmup, float(statistics["all"]["error_ratio"].iloc[0]))
     pods = pod_frame(out, frame)
+    if calls is not None:  # blocking callers hold workers beyond their own work
+        pods = held_utilisation(pods, out, frame)
     trim_heap()
     nodes = node_frame(out, frame)
     trim_heap()

@@ -52,6 +52,42 @@ def call_frame(out: RunOutput) -> pd.DataFrame | None:
     })
 
 
+def held_utilisation(pods: pd.DataFrame, out: RunOutput,
+                     requests: pd.DataFrame) -> pd.DataFrame:
+    """The pods frame of a run whose pods call Services: ``utilisation`` becomes the
+    share of worker time *held* (a blocking caller's worker waits for its calls, which is
+    what exhausts a thread pool and queues requests at the caller), and
+    ``cpu_utilisation`` keeps the share spent on the pod's own work (its service time:
+    the CPU it burns). They differ only for blocking callers. ``requests`` is the same
+    replication's requests frame, row ``i`` the log's row ``i``."""
+    pods = pods.copy()
+    pods["cpu_utilisation"] = pods["utilisation"]
+    records = out.calls
+    holding = [p for p in out.cluster.pods if p.deployment in records.holding]
+    if not holding or not len(requests):
+        return pods
+    categories = requests["pod"].cat.categories
+    index_of = {p.name: p.index for p in holding}
+    pod_of_code = np.array([index_of.get(c, -1) for c in categories] + [-1], dtype=np.intp)
+    pod = pod_of_code[requests["pod"].cat.codes.to_numpy()]  # code -1: the extra -1
+    own_end = (requests["service_start"].to_numpy() + requests["service"].to_numpy())
+    freed = np.full(len(requests), out.end_time)  # held still when the run ended
+    freed[np.asarray(records.freed_row, dtype=np.intp)] = records.freed_at
+    rows = (pod >= 0) & ~np.isnan(own_end)
+    # worker time held after the own work, inside the measured window
+    extra = np.clip(np.minimum(freed[rows], out.end_time) - np.maximum(own_end[rows],
+                                                                       out.warmup), 0, None)
+    held = np.bincount(pod[rows], weights=extra, minlength=len(out.cluster.pods))
+    utilisation = pods["utilisation"].to_numpy(dtype=float, copy=True)
+    for p in holding:  # over the pod's own lifetime in the window, as the frame's
+        lo = max(out.warmup, p.created_at)
+        hi = min(out.end_time, out.end_time if p.deleted_at is None else p.deleted_at)
+        if hi > lo:
+            utilisation[p.index] += held[p.index] / (p.workers * (hi - lo))
+    pods["utilisation"] = utilisation
+    return pods
+
+
 def entry_rows(requests: pd.DataFrame, clients: list[str]) -> np.ndarray:
     """The rows of the clients' own requests (not pods' calls): what the summary's
     ``all`` scope covers in a run whose pods call Services."""

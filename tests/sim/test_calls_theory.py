@@ -104,3 +104,34 @@ def test_three_service_network_matches_its_product_form_means():
     via_b = done[done["population"] == "web>b:9000"]
     within_ci(via_b.groupby("replication")["latency"].mean().to_numpy(),
               w["b"] + R * w["c"], "web -> b call latency")
+
+
+def test_blocking_caller_holds_its_workers_for_its_calls():
+    """The pods frame of a multi-tier run: ``utilisation`` is the share of worker time
+    held (own work plus waiting for calls, for a blocking caller), ``cpu_utilisation``
+    the own work's. By Little's law, busy workers = arrival rate x holding time: a web
+    pod with 4 workers at 300/s, 1 ms of own work and a 5 ms call holds about
+    300 x 6 ms / 4 = 45% of its workers while using 7.5% on its own work."""
+    from test_calls import two_tier
+
+    d = two_tier(rate=300.0, fe_workers=4, fe_service=1e-3, be_service=5e-3,
+                 call={"count": 1}, duration=6.0, warmup=1.0)
+    d["workloads"]["backend"]["workers"] = 64  # no queue at the callee: a slow call only
+    result = npsim.run(npsim.scenario_from_dict(d))
+    req = result.requests
+    done = req[~req["warmup"] & (req["outcome"] == "completed")]
+    arrived = (~req["warmup"] & (req["population"] == "load")).sum() / 5.0
+    own = done.loc[done["population"] == "load", "service"].mean()
+    call = done.loc[done["population"] == "web>backend:9000", "latency"].mean()
+    pods = result.pods.set_index("pod")
+    web, backend = pods.loc["web-0"], pods.loc["backend-0"]
+    assert web["cpu_utilisation"] == pytest.approx(arrived * own / 4, rel=0.05)
+    assert web["utilisation"] == pytest.approx(arrived * (own + call) / 4, rel=0.05)
+    assert web["utilisation"] == pytest.approx(300 * 6e-3 / 4, rel=0.1)
+    assert backend["utilisation"] == backend["cpu_utilisation"]  # it calls nothing
+    # the summary's pod figures read the held share: the thread pool's saturation
+    assert result.metric("pod_utilisation_max") == pytest.approx(web["utilisation"])
+    d["workloads"]["web"]["blocking"] = False  # an async server: held = own work
+    pods = npsim.run(npsim.scenario_from_dict(d)).pods.set_index("pod")
+    assert pods.loc["web-0", "utilisation"] == pods.loc["web-0", "cpu_utilisation"]
+    assert pods.loc["web-0", "utilisation"] == pytest.approx(arrived * own / 4, rel=0.05)
