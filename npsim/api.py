@@ -17,7 +17,13 @@ from npsim.cluster.model import Cluster
 from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
-from npsim.results.callframe import call_frame, entry_rows, held_utilisation
+from npsim.results.callframe import (
+    call_frame,
+    edge_target,
+    entry_rows,
+    held_utilisation,
+    population_services,
+)
 from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.result import Result
@@ -45,26 +51,40 @@ ProgressFn = Callable[[float], None]
 
 
 def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
-                   end: float) -> dict[str, list[tuple[str, str]]]:
+                   end: float, services: dict[str, str] | None = None
+                   ) -> dict[str, list[tuple[str, str]]]:
     """Per summary scope, the (pod, node) pairs its Services select and that existed
     during [start, end]: the pods whose shares are compared (a pod of another Service,
     or one deleted before the measurement began, is not 'unfairly idle'). In kube-proxy's
     endpoint order; when the pods of the window are those the cluster was built with,
-    the Service ports' own endpoints say it, and none are made again."""
+    the Service ports' own endpoints say it, and none are made again. ``services``
+    (pods call Services: population -> Service) adds the call edges' populations and
+    the ``service:<name>`` scopes."""
     alive = [p for p in cluster.pods if p.alive_during(start, end)]
     selected: dict[int, dict[str, str]] = {}  # per Service port: pod -> node
     out: dict[str, list[tuple[str, str]]] = {}
     every: dict[str, str] = {}
-    for client in spec.clients:
-        sp = cluster.service_port_for(client.service, client.port)
+    by_service: dict[str, dict[str, str]] = {}
+    targets = [(c.name, c.service, c.port) for c in spec.clients]
+    clients = len(targets)
+    for name in services or {}:
+        edge = edge_target(name)
+        if edge is not None and name not in {c.name for c in spec.clients}:
+            targets.append((name, *edge))
+    for i, (name, service, port) in enumerate(targets):
+        sp = cluster.service_port_for(service, port)
         pods = selected.get(sp.index)
         if pods is None:
             endpoints = cluster.endpoints_of(sp, alive)
             pods = selected[sp.index] = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
                                          for e in endpoints}
-        out[f"population:{client.name}"] = list(pods.items())
-        every.update(pods)
+        out[f"population:{name}"] = list(pods.items())
+        by_service.setdefault(service, {}).update(pods)
+        if i < clients:
+            every.update(pods)
     out["all"] = list(every.items())
+    if services:
+        out.update({f"service:{s}": list(pods.items()) for s, pods in by_service.items()})
     return out
 
 
@@ -119,11 +139,12 @@ def _replication(scenario: Scenario, rep: int,
     # Each step's freed temporaries go back to the system before the next one's: freed
     # chunks inside the heap stay resident until trimmed, under the next step's own
     # temporaries (at 10,000 pods and 1M requests, 4-5 MB more at the peak).
-    reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time)
+    services = _services(frame, spec) if calls is not None else None
+    reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time, services)
     trim_heap()
     entry = (entry_rows(frame, [c.name for c in spec.clients]) if calls is not None
              else None)  # pods call Services: "all" is the clients' own requests
-    statistics = replication_statistics(frame, {rep: window}, reachable, entry)
+    statistics = replication_statistics(frame, {rep: window}, reachable, entry, services)
     del entry
     trim_heap()
     incidents = incident_metrics(out.events.time, out.events.kind, series,
@@ -142,6 +163,12 @@ def _replication(scenario: Scenario, rep: int,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
                         incidents, pod_series, node_timeseries_frame(out, bucket), bucket,
                         calls)
+
+
+def _services(requests: pd.DataFrame, spec: ScenarioSpec) -> dict[str, str]:
+    """Population -> the Service it sends to, for the ``service:`` summary scopes."""
+    return population_services(requests["population"].cat.categories,
+                               {c.name: c.service for c in spec.clients})
 
 
 def _replication_indexes(replications: Sequence[int]) -> list[int]:
@@ -211,7 +238,8 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     calls = concat_frames([p.calls for p in parts]) if parts[0].calls is not None else None
     entry = (entry_rows(req, [c.name for c in spec.clients]) if calls is not None
              else None)
-    summary = summarise(req, pod, windows, per_replication=statistics, entry=entry)
+    summary = summarise(req, pod, windows, per_replication=statistics, entry=entry,
+                        services=_services(req, spec) if calls is not None else None)
     del entry
     summary = add_incident_rows(summary, [p.incidents for p in parts])
     meta: dict[str, object] = {"npsim_version": __version__, "seed": spec.run.seed}

@@ -10,6 +10,7 @@ while serving a client's request, 2 for one made while serving such a call, and 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -88,6 +89,56 @@ def held_utilisation(pods: pd.DataFrame, out: RunOutput,
     return pods
 
 
+def edge_target(name: str) -> tuple[str, int | str] | None:
+    """A call edge's Service and port, read off its population name
+    (``caller>service:port``, with ``#2`` for a second branch to the same port); None
+    for a name of another shape."""
+    caller, arrow, rest = name.partition(">")
+    service, colon, port = rest.partition(":")
+    if not (caller and arrow and service and colon and port):
+        return None
+    port = port.split("#", 1)[0]
+    return service, int(port) if port.isdigit() else port
+
+
+def population_services(populations: Iterable[str],
+                        clients: dict[str, str]) -> dict[str, str]:
+    """Population name -> the Service its requests go to: a client population's from the
+    scenario (``clients``: name -> Service), a call edge's from its name. The summary's
+    ``service:<name>`` scopes gather every population of one Service."""
+    out: dict[str, str] = {}
+    for name in populations:
+        target = clients.get(name)
+        if target is None:
+            edge = edge_target(name)
+            target = None if edge is None else edge[0]
+        if target is not None:
+            out[name] = target
+    return out
+
+
+def service_scopes(requests: pd.DataFrame,
+                   services: dict[str, str] | None) -> dict[str, np.ndarray]:
+    """When pods call Services (``services``: population -> the Service it sends to,
+    :func:`population_services`), each Service's rows as a boolean mask: every request
+    that went to it, whoever sent it (clients or any calling workload), so
+    ``service:cart`` is what the cart Service saw."""
+    if not services:
+        return {}
+    population = requests["population"]
+    by_service: dict[str, list[int]] = {}
+    for i, name in enumerate(population.cat.categories):
+        if name in services:
+            by_service.setdefault(services[name], []).append(i)
+    population_codes = population.cat.codes.to_numpy()
+    out = {}
+    for service in sorted(by_service):
+        member = np.zeros(len(population.cat.categories) + 1, dtype=bool)  # [-1]: none
+        member[by_service[service]] = True
+        out[f"service:{service}"] = member[population_codes]
+    return out
+
+
 def entry_rows(requests: pd.DataFrame, clients: list[str]) -> np.ndarray:
     """The rows of the clients' own requests (not pods' calls): what the summary's
     ``all`` scope covers in a run whose pods call Services."""
@@ -123,19 +174,22 @@ def call_graph(requests: pd.DataFrame, calls: pd.DataFrame | None,
     Edge attributes, over measured rows (after warm-up) of every replication:
     ``requests`` (sent), ``per_second`` (sent per second of measured time, averaged over
     replications), ``mean``, ``p99`` (latency of completed calls, s) and
-    ``error_ratio``. A vertex's ``requests`` counts what reached that Service."""
+    ``error_ratio``. A Service vertex has the same five over everything it received,
+    whoever sent it (two branches of one caller to the same Service are one edge)."""
     import networkx as nx
 
     graph = nx.DiGraph()
     measured = requests[~requests["warmup"]]
     span = _measured_span(requests)
     population = measured["population"].astype(str)
+    received: dict[tuple[str, str], list[pd.DataFrame]] = {}
     # client requests: client -> its Service
     for client, service in entry_services.items():
         graph.add_node(("client", client), kind="client")
         graph.add_node(("service", service), kind="service")
-        _edge(graph, ("client", client), ("service", service),
-              measured[population.to_numpy() == client], span)
+        rows = measured[population.to_numpy() == client]
+        received.setdefault(("service", service), []).append(rows)
+        _edge(graph, ("client", client), ("service", service), rows, span)
     if calls is not None and len(calls):
         keyed = calls.set_index(["replication", "request"])
         index = pd.MultiIndex.from_arrays([measured["replication"], measured["request"]])
@@ -147,11 +201,15 @@ def call_graph(requests: pd.DataFrame, calls: pd.DataFrame | None,
         for (caller, service), group in pairs.groupby(["caller", "service"]):
             for name in (caller, service):
                 graph.add_node(("service", name), kind="service")
-            _edge(graph, ("service", caller), ("service", service),
-                  rows.iloc[group.index.to_numpy()], span)
+            edge_rows = rows.iloc[group.index.to_numpy()]
+            received.setdefault(("service", service), []).append(edge_rows)
+            _edge(graph, ("service", caller), ("service", service), edge_rows, span)
     for vertex in graph:
-        graph.nodes[vertex]["requests"] = sum(
-            d["requests"] for _, _, d in graph.in_edges(vertex, data=True))
+        parts = received.get(vertex)
+        if parts:
+            graph.nodes[vertex].update(_stats(pd.concat(parts), span))
+        else:  # a client, or a Service nothing reached
+            graph.nodes[vertex]["requests"] = 0
     return graph
 
 
@@ -166,14 +224,18 @@ def _measured_span(requests: pd.DataFrame) -> float:
 
 def _edge(graph: nx.DiGraph, a: tuple[str, str], b: tuple[str, str], rows: pd.DataFrame,
           span: float) -> None:
+    graph.add_edge(a, b, **_stats(rows, span))
+
+
+def _stats(rows: pd.DataFrame, span: float) -> dict[str, float]:
     done = rows[rows["outcome"] == "completed"]["latency"]
     n_reps = max(rows["replication"].nunique(), 1)
-    graph.add_edge(a, b, requests=len(rows),
-                   per_second=len(rows) / n_reps / span if span > 0 else float("nan"),
-                   mean=float(done.mean()) if len(done) else float("nan"),
-                   p99=float(done.quantile(0.99)) if len(done) else float("nan"),
-                   error_ratio=float((rows["outcome"] == "failed").mean())
-                   if len(rows) else float("nan"))
+    return {"requests": len(rows),
+            "per_second": len(rows) / n_reps / span if span > 0 else float("nan"),
+            "mean": float(done.mean()) if len(done) else float("nan"),
+            "p99": float(done.quantile(0.99)) if len(done) else float("nan"),
+            "error_ratio": float((rows["outcome"] == "failed").mean())
+            if len(rows) else float("nan")}
 
 
 def latency_breakdown(requests: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
