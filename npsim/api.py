@@ -13,17 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from npsim.cluster.model import Cluster
+from npsim.cluster.model import Cluster, ServicePortModel
 from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
-from npsim.results.callframe import (
-    call_frame,
-    edge_target,
-    entry_rows,
-    held_utilisation,
-    population_services,
-)
+from npsim.results.callframe import call_frame, call_services, entry_rows, held_utilisation
 from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.result import Result
@@ -65,26 +59,33 @@ def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
     out: dict[str, list[tuple[str, str]]] = {}
     every: dict[str, str] = {}
     by_service: dict[str, dict[str, str]] = {}
-    targets = [(c.name, c.service, c.port) for c in spec.clients]
-    clients = len(targets)
-    for name in services or {}:
-        edge = edge_target(name)
-        if edge is not None and name not in {c.name for c in spec.clients}:
-            targets.append((name, *edge))
-    for i, (name, service, port) in enumerate(targets):
-        sp = cluster.service_port_for(service, port)
+
+    def pods_of(sp: ServicePortModel) -> dict[str, str]:
         pods = selected.get(sp.index)
         if pods is None:
             endpoints = cluster.endpoints_of(sp, alive)
             pods = selected[sp.index] = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
                                          for e in endpoints}
-        out[f"population:{name}"] = list(pods.items())
-        by_service.setdefault(service, {}).update(pods)
-        if i < clients:
-            every.update(pods)
+        return pods
+
+    for client in spec.clients:
+        pods = pods_of(cluster.service_port_for(client.service, client.port))
+        out[f"population:{client.name}"] = list(pods.items())
+        by_service.setdefault(client.service, {}).update(pods)
+        every.update(pods)
     out["all"] = list(every.items())
-    if services:
-        out.update({f"service:{s}": list(pods.items()) for s, pods in by_service.items()})
+    if services:  # call edges: the pods of their Service (every port of it)
+        clients = {c.name for c in spec.clients}
+        for name, service in services.items():
+            if service not in by_service:
+                by_service[service] = {}
+                for sp in cluster.service_ports:
+                    if sp.service.name == service:
+                        by_service[service].update(pods_of(sp))
+            if name not in clients:
+                out[f"population:{name}"] = list(by_service[service].items())
+        out.update({f"service:{s}": list(pods.items()) for s, pods in by_service.items()
+                    if s in services.values()})
     return out
 
 
@@ -106,6 +107,7 @@ class _Replication:
     node_timeseries: pd.DataFrame
     bucket: float  # the time series' bucket (request-count runs: per replication)
     calls: pd.DataFrame | None = None  # pods' calls (npsim/results/callframe.py)
+    services: dict[str, str] | None = None  # population -> its Service, when pods call
 
 
 #: the share of a replication's progress that is the simulation; serving quiet pods,
@@ -139,7 +141,7 @@ def _replication(scenario: Scenario, rep: int,
     # Each step's freed temporaries go back to the system before the next one's: freed
     # chunks inside the heap stay resident until trimmed, under the next step's own
     # temporaries (at 10,000 pods and 1M requests, 4-5 MB more at the peak).
-    services = _services(frame, spec) if calls is not None else None
+    services = call_services(frame, out.calls) if out.calls is not None else None
     reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time, services)
     trim_heap()
     entry = (entry_rows(frame, [c.name for c in spec.clients]) if calls is not None
@@ -162,13 +164,7 @@ def _replication(scenario: Scenario, rep: int,
     return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
                         incidents, pod_series, node_timeseries_frame(out, bucket), bucket,
-                        calls)
-
-
-def _services(requests: pd.DataFrame, spec: ScenarioSpec) -> dict[str, str]:
-    """Population -> the Service it sends to, for the ``service:`` summary scopes."""
-    return population_services(requests["population"].cat.categories,
-                               {c.name: c.service for c in spec.clients})
+                        calls, services)
 
 
 def _replication_indexes(replications: Sequence[int]) -> list[int]:
@@ -239,7 +235,7 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     entry = (entry_rows(req, [c.name for c in spec.clients]) if calls is not None
              else None)
     summary = summarise(req, pod, windows, per_replication=statistics, entry=entry,
-                        services=_services(req, spec) if calls is not None else None)
+                        services=parts[0].services)
     del entry
     summary = add_incident_rows(summary, [p.incidents for p in parts])
     meta: dict[str, object] = {"npsim_version": __version__, "seed": spec.run.seed}

@@ -10,13 +10,13 @@ while serving a client's request, 2 for one made while serving such a call, and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from npsim.sim.output import RunOutput
+from npsim.sim.rpc import CallRecords
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -50,6 +50,10 @@ def call_frame(out: RunOutput) -> pd.DataFrame | None:
                                              if len(rows) else rows, services),
         "caller_service": pd.Categorical.from_codes(by_population[population[parents]]
                                                     if len(rows) else rows, services),
+        # the callee is outside the cluster (an ``external:`` call; no callee pod)
+        "external": np.isin(np.asarray(services, dtype=object)[
+            by_population[population[rows[order]]]] if len(rows) else rows,
+            sorted(calls.externals)),
     })
 
 
@@ -89,38 +93,20 @@ def held_utilisation(pods: pd.DataFrame, out: RunOutput,
     return pods
 
 
-def edge_target(name: str) -> tuple[str, int | str] | None:
-    """A call edge's Service and port, read off its population name
-    (``caller>service:port``, with ``#2`` for a second branch to the same port); None
-    for a name of another shape."""
-    caller, arrow, rest = name.partition(">")
-    service, colon, port = rest.partition(":")
-    if not (caller and arrow and service and colon and port):
-        return None
-    port = port.split("#", 1)[0]
-    return service, int(port) if port.isdigit() else port
-
-
-def population_services(populations: Iterable[str],
-                        clients: dict[str, str]) -> dict[str, str]:
-    """Population name -> the Service its requests go to: a client population's from the
-    scenario (``clients``: name -> Service), a call edge's from its name. The summary's
-    ``service:<name>`` scopes gather every population of one Service."""
-    out: dict[str, str] = {}
-    for name in populations:
-        target = clients.get(name)
-        if target is None:
-            edge = edge_target(name)
-            target = None if edge is None else edge[0]
-        if target is not None:
-            out[name] = target
-    return out
+def call_services(requests: pd.DataFrame, records: CallRecords) -> dict[str, str]:
+    """Population name -> the Service of the cluster its requests go to, for clients and
+    call edges alike (a dependency outside the cluster is left out): the summary's
+    ``service:<name>`` scopes gather every population of one Service. ``records``
+    lists the Service per population, in the order of the frame's categories."""
+    names = requests["population"].cat.categories
+    return {str(name): service for name, service in zip(names, records.services, strict=True)
+            if service not in records.externals}
 
 
 def service_scopes(requests: pd.DataFrame,
                    services: dict[str, str] | None) -> dict[str, np.ndarray]:
     """When pods call Services (``services``: population -> the Service it sends to,
-    :func:`population_services`), each Service's rows as a boolean mask: every request
+    :func:`call_services`), each Service's rows as a boolean mask: every request
     that went to it, whoever sent it (clients or any calling workload), so
     ``service:cart`` is what the cart Service saw."""
     if not services:
@@ -169,7 +155,8 @@ def request_tree(requests: pd.DataFrame, calls: pd.DataFrame, request: int,
 def call_graph(requests: pd.DataFrame, calls: pd.DataFrame | None,
                entry_services: dict[str, str]) -> nx.DiGraph:
     """Services as vertices, an edge per caller -> callee pair; client populations are
-    vertices too (``kind`` "client"), with an edge to the Service they send to.
+    vertices too (``kind`` "client"), with an edge to the Service they send to, and so
+    are dependencies outside the cluster (``kind`` "external", ``("external", name)``).
 
     Edge attributes, over measured rows (after warm-up) of every replication:
     ``requests`` (sent), ``per_second`` (sent per second of measured time, averaged over
@@ -198,12 +185,15 @@ def call_graph(requests: pd.DataFrame, calls: pd.DataFrame | None,
         link = keyed.loc[index[is_call]]
         pairs = pd.DataFrame({"caller": link["caller_service"].astype(str).to_numpy(),
                               "service": link["service"].astype(str).to_numpy()})
+        outside = (set(link.loc[link["external"].to_numpy(dtype=bool), "service"].astype(str))
+                   if "external" in link else set())
         for (caller, service), group in pairs.groupby(["caller", "service"]):
-            for name in (caller, service):
-                graph.add_node(("service", name), kind="service")
+            graph.add_node(("service", caller), kind="service")
+            callee = ("external", service) if service in outside else ("service", service)
+            graph.add_node(callee, kind=callee[0])
             edge_rows = rows.iloc[group.index.to_numpy()]
-            received.setdefault(("service", service), []).append(edge_rows)
-            _edge(graph, ("service", caller), ("service", service), edge_rows, span)
+            received.setdefault(callee, []).append(edge_rows)
+            _edge(graph, ("service", caller), callee, edge_rows, span)
     for vertex in graph:
         parts = received.get(vertex)
         if parts:

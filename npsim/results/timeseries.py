@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from npsim.outcomes import REASONS
+from npsim.outcomes import CALL_REASONS, REASONS
 from npsim.results.frames import (
     BLOCK,
     category_code,
@@ -152,7 +152,7 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
     cols["throughput"] = cols["completed"] / bucket
     for name in FAILURE_REASONS:
         code = category_code(requests["reason"], name)
-        if code < 0 and name == "downstream_failed":
+        if code < 0 and name in CALL_REASONS:
             continue  # a run without calls (npsim/sim/rpc.py): its columns as before
         cols[f"failed_{name}"] = by_reason[code] if code >= 0 else np.zeros(n, dtype=np.int64)
     cols["latency_p50"], cols["latency_p99"] = _quantiles(done_idx, t_start, t_end, n,

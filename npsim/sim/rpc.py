@@ -65,6 +65,7 @@ class CallRecords:
         self.freed_row: list[int] = []
         self.freed_at: list[float] = []
         self.holding: set[str] = set()  # the workloads whose workers wait for calls
+        self.externals: set[str] = set()  # callees outside the cluster (call_targets.py)
 
     def add(self, row: int, parent: int, caller: int, edge: int) -> None:
         depth = self.depth_of.get(parent, 0) + 1
@@ -307,11 +308,18 @@ def has_calls(scenario: Scenario) -> bool:
     return any(w.calls for w in scenario.spec.workloads.values() if w is not None)
 
 
+# makes the population of a call to a NodePort, an external address or outside the
+# cluster (npsim/sim/call_targets.py): (index, edge, workload, call, edges so far, where)
+EdgeMaker = Callable[[int, int, str, CallSpec, list[CallPopulation], str], CallPopulation]
+
+
 def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                log: RequestLog, streams: Streams, first_index: int,
-               records: CallRecords) -> tuple[dict[str, CallPlan], list[CallPopulation]]:
+               records: CallRecords, addressed: EdgeMaker | None = None,
+               ) -> tuple[dict[str, CallPlan], list[CallPopulation]]:
     """Each calling workload's plan, and the call populations (indexes from
-    ``first_index``, after the scenario's clients)."""
+    ``first_index``, after the scenario's clients); ``addressed`` makes the edges
+    whose call is not to a ClusterIP."""
     plans: dict[str, CallPlan] = {}
     pops: list[CallPopulation] = []
     records.services = [c.service for c in scenario.spec.clients]
@@ -324,7 +332,18 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
             calls = step.parallel if isinstance(step, ParallelSpec) else [step]
             branches = []
             for j, call in enumerate(calls):
-                sp = cluster.service_port_for(call.service, call.port)
+                where = f"calls/{workload}/{i}/{j}"
+                if addressed is not None and (call.external is not None
+                                              or call.target != "clusterIP"):
+                    pop = addressed(first_index + len(pops), len(pops), workload, call,
+                                    pops, where)
+                    pops.append(pop)
+                    records.services.append(call.callee)
+                    rng = streams.generator(where)
+                    coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
+                    branches.append((pop, call, _count(call, rng), coin))
+                    continue
+                sp = cluster.service_port_for(call.service, call.port)  # type: ignore[arg-type]
                 name = f"{workload}>{call.service}:{sp.port.name or sp.port.port}"
                 same = [p for p in pops if p.name == name]
                 if same:
@@ -338,7 +357,6 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                     connect_timeout=_shorter(call.connect_timeout, call.timeout),
                     request_timeout=call.timeout,
                     retries=call.retries)
-                where = f"calls/{workload}/{i}/{j}"
                 pop = CallPopulation(first_index + len(pops), len(pops), client, sp.index,
                                      log, cluster, records,
                                      streams.generator(f"{where}/retry")
