@@ -97,3 +97,20 @@ def test_one_tier_summary_has_no_service_scopes():
     assert not result.summary["scope"].str.startswith("service:").any()
     with pytest.raises(KeyError, match="no service 'web'"):
         result.metric("latency_mean", service="web")
+
+
+def test_dependency_outside_the_cluster_has_no_service_scope():
+    """An ``external:`` callee is no Service of the cluster: its calls keep their edge's
+    population scope, and the call graph pools them on its ``external`` vertex."""
+    d = shop()
+    d["workloads"]["b"]["calls"] = [{"external": {
+        "address": "pay.example.com:443", "latency": {"dist": "constant", "value": "2ms"},
+        "serviceTime": exponential(1e-3), "concurrency": 8}}]
+    result = npsim.run(npsim.scenario_from_dict(d))
+    scopes = set(result.summary["scope"])
+    assert {"service:web", "service:b", "service:c"} <= scopes
+    assert not any("pay.example.com" in x for x in scopes if x.startswith("service:"))
+    assert "population:b>pay.example.com:443" in scopes
+    vertex = result.call_graph().nodes[("external", "pay.example.com:443")]
+    assert vertex["requests"] == result.metric("requests_measured",
+                                               population="b>pay.example.com:443")
