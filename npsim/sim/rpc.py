@@ -60,6 +60,11 @@ class CallRecords:
         self.parent_of: dict[int, int] = {}  # call row -> the request it was made for
         # per population (the clients', then the call edges'): the Service it sends to
         self.services: list[str] = []
+        # a blocking caller's worker freed after the calls: (row, when), for the pods
+        # frame's utilisation (the worker is held from service start until then)
+        self.freed_row: list[int] = []
+        self.freed_at: list[float] = []
+        self.holding: set[str] = set()  # the workloads whose workers wait for calls
         self.externals: set[str] = set()  # callees outside the cluster (call_targets.py)
 
     def add(self, row: int, parent: int, caller: int, edge: int) -> None:
@@ -179,10 +184,11 @@ class CallPlan:
     """A workload's ``calls:`` made into steps over the call populations."""
 
     def __init__(self, steps: list[Step], blocking: bool,
-                 env: simpy.Environment) -> None:
+                 env: simpy.Environment, records: CallRecords | None = None) -> None:
         self.steps = steps
         self.blocking = blocking
         self.env = env
+        self.records = records
 
     def begin(self, server: PodServer, request: int) -> None:
         """The pod's own work for ``request`` is done: make its calls."""
@@ -251,8 +257,12 @@ class Calling:
     def calls_ended(self, request: int, ok: bool) -> None:
         """The request's calls are over: it is answered (or failed, when a call failed
         with ``onFailure: fail``); a blocking worker is freed now."""
-        if self.plan.blocking:  # type: ignore[attr-defined]
+        plan = self.plan  # type: ignore[attr-defined]
+        if plan.blocking:
             self._release()
+            if plan.records is not None:  # the worker was held until now
+                plan.records.freed_row.append(request)
+                plan.records.freed_at.append(self.env._now)  # type: ignore[attr-defined]
         gone = not (self.alive or self.serves_existing or self.hung)  # type: ignore[attr-defined]
         if ok or gone:  # a dead process's state turns the request away itself
             self.served(request)  # type: ignore[attr-defined]
@@ -357,5 +367,7 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                 coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
                 branches.append((pop, call, _count(call, rng), coin))
             steps.append(Step(branches, isinstance(step, ParallelSpec)))
-        plans[workload] = CallPlan(steps, spec.blocking, env)
+        plans[workload] = CallPlan(steps, spec.blocking, env, records)
+        if spec.blocking:
+            records.holding.add(workload)
     return plans, pops

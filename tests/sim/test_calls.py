@@ -167,6 +167,7 @@ def test_failed_call_fails_the_request_or_is_ignored():
 def test_one_tier_frames_have_no_calls():
     result = npsim.run(npsim.scenario_from_dict(scenario_dict(duration=0.5)))
     assert result.calls is None
+    assert "cpu_utilisation" not in result.pods.columns  # own work = held, one column
     assert "downstream_failed" not in result.requests["reason"].cat.categories
 
 
