@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from npsim.scenario.calls_spec import call_path, find_cycle, leaves
+from npsim.scenario.calls_spec import call_path, find_cycle, leaves, mean_count
 from npsim.scenario.objects import SelectorIndex, pick_port, selector_matches
 from npsim.scenario.problems import Problems
 
@@ -100,15 +100,6 @@ def _check_external(s: Any, p: Problems, call: Any, loc: list[Any],
              "serviceTime, failureProbability and concurrency")
 
 
-def _mean_count(call: Any) -> float:
-    count = call.count
-    if isinstance(count, int):
-        return float(count)
-    if count.dist == "poisson":
-        return float(count.mean)
-    return (count.low + count.high) / 2
-
-
 def rows_per_request(scenario: Any, service: str, seen: frozenset[str] = frozenset()) -> float:
     """Expected request-log rows of one request to ``service``: itself and the calls its
     pods make, at every depth (preflight sizes a run with it). Averaged over the
@@ -123,6 +114,6 @@ def rows_per_request(scenario: Any, service: str, seen: frozenset[str] = frozens
     below = 0.0
     for name, workload in workloads:
         for _, call in leaves(workload.calls):
-            below += call.probability * _mean_count(call) * rows_per_request(
+            below += call.probability * mean_count(call) * rows_per_request(
                 scenario, call.service, seen | {name})
     return 1.0 + below / len(workloads)

@@ -147,6 +147,16 @@ CallStep = Annotated[Annotated[ParallelSpec, Tag(PARALLEL)] | Annotated[CallSpec
                      Discriminator(_kind)]
 
 
+def mean_count(call: CallSpec) -> float:
+    """Mean calls in a row of one call step (its ``count``)."""
+    count = call.count
+    if isinstance(count, int):
+        return float(count)
+    if count.dist == "poisson":
+        return float(count.mean)
+    return (count.low + count.high) / 2
+
+
 def leaves(steps: list[CallStep]) -> list[tuple[tuple[int, int], CallSpec]]:
     """Every call of a ``calls:`` list with its place: (step, branch; -1 outside a
     ``parallel:``)."""
