@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from npsim.plots._common import MS, new_figure
+from npsim.plots.entries import client_rows
 from npsim.results.frames import category_code, codes
 
 MAX_NODES_DRAWN = 12  # more nodes: the panels draw a summary over them, not a line each
@@ -52,7 +53,9 @@ def timeseries(result: Any) -> Figure:
     reasons = [c for c in mean.columns if c.startswith("failed_") and mean[c].any()]
     ready = [c for c in mean.columns if c.startswith("ready_endpoints:")]
     balanced = [c for c in mean.columns if c.startswith("lb_up:")]
-    by_entry = entry_failure_ratio(_frame(result, "requests"), time, width)
+    # in a run whose pods call Services, the clients' own requests, as in the columns
+    by_entry = entry_failure_ratio(_frame(result, "requests"), time, width,
+                                   client_rows(result))
     extra = by_entry is not None
     panels = 3 + extra + bool(ready) + bool(balanced)
     fig, axes = new_figure(8.0, 2.0 + 1.7 * panels, nrows=panels, sharex=True)
@@ -64,7 +67,7 @@ def timeseries(result: Any) -> Figure:
     if "sent" in mean:
         throughput.plot(centre, mean["sent"] / width, linestyle="--", linewidth=1,
                         label="sent/s")
-    throughput.set_ylabel("requests/s")
+    throughput.set_ylabel("client requests/s" if "calls_sent" in mean else "requests/s")
     throughput.legend(loc="best", fontsize="small")
     bottom = np.zeros(len(time))
     for column in reasons:
@@ -161,18 +164,23 @@ def _ready_lines(panel: Any, time: np.ndarray, width: float, ready: pd.DataFrame
 
 
 def entry_failure_ratio(requests: pd.DataFrame | None, time: np.ndarray,
-                        width: float) -> pd.DataFrame | None:
+                        width: float, rows: np.ndarray | None = None) -> pd.DataFrame | None:
     """Per bucket (rows, by the end time of each request) and entry node (columns): the
     failed share of the requests that ended, pooled over replications (NaN where none
     ended). None without a requests frame or when nothing failed. Counted over category
-    codes, a few arrays of the frame's length."""
+    codes, a few arrays of the frame's length. ``rows``: the requests counted (a boolean
+    mask; default all)."""
     if requests is None or "entry_node" not in requests or not len(time):
         return None
     outcome = codes(requests["outcome"])
     failed = outcome == category_code(requests["outcome"], "failed")
+    if rows is not None:
+        failed &= rows
     if not failed.any():
         return None
     ended = failed | (outcome == category_code(requests["outcome"], "completed"))
+    if rows is not None:
+        ended &= rows
     bucket = np.floor((requests["t_end"].to_numpy(dtype=float) - time[0]) / width)
     entry = codes(requests["entry_node"]).astype(np.int64)
     ended &= (entry >= 0) & (bucket >= 0) & (bucket < len(time))
