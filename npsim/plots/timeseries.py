@@ -9,10 +9,11 @@ Reads ``result.timeseries`` (columns ``replication, time`` (bucket start, s), ``
 ``ready_endpoints``, optionally ``lb_up`` or ``lb_up:<population>``; a result saved by
 an older npsim has them as columns ``ready_endpoints:<node>``, ``lb_up:<node>`` of the
 time series instead, drawn the same) and ``result.events`` (``replication, time, kind,
-subject, detail``). Several replications
-are averaged per bucket; events are those of the first replication. Events close in time
-share a number on the top panel, and a key under the figure says what each number is,
-so labels never overlap however many events happen at once.
+subject, detail``). In a run whose pods call Services the columns and the failed share
+per entry node are the clients' own requests (:mod:`npsim.plots.entries`). Several
+replications are averaged per bucket; events are those of the first replication. Events
+close in time share a number on the top panel, and a key under the figure says what each
+number is, so labels never overlap however many events happen at once.
 """
 
 from __future__ import annotations
