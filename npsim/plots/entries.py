@@ -27,6 +27,8 @@ OTHER = "other"  # the caller's wait between calls, responses on their way back
 # the columns read (not a copy of the frame)
 COLUMNS = ["replication", "request", "population", "warmup", "outcome", "latency",
            "network", "hop", "proxy", "queue_wait", "service", "cross_node"]
+TIMING = ["replication", "request", "outcome", "t_start", "t_end", "latency", "network",
+          "proxy", "queue_wait", "service"]  # what callframe.latency_breakdown reads
 
 
 def has_calls(result: Any) -> bool:
@@ -86,8 +88,9 @@ def _entry_rows_split(result: Any) -> pd.DataFrame:
     if not has_calls(result):
         return done.assign(other=0.0)
     calls = result.calls
-    # the entry requests' own calls (depth 1): a deeper call is inside one of them
-    parts = call_breakdown(requests, calls[calls["depth"].to_numpy() == 1])
+    # the entry requests' own calls (depth 1): a deeper call is inside one of them;
+    # of the requests, the columns the split reads
+    parts = call_breakdown(requests[TIMING], calls[calls["depth"].to_numpy() == 1])
     via = [c for c in parts.columns if c.startswith("via_")]
     done = done.merge(parts[["replication", "request", *via]], how="left",
                       on=["replication", "request"], validate="one_to_one")
