@@ -135,7 +135,9 @@ def _replication(scenario: Scenario, rep: int,
         progress((1 + SIMULATING) / 2)
     out.log.release()  # the frame keeps the columns it shares; the others go now
     bucket = series_bucket(spec.run, out.end_time)
-    series = timeseries_frame(out, frame, bucket)
+    entry = (entry_rows(frame, [c.name for c in spec.clients]) if calls is not None
+             else None)  # pods call Services: "all" is the clients' own requests
+    series = timeseries_frame(out, frame, bucket, entry)  # the same rows as "all"
     trim_heap()  # and the time series' before the statistics
     window = out.end_time - out.warmup
     # Each step's freed temporaries go back to the system before the next one's: freed
@@ -144,8 +146,6 @@ def _replication(scenario: Scenario, rep: int,
     services = call_services(frame, out.calls) if out.calls is not None else None
     reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time, services)
     trim_heap()
-    entry = (entry_rows(frame, [c.name for c in spec.clients]) if calls is not None
-             else None)  # pods call Services: "all" is the clients' own requests
     statistics = replication_statistics(frame, {rep: window}, reachable, entry, services)
     del entry
     trim_heap()

@@ -391,12 +391,13 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
     for scope, part in scoped.groupby("scope", sort=False):
         v = part.set_index("metric")["value"]
         label = scope.removeprefix("population:")  # service:<name> keeps its prefix
+        kept = float(v.get("source_ip_intact_fraction", math.nan))  # NaN: no pod reached
         lines.append(
             f"  {label:<22} {v.get('throughput', math.nan):8.1f} req/s  "
             f"p50 {format_duration(v.get('latency_p50', math.nan), 4)}  "
             f"p99 {format_duration(v.get('latency_p99', math.nan), 4)}  "
             f"cross-node {v.get('cross_node_fraction', math.nan):.1%}  "
-            f"IP kept {v.get('source_ip_intact_fraction', math.nan):.1%}"
+            + ("IP kept n/a" if math.isnan(kept) else f"IP kept {kept:.1%}")
             + (f"  failed {percent(v['error_ratio'])}" if "error_ratio" in v.index else "")
             + "".join(f"  {m[len('failed_'):]}: {int(x)}" for m, x in v.items()
                       if is_failure_count(str(m))))
