@@ -33,8 +33,10 @@ def test_a_callee_on_the_lost_node_fails_every_page():
     assert not (lost["outcome"] == "completed").any()
     failed = lost[lost["outcome"] == "failed"]
     assert (failed["reason"].astype(str) == "downstream_failed").all()
-    # the rest mostly entered at node-1 itself: SYNs unanswered, in flight at the end
-    assert (lost.loc[lost["outcome"] == "in_flight", "entry_node"] == "node-1").mean() > 0.9
+    # the rest entered at node-1 itself (SYNs unanswered) or near the end (t = 4 s)
+    unended = lost[lost["outcome"] == "in_flight"]
+    assert (unended["entry_node"] == "node-1").mean() > 0.7
+    assert (unended.loc[unended["entry_node"] != "node-1", "t_start"] > 3.5).all()
     worst = down.worst.set_index("metric")
     assert worst.loc["error_ratio", "case"] == "node-1"
     assert worst.loc["error_ratio", "value"] > 0.95
