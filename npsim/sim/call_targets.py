@@ -60,9 +60,9 @@ from npsim.cluster.model import Cluster
 from npsim.dists import Sampler, batched
 from npsim.outcomes import COMPLETED, CONNECT_TIMEOUT, EXTERNAL_ERROR, FAILED
 from npsim.scenario.calls_spec import CallSpec, ExternalSpec
-from npsim.scenario.client_spec import ArrivalSpec, ClientSpec, EntrySpec, SourceSpec
+from npsim.scenario.client_spec import EntrySpec
 from npsim.sim.records import NAN, RequestLog
-from npsim.sim.rpc import CallPopulation, CallRecords
+from npsim.sim.rpc import CallPopulation, CallRecords, edge_client
 
 if TYPE_CHECKING:
     from npsim.streams import Streams
@@ -255,20 +255,11 @@ class AddressedEdges:
                  pops: list[CallPopulation], where: str) -> CallPopulation:
         cluster, streams = self.cluster, self.streams
         retry = streams.generator(f"{where}/retry") if call.retries is not None else None
-        name = f"{workload}>{self._callee(call)}"
-        same = [p for p in pops if p.name == name]
-        if same:
-            name = f"{name}#{len(same) + 1}"
-        client = ClientSpec(
-            name=name, service=call.callee, port=call.port,
-            source=SourceSpec(pod=cluster.nodes[0].name),
+        client = edge_client(
+            f"{workload}>{self._callee(call)}", pops, call, cluster.nodes[0].name,
+            service=call.callee,
             target=call.target if call.external is None else "clusterIP",
-            entry=EntrySpec(node=call.node) if call.node else EntrySpec(random=True),
-            arrival=ArrivalSpec(rate=1.0),
-            requests_per_connection=call.requests_per_connection,
-            # a deadline covers connecting too (gRPC): the shorter one holds
-            connect_timeout=_shorter(call.connect_timeout, call.timeout),
-            request_timeout=call.timeout, retries=call.retries)
+            entry=EntrySpec(node=call.node) if call.node else EntrySpec(random=True))
         external = call.external
         if external is not None:
             self.records.externals.add(external.label)
@@ -308,6 +299,3 @@ class AddressedEdges:
         for pop in self.external:
             pop.down = down
 
-
-def _shorter(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)

@@ -26,7 +26,7 @@ call population and no calling server, and the engine's hot path is unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -304,6 +304,21 @@ def _shorter(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
+def edge_client(base: str, pops: list[CallPopulation], call: CallSpec, source_node: str,
+                **target: Any) -> ClientSpec:
+    """A call edge's client spec: its population name (``base``; ``base#2``, ``#3``...
+    for more edges of one caller to the same callee, whose timeouts may differ), the
+    caller's connections and deadlines; ``target`` adds where the call goes."""
+    same = sum(1 for p in pops if p.name == base or p.name.startswith(base + "#"))
+    return ClientSpec(
+        name=f"{base}#{same + 1}" if same else base, port=call.port,
+        source=SourceSpec(pod=source_node), arrival=ArrivalSpec(rate=1.0),
+        requests_per_connection=call.requests_per_connection,
+        # a deadline covers connecting too (gRPC): the shorter one holds
+        connect_timeout=_shorter(call.connect_timeout, call.timeout),
+        request_timeout=call.timeout, retries=call.retries, **target)
+
+
 def has_calls(scenario: Scenario) -> bool:
     return any(w.calls for w in scenario.spec.workloads.values() if w is not None)
 
@@ -337,32 +352,17 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                                               or call.target != "clusterIP"):
                     pop = addressed(first_index + len(pops), len(pops), workload, call,
                                     pops, where)
-                    pops.append(pop)
-                    records.services.append(call.callee)
-                    rng = streams.generator(where)
-                    coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
-                    branches.append((pop, call, _count(call, rng), coin))
-                    continue
-                sp = cluster.service_port_for(call.service, call.port)  # type: ignore[arg-type]
-                name = f"{workload}>{call.service}:{sp.port.name or sp.port.port}"
-                same = [p for p in pops if p.name == name]
-                if same:
-                    name = f"{name}#{len(same) + 1}"
-                client = ClientSpec(
-                    name=name, service=call.service, port=call.port,
-                    source=SourceSpec(pod=node0), target="clusterIP",
-                    arrival=ArrivalSpec(rate=1.0),
-                    requests_per_connection=call.requests_per_connection,
-                    # a deadline covers connecting too (gRPC): the shorter one holds
-                    connect_timeout=_shorter(call.connect_timeout, call.timeout),
-                    request_timeout=call.timeout,
-                    retries=call.retries)
-                pop = CallPopulation(first_index + len(pops), len(pops), client, sp.index,
-                                     log, cluster, records,
-                                     streams.generator(f"{where}/retry")
-                                     if call.retries is not None else None)
+                else:
+                    sp = cluster.service_port_for(call.service, call.port)  # type: ignore[arg-type]
+                    client = edge_client(
+                        f"{workload}>{call.service}:{sp.port.name or sp.port.port}", pops,
+                        call, node0, service=call.service, target="clusterIP")
+                    pop = CallPopulation(first_index + len(pops), len(pops), client, sp.index,
+                                         log, cluster, records,
+                                         streams.generator(f"{where}/retry")
+                                         if call.retries is not None else None)
                 pops.append(pop)
-                records.services.append(call.service)
+                records.services.append(call.callee)
                 rng = streams.generator(where)
                 coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
                 branches.append((pop, call, _count(call, rng), coin))
