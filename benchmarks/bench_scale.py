@@ -19,6 +19,12 @@ pod at utilisation 0.5. Printed per configuration:
     python benchmarks/bench_scale.py --repeat 5         # median of 5 speed runs each
     python benchmarks/bench_scale.py --compare /path/to/other/checkout   # interleaved A/B
     python benchmarks/bench_scale.py --requests 10000000 --configs 1000/10000 --memory-only
+    python benchmarks/bench_scale.py --configs 3/6,1000/10000 --crash --repeat 5  # issue 23
+
+``--crash`` also times each configuration with a node crash (the middle node, from 20% to
+60% of the run): printed as its speed and as the median ratio to the run without a crash
+timed just before it. The second row gives each configuration's speed against the first
+column's (issue 23: 1000 / 10,000 against 3 / 6).
 
 ``--compare DIR`` runs every configuration with the npsim found in DIR as well, alternating
 (this tree, DIR, this tree, ...), so a loaded machine affects both alike.
@@ -30,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -39,8 +46,15 @@ CONFIGS = [(3, 6), (100, 200), (1000, 2000), (1000, 10000)]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def scenario_data(nodes: int, pods: int, requests: int) -> dict:
+def scenario_data(nodes: int, pods: int, requests: int, crash: bool = False) -> dict:
+    """The scale scenario; ``crash``: the node in the middle of the list crashes at 20% of
+    the run's expected length and is back at 60% (its pods' connections fail meanwhile)."""
     zones = ["zone-a", "zone-b", "zone-c"]
+    events = []
+    if crash:
+        length = requests / (pods * 400)  # seconds at the offered rate
+        events = [{"at": f"{0.2 * length:.6f}s", "until": f"{0.6 * length:.6f}s",
+                   "nodeCrash": {"node": f"node-{nodes // 2}"}}]
     return {
         "name": f"scale-{nodes}-{pods}",
         "cluster": {"proxyMode": "iptables",
@@ -60,6 +74,7 @@ def scenario_data(nodes: int, pods: int, requests: int) -> dict:
         "clients": [{"name": "users", "service": "web", "sourceIPs": 1000,
                      "arrival": {"rate": f"{pods * 400}/s"}, "entry": "random",
                      "rtt": {"dist": "lognormal", "mean": "1ms", "cv": 0.5}}],
+        "events": events,
         "run": {"requests": requests, "seed": 1,
                 "limits": {"maxRequests": max(requests, 1), "maxMemory": "64GiB"}},
     }
@@ -72,13 +87,13 @@ def rss(field: str) -> int:
     return 0
 
 
-def one(nodes: int, pods: int, requests: int) -> dict:
+def one(nodes: int, pods: int, requests: int, crash: bool = False) -> dict:
     """Measure one configuration in this process (called in a child)."""
     import npsim
     from npsim.scenario.schema import RunSpec
     from npsim.sim.engine import Simulation
 
-    data = scenario_data(nodes, pods, requests)
+    data = scenario_data(nodes, pods, requests, crash)
     if "limits" not in RunSpec.model_fields:  # an npsim from before run.limits
         del data["run"]["limits"]
     scenario = npsim.scenario_from_dict(data)
@@ -93,6 +108,8 @@ def one(nodes: int, pods: int, requests: int) -> dict:
 
     request_frame(out)
     frames = time.process_time() - t0
+    if crash:
+        return {"crash_speed": requests / run}
     return {"nodes": nodes, "pods": pods, "run_speed": requests / run, "build": build,
             "frames": frames}
 
@@ -133,34 +150,54 @@ def child(mode: str, nodes: int, pods: int, requests: int, npsim_dir: Path | Non
 
 
 def measure(nodes: int, pods: int, requests: int, npsim_dir: Path | None,
-            memory_only: bool = False) -> dict:
+            memory_only: bool = False, crash: bool = False) -> dict:
     row = {"nodes": nodes, "pods": pods, "run_speed": math.nan, "build": math.nan,
-           "frames": math.nan}
-    for mode in ("--peak",) if memory_only else ("--one", "--peak"):
+           "frames": math.nan, "crash_speed": math.nan}
+    modes = ("--peak",) if memory_only else ("--one", "--crashed", "--peak") if crash else (
+        "--one", "--peak")
+    for mode in modes:
         row.update(child(mode, nodes, pods, requests, npsim_dir))
     return row
 
 
 def median_speeds(rows: list[dict], requests: int, npsim_dir: Path | None,
-                  repeat: int) -> None:
+                  repeat: int, crash: bool = False) -> None:
     """Run the speed measurement ``repeat - 1`` more times, going round the configurations
     (so a busy moment of the machine hits all of them alike), and keep each figure's
-    median: one run per configuration is at the mercy of the machine's other work."""
-    samples = {key: [[r[key]] for r in rows] for key in ("run_speed", "build", "frames")}
+    median: one run per configuration is at the mercy of the machine's other work.
+    With ``crash``, each round also runs the configuration with its node crash, right
+    after the run without one: the crash's cost is the median of those pairs' ratios."""
+    keys = ("run_speed", "build", "frames")
+    samples = {key: [[r[key]] for r in rows] for key in keys}
+    pairs = [[r["crash_speed"] / r["run_speed"]] for r in rows]
+    crashes = [[r["crash_speed"]] for r in rows]
     for _ in range(repeat - 1):
         for i, r in enumerate(rows):
             again = child("--one", r["nodes"], r["pods"], requests, npsim_dir)
             for key, values in samples.items():
                 values[i].append(again[key])
+            if crash:
+                crashed = child("--crashed", r["nodes"], r["pods"], requests, npsim_dir)
+                pairs[i].append(crashed["crash_speed"] / again["run_speed"])
+                crashes[i].append(crashed["crash_speed"])
     for key, values in samples.items():
         for r, vs in zip(rows, values, strict=True):
-            r[key] = sorted(vs)[len(vs) // 2]
+            r[key] = statistics.median(vs)
+    for r, ratios, speeds in zip(rows, pairs, crashes, strict=True):
+        r["crash_ratio"] = statistics.median(ratios)
+        r["crash_speed"] = statistics.median(speeds)
 
 
 def table(rows: list[dict], label: str) -> list[str]:
     head = "| nodes / pods | " + " | ".join(f"{r['nodes']} / {r['pods']}" for r in rows) + " |"
     lines = [f"{label}", "", head, "|---|" + "---:|" * len(rows)]
+    for r in rows:  # per request, against the first (smallest) configuration
+        r["relative"] = r["run_speed"] / rows[0]["run_speed"]
+        r.setdefault("crash_ratio", r["crash_speed"] / r["run_speed"])
     for key, name, fmt in (("run_speed", "run speed (requests/CPU-s)", "{:,.0f}"),
+                           ("relative", "run speed / first column's", "{:.2f}x"),
+                           ("crash_speed", "run speed with a node crash", "{:,.0f}"),
+                           ("crash_ratio", "with a crash / without (same round)", "{:.2f}x"),
                            ("build", "build (CPU s)", "{:.2f}"),
                            ("frames", "request frame (CPU s)", "{:.2f}"),
                            ("peak_mb", "peak RSS (MB)", "{:,.0f}"),
@@ -169,6 +206,8 @@ def table(rows: list[dict], label: str) -> list[str]:
                            ("saved_bytes_per_request", "bytes per request with saving",
                             "{:,.0f}"),
                            ("run_wall", "npsim.run wall (s)", "{:,.1f}")):
+        if all(math.isnan(r[key]) for r in rows):
+            continue  # not measured (no --crash, or --memory-only)
         lines.append(f"| {name} | " + " | ".join(fmt.format(r[key]) for r in rows) + " |")
     return lines
 
@@ -184,11 +223,17 @@ def main() -> None:
                         help="only the peak-RSS run (with saving) of each configuration")
     parser.add_argument("--repeat", type=int, default=1,
                         help="speed runs per configuration, round-robin; the median is shown")
+    parser.add_argument("--crash", action="store_true",
+                        help="also time each configuration with a node crash mid-run")
     parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--crashed", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--peak", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(*args.one)))
+        return
+    if args.crashed:
+        print(json.dumps(one(*args.crashed, crash=True)))
         return
     if args.peak:
         print(json.dumps(peak(*args.peak)))
@@ -196,13 +241,14 @@ def main() -> None:
     configs = [tuple(int(x) for x in c.split("/")) for c in args.configs.split(",")]
     mine, theirs = [], []
     for nodes, pods in configs:
-        mine.append(measure(nodes, pods, args.requests, ROOT, args.memory_only))
+        mine.append(measure(nodes, pods, args.requests, ROOT, args.memory_only, args.crash))
         if args.compare is not None:
-            theirs.append(measure(nodes, pods, args.requests, args.compare, args.memory_only))
+            theirs.append(measure(nodes, pods, args.requests, args.compare, args.memory_only,
+                                  args.crash))
     if args.repeat > 1 and not args.memory_only:
-        median_speeds(mine, args.requests, ROOT, args.repeat)
+        median_speeds(mine, args.requests, ROOT, args.repeat, args.crash)
         if theirs:
-            median_speeds(theirs, args.requests, args.compare, args.repeat)
+            median_speeds(theirs, args.requests, args.compare, args.repeat, args.crash)
     if args.repeat > 1 and not args.memory_only:
         print(f"speed, build and frame: median of {args.repeat} runs per configuration")
     print(f"{args.requests:,} requests per configuration; load average "
