@@ -179,3 +179,48 @@ def test_a_hand_made_slice_of_a_selector_service_is_ignored_with_a_warning(
     assert any("the EndpointSlice controller manages its slices" in str(w)
                for w in scenario.warnings)
     assert scenario.services["db"].endpoint_slices == []
+
+
+@pytest.mark.parametrize(("old", "new", "what"), [
+    ("{node: n1, ip: 10.1.1.2}", "{node: n1, ip: 10.1.1.1}",
+     "address 10.1.1.1 is the node's cni0 bridge address (the first host, the pods' "
+     "gateway) of the pod CIDR 10.1.1.0/24 of node 'n1'"),
+    ("{node: n1, ip: 10.1.1.2}", "{node: n1, ip: 10.1.1.0}",
+     "address 10.1.1.0 is the network address of the pod CIDR 10.1.1.0/24 of node 'n1'"),
+    ("{node: n1, ip: 10.1.1.2}", "{node: n1, ip: 10.1.1.255}",
+     "address 10.1.1.255 is the broadcast address of the pod CIDR 10.1.1.0/24 of node "
+     "'n1'"),
+])
+def test_a_hand_placed_pod_at_the_bridge_address_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str,
+        what: str) -> None:
+    """cni0 takes the first host of the node's pod CIDR (npsim sends same-node traffic
+    from it): a pod there would share the node's own address."""
+    text = SCENARIO.replace(old, new)
+    path = _write(tmp_path, text)
+    line = text.splitlines().index(f"      - {new}") + 1
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["validate", "scenario.yaml"])
+    assert result.exit_code == 2, result.output
+    assert f"scenario.yaml:{line}:" in result.output
+    assert f"workloads.web.pods[0].ip: {what}: no pod can have it" in result.output
+    assert "Traceback" not in result.output and path.read_text() == text
+
+
+def test_the_bridge_of_a_default_pod_cidr_is_refused_too(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    from npsim.cluster.model import default_pod_cidr
+
+    bridge = default_pod_cidr(0).network_address + 1
+    text = (SCENARIO.replace("{name: n1, zone: a, podCIDR: 10.1.1.0/24}", "{name: n1, zone: a}")
+            .replace("{node: n1, ip: 10.1.1.2}", f"{{node: n1, ip: {bridge}}}")
+            .replace("{node: n1, ip: 10.1.1.50, name: db-a}",
+                     f"{{node: n1, ip: {bridge + 9}, name: db-a}}")
+            .replace("addresses: [10.1.1.50]", f"addresses: [{bridge + 9}]"))
+    _write(tmp_path, text)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["validate", "scenario.yaml"])
+    assert result.exit_code == 2, result.output
+    assert f"workloads.web.pods[0].ip: address {bridge} is the node's cni0 bridge address" \
+        in result.output
