@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -177,6 +178,30 @@ def build(**kwargs: Any) -> npsim.Scenario:
 
 def simulate(**kwargs: Any) -> npsim.Result:
     return npsim.run(build(**kwargs))
+
+
+# --- scenario files ---------------------------------------------------------------------
+
+
+def scenario_file(folder: Path, text: str, name: str = "scenario.yaml") -> Path:
+    """``text`` written as the scenario file ``folder/name`` (what the loader and the CLI
+    read; problems are reported as ``name:line:column``)."""
+    path = folder / name
+    path.write_text(text, "utf-8")
+    return path
+
+
+def load_text(folder: Path, text: str) -> npsim.Scenario:
+    """``text`` loaded as a scenario file (see :func:`scenario_file`)."""
+    return npsim.load_scenario(scenario_file(folder, text))
+
+
+def problems_of(folder: Path, text: str) -> str:
+    """The report of the :class:`npsim.ScenarioError` that loading ``text`` as a scenario
+    file raises (the test fails if it loads)."""
+    with pytest.raises(npsim.ScenarioError) as caught:
+        load_text(folder, text)
+    return caught.value.report()
 
 
 @pytest.fixture
