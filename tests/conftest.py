@@ -8,6 +8,7 @@ bare ``0`` is the only unitless duration accepted. :func:`fmt_duration` and
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,16 @@ import pytest
 from scipy import stats
 
 import npsim
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what the imports and the collection made (about 270,000 objects) out of
+    the cyclic collector's sight: ``npsim.run`` collects once per replication, and
+    walking that heap every time cost more than a small run's simulation (the N-1
+    planner search: 2.2 s of CPU, 0.9 s frozen). Objects made later are collected as
+    before (tests/sim/test_release.py still sees a run freed)."""
+    gc.collect()
+    gc.freeze()
+
 
 SERVICE = "web"
 DEPLOYMENT = "web"
