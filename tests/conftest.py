@@ -33,38 +33,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameter
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order and group the tests for pytest-xdist (``--dist loadgroup``, in pyproject's
-    addopts), which hands each worker the next test as it finishes one:
-
-    * modules with a slow test come first, each kept whole (in its own order), so the
-      long tests start at once and the short ones fill the workers in at the end,
-      instead of one long test starting last and running alone;
-    * tests sharing a module-scoped fixture of their module (a long simulation several
-      tests read, e.g. test_queueing_theory's M/M/1 runs) go to one worker together, so
-      that no two workers make the same fixture.
+    """Modules with a slow test come first, each kept whole (in its own order), so that
+    under pytest-xdist (``--dist loadgroup`` in pyproject's addopts: the next test goes
+    to whichever worker is free) the long tests start at once and the short ones fill
+    the workers in at the end, instead of one long test starting last and running alone.
     """
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)  # stable: order within kept
-    for item in items:
-        group = _shared_fixture(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
-def _shared_fixture(item: pytest.Item) -> str | None:
-    """``module::fixture:param`` of the first module-scoped fixture the test's module
-    defines and the test uses (None: it uses none)."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    module = item.nodeid.split("::")[0]
-    callspec = getattr(item, "callspec", None)
-    for name in item.fixturenames:
-        defs = info.name2fixturedefs.get(name)
-        if defs and defs[-1].scope == "module" and defs[-1].baseid == module:
-            index = callspec.indices.get(name, 0) if callspec is not None else 0
-            return f"{module}::{name}:{index}".replace("@", "_")
-    return None
 
 
 SERVICE = "web"
