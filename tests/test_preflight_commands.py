@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import scenario_file
 
 from npsim.cli import main
 
@@ -45,9 +46,8 @@ run: {duration: 10s}
 
 
 def write(tmp_path: Path, rate: str = "50/s", replicas: int = 2) -> Path:
-    path = tmp_path / "scenario.yaml"
-    path.write_text(SCENARIO.replace("RATE", rate).replace("REPLICAS", str(replicas)))
-    return path
+    return scenario_file(tmp_path, SCENARIO.replace("RATE", rate)
+                         .replace("REPLICAS", str(replicas)))
 
 
 def cli(*args: str) -> tuple[int, str]:

@@ -179,6 +179,7 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
     A sweep's folder adds a column per variant (its mean and CI over replications)."""
     from npsim.report import compare_table, write_compare_report
     from npsim.results.store import check_target, write_atomically
+    from npsim.sweep.tables import fit_width
 
     target = Path(out) if out is not None else None
     if target is not None:  # refuse before loading and printing anything
@@ -198,7 +199,7 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
     except (KeyError, ValueError, TypeError) as exc:  # a summary.csv edited out of shape
         usage(f"the result folders cannot be compared: a summary.csv is not npsim's "
                f"({_first_line(exc)})")
-    click.echo(table.to_string())
+    click.echo(fit_width(table))  # blocks of columns within 100 characters, as sweeps
     if target is None:
         return
     try:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from npsim.cluster.placement import Placer, initial_placement
 from npsim.cluster.pod_room import pods_made
+from npsim.cluster.reserved import reserved_pod_addresses
 from npsim.dists import Distribution
 from npsim.scenario.nodeports import allocate_scenario
 from npsim.scenario.objects import Service, ServicePort, pick_port, selector_matches
@@ -418,6 +419,7 @@ def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
                  "every node")]
     owner: dict[int, int] = {}
     cidrs: list[tuple[int, int, int]] = []
+    nets: list[ipaddress.IPv4Network] = []
     cluster_net = (ipaddress.IPv4Network(spec.cluster.cluster_cidr)
                    if spec.cluster.cluster_cidr else None)
     for i, ns in enumerate(nodes):
@@ -434,6 +436,7 @@ def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
                         f"clusterCIDR {cluster_net}: kube-proxy would take its pods' "
                         "traffic for outside traffic; give the node a podCIDR inside it"))
         cidrs.append((int(net.network_address), int(net.broadcast_address), i))
+        nets.append(net)
     cidrs.sort()
     for (_, end, a), (start, _, b) in zip(cidrs, cidrs[1:], strict=False):
         if start <= end:
@@ -441,6 +444,8 @@ def address_problems(scenario: Scenario) -> list[tuple[list[object], str]]:
             out.append((["cluster", "nodes", second, "podCIDR"],
                         f"pod CIDR overlaps node {nodes[first].name!r}'s; pods would share "
                         "addresses"))
+    if not out:  # a hand-placed pod at the bridge's (or network, broadcast) address
+        out += reserved_pod_addresses(spec, nets)
     if out:
         return out
     capacity = [0] * len(nodes)

@@ -153,6 +153,7 @@ class StateAt:
         if not self.network.answers(node):
             yield (f"# {self.node_down(node)}: packets to {ip_str(proxy.node.ip)} are "
                    "lost; nothing below answers while it is down")
+        yield from self.balancer_lines(node, service)
         if not self.control.proxy_running(node):
             outage = self._outage(node, False)
             since = (f" since {seconds(outage.at)} ({outage.key})" if outage is not None
@@ -177,6 +178,47 @@ class StateAt:
                 names = ", ".join(f"{self.cluster.pods[e.pod].name} ({e.key})"
                                   for e in missing)
                 yield f"# {port_name_string(sp)}: ready but not in these rules yet: {names}"
+
+    def balancer_lines(self, node: int, service: str | None) -> Iterable[str]:
+        """What each population's external balancer makes of the node: in rotation or
+        out (since when, why), and how many active checks in a row failed so far."""
+        name = self.cluster.nodes[node].name
+        for pop in self.populations:
+            lb = pop.balancer
+            if lb is None or service not in (
+                    None, self.cluster.service_ports[pop.service_port].service.name):
+                continue
+            head = f"# balancer of population {pop.name}: {name} is"
+            hc = lb.spec.health_check
+            if not lb.usable(node, self.at) and node not in lb.avoid:
+                others = [self.cluster.nodes[k].name for k in range(lb.n)
+                          if lb.usable(k, self.at)]
+                # up by its active checks, yet out: its passive checks, for fail_timeout
+                until = f" until {seconds(lb.out_until[node])}" if lb.up[node] else ""
+                yield (f"{head} OUT of rotation{until} ({self._lb_event(pop.name, name)}); "
+                       "its new connections enter through "
+                       f"{', '.join(others) if others else 'no node: every node is out'}")
+            elif hc is None:
+                yield f"{head} in rotation (no active health checks)"
+            else:
+                _, failed = lb.check_runs(node)
+                so_far = (f"; {failed} {lb.check_name} check(s) in a row failed so far "
+                          f"(out at {hc.fall})" if failed else
+                          f"; its {lb.check_name} checks pass")
+                yield (f"{head} in rotation (checked every {seconds(hc.interval)}, "
+                       f"timeout {seconds(hc.timeout)}){so_far}")
+
+    def _lb_event(self, population: str, node: str) -> str:
+        """``lb_mark_down at 65 s: 3 nodePort check(s) failed``: the balancer's last
+        verdict on ``node`` up to ``at``."""
+        log = self.events
+        for i in range(len(log) - 1, -1, -1):
+            if (log.kind[i] in ("lb_mark_down", "lb_mark_up") and log.subject[i] == node
+                    and log.time[i] <= self.at
+                    and str(log.detail[i]).startswith(f"{population}: ")):
+                why = str(log.detail[i]).removeprefix(f"{population}: ")
+                return f"{log.kind[i]} at {seconds(log.time[i])}: {why}"
+        return "marked down"
 
     def cannot_serve(self, pod: int) -> str:
         """Why a new connection DNATed to ``pod`` cannot be served, in words; '' if it

@@ -47,7 +47,7 @@ class Changeable(Protocol):
     @property
     def marks(self) -> Any: ...
 
-    def to_dict(self) -> dict[str, Any]: ...
+    def to_dict(self, only_set: bool = False) -> dict[str, Any]: ...
 
     reader: Callable[[Any, Path, str], Any]
 
@@ -164,6 +164,20 @@ def _set(data: dict[str, Any], location: list[str | int], value: Any) -> str:
     return hint
 
 
+def _reach(data: dict[str, Any], full: dict[str, Any],
+           location: list[str | int]) -> dict[str, Any]:
+    """``data`` (the keys the user set) with every step above ``location`` present: a
+    section left at its default becomes an empty one (the reader fills it in), a list
+    left at its default is copied whole from ``full``."""
+    node: Any = data
+    source: Any = full
+    for step in location[:-1]:
+        if isinstance(node, dict) and step not in node:
+            node[step] = {} if isinstance(source[step], dict) else copy.deepcopy(source[step])
+        node, source = node[step], source[step]
+    return data
+
+
 def _resize_nodes(nodes: list[dict[str, Any]], count: int,
                   limit: int) -> list[dict[str, Any]]:
     """The first ``count`` nodes, or these plus copies of the last one (fresh names,
@@ -201,14 +215,19 @@ def with_changes(scenario: Changeable, changes: Mapping[str, Any],
     ``change_marks`` keep them by concrete path, for the checks that come later.
     """
     marks = marks or {}
-    data = scenario.to_dict()
+    # paths are resolved (and misspellings hinted) in the fully defaulted data; what is
+    # re-read is only what the user set plus the changes, so the reader derives every
+    # default again (npsim/scenario/userset.py)
+    full = scenario.to_dict()
+    data = scenario.to_dict(only_set=True)
     data.pop("npsimVersion", None)
     located: list[tuple[str, str, Any, str]] = []  # (user path, concrete path, value, hint)
     problems: list[Problem] = []
     for path, value in changes.items():
         try:
-            location = resolve(data, path)
-            hint = _set(data, location, value)
+            location = resolve(full, path)
+            hint = _set(full, location, value)
+            _set(_reach(data, full, location), location, value)
         except ChangeError as exc:
             problems.append(Problem(None, "", str(exc)))
             continue

@@ -338,7 +338,8 @@ def check_no_effect(s: Sections, p: Problems) -> None:
                  "add one (balancer: {snat: true}) or terminate in the pod")
         elif (tls is not None and tls.terminate == "pod"
               and "balancer_cores" in tls.model_fields_set
-              # a rebuilt scenario (with_changes, resolved YAML) writes the default out
+              # scenario.resolved.yaml writes every default out, this one too (with_changes
+              # re-reads only the keys the user set: npsim/scenario/userset.py)
               and tls.balancer_cores != type(tls).model_fields["balancer_cores"].default):
             p.at(tree, ["clients", i, "tls", "balancerCores"],
                  "no effect: TLS is terminated in the pod, so no balancer core handshakes; "

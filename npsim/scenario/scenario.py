@@ -20,6 +20,7 @@ from npsim.scenario.problems import Problem
 from npsim.scenario.schema import ScenarioSpec
 from npsim.scenario.services import svc_manifest
 from npsim.scenario.specbase import label_paths
+from npsim.scenario.userset import set_fields
 
 __all__ = ["Scenario"]
 
@@ -98,9 +99,12 @@ class Scenario:
         each change is written (its problems point there)."""
         return with_changes(self, changes, marks)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The fully defaulted scenario, manifests inlined, units written out exactly."""
-        data = self.spec.model_dump(mode="json", by_alias=True)
+    def to_dict(self, only_set: bool = False) -> dict[str, Any]:
+        """The fully defaulted scenario, manifests inlined, units written out exactly.
+        ``only_set``: the spec's keys as the user set them (in the file or by
+        assignment), without the defaults (what ``with_changes`` re-reads)."""
+        data = (set_fields(self.spec) if only_set
+                else self.spec.model_dump(mode="json", by_alias=True))
         if data.get("variants") is None:
             data.pop("variants", None)
         data["manifests"] = [svc_manifest(s) for s in self.services.values()] + [
@@ -108,7 +112,9 @@ class Scenario:
         ] + [policy.manifest for policy in self.network_policies.values()] + [
             sl.manifest() for s in self.services.values() for sl in s.endpoint_slices]
         # an event is one kind: leave out the kinds (and the until) it does not use
-        data["events"] = [{k: v for k, v in e.items() if v is not None} for e in data["events"]]
+        if "events" in data:
+            data["events"] = [{k: v for k, v in e.items() if v is not None}
+                              for e in data["events"]]
         return data
 
 

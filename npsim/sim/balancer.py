@@ -140,6 +140,10 @@ class Balancer:
         self._fail_run[node] = hc.fall if hc is not None else 1
         self._mark(node, False, "down before the run started", self.env.now)
 
+    def check_runs(self, node: int) -> tuple[int, int]:
+        """The active checks of ``node`` in a row: (passed, failed) (``explain --at``)."""
+        return self._ok_run[node], self._fail_run[node]
+
     def start(self, going: Callable[[], bool] = lambda: True) -> None:
         """Run the active checks while ``going()`` (request-count runs must drain)."""
         if self.spec.health_check is not None and self.check is not None:

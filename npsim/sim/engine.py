@@ -357,14 +357,24 @@ class Simulation:
             progress(min(self.env.now / duration, 1.0))
 
     def advance(self, until: float) -> None:
-        """Run the clients and the timeline up to ``until`` (``npsim explain --at``)."""
+        """Run the clients, their balancers' health checks, the blackbox probes and the
+        timeline up to ``until`` (``npsim explain --at``), as :meth:`run` starts them."""
         if until < 0:
             raise ValueError("must not be negative")
-        for pop in self.populations:
-            pop.start(self.env, self._sender(pop))
+        self._start()
         if until > self.env.now:  # at the start: the state as built (SimPy refuses 0)
             self.env.run(until=until)
         self._settle(until, final=False)
+
+    def _start(self) -> None:
+        """Start the populations, their balancers' active checks and the blackbox
+        probers (a run, or ``advance`` for ``explain --at``)."""
+        for pop in self.populations:
+            pop.start(self.env, self._sender(pop))
+            if pop.balancer is not None:
+                pop.balancer.start(self.sending)
+        for prober in self.blackbox.values():
+            prober.start(self.sending)
 
     def _settle(self, until: float | None, final: bool = True) -> None:
         """Serve what quiet pods were sent and would have received before ``until``."""
@@ -374,12 +384,7 @@ class Simulation:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""
         run = self.scenario.spec.run
         started = time.perf_counter()
-        for pop in self.populations:
-            pop.start(self.env, self._sender(pop))
-            if pop.balancer is not None:
-                pop.balancer.start(self.sending)
-        for prober in self.blackbox.values():
-            prober.start(self.sending)
+        self._start()
         # The cyclic collector found nothing to free during a run (requests live in
         # arrays, events are freed by reference counting) but walked the model and the
         # in-flight events again and again: at 10,000 pods it took a third of the run.

@@ -208,7 +208,8 @@ def fit_width(table: pd.DataFrame, width: int = 100, name_width: int = 32) -> st
     names = [_shorten(str(n), name_width) for n in table.index]
     first = max([len(str(table.index.name or ""))] + [len(n) for n in names])
     cells = {c: [str(v) for v in table[c]] for c in table.columns}
-    sizes = {c: max([len(str(c))] + [len(v) for v in cells[c]]) for c in table.columns}
+    heads = {c: _shorten(str(c), width - first - 2) for c in table.columns}  # long labels
+    sizes = {c: max([len(heads[c])] + [len(v) for v in cells[c]]) for c in table.columns}
     blocks: list[list[str]] = [[]]
     used = first
     for column in table.columns:
@@ -223,7 +224,7 @@ def fit_width(table: pd.DataFrame, width: int = 100, name_width: int = 32) -> st
         if lines:
             lines.append("")
         lines.append(f"{str(table.index.name or ''):<{first}}" + "".join(
-            f"  {str(c):>{sizes[c]}}" for c in block))
+            f"  {heads[c]:>{sizes[c]}}" for c in block))
         for i, name in enumerate(names):
             lines.append(f"{name:<{first}}" + "".join(f"  {cells[c][i]:>{sizes[c]}}"
                                                       for c in block))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import load_text
 
 from npsim.cluster.model import build_cluster
-from npsim.scenario.loader import load_scenario
 from npsim.scenario.problems import ScenarioError
 
 SCENARIO = """\
@@ -45,9 +45,7 @@ run: {duration: 1s}
 
 
 def test_one_problem_per_full_node(tmp_path: Path) -> None:
-    path = tmp_path / "scenario.yaml"
-    path.write_text(SCENARIO)
-    scenario = load_scenario(path)
+    scenario = load_text(tmp_path, SCENARIO)
     # a scenario changed in Python skips the loader's address checks: 5 pods fit a /29
     scenario.deployments["web"].replicas = 30
     with pytest.raises(ScenarioError) as caught:

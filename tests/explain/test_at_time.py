@@ -156,3 +156,30 @@ def test_a_crashed_process_refuses_at_once(tmp_path: Path) -> None:
     rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("10.244.")}
     assert rows["web-1"].endswith("connection_refused"), out
     assert "web-1's process is not listening (pod_backoff at 15 s: restart in 10s)" in out
+
+
+NODE_FAILURE_LB = str(BUNDLED / "node-failure-lb.yaml")
+
+
+def test_at_shows_the_balancers_checks_counting_then_marking_the_node_down() -> None:
+    """``--at`` runs the balancer's health checks too (node-failure-lb.yaml: checks every
+    2 s, fall 3; node-2 crashes at 60 s, the checks at 60, 62 and 64 s fail, each known
+    1 s later: marked down at 65 s)."""
+    code, out, _ = npsim("explain", NODE_FAILURE_LB, "--node", "node-2", "--at", "30s")
+    assert code == 0
+    assert ("# balancer of population users: node-2 is in rotation (checked every 2 s, "
+            "timeout 1 s); its NodePort 30080 checks pass") in comments(out)
+    code, out, _ = npsim("explain", NODE_FAILURE_LB, "--node", "node-2", "--at", "63s")
+    assert ("# balancer of population users: node-2 is in rotation (checked every 2 s, "
+            "timeout 1 s); 2 NodePort 30080 check(s) in a row failed so far (out at 3)"
+            ) in comments(out)
+    code, out, _ = npsim("explain", NODE_FAILURE_LB, "--node", "node-2", "--at", "65s")
+    assert code == 0
+    assert ("# balancer of population users: node-2 is OUT of rotation (lb_mark_down at "
+            "65 s: 3 NodePort 30080 check(s) failed); its new connections enter through "
+            "node-1, node-3") in comments(out)
+
+
+def test_a_node_without_a_balancer_gets_no_balancer_line() -> None:
+    code, out, _ = npsim("explain", NODE_FAILURE, "--node", "node-2", "--at", "80s")
+    assert code == 0 and "balancer" not in out

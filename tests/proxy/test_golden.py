@@ -95,15 +95,17 @@ IPVS_CASES = json.loads((GOLDEN / "ipvs_nodeport.json").read_text())["cases"]
 
 def ipvs_case(tmp_path: Path, case: dict) -> Path:
     """kube-proxy's fake node (100.101.102.103) as node-1; endpoints without a nodeName
-    on node-2; ClusterIP 10.20.30.41, nodePort 3001."""
+    on node-2; ClusterIP 10.20.30.41, nodePort 3001. The endpoints (10.180.0.1,
+    10.180.1.1) lie outside the nodes' pod CIDRs: inside, each would be a cni0 bridge's
+    address, which no pod can have."""
     proto = case["protocol"]
     data = {
         "name": "kube-proxy-ipvs-nodeport",
         "cluster": {"proxyMode": "ipvs", "serviceNodePortRange": "3000-3010",
                     "nodes": [{"name": "node-1", "address": "100.101.102.103",
-                               "podCIDR": "10.180.0.0/24"},
+                               "podCIDR": "10.181.0.0/24"},
                               {"name": "node-2", "address": "100.101.102.200",
-                               "podCIDR": "10.180.1.0/24"}]},
+                               "podCIDR": "10.181.1.0/24"}]},
         "manifests": [{"apiVersion": "v1", "kind": "Service",
                        "metadata": {"name": "svc1", "namespace": "ns1"},
                        "spec": {"type": "NodePort", "clusterIP": "10.20.30.41",
@@ -169,12 +171,12 @@ def ipvs_parts(out: str) -> tuple[dict[str, list[str]], dict[str, list[str]],
 def test_ipvs_matches_kube_proxys_node_port_tests(tmp_path: Path, case: dict) -> None:
     out = explain_text(str(ipvs_case(tmp_path, case)), "--node", "node-1")
     servers, sets, chains = ipvs_parts(out)
-    # npsim's node also has its pod bridge (cni0, 10.180.0.1) as a local address, which
+    # npsim's node also has its pod bridge (cni0, 10.181.0.1) as a local address, which
     # kube-proxy binds NodePorts to as well; the fake proxier knows only the node IP
-    bridge = {k for k in servers if k.split()[1].startswith("10.180.0.1:")}
+    bridge = {k for k in servers if k.split()[1].startswith("10.181.0.1:")}
     assert {k: v for k, v in servers.items() if k not in bridge} == case["virtual_servers"]
     for name, members in case["ipsets"].items():
-        ours = [m for m in sets.get(name, []) if not m.startswith("10.180.0.1,")]
+        ours = [m for m in sets.get(name, []) if not m.startswith("10.181.0.1,")]
         assert sorted(ours) == sorted(members), name
     for chain, expected in case["chains"].items():
         # checkIptables: every expected (target, set) pair is among the chain's rules

@@ -130,7 +130,7 @@ def test_compare_prints_metrics_and_writes_a_report(tmp_path: Path) -> None:
                      "--out", str(out))
     assert result.exit_code == 0, result.output
     header = result.output.splitlines()[0].split()
-    assert header == ["seed-1", "seed-2"]
+    assert header == ["metric", "seed-1", "seed-2"]
     assert re.search(r"latency p99 \(ms\)\s+\d+\.\d+\s+\d+\.\d+", result.output)
     assert re.search(r"throughput \(req/s\)\s+\d", result.output)
     page = (out / "compare.html").read_text()

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from npsim.scenario.loader import load_scenario
-from npsim.scenario.problems import ScenarioError
+from conftest import load_text, problems_of
 
 SCENARIO = """\
 name: booleans
@@ -43,13 +40,13 @@ run: {requests: REQUESTS}
 """
 
 
+def _text(workers: str, placed: str, requests: str) -> str:
+    return (SCENARIO.replace("WORKERS", workers).replace("PLACED", placed)
+            .replace("REQUESTS", requests))
+
+
 def _report(tmp_path: Path, workers: str, placed: str, requests: str) -> str:
-    path = tmp_path / "scenario.yaml"
-    path.write_text(SCENARIO.replace("WORKERS", workers).replace("PLACED", placed)
-                    .replace("REQUESTS", requests))
-    with pytest.raises(ScenarioError) as caught:
-        load_scenario(path)
-    return caught.value.report()
+    return problems_of(tmp_path, _text(workers, placed, requests))
 
 
 def test_booleans_in_integer_fields_are_refused_with_their_paths(tmp_path: Path) -> None:
@@ -62,9 +59,6 @@ def test_booleans_in_integer_fields_are_refused_with_their_paths(tmp_path: Path)
 
 
 def test_whole_numbers_still_load(tmp_path: Path) -> None:
-    path = tmp_path / "scenario.yaml"
-    path.write_text(SCENARIO.replace("WORKERS", "2").replace("PLACED", "1")
-                    .replace("REQUESTS", "5"))
-    scenario = load_scenario(path)
+    scenario = load_text(tmp_path, _text("2", "1", "5"))
     assert scenario.spec.run.requests == 5
     assert scenario.spec.workloads["web"].workers == 2

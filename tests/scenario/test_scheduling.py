@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import load_text
 
-from npsim.scenario.loader import load_scenario
 from npsim.scenario.problems import ScenarioError
 from npsim.scenario.quantity import cpu_millis, memory_bytes
 
@@ -55,12 +55,6 @@ run: {duration: 1s}
 """
 
 
-def load(tmp_path: Path, text: str) -> object:
-    path = tmp_path / "scenario.yaml"
-    path.write_text(text)
-    return load_scenario(path)
-
-
 def test_quantities() -> None:
     assert [cpu_millis(v) for v in ("250m", "1", 0.5, "1.5", "2e-3", "0.1m")] == [
         250, 1000, 500, 1500, 2, 1]
@@ -72,7 +66,7 @@ def test_quantities() -> None:
 
 
 def test_scheduling_fields_are_read_and_written_back(tmp_path: Path) -> None:
-    sc = load(tmp_path, SCENARIO)
+    sc = load_text(tmp_path, SCENARIO)
     dep = sc.deployments["web"]
     # requests summed over containers; b's limits stand for its requests
     assert (dep.cpu_request, dep.memory_request) == (1250, (64 << 20) + (1 << 30))
@@ -85,7 +79,7 @@ def test_scheduling_fields_are_read_and_written_back(tmp_path: Path) -> None:
     assert (n1.memory, n1.max_pods, n1.labels, n1.taints[0].effect) == (
         3 << 30, 30, {"disk": "ssd"}, "NoSchedule")
     assert (n2.memory, n2.max_pods, n2.unschedulable) == (None, 110, True)
-    again = load(tmp_path, yaml.safe_dump(sc.to_dict(), sort_keys=False))
+    again = load_text(tmp_path, yaml.safe_dump(sc.to_dict(), sort_keys=False))
     redo = again.deployments["web"]
     for attr in ("cpu_request", "memory_request", "node_selector", "required_terms",
                  "preferred_terms", "tolerations"):
@@ -109,7 +103,7 @@ def test_wrong_fields_are_located(tmp_path: Path, old: str, new: str, expected: 
 
     assert SCENARIO.count(old) == 1
     with pytest.raises(ScenarioError) as exc:
-        load(tmp_path, SCENARIO.replace(old, new))
+        load_text(tmp_path, SCENARIO.replace(old, new))
     assert re.search(expected, str(exc.value)), str(exc.value)
     assert "Traceback" not in str(exc.value)
 
@@ -118,5 +112,5 @@ def test_scheduler_placement_may_go_with_hand_placed_pods(tmp_path: Path) -> Non
     text = SCENARIO.replace("  web: {serviceTime: {dist: constant, value: 1ms}}",
                             "  web:\n    serviceTime: {dist: constant, value: 1ms}\n"
                             "    placement: scheduler\n    pods: [{node: n1, ip: 10.244.0.9}]")
-    sc = load(tmp_path, text)
+    sc = load_text(tmp_path, text)
     assert sc.spec.workloads["web"].placement == "scheduler"

@@ -218,11 +218,13 @@ def test_compare_reads_a_sweep_folder_its_variants_as_columns(
     monkeypatch.chdir(tmp_path)
     result = cli("compare", "out")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].split() == ["slow", "fast"]
+    assert result.output.splitlines()[0].split() == ["metric", "slow", "fast"]
     assert re.search(r"^replications\s+2\s+2$", result.output, re.M)
     both = cli("compare", "out", "run", "--out", "cmp")
     assert both.exit_code == 0, both.output
-    assert both.output.splitlines()[0].split() == ["out:slow", "out:fast", "run"]
+    blocks = both.output.split("\n\n")  # 100 columns: the third column in a second block
+    assert [h for b in blocks for h in b.splitlines()[0].split()
+            if h != "metric"] == ["out:slow", "out:fast", "run"]
     page = (tmp_path / "cmp" / "compare.html").read_text()
     assert "variant fast: mean over replications; figures from rep-0" in page
     assert page.count("data:image/png;base64,") == 3
