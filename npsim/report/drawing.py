@@ -15,11 +15,12 @@ from functools import partial
 from typing import Any
 
 Drawn = tuple[dict[str, bytes], dict[str, str]]  # PNG per figure; reason per figure not drawn
-# relative cost of drawing each figure (CPU of building, drawing and encoding it for the
-# quick start at 1 and 4 replications, benchmarks/STARTUP.md), to share them out evenly
-COST = {"timeseries": 3.0, "traffic_matrix": 2.0, "latency_cdf": 2.0,
-        "latency_percentiles": 1.8, "cluster": 1.6, "call_graph": 1.6, "pod_load": 1.3,
-        "latency_breakdown": 1.2, "lorenz": 1.0}
+# CPU of building, drawing and encoding each figure of the quick start at 4 replications
+# in a fresh process, in tenths of a second (the cluster's and the call graph's with
+# networkx's import): to share the figures out evenly
+COST = {"timeseries": 3.2, "cluster": 2.4, "call_graph": 2.4, "traffic_matrix": 1.9,
+        "latency_percentiles": 1.8, "latency_cdf": 1.7, "latency_breakdown": 1.4,
+        "pod_load": 1.2, "lorenz": 1.2}
 
 
 # npsim.plots.FIGURES' names (a test holds them equal), here without importing matplotlib:
@@ -66,10 +67,10 @@ def shares(names: Sequence[str], processes: int) -> list[list[str]]:
     costliest first, each to the group with the least so far)."""
     groups: list[list[str]] = [[] for _ in range(max(1, min(processes, len(names))))]
     load = [0.0] * len(groups)
-    for name in sorted(names, key=lambda n: -COST.get(n, 1.5)):
+    for name in sorted(names, key=lambda n: -COST.get(n, 2.0)):
         least = load.index(min(load))
         groups[least].append(name)
-        load[least] += COST.get(name, 1.5)
+        load[least] += COST.get(name, 2.0)
     return groups
 
 
