@@ -83,7 +83,8 @@ def validate(scenario: str, settings: tuple[str, ...], max_requests: int | None,
               help="Skip figures/*.png and report.html in the result folder.")
 @SET_OPTION
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Run replications on this many processes (same results for any N).")
+              help="Run replications, and draw the report's figures, on this many "
+                   "processes (same results and report for any N).")
 @check_options
 @EACH_DOWN_OPTIONS
 @limit_options

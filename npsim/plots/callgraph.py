@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import networkx as nx
 from matplotlib.figure import Figure
 
 from npsim.plots._common import labelled, name_of, new_figure
@@ -18,6 +17,8 @@ MAX_WIDTH = 8.0
 
 def call_graph(result: Any) -> Figure:
     """Services and who calls whom, with calls/s and p99 on each arrow."""
+    import networkx as nx  # here, not with every figure: only a run with calls has one
+
     res = labelled(result)[0][1]
     entry = {c.name: c.service for c in res.scenario.spec.clients}
     graph = graph_of(res.requests, getattr(res, "calls", None), entry)

@@ -3,6 +3,9 @@ whichever process drew them, and drawn here when a process failed."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,33 @@ def test_run_with_two_jobs_writes_the_same_report(tmp_path: Path) -> None:
         pages.append((out / "report.html").read_bytes())
         assert len(list((out / "figures").glob("*.png"))) == len(ORDER)
     assert pages[0] == pages[1]
+
+
+CHILD = """
+import json, sys
+from npsim.cli import main
+
+out = sys.argv[1]
+main(["run", sys.argv[2], "--out", out, "--jobs", "2", "--set", "run.duration=2s",
+      "--set", "run.warmup=0.5s"], standalone_mode=False)
+loaded = {"run --jobs 2": sorted({m.split(".")[0] for m in sys.modules}
+                                 & {"matplotlib", "networkx"})}
+from npsim.plots import figures_for
+from npsim.results.result import load_result
+
+figures, _ = figures_for(load_result(out))
+loaded["figures"] = sorted({m.split(".")[0] for m in sys.modules} & {"networkx"})
+loaded["drawn"] = sorted(figures)
+print(json.dumps(loaded))
+"""
+
+
+def test_parent_of_a_two_job_run_loads_no_matplotlib_and_figures_no_networkx(
+        tmp_path: Path) -> None:
+    """What the parallel drawing saves (matplotlib's import in the parent) and what the
+    cluster figure no longer needs (networkx: only the call graph uses it)."""
+    out = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "run"),
+                          str(npsim.bundled_path("quickstart"))],
+                         capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == {"run --jobs 2": [], "figures": [], "drawn": sorted(ORDER)}
