@@ -1,7 +1,7 @@
 """The report's figures as PNG bytes: drawn here, or shared out over a few processes
 while this one writes the result's frames.
 
-Drawing is most of what a report costs (the quick start's 8 figures: about 1.5 CPU-s
+Drawing is most of what a report costs (the quick start's 8 figures: about 1.8 CPU-s
 with matplotlib's import, its simulation 0.55 s), and each figure reads only the run's
 frames, so figures can be drawn apart and the PNGs put together in the report's order.
 A share that no process drew (it could not start, or died) is drawn here: the report
@@ -16,9 +16,9 @@ from typing import Any
 
 Drawn = tuple[dict[str, bytes], dict[str, str]]  # PNG per figure; reason per figure not drawn
 # CPU of building, drawing and encoding each figure of the quick start at 4 replications
-# in a fresh process, in tenths of a second (the cluster's and the call graph's with
-# networkx's import): to share the figures out evenly
-COST = {"timeseries": 3.2, "cluster": 2.4, "call_graph": 2.4, "traffic_matrix": 1.9,
+# in a fresh process, in tenths of a second (the call graph's with networkx's import):
+# to share the figures out evenly
+COST = {"timeseries": 3.2, "call_graph": 2.4, "traffic_matrix": 1.9, "cluster": 1.6,
         "latency_percentiles": 1.8, "latency_cdf": 1.7, "latency_breakdown": 1.4,
         "pod_load": 1.2, "lorenz": 1.2}
 
