@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from npsim.cluster.model import Cluster
+from npsim.cluster.model import Cluster, ServicePortModel
 from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
-from npsim.results.callframe import call_frame, entry_rows
+from npsim.results.callframe import call_frame, call_services, entry_rows, held_utilisation
 from npsim.results.events import event_frame, stack_events
 from npsim.results.frames import concat_frames, node_frame, pod_frame, request_frame
 from npsim.results.result import Result
@@ -45,26 +45,47 @@ ProgressFn = Callable[[float], None]
 
 
 def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
-                   end: float) -> dict[str, list[tuple[str, str]]]:
+                   end: float, services: dict[str, str] | None = None
+                   ) -> dict[str, list[tuple[str, str]]]:
     """Per summary scope, the (pod, node) pairs its Services select and that existed
     during [start, end]: the pods whose shares are compared (a pod of another Service,
     or one deleted before the measurement began, is not 'unfairly idle'). In kube-proxy's
     endpoint order; when the pods of the window are those the cluster was built with,
-    the Service ports' own endpoints say it, and none are made again."""
+    the Service ports' own endpoints say it, and none are made again. ``services``
+    (pods call Services: population -> Service) adds the call edges' populations and
+    the ``service:<name>`` scopes."""
     alive = [p for p in cluster.pods if p.alive_during(start, end)]
     selected: dict[int, dict[str, str]] = {}  # per Service port: pod -> node
     out: dict[str, list[tuple[str, str]]] = {}
     every: dict[str, str] = {}
-    for client in spec.clients:
-        sp = cluster.service_port_for(client.service, client.port)
+    by_service: dict[str, dict[str, str]] = {}
+
+    def pods_of(sp: ServicePortModel) -> dict[str, str]:
         pods = selected.get(sp.index)
         if pods is None:
             endpoints = cluster.endpoints_of(sp, alive)
             pods = selected[sp.index] = {cluster.pods[e.pod].name: cluster.nodes[e.node].name
                                          for e in endpoints}
+        return pods
+
+    for client in spec.clients:
+        pods = pods_of(cluster.service_port_for(client.service, client.port))
         out[f"population:{client.name}"] = list(pods.items())
+        by_service.setdefault(client.service, {}).update(pods)
         every.update(pods)
     out["all"] = list(every.items())
+    if services:  # call edges: the pods of their Service (every port of it)
+        clients = {c.name for c in spec.clients}
+        for name, service in services.items():
+            if service not in by_service:
+                by_service[service] = {}
+                for sp in cluster.service_ports:
+                    if sp.service.name == service:
+                        by_service[service].update(pods_of(sp))
+            if name not in clients:
+                out[f"population:{name}"] = list(by_service[service].items())
+        out.update({f"service:{s}": list(pods.items()) for s, pods in by_service.items()
+                    if s in services.values()})
     return out
 
 
@@ -86,6 +107,7 @@ class _Replication:
     node_timeseries: pd.DataFrame
     bucket: float  # the time series' bucket (request-count runs: per replication)
     calls: pd.DataFrame | None = None  # pods' calls (npsim/results/callframe.py)
+    services: dict[str, str] | None = None  # population -> its Service, when pods call
 
 
 #: the share of a replication's progress that is the simulation; serving quiet pods,
@@ -113,23 +135,26 @@ def _replication(scenario: Scenario, rep: int,
         progress((1 + SIMULATING) / 2)
     out.log.release()  # the frame keeps the columns it shares; the others go now
     bucket = series_bucket(spec.run, out.end_time)
-    series = timeseries_frame(out, frame, bucket)
+    entry = (entry_rows(frame, [c.name for c in spec.clients]) if calls is not None
+             else None)  # pods call Services: "all" is the clients' own requests
+    series = timeseries_frame(out, frame, bucket, entry)  # the same rows as "all"
     trim_heap()  # and the time series' before the statistics
     window = out.end_time - out.warmup
     # Each step's freed temporaries go back to the system before the next one's: freed
     # chunks inside the heap stay resident until trimmed, under the next step's own
     # temporaries (at 10,000 pods and 1M requests, 4-5 MB more at the peak).
-    reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time)
+    services = call_services(frame, out.calls) if out.calls is not None else None
+    reachable = reachable_pods(out.cluster, spec, spec.run.warmup, out.end_time, services)
     trim_heap()
-    entry = (entry_rows(frame, [c.name for c in spec.clients]) if calls is not None
-             else None)  # pods call Services: "all" is the clients' own requests
-    statistics = replication_statistics(frame, {rep: window}, reachable, entry)
+    statistics = replication_statistics(frame, {rep: window}, reachable, entry, services)
     del entry
     trim_heap()
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
                                  out.warmup, float(statistics["all"]["error_ratio"].iloc[0]))
     pods = pod_frame(out, frame)
+    if calls is not None:  # blocking callers hold workers beyond their own work
+        pods = held_utilisation(pods, out, frame)
     trim_heap()
     nodes = node_frame(out, frame)
     trim_heap()
@@ -139,7 +164,7 @@ def _replication(scenario: Scenario, rep: int,
     return _Replication(frame, pods, nodes, out.wall_seconds,
                         out.end_time, window, statistics, event_frame(out.events, rep), series,
                         incidents, pod_series, node_timeseries_frame(out, bucket), bucket,
-                        calls)
+                        calls, services)
 
 
 def _replication_indexes(replications: Sequence[int]) -> list[int]:
@@ -209,7 +234,8 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     calls = concat_frames([p.calls for p in parts]) if parts[0].calls is not None else None
     entry = (entry_rows(req, [c.name for c in spec.clients]) if calls is not None
              else None)
-    summary = summarise(req, pod, windows, per_replication=statistics, entry=entry)
+    summary = summarise(req, pod, windows, per_replication=statistics, entry=entry,
+                        services=parts[0].services)
     del entry
     summary = add_incident_rows(summary, [p.incidents for p in parts])
     meta: dict[str, object] = {"npsim_version": __version__, "seed": spec.run.seed}

@@ -46,3 +46,9 @@ REASONS[NO_UPSTREAM] = "no_healthy_upstream"
 # with an error, as a handler returning 5xx on an upstream error does
 DOWNSTREAM_FAILED = len(REASONS)
 REASONS[DOWNSTREAM_FAILED] = "downstream_failed"
+# a dependency outside the cluster (a call's ``external:``) answered with an error (its
+# failureProbability); frames name it only in runs that call such a dependency
+EXTERNAL_ERROR = len(REASONS)
+REASONS[EXTERNAL_ERROR] = "external_error"
+# reasons only runs whose pods make calls can have: other runs' frames leave them out
+CALL_REASONS = ("downstream_failed", "external_error")

@@ -13,17 +13,17 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # the tutorial's sections, in its order: path, modes, access, affinity, Local, node failure,
-# the NodePort range, firewalls, alert rules, HTTPS
+# the NodePort range, firewalls, alert rules, HTTPS; then pods that call Services
 LABS = ("01-nodeport-path", "02-proxy-modes", "03-external-access", "04-session-affinity",
         "05-local-vs-cluster", "06-node-failure", "07-nodeport-range", "08-firewalls",
-        "09-alert-rules", "10-https")
+        "09-alert-rules", "10-https", "11-calls-between-tiers")
 
 
 def _answers(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [c for c in notebook.cells if "answer" in c.metadata.get("tags", [])]
 
 
-def test_the_ten_labs_are_there() -> None:
+def test_the_eleven_labs_are_there() -> None:
     assert [p.stem for p in NOTEBOOKS] == list(LABS)
 
 

@@ -86,8 +86,9 @@ def _metrics(summary: pd.DataFrame, scope: str = "all") -> dict[str, dict[str, A
             for r in part.itertuples(index=False)}
 
 
-def _populations(summary: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
-    scopes = [s for s in dict.fromkeys(summary["scope"]) if s.startswith("population:")]
+def _populations(summary: pd.DataFrame, prefix: str = "population:"
+                 ) -> dict[str, dict[str, dict[str, Any]]]:
+    scopes = [s for s in dict.fromkeys(summary["scope"]) if s.startswith(prefix)]
     return {s.split(":", 1)[1]: _metrics(summary, s) for s in scopes}
 
 
@@ -103,6 +104,9 @@ def document(scenario: Scenario, checks: list[CheckResult], *,
     if summary is not None:
         doc["metrics"] = _metrics(summary)
         doc["populations"] = _populations(summary)
+        services = _populations(summary, "service:")  # pods call Services
+        if services:
+            doc["services"] = services
     if each is not None and cases is not None and worst is not None:
         doc["each"] = each
         doc["cases"] = {case: {"metrics": _metrics(s), "folder": (

@@ -19,15 +19,19 @@ from npsim.cli.common import refuse, usage
               help="CSV service,namespace,rate_per_s (requests per second per Service).")
 @click.option("--service-times", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="CSV deployment,namespace,service_time[,workers].")
+@click.option("--calls", "calls", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="CSV caller,service,port[,count]: sets those workloads' "
+              "calls: (replacing the ones proposed from their env).")
 @click.option("--force", is_flag=True, help="Replace a scenario npsim import wrote before.")
 def import_(dumps: tuple[Path, ...], out: Path, namespace: str | None, service: str | None,
-            rates: Path | None, service_times: Path | None, force: bool) -> None:
+            rates: Path | None, service_times: Path | None, calls: Path | None,
+            force: bool) -> None:
     """Turn kubectl dumps or manifest folders (DUMPS) into a scenario file."""
     from npsim.importer import DumpError, OutputExistsError, import_cluster
 
     try:
         summary = import_cluster(list(dumps), out, namespace, service, rates, service_times,
-                                 force)
+                                 force, calls)
     except DumpError as exc:
         refuse(exc.report())
     except OutputExistsError as exc:

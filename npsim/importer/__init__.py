@@ -4,7 +4,10 @@ turned into an ordinary, editable scenario file.
 Layers, one job each: :mod:`~npsim.importer.dump` reads files into located objects,
 :mod:`~npsim.importer.inventory` sorts and checks them (Nodes, Services, EndpointSlices,
 workloads, the kube-proxy configuration), :mod:`~npsim.importer.load` reads the optional
-rate and service-time CSVs, :mod:`~npsim.importer.scenario_text` writes the scenario.
+rate, service-time and calls CSVs, :mod:`~npsim.importer.envrefs` reads Service addresses
+out of the pods' env and :mod:`~npsim.importer.calls` turns them into proposed ``calls:``
+(or sets the CSV's; :mod:`~npsim.importer.callgraph` keeps them free of cycles),
+:mod:`~npsim.importer.scenario_text` writes the scenario.
 """
 
 from npsim.importer.dump import DumpError

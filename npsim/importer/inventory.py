@@ -73,6 +73,9 @@ class Workload:
     deployment: Deployment
     kind: str
     probes: list[str]
+    # (container, variable, value) of the pod template's plain ``env`` values, as
+    # written (the calls importer reads them)
+    env: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Inventory:
     ignored: Counter[str] = field(default_factory=Counter)
     filtered: int = 0
     notes: list[str] = field(default_factory=list)
+    unproxied: set[tuple[str, str]] = field(default_factory=set)  # headless, ExternalName
 
 
 def go_duration(text: Any) -> float:
@@ -145,7 +149,7 @@ def sort_objects(objects: list[DumpObject], namespace: str | None, service: str 
         elif kind in WORKLOAD_KINDS:
             dep = _with_errors(parse_deployment, obj, p, quiet)
             if isinstance(dep, Deployment):
-                inv.workloads.append(Workload(dep, kind, _probes(obj.doc)))
+                inv.workloads.append(Workload(dep, kind, _probes(obj.doc), _env(obj.doc)))
         else:
             inv.network_policies.append(_clean_policy(obj.doc))
     if service is not None:
@@ -167,9 +171,11 @@ def _service(obj: DumpObject, inv: Inventory, p: Problems, quiet: Problems) -> N
     kind_of = spec.get("type") if isinstance(spec, dict) else None
     if kind_of == "ExternalName":
         inv.ignored["Service (ExternalName)"] += 1
+        inv.unproxied.add((obj.namespace, obj.name))
         return
     if isinstance(spec, dict) and spec.get("clusterIP") == "None":
         inv.ignored["Service (headless)"] += 1  # kube-proxy programs nothing for it
+        inv.unproxied.add((obj.namespace, obj.name))
         return
     svc = _with_errors(parse_service, obj, p, quiet)
     if isinstance(svc, Service):
@@ -324,6 +330,26 @@ def _probes(doc: dict) -> list[str]:
             out.append(f"{container.get('name', '?')} {kind}: {what}"
                        + (f" ({timing})" if timing else ""))
     return out
+
+
+def _env(doc: dict) -> list[tuple[str, str, str]]:
+    """Each container's plain ``env`` values as written (``valueFrom`` is left out: a
+    Secret or ConfigMap the dump may not hold)."""
+    out: list[tuple[str, str, str]] = []
+    spec = _mapping(_mapping(_mapping(doc.get("spec")).get("template")).get("spec"))
+    containers = spec.get("containers")
+    for container in containers if isinstance(containers, list) else []:
+        if not isinstance(container, dict) or not isinstance(container.get("env"), list):
+            continue
+        for var in container["env"]:
+            if (isinstance(var, dict) and isinstance(var.get("name"), str)
+                    and isinstance(var.get("value"), str | int | float)):
+                out.append((str(container.get("name", "?")), var["name"], str(var["value"])))
+    return out
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _clean_policy(doc: dict) -> dict[str, Any]:

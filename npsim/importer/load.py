@@ -4,7 +4,9 @@ Two optional CSV files with a header row:
 
 * rates: ``service,namespace,rate_per_s`` (a Service's requests per second);
 * service times: ``deployment,namespace,service_time[,workers]`` (a pod's mean time per
-  request as a duration such as ``12ms``, and optionally its concurrency).
+  request as a duration such as ``12ms``, and optionally its concurrency);
+* calls: ``caller,service,port[,count]`` (a workload's ``calls:``, one row per call in
+  the order made; ``port`` a number or name, ``count`` calls in a row, default 1).
 
 A bad row is reported as ``file:line:col: column: message``.
 """
@@ -24,6 +26,20 @@ from npsim.units import parse_duration
 
 RATE_COLUMNS = ("service", "namespace", "rate_per_s")
 TIME_COLUMNS = ("deployment", "namespace", "service_time")
+CALL_COLUMNS = ("caller", "service", "port")
+CALL_OPTIONAL = ("count",)
+MAX_CALL_COUNT = 1000  # calls in a row per request: more is a unit mistake, not a fan-out
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One ``--calls`` row; ``marks`` locate each column's cell (``file:line:col``)."""
+
+    caller: str
+    service: str
+    port: int | str | None  # None: the cell is empty (the Service's only port)
+    count: int
+    marks: dict[str, Mark]
 
 
 @dataclass(frozen=True)
@@ -123,4 +139,34 @@ def read_service_times(path: Path, p: Problems) -> list[CsvRow]:
                 continue
         out.append(CsvRow((row["namespace"] or "default", row["deployment"]), mean, workers,
                           Mark(str(path), line, cols["deployment"])))
+    return out
+
+
+def read_calls(path: Path, p: Problems) -> list[CallRow]:
+    """The ``--calls`` rows, checked on their own (names and ports are checked against
+    the dump by :mod:`npsim.importer.calls`)."""
+    out = []
+    for line, row, cols in _rows(path, CALL_COLUMNS, CALL_OPTIONAL, p):
+        marks = {name: Mark(str(path), line, col) for name, col in cols.items()}
+        bad = [c for c in ("caller", "service") if not row[c]]
+        if bad:
+            p.errors.append(Problem(marks[bad[0]], bad[0], f"empty {bad[0]}: expected a "
+                                    + ("workload (Deployment) name" if bad[0] == "caller"
+                                       else "Service name")))
+            continue
+        count = 1
+        if row.get("count"):
+            try:
+                count = int(row["count"])
+                if not 1 <= count <= MAX_CALL_COUNT:
+                    raise ValueError
+            except ValueError:
+                p.errors.append(Problem(marks["count"], "count", "expected a whole number "
+                                        f"of calls from 1 to {MAX_CALL_COUNT}, got "
+                                        f"{row['count']!r}"))
+                continue
+        port: int | str | None = row["port"] or None
+        if port is not None and port.isdigit():
+            port = int(port)
+        out.append(CallRow(row["caller"], row["service"], port, count, marks))
     return out

@@ -17,6 +17,7 @@ from npsim.importer.load import CsvRow
 from npsim.scenario.deployments import deployment_manifest
 from npsim.scenario.objects import (
     SERVICE_NAME_LABEL,
+    Deployment,
     EndpointSlice,
     SelectorIndex,
     Service,
@@ -31,6 +32,16 @@ DEFAULT_WORKERS = 1
 
 
 @dataclass
+class CallLine:
+    """One entry of a workload's ``calls:`` as written, with its trailing comment."""
+
+    service: str
+    port: int | str
+    count: int
+    note: str
+
+
+@dataclass
 class WorkloadPlan:
     name: str
     comment: list[str]
@@ -41,6 +52,9 @@ class WorkloadPlan:
     workers: int = DEFAULT_WORKERS
     measured: bool = False  # service time from --service-times
     scheduled: bool = False  # a Deployment's: placement: scheduler
+    calls: list[CallLine] = field(default_factory=list)  # set by --calls: written as is
+    proposed: list[CallLine] = field(default_factory=list)  # read off env: commented out
+    call_notes: list[str] = field(default_factory=list)  # comments above the proposals
 
 
 @dataclass
@@ -62,6 +76,8 @@ class ScenarioPlan:
     # where each of ``manifests`` was read in the dump (its marked document and path
     # prefix), when the dump has it: a problem with a manifest points at the dump's line
     sources: list[tuple[Any, str] | None] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)  # as written (unique names)
+    deployments: list[Deployment] = field(default_factory=list)  # and StatefulSets
 
 
 def plan_scenario(inv: Inventory, rates: list[CsvRow], times: list[CsvRow],
@@ -108,6 +124,7 @@ def plan_scenario(inv: Inventory, rates: list[CsvRow], times: list[CsvRow],
             owner_of[svc.name] = owner
     for name, w in standalone.items():
         w.pods = explicit.get(name, [])
+    plan.services, plan.deployments = services, workloads
     plan.manifests = [svc_manifest(s) for s in services]
     plan.sources = [(s.doc, s.prefix) if s.doc is not None else None for s in services]
     plan.manifests += [_workload_manifest(d, kinds[(d.namespace, d.name)].kind)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from npsim.importer.calls import CallsReport, plan_calls
 from npsim.importer.dump import DumpError, lean_load, raise_problems, read_paths
 from npsim.importer.inventory import Inventory, sort_objects
-from npsim.importer.load import read_rates, read_service_times
+from npsim.importer.load import read_calls, read_rates, read_service_times
 from npsim.importer.plan import ScenarioPlan, plan_scenario
 from npsim.importer.scenario_text import MARKER, render
 from npsim.scenario.loader import scenario_from_dict
@@ -44,6 +45,7 @@ class ImportSummary:
     filtered: int
     warnings: list[str] = field(default_factory=list)
     scenario: Scenario | None = None  # the scenario written, as validated
+    calls: CallsReport = field(default_factory=CallsReport)
 
     def report(self) -> str:
         lines = [f"wrote {self.out}: {self.nodes} nodes, {self.services} Services, "
@@ -56,6 +58,7 @@ class ImportSummary:
                 f"{n} {kind}" for kind, n in sorted(self.ignored.items())))
         if self.filtered:
             lines.append(f"left out by --namespace/--service: {self.filtered} objects")
+        lines += self.calls.lines()
         return "\n".join(lines)
 
 
@@ -67,24 +70,29 @@ def import_cluster(
     rates: Path | None = None,
     service_times: Path | None = None,
     force: bool = False,
+    calls: Path | None = None,
 ) -> ImportSummary:
     """Read the dumps, write the scenario ``out``; raises :class:`DumpError` (every
     problem, located) or :class:`OutputExistsError`, and then writes nothing.
 
     The cyclic garbage collector is paused meanwhile: a large dump is millions of live
     objects (trees with their marks) and none of them forms a cycle, so each collection
-    would only rescan them (it took a third of the time of a 1000-node import)."""
+    would only rescan them (it took a third of the time of a 1000-node import).
+
+    ``calls`` is a CSV ``caller,service,port[,count]`` that sets workloads' ``calls:``;
+    without it, calls are only proposed (commented out) from the pods' env."""
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _import(paths, out, namespace, service, rates, service_times, force)
+        return _import(paths, out, namespace, service, rates, service_times, force, calls)
     finally:
         if paused:
             gc.enable()
 
 
 def _import(paths: list[Path], out: Path, namespace: str | None, service: str | None,
-            rates: Path | None, service_times: Path | None, force: bool) -> ImportSummary:
+            rates: Path | None, service_times: Path | None, force: bool,
+            calls: Path | None = None) -> ImportSummary:
     _check_target(out, force)
     p = Problems()
     objects = list(read_paths(paths, p))
@@ -94,13 +102,16 @@ def _import(paths: list[Path], out: Path, namespace: str | None, service: str | 
     raise_problems(p)
     rate_rows = read_rates(rates, p) if rates else []
     time_rows = read_service_times(service_times, p) if service_times else []
+    call_rows = read_calls(calls, p) if calls else []
     plan = plan_scenario(inv, rate_rows, time_rows, p)
+    calls_report = plan_calls(plan, inv, call_rows, calls, p)
     raise_problems(p)
     _check_runnable(plan, paths)
     text, skeleton = render(_scenario_name(out), [str(x) for x in paths], inv, plan)
     scenario = _validate(out, skeleton, plan)
     _write(out, text, force)
     summary = _summary(out, inv, plan)
+    summary.calls = calls_report
     summary.scenario = scenario  # `npsim import` warns of pods the scheduler cannot place
     return summary
 

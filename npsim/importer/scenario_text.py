@@ -15,7 +15,13 @@ from typing import Any
 import yaml
 
 from npsim.importer.inventory import DEFAULT_MIN_SYNC, Inventory, KubeProxyConfig
-from npsim.importer.plan import DEFAULT_RATE, DEFAULT_SERVICE_TIME, ScenarioPlan
+from npsim.importer.plan import (
+    DEFAULT_RATE,
+    DEFAULT_SERVICE_TIME,
+    CallLine,
+    ScenarioPlan,
+    WorkloadPlan,
+)
 from npsim.units import format_duration
 from npsim.version import __version__
 
@@ -202,7 +208,34 @@ def _workload_lines(plan: ScenarioPlan) -> list[str]:
         if w.pods is not None:
             out.append("    pods:")
             out += [f"      - {flow(pod)}" for pod in w.pods]
+        out += _call_lines(w)
     return out
+
+
+def _call_lines(w: WorkloadPlan) -> list[str]:
+    """``--calls`` rows as the workload's ``calls:``; else the calls its env proposes,
+    commented out so that deleting each line's ``# `` confirms them (README, "Pods that
+    call Services")."""
+    if w.calls:
+        return ["    calls:  # set by --calls, in row order", *(
+            f"      - {_call(c)}" for c in w.calls)]
+    if not w.proposed and not w.call_notes:
+        return []
+    out = ["    # calls proposed from the pods' env: to confirm, delete the '# ' before calls: "
+           "and before", "    # each call kept (the env says whom a pod can call, not how "
+           "often or in which order)"]
+    out += [f"    # {note}" for note in w.call_notes]
+    if w.proposed:
+        out.append("    # calls:")
+        out += [f"    #   - {_call(c)}" for c in w.proposed]
+    return out
+
+
+def _call(c: CallLine) -> str:
+    entry: dict[str, Any] = {"service": c.service, "port": c.port}
+    if c.count != 1:
+        entry["count"] = c.count
+    return f"{flow(entry)}  # {c.note}"
 
 
 def _client_lines(plan: ScenarioPlan) -> list[str]:

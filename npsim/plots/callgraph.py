@@ -13,6 +13,7 @@ from npsim.plots._common import labelled, name_of, new_figure
 from npsim.results.callframe import call_graph as graph_of
 
 MAX_WIDTH = 8.0
+FILL = {"client": "#ffffff", "external": "#f4efe6"}  # others: a Service of the cluster
 
 
 def call_graph(result: Any) -> Figure:
@@ -45,7 +46,8 @@ def call_graph(result: Any) -> Figure:
     for vertex, (x, y) in pos.items():
         kind, name = vertex
         ax.text(x, y, name, ha="center", va="center", fontsize=9, bbox=dict(
-            boxstyle="round", fc="#ffffff" if kind == "client" else "#e8f0fa", ec="#555555"))
+            boxstyle="round", fc=FILL.get(kind, "#e8f0fa"), ec="#555555",
+            ls="--" if kind == "external" else "-"))  # outside the cluster: dashed
     xs = [p[0] for p in pos.values()] or [0.0]
     ys = [p[1] for p in pos.values()] or [0.0]
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)

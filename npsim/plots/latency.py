@@ -12,9 +12,12 @@ from npsim.plots._common import (
     completed,
     completed_values,
     groups,
+    labelled,
     new_figure,
     tail_is_long,
 )
+from npsim.plots.entries import components as entry_components
+from npsim.plots.entries import entry_parts, has_calls
 from npsim.results.shares import failed_rows
 
 PERCENTILES = (50, 90, 99, 99.9)
@@ -135,25 +138,38 @@ def component_means(req: Any) -> dict[str, float]:
 def latency_breakdown(results: Any, split_cross_node: bool = False) -> Figure:
     """Where the time goes: mean client network, node-to-pod hop, kube-proxy, queue wait
     and service time per population or variant (stacked bars; they add up to the mean
-    latency). ``split_cross_node`` draws same-node and cross-node requests apart."""
-    kind, parts = groups(results)
-    rows: list[tuple[str, dict[str, float]]] = []
-    for label, req in parts:
-        if split_cross_node:
-            cross = req["cross_node"].to_numpy()
-            for name, mask in (("same node", ~cross), ("cross node", cross)):
-                if len(completed(req[mask])):
-                    rows.append((f"{label}\n{name}", component_means(req[mask])))
-        elif len(completed(req, ["latency"])):
-            rows.append((label, component_means(req)))
+    latency). ``split_cross_node`` draws same-node and cross-node requests apart.
+
+    In a run whose pods call Services, the bars are the clients' own requests (a page,
+    end to end): its own work, then the time each Service it called held it on the
+    critical path (``via <service>``) and ``other`` (waits between calls), so they add
+    up to the mean latency the summary gives (:mod:`npsim.plots.entries`)."""
+    components: list[str] = list(COMPONENTS)
+    colours: list[Any] = list(COLOURS)
+    parts: list[tuple[str, Any]]
+    if any(has_calls(res) for _, res in labelled(results)):  # pods called Services
+        kind, rows = entry_parts(results, split_cross_node)
+        parts = labelled(results)  # the title's label
+        components = entry_components(rows)  # own work, via <service>..., other
+        colours += [*_via_colours(len(components) - len(COMPONENTS) - 1), "#bdbdbd"]
+    else:
+        kind, parts = groups(results)
+        rows = []
+        for label, req in parts:
+            if split_cross_node:
+                cross = req["cross_node"].to_numpy()
+                for name, mask in (("same node", ~cross), ("cross node", cross)):
+                    if len(completed(req[mask])):
+                        rows.append((f"{label}\n{name}", component_means(req[mask])))
+            elif len(completed(req, ["latency"])):
+                rows.append((label, component_means(req)))
     if not rows:
         raise ValueError("no completed measured requests: nothing to draw")
     fig, ax = new_figure(7.5, 1.6 + 0.55 * len(rows))
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
-    colours = ("#9ecae1", "#fd8d3c", "#756bb1", "#e6550d", "#31a354")
-    for component, colour in zip(COMPONENTS, colours, strict=True):
-        widths = np.array([means[component] for _, means in rows])
+    for component, colour in zip(components, colours, strict=True):
+        widths = np.array([means.get(component, 0.0) for _, means in rows])
         ax.barh(y, widths, left=left, label=component, color=colour)
         left += widths
     for yi, total in zip(y, left, strict=True):
@@ -161,7 +177,20 @@ def latency_breakdown(results: Any, split_cross_node: bool = False) -> Figure:
     ax.set_yticks(y, [label for label, _ in rows])
     ax.invert_yaxis()
     ax.set_xlim(0, left.max() * 1.2)
-    ax.set_xlabel("mean time per completed request (ms)")
+    ax.set_xlabel("mean time per completed request (ms)" if components == list(COMPONENTS)
+                  else "mean time per completed client request, end to end (ms)")
     ax.set_title(title("Latency breakdown", kind, parts))
-    fig.legend(loc="outside lower center", ncols=5, fontsize="small", frameon=False)
+    fig.legend(loc="outside lower center", ncols=min(len(components), 5), fontsize="small",
+               frameon=False)
     return fig
+
+
+COLOURS = ("#9ecae1", "#fd8d3c", "#756bb1", "#e6550d", "#31a354")
+
+
+def _via_colours(n: int) -> list[Any]:
+    """A colour per called Service, apart from the base terms' (tab20b, a hue apart)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20b"]
+    return [cmap((i * 4 + i // 5) % 20) for i in range(n)]

@@ -9,10 +9,11 @@ Reads ``result.timeseries`` (columns ``replication, time`` (bucket start, s), ``
 ``ready_endpoints``, optionally ``lb_up`` or ``lb_up:<population>``; a result saved by
 an older npsim has them as columns ``ready_endpoints:<node>``, ``lb_up:<node>`` of the
 time series instead, drawn the same) and ``result.events`` (``replication, time, kind,
-subject, detail``). Several replications
-are averaged per bucket; events are those of the first replication. Events close in time
-share a number on the top panel, and a key under the figure says what each number is,
-so labels never overlap however many events happen at once.
+subject, detail``). In a run whose pods call Services the columns and the failed share
+per entry node are the clients' own requests (:mod:`npsim.plots.entries`). Several
+replications are averaged per bucket; events are those of the first replication. Events
+close in time share a number on the top panel, and a key under the figure says what each
+number is, so labels never overlap however many events happen at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from npsim.plots._common import MS, new_figure
+from npsim.plots.entries import client_rows
 from npsim.results.frames import category_code, codes
 
 MAX_NODES_DRAWN = 12  # more nodes: the panels draw a summary over them, not a line each
@@ -52,7 +54,9 @@ def timeseries(result: Any) -> Figure:
     reasons = [c for c in mean.columns if c.startswith("failed_") and mean[c].any()]
     ready = [c for c in mean.columns if c.startswith("ready_endpoints:")]
     balanced = [c for c in mean.columns if c.startswith("lb_up:")]
-    by_entry = entry_failure_ratio(_frame(result, "requests"), time, width)
+    # in a run whose pods call Services, the clients' own requests, as in the columns
+    by_entry = entry_failure_ratio(_frame(result, "requests"), time, width,
+                                   client_rows(result))
     extra = by_entry is not None
     panels = 3 + extra + bool(ready) + bool(balanced)
     fig, axes = new_figure(8.0, 2.0 + 1.7 * panels, nrows=panels, sharex=True)
@@ -64,7 +68,7 @@ def timeseries(result: Any) -> Figure:
     if "sent" in mean:
         throughput.plot(centre, mean["sent"] / width, linestyle="--", linewidth=1,
                         label="sent/s")
-    throughput.set_ylabel("requests/s")
+    throughput.set_ylabel("client requests/s" if "calls_sent" in mean else "requests/s")
     throughput.legend(loc="best", fontsize="small")
     bottom = np.zeros(len(time))
     for column in reasons:
@@ -161,18 +165,23 @@ def _ready_lines(panel: Any, time: np.ndarray, width: float, ready: pd.DataFrame
 
 
 def entry_failure_ratio(requests: pd.DataFrame | None, time: np.ndarray,
-                        width: float) -> pd.DataFrame | None:
+                        width: float, rows: np.ndarray | None = None) -> pd.DataFrame | None:
     """Per bucket (rows, by the end time of each request) and entry node (columns): the
     failed share of the requests that ended, pooled over replications (NaN where none
     ended). None without a requests frame or when nothing failed. Counted over category
-    codes, a few arrays of the frame's length."""
+    codes, a few arrays of the frame's length. ``rows``: the requests counted (a boolean
+    mask; default all)."""
     if requests is None or "entry_node" not in requests or not len(time):
         return None
     outcome = codes(requests["outcome"])
     failed = outcome == category_code(requests["outcome"], "failed")
+    if rows is not None:
+        failed &= rows
     if not failed.any():
         return None
     ended = failed | (outcome == category_code(requests["outcome"], "completed"))
+    if rows is not None:
+        ended &= rows
     bucket = np.floor((requests["t_end"].to_numpy(dtype=float) - time[0]) / width)
     entry = codes(requests["entry_node"]).astype(np.int64)
     ended &= (entry >= 0) & (bucket >= 0) & (bucket < len(time))

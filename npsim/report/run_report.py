@@ -68,8 +68,11 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def pod_table(result: Result) -> tuple[pd.DataFrame, str]:
     """The pods table (its extremes for a long one) and the note under it."""
+    # pods calling Services: the held share and the own work's (results/callframe.py)
+    shown = ["requests", "share", "utilisation"] + (
+        ["cpu_utilisation"] if "cpu_utilisation" in result.pods.columns else [])
     pods = result.pods.groupby(["pod", "deployment", "node", "pod_ip"], sort=False,
-                               observed=True)[["requests", "share", "utilisation"]].mean()
+                               observed=True)[shown].mean()
     pods = pods.reset_index()
     shares = pod_shares(result.requests, result.pods)
     if shares.shape[1] > 1:
@@ -77,7 +80,8 @@ def pod_table(result: Result) -> tuple[pd.DataFrame, str]:
             pods[f"share {population}"] = pods["pod"].map(shares[population])
     total = len(pods)
     pods, left_out = extremes(pods, "share")
-    for column in [c for c in pods.columns if c.startswith("share") or c == "utilisation"]:
+    for column in [c for c in pods.columns if c.startswith("share")
+                   or c.endswith("utilisation")]:
         pods[column] = pods[column].map(percent)
     pods = pods.rename(columns={"pod_ip": "pod IP"})
     return pods, _table_note(left_out, total, "pods", "pods.parquet")

@@ -13,7 +13,15 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from npsim.cluster.model import ip_str
-from npsim.outcomes import COMPLETED, DOWNSTREAM_FAILED, FAILED, IN_FLIGHT, OUTCOMES, REASONS
+from npsim.outcomes import (
+    COMPLETED,
+    DOWNSTREAM_FAILED,
+    EXTERNAL_ERROR,
+    FAILED,
+    IN_FLIGHT,
+    OUTCOMES,
+    REASONS,
+)
 from npsim.sim.output import ClientRecord, RunOutput
 
 
@@ -185,7 +193,10 @@ def reason_names(out: RunOutput) -> list[str]:
     """The ``reason`` categories: every code's name, ``downstream_failed`` (the last)
     only for runs whose pods make calls, so that other runs' frames stay as they were."""
     names = [REASONS[k] for k in sorted(REASONS)]
-    return names if out.calls is not None else names[:DOWNSTREAM_FAILED]
+    if out.calls is None:
+        return names[:DOWNSTREAM_FAILED]
+    # ``external_error`` only where a pod calls outside the cluster (call_targets.py)
+    return names if out.calls.externals else names[:EXTERNAL_ERROR]
 
 
 def _client_address_rows(population: np.ndarray, client: np.ndarray,

@@ -34,10 +34,11 @@ def summary_value(summary: pd.DataFrame, name: str, scope: str = "all") -> float
     not happen; ``KeyError`` (with the closest names) for anything else missing."""
     in_scope = summary[summary["scope"] == scope]
     if in_scope.empty:
-        scopes = [s.removeprefix("population:") for s in summary["scope"].unique()
-                  if s != "all"]
-        raise KeyError(f"no population {scope.removeprefix('population:')!r} in this "
-                       f"result; populations: {', '.join(scopes) or 'none apart'}")
+        kind, _, name = scope.partition(":")  # population:<name> or service:<name>
+        scopes = [s.removeprefix(f"{kind}:") for s in summary["scope"].unique()
+                  if s.startswith(f"{kind}:")]
+        raise KeyError(f"no {kind} {name!r} in this result; {kind}s: "
+                       f"{', '.join(scopes) or 'none apart'}")
     row = in_scope.loc[in_scope["metric"] == name, "value"]
     if not row.empty:
         return float(row.iloc[0])

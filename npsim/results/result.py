@@ -91,12 +91,19 @@ class Result:
         entry = {c.name: c.service for c in self.scenario.spec.clients}
         return call_graph(self.requests, self.calls, entry)
 
-    def metric(self, name: str, population: str | None = None) -> float:
+    def metric(self, name: str, population: str | None = None, *,
+               service: str | None = None) -> float:
         """One summary value, e.g. ``result.metric("latency_p99")``; with ``population``,
-        that population's own value (scenarios with several populations). A count of
+        that population's own value (scenarios with several populations); with
+        ``service``, what that Service received from every caller (pods that call
+        Services: ``result.metric("latency_p99", service="cart")``). A count of
         something that did not happen (``failed_queue_full`` with no full queue) is 0;
         a name no run writes raises ``KeyError`` with the closest names."""
-        scope = "all" if population is None else f"population:{population}"
+        if population is not None and service is not None:
+            raise ValueError("give population or service, not both")
+        scope = ("all" if population is None and service is None
+                 else f"service:{service}" if service is not None
+                 else f"population:{population}")
         return summary_value(self.summary, name, scope)
 
     def save(self, folder: str | Path, overwrite: bool = False,

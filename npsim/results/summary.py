@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from npsim.results.callframe import service_scopes
 from npsim.results.frames import (
     BLOCK,
     by_names,
@@ -203,13 +204,16 @@ PerReplication = dict[str, pd.DataFrame]  # scope -> its statistics, one row a r
 
 def replication_statistics(requests: pd.DataFrame, windows: dict[int, float],
                            candidates: dict[str, Candidates] | None = None,
-                           entry: np.ndarray | None = None) -> PerReplication:
+                           entry: np.ndarray | None = None,
+                           services: dict[str, str] | None = None) -> PerReplication:
     """Each scope's per-replication statistics, the values the confidence intervals are
     made of. Computed for one replication where it ran (a pool worker), they are
-    stacked and passed to :func:`summarise` instead of being recomputed there."""
+    stacked and passed to :func:`summarise` instead of being recomputed there.
+    ``services``: see :func:`service_scopes` (None: no ``service:`` scopes)."""
     candidates = candidates or {}
     out = {"all": _per_replication(requests, windows, candidates.get("all"), entry)}
-    for scope, rows in population_scopes(requests).items():
+    for scope, rows in {**population_scopes(requests),
+                        **service_scopes(requests, services)}.items():
         out[scope] = _per_replication(requests, windows, candidates.get(scope), rows)
     return out
 
@@ -219,6 +223,7 @@ def summarise(
     candidates: dict[str, Candidates] | None = None,
     per_replication: PerReplication | None = None,
     entry: np.ndarray | None = None,
+    services: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Tidy table: scope, metric, value, ci_low, ci_high (CIs need replications >= 2).
 
@@ -231,10 +236,13 @@ def summarise(
     :func:`replication_statistics` already computed (``windows`` and ``candidates`` are
     then not used again). ``entry``: the rows the ``all`` scope covers when pods call
     Services (the clients' own requests; each call is a row of its own population,
-    npsim/results/callframe.py ``entry_rows``); None: every row.
+    npsim/results/callframe.py ``entry_rows``); None: every row. ``services``
+    (population -> Service, when pods call Services) adds a ``service:<name>`` scope per
+    Service: every request it received, from clients and callers alike.
     """
     if per_replication is None:
-        per_replication = replication_statistics(requests, windows, candidates, entry)
+        per_replication = replication_statistics(requests, windows, candidates, entry,
+                                                 services)
     rows: list[dict[str, object]] = []
 
     def add(scope: str, metric: str, value: float, lo: float = math.nan,
@@ -258,7 +266,8 @@ def summarise(
     add("all", "pod_utilisation_mean", float(util.mean()) if len(util) else math.nan)
     add("all", "pod_utilisation_max", float(util.max()) if len(util) else math.nan)
     add("all", "replications", float(len(replications_in(requests))))
-    for scope, scope_rows in population_scopes(requests).items():
+    for scope, scope_rows in {**population_scopes(requests),
+                              **service_scopes(requests, services)}.items():
         _measured_rows(scope, requests, scope_rows, add, per_replication[scope])
     return pd.DataFrame(rows)
 
@@ -381,12 +390,14 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
     scoped = summary[summary["scope"] != "all"]
     for scope, part in scoped.groupby("scope", sort=False):
         v = part.set_index("metric")["value"]
+        label = scope.removeprefix("population:")  # service:<name> keeps its prefix
+        kept = float(v.get("source_ip_intact_fraction", math.nan))  # NaN: no pod reached
         lines.append(
-            f"  {scope[len('population:'):]:<22} {v.get('throughput', math.nan):8.1f} req/s  "
+            f"  {label:<22} {v.get('throughput', math.nan):8.1f} req/s  "
             f"p50 {format_duration(v.get('latency_p50', math.nan), 4)}  "
             f"p99 {format_duration(v.get('latency_p99', math.nan), 4)}  "
             f"cross-node {v.get('cross_node_fraction', math.nan):.1%}  "
-            f"IP kept {v.get('source_ip_intact_fraction', math.nan):.1%}"
+            + ("IP kept n/a" if math.isnan(kept) else f"IP kept {kept:.1%}")
             + (f"  failed {percent(v['error_ratio'])}" if "error_ratio" in v.index else "")
             + "".join(f"  {m[len('failed_'):]}: {int(x)}" for m, x in v.items()
                       if is_failure_count(str(m))))

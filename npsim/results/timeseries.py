@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from npsim.outcomes import REASONS
+from npsim.outcomes import CALL_REASONS, REASONS
 from npsim.results.frames import (
     BLOCK,
     category_code,
@@ -119,9 +119,11 @@ def step_at(times: list[float], values: list[float], at: np.ndarray,
     return v[np.searchsorted(t, at, side="right")]
 
 
-def request_columns(requests: pd.DataFrame, edges: np.ndarray,
-                    bucket: float) -> dict[str, np.ndarray]:
-    """The traffic columns of one replication's requests."""
+def request_columns(requests: pd.DataFrame, edges: np.ndarray, bucket: float,
+                    keep: np.ndarray | None = None,
+                    latencies: bool = True) -> dict[str, np.ndarray]:
+    """The traffic columns of one replication's requests; ``keep``: the rows counted (a
+    boolean mask, default all), ``latencies``: with the latency quantiles."""
     n = len(edges)
     t_start = requests["t_start"].to_numpy(dtype=float)
     t_end = requests["t_end"].to_numpy(dtype=float)
@@ -138,8 +140,12 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
                         else np.int32)
     for lo in range(0, len(t_start), BLOCK):
         rows = slice(lo, lo + BLOCK)
-        sent += _count(_bucket_of(t_start[rows], bucket, n), n)
+        started = _bucket_of(t_start[rows], bucket, n)
         ended = _bucket_of(t_end[rows], bucket, n)
+        if keep is not None:  # a row left out is in no bucket
+            started[~keep[rows]] = -1
+            ended[~keep[rows]] = -1
+        sent += _count(started, n)
         kind = outcome[rows]
         done_idx[rows] = np.where(kind == completed, ended, -1)
         done += _count(done_idx[rows], n)
@@ -152,11 +158,12 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray,
     cols["throughput"] = cols["completed"] / bucket
     for name in FAILURE_REASONS:
         code = category_code(requests["reason"], name)
-        if code < 0 and name == "downstream_failed":
+        if code < 0 and name in CALL_REASONS:
             continue  # a run without calls (npsim/sim/rpc.py): its columns as before
         cols[f"failed_{name}"] = by_reason[code] if code >= 0 else np.zeros(n, dtype=np.int64)
-    cols["latency_p50"], cols["latency_p99"] = _quantiles(done_idx, t_start, t_end, n,
-                                                          (0.5, 0.99))
+    if latencies:
+        cols["latency_p50"], cols["latency_p99"] = _quantiles(done_idx, t_start, t_end, n,
+                                                              (0.5, 0.99))
     return cols
 
 
@@ -277,12 +284,27 @@ def empty_node_timeseries() -> pd.DataFrame:
     return empty_long_frame("node", ("ready_endpoints",))
 
 
-def timeseries_frame(out: RunOutput, requests: pd.DataFrame, bucket: float = 1.0) -> pd.DataFrame:
-    """One replication's time series (``requests``: its request frame)."""
+# the calls' own series in a run whose pods call Services (``calls_<name>``)
+CALL_COLUMNS = ("sent", "completed", "failed")
+
+
+def timeseries_frame(out: RunOutput, requests: pd.DataFrame, bucket: float = 1.0,
+                     entry: np.ndarray | None = None) -> pd.DataFrame:
+    """One replication's time series (``requests``: its request frame).
+
+    ``entry``: in a run whose pods call Services, the clients' own requests
+    (:func:`npsim.results.callframe.entry_rows`, the rows the summary's ``all`` scope
+    covers). The headline columns then count those only, end to end as the summary does
+    (each page once, its latency with every call in it, not its calls as requests of
+    their own), and ``calls_sent``, ``calls_completed``, ``calls_failed`` count the
+    calls (at any depth). None: every row, as in a run without calls."""
     edges = bucket_edges(out.end_time, bucket)
     cols: dict[str, np.ndarray] = {
         "replication": np.full(len(edges), out.replication, dtype=np.int32),
         "time": edges,
     }
-    cols.update(request_columns(requests, edges, bucket))
+    cols.update(request_columns(requests, edges, bucket, entry))
+    if entry is not None:
+        calls = request_columns(requests, edges, bucket, ~entry, latencies=False)
+        cols.update({f"calls_{name}": calls[name] for name in CALL_COLUMNS})
     return pd.DataFrame(cols)

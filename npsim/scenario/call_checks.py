@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from npsim.scenario.calls_spec import call_path, find_cycle, leaves
+from npsim.scenario.calls_spec import call_path, find_cycle, leaves, mean_count
 from npsim.scenario.objects import SelectorIndex, pick_port, selector_matches
 from npsim.scenario.problems import Problems
 
@@ -29,11 +29,15 @@ def check_calls(s: Any, p: Problems) -> None:
     """Every call names a Service and port of the manifests; the workloads' call graph
     (caller -> the workloads behind the called Service) has no cycle."""
     edges: dict[str, list[str]] = {}
+    externals: dict[str, Any] = {}  # an external dependency's name -> its settings
     for name, workload in s.workloads.items():
         if workload is None or not workload.calls:
             continue
         for place, call in leaves(workload.calls):
             loc = call_path(name, place)
+            if call.external is not None:
+                _check_external(s, p, call, loc, externals)
+                continue
             svc = s.scenario.services.get(call.service)
             if svc is None:
                 if call.service not in s.unresolved:
@@ -46,6 +50,7 @@ def check_calls(s: Any, p: Problems) -> None:
                 p.at(s.tree, [*loc, "port"],
                      f"Service {svc.name!r} has no port {call.port!r} (ports: {ports})")
                 continue
+            _check_target(s, p, svc, call, loc)
             for callee in backing_workloads(s, call.service):
                 if callee not in edges.setdefault(name, []):
                     edges[name].append(callee)
@@ -56,13 +61,43 @@ def check_calls(s: Any, p: Problems) -> None:
              + " -> ".join(cycle))
 
 
-def _mean_count(call: Any) -> float:
-    count = call.count
-    if isinstance(count, int):
-        return float(count)
-    if count.dist == "poisson":
-        return float(count.mean)
-    return (count.low + count.high) / 2
+def _check_target(s: Any, p: Problems, svc: Any, call: Any, loc: list[Any]) -> None:
+    """The address a call is sent to exists: a NodePort (NodePort and LoadBalancer
+    Services have one), an externalIP, a LoadBalancer VIP; ``node`` is a known node."""
+    if call.target == "nodePort" and svc.type == "ClusterIP":
+        p.at(s.tree, [*loc, "target"],
+             f"Service {svc.name!r} is type ClusterIP: it has no NodePort to call")
+    elif call.target == "externalIP" and not svc.external_ips:
+        p.at(s.tree, [*loc, "target"],
+             f"Service {svc.name!r} has no spec.externalIPs to call")
+    elif call.target == "loadBalancerIP" and not svc.load_balancer_ips:
+        p.at(s.tree, [*loc, "target"],
+             f"Service {svc.name!r} has no LoadBalancer ingress IP that kube-proxy "
+             "short-circuits (status.loadBalancer.ingress[].ip with ipMode VIP, on a type "
+             "LoadBalancer Service); an ipMode Proxy balancer is reached through its "
+             "NodePorts: call 'target: nodePort'")
+    nodes = s.nodes
+    if call.node is not None and nodes is not None and call.node not in nodes:
+        p.at(s.tree, [*loc, "node"],
+             f"unknown node {call.node!r} (nodes: {', '.join(sorted(nodes))})")
+
+
+def _check_external(s: Any, p: Problems, call: Any, loc: list[Any],
+                    seen: dict[str, Any]) -> None:
+    """Calls that name the same external dependency share it (its concurrency slots),
+    so they must describe it alike; its name must not be a Service's."""
+    ext = call.external
+    label = ext.label
+    if label in s.scenario.services:
+        p.at(s.tree, [*loc, "external"],
+             f"external dependency {label!r} has the name of a Service of the manifests; "
+             "give it another 'name'")
+    first = seen.setdefault(label, ext)
+    if first is not ext and first.model_dump() != ext.model_dump():
+        p.at(s.tree, [*loc, "external"],
+             f"external dependency {label!r} is described differently by another call; "
+             "calls to one dependency share it and must give the same latency, "
+             "serviceTime, failureProbability and concurrency")
 
 
 def rows_per_request(scenario: Any, service: str, seen: frozenset[str] = frozenset()) -> float:
@@ -79,6 +114,6 @@ def rows_per_request(scenario: Any, service: str, seen: frozenset[str] = frozens
     below = 0.0
     for name, workload in workloads:
         for _, call in leaves(workload.calls):
-            below += call.probability * _mean_count(call) * rows_per_request(
+            below += call.probability * mean_count(call) * rows_per_request(
                 scenario, call.service, seen | {name})
     return 1.0 + below / len(workloads)

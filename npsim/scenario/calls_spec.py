@@ -2,20 +2,26 @@
 
 Each call goes from the caller pod through its own node's kube-proxy to the callee
 Service's ClusterIP, as an in-cluster client would (``source: {pod: NODE}``,
-``target: clusterIP``). Steps run in order; a ``parallel:`` step fans out and waits for
-every branch (a gRPC or HTTP client that issues the requests concurrently and joins
-them). ``timeout`` is a per-call deadline (gRPC's deadline, an HTTP client's read
-timeout); ``retries`` reuses the client retry model; ``onFailure`` says whether a failed
-call fails the request being served (an error handler that returns 5xx) or is ignored
-(a best-effort call whose error is logged).
+``target: clusterIP``); ``target`` may instead name the Service's NodePort (on the
+caller's own node, or on ``node``), its ``externalIP`` or its ``loadBalancerIP``
+(npsim/sim/call_targets.py says which kube-proxy handles each). An ``external:`` call
+goes to an address outside the cluster (a SaaS API, a managed database). Steps run in
+order; a ``parallel:`` step fans out and waits for every branch (a gRPC or HTTP client
+that issues the requests concurrently and joins them). ``timeout`` is a per-call
+deadline (gRPC's deadline, an HTTP client's read timeout); ``retries`` reuses the
+client retry model; ``onFailure`` says whether a failed call fails the request being
+served (an error handler that returns 5xx) or is ignored (a best-effort call whose
+error is logged).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from npsim.dists import Distribution
 from npsim.scenario.client_spec import RetrySpec
 from npsim.scenario.specbase import Integer, Model
 from npsim.units import Seconds
@@ -41,11 +47,53 @@ class CountSpec(Model):
         return self
 
 
-class CallSpec(Model):
-    """One call (or ``count`` calls in a row) to a Service port."""
+HOST_PORT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:[0-9]{1,5}$")
 
-    service: str = Field(min_length=1)
+
+class ExternalSpec(Model):
+    """A dependency outside the cluster (``address: host:port``): the round trip from
+    the caller's node to it (``latency``), the time it holds one of its ``concurrency``
+    slots per call (``serviceTime``; calls beyond the slots wait, first come first
+    served, as at a connection-limited API or database), and the share of calls it
+    answers with an error (``failureProbability``)."""
+
+    address: str | None = None
+    name: str | None = Field(default=None, min_length=1)
+    latency: Distribution
+    service_time: Distribution | None = None
+    failure_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    concurrency: Integer | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _named(self) -> ExternalSpec:
+        if self.address is None and self.name is None:
+            raise ValueError("an external call needs 'address' (host:port) or 'name'")
+        if self.address is not None:
+            if not HOST_PORT.match(self.address):
+                raise ValueError(f"address {self.address!r} is not host:port (e.g. "
+                                 "api.example.com:443 or 203.0.113.7:5432)")
+            if not 1 <= int(self.address.rsplit(":", 1)[1]) <= 65535:
+                raise ValueError(f"address {self.address!r}: the port must be between 1 "
+                                 "and 65535, inclusive")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The dependency's name in frames and the call graph."""
+        return self.name if self.name is not None else self.address  # type: ignore[return-value]
+
+
+class CallSpec(Model):
+    """One call (or ``count`` calls in a row) to a Service port, or to an address
+    outside the cluster (``external``)."""
+
+    service: str | None = Field(default=None, min_length=1)
     port: Integer | str | None = None
+    # where the call is addressed: the ClusterIP (default), the NodePort of the caller's
+    # own node or of ``node``, the Service's first externalIP or its LoadBalancer VIP
+    target: Literal["clusterIP", "nodePort", "externalIP", "loadBalancerIP"] = "clusterIP"
+    node: str | None = Field(default=None, min_length=1)
+    external: ExternalSpec | None = None
     # how many times in a row: a whole number, or a distribution rounded to one (>= 0)
     count: Integer | CountSpec = Field(default=1)
     probability: float = Field(default=1.0, ge=0.0, le=1.0)  # the call is made at all
@@ -59,7 +107,22 @@ class CallSpec(Model):
     def _count(self) -> CallSpec:
         if isinstance(self.count, int) and self.count < 0:
             raise ValueError("count must be 0 or more")
+        if (self.service is None) == (self.external is None):
+            raise ValueError("give exactly one of 'service' (a Service of the manifests) "
+                             "or 'external' (an address outside the cluster)")
+        if self.external is not None and (self.port is not None or self.node is not None
+                                          or self.target != "clusterIP"):
+            raise ValueError("an external call takes no 'port', 'target' or 'node' (its "
+                             "address is external.address)")
+        if self.node is not None and self.target != "nodePort":
+            raise ValueError("'node' names whose NodePort is called: it needs "
+                             "'target: nodePort'")
         return self
+
+    @property
+    def callee(self) -> str:
+        """The Service called, or the external dependency's name."""
+        return self.service if self.external is None else self.external.label  # type: ignore[return-value]
 
 
 class ParallelSpec(Model):
@@ -82,6 +145,16 @@ def _kind(value: Any) -> str:
 # a step: one call (or ``count`` in a row), or ``parallel:`` calls
 CallStep = Annotated[Annotated[ParallelSpec, Tag(PARALLEL)] | Annotated[CallSpec, Tag(CALL)],
                      Discriminator(_kind)]
+
+
+def mean_count(call: CallSpec) -> float:
+    """Mean calls in a row of one call step (its ``count``)."""
+    count = call.count
+    if isinstance(count, int):
+        return float(count)
+    if count.dist == "poisson":
+        return float(count.mean)
+    return (count.low + count.high) / 2
 
 
 def leaves(steps: list[CallStep]) -> list[tuple[tuple[int, int], CallSpec]]:

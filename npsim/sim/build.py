@@ -33,6 +33,7 @@ from npsim.proxy.base import SharedColumns
 from npsim.proxy.ipvs import RS_CHECK_DELETE_INTERVAL
 from npsim.scenario.faultplan import FaultPlan
 from npsim.sim.balancer import make_balancer
+from npsim.sim.call_targets import AddressedEdges
 from npsim.sim.clients import (
     Addresses,
     ClosedLoop,
@@ -141,11 +142,15 @@ def build(scenario: Scenario, replication: int,
         guard is not None and guard.counts_connections)
     populations: list[Population] = []  # made below: conntrack reads them as they are
     records = CallRecords() if calling else None
+    addressed = (AddressedEdges(cluster, env, log, streams, records)
+                 if records is not None else None)  # NodePort and external calls
     plans, call_pops = (make_plans(scenario, cluster, env, log, streams, len(spec.clients),
-                                   records) if records is not None else ({}, []))
+                                   records, addressed) if records is not None else ({}, []))
     server_class = pod_server_class(TlsCosts.terminated_at_pods(spec.clients))
     callers = {name: (calling_class(server_class), plan) for name, plan in plans.items()}
     network = NodeNetwork(cluster, streams, plan, populations)
+    if addressed is not None:
+        addressed.attach(network.down)
     version = spec.cluster.kubernetes_version
     linear = [syn_linear_timeouts(c.kernel or str(version_default("clients[].kernel", version)),
                                   c.tcp_syn_linear_timeouts) for c in spec.clients]

@@ -26,7 +26,7 @@ call population and no calling server, and the engine's hot path is unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -60,6 +60,12 @@ class CallRecords:
         self.parent_of: dict[int, int] = {}  # call row -> the request it was made for
         # per population (the clients', then the call edges'): the Service it sends to
         self.services: list[str] = []
+        # a blocking caller's worker freed after the calls: (row, when), for the pods
+        # frame's utilisation (the worker is held from service start until then)
+        self.freed_row: list[int] = []
+        self.freed_at: list[float] = []
+        self.holding: set[str] = set()  # the workloads whose workers wait for calls
+        self.externals: set[str] = set()  # callees outside the cluster (call_targets.py)
 
     def add(self, row: int, parent: int, caller: int, edge: int) -> None:
         depth = self.depth_of.get(parent, 0) + 1
@@ -178,10 +184,11 @@ class CallPlan:
     """A workload's ``calls:`` made into steps over the call populations."""
 
     def __init__(self, steps: list[Step], blocking: bool,
-                 env: simpy.Environment) -> None:
+                 env: simpy.Environment, records: CallRecords | None = None) -> None:
         self.steps = steps
         self.blocking = blocking
         self.env = env
+        self.records = records
 
     def begin(self, server: PodServer, request: int) -> None:
         """The pod's own work for ``request`` is done: make its calls."""
@@ -250,8 +257,12 @@ class Calling:
     def calls_ended(self, request: int, ok: bool) -> None:
         """The request's calls are over: it is answered (or failed, when a call failed
         with ``onFailure: fail``); a blocking worker is freed now."""
-        if self.plan.blocking:  # type: ignore[attr-defined]
+        plan = self.plan  # type: ignore[attr-defined]
+        if plan.blocking:
             self._release()
+            if plan.records is not None:  # the worker was held until now
+                plan.records.freed_row.append(request)
+                plan.records.freed_at.append(self.env._now)  # type: ignore[attr-defined]
         gone = not (self.alive or self.serves_existing or self.hung)  # type: ignore[attr-defined]
         if ok or gone:  # a dead process's state turns the request away itself
             self.served(request)  # type: ignore[attr-defined]
@@ -293,15 +304,37 @@ def _shorter(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
+def edge_client(base: str, pops: list[CallPopulation], call: CallSpec, source_node: str,
+                **target: Any) -> ClientSpec:
+    """A call edge's client spec: its population name (``base``; ``base#2``, ``#3``...
+    for more edges of one caller to the same callee, whose timeouts may differ), the
+    caller's connections and deadlines; ``target`` adds where the call goes."""
+    same = sum(1 for p in pops if p.name == base or p.name.startswith(base + "#"))
+    return ClientSpec(
+        name=f"{base}#{same + 1}" if same else base, port=call.port,
+        source=SourceSpec(pod=source_node), arrival=ArrivalSpec(rate=1.0),
+        requests_per_connection=call.requests_per_connection,
+        # a deadline covers connecting too (gRPC): the shorter one holds
+        connect_timeout=_shorter(call.connect_timeout, call.timeout),
+        request_timeout=call.timeout, retries=call.retries, **target)
+
+
 def has_calls(scenario: Scenario) -> bool:
     return any(w.calls for w in scenario.spec.workloads.values() if w is not None)
 
 
+# makes the population of a call to a NodePort, an external address or outside the
+# cluster (npsim/sim/call_targets.py): (index, edge, workload, call, edges so far, where)
+EdgeMaker = Callable[[int, int, str, CallSpec, list[CallPopulation], str], CallPopulation]
+
+
 def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                log: RequestLog, streams: Streams, first_index: int,
-               records: CallRecords) -> tuple[dict[str, CallPlan], list[CallPopulation]]:
+               records: CallRecords, addressed: EdgeMaker | None = None,
+               ) -> tuple[dict[str, CallPlan], list[CallPopulation]]:
     """Each calling workload's plan, and the call populations (indexes from
-    ``first_index``, after the scenario's clients)."""
+    ``first_index``, after the scenario's clients); ``addressed`` makes the edges
+    whose call is not to a ClusterIP."""
     plans: dict[str, CallPlan] = {}
     pops: list[CallPopulation] = []
     records.services = [c.service for c in scenario.spec.clients]
@@ -314,30 +347,27 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
             calls = step.parallel if isinstance(step, ParallelSpec) else [step]
             branches = []
             for j, call in enumerate(calls):
-                sp = cluster.service_port_for(call.service, call.port)
-                name = f"{workload}>{call.service}:{sp.port.name or sp.port.port}"
-                same = [p for p in pops if p.name == name]
-                if same:
-                    name = f"{name}#{len(same) + 1}"
-                client = ClientSpec(
-                    name=name, service=call.service, port=call.port,
-                    source=SourceSpec(pod=node0), target="clusterIP",
-                    arrival=ArrivalSpec(rate=1.0),
-                    requests_per_connection=call.requests_per_connection,
-                    # a deadline covers connecting too (gRPC): the shorter one holds
-                    connect_timeout=_shorter(call.connect_timeout, call.timeout),
-                    request_timeout=call.timeout,
-                    retries=call.retries)
                 where = f"calls/{workload}/{i}/{j}"
-                pop = CallPopulation(first_index + len(pops), len(pops), client, sp.index,
-                                     log, cluster, records,
-                                     streams.generator(f"{where}/retry")
-                                     if call.retries is not None else None)
+                if addressed is not None and (call.external is not None
+                                              or call.target != "clusterIP"):
+                    pop = addressed(first_index + len(pops), len(pops), workload, call,
+                                    pops, where)
+                else:
+                    sp = cluster.service_port_for(call.service, call.port)  # type: ignore[arg-type]
+                    client = edge_client(
+                        f"{workload}>{call.service}:{sp.port.name or sp.port.port}", pops,
+                        call, node0, service=call.service, target="clusterIP")
+                    pop = CallPopulation(first_index + len(pops), len(pops), client, sp.index,
+                                         log, cluster, records,
+                                         streams.generator(f"{where}/retry")
+                                         if call.retries is not None else None)
                 pops.append(pop)
-                records.services.append(call.service)
+                records.services.append(call.callee)
                 rng = streams.generator(where)
                 coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
                 branches.append((pop, call, _count(call, rng), coin))
             steps.append(Step(branches, isinstance(step, ParallelSpec)))
-        plans[workload] = CallPlan(steps, spec.blocking, env)
+        plans[workload] = CallPlan(steps, spec.blocking, env, records)
+        if spec.blocking:
+            records.holding.add(workload)
     return plans, pops

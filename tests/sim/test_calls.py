@@ -167,6 +167,7 @@ def test_failed_call_fails_the_request_or_is_ignored():
 def test_one_tier_frames_have_no_calls():
     result = npsim.run(npsim.scenario_from_dict(scenario_dict(duration=0.5)))
     assert result.calls is None
+    assert "cpu_utilisation" not in result.pods.columns  # own work = held, one column
     assert "downstream_failed" not in result.requests["reason"].cat.categories
 
 
@@ -332,3 +333,17 @@ def test_preflight_counts_the_calls_rows():
     d = two_tier(call={"count": {"dist": "poisson", "mean": 4}, "probability": 0.5})
     assert estimate(npsim.scenario_from_dict(d)).requests_per_replication == (
         pytest.approx(500 * 3))
+
+
+def test_edges_of_one_caller_to_one_callee_keep_their_own_names():
+    """Three steps to the same Service port (each may set its own timeout) are three
+    populations: ``web>backend:9000``, then ``#2`` and ``#3``, each with its own rows."""
+    d = two_tier(duration=0.5, warmup=0.0)
+    d["workloads"]["web"]["calls"] = [{"service": "backend", "port": 9000},
+                                      {"service": "backend", "port": 9000, "timeout": "1s"},
+                                      {"service": "backend", "port": 9000, "timeout": "2s"}]
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    counts = req["population"].astype(str).value_counts()
+    edges = ["web>backend:9000", "web>backend:9000#2", "web>backend:9000#3"]
+    assert set(counts.index) == {"load", *edges}
+    assert counts[edges].max() - counts[edges].min() <= 1  # in turn: the last may be unsent
