@@ -16,9 +16,12 @@ source at every start, as in a checkout where that variable is set). ``-X import
 ``validate`` lists the largest imports and whether any numeric library was loaded.
 Writes benchmarks/STARTUP.md (``--output`` to change, ``--quick`` for 3 runs and no file).
 The run row is ``npsim run scenarios/quickstart.yaml --out DIR`` (frames, summary and
-report written), timed like the others; its "beyond the simulation" column is the
-command's wall time minus the simulation's own, which the command prints ("simulated
-60s in X s wall"). ``--no-run`` leaves it out.
+report written), timed like the others, beside the same with ``--no-report`` and with
+``--jobs 2`` (the figures drawn on 2 forked processes while the parent writes the
+frames; its CPU time counts those processes too); the "beyond the simulation" column is
+the command's wall time minus the simulation's own, which the command prints
+("simulated 60s in X s wall"), and its CPU time minus the simulation's CPU time.
+``--no-run`` leaves them out.
 """
 
 from __future__ import annotations
@@ -42,8 +45,11 @@ VERSION_TARGET_S = 0.1  # issue 23
 RUN_TARGET_S = 0.5  # issue 23: a quick-start run within 0.5 s of its simulation time
 SCENARIO = "scenarios/quickstart.yaml"
 RUN_LABEL = f"`npsim run {SCENARIO}`"
-# the same without report.html: what the report's figures cost
-RUNS = {RUN_LABEL: [], f"`npsim run {SCENARIO} --no-report`": ["--no-report"]}
+JOBS_LABEL = f"`npsim run {SCENARIO} --jobs 2`"
+# the same without report.html (what the report's figures cost), and with the figures
+# drawn on 2 forked processes while the parent writes the frames
+RUNS = {RUN_LABEL: [], f"`npsim run {SCENARIO} --no-report`": ["--no-report"],
+        JOBS_LABEL: ["--jobs", "2"]}
 COMMANDS = {"`python -c pass`": None, "`npsim --version`": ["--version"],
             "`npsim --help`": ["--help"], f"`npsim validate {SCENARIO}`": ["validate", SCENARIO]}
 HEAVY = ("numpy", "pandas", "scipy", "simpy", "networkx", "pyarrow", "matplotlib")
@@ -162,6 +168,16 @@ def _met(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
+def _run_target(label: str, rows: list[tuple[float, ...]]) -> str:
+    """The quick-start goal, judged in CPU time (all processes) and in wall time."""
+    cpu = statistics.median(r[1] - r[4] for r in rows)
+    wall = statistics.median(r[0] - r[3] for r in rows)
+    return (f"- {label} within {RUN_TARGET_S} s of its simulation (the whole command beyond "
+            "it: imports, frames, summary, parquet and the report's figures; medians): "
+            f"CPU {cpu:.3f} s, {_met(cpu < RUN_TARGET_S)}; wall {wall:.3f} s, "
+            f"{_met(wall < RUN_TARGET_S)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=9)
@@ -226,10 +242,8 @@ def main() -> None:
         f"- `npsim --version` under {VERSION_TARGET_S} s (median wall): "
         + _met(statistics.median(r[0] for r in after["`npsim --version`"]) < VERSION_TARGET_S)
         + f"; its CPU time {statistics.median(r[1] for r in after['`npsim --version`']):.3f} s",
-        *([f"- quick-start run within {RUN_TARGET_S} s of its simulation (median CPU "
-           "beyond it; the whole command: imports, frames, summary, parquet and the report's "
-           "figures): " + _met(statistics.median(r[1] - r[4] for r in times[RUN_LABEL, "after"])
-                               < RUN_TARGET_S)] if (RUN_LABEL, "after") in times else []),
+        *[_run_target(label, times[label, "after"]) for label in (RUN_LABEL, JOBS_LABEL)
+          if (label, "after") in times],
         "- numeric libraries `validate` imports: " + (", ".join(heavy) or "none"),
         "- largest imports of `validate` (`-X importtime`, cumulative ms, inflated by the "
         "measurement): " + ", ".join(f"{name} {ms:.0f}" for ms, name in top),

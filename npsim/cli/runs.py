@@ -83,7 +83,8 @@ def validate(scenario: str, settings: tuple[str, ...], max_requests: int | None,
               help="Skip figures/*.png and report.html in the result folder.")
 @SET_OPTION
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Run replications on this many processes (same results for any N).")
+              help="Run replications, and draw the report's figures, on this many "
+                   "processes (same results and report for any N).")
 @check_options
 @EACH_DOWN_OPTIONS
 @limit_options
@@ -152,9 +153,7 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
                       if as_json else None)
     report = None
     if not no_report:  # the report is drawn into the folder before it appears
-        from npsim.report import write_run_report
-
-        report = partial(write_run_report, result)
+        report = _report(result, jobs)
     try:
         written = result.save(target, overwrite=force, extra=report)
     except (ResultExistsError, ResultLockedError, FileExistsError) as exc:
@@ -166,6 +165,18 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         click.echo(f"report     {written / 'report.html'}", err=as_json)
     finish(outcome, document(loaded, outcome, summary=result.summary, folder=written)
            if as_json else None)
+
+
+def _report(result: Any, jobs: int) -> Any:
+    """``extra`` for ``result.save``: the report. With ``--jobs N`` (N > 1) its figures
+    are drawn on N forked processes from now on, while this one writes the frames."""
+    from npsim.report.drawing import start_drawing
+    from npsim.report.run_report import write_run_report
+
+    fork = None
+    if jobs > 1:
+        from npsim.parallel.forked import fork_calls as fork
+    return partial(write_run_report, result, drawn=start_drawing(result, jobs, fork))
 
 
 @click.command()

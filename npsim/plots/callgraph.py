@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import networkx as nx
 from matplotlib.figure import Figure
 
 from npsim.plots._common import labelled, name_of, new_figure
@@ -19,6 +18,8 @@ FILL = {"client": "#ffffff", "external": "#f4efe6"}  # others: a Service of the 
 
 def call_graph(result: Any) -> Figure:
     """Services and who calls whom, with calls/s and p99 on each arrow."""
+    import networkx as nx  # here, not with every figure: only a run with calls has one
+
     res = labelled(result)[0][1]
     entry = {c.name: c.service for c in res.scenario.spec.clients}
     graph = graph_of(res.requests, getattr(res, "calls", None), entry)

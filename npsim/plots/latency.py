@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from npsim.plots._common import MS, completed, groups, labelled, new_figure, tail_is_long
+from npsim.plots._common import (
+    MS,
+    completed,
+    completed_values,
+    groups,
+    labelled,
+    new_figure,
+    tail_is_long,
+)
 from npsim.plots.entries import components as entry_components
 from npsim.plots.entries import entry_parts, has_calls
 from npsim.results.shares import failed_rows
@@ -45,7 +53,7 @@ def latency_cdf(results: Any, log: bool | None = None) -> Figure:
     every = []
     marked = False
     for label, req in parts:
-        lat = completed(req)["latency"].to_numpy() * MS
+        lat = completed_values(req, "latency") * MS
         if len(lat) == 0:
             continue
         every.append(lat)
@@ -85,7 +93,7 @@ def latency_percentiles(results: Any, percentiles: tuple[float, ...] = PERCENTIL
     kind, parts = groups(results)
     values = {}
     for label, req in parts:
-        lat = completed(req)["latency"].to_numpy() * MS
+        lat = completed_values(req, "latency") * MS
         if len(lat):
             values[label] = np.percentile(lat, percentiles)
     if not values:
@@ -113,7 +121,7 @@ def latency_percentiles(results: Any, percentiles: tuple[float, ...] = PERCENTIL
 def component_means(req: Any) -> dict[str, float]:
     """Mean milliseconds per component over completed, measured requests: they add up
     to the mean latency."""
-    done = completed(req)
+    done = completed(req, ["network", "hop", "proxy", "queue_wait", "service"])
     network = done["network"].to_numpy()
     hop = done["hop"].to_numpy()
     parts = {
@@ -153,7 +161,7 @@ def latency_breakdown(results: Any, split_cross_node: bool = False) -> Figure:
                 for name, mask in (("same node", ~cross), ("cross node", cross)):
                     if len(completed(req[mask])):
                         rows.append((f"{label}\n{name}", component_means(req[mask])))
-            elif len(completed(req)):
+            elif len(completed(req, ["latency"])):
                 rows.append((label, component_means(req)))
     if not rows:
         raise ValueError("no completed measured requests: nothing to draw")

@@ -9,11 +9,12 @@ import io
 import numbers
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure
 
-from npsim.plots._common import DPI
+if TYPE_CHECKING:  # matplotlib loads where a figure is drawn, not with every page
+    from matplotlib.figure import Figure
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -30,9 +31,12 @@ pre { background: #f8f8f8; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 """
 
 
-def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
+def png_bytes(fig: Figure, dpi: int | None = None) -> bytes:
+    """The figure as a PNG, at the plots' resolution unless ``dpi`` says otherwise."""
+    from npsim.plots._common import DPI
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi or DPI)
     return buffer.getvalue()
 
 

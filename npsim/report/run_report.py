@@ -4,13 +4,14 @@ per-node tables, every figure, the scenario's warnings and the resolved scenario
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from npsim.plots import figures_for
-from npsim.report.html import esc, figure, page, table, write_figures
+from npsim.report.drawing import Drawn, start_drawing
+from npsim.report.html import esc, figure, page, table
 from npsim.results import labels
 from npsim.results.headline import failure_line, percent
 from npsim.results.result import Result
@@ -135,12 +136,34 @@ def _headline(summary: pd.DataFrame) -> list[str]:
             "or gave up.</p>"]
 
 
-def write_run_report(result: Result, folder: Path) -> Path:
-    """Write ``figures/*.png`` and ``report.html`` into ``folder``; returns the page."""
+def write_run_report(result: Result, folder: Path,
+                     drawn: Callable[[], Drawn] | None = None) -> Path:
+    """Write ``figures/*.png`` and ``report.html`` into ``folder``; returns the page.
+    ``drawn()`` gives the figures when they were started elsewhere (e.g. on other
+    processes while the frames were written: :func:`npsim.report.drawing.start_drawing`);
+    by default they are drawn here."""
 
     spec = result.scenario.spec
-    figures, skipped = figures_for(result)
-    pngs = write_figures(figures, folder)
+    body = _page_head(result) + _tables(result)  # while the figures are drawn elsewhere
+    pngs, skipped = (drawn or start_drawing(result))()
+    figures = folder / "figures"
+    figures.mkdir(exist_ok=True)
+    for name, png in pngs.items():
+        (figures / f"{name}.png").write_bytes(png)
+    body += [figure(name, png, CAPTIONS.get(name, name)) for name, png in pngs.items()]
+    body += [f"<p>Not drawn: {esc(CAPTIONS.get(name, name))} ({esc(why)}).</p>"
+             for name, why in skipped.items()]
+    body += ["<h2>Resolved scenario</h2>",
+             "<p>Repeat this run with <code>npsim run scenario.resolved.yaml</code>.</p>",
+             f"<pre>{esc(result.resolved_yaml())}</pre>"]
+    out = folder / "report.html"
+    out.write_text(page(f"npsim: {spec.name}", body), encoding="utf-8")
+    return out
+
+
+def _page_head(result: Result) -> list[str]:
+    """The title, what was run, the headline and the scenario's warnings."""
+    spec = result.scenario.spec
     reps = int(spec.run.replications)
     body = [
         f"<h1>npsim run: {esc(spec.name)}</h1>",
@@ -154,17 +177,13 @@ def write_run_report(result: Result, folder: Path) -> Path:
     if result.scenario.warnings:
         body.append("<h2>Warnings</h2>")
         body += [f'<p class="warning">{esc(w)}</p>' for w in result.scenario.warnings]
-    body += ["<h2>Summary</h2>", table(summary_table(result.summary)),
-             "<h2>Pods</h2>", _with_note(*pod_table(result)),
-             "<h2>Nodes</h2>", _with_note(*node_table(result)),
-             *_events_section(result),
-             "<h2>Figures</h2>"]
-    body += [figure(name, png, CAPTIONS.get(name, name)) for name, png in pngs.items()]
-    body += [f"<p>Not drawn: {esc(CAPTIONS.get(name, name))} ({esc(why)}).</p>"
-             for name, why in skipped.items()]
-    body += ["<h2>Resolved scenario</h2>",
-             "<p>Repeat this run with <code>npsim run scenario.resolved.yaml</code>.</p>",
-             f"<pre>{esc(result.resolved_yaml())}</pre>"]
-    out = folder / "report.html"
-    out.write_text(page(f"npsim: {spec.name}", body), encoding="utf-8")
-    return out
+    return body
+
+
+def _tables(result: Result) -> list[str]:
+    """The summary, pods, nodes and events tables, up to the figures' heading."""
+    return ["<h2>Summary</h2>", table(summary_table(result.summary)),
+            "<h2>Pods</h2>", _with_note(*pod_table(result)),
+            "<h2>Nodes</h2>", _with_note(*node_table(result)),
+            *_events_section(result),
+            "<h2>Figures</h2>"]
