@@ -81,6 +81,15 @@ def completed(requests: pd.DataFrame, columns: Sequence[str] | None = None) -> p
     return pd.DataFrame({c: requests[c].to_numpy()[keep] for c in columns})
 
 
+def path_parts(rows: pd.DataFrame, work: str = "service") -> dict[str, np.ndarray]:
+    """A request's latency before any calls, term by term (they add up): the client's
+    network without the hop, the node-to-pod hop, kube-proxy, queue wait, and the pod's
+    work (named ``work``)."""
+    network, hop = rows["network"].to_numpy(), rows["hop"].to_numpy()
+    return {"client network": network - hop, "hop": hop, "proxy": rows["proxy"].to_numpy(),
+            "queue wait": rows["queue_wait"].to_numpy(), work: rows["service"].to_numpy()}
+
+
 def completed_values(requests: pd.DataFrame, column: str) -> np.ndarray:
     """One numeric column of :func:`completed`, as an array."""
     return completed(requests, [column])[column].to_numpy()

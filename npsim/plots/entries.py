@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from npsim.plots._common import MS, completed, labelled
+from npsim.plots._common import MS, completed, labelled, path_parts
 from npsim.results.callframe import entry_rows
 from npsim.results.callframe import latency_breakdown as call_breakdown
 
@@ -104,15 +104,7 @@ def _entry_rows_split(result: Any) -> pd.DataFrame:
 
 def _means(rows: pd.DataFrame) -> dict[str, float]:
     """Mean milliseconds per component; they add up to the mean latency."""
-    network = rows["network"].to_numpy()
-    hop = rows["hop"].to_numpy()
-    parts = {
-        "client network": network - hop,
-        "hop": hop,
-        "proxy": rows["proxy"].to_numpy(),
-        "queue wait": rows["queue_wait"].to_numpy(),
-        "own work": rows["service"].to_numpy(),
-    }
+    parts = path_parts(rows, "own work")
     parts.update({f"via {c[len('via_'):]}": rows[c].to_numpy() for c in rows.columns
                   if c.startswith("via_")})
     parts[OTHER] = rows["other"].to_numpy()

@@ -14,6 +14,7 @@ from npsim.plots._common import (
     groups,
     labelled,
     new_figure,
+    path_parts,
     tail_is_long,
 )
 from npsim.plots.entries import components as entry_components
@@ -121,16 +122,7 @@ def latency_percentiles(results: Any, percentiles: tuple[float, ...] = PERCENTIL
 def component_means(req: Any) -> dict[str, float]:
     """Mean milliseconds per component over completed, measured requests: they add up
     to the mean latency."""
-    done = completed(req, ["network", "hop", "proxy", "queue_wait", "service"])
-    network = done["network"].to_numpy()
-    hop = done["hop"].to_numpy()
-    parts = {
-        "client network": network - hop,
-        "hop": hop,
-        "proxy": done["proxy"].to_numpy(),
-        "queue wait": done["queue_wait"].to_numpy(),
-        "service": done["service"].to_numpy(),
-    }
+    parts = path_parts(completed(req, ["network", "hop", "proxy", "queue_wait", "service"]))
     return {name: float(np.mean(v)) * MS if len(v) else float("nan")
             for name, v in parts.items()}
 

@@ -29,6 +29,12 @@ CAPTIONS = {
     "timeseries": "Throughput, failures and latency over time, with events",
     "call_graph": "Call graph: who calls which Service, calls per second and p99 on each edge",
 }
+# a run whose pods call Services splits the clients' requests as a trace does
+CALLS_CAPTIONS = {
+    "latency_breakdown": "Where the clients' time goes: client network, hop, kube-proxy, "
+                         "queue, the frontend's own work, each Service called (critical "
+                         "path) and the rest",
+}
 
 KEY_METRICS = ["requests_generated", "requests_completed", "requests_failed",
                "requests_in_flight", "requests_measured", "throughput", "latency_mean",
@@ -150,8 +156,9 @@ def write_run_report(result: Result, folder: Path,
     figures.mkdir(exist_ok=True)
     for name, png in pngs.items():
         (figures / f"{name}.png").write_bytes(png)
-    body += [figure(name, png, CAPTIONS.get(name, name)) for name, png in pngs.items()]
-    body += [f"<p>Not drawn: {esc(CAPTIONS.get(name, name))} ({esc(why)}).</p>"
+    captions = CAPTIONS | (CALLS_CAPTIONS if result.calls is not None else {})
+    body += [figure(name, png, captions.get(name, name)) for name, png in pngs.items()]
+    body += [f"<p>Not drawn: {esc(captions.get(name, name))} ({esc(why)}).</p>"
              for name, why in skipped.items()]
     body += ["<h2>Resolved scenario</h2>",
              "<p>Repeat this run with <code>npsim run scenario.resolved.yaml</code>.</p>",

@@ -24,3 +24,15 @@ def test_report_draws_the_call_graph_only_for_runs_with_calls():
     quick.run.warmup, quick.run.duration = 0.5, 1.0
     figures, skipped = figures_for(npsim.run(quick))
     assert "call_graph" not in figures and "call_graph" not in skipped
+
+
+def test_the_reports_breakdown_caption_names_the_services_called(tmp_path):
+    """The breakdown of a calls run splits the clients' time by the Services called;
+    its caption says so (a one-tier run keeps the plain one)."""
+    from npsim.report.run_report import write_run_report
+
+    scenario = npsim.bundled("three-tier-shop")
+    scenario.run.warmup, scenario.run.duration = 0.5, 1.5
+    page = write_run_report(npsim.run(scenario), tmp_path).read_text("utf-8")
+    assert "each Service called (critical path)" in page
+    assert "kube-proxy, queue, service</" not in page
