@@ -138,12 +138,14 @@ def make_entry(
     entry: EntrySpec, node_index: Callable[[str], int], n_nodes: int, n_clients: int,
     rng: np.random.Generator,
 ) -> Callable[[int, float], int]:
+    # a fixed or random entry as its bound __call__: the engine calls it per new
+    # connection, and calling the instance goes through its type's call slot first
     if entry.node is not None:
-        return FixedEntry(node_index(entry.node))
-    if entry.dns is not None:
+        return FixedEntry(node_index(entry.node)).__call__
+    if entry.dns is not None:  # the instance: clients ask it of failures (DnsEntry.failed)
         return DnsEntry(n_nodes, n_clients, entry.dns.ttl, entry.dns.order, rng,
                         entry.dns.client)
-    return RandomEntry(n_nodes, rng)
+    return RandomEntry(n_nodes, rng).__call__
 
 
 # --- addresses ------------------------------------------------------------------------
