@@ -29,7 +29,6 @@ import json
 import math
 import os
 import pstats
-import random
 import resource
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ from benchcommon import (
     status_bytes,
     trim_heap,
 )
+from plain_simpy import SEED, PlainParams, plain_model
 
 import npsim
 from npsim.cluster.model import build_cluster
@@ -64,7 +64,6 @@ QUICK_REQUESTS = 200_000
 PROFILE_REQUESTS = 200_000
 TARGET_RATIO = 0.8
 TARGET_BYTES = 200.0
-SEED = 1
 
 
 # --- the npsim side ---------------------------------------------------------------------
@@ -93,20 +92,6 @@ def npsim_latency(sim: Simulation) -> np.ndarray:
 
 
 # --- the plain SimPy side ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlainParams:
-    """The quick-start traffic as numbers, read off the npsim scenario so both agree."""
-
-    rate: float  # arrivals per second
-    n_nodes: int
-    pod_nodes: tuple[int, ...]  # node index of each pod
-    workers: int
-    service_mean: float
-    rtt_mu: float  # lognormal parameters of the client round trip
-    rtt_sigma: float
-    hops: tuple[tuple[tuple[float, float] | None, ...], ...]  # [entry][pod node] -> (mu, sigma)
 
 
 def _lognormal_params(dist: LogNormal) -> tuple[float, float]:
@@ -141,37 +126,6 @@ def plain_params(scenario: npsim.Scenario) -> PlainParams:
                        workload.service_time.mean, mu, sigma, tuple(hops))
 
 
-def plain_model(p: PlainParams, requests: int, seed: int = SEED
-                ) -> tuple[simpy.Environment, list[float]]:
-    """A process per request, a Resource per pod, latencies into a list."""
-    env = simpy.Environment()
-    rng = random.Random(seed)
-    expovariate, lognormvariate, choice = rng.expovariate, rng.lognormvariate, rng.choice
-    pods = [(simpy.Resource(env, capacity=p.workers), node) for node in p.pod_nodes]
-    service_rate = 1.0 / p.service_mean
-    latencies: list[float] = []
-
-    def request(entry: int, pod: simpy.Resource, pod_node: int):  # noqa: ANN202
-        start = env.now
-        network = lognormvariate(p.rtt_mu, p.rtt_sigma)
-        hop = p.hops[entry][pod_node]
-        if hop is not None:  # the receiving node forwards to another node
-            network += lognormvariate(*hop)
-        yield env.timeout(network * 0.5)  # there; the way back is only added to the end
-        with pod.request() as req:
-            yield req
-            yield env.timeout(expovariate(service_rate))
-        latencies.append(env.now - start + network * 0.5)
-
-    def source():  # noqa: ANN202
-        for _ in range(requests):
-            yield env.timeout(expovariate(p.rate))
-            pod, node = choice(pods)
-            env.process(request(rng.randrange(p.n_nodes), pod, node))
-
-    env.process(source())
-    env.run()
-    return env, latencies
 
 
 # --- measuring --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import io
 import math
 from array import array
 from collections.abc import Callable, Iterator
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -54,6 +54,17 @@ def batched(draw: Callable[[int], np.ndarray]) -> Sampler:
 
     return chain.from_iterable(batches()).__next__
 
+
+
+def next_values(sample: Sampler, k: int) -> list[float]:
+    """The next ``k`` values of ``sample``, the same ones ``k`` calls would give. A
+    :func:`batched` sampler is the bound ``__next__`` of a chain over its batches: its
+    values are taken in one C-level pass over that chain; any other sampler is called
+    ``k`` times."""
+    values = getattr(sample, "__self__", None)
+    if isinstance(values, chain):
+        return list(islice(values, k))
+    return [sample() for _ in range(k)]
 
 class _Dist(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -18,6 +18,7 @@ from npsim.dists import (
     Exponential,
     LogNormal,
     Uniform,
+    next_values,
 )
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.problems import ScenarioError
@@ -69,6 +70,18 @@ def test_sampler_is_reproducible_per_generator() -> None:
     assert (draws(dist, seed=3, n=5000) == draws(dist, seed=3, n=5000)).all()
     assert not (draws(dist, seed=3, n=100) == draws(dist, seed=4, n=100)).all()
 
+
+
+@pytest.mark.parametrize("dist", [{"dist": "exponential", "mean": "5ms"},
+                                  {"dist": "constant", "value": "2ms"}])
+def test_next_values_are_what_as_many_calls_give(dist: dict) -> None:
+    """Settling a quiet pod takes a chunk of service times at once (npsim/sim/pods.py):
+    they must be the values, in the order, that one call per request gives, across
+    batch boundaries, and later calls go on from there."""
+    one, many = (from_yaml(dist).sampler(np.random.default_rng(8)) for _ in range(2))
+    expected = [one() for _ in range(3 * BATCH + 7)]
+    got = next_values(many, 5) + next_values(many, 3 * BATCH) + [many(), many()]
+    assert got == expected
 
 def test_lognormal_shape() -> None:
     # mean and cv (what one measures) give the log-space parameters

@@ -12,7 +12,11 @@ schedules a ready-made event). The three per-request pushes (a request reaching 
 pod in the engine, a pod's end of service, an open loop's next arrival) take the heap
 and the counter from :func:`event_queue` once and push inline: a function call per
 event measured +55 ns, 1-4% of a request. Everything else schedules through
-:func:`call_later` or SimPy's own ``env.timeout``. Handlers that receive a Call read
+:func:`call_later` or SimPy's own ``env.timeout``. An open loop at a constant rate
+(npsim/sim/clients.py ``OpenLoop._arrive_constant``) also sends its next arrival at
+once, moving the clock (``env._now``) to it, when no queued event is due before it:
+SimPy would take that arrival next, so nothing else sees the difference but the event
+ids it does not use. Handlers that receive a Call read
 ``event._value`` (a Call has no ``value`` property), and the per-request ones read
 ``env._now`` (the property costs a call); cold paths read ``env.now``, and
 ``event.value`` of SimPy's own events. pyproject.toml bounds

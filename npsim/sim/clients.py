@@ -38,7 +38,7 @@ from npsim.outcomes import (
     SECURITY_GROUP_DROPPED,
 )
 from npsim.scenario.client_spec import BackoffSpec, ClientSpec, EntrySpec, RetrySpec
-from npsim.sim.calls import NORMAL, Call, event_queue
+from npsim.sim.calls import NORMAL, Call, call_later, event_queue
 from npsim.sim.records import RequestLog
 from npsim.sim.syn import connect_give_up, syn_send_times  # noqa: F401 - re-exported
 
@@ -138,12 +138,14 @@ def make_entry(
     entry: EntrySpec, node_index: Callable[[str], int], n_nodes: int, n_clients: int,
     rng: np.random.Generator,
 ) -> Callable[[int, float], int]:
+    # a fixed or random entry as its bound __call__: the engine calls it per new
+    # connection, and calling the instance goes through its type's call slot first
     if entry.node is not None:
-        return FixedEntry(node_index(entry.node))
-    if entry.dns is not None:
+        return FixedEntry(node_index(entry.node)).__call__
+    if entry.dns is not None:  # the instance: clients ask it of failures (DnsEntry.failed)
         return DnsEntry(n_nodes, n_clients, entry.dns.ttl, entry.dns.order, rng,
                         entry.dns.client)
-    return RandomEntry(n_nodes, rng)
+    return RandomEntry(n_nodes, rng).__call__
 
 
 # --- addresses ------------------------------------------------------------------------
@@ -525,17 +527,29 @@ class OpenLoop(Population):
     def start(self, env: simpy.Environment, send: SendFn) -> None:
         self._wire(env, send)
         if len(self.steps) == 1:  # a constant rate: the short path
-            self._arrive = self._arrive_constant  # type: ignore[method-assign]
+            self._rate = self.steps[0][1]
             self._again = (self._arrive_constant,)
-        self._schedule(self.start_at)
+            first = self.next_time(self.start_at)
+            call_later(env, first - env._now, self._again)
+        else:
+            self._schedule(self.start_at)
 
-    def _arrive_constant(self, event: simpy.Event) -> None:
-        now = self.env._now
-        if self.send(self, self._pick(), now):
-            gap = (now + self._unit_exp() / self.steps[0][1]) - now
-            call = Call()  # as env.timeout(gap) would be (npsim/sim/calls.py)
-            call.callbacks = self._again
-            heappush(self._heap, (now + gap, NORMAL, next(self._ids), call))
+    def _arrive_constant(self, event: Call) -> None:
+        """Arrivals at a constant rate, each at ``now + gap`` as ``env.timeout(gap)``
+        would queue it. While nothing else is queued before the next one, it is sent
+        here at once, the clock moved to it (SimPy would take it next: an event due at
+        the same time was queued first and goes first); otherwise the Call that just
+        fired, this population's only pending one, is queued for it (npsim/sim/calls.py).
+        """
+        env, heap, rate = self.env, self._heap, self._rate
+        now = env._now
+        while self.send(self, self._pick(), now):
+            now += (now + self._unit_exp() / rate) - now
+            if heap and heap[0][0] <= now:  # something else is due first (or as soon)
+                event.callbacks = self._again
+                heappush(heap, (now, NORMAL, next(self._ids), event))
+                return
+            env._now = now
 
     def _schedule(self, t: float) -> None:
         nxt = self.next_time(t)

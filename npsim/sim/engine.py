@@ -44,7 +44,6 @@ from npsim.sim.calls import NORMAL, Call, call_later, drop_pending, event_queue
 from npsim.sim.clients import Population
 from npsim.sim.output import RunOutput, client_record
 from npsim.sim.pods import settle
-from npsim.sim.records import NAN, RequestLog
 from npsim.sim.rpc import CallPopulation
 
 if TYPE_CHECKING:
@@ -83,7 +82,6 @@ class Simulation:
         self._syn_answered = network.syn_answered
         self._connections = parts.connections
         self._heap, self._ids = event_queue(self.env)
-        self._appenders = tuple(getattr(self.log, name).append for name in RequestLog.COLUMNS)
         self.budget = scenario.spec.run.requests  # None: run for a duration
         self.generated = 0
         self.tracked: dict[int, Connection] = {}  # connections a mode or firewall counts
@@ -297,24 +295,23 @@ class Simulation:
     def _append(self, now: float, pop: Population, slot: int, entry: int, pod: int,
                 new_conn: int, network: float, hop: float, proxy_cost: float,
                 snat: int) -> None:
-        (t_start, population, client, conn, new, entry_, pod_, network_, hop_, proxy,
-         service_start, service, t_end, outcome, reason, snat_) = self._appenders  # COLUMNS order
-        t_start(now)
-        population(pop.index)
-        client(slot)
-        conn(pop.conn_id[slot])
-        new(new_conn)
-        entry_(entry)
-        pod_(pod)
-        network_(network)
-        hop_(hop)
-        proxy(proxy_cost)
-        service_start(NAN)
-        service(NAN)
-        t_end(NAN)
-        outcome(0)
-        reason(0)
-        snat_(snat)
+        """The request's row: what is known when it is sent (its service, end and outcome
+        are written when known; until then NaN and in flight: npsim/sim/records.py)."""
+        log = self.log
+        request = len(log.t_start)
+        if request >= log.capacity:
+            log.reserve()
+        log.t_start.append(now)
+        log.population[request] = pop.index
+        log.client[request] = slot
+        log.conn[request] = pop.conn_id[slot]
+        log.new_conn[request] = new_conn
+        log.entry[request] = entry
+        log.pod[request] = pod
+        log.network[request] = network
+        log.hop[request] = hop
+        log.proxy[request] = proxy_cost
+        log.snat[request] = snat
 
     def _done(self, request: int, t_end: float) -> None:
         log = self.log
@@ -346,7 +343,6 @@ class Simulation:
         for prober in self.blackbox.values():
             prober.stop()
         self.control.retire()
-        self._appenders = ()
         self._progress = None
 
     def _report(self, progress: Callable[[float], None], duration: float):  # noqa: ANN202
@@ -377,8 +373,11 @@ class Simulation:
             prober.start(self.sending)
 
     def _settle(self, until: float | None, final: bool = True) -> None:
-        """Serve what quiet pods were sent and would have received before ``until``."""
+        """Serve what quiet pods were sent and would have received before ``until``; at
+        the run's end (``final``) the log keeps exactly its rows, as plain arrays."""
         settle(self.pods, self.log, until, final)
+        if final:
+            self.log.trim()
 
     def run(self, progress: Callable[[float], None] | None = None) -> RunOutput:
         """Run to the end; ``progress(fraction)`` is called about 100 times on the way."""

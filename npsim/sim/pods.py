@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from npsim.dists import Sampler
+from npsim.dists import Sampler, next_values
 from npsim.outcomes import COMPLETED, ENDPOINT_GONE, FAILED, IN_FLIGHT, QUEUE_FULL
 from npsim.sim.calls import NORMAL, Call, event_queue
 from npsim.sim.records import NAN, RequestLog
@@ -254,12 +254,21 @@ class QuietPod(PodServer):
         free_at, sample = self.free_at, self.sample or self._open()
         limit, queued = self.limit, self.starts
         starts: list[float] = []
-        durations: list[float] = []
+        if queued is None:  # no queue limit: every request is served, one draw each
+            durations = next_values(sample, len(arrivals))
+            for now, duration in zip(arrivals, durations, strict=True):
+                start = free_at[0]
+                if start < now:
+                    start = now
+                heapreplace(free_at, start + duration)
+                starts.append(start)
+            return starts, durations
+        durations = []
         for now in arrivals:
             start = free_at[0]
             if start < now:
                 start = now
-            elif queued is not None and start > now:  # it waits, behind a queue limit
+            elif start > now:  # it waits, behind the queue limit
                 while queued and queued[0] <= now:  # those that have started by now
                     queued.popleft()
                 if len(queued) >= limit:  # type: ignore[operator]

@@ -80,14 +80,32 @@ class RequestLog(_Referable):
     need hundreds of GB first), flags and codes as bytes. Times and durations stay
     float64: the hot path reads ``network``, ``hop`` and ``proxy`` back to schedule and
     stamp later events, and absolute times need the precision.
+
+    ``t_start`` is appended, one value per row: its length is the number of rows. The
+    other columns are written in place, ``log.pod[row] = ...``, into room that
+    :meth:`reserve` makes ahead of the rows, filled with what a row holds until it is
+    written (NaN times, zero codes: in flight, no reason). A row's service, end and
+    outcome are thus never written when it is appended, only when they are known (by a
+    pod, or after the run by :func:`npsim.sim.pods.settle`). While there is room, those
+    columns are ``memoryview`` s of their arrays: a store through a view converts the
+    value directly, where ``array.append`` and ``array.__setitem__`` parse it as a
+    function argument (PyArg_Parse: more than half of a request's recording cost). Take
+    the columns from the log at each use, as ``log.t_end[row]``: :meth:`reserve`
+    replaces the views (and releases the old ones) when the room runs out. :meth:`trim`
+    ends the run's room: every column is then an ``array.array`` of exactly one value
+    per row, as :meth:`columns` and the frames read them.
     """
 
-    #: the columns, in the order the engine appends a row (``Simulation._append``)
+    #: the columns, in the order of the frames' source (``Simulation._append``)
     COLUMNS = (
         "t_start", "population", "client", "conn", "new_conn", "entry", "pod",
         "network", "hop", "proxy", "service_start", "service", "t_end", "outcome", "reason", "snat",
     )
-    __slots__ = COLUMNS
+    #: what a row holds before it is written: the service, end and outcome unknown
+    FILL = {"service_start": NAN, "service": NAN, "t_end": NAN}
+    #: rows of room made at least at a time (then an eighth of the rows so far)
+    ROOM = 1 << 14
+    __slots__ = (*COLUMNS, "_arrays", "capacity")
 
     def __init__(self) -> None:
         pin_mmap_threshold()
@@ -107,27 +125,73 @@ class RequestLog(_Referable):
         self.outcome = array("b")
         self.reason = array("b")
         self.snat = array("b")  # 1: the pod sees a node address; 0: the source is kept
+        self._arrays: dict[str, array] | None = None  # under the views, while they exist
+        self.capacity = 0  # rows the columns other than t_start hold (with the room)
 
     def __len__(self) -> int:
         return len(self.t_start)
 
+    def reserve(self) -> None:
+        """Make room for more rows in every column but ``t_start``, filled with what an
+        unwritten row holds, and let the columns be views over it. Views taken from the
+        log before are released (a store through one raises ValueError)."""
+        arrays = self._release()
+        rows = len(self.t_start)
+        room = max(self.ROOM, rows // 8)
+        self._arrays = {}
+        for name in self.COLUMNS[1:]:
+            col = arrays[name]
+            del col[rows:]  # nothing is kept past the rows (an unused room, trimmed)
+            col.extend(array(col.typecode, [self.FILL.get(name, 0)]) * (rows + room - len(col)))
+            self._arrays[name] = col
+            setattr(self, name, memoryview(col))
+        self.capacity = rows + room
+
+    def trim(self) -> None:
+        """The run is over: every column becomes an array of exactly one value per row
+        (no room, no views). A row appended later makes room again."""
+        arrays = self._release()
+        rows = len(self.t_start)
+        for name, col in arrays.items():
+            del col[rows:]
+            setattr(self, name, col)
+        self.capacity = rows
+
+    def _release(self) -> dict[str, array]:
+        """The arrays under the columns, with no view left on them."""
+        arrays = self._arrays
+        if arrays is None:
+            return {name: getattr(self, name) for name in self.COLUMNS[1:]}
+        self._arrays = None
+        for name in self.COLUMNS[1:]:
+            getattr(self, name).release()
+        return arrays
+
     def columns(self) -> dict[str, np.ndarray]:
-        """Numpy views of every column (zero-copy over the arrays' buffers). While a view
-        is alive its array cannot grow: take them once the run is over."""
+        """Numpy views of every column, one value per row (zero-copy over the arrays'
+        buffers). While a view is alive its array cannot grow: take them once the run is
+        over (or drop them before the run goes on)."""
+        rows = len(self.t_start)
+        arrays = self._arrays or {}
         out = {}
         for name in self.COLUMNS:
-            col = getattr(self, name)
-            out[name] = np.frombuffer(col, dtype=col.typecode) if len(col) else np.array(
-                [], dtype=col.typecode)
+            col = arrays.get(name, getattr(self, name))
+            out[name] = (np.frombuffer(col, dtype=col.typecode, count=rows) if rows
+                         else np.array([], dtype=col.typecode))
         return out
 
     def release(self) -> None:
         """Start over with empty columns. Arrays a frame still views (see
         :func:`npsim.results.frames.request_frame`) live on with the frame; the others
         are freed now rather than with the run."""
-        for name in self.COLUMNS:
-            setattr(self, name, array(getattr(self, name).typecode))
+        arrays = self._release()
+        self.t_start = array(self.t_start.typecode)
+        for name, col in arrays.items():
+            setattr(self, name, array(col.typecode))
+        self.capacity = 0
 
     def nbytes(self) -> int:
-        return sum(getattr(self, n).buffer_info()[1] * getattr(self, n).itemsize
-                   for n in self.COLUMNS)
+        """Bytes the columns hold, their room included."""
+        arrays = {"t_start": self.t_start, **(self._arrays or {})}
+        cols = [arrays.get(n, getattr(self, n)) for n in self.COLUMNS]
+        return sum(c.buffer_info()[1] * c.itemsize for c in cols)

@@ -140,6 +140,24 @@ def test_open_loop_rate_is_kept_whatever_the_latency():
     assert abs(counts.sum() - 4 * 4000) <= 4 * math.sqrt(4 * 4000)
 
 
+
+def test_open_loops_send_in_time_order_among_other_events():
+    """A constant-rate open loop sends its next arrival at once while nothing else is
+    due before it (npsim/sim/clients.py): beside a second open loop and a closed loop
+    (whose requests are served by event), every request is still sent in time order,
+    a population's arrival times are those it has alone, and a timed run sends nothing
+    at or after its end."""
+    kw = dict(nodes=2, replicas=2, workers=2, duration=2.0, seed=9)
+    alone = npsim.run(build(clients=[client("a", rate=300.0)], **kw)).requests
+    mixed = npsim.run(build(clients=[
+        client("a", rate=300.0), client("b", rate=500.0),
+        client("c", users=3, think=exponential(5e-3))], **kw)).requests
+    t = mixed["t_start"].to_numpy()
+    assert (np.diff(t) >= 0).all() and t.max() < 2.0
+    assert set(mixed["population"]) == {"a", "b", "c"}
+    a = mixed.loc[mixed["population"] == "a", "t_start"].to_numpy()
+    assert np.array_equal(a, alone["t_start"].to_numpy())
+
 # --- where clients enter ----------------------------------------------------------------------
 
 
