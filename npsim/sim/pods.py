@@ -106,8 +106,13 @@ class PodServer(Station):
         self.on_idle: Callable[[], None] | None = None
 
     def arrive(self, event: simpy.Event) -> None:
-        if self.alive:
-            Station.arrive(self, event)
+        if self.alive:  # Station.arrive, inline (a call per request)
+            request = event._value
+            if self.free:
+                self.free -= 1
+                self._start(request)
+            elif self.admit(request):
+                self.queue.append(request)
         elif self.hung:
             self.held.append(event._value)
         elif self.serves_existing:  # draining: the request came on an open connection

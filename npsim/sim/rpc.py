@@ -26,6 +26,7 @@ call population and no calling server, and the engine's hot path is unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from npsim.dists import batched
 from npsim.outcomes import COMPLETED, DOWNSTREAM_FAILED, FAILED
 from npsim.scenario.calls_spec import CallSpec, ParallelSpec
 from npsim.scenario.client_spec import ArrivalSpec, ClientSpec, SourceSpec
-from npsim.sim.calls import Call, call_later
+from npsim.sim.calls import NORMAL, Call
 from npsim.sim.clients import Addresses, FixedEntry, Population, SendFn
 from npsim.sim.records import RequestLog
 
@@ -123,7 +124,9 @@ class CallPopulation(Population):
         """The job's pod calls the edge's Service for the job's request; the job
         resumes when the caller sees the call's end (after any retries)."""
         pod = job.server.index
-        slot = self.slot(pod)
+        slot = self.slot_of.get(pod)
+        if slot is None:  # the pod's first call on this edge
+            slot = self.slot(pod)
         self.home = self.slot_home[slot]  # the caller's node: its kube-proxy
         row = len(self.log.t_start)
         self.waiting[row] = job
@@ -146,15 +149,18 @@ class CallPopulation(Population):
         return row
 
     def done(self, request: int, slot: int, t_end: float) -> None:
-        if self.ended(request, slot, t_end):
+        if not self._plain and self.ended(request, slot, t_end):
             return  # retried, or a late answer the caller stopped waiting for
-        job = self.waiting.pop(self._first(request), None)
+        job = self.waiting.pop(self._first(request) if self.retry_of else request, None)
         if job is None:
             return
         if self.fails and self.log.outcome[request] != COMPLETED:
             job.failed = True  # read once the job's last pending call is back
         now = self.env._now
-        call_later(self.env, max(t_end - now, 0.0), _RESUME, job)
+        call = Call()  # call_later(env, max(t_end - now, 0), _RESUME, job), inline
+        call.callbacks = _RESUME
+        call._value = job
+        heappush(self._heap, (now + max(t_end - now, 0.0), NORMAL, next(self._ids), call))
 
 
 class Step:
