@@ -163,12 +163,16 @@ class CallPopulation(Population):
         heappush(self._heap, (now + max(t_end - now, 0.0), NORMAL, next(self._ids), call))
 
 
-class Step:
-    """One step of a plan: its calls, as (edge population, spec, count sampler, coin)."""
+#: a call of a step: its edge, its spec, its count (a fixed one, or a sampler) and its
+#: coin (None when the call is always made: no draw, and no Python call per request)
+Branch = tuple["CallPopulation", CallSpec, "int | Callable[[], int]",
+               "Callable[[], float] | None"]
 
-    def __init__(self, branches: list[tuple[CallPopulation, CallSpec,
-                                            Callable[[], int], Callable[[], float]]],
-                 parallel: bool) -> None:
+
+class Step:
+    """One step of a plan: its calls, as branches."""
+
+    def __init__(self, branches: list[Branch], parallel: bool) -> None:
         self.branches = branches
         self.parallel = parallel
 
@@ -211,8 +215,8 @@ class CallPlan:
             if step.parallel:
                 job.step += 1
                 for pop, spec, count, coin in step.branches:
-                    if coin() < spec.probability:
-                        for _ in range(count()):
+                    if coin is None or coin() < spec.probability:
+                        for _ in range(count if type(count) is int else count()):
                             job.pending += 1
                             pop.call(job, now)
                 if job.pending:
@@ -220,7 +224,8 @@ class CallPlan:
                 continue
             pop, spec, count, coin = step.branches[0]
             if job.left == 0:
-                job.left = count() if coin() < spec.probability else 0
+                if coin is None or coin() < spec.probability:
+                    job.left = count if type(count) is int else count()
                 if job.left == 0:
                     job.step += 1
                     continue
@@ -299,10 +304,9 @@ def calling_class(base: type) -> type:
     return made
 
 
-def _count(spec: CallSpec, rng: np.random.Generator) -> Callable[[], int]:
+def _count(spec: CallSpec, rng: np.random.Generator) -> int | Callable[[], int]:
     if isinstance(spec.count, int):
-        n = spec.count
-        return lambda: n
+        return spec.count
     count = spec.count
     if count.dist == "poisson":
         draw = batched(lambda k: rng.poisson(count.mean, k))  # type: ignore[arg-type]
@@ -375,7 +379,7 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                 pops.append(pop)
                 records.services.append(call.callee)
                 rng = streams.generator(where)
-                coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
+                coin = batched(rng.random) if call.probability < 1 else None
                 pop.fails = call.on_failure == "fail"
                 branches.append((pop, call, _count(call, rng), coin))
             steps.append(Step(branches, isinstance(step, ParallelSpec)))
