@@ -139,6 +139,18 @@ class PodServer(Station):
         if self.on_done is not None:  # a process killed earlier reports only now
             self.on_done(request, max(end, now))
 
+    def _start(self, request: int) -> None:
+        """Station._start with :meth:`started` inline (a call per request)."""
+        duration = self.sample()
+        log = self.log
+        now = self.env._now
+        log.service_start[request] = now
+        log.service[request] = duration
+        call = Call()
+        call.callbacks = (self._finish,)
+        call._value = request
+        heappush(self._heap, (now + duration, NORMAL, next(self._ids), call))
+
     def started(self, request: int, duration: float) -> None:
         log = self.log
         log.service_start[request] = self.env._now

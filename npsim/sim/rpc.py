@@ -274,8 +274,11 @@ class Calling:
         """The request's calls are over: it is answered (or failed, when a call failed
         with ``onFailure: fail``); a blocking worker is freed now."""
         plan = self.plan  # type: ignore[attr-defined]
-        if plan.blocking:
-            self._release()
+        if plan.blocking:  # self._release(), inline
+            if self.queue:  # type: ignore[attr-defined]
+                self._start(self.queue.popleft())  # type: ignore[attr-defined]
+            else:
+                self.free += 1  # type: ignore[attr-defined]
             if plan.records is not None:  # the worker was held until now
                 plan.records.freed_row.append(request)
                 plan.records.freed_at.append(self.env._now)  # type: ignore[attr-defined]
