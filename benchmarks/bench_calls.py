@@ -9,12 +9,25 @@ are interleaved; the median per k is reported.
 
     .venv/bin/python benchmarks/bench_calls.py            # 3 rounds, 40 s simulated
     .venv/bin/python benchmarks/bench_calls.py --quick    # 1 round, 10 s
+    .venv/bin/python benchmarks/bench_calls.py --instructions
+
+``--instructions`` counts instead what callgrind counts (valgrind, the same for the same
+code whatever else runs on the machine) while ``Simulation.run`` runs (the child
+switches instrumentation on and off around it with ``callgrind_control``), at 1 s and
+3 s simulated: the difference over the extra client requests is the cost of one. It
+takes about three minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import npsim
@@ -60,10 +73,59 @@ def cpu_per_request(k: int, duration: float, events: bool = False) -> float:
     return spent / clients
 
 
+def _toggle(on: bool) -> None:
+    subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+                   check=True, capture_output=True)
+
+
+def child(k: int, events: bool, duration: float) -> None:
+    """Under callgrind: run with instrumentation on for ``Simulation.run`` only."""
+    sim = Simulation(scenario(k, duration, events), 0)
+    _toggle(True)
+    out = sim.run()
+    _toggle(False)
+    print(json.dumps({"clients": sum(1 for p in out.log.population if p == 0)}))
+
+
+def instructions(k: int, events: bool, duration: float) -> tuple[int, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             f"--callgrind-out-file={tmp}/out", sys.executable, __file__, "--child",
+             str(k), str(int(events)), str(duration)],
+            # a fixed hash seed: dicts and sets then cost the same in every run
+            env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True,
+            check=True)
+    count = re.search(r"Collected : (\d+)", proc.stderr)
+    if count is None:
+        raise SystemExit(f"callgrind printed no count:\n{proc.stderr[-2000:]}")
+    return int(count.group(1)), json.loads(proc.stdout.strip().splitlines()[-1])["clients"]
+
+
+def per_request(k: int, events: bool = False) -> float:
+    (small, n_small), (large, n_large) = (instructions(k, events, d) for d in (1.0, 3.0))
+    return (large - small) / (n_large - n_small)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--instructions", action="store_true",
+                        help="instructions per client request under callgrind")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(int(args.child[0]), args.child[1] == "1", float(args.child[2]))
+        return
+    if args.instructions:
+        quiet, event = per_request(0), per_request(0, events=True)
+        print(f"one-tier: {quiet:,.0f} instructions/request with quiet pods, "
+              f"{event:,.0f} with event-driven pods")
+        for k in KS[1:]:
+            n = per_request(k)
+            print(f"k={k}: {n:,.0f} instructions/request, {n / quiet:.2f}x quiet, "
+                  f"{n / event:.2f}x event-driven (target {k + 1})")
+        return
     rounds, duration = (1, 10.0) if args.quick else (3, 40.0)
     costs: dict[int, list[float]] = {k: [] for k in KS}
     evented: list[float] = []

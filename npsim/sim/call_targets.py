@@ -61,7 +61,7 @@ from npsim.dists import Sampler, batched
 from npsim.outcomes import COMPLETED, CONNECT_TIMEOUT, EXTERNAL_ERROR, FAILED
 from npsim.scenario.calls_spec import CallSpec, ExternalSpec
 from npsim.scenario.client_spec import EntrySpec
-from npsim.sim.records import NAN, RequestLog
+from npsim.sim.records import RequestLog
 from npsim.sim.rpc import CallPopulation, CallRecords, edge_client
 
 if TYPE_CHECKING:
@@ -214,14 +214,17 @@ class ExternalCallPopulation(CallPopulation):
 
     def _row(self, log: RequestLog, now: float, slot: int, home: int, new: bool,
              network: float) -> None:
-        for column, value in ((log.t_start, now), (log.population, self.index),
-                              (log.client, slot), (log.conn, self.conn_of[slot]),
-                              (log.new_conn, int(new)), (log.entry, home), (log.pod, -1),
-                              (log.network, network), (log.hop, 0.0), (log.proxy, 0.0),
-                              (log.service_start, NAN), (log.service, NAN),
-                              (log.t_end, NAN), (log.outcome, 0), (log.reason, 0),
-                              (log.snat, 1)):
-            column.append(value)
+        # as the engine's _append: the row's service, end and outcome are unwritten
+        # (NaN, in flight) until known (npsim/sim/records.py)
+        row = len(log.t_start)
+        if row >= log.capacity:
+            log.reserve()
+        log.t_start.append(now)
+        for column, value in ((log.population, self.index), (log.client, slot),
+                              (log.conn, self.conn_of[slot]), (log.new_conn, int(new)),
+                              (log.entry, home), (log.pod, -1), (log.network, network),
+                              (log.hop, 0.0), (log.proxy, 0.0), (log.snat, 1)):
+            column[row] = value
 
     def _answer(self, row: int, start: float, duration: float) -> None:
         log = self.log

@@ -105,7 +105,9 @@ class Simulation:
             self.generated -= 1
 
     def _sender(self, pop: Population) -> Callable[[Population, int, float], bool]:
-        return self.send_call if isinstance(pop, CallPopulation) else self.send
+        if isinstance(pop, CallPopulation) and self.budget is not None:
+            return self.send_call
+        return self.send  # a timed run counts no requests: a call needs no wrapper
 
     # --- hot path ---------------------------------------------------------------------
 

@@ -106,8 +106,13 @@ class PodServer(Station):
         self.on_idle: Callable[[], None] | None = None
 
     def arrive(self, event: simpy.Event) -> None:
-        if self.alive:
-            Station.arrive(self, event)
+        if self.alive:  # Station.arrive, inline (a call per request)
+            request = event._value
+            if self.free:
+                self.free -= 1
+                self._start(request)
+            elif self.admit(request):
+                self.queue.append(request)
         elif self.hung:
             self.held.append(event._value)
         elif self.serves_existing:  # draining: the request came on an open connection
@@ -133,6 +138,18 @@ class PodServer(Station):
         log.t_end[request] = end
         if self.on_done is not None:  # a process killed earlier reports only now
             self.on_done(request, max(end, now))
+
+    def _start(self, request: int) -> None:
+        """Station._start with :meth:`started` inline (a call per request)."""
+        duration = self.sample()
+        log = self.log
+        now = self.env._now
+        log.service_start[request] = now
+        log.service[request] = duration
+        call = Call()
+        call.callbacks = (self._finish,)
+        call._value = request
+        heappush(self._heap, (now + duration, NORMAL, next(self._ids), call))
 
     def started(self, request: int, duration: float) -> None:
         log = self.log

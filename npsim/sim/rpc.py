@@ -26,6 +26,7 @@ call population and no calling server, and the engine's hot path is unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from npsim.dists import batched
 from npsim.outcomes import COMPLETED, DOWNSTREAM_FAILED, FAILED
 from npsim.scenario.calls_spec import CallSpec, ParallelSpec
 from npsim.scenario.client_spec import ArrivalSpec, ClientSpec, SourceSpec
-from npsim.sim.calls import call_later
+from npsim.sim.calls import NORMAL, Call
 from npsim.sim.clients import Addresses, FixedEntry, Population, SendFn
 from npsim.sim.records import RequestLog
 
@@ -57,7 +58,6 @@ class CallRecords:
         self.caller: list[int] = []
         self.edge: list[int] = []
         self.depth_of: dict[int, int] = {}  # call row -> depth, for the calls it makes
-        self.parent_of: dict[int, int] = {}  # call row -> the request it was made for
         # per population (the clients', then the call edges'): the Service it sends to
         self.services: list[str] = []
         # a blocking caller's worker freed after the calls: (row, when), for the pods
@@ -67,10 +67,8 @@ class CallRecords:
         self.holding: set[str] = set()  # the workloads whose workers wait for calls
         self.externals: set[str] = set()  # callees outside the cluster (call_targets.py)
 
-    def add(self, row: int, parent: int, caller: int, edge: int) -> None:
-        depth = self.depth_of.get(parent, 0) + 1
+    def add(self, row: int, parent: int, depth: int, caller: int, edge: int) -> None:
         self.depth_of[row] = depth
-        self.parent_of[row] = parent
         self.row.append(row)
         self.parent.append(parent)
         self.depth.append(depth)
@@ -99,7 +97,9 @@ class CallPopulation(Population):
         self.client_ips = []  # type: ignore[assignment]  # grows with the slots
         self.slot_of: dict[int, int] = {}  # caller pod -> slot
         self.slot_pod: list[int] = []
-        self.waiting: dict[int, Callable[[int, bool], None]] = {}  # first row -> resume
+        self.slot_home: list[int] = []  # per slot: the caller pod's node
+        self.waiting: dict[int, Job] = {}  # a call's first row -> the job waiting for it
+        self.fails = False  # a failed call fails the request (``onFailure: fail``)
 
     def start(self, env: simpy.Environment, send: SendFn) -> None:
         self._wire(env, send)
@@ -109,6 +109,7 @@ class CallPopulation(Population):
         if slot is None:
             slot = self.slot_of[pod] = len(self.slot_pod)
             self.slot_pod.append(pod)
+            self.slot_home.append(self.cluster.pods[pod].node)
             ip = self.cluster.pods[pod].ip
             self.client_ips.append(ip)  # type: ignore[attr-defined]
             self.wire_ips.append(ip)
@@ -119,26 +120,28 @@ class CallPopulation(Population):
                 column.append(value)
         return slot
 
-    def call(self, pod: int, parent: int, now: float,
-             resume: Callable[[int, bool], None]) -> None:
-        """Pod ``pod`` calls the edge's Service for request ``parent``; ``resume(row,
-        ok)`` runs when the caller sees the call's end (after any retries)."""
-        slot = self.slot(pod)
-        self.home = self.cluster.pods[pod].node  # the caller's node: its kube-proxy
+    def call(self, job: Job, now: float) -> None:
+        """The job's pod calls the edge's Service for the job's request; the job
+        resumes when the caller sees the call's end (after any retries)."""
+        pod = job.server.index
+        slot = self.slot_of.get(pod)
+        if slot is None:  # the pod's first call on this edge
+            slot = self.slot(pod)
+        self.home = self.slot_home[slot]  # the caller's node: its kube-proxy
         row = len(self.log.t_start)
-        self.waiting[row] = resume
-        self.records.add(row, parent, pod, self.edge)
+        self.waiting[row] = job
+        self.records.add(row, job.request, job.depth, pod, self.edge)
         self.send(self, slot, now)
 
     def _resend(self, event: simpy.Event) -> None:
         slot, previous, _ = event.value
         pod = self.slot_pod[slot]
-        self.home = self.cluster.pods[pod].node
+        self.home = self.slot_home[slot]
         row = len(self.log.t_start)
-        first = self._first(previous)
+        job = self.waiting[self._first(previous)]  # still waiting: the call is retried
         super()._resend(event)
         if len(self.log.t_start) > row:  # a retry row: part of the same call
-            self.records.add(row, self.records.parent_of[first], pod, self.edge)
+            self.records.add(row, job.request, job.depth, pod, self.edge)
 
     def _first(self, row: int) -> int:
         while row in self.retry_of:
@@ -146,22 +149,30 @@ class CallPopulation(Population):
         return row
 
     def done(self, request: int, slot: int, t_end: float) -> None:
-        if self.ended(request, slot, t_end):
+        if not self._plain and self.ended(request, slot, t_end):
             return  # retried, or a late answer the caller stopped waiting for
-        resume = self.waiting.pop(self._first(request), None)
-        if resume is None:
+        job = self.waiting.pop(self._first(request) if self.retry_of else request, None)
+        if job is None:
             return
-        ok = self.log.outcome[request] == COMPLETED
-        delay = max(t_end - self.env.now, 0.0)
-        call_later(self.env, delay, (lambda _e: resume(request, ok),))
+        if self.fails and self.log.outcome[request] != COMPLETED:
+            job.failed = True  # read once the job's last pending call is back
+        now = self.env._now
+        call = Call()  # call_later(env, max(t_end - now, 0), _RESUME, job), inline
+        call.callbacks = _RESUME
+        call._value = job
+        heappush(self._heap, (now + max(t_end - now, 0.0), NORMAL, next(self._ids), call))
+
+
+#: a call of a step: its edge, its spec, its count (a fixed one, or a sampler) and its
+#: coin (None when the call is always made: no draw, and no Python call per request)
+Branch = tuple["CallPopulation", CallSpec, "int | Callable[[], int]",
+               "Callable[[], float] | None"]
 
 
 class Step:
-    """One step of a plan: its calls, as (edge population, spec, count sampler, coin)."""
+    """One step of a plan: its calls, as branches."""
 
-    def __init__(self, branches: list[tuple[CallPopulation, CallSpec,
-                                            Callable[[], int], Callable[[], float]]],
-                 parallel: bool) -> None:
+    def __init__(self, branches: list[Branch], parallel: bool) -> None:
         self.branches = branches
         self.parallel = parallel
 
@@ -169,11 +180,13 @@ class Step:
 class Job:
     """A request being served by a calling pod, while its calls go on."""
 
-    __slots__ = ("server", "request", "step", "pending", "failed", "left")
+    __slots__ = ("plan", "server", "request", "depth", "step", "pending", "failed", "left")
 
-    def __init__(self, server: PodServer, request: int) -> None:
+    def __init__(self, plan: CallPlan, server: PodServer, request: int, depth: int) -> None:
+        self.plan = plan
         self.server = server
         self.request = request
+        self.depth = depth  # of the calls it makes (1: made for a client's request)
         self.step = 0
         self.pending = 0
         self.failed = False
@@ -192,7 +205,8 @@ class CallPlan:
 
     def begin(self, server: PodServer, request: int) -> None:
         """The pod's own work for ``request`` is done: make its calls."""
-        self._next(Job(server, request))
+        depth = self.records.depth_of.get(request, 0) + 1 if self.records is not None else 1
+        self._next(Job(self, server, request, depth))
 
     def _next(self, job: Job) -> None:
         now = self.env._now
@@ -201,17 +215,17 @@ class CallPlan:
             if step.parallel:
                 job.step += 1
                 for pop, spec, count, coin in step.branches:
-                    if coin() < spec.probability:
-                        for _ in range(count()):
+                    if coin is None or coin() < spec.probability:
+                        for _ in range(count if type(count) is int else count()):
                             job.pending += 1
-                            pop.call(job.server.index, job.request, now,
-                                     self._resumer(job, spec))
+                            pop.call(job, now)
                 if job.pending:
                     return
                 continue
             pop, spec, count, coin = step.branches[0]
             if job.left == 0:
-                job.left = count() if coin() < spec.probability else 0
+                if coin is None or coin() < spec.probability:
+                    job.left = count if type(count) is int else count()
                 if job.left == 0:
                     job.step += 1
                     continue
@@ -219,22 +233,24 @@ class CallPlan:
             if job.left == 0:
                 job.step += 1
             job.pending = 1
-            pop.call(job.server.index, job.request, now, self._resumer(job, spec))
+            pop.call(job, now)
             return
         job.server.calls_ended(job.request, True)  # type: ignore[attr-defined]
 
-    def _resumer(self, job: Job, spec: CallSpec) -> Callable[[int, bool], None]:
-        def resume(row: int, ok: bool) -> None:
-            job.pending -= 1
-            if not ok and spec.on_failure == "fail":
-                job.failed = True
-            if job.pending:
-                return
-            if job.failed:  # the handler returns an error: no further calls
-                job.server.calls_ended(job.request, False)  # type: ignore[attr-defined]
-            else:
-                self._next(job)
-        return resume
+
+def _resume(event: Call) -> None:
+    """The caller sees one of its job's calls end (CallPopulation.done scheduled it)."""
+    job = event._value
+    job.pending -= 1
+    if job.pending:
+        return
+    if job.failed:  # the handler returns an error: no further calls
+        job.server.calls_ended(job.request, False)
+    else:
+        job.plan._next(job)
+
+
+_RESUME = (_resume,)  # the callbacks of every resumption: one tuple, shared
 
 
 class Calling:
@@ -258,8 +274,11 @@ class Calling:
         """The request's calls are over: it is answered (or failed, when a call failed
         with ``onFailure: fail``); a blocking worker is freed now."""
         plan = self.plan  # type: ignore[attr-defined]
-        if plan.blocking:
-            self._release()
+        if plan.blocking:  # self._release(), inline
+            if self.queue:  # type: ignore[attr-defined]
+                self._start(self.queue.popleft())  # type: ignore[attr-defined]
+            else:
+                self.free += 1  # type: ignore[attr-defined]
             if plan.records is not None:  # the worker was held until now
                 plan.records.freed_row.append(request)
                 plan.records.freed_at.append(self.env._now)  # type: ignore[attr-defined]
@@ -288,10 +307,9 @@ def calling_class(base: type) -> type:
     return made
 
 
-def _count(spec: CallSpec, rng: np.random.Generator) -> Callable[[], int]:
+def _count(spec: CallSpec, rng: np.random.Generator) -> int | Callable[[], int]:
     if isinstance(spec.count, int):
-        n = spec.count
-        return lambda: n
+        return spec.count
     count = spec.count
     if count.dist == "poisson":
         draw = batched(lambda k: rng.poisson(count.mean, k))  # type: ignore[arg-type]
@@ -364,7 +382,8 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
                 pops.append(pop)
                 records.services.append(call.callee)
                 rng = streams.generator(where)
-                coin = batched(rng.random) if call.probability < 1 else (lambda: 0.0)
+                coin = batched(rng.random) if call.probability < 1 else None
+                pop.fails = call.on_failure == "fail"
                 branches.append((pop, call, _count(call, rng), coin))
             steps.append(Step(branches, isinstance(step, ParallelSpec)))
         plans[workload] = CallPlan(steps, spec.blocking, env, records)
