@@ -4,7 +4,8 @@ Every figure keeps its words (``p99 24.32ms  (completed requests)``, ``IP kept 1
 what does not fit a line continues on an indented one (confidence intervals, a scope's
 failures), never cut off. The pods table shows a population's share of a pod only where
 a pod serves more than one population (otherwise it is the pod's share of its own
-Service, one ``-`` beside the others); long names are shortened in the middle.
+Service, one ``-`` beside the others); names too long for a column are shortened in the
+middle (numbered, with a legend, when that leaves two alike).
 """
 
 from __future__ import annotations
@@ -96,18 +97,20 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
 
 def scope_lines(summary: pd.DataFrame) -> list[str]:
     """One line per population and Service scope: throughput, p50, p99, cross-node, the
-    client's address kept, failed, then the failures by reason. Names are aligned (a long
-    one shortened in the middle); what passes 100 columns continues below, at the same
-    column for every scope."""
-    rows, tails = [], []
+    client's address kept, failed, then the failures by reason. The figures are aligned
+    (a name longer than ``NAME_WIDTH`` is printed whole on a line of its own, above
+    them); what passes 100 columns continues below, at the same column for every
+    scope."""
+    rows, tails, labels = [], [], []
     scoped = summary[summary["scope"] != "all"]
     for scope, part in scoped.groupby("scope", sort=False):
         v = part.set_index("metric")["value"]
         label = str(scope).removeprefix("population:")  # service:<name> keeps its prefix
+        labels.append(label)
         rate = float(v.get("throughput", math.nan))
         kept = float(v.get("source_ip_intact_fraction", math.nan))  # NaN: no pod reached
         rows.append([
-            shorten(label, NAME_WIDTH),
+            label if len(label) <= NAME_WIDTH else "",  # a long name: a line of its own
             ("-" if math.isnan(rate) else f"{rate:.1f}") + " req/s",
             f"p50 {format_duration(v.get('latency_p50', math.nan), 4)}",
             f"p99 {format_duration(v.get('latency_p99', math.nan), 4)}",
@@ -118,8 +121,11 @@ def scope_lines(summary: pd.DataFrame) -> list[str]:
                       if is_failure_count(str(m))])
     if not rows:
         return []
-    return [line for lines in wrapped_rows(rows, "lrlllll", indent="  ",
-                                           tails=tails) for line in lines]
+    out = []
+    for label, lines in zip(labels, wrapped_rows(rows, "lrlllll", indent="  ", tails=tails),
+                            strict=True):
+        out += [f"  {label}"] * (len(label) > NAME_WIDTH) + lines
+    return out
 
 
 def _shared_populations(shares: pd.DataFrame | None) -> list[str]:
@@ -141,6 +147,10 @@ def pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
     by_pod, left_out = extremes(by_pod, "share")
     populations = _shared_populations(shares)
     headers = [shorten(p, COLUMN_WIDTH) for p in populations]
+    legend = []
+    if len(set(headers)) < len(headers):  # names alike but in the middle: numbered
+        headers = [f"{i}:{shorten(p, COLUMN_WIDTH - 3)}" for i, p in enumerate(populations, 1)]
+        legend = [shorten(f"  {i}: {p}", WIDTH) for i, p in enumerate(populations, 1)]
     names = [str(pod) for pod, _ in by_pod.index]
     hosts = [str(node) for _, node in by_pod.index]
     columns = {h: [percent(float(shares.at[pod, p])) if pod in shares.index else "-"
@@ -169,7 +179,7 @@ def pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
     if headers and not inline:  # too wide beside the pods: blocks of their own
         table = pd.DataFrame(columns, index=pd.Index(names, name="share per population"))
         lines += fit_width(table, WIDTH).splitlines()
-    return lines
+    return lines + legend
 
 
 def _middle(figures: list[list[str]], columns: dict[str, list[str]]) -> int:
