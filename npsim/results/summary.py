@@ -34,6 +34,7 @@ from npsim.results.printout import extremes as extremes  # tables and older call
 from npsim.results.printout import format_summary as format_summary  # these names here
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.results.student import t975
+from npsim.results.text import wrap
 from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
 
@@ -415,9 +416,9 @@ def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 2
     first = events[events["replication"] == events["replication"].min()]
     lines = [f"incidents  {len(first)} transitions"
              + (" (first replication)" if events["replication"].nunique() > 1 else "")]
-    for row in first.head(limit).itertuples(index=False):
-        lines.append(f"  {float(row.time):9.2f}s  {row.kind:<18} "
-                     f"{row.subject:<24} {row.detail}")
+    for row in first.head(limit).itertuples(index=False):  # a long detail: continued
+        lines += wrap(f"  {float(row.time):9.2f}s  {row.kind:<18} {row.subject:<24} ",
+                      str(row.detail).split(" "), sep=" ")
     if len(first) > limit:
         lines.append(f"  ... {len(first) - limit} more in events.parquet")
     s = summary[summary["scope"] == "all"].set_index("metric")["value"]
@@ -433,5 +434,5 @@ def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 2
         figures.append(f"error budget burn rate {float(s['error_budget_burn_rate']):.2f}x, "
                        f"{float(s['error_budget_consumed']):.2%} of the SLO window's budget")
     if figures:
-        lines.append("  " + "; ".join(figures))
+        lines += wrap("  ", "; ".join(figures).split(" "), sep=" ")
     return "\n".join(lines)
