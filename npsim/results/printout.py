@@ -67,7 +67,8 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
         f"{int(val('requests_measured'))} after warm-up{' ' + over[0] if over else ''};",
         f"throughput {val('throughput'):.1f} req/s"
         + (" (mean of replications)" if reps > 1 else "")], sep=" ")
-    lines.append(failure_line(s["value"]))
+    for line in failure_line(s["value"]).split("\n"):  # many reasons: continued below
+        lines += wrap(line[:len(FIRST)], line[len(FIRST):].split(" "), sep=" ")
     lines += wrap("latency    ", [f"mean {dur('latency_mean')}", f"p50 {dur('latency_p50')}"])
     lines += wrap(FIRST, [f"p95 {dur('latency_p95')}", f"p99 {dur('latency_p99')}",
                           "(completed requests)"])
