@@ -190,7 +190,7 @@ def compare(folders: tuple[str, ...], out: str | None, force: bool) -> None:
     A sweep's folder adds a column per variant (its mean and CI over replications)."""
     from npsim.report import compare_table, write_compare_report
     from npsim.results.store import check_target, write_atomically
-    from npsim.sweep.tables import fit_width
+    from npsim.results.text import fit_width
 
     target = Path(out) if out is not None else None
     if target is not None:  # refuse before loading and printing anything

@@ -28,10 +28,13 @@ from npsim.results.frames import (
     reached_pod,
 )
 from npsim.results.headline import SHARE as _SHARE
-from npsim.results.headline import failure_line, is_failure_count, percent
 from npsim.results.masked import Masked
+from npsim.results.printout import TABLE_ROWS as TABLE_ROWS  # re-exported: the report's
+from npsim.results.printout import extremes as extremes  # tables and older callers use
+from npsim.results.printout import format_summary as format_summary  # these names here
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.results.student import t975
+from npsim.results.text import wrap
 from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
 
@@ -322,122 +325,6 @@ def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
         add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
 
 
-TABLE_ROWS = 20  # per-pod and per-node lines printed; beyond, the extremes are shown
-
-
-def extremes(rows: pd.DataFrame, by: str) -> tuple[pd.DataFrame, int]:
-    """All rows, or for a long table the ``TABLE_ROWS`` / 2 highest and lowest by
-    ``by``; and how many rows are left out (0: none)."""
-    if len(rows) <= TABLE_ROWS:
-        return rows, 0
-    half = TABLE_ROWS // 2
-    ranked = rows.sort_values(by, ascending=False, kind="stable")
-    return pd.concat([ranked.head(half), ranked.tail(half)]), len(rows) - TABLE_ROWS
-
-
-def _left_out(count: int, what: str, file: str) -> str:
-    return (f"  ... {count:,} more {what} between these (highest and lowest share shown; "
-            f"every one in {file})")
-
-
-def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFrame,
-                   shares: pd.DataFrame | None = None) -> str:
-    """The readable block ``npsim run`` prints. ``shares`` (pods x populations, from
-    :func:`npsim.results.shares.pod_shares`) adds each population's pod shares."""
-    s = summary[summary["scope"] == "all"].set_index("metric")
-
-    def val(metric: str) -> float:
-        return float(s["value"].get(metric, math.nan))
-
-    def dur(metric: str) -> str:
-        v, lo, hi = (float(s.loc[metric, c]) for c in ("value", "ci_low", "ci_high"))
-        text = format_duration(v, 4)
-        if not math.isnan(lo):
-            text += f" (95% CI {format_duration(lo, 4)}..{format_duration(hi, 4)})"
-        return text
-
-    gen = int(val("requests_generated"))
-    reps = int(val("replications"))
-    over = f" (all {reps} replications)" if reps > 1 else ""
-    lines = [
-        f"requests   {gen} generated = {int(val('requests_completed'))} completed"
-        f" + {int(val('requests_failed'))} failed + {int(val('requests_in_flight'))} in flight"
-        f" at the end{over}",
-        f"measured   {int(val('requests_measured'))} after warm-up{over}; "
-        f"throughput {val('throughput'):.1f} req/s"
-        + (" (mean of replications)" if reps > 1 else ""),
-        failure_line(s["value"]),
-        f"latency    mean {dur('latency_mean')}  p50 {dur('latency_p50')}",
-        f"           p95 {dur('latency_p95')}  p99 {dur('latency_p99')}  (completed requests)",
-    ]
-    if "user_latency_p50" in s.index:  # summaries written before npsim had it: absent
-        lines += [
-            f"users see  p50 {dur('user_latency_p50')}  p95 {dur('user_latency_p95')}  "
-            f"p99 {dur('user_latency_p99')}",
-            "           (every measured request that ended; a failed one until its error "
-            "or time-out)"]
-    lines += [
-        f"cross-node {percent(val('cross_node_fraction'))} of served requests took a node-to-node "
-        "hop",
-    ]
-    lines.append(
-        f"spread     pod share max/mean {val('pod_share_max_over_mean'):.2f}, "
-        f"CV {val('pod_share_cv'):.3f}, Jain {val('pod_share_jain'):.3f}, "
-        f"Gini {val('pod_share_gini'):.3f}")
-    lines.append(
-        f"source IP  {percent(val('source_ip_intact_fraction'))} of served requests reached the "
-        f"pod with the client's address; client stickiness {percent(val('client_stickiness'))}")
-    scoped = summary[summary["scope"] != "all"]
-    for scope, part in scoped.groupby("scope", sort=False):
-        v = part.set_index("metric")["value"]
-        label = scope.removeprefix("population:")  # service:<name> keeps its prefix
-        kept = float(v.get("source_ip_intact_fraction", math.nan))  # NaN: no pod reached
-        lines.append(
-            f"  {label:<22} {v.get('throughput', math.nan):8.1f} req/s  "
-            f"p50 {format_duration(v.get('latency_p50', math.nan), 4)}  "
-            f"p99 {format_duration(v.get('latency_p99', math.nan), 4)}  "
-            f"cross-node {v.get('cross_node_fraction', math.nan):.1%}  "
-            + ("IP kept n/a" if math.isnan(kept) else f"IP kept {kept:.1%}")
-            + (f"  failed {percent(v['error_ratio'])}" if "error_ratio" in v.index else "")
-            + "".join(f"  {m[len('failed_'):]}: {int(x)}" for m, x in v.items()
-                      if is_failure_count(str(m))))
-    lines += _pod_table(pods, shares)
-    by_node = nodes.groupby("node", sort=False, observed=True)[
-        ["share", "cross_node_fraction"]].mean()
-    by_node, left_out = extremes(by_node, "share")
-    width = max([len(str(n)) for n in by_node.index] + [8]) + 2
-    lines.append(f"{'nodes':<{width}} {'served':>6}  {'cross-node':>10}   (of what it received)")
-    for i, (node, row) in enumerate(by_node.iterrows()):
-        if left_out and i == TABLE_ROWS // 2:
-            lines.append(_left_out(left_out, "nodes", "nodes.parquet"))
-        lines.append(f"  {node:<{width - 2}} {percent(row['share']):>6}  "
-                     f"{percent(row['cross_node_fraction']):>10}")
-    return "\n".join(lines)
-
-
-def _pod_table(pods: pd.DataFrame, shares: pd.DataFrame | None) -> list[str]:
-    """Per pod: share of all measured requests, utilisation, and with several
-    populations each one's share ("-": that population's Service does not select it)."""
-    by_pod = pods.groupby(["pod", "node"], sort=False, observed=True)[
-        ["share", "utilisation"]].mean()
-    by_pod, left_out = extremes(by_pod, "share")
-    populations = list(shares.columns) if shares is not None and shares.shape[1] > 1 else []
-    width = max([len(str(pod)) for pod, _ in by_pod.index] + [8]) + 2
-    columns = [max(len(p), 6) for p in populations]
-    header = f"{'pods':<{width}} {'share':>6}  {'util':>6}"
-    header += "".join(f"  {p:>{w}}" for p, w in zip(populations, columns, strict=True))
-    lines = [header + "   node" + ("   (share per population)" if populations else "")]
-    for i, ((pod, node), row) in enumerate(by_pod.iterrows()):
-        if left_out and i == TABLE_ROWS // 2:
-            lines.append(_left_out(left_out, "pods", "pods.parquet"))
-        text = f"  {pod:<{width - 2}} {percent(row['share']):>6}  {percent(row['utilisation']):>6}"
-        for population, w in zip(populations, columns, strict=True):
-            value = shares.at[pod, population] if pod in shares.index else math.nan
-            text += f"  {percent(float(value)):>{w}}"
-        lines.append(f"{text}   {node}")
-    return lines
-
-
 # --- incidents: detection, recovery, error budget ---------------------------------------
 
 # pod_pending follows a fault or the cluster's size (pods placed nowhere at the start)
@@ -529,9 +416,9 @@ def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 2
     first = events[events["replication"] == events["replication"].min()]
     lines = [f"incidents  {len(first)} transitions"
              + (" (first replication)" if events["replication"].nunique() > 1 else "")]
-    for row in first.head(limit).itertuples(index=False):
-        lines.append(f"  {float(row.time):9.2f}s  {row.kind:<18} "
-                     f"{row.subject:<24} {row.detail}")
+    for row in first.head(limit).itertuples(index=False):  # a long detail: continued
+        lines += wrap(f"  {float(row.time):9.2f}s  {row.kind:<18} {row.subject:<24} ",
+                      str(row.detail).split(" "), sep=" ")
     if len(first) > limit:
         lines.append(f"  ... {len(first) - limit} more in events.parquet")
     s = summary[summary["scope"] == "all"].set_index("metric")["value"]
@@ -547,5 +434,5 @@ def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 2
         figures.append(f"error budget burn rate {float(s['error_budget_burn_rate']):.2f}x, "
                        f"{float(s['error_budget_consumed']):.2%} of the SLO window's budget")
     if figures:
-        lines.append("  " + "; ".join(figures))
+        lines += wrap("  ", "; ".join(figures).split(" "), sep=" ")
     return "\n".join(lines)

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from npsim.results.text import text_rows
 from npsim.scenario.scenario import Scenario
-from npsim.sweep.tables import text_rows
 
 EACH = ("node", "zone")
 

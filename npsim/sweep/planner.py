@@ -26,10 +26,10 @@ from typing import Any
 import pandas as pd
 
 from npsim.parallel.pool import run_tasks
+from npsim.results.text import text_rows
 from npsim.scenario.scenario import Scenario
 from npsim.sweep.down import DownCase, DownError, down_cases
 from npsim.sweep.store import RunTask, execute
-from npsim.sweep.tables import text_rows
 from npsim.sweep.targets import (  # noqa: F401 - names the planner has always exported
     ALWAYS_METRICS,
     SLO_METRICS,

@@ -13,6 +13,7 @@ import pandas as pd
 from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight_variants
 from npsim.results.store import resolve_target, result_lock
+from npsim.results.text import fit_width
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.scenario import Scenario
 from npsim.sweep.down import down_variants, worst_per_variant, worst_table
@@ -32,7 +33,6 @@ from npsim.sweep.tables import (
     REPORT_METRICS,
     comparison_table,
     difference_table,
-    fit_width,
     mean_table,
     paired_differences,
     variant_summary,

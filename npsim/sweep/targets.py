@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from npsim.results.student import t975
+from npsim.results.text import text_rows
 from npsim.scenario.scenario import Scenario
-from npsim.sweep.tables import text_rows
 from npsim.units import format_duration, parse_duration, parse_rate
 
 _TARGET = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|<|>)\s*(\S.*?)\s*$")
