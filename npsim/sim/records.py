@@ -64,6 +64,17 @@ def _libc_function(name: str):  # noqa: ANN202 - a ctypes function or None
         return None
 
 
+def _resizable(col: array, rows: int) -> array:
+    """``col``, or a copy of its first ``rows`` values when something still holds a view
+    of it (an array that exports its buffer cannot grow or shrink: BufferError). The
+    holder keeps the old buffer; the log goes on with the copy."""
+    try:
+        del col[len(col):]  # a no-op that fails the same way a resize would
+    except BufferError:
+        return array(col.typecode, memoryview(col)[:rows])
+    return col
+
+
 class _Referable:
     """Gives RequestLog a ``__weakref__`` slot while ``RequestLog.__slots__`` stays its
     ``COLUMNS``: a test or a caller can hold a weak reference to a run's log to see that
@@ -140,7 +151,7 @@ class RequestLog(_Referable):
         room = max(self.ROOM, rows // 8)
         self._arrays = {}
         for name in self.COLUMNS[1:]:
-            col = arrays[name]
+            col = _resizable(arrays[name], rows)
             del col[rows:]  # nothing is kept past the rows (an unused room, trimmed)
             col.extend(array(col.typecode, [self.FILL.get(name, 0)]) * (rows + room - len(col)))
             self._arrays[name] = col
@@ -153,6 +164,7 @@ class RequestLog(_Referable):
         arrays = self._release()
         rows = len(self.t_start)
         for name, col in arrays.items():
+            col = _resizable(col, rows)
             del col[rows:]
             setattr(self, name, col)
         self.capacity = rows

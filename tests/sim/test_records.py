@@ -81,3 +81,21 @@ def test_a_runs_log_is_plain_arrays_with_one_value_per_request() -> None:
         col = getattr(log, name)
         assert isinstance(col, array) and len(col) == 3000, name
     assert not math.isnan(log.t_end[2999])  # served (settled) and stored in place
+
+
+def test_a_column_still_viewed_elsewhere_is_copied_not_refused():
+    """Something holding a numpy view of a column (a frame, a settle step) must not stop
+    the log from making room or trimming: the holder keeps the old buffer."""
+    from npsim.sim.records import RequestLog
+
+    log = RequestLog()
+    log.reserve()
+    for i in range(3):
+        log.t_start.append(float(i))
+        log.pod[i] = i
+    held = log.columns()["pod"]  # views the array under the column
+    log.reserve()  # would resize the viewed array
+    log.pod[1] = 7
+    log.trim()
+    assert list(log.pod) == [0, 7, 2]
+    assert held.tolist() == [0, 1, 2]  # the holder still reads what it viewed
