@@ -143,9 +143,12 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
                                   max_requests=max_requests, max_memory=max_memory)
         except ScenarioError as exc:
             refuse(exc.report())
-    click.echo(f"npsim {__version__}  scenario {loaded.spec.name}  seed {loaded.spec.run.seed}"
-               f"  replications {total}  simulated {result.end_time:g}s"
-               f" in {result.wall_seconds:.2f}s wall", err=as_json)
+    from npsim.results.text import wrap
+
+    click.echo("\n".join(wrap(f"npsim {__version__}  scenario {loaded.spec.name}  ", [
+        f"seed {loaded.spec.run.seed}", f"replications {total}",
+        f"simulated {result.end_time:g}s in {result.wall_seconds:.2f}s wall"], indent="  ")),
+        err=as_json)
     click.echo(result.report(), err=as_json)
     outcome = evaluate(targets, {None: result})
     if no_save:

@@ -90,3 +90,18 @@ def test_names_alike_but_in_the_middle_are_numbered() -> None:
     assert max(len(line) for line in lines) <= 100
     assert lines[0].split()[3].startswith("1:") and lines[0].split()[4].startswith("2:")
     assert lines[-2:] == [f"  1: {names[0]}", f"  2: {names[1]}"]
+
+
+def test_the_first_line_of_a_long_named_scenario_fits(tmp_path: Path) -> None:
+    """The run's first line (version, scenario, seed, replications, time) continues on an
+    indented line when a long scenario name would pass 100 columns."""
+    name = "capacity-what-if-for-the-checkout-service-behind-the-eu-west-public-lb"
+    lines = printed(tmp_path, "quickstart.yaml", f"name={name}", "run.duration=1s",
+                    "run.warmup=0s")
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    assert lines[0].startswith(f"npsim {npsim.__version__}  scenario {name}")
+    assert lines[1].startswith("  ") and "simulated 1s in " in "".join(lines[:3])
+    (tmp_path / "again").mkdir()
+    short = printed(tmp_path / "again", "quickstart.yaml", "run.duration=1s", "run.warmup=0s")
+    assert short[0].startswith(f"npsim {npsim.__version__}  scenario quickstart  seed 1  "
+                               "replications 1  simulated 1s in ")
