@@ -9,6 +9,10 @@ that, or a fractional ``df``, ask scipy itself, imported then.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 # T975[df - 1] == scipy.stats.t.ppf(0.975, df), bit for bit
 T975 = (
     12.706204736174694, 4.302652729749462, 3.1824463052837078, 2.7764451051977934,
@@ -46,3 +50,16 @@ def t975(df: float) -> float:
     from scipy import stats  # rare: only for many replications or a fractional df
 
     return float(stats.t.ppf(0.975, df))
+
+
+def mean_and_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and two-sided 95% Student-t interval of ``values`` (NaN ends with fewer than
+    two values, NaN everywhere with none)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if n < 2:
+        return mean, math.nan, math.nan
+    half = float(t975(n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half

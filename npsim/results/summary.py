@@ -33,7 +33,7 @@ from npsim.results.printout import TABLE_ROWS as TABLE_ROWS  # re-exported: the 
 from npsim.results.printout import extremes as extremes  # tables and older callers use
 from npsim.results.printout import format_summary as format_summary  # these names here
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
-from npsim.results.student import t975
+from npsim.results.student import mean_and_interval
 from npsim.results.text import wrap
 from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
@@ -191,15 +191,9 @@ def confidence_interval(values: np.ndarray, metric: str = "") -> tuple[float, fl
     """(mean, low, high): the 95% Student-t interval over replications, kept inside the
     metric's range (:func:`metric_bounds`); NaN ends with fewer than two values."""
     values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = float(t975(len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    low, high = metric_bounds(metric)
-    return mean, max(mean - half, low), min(mean + half, high)
+    mean, low, high = mean_and_interval(values[~np.isnan(values)])
+    floor, ceiling = metric_bounds(metric)
+    return mean, max(low, floor), min(high, ceiling)
 
 
 PerReplication = dict[str, pd.DataFrame]  # scope -> its statistics, one row a replication

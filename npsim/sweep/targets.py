@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from npsim.results.student import t975
+from npsim.results.student import mean_and_interval
 from npsim.results.text import text_rows
 from npsim.scenario.scenario import Scenario
 from npsim.units import format_duration, parse_duration, parse_rate
@@ -242,14 +242,7 @@ def judge(samples: Sequence[float], target: Target) -> tuple[str, float]:
 
 def mean_ci(samples: Sequence[float]) -> tuple[float, float, float]:
     """Mean and two-sided 95% t-interval (NaN bounds with fewer than two samples)."""
-    x = np.asarray(samples, dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(t975(len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
+    return mean_and_interval(np.asarray(samples, dtype=float))
 
 
 def combine(verdicts: Sequence[str]) -> str:
