@@ -43,6 +43,12 @@ from npsim.version import __version__
 
 ProgressFn = Callable[[float], None]
 
+# What npsim.run imports (pandas with pyarrow, the simulator, the frame builders) lives as
+# long as the process: frozen, the cyclic collector leaves it alone. Each replication's
+# gc.collect() then walks only what the run made (0.05 CPU-s less at 500,000 requests)
+# and the interpreter's exit no longer walks and frees it (0.24 -> 0.03 CPU-s; issue 23).
+gc.freeze()
+
 
 def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
                    end: float, services: dict[str, str] | None = None
