@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from npsim.results.quantiles import segment_quantiles
+from npsim.results.quantiles import SEGMENT_SORT_MIN, segment_quantiles
 from npsim.results.timeseries import _quantiles
 
 QS = (0.5, 0.99, 0.0, 1.0, 0.25, 0.999, 1 / 3)
@@ -36,6 +36,23 @@ def test_equal_to_a_quantile_per_group_on_random_data(seed):
     values = rng.lognormal(-5, 1.5, size=int(counts.sum()))
     if seed % 3 == 0:  # ties: latencies of constant service times
         values = np.round(values, 4)
+    expected = _loop(values, counts, QS)
+    found = np.array(segment_quantiles(values.copy(), counts, QS))
+    assert _same_bits(found, expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_few_large_groups_sorted_one_by_one_match_too(seed):
+    """Groups of SEGMENT_SORT_MIN values or more on average are sorted in place one by
+    one (no index over every value): the same figures to the bit, NaN and ties too."""
+    rng = np.random.default_rng(100 + seed)
+    counts = rng.choice([0, SEGMENT_SORT_MIN // 2, 4 * SEGMENT_SORT_MIN, 5000], size=12)
+    counts[0] = 3 * SEGMENT_SORT_MIN  # one group at least, above the average
+    values = rng.lognormal(-5, 1.5, size=int(counts.sum()))
+    if seed % 2:
+        values = np.round(values, 3)
+        values[rng.integers(0, len(values))] = np.nan
+    assert np.count_nonzero(counts) * SEGMENT_SORT_MIN <= len(values)  # that path
     expected = _loop(values, counts, QS)
     found = np.array(segment_quantiles(values.copy(), counts, QS))
     assert _same_bits(found, expected)
