@@ -217,7 +217,8 @@ class Simulation:
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
-        if not clusterip and not proxy.accepts(pop.address):
+        # every mode answers on a node's primary address (KubeProxy.accepts): no call
+        if not clusterip and pop.address != "primary" and not proxy.accepts(pop.address):
             return self._fail(pop, slot, now, entry, -1, NODEPORT_CLOSED)
         table, snat, reply_lost = proxy.route(view, pop.kind, clusterip, entry == pop.home)
         if table.n == 0:  # endpoints exist, none here: DROP, the client times out
@@ -269,11 +270,13 @@ class Simulation:
             pod = table.pods[choice]
         pop.conn_pod[slot] = pod
         pop.conn_pod_node[slot] = table.nodes[choice]
-        pop.conn_snat[slot] = int(snat)
+        pop.conn_snat[slot] = snat  # a bool: stored in the log as 0 / 1
         pop.remaining[slot] = pop.per_connection
-        tracker = proxy.opened(table, choice, now)
-        if tracker is not None:
-            self.tracked[conn] = tracker
+        tracker = None  # only modes that count connections hear of one (IPVS)
+        if proxy.counts_connections:
+            tracker = proxy.opened(table, choice, now)
+            if tracker is not None:
+                self.tracked[conn] = tracker
         if self.guard is not None and self.guard.pending:
             closer = self.guard.opened(table if tracker is not None else None)
             self.tracked[conn] = Connection.of(closer, table.keys[choice])
