@@ -120,7 +120,6 @@ class Simulation:
             if self._progress is not None and self.generated % self._progress_every == 0:
                 self._progress(self.generated / self.budget)
         self.generated += 1
-        request = len(self.log.t_start)
         handshake = 0.0
         if pop.remaining[slot] == 0:
             new_conn = 1
@@ -145,10 +144,11 @@ class Simulation:
         if new_conn and self.tls is not None:
             terminator = self.tls.by_population[pop.index]
             if terminator is not None:  # HTTPS: the handshake before the first request
-                handshake = terminator.handshake(now, pop.rtt, hop, self.pods, pod, request)
+                handshake = terminator.handshake(now, pop.rtt, hop, self.pods, pod,
+                                                 len(self.log.t_start))  # the row to come
         network = pop.rtt() + hop + handshake
-        self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
-                     pop.conn_snat[slot])
+        request = self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
+                               pop.conn_snat[slot])
         tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
         if tracked is not None:
             tracked.in_flight += 1
@@ -299,24 +299,31 @@ class Simulation:
 
     def _append(self, now: float, pop: Population, slot: int, entry: int, pod: int,
                 new_conn: int, network: float, hop: float, proxy_cost: float,
-                snat: int) -> None:
-        """The request's row: what is known when it is sent (its service, end and outcome
-        are written when known; until then NaN and in flight: npsim/sim/records.py)."""
+                snat: int) -> int:
+        """The request's row (returned: its index): what is known when it is sent (its
+        service, end and outcome are written when known; until then NaN and in flight:
+        npsim/sim/records.py)."""
         log = self.log
         request = len(log.t_start)
         if request >= log.capacity:
             log.reserve()
         log.t_start.append(now)
-        log.population[request] = pop.index
+        # the room holds zeros (RequestLog.reserve): a zero that is usual (the first
+        # population, a request on an open connection, no kube-proxy cost) is not written
+        if pop.index:
+            log.population[request] = pop.index
         log.client[request] = slot
         log.conn[request] = pop.conn_id[slot]
-        log.new_conn[request] = new_conn
+        if new_conn:
+            log.new_conn[request] = new_conn
         log.entry[request] = entry
         log.pod[request] = pod
         log.network[request] = network
         log.hop[request] = hop
-        log.proxy[request] = proxy_cost
+        if proxy_cost:
+            log.proxy[request] = proxy_cost
         log.snat[request] = snat
+        return request
 
     def _done(self, request: int, t_end: float) -> None:
         log = self.log
