@@ -114,12 +114,13 @@ class Simulation:
     def send(self, pop: Population, slot: int, now: float, via: int | None = None) -> bool:
         """A client sends one request; False once the request budget is spent. ``via``:
         a new connection goes through that node (a UDP flow balanced afresh)."""
+        generated = self.generated
         if self.budget is not None:
-            if self.generated >= self.budget:
+            if generated >= self.budget:
                 return False
-            if self._progress is not None and self.generated % self._progress_every == 0:
-                self._progress(self.generated / self.budget)
-        self.generated += 1
+            if self._progress is not None and generated % self._progress_every == 0:
+                self._progress(generated / self.budget)
+        self.generated = generated + 1
         handshake = 0.0
         if pop.remaining[slot] == 0:
             new_conn = 1
