@@ -40,15 +40,15 @@ def segment_quantiles(values: np.ndarray, counts: np.ndarray,
     counts = np.asarray(counts, dtype=np.int64)
     ends = np.cumsum(counts)
     starts = ends - counts
-    if len(values) >= SORT_EACH_FROM * len(counts):  # large groups: each sorted in place
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            values[start:end].sort()
+    filled = np.flatnonzero(counts)
+    if len(values) >= SORT_EACH_FROM * len(filled):  # large groups: each sorted in place
+        for lo, hi in zip(starts[filled].tolist(), ends[filled].tolist(), strict=True):
+            values[lo:hi].sort()  # in place: no index or copy of the values
     elif len(values):
         group = np.repeat(np.arange(len(counts), dtype=np.min_scalar_type(len(counts))),
                           counts)
         values[:] = values[np.lexsort((values, group))]
         del group
-    filled = np.flatnonzero(counts)
     n = counts[filled]
     base = starts[filled]
     last = values[base + n - 1] if len(filled) else np.empty(0)
