@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,28 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     before (tests/sim/test_release.py still sees a run freed)."""
     gc.collect()
     gc.freeze()
+    _THREADS_BEFORE.update(t.ident for t in threading.enumerate())
+
+
+#: the threads the test process had once the tests were collected
+_THREADS_BEFORE: set[int | None] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):  # noqa: ANN201
+    """A test module must end with the threads it started: npsim forks a worker pool
+    only from a single-threaded process (npsim/parallel/forked.py), so a thread left
+    behind (a Dask client's, an executor's) changes how later tests in the same test
+    worker run. Checked once the module's fixtures are torn down (two cheap calls)."""
+    result = yield
+    if nextitem is None or nextitem.path != item.path:
+        left = [t for t in threading.enumerate() if t.ident not in _THREADS_BEFORE]
+        for thread in left:
+            thread.join(timeout=2.0)  # one that is ending anyway is not a leak
+        left = [t for t in left if t.is_alive()]
+        _THREADS_BEFORE.update(t.ident for t in left)  # reported once, by the module
+        assert not left, f"{item.path.name} left threads running: {[t.name for t in left]}"
+    return result
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameter

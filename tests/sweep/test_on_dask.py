@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -24,6 +26,13 @@ def dask_client():
     with distributed.Client(cluster) as dask_client:
         yield dask_client
     cluster.close()
+    # The client's offload thread (distributed.utils' module-wide executor, for large
+    # messages) outlives every client and cluster: left, it made this test worker
+    # multi-threaded, so npsim would no longer fork there (npsim/parallel/forked.py) for
+    # the rest of the session. A fresh executor starts its thread only when used.
+    from distributed import utils
+    utils._offload_executor.shutdown(wait=True)
+    utils._offload_executor = ThreadPoolExecutor(1, thread_name_prefix="Dask-Offload")
 
 
 def grid_dict() -> dict:
