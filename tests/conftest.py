@@ -55,7 +55,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):  #
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameter
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Modules with a slow test come first, each kept whole (in its own order), so that
     under pytest-xdist (``--dist loadgroup`` in pyproject's addopts: the next test goes
     to whichever worker is free) the long tests start at once and the short ones fill
@@ -63,6 +63,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)  # stable: order within kept
+    if getattr(config, "workerinput", None) is not None and config.getvalue("loadgroup"):
+        _group_shared_fixtures(items)
+
+
+def _group_shared_fixtures(items: list[pytest.Item]) -> None:
+    """The tests of a module that share a module- or class-scoped fixture of ours go to
+    one worker (as one ``loadgroup`` unit): given to both workers, each worker computed
+    the fixture (a run of seconds, in the queueing-theory modules) for its share of the
+    tests. pytest-xdist 3.8 groups by a ``@group`` suffix it writes into
+    ``item._nodeid``, which pytest 9 no longer reads; the suffix is written into the
+    node id pytest 9 reads (``item._id``) here instead."""
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        shared = info is not None and any(
+            defs[-1].scope in ("class", "module", "package")
+            and defs[-1].baseid.startswith("tests")
+            for defs in info.name2fixturedefs.values())
+        if shared and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{item.nodeid.split('::')[0]}")
 
 
 SERVICE = "web"
