@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,32 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     before (tests/sim/test_release.py still sees a run freed)."""
     gc.collect()
     gc.freeze()
+    _THREADS_BEFORE.update(t.ident for t in threading.enumerate())
+
+
+#: the threads the test process had once the tests were collected
+_THREADS_BEFORE: set[int | None] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):  # noqa: ANN201
+    """A test module must end with the threads it started: npsim forks a worker pool
+    only from a single-threaded process (npsim/parallel/forked.py), so a thread left
+    behind (a Dask client's, an executor's) changes how later tests in the same test
+    worker run. Checked once the module's fixtures are torn down (two cheap calls)."""
+    result = yield
+    if nextitem is None or nextitem.path != item.path:
+        left = [t for t in threading.enumerate() if t.ident not in _THREADS_BEFORE]
+        for thread in left:
+            thread.join(timeout=2.0)  # one that is ending anyway is not a leak
+        left = [t for t in left if t.is_alive()]
+        _THREADS_BEFORE.update(t.ident for t in left)  # reported once, by the module
+        assert not left, f"{item.path.name} left threads running: {[t.name for t in left]}"
+    return result
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameter
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Modules with a slow test come first, each kept whole (in its own order), so that
     under pytest-xdist (``--dist loadgroup`` in pyproject's addopts: the next test goes
     to whichever worker is free) the long tests start at once and the short ones fill
@@ -40,6 +63,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)  # stable: order within kept
+    if getattr(config, "workerinput", None) is not None and config.getvalue("loadgroup"):
+        _group_shared_fixtures(items)
+
+
+def _group_shared_fixtures(items: list[pytest.Item]) -> None:
+    """The tests of a module that share a module- or class-scoped fixture of ours go to
+    one worker (as one ``loadgroup`` unit): given to both workers, each worker computed
+    the fixture (a run of seconds, in the queueing-theory modules) for its share of the
+    tests. pytest-xdist 3.8 groups by a ``@group`` suffix it writes into
+    ``item._nodeid``, which pytest 9 no longer reads; the suffix is written into the
+    node id pytest 9 reads (``item._id``) here instead."""
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        shared = info is not None and any(
+            defs[-1].scope in ("class", "module", "package")
+            and defs[-1].baseid.startswith("tests")
+            for defs in info.name2fixturedefs.values())
+        if shared and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{item.nodeid.split('::')[0]}")
 
 
 SERVICE = "web"

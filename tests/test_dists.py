@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
+from scenario_files import line_of, scenario_text
 
 from npsim.dists import (
     BATCH,
@@ -173,47 +174,22 @@ def test_empirical_file_errors(tmp_path: Path, text: str, message: str) -> None:
     assert message in str(info.value)
 
 
-SCENARIO = """\
-name: empirical-files
-cluster:
-  nodes:
-    - {name: node-1}
-  network:
-    sameNode: {dist: empirical, file: data/hop-us.txt, unit: us}
-manifests:
-  - apiVersion: v1
-    kind: Service
-    metadata: {name: web}
-    spec:
-      type: NodePort
-      selector: {app: web}
-      ports: [{port: 80, nodePort: 30080}]
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: web}
-    spec:
-      replicas: 1
-      selector: {matchLabels: {app: web}}
-      template:
-        metadata: {labels: {app: web}}
-        spec:
-          containers: [{name: web, ports: [{containerPort: 80}]}]
-workloads:
-  web:
-    serviceTime: {dist: empirical, file: data/svc-ms.txt, unit: ms}
-clients:
-  - name: open
-    service: web
-    arrival: {rate: 10/s}
-    rtt: {dist: empirical, file: data/rtt-ms.txt, unit: ms}
-  - name: closed
-    service: web
-    arrival:
-      users: 2
-      thinkTime: {dist: empirical, file: data/think-s.txt}
-run:
-  duration: 1s
-"""
+SCENARIO = scenario_text(
+    name="empirical-files", nodes=["{name: node-1}"],
+    cluster="network:\n  sameNode: {dist: empirical, file: data/hop-us.txt, unit: us}",
+    ports="{port: 80, nodePort: 30080}",
+    pod_spec="containers: [{name: web, ports: [{containerPort: 80}]}]",
+    workloads={"web": "serviceTime: {dist: empirical, file: data/svc-ms.txt, unit: ms}"},
+    clients=["""\
+        name: open
+        service: web
+        arrival: {rate: 10/s}
+        rtt: {dist: empirical, file: data/rtt-ms.txt, unit: ms}""", """\
+        name: closed
+        service: web
+        arrival:
+          users: 2
+          thinkTime: {dist: empirical, file: data/think-s.txt}"""])
 
 
 def test_every_empirical_file_in_a_scenario_is_read(tmp_path: Path) -> None:
@@ -235,9 +211,9 @@ def test_missing_empirical_files_are_all_reported(tmp_path: Path) -> None:
         load_scenario(tmp_path / "s.yaml")
     got = [(p.mark.line, p.path) for p in info.value.problems]
     assert got == [
-        (6, "cluster.network.sameNode.file"),
-        (27, "workloads.web.serviceTime.file"),
-        (32, "clients[0].rtt.file"),
-        (37, "clients[1].arrival.thinkTime.file"),
+        (line_of(SCENARIO, "hop-us.txt"), "cluster.network.sameNode.file"),
+        (line_of(SCENARIO, "svc-ms.txt"), "workloads.web.serviceTime.file"),
+        (line_of(SCENARIO, "rtt-ms.txt"), "clients[0].rtt.file"),
+        (line_of(SCENARIO, "think-s.txt"), "clients[1].arrival.thinkTime.file"),
     ]
     assert all("samples file not found" in p.message for p in info.value.problems)

@@ -9,45 +9,18 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import scenario_file
+from scenario_files import scenario_text
 
 from npsim.cli import main
 
-SCENARIO = """\
-name: robust
-cluster:
-  nodes:
-    - {name: n1, zone: a, podCIDR: 10.1.1.0/29}
-    - {name: n2, zone: a, podCIDR: 10.1.2.0/29}
-manifests:
-  - apiVersion: v1
-    kind: Service
-    metadata: {name: web}
-    spec:
-      type: NodePort
-      selector: {app: web}
-      ports: [{port: 80, targetPort: 8080}]
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: web}
-    spec:
-      replicas: REPLICAS
-      selector: {matchLabels: {app: web}}
-      template:
-        metadata: {labels: {app: web}}
-        spec:
-          containers: [{name: web, ports: [{containerPort: 8080}]}]
-workloads:
-  web:
-    serviceTime: {dist: constant, value: 1ms}
-clients:
-  - {name: users, service: web, arrival: {rate: RATE}}
-run: {duration: 10s}
-"""
+NODES = ("{name: n1, zone: a, podCIDR: 10.1.1.0/29}",  # 5 pods each
+         "{name: n2, zone: a, podCIDR: 10.1.2.0/29}")
 
 
 def write(tmp_path: Path, rate: str = "50/s", replicas: int = 2) -> Path:
-    return scenario_file(tmp_path, SCENARIO.replace("RATE", rate)
-                         .replace("REPLICAS", str(replicas)))
+    return scenario_file(tmp_path, scenario_text(
+        name="robust", nodes=NODES, replicas=replicas, run="{duration: 10s}",
+        clients=[f"{{name: users, service: web, arrival: {{rate: {rate}}}}}"]))
 
 
 def cli(*args: str) -> tuple[int, str]:

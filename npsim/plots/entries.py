@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from npsim.plots._common import MS, completed, labelled, path_parts
+from npsim.plots._common import MS, completed, groups, labelled, path_parts
 from npsim.results.callframe import entry_rows
 from npsim.results.callframe import latency_breakdown as call_breakdown
 
@@ -42,6 +42,36 @@ def client_rows(result: Any) -> np.ndarray | None:
     if not has_calls(result):
         return None
     return entry_rows(result.requests, [c.name for c in result.scenario.spec.clients])
+
+
+def user_groups(results: Any, calls: bool = False
+                ) -> tuple[str, list[tuple[str, pd.DataFrame]]]:
+    """:func:`npsim.plots._common.groups` for figures of what users saw: in a run whose
+    pods call Services, a curve per client population of its own requests (one curve,
+    labelled by the scenario, for one population), as the summary's scopes; ``calls``
+    adds each call edge (``caller>service:port``) as a curve of its own. Variants: each
+    variant's client requests (``calls``: and its edges, ``variant: edge``)."""
+    pairs = labelled(results)
+    if not any(has_calls(res) for _, res in pairs):
+        return groups(results)
+    parts: list[tuple[str, pd.DataFrame]] = []
+    for label, res in pairs:
+        req = res.requests
+        population = req["population"]
+        names = [str(p) for p in population.cat.categories]
+        clients = [str(c.name) for c in res.scenario.spec.clients] if has_calls(res) else names
+        edges = [n for n in names if n not in clients] if calls else []
+        if len(pairs) > 1:
+            entry = client_rows(res)
+            parts.append((label, req if entry is None else req[entry]))
+            parts += [(f"{label}: {e}", req[(population == e).to_numpy()]) for e in edges]
+        else:
+            parts += [(n, req[(population == n).to_numpy()]) for n in [*clients, *edges]]
+    if len(pairs) > 1:
+        return "variant", parts
+    if len(parts) == 1:  # one client population: the scenario's own curve
+        return "scenario", [(pairs[0][0], parts[0][1])]
+    return "population", parts
 
 
 def entry_parts(result: Any, split_cross_node: bool = False

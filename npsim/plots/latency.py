@@ -18,7 +18,7 @@ from npsim.plots._common import (
     tail_is_long,
 )
 from npsim.plots.entries import components as entry_components
-from npsim.plots.entries import entry_parts, has_calls
+from npsim.plots.entries import entry_parts, has_calls, user_groups
 from npsim.results.shares import failed_rows
 
 PERCENTILES = (50, 90, 99, 99.9)
@@ -39,7 +39,7 @@ def title(what: str, kind: str, parts: list[tuple[str, Any]]) -> str:
     return f"{what} - {parts[0][0]}" if kind == "scenario" else f"{what} by {kind}"
 
 
-def latency_cdf(results: Any, log: bool | None = None) -> Figure:
+def latency_cdf(results: Any, log: bool | None = None, calls: bool = False) -> Figure:
     """Cumulative distribution of the latency of completed, measured requests, as a
     share of every measured request that ended: with failures the curve stops at
     1 - error_ratio, and a dashed line of its colour marks that level with the failed
@@ -47,8 +47,10 @@ def latency_cdf(results: Any, log: bool | None = None) -> Figure:
 
     One curve per population (one Result) or per variant (a mapping or list of
     Results). ``log`` chooses a log x axis; by default it is used when the tail is long.
+    When pods call Services, the curves are the clients' own requests (what users saw,
+    the summary's scopes); ``calls=True`` adds a curve per call edge.
     """
-    kind, parts = groups(results)
+    kind, parts = user_groups(results, calls)
     fig, ax = new_figure()
     grid = _quantile_grid()
     every = []
@@ -88,10 +90,11 @@ def latency_cdf(results: Any, log: bool | None = None) -> Figure:
 
 
 def latency_percentiles(results: Any, percentiles: tuple[float, ...] = PERCENTILES,
-                        log: bool | None = None) -> Figure:
+                        log: bool | None = None, calls: bool = False) -> Figure:
     """Bars of latency percentiles (p50, p90, p99, p99.9) per population or variant,
-    pooled over replications."""
-    kind, parts = groups(results)
+    pooled over replications: of the clients' own requests when pods call Services
+    (``calls=True``: each call edge's too, as :func:`latency_cdf`)."""
+    kind, parts = user_groups(results, calls)
     values = {}
     for label, req in parts:
         lat = completed_values(req, "latency") * MS

@@ -340,7 +340,11 @@ def settle(servers: Sequence[PodServer], log: RequestLog, until: float | None,
             continue
         rows = np.flatnonzero(waiting & (pod >= lo) & (pod < hi)).astype(np.int32)
         _settle_rows(servers, cols, rows, until, final)
-    del cols  # views pin the columns: the log may grow again (npsim explain --at)
+    # Views pin the columns: the log may grow again (trim, npsim explain --at). A frame
+    # kept past its return keeps its locals (a Dask worker samples its running frames):
+    # emptied, the dict holds no view for a kept frame of columns() either.
+    cols.clear()
+    del cols, pod
 
 
 def _settle_rows(servers: Sequence[PodServer], cols: dict, rows: np.ndarray,
@@ -359,6 +363,7 @@ def _settle_rows(servers: Sequence[PodServer], cols: dict, rows: np.ndarray,
         rows, at = rows[keep], at[keep]
         del keep
     if not len(rows):
+        del pod, network  # as in settle: no view outlives the call
         return
     order = np.lexsort((at, pod[rows]))  # by pod, then arrival; stable: then request
     rows = rows[order]
@@ -395,6 +400,7 @@ def _settle_rows(servers: Sequence[PodServer], cols: dict, rows: np.ndarray,
     half *= 0.5
     ends += half
     cols["t_end"][rows] = ends
+    del pod, network
 
 
 class _Draining:

@@ -10,77 +10,58 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import load_text, problems_of, scenario_file
+from scenario_files import SERVICE_TIME, scenario_text
 
 from npsim.cli import main
 from npsim.cluster.model import build_cluster, ip_str, new_pod
 from npsim.sim.engine import Simulation
 
-SCENARIO = """\
-name: explicit
-cluster:
-  nodes:
-    - {name: n1, zone: a, podCIDR: 10.1.1.0/24}
-    - {name: n2, zone: b, podCIDR: 10.1.2.0/24}
-manifests:
-  - apiVersion: v1
-    kind: Service
-    metadata: {name: db, namespace: data}
-    spec:
-      type: NodePort
-      clusterIP: 10.96.7.7
-      ports: [{name: sql, port: 5432, nodePort: 30432}]
-  - apiVersion: discovery.k8s.io/v1
-    kind: EndpointSlice
-    metadata:
-      name: db-manual
-      namespace: data
-      labels: {kubernetes.io/service-name: db}
-    addressType: IPv4
-    ports: [{name: sql, port: 6432, protocol: TCP}]
-    endpoints:
-      - addresses: [10.1.1.50]
-        nodeName: n1
-        hints: {forZones: [{name: a}]}
-      - addresses: [10.1.2.50]
-        nodeName: n2
-        hints: {forZones: [{name: b}]}
-      - addresses: [10.1.2.51]
-        nodeName: n2
-        conditions: {ready: false}
-        hints: {forZones: [{name: b}]}
-  - apiVersion: v1
-    kind: Service
-    metadata: {name: web}
-    spec:
-      type: NodePort
-      selector: {app: web}
-      ports: [{port: 80, targetPort: 8080}]
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: web}
-    spec:
-      replicas: 2
-      selector: {matchLabels: {app: web}}
-      template:
-        metadata: {labels: {app: web}}
-        spec: {containers: [{name: web}]}
-workloads:
-  db-backends:
-    namespace: data
-    serviceTime: {dist: constant, value: 1ms}
-    pods:
-      - {node: n1, ip: 10.1.1.50, name: db-a}
-      - {node: n2, ip: 10.1.2.50, name: db-b}
-      - {node: n2, ip: 10.1.2.51, name: db-c, ready: false}
-  web:
-    serviceTime: {dist: constant, value: 1ms}
-    pods:
-      - {node: n1, ip: 10.1.1.2}
-      - {node: n2, ip: 10.1.2.9, ready: false, serving: true, terminating: true}
-clients:
-  - {name: users, service: db, arrival: {rate: 50/s}}
-run: {duration: 2s}
-"""
+DB_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: data}
+spec:
+  type: NodePort
+  clusterIP: 10.96.7.7
+  ports: [{name: sql, port: 5432, nodePort: 30432}]"""
+DB_SLICE = """\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: db-manual
+  namespace: data
+  labels: {kubernetes.io/service-name: db}
+addressType: IPv4
+ports: [{name: sql, port: 6432, protocol: TCP}]
+endpoints:
+  - addresses: [10.1.1.50]
+    nodeName: n1
+    hints: {forZones: [{name: a}]}
+  - addresses: [10.1.2.50]
+    nodeName: n2
+    hints: {forZones: [{name: b}]}
+  - addresses: [10.1.2.51]
+    nodeName: n2
+    conditions: {ready: false}
+    hints: {forZones: [{name: b}]}"""
+SCENARIO = scenario_text(
+    name="explicit",
+    nodes=("{name: n1, zone: a, podCIDR: 10.1.1.0/24}",
+           "{name: n2, zone: b, podCIDR: 10.1.2.0/24}"),
+    manifests=(DB_SERVICE, DB_SLICE), replicas=2, pod_spec="containers: [{name: web}]",
+    workloads={"db-backends": f"""\
+        namespace: data
+        {SERVICE_TIME}
+        pods:
+          - {{node: n1, ip: 10.1.1.50, name: db-a}}
+          - {{node: n2, ip: 10.1.2.50, name: db-b}}
+          - {{node: n2, ip: 10.1.2.51, name: db-c, ready: false}}""",
+               "web": f"""\
+        {SERVICE_TIME}
+        pods:
+          - {{node: n1, ip: 10.1.1.2}}
+          - {{node: n2, ip: 10.1.2.9, ready: false, serving: true, terminating: true}}"""},
+    clients=["{name: users, service: db, arrival: {rate: 50/s}}"], run="{duration: 2s}")
 
 
 def test_selector_less_service_gets_its_endpoints_from_its_slices(tmp_path: Path) -> None:

@@ -7,41 +7,14 @@ from pathlib import Path
 
 import pytest
 from conftest import load_text
+from scenario_files import scenario_text
 
 from npsim.cluster.model import build_cluster
 from npsim.scenario.problems import ScenarioError
 
-SCENARIO = """\
-name: full-cidr
-cluster:
-  nodes:
-    - {name: n1, zone: a, podCIDR: 10.1.1.0/29}
-    - {name: n2, zone: a, podCIDR: 10.1.2.0/29}
-manifests:
-  - apiVersion: v1
-    kind: Service
-    metadata: {name: web}
-    spec:
-      type: NodePort
-      selector: {app: web}
-      ports: [{port: 80, targetPort: 8080}]
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: web}
-    spec:
-      replicas: 2
-      selector: {matchLabels: {app: web}}
-      template:
-        metadata: {labels: {app: web}}
-        spec:
-          containers: [{name: web, ports: [{containerPort: 8080}]}]
-workloads:
-  web:
-    serviceTime: {dist: constant, value: 1ms}
-clients:
-  - {name: users, service: web, arrival: {rate: 50/s}}
-run: {duration: 1s}
-"""
+SCENARIO = scenario_text(name="full-cidr", nodes=("{name: n1, zone: a, podCIDR: 10.1.1.0/29}",
+                                                 "{name: n2, zone: a, podCIDR: 10.1.2.0/29}"),
+                         replicas=2)
 
 
 def test_one_problem_per_full_node(tmp_path: Path) -> None:

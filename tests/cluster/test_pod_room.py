@@ -7,58 +7,44 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from scenario_files import SERVICE_TIME, line_of, scenario_text
 
 from npsim.cli import main
 from npsim.scenario.loader import load_scenario
 from npsim.scenario.problems import ScenarioError
 from npsim.sim.engine import Simulation
 
-SCENARIO = """\
-name: room
-cluster:
-  nodes:
-    - {{name: n1, zone: a, podCIDR: 10.1.1.0/{prefix}}}
-    - {{name: n2, zone: a, podCIDR: 10.1.2.0/{prefix}}}
-  controlPlane: {{nodeMonitorGracePeriod: 4s, tolerationSeconds: 2s}}
-manifests:
-  - apiVersion: v1
-    kind: Service
-    metadata: {{name: web}}
-    spec:
-      type: NodePort
-      selector: {{app: web}}
-      ports: [{{port: 80, targetPort: 8080}}]
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {{name: web}}
-    spec:
-      replicas: 10
-      selector: {{matchLabels: {{app: web}}}}
-      template:
-        metadata: {{labels: {{app: web}}}}
-        spec:
-          containers: [{{name: web, ports: [{{containerPort: 8080}}]}}]
-workloads:
-  web:
-    serviceTime: {{dist: constant, value: 1ms}}
-    startup: 0.5s
-clients:
-  - {{name: users, service: web, arrival: {{rate: 20/s}}}}
-run: {{duration: 20s}}
-events:
-  - {event}
-"""
 EVICTION = "{at: 1s, nodeCrash: {node: n2}}"  # never back: its 5 pods move to n1
 ROLLOUT = "{at: 1s, rollout: {deployment: web}}"  # 3 surge pods (25% of 10, rounded up)
 
 
+CONTROL_PLANE = "nodeMonitorGracePeriod: 4s, tolerationSeconds: 2s"
+WEB = f"{SERVICE_TIME}\nstartup: 0.5s"
+
+
+def room_text(events: Sequence[str], prefix: int, names: Sequence[str] = ("n1", "n2"),
+              replicas: int = 10, control_plane: str = CONTROL_PLANE, duration: str = "20s",
+              workloads: Mapping[str, str] | None = None) -> str:
+    """Nodes ``nK`` with the pod CIDR 10.1.K.0/``prefix`` (a /29 holds 5 pods, a /28 13),
+    ``replicas`` pods of web at 20 requests/s, and the fault ``events``."""
+    return scenario_text(
+        name="room", nodes=[f"{{name: {n}, zone: a, podCIDR: 10.1.{n[1:]}.0/{prefix}}}"
+                            for n in names],
+        cluster=f"controlPlane: {{{control_plane}}}", replicas=replicas,
+        workloads={"web": WEB} if workloads is None else workloads,
+        clients=["{name: users, service: web, arrival: {rate: 20/s}}"],
+        run=f"{{duration: {duration}}}",
+        tail="events:\n" + "".join(f"  - {e}\n" for e in events) if events else "")
+
+
 def write(tmp_path: Path, event: str, prefix: int) -> Path:
     path = tmp_path / "scenario.yaml"
-    path.write_text(SCENARIO.format(event=event, prefix=prefix))
+    path.write_text(room_text([event], prefix))
     return path
 
 
@@ -74,7 +60,7 @@ def test_pods_a_fault_makes_must_fit_the_pod_cidr(tmp_path: Path, event: str,
     path = write(tmp_path, event, prefix=29)
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 2, result.output
-    line = SCENARIO.splitlines().index("events:") + 2
+    line = line_of(room_text([event], 29), event)
     assert re.search(rf"scenario\.yaml:{line}:\d+: events\[0\]\.{kind}: node 'n1': pod "
                      r"CIDR 10\.1\.1\.0/29 has room for 5 pods but up to \d+ could be placed "
                      r"there over the run \(rollouts and replacements of evicted pods",
@@ -94,12 +80,10 @@ def test_room_enough_for_the_replacements_validates_and_runs(tmp_path: Path) -> 
 def test_hand_placed_addresses_leave_less_room(tmp_path: Path) -> None:
     """New pods skip the addresses of hand-placed ones: three of them in n1's /29 leave
     room for two of the Deployment's five pods there."""
-    path = write(tmp_path, ROLLOUT, prefix=29)
-    text = path.read_text().replace("events:\n  - " + ROLLOUT + "\n", "").replace(
-        "workloads:\n", "workloads:\n  cache:\n    serviceTime: {dist: constant, value: 1ms}\n"
-        "    pods: [{node: n1, ip: 10.1.1.2}, {node: n1, ip: 10.1.1.3}, "
-        "{node: n1, ip: 10.1.1.4}]\n")
-    path.write_text(text)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(room_text([], 29, workloads={
+        "cache": f"{SERVICE_TIME}\npods: [{{node: n1, ip: 10.1.1.2}}, {{node: n1, ip: 10.1.1.3}}, "
+                 "{node: n1, ip: 10.1.1.4}]", "web": WEB}))
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 2, result.output
     assert "node 'n1': pod CIDR 10.1.1.0/29 has room for 2 pods but 5 would be placed" \
@@ -154,16 +138,9 @@ def _random_case(rng: random.Random) -> str:
             f"{{at: {at}s, nodeCrash: {{node: {node}}}}}",
             f"{{at: {at}s, until: {back}s, nodeCrash: {{node: {node}}}}}",
             f"{{at: {at}s, until: {back}s, kubeletStop: {{node: {node}}}}}"]))
-    text = SCENARIO.format(event="\n  - ".join(events), prefix=prefix)
-    nodes_text = "".join(f"    - {{name: {n}, zone: a, podCIDR: 10.1.{i}.0/{prefix}}}\n"
-                         for i, n in enumerate(names))
-    start = text.index("    - {name: n1")
-    end = text.index("  controlPlane")
-    text = text[:start] + nodes_text + text[end:]
-    text = text.replace("replicas: 10", f"replicas: {rng.randint(1, 12)}").replace(
-        "controlPlane: {", "controlPlane: {nodeLeaseRenewInterval: 2s, nodeMonitorPeriod: 1s, ")
-    return text.replace("maxSurge", "maxSurge").replace("run: {duration: 20s}",
-                                                        "run: {duration: 25s}")
+    return room_text(events, prefix, names, replicas=rng.randint(1, 12), duration="25s",
+                     control_plane="nodeLeaseRenewInterval: 2s, nodeMonitorPeriod: 1s, "
+                     + CONTROL_PLANE)
 
 
 def test_what_validate_accepts_never_runs_out_of_addresses(tmp_path: Path) -> None:

@@ -93,3 +93,27 @@ def test_failed_share_per_entry_node_counts_the_pages() -> None:
     fig = plots.timeseries(result)
     assert not any("entry node" in ax.get_ylabel() for ax in fig.axes)
     assert fig.axes[0].get_ylabel() == "client requests/s"
+
+
+def test_latency_plots_show_the_clients_requests_and_call_edges_when_asked(shop) -> None:
+    """The CDF and the percentile bars of a run with calls are the pages users waited
+    for (the summary's ``all``), not one curve per call edge; ``calls=True`` adds them."""
+    pages = _pages(shop)["latency"].to_numpy() * 1e3
+    ax = plots.latency_cdf(shop).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        f"three-tier-shop (n={len(pages):,})"]
+    x, y = ax.get_lines()[0].get_data()
+    assert np.interp(0.5, y, x) == pytest.approx(np.median(pages), rel=0.02)
+    bars = plots.latency_percentiles(shop).axes[0].patches
+    assert [b.get_height() for b in bars] == pytest.approx(
+        np.percentile(pages, [50, 90, 99, 99.9]))
+    assert bars[0].get_height() == pytest.approx(shop.metric("latency_p50") * 1e3)
+    edges = [str(p) for p in shop.requests["population"].cat.categories if ">" in str(p)]
+    assert len(edges) == 3
+    for plot in (plots.latency_cdf, plots.latency_percentiles):
+        labels = [t.get_text().split(" (n=")[0]
+                  for t in plot(shop, calls=True).axes[0].get_legend().get_texts()]
+        assert labels == ["shoppers", *edges], plot.__name__
+    labels = [t.get_text().split(" (n=")[0] for t in plots.latency_cdf(
+        {"a": shop, "b": shop}).axes[0].get_legend().get_texts()]
+    assert labels == ["a", "b"]

@@ -6,43 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import load_text, problems_of
-
-SCENARIO = """\
-name: booleans
-cluster:
-  nodes: [{name: n1, zone: a}]
-manifests:
-  - apiVersion: v1
-    kind: Service
-    metadata: {name: web}
-    spec:
-      type: NodePort
-      selector: {app: web}
-      ports: [{port: 80, targetPort: 8080}]
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: web}
-    spec:
-      replicas: 1
-      selector: {matchLabels: {app: web}}
-      template:
-        metadata: {labels: {app: web}}
-        spec:
-          containers: [{name: web, ports: [{containerPort: 8080}]}]
-workloads:
-  web:
-    workers: WORKERS
-    placement: {n1: PLACED}
-    serviceTime: {dist: constant, value: 1ms}
-clients:
-  - {name: users, service: web, arrival: {rate: 50/s}}
-run: {requests: REQUESTS}
-"""
+from scenario_files import SERVICE_TIME, line_of, scenario_text
 
 
 def _text(workers: str, placed: str, requests: str) -> str:
-    return (SCENARIO.replace("WORKERS", workers).replace("PLACED", placed)
-            .replace("REQUESTS", requests))
+    return scenario_text(name="booleans", workloads={"web": f"""\
+        workers: {workers}
+        placement: {{n1: {placed}}}
+        {SERVICE_TIME}"""}, run=f"{{requests: {requests}}}")
 
 
 def _report(tmp_path: Path, workers: str, placed: str, requests: str) -> str:
@@ -51,8 +22,9 @@ def _report(tmp_path: Path, workers: str, placed: str, requests: str) -> str:
 
 def test_booleans_in_integer_fields_are_refused_with_their_paths(tmp_path: Path) -> None:
     report = _report(tmp_path, "true", "false", "true")
-    assert "scenario.yaml:29:7: run.requests: expected a whole number, got the boolean true" \
-        in report
+    line = line_of(_text("true", "false", "true"), "run: {requests: true}")
+    assert f"scenario.yaml:{line}:7: run.requests: expected a whole number, got the boolean " \
+        "true" in report
     assert "workloads.web.workers: expected a whole number, got the boolean true" in report
     assert "workloads.web.placement.n1: expected a whole number, got the boolean false" \
         in report

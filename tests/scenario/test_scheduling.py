@@ -9,50 +9,32 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import load_text
+from scenario_files import SERVICE_TIME, line_of, scenario_text
 
 from npsim.scenario.problems import ScenarioError
 from npsim.scenario.quantity import cpu_millis, memory_bytes
 
-SCENARIO = """\
-name: sched
-cluster:
-  nodes:
-    - {name: n1, cpu: 2, memory: 3Gi, maxPods: 30, labels: {disk: ssd},
-       taints: [{key: dedicated, value: web, effect: NoSchedule}]}
-    - {name: n2, unschedulable: true}
-manifests:
-  - apiVersion: v1
-    kind: Service
-    metadata: {name: web}
-    spec: {type: NodePort, selector: {app: web}, ports: [{port: 80}]}
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: web}
-    spec:
-      replicas: 2
-      selector: {matchLabels: {app: web}}
-      template:
-        metadata: {labels: {app: web}}
-        spec:
-          nodeSelector: {disk: ssd}
-          affinity:
-            nodeAffinity:
-              requiredDuringSchedulingIgnoredDuringExecution:
-                nodeSelectorTerms:
-                  - matchExpressions: [{key: disk, operator: In, values: [ssd]}]
-              preferredDuringSchedulingIgnoredDuringExecution:
-                - {weight: 10, preference: {matchExpressions: [{key: gpu, operator: Exists}]}}
-          tolerations: [{key: dedicated, operator: Equal, value: web, effect: NoSchedule}]
-          containers:
-            - name: a
-              resources: {requests: {cpu: 250m, memory: 64Mi}}
-            - name: b
-              resources: {limits: {cpu: "1", memory: 1Gi}}
-workloads:
-  web: {serviceTime: {dist: constant, value: 1ms}}
-clients: [{name: users, service: web, arrival: {rate: 1/s}}]
-run: {duration: 1s}
-"""
+SCENARIO = scenario_text(
+    name="sched",
+    nodes=("{name: n1, cpu: 2, memory: 3Gi, maxPods: 30, labels: {disk: ssd},\n"
+           " taints: [{key: dedicated, value: web, effect: NoSchedule}]}",
+           "{name: n2, unschedulable: true}"),
+    ports="{port: 80}", replicas=2, pod_spec="""\
+        nodeSelector: {disk: ssd}
+        affinity:
+          nodeAffinity:
+            requiredDuringSchedulingIgnoredDuringExecution:
+              nodeSelectorTerms:
+                - matchExpressions: [{key: disk, operator: In, values: [ssd]}]
+            preferredDuringSchedulingIgnoredDuringExecution:
+              - {weight: 10, preference: {matchExpressions: [{key: gpu, operator: Exists}]}}
+        tolerations: [{key: dedicated, operator: Equal, value: web, effect: NoSchedule}]
+        containers:
+          - name: a
+            resources: {requests: {cpu: 250m, memory: 64Mi}}
+          - name: b
+            resources: {limits: {cpu: "1", memory: 1Gi}}""",
+    clients=["{name: users, service: web, arrival: {rate: 1/s}}"])
 
 
 def test_quantities() -> None:
@@ -88,15 +70,17 @@ def test_scheduling_fields_are_read_and_written_back(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
-    ("cpu: 250m", "cpu: 250x", r":32:\d+: manifests\[1\]\.spec\.template\.spec\.containers"
-     r"\[0\]\.resources\.requests\.cpu: Invalid value: '250x': must be a quantity"),
+    ("cpu: 250m", "cpu: 250x", rf":{line_of(SCENARIO, 'cpu: 250m')}:\d+: manifests\[1\]\.spec"
+     r"\.template\.spec\.containers\[0\]\.resources\.requests\.cpu: Invalid value: '250x': "
+     r"must be a quantity"),
     ("operator: In", "operator: Near", r"matchExpressions\[0\]\.operator: Unsupported value:"
      r' "Near"'),
     ("operator: Equal, value: web", "operator: Exists, value: web",
      r"tolerations\[0\]\.operator: Invalid value: value must be empty when `operator` is "
      r"'Exists'"),
     ("weight: 10", "weight: 0", r"weight: Invalid value: 0: must be in the range 1-100"),
-    ("memory: 3Gi", "memory: lots", r":4:\d+: cluster\.nodes\[0\]\.memory: expected a quantity"),
+    ("memory: 3Gi", "memory: lots", rf":{line_of(SCENARIO, 'memory: 3Gi')}:\d+: "
+     r"cluster\.nodes\[0\]\.memory: expected a quantity"),
 ])
 def test_wrong_fields_are_located(tmp_path: Path, old: str, new: str, expected: str) -> None:
     import re
@@ -109,8 +93,8 @@ def test_wrong_fields_are_located(tmp_path: Path, old: str, new: str, expected: 
 
 
 def test_scheduler_placement_may_go_with_hand_placed_pods(tmp_path: Path) -> None:
-    text = SCENARIO.replace("  web: {serviceTime: {dist: constant, value: 1ms}}",
-                            "  web:\n    serviceTime: {dist: constant, value: 1ms}\n"
-                            "    placement: scheduler\n    pods: [{node: n1, ip: 10.244.0.9}]")
+    assert SCENARIO.count(f"    {SERVICE_TIME}\n") == 1
+    text = SCENARIO.replace(f"    {SERVICE_TIME}\n", f"    {SERVICE_TIME}\n"
+                            "    placement: scheduler\n    pods: [{node: n1, ip: 10.244.0.9}]\n")
     sc = load_text(tmp_path, text)
     assert sc.spec.workloads["web"].placement == "scheduler"

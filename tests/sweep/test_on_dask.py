@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -24,6 +26,13 @@ def dask_client():
     with distributed.Client(cluster) as dask_client:
         yield dask_client
     cluster.close()
+    # The client's offload thread (distributed.utils' module-wide executor, for large
+    # messages) outlives every client and cluster: left, it made this test worker
+    # multi-threaded, so npsim would no longer fork there (npsim/parallel/forked.py) for
+    # the rest of the session. A fresh executor starts its thread only when used.
+    from distributed import utils
+    utils._offload_executor.shutdown(wait=True)
+    utils._offload_executor = ThreadPoolExecutor(1, thread_name_prefix="Dask-Offload")
 
 
 def grid_dict() -> dict:
@@ -35,7 +44,10 @@ def grid_dict() -> dict:
     return data
 
 
-def test_dask_results_are_byte_identical_to_the_local_pool(dask_client, tmp_path) -> None:
+def test_sweeps_and_plans_on_dask_are_the_local_pools(dask_client, tmp_path) -> None:
+    """One test, so one LocalCluster: pytest-xdist may give each test of a module to
+    another worker, and each worker started a cluster of its own (4 processes, about
+    5 s of CPU) for the module fixture."""
     scenario = npsim.scenario_from_dict(grid_dict())
     on_dask = sweep(scenario, tmp_path / "dask", client=dask_client)
     local = sweep(scenario, tmp_path / "pool", jobs=1)  # = jobs=2: test_sweep.py
@@ -46,8 +58,7 @@ def test_dask_results_are_byte_identical_to_the_local_pool(dask_client, tmp_path
     assert (run / "requests.parquet").read_bytes() == (
         store.run_folder(local.folder, "proxyMode=ipvs", 1) / "requests.parquet").read_bytes()
 
-
-def test_cli_sweep_takes_a_scheduler_address(dask_client, tmp_path) -> None:
+    # the CLI's sweep and plan take the scheduler's address
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid_dict()))
     address = dask_client.scheduler.address
@@ -55,13 +66,8 @@ def test_cli_sweep_takes_a_scheduler_address(dask_client, tmp_path) -> None:
                                        "--dask", address])
     assert result.exit_code == 0, result.output
     assert "2 variants x 2 replications  4 runs made" in result.output
-
-
-def test_cli_plan_takes_a_scheduler_address(dask_client, tmp_path) -> None:
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(grid_dict()))
     result = CliRunner().invoke(main, ["plan", str(path), "--target", "throughput > 100/s",
                                        "--vary", "workloads.web.workers=1..2", "--replications",
-                                       "2", "--dask", dask_client.scheduler.address])
+                                       "2", "--dask", address])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == "answer: workloads.web.workers = 1"
