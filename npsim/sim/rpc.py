@@ -162,6 +162,16 @@ class CallPopulation(Population):
         call._value = job
         heappush(self._heap, (now + max(t_end - now, 0.0), NORMAL, next(self._ids), call))
 
+    def answered(self, request: int, finish: float, t_end: float) -> None:
+        """:meth:`done` for a call a quiet callee (npsim/sim/quiet_callee.py) served at
+        its arrival: completed, ``finish`` its end of service, no timeout or retry on
+        this edge; the caller resumes at the time it would have after that event."""
+        call = Call()
+        call.callbacks = _RESUME
+        call._value = self.waiting.pop(request)
+        heappush(self._heap, (finish + max(t_end - finish, 0.0), NORMAL, next(self._ids),
+                              call))
+
 
 #: a call of a step: its edge, its spec, its count (a fixed one, or a sampler) and its
 #: coin (None when the call is always made: no draw, and no Python call per request)
