@@ -222,8 +222,8 @@ class CallPlan:
         now = self.env._now
         while job.step < len(self.steps):
             step = self.steps[job.step]
-            if step.parallel:
-                job.step += 1
+            if step.parallel:  # every branch, and all of a branch's count, at once: a
+                job.step += 1  # fan-out over items (README "Pods that call Services")
                 for pop, spec, count, coin in step.branches:
                     if coin is None or coin() < spec.probability:
                         for _ in range(count if type(count) is int else count()):
