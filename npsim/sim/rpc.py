@@ -104,6 +104,13 @@ class CallPopulation(Population):
     def start(self, env: simpy.Environment, send: SendFn) -> None:
         self._wire(env, send)
 
+    def stop(self) -> None:
+        """The run is over: also let go of the jobs still waiting for a call (a job
+        holds its plan, whose steps hold this population: a cycle that kept the run's
+        request log until the cyclic collector came)."""
+        super().stop()
+        self.waiting.clear()
+
     def slot(self, pod: int) -> int:
         slot = self.slot_of.get(pod)
         if slot is None:
