@@ -37,6 +37,7 @@ from npsim.dists import batched
 from npsim.outcomes import COMPLETED, DOWNSTREAM_FAILED, FAILED
 from npsim.scenario.calls_spec import CallSpec, ParallelSpec
 from npsim.scenario.client_spec import ArrivalSpec, ClientSpec, SourceSpec
+from npsim.scenario.objects import selector_matches
 from npsim.sim.calls import NORMAL, Call
 from npsim.sim.clients import Addresses, FixedEntry, Population, SendFn
 from npsim.sim.records import RequestLog
@@ -57,7 +58,10 @@ class CallRecords:
         self.depth: list[int] = []
         self.caller: list[int] = []
         self.edge: list[int] = []
-        self.depth_of: dict[int, int] = {}  # call row -> depth, for the calls it makes
+        # call row -> depth, for the calls it makes: kept only for the edges whose
+        # callee pods may call (``nesting``; a dict entry is ~74 bytes a call row)
+        self.depth_of: dict[int, int] = {}
+        self.nesting: set[int] = set()
         # per population (the clients', then the call edges'): the Service it sends to
         self.services: list[str] = []
         # a blocking caller's worker freed after the calls: (row, when), for the pods
@@ -68,7 +72,8 @@ class CallRecords:
         self.externals: set[str] = set()  # callees outside the cluster (call_targets.py)
 
     def add(self, row: int, parent: int, depth: int, caller: int, edge: int) -> None:
-        self.depth_of[row] = depth
+        if edge in self.nesting:
+            self.depth_of[row] = depth
         self.row.append(row)
         self.parent.append(parent)
         self.depth.append(depth)
@@ -406,4 +411,21 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
         plans[workload] = CallPlan(steps, spec.blocking, env, records)
         if spec.blocking:
             records.holding.add(workload)
+    records.nesting = {pop.edge for pop in pops if _reaches_callers(scenario, cluster, pop,
+                                                                    plans)}
     return plans, pops
+
+
+def _reaches_callers(scenario: Scenario, cluster: Cluster, pop: CallPopulation,
+                     callers: dict[str, CallPlan]) -> bool:
+    """Whether a pod behind the edge's Service may make calls itself, now or after a
+    scale or rollout (a Deployment's pods carry its template's labels): then the
+    depth of the edge's rows is kept for the calls they make."""
+    if pop.service_port < 0:  # outside the cluster
+        return False
+    service = cluster.service_ports[pop.service_port].service
+    if service.endpoint_slices:  # hand-made endpoints may name any pod
+        return bool(callers)
+    return any(d.namespace == service.namespace
+               and selector_matches(service.selector, d.pod_labels)
+               for name, d in scenario.deployments.items() if name in callers)
