@@ -4,8 +4,9 @@ The issue's target (issue 21): a request that makes k calls costs at most about 
 times a one-tier request (each call is a request of its own through the caller node's
 kube-proxy, plus the bookkeeping of the call tree). The one-tier side is the same
 frontend with no ``calls:`` (its pods then need not report ends: the fast path with
-quiet pods), so the ratio also shows what the calls' event-driven pods cost. Rounds
-are interleaved; the median per k is reported.
+quiet pods), so the ratio also shows what the calls' pods cost: the calling frontend
+is event-driven, the catalog a quiet callee (served at each call's arrival,
+npsim/sim/quiet_callee.py). Rounds are interleaved; the median per k is reported.
 
     .venv/bin/python benchmarks/bench_calls.py            # 3 rounds, 40 s simulated
     .venv/bin/python benchmarks/bench_calls.py --quick    # 1 round, 10 s
