@@ -27,8 +27,12 @@ of service (:func:`quiet_callees`, decided once by the run's build):
 - no queue limit (admission would depend on the queue at arrival; :class:`QuietPod`
   counts it after the run, this path keeps it event-driven to stay simple);
 - every population that can reach it (its Services' endpoints) either hears of no end
-  (open-loop clients without timeouts or retries) or is a call edge without
-  ``timeout`` and ``retries`` (its end is its caller's resumption, nothing else);
+  (open-loop clients without timeouts or retries) or is a call edge. A call's end is
+  its caller's resumption, and its ``timeout`` is decided at arrival too: a call whose
+  service would end at or after its deadline is left to the timeout's own event, armed
+  when it was sent, which fails it as it does for an event-driven callee (the late
+  answer changes nothing there); ``retries`` follow failures, and a quiet callee
+  fails no call (:meth:`~npsim.sim.rpc.CallPopulation.answered`);
 - no kube-proxy or firewall counts connections (IPVS least-connection, conntrack
   limits: they hear of every end at its time) and no TLS is terminated at pods.
 
@@ -55,9 +59,9 @@ if TYPE_CHECKING:
     from npsim.scenario.client_spec import ClientSpec
     from npsim.scenario.faultplan import FaultPlan
 
-#: what a quiet callee calls for a request whose population waits for it:
-#: (request, end of service, time the answer reaches the caller)
-Answer = Callable[[int, float, float], None]
+#: what a quiet callee calls for a request whose population waits for it: (request, end
+#: of service, time the answer reaches the caller) -> False if the caller gave up first
+Answer = Callable[[int, float, float], bool]
 
 
 class QuietCallee(PodServer):
@@ -89,12 +93,11 @@ class QuietCallee(PodServer):
         log = self.log
         log.service_start[request] = start
         log.service[request] = duration
-        log.outcome[request] = COMPLETED
         end = finish + log.network[request] * 0.5  # as PodServer.served adds it
-        log.t_end[request] = end
         answer = self.answers[log.population[request]]
-        if answer is not None:
-            answer(request, finish, end)
+        if answer is None or answer(request, finish, end):  # else the caller gave up
+            log.outcome[request] = COMPLETED
+            log.t_end[request] = end
 
 
 def quiet_callees(cluster: Cluster, plan: FaultPlan, clients: Sequence[ClientSpec],
@@ -111,17 +114,9 @@ def quiet_callees(cluster: Cluster, plan: FaultPlan, clients: Sequence[ClientSpe
     candidates -= plan.pods_touched(pods, cluster.node_index)
     waiting = {cluster.service_port_for(c.service, c.port).index
                for c in clients if needs_done(c)}
-    waiting |= {p.service_port for p in call_pops
-                if p.service_port >= 0 and not answers_at_once(p)}
     for index in waiting:  # a population that hears of each end at its time reaches these
         candidates -= {e.pod for e in cluster.service_ports[index].endpoints}
     return candidates
-
-
-def answers_at_once(pop: CallPopulation) -> bool:
-    """Whether a call edge's end is only its caller's resumption: no timeout to race,
-    no retry to decide (``Population._plain`` for a call edge)."""
-    return pop.request_timeout is None and pop.retry is None
 
 
 def wire_answers(servers: Sequence[PodServer], populations: Sequence[object]) -> None:

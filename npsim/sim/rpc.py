@@ -174,15 +174,26 @@ class CallPopulation(Population):
         call._value = job
         heappush(self._heap, (now + max(t_end - now, 0.0), NORMAL, next(self._ids), call))
 
-    def answered(self, request: int, finish: float, t_end: float) -> None:
-        """:meth:`done` for a call a quiet callee (npsim/sim/quiet_callee.py) served at
-        its arrival: completed, ``finish`` its end of service, no timeout or retry on
-        this edge; the caller resumes at the time it would have after that event."""
-        call = Call()
-        call.callbacks = _RESUME
-        call._value = self.waiting.pop(request)
-        heappush(self._heap, (finish + max(t_end - finish, 0.0), NORMAL, next(self._ids),
-                              call))
+    def answered(self, request: int, finish: float, t_end: float) -> bool:
+        """:meth:`done` for a call a quiet callee (npsim/sim/quiet_callee.py) serves to
+        its end at ``finish`` as it arrives: the caller resumes at the time it would
+        have after the end-of-service event. False, and nothing done, when the call's
+        timeout comes first: the timeout's event, armed when the call was sent, fails
+        the call (``Population._give_up``) as it would before that end of service (an
+        end at the same instant comes after it: its event was queued later), and the
+        answer coming later would change nothing (``Population.ended``). A completed
+        call is never retried, so ``ended`` has nothing else to do here."""
+        timeout = self.request_timeout
+        if timeout is not None and finish >= self.log.t_start[request] + timeout:
+            return False
+        job = self.waiting.pop(self._first(request) if self.retry_of else request, None)
+        if job is not None:
+            call = Call()
+            call.callbacks = _RESUME
+            call._value = job
+            heappush(self._heap, (finish + max(t_end - finish, 0.0), NORMAL,
+                                  next(self._ids), call))
+        return True
 
 
 #: a call of a step: its edge, its spec, its count (a fixed one, or a sampler) and its

@@ -1,10 +1,10 @@
 """Callees served at each call's arrival (npsim/sim/quiet_callee.py).
 
 A leaf callee nothing can disturb gives each call its start and end when it arrives
-and resumes the caller at the answer's time; the numbers must be those the
-event-driven pod gives (the build's decision is forced off to compare). A callee a
-fault, a queue limit, a call timeout or retry, a client that waits for ends or
-connection counting touches stays event-driven.
+and resumes the caller at the answer's time, or leaves a call whose deadline comes
+first to its timeout; the numbers must be those the event-driven pod gives (the
+build's decision is forced off to compare). A callee a fault, a queue limit, a client
+that waits for ends or connection counting touches stays event-driven.
 """
 
 from __future__ import annotations
@@ -71,9 +71,21 @@ def event_driven(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(npsim.sim.build, "quiet_callees", lambda *a, **k: set())
 
 
-@pytest.mark.parametrize("hops", [True, False], ids=["random-hops", "zero-network"])
-def test_quiet_callees_give_the_event_driven_frames(monkeypatch, hops):
+@pytest.mark.parametrize(("hops", "call"), [
+    (True, {}), (False, {}),
+    (True, {"timeout": "2ms"}),
+    (True, {"timeout": "2ms", "retries": {"attempts": 2, "retryOn": ["request_timeout"]}}),
+    (False, {"timeout": "2ms", "onFailure": "continue"}),
+], ids=["random-hops", "zero-network", "timeouts", "timeouts-retried",
+        "zero-network-timeouts"])
+def test_quiet_callees_give_the_event_driven_frames(monkeypatch, hops, call):
+    """Exactly the same frames; with a 2 ms deadline a share of the calls time out
+    (and are retried), decided at arrival by the quiet callee, by the timeout's event
+    at the event-driven one."""
     d = shop(hops=hops)
+    for step in d["workloads"]["web"]["calls"]:
+        for c in step.get("parallel", [step]):
+            c.update(call)
     assert kinds(d) == {"web": {"CallingPodServer"}, "backend": {"QuietCallee"},
                         "cache": {"QuietCallee"}}
     quiet = npsim.run(npsim.scenario_from_dict(d))
@@ -81,9 +93,10 @@ def test_quiet_callees_give_the_event_driven_frames(monkeypatch, hops):
         event_driven(m)
         assert kinds(d)["backend"] == {"PodServer"}
         evented = npsim.run(npsim.scenario_from_dict(d))
-    req = quiet.requests
-    assert (req["population"] != "load").sum() > 4000  # calls were made, and queued
-    assert (req[req["population"] != "load"]["queue_wait"] > 0).mean() > 0.1
+    calls = quiet.requests[quiet.requests["population"] != "load"]
+    assert len(calls) > 2000 and (calls["queue_wait"] > 0).mean() > 0.01  # some queued
+    timed_out = (calls["reason"] == "request_timeout").mean()
+    assert (0.01 < timed_out < 0.5) if call else timed_out == 0
     for name in ("requests", "calls", "pods", "summary"):
         pd.testing.assert_frame_equal(getattr(quiet, name), getattr(evented, name),
                                       check_exact=True, obj=name)
@@ -117,16 +130,10 @@ def test_a_node_crash_keeps_its_callees_event_driven():
             assert isinstance(server, QuietCallee) == (pod.node != 0), pod.name
 
 
-@pytest.mark.parametrize("change", ["queue-limit", "timeout", "retries", "waiting-client",
-                                    "ipvs-lc"])
+@pytest.mark.parametrize("change", ["queue-limit", "waiting-client", "ipvs-lc"])
 def test_what_needs_events_keeps_a_callee_event_driven(change):
     d = shop(**({"queueLimit": 5} if change == "queue-limit" else {}))
-    first = d["workloads"]["web"]["calls"][0]
-    if change == "timeout":
-        first["timeout"] = "1s"
-    elif change == "retries":
-        first["retries"] = {"attempts": 2}
-    elif change == "waiting-client":  # a client of the backend with a request timeout
+    if change == "waiting-client":  # a client of the backend with a request timeout
         d["clients"].append({"name": "direct", "service": "backend", "port": 9000,
                              "source": {"pod": "node-1"}, "target": "clusterIP",
                              "arrival": {"rate": "10/s"}, "requestTimeout": "1s"})
