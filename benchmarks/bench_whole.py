@@ -9,8 +9,12 @@ Resource per pod; it imports SimPy and the standard library only). A process's c
 its CPU time as the parent's ``RUSAGE_CHILDREN`` sees it: interpreter start, imports,
 the run and the exit. The report gives each side's median and the median of the
 per-round ratios (plain / npsim: how many times cheaper the whole npsim run is); load
-from other processes falls on both sides of a round. ``--against DIR`` runs another
-npsim checkout (e.g. ``git archive main npsim | tar -x -C DIR``) in the same rounds.
+from other processes falls on both sides of a round. Each side first runs once untimed
+with bytecode writing on, and the timed processes read that cache, as an installed
+package does (``PYTHONDONTWRITEBYTECODE`` in the caller's environment is dropped for
+the children: with it, npsim would be compiled at every start, about 0.1 CPU-s).
+``--against DIR`` runs another npsim checkout (e.g. ``git archive main npsim | tar -x -C
+DIR``) in the same rounds.
 
     .venv/bin/python benchmarks/bench_whole.py                      # 500,000 requests, 5 rounds
     .venv/bin/python benchmarks/bench_whole.py --against /tmp/main --rounds 7
@@ -45,9 +49,10 @@ import npsim.api  # what npsim.run imports, timed apart from the run
 imported = time.process_time()
 result = npsim.run(scenario)
 ran = time.process_time()
-print(json.dumps({"requests": len(result.requests), "loaded": loaded,
+requests, mean_latency = len(result.requests), float(result.requests.latency.mean())
+print(json.dumps({"requests": requests, "loaded": loaded,
                   "imported": imported - loaded, "run": ran - imported,
-                  "npsim": npsim.__file__, "mean_latency": float(result.requests.latency.mean())}))
+                  "npsim": npsim.__file__, "mean_latency": mean_latency}))
 """
 
 
@@ -60,8 +65,14 @@ def _child_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, dict]:
     return cpu, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _env(**extra: str) -> dict[str, str]:
+    """The caller's environment without PYTHONPATH and PYTHONDONTWRITEBYTECODE."""
+    drop = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+
+
 def run_npsim(checkout: Path, requests: int) -> tuple[float, dict]:
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    env = _env(PYTHONPATH=str(checkout))
     cpu, row = _child_cpu([sys.executable, "-c", NPSIM_CHILD, str(SCENARIO), str(requests)],
                           env)
     if Path(row["npsim"]).resolve().parent != (checkout / "npsim").resolve():
@@ -70,7 +81,7 @@ def run_npsim(checkout: Path, requests: int) -> tuple[float, dict]:
 
 
 def run_plain(params_json: str, requests: int) -> tuple[float, dict]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = _env()
     return _child_cpu([sys.executable, str(PLAIN), params_json, str(requests)], env)
 
 
@@ -85,6 +96,9 @@ def main() -> int:
     sides = {"npsim.run (this)": ROOT}
     if args.against is not None:
         sides["npsim.run (other)"] = args.against.resolve()
+    for checkout in sides.values():  # untimed: writes the bytecode cache the rounds read
+        run_npsim(checkout, 1000)
+    run_plain(params, 1000)
     load_start = os.getloadavg()[0]
     cpu: dict[str, list[float]] = {name: [] for name in [*sides, "plain SimPy"]}
     rows: dict[str, list[dict]] = {name: [] for name in cpu}
@@ -109,16 +123,19 @@ def main() -> int:
         f"- {args.rounds} interleaved rounds of fresh processes; CPU time (user + system) "
         "of each process as a whole; ratios are medians of the per-round ratios", "",
         "| process | CPU s (median) | start + load scenario | imports of npsim.run "
-        "| npsim.run | mean latency ms | plain / this (x faster) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| npsim.run | frame read, exit | mean latency ms | plain / this (x faster) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, values in cpu.items():
         med = statistics.median(values)
         ratio = statistics.median(p / c for p, c in zip(plain, values, strict=True))
-        parts = ["", "", ""]
+        parts = ["", "", "", ""]
         if name != "plain SimPy":
             parts = [f"{statistics.median(r[k] for r in rows[name]):.2f}"
                      for k in ("loaded", "imported", "run")]
+            after = [c - r["loaded"] - r["imported"] - r["run"]  # all that follows the run
+                     for c, r in zip(values, rows[name], strict=True)]
+            parts.append(f"{statistics.median(after):.2f}")
         lat = statistics.median(r["mean_latency"] for r in rows[name]) * 1e3
         lines.append(f"| {name} | {med:.2f} | {' | '.join(parts)} | {lat:.3f} | "
                      f"{'' if name == 'plain SimPy' else f'{ratio:.2f}'} |")

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from npsim.cluster.model import Cluster, ServicePortModel
-from npsim.parallel.pool import run_tasks
 from npsim.preflight import preflight
 from npsim.results.alerts import record_alerts
 from npsim.results.callframe import call_frame, call_services, entry_rows, held_utilisation
@@ -42,6 +41,12 @@ from npsim.sim.records import trim_heap
 from npsim.version import __version__
 
 ProgressFn = Callable[[float], None]
+
+# What npsim.run imports (pandas with pyarrow, the simulator, the frame builders) lives as
+# long as the process: frozen, the cyclic collector leaves it alone. Each replication's
+# gc.collect() then walks only what the run made (0.05 CPU-s less at 500,000 requests)
+# and the interpreter's exit no longer walks and frees it (0.24 -> 0.03 CPU-s; issue 23).
+gc.freeze()
 
 
 def reachable_pods(cluster: Cluster, spec: ScenarioSpec, start: float,
@@ -211,6 +216,9 @@ def run(scenario: Scenario | str | Path, progress: ProgressFn | None = None, *,
     total = len(reps)
     done: dict[int, _Replication] = {}
     if jobs > 1 and total > 1:
+        # multiprocessing and concurrent.futures load only for a parallel run (5 ms)
+        from npsim.parallel.pool import run_tasks
+
         for i, rep_out in run_tasks(_replication_task, [(scenario, r) for r in reps], jobs):
             done[i] = rep_out
             if progress is not None:

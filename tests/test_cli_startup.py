@@ -41,3 +41,43 @@ def test_quick_commands_import_no_numeric_library() -> None:
                          capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == {" ".join(c): [] for c in commands}
+
+
+VERSION_CHILD = """
+import json, sys
+from npsim.cli import main
+
+try:
+    main(["--version"], standalone_mode=False)
+except SystemExit as exc:
+    if exc.code:
+        raise
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_version_imports_no_subcommand() -> None:
+    # ``npsim --version`` prints the version from npsim.version: no subcommand's module,
+    # no scenario parsing (yaml, pydantic) and nothing numeric is imported for it
+    out = subprocess.run([sys.executable, "-c", VERSION_CHILD],
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "npsim, version " + __import__("npsim").__version__
+    loaded = set(json.loads(lines[-1]))
+    assert {"npsim.cli", "npsim.version", "click"} <= loaded
+    heavy = {m for m in loaded if m.split(".")[0] in {*HEAVY, "yaml", "pydantic"}
+             or m.startswith(("npsim.cli.", "npsim.scenario"))}
+    assert heavy == set()
+
+
+def test_every_subcommand_is_listed_and_found() -> None:
+    # the lazily imported subcommands answer to the same names --help lists
+    from click.testing import CliRunner
+
+    from npsim.cli import COMMANDS, main
+
+    listed = CliRunner().invoke(main, ["--help"]).output
+    for name in COMMANDS:
+        assert f"\n  {name} " in listed
+        result = CliRunner().invoke(main, [name, "--help"])
+        assert result.exit_code == 0 and f"Usage: main {name}" in result.output

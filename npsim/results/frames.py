@@ -24,6 +24,7 @@ from npsim.outcomes import (
     REASONS,
 )
 from npsim.sim.output import ClientRecord, RunOutput
+from npsim.sim.records import trim_heap
 
 
 def code_dtype(n_categories: int) -> type[np.signedinteger]:
@@ -191,6 +192,8 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
         # keeps them alive after the run's other columns are freed)
         copy=False,
     )
+    if consume:  # the temporaries' freed heap pages go back now, not under the next step's
+        trim_heap()
     return frame
 
 

@@ -15,6 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# Groups of this many values or more on average are sorted one by one, in place, not
+# by one lexsort by (group, value): 100,000 values in groups of 16 took 2.6 ms so
+# against 31 ms, in groups of 2,000 (a 500,000-request run's time series) 6 against 38
+# ms; in groups of 4 a call per group costs more than the sort (35 against 32 ms).
+SORT_EACH_FROM = 16
+
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     """numpy's own interpolation (``numpy.lib._function_base_impl._lerp``): from ``a``
@@ -34,12 +40,15 @@ def segment_quantiles(values: np.ndarray, counts: np.ndarray,
     counts = np.asarray(counts, dtype=np.int64)
     ends = np.cumsum(counts)
     starts = ends - counts
-    if len(values):
+    filled = np.flatnonzero(counts)
+    if len(values) >= SORT_EACH_FROM * len(filled):  # large groups: each sorted in place
+        for lo, hi in zip(starts[filled].tolist(), ends[filled].tolist(), strict=True):
+            values[lo:hi].sort()  # in place: no index or copy of the values
+    elif len(values):
         group = np.repeat(np.arange(len(counts), dtype=np.min_scalar_type(len(counts))),
                           counts)
         values[:] = values[np.lexsort((values, group))]
         del group
-    filled = np.flatnonzero(counts)
     n = counts[filled]
     base = starts[filled]
     last = values[base + n - 1] if len(filled) else np.empty(0)

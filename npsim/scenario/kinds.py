@@ -21,6 +21,7 @@ never meet a list where they expect a mapping.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from pydantic import (
@@ -223,8 +224,6 @@ TABLES: dict[str, Key] = {"Service": SERVICE, "Deployment": DEPLOYMENT,
                           "NetworkPolicy": NETWORK_POLICY}
 ANY_KIND = _kind()  # another kind: only apiVersion, kind and metadata are read
 
-_SHAPES = {kind: table.value_type(kind) for kind, table in TABLES.items()}
-_ANY_SHAPE = ANY_KIND.value_type("Manifest")
 _KNOWN = {kind: table.known() for kind, table in TABLES.items()}
 
 _EXPECTED = {
@@ -269,6 +268,15 @@ def _tree_path(doc: Any, loc: tuple[Any, ...]) -> tuple[list[Any], Any]:
     return path, node
 
 
+@cache
+def _shape(kind: str | None) -> Any:
+    """The pydantic model of a kind's table (None: any other kind), made when a manifest
+    of that kind is first checked: the 58 models of every table took 21 ms of the
+    scenario loader's import (-X importtime), most of it for kinds a scenario never has
+    (issue 23)."""
+    return ANY_KIND.value_type("Manifest") if kind is None else TABLES[kind].value_type(kind)
+
+
 def check_shape(doc: Any, p: Problems, pre: str) -> bool:
     """Report (with marks) every field of ``doc`` whose type npsim cannot read; True if
     the manifest may be parsed. ``pre`` prefixes field paths (``manifests[1].``)."""
@@ -277,7 +285,7 @@ def check_shape(doc: Any, p: Problems, pre: str) -> bool:
              f"got {describe_value(doc)}", pre)
         return False
     kind = doc.get("kind")
-    model = _SHAPES.get(kind, _ANY_SHAPE) if isinstance(kind, str) else _ANY_SHAPE
+    model = _shape(kind if isinstance(kind, str) and kind in TABLES else None)
     try:
         model.model_validate(doc)
     except ValidationError as exc:

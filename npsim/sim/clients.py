@@ -545,9 +545,10 @@ class OpenLoop(Population):
         fired, this population's only pending one, is queued for it (npsim/sim/calls.py).
         """
         env, heap, rate = self.env, self._heap, self._rate
+        send, pick, unit_exp = self.send, self._pick, self._unit_exp  # fixed for the run
         now = env._now
-        while self.send(self, self._pick(), now):
-            now += (now + self._unit_exp() / rate) - now
+        while send(self, pick(), now):
+            now += (now + unit_exp() / rate) - now
             if heap and heap[0][0] <= now:  # something else is due first (or as soon)
                 event.callbacks = self._again
                 heappush(heap, (now, NORMAL, next(self._ids), event))

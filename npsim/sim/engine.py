@@ -114,13 +114,13 @@ class Simulation:
     def send(self, pop: Population, slot: int, now: float, via: int | None = None) -> bool:
         """A client sends one request; False once the request budget is spent. ``via``:
         a new connection goes through that node (a UDP flow balanced afresh)."""
+        generated = self.generated
         if self.budget is not None:
-            if self.generated >= self.budget:
+            if generated >= self.budget:
                 return False
-            if self._progress is not None and self.generated % self._progress_every == 0:
-                self._progress(self.generated / self.budget)
-        self.generated += 1
-        request = len(self.log.t_start)
+            if self._progress is not None and generated % self._progress_every == 0:
+                self._progress(generated / self.budget)
+        self.generated = generated + 1
         handshake = 0.0
         if pop.remaining[slot] == 0:
             new_conn = 1
@@ -145,10 +145,11 @@ class Simulation:
         if new_conn and self.tls is not None:
             terminator = self.tls.by_population[pop.index]
             if terminator is not None:  # HTTPS: the handshake before the first request
-                handshake = terminator.handshake(now, pop.rtt, hop, self.pods, pod, request)
+                handshake = terminator.handshake(now, pop.rtt, hop, self.pods, pod,
+                                                 len(self.log.t_start))  # the row to come
         network = pop.rtt() + hop + handshake
-        self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
-                     pop.conn_snat[slot])
+        request = self._append(now, pop, slot, entry, pod, new_conn, network, hop, proxy_cost,
+                               pop.conn_snat[slot])
         tracked = self.tracked.get(pop.conn_id[slot]) if self.tracked else None
         if tracked is not None:
             tracked.in_flight += 1
@@ -217,7 +218,8 @@ class Simulation:
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
-        if not clusterip and not proxy.accepts(pop.address):
+        # every mode answers on a node's primary address (KubeProxy.accepts): no call
+        if not clusterip and pop.address != "primary" and not proxy.accepts(pop.address):
             return self._fail(pop, slot, now, entry, -1, NODEPORT_CLOSED)
         table, snat, reply_lost = proxy.route(view, pop.kind, clusterip, entry == pop.home)
         if table.n == 0:  # endpoints exist, none here: DROP, the client times out
@@ -269,11 +271,13 @@ class Simulation:
             pod = table.pods[choice]
         pop.conn_pod[slot] = pod
         pop.conn_pod_node[slot] = table.nodes[choice]
-        pop.conn_snat[slot] = int(snat)
+        pop.conn_snat[slot] = snat  # a bool: stored in the log as 0 / 1
         pop.remaining[slot] = pop.per_connection
-        tracker = proxy.opened(table, choice, now)
-        if tracker is not None:
-            self.tracked[conn] = tracker
+        tracker = None  # only modes that count connections hear of one (IPVS)
+        if proxy.counts_connections:
+            tracker = proxy.opened(table, choice, now)
+            if tracker is not None:
+                self.tracked[conn] = tracker
         if self.guard is not None and self.guard.pending:
             closer = self.guard.opened(table if tracker is not None else None)
             self.tracked[conn] = Connection.of(closer, table.keys[choice])
@@ -296,24 +300,31 @@ class Simulation:
 
     def _append(self, now: float, pop: Population, slot: int, entry: int, pod: int,
                 new_conn: int, network: float, hop: float, proxy_cost: float,
-                snat: int) -> None:
-        """The request's row: what is known when it is sent (its service, end and outcome
-        are written when known; until then NaN and in flight: npsim/sim/records.py)."""
+                snat: int) -> int:
+        """The request's row (returned: its index): what is known when it is sent (its
+        service, end and outcome are written when known; until then NaN and in flight:
+        npsim/sim/records.py)."""
         log = self.log
         request = len(log.t_start)
         if request >= log.capacity:
             log.reserve()
         log.t_start.append(now)
-        log.population[request] = pop.index
+        # the room holds zeros (RequestLog.reserve): a zero that is usual (the first
+        # population, a request on an open connection, no kube-proxy cost) is not written
+        if pop.index:
+            log.population[request] = pop.index
         log.client[request] = slot
         log.conn[request] = pop.conn_id[slot]
-        log.new_conn[request] = new_conn
+        if new_conn:
+            log.new_conn[request] = new_conn
         log.entry[request] = entry
         log.pod[request] = pod
         log.network[request] = network
         log.hop[request] = hop
-        log.proxy[request] = proxy_cost
+        if proxy_cost:
+            log.proxy[request] = proxy_cost
         log.snat[request] = snat
+        return request
 
     def _done(self, request: int, t_end: float) -> None:
         log = self.log

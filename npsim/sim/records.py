@@ -97,7 +97,9 @@ class RequestLog(_Referable):
     :meth:`reserve` makes ahead of the rows, filled with what a row holds until it is
     written (NaN times, zero codes: in flight, no reason). A row's service, end and
     outcome are thus never written when it is appended, only when they are known (by a
-    pod, or after the run by :func:`npsim.sim.pods.settle`). While there is room, those
+    pod, or after the run by :func:`npsim.sim.pods.settle`), and a zero is not written
+    where the room holds one already (the engine's ``_append``: the first population, an
+    open connection's flag and kube-proxy cost). While there is room, those
     columns are ``memoryview`` s of their arrays: a store through a view converts the
     value directly, where ``array.append`` and ``array.__setitem__`` parse it as a
     function argument (PyArg_Parse: more than half of a request's recording cost). Take

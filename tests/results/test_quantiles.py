@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from npsim.results.quantiles import segment_quantiles
+from npsim.results.quantiles import SORT_EACH_FROM, segment_quantiles
 from npsim.results.timeseries import _quantiles
 
 QS = (0.5, 0.99, 0.0, 1.0, 0.25, 0.999, 1 / 3)
@@ -36,6 +36,21 @@ def test_equal_to_a_quantile_per_group_on_random_data(seed):
     values = rng.lognormal(-5, 1.5, size=int(counts.sum()))
     if seed % 3 == 0:  # ties: latencies of constant service times
         values = np.round(values, 4)
+    expected = _loop(values, counts, QS)
+    found = np.array(segment_quantiles(values.copy(), counts, QS))
+    assert _same_bits(found, expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_large_groups_sorted_one_by_one_give_the_same_bits(seed):
+    # SORT_EACH_FROM values a group on average or more: the groups are sorted in place,
+    # one by one (empty groups, ties and a NaN among them), not by one lexsort
+    rng = np.random.default_rng(100 + seed)
+    counts = rng.choice([0, 1, 500, 3000], size=int(rng.integers(1, 40)))
+    counts[0] = 3000
+    assert counts.sum() >= SORT_EACH_FROM * len(counts)
+    values = np.round(rng.lognormal(-5, 1.5, size=int(counts.sum())), 3 + seed)
+    values[int(rng.integers(len(values)))] = np.nan
     expected = _loop(values, counts, QS)
     found = np.array(segment_quantiles(values.copy(), counts, QS))
     assert _same_bits(found, expected)

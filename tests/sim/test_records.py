@@ -8,7 +8,7 @@ from array import array
 
 import numpy as np
 import pytest
-from conftest import build
+from conftest import build, client
 
 from npsim.outcomes import IN_FLIGHT
 from npsim.sim.engine import Simulation
@@ -99,3 +99,35 @@ def test_a_column_still_viewed_elsewhere_is_copied_not_refused():
     log.trim()
     assert list(log.pod) == [0, 7, 2]
     assert held.tolist() == [0, 1, 2]  # the holder still reads what it viewed
+
+
+def test_room_reads_zero_where_a_row_leaves_a_column_unwritten() -> None:
+    """The engine does not store a usual zero (population 0, an open connection's flag
+    and kube-proxy cost): the room, made anew after a trim too, must read 0 there."""
+    log = RequestLog()
+    for i in range(5):
+        row = _send(log, float(i), 0)
+        log.population[row], log.new_conn[row], log.proxy[row] = 3, 1, 0.5
+    log.trim()
+    for i in range(RequestLog.ROOM + 5):  # the room made after the trim, then more
+        _send(log, 10.0 + i, 0)
+    cols = log.columns()
+    assert cols["population"].tolist() == [3] * 5 + [0] * (RequestLog.ROOM + 5)
+    assert cols["new_conn"][5:].sum() == 0 and (cols["proxy"][5:] == 0.0).all()
+
+
+def test_a_run_records_populations_and_connection_reuse_by_row() -> None:
+    """Rows of a second population carry its index; requests on an open connection say
+    so (new_conn 0) and pay no kube-proxy cost (the engine skips writing those zeros)."""
+    scenario = build(nodes=2, replicas=2, workers=2, requests=400, zero_proxy_cost=False,
+                     clients=[client("a", rate=200.0),
+                              client("b", rate=200.0, requests_per_connection=4)])
+    cols = Simulation(scenario).run().log.columns()
+    population, new_conn, proxy = cols["population"], cols["new_conn"], cols["proxy"]
+    assert set(population.tolist()) == {0, 1}
+    first = population == 0
+    assert new_conn[first].all()  # one request per connection
+    assert (proxy[first] > 0).all()  # each pays its connection's first packet
+    reused = ~first & (new_conn == 0)
+    assert reused.sum() >= population[~first].size // 2  # 3 of 4 reuse a connection
+    assert (proxy[reused] == 0.0).all() and (proxy[~first & ~reused] > 0).all()
