@@ -4,12 +4,19 @@ The issue's target (issue 21): a request that makes k calls costs at most about 
 times a one-tier request (each call is a request of its own through the caller node's
 kube-proxy, plus the bookkeeping of the call tree). The one-tier side is the same
 frontend with no ``calls:`` (its pods then need not report ends: the fast path with
-quiet pods), so the ratio also shows what the calls' event-driven pods cost. Rounds
-are interleaved; the median per k is reported.
+quiet pods), so the ratio also shows what the calls' pods cost: the calling frontend
+is event-driven, the catalog a quiet callee (served at each call's arrival,
+npsim/sim/quiet_callee.py). Rounds are interleaved; the median per k is reported.
 
     .venv/bin/python benchmarks/bench_calls.py            # 3 rounds, 40 s simulated
     .venv/bin/python benchmarks/bench_calls.py --quick    # 1 round, 10 s
     .venv/bin/python benchmarks/bench_calls.py --instructions
+    .venv/bin/python benchmarks/bench_calls.py --before /tmp/base   # against another tree
+
+``--before TREE`` measures this tree and the npsim source tree at TREE (e.g. ``git
+archive main | tar -x -C /tmp/base``) in child processes, alternating round by round, so
+that the machine's load falls on both alike, and prints the after/before ratio of CPU
+per request for each k (issue 21: the one-tier k=0 at least 0.97).
 
 ``--instructions`` counts instead what callgrind counts (valgrind, the same for the same
 code whatever else runs on the machine) while ``Simulation.run`` runs (the child
@@ -29,12 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import npsim
 from npsim.scenario.bundled import bundled_path
 from npsim.sim.engine import Simulation
 
 KS = (0, 1, 2, 4)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def scenario(k: int, duration: float, events: bool = False) -> npsim.Scenario:
@@ -107,15 +116,51 @@ def per_request(k: int, events: bool = False) -> float:
     return (large - small) / (n_large - n_small)
 
 
+def one_round(duration: float) -> dict[str, float]:
+    """CPU seconds per client request: the event-driven one-tier ("e") and each k."""
+    costs = {"e": cpu_per_request(0, duration, events=True)}
+    for k in KS:
+        costs[str(k)] = cpu_per_request(k, duration)
+    return costs
+
+
+def round_in(tree: Path, duration: float) -> dict[str, float]:
+    """:func:`one_round` in a child process that imports npsim from ``tree``."""
+    proc = subprocess.run([sys.executable, __file__, "--round-child", str(duration)],
+                          env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree,
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def against(before: Path, rounds: int, duration: float) -> None:
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    for _ in range(rounds):
+        for name, tree in (("before", before), ("after", ROOT)):
+            runs[name].append(round_in(tree, duration))
+    print(f"{'case':>12} {'before us':>10} {'after us':>9} {'after/before CPU':>17}"
+          f" {'before/after speed':>19}")
+    for key, label in (("e", "0 (events)"), *((str(k), str(k)) for k in KS)):
+        b = statistics.median(r[key] for r in runs["before"])
+        a = statistics.median(r[key] for r in runs["after"])
+        print(f"{label:>12} {b * 1e6:10.1f} {a * 1e6:9.1f} {a / b:17.3f} {b / a:19.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--instructions", action="store_true",
                         help="instructions per client request under callgrind")
+    parser.add_argument("--before", type=Path,
+                        help="npsim source tree to measure against, interleaved")
+    parser.add_argument("--rounds", type=int, help="rounds (default 3, --quick 1)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--round-child", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(int(args.child[0]), args.child[1] == "1", float(args.child[2]))
+        return
+    if args.round_child:
+        print(json.dumps(one_round(args.round_child)))
         return
     if args.instructions:
         quiet, event = per_request(0), per_request(0, events=True)
@@ -127,6 +172,10 @@ def main() -> None:
                   f"{n / event:.2f}x event-driven (target {k + 1})")
         return
     rounds, duration = (1, 10.0) if args.quick else (3, 40.0)
+    rounds = args.rounds or rounds
+    if args.before is not None:
+        against(args.before, rounds, duration)
+        return
     costs: dict[int, list[float]] = {k: [] for k in KS}
     evented: list[float] = []
     for _ in range(rounds):

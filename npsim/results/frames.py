@@ -15,6 +15,7 @@ from pandas.api.types import union_categoricals
 from npsim.cluster.model import ip_str
 from npsim.outcomes import (
     COMPLETED,
+    CONNECT_TIMEOUT,
     DOWNSTREAM_FAILED,
     EXTERNAL_ERROR,
     FAILED,
@@ -71,6 +72,7 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
     outcome = cols["outcome"]
     service_start = cols["service_start"]
     service = cols["service"]
+    outside = _left_the_cluster(out, cols)  # before the ends are corrected below
     # A pod server may fill a request's service in as soon as it arrives; one still
     # queued when the run stopped has not started: no service yet, and in flight.
     not_started = service_start > end
@@ -120,6 +122,9 @@ def request_frame(out: RunOutput, consume: bool = False) -> pd.DataFrame:
     np.copyto(seen, ip_row, where=keeps)
     del keeps
     seen[pod < 0] = -1
+    if outside is not None:  # what a dependency outside the cluster sees: the node
+        seen[outside] = entry[outside] + len(wire_universe)
+    del outside
     node_names = [nd.name for nd in nodes]
     entry_node = _categorical(entry, node_names)
     pod_column = _categorical(pod, [p.name for p in cluster.pods])
@@ -214,6 +219,20 @@ def _client_address_rows(population: np.ndarray, client: np.ndarray,
         return rows
     np.remainder(client, sizes.astype(np.uint32)[population], out=rows, casting="unsafe")
     rows += offsets.astype(np.int32)[population]
+    return rows
+
+
+def _left_the_cluster(out: RunOutput, cols: dict) -> np.ndarray | None:
+    """Rows of calls to a dependency outside the cluster that left the caller's node
+    (all but those its cut-off node kept in: connect_timeout): they leave masqueraded
+    to the node's address, as the CNI's or ip-masq-agent's MASQUERADE of traffic
+    leaving the pod network does (npsim/sim/call_targets.py). None without such calls."""
+    calls = out.calls
+    if calls is None or not calls.externals:
+        return None
+    pops = [i for i, name in enumerate(calls.services) if name in calls.externals]
+    rows = np.isin(cols["population"], pops)
+    rows &= (cols["outcome"] != FAILED) | (cols["reason"] != CONNECT_TIMEOUT)
     return rows
 
 

@@ -7,8 +7,10 @@ The parts and who gets which (nothing gets the :class:`~npsim.sim.engine.Simulat
   connections itself;
 * ``network`` (:class:`~npsim.sim.network.NodeNetwork`): node up/down, SYN answers from
   the fault plan, hop latencies, conntrack (which reads the populations);
-* ``registry`` (:class:`~npsim.sim.registry.PodRegistry`): every pod's server, quiet or
-  event-driven (decided here once), reporting ends to the engine's ``on_done``;
+* ``registry`` (:class:`~npsim.sim.registry.PodRegistry`): every pod's server, quiet,
+  a quiet callee or event-driven (decided here once: ``quiet_pods``,
+  npsim/sim/quiet_callee.py ``quiet_callees``), reporting ends to the engine's
+  ``on_done``;
 * ``control`` (:class:`~npsim.sim.controlplane.ControlPlane`): gets the proxies, the
   registry and conntrack; it owns the kubelets;
 * the fault injector gets the control plane and the network; balancers and blackbox
@@ -48,8 +50,9 @@ from npsim.sim.controlplane import ControlConfig, ControlPlane
 from npsim.sim.faults import FaultInjector
 from npsim.sim.guard import Guard
 from npsim.sim.network import NodeNetwork
-from npsim.sim.pods import Relay
+from npsim.sim.pods import PodServer, Relay
 from npsim.sim.probes import Blackbox, NodePortProbe, blackbox_probers
+from npsim.sim.quiet_callee import quiet_callees, wire_answers
 from npsim.sim.records import RequestLog
 from npsim.sim.registry import ConnectionCount, PodRegistry
 from npsim.sim.rpc import CallRecords, calling_class, has_calls, make_plans
@@ -137,9 +140,9 @@ def build(scenario: Scenario, replication: int,
     # pods report each end only to populations that ask (closed loops, retries,
     # timeouts, least-connections balancers) and to connection counters
     calling = has_calls(scenario)  # pods call Services: callers wait for every end
-    reports_ends = calling or any(needs_done(c) for c in spec.clients) or any(
-        p.counts_connections for p in proxies) or (
+    counted = any(p.counts_connections for p in proxies) or (
         guard is not None and guard.counts_connections)
+    reports_ends = calling or any(needs_done(c) for c in spec.clients) or counted
     populations: list[Population] = []  # made below: conntrack reads them as they are
     records = CallRecords() if calling else None
     addressed = (AddressedEdges(cluster, env, log, streams, records)
@@ -157,10 +160,15 @@ def build(scenario: Scenario, replication: int,
     timeouts = [connect_give_up(c.syn_retries, c.connect_timeout, k)
                 for c, k in zip(spec.clients, linear, strict=True)]
     connections = ConnectionCount()
+    # callees served at each arrival (npsim/sim/quiet_callee.py): not where connection
+    # counts or TLS at the pod need an event at the end of service
+    callees = quiet_callees(cluster, plan, spec.clients, call_pops, plans,
+                            counted or server_class is not PodServer)
     registry = PodRegistry(env, cluster, streams, log,
                            quiet_pods(scenario, cluster, plan, proxies, reports_ends),
                            server_class, on_done if reports_ends else None, timeouts,
-                           partial(new_pod, scenario, cluster), connections, callers)
+                           partial(new_pod, scenario, cluster), connections, callers,
+                           callees)
     relays: list[Relay | None] = [
         Relay(env, p.node.index, spec.cluster.userspace.workers,
               spec.cluster.userspace.latency.sampler(streams.generator(f"relay/{p.node.name}")),
@@ -234,6 +242,8 @@ def build(scenario: Scenario, replication: int,
     for call_pop in call_pops:  # after the clients: their rows' population indexes
         populations.append(call_pop)
         timeouts.append(call_pop.connect_timeout)
+    if callees:
+        wire_answers(registry.servers, populations)
     tls = TlsCosts(populations, streams.generator) if TlsCosts.wanted(spec.clients) else None
     ports = sorted({pop.service_port for pop in populations if pop.target == "nodePort"})
     blackbox = blackbox_probers(env, spec.monitoring, ports, proxies, registry.servers,

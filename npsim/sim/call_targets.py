@@ -41,8 +41,9 @@ network), travels the dependency's round trip, waits for one of its ``concurrenc
 slots (first come, first served) and is served; a ``failureProbability`` share is
 answered with an error (``external_error``). Timeouts, retries and ``onFailure`` are
 the call's as for any call. The row has no pod: ``entry_node`` is the caller's node,
-``snat`` is set, ``network`` is the round trip, ``service_start``/``service`` are the
-dependency's. A partitioned caller node cannot reach it (``connect_timeout``).
+``snat`` is set (the frames' ``source_ip_seen`` is the node's address), ``network`` is
+the round trip, ``service_start``/``service`` are the dependency's. A partitioned
+caller node cannot reach it (``connect_timeout``).
 """
 
 from __future__ import annotations

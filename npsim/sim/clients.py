@@ -21,6 +21,7 @@ import simpy
 from npsim.cluster.model import Node
 from npsim.dists import Sampler, batched
 from npsim.outcomes import (
+    COMPLETED,
     CONNECT_TIMEOUT,
     CONNECTION_REFUSED,
     DROPPED,
@@ -446,7 +447,9 @@ class Population:
             return False
         log = self.log
         timed_out = self.timed_out.get(request)
-        if timed_out is not None and t_end > timed_out:  # served after the client gave up
+        # served after the client gave up; a response at the very instant it gave up
+        # comes after the give-up too (which ran first and failed the request)
+        if timed_out is not None and (t_end > timed_out or log.outcome[request] == COMPLETED):
             log.outcome[request] = FAILED
             log.reason[request] = REQUEST_TIMEOUT
             log.t_end[request] = timed_out

@@ -1,8 +1,9 @@
 """The run's pods: each pod's serving process, how requests reach it, its sampler.
 
 :class:`PodRegistry` holds one server per pod (index = the pod's index in the cluster),
-decided once per pod: a :class:`~npsim.sim.pods.QuietPod` served after the run, or an
-event-driven :class:`~npsim.sim.pods.PodServer`. The engine reads ``servers`` and
+decided once per pod: a :class:`~npsim.sim.pods.QuietPod` served after the run, a
+:class:`~npsim.sim.quiet_callee.QuietCallee` served at each arrival, or an event-driven
+:class:`~npsim.sim.pods.PodServer`. The engine reads ``servers`` and
 ``arrive`` on the hot path (the same lists for the whole run: a pod's new process
 replaces its entry in place); the kubelets, faults and the control plane change pods
 through the methods here.
@@ -17,6 +18,7 @@ import simpy
 from npsim.cluster.model import Cluster, Pod
 from npsim.sim.calls import call_later
 from npsim.sim.pods import PodServer, QuietPod
+from npsim.sim.quiet_callee import QuietCallee
 from npsim.sim.records import RequestLog
 from npsim.streams import Streams
 
@@ -38,7 +40,8 @@ class PodRegistry:
                  log: RequestLog, quiet: set[int], server_class: type[PodServer],
                  on_done: Callable[[int, float], None] | None, timeouts: list[float],
                  make_pod: Callable[[str, int], Pod], connections: ConnectionCount,
-                 callers: dict[str, tuple[type, object]] | None = None) -> None:
+                 callers: dict[str, tuple[type, object]] | None = None,
+                 callees: set[int] | None = None) -> None:
         self.env = env
         self.cluster = cluster
         self.streams = streams
@@ -51,6 +54,7 @@ class PodRegistry:
         self.connections = connections
         # deployment -> (server class, call plan) of pods that call Services (sim/rpc.py)
         self.callers = callers or {}
+        self.callees = callees or set()  # pod indexes served at each arrival
         self.servers: list[PodServer] = []
         # per pod, its arrive method as a Call's callbacks (npsim/sim/calls.py); None for
         # a quiet pod, which takes no event
@@ -80,7 +84,8 @@ class PodRegistry:
 
     def _process(self, index: int, sampler: Callable[[], float] | None) -> PodServer:
         pod = self.cluster.pods[index]
-        kind = QuietPod if index in self.quiet else self.server_class
+        kind = (QuietPod if index in self.quiet else QuietCallee if index in self.callees
+                else self.server_class)
         caller = self.callers.get(pod.deployment) if self.callers else None
         if caller is not None:
             kind = caller[0]
@@ -108,11 +113,12 @@ class PodRegistry:
         return server
 
     def disturbed(self, index: int) -> PodServer:
-        """The pod's server, for a fault or the control plane to change. A QuietPod has
-        no state during the run (it is served after it) and cannot be changed: reaching
-        one here means the fault plan's ``pods_touched`` missed a kind of event (a bug)."""
+        """The pod's server, for a fault or the control plane to change. A QuietPod (or
+        a QuietCallee) has no state to change during the run (it is served after it, or
+        at each arrival): reaching one here means the fault plan's ``pods_touched``
+        missed a kind of event (a bug)."""
         server = self.servers[index]
-        if isinstance(server, QuietPod):
+        if isinstance(server, (QuietPod, QuietCallee)):
             raise RuntimeError(f"internal error: pod {self.cluster.pods[index].name} was "
                                "judged undisturbed by the scenario's events")
         return server

@@ -37,6 +37,7 @@ from npsim.dists import batched
 from npsim.outcomes import COMPLETED, DOWNSTREAM_FAILED, FAILED
 from npsim.scenario.calls_spec import CallSpec, ParallelSpec
 from npsim.scenario.client_spec import ArrivalSpec, ClientSpec, SourceSpec
+from npsim.scenario.objects import selector_matches
 from npsim.sim.calls import NORMAL, Call
 from npsim.sim.clients import Addresses, FixedEntry, Population, SendFn
 from npsim.sim.records import RequestLog
@@ -57,7 +58,10 @@ class CallRecords:
         self.depth: list[int] = []
         self.caller: list[int] = []
         self.edge: list[int] = []
-        self.depth_of: dict[int, int] = {}  # call row -> depth, for the calls it makes
+        # call row -> depth, for the calls it makes: kept only for the edges whose
+        # callee pods may call (``nesting``; a dict entry is ~74 bytes a call row)
+        self.depth_of: dict[int, int] = {}
+        self.nesting: set[int] = set()
         # per population (the clients', then the call edges'): the Service it sends to
         self.services: list[str] = []
         # a blocking caller's worker freed after the calls: (row, when), for the pods
@@ -68,7 +72,8 @@ class CallRecords:
         self.externals: set[str] = set()  # callees outside the cluster (call_targets.py)
 
     def add(self, row: int, parent: int, depth: int, caller: int, edge: int) -> None:
-        self.depth_of[row] = depth
+        if edge in self.nesting:
+            self.depth_of[row] = depth
         self.row.append(row)
         self.parent.append(parent)
         self.depth.append(depth)
@@ -103,6 +108,13 @@ class CallPopulation(Population):
 
     def start(self, env: simpy.Environment, send: SendFn) -> None:
         self._wire(env, send)
+
+    def stop(self) -> None:
+        """The run is over: also let go of the jobs still waiting for a call (a job
+        holds its plan, whose steps hold this population: a cycle that kept the run's
+        request log until the cyclic collector came)."""
+        super().stop()
+        self.waiting.clear()
 
     def slot(self, pod: int) -> int:
         slot = self.slot_of.get(pod)
@@ -162,6 +174,27 @@ class CallPopulation(Population):
         call._value = job
         heappush(self._heap, (now + max(t_end - now, 0.0), NORMAL, next(self._ids), call))
 
+    def answered(self, request: int, finish: float, t_end: float) -> bool:
+        """:meth:`done` for a call a quiet callee (npsim/sim/quiet_callee.py) serves to
+        its end at ``finish`` as it arrives: the caller resumes at the time it would
+        have after the end-of-service event. False, and nothing done, when the call's
+        timeout comes first: the timeout's event, armed when the call was sent, fails
+        the call (``Population._give_up``) as it would before that end of service (an
+        end at the same instant comes after it: its event was queued later), and the
+        answer coming later would change nothing (``Population.ended``). A completed
+        call is never retried, so ``ended`` has nothing else to do here."""
+        timeout = self.request_timeout
+        if timeout is not None and finish >= self.log.t_start[request] + timeout:
+            return False
+        job = self.waiting.pop(self._first(request) if self.retry_of else request, None)
+        if job is not None:
+            call = Call()
+            call.callbacks = _RESUME
+            call._value = job
+            heappush(self._heap, (finish + max(t_end - finish, 0.0), NORMAL,
+                                  next(self._ids), call))
+        return True
+
 
 #: a call of a step: its edge, its spec, its count (a fixed one, or a sampler) and its
 #: coin (None when the call is always made: no draw, and no Python call per request)
@@ -212,8 +245,8 @@ class CallPlan:
         now = self.env._now
         while job.step < len(self.steps):
             step = self.steps[job.step]
-            if step.parallel:
-                job.step += 1
+            if step.parallel:  # every branch, and all of a branch's count, at once: a
+                job.step += 1  # fan-out over items (README "Pods that call Services")
                 for pop, spec, count, coin in step.branches:
                     if coin is None or coin() < spec.probability:
                         for _ in range(count if type(count) is int else count()):
@@ -389,4 +422,21 @@ def make_plans(scenario: Scenario, cluster: Cluster, env: simpy.Environment,
         plans[workload] = CallPlan(steps, spec.blocking, env, records)
         if spec.blocking:
             records.holding.add(workload)
+    records.nesting = {pop.edge for pop in pops if _reaches_callers(scenario, cluster, pop,
+                                                                    plans)}
     return plans, pops
+
+
+def _reaches_callers(scenario: Scenario, cluster: Cluster, pop: CallPopulation,
+                     callers: dict[str, CallPlan]) -> bool:
+    """Whether a pod behind the edge's Service may make calls itself, now or after a
+    scale or rollout (a Deployment's pods carry its template's labels): then the
+    depth of the edge's rows is kept for the calls they make."""
+    if pop.service_port < 0:  # outside the cluster
+        return False
+    service = cluster.service_ports[pop.service_port].service
+    if service.endpoint_slices:  # hand-made endpoints may name any pod
+        return bool(callers)
+    return any(d.namespace == service.namespace
+               and selector_matches(service.selector, d.pod_labels)
+               for name, d in scenario.deployments.items() if name in callers)

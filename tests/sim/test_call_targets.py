@@ -197,6 +197,9 @@ def test_external_call_leaves_through_the_callers_node_and_is_in_the_calls_frame
     assert set(calls["entry_node"].astype(str)) == {"node-1"}  # leaves via its node
     assert calls["pod"].isna().all() and calls["new_connection"].all()
     assert np.allclose(calls["network"], 0.02)
+    # the dependency sees the caller's node address (masqueraded on the way out)
+    node_ip = result.nodes.set_index("node")["node_ip"].astype(str)["node-1"]
+    assert set(calls["source_ip_seen"].astype(str)) == {node_ip}
     # latency = round trip + the dependency's service (no queue: no concurrency limit)
     assert np.allclose(calls["latency"], 0.02 + calls["service"])
     frame = result.calls

@@ -347,3 +347,25 @@ def test_edges_of_one_caller_to_one_callee_keep_their_own_names():
     edges = ["web>backend:9000", "web>backend:9000#2", "web>backend:9000#3"]
     assert set(counts.index) == {"load", *edges}
     assert counts[edges].max() - counts[edges].min() <= 1  # in turn: the last may be unsent
+
+
+def test_depth_is_kept_only_for_edges_to_callers_and_holds_for_pods_added_later():
+    """Only the frontend->cart edge reaches pods that call (cart); the depth of its rows
+    is kept for their calls, also those served by a cart pod a scale adds mid-run."""
+    from npsim.sim.engine import Simulation
+
+    scenario = npsim.bundled("three-tier-shop").with_changes({
+        "run.warmup": "1s", "run.duration": "6s",
+        "events": [{"at": "2s", "scale": {"deployment": "cart", "replicas": 4}}]})
+    records = Simulation(scenario, 0).calls
+    names = {p.edge: p.name for p in Simulation(scenario, 0).populations
+             if hasattr(p, "edge")}
+    assert {names[e] for e in records.nesting} == {"frontend>cart:grpc"}
+    result = npsim.run(scenario)
+    calls = result.calls
+    depth_of = dict(zip(calls["request"], calls["depth"], strict=True))
+    parents = calls["parent"].map(lambda r: depth_of.get(r, 0))
+    assert (calls["depth"] == parents + 1).all()
+    added = calls[(calls["caller_pod"].astype(str) > "cart-1")
+                  & calls["caller_pod"].astype(str).str.startswith("cart")]
+    assert len(added) > 0 and (added["depth"] == 2).all()

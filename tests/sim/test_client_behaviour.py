@@ -108,6 +108,19 @@ def test_request_timeout_fails_slow_responses_and_the_user_moves_on():
     assert result.pods["utilisation"].iloc[0] > 0.9  # the pod still serves them
 
 
+def test_a_response_at_the_instant_the_client_gives_up_is_a_timeout():
+    """Service exactly as long as the timeout, on a zero network: the response comes at
+    the very instant the client gives up, after it (its timeout was armed first), so the
+    request failed, as the client (and a caller waiting for it) took it."""
+    c = client(rate=2.0)
+    c["requestTimeout"] = "250ms"
+    d = scenario_dict(nodes=1, service_time=constant(0.25), clients=[c], duration=5.0)
+    req = npsim.run(npsim.scenario_from_dict(d)).requests
+    done = req[req["outcome"] != "in_flight"]
+    assert len(done) > 3 and (done["reason"] == "request_timeout").all()
+    assert np.allclose(done["latency"], 0.25)
+
+
 def test_populations_start_stop_and_send_a_fixed_number():
     phase1 = client("phase1", rate=100.0, entry={"node": "node-1"})
     phase1["stop"] = "3s"

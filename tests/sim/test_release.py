@@ -49,6 +49,13 @@ def test_a_run_with_probes_and_a_balancer_is_freed_by_reference_counting() -> No
     _freed_without_the_collector(scenario)
 
 
+def test_a_run_whose_pods_call_services_is_freed_by_reference_counting() -> None:
+    """Calls still waiting when the run stops (their jobs hold the call plans, whose
+    steps hold the call populations) are let go with the run."""
+    scenario = npsim.bundled("three-tier-shop").with_changes({"run.duration": "6s"})
+    _freed_without_the_collector(scenario)
+
+
 def test_the_collector_is_restored_after_a_run() -> None:
     scenario = npsim.load_scenario(QUICKSTART)
     scenario.run.duration = 6
