@@ -73,6 +73,13 @@ def cases() -> dict[str, tuple[str, dict]]:
                 "clients[0].requestsPerConnection": 5})
     out["fault/node_crash/userspace"] = ("quickstart.yaml", {
         **SHORT, "events": [FAULTS["node_crash"]], "cluster.proxyMode": "userspace"})
+    # timeouts that fire: a client's request timeout under a backed-up queue, and call
+    # deadlines that a share of the calls miss (with retries)
+    out["timeouts/quickstart"] = ("quickstart.yaml", {
+        **SHORT, "clients[0].arrival.rate": "2000/s", "clients[0].requestTimeout": "3ms"})
+    out["timeouts/calls"] = ("shop-internal-traffic.yaml", {
+        **SHORT, "workloads.frontend.calls[0].timeout": "3ms",
+        "workloads.frontend.calls[1].timeout": "4ms"})
     out["replications/quickstart"] = ("quickstart.yaml", {
         **SHORT, "run.replications": 3})
     return out
