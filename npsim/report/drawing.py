@@ -62,6 +62,22 @@ def draw_pngs(result: Any, names: Sequence[str]) -> Drawn:
     return pngs, skipped
 
 
+def prepare() -> None:
+    """What drawing needs before any figure, done ahead (e.g. in a process started while
+    the run simulates: :class:`npsim.parallel.standby.Standby`): matplotlib and the plots
+    imported, and a small figure drawn so its fonts are found and loaded."""
+    from npsim.plots._common import new_figure
+    from npsim.report.html import png_bytes
+
+    fig, ax = new_figure(1.0, 1.0)
+    ax.set_title("a", fontsize="small")
+    ax.set_xlabel("b")
+    ax.plot([0, 1], [0, 1], label="c")
+    ax.legend(loc="best", fontsize="small")
+    png_bytes(fig, dpi=20)
+    import npsim.plots  # noqa: F401 - every figure's module
+
+
 def shares(names: Sequence[str], processes: int) -> list[list[str]]:
     """``names`` dealt to at most ``processes`` groups of about the same cost (the
     costliest first, each to the group with the least so far)."""
