@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import numbers
 import re
 from pathlib import Path
@@ -32,28 +31,11 @@ pre { background: #f8f8f8; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 
 
 def png_bytes(fig: Figure, dpi: int | None = None) -> bytes:
-    """The figure as a PNG, at the plots' resolution unless ``dpi`` says otherwise.
+    """The figure as a PNG, at the plots' resolution unless ``dpi`` says otherwise (drawn
+    once: :func:`npsim.plots._common.png_bytes`)."""
+    from npsim.plots._common import png_bytes as png
 
-    The same bytes as ``fig.savefig(buffer, format="png", dpi=dpi)``, drawn once instead
-    of twice: with a layout engine, ``savefig`` first draws the whole figure without
-    output to lay it out, then again to render it; an Agg canvas's ``draw`` lays out and
-    renders in one pass (the quick start's 8 figures: about 15% less CPU)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.image import imsave
-
-    from npsim.plots._common import DPI
-
-    canvas, old_dpi = fig.canvas, fig.dpi
-    agg = FigureCanvasAgg(fig)  # becomes fig.canvas until restored below
-    try:
-        fig.set_dpi(dpi or DPI)
-        agg.draw()
-        buffer = io.BytesIO()
-        imsave(buffer, agg.buffer_rgba(), format="png", origin="upper", dpi=fig.dpi)
-    finally:
-        fig.set_dpi(old_dpi)
-        fig.set_canvas(canvas)
-    return buffer.getvalue()
+    return png(fig, dpi)
 
 
 def esc(text: object) -> str:
