@@ -96,6 +96,20 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         each_zone_down: bool) -> None:
     """Run SCENARIO, print a summary and write the result folder. With --check: exit 1
     when a check fails (2 on bad input)."""
+    drawers = _drawers(jobs, no_save or no_report or each_node_down or each_zone_down)
+    # started first: matplotlib's import overlaps the scenario's loading and the run
+    with _standby(drawers) as standby:
+        _run(scenario, out, force, seed, replications, no_save, settings, jobs, max_requests,
+             max_memory, allow_outside_files, no_report, checks, as_json, each_node_down,
+             each_zone_down, drawers, standby)
+
+
+def _run(scenario: str, out: str | None, force: bool, seed: int | None,
+         replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int | None,
+         max_requests: int | None, max_memory: int | None, allow_outside_files: bool,
+         no_report: bool, checks: tuple[str, ...], as_json: bool, each_node_down: bool,
+         each_zone_down: bool, drawers: int, standby: Any) -> None:
+    """:func:`run`'s checks, then the run itself (:func:`_run_and_save`)."""
     from npsim.results.store import check_target
 
     if out is not None and not out.strip():
@@ -123,10 +137,8 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         except FileExistsError as exc:
             usage(str(exc))
         check_writable(target)
-    drawers = _drawers(jobs, no_save or no_report or each is not None)
-    with _standby(drawers) as standby:  # now: matplotlib's import overlaps the simulation
-        _run_and_save(loaded, each, target, force, no_save, no_report, as_json, targets,
-                      jobs or 1, drawers, standby, max_requests, max_memory)
+    _run_and_save(loaded, each, target, force, no_save, no_report, as_json, targets,
+                  jobs or 1, drawers, standby, max_requests, max_memory)
 
 
 def _run_and_save(loaded: Any, each: str | None, target: Path, force: bool, no_save: bool,
@@ -202,8 +214,8 @@ def _drawers(jobs: int | None, no_figures: bool) -> int:
 
 @contextlib.contextmanager
 def _standby(drawers: int) -> Any:
-    """A drawing process started now (matplotlib imported while the run simulates), or
-    None with one drawer; ended on the way out if it was not used."""
+    """A drawing process started now (matplotlib imported while the scenario loads and
+    the run simulates), or None with one drawer; ended on the way out if not used."""
     if drawers <= 1:
         yield None
         return

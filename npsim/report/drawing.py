@@ -15,12 +15,13 @@ from functools import partial
 from typing import Any
 
 Drawn = tuple[dict[str, bytes], dict[str, str]]  # PNG per figure; reason per figure not drawn
-# CPU of building, drawing and encoding each figure of the quick start at 4 replications
-# in a fresh process, in tenths of a second (the call graph's with networkx's import):
-# to share the figures out evenly
-COST = {"timeseries": 3.2, "call_graph": 2.4, "traffic_matrix": 1.9, "cluster": 1.6,
-        "latency_percentiles": 1.8, "latency_cdf": 1.7, "latency_breakdown": 1.4,
-        "pod_load": 1.2, "lorenz": 1.2}
+# CPU of building, drawing (in one pass) and encoding each figure of the quick start at
+# 4 replications, in tenths of a second, matplotlib imported and its fonts loaded first
+# (:func:`prepare`; the call graph's with networkx's import): to share the figures out
+# evenly
+COST = {"timeseries": 3.5, "call_graph": 2.4, "traffic_matrix": 2.1, "latency_cdf": 1.9,
+        "latency_breakdown": 1.5, "cluster": 1.5, "pod_load": 1.3, "lorenz": 1.3,
+        "latency_percentiles": 1.2}
 
 
 # npsim.plots.FIGURES' names (a test holds them equal), here without importing matplotlib:

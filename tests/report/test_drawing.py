@@ -101,3 +101,32 @@ def test_parent_of_a_two_job_run_loads_no_matplotlib_and_figures_no_networkx(
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == {"run --jobs 2": [], "run": [], "same": True, "figures": [],
                       "drawn": sorted(ORDER)}
+
+
+REFUSED = """
+import json, os, sys
+import npsim.parallel.pool
+from npsim.cli import main
+
+npsim.parallel.pool.default_jobs = lambda: 2  # the drawing process is started first
+try:
+    main(["run", sys.argv[1]], standalone_mode=False)
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+try:
+    os.waitpid(-1, os.WNOHANG)
+    children = True
+except ChildProcessError:
+    children = False
+print(json.dumps({"code": code, "children": children}))
+"""
+
+
+def test_a_refused_run_leaves_no_drawing_process(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nclients: 3\n")
+    out = subprocess.run([sys.executable, "-c", REFUSED, str(bad)], capture_output=True,
+                         text=True, check=True, cwd=tmp_path)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"code": 2, "children": False}
+    assert "Traceback" not in out.stderr
