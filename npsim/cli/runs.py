@@ -244,6 +244,8 @@ def _report(result: Any, drawers: int, standby: Any) -> Any:
 
         if standby is not None and _frames_bytes(result) <= STANDBY_BYTES:
             fork = standby
+        elif standby is not None:  # big frames: shared by forking now, not copied
+            standby.close()
     return partial(write_run_report, result, drawn=start_drawing(result, drawers, fork))
 
 
