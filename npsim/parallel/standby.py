@@ -3,7 +3,8 @@ caches) overlaps with what this process does meanwhile; handed the work later, i
 the calls, sharing them with forked children of its own, and sends the answers back.
 
 For the report's figures of ``npsim run``: the helper imports matplotlib while this
-process simulates (about 0.3-0.45 CPU-s that no longer follow the simulation), then
+process loads the scenario and simulates (0.45-0.5 CPU-s that no longer follow the
+simulation), then
 receives the calls with the run's frames (pickled through a pipe: about 25 ms for the
 quick start's 12 MB; the caller hands over only small results, since big frames would
 be copied instead of shared, and a fork after the run shares them for free:
@@ -13,7 +14,8 @@ be copied instead of shared, and a fork after the run shares them for free:
 ``None`` for each call the helper could not make (it could not be started, died, or
 the call raised); the caller then makes that call itself. The helper dies with this
 process (``prctl(PR_SET_PDEATHSIG)`` on Linux), and :meth:`Standby.close` ends a helper
-that was never used.
+that was never used. While the helper is still preparing, handing it the calls waits
+for it (a pipe holds 64 KB): on an idle machine it is ready long before the run ends.
 """
 
 from __future__ import annotations
