@@ -51,6 +51,7 @@ def test_a_share_whose_process_failed_is_drawn_here(quick: npsim.Result) -> None
 
 
 def test_run_with_two_jobs_or_the_default_writes_the_same_report(tmp_path: Path) -> None:
+    """The same page, figures and frames however many processes drew the figures."""
     path = npsim.bundled_path("quickstart")
     pages = []
     for jobs in ("1", "2", "default"):
@@ -62,6 +63,10 @@ def test_run_with_two_jobs_or_the_default_writes_the_same_report(tmp_path: Path)
         pages.append((out / "report.html").read_bytes())
         assert len(list((out / "figures").glob("*.png"))) == len(ORDER)
     assert pages[0] == pages[1] == pages[2]
+    for name in ("figures/timeseries.png", "requests.parquet", "pods.parquet", "summary.csv",
+                 "timeseries.parquet"):
+        assert ((tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes()
+                == (tmp_path / "default" / name).read_bytes()), name
 
 
 CHILD = """
