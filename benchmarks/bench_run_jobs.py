@@ -141,9 +141,10 @@ def _section(times: dict, copies: dict[str, Path | None], runs: int, loads: tupl
     return "\n".join(lines) + "\n"
 
 
-def _publish(section: str, output: Path | None) -> None:
-    """This benchmark's section, below the marker bench_startup.py keeps (replacing the
-    section an earlier run wrote, leaving any other)."""
+def publish_section(heading: str, section: str, output: Path | None) -> None:
+    """A benchmark's section (starting with ``heading``), below the marker
+    bench_startup.py keeps, replacing the section an earlier run wrote and leaving any
+    other."""
     print(section)
     if output is None:
         return
@@ -152,7 +153,7 @@ def _publish(section: str, output: Path | None) -> None:
         text = text.rstrip("\n") + "\n\n" + KEEP_MARKER + "\n"
     head, kept = text.split(KEEP_MARKER, 1)
     parts = re.split(r"(?m)^(?=## )", kept)
-    parts = [p for p in parts if not p.startswith(HEADING)]
+    parts = [p for p in parts if not p.startswith(heading)]
     kept = "".join(parts).rstrip("\n")
     output.write_text(head + KEEP_MARKER + (kept + "\n\n" if kept.strip() else "\n\n")
                       + section)
@@ -177,8 +178,9 @@ def main() -> None:
             _timed(copy, Path(scratch), ["--no-report"])
         times = _rounds(copies, runs, Path(scratch))
     loads.append(os.getloadavg()[0])
-    _publish(_section(times, copies, runs, tuple(loads), args.quick, args.before),
-             args.output or (None if args.quick else OUTPUT))
+    publish_section(HEADING, _section(times, copies, runs, tuple(loads), args.quick,
+                                      args.before),
+                    args.output or (None if args.quick else OUTPUT))
 
 
 if __name__ == "__main__":
