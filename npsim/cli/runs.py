@@ -82,21 +82,35 @@ def validate(scenario: str, settings: tuple[str, ...], max_requests: int | None,
 @click.option("--no-report", is_flag=True,
               help="Skip figures/*.png and report.html in the result folder.")
 @SET_OPTION
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Run replications, and draw the report's figures, on this many "
-                   "processes (same results and report for any N).")
+                   "processes (same results and report for any N). Default: the "
+                   "replications here, the figures on every core this process may use.")
 @check_options
 @EACH_DOWN_OPTIONS
 @limit_options
 def run(scenario: str, out: str | None, force: bool, seed: int | None,
-        replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int,
+        replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int | None,
         max_requests: int | None, max_memory: int | None, allow_outside_files: bool,
         no_report: bool, checks: tuple[str, ...], as_json: bool, each_node_down: bool,
         each_zone_down: bool) -> None:
     """Run SCENARIO, print a summary and write the result folder. With --check: exit 1
     when a check fails (2 on bad input)."""
-    from npsim.api import run as run_scenario
-    from npsim.results.store import ResultExistsError, ResultLockedError, check_target
+    drawers = _drawers(jobs, no_save or no_report or each_node_down or each_zone_down)
+    # started first: matplotlib's import overlaps the scenario's loading and the run
+    with _standby(drawers) as standby:
+        _run(scenario, out, force, seed, replications, no_save, settings, jobs, max_requests,
+             max_memory, allow_outside_files, no_report, checks, as_json, each_node_down,
+             each_zone_down, drawers, standby)
+
+
+def _run(scenario: str, out: str | None, force: bool, seed: int | None,
+         replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int | None,
+         max_requests: int | None, max_memory: int | None, allow_outside_files: bool,
+         no_report: bool, checks: tuple[str, ...], as_json: bool, each_node_down: bool,
+         each_zone_down: bool, drawers: int, standby: Any) -> None:
+    """:func:`run`'s checks, then the run itself (:func:`_run_and_save`)."""
+    from npsim.results.store import check_target
 
     if out is not None and not out.strip():
         usage("--out needs a folder name (it was empty)")
@@ -123,6 +137,17 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
         except FileExistsError as exc:
             usage(str(exc))
         check_writable(target)
+    _run_and_save(loaded, each, target, force, no_save, no_report, as_json, targets,
+                  jobs or 1, drawers, standby, max_requests, max_memory)
+
+
+def _run_and_save(loaded: Any, each: str | None, target: Path, force: bool, no_save: bool,
+                  no_report: bool, as_json: bool, targets: list, jobs: int, drawers: int,
+                  standby: Any, max_requests: int | None, max_memory: int | None) -> None:
+    """The run itself, its printout and its folder (see :func:`run`)."""
+    from npsim.api import run as run_scenario
+    from npsim.results.store import ResultExistsError, ResultLockedError
+
     total = loaded.spec.run.replications
     steps = 1000
     with click.progressbar(length=steps, label="simulating", file=sys.stderr,
@@ -156,7 +181,7 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
                       if as_json else None)
     report = None
     if not no_report:  # the report is drawn into the folder before it appears
-        report = _report(result, jobs)
+        report = _report(result, drawers, standby)
     try:
         written = result.save(target, overwrite=force, extra=report)
     except (ResultExistsError, ResultLockedError, FileExistsError) as exc:
@@ -170,16 +195,67 @@ def run(scenario: str, out: str | None, force: bool, seed: int | None,
            if as_json else None)
 
 
-def _report(result: Any, jobs: int) -> Any:
-    """``extra`` for ``result.save``: the report. With ``--jobs N`` (N > 1) its figures
-    are drawn on N forked processes from now on, while this one writes the frames."""
+# frames up to this size go to the standby drawer through a pipe (the quick start's: 12
+# MB, 25 ms); bigger ones are shared by forking after the run instead of copied
+STANDBY_BYTES = 64 << 20
+
+
+def _drawers(jobs: int | None, no_figures: bool) -> int:
+    """How many processes draw the report's figures: ``--jobs``, or by default every
+    core this process may use."""
+    if no_figures:
+        return 1
+    if jobs is not None:
+        return jobs
+    from npsim.parallel.pool import default_jobs
+
+    return default_jobs()
+
+
+@contextlib.contextmanager
+def _standby(drawers: int) -> Any:
+    """A drawing process started now (matplotlib imported while the scenario loads and
+    the run simulates), or None with one drawer; ended on the way out if not used."""
+    if drawers <= 1:
+        yield None
+        return
+    import pandas  # noqa: F401 - loaded once, before the fork: the drawer reads frames too
+
+    from npsim.parallel.standby import Standby
+    from npsim.report.drawing import prepare
+
+    standby = Standby(prepare)
+    try:
+        yield standby
+    finally:
+        standby.close()
+
+
+def _report(result: Any, drawers: int, standby: Any) -> Any:
+    """``extra`` for ``result.save``: the report. With more than one drawer its figures
+    are drawn on that many forked processes from now on (by the standby process when
+    the frames are small), while this one writes the frames."""
     from npsim.report.drawing import start_drawing
     from npsim.report.run_report import write_run_report
 
     fork = None
-    if jobs > 1:
+    if drawers > 1:
         from npsim.parallel.forked import fork_calls as fork
-    return partial(write_run_report, result, drawn=start_drawing(result, jobs, fork))
+
+        if standby is not None and _frames_bytes(result) <= STANDBY_BYTES:
+            fork = standby
+        elif standby is not None:  # big frames: shared by forking now, not copied
+            standby.close()
+    return partial(write_run_report, result, drawn=start_drawing(result, drawers, fork))
+
+
+def _frames_bytes(result: Any) -> int:
+    """The memory of the frames the figures read (what the standby would be sent)."""
+    frames = [result.requests, result.pods, result.nodes, result.timeseries,
+              result.pod_timeseries, result.node_timeseries, result.events]
+    if result.calls is not None:
+        frames.append(result.calls)
+    return int(sum(f.memory_usage(index=True, deep=False).sum() for f in frames))
 
 
 @click.command()

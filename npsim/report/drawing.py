@@ -1,9 +1,11 @@
 """The report's figures as PNG bytes: drawn here, or shared out over a few processes
 while this one writes the result's frames.
 
-Drawing is most of what a report costs (the quick start's 8 figures: about 1.8 CPU-s
-with matplotlib's import, its simulation 0.55 s), and each figure reads only the run's
-frames, so figures can be drawn apart and the PNGs put together in the report's order.
+Drawing is most of what a report costs (the quick start's 8 figures: about 1.2 CPU-s,
+and 0.45 s more for matplotlib's import, against 0.4 s of simulation), and each figure
+reads only the run's frames, so figures can be drawn apart and the PNGs put together in
+the report's order. ``npsim run`` starts a process that imports matplotlib
+(:func:`prepare`) while the run simulates, and hands it the figures afterwards.
 A share that no process drew (it could not start, or died) is drawn here: the report
 is the same whichever way it was made.
 """
@@ -15,12 +17,13 @@ from functools import partial
 from typing import Any
 
 Drawn = tuple[dict[str, bytes], dict[str, str]]  # PNG per figure; reason per figure not drawn
-# CPU of building, drawing and encoding each figure of the quick start at 4 replications
-# in a fresh process, in tenths of a second (the call graph's with networkx's import):
-# to share the figures out evenly
-COST = {"timeseries": 3.2, "call_graph": 2.4, "traffic_matrix": 1.9, "cluster": 1.6,
-        "latency_percentiles": 1.8, "latency_cdf": 1.7, "latency_breakdown": 1.4,
-        "pod_load": 1.2, "lorenz": 1.2}
+# CPU of building, drawing (in one pass) and encoding each figure of the quick start at
+# 4 replications, in tenths of a second, matplotlib imported and its fonts loaded first
+# (:func:`prepare`; the call graph's with networkx's import): to share the figures out
+# evenly
+COST = {"timeseries": 3.5, "call_graph": 2.4, "traffic_matrix": 2.1, "latency_cdf": 1.9,
+        "latency_breakdown": 1.5, "cluster": 1.5, "pod_load": 1.3, "lorenz": 1.3,
+        "latency_percentiles": 1.2}
 
 
 # npsim.plots.FIGURES' names (a test holds them equal), here without importing matplotlib:
@@ -60,6 +63,22 @@ def draw_pngs(result: Any, names: Sequence[str]) -> Drawn:
             continue
         pngs[name] = png_bytes(figure)
     return pngs, skipped
+
+
+def prepare() -> None:
+    """What drawing needs before any figure, done ahead (e.g. in a process started while
+    the run simulates: :class:`npsim.parallel.standby.Standby`): matplotlib and the plots
+    imported, and a small figure drawn so its fonts are found and loaded."""
+    from npsim.plots._common import new_figure
+    from npsim.report.html import png_bytes
+
+    fig, ax = new_figure(1.0, 1.0)
+    ax.set_title("a", fontsize="small")
+    ax.set_xlabel("b")
+    ax.plot([0, 1], [0, 1], label="c")
+    ax.legend(loc="best", fontsize="small")
+    png_bytes(fig, dpi=20)
+    import npsim.plots  # noqa: F401 - every figure's module
 
 
 def shares(names: Sequence[str], processes: int) -> list[list[str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import numbers
 import re
 from pathlib import Path
@@ -32,12 +31,11 @@ pre { background: #f8f8f8; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 
 
 def png_bytes(fig: Figure, dpi: int | None = None) -> bytes:
-    """The figure as a PNG, at the plots' resolution unless ``dpi`` says otherwise."""
-    from npsim.plots._common import DPI
+    """The figure as a PNG, at the plots' resolution unless ``dpi`` says otherwise (drawn
+    once: :func:`npsim.plots._common.png_bytes`)."""
+    from npsim.plots._common import png_bytes as png
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi or DPI)
-    return buffer.getvalue()
+    return png(fig, dpi)
 
 
 def esc(text: object) -> str:
