@@ -43,12 +43,8 @@ def fork_calls(calls: Sequence[Callable[[], Any]]) -> Callable[[], list[Any]]:
             stream.flush()
     owner = os.getpid()
     children: list[tuple[int, int] | None] = []
-    gc.freeze()  # a child's collector then leaves the parent's objects alone (no copy of
-    try:  # every page it would touch); unfrozen in the parent once the children exist
-        for call in calls:
-            children.append(_start(call, owner))
-    finally:
-        gc.unfreeze()
+    for call in calls:
+        children.append(_start(call, owner))
     return lambda: [_collect(child) for child in children]
 
 
@@ -62,6 +58,10 @@ def _start(call: Callable[[], Any], owner: int) -> tuple[int, int] | None:
         os.close(write)
         return None
     if pid == 0:  # the child: answer and leave without the parent's clean-up
+        # the child's collector leaves what it inherited alone (no copy of every page it
+        # would touch); frozen here, not in the parent, whose unfreeze would also undo
+        # what npsim's imports froze (npsim/api.py)
+        gc.freeze()
         os.close(read)
         _answer(call, write, owner)
     os.close(write)

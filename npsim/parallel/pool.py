@@ -58,6 +58,10 @@ def _die_with_parent(owner: int, forked: bool) -> None:
     (an orphan is adopted by another process). A fork server's worker is the server's
     child, and the server lives as long as any worker holds its pipe: such a worker
     watches ``owner`` itself, from a thread waiting on a pidfd (pidfd_open(2))."""
+    # the worker's collector leaves what it inherited alone (no copy-on-write copy of
+    # every page it would touch); frozen here, not around the parent's fork, whose
+    # unfreeze would also undo what npsim's imports froze (npsim/api.py)
+    gc.freeze()
     if forked and _kernel_kills_orphans() and os.getppid() == owner:
         return
     if forked and os.getppid() != owner:
@@ -145,11 +149,7 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], jobs: int | None = None,
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context,
                              initializer=_die_with_parent, initargs=(os.getpid(), forked)
                              ) as pool:
-        gc.freeze()  # forked workers then leave the parent's objects alone (no copy-on-write
-        try:  # copies of every page the collector would touch); unfrozen once they started
-            pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
-        finally:
-            gc.unfreeze()
+        pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

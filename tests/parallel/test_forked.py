@@ -58,3 +58,29 @@ def test_no_fork_while_other_threads_run() -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_forking_keeps_what_the_imports_froze_and_children_freeze_their_copy() -> None:
+    # npsim's imports freeze their objects (npsim/api.py) so the exit and each
+    # replication's collection skip them; forking children must not undo that in the
+    # parent, and each child freezes what it inherited (no copy-on-write by its collector)
+    answer = _in_fresh_process("""
+        import gc
+        import npsim.api  # noqa: F401  (freezes its imports)
+        from npsim.parallel.forked import fork_calls
+        from npsim.parallel.pool import run_tasks
+
+        def frozen_in_worker(_: int) -> int:
+            return gc.get_freeze_count()
+
+        before = gc.get_freeze_count()
+        in_children = fork_calls([gc.get_freeze_count, gc.get_freeze_count])()
+        after_fork = gc.get_freeze_count()
+        in_workers = [n for _, n in run_tasks(frozen_in_worker, [0, 1], jobs=2)]
+        answer = {"before": before, "children": in_children, "after_fork": after_fork,
+                  "after_pool": gc.get_freeze_count(), "workers": in_workers}
+    """)
+    assert answer["before"] > 10_000
+    assert answer["after_fork"] == answer["after_pool"] == answer["before"]
+    assert all(count >= answer["before"] for count in answer["children"])
+    assert all(count >= answer["before"] for count in answer["workers"])
