@@ -33,22 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import KEEP_MARKER, ROOT, header_lines, npsim_source
+from benchcommon import KEEP_MARKER, ROOT, RUN_CLI, header_lines, npsim_source
 
 OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
 HEADING = "## `npsim run` beyond its simulation, and `--jobs 2` (bench_run_jobs.py)"
 SCENARIO = "scenarios/quickstart.yaml"
 RUN_TARGET_S = 0.5
 JOBS_TARGET = 1.7
-CLI = "import sys; from npsim.cli import main; sys.argv[0] = 'npsim'; main()"
-# the child: the command, with the CPU time of Simulation.run added up and printed at exit
-RUN_CLI = ("import atexit, sys, time; import npsim.sim.engine as e; spent = [0.0]; "
-           "run = e.Simulation.run\n"
-           "def timed(self, *a, **k):\n"
-           "    t = time.process_time(); out = run(self, *a, **k)\n"
-           "    spent[0] += time.process_time() - t; return out\n"
-           "e.Simulation.run = timed; atexit.register(lambda: print("
-           "f'simulation CPU {spent[0]!r}', file=sys.stderr))\n" + CLI)
 QUICK = {"`npsim run quickstart`": [], "`npsim run quickstart --jobs 1`": ["--jobs", "1"],
          "`npsim run quickstart --no-report`": ["--no-report"]}
 REPS = ["--replications", "4"]

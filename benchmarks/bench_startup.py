@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import ROOT, header_lines, npsim_source, publish
+from benchcommon import CLI, ROOT, RUN_CLI, header_lines, npsim_source, publish
 
 OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
 TARGET_S = 0.3  # issue 11
@@ -53,16 +53,6 @@ RUNS = {RUN_LABEL: [], f"`npsim run {SCENARIO} --no-report`": ["--no-report"],
 COMMANDS = {"`python -c pass`": None, "`npsim --version`": ["--version"],
             "`npsim --help`": ["--help"], f"`npsim validate {SCENARIO}`": ["validate", SCENARIO]}
 HEAVY = ("numpy", "pandas", "scipy", "simpy", "networkx", "pyarrow", "matplotlib")
-CLI = "import sys; from npsim.cli import main; sys.argv[0] = 'npsim'; main()"
-# the run row's child: the same command, with the CPU time of Simulation.run added up and
-# printed at exit (SimPy, numpy and the engine load first, as the command loads them anyway)
-RUN_CLI = ("import atexit, sys, time; import npsim.sim.engine as e; spent = [0.0]; "
-           "run = e.Simulation.run\n"
-           "def timed(self, *a, **k):\n"
-           "    t = time.process_time(); out = run(self, *a, **k)\n"
-           "    spent[0] += time.process_time() - t; return out\n"
-           "e.Simulation.run = timed; atexit.register(lambda: print("
-           "f'simulation CPU {spent[0]!r}', file=sys.stderr))\n" + CLI)
 
 
 def _argv(args: list[str] | None) -> list[str]:

@@ -152,3 +152,17 @@ def publish(text: str, output: Path | None) -> None:
                 kept = "\n" + KEEP_MARKER + old.split(KEEP_MARKER, 1)[1]
         output.write_text(text.rstrip("\n") + "\n" + kept)
         print(f"written to {output}", file=sys.stderr)
+
+
+# `npsim` as a child process (`python -P -c CLI args...`), from whichever npsim copy is
+# first on its PYTHONPATH
+CLI = "import sys; from npsim.cli import main; sys.argv[0] = 'npsim'; main()"
+# the run row's child: the same command, with the CPU time of Simulation.run added up and
+# printed at exit (SimPy, numpy and the engine load first, as the command loads them anyway)
+RUN_CLI = ("import atexit, sys, time; import npsim.sim.engine as e; spent = [0.0]; "
+           "run = e.Simulation.run\n"
+           "def timed(self, *a, **k):\n"
+           "    t = time.process_time(); out = run(self, *a, **k)\n"
+           "    spent[0] += time.process_time() - t; return out\n"
+           "e.Simulation.run = timed; atexit.register(lambda: print("
+           "f'simulation CPU {spent[0]!r}', file=sys.stderr))\n" + CLI)
