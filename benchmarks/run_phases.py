@@ -117,12 +117,15 @@ def patch_run():  # after the scenario layer's imports, as the command makes the
     import npsim.sim.engine as engine
     api._replication = timed(lambda *a: "replication", api._replication)
     engine.Simulation.run = timed(lambda *a: "simulation", engine.Simulation.run)
-    run_tasks = api.run_tasks
+    # npsim.api imports the pool only for a parallel run (from npsim.parallel.pool)
+    import npsim.parallel.pool as pool
+    owner = api if hasattr(api, "run_tasks") else pool
+    run_tasks = owner.run_tasks
 
     def traced_tasks(*args, **kwargs):
         log("pool")
         yield from run_tasks(*args, **kwargs)
-    api.run_tasks = traced_tasks
+    owner.run_tasks = traced_tasks
 
 
 import npsim.cli.runs as runs
