@@ -78,6 +78,29 @@ def _rows_in(selected: np.ndarray, who: np.ndarray, first: int, last: int) -> np
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
 
 
+# (client, pod) pairs counted in one array (8 bytes each) instead of sorting each group
+# of clients' connections: 500 clients and 4 pods are 2,000 counters
+CELLS = 1 << 18
+
+
+def _stickiness_by_cells(conns: np.ndarray, who: np.ndarray, pod: np.ndarray, n_who: int,
+                         n_pods: int) -> float:
+    """:func:`stickiness` over a (client, pod) count array: the same ratios, client
+    after client in the same order, so the same mean to the bit."""
+    cells = np.zeros(n_who * n_pods, dtype=np.int64)
+    for lo in range(0, len(conns), BLOCK):
+        rows = conns[lo:lo + BLOCK]
+        key = who[lo:lo + BLOCK][rows].astype(np.int64) * n_pods
+        key += pod[lo:lo + BLOCK][rows]
+        cells += np.bincount(key, minlength=len(cells))
+    cells = cells.reshape(n_who, n_pods)
+    total, top = cells.sum(axis=1), cells.max(axis=1)
+    keep = total >= 2
+    if not keep.any():
+        return math.nan
+    return float((top[keep] / total[keep]).mean())
+
+
 def stickiness(measured: pd.DataFrame, rows: np.ndarray | None = None) -> float:
     """Mean over clients with >= 2 connections of the fraction of their connections that
     reached their most-used pod (1.0: perfectly sticky). ``rows`` (a boolean mask) picks
@@ -98,6 +121,9 @@ def stickiness(measured: pd.DataFrame, rows: np.ndarray | None = None) -> float:
     # BLOCK connections, so no temporary holds one value per connection of the run
     n_pods, n_clients = max(len(pods), 1), max(len(clients), 1)
     who = client if len(populations) < 2 else population.astype(np.int64) * n_clients + client
+    n_who = len(populations) * n_clients if len(populations) >= 2 else n_clients
+    if n_who * n_pods <= CELLS:  # few (client, pod) pairs: one count, no sort
+        return _stickiness_by_cells(conns, who, pod, n_who, n_pods)
     per_who = np.bincount(who[conns], minlength=len(populations) * n_clients) \
         if len(populations) >= 2 else count_codes(client, conns, n_clients)
     totals, tops = [], []

@@ -42,12 +42,11 @@ def bucket_edges(end_time: float, bucket: float) -> np.ndarray:
 
 def _bucket_of(times: np.ndarray, bucket: float, n: int) -> np.ndarray:
     """Bucket index per time; -1 for NaN or times outside [0, n * bucket)."""
-    idx = np.full(len(times), -1, dtype=np.int64)
-    ok = ~np.isnan(times)
-    b = np.floor(times[ok] / bucket).astype(np.int64)
-    b[(b < 0) | (b >= n)] = -1
-    idx[ok] = b
-    return idx
+    at = np.floor(times / bucket)  # NaN stays NaN: neither >= 0 nor < n below
+    outside = at >= n
+    outside |= ~(at >= 0)
+    at[outside] = -1
+    return at.astype(np.int64)
 
 
 def _count(idx: np.ndarray, n: int) -> np.ndarray:
@@ -75,20 +74,38 @@ def _quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, n: int,
     limit = max(-(-int(bounds[-1]) // QUANTILE_GROUP_SHARE), 1)
     group = bounds[:-1] // limit  # consecutive buckets starting in one window of rows
     firsts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if n else []
+    spans = _block_spans(idx)
     for first, last in zip(firsts, [*firsts[1:], n], strict=True):
         if bounds[last] > bounds[first]:
-            _group_quantiles(idx, t_start, t_end, int(first), int(last), bounds, qs, out)
+            _group_quantiles(idx, t_start, t_end, int(first), int(last), bounds, qs, out,
+                             spans)
     return out
+
+
+def _block_spans(idx: np.ndarray) -> list[tuple[int, int]]:
+    """Per block of rows, the lowest and highest bucket in it ((n, -1): none). Rows come
+    in the order they were sent and end near where they started, so a group of
+    consecutive buckets lies in a few blocks: the others are not read again."""
+    spans = []
+    for lo in range(0, len(idx), BLOCK):
+        counted = idx[lo:lo + BLOCK]
+        counted = counted[counted >= 0]
+        spans.append((int(counted.min()), int(counted.max())) if len(counted)
+                     else (np.iinfo(np.int64).max, -1))
+    return spans
 
 
 def _group_quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, first: int,
                      last: int, bounds: np.ndarray, qs: tuple[float, ...],
-                     out: list[np.ndarray]) -> None:
-    """The quantiles of buckets ``first`` to ``last - 1`` into ``out``."""
+                     out: list[np.ndarray], spans: list[tuple[int, int]]) -> None:
+    """The quantiles of buckets ``first`` to ``last - 1`` into ``out`` (``spans``: the
+    buckets of each block of rows, :func:`_block_spans`)."""
     base = bounds[first]
     fill = bounds[first:last] - base  # where the next value of each bucket goes
     values = np.empty(int(bounds[last] - base))
-    for lo in range(0, len(idx), BLOCK):
+    for lo, (low, high) in zip(range(0, len(idx), BLOCK), spans, strict=True):
+        if high < first or low >= last:
+            continue  # no row of this block is in the group
         bucket = idx[lo:lo + BLOCK]
         keep = bucket >= first
         keep &= bucket < last
