@@ -60,15 +60,18 @@ QUANTILE_GROUP_SHARE = 4
 
 
 def _quantiles(idx: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, n: int,
-               qs: tuple[float, ...]) -> list[np.ndarray]:
+               qs: tuple[float, ...], per_bucket: np.ndarray | None = None
+               ) -> list[np.ndarray]:
     """Per bucket quantiles of the latency ``t_end - t_start`` of the rows whose bucket
     ``idx`` is >= 0 (NaN for an empty bucket). The buckets are taken in a few groups of
     consecutive buckets; a group's latencies are placed bucket after bucket (a counting
     sort, a block of rows at a time) and each bucket's quantiles found in place. One
     float per counted row of the group at a time, not of the run (8 bytes per request
     at the time series' peak), and no sort of every row. A quantile depends only on
-    the values, so the groups give the same figures to the bit."""
-    per_bucket = _count(idx, n)
+    the values, so the groups give the same figures to the bit. ``per_bucket``: the
+    counted rows per bucket when the caller has them (not counted again)."""
+    if per_bucket is None:
+        per_bucket = _count(idx, n)
     bounds = np.concatenate([[0], np.cumsum(per_bucket)])
     out = [np.full(n, np.nan) for _ in qs]
     limit = max(-(-int(bounds[-1]) // QUANTILE_GROUP_SHARE), 1)
@@ -180,7 +183,7 @@ def request_columns(requests: pd.DataFrame, edges: np.ndarray, bucket: float,
         cols[f"failed_{name}"] = by_reason[code] if code >= 0 else np.zeros(n, dtype=np.int64)
     if latencies:
         cols["latency_p50"], cols["latency_p99"] = _quantiles(done_idx, t_start, t_end, n,
-                                                              (0.5, 0.99))
+                                                              (0.5, 0.99), done)
     return cols
 
 
