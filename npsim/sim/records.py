@@ -40,6 +40,14 @@ def pin_mmap_threshold() -> None:
         mallopt(m_mmap_threshold, MMAP_THRESHOLD)
 
 
+def set_mmap_threshold(size: int) -> None:
+    """Have glibc map allocations of ``size`` bytes or more on their own pages (Linux
+    with glibc only; elsewhere nothing). See :func:`pin_mmap_threshold`."""
+    mallopt = _libc_function("mallopt")
+    if mallopt is not None:
+        mallopt(-3, size)  # <malloc.h> M_MMAP_THRESHOLD
+
+
 def trim_heap() -> None:
     """Give the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere
     nothing). Called when a run is over: the simulation's freed objects leave about
