@@ -115,3 +115,27 @@ def test_objects_made_after_the_import_are_still_collected() -> None:
                          capture_output=True, text=True, check=True)
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["cycle_freed"] and row["frozen"] > 10_000 and row["requests"] > 0
+
+
+def test_frames_are_built_with_the_larger_mmap_threshold_and_the_next_run_gets_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each replication's frames are built with glibc's mmap threshold raised (block
+    temporaries reused from the heap, not mapped each time) and the simulation's is put
+    back before the next replication's request log grows, also when the frames fail."""
+    import npsim.api as api
+    from npsim.sim.records import MMAP_THRESHOLD
+
+    calls: list[int] = []
+    monkeypatch.setattr(api, "set_mmap_threshold", calls.append)
+    npsim.run(scenario_from_dict(QUIET), replications=[0, 1])
+    assert calls == [api.POST_RUN_MMAP_THRESHOLD, MMAP_THRESHOLD] * 2
+    assert api.POST_RUN_MMAP_THRESHOLD > MMAP_THRESHOLD
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("frames failed")
+
+    calls.clear()
+    monkeypatch.setattr(api, "_frames", broken)
+    with pytest.raises(RuntimeError, match="frames failed"):
+        npsim.run(scenario_from_dict(QUIET))
+    assert calls == [api.POST_RUN_MMAP_THRESHOLD, MMAP_THRESHOLD]

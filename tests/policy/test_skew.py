@@ -192,3 +192,29 @@ def test_per_population_pod_shares_cover_only_its_services_pods():
     r = npsim.run(s)
     for name in ("to-a", "to-b"):
         assert r.metric("pod_share_jain", population=name) == pytest.approx(1, abs=0.02)
+
+
+@pytest.mark.parametrize("populations", [1, 3])
+def test_stickiness_counted_by_cells_equals_the_grouped_count(populations, monkeypatch):
+    """Few (client, pod) pairs are counted in one array; many are grouped and sorted.
+    Both give the same figure to the bit (rows selected or not, clients and pods
+    missing, several populations)."""
+    import npsim.results.skew as skew
+
+    rng = np.random.default_rng(populations)
+    n, clients, pods = 200_000, 700, 9
+    f = pd.DataFrame({
+        "population": pd.Categorical.from_codes(rng.integers(0, populations, n),
+                                                [f"p{i}" for i in range(populations)]),
+        "client_ip": pd.Categorical.from_codes(rng.integers(-1, clients, n),
+                                               [f"10.0.{i // 250}.{i % 250}"
+                                                for i in range(clients)]),
+        "pod": pd.Categorical.from_codes(rng.integers(-1, pods, n),
+                                         [f"pod-{i}" for i in range(pods)]),
+        "new_connection": rng.random(n) < 0.7,
+    })
+    rows = rng.random(n) < 0.8
+    by_cells = (stickiness(f), stickiness(f, rows))
+    monkeypatch.setattr(skew, "CELLS", 0)  # every pair count grouped and sorted
+    assert (stickiness(f), stickiness(f, rows)) == by_cells
+    assert 0 < by_cells[1] < 1

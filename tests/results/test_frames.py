@@ -122,3 +122,23 @@ def test_a_consuming_frame_frees_the_columns_it_does_not_keep_and_is_the_same() 
     for name in ("population", "client", "entry", "pod", "snat"):
         assert len(getattr(out.log, name)) == 0, name
     assert len(out.log.t_start) == len(consumed)  # the frame's own buffers stay
+
+
+def test_busy_time_is_the_clipped_service_span() -> None:
+    """A request's busy time inside [lo, hi]: its service span clipped to the window, 0
+    if never served (start or service NaN); the same floats as clipping the span with
+    np.nan_to_num and np.clip (no -0.0)."""
+    from npsim.results.frames import _busy
+
+    rng = np.random.default_rng(7)
+    start, service = rng.uniform(0, 10, 5000), rng.exponential(0.5, 5000)
+    start[rng.random(5000) < 0.1] = np.nan
+    service[rng.random(5000) < 0.1] = np.nan
+    start[::97], service[::89], start[::53] = 1.0, 0.0, 9.0  # ties with the window's ends
+    s0 = np.nan_to_num(start, nan=np.inf)
+    expected = np.clip(np.minimum(s0 + np.nan_to_num(service, nan=0.0), 9.0)
+                       - np.maximum(s0, 1.0), 0, None)
+    got = _busy(start, service, 1.0, 9.0)
+    assert np.array_equal(got, expected) and not np.signbit(got).any()
+    assert _busy(np.array([2.0, np.nan, 8.5, 8.5]), np.array([1.0, 1.0, np.nan, 1.0]),
+                 1.0, 9.0).tolist() == [1.0, 0.0, 0.0, 0.5]
