@@ -34,10 +34,7 @@ def pin_mmap_threshold() -> None:
     if _pinned:
         return
     _pinned = True
-    mallopt = _libc_function("mallopt")
-    if mallopt is not None:
-        m_mmap_threshold = -3  # <malloc.h> M_MMAP_THRESHOLD
-        mallopt(m_mmap_threshold, MMAP_THRESHOLD)
+    set_mmap_threshold(MMAP_THRESHOLD)
 
 
 def set_mmap_threshold(size: int) -> None:
@@ -45,7 +42,8 @@ def set_mmap_threshold(size: int) -> None:
     with glibc only; elsewhere nothing). See :func:`pin_mmap_threshold`."""
     mallopt = _libc_function("mallopt")
     if mallopt is not None:
-        mallopt(-3, size)  # <malloc.h> M_MMAP_THRESHOLD
+        m_mmap_threshold = -3  # <malloc.h> M_MMAP_THRESHOLD
+        mallopt(m_mmap_threshold, size)
 
 
 def trim_heap() -> None:
