@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import KEEP_MARKER, ROOT, RUN_CLI, header_lines, npsim_source
+from benchcommon import KEEP_MARKER, ROOT, RUN_CLI, header_lines, npsim_copies, npsim_source
 
 OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
 HEADING = "## `npsim run` beyond its simulation, and `--jobs 2` (bench_run_jobs.py)"
@@ -160,9 +160,7 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args()
     runs = 2 if args.quick else args.runs
-    copies: dict[str, Path | None] = {"after": None}
-    if args.before is not None:
-        copies = {"before": args.before.resolve(), "after": None}
+    copies = npsim_copies(args.before)
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="npsim-jobs-") as scratch:
         for copy in copies.values():  # bytecode written once, as an installed package has it

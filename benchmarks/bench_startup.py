@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import CLI, ROOT, RUN_CLI, header_lines, npsim_source, publish
+from benchcommon import CLI, ROOT, RUN_CLI, header_lines, npsim_copies, npsim_source, publish
 
 OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
 TARGET_S = 0.3  # issue 11
@@ -181,9 +181,7 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args()
     runs = 3 if args.quick else args.runs
-    copies: dict[str, Path | None] = {"after": None}
-    if args.before is not None:
-        copies = {"before": args.before.resolve(), "after": None}
+    copies = npsim_copies(args.before)
     for copy in copies.values():  # bytecode written once, as an installed package has it
         for argv in COMMANDS.values():
             subprocess.run(_argv(argv), cwd=ROOT, env=_env(copy, write_bytecode=True),

@@ -166,3 +166,11 @@ RUN_CLI = ("import atexit, sys, time; import npsim.sim.engine as e; spent = [0.0
            "    spent[0] += time.process_time() - t; return out\n"
            "e.Simulation.run = timed; atexit.register(lambda: print("
            "f'simulation CPU {spent[0]!r}', file=sys.stderr))\n" + CLI)
+
+
+def npsim_copies(before: Path | None) -> dict[str, Path | None]:
+    """The npsim copies a side-by-side benchmark times: this tree ("after", None: first on
+    sys.path as it is) and, with ``--before``, another copy (a folder holding npsim/)."""
+    if before is None:
+        return {"after": None}
+    return {"before": before.resolve(), "after": None}

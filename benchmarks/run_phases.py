@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 from bench_run_jobs import publish_section
-from benchcommon import ROOT, header_lines, npsim_source
+from benchcommon import ROOT, header_lines, npsim_copies, npsim_source
 
 OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
 HEADING = "## `npsim run`: idle-machine wall time implied by CPU time (run_phases.py)"
@@ -201,9 +201,7 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args()
     runs = 1 if args.quick else args.runs
-    copies: dict[str, Path | None] = {"after": None}
-    if args.before is not None:
-        copies = {"before": args.before.resolve(), "after": None}
+    copies = npsim_copies(args.before)
     loads = [os.getloadavg()[0]]
     rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="npsim-phases-") as scratch:
