@@ -163,16 +163,13 @@ class CallPopulation(Population):
     def done(self, request: int, slot: int, t_end: float) -> None:
         if not self._plain and self.ended(request, slot, t_end):
             return  # retried, or a late answer the caller stopped waiting for
-        job = self.waiting.pop(self._first(request) if self.retry_of else request, None)
+        job = self._job_of(request)
         if job is None:
             return
         if self.fails and self.log.outcome[request] != COMPLETED:
             job.failed = True  # read once the job's last pending call is back
         now = self.env._now
-        call = Call()  # call_later(env, max(t_end - now, 0), _RESUME, job), inline
-        call.callbacks = _RESUME
-        call._value = job
-        heappush(self._heap, (now + max(t_end - now, 0.0), NORMAL, next(self._ids), call))
+        self._resume_at(job, now + max(t_end - now, 0.0))
 
     def answered(self, request: int, finish: float, t_end: float) -> bool:
         """:meth:`done` for a call a quiet callee (npsim/sim/quiet_callee.py) serves to
@@ -186,14 +183,22 @@ class CallPopulation(Population):
         timeout = self.request_timeout
         if timeout is not None and finish >= self.log.t_start[request] + timeout:
             return False
-        job = self.waiting.pop(self._first(request) if self.retry_of else request, None)
+        job = self._job_of(request)
         if job is not None:
-            call = Call()
-            call.callbacks = _RESUME
-            call._value = job
-            heappush(self._heap, (finish + max(t_end - finish, 0.0), NORMAL,
-                                  next(self._ids), call))
+            self._resume_at(job, finish + max(t_end - finish, 0.0))
         return True
+
+    def _job_of(self, request: int) -> Job | None:
+        """The job waiting for the call ``request`` is (a retry: for its first row)."""
+        return self.waiting.pop(self._first(request) if self.retry_of else request, None)
+
+    def _resume_at(self, job: Job, at: float) -> None:
+        """The job's caller sees a call end at ``at``: call_later(env, at - now,
+        _RESUME, job), inline."""
+        call = Call()
+        call.callbacks = _RESUME
+        call._value = job
+        heappush(self._heap, (at, NORMAL, next(self._ids), call))
 
 
 #: a call of a step: its edge, its spec, its count (a fixed one, or a sampler) and its
