@@ -55,7 +55,6 @@ def batched(draw: Callable[[int], np.ndarray]) -> Sampler:
     return chain.from_iterable(batches()).__next__
 
 
-
 def next_values(sample: Sampler, k: int) -> list[float]:
     """The next ``k`` values of ``sample``, the same ones ``k`` calls would give. A
     :func:`batched` sampler is the bound ``__next__`` of a chain over its batches: its
@@ -65,6 +64,7 @@ def next_values(sample: Sampler, k: int) -> list[float]:
     if isinstance(values, chain):
         return list(islice(values, k))
     return [sample() for _ in range(k)]
+
 
 class _Dist(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

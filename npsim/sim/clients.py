@@ -548,6 +548,7 @@ class OpenLoop(Population):
         send, pick, unit_exp = self.send, self._pick, self._unit_exp  # fixed for the run
         now = env._now
         while send(self, pick(), now):
+            # the gap as env.timeout would see it, (now + gap) - now, to the same bit
             now += (now + unit_exp() / rate) - now
             if heap and heap[0][0] <= now:  # something else is due first (or as soon)
                 event.callbacks = self._again
