@@ -205,6 +205,11 @@ def _check_bound(scenario: Scenario, path: str, value: Any, replications: int) -
     from npsim.scenario.problems import Problem, ScenarioError
 
     changed = scenario.with_changes({"variants": None, path: value})
+    known = {w.message for w in scenario.warnings}
+    for warning in changed.warnings:  # a key npsim ignores: every value runs the same
+        if warning.message not in known and "not modelled" in warning.message:
+            raise PlanError(f"--vary {path}={value}: {warning.path}: {warning.message}: "
+                            "every value would run the same scenario")
     try:
         preflight(changed, replications=replications)  # as many as a probe may run
     except ScenarioError as exc:

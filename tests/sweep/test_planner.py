@@ -139,3 +139,21 @@ def test_a_range_end_the_run_would_refuse_is_refused_before_probing(tmp_path) ->
     assert "--vary deployments.web.replicas=8: workloads.web: node 'node-1': pod CIDR " \
         "10.1.1.0/29 has room for 5 pods but 8 would be placed" in result.output
     assert "searching" not in result.output
+
+
+def test_a_key_npsim_ignores_is_refused_not_answered(tmp_path) -> None:
+    """A misspelt manifest key (``replica`` for ``replicas``) is only a warning for
+    ``--set``; varied, it would run the same scenario at every value and answer the
+    range's first value as if it met the targets."""
+    path = tmp_path / "mmc.yaml"
+    path.write_text(yaml.safe_dump(mmc_dict()))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "latency_p99 < 5ms",
+                                       "--vary", "deployments.web.replica=1..4", "--jobs", "1"])
+    assert result.exit_code == 2, result.output
+    assert "error: --vary deployments.web.replica=1: deployments.web.replica" in result.output
+    assert "not modelled by npsim" in result.output and "did you mean replicas" in \
+        result.output
+    assert "searching" not in result.output and "answer:" not in result.output
+    with pytest.raises(PlanError, match="deployments.web.replica"):
+        plan_search(npsim.scenario_from_dict(mmc_dict()), "latency_p99 < 5ms",
+                    "deployments.web.replica=1..4", jobs=1)
