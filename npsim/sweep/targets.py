@@ -269,7 +269,9 @@ class CheckResult:
     def line(self) -> str:
         shown = self.target.show(self.value) if self.value == self.value else "no value"
         where = f" with {self.case} down" if self.case else ""
-        return f"check {'passed' if self.passed else 'FAILED'}: {self.target}: {shown}{where}"
+        implied = " (implied by the latency check)" if self.target.implied else ""
+        return (f"check {'passed' if self.passed else 'FAILED'}: {self.target}{implied}: "
+                f"{shown}{where}")
 
 
 def evaluate_checks(targets: Sequence[Target],
