@@ -69,6 +69,7 @@ def _counted_metrics() -> dict[str, str | None]:
     out.update({f"failed_share_{r}": None for r in REASONS.values() if r})
     out["retries"] = None
     out["requests_measured_in_flight"] = None
+    out["requests_unanswered"] = None
     out["requests_failed_after_retries"] = "requests_failed"
     return out
 
