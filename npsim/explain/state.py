@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 from npsim.cluster.model import ip_str
+from npsim.explain.lifecycle import lifecycle_lines
 from npsim.proxy.affinity import AffinityTable
 from npsim.proxy.base import EndpointTable, KubeProxy
 from npsim.proxy.rules.common import port_name_string
@@ -163,6 +164,8 @@ class StateAt:
                    "changes since then are not applied")
         elif (self.at > 0 and self.last_sync(node) > 0):
             yield f"# kube-proxy on {name} last synced at {seconds(self.last_sync(node))}"
+        # failed nodes as the control plane sees them
+        yield from lifecycle_lines(self.at, self.control, self.events)
         for sp in self.cluster.service_ports:
             if service not in (None, sp.service.name) or sp.index not in proxy.tables:
                 continue

@@ -1,0 +1,93 @@
+"""The control plane's view of a failed node at ``explain --at T``: where it is on the
+Kubernetes timeline of a node that stops renewing its lease.
+
+Upstream (kube-controller-manager ``pkg/controller/nodelifecycle``, ``monitorNodeHealth``):
+the kubelet renews its Lease every 10 s; a node whose lease is older than
+``--node-monitor-grace-period`` (40 s up to v1.31, 50 s from v1.32) turns ``Unknown`` at
+the controller's next monitor pass, and its pods are marked NotReady
+(``MarkPodsNotReady``), so the EndpointSlices drop them and every kube-proxy follows at its
+next sync. One pass later the node gets the ``node.kubernetes.io/unreachable:NoExecute``
+taint (rate-limited per zone), and the taint manager deletes each pod once its
+``tolerationSeconds`` (300 s, added by the DefaultTolerationSeconds admission plugin) run
+out; the ReplicaSet then places a replacement on a healthy node.
+
+Without these lines, ``--at 105s`` said only that nothing answers a dead node's pods, and
+``--at 200s`` on a healthy node said nothing of the dead one: not when its endpoints go,
+nor when its pods are replaced. The times come from the run's own event log (what
+happened) and from the controller's timers and lease phase (what is due, as the run
+would do it: npsim/sim/eviction.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from npsim.cluster.lifecycle import last_renewal_before, unknown_at
+from npsim.sim.eviction import UNREACHABLE
+
+if TYPE_CHECKING:
+    from npsim.sim.controlplane import ControlPlane
+    from npsim.sim.timeline import EventLog
+
+#: the faults that stop a node's kubelet renewing its lease (the event that starts them)
+LEASE_STOPS = ("node_crash", "node_partition", "kubelet_stop")
+
+
+def _last(log: EventLog, at: float, kinds: tuple[str, ...], subject: str) -> float | None:
+    """The time of the latest event of ``kinds`` about ``subject`` up to ``at``."""
+    for i in range(len(log) - 1, -1, -1):
+        if log.time[i] <= at and log.kind[i] in kinds and log.subject[i] == subject:
+            return float(log.time[i])
+    return None
+
+
+def _s(t: float) -> str:
+    return f"{t:.2f} s"
+
+
+def lifecycle_lines(at: float, control: ControlPlane, log: EventLog) -> Iterable[str]:
+    """One comment line per node the node lifecycle controller is acting on at ``at``:
+    lease lost but not yet noticed (when it will be), Unknown (when the taint comes),
+    tainted (when its pods are evicted, or were). ``log``: the run's events so far."""
+    lifecycle = control.lifecycle
+    timing = control.timing
+    for node in control.cluster.nodes:
+        health = lifecycle.health[node.index]
+        if health.kubelet_up and health.condition == "Ready":
+            continue
+        name = node.name
+        stopped = _last(log, at, LEASE_STOPS, name)
+        grace = (f"node-monitor-grace-period {timing.grace_period:g} s after its last lease "
+                 "renewal")
+        if health.condition == "Ready":  # the lease stopped; the controller has not seen it
+            if stopped is None or health.first_renewal is None:
+                continue
+            last = last_renewal_before(stopped, health.first_renewal,
+                                       timing.lease_renew_interval)
+            due = unknown_at(last, lifecycle.monitor_first_tick, timing)
+            yield (f"# control plane: {name} renews no lease since {_s(last)}; it is still "
+                   f"Ready to the API server and its pods still ready endpoints until "
+                   f"{_s(due)} ({grace}), when it turns Unknown and its pods NotReady; "
+                   f"their eviction follows {timing.toleration_seconds:g} s after the "
+                   "taint (tolerationSeconds)")
+            continue
+        unknown = _last(log, at, ("node_unknown",), name)
+        since = f" since {_s(unknown)}" if unknown is not None else " (down from the start)"
+        tainted = _last(log, at, ("taint_added",), name) if health.tainted else None
+        if not health.tainted:
+            yield (f"# control plane: {name} is Unknown{since} ({grace}): its pods are "
+                   f"NotReady, out of the endpoints; it gets the {UNREACHABLE} taint at the "
+                   f"next monitor pass its zone's rate limit allows, and its pods are "
+                   f"evicted {timing.toleration_seconds:g} s after (tolerationSeconds)")
+        elif tainted is None:  # down before the run: the steady state is held
+            yield (f"# control plane: {name} is Unknown and tainted {UNREACHABLE} from the "
+                   "start (down for the whole run): its pods are NotReady, out of the "
+                   "endpoints, and not evicted within the run")
+        else:
+            evict = tainted + timing.toleration_seconds
+            when = (f"were evicted at {_s(evict)} (their ReplicaSets replace them)"
+                    if evict <= at else f"are evicted at {_s(evict)}")
+            yield (f"# control plane: {name} is Unknown{since}, tainted {UNREACHABLE} at "
+                   f"{_s(tainted)}: its pods {when} (tolerationSeconds "
+                   f"{timing.toleration_seconds:g} s)")

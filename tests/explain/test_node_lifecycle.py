@@ -1,0 +1,43 @@
+"""``explain --at T`` says where a failed node is on the Kubernetes timeline: lease lost
+but not yet noticed (NotReady due at the node-monitor grace period: 50 s from v1.32, 40 s
+before), Unknown (its pods NotReady), tainted (evicted tolerationSeconds, 300 s, later),
+on every node explained, not only the dead one. Times as scenarios/node-failure.yaml's
+header gives them (seed 1): node_unknown 110.03 s, taint 115.03 s, eviction 415.03 s."""
+
+from __future__ import annotations
+
+from .helpers import BUNDLED, comments, npsim
+
+NODE_FAILURE = str(BUNDLED / "node-failure.yaml")
+
+
+def _control_plane(*args: str) -> list[str]:
+    code, out, err = npsim("explain", NODE_FAILURE, *args)
+    assert code == 0, err
+    return [n for n in comments(out) if n.startswith("# control plane: ")]
+
+
+def test_before_the_grace_period_runs_out_it_says_when_the_node_turns_unknown() -> None:
+    (line,) = _control_plane("--node", "node-1", "--at", "105s")
+    assert line.startswith("# control plane: node-2 renews no lease since ")
+    assert "ready endpoints until 110.03 s (node-monitor-grace-period 50 s" in line
+    assert "300 s after the taint (tolerationSeconds)" in line
+    (older,) = _control_plane("--node", "node-1", "--at", "90s", "--set",
+                              "cluster.kubernetesVersion=\"1.31\"")
+    assert "(node-monitor-grace-period 40 s" in older
+
+
+def test_after_detection_it_says_unknown_then_tainted_then_evicted() -> None:
+    (unknown,) = _control_plane("--node", "node-1", "--at", "112s")
+    assert unknown.startswith("# control plane: node-2 is Unknown since 110.03 s")
+    assert "its pods are NotReady, out of the endpoints" in unknown
+    (tainted,) = _control_plane("--node", "node-3", "--at", "200s")
+    assert tainted == ("# control plane: node-2 is Unknown since 110.03 s, tainted "
+                       "node.kubernetes.io/unreachable:NoExecute at 115.03 s: its pods are "
+                       "evicted at 415.03 s (tolerationSeconds 300 s)")
+    (evicted,) = _control_plane("--node", "node-2", "--at", "420s")
+    assert "its pods were evicted at 415.03 s" in evicted
+
+
+def test_a_healthy_cluster_has_no_such_line() -> None:
+    assert _control_plane("--node", "node-1", "--at", "59s") == []
