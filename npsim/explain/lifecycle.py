@@ -20,11 +20,13 @@ would do it: npsim/sim/eviction.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from npsim.cluster.lifecycle import last_renewal_before, unknown_at
-from npsim.sim.eviction import UNREACHABLE
+from npsim.cluster.lifecycle import eviction_delay, last_renewal_before, unknown_at
+from npsim.cluster.placement import pod_needs
+from npsim.sim.eviction import UNREACHABLE, UNREACHABLE_TAINT
 
 if TYPE_CHECKING:
     from npsim.sim.controlplane import ControlPlane
@@ -44,6 +46,38 @@ def _last(log: EventLog, at: float, kinds: tuple[str, ...], subject: str) -> flo
 
 def _s(t: float) -> str:
     return f"{t:.2f} s"
+
+
+def _delays(control: ControlPlane, node: int) -> dict[float, list[str]]:
+    """The node's pods by seconds from the taint to their eviction (their own
+    tolerations of it, or the default), as npsim/sim/eviction.py schedules them."""
+    out: dict[float, list[str]] = {}
+    for pod in control.cluster.pods:
+        if pod.node == node and pod.index in control.in_api:
+            delay = eviction_delay(pod_needs(control.deployments.get(pod.deployment))
+                                   .tolerations, UNREACHABLE_TAINT,
+                                   control.timing.toleration_seconds)
+            out.setdefault(delay, []).append(pod.name)
+    return out
+
+
+def _evictions(control: ControlPlane, node: int, at: float, tainted: float | None) -> str:
+    """``its pods are evicted at 415.03 s (tolerationSeconds 300 s)``, or, before the
+    taint, how long after it; per group of pods when their tolerations differ."""
+    delays = _delays(control, node) or {control.timing.toleration_seconds: []}
+    parts = []
+    for delay, pods in sorted(delays.items()):
+        who = "its pods" if len(delays) == 1 else ", ".join(pods)
+        if delay == math.inf:
+            parts.append(f"{who} never evicted (they tolerate the taint with no "
+                         "tolerationSeconds)")
+        elif tainted is None:
+            parts.append(f"{who} evicted {delay:g} s after the taint (tolerationSeconds)")
+        else:
+            verb = "were" if tainted + delay <= at else "are"
+            parts.append(f"{who} {verb} evicted at {_s(tainted + delay)} (tolerationSeconds "
+                         f"{delay:g} s)")
+    return "; ".join(parts)
 
 
 def lifecycle_lines(at: float, control: ControlPlane, log: EventLog) -> Iterable[str]:
@@ -69,8 +103,8 @@ def lifecycle_lines(at: float, control: ControlPlane, log: EventLog) -> Iterable
             yield (f"# control plane: {name} renews no lease since {_s(last)}; it is still "
                    f"Ready to the API server and its pods still ready endpoints until "
                    f"{_s(due)} ({grace}), when it turns Unknown and its pods NotReady; "
-                   f"their eviction follows {timing.toleration_seconds:g} s after the "
-                   "taint (tolerationSeconds)")
+                   f"then the {UNREACHABLE} taint: "
+                   + _evictions(control, node.index, at, None))
             continue
         unknown = _last(log, at, ("node_unknown",), name)
         since = f" since {_s(unknown)}" if unknown is not None else " (down from the start)"
@@ -78,16 +112,12 @@ def lifecycle_lines(at: float, control: ControlPlane, log: EventLog) -> Iterable
         if not health.tainted:
             yield (f"# control plane: {name} is Unknown{since} ({grace}): its pods are "
                    f"NotReady, out of the endpoints; it gets the {UNREACHABLE} taint at the "
-                   f"next monitor pass its zone's rate limit allows, and its pods are "
-                   f"evicted {timing.toleration_seconds:g} s after (tolerationSeconds)")
+                   "next monitor pass its zone's rate limit allows: "
+                   + _evictions(control, node.index, at, None))
         elif tainted is None:  # down before the run: the steady state is held
             yield (f"# control plane: {name} is Unknown and tainted {UNREACHABLE} from the "
                    "start (down for the whole run): its pods are NotReady, out of the "
                    "endpoints, and not evicted within the run")
         else:
-            evict = tainted + timing.toleration_seconds
-            when = (f"were evicted at {_s(evict)} (their ReplicaSets replace them)"
-                    if evict <= at else f"are evicted at {_s(evict)}")
             yield (f"# control plane: {name} is Unknown{since}, tainted {UNREACHABLE} at "
-                   f"{_s(tainted)}: its pods {when} (tolerationSeconds "
-                   f"{timing.toleration_seconds:g} s)")
+                   f"{_s(tainted)}: " + _evictions(control, node.index, at, tainted))

@@ -21,7 +21,8 @@ def test_before_the_grace_period_runs_out_it_says_when_the_node_turns_unknown() 
     (line,) = _control_plane("--node", "node-1", "--at", "105s")
     assert line.startswith("# control plane: node-2 renews no lease since ")
     assert "ready endpoints until 110.03 s (node-monitor-grace-period 50 s" in line
-    assert "300 s after the taint (tolerationSeconds)" in line
+    assert line.endswith("then the node.kubernetes.io/unreachable:NoExecute taint: its "
+                         "pods evicted 300 s after the taint (tolerationSeconds)")
     (older,) = _control_plane("--node", "node-1", "--at", "90s", "--set",
                               "cluster.kubernetesVersion=\"1.31\"")
     assert "(node-monitor-grace-period 40 s" in older
@@ -37,6 +38,15 @@ def test_after_detection_it_says_unknown_then_tainted_then_evicted() -> None:
                        "evicted at 415.03 s (tolerationSeconds 300 s)")
     (evicted,) = _control_plane("--node", "node-2", "--at", "420s")
     assert "its pods were evicted at 415.03 s" in evicted
+
+
+def test_a_pods_own_toleration_sets_the_eviction_it_shows() -> None:
+    toleration = ('deployments.nginx.template.spec.tolerations=[{key: '
+                  'node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, '
+                  'tolerationSeconds: 30}]')
+    (line,) = _control_plane("--node", "node-1", "--at", "120s", "--set", toleration)
+    assert line.endswith("at 115.03 s: its pods are evicted at 145.03 s (tolerationSeconds "
+                         "30 s)")
 
 
 def test_a_healthy_cluster_has_no_such_line() -> None:
