@@ -38,6 +38,7 @@ from npsim.sweep.targets import (  # noqa: F401 - names the planner has always e
     as_rows,
     check_metric,
     combine,
+    deciding,
     judge,
     known_metrics,
     mean_ci,
@@ -156,9 +157,10 @@ class PlanOutcome:
                                            "ci_low", "ci_high", "confidence", "verdict"])
 
     def table(self) -> str:
-        """The probes as text under 100 columns: per value and target, the worst case
-        (its mean and 95% CI), how sure the target is met, and the verdict."""
-        head = ("value", "target", "worst mean [95% CI]",
+        """The probes as text under 100 columns: per value and target, the case that
+        decides it (worst verdict, least sure: :func:`deciding`) with its mean and 95% CI,
+        how sure the target is met there, and the verdict."""
+        head = ("value", "target", "least sure case: mean [95% CI]",
                 "down" if self.each is None else f"{self.each} down", "sure", "verdict")
         lines = []
         for probe in sorted(self.probes, key=lambda p: self._order(p.value)):
@@ -166,8 +168,10 @@ class PlanOutcome:
                 cases = [c for (c, j) in probe.samples if j == k]
                 if not cases:
                     continue
-                worst = cases[target.worst([mean_ci(probe.samples[(c, k)])[0]
-                                            for c in cases])]
+                worst = deciding({c: probe.judged.get((c, k), ("uncertain", math.nan))
+                                  for c in cases},
+                                 {c: mean_ci(probe.samples[(c, k)])[0] for c in cases},
+                                 target)
                 mean, low, high = mean_ci(probe.samples[(worst, k)])
                 verdict, sure = probe.judged.get((worst, k), ("uncertain", math.nan))
                 ci = "" if low != low else f" [{target.show(low)}, {target.show(high)}]"

@@ -157,3 +157,24 @@ def test_a_key_npsim_ignores_is_refused_not_answered(tmp_path) -> None:
     with pytest.raises(PlanError, match="deployments.web.replica"):
         plan_search(npsim.scenario_from_dict(mmc_dict()), "latency_p99 < 5ms",
                     "deployments.web.replica=1..4", jobs=1)
+
+
+def test_the_table_shows_the_case_that_decides_each_target() -> None:
+    """With a node down in turn, the table showed the case of the worst mean with its
+    own verdict ("meets", 99.6%) while another case left the target uncertain: the row
+    said met and the value did not meet. The row is the least sure case's."""
+    from npsim.sweep.planner import PlanOutcome, Probe
+    from npsim.sweep.targets import judge, parse_targets
+
+    (target,) = parse_targets(["latency_p99 < 50ms"])
+    probe = Probe(12)
+    probe.samples = {("node-1", 0): [0.0450, 0.0451, 0.0449],  # worst mean, surely met
+                     ("node-2", 0): [0.010, 0.080, 0.030]}  # better mean, uncertain
+    probe.judged = {key: judge(s, target) for key, s in probe.samples.items()}
+    assert probe.judged[("node-1", 0)][0] == "meets"
+    assert probe.judged[("node-2", 0)][0] == "uncertain"
+    outcome = PlanOutcome("deployments.web.replicas", None, [probe], targets=[target],
+                          each="node")
+    (row,) = outcome.table().splitlines()[1:2]
+    assert "node-2" in row and row.endswith("uncertain") and "40ms" in row
+    assert "least sure case" in outcome.table().splitlines()[0]
