@@ -421,8 +421,11 @@ INCIDENT_METRICS = ("fault_start", "time_to_detect", "alerts_fired", "time_to_re
                     "error_budget_burn_rate", "error_budget_consumed")
 
 
-def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 25) -> str:
-    """The CLI's "incidents" block: the first replication's timeline and the figures."""
+def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 25,
+                     alerting: bool = True) -> str:
+    """The CLI's "incidents" block: the first replication's timeline and the figures.
+    ``alerting``: the scenario has alert rules; without any nothing can detect a fault,
+    and the block says so rather than "detected never"."""
     first = events[events["replication"] == events["replication"].min()]
     lines = [f"incidents  {len(first)} transitions"
              + (" (first replication)" if events["replication"].nunique() > 1 else "")]
@@ -435,7 +438,9 @@ def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 2
     figures = []
     for metric, label in (("time_to_detect", "detected after"),
                           ("time_to_recover", "recovered after")):
-        if metric in s.index:
+        if metric == "time_to_detect" and metric in s.index and not alerting:
+            figures.append("no alert rule (monitoring.alerts) to detect it")
+        elif metric in s.index:
             v = float(s[metric])
             figures.append(f"{label} {format_duration(v, 4)}" if not math.isnan(v)
                            else f"{label.split()[0]} never" if metric == "time_to_detect"
