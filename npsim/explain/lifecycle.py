@@ -109,7 +109,13 @@ def lifecycle_lines(at: float, control: ControlPlane, log: EventLog) -> Iterable
         unknown = _last(log, at, ("node_unknown",), name)
         since = f" since {_s(unknown)}" if unknown is not None else " (down from the start)"
         tainted = _last(log, at, ("taint_added",), name) if health.tainted else None
-        if not health.tainted:
+        zone = lifecycle.zones[node.zone]
+        if not health.tainted and (lifecycle.stopped or zone.limiter.qps <= 0):
+            why = ("every zone is fully disrupted: evictions stopped" if lifecycle.stopped
+                   else f"zone {node.zone} is {zone.state.value}: taint rate 0/s")
+            yield (f"# control plane: {name} is Unknown{since} ({grace}): its pods are "
+                   f"NotReady, out of the endpoints; no taint and no eviction while {why}")
+        elif not health.tainted:
             yield (f"# control plane: {name} is Unknown{since} ({grace}): its pods are "
                    f"NotReady, out of the endpoints; it gets the {UNREACHABLE} taint at the "
                    "next monitor pass its zone's rate limit allows: "

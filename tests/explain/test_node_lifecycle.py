@@ -51,3 +51,15 @@ def test_a_pods_own_toleration_sets_the_eviction_it_shows() -> None:
 
 def test_a_healthy_cluster_has_no_such_line() -> None:
     assert _control_plane("--node", "node-1", "--at", "59s") == []
+
+
+def test_a_partially_disrupted_zone_says_no_eviction_is_coming() -> None:
+    """zone-outage.yaml: 3 of zone-a's 5 nodes down, PartialDisruption in a zone of at
+    most 50 nodes: taint rate 0, nothing is evicted (ReducedQPSFunc)."""
+    code, out, err = npsim("explain", str(BUNDLED / "zone-outage.yaml"), "--node", "b-1",
+                           "--at", "200s")
+    assert code == 0, err
+    lines = [n for n in comments(out) if n.startswith("# control plane: ")]
+    assert [n.split()[3] for n in lines] == ["a-1", "a-2", "a-3"]
+    assert all(n.endswith("no taint and no eviction while zone zone-a is "
+                          "PartialDisruption: taint rate 0/s") for n in lines)
