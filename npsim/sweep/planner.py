@@ -70,6 +70,11 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
             _count_fits((high - low) // step + 1)  # counted before it is built
             values: list[Any] = list(range(low, high + 1, step))
         else:
+            number = r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
+            if any(re.fullmatch(number, t) for t in (low_text, high_text)):
+                raise ValueError("expected whole numbers (1..8), rates (100/s..400/s) or "
+                                 f"durations (1ms..5ms), got {low_text.strip()!r}..."
+                                 f"{high_text.strip()!r}")
             is_rate = "/" in low_text
             parse = parse_rate if is_rate else parse_duration
             unit = "/s" if is_rate else "s"
@@ -208,7 +213,11 @@ def _check_bound(scenario: Scenario, path: str, value: Any, replications: int) -
     from npsim.preflight import preflight
     from npsim.scenario.problems import Problem, ScenarioError
 
-    changed = scenario.with_changes({"variants": None, path: value})
+    try:
+        changed = scenario.with_changes({"variants": None, path: value})
+    except ScenarioError as exc:  # the value itself (a rate without its unit)
+        raise ScenarioError([Problem(p.mark, f"--vary {path}={value}: {p.path}", p.message)
+                             for p in exc.problems]) from None
     known = {w.message for w in scenario.warnings}
     for warning in changed.warnings:  # a key npsim ignores: every value runs the same
         if warning.message not in known and "not modelled" in warning.message:

@@ -178,3 +178,18 @@ def test_the_table_shows_the_case_that_decides_each_target() -> None:
     (row,) = outcome.table().splitlines()[1:2]
     assert "node-2" in row and row.endswith("uncertain") and "40ms" in row
     assert "least sure case" in outcome.table().splitlines()[0]
+
+
+def test_a_range_of_the_wrong_kind_says_which_kinds_there_are(tmp_path) -> None:
+    """``workers=1.5..3`` was told "expected a duration"; a bare rate (``100..200`` for
+    ``arrival.rate``) was refused as "a problem in the scenario", not naming --vary."""
+    with pytest.raises(PlanError, match=r"whole numbers \(1\.\.8\), rates \(100/s\.\.400/s\) "
+                                        r"or durations \(1ms\.\.5ms\)"):
+        parse_vary("workloads.web.workers=1.5..3")
+    path = tmp_path / "mmc.yaml"
+    path.write_text(yaml.safe_dump(mmc_dict()))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "latency_p99 < 5ms",
+                                       "--vary", "clients[0].arrival.rate=100..200"])
+    assert result.exit_code == 2
+    assert "--vary clients[0].arrival.rate=100: clients[0].arrival.rate" in result.output
+    assert "in the --vary range" in result.output and "searching" not in result.output
