@@ -232,8 +232,29 @@ class StateAt:
             return ""
         if server.hung:
             return (f"{p.name} is hung ({self._pod_event(p.name)}): it accepts connections "
-                    "and answers nothing while it hangs")
+                    "and answers nothing while it hangs" + self._hang_seen(pod))
         return self._gone_words(pod)
+
+    def _hang_seen(self, pod: int) -> str:
+        """When the kubelet's probes see the hang (as the run schedules it): readiness
+        takes it out of the endpoints, liveness restarts it; or that no probe will."""
+        p = self.cluster.pods[pod]
+        log = self.events
+        since = next((log.time[i] for i in range(len(log) - 1, -1, -1)
+                      if log.kind[i] == "pod_hang" and log.subject[i] == p.name
+                      and log.time[i] <= self.at), None)
+        if since is None:
+            return ""
+        not_ready, killed = self.control.kubelets.hang_seen(p, since)
+        out = []
+        if not_ready is None:
+            out.append("it has no readiness probe: it stays a ready endpoint while it hangs")
+        elif not_ready > self.at:
+            out.append(f"its readiness probe marks it NotReady at {not_ready:.2f} s (its "
+                       "failureThreshold-th failure since the hang), out of the endpoints")
+        out.append("no liveness probe restarts it" if killed is None else
+                   f"its liveness probe restarts it at {killed:.2f} s")
+        return "; " + "; ".join(out)
 
     def _gone_words(self, pod: int) -> str:
         server = self.servers[pod]

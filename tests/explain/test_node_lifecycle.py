@@ -63,3 +63,23 @@ def test_a_partially_disrupted_zone_says_no_eviction_is_coming() -> None:
     assert [n.split()[3] for n in lines] == ["a-1", "a-2", "a-3"]
     assert all(n.endswith("no taint and no eviction while zone zone-a is "
                           "PartialDisruption: taint rate 0/s") for n in lines)
+
+
+def test_a_hung_pod_says_when_its_probes_take_it_out_and_restart_it() -> None:
+    """hung-pod.yaml (seed 1): web-1 hangs at 30 s; readiness (period 10 s, threshold 3)
+    turns it NotReady at 51 s, liveness (threshold 6) restarts it at 81 s. Without
+    probes nothing ever takes it out, and the line says so."""
+    hung = str(BUNDLED / "hung-pod.yaml")
+    code, out, _ = npsim("explain", hung, "--node", "node-1", "--at", "40s")
+    assert code == 0
+    (line,) = [n for n in comments(out) if "is hung" in n]
+    assert line.endswith("its readiness probe marks it NotReady at 51.00 s (its "
+                         "failureThreshold-th failure since the hang), out of the endpoints; "
+                         "its liveness probe restarts it at 81.00 s")
+    bare = ('deployments.web.template.spec.containers=[{name: web, ports: '
+            '[{containerPort: 8080}]}]')
+    code, out, _ = npsim("explain", hung, "--node", "node-1", "--at", "40s", "--set", bare)
+    assert code == 0
+    (line,) = [n for n in comments(out) if "is hung" in n]
+    assert line.endswith("it has no readiness probe: it stays a ready endpoint while it "
+                         "hangs; no liveness probe restarts it")
