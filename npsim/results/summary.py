@@ -346,7 +346,8 @@ RECOVERED_BELOW = 0.001  # failure ratio under which the service counts as recov
 
 def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
                      slo: SloSpec | None, end_time: float, warmup: float,
-                     error_ratio: float = math.nan) -> dict[str, float]:
+                     error_ratio: float = math.nan, unanswered: float = 0.0
+                     ) -> dict[str, float]:
     """One replication's incident figures from its events and time series.
 
     ``fault_start``: the first event that is not a balancer or alert reaction (the
@@ -354,7 +355,9 @@ def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
     ``time_to_recover``: from it to the end of the last time bucket whose failure ratio
     (failed / ended) was at least 0.1%, or in which nothing ended while requests were
     outstanding (NaN if the run ended still failing or stalled, or if nothing ended
-    after the fault: no recovery is claimed that was not seen). With an SLO and the
+    after the fault: no recovery is claimed that was not seen; NaN too when requests were
+    held with no answer to the end, ``unanswered``: their time buckets show neither a
+    failure nor a stall while other pods answer). With an SLO and the
     run's ``error_ratio`` (the summary's, over measured requests):
     ``error_budget_burn_rate`` (error ratio / (1 - availability)) and
     ``error_budget_consumed`` (the share of the SLO window's budget this run's
@@ -370,7 +373,8 @@ def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
                  if k == "alert_firing" and t >= start]
         out["time_to_detect"] = min(fired) - start if fired else math.nan
         out["alerts_fired"] = float(len(fired))
-        out["time_to_recover"] = _time_to_recover(series, start, end_time)
+        out["time_to_recover"] = (math.nan if unanswered > 0
+                                  else _time_to_recover(series, start, end_time))
     if slo is not None:
         ratio = error_ratio
         out["error_budget_burn_rate"] = ratio / (1 - slo.availability)

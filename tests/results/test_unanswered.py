@@ -77,3 +77,14 @@ def test_a_run_without_a_hang_has_none() -> None:
          "workloads.cart.calls": [{"external": payments}]}))
     assert shop.metric("requests_measured_in_flight") > 50
     assert shop.metric("requests_unanswered") == 0
+
+
+def test_a_hang_nobody_ends_is_not_recovered(hung) -> None:
+    """Every time bucket had answers and no failure, so the incident figure said
+    "recovered after 0s" (the fault never showed) while a fifth of the requests waited
+    for ever: requests held to the end mean the run ended still failing."""
+    import math
+
+    assert hung.metric("requests_unanswered") > 0
+    assert math.isnan(hung.metric("time_to_recover"))
+    assert "not recovered by the end" in hung.report()
