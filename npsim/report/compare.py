@@ -30,7 +30,7 @@ COMPARED = ["throughput", "error_ratio", "latency_p50", "latency_p99", "user_lat
             "queue_wait_mean",
             "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
             "pod_share_max_over_mean", "pod_share_gini", "requests_measured",
-            "requests_failed", "replications"]
+            "requests_failed", "requests_unanswered", "replications"]
 
 
 def compare_table(results: Mapping[str, Result | pd.DataFrame]) -> pd.DataFrame:

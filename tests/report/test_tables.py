@@ -89,3 +89,23 @@ def test_compare_and_sweep_tables_show_what_users_saw() -> None:
     markdown = comparison_table(variants, pd.DataFrame(), "base")
     assert "| error_ratio |" in markdown.splitlines()[0].replace("user_latency_p99 |", "")
     assert "30.6%" in markdown and "3s" in markdown
+
+
+def test_requests_held_unanswered_have_a_row_where_a_run_has_them() -> None:
+    import pandas as pd
+
+    from npsim.report.compare import compare_table
+    from npsim.report.run_report import summary_table
+
+    def rows(extra: tuple) -> pd.DataFrame:
+        return pd.DataFrame([
+            {"scope": "all", "metric": m, "value": v, "ci_low": float("nan"),
+             "ci_high": float("nan")}
+            for m, v in (("error_ratio", 0.185), ("requests_in_flight", 2216.0), *extra)])
+
+    held = rows((("requests_unanswered", 2212.0),))
+    label = "requests unanswered at the end (counted as failed)"
+    assert compare_table({"hung": held, "fine": rows(())}).loc[label].tolist() == [
+        "2,212", "-"]
+    assert label in summary_table(held).index
+    assert label not in compare_table({"fine": rows(())}).index
