@@ -24,6 +24,19 @@ REPORT_METRICS = ("throughput", "error_ratio", "latency_p50", "latency_p99",
                   "pod_share_max_over_mean", "pod_share_jain", "source_ip_intact_fraction")
 
 
+def report_columns(chosen: list[str] | tuple[str, ...]) -> list[str]:
+    """The columns a scenario's ``variants.report`` asks for, with ``error_ratio`` added
+    when one is a latency and none counts failures: a variant that fails requests
+    lowers its completed requests' latency (as a latency target implies ``error_ratio``,
+    npsim/sweep/targets.py ``with_guard``)."""
+    from npsim.sweep.targets import ERROR_RATIO, is_failure, is_latency
+
+    out = list(chosen)
+    if any(is_latency(m) for m in out) and not any(is_failure(m) for m in out):
+        out.append(ERROR_RATIO)
+    return out
+
+
 def variant_summary(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """variant, metric, runs, mean, ci_low, ci_high (bounded metrics stay in range)."""
     rows = []
