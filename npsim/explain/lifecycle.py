@@ -110,7 +110,11 @@ def lifecycle_lines(at: float, control: ControlPlane, log: EventLog) -> Iterable
         since = f" since {_s(unknown)}" if unknown is not None else " (down from the start)"
         tainted = _last(log, at, ("taint_added",), name) if health.tainted else None
         zone = lifecycle.zones[node.zone]
-        if not health.tainted and (lifecycle.stopped or zone.limiter.qps <= 0):
+        if health.kubelet_up:  # back: Ready again at the controller's next monitor pass
+            yield (f"# control plane: {name} renews its lease again; Unknown{since} until "
+                   "the controller's next monitor pass sees it Ready"
+                   + (f" and removes the {UNREACHABLE} taint" if health.tainted else ""))
+        elif not health.tainted and (lifecycle.stopped or zone.limiter.qps <= 0):
             why = ("every zone is fully disrupted: evictions stopped" if lifecycle.stopped
                    else f"zone {node.zone} is {zone.state.value}: taint rate 0/s")
             yield (f"# control plane: {name} is Unknown{since} ({grace}): its pods are "

@@ -49,6 +49,18 @@ def test_a_pods_own_toleration_sets_the_eviction_it_shows() -> None:
                          "30 s)")
 
 
+def test_a_node_back_is_unknown_until_the_next_monitor_pass() -> None:
+    """node-2 back at 200 s: its kubelet renews again, and the controller's next pass
+    (on its 5 s grid, 200.03 s) sees it Ready and lifts the taint."""
+    (line,) = _control_plane("--node", "node-1", "--at", "200.01s", "--set",
+                             "events[0].until=200s")
+    assert line == ("# control plane: node-2 renews its lease again; Unknown since 110.03 s "
+                    "until the controller's next monitor pass sees it Ready and removes the "
+                    "node.kubernetes.io/unreachable:NoExecute taint")
+    assert _control_plane("--node", "node-1", "--at", "201s", "--set",
+                          "events[0].until=200s") == []
+
+
 def test_a_healthy_cluster_has_no_such_line() -> None:
     assert _control_plane("--node", "node-1", "--at", "59s") == []
 
