@@ -175,7 +175,8 @@ def _frames(out: RunOutput, spec: ScenarioSpec, rep: int,
     trim_heap()
     incidents = incident_metrics(out.events.time, out.events.kind, series,
                                  spec.monitoring.slo if spec.monitoring else None, out.end_time,
-                                 out.warmup, float(statistics["all"]["error_ratio"].iloc[0]))
+                                 out.warmup, float(statistics["all"]["error_ratio"].iloc[0]),
+                                 float(statistics["all"]["requests_unanswered"].iloc[0]))
     pods = pod_frame(out, frame)
     if calls is not None:  # blocking callers hold workers beyond their own work
         pods = held_utilisation(pods, out, frame)

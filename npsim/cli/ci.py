@@ -41,11 +41,14 @@ def check_options(command: Any) -> Any:
 
 
 def parse_checks(texts: Sequence[str]) -> list[Target]:
-    """The checks, read before anything is loaded (exit 2 on a malformed one)."""
-    from npsim.sweep.targets import PlanError, parse_target
+    """The checks, read before anything is loaded (exit 2 on a malformed one). A latency
+    check without a failure check brings ``error_ratio < 1%``, as ``plan``'s targets do:
+    shedding load lowers the served requests' latency, so it alone could pass a run
+    that failed a third of its requests."""
+    from npsim.sweep.targets import PlanError, parse_target, with_guard
 
     try:
-        return [parse_target(text, "--check") for text in texts]
+        return with_guard([parse_target(text, "--check") for text in texts])
     except PlanError as exc:
         usage(str(exc))
 
@@ -117,7 +120,8 @@ def document(scenario: Scenario, checks: list[CheckResult], *,
                         for r in worst.itertuples(index=False)}
     doc["checks"] = [{"check": str(c.target), "metric": c.target.metric, "op": c.target.op,
                       "threshold": c.target.threshold, "value": _number(c.value),
-                      "passed": c.passed, "down": c.case} for c in checks]
+                      "passed": c.passed, "down": c.case, "implied": c.target.implied}
+                     for c in checks]
     doc["passed"] = all(c.passed for c in checks)
     doc["folder"] = str(folder) if folder is not None else None
     return doc

@@ -149,8 +149,8 @@ def plan(scenario: str, targets: tuple[str, ...], vary: str, largest: bool,
                               jobs=jobs, client=client, log=click.echo, each=each)
     except PlanError as exc:
         usage(str(exc))
-    except ScenarioError as exc:
-        refuse(exc.report())
+    except ScenarioError as exc:  # an end of the --vary range the run would refuse
+        refuse(exc.report().replace("in the scenario", "in the --vary range", 1))
     finally:
         if client is not None:
             client.close()

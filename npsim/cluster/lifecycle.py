@@ -13,7 +13,9 @@ Plain rules with no SimPy in them; ``npsim/sim/faults.py`` and
   ``node.kubernetes.io/unreachable:NoExecute`` (``not-ready`` when the kubelet reports
   NotReady), ``node_lifecycle_controller.go`` ``monitorNodeHealth``;
 * admission gives every pod ``tolerationSeconds: 300`` for those taints
-  (``--default-unreachable-toleration-seconds``); after it the pod is deleted;
+  (``--default-unreachable-toleration-seconds``) unless it tolerates them itself; after
+  the least ``tolerationSeconds`` of its tolerations of the taint the pod is deleted
+  (``pkg/controller/tainteviction`` ``getMinTolerationTime``: :func:`eviction_delay`);
 * EndpointSlice conditions (``staging/src/k8s.io/endpointslice/utils.go`` podToEndpoint):
   ``serving`` = pod Ready, ``terminating`` = deletionTimestamp set,
   ``ready`` = serving and not terminating;
@@ -42,8 +44,13 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from npsim.cluster.scheduler import Taint, Toleration
 
 LEASE_RENEW_INTERVAL = 10.0
 NODE_MONITOR_PERIOD = 5.0
@@ -198,6 +205,19 @@ def ready_seen_at(now: float, first_tick: float, timing: ControlPlaneTiming) -> 
 def _tick_at_or_after(t: float, first_tick: float, period: float) -> float:
     k = max(math.ceil((t - first_tick) / period - 1e-9), 0)
     return first_tick + k * period
+
+
+def eviction_delay(tolerations: Sequence[Toleration], taint: Taint, default: float) -> float:
+    """Seconds from a NoExecute taint to the deletion of a pod with ``tolerations``
+    (upstream ``getMinTolerationTime`` over the tolerations matching the taint): the
+    least ``tolerationSeconds`` among them, 0 at or below 0, infinite when none sets
+    it. A pod with no toleration of the taint got ``default`` from the
+    DefaultTolerationSeconds admission plugin (for ``unreachable``/``not-ready``)."""
+    matching = [t for t in tolerations if t.tolerates(taint)]
+    if not matching:
+        return default
+    seconds = [t.seconds for t in matching if t.seconds is not None]
+    return max(min(seconds), 0.0) if seconds else math.inf
 
 
 def last_renewal_before(t: float, first_renewal: float, interval: float) -> float:

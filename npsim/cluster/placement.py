@@ -72,7 +72,9 @@ def pod_needs(dep: Any) -> PodNeeds:
         dep.cpu_request, dep.memory_request, dict(dep.node_selector),
         None if dep.required_terms is None else tuple(Term(*t) for t in dep.required_terms),
         tuple((w, Term(*t)) for w, t in dep.preferred_terms),
-        tuple(Toleration(*t) for t in dep.tolerations))
+        tuple(Toleration(*t, seconds) for t, seconds in zip(
+            dep.tolerations, dep.toleration_seconds or [None] * len(dep.tolerations),
+            strict=True)))
 
 
 def placement_in_force(scenario: Scenario, name: str) -> Any:

@@ -117,6 +117,8 @@ class Toleration:
     operator: str = "Equal"
     value: str = ""
     effect: str = ""  # empty: every effect
+    # a NoExecute toleration's tolerationSeconds (None: for ever); only eviction reads it
+    seconds: float | None = None
 
     def tolerates(self, taint: Taint) -> bool:
         """v1 ``Toleration.ToleratesTaint``: an empty key with Exists tolerates all."""

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 from npsim.cluster.model import ip_str
+from npsim.explain.lifecycle import lifecycle_lines
 from npsim.proxy.affinity import AffinityTable
 from npsim.proxy.base import EndpointTable, KubeProxy
 from npsim.proxy.rules.common import port_name_string
@@ -163,6 +164,8 @@ class StateAt:
                    "changes since then are not applied")
         elif (self.at > 0 and self.last_sync(node) > 0):
             yield f"# kube-proxy on {name} last synced at {seconds(self.last_sync(node))}"
+        # failed nodes as the control plane sees them
+        yield from lifecycle_lines(self.at, self.control, self.events)
         for sp in self.cluster.service_ports:
             if service not in (None, sp.service.name) or sp.index not in proxy.tables:
                 continue
@@ -229,8 +232,29 @@ class StateAt:
             return ""
         if server.hung:
             return (f"{p.name} is hung ({self._pod_event(p.name)}): it accepts connections "
-                    "and answers nothing while it hangs")
+                    "and answers nothing while it hangs" + self._hang_seen(pod))
         return self._gone_words(pod)
+
+    def _hang_seen(self, pod: int) -> str:
+        """When the kubelet's probes see the hang (as the run schedules it): readiness
+        takes it out of the endpoints, liveness restarts it; or that no probe will."""
+        p = self.cluster.pods[pod]
+        log = self.events
+        since = next((log.time[i] for i in range(len(log) - 1, -1, -1)
+                      if log.kind[i] == "pod_hang" and log.subject[i] == p.name
+                      and log.time[i] <= self.at), None)
+        if since is None:
+            return ""
+        not_ready, killed = self.control.kubelets.hang_seen(p, since)
+        out = []
+        if not_ready is None:
+            out.append("it has no readiness probe: it stays a ready endpoint while it hangs")
+        elif not_ready > self.at:
+            out.append(f"its readiness probe marks it NotReady at {not_ready:.2f} s (its "
+                       "failureThreshold-th failure since the hang), out of the endpoints")
+        out.append("no liveness probe restarts it" if killed is None else
+                   f"its liveness probe restarts it at {killed:.2f} s")
+        return "; " + "; ".join(out)
 
     def _gone_words(self, pod: int) -> str:
         server = self.servers[pod]

@@ -23,11 +23,14 @@ CAPTIONS = {
                          "kube-proxy, queue wait and service time per completed request",
 }
 
-COMPARED = ["throughput", "error_ratio", "latency_p50", "latency_p99", "latency_mean",
+# the failed share and the users' p99 beside the completed requests' latency: a run
+# that fails requests looks fast by the latter alone
+COMPARED = ["throughput", "error_ratio", "latency_p50", "latency_p99", "user_latency_p99",
+            "latency_mean",
             "queue_wait_mean",
             "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",
             "pod_share_max_over_mean", "pod_share_gini", "requests_measured",
-            "requests_failed", "replications"]
+            "requests_failed", "requests_unanswered", "replications"]
 
 
 def compare_table(results: Mapping[str, Result | pd.DataFrame]) -> pd.DataFrame:

@@ -37,7 +37,8 @@ CALLS_CAPTIONS = {
 }
 
 KEY_METRICS = ["requests_generated", "requests_completed", "requests_failed",
-               "requests_in_flight", "requests_measured", "throughput", "latency_mean",
+               "requests_in_flight", "requests_unanswered", "requests_measured",
+               "throughput", "latency_mean",
                "error_ratio", "latency_p50", "latency_p95", "latency_p99",
                "user_latency_p50", "user_latency_p95", "user_latency_p99", "queue_wait_mean",
                "cross_node_fraction", "source_ip_intact_fraction", "client_stickiness",

@@ -37,17 +37,23 @@ def failure_line(values: pd.Series) -> str:
     failed = sum(counts.values())
     measured = int(values.get("requests_measured", 0))
     warmup = int(values.get("requests_failed", failed)) - failed
-    if failed:
+    # in flight at the end for longer than any request that ended: failed, for users
+    stuck = int(values.get("requests_unanswered", 0))
+    if stuck:
+        counts["no answer"] = stuck
+    if failed + stuck:
         ratio = float(values.get("error_ratio", math.nan))
-        text = (f"failed     {failed:,} of {measured:,} measured ({percent(ratio)}): "
-                + ", ".join(f"{reason} {_whole_percent(n / failed)}" for reason, n in
-                            sorted(counts.items(), key=lambda item: -item[1])))
+        text = (f"failed     {failed + stuck:,} of {measured:,} measured ({percent(ratio)}): "
+                + ", ".join(f"{reason} {_whole_percent(n / (failed + stuck))}"
+                            for reason, n in sorted(counts.items(), key=lambda item: -item[1])))
     else:
         text = f"failed     none of {measured:,} measured"
     more = []
     unfinished = int(values.get("requests_measured_in_flight", 0))
     if unfinished:
-        more.append(f"{unfinished:,} still in flight at the end")
+        more.append(f"{unfinished:,} still in flight at the end" + (
+            f", {stuck:,} of them with no answer after twice as long as any request that "
+            "ended took (counted as failed)" if stuck else ""))
     if warmup > 0:
         more.append(f"{warmup:,} failed during the warm-up, not measured")
     if more and len(text) + sum(len(m) + 2 for m in more) <= 100:

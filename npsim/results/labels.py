@@ -16,6 +16,7 @@ LABELS = {
     "requests_completed": "requests completed",
     "requests_failed": "requests failed",
     "requests_in_flight": "requests in flight at the end",
+    "requests_unanswered": "requests unanswered at the end (counted as failed)",
     "requests_measured": "requests measured (after warm-up)",
     "replications": "replications",
     "throughput": "throughput",

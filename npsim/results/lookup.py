@@ -20,7 +20,7 @@ _REASONS = [name for code, name in sorted(REASONS.items()) if code]
 # written only when non-zero: absent means 0
 ZERO_WHEN_ABSENT = (*(f"failed_{r}" for r in _REASONS),
                     *(f"failed_share_{r}" for r in _REASONS),
-                    "retries", "requests_measured_in_flight")
+                    "retries", "requests_measured_in_flight", "requests_unanswered")
 # written only when they can be measured; absent is an error that says when they are
 _WRITTEN_WHEN = {
     **dict.fromkeys(INCIDENT_METRICS, "runs with an event (events:) in the scenario"),

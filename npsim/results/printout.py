@@ -78,6 +78,8 @@ def format_summary(summary: pd.DataFrame, pods: pd.DataFrame, nodes: pd.DataFram
                                       f"p99 {dur('user_latency_p99')}"])
         lines.append(FIRST + "(every measured request that ended; a failed one until its "
                      "error or time-out)")
+        if val("requests_unanswered") > 0:  # NaN (absent) is not
+            lines.append(FIRST + "(and those with no answer at the end, at their age then)")
     lines += [
         f"cross-node {percent(val('cross_node_fraction'))} of served requests took a node-to-node "
         "hop",

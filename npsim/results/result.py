@@ -70,7 +70,9 @@ class Result:
         text = format_summary(self.summary, self.pods, self.nodes,
                               pod_shares(self.requests, self.pods))
         if len(self.events):  # faults, balancer marks, alerts: the incidents block
-            text += "\n" + format_incidents(self.events, self.summary)
+            monitoring = self.scenario.spec.monitoring
+            text += "\n" + format_incidents(self.events, self.summary, alerting=bool(
+                monitoring is not None and monitoring.alerts))
         return text
 
     @property

@@ -3,7 +3,8 @@
 ``latency_*`` statistics use completed requests that started after the warm-up: what a
 served request cost, blind to the ones that failed. ``error_ratio`` (failed / (completed +
 failed)) and ``user_latency_*`` (every measured request that ended, a failed one counting
-the time until its client got the error or gave up) say what users saw. With R >= 2
+the time until its client got the error or gave up; one held with no answer at the end
+at its age, npsim/results/unanswered.py) say what users saw. With R >= 2
 replications each statistic is computed per replication and the interval is
 mean +- t(0.975, R-1) * sd / sqrt(R): replications are independent, requests within one
 run are not.
@@ -35,6 +36,7 @@ from npsim.results.printout import format_summary as format_summary  # these nam
 from npsim.results.skew import share_stats, source_ip_intact, stickiness
 from npsim.results.student import mean_and_interval
 from npsim.results.text import wrap
+from npsim.results.unanswered import unanswered, with_unanswered
 from npsim.scenario.schema import SloSpec
 from npsim.units import format_duration
 
@@ -80,6 +82,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
         outcome = codes(frame["outcome"])
         done = measured & (outcome == category_code(frame["outcome"], "completed"))
         failed = measured & (outcome == category_code(frame["outcome"], "failed"))
+        in_flight = measured & (outcome == category_code(frame["outcome"], "in_flight"))
         # the completed rows' figures, read in place (a copy was 8 bytes a row)
         lat = Masked(frame["latency"].to_numpy(), done)
         n_done = lat.n
@@ -92,7 +95,7 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
             ("latency_p50", "latency_p95", "latency_p99"), lat.quantiles([0.50, 0.95, 0.99]),
             strict=True)})
         row["queue_wait_mean"] = lat.over(frame["queue_wait"].to_numpy()).nan_mean()
-        _user_view(row, frame, done, failed)
+        _user_view(row, frame, done, failed, in_flight)
         crossed = np.count_nonzero(frame["cross_node"].to_numpy(dtype=bool) & done)
         row["cross_node_fraction"] = crossed / n_done if n_done else math.nan
         row["source_ip_intact_fraction"] = source_ip_intact(frame, done)
@@ -115,20 +118,27 @@ def _per_replication(requests: pd.DataFrame, windows: dict[int, float],
 
 
 def _user_view(row: dict[str, float], frame: pd.DataFrame, done: np.ndarray,
-               failed: np.ndarray) -> None:
+               failed: np.ndarray, in_flight: np.ndarray) -> None:
     """What users saw: the failed share of the measured requests that ended, and the
     latency of every one of them (a failed request's row ends when its client got the
     error or gave up: a connect timeout counts as its timeout). Requests still in flight
-    at the end are in neither: their time is not known."""
+    at the end count only when they waited longer than any that ended (a hung pod held
+    them, npsim/results/unanswered.py): as failed, and at their age so far."""
     n_failed = int(np.count_nonzero(failed))
     n_ended = n_failed + int(np.count_nonzero(done))
+    failed |= done  # the caller's mask is spent: reused as "ended" (no second array)
+    latency = frame["latency"].to_numpy()
+    stuck, ages = unanswered(frame, in_flight, latency, failed)
+    row["requests_unanswered"] = float(len(stuck))
+    n_failed += len(stuck)
+    n_ended += len(stuck)
     row["error_ratio"] = n_failed / n_ended if n_ended else math.nan
     if n_failed == 0:  # the same rows as the completed ones: no second pass
         for q in ("p50", "p95", "p99"):
             row[f"user_latency_{q}"] = row[f"latency_{q}"]
         return
-    failed |= done  # the caller's mask is spent: reused as "ended" (no second array)
-    user = Masked(frame["latency"].to_numpy(), failed)
+    user = (with_unanswered(latency, failed, stuck, ages) if len(stuck)
+            else Masked(latency, failed))
     row.update({name: q for name, q in zip(
         ("user_latency_p50", "user_latency_p95", "user_latency_p99"),
         user.quantiles([0.50, 0.95, 0.99]), strict=True)})
@@ -315,7 +325,13 @@ def _measured_rows(scope: str, requests: pd.DataFrame, rows: np.ndarray | None,
         add(scope, f"failed_{reason_name}", float(count))
     for reason_name, count in counts.items():  # pooled over replications, no interval
         add(scope, f"{_SHARE}{reason_name}", float(count) / float(counts.sum()))
-    for column in per_rep.columns.drop("replication"):
+    # written only when some were (a pooled count, like failed_<reason>)
+    stuck = float(per_rep["requests_unanswered"].sum()) \
+        if "requests_unanswered" in per_rep else 0.0
+    if stuck:
+        add(scope, "requests_unanswered", stuck)
+    for column in per_rep.columns.drop(["replication", "requests_unanswered"],
+                                       errors="ignore"):
         add(scope, column, *confidence_interval(per_rep[column].to_numpy(dtype=float), column))
 
 
@@ -330,7 +346,8 @@ RECOVERED_BELOW = 0.001  # failure ratio under which the service counts as recov
 
 def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
                      slo: SloSpec | None, end_time: float, warmup: float,
-                     error_ratio: float = math.nan) -> dict[str, float]:
+                     error_ratio: float = math.nan, unanswered: float = 0.0
+                     ) -> dict[str, float]:
     """One replication's incident figures from its events and time series.
 
     ``fault_start``: the first event that is not a balancer or alert reaction (the
@@ -338,7 +355,9 @@ def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
     ``time_to_recover``: from it to the end of the last time bucket whose failure ratio
     (failed / ended) was at least 0.1%, or in which nothing ended while requests were
     outstanding (NaN if the run ended still failing or stalled, or if nothing ended
-    after the fault: no recovery is claimed that was not seen). With an SLO and the
+    after the fault: no recovery is claimed that was not seen; NaN too when requests were
+    held with no answer to the end, ``unanswered``: their time buckets show neither a
+    failure nor a stall while other pods answer). With an SLO and the
     run's ``error_ratio`` (the summary's, over measured requests):
     ``error_budget_burn_rate`` (error ratio / (1 - availability)) and
     ``error_budget_consumed`` (the share of the SLO window's budget this run's
@@ -354,7 +373,8 @@ def incident_metrics(times: list[float], kinds: list[str], series: pd.DataFrame,
                  if k == "alert_firing" and t >= start]
         out["time_to_detect"] = min(fired) - start if fired else math.nan
         out["alerts_fired"] = float(len(fired))
-        out["time_to_recover"] = _time_to_recover(series, start, end_time)
+        out["time_to_recover"] = (math.nan if unanswered > 0
+                                  else _time_to_recover(series, start, end_time))
     if slo is not None:
         ratio = error_ratio
         out["error_budget_burn_rate"] = ratio / (1 - slo.availability)
@@ -405,8 +425,11 @@ INCIDENT_METRICS = ("fault_start", "time_to_detect", "alerts_fired", "time_to_re
                     "error_budget_burn_rate", "error_budget_consumed")
 
 
-def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 25) -> str:
-    """The CLI's "incidents" block: the first replication's timeline and the figures."""
+def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 25,
+                     alerting: bool = True) -> str:
+    """The CLI's "incidents" block: the first replication's timeline and the figures.
+    ``alerting``: the scenario has alert rules; without any nothing can detect a fault,
+    and the block says so rather than "detected never"."""
     first = events[events["replication"] == events["replication"].min()]
     lines = [f"incidents  {len(first)} transitions"
              + (" (first replication)" if events["replication"].nunique() > 1 else "")]
@@ -419,7 +442,9 @@ def format_incidents(events: pd.DataFrame, summary: pd.DataFrame, limit: int = 2
     figures = []
     for metric, label in (("time_to_detect", "detected after"),
                           ("time_to_recover", "recovered after")):
-        if metric in s.index:
+        if metric == "time_to_detect" and metric in s.index and not alerting:
+            figures.append("no alert rule (monitoring.alerts) to detect it")
+        elif metric in s.index:
             v = float(s[metric])
             figures.append(f"{label} {format_duration(v, 4)}" if not math.isnan(v)
                            else f"{label.split()[0]} never" if metric == "time_to_detect"

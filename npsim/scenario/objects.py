@@ -94,6 +94,8 @@ class Deployment:
     required_terms: tuple | None = None  # nodeSelectorTerms; None: no required affinity
     preferred_terms: tuple = ()  # (weight, term)
     tolerations: tuple = ()  # (key, operator, value, effect)
+    # each toleration's tolerationSeconds (None: not set); () when none sets it
+    toleration_seconds: tuple = ()
 
     @property
     def has_requests(self) -> bool:

@@ -79,7 +79,9 @@ def parse_scheduling(doc: MarkedDict, pod_spec: dict, containers: list, p: Probl
                 weighted.append((weight, term))
         out["preferred_terms"] = tuple(weighted)
     if "tolerations" in pod_spec:
-        out["tolerations"] = _tolerations(doc, pod_spec, p, pre)
+        out["tolerations"], seconds = _tolerations(doc, pod_spec, p, pre)
+        if any(s is not None for s in seconds):
+            out["toleration_seconds"] = seconds
     return out
 
 
@@ -119,11 +121,14 @@ def _term(doc: MarkedDict, loc: list[Any], p: Problems, pre: str) -> Term:
     return parts[0], parts[1]
 
 
-def _tolerations(doc: MarkedDict, pod_spec: dict, p: Problems,
-                 pre: str) -> tuple[tuple[str, str, str, str], ...]:
+def _tolerations(doc: MarkedDict, pod_spec: dict, p: Problems, pre: str
+                 ) -> tuple[tuple[tuple[str, str, str, str], ...], tuple[float | None, ...]]:
+    """The tolerations, and each one's ``tolerationSeconds`` (None where not set): the
+    scheduler reads the first, the taint manager's eviction both."""
     loc = [*TMPL, "tolerations"]
     items = expect(doc, loc, list, "a list of tolerations", p, pre) or []
     out = []
+    seconds: list[float | None] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             p.at(doc, [*loc, i], f"expected a toleration, got {item!r}", pre)
@@ -142,9 +147,20 @@ def _tolerations(doc: MarkedDict, pod_spec: dict, p: Problems,
         elif op == "Exists" and value:
             p.at(doc, [*loc, i, "operator"], "Invalid value: value must be empty when "
                  "`operator` is 'Exists'", pre)
+        elif "tolerationSeconds" in item and (
+                isinstance(item["tolerationSeconds"], bool)
+                or not isinstance(item["tolerationSeconds"], int)):
+            p.at(doc, [*loc, i, "tolerationSeconds"], "Invalid value: "
+                 f"{item['tolerationSeconds']!r}: expected a whole number of seconds", pre)
+        elif "tolerationSeconds" in item and effect != "NoExecute":
+            # the API server's ValidateTolerations
+            p.at(doc, [*loc, i, "effect"], f'Invalid value: "{effect}": effect must be '
+                 "'NoExecute' when `tolerationSeconds` is set", pre)
         else:
             out.append((key, op, value, effect))
-    return tuple(out)
+            given = item.get("tolerationSeconds")
+            seconds.append(None if given is None else float(given))
+    return tuple(out), tuple(seconds)
 
 
 def add_scheduling(pod: dict[str, Any], dep: Any) -> None:
@@ -169,9 +185,13 @@ def add_scheduling(pod: dict[str, Any], dep: Any) -> None:
     if affinity:
         pod["affinity"] = {"nodeAffinity": affinity}
     if dep.tolerations:
+        seconds = dep.toleration_seconds or [None] * len(dep.tolerations)
         pod["tolerations"] = [{k: v for k, v in (("key", key), ("operator", op),
-                                                 ("value", value), ("effect", effect)) if v}
-                              for key, op, value, effect in dep.tolerations]
+                                                 ("value", value), ("effect", effect),
+                                                 ("tolerationSeconds", None if s is None
+                                                  else int(s))) if v is not None and v != ""}
+                              for (key, op, value, effect), s in zip(
+                                  dep.tolerations, seconds, strict=True)]
 
 
 def _term_manifest(term: Term) -> dict[str, Any]:

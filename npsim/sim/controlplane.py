@@ -25,7 +25,7 @@ npsim/sim/kubelet.py.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -443,12 +443,13 @@ class ControlPlane:
         """The kubelet renews its lease again (npsim/sim/eviction.py)."""
         self.lifecycle.kubelet_started(node)
 
-    def evict(self, node: int) -> None:
-        """The taint outlasted the pods' toleration: they are deleted and the ReplicaSets
-        create replacements on schedulable nodes."""
+    def evict(self, node: int, only: Collection[str] | None = None) -> None:
+        """The taint outlasted the pods' toleration: they (those of the Deployments
+        ``only`` names, if given) are deleted and the ReplicaSets create replacements on
+        schedulable nodes."""
         for pod in list(self.cluster.pods):
             if pod.node == node and pod.index in self.in_api and not self.life[
-                    pod.index].terminating:
+                    pod.index].terminating and (only is None or pod.deployment in only):
                 self.record("pod_evicted", pod.name, "taint toleration expired")
                 self.delete_pod(pod, "eviction")
                 # a bare pod (hand-placed, no Deployment) has no ReplicaSet to replace it

@@ -21,7 +21,8 @@ What it does, in the upstream order of one monitor pass (``monitorNodeHealth``, 
   zone are tainted ``1 / rate`` = 10 s apart). npsim taints the moment the token is
   there; upstream's loop runs every 100 ms, so it may be up to 0.1 s later;
 * the taint manager deletes each pod of a tainted node after its ``tolerationSeconds``
-  (300 s by default) and the ReplicaSet creates a replacement.
+  (300 s by default; a pod's own NoExecute toleration of the taint sets its own, or keeps
+  it for ever: ``eviction_delay``) and the ReplicaSet creates a replacement.
 
 Events: ``node_unknown``, ``pod_not_ready``, ``zone_state`` (subject the zone, detail the
 state and its taint rate), ``taint_added`` / ``taint_removed``, ``pod_evicted``.
@@ -39,13 +40,17 @@ import simpy
 
 from npsim.cluster.lifecycle import (
     ControlPlaneTiming,
+    eviction_delay,
     last_renewal_before,
     ready_seen_at,
     unknown_at,
 )
 from npsim.cluster.model import Cluster
+from npsim.cluster.placement import pod_needs
+from npsim.cluster.scheduler import Taint
 
 UNREACHABLE = "node.kubernetes.io/unreachable:NoExecute"
+UNREACHABLE_TAINT = Taint("node.kubernetes.io/unreachable", "", "NoExecute")
 
 
 class Controllers(Protocol):
@@ -54,13 +59,14 @@ class Controllers(Protocol):
     cluster: Cluster
     life: Mapping[int, Any]  # pod index -> PodLife
     in_api: set[int]
+    deployments: Mapping[str, Any]  # name -> Deployment (its pods' tolerations)
     kubelets: Any  # npsim.sim.kubelet.Kubelets
     pending: list[str]
 
     def record(self, kind: str, subject: str, detail: str = "") -> None: ...
     def publish(self) -> None: ...
     def retry_pending(self) -> None: ...
-    def evict(self, node: int) -> None: ...
+    def evict(self, node: int, only: Collection[str] | None = None) -> None: ...
 
 
 class ZoneState(Enum):
@@ -366,12 +372,32 @@ class NodeLifecycle:
         health.taint_generation += 1
         taint = health.taint_generation
         self.record("taint_added", self.names[node], UNREACHABLE)
+        groups = self._eviction_groups(node)
 
-        def evict(_event: simpy.Event) -> None:
+        def evict(_event: simpy.Event, only: Collection[str] | None = None) -> None:
             if health.tainted and health.taint_generation == taint:
-                self.control.evict(node)
+                self.control.evict(node, only)
 
-        self.env.timeout(self.timing.toleration_seconds).callbacks.append(evict)
+        if groups is None:  # every pod with the default toleration: one eviction
+            self.env.timeout(self.timing.toleration_seconds).callbacks.append(evict)
+            return
+        for delay, names in sorted(groups.items()):
+            if delay < math.inf:  # a toleration without tolerationSeconds: kept for ever
+                self.env.timeout(delay).callbacks.append(
+                    lambda event, names=names: evict(event, names))
+
+    def _eviction_groups(self, node: int) -> dict[float, set[str]] | None:
+        """The node's pods' Deployments by seconds from the taint to their eviction
+        (their own tolerations, or the default); None when all take the default."""
+        control = self.control
+        default = self.timing.toleration_seconds
+        groups: dict[float, set[str]] = {}
+        for pod in control.cluster.pods:
+            if pod.node == node and pod.index in control.in_api:
+                delay = eviction_delay(pod_needs(control.deployments.get(pod.deployment))
+                                       .tolerations, UNREACHABLE_TAINT, default)
+                groups.setdefault(delay, set()).add(pod.deployment)
+        return None if set(groups) <= {default} else groups
 
     def _untaint(self, node: int) -> None:
         health = self.health[node]

@@ -163,22 +163,27 @@ class Kubelets:
         life.phase = PodPhase.HUNG
         now = self.env.now
         self.record("pod_hang", pod.name)
-        dep = self._dep(pod)
-        readiness = Probe.from_manifest(dep.readiness)
-        liveness = Probe.from_manifest(dep.liveness)
-        if readiness is not None:
-            at = readiness.failing_detected(life.started, now,
-                                            self._origin(pod, "readiness", readiness))
-            if until is None or at < until:
-                self._later(at - now, pod, lambda p: self.control.set_ready(
-                    p, False, "readiness probe failed"))
-        if liveness is not None:
-            at = liveness.failing_detected(life.started, now,
-                                           self._origin(pod, "liveness", liveness))
-            if until is None or at < until:
-                self._later(at - now, pod, self._liveness_kill)
+        not_ready, killed = self.hang_seen(pod, now)
+        if not_ready is not None and (until is None or not_ready < until):
+            self._later(not_ready - now, pod, lambda p: self.control.set_ready(
+                p, False, "readiness probe failed"))
+        if killed is not None and (until is None or killed < until):
+            self._later(killed - now, pod, self._liveness_kill)
         if until is not None:
             self.env.timeout(until - now).callbacks.append(lambda _e: self._unhang(pod))
+
+    def hang_seen(self, pod: Pod, since: float) -> tuple[float | None, float | None]:
+        """When the probes see a hang that began at ``since``: the readiness probe's
+        failureThreshold-th failure (NotReady) and the liveness probe's (the kill); None
+        for a probe the pod does not have. ``explain --at`` reads it too."""
+        dep = self._dep(pod)
+        started = self.control.life[pod.index].started
+        out = []
+        for kind, manifest in (("readiness", dep.readiness), ("liveness", dep.liveness)):
+            probe = Probe.from_manifest(manifest)
+            out.append(None if probe is None else probe.failing_detected(
+                started, since, self._origin(pod, kind, probe)))
+        return out[0], out[1]
 
     def _unhang(self, pod: Pod) -> None:
         life = self.control.life[pod.index]

@@ -38,6 +38,7 @@ from npsim.sweep.targets import (  # noqa: F401 - names the planner has always e
     as_rows,
     check_metric,
     combine,
+    deciding,
     judge,
     known_metrics,
     mean_ci,
@@ -69,6 +70,11 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
             _count_fits((high - low) // step + 1)  # counted before it is built
             values: list[Any] = list(range(low, high + 1, step))
         else:
+            number = r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
+            if any(re.fullmatch(number, t) for t in (low_text, high_text)):
+                raise ValueError("expected whole numbers (1..8), rates (100/s..400/s) or "
+                                 f"durations (1ms..5ms), got {low_text.strip()!r}..."
+                                 f"{high_text.strip()!r}")
             is_rate = "/" in low_text
             parse = parse_rate if is_rate else parse_duration
             unit = "/s" if is_rate else "s"
@@ -156,9 +162,10 @@ class PlanOutcome:
                                            "ci_low", "ci_high", "confidence", "verdict"])
 
     def table(self) -> str:
-        """The probes as text under 100 columns: per value and target, the worst case
-        (its mean and 95% CI), how sure the target is met, and the verdict."""
-        head = ("value", "target", "worst mean [95% CI]",
+        """The probes as text under 100 columns: per value and target, the case that
+        decides it (worst verdict, least sure: :func:`deciding`) with its mean and 95% CI,
+        how sure the target is met there, and the verdict."""
+        head = ("value", "target", "least sure case: mean [95% CI]",
                 "down" if self.each is None else f"{self.each} down", "sure", "verdict")
         lines = []
         for probe in sorted(self.probes, key=lambda p: self._order(p.value)):
@@ -166,8 +173,10 @@ class PlanOutcome:
                 cases = [c for (c, j) in probe.samples if j == k]
                 if not cases:
                     continue
-                worst = cases[target.worst([mean_ci(probe.samples[(c, k)])[0]
-                                            for c in cases])]
+                worst = deciding({c: probe.judged.get((c, k), ("uncertain", math.nan))
+                                  for c in cases},
+                                 {c: mean_ci(probe.samples[(c, k)])[0] for c in cases},
+                                 target)
                 mean, low, high = mean_ci(probe.samples[(worst, k)])
                 verdict, sure = probe.judged.get((worst, k), ("uncertain", math.nan))
                 ci = "" if low != low else f" [{target.show(low)}, {target.show(high)}]"
@@ -204,7 +213,16 @@ def _check_bound(scenario: Scenario, path: str, value: Any, replications: int) -
     from npsim.preflight import preflight
     from npsim.scenario.problems import Problem, ScenarioError
 
-    changed = scenario.with_changes({"variants": None, path: value})
+    try:
+        changed = scenario.with_changes({"variants": None, path: value})
+    except ScenarioError as exc:  # the value itself (a rate without its unit)
+        raise ScenarioError([Problem(p.mark, f"--vary {path}={value}: {p.path}", p.message)
+                             for p in exc.problems]) from None
+    known = {w.message for w in scenario.warnings}
+    for warning in changed.warnings:  # a key npsim ignores: every value runs the same
+        if warning.message not in known and "not modelled" in warning.message:
+            raise PlanError(f"--vary {path}={value}: {warning.path}: {warning.message}: "
+                            "every value would run the same scenario")
     try:
         preflight(changed, replications=replications)  # as many as a probe may run
     except ScenarioError as exc:

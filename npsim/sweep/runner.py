@@ -35,6 +35,7 @@ from npsim.sweep.tables import (
     difference_table,
     mean_table,
     paired_differences,
+    report_columns,
     variant_summary,
 )
 from npsim.sweep.targets import (
@@ -207,7 +208,7 @@ def _run(scenario: Scenario, variants: list[Any], baseline: str, work: Path, job
     result = SweepResult(work, baseline, runs, summary, paired, failed, len(todo),
                          time.perf_counter() - started, order, scenario=scenario)
     if scenario.spec.variants is not None and scenario.spec.variants.report:
-        result.report_metrics = list(scenario.spec.variants.report)
+        result.report_metrics = report_columns(scenario.spec.variants.report)
     return result
 
 

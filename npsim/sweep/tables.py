@@ -17,9 +17,24 @@ from npsim.results.student import t975
 from npsim.results.summary import confidence_interval
 from npsim.units import format_duration
 
-REPORT_METRICS = ("throughput", "latency_p50", "latency_p99", "queue_wait_mean",
-                  "cross_node_fraction", "pod_share_max_over_mean", "pod_share_jain",
-                  "source_ip_intact_fraction")
+# the failed share and the users' p99 beside the completed requests' latency: a variant
+# that fails requests looks fast by the latter alone
+REPORT_METRICS = ("throughput", "error_ratio", "latency_p50", "latency_p99",
+                  "user_latency_p99", "queue_wait_mean", "cross_node_fraction",
+                  "pod_share_max_over_mean", "pod_share_jain", "source_ip_intact_fraction")
+
+
+def report_columns(chosen: list[str] | tuple[str, ...]) -> list[str]:
+    """The columns a scenario's ``variants.report`` asks for, with ``error_ratio`` added
+    when one is a latency and none counts failures: a variant that fails requests
+    lowers its completed requests' latency (as a latency target implies ``error_ratio``,
+    npsim/sweep/targets.py ``with_guard``)."""
+    from npsim.sweep.targets import ERROR_RATIO, is_failure, is_latency
+
+    out = list(chosen)
+    if any(is_latency(m) for m in out) and not any(is_failure(m) for m in out):
+        out.append(ERROR_RATIO)
+    return out
 
 
 def variant_summary(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -70,11 +85,11 @@ def paired_differences(runs: pd.DataFrame, order: list[str], baseline: str) -> p
 def _fmt(metric: str, value: float) -> str:
     if value != value:
         return "-"
-    if metric.startswith(("latency", "queue_wait", "first_packet")):
+    if metric.startswith(("latency", "queue_wait", "first_packet", "user_latency")):
         return format_duration(value, 4)
     if metric.endswith("jain"):
         return f"{value:.4f}"
-    if metric.endswith("fraction"):
+    if metric.endswith(("fraction", "error_ratio")):
         return f"{value:.1%}"
     return f"{value:.4g}"
 

@@ -69,6 +69,7 @@ def _counted_metrics() -> dict[str, str | None]:
     out.update({f"failed_share_{r}": None for r in REASONS.values() if r})
     out["retries"] = None
     out["requests_measured_in_flight"] = None
+    out["requests_unanswered"] = None
     out["requests_failed_after_retries"] = "requests_failed"
     return out
 
@@ -245,6 +246,25 @@ def mean_ci(samples: Sequence[float]) -> tuple[float, float, float]:
     return mean_and_interval(np.asarray(samples, dtype=float))
 
 
+_RANK = {"fails": 0, "uncertain": 1, "meets": 2}
+
+
+def deciding(judged: Mapping[Any, tuple[str, float]], means: Mapping[Any, float],
+             target: Target) -> Any:
+    """The case that decides ``target`` over several (a node down each): the worst
+    verdict; among failing cases the worst mean, among the others the least sure. The
+    case of the worst mean can meet the target surely while a noisier one leaves it
+    uncertain: shown alone, it said met."""
+    def key(case: Any) -> tuple[int, float, float]:
+        verdict, sure = judged[case]
+        mean = means.get(case, math.nan)
+        worse = 0.0 if mean != mean else (-mean if target.below else mean)
+        sure = 0.0 if verdict == "fails" or sure != sure else sure
+        return _RANK.get(verdict, 1), sure, worse
+
+    return min(judged, key=key)
+
+
 def combine(verdicts: Sequence[str]) -> str:
     """All must hold: one failing fails, all meeting meets, else uncertain."""
     if "fails" in verdicts:
@@ -269,7 +289,9 @@ class CheckResult:
     def line(self) -> str:
         shown = self.target.show(self.value) if self.value == self.value else "no value"
         where = f" with {self.case} down" if self.case else ""
-        return f"check {'passed' if self.passed else 'FAILED'}: {self.target}: {shown}{where}"
+        implied = " (implied by the latency check)" if self.target.implied else ""
+        return (f"check {'passed' if self.passed else 'FAILED'}: {self.target}{implied}: "
+                f"{shown}{where}")
 
 
 def evaluate_checks(targets: Sequence[Target],
@@ -290,7 +312,8 @@ def evaluate_checks(targets: Sequence[Target],
 def judge_variants(runs: Any, targets: Sequence[Target],
                    groups: Mapping[str, Mapping[str, str]]) -> Any:
     """Each sweep variant judged against every target over its replications (as the
-    planner judges a value): per variant and target the worst case (``down``, "" when
+    planner judges a value): per variant and target the deciding case (:func:`deciding`:
+    worst verdict, least sure; ``down``, "" when
     the sweep takes no node down), its mean and 95% CI, how sure the target is met, and
     the variant's verdict over all targets and cases (``variant_verdict``)."""
     import pandas as pd
@@ -304,9 +327,9 @@ def judge_variants(runs: Any, targets: Sequence[Target],
             samples = {case: [metric_value(values, target.metric)
                               for (name, _), values in per_run.items() if name == run]
                        for case, run in cases.items()}
-            means = [mean_ci(s)[0] for s in samples.values()]
-            worst = list(samples)[target.worst(means)]
             verdicts = {case: judge(s, target) for case, s in samples.items()}
+            worst = deciding(verdicts, {c: mean_ci(s)[0] for c, s in samples.items()},
+                             target)
             judged += [v for v, _ in verdicts.values()]
             mean, low, high = mean_ci(samples[worst])
             rows.append({"variant": variant, "target": str(target), "down": worst,
@@ -322,7 +345,8 @@ def judge_variants(runs: Any, targets: Sequence[Target],
 def verdict_table(verdicts: Any, targets: Sequence[Target]) -> str:
     """The sweep's verdicts as text under 100 columns."""
     by_text = {str(t): t for t in targets}
-    rows = [["variant", "target", "worst mean [95% CI]", "down", "sure", "verdict"]]
+    rows = [["variant", "target", "least sure case: mean [95% CI]", "down", "sure",
+             "verdict"]]
     for r in verdicts.itertuples(index=False):
         target = by_text[r.target]
         ci = "" if r.ci_low != r.ci_low else f" [{target.show(r.ci_low)}, " \

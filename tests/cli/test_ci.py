@@ -80,7 +80,9 @@ def test_json_is_the_summary_with_cis_and_checks_on_stdout(tmp_path) -> None:
     row = summary[(summary["scope"] == "all") & (summary["metric"] == "throughput")].iloc[0]
     assert doc["metrics"]["throughput"]["value"] == pytest.approx(row["value"])
     assert [(c["metric"], c["op"], c["passed"]) for c in doc["checks"]] == [
-        ("throughput", ">", True), ("latency_p99", "<", False)]
+        ("throughput", ">", True), ("latency_p99", "<", False),
+        ("error_ratio", "<", True)]  # implied by the latency check
+    assert [c["implied"] for c in doc["checks"]] == [False, False, True]
     assert doc["checks"][1]["threshold"] == pytest.approx(1e-6)
     assert doc["checks"][1]["value"] == pytest.approx(p99["value"])
     assert doc["passed"] is False and doc["folder"] == str(out)
@@ -137,3 +139,25 @@ def test_sweep_runs_each_variant_per_node_down_and_judges_the_targets(tmp_path) 
     assert max(len(line) for line in result.output.splitlines()
                if "Worst case" in line or line.startswith(("  base ", "base "))) <= 100
     assert not math.isnan(targets.iloc[0]["mean"])
+
+
+def test_a_latency_check_alone_fails_when_requests_are_shed(tmp_path) -> None:
+    """A full queue refuses most requests: the served ones' p99 is low and a latency
+    check alone held (exit 0) while a third of the requests failed. As ``plan`` and
+    ``sweep`` do, a latency check without a failure check brings ``error_ratio < 1%``,
+    printed and in the JSON marked implied; a failure check of the user's turns it off."""
+    data = scenario_dict(workers=1, queue_limit=1, service_time=exponential(5e-3),
+                         clients=[client(rate=400.0, source_ips=50)], duration=2.0)
+    path = tmp_path / "shed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    shed = _npsim("run", str(path), "--no-save", "--json", "--check", "latency_p99 < 10s")
+    assert shed.exit_code == 1, shed.output
+    doc = json.loads(shed.stdout)
+    assert doc["metrics"]["error_ratio"]["value"] > 0.3
+    assert [(c["check"], c["passed"], c["implied"]) for c in doc["checks"]] == [
+        ("latency_p99 < 10s", True, False), ("error_ratio < 1%", False, True)]
+    assert "check FAILED: error_ratio < 1% (implied by the latency check): " in shed.stderr
+    own = _npsim("run", str(path), "--no-save", "--check", "latency_p99 < 10s",
+                 "--check", "error_ratio < 0.9")
+    assert own.exit_code == 0, own.output
+    assert "implied" not in own.output

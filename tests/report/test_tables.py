@@ -58,3 +58,54 @@ def test_text_columns_are_left_aligned_numbers_right(quickstart) -> None:
     nodes, _ = node_table(quickstart)
     assert '<td class="text">172.18.0.2</td>' in table(nodes, index=False)
     assert "<td>-0" not in table(pd.DataFrame({"x": [-0.0, -1e-15]}), index=False)
+
+
+def test_compare_and_sweep_tables_show_what_users_saw() -> None:
+    """A run that fails requests looks fast by the completed requests' latency: every
+    table that compares runs shows the failed share and the users' p99 beside it
+    (``npsim compare`` had no users' row; a sweep's tables neither column)."""
+    import pandas as pd
+
+    from npsim.report.compare import compare_table
+    from npsim.sweep.tables import REPORT_METRICS, comparison_table, mean_table
+
+    summary = pd.DataFrame([
+        {"scope": "all", "metric": m, "value": v, "ci_low": float("nan"),
+         "ci_high": float("nan")}
+        for m, v in (("latency_p99", 0.024), ("user_latency_p99", 3.0),
+                     ("error_ratio", 0.306), ("throughput", 69.4))])
+    table = compare_table({"run": summary})
+    assert table.loc["user-seen latency p99 (ms)", "run"] == "3000.000"
+    assert table.loc["failed share (%)", "run"] == "30.6"
+    assert {"error_ratio", "user_latency_p99"} <= set(REPORT_METRICS)
+    variants = pd.DataFrame([
+        {"variant": "base", "metric": m, "runs": 1, "mean": v, "ci_low": float("nan"),
+         "ci_high": float("nan")}
+        for m, v in (("latency_p99", 0.024), ("user_latency_p99", 3.0),
+                     ("error_ratio", 0.306))])
+    means = mean_table(variants, "base", REPORT_METRICS)
+    assert means.loc["base *", "error_ratio (%)"] == "30.6"
+    assert means.loc["base *", "user_latency_p99 (ms)"] == "3,000"
+    markdown = comparison_table(variants, pd.DataFrame(), "base")
+    assert "| error_ratio |" in markdown.splitlines()[0].replace("user_latency_p99 |", "")
+    assert "30.6%" in markdown and "3s" in markdown
+
+
+def test_requests_held_unanswered_have_a_row_where_a_run_has_them() -> None:
+    import pandas as pd
+
+    from npsim.report.compare import compare_table
+    from npsim.report.run_report import summary_table
+
+    def rows(extra: tuple) -> pd.DataFrame:
+        return pd.DataFrame([
+            {"scope": "all", "metric": m, "value": v, "ci_low": float("nan"),
+             "ci_high": float("nan")}
+            for m, v in (("error_ratio", 0.185), ("requests_in_flight", 2216.0), *extra)])
+
+    held = rows((("requests_unanswered", 2212.0),))
+    label = "requests unanswered at the end (counted as failed)"
+    assert compare_table({"hung": held, "fine": rows(())}).loc[label].tolist() == [
+        "2,212", "-"]
+    assert label in summary_table(held).index
+    assert label not in compare_table({"fine": rows(())}).index

@@ -139,3 +139,57 @@ def test_a_range_end_the_run_would_refuse_is_refused_before_probing(tmp_path) ->
     assert "--vary deployments.web.replicas=8: workloads.web: node 'node-1': pod CIDR " \
         "10.1.1.0/29 has room for 5 pods but 8 would be placed" in result.output
     assert "searching" not in result.output
+
+
+def test_a_key_npsim_ignores_is_refused_not_answered(tmp_path) -> None:
+    """A misspelt manifest key (``replica`` for ``replicas``) is only a warning for
+    ``--set``; varied, it would run the same scenario at every value and answer the
+    range's first value as if it met the targets."""
+    path = tmp_path / "mmc.yaml"
+    path.write_text(yaml.safe_dump(mmc_dict()))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "latency_p99 < 5ms",
+                                       "--vary", "deployments.web.replica=1..4", "--jobs", "1"])
+    assert result.exit_code == 2, result.output
+    assert "error: --vary deployments.web.replica=1: deployments.web.replica" in result.output
+    assert "not modelled by npsim" in result.output and "did you mean replicas" in \
+        result.output
+    assert "searching" not in result.output and "answer:" not in result.output
+    with pytest.raises(PlanError, match="deployments.web.replica"):
+        plan_search(npsim.scenario_from_dict(mmc_dict()), "latency_p99 < 5ms",
+                    "deployments.web.replica=1..4", jobs=1)
+
+
+def test_the_table_shows_the_case_that_decides_each_target() -> None:
+    """With a node down in turn, the table showed the case of the worst mean with its
+    own verdict ("meets", 99.6%) while another case left the target uncertain: the row
+    said met and the value did not meet. The row is the least sure case's."""
+    from npsim.sweep.planner import PlanOutcome, Probe
+    from npsim.sweep.targets import judge, parse_targets
+
+    (target,) = parse_targets(["latency_p99 < 50ms"])
+    probe = Probe(12)
+    probe.samples = {("node-1", 0): [0.0450, 0.0451, 0.0449],  # worst mean, surely met
+                     ("node-2", 0): [0.010, 0.080, 0.030]}  # better mean, uncertain
+    probe.judged = {key: judge(s, target) for key, s in probe.samples.items()}
+    assert probe.judged[("node-1", 0)][0] == "meets"
+    assert probe.judged[("node-2", 0)][0] == "uncertain"
+    outcome = PlanOutcome("deployments.web.replicas", None, [probe], targets=[target],
+                          each="node")
+    (row,) = outcome.table().splitlines()[1:2]
+    assert "node-2" in row and row.endswith("uncertain") and "40ms" in row
+    assert "least sure case" in outcome.table().splitlines()[0]
+
+
+def test_a_range_of_the_wrong_kind_says_which_kinds_there_are(tmp_path) -> None:
+    """``workers=1.5..3`` was told "expected a duration"; a bare rate (``100..200`` for
+    ``arrival.rate``) was refused as "a problem in the scenario", not naming --vary."""
+    with pytest.raises(PlanError, match=r"whole numbers \(1\.\.8\), rates \(100/s\.\.400/s\) "
+                                        r"or durations \(1ms\.\.5ms\)"):
+        parse_vary("workloads.web.workers=1.5..3")
+    path = tmp_path / "mmc.yaml"
+    path.write_text(yaml.safe_dump(mmc_dict()))
+    result = CliRunner().invoke(main, ["plan", str(path), "--target", "latency_p99 < 5ms",
+                                       "--vary", "clients[0].arrival.rate=100..200"])
+    assert result.exit_code == 2
+    assert "--vary clients[0].arrival.rate=100: clients[0].arrival.rate" in result.output
+    assert "in the --vary range" in result.output and "searching" not in result.output

@@ -36,3 +36,16 @@ def test_paired_differences_cancel_shared_noise() -> None:
     assert paired < 1 < 20 < unpaired
     summary = variant_summary(runs, ["base", "more"])
     assert list(summary["runs"]) == [5, 5] and summary["ci_low"].min() >= 0
+
+
+def test_a_chosen_latency_column_brings_the_failed_share() -> None:
+    """``variants.report: [latency_p99, throughput]`` made tables in which a variant that
+    fails requests looked fastest; the failed share is added beside them, as a latency
+    target brings its implied error_ratio."""
+    from npsim.sweep.tables import report_columns
+
+    assert report_columns(["latency_p99", "throughput"]) == [
+        "latency_p99", "throughput", "error_ratio"]
+    assert report_columns(["latency_p99", "failed_queue_full"]) == [
+        "latency_p99", "failed_queue_full"]
+    assert report_columns(["throughput", "pod_share_jain"]) == ["throughput", "pod_share_jain"]
