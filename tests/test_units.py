@@ -117,6 +117,13 @@ def test_format_duration(seconds: float, text: str) -> None:
     assert parse_duration(text) == pytest.approx(seconds, rel=1e-9)
 
 
+@pytest.mark.parametrize("noise", [2.276e-16, -3e-13, 9e-11])
+def test_format_duration_reads_clock_rounding_as_zero(noise: float) -> None:
+    """A mean of waits that are all zero but for float rounding prints as none."""
+    assert format_duration(noise) == "0s"
+    assert format_duration(1e-10) == "0.1ns"
+
+
 def test_format_rate() -> None:
     assert format_rate(500.0) == "500/s"
     assert parse_rate(format_rate(1 / 3)) == pytest.approx(1 / 3, rel=1e-5)
