@@ -62,11 +62,14 @@ class Size(click.ParamType):
         return size
 
 
+OUTSIDE_FILES_OPTION = click.option(
+    "--allow-outside-files", is_flag=True,
+    help="Read manifest and sample files outside the scenario's folder too.")
+
+
 def limit_options(command: Any) -> Any:
     """--max-requests, --max-memory and --allow-outside-files (run and validate)."""
-    command = click.option(
-        "--allow-outside-files", is_flag=True,
-        help="Read manifest and sample files outside the scenario's folder too.")(command)
+    command = OUTSIDE_FILES_OPTION(command)
     command = click.option(
         "--max-memory", type=Size(), default=None,
         help="Refuse runs estimated to need more memory (e.g. 16GiB; default: half of "

@@ -13,6 +13,7 @@ import click
 from npsim.cli.common import (
     EACH_DOWN_OPTIONS,
     JOBS_OPTION,
+    OUTSIDE_FILES_OPTION,
     check_writable,
     each_down,
     load_or_exit,
@@ -43,10 +44,11 @@ from npsim.version import __version__
               help='Judge each variant, e.g. "latency_p99 < 50ms" (repeatable: every '
                    "target must hold; 95% one-sided bound over the replications).")
 @EACH_DOWN_OPTIONS
+@OUTSIDE_FILES_OPTION
 def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
           dask_address: str | None, replications: int | None,
           settings: tuple[str, ...], targets: tuple[str, ...],
-          each_node_down: bool, each_zone_down: bool) -> None:
+          each_node_down: bool, each_zone_down: bool, allow_outside_files: bool) -> None:
     """Run every variant x replication of SCENARIO and compare the variants.
 
     Writes OUT/sweep.html (the comparison page), sweep.parquet (variant, replication,
@@ -68,7 +70,7 @@ def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
         parse_targets(targets) if targets else None
     except PlanError as exc:
         usage(str(exc))
-    loaded = with_settings(load_or_exit(scenario), settings)
+    loaded = with_settings(load_or_exit(scenario, allow_outside_files), settings)
     if replications is not None:
         loaded = with_settings(loaded, (f"run.replications={replications}",))
     target = Path(out) if out else (Path("results") / loaded.spec.name
@@ -127,10 +129,11 @@ def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
               help="Run the probes on this Dask scheduler instead.")
 @click.option("--set", "settings", multiple=True, metavar="PATH=VALUE",
               help="Change a scenario key first (repeatable).")
+@OUTSIDE_FILES_OPTION
 def plan(scenario: str, targets: tuple[str, ...], vary: str, largest: bool,
          replications: int | None, max_replications: int | None, each_node_down: bool,
          each_zone_down: bool, jobs: int | None, dask_address: str | None,
-         settings: tuple[str, ...]) -> None:
+         settings: tuple[str, ...], allow_outside_files: bool) -> None:
     """Find the smallest (or largest) value of a key that meets every target, with 95%
     confidence, by bisection (assumes the metrics move one way with the value)."""
     from npsim.sweep.planner import PlanError, parse_targets, parse_vary, plan_search
@@ -141,7 +144,7 @@ def plan(scenario: str, targets: tuple[str, ...], vary: str, largest: bool,
         parse_vary(vary)
     except PlanError as exc:
         usage(str(exc))
-    loaded = with_settings(load_or_exit(scenario), settings)
+    loaded = with_settings(load_or_exit(scenario, allow_outside_files), settings)
     client = _dask_client(dask_address) if dask_address else None
     try:
         outcome = plan_search(loaded, targets, vary, largest=largest,
