@@ -12,7 +12,6 @@ and no file).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import resource
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import ROOT, header_lines, npsim_source, publish
+from benchcommon import ROOT, header_lines, npsim_source, publish, report_parser
 
 OUTPUT = ROOT / "benchmarks" / "IMPORT.md"
 TARGET_S = 30.0  # issue 12: import a 1000-node, 5000-Service dump in under 30 s
@@ -47,12 +46,9 @@ def _timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = report_parser(__doc__, runs=1)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--services", type=int, default=5000)
-    ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args()
     if args.quick:
         args.nodes, args.services = 100, 500

@@ -22,7 +22,6 @@ Writes its section into benchmarks/STARTUP.md, below the part bench_startup.py w
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -33,7 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import KEEP_MARKER, ROOT, RUN_CLI, header_lines, npsim_copies, npsim_source
+from benchcommon import (
+    KEEP_MARKER,
+    ROOT,
+    RUN_CLI,
+    header_lines,
+    npsim_copies,
+    npsim_source,
+    report_parser,
+)
 
 OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
 HEADING = "## `npsim run` beyond its simulation, and `--jobs 2` (bench_run_jobs.py)"
@@ -152,13 +159,7 @@ def publish_section(heading: str, section: str, output: Path | None) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--before", type=Path, default=None,
-                    help="another npsim copy (a folder holding npsim/) to time alongside")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--output", type=Path, default=None)
-    args = ap.parse_args()
+    args = report_parser(__doc__, runs=5, before=True).parse_args()
     runs = 2 if args.quick else args.runs
     copies = npsim_copies(args.before)
     loads = [os.getloadavg()[0]]

@@ -26,7 +26,6 @@ the command's wall time minus the simulation's own, which the command prints
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -37,7 +36,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import CLI, ROOT, RUN_CLI, header_lines, npsim_copies, npsim_source, publish
+from benchcommon import (
+    CLI,
+    ROOT,
+    RUN_CLI,
+    header_lines,
+    npsim_copies,
+    npsim_source,
+    publish,
+    report_parser,
+)
 
 OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
 TARGET_S = 0.3  # issue 11
@@ -169,16 +177,11 @@ def _run_target(label: str, rows: list[tuple[float, ...]]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=9)
-    ap.add_argument("--before", type=Path, default=None,
-                    help="another npsim copy (a folder holding npsim/) to time alongside")
+    ap = report_parser(__doc__, runs=9, before=True)
     ap.add_argument("--uncached", action="store_true",
                     help="also time copies compiled from source at every start")
-    ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-run", action="store_true",
                     help="leave out the whole quick-start run")
-    ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args()
     runs = 3 if args.quick else args.runs
     copies = npsim_copies(args.before)

@@ -6,6 +6,7 @@ so they import this module as ``from benchcommon import ...``.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import math
 import os
@@ -67,6 +68,30 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+def report_parser(doc: str, runs: int, before: bool = False) -> argparse.ArgumentParser:
+    """The options the report benchmarks share, described by ``doc``'s first paragraph:
+    ``--runs`` (rounds; default ``runs``), ``--quick`` (a smoke check, written only with
+    ``--output``), ``--output FILE``, and with ``before`` ``--before DIR`` (another npsim
+    copy, see :func:`npsim_copies`). A script adds its own options to it."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=runs,
+                    help=f"rounds, the median reported (default {runs})")
+    if before:
+        ap.add_argument("--before", type=Path, default=None, metavar="DIR",
+                        help="another npsim copy (a folder holding npsim/) to measure "
+                             "alongside")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke check: fewer rounds or a smaller case, not representative, "
+                         "written only with --output")
+    ap.add_argument("--output", type=Path, default=None, metavar="FILE",
+                    help="write the report here (default: the benchmark's own report file; "
+                         "with --quick, none)")
+    return ap
 
 
 # --- what was measured, and where -------------------------------------------------------

@@ -21,7 +21,6 @@ Writes its section into benchmarks/STARTUP.md below bench_startup.py's part
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -32,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 from bench_run_jobs import publish_section
-from benchcommon import ROOT, header_lines, npsim_copies, npsim_source
+from benchcommon import ROOT, header_lines, npsim_copies, npsim_source, report_parser
 
 OUTPUT = ROOT / "benchmarks" / "STARTUP.md"
 HEADING = "## `npsim run`: idle-machine wall time implied by CPU time (run_phases.py)"
@@ -193,13 +192,7 @@ def implied(printed: str) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--before", type=Path, default=None,
-                    help="another npsim copy (a folder holding npsim/) to run alongside")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--output", type=Path, default=None)
-    args = ap.parse_args()
+    args = report_parser(__doc__, runs=5, before=True).parse_args()
     runs = 1 if args.quick else args.runs
     copies = npsim_copies(args.before)
     loads = [os.getloadavg()[0]]

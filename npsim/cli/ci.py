@@ -24,6 +24,7 @@ from npsim.version import __version__
 if TYPE_CHECKING:
     import pandas as pd
 
+    from npsim.cli.request import RunRequest
     from npsim.scenario.scenario import Scenario
     from npsim.sweep.targets import CheckResult, Target
 
@@ -143,13 +144,14 @@ def case_folder(case: str, each: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", case) + "-down"
 
 
-def run_each_down(loaded: Scenario, each: str, target: Path | None, force: bool, *,
-                  run: Callable[..., Any], progress: Callable[[float], None],
-                  no_report: bool, as_json: bool, checks: list[Target],
-                  limits: Callable[[Scenario], None]) -> None:
+def run_each_down(loaded: Scenario, each: str, target: Path | None, request: RunRequest,
+                  *, run: Callable[..., Any], progress: Callable[[float], None],
+                  checks: list[Target], limits: Callable[[Scenario], None]) -> None:
     """``npsim run --each-node-down``: one run per case into ``target/<case>-down/``
-    (written together, atomically), the cases' figures and the worst case, the checks
-    against the worst."""
+    (written together, atomically; None: nothing written), the cases' figures and the
+    worst case, the checks against the worst. ``request`` says ``--force``,
+    ``--no-report`` and ``--json``."""
+    force, no_report, as_json = request.force, request.no_report, request.as_json
     from npsim.results.store import ResultExistsError, ResultLockedError, write_atomically
     from npsim.sweep.down import DownError, DownRuns, down_cases
 

@@ -33,6 +33,7 @@ from npsim.cli.common import (
     usage,
     with_settings,
 )
+from npsim.cli.request import RunRequest
 from npsim.scenario.problems import ScenarioError
 from npsim.version import __version__
 
@@ -89,65 +90,59 @@ def validate(scenario: str, settings: tuple[str, ...], max_requests: int | None,
 @check_options
 @EACH_DOWN_OPTIONS
 @limit_options
-def run(scenario: str, out: str | None, force: bool, seed: int | None,
-        replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int | None,
-        max_requests: int | None, max_memory: int | None, allow_outside_files: bool,
-        no_report: bool, checks: tuple[str, ...], as_json: bool, each_node_down: bool,
-        each_zone_down: bool) -> None:
+def run(**options: Any) -> None:
     """Run SCENARIO, print a summary and write the result folder. With --check: exit 1
     when a check fails (2 on bad input)."""
-    drawers = _drawers(jobs, no_save or no_report or each_node_down or each_zone_down)
+    request = RunRequest(**options)
+    drawers = _drawers(request.jobs, request.draws_no_figures)
     # started first: matplotlib's import overlaps the scenario's loading and the run
     with _standby(drawers) as standby:
-        _run(scenario, out, force, seed, replications, no_save, settings, jobs, max_requests,
-             max_memory, allow_outside_files, no_report, checks, as_json, each_node_down,
-             each_zone_down, drawers, standby)
+        _run(request, drawers, standby)
 
 
-def _run(scenario: str, out: str | None, force: bool, seed: int | None,
-         replications: int | None, no_save: bool, settings: tuple[str, ...], jobs: int | None,
-         max_requests: int | None, max_memory: int | None, allow_outside_files: bool,
-         no_report: bool, checks: tuple[str, ...], as_json: bool, each_node_down: bool,
-         each_zone_down: bool, drawers: int, standby: Any) -> None:
+def _run(request: RunRequest, drawers: int, standby: Any) -> None:
     """:func:`run`'s checks, then the run itself (:func:`_run_and_save`)."""
     from npsim.results.store import check_target
 
+    out, settings = request.out, request.settings
     if out is not None and not out.strip():
         usage("--out needs a folder name (it was empty)")
-    targets = parse_checks(checks)  # before the scenario: a typo costs no load
-    each = each_down(each_node_down, each_zone_down)
-    base = load_or_exit(scenario, allow_outside_files)
+    targets = parse_checks(request.checks)  # before the scenario: a typo costs no load
+    each = each_down(request.each_node_down, request.each_zone_down)
+    base = load_or_exit(request.scenario, request.allow_outside_files)
     name = base.spec.name  # the folder is named before --set (which may change the name)
     loaded = with_settings(base, settings)
-    if seed is not None:
-        loaded.spec.run.seed = seed
-    if replications is not None:
-        loaded.spec.run.replications = replications
+    if request.seed is not None:
+        loaded.spec.run.seed = request.seed
+    if request.replications is not None:
+        loaded.spec.run.replications = request.replications
     checks_fit(targets, loaded)
-    preflight_or_exit(loaded, max_requests, max_memory)
+    preflight_or_exit(loaded, request.max_requests, request.max_memory)
     # a changed scenario never writes into (nor, with --force, over) the baseline's folder
     folder = settings_folder(name, settings) if settings else name
     default = Path("results") / folder / f"seed-{loaded.spec.run.seed}"
     if each is not None:
         default = default.with_name(f"{default.name}-each-{each}-down")
     target = Path(out) if out is not None else default
-    if not no_save:
+    if not request.no_save:
         try:
-            check_target(target, force)
+            check_target(target, request.force)
         except FileExistsError as exc:
             usage(str(exc))
         check_writable(target)
-    _run_and_save(loaded, each, target, force, no_save, no_report, as_json, targets,
-                  jobs or 1, drawers, standby, max_requests, max_memory)
+    _run_and_save(request, loaded, each, target, targets, drawers, standby)
 
 
-def _run_and_save(loaded: Any, each: str | None, target: Path, force: bool, no_save: bool,
-                  no_report: bool, as_json: bool, targets: list, jobs: int, drawers: int,
-                  standby: Any, max_requests: int | None, max_memory: int | None) -> None:
-    """The run itself, its printout and its folder (see :func:`run`)."""
+def _run_and_save(request: RunRequest, loaded: Any, each: str | None, target: Path,
+                  targets: list, drawers: int, standby: Any) -> None:
+    """The run itself, its printout and its folder (see :func:`run`): ``loaded`` with
+    the request's changes made, ``each`` and ``targets`` read from it, ``target`` the
+    folder checked."""
     from npsim.api import run as run_scenario
     from npsim.results.store import ResultExistsError, ResultLockedError
 
+    as_json, no_save, no_report = request.as_json, request.no_save, request.no_report
+    limits = {"max_requests": request.max_requests, "max_memory": request.max_memory}
     total = loaded.spec.run.replications
     steps = 1000
     with click.progressbar(length=steps, label="simulating", file=sys.stderr,
@@ -159,13 +154,12 @@ def _run_and_save(loaded: Any, each: str | None, target: Path, force: bool, no_s
         try:
             if each is not None:  # one run per node (zone) down, the worst reported
                 return run_each_down(
-                    loaded, each, None if no_save else target, force, progress=advance,
-                    run=partial(run_scenario, jobs=jobs, max_requests=max_requests,
-                                max_memory=max_memory),
-                    no_report=no_report, as_json=as_json, checks=targets,
-                    limits=lambda s: preflight_or_exit(s, max_requests, max_memory))
-            result = run_scenario(loaded, progress=advance, jobs=jobs,
-                                  max_requests=max_requests, max_memory=max_memory)
+                    loaded, each, None if no_save else target, request, progress=advance,
+                    run=partial(run_scenario, jobs=request.jobs or 1, **limits),
+                    checks=targets,
+                    limits=lambda s: preflight_or_exit(s, **limits))
+            result = run_scenario(loaded, progress=advance, jobs=request.jobs or 1,
+                                  **limits)
         except ScenarioError as exc:
             refuse(exc.report())
     from npsim.results.text import wrap
@@ -183,7 +177,7 @@ def _run_and_save(loaded: Any, each: str | None, target: Path, force: bool, no_s
     if not no_report:  # the report is drawn into the folder before it appears
         report = _report(result, drawers, standby)
     try:
-        written = result.save(target, overwrite=force, extra=report)
+        written = result.save(target, overwrite=request.force, extra=report)
     except (ResultExistsError, ResultLockedError, FileExistsError) as exc:
         usage(str(exc))
     except OSError as exc:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from npsim.parallel.pool import _kernel_kills_orphans
+from npsim.parallel.orphans import kernel_kills_orphans
 
 
 def can_fork() -> bool:
@@ -72,7 +72,7 @@ def _answer(call: Callable[[], Any], write: int, owner: int) -> None:
     """In the child: the call's answer, pickled into the pipe; exit 0, or 1 on failure."""
     status = 1
     try:
-        _kernel_kills_orphans()
+        kernel_kills_orphans()
         if os.getppid() == owner:  # not orphaned before the request was made
             data = pickle.dumps(call(), protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write, "wb") as out:

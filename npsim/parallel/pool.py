@@ -22,12 +22,13 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
+
+from npsim.parallel.orphans import kernel_kills_orphans
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,9 +47,6 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
 def _die_with_parent(owner: int, forked: bool) -> None:
     """Worker initializer: end this worker when ``owner``, the process that made the
     pool, ends.
@@ -62,27 +60,13 @@ def _die_with_parent(owner: int, forked: bool) -> None:
     # every page it would touch); frozen here, not around the parent's fork, whose
     # unfreeze would also undo what npsim's imports froze (npsim/api.py)
     gc.freeze()
-    if forked and _kernel_kills_orphans() and os.getppid() == owner:
+    if forked and kernel_kills_orphans() and os.getppid() == owner:
         return
     if forked and os.getppid() != owner:
         os._exit(1)
-    _kernel_kills_orphans()  # the fork server's death too
+    kernel_kills_orphans()  # the fork server's death too
     threading.Thread(target=_watch, args=(owner,), daemon=True,
                      name="npsim-owner-watch").start()
-
-
-def _kernel_kills_orphans() -> bool:
-    """``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on Linux (prctl(2)); False elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return False  # pragma: no cover - not Linux
-    import ctypes  # in the worker only: nothing to load where the pool is made
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
-        return False
 
 
 def _watch(owner: int) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from npsim.parallel.forked import can_fork, fork_calls
-from npsim.parallel.pool import _kernel_kills_orphans
+from npsim.parallel.orphans import kernel_kills_orphans
 
 
 class Standby:
@@ -118,7 +118,7 @@ def _serve(prepare: Callable[[], object], calls_read: int, answer_write: int,
     status = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-        _kernel_kills_orphans()
+        kernel_kills_orphans()
         if os.getppid() != owner:  # orphaned before the request was made
             return
         with contextlib.suppress(Exception):  # the calls then fail, and are made again

@@ -219,7 +219,7 @@ class Simulation:
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
         # every mode answers on a node's primary address (KubeProxy.accepts): no call
-        if not clusterip and pop.address != "primary" and not proxy.accepts(pop.address):
+        if pop.aims_off_primary and not proxy.accepts(pop.address):
             return self._fail(pop, slot, now, entry, -1, NODEPORT_CLOSED)
         table, snat, reply_lost = proxy.route(view, pop.kind, clusterip, entry == pop.home)
         if table.n == 0:  # endpoints exist, none here: DROP, the client times out
