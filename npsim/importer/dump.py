@@ -26,7 +26,7 @@ from npsim.scenario.yamlio import (
     MarkedDict,
     MarkedList,
     YamlSyntaxError,
-    _cached_resolve,
+    cached_resolve,
     format_path,
     load_all,
 )
@@ -103,7 +103,7 @@ def lean_load(text: str, label: str) -> list[Any]:
     base = getattr(yaml, "CSafeLoader", None)
     if base is None or "&" in text or "<<" in text or "!" in text:
         return load_all(text, label)
-    loader = type("_LeanLoader", (base,), {"resolve": _cached_resolve})(text)
+    loader = type("_LeanLoader", (base,), {"resolve": cached_resolve})(text)
     constructor = yaml.constructor.SafeConstructor()
     docs: list[Any] = []
 

@@ -199,14 +199,14 @@ def fast_loader(label: str) -> type:
         "construct_sequence": _Loader.construct_sequence,
         "_path": _Loader._path,
         "yaml_constructors": _Loader.yaml_constructors,
-        "resolve": _cached_resolve,
+        "resolve": cached_resolve,
     })
 
 
 _RESOLVED: dict[tuple[str, tuple[bool, bool]], str] = {}
 
 
-def _cached_resolve(self: yaml.resolver.Resolver, kind: type, value: Any,
+def cached_resolve(self: yaml.resolver.Resolver, kind: type, value: Any,
                     implicit: Any) -> str:
     """The implicit tag of a plain scalar, remembered: dumps repeat the same few thousand
     values (TCP, http, True, names) hundreds of thousands of times."""
@@ -222,7 +222,7 @@ def _cached_resolve(self: yaml.resolver.Resolver, kind: type, value: Any,
 
 
 if len(_LOADERS) > 1:  # the C loader also remembers resolved scalar tags (big dumps)
-    _LOADERS[0].resolve = _cached_resolve  # type: ignore[attr-defined]
+    _LOADERS[0].resolve = cached_resolve  # type: ignore[attr-defined]
 
 
 def load_all(text: str, label: str) -> list[Any]:
