@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from npsim.dists import Distribution
-from npsim.scenario.client_spec import RetrySpec
+from npsim.scenario.client_spec import RetrySpec, check_retry_on
 from npsim.scenario.specbase import Integer, Model
 from npsim.units import Seconds
 
@@ -117,6 +117,7 @@ class CallSpec(Model):
         if self.node is not None and self.target != "nodePort":
             raise ValueError("'node' names whose NodePort is called: it needs "
                              "'target: nodePort'")
+        check_retry_on(self.retries)
         return self
 
     @property

@@ -1,0 +1,42 @@
+"""A call's own fields, as a new user writes them (npsim/scenario/calls_spec.py): each
+mistake is one placed problem that names the field and what it accepts, as the same
+mistake in a ``clients:`` population is."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import npsim
+from npsim.scenario.problems import ScenarioError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim"))
+from test_calls import two_tier  # noqa: E402
+
+
+def error(call: dict[str, Any]) -> str:
+    d = two_tier(nodes=1)
+    d["workloads"]["web"]["calls"] = [{"service": "backend", "port": 9000, **call}]
+    with pytest.raises(ScenarioError) as info:
+        npsim.scenario_from_dict(d)
+    return str(info.value)
+
+
+def test_a_misspelt_retry_reason_is_refused_as_for_clients():
+    """``retryOn: [timeout]`` (for request_timeout) would never retry anything: a
+    client population refuses it, and so must a call."""
+    text = error({"retries": {"attempts": 2, "retryOn": ["timeout", "request_timeout"]}})
+    assert "workloads.web.calls[0]" in text
+    assert "retries.retryOn: unknown failure reason(s) timeout" in text
+    assert "request_timeout" in text.split("known:")[1]  # the known ones are listed
+    assert text.startswith("1 problem")
+
+
+def test_known_retry_reasons_of_a_call_are_accepted():
+    d = two_tier(nodes=1)
+    d["workloads"]["web"]["calls"] = [{"service": "backend", "port": 9000, "retries": {
+        "retryOn": ["request_timeout", "connect_timeout", "downstream_failed"]}}]
+    npsim.scenario_from_dict(d)
