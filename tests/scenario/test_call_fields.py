@@ -40,3 +40,18 @@ def test_known_retry_reasons_of_a_call_are_accepted():
     d["workloads"]["web"]["calls"] = [{"service": "backend", "port": 9000, "retries": {
         "retryOn": ["request_timeout", "connect_timeout", "downstream_failed"]}}]
     npsim.scenario_from_dict(d)
+
+
+@pytest.mark.parametrize("count, where, words", [
+    # a distribution's own mistake, without a word about whole numbers
+    ({"dist": "poisson", "mean": -2}, "calls[0].count.mean",
+     "Input should be greater than or equal to 0"),
+    ({"dist": "normal", "mean": 2}, "calls[0].count.dist", "'poisson' or 'uniform'"),
+    # a number that is no whole number, without pydantic's class names
+    (2.5, "calls[0].count", "a valid integer, got a number with a fractional part"),
+])
+def test_a_bad_count_is_one_problem_about_what_was_written(count, where, words):
+    text = error({"count": count})
+    assert text.startswith("1 problem"), text
+    assert f"{where}: " in text and words in text, text
+    assert "CountSpec" not in text and "instance of" not in text, text
