@@ -106,3 +106,22 @@ def test_no_arrow_runs_through_a_service_it_does_not_join_nor_labels_overlap():
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
             assert not a.overlaps(b), "two edge labels overlap"
+
+
+def test_percentile_bars_of_every_call_edge_are_not_under_the_legend():
+    """With ``calls=True`` a run of seven call edges has eight bars a percentile; the
+    legend was drawn in the axes' upper left, over the p50 and p90 bars and their
+    values. It must cover no bar and no bar's value."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = npsim.run(_shop_with_long_edges()).plot.latency_percentiles(calls=True)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ax = fig.axes[0]
+    legends = [*fig.legends, *([ax.get_legend()] if ax.get_legend() else [])]
+    assert len(legends) == 1 and len(legends[0].get_texts()) == 8
+    legend = legends[0].get_window_extent(renderer)
+    bars = [p.get_window_extent(renderer) for p in ax.patches if p.get_height() > 0]
+    values = [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
+    assert len(bars) == 32 and len(values) == 32
+    assert not any(legend.overlaps(box) for box in bars + values)
