@@ -61,6 +61,37 @@ def check_calls(s: Any, p: Problems) -> None:
              + " -> ".join(cycle))
 
 
+def warn_calls_never_made(s: Any, p: Problems) -> None:
+    """A workload whose pods no request reaches makes its ``calls:`` never (a load
+    generator's, as ``npsim import`` proposes them from its env): a warning at them,
+    since the run is silent about calls it never makes. Only for a scenario without
+    errors and with clients (a run of calls alone has none to follow)."""
+    if p.errors or not s.clients:
+        return
+    selecting: dict[str, list[str]] = {}  # workload -> the Services that select it
+    for service in s.scenario.services:
+        for name in backing_workloads(s, service):
+            selecting.setdefault(name, []).append(service)
+    reached: set[str] = set()
+    todo = [client.service for _, client in s.clients]
+    while todo:
+        for name in backing_workloads(s, todo.pop()):
+            if name not in reached:
+                reached.add(name)
+                workload = s.workloads.get(name)
+                calls = workload.calls if workload is not None else None
+                todo += [c.service for _, c in leaves(calls or []) if c.external is None]
+    for name, workload in s.workloads.items():
+        if workload is None or not workload.calls or name in reached:
+            continue
+        why = (f"no client population or call reaches {', '.join(selecting[name])}, the "
+               f"Service{'s' if len(selecting[name]) > 1 else ''} of its pods"
+               if name in selecting else "no Service selects its pods (a load generator "
+               "is a clients: population)")
+        p.warn(s.tree, ["workloads", name, "calls"],
+               f"these calls are never made: {why}")
+
+
 def _check_target(s: Any, p: Problems, svc: Any, call: Any, loc: list[Any]) -> None:
     """The address a call is sent to exists: a NodePort (NodePort and LoadBalancer
     Services have one), an externalIP, a LoadBalancer VIP; ``node`` is a known node."""

@@ -55,3 +55,31 @@ def test_a_bad_count_is_one_problem_about_what_was_written(count, where, words):
     assert text.startswith("1 problem"), text
     assert f"{where}: " in text and words in text, text
     assert "CountSpec" not in text and "instance of" not in text, text
+
+
+def _with_loadgen(calls_of_loadgen: bool) -> npsim.Scenario:
+    """The two tiers plus a load generator's Deployment that no Service selects, as
+    ``npsim import`` writes one (its env names the frontend)."""
+    d = two_tier(nodes=1)
+    d["manifests"].append({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "loadgen"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "loadgen"}},
+                 "template": {"metadata": {"labels": {"app": "loadgen"}},
+                              "spec": {"containers": [{"name": "main"}]}}}})
+    d["workloads"]["loadgen"] = {"workers": 1, "serviceTime": "1ms"}
+    if calls_of_loadgen:
+        d["workloads"]["loadgen"]["calls"] = [{"service": "backend", "port": 9000}]
+    return npsim.scenario_from_dict(d)
+
+
+def test_calls_nothing_can_set_off_are_a_warning():
+    """Uncommenting every call ``npsim import`` proposed gives the load generator (a
+    Deployment no Service selects) calls that no request ever makes: the run is silent
+    about them, so validation says so, at the calls."""
+    warned = [w for w in _with_loadgen(True).warnings if w.path == "workloads.loadgen.calls"]
+    assert len(warned) == 1
+    assert "never" in warned[0].message and "no Service selects" in warned[0].message
+    # the frontend's calls are made (clients reach it): no such warning
+    assert not [w for w in _with_loadgen(True).warnings if "never" in w.message
+                and w.path != "workloads.loadgen.calls"]
+    assert not [w for w in _with_loadgen(False).warnings if "never" in w.message]
