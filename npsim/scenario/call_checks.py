@@ -12,15 +12,19 @@ from npsim.scenario.problems import Problems
 
 def backing_workloads(s: Any, service: str) -> list[str]:
     """The workloads whose pods a Service selects (Deployments, and hand-placed pods
-    with their ``labels``)."""
+    with their ``labels``), or, for a selector-less Service, whose hand-placed pods its
+    EndpointSlices list."""
     svc = s.scenario.services.get(service)
     if svc is None:
         return []
     names = [d.name for d in SelectorIndex(s.scenario.deployments.values()).selected(
         svc.selector)]
+    listed = {e.address for sl in svc.endpoint_slices for e in sl.endpoints}
     for name, workload in s.workloads.items():
-        if (workload is not None and workload.pods is not None and workload.labels
-                and name not in names and selector_matches(svc.selector, workload.labels)):
+        if workload is None or workload.pods is None or name in names:
+            continue
+        if ((workload.labels and selector_matches(svc.selector, workload.labels))
+                or any(pod.ip in listed for pod in workload.pods)):
             names.append(name)
     return names
 

@@ -83,3 +83,25 @@ def test_calls_nothing_can_set_off_are_a_warning():
     assert not [w for w in _with_loadgen(True).warnings if "never" in w.message
                 and w.path != "workloads.loadgen.calls"]
     assert not [w for w in _with_loadgen(False).warnings if "never" in w.message]
+
+
+def test_pods_behind_a_selector_less_services_slice_make_their_calls_without_warning():
+    """Hand-placed pods reached through a selector-less Service's EndpointSlice are
+    reached: their calls are made (and validation does not call them unmade)."""
+    d = two_tier(nodes=1)
+    d["manifests"] += [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+         "spec": {"type": "NodePort", "ports": [{"name": "sql", "port": 5432,
+                                                 "nodePort": 30432}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "db-1", "labels": {"kubernetes.io/service-name": "db"}},
+         "addressType": "IPv4", "ports": [{"name": "sql", "port": 5432, "protocol": "TCP"}],
+         "endpoints": [{"addresses": ["10.244.0.50"], "nodeName": "node-1"}]}]
+    d["workloads"]["db-backends"] = {"serviceTime": "1ms", "pods": [
+        {"node": "node-1", "ip": "10.244.0.50"}],
+        "calls": [{"service": "backend", "port": 9000}]}
+    d["clients"].append({"name": "sql", "service": "db", "arrival": {"rate": "50/s"}})
+    scenario = npsim.scenario_from_dict(d)
+    assert not [w for w in scenario.warnings if "never made" in w.message]
+    req = npsim.run(scenario).requests
+    assert (req["population"] == "db-backends>backend:9000").sum() > 10
