@@ -85,10 +85,9 @@ def test_calls_nothing_can_set_off_are_a_warning():
     assert not [w for w in _with_loadgen(False).warnings if "never" in w.message]
 
 
-def test_pods_behind_a_selector_less_services_slice_make_their_calls_without_warning():
-    """Hand-placed pods reached through a selector-less Service's EndpointSlice are
-    reached: their calls are made (and validation does not call them unmade)."""
-    d = two_tier(nodes=1)
+def _slice_backed(d: dict[str, Any]) -> dict[str, Any]:
+    """A selector-less Service db whose EndpointSlice lists the hand-placed pod of
+    the workload db-backends, which calls backend."""
     d["manifests"] += [
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
          "spec": {"type": "NodePort", "ports": [{"name": "sql", "port": 5432,
@@ -100,6 +99,20 @@ def test_pods_behind_a_selector_less_services_slice_make_their_calls_without_war
     d["workloads"]["db-backends"] = {"serviceTime": "1ms", "pods": [
         {"node": "node-1", "ip": "10.244.0.50"}],
         "calls": [{"service": "backend", "port": 9000}]}
+    return d
+
+
+def test_a_cycle_through_a_selector_less_service_is_found():
+    d = _slice_backed(two_tier(nodes=1))
+    d["workloads"]["backend"]["calls"] = [{"service": "db", "port": 5432}]
+    with pytest.raises(ScenarioError, match="cycle .*: backend -> db-backends -> backend"):
+        npsim.scenario_from_dict(d)
+
+
+def test_pods_behind_a_selector_less_services_slice_make_their_calls_without_warning():
+    """Hand-placed pods reached through a selector-less Service's EndpointSlice are
+    reached: their calls are made (and validation does not call them unmade)."""
+    d = _slice_backed(two_tier(nodes=1))
     d["clients"].append({"name": "sql", "service": "db", "arrival": {"rate": "50/s"}})
     scenario = npsim.scenario_from_dict(d)
     assert not [w for w in scenario.warnings if "never made" in w.message]
