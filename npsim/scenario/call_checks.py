@@ -1,5 +1,6 @@
 """Cross-checks of the workloads' ``calls:``: each call aims at a Service port that
-exists, and the call graph has no cycle (a request would never end)."""
+exists, the call graph has no cycle (a request would never end), and a warning for
+calls that no request can set off."""
 
 from __future__ import annotations
 
@@ -70,30 +71,31 @@ def warn_calls_never_made(s: Any, p: Problems) -> None:
     generator's, as ``npsim import`` proposes them from its env): a warning at them,
     since the run is silent about calls it never makes. Only for a scenario without
     errors and with clients (a run of calls alone has none to follow)."""
-    if p.errors or not s.clients:
+    callers = [name for name, w in s.workloads.items() if w is not None and w.calls]
+    if p.errors or not s.clients or not callers:
         return
-    selecting: dict[str, list[str]] = {}  # workload -> the Services that select it
-    for service in s.scenario.services:
-        for name in backing_workloads(s, service):
-            selecting.setdefault(name, []).append(service)
     reached: set[str] = set()
-    todo = [client.service for _, client in s.clients]
+    todo = list(dict.fromkeys(client.service for _, client in s.clients))
+    seen = set(todo)  # each Service followed once
     while todo:
         for name in backing_workloads(s, todo.pop()):
-            if name not in reached:
-                reached.add(name)
-                workload = s.workloads.get(name)
-                calls = workload.calls if workload is not None else None
-                todo += [c.service for _, c in leaves(calls or []) if c.external is None]
-    for name, workload in s.workloads.items():
-        if workload is None or not workload.calls or name in reached:
+            workload = s.workloads.get(name)
+            if name in reached or workload is None:
+                continue
+            reached.add(name)
+            for _, call in leaves(workload.calls or []):
+                if call.external is None and call.service not in seen:
+                    seen.add(call.service)
+                    todo.append(call.service)
+    for name in callers:
+        if name in reached:
             continue
-        why = (f"no client population or call reaches {', '.join(selecting[name])}, the "
-               f"Service{'s' if len(selecting[name]) > 1 else ''} of its pods"
-               if name in selecting else "no Service selects its pods (a load generator "
-               "is a clients: population)")
-        p.warn(s.tree, ["workloads", name, "calls"],
-               f"these calls are never made: {why}")
+        selecting = [svc for svc in s.scenario.services if name in backing_workloads(s, svc)]
+        why = (f"no client population or call reaches {', '.join(selecting)}, the "
+               f"Service{'s' if len(selecting) > 1 else ''} of its pods" if selecting
+               else "no Service selects its pods (a load generator is a clients: "
+               "population)")
+        p.warn(s.tree, ["workloads", name, "calls"], f"these calls are never made: {why}")
 
 
 def _check_target(s: Any, p: Problems, svc: Any, call: Any, loc: list[Any]) -> None:
