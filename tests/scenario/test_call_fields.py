@@ -118,3 +118,15 @@ def test_pods_behind_a_selector_less_services_slice_make_their_calls_without_war
     assert not [w for w in scenario.warnings if "never made" in w.message]
     req = npsim.run(scenario).requests
     assert (req["population"] == "db-backends>backend:9000").sum() > 10
+
+
+def test_a_step_that_is_no_mapping_names_no_python_class():
+    """``- backend`` (a bare name for a call) said "Input should be a valid dictionary
+    or instance of CallSpec": the class is npsim's, not the user's."""
+    d = two_tier(nodes=1)
+    d["workloads"]["web"]["calls"] = ["backend"]
+    with pytest.raises(ScenarioError) as info:
+        npsim.scenario_from_dict(d)
+    text = str(info.value)
+    assert "workloads.web.calls[0]: Input should be a valid dictionary" in text
+    assert "instance of" not in text and "CallSpec" not in text
