@@ -87,7 +87,10 @@ def call_graph(result: Any) -> Figure:
     widest = max((len(name) for _, name in layers), default=8)
     per_layer = CHAR_IN * widest + GAP_IN  # inches from one column's centre to the next
     n_layers = max(layers.values(), default=0) + 1
-    fig, ax = new_figure(max(8.0, n_layers * per_layer + 0.5), max(4.5, 1.0 + 0.55 * tallest))
+    # at most 32 x 24 in (a report's PNG of a few thousand pixels a side): past that,
+    # an application of a hundred Services a tier is crowded, not unbounded
+    fig, ax = new_figure(min(32.0, max(8.0, n_layers * per_layer + 0.5)),
+                         min(24.0, max(4.5, 1.0 + 0.55 * tallest)))
     xs = [p[0] for p in slot.values()] or [0.0]
     ys = [p[1] for p in slot.values()] or [0.0]
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
