@@ -51,7 +51,10 @@ def latency_cdf(results: Any, log: bool | None = None, calls: bool = False) -> F
     the summary's scopes); ``calls=True`` adds a curve per call edge.
     """
     kind, parts = user_groups(results, calls)
-    fig, ax = new_figure()
+    # a run's call edges: a legend of many curves goes below the axes (inside, it hid
+    # the slowest curves, the clients' own among them), in two columns
+    below = len(parts) > 3
+    fig, ax = new_figure(7.0, 4.0 + (0.2 * ((len(parts) + 1) // 2) if below else 0.0))
     grid = _quantile_grid()
     every = []
     marked = False
@@ -84,7 +87,10 @@ def latency_cdf(results: Any, log: bool | None = None, calls: bool = False) -> F
     ax.set_ylabel("fraction of measured requests")
     ax.set_title(title("Latency CDF", kind, parts) + " (after warm-up"
                  + ("; dashed: 1 - failed share)" if marked else "; none failed)"))
-    ax.legend(loc="lower right", fontsize="small")
+    if below:
+        fig.legend(loc="outside lower center", ncols=2, fontsize="small")
+    else:
+        ax.legend(loc="lower right", fontsize="small")
     ax.grid(alpha=0.3)
     return fig
 
@@ -102,7 +108,8 @@ def latency_percentiles(results: Any, percentiles: tuple[float, ...] = PERCENTIL
             values[label] = np.percentile(lat, percentiles)
     if not values:
         raise ValueError("no completed measured requests: nothing to draw")
-    fig, ax = new_figure()
+    below = len(values) > 3  # as in latency_cdf: many bars, the legend below them
+    fig, ax = new_figure(7.0, 4.0 + (0.2 * ((len(values) + 1) // 2) if below else 0.0))
     width = 0.8 / len(values)
     x = np.arange(len(percentiles))
     for i, (label, heights) in enumerate(values.items()):
@@ -117,7 +124,10 @@ def latency_percentiles(results: Any, percentiles: tuple[float, ...] = PERCENTIL
         ax.set_ylim(0, top * 1.25)  # room for the labels and the legend
     ax.set_ylabel("latency (ms)")
     ax.set_title(title("Latency percentiles", kind, parts))
-    ax.legend(loc="upper left", fontsize="small")
+    if below:  # inside, it covered the first bars and their values
+        fig.legend(loc="outside lower center", ncols=2, fontsize="small")
+    else:
+        ax.legend(loc="upper left", fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     return fig
 

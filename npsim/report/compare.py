@@ -33,20 +33,36 @@ COMPARED = ["throughput", "error_ratio", "latency_p50", "latency_p99", "user_lat
             "requests_failed", "requests_unanswered", "replications"]
 
 
+# per Service, when pods call Services: what a what-if did to each tier
+PER_SERVICE = ["throughput", "latency_p99", "error_ratio"]
+
+
 def compare_table(results: Mapping[str, Result | pd.DataFrame]) -> pd.DataFrame:
-    """Rows: key metrics (scope ``all``), labelled with their unit; columns: one per
-    labelled result (or summary frame, e.g. a sweep's variant); cells: value with its
-    95% CI when the run had replications."""
+    """Rows: key metrics (scope ``all``), labelled with their unit, then, for runs whose
+    pods call Services, each Service's throughput, p99 and failed share (its
+    ``service:NAME`` scope: everything it received); columns: one per labelled result
+    (or summary frame, e.g. a sweep's variant); cells: value with its 95% CI when the
+    run had replications."""
     columns = {}
+    services: dict[str, None] = {}
     for label, result in results.items():
         s = result if isinstance(result, pd.DataFrame) else result.summary
-        rows = s[(s["scope"] == "all") & s["metric"].isin(COMPARED)].copy()
-        rows["text"] = rows.apply(with_ci, axis=1)
+        mine = s["scope"].astype(str)
+        rows = s[(mine == "all") & s["metric"].isin(COMPARED)
+                 | mine.str.startswith("service:") & s["metric"].isin(PER_SERVICE)].copy()
+        rows["text"] = rows.apply(with_ci, axis=1)  # by the metric's own unit
+        rows["metric"] = rows["metric"].where(rows["scope"].astype(str) == "all",
+                                              rows["scope"].astype(str) + "|" + rows["metric"])
         columns[label] = rows.set_index("metric")["text"]
+        services.update(dict.fromkeys(mine[mine.str.startswith("service:")]))
     frame = pd.DataFrame(columns)
-    order = [m for m in COMPARED if m in frame.index]
+    order = [m for m in COMPARED if m in frame.index] + [
+        f"{scope}|{m}" for scope in services for m in PER_SERVICE
+        if f"{scope}|{m}" in frame.index]
     frame = frame.reindex(order).fillna("-")
-    frame.index = [metric_label(m) for m in order]
+    frame.index = [metric_label(m) if "|" not in m else
+                   f"{m.split('|')[0].removeprefix('service:')}: "
+                   f"{metric_label(m.split('|')[1])}" for m in order]
     return frame.rename_axis("metric")
 
 

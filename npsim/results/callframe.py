@@ -234,10 +234,14 @@ def latency_breakdown(requests: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFra
     and, per called Service, the time its calls to that Service held the request on the
     critical path: walking back from the call that ended last, each step takes the call
     that ended last before the previous one started, so of parallel calls only the
-    longest counts (the critical path a trace view such as Jaeger's marks). ``other`` is
-    what is left (the caller's wait between calls, responses on their way back)."""
+    longest counts (the critical path a trace view such as Jaeger's marks). A call that
+    failed counts as well, until its error or deadline (with ``onFailure: continue`` the
+    request went on after it: a timed-out span on the critical path). ``other`` is what
+    is left (the caller's wait between calls, a retry's backoff, responses on their way
+    back)."""
     done = requests[requests["outcome"] == "completed"]
-    links = calls.merge(done[["replication", "request", "t_start", "t_end"]],
+    ended = requests[requests["outcome"] != "in_flight"]
+    links = calls.merge(ended[["replication", "request", "t_start", "t_end"]],
                         on=["replication", "request"])
     services = sorted(set(calls["service"].astype(str)))
     code = {name: i for i, name in enumerate(services)}

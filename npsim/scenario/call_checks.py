@@ -1,5 +1,6 @@
 """Cross-checks of the workloads' ``calls:``: each call aims at a Service port that
-exists, and the call graph has no cycle (a request would never end)."""
+exists, the call graph has no cycle (a request would never end), and a warning for
+calls that no request can set off."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ from npsim.scenario.problems import Problems
 
 def backing_workloads(s: Any, service: str) -> list[str]:
     """The workloads whose pods a Service selects (Deployments, and hand-placed pods
-    with their ``labels``)."""
+    with their ``labels``), or, for a selector-less Service, whose hand-placed pods its
+    EndpointSlices list."""
     svc = s.scenario.services.get(service)
     if svc is None:
         return []
     names = [d.name for d in SelectorIndex(s.scenario.deployments.values()).selected(
         svc.selector)]
+    listed = {e.address for sl in svc.endpoint_slices for e in sl.endpoints}
     for name, workload in s.workloads.items():
-        if (workload is not None and workload.pods is not None and workload.labels
-                and name not in names and selector_matches(svc.selector, workload.labels)):
+        if workload is None or workload.pods is None or name in names:
+            continue
+        if ((workload.labels and selector_matches(svc.selector, workload.labels))
+                or any(pod.ip in listed for pod in workload.pods)):
             names.append(name)
     return names
 
@@ -59,6 +64,38 @@ def check_calls(s: Any, p: Problems) -> None:
         p.at(s.tree, ["workloads", cycle[0], "calls"],
              "the call graph has a cycle (a request would call itself without end): "
              + " -> ".join(cycle))
+
+
+def warn_calls_never_made(s: Any, p: Problems) -> None:
+    """A workload whose pods no request reaches makes its ``calls:`` never (a load
+    generator's, as ``npsim import`` proposes them from its env): a warning at them,
+    since the run is silent about calls it never makes. Only for a scenario without
+    errors and with clients (a run of calls alone has none to follow)."""
+    callers = [name for name, w in s.workloads.items() if w is not None and w.calls]
+    if p.errors or not s.clients or not callers:
+        return
+    reached: set[str] = set()
+    todo = list(dict.fromkeys(client.service for _, client in s.clients))
+    seen = set(todo)  # each Service followed once
+    while todo:
+        for name in backing_workloads(s, todo.pop()):
+            workload = s.workloads.get(name)
+            if name in reached or workload is None:
+                continue
+            reached.add(name)
+            for _, call in leaves(workload.calls or []):
+                if call.external is None and call.service not in seen:
+                    seen.add(call.service)
+                    todo.append(call.service)
+    for name in callers:
+        if name in reached:
+            continue
+        selecting = [svc for svc in s.scenario.services if name in backing_workloads(s, svc)]
+        why = (f"no client population or call reaches {', '.join(selecting)}, the "
+               f"Service{'s' if len(selecting) > 1 else ''} of its pods" if selecting
+               else "no Service selects its pods (a load generator is a clients: "
+               "population)")
+        p.warn(s.tree, ["workloads", name, "calls"], f"these calls are never made: {why}")
 
 
 def _check_target(s: Any, p: Problems, svc: Any, call: Any, loc: list[Any]) -> None:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from npsim.dists import Distribution
-from npsim.scenario.client_spec import RetrySpec
+from npsim.scenario.client_spec import RetrySpec, check_retry_on
 from npsim.scenario.specbase import Integer, Model
 from npsim.units import Seconds
 
@@ -45,6 +45,18 @@ class CountSpec(Model):
                                        or self.mean is not None or self.low > self.high):
             raise ValueError("a uniform count takes 'low' <= 'high' only")
         return self
+
+
+def _count_kind(value: Any) -> str:
+    return COUNT_DIST if isinstance(value, (dict, CountSpec)) else COUNT_WHOLE
+
+
+# a mapping is a distribution, anything else a whole number: each mistake is reported
+# against the form the user wrote, not against both (npsim/scenario/loader.py drops the
+# ``tagged-union`` steps from the paths it prints)
+COUNT_DIST, COUNT_WHOLE = "tagged-union-count-dist", "tagged-union-count-whole"
+Count = Annotated[Annotated[CountSpec, Tag(COUNT_DIST)] | Annotated[Integer, Tag(COUNT_WHOLE)],
+                  Discriminator(_count_kind)]
 
 
 HOST_PORT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:[0-9]{1,5}$")
@@ -95,7 +107,7 @@ class CallSpec(Model):
     node: str | None = Field(default=None, min_length=1)
     external: ExternalSpec | None = None
     # how many times in a row: a whole number, or a distribution rounded to one (>= 0)
-    count: Integer | CountSpec = Field(default=1)
+    count: Count = Field(default=1)
     probability: float = Field(default=1.0, ge=0.0, le=1.0)  # the call is made at all
     timeout: Seconds | None = None  # deadline for the response once the call is sent
     retries: RetrySpec | None = None
@@ -117,6 +129,7 @@ class CallSpec(Model):
         if self.node is not None and self.target != "nodePort":
             raise ValueError("'node' names whose NodePort is called: it needs "
                              "'target: nodePort'")
+        check_retry_on(self.retries)
         return self
 
     @property

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from npsim.scenario.call_checks import check_calls
+from npsim.scenario.call_checks import check_calls, warn_calls_never_made
 from npsim.scenario.capacity import offered_utilisation
 from npsim.scenario.client_spec import ClientSpec
 from npsim.scenario.cluster_spec import ClusterSpec
@@ -375,7 +375,7 @@ CHECKS: list[Check] = [check_firewalls, check_workloads, check_clients, check_no
                        check_port_plan, warn_no_endpoints, check_client_names, check_calls]
 # and those that need the whole scenario
 WHOLE_CHECKS: list[Check] = [check_events, check_explicit_pods, check_front_ends,
-                             check_no_effect, warn_utilisation]
+                             check_no_effect, warn_utilisation, warn_calls_never_made]
 
 
 def check_scenario(scenario: Scenario, tree: Any, p: Problems,

@@ -247,6 +247,16 @@ class RetrySpec(Model):
     budget: RetryBudgetSpec | None = None
 
 
+def check_retry_on(retries: RetrySpec | None) -> None:
+    """Refuse a ``retryOn`` reason npsim never gives a failure (a misspelt one would
+    silently retry nothing), for a client population and a pod's call alike."""
+    if retries is not None and retries.retry_on is not None:
+        unknown = sorted(set(retries.retry_on) - set(REASONS.values()) - {""})
+        if unknown:
+            raise ValueError(f"retries.retryOn: unknown failure reason(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(r for r in REASONS.values() if r)})")
+
+
 class TlsSpec(Model):
     """HTTPS termination for a population (npsim/sim/tls.py): where, and its costs."""
 
@@ -350,11 +360,7 @@ class ClientSpec(Model):
                              "itself: leave 'entry' out")
         if self.stop is not None and self.stop <= self.start:
             raise ValueError("'stop' must be after 'start'")
-        if self.retries is not None and self.retries.retry_on is not None:
-            unknown = sorted(set(self.retries.retry_on) - set(REASONS.values()) - {""})
-            if unknown:
-                raise ValueError(f"retries.retryOn: unknown failure reason(s) {', '.join(unknown)} "
-                                 f"(known: {', '.join(r for r in REASONS.values() if r)})")
+        check_retry_on(self.retries)
         return self
 
     @property

@@ -9,6 +9,7 @@ the manifests (manifests.py) and the sample files, then the checks across sectio
 from __future__ import annotations
 
 import gc
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ def _validation_problems(exc: ValidationError, tree: Any, p: Problems) -> None:
             msg = "unknown field (check the spelling; see the scenario reference in README)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        msg = _CLASS_NAME.sub("", msg)  # "... or instance of CallSpec": npsim's class
         if msg.startswith("Input should be a valid "):
             types.setdefault(loc, []).append(msg[len("Input should be "):])
             messages.setdefault(loc, [])
@@ -69,6 +71,9 @@ def _validation_problems(exc: ValidationError, tree: Any, p: Problems) -> None:
             msgs.insert(0, "Input should be " + " or ".join(dict.fromkeys(types[loc])))
         for msg in dict.fromkeys(msgs):
             p.at(tree, list(loc), msg)
+
+
+_CLASS_NAME = re.compile(r" or instance of [A-Za-z_][A-Za-z0-9_]*")
 
 
 def _is_union_tag(step: Any) -> bool:

@@ -38,3 +38,22 @@ def test_no_completed_call_gives_an_empty_table() -> None:
                                 "workloads.frontend.calls[0].timeout": "10ms"}))
     parts = latency_breakdown(result.requests, result.calls)
     assert parts.empty and "via_catalog" in parts.columns
+
+
+def test_a_failed_call_the_page_carried_on_after_counts_for_its_service() -> None:
+    """A cart call cut off by its 2 ms deadline (``onFailure: continue``) held the page
+    for those 2 ms: the breakdown puts them under ``via_cart``, as a trace view shows the
+    timed-out span on the critical path, not under ``other`` (the waits between calls),
+    where a reader would never look for a slow Service."""
+    result = npsim.run(_shop(**{"workloads.frontend.calls[1].timeout": "2ms",
+                                "workloads.frontend.calls[1].onFailure": "continue"}))
+    req, calls = result.requests, result.calls
+    cart = req[req["population"] == "frontend>cart:grpc"].merge(
+        calls[["replication", "request", "parent"]], on=["replication", "request"])
+    timed_out = cart[cart["reason"] == "request_timeout"]
+    assert len(timed_out) > 50  # the cart (5.5 ms a call) misses most 2 ms deadlines
+    parts = latency_breakdown(req, calls).set_index(["replication", "request"])
+    pages = parts.loc[list(zip(timed_out["replication"], timed_out["parent"], strict=True))]
+    assert np.allclose(pages["via_cart"], timed_out["t_end"] - timed_out["t_start"])
+    assert np.allclose(pages["via_cart"], 2e-3)
+    assert (pages["other"].abs() < 1e-9).all()

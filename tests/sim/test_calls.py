@@ -100,9 +100,9 @@ def test_backend_is_mm1_at_doubled_rate_and_end_to_end_adds_up():
 
 @pytest.mark.slow
 def test_blocking_caller_queues_as_erlang_c_on_its_holding_time():
-    """2 blocking workers, own work constant 0 (tiny), one call to an 8-pod backend
-    with many workers would be M/G/2 in general; with a callee of ample capacity and
-    exponential service the holding time is exponential (one call): M/M/2 at the caller."""
+    """2 blocking workers, own work near 0, one call to a one-pod backend with 64
+    workers: the holding time is the call's sojourn, which with a callee of ample
+    capacity is its exponential service (no queue there): M/M/2 at the caller."""
     from test_queueing_theory import mmc_sojourn
 
     lam, mu_hold = 1400.0, 1000.0  # holding time = the call's sojourn ~ Exp(1 ms)
@@ -292,6 +292,29 @@ def test_client_ip_affinity_keys_on_the_caller_pod():
     d["manifests"][2]["spec"]["sessionAffinity"] = "ClientIP"
     calls = call_rows(npsim.run(npsim.scenario_from_dict(d)).requests)
     assert calls["pod"].nunique() == 1  # one caller pod: one backend pod
+
+
+def test_a_call_shares_kube_proxys_affinity_entry_with_a_client_of_its_address():
+    """The same kube-proxy, the same source address, the same choice: ClientIP affinity
+    is a table in each node's kube-proxy keyed by source address, so the caller pod's
+    calls and an in-cluster client on the caller's node with the caller pod's address
+    must reach the same backend pod, whichever the first of them picked. A call that
+    took another node's kube-proxy or left from another address would match only by
+    chance (1 in 2 per seed; 1 in 64 over six seeds)."""
+    for seed in range(1, 7):
+        d = _three_nodes(seed=seed)
+        d["manifests"][2]["spec"]["sessionAffinity"] = "ClientIP"
+        caller_ip = str(call_rows(npsim.run(npsim.scenario_from_dict(d)).requests)[
+            "client_ip"].iloc[0])
+        d["clients"].append({"name": "incluster", "service": "backend", "port": 9000,
+                             "source": {"pod": "node-1"}, "target": "clusterIP",
+                             "sourceIPs": 1, "sourceIPBase": caller_ip,
+                             "arrival": {"rate": "50/s"}})
+        req = npsim.run(npsim.scenario_from_dict(d)).requests
+        calls, pop = call_rows(req), req[req["population"] == "incluster"]
+        assert len(calls) > 20 and len(pop) > 20
+        assert set(pop["client_ip"].astype(str)) == {caller_ip}
+        assert calls["pod"].nunique() == 1 and set(pop["pod"]) == set(calls["pod"]), seed
 
 
 def test_latency_breakdown_adds_up_and_counts_the_critical_path():
