@@ -119,7 +119,8 @@ def document(scenario: Scenario, checks: list[CheckResult], *,
                                         "ci_high": _number(r.ci_high), "down": r.case,
                                         "best": _number(r.best), "best_down": r.best_case}
                         for r in worst.itertuples(index=False)}
-    doc["checks"] = [{"check": str(c.target), "metric": c.target.metric, "op": c.target.op,
+    doc["checks"] = [{"check": str(c.target), "metric": c.target.metric,
+                      "scope": c.target.scope or "all", "op": c.target.op,
                       "threshold": c.target.threshold, "value": _number(c.value),
                       "passed": c.passed, "down": c.case, "implied": c.target.implied}
                      for c in checks]

@@ -62,6 +62,14 @@ def text_rows(rows: list[list[str]] | list[tuple[str, ...]], align: str,
             for r in rows]
 
 
+def fit_rows(rows: list[list[str]], column: int, width: int = WIDTH) -> list[list[str]]:
+    """``rows`` with the cells of ``column`` shortened (:func:`shorten`) just enough that
+    :func:`text_rows` lines fit ``width``: that column gives way, the others are whole."""
+    others = sum(max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0])) if i != column)
+    room = max(12, width - others)
+    return [[shorten(c, room) if i == column else c for i, c in enumerate(r)] for r in rows]
+
+
 def wrap(head: str, parts: Sequence[str], width: int = WIDTH, indent: str | None = None,
          sep: str = "  ") -> list[str]:
     """``head`` followed by ``parts`` (``sep`` between two parts), as one line when it

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from npsim.parallel.pool import run_tasks
-from npsim.results.text import text_rows
+from npsim.results.text import fit_rows, text_rows
 from npsim.scenario.scenario import Scenario
 from npsim.sweep.down import DownCase, DownError, down_cases
 from npsim.sweep.store import RunTask, execute
@@ -181,10 +181,10 @@ class PlanOutcome:
                 verdict, sure = probe.judged.get((worst, k), ("uncertain", math.nan))
                 ci = "" if low != low else f" [{target.show(low)}, {target.show(high)}]"
                 name = str(target) + (" *" if target.implied else "")
-                lines.append((_cut(str(probe.value), 12), _cut(name, 28),
+                lines.append([_cut(str(probe.value), 12), name,
                               _cut(target.show(mean) + ci, 30), _cut(worst or "-", 12),
-                              f"{sure:.1%}" if sure == sure else "-", verdict))
-        out = text_rows([head, *lines], "llllrl")
+                              f"{sure:.1%}" if sure == sure else "-", verdict])
+        out = text_rows(fit_rows([list(head), *lines], 1), "llllrl")
         if any(t.implied for t in self.targets):
             out.append("* implied: latency counts only while requests are served; "
                        "add an error_ratio target to set your own")
@@ -284,7 +284,7 @@ def plan_search(scenario: Scenario, target: str | Sequence[str], vary: str, *,
                 rows = as_rows(record.metrics)
                 for k, goal in enumerate(goals):
                     probe.samples.setdefault((case, k), []).append(
-                        metric_value(rows, goal.metric))
+                        metric_value(rows, goal.key))
             for case in todo:
                 for k, goal in enumerate(goals):
                     probe.judged[(case, k)] = judge(probe.samples.get((case, k), []), goal)
@@ -300,7 +300,7 @@ def plan_search(scenario: Scenario, target: str | Sequence[str], vary: str, *,
         mean = mean_ci(probe.samples[(case, k)])[0]
         failed = f", {probe.errors} runs failed" if probe.errors else ""
         down = f", {case} down" if case else ""
-        say(_cut(f"  {value}: {probe.verdict}, {probe.confidence:.1%} sure ({goals[k].metric} "
+        say(_cut(f"  {value}: {probe.verdict}, {probe.confidence:.1%} sure ({goals[k].key} "
                  f"{goals[k].show(mean)}{down}; {probe.runs} runs{failed})", 100))
         judged[index] = probe.verdict == "meets"
         return judged[index]

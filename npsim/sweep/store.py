@@ -33,6 +33,7 @@ from npsim.api import run as run_scenario
 from npsim.results.result import Result, resolved_yaml
 from npsim.results.store import write_atomically
 from npsim.scenario.scenario import Scenario
+from npsim.sweep.targets import scoped_key
 
 METRIC_COLUMNS = ["variant", "replication", "metric", "value"]
 
@@ -65,12 +66,18 @@ def failed_folder(folder: Path) -> Path:
 
 
 def tidy_metrics(variant: str, replication: int, result: Result) -> pd.DataFrame:
-    """One run as (variant, replication, metric, value): the ``all``-scope summary, plus
+    """One run as (variant, replication, metric, value): the ``all``-scope summary, the
+    other scopes' figures named ``latency_p99{service=cart}`` (``scoped_key``), plus
     ``first_packet_p50``/``_p99``, kube-proxy's part of a new connection's latency after
     the warm-up (what grows with the number of Services in iptables mode)."""
-    rows = result.summary[result.summary["scope"] == "all"]
+    summary = result.summary
+    rows = summary[summary["scope"] == "all"]
     metrics = list(rows["metric"])
     values = list(rows["value"].to_numpy(dtype=float))
+    scoped = summary[summary["scope"] != "all"]  # per Service, per population: for targets
+    metrics += [scoped_key(m, s) for s, m in zip(scoped["scope"], scoped["metric"],
+                                                 strict=True)]
+    values += list(scoped["value"].to_numpy(dtype=float))
     req = result.requests
     new = req.loc[(~req["warmup"] & req["new_connection"] & req["pod"].notna()).to_numpy(),
                   "proxy"].to_numpy(dtype=float)

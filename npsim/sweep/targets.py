@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from npsim.results.student import mean_and_interval
-from npsim.results.text import text_rows
+from npsim.results.text import fit_rows, text_rows
 from npsim.scenario.scenario import Scenario
 from npsim.units import format_duration, parse_duration, parse_rate
 
-_TARGET = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|<|>)\s*(\S.*?)\s*$")
+# METRIC, an optional {service=NAME} or {population=NAME} (quotes allowed), OP, VALUE
+_TARGET = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\{\s*([A-Za-z]+)\s*=\s*\"?([^\"{}]*?)\"?\s*\})?"
+                     r"\s*(<=|>=|<|>)\s*(\S.*?)\s*$")
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
@@ -52,6 +54,19 @@ ALWAYS_METRICS = (
     "first_packet_p50", "first_packet_p99",
     "error_ratio", "user_latency_p50", "user_latency_p95", "user_latency_p99")
 SLO_METRICS = ("error_budget_burn_rate", "error_budget_consumed")
+#: the labels a target may scope its metric by: the summary's ``service:<name>`` rows
+#: (what one Service received, from clients and calling pods alike: written when pods
+#: call Services) and ``population:<name>`` rows (one client population's requests:
+#: written when there are several)
+SCOPE_LABELS = ("service", "population")
+#: the figures each scope has (results/summary.py ``_measured_rows``), and failed_<reason>
+SCOPED_METRICS = (
+    "requests_measured", "throughput", "latency_mean", "latency_p50", "latency_p95",
+    "latency_p99", "queue_wait_mean", "error_ratio", "user_latency_p50",
+    "user_latency_p95", "user_latency_p99", "cross_node_fraction",
+    "source_ip_intact_fraction", "client_stickiness",
+    *(f"{who}_share_{stat}" for who in ("pod", "node")
+      for stat in ("max_over_mean", "cv", "jain", "gini")))
 #: the failed share of the measured requests: every run's summary has it (a summary
 #: written before it did is read from its failure counts)
 ERROR_RATIO = "error_ratio"
@@ -74,6 +89,14 @@ def _counted_metrics() -> dict[str, str | None]:
     return out
 
 
+def scoped_key(metric: str, scope: str) -> str:
+    """The name of ``metric`` in a summary scope other than ``all``, as runs record it
+    for targets (sweep/store.py ``tidy_metrics``): ``latency_p99{service=cart}`` for the
+    scope ``service:cart``, the label syntax of Prometheus and k6 thresholds."""
+    label, _, name = scope.partition(":")
+    return f"{metric}{{{label}={name}}}"
+
+
 @dataclass(frozen=True)
 class Target:
     metric: str
@@ -81,6 +104,12 @@ class Target:
     threshold: float
     text: str = ""
     implied: bool = False  # added by with_guard, not given by the user
+    scope: str | None = None  # a summary scope (``service:cart``); None: ``all``
+
+    @property
+    def key(self) -> str:
+        """The name of the judged figure in a run's recorded metrics."""
+        return self.metric if self.scope is None else scoped_key(self.metric, self.scope)
 
     @property
     def below(self) -> bool:
@@ -155,21 +184,58 @@ def check_metric(target: Target, scenario: Scenario, flag: str = "--target") -> 
     """What the scenario must have for the target's metric (an SLO for the error
     budget's). Incident figures need no check: a run without a fault gives NaN, which
     never meets a target."""
+    if target.scope is not None:
+        _check_scope(target, scenario, flag)
     monitoring = scenario.spec.monitoring
     if target.metric in SLO_METRICS and (monitoring is None or monitoring.slo is None):
         raise PlanError(f"{flag} {target.text!r}: {target.metric} needs an SLO "
                         "(monitoring.slo.availability) in the scenario")
 
 
+def _check_scope(target: Target, scenario: Scenario, flag: str) -> None:
+    """A scoped target's Service or population must be one the run writes figures for."""
+    label, _, name = (target.scope or "").partition(":")
+    calls = any(w.calls for w in scenario.spec.workloads.values() if w is not None)
+    if label == "service":
+        if not calls:
+            raise PlanError(
+                f"{flag} {target.text!r}: per-Service figures are written when pods call "
+                "Services (a workload's calls:); without calls the clients' figures are "
+                f"their Service's: write {target.metric} without {{service=...}}")
+        if name not in scenario.services:
+            raise PlanError(f"{flag} {target.text!r}: no Service {name!r} in the scenario "
+                            f"(Services: {', '.join(sorted(scenario.services))})")
+        return
+    clients = [c.name for c in scenario.spec.clients]
+    if name not in clients:
+        raise PlanError(f"{flag} {target.text!r}: no client population {name!r} "
+                        f"(populations: {', '.join(clients)})")
+    if len(clients) < 2 and not calls:
+        raise PlanError(f"{flag} {target.text!r}: with one client population its "
+                        f"figures are the run's: write {target.metric} without "
+                        "{population=...}")
+
+
 def parse_target(text: str, flag: str = "--target") -> Target:
-    """``latency_p99 < 50ms``, ``throughput >= 900/s``, ``error_ratio < 0.1%``."""
+    """``latency_p99 < 50ms``, ``throughput >= 900/s``, ``error_ratio < 0.1%``; a
+    figure of one Service or client population: ``latency_p99{service=cart} < 200ms``."""
     match = _TARGET.match(text)
     if match is None:
         raise PlanError(f"{flag} {text!r}: expected METRIC OP VALUE, e.g. "
-                        "\"latency_p99 < 50ms\" (OP one of <, <=, >, >=)")
-    metric, op, value = match.groups()
+                        "\"latency_p99 < 50ms\" or \"latency_p99{service=cart} < 200ms\" "
+                        "(OP one of <, <=, >, >=)")
+    metric, label, name, op, value = match.groups()
     if metric not in known_metrics():
         raise PlanError(f"{flag} {text!r}: {unknown_metric(metric)}")
+    scope = None
+    if label is not None:
+        if label not in SCOPE_LABELS or not name:
+            raise PlanError(f"{flag} {text!r}: a figure is scoped as {{service=NAME}} or "
+                            "{population=NAME}")
+        if metric not in SCOPED_METRICS and not metric.startswith("failed_"):
+            raise PlanError(f"{flag} {text!r}: {metric} is a figure of the whole run; "
+                            f"per {label}: {', '.join(SCOPED_METRICS)}, failed_<reason>")
+        scope = f"{label}:{name}"
     try:
         if is_duration(metric):
             threshold = parse_duration(value)
@@ -181,7 +247,7 @@ def parse_target(text: str, flag: str = "--target") -> Target:
         raise PlanError(f"{flag} {text!r}: {exc}") from None
     if not math.isfinite(threshold):
         raise PlanError(f"{flag} {text!r}: the value must be a finite number")
-    return Target(metric, op, threshold, text.strip())
+    return Target(metric, op, threshold, text.strip(), scope=scope)
 
 
 def parse_targets(texts: str | Sequence[str], flag: str = "--target") -> list[Target]:
@@ -194,12 +260,18 @@ def parse_targets(texts: str | Sequence[str], flag: str = "--target") -> list[Ta
 
 def with_guard(targets: list[Target]) -> list[Target]:
     """The targets, plus ``error_ratio < 1%`` when one is a latency figure of completed
-    requests and none is about failures: a value that sheds load must not pass."""
-    if any(is_latency(t.metric) for t in targets) and not any(
-            is_failure(t.metric) for t in targets):
-        return [*targets, Target(ERROR_RATIO, "<", GUARD_RATIO,
-                                 f"{ERROR_RATIO} < {GUARD_RATIO:.0%}", implied=True)]
-    return targets
+    requests and none is about failures: a value that sheds load must not pass. Per
+    scope: a Service's latency target brings that Service's error ratio (its failed
+    calls need not fail the clients' requests, with ``onFailure: continue``)."""
+    guards = []
+    for scope in dict.fromkeys(t.scope for t in targets):
+        mine = [t for t in targets if t.scope == scope]
+        if any(is_latency(t.metric) for t in mine) and not any(
+                is_failure(t.metric) for t in mine):
+            key = ERROR_RATIO if scope is None else scoped_key(ERROR_RATIO, scope)
+            guards.append(Target(ERROR_RATIO, "<", GUARD_RATIO, f"{key} < {GUARD_RATIO:.0%}",
+                                 implied=True, scope=scope))
+    return [*targets, *guards]
 
 
 def metric_value(values: Mapping[str, float], metric: str) -> float:
@@ -209,6 +281,10 @@ def metric_value(values: Mapping[str, float], metric: str) -> float:
     failure counts when the rows do not carry it."""
     if metric in values:
         return float(values[metric])
+    base, brace, labels = metric.partition("{")
+    if brace:  # a scope's count it did not write is 0, if the run has the scope at all
+        scoped = any(k.endswith(brace + labels) for k in values)
+        return 0.0 if scoped and base in _counted_metrics() else math.nan
     counted = _counted_metrics()
     if metric in counted:
         instead = counted[metric]
@@ -302,7 +378,7 @@ def evaluate_checks(targets: Sequence[Target],
     out = []
     names = list(cases)
     for target in targets:
-        values = [metric_value(cases[name], target.metric) for name in names]
+        values = [metric_value(cases[name], target.key) for name in names]
         worst = target.worst(values)
         out.append(CheckResult(target, values[worst], all(target.holds(v) for v in values),
                                names[worst]))
@@ -324,7 +400,7 @@ def judge_variants(runs: Any, targets: Sequence[Target],
     for variant, cases in groups.items():
         judged = []
         for target in targets:
-            samples = {case: [metric_value(values, target.metric)
+            samples = {case: [metric_value(values, target.key)
                               for (name, _), values in per_run.items() if name == run]
                        for case, run in cases.items()}
             verdicts = {case: judge(s, target) for case, s in samples.items()}
@@ -351,9 +427,9 @@ def verdict_table(verdicts: Any, targets: Sequence[Target]) -> str:
         target = by_text[r.target]
         ci = "" if r.ci_low != r.ci_low else f" [{target.show(r.ci_low)}, " \
             f"{target.show(r.ci_high)}]"
-        rows.append([str(r.variant)[:24], str(r.target)[:28], target.show(r.mean) + ci,
+        rows.append([str(r.variant)[:24], str(r.target), target.show(r.mean) + ci,
                      str(r.down or "-")[:12], f"{r.confidence:.1%}", r.verdict])
-    lines = text_rows(rows, "l" * len(rows[0]))
+    lines = text_rows(fit_rows(rows, 1), "l" * len(rows[0]))
     met = list(dict.fromkeys(verdicts.loc[verdicts["variant_verdict"] == "meets",
                                           "variant"]))
     return "\n".join(["Targets (95% one-sided bound; every target must hold):", *lines,
