@@ -37,6 +37,7 @@ from npsim.results.store import (
     move_into_place,
     write_marker,
 )
+from npsim.sweep.targets import split_key
 
 STAGING = "npsim-sweep.partial"
 
@@ -133,7 +134,8 @@ def publish(staging: Path, out: Path) -> None:
 
 def read_sweep(folder: Path) -> dict[str, tuple[pd.DataFrame, Path | None]]:
     """A finished sweep's variants, in order, for ``npsim compare``: each one's summary
-    as a run's reads (``scope, metric, value, ci_low, ci_high``; the value is the mean
+    as a run's reads (``scope, metric, value, ci_low, ci_high``: the figures recorded as
+    ``latency_p99{service=cart}`` in their scope again; the value is the mean
     over replications, the CI across them; ``replications`` counts its runs) and the
     folder of its first finished run (None if none finished)."""
     summary = pd.read_csv(folder / "summary.csv")
@@ -143,9 +145,12 @@ def read_sweep(folder: Path) -> dict[str, tuple[pd.DataFrame, Path | None]]:
     out: dict[str, tuple[pd.DataFrame, Path | None]] = {}
     for variant in order:
         part = summary[summary["variant"].astype(str) == variant]
-        frame = pd.DataFrame({"scope": "all", "metric": part["metric"],
-                              "value": part["mean"], "ci_low": part["ci_low"],
-                              "ci_high": part["ci_high"]})
+        scopes, metrics = zip(*map(split_key, part["metric"].astype(str)), strict=True) \
+            if len(part) else ((), ())
+        frame = pd.DataFrame({"scope": list(scopes), "metric": list(metrics),
+                              "value": part["mean"].to_numpy(),
+                              "ci_low": part["ci_low"].to_numpy(),
+                              "ci_high": part["ci_high"].to_numpy()})
         runs = int(part["runs"].max()) if len(part) else 0
         frame.loc[frame["metric"] == "replications", ["value", "ci_low", "ci_high"]] = \
             [runs, float("nan"), float("nan")]

@@ -97,6 +97,16 @@ def scoped_key(metric: str, scope: str) -> str:
     return f"{metric}{{{label}={name}}}"
 
 
+def split_key(key: str) -> tuple[str, str]:
+    """The scope and metric of a recorded figure's name (:func:`scoped_key`'s inverse):
+    ``("service:cart", "latency_p99")``, ``("all", "throughput")``."""
+    metric, brace, labels = key.partition("{")
+    if not brace or not labels.endswith("}") or "=" not in labels:
+        return "all", key
+    label, _, name = labels[:-1].partition("=")
+    return f"{label}:{name}", metric
+
+
 @dataclass(frozen=True)
 class Target:
     metric: str

@@ -21,6 +21,8 @@ from npsim.sweep.targets import (
     check_metric,
     metric_value,
     parse_target,
+    scoped_key,
+    split_key,
     with_guard,
 )
 
@@ -127,3 +129,30 @@ def test_a_long_target_gives_way_so_the_table_fits() -> None:
     lines = text_rows(fit_rows(rows, 1), "lll")
     assert all(len(line) <= WIDTH for line in lines)
     assert "20ms" in lines[1] and "latency_p99" in lines[1]
+
+
+def test_scoped_keys_read_back_into_their_scopes() -> None:
+    for scope, metric in (("service:cart", "latency_p99"), ("population:shop>cart:grpc",
+                                                            "throughput")):
+        assert split_key(scoped_key(metric, scope)) == (scope, metric)
+    assert split_key("latency_p99") == ("all", "latency_p99")
+
+
+def test_compare_of_a_sweep_shows_each_service(tmp_path) -> None:
+    """A sweep's summary.csv holds the Services' figures under their keys: compare reads
+    them back into ``service:`` scopes, so a sweep compares tier by tier as runs do."""
+    import pandas as pd
+
+    from npsim.report.compare import compare_table
+    from npsim.sweep.folder import read_sweep
+
+    rows = [("two-carts", "latency_p99", 0.05), ("two-carts", "latency_p99{service=cart}",
+                                                 0.147), ("two-carts", "replications", 3.0)]
+    pd.DataFrame([{"variant": v, "metric": m, "mean": x, "ci_low": x, "ci_high": x,
+                   "runs": 3} for v, m, x in rows]).to_csv(tmp_path / "summary.csv",
+                                                            index=False)
+    summary, _ = read_sweep(tmp_path)["two-carts"]
+    assert ("service:cart", "latency_p99") in set(zip(summary["scope"], summary["metric"],
+                                                      strict=True))
+    table = compare_table({"two-carts": summary})
+    assert table.loc["cart: latency p99 (ms)", "two-carts"].startswith("147.0")
