@@ -11,7 +11,7 @@ import math
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, PlainSerializer, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, ValidationInfo
 
 _DURATION_UNITS = {
     "ns": 1e-9,
@@ -147,6 +147,16 @@ Seconds = Annotated[
     PlainSerializer(_exact_seconds, when_used="json"),
 ]
 """A non-negative duration in seconds, written with a unit in YAML."""
+
+def _positive_wait(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be more than 0s (0 would fail every request at once; leave "
+                         "the field out for no deadline)")
+    return value
+
+
+Timeout = Annotated[Seconds, AfterValidator(_positive_wait)]
+"""How long a client waits for an answer or a connection: more than zero."""
 
 PerSecond = Annotated[
     float,

@@ -24,7 +24,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from npsim.dists import Distribution
 from npsim.scenario.client_spec import RetrySpec, check_retry_on
 from npsim.scenario.specbase import Integer, Model
-from npsim.units import Seconds
+from npsim.units import Timeout
 
 
 class CountSpec(Model):
@@ -109,11 +109,11 @@ class CallSpec(Model):
     # how many times in a row: a whole number, or a distribution rounded to one (>= 0)
     count: Count = Field(default=1)
     probability: float = Field(default=1.0, ge=0.0, le=1.0)  # the call is made at all
-    timeout: Seconds | None = None  # deadline for the response once the call is sent
+    timeout: Timeout | None = None  # deadline for the response once the call is sent
     retries: RetrySpec | None = None
     on_failure: Literal["fail", "continue"] = "fail"
     requests_per_connection: Integer = Field(default=1, ge=1)  # keep-alive to the Service
-    connect_timeout: Seconds | None = 10.0
+    connect_timeout: Timeout | None = 10.0
 
     @model_validator(mode="after")
     def _count(self) -> CallSpec:

@@ -13,7 +13,7 @@ from npsim.dists import Constant, Distribution
 from npsim.outcomes import REASONS
 from npsim.scenario.limits import BalancerCores, Horizon, Retries
 from npsim.scenario.specbase import Integer, Model
-from npsim.units import PerSecond, Seconds
+from npsim.units import PerSecond, Seconds, Timeout
 
 
 class RateStep(Model):
@@ -204,7 +204,7 @@ class BalancerSpec(Model):
     algorithm: Literal["roundRobin", "leastConnections", "random"] | None = None
     health_check: HealthCheckSpec | None = None
     passive: PassiveCheckSpec | None = None
-    connect_timeout: Seconds = 5.0
+    connect_timeout: Timeout = 5.0
     # after a failed connect to a node, try this many other nodes (nginx
     # proxy_next_upstream / proxy_next_upstream_tries; HAProxy retries + redispatch);
     # each try is a row of its own (attempt, retry_of), sent as the failure is known
@@ -288,14 +288,14 @@ class ClientSpec(Model):
     rtt: Distribution = Constant(dist="constant", value=0.0)
     # how long a client waits for a connection that gets no answer before it gives up;
     # none: the kernel's SYN retransmissions alone (synRetries 6 -> 127 s)
-    connect_timeout: Seconds | None = 10.0
+    connect_timeout: Timeout | None = 10.0
     syn_retries: Integer = Field(default=6, ge=0, le=20)  # net.ipv4.tcp_syn_retries
     # the clients' Linux kernel ("5.15", "6.12"): from 6.5 SYNs are retransmitted 1 s
     # apart tcpSynLinearTimeouts (4) times first; default from kubernetesVersion
     # (npsim/cluster/lifecycle.py VERSION_DEFAULTS)
     kernel: str | None = None
     tcp_syn_linear_timeouts: Integer | None = Field(default=None, ge=0, le=20)
-    request_timeout: Seconds | None = None  # wait for the response once the request is sent
+    request_timeout: Timeout | None = None  # wait for the response once the request is sent
     retries: RetrySpec | None = None
     # when the population sends: from ``start``, until ``stop``, at most ``requests``
     start: Horizon = 0.0

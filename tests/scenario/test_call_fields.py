@@ -130,3 +130,19 @@ def test_a_step_that_is_no_mapping_names_no_python_class():
     text = str(info.value)
     assert "workloads.web.calls[0]: Input should be a valid dictionary" in text
     assert "instance of" not in text and "CallSpec" not in text
+
+
+@pytest.mark.parametrize("field", ["timeout", "connectTimeout"])
+def test_a_zero_deadline_is_refused_with_what_to_write_instead(field: str) -> None:
+    """0 would fail every call at once (gRPC's deadline); some HTTP clients read 0 as no
+    timeout. Either way the user meant something else: no deadline is no field."""
+    text = error({field: "0s"})
+    assert f"{field}: must be more than 0s" in text and "leave the field out" in text
+
+
+@pytest.mark.parametrize("field", ["requestTimeout", "connectTimeout"])
+def test_a_clients_zero_deadline_is_refused_too(field: str) -> None:
+    d = two_tier(nodes=1)
+    d["clients"][0][field] = "0s"
+    with pytest.raises(ScenarioError, match=f"clients\\[0\\].{field}: must be more than 0s"):
+        npsim.scenario_from_dict(d)

@@ -38,7 +38,7 @@ def test_backoff_is_min_of_cap_and_exponential_and_never_overflows(
 
 def test_every_node_down_with_the_most_next_upstream_tries_finishes_and_adds_up() -> None:
     d = scenario_dict(nodes=2, replicas=2, clients=[client(rate=20.0)], duration=2.0)
-    d["clients"][0]["balancer"] = {"nextUpstream": 100, "connectTimeout": 0}
+    d["clients"][0]["balancer"] = {"nextUpstream": 100, "connectTimeout": "1ms"}
     d["events"] = [{"at": 0, "nodeCrash": {"node": f"node-{i}"}} for i in (1, 2)]
     result = npsim.run(npsim.scenario_from_dict(d))
     req = result.requests
