@@ -24,6 +24,7 @@ from npsim.proxy.rules.common import (
     hash_name,
     kube_forward_invalid,
     kube_postrouting,
+    policies,
     port_name_string,
     selected,
 )
@@ -87,8 +88,9 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
         fw = chain("KUBE-FW-", sp)
         proto, cip, port = sp.port.protocol.lower(), cluster_ip(sp, cluster), sp.port.port
         match = f"-m {proto} -p {proto}"
-        has_endpoints = view.any
-        has_external = has_endpoints and not (view.local_policy and not view.local.n)
+        pol = policies(sp, view)
+        has_endpoints, has_external = view.any, pol.has_external
+        internal = svl if pol.internal_local else svc
         uses_ext = has_endpoints and bool(sp.node_port or svc_obj.externally_accessible)
         uses_fw = (has_endpoints and bool(svc_obj.load_balancer_ips)
                    and bool(svc_obj.load_balancer_source_ranges))
@@ -97,9 +99,9 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
             filter_comment, filter_target = f'"{spn} has no endpoints"', "REJECT"
         else:
             filter_comment, filter_target = f'"{spn} has no local endpoints"', "DROP"
-        if has_endpoints:
+        if pol.has_internal:
             rules.append(f'-A KUBE-SERVICES -m comment --comment "{spn} cluster IP" {match} '
-                         f"-d {cip} --dport {port} -j {svc}")
+                         f"-d {cip} --dport {port} -j {internal}")
         else:
             filters.append(_filter_drop("KUBE-SERVICES", filter_comment,
                                         f"{match} -d {cip} --dport {port}", filter_target))
@@ -141,9 +143,9 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
         if not has_endpoints:
             continue
         timeout = affinity_timeout(sp)
-        endpoints = dict.fromkeys(view.cluster.keys)
-        rules.append(f'-A {svc} -m comment --comment "{spn} cluster IP" {match} '
-                     f"-d {cip} --dport {port} ! -s {local} -j KUBE-MARK-MASQ")
+        if pol.has_internal:  # off-cluster sources of the ClusterIP are masqueraded
+            rules.append(f'-A {internal} -m comment --comment "{spn} cluster IP" {match} '
+                         f"-d {cip} --dport {port} ! -s {local} -j KUBE-MARK-MASQ")
         if uses_ext:
             chains.append(ext)
             if view.local_policy:  # the short-circuits, then the local endpoints or nothing
@@ -154,7 +156,7 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
                     'external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ',
                     f'-A {ext} -m comment --comment "route LOCAL traffic for {spn} external '
                     f'destinations" -m addrtype --src-type LOCAL -j {svc}']
-                if view.local.n:
+                if has_external:
                     rules.append(f"-A {ext} -j {svl}")
             else:
                 rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {spn} '
@@ -169,14 +171,14 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
                 rules += [f"{head} -s {ip} -j {ext}" for ip in svc_obj.load_balancer_ips]
             rules.append(f'-A {fw} -m comment --comment "other traffic to {spn} will be '
                          'dropped by KUBE-PROXY-FIREWALL"')
-        chains.append(svc)
-        rules += _lb_rules(svc, view.cluster, sp, timeout)
-        if view.local_policy and view.local.n:
+        if pol.uses_cluster:
+            chains.append(svc)
+            rules += _lb_rules(svc, view.cluster, sp, timeout)
+        if pol.uses_local:
             chains.append(svl)
             rules += _lb_rules(svl, view.local, sp, timeout)
-            endpoints.update(dict.fromkeys(view.local.keys))
         recent = "" if timeout is None else " -m recent --name {sep} --set"
-        for key in endpoints:
+        for key in pol.endpoints:
             sep = chain("KUBE-SEP-", sp, key)
             chains.append(sep)
             ip = key.rsplit(":", 1)[0]
