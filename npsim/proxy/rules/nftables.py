@@ -18,6 +18,7 @@ from npsim.proxy.rules.common import (
     cluster_cidr,
     cluster_ip,
     hash_name,
+    policies,
     port_name_string,
     selected,
 )
@@ -147,16 +148,22 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
                          nft_chain("local-", sp), nft_chain("firewall-", sp))
     uses_ext = bool(sp.node_port or outside)
     uses_fw = bool(svc_obj.load_balancer_ips and svc_obj.load_balancer_source_ranges)
-    no_external = view.local_policy and not view.local.n
-    endpoints = dict.fromkeys(view.cluster.keys)
-    if view.local_policy:
-        endpoints.update(dict.fromkeys(view.local.keys))
+    pol = policies(sp, view)
+    no_external = not pol.has_external
+    internal = loc if pol.internal_local else svc
+    endpoints = pol.endpoints
     if timeout is not None:
         out += [f"add set {t} {nft_chain('affinity-', sp, key)} {{ type ipv4_addr ; flags "
                 f"dynamic,timeout ; timeout {timeout}s ; }}" for key in endpoints]
-    out += [f"add chain {t} {svc}",
-            f"add rule {t} {svc} ip daddr {cip} ip saddr != {pods} jump mark-for-masquerade",
-            *(f"add rule {t} {svc} {r}" for r in _numgen(view.cluster, sp, timeout))]
+    # the off-cluster masquerade rule heads the internal policy chain
+    masq = (f"add rule {t} {internal} ip daddr {cip} ip saddr != {pods} jump "
+            "mark-for-masquerade")
+    if pol.uses_cluster:
+        out += [f"add chain {t} {svc}", *([masq] if internal == svc else []),
+                *(f"add rule {t} {svc} {r}" for r in _numgen(view.cluster, sp, timeout))]
+    if pol.uses_local:
+        out += [f"add chain {t} {loc}", *([masq] if internal == loc else []),
+                *(f"add rule {t} {loc} {r}" for r in _numgen(view.local, sp, timeout))]
     if uses_ext:
         out.append(f"add chain {t} {ext}")
         if view.local_policy:
@@ -166,10 +173,8 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
                     '"masquerade local traffic"',
                     f'add rule {t} {ext} fib saddr type local goto {svc} comment "short-circuit '
                     'local traffic"']
-            if view.local.n:
+            if pol.has_external:
                 out.append(f"add rule {t} {ext} goto {loc}")
-                out += [f"add chain {t} {loc}",
-                        *(f"add rule {t} {loc} {r}" for r in _numgen(view.local, sp, timeout))]
         else:
             out += [f"add rule {t} {ext} jump mark-for-masquerade",
                     f"add rule {t} {ext} goto {svc}"]
@@ -189,7 +194,10 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
         out += ["", f"add chain {t} {fw}",
                 f"add rule {t} {fw} ip saddr != {{ {' , '.join(ranges)} }} drop"]
     out += ["", f"add element {t} cluster-ips {{ {cip} }}",
-            f"add element {t} service-ips {{ {cip} . {proto} . {port} : goto {svc} }}",
+            *([f"add element {t} service-ips {{ {cip} . {proto} . {port} : goto {internal} }}"]
+              if pol.has_internal else
+              [f'add element {t} no-endpoint-services {{ {cip} . {proto} . {port} '
+               f'comment "{spn}" : drop }}']),
             *(f"add element {t} service-ips {{ {ip} . {proto} . {port} : goto {ext} }}"
               for ip in outside)]
     if sp.node_port:
