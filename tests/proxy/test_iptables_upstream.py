@@ -1,0 +1,47 @@
+"""iptables mode's text, line by line against kube-proxy's pkg/proxy/iptables/proxier.go
+(kubernetes/kubernetes), for what the golden overall test does not cover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from npsim.cli import main
+
+GOLDEN = Path(__file__).parent / "golden" / "overall.yaml"
+
+
+def explain(path: Path, *args: str) -> list[str]:
+    result = CliRunner().invoke(main, ["explain", str(path), "--node", "node-1", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()
+
+
+def test_hooks_are_every_jump_kube_proxy_inserts() -> None:
+    """iptablesJumpChains (the three KUBE-PROXY-FIREWALL jumps "kubernetes load balancer
+    firewall" included) then iptablesKubeletJumpChains (INPUT/OUTPUT -> KUBE-FIREWALL)."""
+    hooks = [line.removeprefix("# ") for line in explain(GOLDEN)
+             if line.startswith("# -t ")]
+    lb = ('-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer '
+          'firewall" -j KUBE-PROXY-FIREWALL')
+    assert [" ".join(h.split()) for h in hooks] == [" ".join(h.split()) for h in [
+        '-t filter INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes '
+        'externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+        '-t filter FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes '
+        'externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+        '-t filter INPUT -m comment --comment "kubernetes health check service ports" '
+        "-j KUBE-NODEPORTS",
+        '-t filter FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes '
+        'service portals" -j KUBE-SERVICES',
+        '-t filter OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes '
+        'service portals" -j KUBE-SERVICES',
+        '-t filter FORWARD -m comment --comment "kubernetes forwarding rules" '
+        "-j KUBE-FORWARD",
+        f"-t filter INPUT {lb}", f"-t filter OUTPUT {lb}", f"-t filter FORWARD {lb}",
+        '-t nat OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-t nat PREROUTING -m comment --comment "kubernetes service portals" '
+        "-j KUBE-SERVICES",
+        '-t nat POSTROUTING -m comment --comment "kubernetes postrouting rules" '
+        "-j KUBE-POSTROUTING",
+        "-t filter INPUT -j KUBE-FIREWALL", "-t filter OUTPUT -j KUBE-FIREWALL"]]
