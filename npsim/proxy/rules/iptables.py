@@ -210,7 +210,8 @@ LOCALNET_GUARD = ('-A KUBE-FIREWALL -m comment --comment "block incoming localne
                   "RELATED,ESTABLISHED,DNAT -j DROP")
 FILTER_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL",
                  "KUBE-FORWARD", "KUBE-PROXY-FIREWALL")
-# iptablesJumpChains: inserted with ``iptables -I`` once, outside the restore input
+# iptablesJumpChains then iptablesKubeletJumpChains: inserted with ``iptables -I`` at a
+# full sync, outside the restore input (proxier.go)
 IPTABLES_HOOKS = (
     "# hooks (iptablesJumpChains, inserted at the top of the built-in chains):",
     "# -t filter INPUT   -m conntrack --ctstate NEW -m comment --comment \"kubernetes "
@@ -224,10 +225,16 @@ IPTABLES_HOOKS = (
     "# -t filter OUTPUT  -m conntrack --ctstate NEW -m comment --comment \"kubernetes service "
     "portals\" -j KUBE-SERVICES",
     "# -t filter FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
-    "# -t nat PREROUTING  -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    *(f"# -t filter {hook:<7} -m conntrack --ctstate NEW -m comment --comment \"kubernetes "
+      "load balancer firewall\" -j KUBE-PROXY-FIREWALL" for hook in ("INPUT", "OUTPUT",
+                                                                      "FORWARD")),
     "# -t nat OUTPUT      -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    "# -t nat PREROUTING  -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
     "# -t nat POSTROUTING -m comment --comment \"kubernetes postrouting rules\" "
-    "-j KUBE-POSTROUTING")
+    "-j KUBE-POSTROUTING",
+    # iptablesKubeletJumpChains: the kubelet's own jumps, which kube-proxy ensures too
+    "# -t filter INPUT   -j KUBE-FIREWALL",
+    "# -t filter OUTPUT  -j KUBE-FIREWALL")
 
 
 def arrival_steps(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel,
