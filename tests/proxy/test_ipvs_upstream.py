@@ -1,0 +1,55 @@
+"""IPVS mode's ipsets and glue, line by line against kube-proxy's
+pkg/proxy/ipvs/proxier.go syncProxyRules (kubernetes/kubernetes), for the cases the
+golden TestNodePortIPv4 comparison does not cover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from npsim.cli import main
+
+GOLDEN = Path(__file__).parent / "golden" / "overall.yaml"
+
+
+def scenario(tmp_path: Path, service: str, **spec: object) -> Path:
+    data = yaml.safe_load(GOLDEN.read_text())
+    data["cluster"]["proxyMode"] = "ipvs"
+    next(m for m in data["manifests"] if m["metadata"]["name"] == service)["spec"].update(spec)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def explain(path: Path, service: str) -> list[str]:
+    result = CliRunner().invoke(main, ["explain", str(path), "--node", "node-1",
+                                       "--service", service])
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()
+
+
+def test_external_ip_of_a_service_without_endpoints_is_in_its_ipset(tmp_path: Path) -> None:
+    """The "Capture externalIPs" block inserts the KUBE-EXTERNAL-IP entry and makes the
+    virtual server whether or not the Service has endpoints (no hasEndpoints check)."""
+    out = explain(scenario(tmp_path, "svc6", externalIPs=["192.168.99.66"]), "svc6")
+    assert "TCP  192.168.99.66:80 rr" in out
+    assert "add KUBE-EXTERNAL-IP 192.168.99.66,tcp:80" in out
+    assert ('-A KUBE-SERVICES -m comment --comment "Kubernetes service external ip + port '
+            'for masquerade and filter purpose" -m set --match-set KUBE-EXTERNAL-IP dst,dst '
+            "-j KUBE-MARK-MASQ") in out
+
+
+def test_lb_vip_of_a_service_without_endpoints_is_in_its_ipsets(tmp_path: Path) -> None:
+    """Likewise "Capture load-balancer ingress": KUBE-LOAD-BALANCER (and -FW, -SOURCE-CIDR
+    for source ranges) hold the VIP with no endpoint behind it."""
+    path = scenario(tmp_path, "svc5", loadBalancerSourceRanges=["203.0.113.0/25"])
+    data = yaml.safe_load(path.read_text())
+    data["manifests"] = [m for m in data["manifests"]
+                         if m["metadata"]["name"] != "svc5-1"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = explain(path, "svc5")
+    assert "add KUBE-LOAD-BALANCER 5.6.7.8,tcp:80" in out
+    assert "add KUBE-LOAD-BALANCER-FW 5.6.7.8,tcp:80" in out
+    assert "add KUBE-LOAD-BALANCER-SOURCE-CIDR 5.6.7.8,tcp:80,203.0.113.0/25" in out
