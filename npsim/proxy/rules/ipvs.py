@@ -136,10 +136,9 @@ def node_port_sets(proto: str, local: bool) -> list[str]:
 def _external_sets(proxy: KubeProxy, sp: ServicePortModel
                    ) -> Iterable[tuple[str, str, list[str]]]:
     """The ipsets of a Service's external addresses (proxier.go syncService: ipsetInfo's
-    KUBE-EXTERNAL-IP[-LOCAL], KUBE-LOAD-BALANCER[-LOCAL|-FW|-SOURCE-CIDR|-SOURCE-IP])."""
+    KUBE-EXTERNAL-IP[-LOCAL], KUBE-LOAD-BALANCER[-LOCAL|-FW|-SOURCE-CIDR|-SOURCE-IP]),
+    written whether or not the Service has endpoints, as its virtual servers are."""
     svc = sp.service
-    if not proxy.views[sp.index].any:
-        return
     proto, port = sp.port.protocol.lower(), sp.port.port
     local = svc.external_traffic_policy == "Local"
     ips = [f"{ip},{proto}:{port}" for ip in svc.external_ips]
