@@ -56,6 +56,13 @@ def explain(scenario: str, service: str | None, node: str | None,
     if service is not None and service not in services:
         usage(f"--service {service!r}: no such NodePort Service in {scenario} "
                f"(services: {', '.join(services)})")
+    # the walk and the split follow a new connection to a NodePort
+    targets = [sp for sp in sim.cluster.service_ports
+               if service in (None, sp.service.name) and sp.node_port]
+    if (trace_from is not None or connections is not None) and not targets:
+        flag = "--trace" if trace_from is not None else "--connections"
+        usage(f"{flag}: {'Service ' + repr(service) if service else 'no Service'} in "
+              f"{scenario} has no nodePort; the walk follows a connection to a NodePort")
     state = StateAt.advance(sim, at) if at is not None else None
     proxy = sim.proxies[names.index(node) if node else 0]
     when = f", at {at:g}s" if at is not None else ""
@@ -69,7 +76,6 @@ def explain(scenario: str, service: str | None, node: str | None,
         click.echo(firewall_rules(sim.guard, proxy.node.index))
     if trace_from is None and connections is None:
         return
-    targets = [sp for sp in sim.cluster.service_ports if service in (None, sp.service.name)]
     seed = loaded.spec.run.seed
     if trace_from is not None:
         click.echo("")
