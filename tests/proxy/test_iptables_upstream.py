@@ -45,3 +45,16 @@ def test_hooks_are_every_jump_kube_proxy_inserts() -> None:
         '-t nat POSTROUTING -m comment --comment "kubernetes postrouting rules" '
         "-j KUBE-POSTROUTING",
         "-t filter INPUT -j KUBE-FIREWALL", "-t filter OUTPUT -j KUBE-FIREWALL"]]
+
+
+def test_walk_counts_the_kube_services_rules_a_node_port_packet_passes() -> None:
+    """A NodePort packet meets every earlier nat KUBE-SERVICES rule before the last
+    ("kubernetes service nodeports"): one per ClusterIP with internal endpoints, one per
+    external IP and LB IP of a Service with endpoints -- 9 in kube-proxy's own
+    TestOverallIPTablesRules, not the 6 Service ports."""
+    full = explain(GOLDEN)
+    assert len([line for line in full if line.startswith("-A KUBE-SERVICES -m comment")
+                and "REJECT" not in line]) == 10  # nat: 9, then the NodePort hook
+    out = explain(GOLDEN, "--service", "svc3", "--trace", "203.0.113.7")
+    step = next(line for line in out if line.startswith("nat PREROUTING -> KUBE-SERVICES"))
+    assert step.startswith("nat PREROUTING -> KUBE-SERVICES: 9 rules compared"), step
