@@ -237,6 +237,18 @@ IPTABLES_HOOKS = (
     "# -t filter OUTPUT  -j KUBE-FIREWALL")
 
 
+def service_rules(proxy: KubeProxy, cluster: Cluster) -> int:
+    """nat KUBE-SERVICES rules before its last: one per ClusterIP with internal endpoints,
+    one per external IP and LB IP of a Service with any (proxier.go syncProxyRules)."""
+    count = 0
+    for sp in cluster.service_ports:
+        view = proxy.views[sp.index]
+        if view.any:
+            count += (policies(sp, view).has_internal + len(sp.service.external_ips)
+                      + len(sp.service.load_balancer_ips))
+    return count
+
+
 def arrival_steps(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel,
                   table: EndpointTable | None, other_services: int) -> Iterable[str]:
     """nat PREROUTING to the Service chain, or the filter rule that refuses or drops."""
@@ -249,9 +261,9 @@ def arrival_steps(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel,
     ext = chain("KUBE-EXT-", sp)
     local = view.local_policy
     svc = chain("KUBE-SVL-" if local else "KUBE-SVC-", sp)
-    vips = len(cluster.service_ports) + other_services
-    yield (f"nat PREROUTING -> KUBE-SERVICES: {vips} cluster-IP rules compared, none "
-           "match; last rule (dst-type LOCAL) -> KUBE-NODEPORTS")
+    vips = service_rules(proxy, cluster) + other_services
+    yield (f"nat PREROUTING -> KUBE-SERVICES: {vips} rules compared (ClusterIPs, external and "
+           "LB IPs), none match; last rule (dst-type LOCAL) -> KUBE-NODEPORTS")
     yield f"KUBE-NODEPORTS: --dport {sp.node_port} matches -> {ext}"
     if local:
         yield (f"{ext}: not pod traffic, not from this node: no masquerade (Local)"
