@@ -135,19 +135,20 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
     pods = cluster_cidr(cluster)
     outside = [*svc_obj.external_ips, *svc_obj.load_balancer_ips]
     out = [f"# {spn}"]
+    fw_chain, fw_elements = _firewall(proxy, sp)
     if not view.any:
-        out += [f"add element {t} cluster-ips {{ {cip} }}",
+        out += [*fw_chain, f"add element {t} cluster-ips {{ {cip} }}",
                 *(f'add element {t} no-endpoint-services {{ {ip} . {proto} . {port} '
-                  f'comment "{spn}" : goto reject-chain }}' for ip in [cip, *outside])]
+                  f'comment "{spn}" : goto reject-chain }}' for ip in [cip, *outside]),
+                *fw_elements]
         if sp.node_port:
             out.append(f"add element {t} no-endpoint-nodeports {{ {proto} . {sp.node_port} "
                        f'comment "{spn}" : goto reject-chain }}')
         return out
     timeout = affinity_timeout(sp)
-    svc, ext, loc, fw = (nft_chain("service-", sp), nft_chain("external-", sp),
-                         nft_chain("local-", sp), nft_chain("firewall-", sp))
+    svc, ext, loc = (nft_chain("service-", sp), nft_chain("external-", sp),
+                     nft_chain("local-", sp))
     uses_ext = bool(sp.node_port or outside)
-    uses_fw = bool(svc_obj.load_balancer_ips and svc_obj.load_balancer_source_ranges)
     pol = policies(sp, view)
     no_external = not pol.has_external
     internal = loc if pol.internal_local else svc
@@ -186,14 +187,7 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
             out.append(f"add rule {t} {ep} update @{nft_chain('affinity-', sp, key)} "
                        "{ ip saddr }")
         out.append(f"add rule {t} {ep} meta l4proto {proto} dnat to {key}")
-    if uses_fw:  # the source ranges, plus the VIPs when a range holds this node
-        ranges = list(svc_obj.load_balancer_source_ranges)
-        node = ipaddress.IPv4Address(ip_str(proxy.node.ip))
-        if any(node in ipaddress.IPv4Network(r) for r in ranges):
-            ranges += svc_obj.load_balancer_ips
-        out += ["", f"add chain {t} {fw}",
-                f"add rule {t} {fw} ip saddr != {{ {' , '.join(ranges)} }} drop"]
-    out += ["", f"add element {t} cluster-ips {{ {cip} }}",
+    out += [*fw_chain, "", f"add element {t} cluster-ips {{ {cip} }}",
             *([f"add element {t} service-ips {{ {cip} . {proto} . {port} : goto {internal} }}"]
               if pol.has_internal else
               [f'add element {t} no-endpoint-services {{ {cip} . {proto} . {port} '
@@ -203,9 +197,7 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
     if sp.node_port:
         out.append(f"add element {t} service-nodeports {{ {proto} . {sp.node_port} : "
                    f"goto {ext} }}")
-    if uses_fw:
-        out += [f"add element {t} firewall-ips {{ {ip} . {proto} . {port} : goto {fw} }}"
-                for ip in svc_obj.load_balancer_ips]
+    out += fw_elements
     if no_external:
         if sp.node_port:
             out.append(f"add element {t} no-endpoint-nodeports {{ {proto} . {sp.node_port} "
@@ -215,12 +207,37 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
     return out
 
 
+def _firewall(proxy: KubeProxy, sp: ServicePortModel) -> tuple[list[str], list[str]]:
+    """The firewall chain of a VIP with source ranges and its firewall-ips elements
+    (usesFWChain: LB VIPs and source ranges, endpoints or not); the ranges, plus the VIPs
+    when a range holds this node (allowFromNode)."""
+    t, svc = "ip kube-proxy", sp.service
+    if not (svc.load_balancer_ips and svc.load_balancer_source_ranges):
+        return [], []
+    fw = nft_chain("firewall-", sp)
+    ranges = list(svc.load_balancer_source_ranges)
+    node = ipaddress.IPv4Address(ip_str(proxy.node.ip))
+    if any(node in ipaddress.IPv4Network(r) for r in ranges):
+        ranges += svc.load_balancer_ips
+    return (["", f"add chain {t} {fw}",
+             f"add rule {t} {fw} ip saddr != {{ {' , '.join(ranges)} }} drop"],
+            [f"add element {t} firewall-ips {{ {ip} . {sp.port.protocol.lower()} . "
+             f"{sp.port.port} : goto {fw} }}" for ip in svc.load_balancer_ips])
+
+
 def nft_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
     """The ``kube-proxy`` table as the transaction kube-proxy sends (``nft -f`` input;
-    the very lines of its unit tests' expected dumps)."""
+    the very lines of its unit tests' expected dumps). A Service's ClusterIP enters
+    ``cluster-ips`` once, whatever its ports (ensureElem)."""
     lines = nft_base(ip_str(proxy.node.ip), cluster.service_cidr)
+    added: set[str] = set()
     for sp in selected(cluster, service):
-        lines += ["", *nft_service(proxy, cluster, sp)]
+        for line in ["", *nft_service(proxy, cluster, sp)]:
+            if " cluster-ips { " in line:
+                if line in added:
+                    continue
+                added.add(line)
+            lines.append(line)
     return "\n".join(lines)
 
 
