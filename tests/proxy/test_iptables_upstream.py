@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import yaml
 from click.testing import CliRunner
 
 from npsim.cli import main
+
+from .helpers import scenario_dict
 
 GOLDEN = Path(__file__).parent / "golden" / "overall.yaml"
 
@@ -58,3 +62,21 @@ def test_walk_counts_the_kube_services_rules_a_node_port_packet_passes() -> None
     out = explain(GOLDEN, "--service", "svc3", "--trace", "203.0.113.7")
     step = next(line for line in out if line.startswith("nat PREROUTING -> KUBE-SERVICES"))
     assert step.startswith("nat PREROUTING -> KUBE-SERVICES: 9 rules compared"), step
+
+
+@pytest.mark.parametrize(("replicas", "large"), [(1000, False), (1001, True)])
+def test_large_cluster_mode_drops_the_endpoint_comments(tmp_path: Path, replicas: int,
+                                                        large: bool) -> None:
+    """Over largeClusterEndpointsThreshold (1000) endpoints kube-proxy leaves the comments
+    off the KUBE-SEP- rules and the KUBE-SVC- load-balancing rules
+    (appendServiceCommentLocked); the other rules keep theirs."""
+    path = tmp_path / "large.yaml"
+    path.write_text(yaml.safe_dump(scenario_dict(nodes=5, replicas=replicas, requests=1)))
+    out = explain(path)
+    sep = [line for line in out if line.startswith("-A KUBE-SEP-")]
+    lb = [line for line in out if line.startswith("-A KUBE-SVC-") and "KUBE-SEP-" in line]
+    assert len(sep) == 2 * replicas and len(lb) == replicas
+    assert all(("-m comment" in line) != large for line in sep + lb)
+    if large:  # "-A KUBE-SEP-X -s IP -j KUBE-MARK-MASQ", "-A KUBE-SEP-X -m tcp -p tcp -j DNAT"
+        assert sep[0].split()[2] == "-s" and sep[1].split()[2:4] == ["-m", "tcp"]
+    assert any('--comment "default/web cluster IP"' in line for line in out)
