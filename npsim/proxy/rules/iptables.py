@@ -45,8 +45,30 @@ def chain(prefix: str, sp: ServicePortModel, endpoint: str = "") -> str:
     return prefix + hash_name(port_name_string(sp) + sp.port.protocol.lower() + endpoint, 16)
 
 
+# past this many endpoints kube-proxy writes no comment on the endpoint rules
+# (proxier.go largeClusterEndpointsThreshold, appendServiceCommentLocked)
+LARGE_CLUSTER_ENDPOINTS = 1000
+
+
+def large_cluster(proxy: KubeProxy, cluster: Cluster) -> bool:
+    """kube-proxy's large-cluster mode: more than 1000 endpoints over every Service port
+    (here the endpoints the node has programmed; kube-proxy counts not-ready ones too)."""
+    total = 0
+    for sp in cluster.service_ports:
+        view = proxy.views[sp.index]
+        if view.any:
+            local = view.local.keys if policies(sp, view).uses_local else ()
+            total += len({*view.cluster.keys, *local})
+    return total > LARGE_CLUSTER_ENDPOINTS
+
+
+def _comment(text: str, large: bool) -> str:
+    """`` -m comment --comment TEXT`` unless in large-cluster mode."""
+    return "" if large else f" -m comment --comment {text}"
+
+
 def _lb_rules(svc_chain: str, table: EndpointTable, sp: ServicePortModel,
-              timeout: int | None) -> list[str]:
+              timeout: int | None, large: bool = False) -> list[str]:
     """The load-balancing rules of a KUBE-SVC-/KUBE-SVL- chain: affinity checks first
     (``-m recent --rcheck``), then the statistic cascade (writeServiceToEndpointRules)."""
     spn = port_name_string(sp)
@@ -54,13 +76,14 @@ def _lb_rules(svc_chain: str, table: EndpointTable, sp: ServicePortModel,
     if timeout is not None:
         for key in table.keys:
             sep = chain("KUBE-SEP-", sp, key)
-            rules.append(f'-A {svc_chain} -m comment --comment "{spn} -> {key}" -m recent '
-                         f"--name {sep} --rcheck --seconds {timeout} --reap -j {sep}")
+            label = _comment(f'"{spn} -> {key}"', large)
+            rules.append(f"-A {svc_chain}{label} -m recent --name {sep} --rcheck --seconds "
+                         f"{timeout} --reap -j {sep}")
     for key, p in zip(table.keys, cascade_probabilities(table.n), strict=True):
         stat = "" if p is None else (
             f" -m statistic --mode random --probability {format_probability(p)}")
-        rules.append(f'-A {svc_chain} -m comment --comment "{spn} -> {key}"{stat} '
-                     f"-j {chain('KUBE-SEP-', sp, key)}")
+        label = _comment(f'"{spn} -> {key}"', large)
+        rules.append(f"-A {svc_chain}{label}{stat} -j {chain('KUBE-SEP-', sp, key)}")
     return rules
 
 
@@ -80,6 +103,7 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
     firewall: list[str] = []  # KUBE-PROXY-FIREWALL: LB traffic outside the source ranges
     local = cluster_cidr(cluster)
     node_ip = ipaddress.IPv4Address(ip_str(proxy.node.ip))
+    large = large_cluster(proxy, cluster)
     for sp in selected(cluster, service):
         view = proxy.views[sp.index]
         svc_obj = sp.service
@@ -173,17 +197,17 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
                          'dropped by KUBE-PROXY-FIREWALL"')
         if pol.uses_cluster:
             chains.append(svc)
-            rules += _lb_rules(svc, view.cluster, sp, timeout)
+            rules += _lb_rules(svc, view.cluster, sp, timeout, large)
         if pol.uses_local:
             chains.append(svl)
-            rules += _lb_rules(svl, view.local, sp, timeout)
+            rules += _lb_rules(svl, view.local, sp, timeout, large)
         recent = "" if timeout is None else " -m recent --name {sep} --set"
         for key in pol.endpoints:
             sep = chain("KUBE-SEP-", sp, key)
             chains.append(sep)
             ip = key.rsplit(":", 1)[0]
-            rules.append(f"-A {sep} -m comment --comment {spn} -s {ip} -j KUBE-MARK-MASQ")
-            rules.append(f"-A {sep} -m comment --comment {spn}{recent.format(sep=sep)} "
+            rules.append(f"-A {sep}{_comment(spn, large)} -s {ip} -j KUBE-MARK-MASQ")
+            rules.append(f"-A {sep}{_comment(spn, large)}{recent.format(sep=sep)} "
                          f"{match} -j DNAT --to-destination {key}")
     skip_localhost = "" if localhost else " ! -d 127.0.0.0/8"
     rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
