@@ -53,3 +53,17 @@ def test_lb_vip_of_a_service_without_endpoints_is_in_its_ipsets(tmp_path: Path) 
     assert "add KUBE-LOAD-BALANCER 5.6.7.8,tcp:80" in out
     assert "add KUBE-LOAD-BALANCER-FW 5.6.7.8,tcp:80" in out
     assert "add KUBE-LOAD-BALANCER-SOURCE-CIDR 5.6.7.8,tcp:80,203.0.113.0/25" in out
+
+
+def test_itp_local_cluster_ip_falls_back_to_cluster_endpoints_when_external(
+        tmp_path: Path) -> None:
+    """syncEndpoint(internalNodeLocal): the local endpoints, or, with none on the node,
+    the Cluster ones -- which CategorizeEndpoints gives only to a Service that also takes
+    external traffic. So a NodePort Service's ClusterIP virtual server keeps its remote
+    real servers, and a ClusterIP-only Service's has none."""
+    out = explain(scenario(tmp_path, "svc3", internalTrafficPolicy="Local"), "svc3")
+    at = out.index("TCP  172.30.0.43:80 rr")
+    assert out[at + 1].split()[:2] == ["->", "10.180.0.3:80"]
+    out = explain(scenario(tmp_path, "svc1", internalTrafficPolicy="Local"), "svc1")
+    at = out.index("TCP  172.30.0.41:80 rr")
+    assert not out[at + 1].startswith("  ->")
