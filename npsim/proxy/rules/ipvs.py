@@ -61,7 +61,7 @@ def ipvsadm(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> s
         proto = sp.port.protocol
         # the ClusterIP virtual server's own counters when a population calls it
         internal = (view.internal if proxy.serves_clusterip
-                    else _Unused(view.cluster.keys))
+                    else _Unused(view.internal.keys))
         lines += _virtual_server(f"{proto}  {cluster_ip(sp, cluster)}:{sp.port.port}",
                                  scheduler, timeout, internal)
         # external IPs and LB VIPs, bound to kube-ipvs0 (their clients' counts go to the
