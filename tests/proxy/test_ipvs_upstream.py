@@ -67,3 +67,20 @@ def test_itp_local_cluster_ip_falls_back_to_cluster_endpoints_when_external(
     out = explain(scenario(tmp_path, "svc1", internalTrafficPolicy="Local"), "svc1")
     at = out.index("TCP  172.30.0.41:80 rr")
     assert not out[at + 1].startswith("  ->")
+
+
+def test_itp_local_pods_calling_the_cluster_ip_use_the_same_fallback(tmp_path: Path) -> None:
+    """The simulated pods on node-1 calling svc3's ClusterIP are served by the remote
+    endpoint in IPVS mode, and dropped in iptables mode (no local endpoint: DROP)."""
+    from npsim.scenario.loader import load_scenario
+    from npsim.sim.engine import Simulation
+
+    path = scenario(tmp_path, "svc3", internalTrafficPolicy="Local")
+    for mode, served in (("ipvs", ["10.180.0.3:80"]), ("iptables", [])):
+        text = path.read_text().replace("proxyMode: ipvs", f"proxyMode: {mode}")
+        path.write_text(text)
+        sim = Simulation(load_scenario(path))
+        sp = next(s for s in sim.cluster.service_ports if s.service.name == "svc3")
+        proxy = sim.proxies[0]
+        table, _, _ = proxy.route(proxy.views[sp.index], "pod", True, False)
+        assert table.keys == served, mode
