@@ -56,13 +56,17 @@ def explain(scenario: str, service: str | None, node: str | None,
     if service is not None and service not in services:
         usage(f"--service {service!r}: no such NodePort Service in {scenario} "
                f"(services: {', '.join(services)})")
-    # the walk and the split follow a new connection to a NodePort
+    # a trace enters at a NodePort: a ClusterIP-only Service (a pod's call target) has
+    # none to walk; without --service, the first Service that has one
     targets = [sp for sp in sim.cluster.service_ports
                if service in (None, sp.service.name) and sp.node_port]
-    if (trace_from is not None or connections is not None) and not targets:
-        flag = "--trace" if trace_from is not None else "--connections"
-        usage(f"{flag}: {'Service ' + repr(service) if service else 'no Service'} in "
-              f"{scenario} has no nodePort; the walk follows a connection to a NodePort")
+    if not targets and (trace_from is not None or connections is not None):
+        usage(f"--service {service!r} is a ClusterIP Service: it has no NodePort, and "
+              "--trace and --connections walk a connection that enters a node at a "
+              "NodePort (a pod's call to its ClusterIP is not traced yet; without "
+              "--trace and --connections, explain prints its rules)" if service is not None
+              else f"no Service in {scenario} has a NodePort for --trace or --connections "
+              "to enter at")
     state = StateAt.advance(sim, at) if at is not None else None
     proxy = sim.proxies[names.index(node) if node else 0]
     when = f", at {at:g}s" if at is not None else ""

@@ -25,7 +25,7 @@ def test_a_service_without_a_node_port_is_refused(option: tuple[str, str]) -> No
     printed "192.168.0.2:0" and "--dport 0 matches -> KUBE-EXT-..." for it)."""
     code, out, err = explain("--service", "svc1", *option)
     assert code == 2 and out == ""
-    assert option[0] in err and "svc1" in err and "nodePort" in err
+    assert option[0] in err and "svc1" in err and "NodePort" in err
     assert "Traceback" not in err
 
 
