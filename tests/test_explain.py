@@ -298,7 +298,7 @@ def test_bad_service_exits_2_naming_the_option(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("value", ["not-an-ip", "203.0.113.7:0", "203.0.113.7:99999",
-                                   "203.0.113.7:x"])
+                                   "203.0.113.7:x", "203.0.113.7:"])
 def test_bad_trace_exits_2(tmp_path: Path, value: str) -> None:
     code, _, err = explain(write_scenario(tmp_path), "--trace", value)
     assert code == 2

@@ -99,10 +99,10 @@ def explain(scenario: str, service: str | None, node: str | None,
 def _parse_trace(text: str) -> tuple[int, int]:
     import ipaddress
 
-    address, _, port_text = text.partition(":")
+    address, colon, port_text = text.partition(":")
     try:
         client_ip = int(ipaddress.IPv4Address(address))
-        src_port = int(port_text) if port_text else 40000
+        src_port = int(port_text) if colon else 40000  # "IP:" (no port) is refused
         if not 1 <= src_port <= 65535:
             raise ValueError(src_port)
     except ValueError:

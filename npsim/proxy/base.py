@@ -272,7 +272,11 @@ class KubeProxy:
             view.local_ready = len(ready_here)
             local = ready_here or local_set(terminating, self.node)
             view.local = self._table(service_port, "local", local, now)
-        if local_int:
+        # IPVS's ClusterIP virtual server with no local endpoint takes the Cluster ones,
+        # which exist only for a Service that is also reached from outside
+        # (pkg/proxy/ipvs/proxier.go syncEndpoint, topology.go CategorizeEndpoints)
+        if local_int and not (self.local_misses_go_remote and view.local.n == 0 and (
+                service_port.node_port or svc.externally_accessible)):
             view.internal = view.local
         elif self.separate_virtual_servers and self.serves_clusterip:
             # IPVS: the ClusterIP virtual server has its own scheduler state

@@ -161,9 +161,10 @@ def check_node_ports(s: Sections, p: Problems) -> None:
     range. The range of valid ports is 30000-32767``)."""
     scenario, tree = s.scenario, s.tree
     spec = scenario.spec
+    if s.cluster is None and isinstance(tree, dict) and tree.get("cluster") is not None:
+        return  # the cluster section did not validate: its range is unknown (reported there)
     try:
-        allocation = scenario_refusals(list(scenario.services.values()),
-                                       spec.cluster if spec is not None else None,
+        allocation = scenario_refusals(list(scenario.services.values()), s.cluster,
                                        spec.run.seed if spec is not None else 1)
     except ValueError:  # an unreadable range is reported by the schema
         return

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+from dataclasses import dataclass
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
+from npsim.proxy.base import ServiceView
 
 MASQ_MARK = "0x4000"  # masqueradeBit 14
 # filter KUBE-FORWARD as iptables mode writes it after its INVALID drop (IPVS mode's text
@@ -88,3 +90,41 @@ def affinity_timeout(sp: ServicePortModel) -> int | None:
     """``sessionAffinityConfig.clientIP.timeoutSeconds`` under ClientIP affinity, else None."""
     return (sp.service.affinity_timeout if sp.service.session_affinity == "ClientIP"
             else None)
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Which endpoint chains one Service port gets on this node, as kube-proxy's
+    syncProxyRules decides them in iptables and nftables mode (pkg/proxy/*/proxier.go;
+    ServicePort.UsesClusterEndpoints / UsesLocalEndpoints in pkg/proxy/serviceport.go).
+
+    ``internal_local``: internalTrafficPolicy Local, so the ClusterIP goes to the Local
+    chain; ``uses_cluster`` / ``uses_local``: the Cluster (KUBE-SVC-, service-) and Local
+    (KUBE-SVL-, local-) chains are written; ``has_internal`` / ``has_external``: the
+    ClusterIP / the external addresses have endpoints to go to (else DROP, or REJECT when
+    the Service has none at all); ``endpoints``: the "IP:port" of every endpoint chain
+    (allLocallyReachableEndpoints).
+    """
+
+    internal_local: bool
+    uses_cluster: bool
+    uses_local: bool
+    has_internal: bool
+    has_external: bool
+    endpoints: tuple[str, ...]
+
+
+def policies(sp: ServicePortModel, view: ServiceView) -> Policies:
+    """:class:`Policies` of ``sp`` from this node's programmed ``view``."""
+    svc = sp.service
+    external = bool(sp.node_port) or svc.externally_accessible
+    internal_local = svc.internal_traffic_policy == "Local"
+    local_n = view.local.n if (internal_local or view.local_policy) else 0
+    uses_cluster = view.any and view.cluster.n > 0 and (not internal_local or external)
+    uses_local = local_n > 0 and (internal_local or (view.local_policy and external))
+    keys = dict.fromkeys(view.cluster.keys if uses_cluster else ())
+    if uses_local:
+        keys.update(dict.fromkeys(view.local.keys))
+    return Policies(internal_local, uses_cluster, uses_local,
+                    view.any and (not internal_local or local_n > 0),
+                    view.any and (not view.local_policy or local_n > 0), tuple(keys))

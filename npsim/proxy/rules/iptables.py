@@ -24,6 +24,7 @@ from npsim.proxy.rules.common import (
     hash_name,
     kube_forward_invalid,
     kube_postrouting,
+    policies,
     port_name_string,
     selected,
 )
@@ -44,8 +45,30 @@ def chain(prefix: str, sp: ServicePortModel, endpoint: str = "") -> str:
     return prefix + hash_name(port_name_string(sp) + sp.port.protocol.lower() + endpoint, 16)
 
 
+# past this many endpoints kube-proxy writes no comment on the endpoint rules
+# (proxier.go largeClusterEndpointsThreshold, appendServiceCommentLocked)
+LARGE_CLUSTER_ENDPOINTS = 1000
+
+
+def large_cluster(proxy: KubeProxy, cluster: Cluster) -> bool:
+    """kube-proxy's large-cluster mode: more than 1000 endpoints over every Service port
+    (here the endpoints the node has programmed; kube-proxy counts not-ready ones too)."""
+    total = 0
+    for sp in cluster.service_ports:
+        view = proxy.views[sp.index]
+        if view.any:
+            local = view.local.keys if policies(sp, view).uses_local else ()
+            total += len({*view.cluster.keys, *local})
+    return total > LARGE_CLUSTER_ENDPOINTS
+
+
+def _comment(text: str, large: bool) -> str:
+    """`` -m comment --comment TEXT`` unless in large-cluster mode."""
+    return "" if large else f" -m comment --comment {text}"
+
+
 def _lb_rules(svc_chain: str, table: EndpointTable, sp: ServicePortModel,
-              timeout: int | None) -> list[str]:
+              timeout: int | None, large: bool = False) -> list[str]:
     """The load-balancing rules of a KUBE-SVC-/KUBE-SVL- chain: affinity checks first
     (``-m recent --rcheck``), then the statistic cascade (writeServiceToEndpointRules)."""
     spn = port_name_string(sp)
@@ -53,13 +76,14 @@ def _lb_rules(svc_chain: str, table: EndpointTable, sp: ServicePortModel,
     if timeout is not None:
         for key in table.keys:
             sep = chain("KUBE-SEP-", sp, key)
-            rules.append(f'-A {svc_chain} -m comment --comment "{spn} -> {key}" -m recent '
-                         f"--name {sep} --rcheck --seconds {timeout} --reap -j {sep}")
+            label = _comment(f'"{spn} -> {key}"', large)
+            rules.append(f"-A {svc_chain}{label} -m recent --name {sep} --rcheck --seconds "
+                         f"{timeout} --reap -j {sep}")
     for key, p in zip(table.keys, cascade_probabilities(table.n), strict=True):
         stat = "" if p is None else (
             f" -m statistic --mode random --probability {format_probability(p)}")
-        rules.append(f'-A {svc_chain} -m comment --comment "{spn} -> {key}"{stat} '
-                     f"-j {chain('KUBE-SEP-', sp, key)}")
+        label = _comment(f'"{spn} -> {key}"', large)
+        rules.append(f"-A {svc_chain}{label}{stat} -j {chain('KUBE-SEP-', sp, key)}")
     return rules
 
 
@@ -79,6 +103,7 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
     firewall: list[str] = []  # KUBE-PROXY-FIREWALL: LB traffic outside the source ranges
     local = cluster_cidr(cluster)
     node_ip = ipaddress.IPv4Address(ip_str(proxy.node.ip))
+    large = large_cluster(proxy, cluster)
     for sp in selected(cluster, service):
         view = proxy.views[sp.index]
         svc_obj = sp.service
@@ -87,8 +112,9 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
         fw = chain("KUBE-FW-", sp)
         proto, cip, port = sp.port.protocol.lower(), cluster_ip(sp, cluster), sp.port.port
         match = f"-m {proto} -p {proto}"
-        has_endpoints = view.any
-        has_external = has_endpoints and not (view.local_policy and not view.local.n)
+        pol = policies(sp, view)
+        has_endpoints, has_external = view.any, pol.has_external
+        internal = svl if pol.internal_local else svc
         uses_ext = has_endpoints and bool(sp.node_port or svc_obj.externally_accessible)
         uses_fw = (has_endpoints and bool(svc_obj.load_balancer_ips)
                    and bool(svc_obj.load_balancer_source_ranges))
@@ -97,9 +123,9 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
             filter_comment, filter_target = f'"{spn} has no endpoints"', "REJECT"
         else:
             filter_comment, filter_target = f'"{spn} has no local endpoints"', "DROP"
-        if has_endpoints:
+        if pol.has_internal:
             rules.append(f'-A KUBE-SERVICES -m comment --comment "{spn} cluster IP" {match} '
-                         f"-d {cip} --dport {port} -j {svc}")
+                         f"-d {cip} --dport {port} -j {internal}")
         else:
             filters.append(_filter_drop("KUBE-SERVICES", filter_comment,
                                         f"{match} -d {cip} --dport {port}", filter_target))
@@ -141,9 +167,9 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
         if not has_endpoints:
             continue
         timeout = affinity_timeout(sp)
-        endpoints = dict.fromkeys(view.cluster.keys)
-        rules.append(f'-A {svc} -m comment --comment "{spn} cluster IP" {match} '
-                     f"-d {cip} --dport {port} ! -s {local} -j KUBE-MARK-MASQ")
+        if pol.has_internal:  # off-cluster sources of the ClusterIP are masqueraded
+            rules.append(f'-A {internal} -m comment --comment "{spn} cluster IP" {match} '
+                         f"-d {cip} --dport {port} ! -s {local} -j KUBE-MARK-MASQ")
         if uses_ext:
             chains.append(ext)
             if view.local_policy:  # the short-circuits, then the local endpoints or nothing
@@ -154,7 +180,7 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
                     'external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ',
                     f'-A {ext} -m comment --comment "route LOCAL traffic for {spn} external '
                     f'destinations" -m addrtype --src-type LOCAL -j {svc}']
-                if view.local.n:
+                if has_external:
                     rules.append(f"-A {ext} -j {svl}")
             else:
                 rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {spn} '
@@ -169,19 +195,19 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
                 rules += [f"{head} -s {ip} -j {ext}" for ip in svc_obj.load_balancer_ips]
             rules.append(f'-A {fw} -m comment --comment "other traffic to {spn} will be '
                          'dropped by KUBE-PROXY-FIREWALL"')
-        chains.append(svc)
-        rules += _lb_rules(svc, view.cluster, sp, timeout)
-        if view.local_policy and view.local.n:
+        if pol.uses_cluster:
+            chains.append(svc)
+            rules += _lb_rules(svc, view.cluster, sp, timeout, large)
+        if pol.uses_local:
             chains.append(svl)
-            rules += _lb_rules(svl, view.local, sp, timeout)
-            endpoints.update(dict.fromkeys(view.local.keys))
+            rules += _lb_rules(svl, view.local, sp, timeout, large)
         recent = "" if timeout is None else " -m recent --name {sep} --set"
-        for key in endpoints:
+        for key in pol.endpoints:
             sep = chain("KUBE-SEP-", sp, key)
             chains.append(sep)
             ip = key.rsplit(":", 1)[0]
-            rules.append(f"-A {sep} -m comment --comment {spn} -s {ip} -j KUBE-MARK-MASQ")
-            rules.append(f"-A {sep} -m comment --comment {spn}{recent.format(sep=sep)} "
+            rules.append(f"-A {sep}{_comment(spn, large)} -s {ip} -j KUBE-MARK-MASQ")
+            rules.append(f"-A {sep}{_comment(spn, large)}{recent.format(sep=sep)} "
                          f"{match} -j DNAT --to-destination {key}")
     skip_localhost = "" if localhost else " ! -d 127.0.0.0/8"
     rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
@@ -208,7 +234,8 @@ LOCALNET_GUARD = ('-A KUBE-FIREWALL -m comment --comment "block incoming localne
                   "RELATED,ESTABLISHED,DNAT -j DROP")
 FILTER_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL",
                  "KUBE-FORWARD", "KUBE-PROXY-FIREWALL")
-# iptablesJumpChains: inserted with ``iptables -I`` once, outside the restore input
+# iptablesJumpChains then iptablesKubeletJumpChains: inserted with ``iptables -I`` at a
+# full sync, outside the restore input (proxier.go)
 IPTABLES_HOOKS = (
     "# hooks (iptablesJumpChains, inserted at the top of the built-in chains):",
     "# -t filter INPUT   -m conntrack --ctstate NEW -m comment --comment \"kubernetes "
@@ -222,10 +249,28 @@ IPTABLES_HOOKS = (
     "# -t filter OUTPUT  -m conntrack --ctstate NEW -m comment --comment \"kubernetes service "
     "portals\" -j KUBE-SERVICES",
     "# -t filter FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
-    "# -t nat PREROUTING  -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    *(f"# -t filter {hook:<7} -m conntrack --ctstate NEW -m comment --comment \"kubernetes "
+      "load balancer firewall\" -j KUBE-PROXY-FIREWALL" for hook in ("INPUT", "OUTPUT",
+                                                                      "FORWARD")),
     "# -t nat OUTPUT      -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    "# -t nat PREROUTING  -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
     "# -t nat POSTROUTING -m comment --comment \"kubernetes postrouting rules\" "
-    "-j KUBE-POSTROUTING")
+    "-j KUBE-POSTROUTING",
+    # iptablesKubeletJumpChains: the kubelet's own jumps, which kube-proxy ensures too
+    "# -t filter INPUT   -j KUBE-FIREWALL",
+    "# -t filter OUTPUT  -j KUBE-FIREWALL")
+
+
+def service_rules(proxy: KubeProxy, cluster: Cluster) -> int:
+    """nat KUBE-SERVICES rules before its last: one per ClusterIP with internal endpoints,
+    one per external IP and LB IP of a Service with any (proxier.go syncProxyRules)."""
+    count = 0
+    for sp in cluster.service_ports:
+        view = proxy.views[sp.index]
+        if view.any:
+            count += (policies(sp, view).has_internal + len(sp.service.external_ips)
+                      + len(sp.service.load_balancer_ips))
+    return count
 
 
 def arrival_steps(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel,
@@ -240,9 +285,9 @@ def arrival_steps(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel,
     ext = chain("KUBE-EXT-", sp)
     local = view.local_policy
     svc = chain("KUBE-SVL-" if local else "KUBE-SVC-", sp)
-    vips = len(cluster.service_ports) + other_services
-    yield (f"nat PREROUTING -> KUBE-SERVICES: {vips} cluster-IP rules compared, none "
-           "match; last rule (dst-type LOCAL) -> KUBE-NODEPORTS")
+    vips = service_rules(proxy, cluster) + other_services
+    yield (f"nat PREROUTING -> KUBE-SERVICES: {vips} rules compared (ClusterIPs, external and "
+           "LB IPs), none match; last rule (dst-type LOCAL) -> KUBE-NODEPORTS")
     yield f"KUBE-NODEPORTS: --dport {sp.node_port} matches -> {ext}"
     if local:
         yield (f"{ext}: not pod traffic, not from this node: no masquerade (Local)"

@@ -61,7 +61,7 @@ def ipvsadm(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> s
         proto = sp.port.protocol
         # the ClusterIP virtual server's own counters when a population calls it
         internal = (view.internal if proxy.serves_clusterip
-                    else _Unused(view.cluster.keys))
+                    else _Unused(view.internal.keys))
         lines += _virtual_server(f"{proto}  {cluster_ip(sp, cluster)}:{sp.port.port}",
                                  scheduler, timeout, internal)
         # external IPs and LB VIPs, bound to kube-ipvs0 (their clients' counts go to the
@@ -136,10 +136,9 @@ def node_port_sets(proto: str, local: bool) -> list[str]:
 def _external_sets(proxy: KubeProxy, sp: ServicePortModel
                    ) -> Iterable[tuple[str, str, list[str]]]:
     """The ipsets of a Service's external addresses (proxier.go syncService: ipsetInfo's
-    KUBE-EXTERNAL-IP[-LOCAL], KUBE-LOAD-BALANCER[-LOCAL|-FW|-SOURCE-CIDR|-SOURCE-IP])."""
+    KUBE-EXTERNAL-IP[-LOCAL], KUBE-LOAD-BALANCER[-LOCAL|-FW|-SOURCE-CIDR|-SOURCE-IP]),
+    written whether or not the Service has endpoints, as its virtual servers are."""
     svc = sp.service
-    if not proxy.views[sp.index].any:
-        return
     proto, port = sp.port.protocol.lower(), sp.port.port
     local = svc.external_traffic_policy == "Local"
     ips = [f"{ip},{proto}:{port}" for ip in svc.external_ips]

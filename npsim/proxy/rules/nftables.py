@@ -18,6 +18,7 @@ from npsim.proxy.rules.common import (
     cluster_cidr,
     cluster_ip,
     hash_name,
+    policies,
     port_name_string,
     selected,
 )
@@ -134,29 +135,36 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
     pods = cluster_cidr(cluster)
     outside = [*svc_obj.external_ips, *svc_obj.load_balancer_ips]
     out = [f"# {spn}"]
+    fw_chain, fw_elements = _firewall(proxy, sp)
     if not view.any:
-        out += [f"add element {t} cluster-ips {{ {cip} }}",
+        out += [*fw_chain, f"add element {t} cluster-ips {{ {cip} }}",
                 *(f'add element {t} no-endpoint-services {{ {ip} . {proto} . {port} '
-                  f'comment "{spn}" : goto reject-chain }}' for ip in [cip, *outside])]
+                  f'comment "{spn}" : goto reject-chain }}' for ip in [cip, *outside]),
+                *fw_elements]
         if sp.node_port:
             out.append(f"add element {t} no-endpoint-nodeports {{ {proto} . {sp.node_port} "
                        f'comment "{spn}" : goto reject-chain }}')
         return out
     timeout = affinity_timeout(sp)
-    svc, ext, loc, fw = (nft_chain("service-", sp), nft_chain("external-", sp),
-                         nft_chain("local-", sp), nft_chain("firewall-", sp))
+    svc, ext, loc = (nft_chain("service-", sp), nft_chain("external-", sp),
+                     nft_chain("local-", sp))
     uses_ext = bool(sp.node_port or outside)
-    uses_fw = bool(svc_obj.load_balancer_ips and svc_obj.load_balancer_source_ranges)
-    no_external = view.local_policy and not view.local.n
-    endpoints = dict.fromkeys(view.cluster.keys)
-    if view.local_policy:
-        endpoints.update(dict.fromkeys(view.local.keys))
+    pol = policies(sp, view)
+    no_external = not pol.has_external
+    internal = loc if pol.internal_local else svc
+    endpoints = pol.endpoints
     if timeout is not None:
         out += [f"add set {t} {nft_chain('affinity-', sp, key)} {{ type ipv4_addr ; flags "
                 f"dynamic,timeout ; timeout {timeout}s ; }}" for key in endpoints]
-    out += [f"add chain {t} {svc}",
-            f"add rule {t} {svc} ip daddr {cip} ip saddr != {pods} jump mark-for-masquerade",
-            *(f"add rule {t} {svc} {r}" for r in _numgen(view.cluster, sp, timeout))]
+    # the off-cluster masquerade rule heads the internal policy chain
+    masq = (f"add rule {t} {internal} ip daddr {cip} ip saddr != {pods} jump "
+            "mark-for-masquerade")
+    if pol.uses_cluster:
+        out += [f"add chain {t} {svc}", *([masq] if internal == svc else []),
+                *(f"add rule {t} {svc} {r}" for r in _numgen(view.cluster, sp, timeout))]
+    if pol.uses_local:
+        out += [f"add chain {t} {loc}", *([masq] if internal == loc else []),
+                *(f"add rule {t} {loc} {r}" for r in _numgen(view.local, sp, timeout))]
     if uses_ext:
         out.append(f"add chain {t} {ext}")
         if view.local_policy:
@@ -166,10 +174,8 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
                     '"masquerade local traffic"',
                     f'add rule {t} {ext} fib saddr type local goto {svc} comment "short-circuit '
                     'local traffic"']
-            if view.local.n:
+            if pol.has_external:
                 out.append(f"add rule {t} {ext} goto {loc}")
-                out += [f"add chain {t} {loc}",
-                        *(f"add rule {t} {loc} {r}" for r in _numgen(view.local, sp, timeout))]
         else:
             out += [f"add rule {t} {ext} jump mark-for-masquerade",
                     f"add rule {t} {ext} goto {svc}"]
@@ -181,23 +187,17 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
             out.append(f"add rule {t} {ep} update @{nft_chain('affinity-', sp, key)} "
                        "{ ip saddr }")
         out.append(f"add rule {t} {ep} meta l4proto {proto} dnat to {key}")
-    if uses_fw:  # the source ranges, plus the VIPs when a range holds this node
-        ranges = list(svc_obj.load_balancer_source_ranges)
-        node = ipaddress.IPv4Address(ip_str(proxy.node.ip))
-        if any(node in ipaddress.IPv4Network(r) for r in ranges):
-            ranges += svc_obj.load_balancer_ips
-        out += ["", f"add chain {t} {fw}",
-                f"add rule {t} {fw} ip saddr != {{ {' , '.join(ranges)} }} drop"]
-    out += ["", f"add element {t} cluster-ips {{ {cip} }}",
-            f"add element {t} service-ips {{ {cip} . {proto} . {port} : goto {svc} }}",
+    out += [*fw_chain, "", f"add element {t} cluster-ips {{ {cip} }}",
+            *([f"add element {t} service-ips {{ {cip} . {proto} . {port} : goto {internal} }}"]
+              if pol.has_internal else
+              [f'add element {t} no-endpoint-services {{ {cip} . {proto} . {port} '
+               f'comment "{spn}" : drop }}']),
             *(f"add element {t} service-ips {{ {ip} . {proto} . {port} : goto {ext} }}"
               for ip in outside)]
     if sp.node_port:
         out.append(f"add element {t} service-nodeports {{ {proto} . {sp.node_port} : "
                    f"goto {ext} }}")
-    if uses_fw:
-        out += [f"add element {t} firewall-ips {{ {ip} . {proto} . {port} : goto {fw} }}"
-                for ip in svc_obj.load_balancer_ips]
+    out += fw_elements
     if no_external:
         if sp.node_port:
             out.append(f"add element {t} no-endpoint-nodeports {{ {proto} . {sp.node_port} "
@@ -207,12 +207,37 @@ def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> lis
     return out
 
 
+def _firewall(proxy: KubeProxy, sp: ServicePortModel) -> tuple[list[str], list[str]]:
+    """The firewall chain of a VIP with source ranges and its firewall-ips elements
+    (usesFWChain: LB VIPs and source ranges, endpoints or not); the ranges, plus the VIPs
+    when a range holds this node (allowFromNode)."""
+    t, svc = "ip kube-proxy", sp.service
+    if not (svc.load_balancer_ips and svc.load_balancer_source_ranges):
+        return [], []
+    fw = nft_chain("firewall-", sp)
+    ranges = list(svc.load_balancer_source_ranges)
+    node = ipaddress.IPv4Address(ip_str(proxy.node.ip))
+    if any(node in ipaddress.IPv4Network(r) for r in ranges):
+        ranges += svc.load_balancer_ips
+    return (["", f"add chain {t} {fw}",
+             f"add rule {t} {fw} ip saddr != {{ {' , '.join(ranges)} }} drop"],
+            [f"add element {t} firewall-ips {{ {ip} . {sp.port.protocol.lower()} . "
+             f"{sp.port.port} : goto {fw} }}" for ip in svc.load_balancer_ips])
+
+
 def nft_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:
     """The ``kube-proxy`` table as the transaction kube-proxy sends (``nft -f`` input;
-    the very lines of its unit tests' expected dumps)."""
+    the very lines of its unit tests' expected dumps). A Service's ClusterIP enters
+    ``cluster-ips`` once, whatever its ports (ensureElem)."""
     lines = nft_base(ip_str(proxy.node.ip), cluster.service_cidr)
+    added: set[str] = set()
     for sp in selected(cluster, service):
-        lines += ["", *nft_service(proxy, cluster, sp)]
+        for line in ["", *nft_service(proxy, cluster, sp)]:
+            if " cluster-ips { " in line:
+                if line in added:
+                    continue
+                added.add(line)
+            lines.append(line)
     return "\n".join(lines)
 
 
