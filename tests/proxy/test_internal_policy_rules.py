@@ -9,30 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from click.testing import CliRunner
+from .golden_copy import explain_lines, with_spec
 
-from npsim.cli import main
-
-GOLDEN = Path(__file__).parent / "golden" / "overall.yaml"
 SVC1 = "XPGD46QRK7WJZT7O"  # ns1/svc1:p80 (its only endpoint 10.180.0.1 is on node-2)
 SVC4 = "4SW47YFZTEDKD3PK"  # ns4/svc4:p80 (10.180.0.4 and .5, both on node-1)
 
 
 def scenario(tmp_path: Path, service: str, mode: str = "iptables", **spec: object) -> Path:
-    data = yaml.safe_load(GOLDEN.read_text())
-    data["cluster"]["proxyMode"] = mode
-    next(m for m in data["manifests"] if m["metadata"]["name"] == service)["spec"].update(spec)
-    path = tmp_path / "scenario.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return with_spec(tmp_path, mode, service, **spec)
 
 
 def explain(path: Path, service: str) -> list[str]:
-    result = CliRunner().invoke(main, ["explain", str(path), "--node", "node-1",
-                                       "--service", service])
-    assert result.exit_code == 0, result.output
-    return result.stdout.splitlines()
+    return explain_lines(path, "--service", service)
 
 
 def test_iptables_itp_local_without_local_endpoint_drops_the_cluster_ip(

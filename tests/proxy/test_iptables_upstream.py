@@ -7,19 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from npsim.cli import main
-
+from .golden_copy import GOLDEN, explain_lines
 from .helpers import scenario_dict
-
-GOLDEN = Path(__file__).parent / "golden" / "overall.yaml"
 
 
 def explain(path: Path, *args: str) -> list[str]:
-    result = CliRunner().invoke(main, ["explain", str(path), "--node", "node-1", *args])
-    assert result.exit_code == 0, result.output
-    return result.stdout.splitlines()
+    return explain_lines(path, *args)
 
 
 def test_hooks_are_every_jump_kube_proxy_inserts() -> None:

@@ -7,27 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from click.testing import CliRunner
 
-from npsim.cli import main
-
-GOLDEN = Path(__file__).parent / "golden" / "overall.yaml"
+from .golden_copy import explain_lines, with_spec
 
 
 def scenario(tmp_path: Path, service: str, **spec: object) -> Path:
-    data = yaml.safe_load(GOLDEN.read_text())
-    data["cluster"]["proxyMode"] = "ipvs"
-    next(m for m in data["manifests"] if m["metadata"]["name"] == service)["spec"].update(spec)
-    path = tmp_path / "scenario.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return with_spec(tmp_path, "ipvs", service, **spec)
 
 
 def explain(path: Path, service: str) -> list[str]:
-    result = CliRunner().invoke(main, ["explain", str(path), "--node", "node-1",
-                                       "--service", service])
-    assert result.exit_code == 0, result.output
-    return result.stdout.splitlines()
+    return explain_lines(path, "--service", service)
 
 
 def test_external_ip_of_a_service_without_endpoints_is_in_its_ipset(tmp_path: Path) -> None:

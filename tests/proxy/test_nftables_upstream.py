@@ -6,33 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from click.testing import CliRunner
+from .golden_copy import explain_lines, golden_copy, service
 
-from npsim.cli import main
-
-GOLDEN = Path(__file__).parent / "golden" / "overall.yaml"
 T = "add element ip kube-proxy"
 
 
 def scenario(tmp_path: Path, edit) -> Path:  # noqa: ANN001
-    data = yaml.safe_load(GOLDEN.read_text())
-    data["cluster"]["proxyMode"] = "nftables"
-    edit(data)
-    path = tmp_path / "scenario.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def service(data: dict, name: str) -> dict:
-    return next(m for m in data["manifests"] if m["metadata"]["name"] == name)
+    return golden_copy(tmp_path, "nftables", edit)
 
 
 def explain(path: Path, service_name: str) -> list[str]:
-    result = CliRunner().invoke(main, ["explain", str(path), "--node", "node-1",
-                                       "--service", service_name])
-    assert result.exit_code == 0, result.output
-    return result.stdout.splitlines()
+    return explain_lines(path, "--service", service_name)
 
 
 def test_a_two_port_service_adds_its_cluster_ip_once(tmp_path: Path) -> None:
