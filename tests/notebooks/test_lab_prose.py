@@ -39,3 +39,20 @@ def test_lab4_stickiness_with_own_addresses_is_what_the_text_says() -> None:
     prose = _prose("04-session-affinity")
     assert "Stickiness is 100% in both" not in prose
     assert "about half" in prose and "recent" in prose
+
+
+def test_lab5_cluster_hops_can_be_read_off_the_report() -> None:
+    """Lab 5 says Cluster hops for 1/3 of node-1's and 2/3 of node-2's requests, but the
+    report's nodes table counts both populations (Local never hops): 16% and 33%. The
+    text must say how the two agree, or a student checking it finds other numbers."""
+    base = npsim.bundled("local-vs-cluster")
+    base.run.duration = 30
+    result = npsim.run(base)
+    req = result.requests[~result.requests["warmup"] & result.requests["pod"].notna()]
+    cluster = req[req["population"] == "to-cluster"]
+    hops = cluster.groupby(cluster["entry_node"].astype(str))["cross_node"].mean()
+    assert abs(hops["node-1"] - 1 / 3) < 0.03 and abs(hops["node-2"] - 2 / 3) < 0.03
+    table = result.nodes.set_index("node")["cross_node_fraction"]
+    assert round(table["node-1"], 2) == 0.16 and round(table["node-2"], 2) == 0.33
+    prose = _prose("05-local-vs-cluster")
+    assert "16%" in prose and "33%" in prose
