@@ -56,3 +56,27 @@ def test_lab5_cluster_hops_can_be_read_off_the_report() -> None:
     assert round(table["node-1"], 2) == 0.16 and round(table["node-2"], 2) == 0.33
     prose = _prose("05-local-vs-cluster")
     assert "16%" in prose and "33%" in prose
+
+
+# tutorial 6.3's policy: pods of namespaces labelled name=allowed-namespace, on port 8080
+TUTORIAL_POLICY_PEER = {"namespaceSelector": {"matchLabels": {"name": "allowed-namespace"}}}
+
+
+def test_lab8_the_tutorials_namespace_selector_admits_no_outside_client() -> None:
+    """Lab 8 runs tutorial 6.3's own policy (a namespaceSelector) in front of the NodePort:
+    it selects pods, never outside clients. Under Cluster only the third kube-proxy keeps
+    on the receiving node passes (it arrives from the node's own address, always
+    allowed); under Local, with the client's address kept, nothing does."""
+    snat = npsim.bundled("networkpolicy-snat")
+    tutorial = snat.with_changes({"manifests[2].spec.ingress[0].from[0]": TUTORIAL_POLICY_PEER})
+    served = {}
+    for policy in ("Cluster", "Local"):
+        run = npsim.run(tutorial.with_changes({"services.web-app.externalTrafficPolicy": policy}))
+        m = run.requests[~run.requests["warmup"]]
+        served[policy] = (m["outcome"] == "completed").mean()
+        assert set(m.loc[m["outcome"] == "failed", "reason"].astype(str)) == {
+            "network_policy_dropped"}
+    assert abs(served["Cluster"] - 1 / 3) < 0.03 and served["Local"] == 0
+    prose = _prose("08-firewalls")
+    assert "allowed-namespace" in prose and "namespaceSelector" in prose
+    assert "Under Local nothing gets in" in prose and "a third" in prose
