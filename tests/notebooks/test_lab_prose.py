@@ -8,8 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
+import yaml
 
 import npsim
+from npsim.cli import main as npsim_cli
+from npsim.scenario.problems import ScenarioError
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -80,3 +84,33 @@ def test_lab8_the_tutorials_namespace_selector_admits_no_outside_client() -> Non
     prose = _prose("08-firewalls")
     assert "allowed-namespace" in prose and "namespaceSelector" in prose
     assert "under local nothing gets in" in prose.lower() and "a third is served" in prose
+
+
+# tutorial 2.3's multi-port Service: every port needs a name, every nodePort its own value
+TUTORIAL_PORTS = [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080},
+                  {"name": "https", "port": 443, "targetPort": 8443, "nodePort": 30443},
+                  {"name": "metrics", "port": 9090, "targetPort": 9090, "nodePort": 30090}]
+
+
+def test_lab1_a_service_with_three_ports(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Lab 1 gives quickstart's Service the tutorial's three ports: three nodePorts, each
+    open on every node (30443 and 30090 in the dynamic band, lab 7's warning); a port
+    without a name, or a nodePort used twice, is refused as the API server refuses it."""
+    multi = npsim.bundled("quickstart").with_changes(
+        {"services.nginx-nodeport.ports": TUTORIAL_PORTS})
+    path = tmp_path / "multi-port.yaml"
+    path.write_text(yaml.safe_dump(multi.to_dict(), sort_keys=False))
+    capsys.readouterr()
+    npsim_cli(["ports", str(path)], standalone_mode=False)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("default")]
+    assert [(r[2], r[6], r[7]) for r in rows] == [
+        ("http", "30080", "static"), ("https", "30443", "dynamic"),
+        ("metrics", "30090", "dynamic")]
+    with pytest.raises(ScenarioError, match=r"ports\[1\]\.name.*Required value"):
+        multi.with_changes({"services.nginx-nodeport.ports[1].name": None})
+    with pytest.raises(ScenarioError, match=r"ports\[2\]\.nodePort.*Duplicate value: 30080"):
+        multi.with_changes({"services.nginx-nodeport.ports[2].nodePort": 30080})
+    prose = _prose("01-nodeport-path")
+    assert "30443" in prose and "dynamic band" in prose
