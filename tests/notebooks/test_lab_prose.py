@@ -114,3 +114,29 @@ def test_lab1_a_service_with_three_ports(tmp_path: Path,
         multi.with_changes({"services.nginx-nodeport.ports[2].nodePort": 30080})
     prose = _prose("01-nodeport-path")
     assert "30443" in prose and "dynamic band" in prose
+
+
+# tutorial 6.1's ufw lines and 7.4's LOG rule, on every node of nodeport-firewall
+TUTORIAL_UFW = "ufw default deny incoming\nufw allow from 10.0.0.0/8 to any port 30080\n"
+TUTORIAL_LOG = 'iptables -A INPUT -p tcp --dport 30080 -j LOG --log-prefix "NodePort Access: "\n'
+
+
+def test_lab8_ufw_and_the_log_rule_see_nothing_in_iptables_mode() -> None:
+    """Lab 8: ufw's rules and the LOG rule live in INPUT, like the tutorial's iptables
+    lines: in iptables mode `internet` is served despite `default deny incoming` and not
+    one connection is logged; under IPVS every connection is logged and `internet` is
+    dropped."""
+    base = npsim.bundled("nodeport-firewall").with_changes(
+        {"cluster.firewall.iptables": TUTORIAL_LOG, "cluster.firewall.ufw": TUTORIAL_UFW})
+    logged, internet_served = {}, {}
+    for mode in ("iptables", "ipvs"):
+        run = npsim.run(base.with_changes({"cluster.proxyMode": mode}))
+        logged[mode] = int((run.events["kind"] == "firewall_log").sum())
+        internet = run.requests[run.requests["population"] == "internet"]
+        internet_served[mode] = (internet["outcome"] == "completed").mean()
+        connections = int(run.requests["new_connection"].sum())
+    assert logged["iptables"] == 0 and logged["ipvs"] == connections
+    assert internet_served["iptables"] > 0.95 and internet_served["ipvs"] == 0
+    prose = _prose("08-firewalls")
+    assert "ufw default deny incoming" in prose and "NodePort Access" in prose
+    assert "not one connection is logged" in prose
