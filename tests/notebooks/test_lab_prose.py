@@ -126,15 +126,18 @@ def test_lab8_ufw_and_the_log_rule_see_nothing_in_iptables_mode() -> None:
     lines: in iptables mode `internet` is served despite `default deny incoming` and not
     one connection is logged; under IPVS every connection is logged and `internet` is
     dropped."""
-    base = npsim.bundled("nodeport-firewall").with_changes(
-        {"cluster.firewall.iptables": TUTORIAL_LOG, "cluster.firewall.ufw": TUTORIAL_UFW})
+    base = npsim.bundled("nodeport-firewall")
     logged, internet_served = {}, {}
     for mode in ("iptables", "ipvs"):
-        run = npsim.run(base.with_changes({"cluster.proxyMode": mode}))
-        logged[mode] = int((run.events["kind"] == "firewall_log").sum())
-        internet = run.requests[run.requests["population"] == "internet"]
+        ufw = npsim.run(base.with_changes({"cluster.proxyMode": mode,
+                                           "cluster.firewall.iptables": None,
+                                           "cluster.firewall.ufw": TUTORIAL_UFW}))
+        internet = ufw.requests[ufw.requests["population"] == "internet"]
         internet_served[mode] = (internet["outcome"] == "completed").mean()
-        connections = int(run.requests["new_connection"].sum())
+        log = npsim.run(base.with_changes({"cluster.proxyMode": mode,
+                                           "cluster.firewall.iptables": TUTORIAL_LOG}))
+        logged[mode] = int((log.events["kind"] == "firewall_log").sum())
+        connections = int(log.requests["new_connection"].sum())
     assert logged["iptables"] == 0 and logged["ipvs"] == connections
     assert internet_served["iptables"] > 0.95 and internet_served["ipvs"] == 0
     prose = _prose("08-firewalls")
