@@ -143,3 +143,32 @@ def test_lab8_ufw_and_the_log_rule_see_nothing_in_iptables_mode() -> None:
     prose = _prose("08-firewalls")
     assert "ufw default deny incoming" in prose and "NodePort Access" in prose
     assert "not one connection is logged" in prose
+
+
+def _pinned_pod(requests, start: float, end: float):
+    """Each client's pod (the one most of its requests reached) between two times."""
+    window = requests[requests["t_start"].between(start, end) & requests["pod"].notna()]
+    return window.groupby("client_ip", observed=True)["pod"].agg(
+        lambda pods: pods.astype(str).mode()[0])
+
+
+def test_lab4_a_pod_that_goes_away_takes_its_clients_sessions() -> None:
+    """Lab 4 (tutorial 5.2: sessions are lost when a pod fails): the 1,000 users on their
+    own addresses (nftables, so no list overflows) and web scaled from 4 pods to 3 at
+    20 s. The quarter of the clients pinned to the deleted pod are balanced afresh over
+    the other three; every other client keeps its pod."""
+    behind_nat = npsim.bundled("affinity-behind-nat")
+    behind_nat.run.duration = 40
+    own = behind_nat.with_changes({"clients.office-and-home.natGateways": [],
+                                   "cluster.proxyMode": "nftables"})
+    run = npsim.run(own.with_changes(
+        {"events": [{"at": "20s", "scale": {"deployment": "web", "replicas": 3}}]}))
+    deleted = run.events.loc[run.events["kind"] == "pod_deleted", "subject"].tolist()
+    before, after = _pinned_pod(run.requests, 5, 20), _pinned_pod(run.requests, 21, 40)
+    both = before.index.intersection(after.index)
+    moved = before[both] != after[both]
+    assert abs(moved.mean() - 1 / 4) < 0.04
+    assert set(before[both][moved]) == set(deleted) and len(deleted) == 1
+    assert not (after[both] == deleted[0]).any()
+    prose = _prose("04-session-affinity")
+    assert "a quarter of the clients" in prose and "Redis" in prose
