@@ -15,7 +15,8 @@ import npsim
 from npsim.cli import main as npsim_cli
 from npsim.scenario.problems import ScenarioError
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
 
 
 def _prose(lab: str) -> str:
@@ -172,3 +173,15 @@ def test_lab4_a_pod_that_goes_away_takes_its_clients_sessions() -> None:
     assert not (after[both] == deleted[0]).any()
     prose = _prose("04-session-affinity")
     assert "a quarter of the clients" in prose and "Redis" in prose
+
+
+def test_labs_md_states_lab3s_dns_node_shares() -> None:
+    """docs/labs.md quotes lab 3's lumpy DNS node shares; they are the lab's run's."""
+    s = npsim.bundled("quickstart")
+    s.clients[0].entry = {"dns": {"ttl": "30s", "order": "random"}}
+    s.clients[0].arrival = {"users": 12, "thinkTime": {"dist": "exponential", "mean": "8ms"}}
+    s.run.duration = 10
+    received = npsim.run(s).nodes.set_index("node")["received"]
+    shares = "/".join(f"{share:.0%}".rstrip("%") for share in received / received.sum())
+    assert shares == "34/25/42"
+    assert f"(e.g. {shares}%)" in " ".join((ROOT / "docs" / "labs.md").read_text().split())
