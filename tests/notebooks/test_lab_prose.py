@@ -185,3 +185,21 @@ def test_labs_md_states_lab3s_dns_node_shares() -> None:
     shares = "/".join(f"{share:.0%}".rstrip("%") for share in received / received.sum())
     assert shares == "34/25/42"
     assert f"(e.g. {shares}%)" in " ".join((ROOT / "docs" / "labs.md").read_text().split())
+
+
+def test_labs_md_states_what_the_2ms_hop_does_to_lab5s_means() -> None:
+    """docs/labs.md on lab 5's costly hop: Cluster's mean grows from its same-zone value
+    (the hop already cost ~0.1 ms there), and the gap to Local is the 0.98 ms the lab prints."""
+    base = npsim.bundled("local-vs-cluster")
+    base.run.duration = 30
+    far = base.with_changes({"cluster.nodes.node-2.zone": "zone-b",
+                             "cluster.network.crossZone": {"dist": "constant", "value": "2ms"}})
+    near_run, far_run = npsim.run(base), npsim.run(far)
+
+    def mean_ms(run: npsim.Result, population: str) -> float:
+        return run.metric("latency_mean", population=population) * 1e3
+
+    near, away = mean_ms(near_run, "to-cluster"), mean_ms(far_run, "to-cluster")
+    gap = away - mean_ms(far_run, "to-local")
+    text = " ".join((ROOT / "docs" / "labs.md").read_text().split())
+    assert f"from {near:.2f} to {away:.2f} ms" in text and f"{gap:.2f} ms faster" in text
