@@ -203,3 +203,17 @@ def test_labs_md_states_what_the_2ms_hop_does_to_lab5s_means() -> None:
     gap = away - mean_ms(far_run, "to-local")
     text = " ".join((ROOT / "docs" / "labs.md").read_text().split())
     assert f"from {near:.2f} to {away:.2f} ms" in text and f"{gap:.2f} ms faster" in text
+
+
+def test_each_lab_says_the_time_the_teachers_table_gives() -> None:
+    """A teacher plans the sessions from docs/labs.md's table; each lab's first cell
+    tells the students the same time."""
+    table = {}
+    for line in (ROOT / "docs" / "labs.md").read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 5 and cells[2].endswith(".ipynb`") and cells[4].endswith(" min"):
+            table[cells[2].strip("`")] = int(cells[4].split()[0])
+    assert sorted(table) == sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    for name, minutes in table.items():
+        first = nbformat.read(NOTEBOOKS / name, as_version=4).cells[0].source
+        assert f"About {minutes} minutes" in " ".join(first.split()), name
