@@ -217,3 +217,17 @@ def test_each_lab_says_the_time_the_teachers_table_gives() -> None:
     for name, minutes in table.items():
         first = nbformat.read(NOTEBOOKS / name, as_version=4).cells[0].source
         assert f"About {minutes} minutes" in " ".join(first.split()), name
+
+
+def test_labs_md_states_when_lab6s_balancer_takes_node2_out() -> None:
+    """docs/labs.md on lab 6's balancer (checks every 2 s, 1 s timeout, fall 3; node-2
+    crashes at 60 s, on a check): out at 65 s, within the 67 s bound the lab derives."""
+    lb = npsim.bundled("node-failure-lb")
+    lb.clients[0].arrival.rate = 50
+    lb.run.duration = 70
+    events = npsim.run(lb).events
+    marked = events.loc[events["kind"] == "lb_mark_down", "time"].min()
+    assert marked == 65.0
+    text = " ".join((ROOT / "docs" / "labs.md").read_text().split())
+    assert "at 65 s (the checks at 60, 62 and 64 s each time out after 1 s)" in text
+    assert "at most crash + interval x fall + timeout = 67 s" in text
