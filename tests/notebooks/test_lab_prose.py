@@ -229,5 +229,5 @@ def test_labs_md_states_when_lab6s_balancer_takes_node2_out() -> None:
     marked = events.loc[events["kind"] == "lb_mark_down", "time"].min()
     assert marked == 65.0
     text = " ".join((ROOT / "docs" / "labs.md").read_text().split())
-    assert "at 65 s (the checks at 60, 62 and 64 s each time out after 1 s)" in text
+    assert "at 65 s (the checks at 60, 62 and 64 s each time out after 1 s;" in text
     assert "at most crash + interval x fall + timeout = 67 s" in text
