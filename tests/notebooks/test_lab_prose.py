@@ -231,3 +231,69 @@ def test_labs_md_states_when_lab6s_balancer_takes_node2_out() -> None:
     text = " ".join((ROOT / "docs" / "labs.md").read_text().split())
     assert "at 65 s (the checks at 60, 62 and 64 s each time out after 1 s;" in text
     assert "at most crash + interval x fall + timeout = 67 s" in text
+
+
+def _udp_lab_figures(scenario: npsim.Scenario) -> dict:
+    """What lab 6's UDP section reads off a run of ``udp-syslog``: when syslog-1 left
+    each node's rules, and per protocol the lost messages, the last one sent, the flows
+    started after the hang and where traffic went after the restart."""
+    run = npsim.run(scenario)
+    ev, req = run.events, run.requests[~run.requests["warmup"]]
+    removed = sorted(ev.loc[ev["kind"] == "endpoints_removed", "time"].unique())
+    hang = ev.loc[ev["kind"] == "pod_hang", "time"].min()
+    figures: dict = {"removed": removed}
+    for population, sent in req.groupby(req["population"].astype(str)):
+        lost = sent[sent["outcome"] != "completed"]
+        later = sent[(sent["t_start"] > hang) & sent["new_connection"]]
+        after = sent[sent["t_start"] > 82]
+        figures[population.split("-")[0]] = {
+            "lost": len(lost), "last_lost": lost["t_start"].max(),
+            "pinned": sent.loc[(sent["t_start"] < hang) & (sent["pod"] == "syslog-1"),
+                               "client_ip"].nunique(),
+            "restarted_flows": later[["t_start", "pod"]],
+            "shares": after["pod"].astype(str).value_counts(normalize=True)}
+    return figures
+
+
+def test_lab6_udp_flows_move_at_the_sync_tcp_connections_stay() -> None:
+    """Lab 6's UDP section (tutorial 7.3), docs/labs.md and the scenario's header state
+    these figures of ``udp-syslog`` (seed 1): kube-proxy deletes the UDP conntrack entries
+    of the pod that left, so its 10 UDP flows start again on the other pods at the sync
+    and no UDP message is lost after it; the TCP connections stay on the hung pod until
+    the restart; the restarted pod gets no UDP flow back; a 2 s readiness period cuts
+    only the UDP loss."""
+    syslog = npsim.bundled("udp-syslog")
+    base = _udp_lab_figures(syslog)
+    udp, tcp = base["udp"], base["tcp"]
+    assert [round(t, 2) for t in base["removed"]] == [51.14, 51.16]
+    assert udp["pinned"] == tcp["pinned"] == 10
+    assert udp["lost"] == 546 and round(udp["last_lost"], 2) == 51.15
+    assert tcp["lost"] == 1218 and 81 <= tcp["last_lost"] < 83
+    moved = udp["restarted_flows"]
+    assert len(moved) == 10 and moved["t_start"].min() > base["removed"][0]
+    assert "syslog-1" not in set(moved["pod"].astype(str))
+    assert "syslog-1" not in udp["shares"].index
+    assert [f"{udp['shares'][p]:.0%}" for p in ("syslog-0", "syslog-2", "syslog-3")] == \
+        ["32%", "41%", "27%"]
+    assert f"{tcp['shares']['syslog-1']:.0%}" == "5%"
+    fast = _udp_lab_figures(syslog.with_changes(
+        {"manifests[1].spec.template.spec.containers[0].readinessProbe.periodSeconds": 2}))
+    assert round(fast["removed"][-1]) == 35
+    assert fast["udp"]["lost"] == 139 and fast["tcp"]["lost"] == 1218
+    prose = _prose("06-node-failure")
+    for stated in ("51.14 s (node-1) and 51.16 s (node-2)", "546 lost in all, the last sent "
+                   "at 51.15 s", "(1,218 lost)", "gets **no** UDP traffic (TCP: 5%",
+                   "32/41/27% on syslog-0, syslog-2 and syslog-3", "from 546 to 139",
+                   "out at 35 s", "10 of the 40 forwarders"):
+        assert stated in prose, stated
+    docs = " ".join((ROOT / "docs" / "labs.md").read_text().split())
+    for stated in ("(51.14 and 51.16 s)", "546 UDP messages lost, the last sent at 51.15 s",
+                   "(1,218 lost)", "(TCP: 5%)", "cuts the UDP loss to 139",
+                   "546 messages lost, none after 51.15 s"):
+        assert stated in docs, stated
+    header = " ".join(line.lstrip("# ") for line in
+                      npsim.bundled_path("udp-syslog").read_text().splitlines()
+                      if line.startswith("#"))
+    for stated in ("51.14 s (node-1) and 51.16 s (node-2)", "after 51.15 s (546 in all)",
+                   "(1,218 lost)", "5% of TCP", "out at 35 s, 139 UDP messages lost"):
+        assert stated in header, stated
