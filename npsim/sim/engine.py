@@ -69,6 +69,11 @@ class Simulation:
         self.registry = parts.registry
         self.control = parts.control
         self.populations = parts.populations
+        # populations whose flows are UDP: a flow keeps its conntrack entry (and its
+        # endpoint) when that endpoint dies, until kube-proxy's sync deletes the entry
+        ports = parts.cluster.service_ports
+        self._datagrams = {p.index for p in parts.populations
+                           if p.service_port >= 0 and ports[p.service_port].port.protocol == "UDP"}
         self.tls = parts.tls
         self.calls = parts.calls
         self.blackbox = parts.blackbox
@@ -135,8 +140,13 @@ class Simulation:
                 if self.broken.pop(pop.conn_id[slot]):
                     return self._lost_connection(pop, slot, now, True)
                 return self._reflow(pop, slot, now)
-            if (not server.alive and not server.serves_existing
-                    or pop.conn_id[slot] < server.first_conn):
+            if not server.alive and not server.serves_existing:
+                if pop.index in self._datagrams:
+                    return self._lost_datagram(pop, slot, now, server.silent)
+                return self._lost_connection(pop, slot, now, server.silent)
+            # a restarted process: a TCP connection to the old one is gone, while a UDP
+            # flow's next datagram reaches the new one on the same address and port
+            if pop.conn_id[slot] < server.first_conn and pop.index not in self._datagrams:
                 return self._lost_connection(pop, slot, now, server.silent)
         entry = pop.conn_entry[slot]
         pop.remaining[slot] -= 1
@@ -176,6 +186,25 @@ class Simulation:
             tracked.close(now)
         self._fail(pop, slot, now, pop.conn_entry[slot], pop.conn_pod[slot], ENDPOINT_GONE,
                    pop.connect_timeout if silent else 0.0, new_conn=0)
+        return True
+
+    def _lost_datagram(self, pop: Population, slot: int, now: float, silent: bool) -> bool:
+        """A UDP datagram on a flow whose endpoint is gone: its conntrack entry still
+        DNATs it there, so it is lost, and so are the flow's next ones until kube-proxy's
+        sync deletes the entry (:meth:`Conntrack.flush_udp`; the flow then goes afresh
+        through :meth:`_reflow`) or the flow ends. Unlike a TCP client, a UDP sender
+        learns nothing and keeps its socket: the stale-entry problem of UDP Services
+        (kubernetes/kubernetes issues #66651 and #125979; pkg/proxy/conntrack/cleanup.go)."""
+        rtt = pop.rtt()
+        t_end = now + max(pop.connect_timeout if silent else 0.0, rtt)
+        log = self.log
+        request = self._append(now, pop, slot, pop.conn_entry[slot], pop.conn_pod[slot], 0,
+                               rtt, 0.0, 0.0, pop.conn_snat[slot])
+        pop.remaining[slot] -= 1  # the flow stays
+        log.outcome[request] = FAILED
+        log.reason[request] = ENDPOINT_GONE
+        log.t_end[request] = t_end
+        pop.done(request, slot, t_end)
         return True
 
     def _reflow(self, pop: Population, slot: int, now: float) -> bool:

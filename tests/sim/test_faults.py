@@ -380,6 +380,48 @@ def test_udp_cleanup_skips_a_service_left_without_a_serving_endpoint() -> None:
     assert not late["new_connection"].any()
 
 
+def _crash_flows(protocol: str) -> npsim.Result:
+    """node-2 crashes at 2 s with one of the two pods: its flows entering through node-1
+    still have their conntrack entries to it until the pod leaves the endpoints."""
+    scn = make(nodes=2, replicas=2, duration="30s", workload={"placement": "spread"},
+               control_plane={"nodeMonitorGracePeriod": "10s"},
+               events=[{"at": "2s", "nodeCrash": {"node": "node-2"}}],
+               clients=[{"name": "users", "service": "web",
+                         "arrival": {"rate": "200/s"}, "sourceIPs": 20,
+                         "entry": {"node": "node-1"}, "requestsPerConnection": 100000,
+                         "connectTimeout": "1s", "rtt": {"dist": "constant", "value": "1ms"}}])
+    scn.services["web"].ports = tuple(p.__class__(p.name, protocol, p.port, p.target_port,
+                                                  p.node_port)
+                                      for p in scn.services["web"].ports)
+    return npsim.run(scn)
+
+
+def test_udp_datagrams_follow_a_stale_entry_to_a_dead_pod_until_the_sync() -> None:
+    """The UDP stale-entry problem (kubernetes/kubernetes #66651, #125979): a sender that
+    keeps its socket learns nothing when its pod dies, so every datagram of the flow is
+    lost until kube-proxy's sync deletes the entry; a TCP client gives the dead
+    connection up and connects again at once."""
+    tcp, udp = _crash_flows("TCP"), _crash_flows("UDP")
+    for result in (tcp, udp):
+        accounted(result)
+    removed = events_of(udp, "endpoints_removed", "node-1")["time"].item()
+    assert 2.0 < removed < 20.0
+    for name, result in (("udp", udp), ("tcp", tcp)):
+        req = result.requests
+        t = req["t_start"].to_numpy()
+        window = req[(t > 2.01) & (t < removed)]
+        dead = window[(window["pod"].astype(str) == "web-1").to_numpy()]
+        assert len(dead) > 0 and (dead["outcome"].astype(str) == "failed").all()
+        if name == "udp":  # the same flows, datagram after datagram
+            assert not window["new_connection"].any()
+            assert len(dead) > 0.4 * len(window)
+            late = req[t > removed + 0.1]
+            assert set(late["pod"].astype(str)) == {"web-0"}
+            assert (late["outcome"].astype(str) != "failed").all()
+        else:  # each failure gives the connection up: the next request reconnects
+            assert window["new_connection"].sum() >= len(dead)
+
+
 # --- the bundled node-failure scenario: the figures its header promises ---------------------
 
 
