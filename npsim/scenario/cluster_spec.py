@@ -144,6 +144,13 @@ class OtherServices(Model):
     endpoints_each: Integer = Field(default=10, ge=0)
 
 
+def _flag_list(value: Any) -> Any:
+    """The flag's form too: ``primary`` or ``10.0.0.0/8,192.168.0.0/16``."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 def check_node_port_addresses(values: list[str]) -> list[str]:
     """kube-proxy's validateKubeProxyNodePortAddress (pkg/proxy/apis/config/validation):
     "primary" only alone, each other value a CIDR; npsim's clusters are IPv4, so an IPv6
@@ -203,7 +210,7 @@ class KubeProxySpec(Model):
     # KEP-3866); "primary" alone: the node's address; else IPv4 CIDRs, 0.0.0.0/0 matching
     # every address (pkg/proxy/util/nodeport_addresses.go; what each mode writes for it:
     # npsim/proxy/nodeport_addresses.py)
-    node_port_addresses: list[str] | None = None
+    node_port_addresses: Annotated[list[str] | None, BeforeValidator(_flag_list)] = None
 
     @field_validator("node_port_addresses")
     @classmethod
