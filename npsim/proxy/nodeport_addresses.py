@@ -67,8 +67,11 @@ class NodePortAddresses:
 
     @property
     def contains_loopback(self) -> bool:
-        """``ContainsIPv4Loopback``: a CIDR holding 127.0.0.0 (route_localnet is needed)."""
-        return self.match_all or self.matches(_LOOPBACK_START)
+        """``ContainsIPv4Loopback``: a CIDR whose address is a loopback one or that holds
+        127.0.0.0 (kube-proxy sets route_localnet, and keeps localhost NodePorts, only
+        then)."""
+        return self.match_all or self.matches(_LOOPBACK_START) or any(
+            net >> 24 == 127 for net, _ in self.cidrs)
 
     def node_ips(self, local: list[int]) -> list[int]:
         """The listed local addresses in numeric order (kube-proxy's order is a map's)."""

@@ -153,10 +153,26 @@ def test_iptables_writes_one_jump_per_listed_address(tmp_path: Path) -> None:
     assert jumps == [f"{JUMP} -d 192.168.0.2 -j KUBE-NODEPORTS"]
 
 
+GUARD = '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections"'
+
+
 def test_iptables_lists_loopback_only_with_localhost_nodeports(tmp_path: Path) -> None:
-    out = _golden(tmp_path, "iptables", nodePortAddresses=["192.168.0.0/24", "127.0.0.0/8"])
+    """The localnet guard stays while localhost NodePorts are on and the list holds a
+    loopback address (127.0.0.1/32: ContainsIPv4Loopback's cidr.IP.IsLoopback())."""
+    out = _golden(tmp_path, "iptables", nodePortAddresses=["192.168.0.0/24", "127.0.0.1/32"])
     assert [line for line in out if line.startswith(JUMP)] == [
         f"{JUMP} -d 127.0.0.1 -j KUBE-NODEPORTS", f"{JUMP} -d 192.168.0.2 -j KUBE-NODEPORTS"]
+    assert any(line.startswith(GUARD) for line in out)
+
+
+def test_a_list_without_loopback_turns_localhost_nodeports_off(tmp_path: Path) -> None:
+    """iptables NewProxier: `if !nodePortAddresses.ContainsIPv4Loopback() {
+    localhostNodePorts = false }`: no KUBE-FIREWALL chain nor localhost nfacct counter,
+    with the flag left at its default (true)."""
+    out = _golden(tmp_path, "iptables", nodePortAddresses=["192.168.0.0/24"])
+    assert not any(line.startswith((GUARD, ":KUBE-FIREWALL")) for line in out)
+    assert not any("localhost_nps_accepted_pkts" in line for line in out)
+    assert any(line.startswith(GUARD) for line in _golden(tmp_path, "iptables"))
 
 
 def test_iptables_match_all_keeps_the_addrtype_rule(tmp_path: Path) -> None:

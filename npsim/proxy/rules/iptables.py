@@ -97,7 +97,9 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
     (proxier.go syncProxyRules, rule for rule), then the hook rules it installs
     separately."""
     settings = proxy.settings
-    localhost = settings.localhost_node_ports  # IPv4 only, as every npsim cluster is
+    # IPv4 only, as every npsim cluster is; NewProxier turns localhostNodePorts off when
+    # --nodeport-addresses holds no loopback address (ContainsIPv4Loopback)
+    localhost = proxy.loopback_node_ports()
     chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
     rules: list[str] = []
     filters: list[str] = []
@@ -237,7 +239,7 @@ def nodeports_jumps(proxy: KubeProxy) -> list[str]:
     NodePorts); else one ``-d IP`` rule per listed node address (GetNodeIPs), a loopback
     address only with ``--iptables-localhost-nodeports``."""
     npa = proxy.nodeport_addresses
-    localhost = proxy.settings.localhost_node_ports
+    localhost = proxy.loopback_node_ports()
     if npa.match_all:
         skip_localhost = "" if localhost else " ! -d 127.0.0.0/8"
         return [f"{_NODEPORTS_JUMP} -m addrtype --dst-type LOCAL{skip_localhost} "
