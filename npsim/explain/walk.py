@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.explain.connections import draw_note
 from npsim.proxy.base import KubeProxy
+from npsim.proxy.nodeport_addresses import closed_step
 from npsim.sim.guard import Guard
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
         if down is not None:  # the packet never meets the rules
             yield down.why
             return
+    if view.any and not proxy.accepts("primary"):  # nodePortAddresses leaves it out
+        yield closed_step(proxy.mode, ip_str(node.ip), sp.node_port, proxy.nodeport_addresses)
+        return
     table, snat, reply_lost = (proxy.route(view, "external", False, False) if view.any
                                else (None, False, False))
     served = table is not None and table.n > 0

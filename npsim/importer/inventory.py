@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from npsim.importer.dump import DumpObject
+from npsim.scenario.cluster_spec import check_node_port_addresses
 from npsim.scenario.deployments import parse_deployment
 from npsim.scenario.objects import Deployment, EndpointSlice, Service
 from npsim.scenario.problems import Problems
@@ -305,8 +306,27 @@ def _kube_proxy(obj: DumpObject, p: Problems) -> KubeProxyConfig:
         p.at(doc, at, f'ipvs.scheduler: Unsupported value: "{out.scheduler}"', pre)
         out.scheduler = "rr"
     out.cluster_cidr = str(conf["clusterCIDR"]) if conf.get("clusterCIDR") else None
-    out.node_port_addresses = [str(a) for a in conf.get("nodePortAddresses") or []]
+    out.node_port_addresses = _node_port_addresses(conf.get("nodePortAddresses"), doc, at,
+                                                   pre, p)
     return out
+
+
+def _node_port_addresses(value: Any, doc: Any, at: list[str], pre: str,
+                         p: Problems) -> list[str]:
+    """``nodePortAddresses`` for the IPv4 family, as kube-proxy reads it: its IPv6 CIDRs
+    belong to the other family (NewNodePortAddresses filters by family, and a family left
+    with none matches all: 0.0.0.0/0); a value kube-proxy's validation refuses is a
+    problem of the dump (validateKubeProxyNodePortAddress)."""
+    if not value:
+        return []
+    values = [str(a).strip() for a in value] if isinstance(value, list) else [str(value)]
+    ipv4 = [v for v in values if v == "primary" or ":" not in v]
+    try:
+        check_node_port_addresses(ipv4)
+    except ValueError as exc:
+        p.at(doc, at, f"nodePortAddresses{exc}", pre)
+        return []
+    return ipv4 or ["0.0.0.0/0"]
 
 
 def _probes(doc: dict) -> list[str]:

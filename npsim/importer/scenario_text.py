@@ -149,7 +149,12 @@ def _kube_proxy_lines(kp: KubeProxyConfig) -> list[str]:
     lines.append(f"  proxyMode: {kp.mode}")
     if kp.mode == "ipvs":
         lines.append(f"  ipvs: {{scheduler: {kp.scheduler}}}")
-    lines.append(f"  kubeProxy: {{minSyncPeriod: {_duration(min_sync)}}}")
+    addresses = ("" if not kp.node_port_addresses else
+                 f", nodePortAddresses: [{', '.join(kp.node_port_addresses)}]")
+    lines.append(f"  kubeProxy: {{minSyncPeriod: {_duration(min_sync)}{addresses}}}")
+    if kp.source and not kp.node_port_addresses:
+        lines.append("  # nodePortAddresses not set: the mode's default (every node address; "
+                     "nftables: the primary one)")
     lines.append(f"  # syncPeriod: {_duration(kp.sync_period)} (periodic full resync; "
                  "not simulated)")
     return lines
@@ -173,9 +178,6 @@ def _cidr_lines(kp: KubeProxyConfig, plan: ScenarioPlan) -> list[str]:
     else:
         lines.append(f"  serviceNodePortRange: {lo}-{hi}  # the smallest range holding the "
                      "dump's nodePorts: check --service-node-port-range")
-    addresses = ", ".join(kp.node_port_addresses) or "(not set: every node address)"
-    lines.append(f"  # nodePortAddresses: {addresses} (no scenario key: every node address "
-                 "is simulated)")
     return lines
 
 

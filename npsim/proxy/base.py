@@ -11,6 +11,7 @@ A mode supplies an :class:`EndpointTable` subclass whose ``pick`` returns the en
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,6 +22,7 @@ from npsim.cluster.model import Cluster, Endpoint, Node, ServicePortModel
 from npsim.cluster.topology import Hints, cluster_set, local_set
 from npsim.proxy.affinity import AffinityTable
 from npsim.proxy.cost import cost_sampler, quantiles_at, table_for
+from npsim.proxy.nodeport_addresses import NodePortAddresses, answering_kinds
 from npsim.scenario.cluster_spec import ClusterSpec, KubeProxySpec
 
 Columns = tuple[list[int], list[int], list[str], dict[str, int]]
@@ -226,6 +228,8 @@ class KubeProxy:
         """This mode's kube-proxy for a node, configured from the scenario's cluster."""
         proxy = cls.make(node, rng, spec)
         proxy.settings = spec.kube_proxy
+        secondary = spec.nodes[node.index].secondary_address
+        proxy.secondary_ip = int(ipaddress.IPv4Address(secondary)) if secondary else None
         return proxy
 
     @classmethod
@@ -245,6 +249,9 @@ class KubeProxy:
         # the run's columns cache (:func:`~npsim.sim.build.make_proxies`);
         # None, as for a proxy made on its own: every table makes its own columns
         self.shared_columns: SharedColumns | None = None
+        # the node's secondaryAddress (None: not named; npsim/proxy/nodeport_addresses.py)
+        self.secondary_ip: int | None = None
+        self._answers_on: frozenset[str] | None = None  # worked out at the first accepts
 
     def program(self, service_port: ServicePortModel, endpoints: tuple[Endpoint, ...],
                 now: float = 0.0, hints: Hints | None = None,
@@ -381,11 +388,29 @@ class KubeProxy:
         for table in self._tables.values():
             table.retire()
 
+    #: whether NodePorts can answer on 127.0.0.1 at all (the userspace proxy's sockets
+    #: can; nftables and IPVS never; iptables with --iptables-localhost-nodeports)
+    def loopback_node_ports(self) -> bool:
+        return True
+
+    @property
+    def nodeport_addresses(self) -> NodePortAddresses:
+        """This node's ``--nodeport-addresses``, the mode's default when unset."""
+        return NodePortAddresses.resolve(self.settings.node_port_addresses, self.mode,
+                                         self.node.ip)
+
     def accepts(self, address_kind: str) -> bool:
         """Whether a NodePort answers on this kind of node address (primary, secondary,
-        localhost). iptables: every local address incl. 127.0.0.1 with the default
-        ``--iptables-localhost-nodeports=true`` (``cmd/kube-proxy/app/options.go``)."""
-        return True
+        localhost): ``--nodeport-addresses`` (every local address when unset in
+        iptables and IPVS, the primary one in nftables) less what the mode cannot serve
+        (npsim/proxy/nodeport_addresses.py). Worked out once: the engine asks per
+        connection of a client aiming off the primary address."""
+        kinds = self._answers_on
+        if kinds is None:
+            kinds = self._answers_on = answering_kinds(
+                self.nodeport_addresses, self.node, self.secondary_ip,
+                self.loopback_node_ports())
+        return address_kind in kinds
 
 
 def _retired() -> float:

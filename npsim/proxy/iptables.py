@@ -49,10 +49,13 @@ class IptablesProxy(KubeProxy):
         super().retire()
         self.uniform = None
 
-    def accepts(self, address_kind: str) -> bool:
+    def loopback_node_ports(self) -> bool:
         """127.0.0.1 answers only with ``--iptables-localhost-nodeports`` (route_localnet);
-        without it KUBE-SERVICES' last rule skips 127.0.0.0/8 (proxier.go)."""
-        return address_kind != "localhost" or self.settings.localhost_node_ports
+        without it KUBE-SERVICES' last rule skips 127.0.0.0/8, and a listed loopback
+        address gets no rule (proxier.go). NewProxier turns the flag off when
+        --nodeport-addresses holds no loopback address (``ContainsIPv4Loopback``)."""
+        return (self.settings.localhost_node_ports
+                and self.nodeport_addresses.contains_loopback)
 
     def sync_seconds(self, spec: KubeProxySpec, services: int, endpoints_each: float) -> float:
         """``syncBase`` plus ``syncPerRule`` for each NAT rule iptables-restore writes."""

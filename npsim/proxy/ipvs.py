@@ -326,6 +326,6 @@ class IpvsProxy(KubeProxy):
         return IpvsTable(service_port, endpoints, self.columns(endpoints), self.scheduler,
                          self.node.ip, self.rng, self.fin_timeout, self.recheck_origin)
 
-    def accepts(self, address_kind: str) -> bool:
+    def loopback_node_ports(self) -> bool:
         # IPVS binds NodePorts to node addresses except loopback (pkg/proxy/ipvs/proxier.go)
-        return address_kind != "localhost"
+        return False

@@ -25,5 +25,7 @@ class NftablesProxy(IptablesProxy):
     # one transaction per sync, whatever the rule count (its cost is in syncBase)
     sync_seconds = KubeProxy.sync_seconds
 
-    def accepts(self, address_kind: str) -> bool:
-        return address_kind == "primary"
+    def loopback_node_ports(self) -> bool:
+        """Never: ``ip daddr != 127.0.0.0/8`` with match-all, a listed loopback address
+        skipped ("localhost NodePorts are not supported", proxier.go setupNFTables)."""
+        return False

@@ -55,6 +55,9 @@ class NodeSpec(Model):
     taints: list[TaintSpec] = []
     unschedulable: bool = False
     address: str | None = None
+    # a second local address (another NIC, a VIP): where ``address: secondary`` clients
+    # aim; only ``kubeProxy.nodePortAddresses`` CIDRs read it (npsim/proxy/nodeport_addresses.py)
+    secondary_address: str | None = None
     pod_cidr: str | None = Field(default=None, alias="podCIDR")
     firewall: FirewallSpec | None = None  # this node's host firewall (replaces the cluster's)
     # down for the whole run, detected but not yet evicted (npsim/scenario/faultplan.py
@@ -71,12 +74,19 @@ class NodeSpec(Model):
                              "alphanumeric (e.g. 'node-1')")
         return v
 
-    @field_validator("address")
+    @field_validator("address", "secondary_address")
     @classmethod
     def _ip(cls, v: str | None) -> str | None:
         if v is not None:
             ipaddress.IPv4Address(v)
         return v
+
+    @model_validator(mode="after")
+    def _two_addresses(self) -> NodeSpec:
+        if self.secondary_address is not None and self.secondary_address == self.address:
+            raise ValueError(f"secondaryAddress {self.secondary_address} is the node's "
+                             "address; give another local address or leave it out")
+        return self
 
     @field_validator("pod_cidr")
     @classmethod
@@ -134,6 +144,38 @@ class OtherServices(Model):
     endpoints_each: Integer = Field(default=10, ge=0)
 
 
+def _flag_list(value: Any) -> Any:
+    """The flag's form too: ``primary`` or ``10.0.0.0/8,192.168.0.0/16``."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def check_node_port_addresses(values: list[str]) -> list[str]:
+    """kube-proxy's validateKubeProxyNodePortAddress (pkg/proxy/apis/config/validation):
+    "primary" only alone, each other value a CIDR; npsim's clusters are IPv4, so an IPv6
+    CIDR (kube-proxy's other family) is refused too."""
+    for i, value in enumerate(values):
+        if value == "primary":
+            if len(values) != 1:
+                raise ValueError(f'[{i}]: Invalid value: "primary": can\'t use both '
+                                 "'primary' and CIDRs")
+            continue
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"[{i}]: Invalid value: {value!r}: must be a valid CIDR "
+                             '(e.g. "192.168.0.0/16") or "primary"') from None
+        if "/" not in value:
+            raise ValueError(f"[{i}]: Invalid value: {value!r}: must be a valid CIDR: "
+                             f"write the prefix length (e.g. {value}/32)")
+        if net.version != 4:
+            raise ValueError(f"[{i}]: Invalid value: {value!r}: npsim clusters are IPv4 "
+                             "only; an IPv6 CIDR would apply to kube-proxy's IPv6 family, "
+                             "which npsim does not simulate")
+    return values
+
+
 class KubeProxySpec(Model):
     """When each node's kube-proxy applies an endpoint change (``minSyncPeriod`` 1s).
 
@@ -163,6 +205,17 @@ class KubeProxySpec(Model):
     # the nfacct packet counters kube-proxy attaches when the kernel has xt_nfacct
     # (localhost_nps_accepted_pkts, ct_state_invalid_dropped_pkts; metrics.go)
     nfacct: bool = True
+    # --nodeport-addresses: the node addresses NodePorts answer on. Not given (or []): the
+    # mode's default, every local address (iptables, ipvs) or ["primary"] (nftables,
+    # KEP-3866); "primary" alone: the node's address; else IPv4 CIDRs, 0.0.0.0/0 matching
+    # every address (pkg/proxy/util/nodeport_addresses.go; what each mode writes for it:
+    # npsim/proxy/nodeport_addresses.py)
+    node_port_addresses: Annotated[list[str] | None, BeforeValidator(_flag_list)] = None
+
+    @field_validator("node_port_addresses")
+    @classmethod
+    def _node_port_addresses(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else check_node_port_addresses(v)
 
 
 class ControlPlaneSpec(Model):

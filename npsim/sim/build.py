@@ -196,6 +196,7 @@ def build(scenario: Scenario, replication: int,
     FaultInjector(env, cluster, control, network).schedule(plan)
     node_names = [n.name for n in cluster.nodes]
     client_pods: dict[int, int] = {}  # client pod addresses used per node
+    primary_open = all(p.accepts("primary") for p in proxies)
     for i, cs in enumerate(spec.clients):
         sp = cluster.service_port_for(cs.service, cs.port)
         n_slots = cs.arrival.users if cs.arrival.closed else cs.n_source_ips
@@ -230,6 +231,8 @@ def build(scenario: Scenario, replication: int,
         else:
             pop = OpenLoop(arrivals=streams.generator(f"arrivals/{cs.name}"), **common)
         populations.append(pop)
+        if cs.target == "nodePort" and not primary_open:
+            pop.aims_off_primary = True  # nodePortAddresses leaves out a primary address
         if cs.target == "loadBalancerIP" and sp.service.load_balancer_source_ranges:
             pop.blocked = outside_ranges(pop.wire_ips, sp.service.load_balancer_source_ranges)
         if balancer is not None:

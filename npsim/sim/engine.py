@@ -247,7 +247,8 @@ class Simulation:
         view = proxy.views[pop.service_port]
         if not view.any:  # REJECT: refused within a round trip
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
-        # every mode answers on a node's primary address (KubeProxy.accepts): no call
+        # every mode answers on a node's primary address unless nodePortAddresses
+        # leaves it out (sim/build.py marks the population then): no call
         if pop.aims_off_primary and not proxy.accepts(pop.address):
             return self._fail(pop, slot, now, entry, -1, NODEPORT_CLOSED)
         table, snat, reply_lost = proxy.route(view, pop.kind, clusterip, entry == pop.home)

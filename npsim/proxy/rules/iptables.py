@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
+from npsim.proxy.nodeport_addresses import local_addresses
 from npsim.proxy.rules.common import (
     KUBE_FORWARD,
     KUBE_POSTROUTING_STEP,
@@ -96,7 +97,9 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
     (proxier.go syncProxyRules, rule for rule), then the hook rules it installs
     separately."""
     settings = proxy.settings
-    localhost = settings.localhost_node_ports  # IPv4 only, as every npsim cluster is
+    # IPv4 only, as every npsim cluster is; NewProxier turns localhostNodePorts off when
+    # --nodeport-addresses holds no loopback address (ContainsIPv4Loopback)
+    localhost = proxy.loopback_node_ports()
     chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
     rules: list[str] = []
     filters: list[str] = []
@@ -209,10 +212,7 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
             rules.append(f"-A {sep}{_comment(spn, large)} -s {ip} -j KUBE-MARK-MASQ")
             rules.append(f"-A {sep}{_comment(spn, large)}{recent.format(sep=sep)} "
                          f"{match} -j DNAT --to-destination {key}")
-    skip_localhost = "" if localhost else " ! -d 127.0.0.0/8"
-    rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
-                 'this must be the last rule in this chain" -m addrtype --dst-type LOCAL'
-                 f"{skip_localhost} -j KUBE-NODEPORTS")
+    rules += nodeports_jumps(proxy)
     rules += [f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
               *kube_postrouting(settings.masquerade_random_fully)]
     # KUBE-SERVICES first, as a packet meets them
@@ -226,6 +226,27 @@ def iptables_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = Non
            *KUBE_FORWARD, *firewall, "COMMIT",
            "*nat", *(f":{c} - [0:0]" for c in dict.fromkeys(chains)), *rules, "COMMIT"]
     return "\n".join(out + ["", *IPTABLES_HOOKS])
+
+
+_NODEPORTS_JUMP = ('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
+                   'this must be the last rule in this chain"')
+
+
+def nodeports_jumps(proxy: KubeProxy) -> list[str]:
+    """KUBE-SERVICES' last rule(s), to KUBE-NODEPORTS (proxier.go syncProxyRules, "Finally,
+    tail-call to the nodePorts chain"): with ``--nodeport-addresses`` matching all, one
+    ``-m addrtype --dst-type LOCAL`` rule (``! -d 127.0.0.0/8`` without localhost
+    NodePorts); else one ``-d IP`` rule per listed node address (GetNodeIPs), a loopback
+    address only with ``--iptables-localhost-nodeports``."""
+    npa = proxy.nodeport_addresses
+    localhost = proxy.loopback_node_ports()
+    if npa.match_all:
+        skip_localhost = "" if localhost else " ! -d 127.0.0.0/8"
+        return [f"{_NODEPORTS_JUMP} -m addrtype --dst-type LOCAL{skip_localhost} "
+                "-j KUBE-NODEPORTS"]
+    ips = npa.node_ips(local_addresses(proxy.node, proxy.secondary_ip))
+    return [f"{_NODEPORTS_JUMP} -d {ip_str(ip)} -j KUBE-NODEPORTS" for ip in ips
+            if localhost or ip >> 24 != 127]
 
 
 # kube-proxy's (and the kubelet's) guard for route_localnet, https://issue.k8s.io/90259

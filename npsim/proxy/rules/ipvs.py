@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
+from npsim.proxy.nodeport_addresses import LOOPBACK, local_addresses
 from npsim.proxy.rules.common import (
     KUBE_FORWARD,
     KUBE_POSTROUTING_STEP,
@@ -41,9 +42,15 @@ def _virtual_server(head: str, scheduler: str, timeout: int | None, table: objec
 
 
 def node_addresses(proxy: KubeProxy) -> list[int]:
-    """The node's local addresses IPVS binds NodePorts to (every local address except
-    loopback and kube-ipvs0): here the node address and the pod bridge (cni0)."""
-    return [proxy.node.ip, proxy.node.bridge_ip]
+    """The node's local addresses IPVS binds NodePorts to: with ``--nodeport-addresses``
+    matching all, every local address except loopback and kube-ipvs0 (here the node
+    address, a secondaryAddress and the pod bridge cni0); else those inside its CIDRs,
+    loopback left out (proxier.go syncProxyRules, ``GetNodeIPs`` ... ``!ip.IsLoopback()``)."""
+    local = local_addresses(proxy.node, proxy.secondary_ip)
+    npa = proxy.nodeport_addresses
+    if npa.match_all:
+        return [ip for ip in local if ip != LOOPBACK]
+    return [ip for ip in npa.node_ips(local) if ip >> 24 != 127]
 
 
 def ipvsadm(proxy: KubeProxy, cluster: Cluster, service: str | None = None) -> str:

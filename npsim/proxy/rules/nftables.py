@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from npsim.cluster.model import Cluster, ServicePortModel, ip_str
 from npsim.proxy.base import EndpointTable, KubeProxy, ModeRules
+from npsim.proxy.nodeport_addresses import local_addresses
 from npsim.proxy.rules.common import (
     MASQ_MARK,
     affinity_timeout,
@@ -48,17 +49,21 @@ def _numgen(table: EndpointTable, sp: ServicePortModel, timeout: int | None) -> 
     return [*rules, f"numgen random mod {table.n} vmap {{ {vmap} }}"]
 
 
-def nft_base(node_ip: str, service_cidr: str) -> list[str]:
+def nft_base(nodeport_ips: list[str] | None, service_cidr: str) -> list[str]:
     """The fixed part of the ``kube-proxy`` table (setupNFTables), as kube-proxy's
     TestOverallNFTablesRules ``baseRules`` dump it. NodePorts are checked against
-    ``@nodeport-ips`` (``--nodeport-addresses primary``, the nftables default)."""
+    ``@nodeport-ips`` holding ``nodeport_ips`` (``--nodeport-addresses primary``, the
+    nftables default, gives the node's address); None: the list matches all, so there is
+    no set and the rules read ``fib daddr type local`` and ``ip daddr != 127.0.0.0/8``."""
     t = "ip kube-proxy"
-    return [
+    every = nodeport_ips is None
+    daddr = "ip daddr != 127.0.0.0/8" if every else "ip daddr @nodeport-ips"
+    base = [
         f'add table {t} {{ comment "rules for kube-proxy" ; }}',
         "",
         f'add set {t} cluster-ips {{ type ipv4_addr ; comment "Active ClusterIPs" ; }}',
-        f'add set {t} nodeport-ips {{ type ipv4_addr ; comment "IPs that accept NodePort '
-        'traffic" ; }',
+        *([] if every else [f'add set {t} nodeport-ips {{ type ipv4_addr ; comment "IPs that '
+                            'accept NodePort traffic" ; }']),
         "",
         f"add map {t} firewall-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; "
         'comment "destinations that are subject to LoadBalancerSourceRanges" ; }',
@@ -110,17 +115,29 @@ def nft_base(node_ip: str, service_cidr: str) -> list[str]:
         f"add rule {t} nat-output jump services",
         f"add rule {t} nat-postrouting jump masquerading",
         f"add rule {t} nat-prerouting jump services",
-        f"add rule {t} nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport "
+        f"add rule {t} nodeport-endpoints-check {daddr} meta l4proto . th dport "
         "vmap @no-endpoint-nodeports",
         f"add rule {t} reject-chain reject",
         f"add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips",
-        f"add rule {t} services ip daddr @nodeport-ips meta l4proto . th dport vmap "
-        "@service-nodeports",
+        f"add rule {t} services {'fib daddr type local ' if every else ''}{daddr} "
+        "meta l4proto . th dport vmap @service-nodeports",
         "",
-        f"add element {t} nodeport-ips {{ {node_ip} }}",
+        *(f"add element {t} nodeport-ips {{ {ip} }}" for ip in nodeport_ips or ()),
         f"add rule {t} service-endpoints-check ip daddr . meta l4proto . th dport vmap "
         "@no-endpoint-services",
     ]
+    return base
+
+
+def nodeport_ips(proxy: KubeProxy) -> list[str] | None:
+    """The ``nodeport-ips`` elements: the node addresses inside ``--nodeport-addresses``
+    less loopback ("localhost NodePorts are not supported", setupNFTables); None when
+    the list matches all (the set is deleted)."""
+    npa = proxy.nodeport_addresses
+    if npa.match_all:
+        return None
+    return [ip_str(ip) for ip in npa.node_ips(local_addresses(proxy.node, proxy.secondary_ip))
+            if ip >> 24 != 127]
 
 
 def nft_service(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel) -> list[str]:
@@ -229,7 +246,7 @@ def nft_rules(proxy: KubeProxy, cluster: Cluster, service: str | None = None) ->
     """The ``kube-proxy`` table as the transaction kube-proxy sends (``nft -f`` input;
     the very lines of its unit tests' expected dumps). A Service's ClusterIP enters
     ``cluster-ips`` once, whatever its ports (ensureElem)."""
-    lines = nft_base(ip_str(proxy.node.ip), cluster.service_cidr)
+    lines = nft_base(nodeport_ips(proxy), cluster.service_cidr)
     added: set[str] = set()
     for sp in selected(cluster, service):
         for line in ["", *nft_service(proxy, cluster, sp)]:
@@ -249,11 +266,12 @@ def arrival_steps(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel,
     spn = port_name_string(sp)
     proto = sp.port.protocol.lower()
     ext = nft_chain("external-", sp)
+    where = ("daddr in @nodeport-ips" if not proxy.nodeport_addresses.match_all
+             else "fib daddr type local, daddr != 127.0.0.0/8")
     lookup = (f"nat-prerouting -> services: daddr . {proto} . {sp.node_port} not in "
-              f"@service-ips; daddr in @nodeport-ips -> @service-nodeports {proto} . "
-              f"{sp.node_port}")
-    check = (f"filter-input (ct state new) -> nodeport-endpoints-check: daddr in "
-             f"@nodeport-ips, {proto} . {sp.node_port} in @no-endpoint-nodeports")
+              f"@service-ips; {where} -> @service-nodeports {proto} . {sp.node_port}")
+    check = (f"filter-input (ct state new) -> nodeport-endpoints-check: {where}, "
+             f"{proto} . {sp.node_port} in @no-endpoint-nodeports")
     if not view.any:
         yield f"{lookup}: no element (no endpoints): not DNATed"
         yield (f'{check} ("{spn}"): goto reject-chain: reject (ICMP port unreachable: '
