@@ -232,7 +232,7 @@ def build(scenario: Scenario, replication: int,
             pop = OpenLoop(arrivals=streams.generator(f"arrivals/{cs.name}"), **common)
         populations.append(pop)
         if cs.target == "nodePort" and not primary_open:
-            pop.aims_off_primary = True  # nodePortAddresses leaves out a primary address
+            pop.asks_accepts = True  # nodePortAddresses leaves a primary address out
         if cs.target == "loadBalancerIP" and sp.service.load_balancer_source_ranges:
             pop.blocked = outside_ranges(pop.wire_ips, sp.service.load_balancer_source_ranges)
         if balancer is not None:

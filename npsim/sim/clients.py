@@ -338,8 +338,10 @@ class Population:
         # who sends: external, a pod on a node, or a node itself; and to what
         self.kind = spec.source.kind if spec.source is not None else "external"
         self.target = spec.target
-        # to a node address other than the primary, which not every mode answers on
-        self.aims_off_primary = spec.target != "clusterIP" and self.address != "primary"
+        # whether the entry's kube-proxy is asked if its NodePort answers on the address
+        # aimed at: off the primary one (not every mode answers there), or anywhere when
+        # nodePortAddresses leaves a primary address out (set by sim/build.py)
+        self.asks_accepts = spec.target != "clusterIP" and self.address != "primary"
         # in-cluster traffic to an external address is caught by its own node's rules
         self.caught_at_home = spec.target == "clusterIP" or (
             self.kind != "external" and spec.target != "nodePort")

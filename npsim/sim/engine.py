@@ -249,7 +249,7 @@ class Simulation:
             return self._fail(pop, slot, now, entry, -1, NO_ENDPOINTS)
         # every mode answers on a node's primary address unless nodePortAddresses
         # leaves it out (sim/build.py marks the population then): no call
-        if pop.aims_off_primary and not proxy.accepts(pop.address):
+        if pop.asks_accepts and not proxy.accepts(pop.address):
             return self._fail(pop, slot, now, entry, -1, NODEPORT_CLOSED)
         table, snat, reply_lost = proxy.route(view, pop.kind, clusterip, entry == pop.home)
         if table.n == 0:  # endpoints exist, none here: DROP, the client times out
