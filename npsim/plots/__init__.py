@@ -34,6 +34,8 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "cluster": cluster,
     "timeseries": timeseries,
 }
+# the report's and result.plot's name, so npsim.plots.NAME(result) works for every NAME
+traffic_matrix = traffic_heatmap
 
 
 def _method(name: str, plot: Callable[..., Figure]) -> Callable[..., Figure]:
@@ -80,4 +82,4 @@ def figures_for(result: RunFrames) -> tuple[dict[str, Figure], dict[str, str]]:
 
 __all__ = ["FIGURES", "PlotAccessor", "cluster", "figures_for", "latency_breakdown",
            "call_graph", "latency_cdf", "latency_percentiles", "lorenz", "pod_load", "timeseries",
-           "traffic_graph", "traffic_heatmap"]
+           "traffic_graph", "traffic_heatmap", "traffic_matrix"]

@@ -122,6 +122,14 @@ def test_traffic_matrix_sums_to_the_served_requests(two_populations) -> None:
     assert len(outlined) == 3  # each pod's own node
 
 
+def test_every_figure_is_a_function_of_the_module_by_its_own_name(one_population) -> None:
+    """README: result.plot.NAME() is npsim.plots.NAME(result), for every figure NAME."""
+    for name in [*plots.FIGURES, "call_graph"]:
+        assert callable(getattr(plots, name)) and hasattr(one_population.plot, name)
+    assert plots.traffic_matrix(one_population).axes[0].images[0].get_array().sum() == \
+        one_population.plot.traffic_matrix().axes[0].images[0].get_array().sum()
+
+
 def test_lorenz_gini_is_the_summary_gini(two_populations) -> None:
     ax = plots.lorenz(two_populations).axes[0]
     curves = {line.get_label().split(" ")[0]: line for line in ax.get_lines()[1:]}
