@@ -98,8 +98,9 @@ def sweep(scenario: str, out: str | None, force: bool, jobs: int | None,
         if client is not None:
             client.close()
     n = len(result.variants)
+    reps = loaded.spec.run.replications
     click.echo(f"npsim {__version__}  sweep {loaded.spec.name}\n{n} variant{'s' * (n != 1)} x "
-               f"{loaded.spec.run.replications} replications  {result.computed} runs made "
+               f"{reps} replication{'s' * (reps != 1)}  {result.computed} runs made "
                f"in {result.wall_seconds:.1f}s wall")
     click.echo(result.report())
     click.echo(f"results    {target}/")

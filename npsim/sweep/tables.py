@@ -181,8 +181,10 @@ def difference_cell(metric: str, row: pd.Series) -> str:
     factor = metric_unit(metric)[0]
     paired = (row["ci_high"] - row["ci_low"]) / 2 * factor
     unpaired = (row["unpaired_ci_high"] - row["unpaired_ci_low"]) / 2 * factor
-    return (f"{_num(row['difference'] * factor, signed=True)} +-{_num(paired, digits=3)} "
-            f"(+-{_num(unpaired, digits=3)})")
+    difference = _num(row["difference"] * factor, signed=True)
+    if paired != paired and unpaired != unpaired:  # one replication: no interval
+        return f"{difference} (no CI: 1 replication)"
+    return f"{difference} +-{_num(paired, digits=3)} (+-{_num(unpaired, digits=3)})"
 
 
 def mean_table(summary: pd.DataFrame, baseline: str, metrics: list[str] | tuple[str, ...]

@@ -49,3 +49,16 @@ def test_a_chosen_latency_column_brings_the_failed_share() -> None:
     assert report_columns(["latency_p99", "failed_queue_full"]) == [
         "latency_p99", "failed_queue_full"]
     assert report_columns(["throughput", "pod_share_jain"]) == ["throughput", "pod_share_jain"]
+
+
+def test_a_difference_without_replications_says_why_it_has_no_interval() -> None:
+    """One replication has no spread: the cell said ``+0 +-- (+--)``."""
+    from npsim.sweep.tables import difference_cell
+
+    nan = float("nan")
+    row = pd.Series({"difference": 0.002, "ci_low": nan, "ci_high": nan,
+                     "unpaired_ci_low": nan, "unpaired_ci_high": nan})
+    assert difference_cell("latency_p99", row) == "+2 (no CI: 1 replication)"
+    row[["ci_low", "ci_high", "unpaired_ci_low", "unpaired_ci_high"]] = [0.001, 0.003,
+                                                                          0.0, 0.004]
+    assert difference_cell("latency_p99", row) == "+2 +-1 (+-2)"
