@@ -62,6 +62,11 @@ class Scenario:
         check_assignments(self)
 
     @property
+    def makes_calls(self) -> bool:
+        """Whether some workload's pods call Services (``calls:``)."""
+        return any(w.calls for w in self.spec.workloads.values() if w is not None)
+
+    @property
     def marks(self) -> Any:
         """The YAML tree errors are placed in: the user's own file, also for a changed
         copy (``--set``, variants)."""

@@ -55,7 +55,7 @@ from npsim.sim.probes import Blackbox, NodePortProbe, blackbox_probers
 from npsim.sim.quiet_callee import quiet_callees, wire_answers
 from npsim.sim.records import RequestLog
 from npsim.sim.registry import ConnectionCount, PodRegistry
-from npsim.sim.rpc import CallRecords, calling_class, has_calls, make_plans
+from npsim.sim.rpc import CallRecords, calling_class, make_plans
 from npsim.sim.syn import syn_linear_timeouts
 from npsim.sim.timeline import EventLog
 from npsim.sim.tls import TlsCosts, pod_server_class
@@ -71,8 +71,8 @@ def make_proxies(scenario: Scenario, cluster: Cluster, streams: Streams) -> list
     spec = scenario.spec.cluster
     shared = SharedColumns()
     services = len(cluster.service_ports) + spec.other_services.count
-    clusterip = any(c.target == "clusterIP" for c in scenario.spec.clients) or has_calls(
-        scenario)
+    clusterip = (any(c.target == "clusterIP" for c in scenario.spec.clients)
+                 or scenario.makes_calls)
     proxies: list[KubeProxy] = []
     for node, ns in zip(cluster.nodes, spec.nodes, strict=True):
         mode = MODES[ns.proxy_mode or spec.proxy_mode]
@@ -139,7 +139,7 @@ def build(scenario: Scenario, replication: int,
     guard = Guard.build(scenario, cluster, proxies, events)
     # pods report each end only to populations that ask (closed loops, retries,
     # timeouts, least-connections balancers) and to connection counters
-    calling = has_calls(scenario)  # pods call Services: callers wait for every end
+    calling = scenario.makes_calls  # pods call Services: callers wait for every end
     counted = any(p.counts_connections for p in proxies) or (
         guard is not None and guard.counts_connections)
     reports_ends = calling or any(needs_done(c) for c in spec.clients) or counted

@@ -375,10 +375,6 @@ def edge_client(base: str, pops: list[CallPopulation], call: CallSpec, source_no
         request_timeout=call.timeout, retries=call.retries, **target)
 
 
-def has_calls(scenario: Scenario) -> bool:
-    return any(w.calls for w in scenario.spec.workloads.values() if w is not None)
-
-
 # makes the population of a call to a NodePort, an external address or outside the
 # cluster (npsim/sim/call_targets.py): (index, edge, workload, call, edges so far, where)
 EdgeMaker = Callable[[int, int, str, CallSpec, list[CallPopulation], str], CallPopulation]

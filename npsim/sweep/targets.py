@@ -205,7 +205,7 @@ def check_metric(target: Target, scenario: Scenario, flag: str = "--target") -> 
 def _check_scope(target: Target, scenario: Scenario, flag: str) -> None:
     """A scoped target's Service or population must be one the run writes figures for."""
     label, _, name = (target.scope or "").partition(":")
-    calls = any(w.calls for w in scenario.spec.workloads.values() if w is not None)
+    calls = scenario.makes_calls
     if label == "service":
         if not calls:
             raise PlanError(
