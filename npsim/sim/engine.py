@@ -195,16 +195,9 @@ class Simulation:
         through :meth:`_reflow`) or the flow ends. Unlike a TCP client, a UDP sender
         learns nothing and keeps its socket: the stale-entry problem of UDP Services
         (kubernetes/kubernetes issues #66651 and #125979; pkg/proxy/conntrack/cleanup.go)."""
-        rtt = pop.rtt()
-        t_end = now + max(pop.connect_timeout if silent else 0.0, rtt)
-        log = self.log
-        request = self._append(now, pop, slot, pop.conn_entry[slot], pop.conn_pod[slot], 0,
-                               rtt, 0.0, 0.0, pop.conn_snat[slot])
-        pop.remaining[slot] -= 1  # the flow stays
-        log.outcome[request] = FAILED
-        log.reason[request] = ENDPOINT_GONE
-        log.t_end[request] = t_end
-        pop.done(request, slot, t_end)
+        self._fail(pop, slot, now, pop.conn_entry[slot], pop.conn_pod[slot], ENDPOINT_GONE,
+                   pop.connect_timeout if silent else 0.0, new_conn=0,
+                   snat=pop.conn_snat[slot], keep_flow=True)
         return True
 
     def _reflow(self, pop: Population, slot: int, now: float) -> bool:
@@ -314,14 +307,16 @@ class Simulation:
         return waited + proxy.cost()
 
     def _fail(self, pop: Population, slot: int, now: float, entry: int, pod: int,
-              reason: int, wait: float = 0.0, new_conn: int = 1, snat: int = 1) -> None:
+              reason: int, wait: float = 0.0, new_conn: int = 1, snat: int = 1,
+              keep_flow: bool = False) -> None:
         """Record a request that failed before reaching a pod. The client learns of it
-        after ``wait`` (its timeout) or, for a refusal, one round trip."""
+        after ``wait`` (its timeout) or, for a refusal, one round trip. Its connection is
+        over, unless ``keep_flow`` (a UDP flow: the request was one of its datagrams)."""
         rtt = pop.rtt()
         t_end = now + max(wait, rtt)
         log = self.log
         request = len(log.t_start)
-        pop.remaining[slot] = 0
+        pop.remaining[slot] = pop.remaining[slot] - 1 if keep_flow else 0
         self._append(now, pop, slot, entry, pod, new_conn, rtt, 0.0, 0.0, snat)
         log.outcome[request] = FAILED
         log.reason[request] = reason
