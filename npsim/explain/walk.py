@@ -50,7 +50,8 @@ def trace(proxy: KubeProxy, cluster: Cluster, sp: ServicePortModel, client_ip: i
             yield down.why
             return
     if view.any and not proxy.accepts("primary"):  # nodePortAddresses leaves it out
-        yield closed_step(proxy.mode, ip_str(node.ip), sp.node_port, proxy.nodeport_addresses)
+        yield closed_step(proxy.rules.closed_nodeport, ip_str(node.ip), sp.node_port,
+                          proxy.nodeport_addresses)
         return
     table, snat, reply_lost = (proxy.route(view, "external", False, False) if view.any
                                else (None, False, False))

@@ -165,7 +165,8 @@ class ModeRules:
     connection meets, None when the Service has no endpoints; ``other_services`` the
     Services the scenario does not model); ``choice(sp, table, choice, client_ip,
     affinity)``: how index ``choice`` of ``table`` is chosen (``affinity``: the Service
-    has ClientIP affinity); ``masquerade``: how the node rewrites the source.
+    has ClientIP affinity); ``masquerade``: how the node rewrites the source;
+    ``closed_nodeport``: where a NodePort packet outside nodePortAddresses stops.
     """
 
     tables: Callable[[KubeProxy, Cluster, str | None], str]
@@ -173,6 +174,9 @@ class ModeRules:
                       Iterable[str]]
     choice: Callable[[ServicePortModel, EndpointTable, int, int, bool], Iterable[str]]
     masquerade: str
+    #: where a NodePort packet to an address outside nodePortAddresses stops ({ip},
+    #: {port}: the address and the NodePort)
+    closed_nodeport: str
 
 
 class KubeProxy:

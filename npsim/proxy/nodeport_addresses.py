@@ -102,18 +102,10 @@ def answering_kinds(npa: NodePortAddresses, node: Node, secondary: int | None,
     return frozenset(kinds)
 
 
-_CLOSED = {
-    "iptables": "nat PREROUTING -> KUBE-SERVICES: no rule matches (no '-d {ip} -j "
-                "KUBE-NODEPORTS' rule)",
-    "nftables": "nat-prerouting -> services: daddr not in @nodeport-ips",
-    "ipvs": "no IPVS virtual server on {ip}:{port}",
-    "userspace": "kube-proxy opened no socket on {ip}:{port}",
-}
-
-
-def closed_step(mode: str, ip: str, port: int, npa: NodePortAddresses) -> str:
+def closed_step(where: str, ip: str, port: int, npa: NodePortAddresses) -> str:
     """One walk step: the NodePort does not answer on this address (the engine's
-    ``nodeport-closed``: the kernel answers the SYN with a RST)."""
-    where = _CLOSED.get(mode, _CLOSED["iptables"]).format(ip=ip, port=port)
-    return (f"{where}: {ip} is outside nodePortAddresses {list(npa.values)}, so the packet "
-            "is not DNATed; nothing listens on the port: connection refused")
+    ``nodeport-closed``: the kernel answers the SYN with a RST). ``where``: the mode's
+    ``rules.closed_nodeport``."""
+    return (f"{where.format(ip=ip, port=port)}: {ip} is outside nodePortAddresses "
+            f"{list(npa.values)}, so the packet is not DNATed; nothing listens on the port: "
+            "connection refused")

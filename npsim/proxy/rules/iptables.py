@@ -338,4 +338,6 @@ def choice_steps(sp: ServicePortModel, table: EndpointTable, choice: int, client
 
 
 RULES = ModeRules(tables=iptables_rules, arrival=arrival_steps, choice=choice_steps,
-                  masquerade=KUBE_POSTROUTING_STEP)
+                  masquerade=KUBE_POSTROUTING_STEP,
+                  closed_nodeport="nat PREROUTING -> KUBE-SERVICES: no rule matches (no "
+                                  "'-d {ip} -j KUBE-NODEPORTS' rule)")

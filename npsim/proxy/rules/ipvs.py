@@ -302,4 +302,5 @@ def choice_steps(sp: ServicePortModel, table: EndpointTable, choice: int, client
 
 
 RULES = ModeRules(tables=ipvsadm, arrival=arrival_steps, choice=choice_steps,
-                  masquerade=KUBE_POSTROUTING_STEP)
+                  masquerade=KUBE_POSTROUTING_STEP,
+                  closed_nodeport="no IPVS virtual server on {ip}:{port}")

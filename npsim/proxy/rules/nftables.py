@@ -305,4 +305,5 @@ def choice_steps(sp: ServicePortModel, table: EndpointTable, choice: int, client
 
 
 RULES = ModeRules(tables=nft_rules, arrival=arrival_steps, choice=choice_steps,
-                  masquerade=MASQUERADE_STEP)
+                  masquerade=MASQUERADE_STEP,
+                  closed_nodeport="nat-prerouting -> services: daddr not in @nodeport-ips")

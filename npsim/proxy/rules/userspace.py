@@ -45,4 +45,5 @@ def choice_steps(sp: ServicePortModel, table: EndpointTable, choice: int, client
 
 # the pod always sees the node (KubeProxy.pod_sees_node): the masquerade step never shows
 RULES = ModeRules(tables=userspace_table, arrival=arrival_steps, choice=choice_steps,
-                  masquerade=KUBE_POSTROUTING_STEP)
+                  masquerade=KUBE_POSTROUTING_STEP,
+                  closed_nodeport="kube-proxy opened no socket on {ip}:{port}")
