@@ -97,6 +97,13 @@ class Masked:
             return math.nan
         return float(self._sum(0, self.n, missing > 0) / count)
 
+    def max(self) -> float:
+        """``values[mask].max()`` (NaN when nothing is selected, or a selected value is
+        NaN): one pass, block by block, where a quantile of 1 takes several."""
+        if not self.n:
+            return math.nan
+        return float(np.max([chosen.max() for chosen in self._blocks() if len(chosen)]))
+
     def quantiles(self, qs: Sequence[float]) -> list[float]:
         """``np.quantile(values[mask], qs)`` (linear method) to the bit."""
         n = self.n

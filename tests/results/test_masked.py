@@ -51,6 +51,8 @@ def test_quantiles_and_mean_are_numpy_s_to_the_bit(sizes) -> None:  # noqa: ANN0
                                                               strict=True)), (n, share)
                 want_mean = float(chosen.mean()) if len(chosen) else math.nan
                 assert _same(want_mean, got.mean()), (n, share)
+                want_max = float(chosen.max()) if len(chosen) else math.nan
+                assert _same(want_max, got.max()), (n, share)
 
 
 def test_a_nan_makes_every_quantile_nan_as_numpy_does() -> None:
@@ -58,6 +60,8 @@ def test_a_nan_makes_every_quantile_nan_as_numpy_does() -> None:
     assert all(math.isnan(q) for q in Masked(values, np.ones(4, dtype=bool)).quantiles(
         [0.0, 0.5, 0.99]))
     assert Masked(values, ~np.isnan(values)).quantiles([0.5]) == [3.0]
+    assert math.isnan(Masked(values, np.ones(4, dtype=bool)).max())
+    assert Masked(values, ~np.isnan(values)).max() == 4.0
 
 
 def test_nan_mean_is_pandas_mean_to_the_bit(sizes) -> None:  # noqa: ANN001
