@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 import npsim
 
 
@@ -72,14 +76,33 @@ def _shop_with_long_edges() -> npsim.Scenario:
         "run": {"duration": "1s", "warmup": "0.2s", "seed": 1}})
 
 
-def test_no_arrow_runs_through_a_service_it_does_not_join_nor_labels_overlap():
+@pytest.fixture(scope="module")
+def long_edges() -> npsim.Result:
+    """One run of the shop with long call edges, for the figures drawn from it."""
+    return npsim.run(_shop_with_long_edges())
+
+
+def _the_legend(fig: Any) -> tuple[Any, Any, Any]:
+    """The figure drawn: its axes, its one legend (on the figure or the axes), the
+    renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ax = fig.axes[0]
+    legends = [*fig.legends, *([ax.get_legend()] if ax.get_legend() else [])]
+    assert len(legends) == 1
+    return ax, legends[0], renderer
+
+
+def test_no_arrow_runs_through_a_service_it_does_not_join_nor_labels_overlap(long_edges):
     """An edge that skips a layer (web -> currency past backend and cart) was drawn as a
     straight line through the Services between, its label on top of theirs: a reader
     could not tell who calls whom. Every arrow must keep clear of the boxes of the
     Services it does not join, and no two labels may overlap."""
     import numpy as np
 
-    fig = npsim.run(_shop_with_long_edges()).plot.call_graph()
+    fig = long_edges.plot.call_graph()
     ax = fig.axes[0]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -108,19 +131,13 @@ def test_no_arrow_runs_through_a_service_it_does_not_join_nor_labels_overlap():
             assert not a.overlaps(b), "two edge labels overlap"
 
 
-def test_percentile_bars_of_every_call_edge_are_not_under_the_legend():
+def test_percentile_bars_of_every_call_edge_are_not_under_the_legend(long_edges):
     """With ``calls=True`` a run of seven call edges has eight bars a percentile; the
     legend was drawn in the axes' upper left, over the p50 and p90 bars and their
     values. It must cover no bar and no bar's value."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = npsim.run(_shop_with_long_edges()).plot.latency_percentiles(calls=True)
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw(renderer)
-    ax = fig.axes[0]
-    legends = [*fig.legends, *([ax.get_legend()] if ax.get_legend() else [])]
-    assert len(legends) == 1 and len(legends[0].get_texts()) == 8
-    legend = legends[0].get_window_extent(renderer)
+    ax, drawn, renderer = _the_legend(long_edges.plot.latency_percentiles(calls=True))
+    assert len(drawn.get_texts()) == 8
+    legend = drawn.get_window_extent(renderer)
     from matplotlib.transforms import Bbox
 
     inside = ax.get_window_extent(renderer)  # a bar on a log axis reaches down to 0
@@ -131,21 +148,16 @@ def test_percentile_bars_of_every_call_edge_are_not_under_the_legend():
     assert not any(legend.overlaps(box) for box in bars + values)
 
 
-def test_cdf_curves_of_every_call_edge_are_not_under_the_legend():
+def test_cdf_curves_of_every_call_edge_are_not_under_the_legend(long_edges):
     """The same for the CDF: eight curves' legend sat in the lower right, over the
     clients' own curve (the slowest, so the rightmost) that the figure is about."""
     import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig = npsim.run(_shop_with_long_edges()).plot.latency_cdf(calls=True)
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw(renderer)
-    ax = fig.axes[0]
-    legends = [*fig.legends, *([ax.get_legend()] if ax.get_legend() else [])]
-    assert len(legends) == 1 and len(legends[0].get_texts()) == 8
-    box = legends[0].get_window_extent(renderer)
+    ax, drawn, renderer = _the_legend(long_edges.plot.latency_cdf(calls=True))
+    assert len(drawn.get_texts()) == 8
+    box = drawn.get_window_extent(renderer)
     curves = [line for line in ax.get_lines() if line.get_label() in {
-        t.get_text() for t in legends[0].get_texts()}]
+        t.get_text() for t in drawn.get_texts()}]
     assert len(curves) == 8
     for line in curves:
         points = ax.transData.transform(np.column_stack(line.get_data()))
